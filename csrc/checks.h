@@ -1,0 +1,57 @@
+// Argument checks shared by every C++ entry point (CPU, CUDA, emulation). The Python layer
+// checks the same things first; these keep direct torch.ops callers from reaching a kernel
+// with bad input.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <string_view>
+
+#include "kernels/common.h"
+
+namespace pvf {
+
+inline void check_image(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 4, name, " must be a 4-D tensor [B, C, H, W], got ", x.sizes());
+  TORCH_CHECK(x.numel() > 0, name, " must hold at least one image with C, H, W >= 1, got ", x.sizes());
+  const auto t = x.scalar_type();
+  TORCH_CHECK(t == at::kFloat || t == at::kHalf || t == at::kBFloat16, name,
+              " must be float32, float16 or bfloat16, got ", t);
+}
+
+inline void check_like(const at::Tensor& other, const at::Tensor& x, const char* name) {
+  check_image(other, name);
+  TORCH_CHECK(other.sizes() == x.sizes(), name, " must have the shape of x ", x.sizes(), ", got ", other.sizes());
+  TORCH_CHECK(other.scalar_type() == x.scalar_type(), name, " must have the dtype of x (", x.scalar_type(),
+              "), got ", other.scalar_type());
+  TORCH_CHECK(other.device() == x.device(), name, " must be on the device of x (", x.device(), "), got ",
+              other.device());
+}
+
+inline void check_shifts(const at::Tensor& shifts, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(shifts.scalar_type() == at::kLong, name, " must be int64 (dy, dx) pairs, got ", shifts.scalar_type());
+  TORCH_CHECK(shifts.dim() == 2 && shifts.size(0) == x.size(0) && shifts.size(1) == 2, name,
+              " must have shape [B, 2] = [", x.size(0), ", 2], got ", shifts.sizes());
+  TORCH_CHECK(shifts.device() == x.device(), name, " must be on the device of x (", x.device(), "), got ",
+              shifts.device());
+}
+
+inline void check_sigma(const at::Tensor& sigma, const at::Tensor& x) {
+  TORCH_CHECK(sigma.scalar_type() == at::kFloat, "sigma must be float32, got ", sigma.scalar_type());
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) == x.size(0), "sigma must hold one value per image (B=",
+              x.size(0), "), got shape ", sigma.sizes());
+  TORCH_CHECK(sigma.device() == x.device(), "sigma must be on the device of x (", x.device(), "), got ",
+              sigma.device());
+}
+
+inline NormMode parse_norm_mode(std::string_view mode) {
+  if (mode == "rms") return kRms;
+  if (mode == "mean_abs") return kMeanAbs;
+  if (mode == "std") return kStd;
+  if (mode == "max_abs") return kMaxAbs;
+  if (mode == "none") return kNone;
+  TORCH_CHECK(false, "norm mode must be one of rms, mean_abs, std, max_abs, none; got '", mode, "'");
+}
+
+}  // namespace pvf

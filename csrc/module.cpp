@@ -1,0 +1,38 @@
+// The Python module pyviz_fast._C: importing it registers the ops with the torch dispatcher
+// (static registrations in the other translation units); it also tells what was built.
+#include <ATen/Parallel.h>
+#include <pybind11/pybind11.h>
+#include <torch/version.h>
+
+namespace py = pybind11;
+
+namespace {
+
+py::dict build_info() {
+  py::dict info;
+  info["cpu"] = true;
+  info["cuda_emulation"] = true;
+#ifdef PVF_WITH_CUDA
+  info["cuda"] = true;
+  info["cuda_arches"] = PVF_CUDA_ARCHES;
+#else
+  info["cuda"] = false;
+  info["cuda_arches"] = py::none();
+#endif
+#ifdef _OPENMP
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
+  info["threads"] = at::get_num_threads();
+  info["parallel"] = at::get_parallel_info();
+  info["torch_built_with"] = TORCH_VERSION;
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyviz_fast compiled kernels (ops are under torch.ops.pyviz_fast)";
+  m.def("build_info", &build_info, "What this extension was built with.");
+}

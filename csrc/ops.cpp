@@ -1,0 +1,15 @@
+// The schema of every op, in one place. Each device registers its kernels in its own file
+// (cpu/register.cpp, cuda/register.cpp); the CUDA kernels' CPU emulation registers the
+// emulated_* twins in emulation/register.cpp.
+#include <torch/library.h>
+
+TORCH_LIBRARY(pyviz_fast, m) {
+  m.def("jitter(Tensor x, Tensor shifts) -> Tensor");
+  m.def("gaussian_blur(Tensor x, Tensor sigma) -> Tensor");
+  m.def("normalize_grad(Tensor g, str mode, float eps) -> Tensor");
+  m.def("clip_grad(Tensor g, float clip) -> Tensor");
+  m.def(
+      "fused_ascent_step(Tensor x, Tensor grad, Tensor shifts, Tensor next_shifts, Tensor sigma, "
+      "str norm, float eps, float clip, float lr, float decay, float center, float lo, float hi) "
+      "-> (Tensor, Tensor, Tensor)");
+}

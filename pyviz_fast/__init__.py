@@ -1,0 +1,7 @@
+"""pyviz_fast: fast feature visualization for PyTorch vision models."""
+from pyviz_fast import ops
+from pyviz_fast._ext import build_info, has_ops
+from pyviz_fast.backend import get_default_backend, set_default_backend
+
+__version__ = "0.1.0"
+__all__ = ["ops", "build_info", "has_ops", "get_default_backend", "set_default_backend"]

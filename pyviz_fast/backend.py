@@ -1,0 +1,63 @@
+"""The backend switch used by all code above the ops: ``fused | reference | auto``.
+
+``auto`` (the default) uses the compiled kernels when they are built for the tensors' device
+and otherwise falls back to the pure-PyTorch reference, warning once. ``emulation`` runs the
+CUDA kernels' per-thread code on the CPU; it exists for tests.
+"""
+import os
+import warnings
+
+import torch
+
+from pyviz_fast import _ext
+
+BACKENDS = ("auto", "fused", "reference", "emulation")
+_default = os.environ.get("PYVIZ_FAST_BACKEND", "auto")
+_warned = set()
+
+
+def check_backend_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    return name
+
+
+def set_default_backend(name: str) -> None:
+    """Backend used when an op or render call does not name one."""
+    global _default
+    _default = check_backend_name(name)
+
+
+def get_default_backend() -> str:
+    return check_backend_name(_default)
+
+
+def _fused_unavailable_reason(device: torch.device):
+    if not _ext.has_ops():
+        return f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})"
+    if device.type == "cuda" and not _ext.has_cuda_kernels():
+        return "pyviz_fast._C was built without CUDA kernels"
+    if device.type not in ("cpu", "cuda"):
+        return f"no fused kernels for device type {device.type!r}"
+    return None
+
+
+def resolve_backend(name, device) -> str:
+    """The concrete backend ('fused', 'reference' or 'emulation') for tensors on ``device``."""
+    name = check_backend_name(name or get_default_backend())
+    device = torch.device(device)
+    if name in ("reference", "emulation"):
+        if name == "emulation" and not _ext.has_ops():
+            raise RuntimeError(f"backend 'emulation' needs the compiled extension: {_ext.IMPORT_ERROR}")
+        return name
+    reason = _fused_unavailable_reason(device)
+    if reason is None:
+        return "fused"
+    if name == "fused":
+        raise RuntimeError(f"backend 'fused' is not available on {device}: {reason}. "
+                           "Use backend='reference' or build the extension (pip install --no-build-isolation -e .)")
+    if (device.type, reason) not in _warned:
+        _warned.add((device.type, reason))
+        warnings.warn(f"pyviz_fast: falling back to the reference backend on {device}: {reason}",
+                      RuntimeWarning, stacklevel=3)
+    return "reference"

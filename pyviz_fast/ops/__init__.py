@@ -1,0 +1,93 @@
+"""The ops between two forward/backward passes, each on three backends (fused C++/CUDA kernels,
+the CUDA kernels' CPU emulation, and the pure-PyTorch reference) with one contract.
+
+All take images as [B, C, H, W] float32/float16/bfloat16 tensors in any memory layout,
+accumulate in float32 and return the storage dtype.
+
+>>> x = torch.rand(4, 3, 64, 64)
+>>> ops.gaussian_blur(x, sigma=1.5).shape
+torch.Size([4, 3, 64, 64])
+"""
+import math
+from typing import NamedTuple
+
+import torch
+
+from pyviz_fast.backend import resolve_backend
+from pyviz_fast.ops import _validate, reference
+from pyviz_fast.ops.reference import NORM_MODES, blur_radius, gaussian_taps  # noqa: F401  (re-exported)
+
+
+class StepResult(NamedTuple):
+    image: torch.Tensor  # the updated image, [B, C, H, W], dtype of x
+    next_input: torch.Tensor  # the updated image jittered by next_shifts: the next forward's input
+    nonfinite: torch.Tensor  # bool [B]: the item's gradient was not finite; its image is unchanged
+
+
+def _kernel(name, backend, device):
+    """The implementation of op ``name`` for the resolved backend."""
+    resolved = resolve_backend(backend, device)
+    if resolved == "reference":
+        return getattr(reference, name)
+    prefix = "emulated_" if resolved == "emulation" else ""
+    return getattr(torch.ops.pyviz_fast, prefix + name)
+
+
+def jitter(x, shifts, *, backend=None):
+    """Roll each image by its own (dy, dx): ``out[b,c,i,j] = x[b,c,(i-dy_b)%H,(j-dx_b)%W]``.
+
+    shifts: int [B, 2] (tensor or nested list). Negated shifts undo it.
+    """
+    _validate.image(x)
+    return _kernel("jitter", backend, x.device)(x, _validate.shifts(shifts, x))
+
+
+def gaussian_blur(x, sigma, *, backend=None):
+    """Separable Gaussian blur, reflect borders, radius ceil(3 sigma) capped at min(H, W) - 1.
+
+    sigma: a number or a float tensor [B] (one per image); sigma <= 0 is the identity.
+    """
+    _validate.image(x)
+    return _kernel("gaussian_blur", backend, x.device)(x, _validate.sigma(sigma, x))
+
+
+def normalize_grad(g, mode="rms", eps=1e-8, *, backend=None):
+    """Divide each image's gradient by its own scale: rms, mean_abs, std (population), max_abs or none."""
+    _validate.image(g, "g")
+    mode = _validate.norm_mode(mode)
+    eps = _validate.number(eps, "eps", low=0.0)
+    return _kernel("normalize_grad", backend, g.device)(g, mode, eps)
+
+
+def clip_grad(g, clip, *, backend=None):
+    """Clamp every element to [-clip, clip]; clip = inf disables it."""
+    _validate.image(g, "g")
+    clip = _validate.number(clip, "clip", low=0.0, allow_inf=True)
+    return _kernel("clip_grad", backend, g.device)(g, clip)
+
+
+def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs", eps=1e-8,
+                      clip=math.inf, lr=1.0, decay=0.0, center=0.5, lo=0.0, hi=1.0, backend=None):
+    """One regularized gradient-ascent step for a batch of images, in as few passes as possible.
+
+    ``grad`` is the gradient of the objective with respect to the *jittered* input (x rolled by
+    ``shifts``). Per image: un-jitter the gradient, blur it (sigma), normalize it (norm, eps),
+    clip it, then ``x + lr*g``, decay toward ``center`` by ``decay``, clamp to [lo, hi]; finally
+    roll the new image by ``next_shifts`` to give the next forward pass its input.
+
+    An image whose blurred gradient or scale is not finite keeps its pixels and is flagged.
+
+    Returns StepResult(image, next_input, nonfinite).
+    """
+    _validate.image(x)
+    _validate.like(grad, x, "grad")
+    args = (
+        x, grad, _validate.shifts(shifts, x), _validate.shifts(next_shifts, x, "next_shifts"),
+        _validate.sigma(sigma, x), _validate.norm_mode(norm), _validate.number(eps, "eps", low=0.0),
+        _validate.number(clip, "clip", low=0.0, allow_inf=True), _validate.number(lr, "lr"),
+        _validate.number(decay, "decay", low=0.0, high=1.0), _validate.number(center, "center"),
+        _validate.number(lo, "lo"), _validate.number(hi, "hi"),
+    )
+    if args[-2] > args[-1]:
+        raise ValueError(f"lo must not exceed hi, got lo={lo!r}, hi={hi!r}")
+    return StepResult(*_kernel("fused_ascent_step", backend, x.device)(*args))

@@ -1,0 +1,88 @@
+"""Argument checks shared by every backend: clear errors naming the argument, what it got and
+what is valid, before any kernel sees the data. Returns canonical tensors (shifts int64 [B, 2],
+sigma float32 [B]) on the image's device.
+"""
+import math
+
+import torch
+
+from pyviz_fast.ops.reference import NORM_MODES
+
+STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _shape(t):
+    return list(t.shape)
+
+
+def image(x, name="x"):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [B, C, H, W], got {type(x).__name__}")
+    if x.dtype not in STORAGE_DTYPES:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be a 4-D tensor [B, C, H, W], got shape {_shape(x)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must hold at least one image with C, H, W >= 1, got shape {_shape(x)}")
+    return x
+
+
+def like(other, x, name, x_name="x"):
+    """``other`` must match ``x`` in shape, dtype and device."""
+    image(other, name)
+    if other.shape != x.shape:
+        raise ValueError(f"{name} must have the shape of {x_name} {_shape(x)}, got {_shape(other)}")
+    if other.dtype != x.dtype:
+        raise TypeError(f"{name} must have the dtype of {x_name} ({x.dtype}), got {other.dtype}")
+    if other.device != x.device:
+        raise ValueError(f"{name} must be on the device of {x_name} ({x.device}), got {other.device}")
+    return other
+
+
+def shifts(value, x, name="shifts"):
+    B = x.shape[0]
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integers (dy, dx), got dtype {value.dtype}")
+        if value.device != x.device:
+            raise ValueError(f"{name} must be on the device of x ({x.device}), got {value.device}")
+    value = torch.as_tensor(value, device=x.device)
+    if value.dtype.is_floating_point:
+        raise TypeError(f"{name} must hold integers (dy, dx), got {value.dtype}")
+    if value.shape != (B, 2):
+        raise ValueError(f"{name} must have shape [B, 2] = [{B}, 2] (one (dy, dx) per image), got {_shape(value)}")
+    return value.to(torch.int64).contiguous()
+
+
+def sigma(value, x, name="sigma"):
+    """A number (same sigma for every image) or one value per image."""
+    B = x.shape[0]
+    if isinstance(value, torch.Tensor):
+        if not value.dtype.is_floating_point:
+            raise TypeError(f"{name} must be floating point, got {value.dtype}")
+        if value.device != x.device:
+            raise ValueError(f"{name} must be on the device of x ({x.device}), got {value.device}")
+        if value.dim() == 0:
+            value = value.expand(B)
+        if value.shape != (B,):
+            raise ValueError(f"{name} must be a number or hold one value per image (B={B}), got shape {_shape(value)}")
+        return value.to(torch.float32).contiguous()
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number or a float tensor [B], got {value!r}")
+    return torch.full((B,), float(value), dtype=torch.float32, device=x.device)
+
+
+def norm_mode(mode):
+    if mode not in NORM_MODES:
+        raise ValueError(f"norm mode must be one of {', '.join(NORM_MODES)}; got {mode!r}")
+    return mode
+
+
+def number(value, name, *, low=-math.inf, high=math.inf, allow_inf=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf) or not low <= value <= high:
+        bounds = f"in [{low}, {high}]" + (" (inf allowed)" if allow_inf else "")
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return value

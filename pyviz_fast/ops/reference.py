@@ -1,0 +1,112 @@
+"""Pure-PyTorch implementation of every op: the fallback backend, the test oracle and the
+benchmark baseline. The semantics here are the contract the C++ and CUDA kernels follow
+(see DESIGN.md); every computation runs in float32 and is cast back to the storage dtype.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")
+
+
+def jitter(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Per-image ``torch.roll``: ``out[b, c, i, j] = x[b, c, (i - dy_b) % H, (j - dx_b) % W]``.
+
+    x: [B, C, H, W]; shifts: int64 [B, 2] holding (dy, dx). Negate the shifts to undo it.
+    """
+    B, _, H, W = x.shape
+    rows = (torch.arange(H, device=x.device)[None, :] - shifts[:, :1]) % H  # [B, H]
+    cols = (torch.arange(W, device=x.device)[None, :] - shifts[:, 1:]) % W  # [B, W]
+    batch = torch.arange(B, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def blur_radius(sigma: float, height: int, width: int) -> int:
+    """Half-width of the blur window: ceil(3 sigma), capped so reflection stays inside the image."""
+    if sigma <= 0:
+        return 0
+    return min(math.ceil(3.0 * sigma), min(height, width) - 1)
+
+
+def gaussian_taps(sigma: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Normalized 1-D Gaussian taps, one row per image: float32 [B, 2R + 1], R the largest radius.
+
+    Rows of images with a smaller radius are zero outside their own window; sigma <= 0 gives
+    the identity tap.
+    """
+    sigma = sigma.detach().float().cpu()
+    radii = [blur_radius(s, height, width) for s in sigma.tolist()]
+    R = max(radii)
+    k = torch.arange(-R, R + 1, dtype=torch.float32)
+    taps = torch.zeros(len(radii), 2 * R + 1)
+    for b, (s, r) in enumerate(zip(sigma.tolist(), radii)):
+        if r == 0:
+            taps[b, R] = 1.0
+            continue
+        window = k.abs() <= r
+        w = torch.exp(-(k * k) / (2.0 * s * s)) * window
+        taps[b] = w / w.sum()
+    return taps
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per image (float32 [B]) and reflect borders."""
+    B, C, H, W = x.shape
+    taps = gaussian_taps(sigma, H, W).to(x.device)
+    R = (taps.shape[1] - 1) // 2
+    if R == 0:
+        return x.clone()
+    planes = x.float().reshape(1, B * C, H, W)
+    weight = taps.repeat_interleave(C, dim=0)  # one filter per (image, channel) plane
+    planes = F.conv2d(F.pad(planes, (R, R, 0, 0), mode="reflect"), weight[:, None, None, :], groups=B * C)
+    planes = F.conv2d(F.pad(planes, (0, 0, R, R), mode="reflect"), weight[:, None, :, None], groups=B * C)
+    return planes.reshape(B, C, H, W).to(x.dtype)
+
+
+def grad_scale(g: torch.Tensor, mode: str) -> torch.Tensor:
+    """Per-image scale s_b over C, H, W of a float32 gradient; float32 [B] (zeros for 'none')."""
+    flat = g.reshape(g.shape[0], -1)
+    if mode == "rms":
+        return flat.square().mean(dim=1).sqrt()
+    if mode == "mean_abs":
+        return flat.abs().mean(dim=1)
+    if mode == "std":
+        return flat.std(dim=1, correction=0)
+    if mode == "max_abs":
+        return flat.abs().amax(dim=1)
+    return torch.zeros(g.shape[0], device=g.device)
+
+
+def _divide_by_scale(g32: torch.Tensor, scale: torch.Tensor, mode: str, eps: float) -> torch.Tensor:
+    if mode == "none":
+        return g32
+    return g32 / (scale + eps)[:, None, None, None]
+
+
+def normalize_grad(g: torch.Tensor, mode: str, eps: float) -> torch.Tensor:
+    """``g_b / (s_b + eps)`` with s_b the per-image rms, mean |g|, std (population) or max |g|."""
+    g32 = g.float()
+    return _divide_by_scale(g32, grad_scale(g32, mode), mode, eps).to(g.dtype)
+
+
+def clip_grad(g: torch.Tensor, clip: float) -> torch.Tensor:
+    """Clamp to [-clip, clip] (in float32); clip = inf leaves g as it is."""
+    return g.float().clamp(-clip, clip).to(g.dtype)
+
+
+def fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm, eps, clip, lr, decay, center, lo, hi):
+    """One regularized ascent step; see ``pyviz_fast.ops.fused_ascent_step`` for the contract.
+
+    Returns (new image, new image jittered by next_shifts, bool [B] non-finite flags).
+    """
+    g = gaussian_blur(jitter(grad.float(), -shifts), sigma)
+    scale = grad_scale(g, norm)
+    nonfinite = ~torch.isfinite(g).flatten(1).all(dim=1) | ~torch.isfinite(scale)
+    g = _divide_by_scale(g, scale, norm, eps).clamp(-clip, clip)
+    x32 = x.float()
+    new = x32 + lr * g
+    new = (new - decay * (new - center)).clamp(lo, hi)
+    new = torch.where(nonfinite[:, None, None, None], x32, new).to(x.dtype)
+    return new, jitter(new, next_shifts), nonfinite
