@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make demo` (set up, then render the shipped model's
+# gallery) and `make test` (set up, then run the test suite). Each target installs what it uses.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= out/shapesnet-atlas
+export CUDA_HOME ?= /usr/local/cuda
+
+.PHONY: setup build demo test bench clean
+
+# The pinned torch is the CUDA 13 build; it runs on the CPU and lets the CUDA kernels compile.
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "setuptools>=64" wheel
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 numpy pillow pybind11 ninja tqdm \
+		pytest pytest-benchmark matplotlib
+	touch $@
+
+setup: $(VENV)/.deps build
+
+build: $(VENV)/.deps
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import pyviz_fast, json; print('built:', json.dumps({k: v for k, v in pyviz_fast.build_info().items() if k != 'parallel'}))"
+
+demo: setup
+	$(VENV)/bin/pyviz-fast atlas --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(VENV)/bin/pyviz-fast bench
+
+clean:
+	rm -rf build *.egg-info pyviz_fast/_C*.so
