@@ -1,0 +1,113 @@
+"""How the model runs: eval mode, frozen weights, input normalization, precision (autocast),
+memory format, optional torch.compile, truncated forward.
+
+'auto' choices, measured on this project's 2-core Xeon with AMX-BF16 (torchvision googlenet,
+inception4a, batch 16, 128 px, truncated fwd+bwd; benchmarks/bench_render.py): fp32 NCHW is
+the slowest; bf16 autocast + channels_last ~3x faster. So 'auto' = bf16 + channels_last on
+CPUs with AMX-BF16 and on CUDA devices with bf16 (fp16 on older GPUs), fp32 + contiguous
+elsewhere.
+
+>>> with PreparedModel(model, settings, "cpu") as run:
+...     acts = run(images, ["inception4a"])       # images [B, C, H, W] in [0, 1]
+"""
+import contextlib
+import functools
+
+import torch
+
+from pyviz_fast.engine.models import input_normalization
+from pyviz_fast.engine.truncate import TruncatedForward
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_amx_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_bf16" in f.read().split()
+    except OSError:
+        return False
+
+
+def resolve_precision(precision, device) -> str:
+    """'auto' -> the concrete precision for ``device`` (see the module docstring)."""
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_amx_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def resolve_memory_format(memory_format, precision) -> str:
+    if memory_format != "auto":
+        return memory_format
+    return "channels_last" if precision in ("bf16", "fp16") else "contiguous"
+
+
+class PreparedModel:
+    """Context manager that readies ``model`` for rendering and restores it on exit.
+
+    Inside: eval mode, parameters with requires_grad False, the chosen memory format. Calling it
+    runs the truncated forward on normalized images under autocast and returns the activations.
+    The model is moved to ``device`` (and stays there).
+    """
+
+    def __init__(self, model, settings, device):
+        self.model = model
+        self.device = torch.device(device)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.memory_format = resolve_memory_format(settings.memory_format, self.precision)
+        mean, std = (settings.mean, settings.std) if settings.mean is not None else input_normalization(model)
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
+        self.compile = settings.compile
+        self._saved = None
+
+    def __enter__(self):
+        self._saved = ([m.training for m in self.model.modules()],
+                       [p.requires_grad for p in self.model.parameters()])
+        self.model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if self.memory_format == "channels_last":
+            self.model.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.model) if self.compile else self.model
+        return self
+
+    def __exit__(self, *exc):
+        training, grads = self._saved
+        for m, t in zip(self.model.modules(), training):
+            m.training = t
+        for p, g in zip(self.model.parameters(), grads):
+            p.requires_grad_(g)
+        if self.memory_format == "channels_last":
+            self.model.to(memory_format=torch.contiguous_format)
+
+    def check_channels(self, channels):
+        for name, t in (("mean", self.mean), ("std", self.std)):
+            if t is not None and t.shape[1] != channels:
+                raise ValueError(f"input normalization {name} has {t.shape[1]} values but images have "
+                                 f"{channels} channels; pass mean=/std= with {channels} values")
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
+
+    def model_input(self, images):
+        x = images
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        if self.memory_format == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def __call__(self, images, layers):
+        """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``."""
+        with TruncatedForward(self.model, layers) as run, self.autocast():
+            run.model = self._forward
+            return run(self.model_input(images))

@@ -1,0 +1,67 @@
+"""Initial images: uniform noise around gray, pink (1/f) noise, or a given image.
+
+All return float32 [B, C, H, W] in [0, 1], drawn per unit from ``draws`` (see draws.py).
+
+>>> x = initial_images(settings, draws, channels=3, hw=(128, 128))
+"""
+import torch
+import torch.nn.functional as F
+
+
+def uniform_noise(draws, channels, hw, amplitude, center=0.5):
+    """center + U(-amplitude, amplitude) per pixel."""
+    return (center + amplitude * (2 * draws.uniform((channels,) + tuple(hw)) - 1)).clamp(0, 1)
+
+
+def pink_noise(draws, channels, hw, amplitude, center=0.5):
+    """Noise whose power falls as 1/f: energy at all scales; pixel std = amplitude / 2."""
+    H, W = hw
+    white = draws.normal((channels, H, W))
+    fy = torch.fft.fftfreq(H)[:, None]
+    fx = torch.fft.rfftfreq(W)[None, :]
+    falloff = 1.0 / torch.sqrt(fy * fy + fx * fx).clamp(min=1.0 / max(H, W))
+    pink = torch.fft.irfft2(torch.fft.rfft2(white) * falloff, s=(H, W))
+    pink = pink - pink.mean(dim=(-2, -1), keepdim=True)
+    pink = pink / pink.flatten(1).std(dim=1).clamp(min=1e-12)[:, None, None, None]
+    return (center + 0.5 * amplitude * pink).clamp(0, 1)
+
+
+def load_image(image, channels, hw):
+    """A path, PIL image or tensor [C, H, W] / [H, W] in [0, 1] -> float32 [C, H, W] resized to hw.
+
+    A single-channel image is repeated to ``channels``; an RGB(A) file read for a grayscale
+    model is converted to gray.
+    """
+    if isinstance(image, str):
+        from PIL import Image
+        try:
+            image = Image.open(image)
+            image.load()
+        except (OSError, ValueError) as error:
+            raise ValueError(f"init_image {image!r} cannot be read as an image: {error}") from None
+    if not isinstance(image, torch.Tensor):
+        import numpy as np
+        mode = "L" if channels == 1 else "RGBA" if channels == 4 else "RGB"
+        array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+        image = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+    image = image.float()
+    if image.dim() == 2:
+        image = image[None]
+    if image.dim() != 3:
+        raise ValueError(f"init_image must be [C, H, W] or [H, W], got shape {list(image.shape)}")
+    if image.shape[0] == 1 and channels != 1:
+        image = image.expand(channels, -1, -1)
+    if image.shape[0] != channels:
+        raise ValueError(f"init_image has {image.shape[0]} channels, the model takes {channels}")
+    return F.interpolate(image[None], size=tuple(hw), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def initial_images(settings, draws, channels, hw):
+    """The batch's starting images for ``settings.init`` at size ``hw``."""
+    if settings.init == "uniform":
+        return uniform_noise(draws, channels, hw, settings.init_noise, settings.center)
+    if settings.init == "pink":
+        return pink_noise(draws, channels, hw, settings.init_noise, settings.center)
+    image = load_image(settings.init_image, channels, hw)
+    return image[None].repeat(len(draws.seeds), 1, 1, 1)

@@ -1,0 +1,113 @@
+"""Per-image objectives of a batch, computed with one gather per (layer, kind) group.
+
+Activation layouts (decided by rank): ``[B, C, H, W]`` channel-first conv maps; ``[B, N, D]``
+tokens (a channel is a feature dimension, averaged over tokens; a neuron is one token's
+feature); ``[B, K]`` vectors (a channel is a logit / feature).
+
+- channel:   mean over positions of channel c
+- neuron:    channel c at one position (center by default)
+- deepdream: mean over everything of the activation squared
+- class:     logit c of a [B, K] output
+- direction: sum_c v_c * a_c at each position, mean over positions
+
+Item b's objective is the weighted sum of its unit's terms. Everything is computed in float32.
+
+>>> plan = ObjectivePlan(units, shapes)       # shapes: {layer: activation shape without batch}
+>>> objective = plan(acts)                     # float32 [B]
+"""
+import torch
+
+from pyviz_fast.engine.units import Term
+
+
+def layout(shape):
+    """'conv' for (C, H, W), 'tokens' for (N, D), 'vector' for (K,) — shapes without batch."""
+    names = {3: "conv", 2: "tokens", 1: "vector"}
+    if len(shape) not in names:
+        raise ValueError(f"activation of shape [B, {', '.join(map(str, shape))}] is not supported: "
+                         "expected [B, C, H, W], [B, N, D] or [B, K]")
+    return names[len(shape)]
+
+
+def channel_count(shape):
+    return shape[-1] if layout(shape) == "tokens" else shape[0]
+
+
+def _positions(shape):
+    """Positions of one channel: (H, W) for conv, (N,) for tokens, () for vectors."""
+    kind = layout(shape)
+    return tuple(shape[1:]) if kind == "conv" else (shape[0],) if kind == "tokens" else ()
+
+
+def _channels_first(act):
+    """A view [B, C, *positions] of any supported activation (no copy)."""
+    return act.movedim(-1, 1) if act.dim() == 3 else act
+
+
+def check_term(term: Term, unit, shape):
+    """Raise ValueError if ``term`` cannot be evaluated on an activation of ``shape`` (no batch)."""
+    where = f"unit {str(unit)!r}: layer {term.layer!r} (output [B, {', '.join(map(str, shape))}])"
+    channels = channel_count(shape)
+    if term.index is not None and not 0 <= term.index < channels:
+        raise ValueError(f"{where} has {channels} channels (0-{channels - 1}); got channel {term.index}")
+    if term.kind == "class" and layout(shape) != "vector":
+        raise ValueError(f"{where} is not a [B, K] output; a class unit needs logits")
+    if term.kind == "direction" and len(term.vector) != channels:
+        raise ValueError(f"{where}: direction has {len(term.vector)} values, the layer {channels} channels")
+    if term.kind == "neuron" and term.position is not None:
+        grid = _positions(shape)
+        if len(term.position) != len(grid) or not all(0 <= p < n for p, n in zip(term.position, grid)):
+            raise ValueError(f"{where}: neuron position {term.position} is outside the grid {grid}")
+
+
+class _Group:
+    """All terms of one (layer, kind) in the batch: rows, channels, positions, weights as tensors."""
+
+    def __init__(self, layer, kind, entries, shape, device):
+        self.layer, self.kind = layer, kind
+        rows, terms = zip(*entries)
+        self.rows = torch.tensor(rows, device=device)
+        self.weights = torch.tensor([t.weight for t in terms], dtype=torch.float32, device=device)
+        self.channels = torch.tensor([t.index or 0 for t in terms], device=device)
+        grid = _positions(shape)
+        pos = [t.position if t.position is not None else tuple(n // 2 for n in grid) for t in terms]
+        self.positions = tuple(torch.tensor(p, device=device) for p in zip(*pos)) if grid else ()
+        if kind == "direction":
+            self.vectors = torch.tensor([t.vector for t in terms], dtype=torch.float32, device=device)
+
+    def values(self, act):
+        x = _channels_first(act)
+        if self.kind in ("channel", "class"):
+            picked = x[self.rows, self.channels].float()
+            return picked.reshape(len(self.rows), -1).mean(1)
+        if self.kind == "neuron":
+            return x[(self.rows, self.channels) + self.positions].float()
+        picked = x[self.rows].float()
+        if self.kind == "deepdream":
+            return picked.pow(2).reshape(len(self.rows), -1).mean(1)
+        vectors = self.vectors.reshape(self.vectors.shape + (1,) * (picked.dim() - 2))
+        return (picked * vectors).sum(1).reshape(len(self.rows), -1).mean(1)
+
+
+class ObjectivePlan:
+    """Callable ``acts -> float32 [B]`` for a batch of units; built once per batch.
+
+    units: list of Unit (one per image); shapes: {layer: activation shape without the batch dim}.
+    """
+
+    def __init__(self, units, shapes, device="cpu"):
+        entries = {}
+        for row, unit in enumerate(units):
+            for term in unit.terms:
+                check_term(term, unit, shapes[term.layer])
+                entries.setdefault((term.layer, term.kind), []).append((row, term))
+        self.batch = len(units)
+        self.groups = [_Group(layer, kind, e, shapes[layer], device) for (layer, kind), e in entries.items()]
+        self.layers = list(dict.fromkeys(g.layer for g in self.groups))
+
+    def __call__(self, acts):
+        device = next(iter(acts.values())).device
+        total = torch.zeros(self.batch, dtype=torch.float32, device=device)
+        for group in self.groups:
+            total = total.index_add(0, group.rows, group.weights * group.values(acts[group.layer]))
+        return total

@@ -1,0 +1,91 @@
+"""Truncated forward: run a model only as far as the deepest layer a batch needs.
+
+Forward hooks capture the outputs of the needed modules; the hook that captures the last of
+them raises ``_Stop``, which unwinds the model's ``forward`` so no later layer is called. The
+captured tensors keep their autograd graph, so the objective can be back-propagated as usual.
+Works for any ``nn.Module`` whose forward calls its submodules (no tracing, no graph surgery).
+
+>>> with TruncatedForward(model, ["inception3a"]) as run:
+...     acts = run(images)          # {"inception3a": tensor [B, 256, H/8, W/8]}
+"""
+import torch
+
+from pyviz_fast.engine.units import OUTPUT
+
+
+class _Stop(Exception):
+    """Raised by the hook of the last needed layer to end the forward early."""
+
+
+def first_tensor(value):
+    """The activation of a module output: the tensor itself or the first tensor of a tuple/list/dict."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+class TruncatedForward:
+    """Context manager: hooks on ``layers`` while open; calling it returns ``{layer: activation}``.
+
+    layers: module names from ``model.named_modules()``, or ``"output"`` for the model's return
+    value (which needs the full forward). Only the first call of a module per forward counts.
+    """
+
+    def __init__(self, model, layers):
+        self.model = model
+        self.layers = list(dict.fromkeys(layers))
+        self.hooked = [name for name in self.layers if name != OUTPUT]
+        self._handles = []
+        self._acts = {}
+
+    def __enter__(self):
+        modules = dict(self.model.named_modules())
+        for name in self.hooked:
+            self._handles.append(modules[name].register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name):
+        stop_early = OUTPUT not in self.layers
+
+        def capture(module, inputs, output):
+            if name in self._acts:
+                return
+            tensor = first_tensor(output)
+            if tensor is None:
+                raise TypeError(f"layer {name!r} ({type(module).__name__}) returned no tensor "
+                                f"(got {type(output).__name__}); pick another layer")
+            self._acts[name] = tensor
+            if stop_early and len(self._acts) == len(self.hooked):
+                raise _Stop
+        return capture
+
+    def __call__(self, x):
+        self._acts = {}
+        try:
+            out = self.model(x)
+        except _Stop:
+            pass
+        else:
+            if OUTPUT in self.layers:
+                tensor = first_tensor(out)
+                if tensor is None:
+                    raise TypeError(f"the model's output holds no tensor (got {type(out).__name__})")
+                self._acts[OUTPUT] = tensor
+        acts, self._acts = self._acts, {}
+        missing = [name for name in self.layers if name not in acts]
+        if missing:
+            raise RuntimeError(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
+                               "forward (a head that only runs in training mode?); pick another layer")
+        return acts

@@ -1,0 +1,240 @@
+"""Units: what one image of a batch maximizes, parsed from strings such as ``"conv3:0-15"``.
+
+Grammar (whitespace around ``+ - * ,`` is ignored)::
+
+    spec   := item ("," item)*                 several items; a list of strings works too
+    item   := sum | ranged
+    ranged := layer [":" channels] ["@" kind]  channels "A-B" (inclusive) expands to B-A+1 units;
+                                               no channels ("conv3") means every channel of the layer
+    sum    := term (("+" | " - ") term)*       a weighted sum rendered as ONE unit
+    term   := [number "*"] ["-"] layer [":" index] ["@" kind ["(" args ")"]]
+
+    kind   := channel (default)    mean of channel ``index`` over positions (tokens for [B, N, D])
+            | neuron[(y, x)]       one position of channel ``index``; default the center
+                                   (token layout: neuron(t) is token t)
+            | deepdream            mean squared activation of the whole layer (no index)
+            | class                logit ``index`` of a 2-D [B, K] output; a channel of a 2-D
+                                   output is the same thing, so "fc:207" is a class logit
+            | direction(v0, v1, ..)  dot product of the channel vector with v, mean over positions
+
+The pseudo layer ``output`` is the model's return value (the pre-softmax logits of a classifier).
+
+>>> [str(u) for u in parse_units("conv3:0-2")]
+['conv3:0', 'conv3:1', 'conv3:2']
+>>> str(parse_units("0.5*conv3:1 + 0.5*conv3:2@neuron(3,4)")[0])
+'0.5*conv3:1+0.5*conv3:2@neuron(3,4)'
+"""
+import difflib
+import re
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+KINDS = ("channel", "neuron", "deepdream", "class", "direction")
+OUTPUT = "output"
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_TERM = re.compile(
+    rf"^(?:(?P<weight>{_NUMBER})\s*\*\s*)?(?P<neg>-)?\s*(?P<layer>[\w.]+)"
+    r"(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?"
+    r"(?:@(?P<kind>[a-z]+)(?:\((?P<args>[^()]*)\))?)?$"
+)
+
+
+@dataclass(frozen=True)
+class Term:
+    """``weight * objective(layer, kind, index, position | vector)`` of one image."""
+    layer: str
+    kind: str = "channel"
+    index: Optional[int] = None  # channel / class index; None for deepdream and direction
+    position: Optional[Tuple[int, ...]] = None  # neuron position; None = center
+    vector: Optional[Tuple[float, ...]] = None  # direction in channel space
+    weight: float = 1.0
+
+    def __str__(self):
+        text = self.layer if self.index is None else f"{self.layer}:{self.index}"
+        if self.kind == "neuron":
+            text += "@neuron" + ("" if self.position is None else "(" + ",".join(map(str, self.position)) + ")")
+        elif self.kind == "direction":
+            text += "@direction(" + ",".join(repr(float(v)) for v in self.vector) + ")"
+        elif self.kind != "channel":
+            text += "@" + self.kind
+        if self.weight == 1.0:
+            return text
+        if self.weight == -1.0:
+            return "-" + text
+        return f"{self.weight!r}*{text}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One image's objective: a weighted sum of terms (usually a single term of weight 1).
+
+    ``str(unit)`` is a spec that parses back to an equal unit.
+
+    >>> u = Unit.channel("inception4a", 7); u.layer, u.kind, u.index, str(u)
+    ('inception4a', 'channel', 7, 'inception4a:7')
+    """
+    terms: Tuple[Term, ...]
+
+    @classmethod
+    def channel(cls, layer, index, weight=1.0):
+        return cls((Term(layer, "channel", index, weight=weight),))
+
+    @classmethod
+    def neuron(cls, layer, index, position=None):
+        return cls((Term(layer, "neuron", index, None if position is None else tuple(position)),))
+
+    @classmethod
+    def deepdream(cls, layer):
+        return cls((Term(layer, "deepdream"),))
+
+    @classmethod
+    def class_logit(cls, layer, index):
+        return cls((Term(layer, "class", index),))
+
+    @classmethod
+    def direction(cls, layer, vector):
+        return cls((Term(layer, "direction", vector=tuple(float(v) for v in vector)),))
+
+    def __neg__(self):
+        return Unit(tuple(replace(t, weight=-t.weight) for t in self.terms))
+
+    @property
+    def layer(self):
+        return self.terms[0].layer
+
+    @property
+    def kind(self):
+        return self.terms[0].kind if len(self.terms) == 1 else "sum"
+
+    @property
+    def index(self):
+        return self.terms[0].index if len(self.terms) == 1 else None
+
+    @property
+    def layers(self):
+        return tuple(dict.fromkeys(t.layer for t in self.terms))
+
+    def __str__(self):
+        return "+".join(map(str, self.terms))
+
+
+def _split_top_level(text, separators):
+    """Split at characters in ``separators`` that are not inside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and ch in separators:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _split_sum(item):
+    # "a - b" with spaces subtracts; "a:1-3" (no spaces) is a channel range.
+    item = re.sub(r"\s+-\s+", "+-", item.strip())
+    return [t.strip() for t in _split_top_level(re.sub(r"(?<!\d[eE])\+", "\x00", item), "\x00")]
+
+
+def _numbers(args, spec, cast):
+    try:
+        return tuple(cast(a) for a in args.split(",") if a.strip())
+    except ValueError:
+        raise ValueError(f"unit {spec!r}: arguments ({args}) must be numbers") from None
+
+
+def _term(text, spec):
+    m = _TERM.match(text)
+    if m is None:
+        raise ValueError(
+            f"malformed unit {spec!r} (term {text!r}); expected forms like 'conv3:7', 'conv3:0-15', "
+            "'conv3', 'conv3:7@neuron(3,4)', 'conv3@deepdream', 'fc:207@class', '-conv3:7', "
+            "'0.5*conv3:1+0.5*conv3:2'")
+    kind = m["kind"] or "channel"
+    if kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unit {spec!r}: unknown kind {kind!r}{hint}; valid kinds: {', '.join(KINDS)}")
+    if m["args"] is not None and kind not in ("neuron", "direction"):
+        raise ValueError(f"unit {spec!r}: kind {kind!r} takes no arguments")
+    weight = float(m["weight"]) if m["weight"] else 1.0
+    if m["neg"]:
+        weight = -weight
+    first = None if m["first"] is None else int(m["first"])
+    last = first if m["last"] is None else int(m["last"])
+    if first is not None and last < first:
+        raise ValueError(f"unit {spec!r}: channel range {first}-{last} is empty (the end must be >= the start)")
+    if kind in ("deepdream", "direction") and first is not None:
+        raise ValueError(f"unit {spec!r}: kind {kind!r} takes no channel index")
+    if kind == "class" and first is None:
+        raise ValueError(f"unit {spec!r}: a class unit needs an index, e.g. 'fc:207@class'")
+    position = vector = None
+    if kind == "neuron" and m["args"]:
+        position = _numbers(m["args"], spec, int)
+    if kind == "direction":
+        vector = _numbers(m["args"] or "", spec, float)
+        if not vector:
+            raise ValueError(f"unit {spec!r}: a direction needs its vector, e.g. 'conv3@direction(1,0,-1)'")
+    return Term(m["layer"], kind, first, position, vector, weight), last
+
+
+def _parse_item(item):
+    texts = _split_sum(item)
+    if any(not t for t in texts):
+        raise ValueError(f"malformed unit {item!r}: empty term")
+    parsed = [_term(t, item) for t in texts]
+    if len(parsed) == 1:
+        term, last = parsed[0]
+        if term.index is None or last == term.index:
+            return [Unit((term,))]
+        return [Unit((replace(term, index=i),)) for i in range(term.index, last + 1)]
+    for term, last in parsed:
+        if last != term.index:
+            raise ValueError(f"unit {item!r}: channel ranges cannot be used inside a weighted sum")
+        if term.index is None and term.kind in ("channel", "neuron"):
+            raise ValueError(f"unit {item!r}: each term of a sum needs a channel index")
+    return [Unit(tuple(term for term, _ in parsed))]
+
+
+def parse_units(spec, model=None):
+    """Parse unit specs (see the module docstring for the grammar) into a list of ``Unit``.
+
+    spec: a string (items separated by commas), a ``Unit``, or a list of either.
+    model: when given, every layer name is checked against ``model.named_modules()`` and an
+    unknown name raises ``ValueError`` listing the closest names. Units naming a whole layer
+    ("conv3") keep ``index=None`` here; ``render`` expands them to every channel.
+
+    >>> len(parse_units(["conv3:0-15", "fc:3"]))
+    17
+    """
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    units = []
+    for item in items:
+        if isinstance(item, Unit):
+            units.append(item)
+        elif isinstance(item, str):
+            for piece in _split_top_level(item, ",;"):
+                if not piece.strip():
+                    raise ValueError(f"malformed unit list {item!r}: empty item")
+                units.extend(_parse_item(piece))
+        else:
+            raise TypeError(f"units must be strings or Unit objects, got {type(item).__name__}: {item!r}")
+    if not units:
+        raise ValueError("units must name at least one unit, got an empty list")
+    if model is not None:
+        check_layer_names(units, model)
+    return units
+
+
+def check_layer_names(units, model):
+    """Raise ``ValueError`` naming the closest layer names for a layer the model does not have."""
+    names = [n for n, _ in model.named_modules() if n]
+    known = set(names) | {OUTPUT}
+    for unit in units:
+        for layer in unit.layers:
+            if layer not in known:
+                close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                raise ValueError(f"unknown layer {layer!r} in unit {str(unit)!r}{hint}. "
+                                 "List layers with pyviz_fast.layers(model, input_size)")

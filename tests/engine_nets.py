@@ -1,0 +1,37 @@
+"""Tiny models for the engine tests: fast on a shared 2-core CPU, with every layout the engine handles."""
+import torch
+from torch import nn
+
+
+class Explodes(nn.Module):
+    """A layer that must never run: truncation tests put it after the target."""
+
+    def forward(self, x):
+        raise AssertionError("a layer after the deepest target was called")
+
+
+def tiny_cnn(in_channels=3, classes=5, tail=None):
+    """conv1 [8, H, W] -> conv2 [16, H/2, W/2] -> pool -> fc [classes]; ``tail`` replaces the head."""
+    torch.manual_seed(0)
+    head = tail if tail is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU(),
+        head,
+    ).eval()
+
+
+class TokenNet(nn.Module):
+    """A miniature vision transformer: patch embedding -> tokens [B, N, D] -> one block -> head."""
+
+    def __init__(self, dim=12, patch=4, classes=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.block = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU())
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)  # [B, N, D]
+        tokens = tokens + self.block(tokens)
+        return self.head(tokens.mean(1))
