@@ -1,0 +1,195 @@
+"""Run an audit: render a work list of units in batches into a run directory, resumably.
+
+``run_atlas`` is independent of the engine: it takes ``render_batch(units) -> result`` where the
+result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``objective``,
+``trajectory``, ``seeds``, ``status``, ``reasons``). Units need ``str(unit)`` (their key) and
+``.layer``; ``.kind`` and ``.index`` are recorded when present.
+
+Flow per process: skip the units already recorded in any manifest part (resume), take this
+process's shard of the rest, render batch after batch while a writer thread saves PNGs and
+appends manifest records, then (the last shard to finish / rank 0 after a barrier) merge the
+parts into ``manifest.jsonl``, contact sheets and ``index.html``.
+
+>>> outcome = run_atlas(units, lambda batch: pvf.render(model, batch, settings), job)
+>>> outcome.exit_code  # 0 all ok, 1 some units failed
+"""
+import fcntl
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pyviz_fast.audit.distributed import Distributed
+from pyviz_fast.audit.gallery import write_gallery
+from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
+from pyviz_fast.audit.run_dir import RunDir
+from pyviz_fast.audit.shards import Shard
+from pyviz_fast.audit.sheets import write_layer_sheets
+from pyviz_fast.audit.writer import BatchWriter
+
+
+@dataclass
+class AtlasJob:
+    """What to render and how (everything except the units and the renderer)."""
+    root: Path
+    model: str  # the model spec, recorded and hashed
+    seed: int
+    settings: dict  # JSON-able settings that decide the images, hashed
+    backend: str = "auto"
+    device: str = "cpu"
+    batch_size: int = 16
+    shard: Shard = field(default_factory=Shard)
+    force: bool = False
+
+
+@dataclass
+class AtlasOutcome:
+    total: int = 0  # units of the work list
+    skipped: int = 0  # already done by an earlier run (resume)
+    rendered: int = 0  # rendered and written by this process
+    failed: int = 0  # units of the work list whose record says failed / nonfinite
+    merged: list = field(default_factory=list)  # the merged manifest (process that merged)
+    run_info: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def trajectory_stats(trajectory) -> dict:
+    """Objective statistics over the run; ``dead`` when the activation never rose."""
+    values = [float(v) for v in trajectory if math.isfinite(float(v))]
+    if not values:
+        return {"start": None, "max": None, "rise": None, "dead": True}
+    rise = max(values) - values[0]
+    return {"start": values[0], "max": max(values), "rise": rise,
+            "dead": rise <= 1e-6 * (1.0 + abs(values[0]))}
+
+
+def _unit_fields(unit) -> dict:
+    index = getattr(unit, "index", None)
+    return {"unit": str(unit), "layer": unit.layer, "objective": getattr(unit, "kind", None),
+            "index": index if isinstance(index, int) else None}
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
+                  seconds: float) -> list[dict]:
+    """Manifest records for one rendered batch (aligned with ``units``)."""
+    records = []
+    for i, unit in enumerate(units):
+        fields = _unit_fields(unit)
+        status = result.status[i]
+        trajectory = result.trajectory[i].tolist() if result.trajectory is not None else [result.objective[i]]
+        stats = trajectory_stats(trajectory)
+        ok = status != "failed"  # 'nonfinite' units still have an image
+        records.append({
+            **fields, "model": job.model, "seed": int(result.seeds[i]), "settings_hash": info["settings_hash"],
+            "value": _finite_or_none(result.objective[i]), "activation": {k: stats[k] for k in ("start", "max", "rise")},
+            "dead": stats["dead"], "status": status, "reason": (result.reasons[i] or None) if result.reasons else None,
+            "file": run.image_path(fields["layer"], fields["unit"]) if ok else None,
+            "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok else None,
+            "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
+            "shard": str(shard),
+        })
+    return records
+
+
+def pending_units(units, run: RunDir) -> list:
+    """Units without a finished record: never rendered, failed (retried), or whose PNG is gone."""
+    done = {record["unit"] for record in collect_records(run.root)
+            if has_image(record) and (run.root / record["file"]).is_file()}
+    return [u for u in units if str(u) not in done]
+
+
+def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
+                 progress=None) -> int:
+    """Render ``units`` in batches and write them; returns how many were written.
+
+    On an interrupt or error, every batch already rendered is still written before it propagates."""
+    writer = BatchWriter(run.root, run.part_path(*shard))
+    try:
+        for start in range(0, len(units), job.batch_size):
+            batch = units[start:start + job.batch_size]
+            began = time.perf_counter()
+            result = render_batch(batch)
+            records = build_records(batch, result, run, job, info, shard, time.perf_counter() - began)
+            writer.submit(result.to_uint8(), records)
+            if progress is not None:
+                progress.update(len(batch))
+    finally:
+        writer.close()
+    return writer.written
+
+
+def finalize(run: RunDir, info: dict, layer_order: dict[str, int]) -> list[dict]:
+    """Merge the manifest parts, write contact sheets and the gallery (serialized by a file lock,
+    so concurrent ``--shard`` processes in one directory leave the union of everything)."""
+    with open(run.root / ".merge.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = merge_parts(run.root, layer_order)
+        sheets = write_layer_sheets(run.root, records, run.sheet_path)
+        write_gallery(run.root, records, info, sheets)
+    return records
+
+
+def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
+    """Rank 0 creates or validates the run directory first; then every other rank validates it.
+    A failure on rank 0 is re-raised on every rank so none is left waiting."""
+    error = None
+    if dist.is_main:
+        try:
+            run.prepare(job.model, job.seed, job.settings, force=job.force)
+        except (OSError, ValueError) as caught:
+            error = caught
+    if dist.max(1 if error else 0):
+        if error:
+            raise error
+        raise RuntimeError("rank 0 could not prepare the run directory (see its message)")
+    return run.check(job.model, job.seed, job.settings)
+
+
+def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
+              progress_factory: Callable | None = None) -> AtlasOutcome:
+    """Render every unit of ``units`` not yet in the run directory; merge; report.
+
+    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None."""
+    dist = dist or Distributed()
+    run = RunDir(job.root)
+    info = prepare_run(run, job, dist)
+    shard = job.shard.split(dist.rank, dist.world_size)
+    mine = shard.select(list(units))
+    todo = pending_units(mine, run)
+    outcome = AtlasOutcome(total=len(units), skipped=len(mine) - len(todo), run_info=info)
+    progress = progress_factory(len(todo)) if progress_factory and todo else None
+    error = None
+    try:
+        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress)
+    except BaseException as caught:  # noqa: BLE001  (other ranks must still reach the barrier)
+        error = caught
+    finally:
+        if progress is not None:
+            progress.close()
+    dist.max(1 if error else 0)  # collective: every rank arrives here, failed or not
+    layer_order = {}
+    for unit in units:
+        layer_order.setdefault(unit.layer, len(layer_order))
+    try:
+        if dist.is_main:
+            outcome.merged = finalize(run, info, layer_order)
+    except OSError:
+        if error is None:
+            raise  # otherwise the first error (e.g. the full disk that also stops the merge) is the news
+    finally:
+        dist.barrier()
+    if error is not None:
+        raise error
+    keys = {str(u) for u in (units if outcome.merged else mine)}
+    source = outcome.merged or collect_records(run.root)
+    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") != "ok")
+    return outcome

@@ -1,0 +1,121 @@
+"""A run directory: what was asked (``run.json``) and where each kind of output lives.
+
+Layout::
+
+    run.json             model, seed, settings and their hash: what every image here was made with
+    parts/*.jsonl        per-writer manifest parts (one per process / shard / rank)
+    manifest.jsonl       the merged manifest, one record per unit
+    images/<layer>/*.png full-size images;  thumbs/<layer>/*.png  gallery thumbnails
+    sheets/<layer>.png   contact sheet per layer;  index.html  the gallery
+
+A directory holds one set of settings, never a mix: reusing it with other settings raises
+``SettingsMismatchError`` unless ``force=True``, which discards the old run's outputs.
+
+>>> run = RunDir("audit/run1")
+>>> run.prepare(model="shapesnet", seed=0, settings={"steps": 64})
+"""
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from pyviz_fast.audit.files import remove_partials, write_text_atomic
+
+RUN_FILE = "run.json"
+FORMAT = 1
+_OUTPUTS = ("parts", "images", "thumbs", "sheets", "manifest.jsonl", "index.html")
+
+
+class SettingsMismatchError(ValueError):
+    """The run directory already holds results made with different settings."""
+
+
+def settings_hash(model: str, seed: int, settings: dict) -> str:
+    """A short stable hash of everything that decides the images (model, seed, settings)."""
+    text = json.dumps({"model": model, "seed": seed, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of a layer or unit name ('features.0:7@neuron' -> 'features.0_7_neuron')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    diffs = []
+    for key in ("model", "seed"):
+        if old.get(key) != new[key]:
+            diffs.append(f"{key}: {old.get(key)!r} -> {new[key]!r}")
+    old_settings, new_settings = old.get("settings", {}), new["settings"]
+    for key in sorted(set(old_settings) | set(new_settings)):
+        if old_settings.get(key) != new_settings.get(key):
+            diffs.append(f"{key}: {old_settings.get(key)!r} -> {new_settings.get(key)!r}")
+    return diffs
+
+
+class RunDir:
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def image_path(self, layer: str, unit: str) -> str:
+        """Run-relative path of a unit's full-size PNG (posix separators, for the gallery)."""
+        return f"images/{safe_name(layer)}/{safe_name(unit)}.png"
+
+    def thumb_path(self, layer: str, unit: str) -> str:
+        return f"thumbs/{safe_name(layer)}/{safe_name(unit)}.png"
+
+    def sheet_path(self, layer: str) -> str:
+        return f"sheets/{safe_name(layer)}.png"
+
+    def part_path(self, shard_index: int, shard_count: int) -> Path:
+        return self.root / "parts" / f"shard-{shard_index:03d}-of-{shard_count:03d}.jsonl"
+
+    def read_run_info(self) -> dict | None:
+        path = self.root / RUN_FILE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SettingsMismatchError(f"{path} is not a valid run file ({error}); "
+                                        "use another output directory or --force") from None
+
+    def check(self, model: str, seed: int, settings: dict) -> dict:
+        """Validate that the directory holds this run (or none yet) without changing anything."""
+        settings = json.loads(json.dumps(settings, default=str))  # as it reads back from run.json
+        info = {"format": FORMAT, "model": model, "seed": seed, "settings": settings,
+                "settings_hash": settings_hash(model, seed, settings)}
+        old = self.read_run_info()
+        if old is not None and old.get("settings_hash") != info["settings_hash"]:
+            diffs = "; ".join(_differences(old, info)) or "settings hash differs"
+            raise SettingsMismatchError(
+                f"{self.root} holds a run made with different settings ({diffs}); "
+                "use another output directory, or --force to discard the old results")
+        return info
+
+    def prepare(self, model: str, seed: int, settings: dict, *, force: bool = False) -> dict:
+        """Create or reopen the run directory for these settings; returns the run info.
+
+        Raises SettingsMismatchError (or OSError when the directory is not writable)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            info = self.check(model, seed, settings)
+        except SettingsMismatchError:
+            if not force:
+                raise
+            self.discard_outputs()
+            info = self.check(model, seed, settings)
+        remove_partials(self.root)
+        if self.read_run_info() is None:
+            write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
+        return info
+
+    def discard_outputs(self) -> None:
+        """Delete what a previous run wrote here (only the names this package writes)."""
+        for name in _OUTPUTS + (RUN_FILE,):
+            path = self.root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()

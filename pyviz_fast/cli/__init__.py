@@ -1,0 +1,56 @@
+"""The ``pyviz-fast`` command line (also ``python -m pyviz_fast``).
+
+Each command lives in its own module with ``register(subparsers)`` and ``run(args) -> int``;
+``main`` turns every expected failure into one line on stderr and an exit code:
+0 ok, 1 some units failed, 2 usage or input/output error, 130 interrupted.
+
+>>> main(["atlas", "conv2", "--out", "runs/a", "--steps", "32", "--size", "64"])
+0
+"""
+import argparse
+import sys
+
+from pyviz_fast.cli import atlas, bench, dream, filters, layers, render, saliency
+from pyviz_fast.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CliError
+
+COMMANDS = (layers, render, atlas, dream, saliency, filters, bench)
+
+EPILOG = """examples:
+  pyviz-fast layers
+  pyviz-fast render conv3:0-3 fc:2 --steps 64 --out renders/
+  pyviz-fast atlas --out audit/shapesnet            # every channel of the conv blocks + gallery
+  pyviz-fast atlas conv3 conv4 --out audit/run --shard 0/2
+  python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
+  pyviz-fast dream photo.jpg --layer conv3 --octaves 3 --out dream.png --gif
+  pyviz-fast saliency photo.jpg --unit fc:3 --out saliency/
+  pyviz-fast filters --out filters.png
+  pyviz-fast bench
+
+exit codes: 0 ok, 1 some units failed, 2 usage or input/output error, 130 interrupted
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyviz-fast", description="Fast feature visualization of PyTorch vision models.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    except CliError as error:
+        print(f"pyviz-fast: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pyviz-fast: interrupted; finished results are saved (rerun the same command to resume an atlas)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED

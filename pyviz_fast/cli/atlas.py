@@ -1,0 +1,96 @@
+"""``pyviz-fast atlas``: every channel of one or more layers into a resumable run directory with a
+manifest, contact sheets and an ``index.html`` gallery. Also runs under torchrun (one shard per
+rank, rank 0 merges)."""
+import argparse
+import dataclasses
+import signal
+
+from pyviz_fast.audit import AtlasJob, Distributed, RunDir, SettingsMismatchError, Shard, WriterError, run_atlas
+from pyviz_fast.cli.common import CliError, add_common_flags, load_model, progress_bar, say
+from pyviz_fast.cli.layers import default_atlas_layers, model_layers
+from pyviz_fast.cli.settings_flags import settings_from_args
+from pyviz_fast.cli.units import expand_units
+
+EXAMPLES = """examples:
+  pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model
+  pyviz-fast atlas conv3 conv4:0-15 --out audit/run --steps 64 --size 96
+  pyviz-fast atlas conv4 --out audit/run --shard 1/4     # a quarter of the work, by hand
+  python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
+
+Re-running the same command resumes: only units without a manifest record are rendered.
+Other settings in an existing run directory are an error unless --force (which discards it).
+"""
+
+# Settings that do not change the images (DESIGN.md: a unit's result does not depend on its batch).
+NOT_HASHED = ("batch_size", "compile")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("atlas", help="render every channel of layers into a gallery (resumable)",
+                                   description=__doc__, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("units", nargs="*", metavar="LAYER_OR_UNITS",
+                        help="layers (all channels) or unit specs; default: the model's conv/block layers")
+    parser.add_argument("-o", "--out", required=True, help="run directory (created; reused to resume)")
+    parser.add_argument("--shard", type=Shard.parse, default=Shard(), metavar="I/N",
+                        help="render only shard I of N (0-based) of the work list")
+    parser.add_argument("--force", action="store_true",
+                        help="discard a previous run in --out made with other settings")
+    add_common_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def hashed_settings(settings) -> dict:
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_HASHED}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (torchrun, schedulers) stops like Ctrl-C: finished batches are kept
+
+
+def run(args) -> int:
+    import pyviz_fast as pvf
+
+    try:
+        settings = settings_from_args(args)
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from None
+    dist = Distributed.from_env(args.device)
+    args.device = dist.device
+    try:
+        model, _ = load_model(args)
+        infos = model_layers(model, settings.hw[0])
+        specs = args.units or default_atlas_layers(model, infos)
+        if not specs:
+            raise CliError("the model has no conv/block layers to default to; name layers or units")
+        units = expand_units(specs, model, infos)
+        job = AtlasJob(root=args.out, model=args.model, seed=args.seed, settings=hashed_settings(settings),
+                       backend=args.backend, device=dist.device, batch_size=settings.batch_size,
+                       shard=args.shard, force=args.force)
+
+        def render_batch(batch):
+            return pvf.render(model, batch, settings, backend=args.backend, device=dist.device,
+                              seed=args.seed, batch_size=len(batch), progress=False)
+
+        quiet = args.quiet or not dist.is_main
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            outcome = run_atlas(units, render_batch, job, dist,
+                                progress_factory=lambda total: progress_bar(total, quiet))
+        except SettingsMismatchError as error:
+            raise CliError(str(error)) from None
+        except WriterError as error:
+            raise CliError(f"{error}; results written before it are intact, rerun to resume") from None
+        except OSError as error:
+            raise CliError(f"cannot write to {args.out!r}: {error}") from None
+        except (ValueError, RuntimeError) as error:
+            raise CliError(f"rendering failed: {error}") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        dist.close()
+    if dist.is_main:
+        dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("status") == "ok")
+        say(args, f"atlas: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
+                  f"{outcome.failed} failed, {dead} dead; gallery: {RunDir(args.out).root / 'index.html'}")
+    return outcome.exit_code

@@ -1,0 +1,77 @@
+"""``pyviz-fast dream``: DeepDream an input image: amplify what a layer (mean squared activation)
+or a channel sees in it, over octaves, to a PNG (and optionally a GIF of the progression)."""
+import argparse
+from pathlib import Path
+
+from pyviz_fast.audit.files import save_png_atomic, write_atomic
+from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
+from pyviz_fast.cli.frames import gif_bytes, render_progression
+from pyviz_fast.cli.layers import default_atlas_layers, model_layers
+from pyviz_fast.cli.render import add_gif_flags
+from pyviz_fast.cli.settings_flags import settings_from_args
+
+EXAMPLES = """examples:
+  pyviz-fast dream photo.png --out dream.png                     # a middle conv block, DeepDream objective
+  pyviz-fast dream photo.png --layer conv4 --octaves 3 --steps 60 --lr 0.02 --out dream.png
+  pyviz-fast dream photo.png --unit conv3:7 --gif --out dream.png  # one channel; also dream.gif
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("dream", help="DeepDream an input image", description=__doc__, epilog=EXAMPLES,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", help="input image file")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--layer", default=None,
+                        help="layer whose mean squared activation to amplify (default: the middle conv block)")
+    target.add_argument("--unit", default=None, help="a unit spec instead, e.g. conv3:7")
+    parser.add_argument("-o", "--out", default="dream.png", help="output PNG (default: %(default)s)")
+    add_gif_flags(parser)
+    add_common_flags(parser, settings_exclude=("init", "init_image"))
+    parser.set_defaults(run=run)
+
+
+def dream_unit(args, model, infos) -> str:
+    if args.unit:
+        return args.unit
+    if args.layer:
+        return f"{args.layer}@deepdream"
+    blocks = default_atlas_layers(model, infos)
+    if not blocks:
+        raise CliError("the model has no conv/block layers to default to; use --layer or --unit")
+    return f"{blocks[len(blocks) // 2]}@deepdream"
+
+
+def run(args) -> int:
+    import pyviz_fast as pvf
+
+    image = read_image(args.image)
+    model, _ = load_model(args)
+    size = tuple(image.shape[-2:])
+    try:
+        settings = settings_from_args(args, init="image", init_image=image)
+        if "setting_size" not in vars(args):
+            settings = settings.replace(size=size).validate()  # the photo's own size
+        unit_spec = dream_unit(args, model, model_layers(model, min(settings.hw)))
+        units = pvf.parse_units(unit_spec, model=model)
+    except (ValueError, TypeError) as error:
+        raise CliError(str(error)) from None
+    if len(units) != 1:
+        raise CliError(f"dream needs one unit, {unit_spec!r} names {len(units)}")
+    out = Path(args.out)
+    output_dir(out.parent if str(out.parent) else ".")
+    try:
+        frames, result = render_progression(model, units[0], settings, frames=args.frames if args.gif else 1,
+                                            seed=args.seed, backend=args.backend, device=args.device,
+                                            init_image=image if args.gif else None)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise CliError(f"dream failed: {error}") from None
+    try:
+        save_png_atomic(out, frames[-1])
+        if args.gif:
+            write_atomic(out.with_suffix(".gif"), gif_bytes(frames))
+    except OSError as error:
+        raise CliError(f"cannot write {str(out)!r}: {error}") from None
+    say(args, f"dream of {units[0]} ({result.status[0]}, objective {float(result.objective[0]):.4g}) -> {out}"
+              + (f" and {out.with_suffix('.gif')}" if args.gif else ""))
+    return 0 if result.status[0] == "ok" else 1
