@@ -1,0 +1,149 @@
+"""Side-by-side cases: pyviz_fast against the peers, each at its own defaults, scored alike.
+
+- ``peer_rows``: image-steps/s and the final objective (``channel_objective`` of the final
+  images) of each installed peer on one batch of channels, beside pyviz_fast rows measured on
+  the same case (passed in with their images);
+- ``ttq_rows``: time-to-quality: seconds each tool needs until the channels of a whole layer
+  beat a quality bar, found by climbing a ladder of step counts (each rung a fresh run, so a
+  tool whose schedule depends on the step count is run as a user would run it).
+
+The quality bar is tool-independent: a channel passes when its objective on the rendered
+image reaches the strongest mean activation any of ``reference_images`` (real data, e.g.
+freshly generated shapes for ShapesNet) gives that channel; the layer passes when a
+``fraction`` of its channels do.
+
+>>> rows = peer_rows(model, "googlenet", "inception4a", range(16), size=128, steps=64,
+...                  normalization=IMAGENET, ours=[fused_row])
+"""
+import math
+
+import torch
+
+import pyviz_fast as pvf
+from pyviz_fast.bench.objective import channel_objective, layer_output
+from pyviz_fast.bench.peers import PEERS, peer_status, run_peer
+from pyviz_fast.bench.results import Row
+from pyviz_fast.bench.timing import time_once
+
+OURS = "pyviz_fast"
+
+
+def _case(model_name, layer, channels, size, steps):
+    return f"{model_name} {layer}:{channels[0]}-{channels[-1]} {size}px {steps} steps"
+
+
+def _label(tool, status):
+    """'torch-lucent 0.1.8' for an installed peer, the bare name otherwise (and for pyviz_fast)."""
+    version = status.get(tool, {}).get("version")
+    return f"{tool} {version}" if version else tool
+
+
+def _skipped_row(section, case, tool, reason):
+    return Row(section, case, tool, math.nan, "image-steps/s", extra={"skipped": reason})
+
+
+def peer_rows(model, model_name, layer, channels, *, size, steps, normalization, ours=(), device="cpu",
+              tools=PEERS, seed=0):
+    """One row per peer (torch-lucent is the baseline) plus ``ours`` re-labelled into this case.
+
+    ours: e2e rows of pyviz_fast on the same model, layer, channels, size and steps, with
+    ``extra['images']`` (see ``render_cases.e2e_rows(keep_images=True)``).
+    """
+    channels = list(channels)
+    case = _case(model_name, layer, channels, size, steps)
+    status = peer_status()
+    baseline = _label("torch-lucent", status) if status["torch-lucent"]["version"] else None
+    rows = []
+    for tool in tools:
+        if not status[tool]["version"]:
+            rows.append(_skipped_row("peers", case, tool, f"not installed: {status[tool]['reason']}"))
+            continue
+        run_peer(tool, model, layer, channels, size=size, steps=1, device=device, normalization=normalization,
+                 seed=seed)  # primes the model's kernels for the peer's shapes, untimed
+        run = run_peer(tool, model, layer, channels, size=size, steps=steps, device=device,
+                       normalization=normalization, seed=seed)
+        score = channel_objective(model, layer, channels, run.images.to(device), normalization)
+        label = _label(tool, status)
+        rows.append(Row("peers", case, label, run.image_steps_per_s, "image-steps/s",
+                        run.seconds, math.nan, 1, baseline=None if label == baseline else baseline,
+                        params={"batch": len(channels), "size": size, "steps": steps},
+                        extra={"objective_median": float(score.median()), "objective_mean": float(score.mean()),
+                               "defaults": run.settings}))
+    for row in ours:
+        score = channel_objective(model, layer, channels, row.extra["images"].to(device), normalization)
+        label = f"{OURS} {row.variant} {row.params['precision']}/{row.params['memory_format']}"
+        rows.append(Row("peers", case, label, row.rate, row.unit, row.median_s, row.iqr_s, row.runs,
+                        baseline=baseline, params=row.params,
+                        extra={"objective_median": float(score.median()), "objective_mean": float(score.mean())}))
+    return rows
+
+
+def channel_bar(model, layer, reference_images, normalization) -> torch.Tensor:
+    """float32 [C]: each channel's strongest mean activation over ``reference_images`` [N, 3, H, W]."""
+    with torch.no_grad():
+        x = reference_images.float()
+        if normalization is not None:
+            mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in normalization)
+            x = (x - mean) / std
+        act = layer_output(model, layer, x).float()
+    return act.flatten(2).mean(dim=2).amax(dim=0).cpu()
+
+
+def _ours_render(model, layer, channels, *, size, steps, device, normalization, seed):
+    del normalization  # the engine knows the model's own (pyviz_fast.engine.models.input_normalization)
+    result = pvf.render(model, [f"{layer}:{c}" for c in channels], pvf.Settings(size=size, steps=steps),
+                        device=device, seed=seed, progress=False)
+    return result.images
+
+
+def _tool_images(tool, model, layer, channels, *, size, steps, device, normalization, seed):
+    """(final images, seconds) of ``tool`` (pyviz_fast at its defaults, or a peer)."""
+    if tool == OURS:
+        return time_once(lambda: _ours_render(model, layer, channels, size=size, steps=steps, device=device,
+                                              normalization=normalization, seed=seed), device=device)
+    run = run_peer(tool, model, layer, channels, size=size, steps=steps, device=device,
+                   normalization=normalization, seed=seed)
+    return run.images, run.seconds
+
+
+def ttq_rows(model, model_name, layer, *, size, reference_images, normalization, ladder=(8, 16, 32, 64, 128),
+             fraction=0.9, tools=(OURS, *PEERS), device="cpu", max_run_s=120.0, seed=0):
+    """Seconds each tool needs for ``fraction`` of ``layer``'s channels to beat their bar.
+
+    Each tool climbs ``ladder`` (step counts, each a fresh run, batch = every channel) until
+    the layer passes, a run takes longer than ``max_run_s``, or the ladder ends. Row rate =
+    channels per second of the passing run; ``extra['ladder']`` keeps every rung.
+    """
+    bar = channel_bar(model, layer, reference_images.to(device), normalization)
+    channels = list(range(bar.numel()))
+    case = f"{model_name} {layer} all {len(channels)} channels {size}px, {fraction:.0%} beat best real image"
+    status = peer_status()
+    baseline = _label("torch-lucent", status) if status["torch-lucent"]["version"] else None
+    rows = []
+    for tool in tools:
+        if tool != OURS and not status[tool]["version"]:
+            rows.append(_skipped_row("ttq", case, tool, f"not installed: {status[tool]['reason']}"))
+            continue
+        _tool_images(tool, model, layer, channels[:2], size=size, steps=1, device=device,
+                     normalization=normalization, seed=seed)  # prime, untimed
+        rungs, passed = [], None
+        for steps in ladder:
+            images, seconds = _tool_images(tool, model, layer, channels, size=size, steps=steps, device=device,
+                                           normalization=normalization, seed=seed)
+            score = channel_objective(model, layer, channels, images.to(device), normalization)
+            share = float((score >= bar).float().mean())
+            rungs.append({"steps": steps, "seconds": seconds, "share_passing": share,
+                          "objective_median": float(score.median())})
+            if share >= fraction:
+                passed = rungs[-1]
+                break
+            if seconds > max_run_s:
+                break
+        label = _label(tool, status)
+        seconds = passed["seconds"] if passed else math.nan
+        rows.append(Row("ttq", case, label, len(channels) / seconds, "units/s@quality",
+                        seconds, math.nan, len(rungs), baseline=None if label == baseline else baseline,
+                        params={"layer": layer, "channels": len(channels), "size": size, "fraction": fraction},
+                        extra={"reached_at_steps": passed["steps"] if passed else None, "ladder": rungs,
+                               "bar_median": float(bar.median())}))
+    return rows
