@@ -4,7 +4,7 @@ Unit ``k`` of the full work list belongs to shard ``k % count``: every layer is 
 shards (deep layers cost more than shallow ones, so contiguous blocks would be unbalanced), the
 partition depends only on the work list, and the shards' union is the whole list exactly once.
 ``--shard i/n`` (by hand) and torchrun ranks compose: rank r of R running shard i/n works on
-shard ``i * R + r`` of ``n * R``.
+shard ``i + n * r`` of ``n * R`` (every R-th unit of shard i/n).
 
 >>> Shard.parse("1/4")
 Shard(index=1, count=4)
@@ -31,7 +31,7 @@ class Shard(NamedTuple):
 
     def split(self, rank: int, world_size: int) -> "Shard":
         """This shard's sub-shard for one of ``world_size`` distributed ranks."""
-        return Shard(self.index * world_size + rank, self.count * world_size)
+        return Shard(self.index + self.count * rank, self.count * world_size)
 
     def select(self, work: list) -> list:
         return work[self.index::self.count]
