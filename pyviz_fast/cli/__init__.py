@@ -30,8 +30,15 @@ exit codes: 0 ok, 1 some units failed, 2 usage or input/output error, 130 interr
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (the full usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyviz-fast", description="Fast feature visualization of PyTorch vision models.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -6,6 +6,7 @@ import dataclasses
 import signal
 
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, SettingsMismatchError, Shard, WriterError, run_atlas
+from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model, progress_bar, say
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("units", nargs="*", metavar="LAYER_OR_UNITS",
                         help="layers (all channels) or unit specs; default: the model's conv/block layers")
-    parser.add_argument("-o", "--out", required=True, help="run directory (created; reused to resume)")
+    parser.add_argument("-o", "--out", default=None,
+                        help="run directory, created or reused to resume (default: atlas_<model>)")
     parser.add_argument("--shard", type=Shard.parse, default=Shard(), metavar="I/N",
                         help="render only shard I of N (0-based) of the work list")
     parser.add_argument("--force", action="store_true",
@@ -55,6 +57,7 @@ def run(args) -> int:
         settings = settings_from_args(args)
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
+    args.out = args.out or f"atlas_{safe_name(args.model)}"
     dist = Distributed.from_env(args.device)
     args.device = dist.device
     try:

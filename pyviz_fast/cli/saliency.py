@@ -71,7 +71,7 @@ def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
             raise CliError(f"saliency of {unit_spec!r} failed: {error}") from None
     grad = x.grad[0].abs().amax(0).cpu()
     top = torch.quantile(grad.flatten(), 0.995).clamp_min(1e-12)
-    return (grad / top).clamp(0, 1).numpy(), str(units[0]), float(objective[0])
+    return (grad / top).clamp(0, 1).numpy(), str(units[0]), float(objective[0].detach())
 
 
 def run(args) -> int:

@@ -87,12 +87,12 @@ def _argparse_type(name, parse):
     return convert
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, exclude=()) -> None:
-    """Add one flag per Settings field to ``parser`` (in a 'render settings' group)."""
+def add_settings_flags(parser: argparse.ArgumentParser, exclude=(), settings_cls=Settings) -> None:
+    """Add one flag per field of ``settings_cls`` to ``parser`` (in a 'render settings' group)."""
     group = parser.add_argument_group("render settings (pyviz_fast.Settings; defaults shown)")
-    hints = typing.get_type_hints(Settings)
-    helps = _field_helps(Settings)
-    for field in dataclasses.fields(Settings):
+    hints = typing.get_type_hints(settings_cls)
+    helps = _field_helps(settings_cls)
+    for field in dataclasses.fields(settings_cls):
         if field.name in exclude:
             continue
         default = field.default if field.default is not dataclasses.MISSING else None

@@ -1,0 +1,200 @@
+"""End to end: the real ``python -m pyviz_fast atlas`` on the shipped model at small sizes —
+files, resume, settings mismatch, SIGKILL and Ctrl-C mid-run, --shard, torchrun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pyviz_fast.audit import read_records
+from pyviz_fast.audit.files import PARTIAL_MARK
+
+SMALL = ["--size", "40", "--steps", "6", "--batch-size", "4", "--seed", "3", "-q"]
+UNITS = ["conv1:0-5", "conv2:0-3"]
+UNIT_NAMES = [f"conv1:{c}" for c in range(6)] + [f"conv2:{c}" for c in range(4)]
+FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash", "value", "activation", "status", "file",
+          "seconds", "backend", "device", "dead"}
+# A run long enough to be interrupted: 32 units in batches of 2.
+LONG = ["conv2", "--size", "32", "--steps", "6", "--batch-size", "2", "--seed", "3"]
+LONG_UNITS = [f"conv2:{c}" for c in range(32)]
+# One thread per process: tiny renders on a shared 2-core machine are many times faster so.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def pyviz(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pyviz_fast", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def manifest(root):
+    return read_records(Path(root, "manifest.jsonl"))
+
+
+def part_records(root):
+    return [r for path in sorted(Path(root, "parts").glob("*.jsonl")) for r in read_records(path)]
+
+
+def pixels(path):
+    with Image.open(path) as image:
+        image.load()
+        return np.asarray(image, dtype=np.float32)
+
+
+def assert_complete_run(root, units, size=40):
+    """Every unit exactly once, every PNG whole and decodable, no partial files, gallery links resolve."""
+    records = manifest(root)
+    assert sorted(r["unit"] for r in records) == sorted(units)
+    for record in records:
+        assert FIELDS <= set(record), record
+        if record["file"]:
+            assert pixels(Path(root, record["file"])).shape[:2] == (size, size)
+    assert not [p for p in Path(root).rglob("*") if PARTIAL_MARK in p.name]
+    for png in Path(root).rglob("*.png"):
+        pixels(png)  # raises on a truncated file
+    links = gallery_links(root)
+    assert links and all(Path(root, link).is_file() for link in links)
+    assert {r["file"] for r in records if r["file"]} <= set(links)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [v for k, v in attrs if k in ("href", "src") and not v.startswith("#")]
+
+
+def gallery_links(root):
+    parser = _Links()
+    parser.feed(Path(root, "index.html").read_text())
+    return parser.links
+
+
+def assert_same_run(root, other, tolerance=2.0):
+    """Same units, settings, seeds and images (mean |pixel difference| <= tolerance levels of 255)."""
+    mine, theirs = manifest(root), {r["unit"]: r for r in manifest(other)}
+    assert [r["unit"] for r in mine] == [r["unit"] for r in manifest(other)]
+    for record in mine:
+        twin = theirs[record["unit"]]
+        assert (record["seed"], record["settings_hash"], record["status"], record["file"]) == \
+               (twin["seed"], twin["settings_hash"], twin["status"], twin["file"])
+        difference = np.abs(pixels(Path(root, record["file"])) - pixels(Path(other, twin["file"]))).mean()
+        assert difference <= tolerance, (record["unit"], difference)
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("atlas") / "single"
+    done = pyviz("atlas", *UNITS, "--out", str(root), *SMALL)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_atlas_writes_pngs_manifest_sheets_and_gallery(single_run):
+    assert_complete_run(single_run, UNIT_NAMES)
+    records = manifest(single_run)
+    assert {r["model"] for r in records} == {"shapesnet"} and {r["status"] for r in records} == {"ok"}
+    assert len({r["settings_hash"] for r in records}) == 1
+    assert len({r["seed"] for r in records}) == len(records)  # per-unit seeds
+    assert all(isinstance(r["value"], float) and r["activation"]["max"] is not None for r in records)
+    assert Path(single_run, "sheets", "conv1.png").is_file() and Path(single_run, "sheets", "conv2.png").is_file()
+    run_info = json.loads(Path(single_run, "run.json").read_text())
+    assert run_info["settings"]["steps"] == 6 and run_info["seed"] == 3
+
+
+def test_rerun_renders_nothing_new(single_run):
+    before = {p: p.stat().st_mtime_ns for p in Path(single_run, "images").rglob("*.png")}
+    again = pyviz("atlas", *UNITS, "--out", str(single_run), *SMALL[:-1])
+    assert again.returncode == 0, again.stderr
+    assert "0 rendered now, 10 already done" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in Path(single_run, "images").rglob("*.png")} == before
+    assert len(manifest(single_run)) == 10
+
+
+def test_other_settings_in_the_run_directory_are_an_error(single_run):
+    before = Path(single_run, "manifest.jsonl").read_bytes()
+    refused = pyviz("atlas", *UNITS, "--out", str(single_run), *SMALL, "--steps", "7")
+    assert refused.returncode == 2
+    assert "different settings (steps: 6 -> 7)" in refused.stderr and "--force" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert Path(single_run, "manifest.jsonl").read_bytes() == before
+
+
+def test_shards_by_hand_equal_a_single_run(single_run, tmp_path):
+    for shard in ("0/2", "1/2"):
+        done = pyviz("atlas", *UNITS, "--out", str(tmp_path), *SMALL, "--shard", shard)
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in Path(tmp_path, "parts").iterdir()) == ["shard-000-of-002.jsonl",
+                                                                         "shard-001-of-002.jsonl"]
+    assert_complete_run(tmp_path, UNIT_NAMES)
+    assert_same_run(tmp_path, single_run)
+
+
+def test_torchrun_two_cpu_ranks_equal_a_single_run(single_run, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "pyviz_fast", "atlas", *UNITS, "--out", str(tmp_path), *SMALL]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = {r["shard"] for r in part_records(tmp_path)}
+    assert ranks == {"0/2", "1/2"}  # both ranks rendered, into their own parts
+    assert_complete_run(tmp_path, UNIT_NAMES)
+    assert_same_run(tmp_path, single_run)
+
+
+def _start_and_wait_for_records(root, minimum=4):
+    process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "atlas", *LONG, "--out", str(root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while len(part_records(root)) < minimum:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the atlas wrote no records in time"
+        time.sleep(0.05)
+    return process
+
+
+def test_sigkill_mid_run_then_rerun_completes_without_redoing_or_losing(tmp_path):
+    process = _start_and_wait_for_records(tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    saved = {r["unit"]: r for r in part_records(tmp_path)}
+    assert 4 <= len(saved) < len(LONG_UNITS), "the kill must land mid-run"
+    stamps = {unit: Path(tmp_path, r["file"]).stat().st_mtime_ns for unit, r in saved.items()}
+    for record in saved.values():
+        pixels(Path(tmp_path, record["file"]))  # whatever has a record is whole
+    again = pyviz("atlas", *LONG, "--out", str(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert f"{len(LONG_UNITS) - len(saved)} rendered now, {len(saved)} already done" in again.stdout
+    assert_complete_run(tmp_path, LONG_UNITS, size=32)
+    final = {r["unit"]: r for r in manifest(tmp_path)}
+    assert all(final[unit] == record for unit, record in saved.items())
+    assert all(Path(tmp_path, saved[u]["file"]).stat().st_mtime_ns == stamp for u, stamp in stamps.items())
+
+
+def test_ctrl_c_stops_with_a_message_and_keeps_what_was_rendered(tmp_path):
+    process = _start_and_wait_for_records(tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted" in stderr and "resume" in stderr
+    saved = part_records(tmp_path)
+    assert 4 <= len(saved) < len(LONG_UNITS)
+    assert [r["unit"] for r in manifest(tmp_path)] == sorted((r["unit"] for r in saved),
+                                                             key=lambda u: int(u.split(":")[1]))
+    for record in saved:
+        pixels(Path(tmp_path, record["file"]))
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    process = _start_and_wait_for_records(tmp_path)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert len(manifest(tmp_path)) == len(part_records(tmp_path)) >= 4
