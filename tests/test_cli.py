@@ -1,0 +1,245 @@
+"""The other commands and the error cases, through ``pyviz_fast.cli.main`` on the shipped model
+(in-process: the same code as the console script, without a new interpreter per case)."""
+import argparse
+import dataclasses
+import errno
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pyviz_fast.audit import read_records
+from pyviz_fast.audit import writer as audit_writer
+from pyviz_fast.cli import main
+from pyviz_fast.cli.settings_flags import add_settings_flags, settings_from_args
+from pyviz_fast.engine.settings import Settings
+
+SMALL = ["--size", "40", "--steps", "4", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny renders on a shared 2-core machine run many times faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A 48x56 RGB test image: stripes on a color ramp."""
+    array = np.zeros((48, 56, 3), np.uint8)
+    array[::6] = 255
+    array[:, :, 1] = np.arange(56)[None] * 4
+    path = tmp_path_factory.mktemp("inputs") / "stripes.png"
+    Image.fromarray(array).save(path)
+    return path
+
+
+def decoded(path):
+    with Image.open(path) as image:
+        image.load()
+        return image
+
+
+def one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_console_script_and_module_entry_point_show_help():
+    done = subprocess.run([sys.executable, "-m", "pyviz_fast", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for command in ("layers", "render", "atlas", "dream", "saliency", "filters", "bench", "examples:"):
+        assert command in done.stdout
+
+
+@pytest.mark.parametrize("command", ["layers", "render", "atlas", "dream", "saliency", "filters", "bench"])
+def test_every_command_has_help_with_examples(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--model" in out and "--device" in out and "--backend" in out
+
+
+def test_layers_lists_shapes_and_channels(capsys):
+    assert main(["layers", "--size", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = {line.split()[0]: line.split() for line in lines[1:]}
+    assert table["conv1"][-1] == "16" and table["conv4"][-1] == "96" and table["fc"][-1] == "10"
+    assert "[32, 32, 32]" in " ".join(table["conv2"])  # 64 px input, pooled once
+    assert main(["layers", "--atlas"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["conv1", "conv2", "conv3", "conv4"]
+
+
+def test_render_writes_one_png_per_unit(tmp_path, capsys):
+    assert main(["render", "conv3:0-1", "fc:2", "--out", str(tmp_path), *SMALL]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["conv3_0.png", "conv3_1.png", "fc_2.png"]
+    images = [np.asarray(decoded(tmp_path / n)) for n in names]
+    assert all(image.shape == (40, 40, 3) for image in images)
+    assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 1  # different units, different images
+
+
+def test_render_gif_saves_the_progression(tmp_path):
+    assert main(["render", "fc:1", "--gif", "--frames", "3", "--out", str(tmp_path), *SMALL, "--steps", "6"]) == 0
+    gif = Image.open(tmp_path / "fc_1.gif")
+    assert gif.n_frames == 3
+    frames = []
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        frames.append(np.asarray(gif.convert("RGB"), dtype=np.float32))
+    png = np.asarray(decoded(tmp_path / "fc_1.png").convert("RGB"), dtype=np.float32)
+    # the image changes over the run and the PNG is its last frame (up to the GIF's 256-color palette)
+    assert np.abs(frames[-1] - png).mean() < np.abs(frames[0] - png).mean() / 2
+
+
+def test_dream_changes_the_photo(tmp_path, photo, capsys):
+    out = tmp_path / "dream.png"
+    assert main(["dream", str(photo), "--layer", "conv2", "--out", str(out), "--steps", "6", "--lr", "0.05",
+                 "--gif", "--frames", "2"]) == 0
+    assert "dream of conv2@deepdream" in capsys.readouterr().out
+    result = np.asarray(decoded(out), dtype=np.float32)
+    original = np.asarray(decoded(photo), dtype=np.float32)
+    assert result.shape == original.shape  # the photo's own size
+    assert 1 < np.abs(result - original).mean() < 80  # changed, yet still the photo
+    with Image.open(tmp_path / "dream.gif") as gif:
+        assert gif.n_frames == 3
+
+
+def test_saliency_writes_heatmap_and_overlay(tmp_path, photo, capsys):
+    assert main(["saliency", str(photo), "--unit", "fc:0", "--out", str(tmp_path)]) == 0
+    assert "saliency of fc:0" in capsys.readouterr().out
+    heat = np.asarray(decoded(tmp_path / "stripes_saliency.png"), dtype=np.float32)
+    overlay = np.asarray(decoded(tmp_path / "stripes_overlay.png"), dtype=np.float32)
+    assert heat.shape == overlay.shape == (48, 56, 3)
+    assert heat.std() > 1  # not a flat map
+    assert main(["saliency", str(photo), "--out", str(tmp_path), "-q"]) == 0  # default: the predicted class
+
+
+def test_filters_montage_shows_every_first_layer_kernel(tmp_path, capsys):
+    out = tmp_path / "filters.png"
+    assert main(["filters", "--out", str(out), "--tile", "10"]) == 0
+    assert "16 kernels of conv1.conv" in capsys.readouterr().out
+    montage = decoded(out)
+    assert montage.size == (4 * 12 + 2, 4 * (12 + 12) + 2)  # 4x4 tiles of 10 px, 2 px gaps, label strips
+
+
+def test_bench_prints_a_ratio_table(capsys):
+    assert main(["bench", "--batch", "2", "--size", "32", "--steps", "2", "--units", "conv1:0-1"]) == 0
+    out = capsys.readouterr().out
+    assert "fused_ascent_step" in out and "vs baseline" in out and "reference" in out
+
+
+# ---- bad input: one line naming the problem, exit code 2, nothing written lost ----
+
+def test_unknown_model_spec(capsys):
+    assert main(["layers", "--model", "torchvision:no_such_net"]) == 2
+    one_line_error(capsys, "cannot load model 'torchvision:no_such_net'", "unknown torchvision model")
+    assert main(["layers", "--model", "missing_file.pt"]) == 2
+    one_line_error(capsys, "missing_file.pt", "does not exist")
+
+
+def test_unknown_layer_and_channel_out_of_range(tmp_path, capsys):
+    assert main(["atlas", "conv9", "--out", str(tmp_path), *SMALL]) == 2
+    one_line_error(capsys, "unknown layer 'conv9'", "closest")
+    assert main(["render", "conv2:40", "--out", str(tmp_path), *SMALL]) == 2
+    one_line_error(capsys, "'conv2' has 32 channels", "got channel 40")
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_settings_and_flags(tmp_path, capsys):
+    assert main(["render", "conv1:0", "--out", str(tmp_path), "--precision", "fp64"]) == 2
+    one_line_error(capsys, "precision must be one of")
+    assert main(["render", "conv1:0", "--steps", "many"]) == 2
+    one_line_error(capsys, "--steps", "many")
+    assert main(["atlas", "--shard", "2/2", "--out", str(tmp_path)]) == 2
+    one_line_error(capsys, "--shard")
+
+
+def test_unreadable_and_non_image_inputs(tmp_path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert main(["saliency", str(text), "--out", str(tmp_path)]) == 2
+    one_line_error(capsys, "is not a readable image")
+    assert main(["dream", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "d.png")]) == 2
+    one_line_error(capsys, "does not exist")
+
+
+def test_output_directory_that_cannot_be_created(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should go")
+    assert main(["atlas", "conv1:0-1", "--out", str(blocker / "run"), *SMALL]) == 2
+    one_line_error(capsys, "cannot", str(blocker / "run"))
+    assert main(["render", "conv1:0", "--out", str(blocker / "renders"), *SMALL]) == 2
+    one_line_error(capsys, "cannot create output directory")
+
+
+def test_full_disk_mid_atlas_keeps_what_was_written(tmp_path, capsys, monkeypatch):
+    real_save = audit_writer.save_png_atomic
+    written = []
+
+    def save_until_full(path, image, **kwargs):
+        if len(written) >= 4:  # room for the first batch (2 images + 2 thumbnails)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(path, image, **kwargs)
+        written.append(path)
+
+    monkeypatch.setattr(audit_writer, "save_png_atomic", save_until_full)
+    args = ["atlas", "conv1:0-5", "--out", str(tmp_path), "--batch-size", "2", *SMALL]
+    assert main(args) == 2
+    one_line_error(capsys, "No space left on device", "rerun to resume")
+    records = read_records(tmp_path / "manifest.jsonl")
+    assert [r["unit"] for r in records] == ["conv1:0", "conv1:1"]
+    for record in records:
+        decoded(tmp_path / record["file"])
+    monkeypatch.setattr(audit_writer, "save_png_atomic", real_save)
+    assert main(args) == 0  # space freed: the rerun completes the rest
+    assert [r["unit"] for r in read_records(tmp_path / "manifest.jsonl")] == [f"conv1:{c}" for c in range(6)]
+
+
+# ---- settings flags come from the Settings dataclass ----
+
+def test_every_settings_field_is_a_flag_with_help():
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    flags = {action.dest: action for action in parser._actions}
+    for field in dataclasses.fields(Settings):
+        action = flags[f"setting_{field.name}"]
+        assert f"--{field.name.replace('_', '-')}" in action.option_strings
+        assert action.help and "default" in action.help
+
+
+def test_settings_flags_parse_types_and_keep_dataclass_defaults():
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    settings = settings_from_args(parser.parse_args(
+        ["--size", "64,48", "--lr-end", "none", "--no-decorrelate", "--scale-range", "0.9,1.1", "--clip", "inf"]))
+    assert settings.size == (64, 48) and settings.lr_end is None and settings.decorrelate is False
+    assert settings.scale_range == (0.9, 1.1) and settings.clip == float("inf")
+    assert settings.steps == Settings().steps  # not given: the dataclass default
+
+
+def test_a_new_settings_field_appears_as_a_flag_by_itself():
+    @dataclasses.dataclass
+    class Extended(Settings):
+        sparkle: float = dataclasses.field(default=0.0, metadata={"help": "how much sparkle"})
+
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser, settings_cls=Extended)
+    assert parser.parse_args(["--sparkle", "0.5"]).setting_sparkle == 0.5
+    assert "how much sparkle" in parser.format_help()
+
+
+def test_help_text_names_the_settings_from_their_docstring():
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    text = " ".join(parser.format_help().split())
+    assert "optimization steps in total" in text and "roll the input by up to" in text
