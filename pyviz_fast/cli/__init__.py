@@ -31,7 +31,11 @@ exit codes: 0 ok, 1 some units failed, 2 usage or input/output error, 130 interr
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (the full usage is one --help away)."""
+    """argparse with a one-line usage error (the full usage is one --help away) and module
+    docstrings as plain-text descriptions."""
+
+    def __init__(self, *args, description=None, **kwargs):
+        super().__init__(*args, description=description and description.replace("``", ""), **kwargs)
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

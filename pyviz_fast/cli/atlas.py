@@ -7,7 +7,7 @@ import signal
 
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, SettingsMismatchError, Shard, WriterError, run_atlas
 from pyviz_fast.audit.run_dir import safe_name
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, progress_bar, say
+from pyviz_fast.cli.common import CliError, add_common_flags, check_device, load_model, progress_bar, say
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
@@ -17,6 +17,9 @@ EXAMPLES = """examples:
   pyviz-fast atlas conv3 conv4:0-15 --out audit/run --steps 64 --size 96
   pyviz-fast atlas conv4 --out audit/run --shard 1/4     # a quarter of the work, by hand
   python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
+  torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
+      -m pyviz_fast atlas --model torchvision:resnet50 --device cuda --out /shared/audit/r50
+      (one GPU per local rank, NCCL; several nodes need --out on a shared file system)
 
 Re-running the same command resumes: only units without a manifest record are rendered.
 Other settings in an existing run directory are an error unless --force (which discards it).
@@ -58,6 +61,7 @@ def run(args) -> int:
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
     args.out = args.out or f"atlas_{safe_name(args.model)}"
+    check_device(args.device)
     dist = Distributed.from_env(args.device)
     args.device = dist.device
     try:

@@ -37,15 +37,21 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
         add_settings_flags(parser, exclude=settings_exclude)
 
 
+def check_device(name: str) -> torch.device:
+    """The torch.device for --device, or CliError when it is malformed or absent here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CliError(f"--device {name!r} is not a torch device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
 def load_model(args):
     """(model, info) for --model/--weights/--device, or CliError naming the spec."""
     from pyviz_fast.engine.models import load_model as engine_load_model
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        raise CliError(f"--device {args.device!r} is not a torch device ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    device = check_device(args.device)
     try:
         return engine_load_model(args.model, weights=args.weights, device=device)
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:

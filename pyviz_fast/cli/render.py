@@ -34,7 +34,9 @@ def add_gif_flags(parser) -> None:
     parser.add_argument("--gif", action="store_true",
                         help="also save the optimization's progression as a GIF (rendered in --frames "
                              "consecutive segments; the PNG is the last frame)")
-    parser.add_argument("--frames", type=int, default=8, help="GIF frames after the first (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=8,
+                        help="segments the run is split into, one GIF frame each (dream adds the input "
+                             "photo as the first frame; default: %(default)s)")
 
 
 def _render_all(model, units, settings, args):
