@@ -7,7 +7,6 @@ fails, to exercise the flags.
 import errno
 import json
 import zlib
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +19,7 @@ from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, Wri
 from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
+from pyviz_fast.audit.gallery import gallery_links
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts
 from pyviz_fast.engine.units import Unit
 
@@ -60,21 +60,6 @@ def job(root, **changes):
 
 def manifest(root):
     return read_records(Path(root, "manifest.jsonl"))
-
-
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links = []
-
-    def handle_starttag(self, tag, attrs):
-        self.links += [value for name, value in attrs if name in ("href", "src") and not value.startswith("#")]
-
-
-def gallery_links(root):
-    parser = _Links()
-    parser.feed(Path(root, "index.html").read_text())
-    return parser.links
 
 
 def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from PIL import Image
 
 from pyviz_fast.audit import read_records
 from pyviz_fast.audit.files import PARTIAL_MARK
+from pyviz_fast.audit.gallery import gallery_links
 
 SMALL = ["--size", "40", "--steps", "6", "--batch-size", "4", "--seed", "3", "-q"]
 UNITS = ["conv1:0-5", "conv2:0-3"]
@@ -61,21 +61,6 @@ def assert_complete_run(root, units, size=40):
     links = gallery_links(root)
     assert links and all(Path(root, link).is_file() for link in links)
     assert {r["file"] for r in records if r["file"]} <= set(links)
-
-
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links = []
-
-    def handle_starttag(self, tag, attrs):
-        self.links += [v for k, v in attrs if k in ("href", "src") and not v.startswith("#")]
-
-
-def gallery_links(root):
-    parser = _Links()
-    parser.feed(Path(root, "index.html").read_text())
-    return parser.links
 
 
 def assert_same_run(root, other, tolerance=2.0):

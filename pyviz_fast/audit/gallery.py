@@ -8,6 +8,7 @@ never rose) and failed units are flagged.
 >>> write_gallery("run1", records, run_info, sheets={"conv1": "sheets/conv1.png"})
 """
 from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 
 from pyviz_fast.audit.files import write_text_atomic
@@ -79,3 +80,20 @@ def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, s
     path = Path(root, "index.html")
     write_text_atomic(path, render_gallery(records, run_info, sheets))
     return path
+
+
+class _LinkCollector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("href", "src") and value and not value.startswith("#")]
+
+
+def gallery_links(root) -> list[str]:
+    """Every file the gallery of run directory ``root`` links to or shows (run-relative), to check
+    that a copied or merged run is complete: ``[l for l in gallery_links(r) if not (r / l).is_file()]``."""
+    collector = _LinkCollector()
+    collector.feed(Path(root, "index.html").read_text(encoding="utf-8"))
+    return collector.links
