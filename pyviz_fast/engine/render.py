@@ -12,12 +12,14 @@ mid-run (non-finite values, a failing batch) becomes a per-unit status.
 """
 import math
 import time
+import warnings
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from pyviz_fast import ops
-from pyviz_fast.backend import resolve_backend
+from pyviz_fast.backend import get_default_backend, resolve_backend
 from pyviz_fast.engine.draws import Draws
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.init import initial_images
@@ -31,7 +33,6 @@ from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.transforms import is_identity, random_affine
 from pyviz_fast.engine.units import Unit, parse_units
-from dataclasses import replace
 
 
 def _expand_whole_layers(units, shapes):
@@ -133,7 +134,7 @@ def _pixel_loop(run, units, draws, shifts, trajectory, bad):
                 with torch.no_grad():
                     x.sub_(s.decay * (x - s.center)).clamp_(s.lo, s.hi)
                 new, inp = (x[index] if canvas else x), None
-            bad += nonfinite
+            bad += nonfinite | ~torch.isfinite(objective)
             if s.image_blur_every and (t + 1) % s.image_blur_every == 0:
                 new, inp = ops.gaussian_blur(new, s.image_blur_sigma, backend=b), None
             if canvas:
@@ -163,7 +164,7 @@ def _fourier_loop(run, units, draws, shifts, trajectory, bad):
         start = time.perf_counter()
         nonfinite = ~torch.isfinite(grad).flatten(1).all(dim=1)
         grad = torch.where(nonfinite.view(-1, 1, 1, 1, 1), torch.zeros((), device=grad.device), grad)
-        bad += nonfinite
+        bad += nonfinite | ~torch.isfinite(objective)
         with torch.no_grad():
             if adam is None:
                 scale = grad.abs().flatten(1).mean(dim=1).view(-1, 1, 1, 1, 1) + s.eps
@@ -196,13 +197,31 @@ def _center_crop(images, hw):
     return images[..., top:top + hw[0], left:left + hw[1]]
 
 
+def _ops_backend(name, device):
+    """The ops backend to use; 'auto' also falls back to the reference when the extension is built
+    but has no kernel registered yet for this device (the schemas exist before the kernels)."""
+    resolved = resolve_backend(name, device)
+    if resolved == "reference":
+        return resolved
+    op = ("pyviz_fast::emulated_fused_ascent_step" if resolved == "emulation" else "pyviz_fast::fused_ascent_step")
+    key = "CUDA" if device.type == "cuda" else "CPU"
+    if torch._C._dispatch_has_kernel_for_dispatch_key(op, key):
+        return resolved
+    if (name or get_default_backend()) == "auto":
+        warnings.warn(f"pyviz_fast: no fused {key} kernel is registered yet; using the reference backend",
+                      RuntimeWarning, stacklevel=3)
+        return "reference"
+    raise RuntimeError(f"backend {resolved!r} has no {key} kernel for fused_ascent_step in this build; "
+                       "use backend='reference' or 'auto'")
+
+
 def _status(objective, image, bad_steps, steps):
     if not math.isfinite(objective) or not torch.isfinite(image).all():
         return "failed", "the objective or image is not finite (activations overflow or NaN in the model)"
     if bad_steps >= steps:
         return "failed", "every step had a non-finite gradient; the image never changed"
     if bad_steps:
-        return "nonfinite", f"{bad_steps} of {steps} steps had a non-finite gradient and were skipped"
+        return "nonfinite", f"{bad_steps} of {steps} steps had a non-finite objective or gradient (skipped)"
     return "ok", ""
 
 
@@ -244,7 +263,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     if isinstance(model, str):
         model, _ = load_model(model, device=device)
     device = torch.device(device)
-    backend = resolve_backend(backend, device)
+    backend = _ops_backend(backend, device)
     channels = settings.channels or input_channels(model)
     stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:
@@ -280,7 +299,8 @@ def _render_all(run, units, progress):
             except RuntimeError as error:  # e.g. out of memory: this batch fails, the others go on
                 from pyviz_fast.engine.draws import unit_seed
                 seeds[rows] = [unit_seed(run.seed, u) for u in batch]
-                reasons[rows] = [f"batch failed: {type(error).__name__}: {error}"] * len(batch)
+                first_line = (str(error).splitlines() or [""])[0][:300]
+                reasons[rows] = [f"batch failed: {type(error).__name__}: {first_line}"] * len(batch)
             else:
                 images[rows], objective[rows], trajectory[rows], seeds[rows] = imgs, obj, traj, batch_seeds
                 for i in range(len(batch)):

@@ -1,0 +1,152 @@
+"""render(): objectives rise, per-unit determinism, layouts, channel counts, every regularizer, backends."""
+import pytest
+import torch
+from torch import nn
+
+import pyviz_fast as pvf
+from engine_nets import TokenNet, tiny_cnn
+
+
+def _fused_cpu_kernel():
+    return pvf.has_ops() and torch._C._dispatch_has_kernel_for_dispatch_key("pyviz_fast::fused_ascent_step", "CPU")
+
+
+BACKENDS = ["reference", pytest.param("fused", marks=pytest.mark.skipif(
+    not _fused_cpu_kernel(), reason="the fused CPU kernels are not built in this checkout"))]
+FAST = dict(size=24, steps=12, precision="fp32", backend="reference")
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return tiny_cnn()
+
+
+def _rises(res):
+    return bool((res.objective > res.trajectory[:, 0]).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_objectives_rise_and_result_is_complete(cnn, backend):
+    res = pvf.render(cnn, ["2:0-2", "0:1@neuron", "2@deepdream", "4.2:1"], **{**FAST, "backend": backend}, seed=3)
+    assert res.status == ["ok"] * 6 and res.reasons == [""] * 6
+    assert res.images.shape == (6, 3, 24, 24) and res.images.dtype == torch.float32
+    assert 0 <= res.images.min() and res.images.max() <= 1
+    assert res.trajectory.shape == (6, 12) and res.objective.shape == (6,)
+    assert _rises(res), res.trajectory
+    assert len(set(res.seeds)) == 6 and res.info["backend"] == backend
+    assert {"total", "setup", "forward_backward", "step"} <= set(res.timings)
+    assert res.to_uint8().shape == (6, 24, 24, 3) and res.to_pil(0).mode == "RGB"
+
+
+def test_unit_alone_equals_unit_in_a_batch_of_16(cnn):
+    batch = pvf.render(cnn, "2:0-15", **FAST, seed=7)
+    alone = pvf.render(cnn, "2:9", **FAST, seed=7)
+    assert alone.seeds[0] == batch.seeds[9]
+    torch.testing.assert_close(alone.images[0], batch.images[9], atol=2e-3, rtol=0)
+    other_seed = pvf.render(cnn, "2:9", **FAST, seed=8)
+    assert (other_seed.images[0] - alone.images[0]).abs().max() > 0.01
+
+
+def test_batch_size_does_not_change_results(cnn):
+    a = pvf.render(cnn, "2:0-5", **FAST, batch_size=6)
+    b = pvf.render(cnn, "2:0-5", **FAST, batch_size=4)
+    torch.testing.assert_close(a.images, b.images, atol=2e-3, rtol=0)
+
+
+def test_whole_layer_expands_to_every_channel(cnn):
+    res = pvf.render(cnn, "0", size=8, steps=2, backend="reference")
+    assert [str(u) for u in res.units] == [f"0:{c}" for c in range(8)]
+
+
+def test_token_layout_model():
+    # patch striding makes a token objective shift-variant: no jitter here
+    res = pvf.render(TokenNet(), ["block:0-2", "block:1@neuron(3)", "output:1", "embed:2"], **FAST, jitter=0)
+    assert res.status == ["ok"] * 6 and _rises(res)
+
+
+@pytest.mark.parametrize("channels, mode", [(1, "L"), (4, "RGBA"), (6, "RGB")])
+def test_any_number_of_input_channels(channels, mode):
+    res = pvf.render(tiny_cnn(in_channels=channels), "2:0-1", **FAST)
+    assert res.images.shape == (2, channels, 24, 24) and res.info["channels"] == channels
+    assert res.to_pil(1).mode == mode and _rises(res)
+
+
+@pytest.mark.parametrize("extra", [
+    dict(octaves=3, steps=12),
+    dict(canvas=32),
+    dict(init="pink"),
+    dict(optimizer="adam", lr=0.05),
+    dict(param="fourier", optimizer="adam", lr=0.05, scale_range=(0.9, 1.1), rotate=10.0),
+    dict(param="fourier"),
+    dict(laplacian_levels=3),
+    dict(image_blur_every=4),
+    dict(scale_range=(0.9, 1.1), rotate=5.0),
+    dict(decay=0.01, clip=2.0, norm="rms", lr_end=0.01, schedule="cosine"),
+])
+def test_every_regularizer_runs_and_helps(cnn, extra):
+    res = pvf.render(cnn, ["2:0-1", "4.2:1"], **{**FAST, **extra})
+    assert res.status == ["ok"] * 3, res.reasons
+    hw = (extra.get("canvas") or 24,) * 2
+    assert res.images.shape[-2:] == hw and 0 <= res.images.min() and res.images.max() <= 1
+    assert _rises(res), res.trajectory
+
+
+def test_init_image_is_the_start(cnn, tmp_path):
+    from PIL import Image
+    photo = torch.linspace(0, 1, 24).repeat(24, 1)
+    path = tmp_path / "photo.png"
+    Image.fromarray((photo * 255).byte().numpy(), "L").convert("RGB").save(path)
+    res = pvf.render(cnn, "2@deepdream", **{**FAST, "steps": 1, "lr": 1e-6}, init="image", init_image=str(path))
+    torch.testing.assert_close(res.images[0, 0], photo, atol=0.02, rtol=0)
+
+
+def test_jitter_draws_are_per_unit_and_progress_bar(cnn, capsys):
+    res = pvf.render(cnn, "2:0-1", **FAST, progress=True)
+    assert "render" in capsys.readouterr().err
+    assert res.status == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("precision, memory_format", [("bf16", "channels_last"), ("fp16", "contiguous")])
+def test_reduced_precision(cnn, precision, memory_format):
+    res = pvf.render(cnn, "2:0-1", **{**FAST, "precision": precision, "memory_format": memory_format})
+    assert res.info["precision"] == precision and res.status == ["ok", "ok"] and _rises(res)
+
+
+def test_auto_precision_is_resolved(cnn):
+    res = pvf.render(cnn, "2:0", size=8, steps=1, backend="reference")
+    assert res.info["precision"] in ("fp32", "bf16") and res.info["memory_format"] in ("contiguous", "channels_last")
+
+
+@pytest.mark.skipif(not _fused_cpu_kernel(), reason="the fused CPU kernels are not built in this checkout")
+def test_fused_matches_reference(cnn):
+    a = pvf.render(cnn, "2:0-3", **{**FAST, "backend": "reference"})
+    b = pvf.render(cnn, "2:0-3", **{**FAST, "backend": "fused"})
+    torch.testing.assert_close(a.images, b.images, atol=1e-3, rtol=0)
+
+
+class Poison(nn.Module):
+    """Makes item ``row``'s activation NaN on forward calls number start..stop-1 (call 0 is the probe)."""
+
+    def __init__(self, row, start, stop):
+        super().__init__()
+        self.row, self.start, self.stop, self.calls = row, start, stop, 0
+
+    def forward(self, x):
+        call, self.calls = self.calls, self.calls + 1
+        if self.start <= call < self.stop and x.shape[0] > self.row:
+            scale = torch.ones(x.shape[0], 1, 1, 1)
+            scale[self.row] = float("nan")
+            x = x * scale  # NaN activations and NaN gradients for that item only
+        return x
+
+
+@pytest.mark.parametrize("start, stop, status", [(3, 6, "nonfinite"), (3, 10 ** 9, "failed")])
+def test_nonfinite_item_does_not_stop_the_batch(start, stop, status):
+    clean = pvf.render(tiny_cnn(), "2:0-2", **FAST)
+    model = tiny_cnn()
+    model[1] = nn.Sequential(nn.ReLU(), Poison(1, start, stop))
+    res = pvf.render(model, "2:0-2", **FAST)
+    assert res.status == ["ok", status, "ok"], res.reasons
+    assert "non-finite" in res.reasons[1] or "not finite" in res.reasons[1]
+    torch.testing.assert_close(res.images[[0, 2]], clean.images[[0, 2]], atol=1e-4, rtol=0)
+    assert torch.isfinite(res.images).all()

@@ -1,0 +1,62 @@
+"""Truncated forward: nothing after the deepest needed layer runs; the model is left as it was."""
+import pytest
+import torch
+from torch import nn
+
+import pyviz_fast as pvf
+from engine_nets import Explodes, tiny_cnn
+from pyviz_fast.engine.truncate import TruncatedForward
+
+
+def test_layer_after_the_target_is_never_called():
+    model = tiny_cnn(tail=Explodes())
+    with TruncatedForward(model, ["0", "2"]) as run:
+        acts = run(torch.rand(2, 3, 16, 16))
+    assert acts["0"].shape == (2, 8, 16, 16) and acts["2"].shape == (2, 16, 16, 16)
+    with pytest.raises(AssertionError, match="never be called|was called"):
+        model(torch.rand(1, 3, 16, 16))  # the guard is real
+
+
+def test_render_never_calls_layers_past_the_deepest_unit():
+    model = tiny_cnn(tail=Explodes())
+    res = pvf.render(model, ["0:1", "2:3", "2@deepdream"], size=16, steps=3, backend="reference")
+    assert res.status == ["ok"] * 3
+
+
+def test_hooks_removed_and_model_state_restored():
+    model = tiny_cnn().train()
+    grads = [p.requires_grad for p in model.parameters()]
+    pvf.render(model, "2:0", size=16, steps=2, backend="reference", precision="fp32", memory_format="channels_last")
+    assert model.training and [p.requires_grad for p in model.parameters()] == grads
+    assert all(not m._forward_hooks for m in model.modules())
+    assert model[0].weight.is_contiguous()
+
+
+def test_activation_keeps_its_graph():
+    model = tiny_cnn()
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    with TruncatedForward(model, ["2"]) as run:
+        act = run(x)["2"]
+    grad, = torch.autograd.grad(act.sum(), x)
+    assert grad.abs().sum() > 0
+
+
+def test_layer_not_called_by_forward_is_reported():
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.unused = nn.Conv2d(3, 2, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with TruncatedForward(Skips(), ["unused"]) as run, pytest.raises(RuntimeError, match="not called"):
+        run(torch.rand(1, 3, 4, 4))
+
+
+def test_output_pseudo_layer_runs_everything():
+    model = tiny_cnn()
+    x = torch.rand(2, 3, 8, 8)
+    with TruncatedForward(model, ["0", "output"]) as run:
+        acts = run(x)
+    torch.testing.assert_close(acts["output"], model(x))
