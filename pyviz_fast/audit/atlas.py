@@ -46,8 +46,8 @@ class AtlasJob:
 @dataclass
 class AtlasOutcome:
     total: int = 0  # units of the work list
-    skipped: int = 0  # already done by an earlier run (resume)
-    rendered: int = 0  # rendered and written by this process
+    skipped: int = 0  # already done by an earlier run (resume), over all ranks
+    rendered: int = 0  # rendered and written by this command (all ranks; not other --shard processes)
     failed: int = 0  # units of the work list whose record says failed / nonfinite
     merged: list = field(default_factory=list)  # the merged manifest (process that merged)
     run_info: dict = field(default_factory=dict)
@@ -176,6 +176,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
         if progress is not None:
             progress.close()
     dist.max(1 if error else 0)  # collective: every rank arrives here, failed or not
+    outcome.rendered, outcome.skipped = dist.sum(outcome.rendered), dist.sum(outcome.skipped)
     layer_order = {}
     for unit in units:
         layer_order.setdefault(unit.layer, len(layer_order))

@@ -51,13 +51,20 @@ class Distributed:
         if self.active:
             tdist.barrier()
 
-    def max(self, value: int) -> int:
-        """The largest ``value`` over all ranks (every rank must call it)."""
+    def _all_reduce(self, value: int, op) -> int:
         if not self.active:
             return value
         tensor = self._tensor(value)
-        tdist.all_reduce(tensor, op=tdist.ReduceOp.MAX)
+        tdist.all_reduce(tensor, op=op)
         return int(tensor.item())
+
+    def max(self, value: int) -> int:
+        """The largest ``value`` over all ranks (every rank must call it)."""
+        return self._all_reduce(value, tdist.ReduceOp.MAX)
+
+    def sum(self, value: int) -> int:
+        """The sum of ``value`` over all ranks (every rank must call it)."""
+        return self._all_reduce(value, tdist.ReduceOp.SUM)
 
     def close(self) -> None:
         if self.active and tdist.is_initialized():

@@ -45,8 +45,10 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def hashed_settings(settings) -> dict:
-    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_HASHED}
+def hashed_settings(settings, weights="none") -> dict:
+    """What decides the images besides model spec and seed: the settings and the model's weights."""
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_HASHED}
+    return {**values, "weights": weights}
 
 
 def _raise_interrupt(signum, frame):
@@ -71,9 +73,9 @@ def run(args) -> int:
         if not specs:
             raise CliError("the model has no conv/block layers to default to; name layers or units")
         units = expand_units(specs, model, infos)
-        job = AtlasJob(root=args.out, model=args.model, seed=args.seed, settings=hashed_settings(settings),
-                       backend=args.backend, device=dist.device, batch_size=settings.batch_size,
-                       shard=args.shard, force=args.force)
+        job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
+                       settings=hashed_settings(settings, args.weights), backend=args.backend,
+                       device=dist.device, batch_size=settings.batch_size, shard=args.shard, force=args.force)
 
         def render_batch(batch):
             return pvf.render(model, batch, settings, backend=args.backend, device=dist.device,
