@@ -6,6 +6,7 @@ fails, to exercise the flags.
 """
 import errno
 import json
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -224,3 +225,22 @@ def test_merge_orders_layers_as_given(tmp_path):
     part.append([{"unit": "b:1", "layer": "b", "index": 1}, {"unit": "a:0", "layer": "a", "index": 0},
                  {"unit": "b:0", "layer": "b", "index": 0}])
     assert [r["unit"] for r in merge_parts(tmp_path, {"b": 0, "a": 1})] == ["b:0", "b:1", "a:0"]
+
+
+def test_writer_overlaps_writing_with_the_caller(tmp_path, monkeypatch):
+    real_write = audit_writer.write_batch
+
+    def slow_write(*args):
+        time.sleep(0.3)
+        real_write(*args)
+
+    monkeypatch.setattr(audit_writer, "write_batch", slow_write)
+    writer = audit_writer.BatchWriter(tmp_path, tmp_path / "part.jsonl")
+    images = np.zeros((1, 4, 4, 3), np.uint8)
+    started = time.perf_counter()
+    writer.submit(images, [{"unit": "a:0", "file": "a0.png"}])
+    writer.submit(images, [{"unit": "a:1", "file": "a1.png"}])
+    assert time.perf_counter() - started < 0.3  # the caller went on while the thread wrote
+    writer.close()
+    assert [r["unit"] for r in read_records(tmp_path / "part.jsonl")] == ["a:0", "a:1"]
+    assert (tmp_path / "a0.png").is_file() and (tmp_path / "a1.png").is_file()

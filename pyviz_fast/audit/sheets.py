@@ -37,9 +37,8 @@ def montage(images: list[Image.Image], labels: list[str] | None = None, *, tile:
 
 
 def write_layer_sheets(root, records: list[dict], sheet_path, *, tile: int = 64) -> dict[str, str]:
-    """One contact sheet per layer from the records' PNGs; returns {layer: run-relative path}.
-
-    sheet_path(layer) gives the run-relative file name."""
+    """One contact sheet per layer from the records' thumbnails (their PNGs when there is none);
+    returns {layer: run-relative path}. sheet_path(layer) gives the run-relative file name."""
     by_layer: dict[str, list[dict]] = {}
     for record in records:
         if record.get("file"):
@@ -48,7 +47,7 @@ def write_layer_sheets(root, records: list[dict], sheet_path, *, tile: int = 64)
     for layer, layer_records in by_layer.items():
         images = []
         for record in layer_records:
-            with Image.open(Path(root, record["file"])) as image:
+            with Image.open(Path(root, record.get("thumb") or record["file"])) as image:
                 images.append(image.convert("RGB"))
         labels = [str(r.get("index", r["unit"])) for r in layer_records]
         save_png_atomic(Path(root, sheet_path(layer)), montage(images, labels, tile=tile), fsync=False)

@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     except CliError as error:
-        print(f"pyviz-fast: error: {error}", file=sys.stderr)
+        first_line = (str(error).strip().splitlines() or ["unknown error"])[0]  # torch errors run on for pages
+        print(f"pyviz-fast: error: {first_line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("pyviz-fast: interrupted; finished results are saved (rerun the same command to resume an atlas)",
