@@ -123,6 +123,23 @@ def test_saliency_writes_heatmap_and_overlay(tmp_path, photo, capsys):
     assert main(["saliency", str(photo), "--out", str(tmp_path), "-q"]) == 0  # default: the predicted class
 
 
+def test_saliency_is_the_input_gradient_of_the_logit(photo):
+    from pyviz_fast.cli.common import read_image
+    from pyviz_fast.cli.saliency import saliency
+    from pyviz_fast.zoo import shapesnet
+
+    model = shapesnet()
+    image = read_image(photo)
+    heat, unit, value = saliency(model, image, "fc:2")
+    x = image[None].clone().requires_grad_(True)
+    logit = model(x)[0, 2]  # ShapesNet normalizes its input itself
+    logit.backward()
+    expected = x.grad[0].abs().amax(0)
+    expected = (expected / torch.quantile(expected.flatten(), 0.995)).clamp(0, 1).numpy()
+    assert unit == "fc:2" and value == pytest.approx(float(logit), rel=1e-4)
+    np.testing.assert_allclose(heat, expected, atol=1e-4)
+
+
 def test_filters_montage_shows_every_first_layer_kernel(tmp_path, capsys):
     out = tmp_path / "filters.png"
     assert main(["filters", "--out", str(out), "--tile", "10"]) == 0
@@ -144,6 +161,15 @@ def test_unknown_model_spec(capsys):
     one_line_error(capsys, "cannot load model 'torchvision:no_such_net'", "unknown torchvision model")
     assert main(["layers", "--model", "missing_file.pt"]) == 2
     one_line_error(capsys, "missing_file.pt", "does not exist")
+
+
+def test_bad_device(tmp_path, capsys):
+    assert main(["layers", "--device", "toaster"]) == 2
+    one_line_error(capsys, "--device 'toaster' is not a torch device")
+    if not torch.cuda.is_available():
+        assert main(["atlas", "conv1:0", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+        one_line_error(capsys, "CUDA is not available")
+        assert not (tmp_path / "run").exists()
 
 
 def test_unknown_layer_and_channel_out_of_range(tmp_path, capsys):

@@ -85,8 +85,8 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
     for i, unit in enumerate(units):
         fields = _unit_fields(unit)
         status = result.status[i]
-        trajectory = result.trajectory[i].tolist() if result.trajectory is not None else [result.objective[i]]
-        stats = trajectory_stats(trajectory)
+        trajectory = result.trajectory[i].tolist() if result.trajectory is not None else []
+        stats = trajectory_stats(trajectory + [float(result.objective[i])])  # the final value counts too
         ok = status != "failed"  # 'nonfinite' units still have an image
         records.append({
             **fields, "model": job.model, "seed": int(result.seeds[i]), "settings_hash": info["settings_hash"],
