@@ -230,6 +230,39 @@ def test_full_disk_mid_atlas_keeps_what_was_written(tmp_path, capsys, monkeypatc
     assert [r["unit"] for r in read_records(tmp_path / "manifest.jsonl")] == [f"conv1:{c}" for c in range(6)]
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 300 KB tmpfs (needs root and mount rights: skipped elsewhere); remount(size) resizes it."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mountpoint)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+    def remount(size):
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mountpoint)], check=True)
+
+    yield mountpoint, remount
+    subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_really_full_disk_then_rerun_after_freeing_space(tiny_disk, capsys):
+    disk, remount = tiny_disk
+    args = ["atlas", "conv3", "--out", str(disk / "run"), "--size", "64", "--steps", "2", "--batch-size", "8", "-q"]
+    assert main(args) == 2
+    one_line_error(capsys, "No space left on device", "rerun to resume")
+    saved = read_records(disk / "run" / "parts" / "shard-000-of-001.jsonl")  # the merge itself may not fit
+    assert 0 < len(saved) < 64
+    for record in saved:
+        decoded(disk / "run" / record["file"])
+    remount("20m")
+    assert main(args) == 0
+    final = read_records(disk / "run" / "manifest.jsonl")
+    assert sorted(r["unit"] for r in final) == sorted(f"conv3:{c}" for c in range(64))
+    assert all(r in final for r in saved)  # nothing written before the full disk was redone
+
+
 # ---- settings flags come from the Settings dataclass ----
 
 def test_every_settings_field_is_a_flag_with_help():
