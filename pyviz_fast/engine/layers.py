@@ -10,7 +10,7 @@ import torch
 from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.objectives import channel_count, layout
 from pyviz_fast.engine.settings import Settings
-from pyviz_fast.engine.truncate import first_tensor
+from pyviz_fast.engine.truncate import LayerError, first_tensor
 
 
 class LayerInfo(NamedTuple):
@@ -53,7 +53,8 @@ def layers(model, input_size=None, device="cpu"):
 
     settings = Settings(precision="fp32", memory_format="contiguous")
     with PreparedModel(model, settings, device) as prepared:
-        handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+        handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+                   if n and not isinstance(m, torch.jit.ScriptModule)]
         try:
             with torch.no_grad():
                 out = _checked_forward(lambda x: model(prepared.model_input(x)), input_size, device)
@@ -71,6 +72,8 @@ def _checked_forward(forward, input_size, device):
     x = torch.full((1,) + tuple(input_size), 0.5, device=device)
     try:
         return forward(x)
+    except LayerError:
+        raise
     except Exception as error:  # the model's own error, re-raised with what we fed it
         raise ValueError(f"the model's forward rejected an input of shape {list(x.shape)} "
                          f"(size too small or wrong channel count?): {type(error).__name__}: {error}") from error

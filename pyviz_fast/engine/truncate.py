@@ -13,6 +13,10 @@ import torch
 from pyviz_fast.engine.units import OUTPUT
 
 
+class LayerError(ValueError):
+    """A requested layer cannot be captured (not an error of the model's own forward)."""
+
+
 class _Stop(Exception):
     """Raised by the hook of the last needed layer to end the forward early."""
 
@@ -48,6 +52,9 @@ class TruncatedForward:
     def __enter__(self):
         modules = dict(self.model.named_modules())
         for name in self.hooked:
+            if isinstance(modules[name], torch.jit.ScriptModule):
+                raise LayerError(f"layer {name!r} is inside a TorchScript model, whose submodules cannot be "
+                                 f"hooked; use the layer '{OUTPUT}' or load the model as an nn.Module")
             self._handles.append(modules[name].register_forward_hook(self._hook(name)))
         return self
 
@@ -64,7 +71,7 @@ class TruncatedForward:
                 return
             tensor = first_tensor(output)
             if tensor is None:
-                raise TypeError(f"layer {name!r} ({type(module).__name__}) returned no tensor "
+                raise LayerError(f"layer {name!r} ({type(module).__name__}) returned no tensor "
                                 f"(got {type(output).__name__}); pick another layer")
             self._acts[name] = tensor
             if stop_early and len(self._acts) == len(self.hooked):

@@ -235,6 +235,7 @@ def check_layer_names(units, model):
         for layer in unit.layers:
             if layer not in known:
                 close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
-                hint = f"; closest: {', '.join(close)}" if close else ""
+                hint = (f"; closest: {', '.join(close)}" if close else
+                        f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
                 raise ValueError(f"unknown layer {layer!r} in unit {str(unit)!r}{hint}. "
                                  "List layers with pyviz_fast.layers(model, input_size)")

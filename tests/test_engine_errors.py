@@ -1,0 +1,122 @@
+"""Bad input fails before any work with a message naming the problem; model specs load."""
+import pytest
+import torch
+from torch import nn
+
+import pyviz_fast as pvf
+from engine_nets import TokenNet, tiny_cnn
+
+FAST = dict(size=16, steps=2, backend="reference", precision="fp32")
+
+
+class SizeGuard(nn.Module):
+    """Rejects any input that is not 32 x 32, like a model with a fixed-size head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        if x.shape[-2:] != (32, 32):
+            raise RuntimeError(f"expected 32x32 input, got {tuple(x.shape[-2:])}")
+        return self.conv(x)
+
+
+def _fails(match, model, units, **kwargs):
+    with pytest.raises(ValueError, match=match):
+        pvf.render(model, units, **{**FAST, **kwargs})
+
+
+def test_unknown_layer_lists_the_closest_names():
+    _fails(r"unknown layer 'blok'.*closest: block", TokenNet(), "blok:1")
+    _fails(r"unknown layer 'conv'.*the model has 0, 1, 2, 3, 4, 4.0", tiny_cnn(), "conv:1")
+
+
+def test_channel_out_of_range_says_how_many():
+    _fails(r"has 16 channels \(0-15\); got channel 16", tiny_cnn(), "2:16")
+    _fails(r"has 5 channels", tiny_cnn(), "4.2:9")
+
+
+def test_malformed_unit():
+    _fails("malformed unit", tiny_cnn(), "2:x")
+
+
+def test_forward_rejecting_the_size():
+    _fails(r"rejected an input of shape \[1, 3, 16, 16\].*expected 32x32", SizeGuard(), "conv:0")
+    assert pvf.render(SizeGuard(), "conv:0", **{**FAST, "size": 32}).status == ["ok"]
+
+
+def test_size_too_small_for_the_model():
+    shrinking = nn.Sequential(nn.Conv2d(3, 4, 5), nn.Conv2d(4, 4, 5))
+    _fails(r"rejected an input of shape \[1, 3, 6, 6\]", shrinking, "1:0", size=6)
+
+
+def test_octave_start_size_is_checked_too():
+    _fails(r"rejected an input of shape \[1, 3, 22, 22\]", SizeGuard(), "conv:0", size=32, octaves=3, steps=3)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("precision", "fp64", "precision must be one of"),
+    ("steps", 0, "steps must be an integer >= 1"),
+    ("size", (16,), "size must be a positive int"),
+    ("lo", 2.0, "lo must be below hi"),
+    ("init", "image", "needs init_image"),
+    ("canvas", 8, "canvas must be >= size"),
+    ("norm", "l3", "norm mode must be one of"),
+])
+def test_bad_settings(field, value, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        pvf.render(tiny_cnn(), "2:0", **{**FAST, field: value})
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(TypeError, match="unknown setting.*stpes"):
+        pvf.render(tiny_cnn(), "2:0", stpes=3)
+
+
+def test_mean_std_must_match_channels():
+    _fails("normalization mean has 3 values but images have 1 channels", tiny_cnn(in_channels=1), "2:0",
+           mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+
+
+def test_layers_listing():
+    listing = pvf.layers(tiny_cnn(), input_size=(3, 20, 20))
+    by_name = {info.name: info for info in listing}
+    assert by_name["2"] == pvf.LayerInfo("2", "Conv2d", (16, 20, 20), 16)
+    assert by_name["4.2"].shape == (5,) and listing[-1].name == "output"
+    with pytest.raises(ValueError, match="input_size must be"):
+        pvf.layers(tiny_cnn(), input_size=(20, 20))
+
+
+def test_load_model_specs(tmp_path):
+    model, info = pvf.load_model("torchvision:resnet18", weights="none")
+    assert info["mean"] == (0.485, 0.456, 0.406) and not model.training
+    path = tmp_path / "state.pt"
+    torch.save(model.state_dict(), path)
+    again, _ = pvf.load_model("torchvision:resnet18", weights=str(path))
+    torch.testing.assert_close(again.fc.weight, model.fc.weight)
+    scripted = tmp_path / "tiny.pt"
+    torch.jit.script(tiny_cnn()).save(str(scripted))
+    ts_model, ts_info = pvf.load_model(str(scripted))
+    assert ts_info["source"] == "torchscript" and ts_info["mean"] is None
+    assert pvf.render(ts_model, "output:1", **FAST).status == ["ok"]
+    with pytest.raises(ValueError, match="inside a TorchScript model"):
+        pvf.render(ts_model, "2:1", **FAST)
+    factory, _ = pvf.load_model("engine_nets:tiny_cnn")
+    assert isinstance(factory, nn.Sequential)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("torchvision:resnet19", "unknown torchvision model 'resnet19'.*resnet18"),
+    ("nosuchpackage.mod:make", "cannot import module"),
+    ("engine_nets:nothing", "has no callable 'nothing'"),
+    ("mystery", "unknown model spec"),
+])
+def test_bad_model_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        pvf.load_model(spec)
+
+
+def test_missing_weights_file():
+    with pytest.raises(FileNotFoundError, match="weights file"):
+        pvf.load_model("torchvision:resnet18", weights="/nonexistent/w.pt")
