@@ -175,7 +175,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     finally:
         if progress is not None:
             progress.close()
-    dist.max(1 if error else 0)  # collective: every rank arrives here, failed or not
+    # collectives: every rank arrives here, failed or not, so none waits forever for another
     outcome.rendered, outcome.skipped = dist.sum(outcome.rendered), dist.sum(outcome.skipped)
     layer_order = {}
     for unit in units:
