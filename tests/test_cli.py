@@ -180,6 +180,16 @@ def test_unknown_layer_and_channel_out_of_range(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_force_replaces_a_run_made_with_other_settings(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["atlas", "conv1:0-2", "--out", str(run), *SMALL]) == 0
+    assert main(["atlas", "conv1:0-1", "--out", str(run), *SMALL, "--steps", "3"]) == 2
+    one_line_error(capsys, "different settings (steps: 4 -> 3)")
+    assert main(["atlas", "conv1:0-1", "--out", str(run), *SMALL, "--steps", "3", "--force"]) == 0
+    assert [r["unit"] for r in read_records(run / "manifest.jsonl")] == ["conv1:0", "conv1:1"]
+    assert not (run / "images" / "conv1" / "conv1_2.png").exists()  # nothing of the old run is mixed in
+
+
 def test_bad_settings_and_flags(tmp_path, capsys):
     assert main(["render", "conv1:0", "--out", str(tmp_path), "--precision", "fp64"]) == 2
     one_line_error(capsys, "precision must be one of")
