@@ -23,7 +23,7 @@ from typing import Callable
 from pyviz_fast.audit.distributed import Distributed
 from pyviz_fast.audit.gallery import write_gallery
 from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
-from pyviz_fast.audit.run_dir import RunDir
+from pyviz_fast.audit.run_dir import RunDir, RunDirError
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.sheets import write_layer_sheets
 from pyviz_fast.audit.writer import BatchWriter
@@ -150,7 +150,7 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
     if dist.max(1 if error else 0):
         if error:
             raise error
-        raise RuntimeError("rank 0 could not prepare the run directory (see its message)")
+        raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
     return run.check(job.model, job.seed, job.settings)
 
 

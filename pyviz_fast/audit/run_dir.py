@@ -27,7 +27,11 @@ FORMAT = 1
 _OUTPUTS = ("parts", "images", "thumbs", "sheets", "manifest.jsonl", "index.html")
 
 
-class SettingsMismatchError(ValueError):
+class RunDirError(ValueError):
+    """The run directory cannot be used for this run."""
+
+
+class SettingsMismatchError(RunDirError):
     """The run directory already holds results made with different settings."""
 
 

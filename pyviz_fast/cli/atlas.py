@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import signal
 
-from pyviz_fast.audit import AtlasJob, Distributed, RunDir, SettingsMismatchError, Shard, WriterError, run_atlas
+from pyviz_fast.audit import AtlasJob, Distributed, RunDir, RunDirError, Shard, WriterError, run_atlas
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import CliError, add_common_flags, check_device, load_model, progress_bar, say
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
@@ -86,7 +86,7 @@ def run(args) -> int:
         try:
             outcome = run_atlas(units, render_batch, job, dist,
                                 progress_factory=lambda total: progress_bar(total, quiet))
-        except SettingsMismatchError as error:
+        except RunDirError as error:  # other settings in --out, or rank 0 could not set it up
             raise CliError(str(error)) from None
         except WriterError as error:
             raise CliError(f"{error}; results written before it are intact, rerun to resume") from None
