@@ -9,6 +9,7 @@ Each command lives in its own module with ``register(subparsers)`` and ``run(arg
 """
 import argparse
 import sys
+import warnings
 
 from pyviz_fast.cli import atlas, bench, dream, filters, layers, render, saliency
 from pyviz_fast.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CliError
@@ -51,11 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"pyviz-fast: warning: {message}", file=file or sys.stderr)  # one line, no source excerpt
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args = parser.parse_args(argv)
+            return args.run(args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     except CliError as error:
