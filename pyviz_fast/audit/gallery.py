@@ -62,7 +62,8 @@ def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str]) 
         f"<h1>Atlas of {escape(str(run_info.get('model')))}</h1>",
         f"<p>{len(records)} units in {len(by_layer)} layers; {dead} dead (activation never rose), "
         f"{failed} failed or with non-finite steps. Seed {escape(str(run_info.get('seed')))}, settings hash "
-        f"<code>{escape(str(run_info.get('settings_hash')))}</code>. Click a thumbnail for the full image.</p>",
+        f"<code>{escape(str(run_info.get('settings_hash')))}</code>. Click a thumbnail for the full image. "
+        '<a href="manifest.jsonl">manifest.jsonl</a> · <a href="run.json">run.json</a></p>',
         f"<details><summary>settings</summary><table>{settings_rows}</table></details>",
         "<nav>" + " · ".join(f'<a href="#layer-{escape(safe_name(layer), quote=True)}">{escape(layer)}</a> '
                               f"({len(rs)})" for layer, rs in by_layer.items()) + "</nav>",
