@@ -6,6 +6,9 @@ fails, to exercise the flags.
 """
 import errno
 import json
+import os
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -205,11 +208,16 @@ def test_write_atomic_leaves_old_content_or_new_never_partial(tmp_path, monkeypa
 
 
 def test_partials_of_a_killed_run_are_removed_on_prepare(tmp_path):
-    stale = tmp_path / "images" / "conv1" / f".conv1_0.png{audit_files.PARTIAL_MARK}123"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"\x89PNG half")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(finished.stdout), os.getppid()  # a process that is gone, one that is not
+    folder = tmp_path / "images" / "conv1"
+    folder.mkdir(parents=True)
+    stale = folder / f".conv1_0.png{audit_files.PARTIAL_MARK}{dead_pid}"
+    in_progress = folder / f".conv1_1.png{audit_files.PARTIAL_MARK}{live_pid}"  # another --shard writing
+    for partial in (stale, in_progress):
+        partial.write_bytes(b"\x89PNG half")
     RunDir(tmp_path).prepare("fake", 0, {"steps": 1})
-    assert not stale.exists()
+    assert not stale.exists() and in_progress.exists()
 
 
 def test_trajectory_stats_flags_units_that_never_rose():

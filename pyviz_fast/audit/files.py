@@ -41,10 +41,24 @@ def write_text_atomic(path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def remove_partials(root) -> int:
-    """Delete partial files left by killed runs under ``root``; returns how many."""
+    """Delete partial files left by killed runs under ``root``; returns how many. Partials of
+    processes still running (another ``--shard`` writing into the same directory) are kept."""
     count = 0
     for partial in Path(root).rglob(f".*{PARTIAL_MARK}*"):
+        pid = partial.name.rsplit(PARTIAL_MARK, 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue
         partial.unlink(missing_ok=True)
         count += 1
     return count
