@@ -78,6 +78,28 @@ def test_layers_lists_shapes_and_channels(capsys):
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["conv1", "conv2", "conv3", "conv4"]
 
 
+class TinyViT(torch.nn.Module):
+    """A conv patch stem and two transformer blocks: tokens [B, N, D]."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 4, stride=4)
+        layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+        self.blocks = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def forward(self, x):
+        return self.blocks(self.stem(x).flatten(2).transpose(1, 2)).mean(1)
+
+
+def test_default_atlas_layers_are_conv_blocks_and_transformer_blocks():
+    import pyviz_fast as pvf
+    from pyviz_fast.cli.layers import default_atlas_layers
+
+    model = TinyViT().eval()
+    infos = pvf.layers(model, input_size=(3, 32, 32))
+    assert default_atlas_layers(model, infos) == ["stem", "blocks.layers.0", "blocks.layers.1"]
+
+
 def test_render_writes_one_png_per_unit(tmp_path, capsys):
     assert main(["render", "conv3:0-1", "fc:2", "--out", str(tmp_path), *SMALL]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())

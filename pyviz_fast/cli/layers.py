@@ -37,13 +37,26 @@ def _contains_conv(module) -> bool:
     return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
 
 
+def _attention_count(module) -> int:
+    return sum(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__.endswith("Attention")
+               for m in module.modules())
+
+
+def _is_block(module, shape) -> bool:
+    """A conv map [C, H, W] made by a convolution, or tokens [N, D] of one transformer block
+    (one attention inside: the encoder holding all blocks is not one)."""
+    rank = len(tuple(shape))
+    return (rank == 3 and _contains_conv(module)) or (rank == 2 and _attention_count(module) == 1)
+
+
 def default_atlas_layers(model, infos) -> list[str]:
-    """The conv/block layers: the outermost modules with a [C, H, W] output that are or contain a
-    convolution (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception blocks; resnet:
-    conv1 and layer1-4). The root module itself is not a layer."""
+    """The conv/block layers: the outermost modules whose [C, H, W] output comes from a
+    convolution, or whose token output [N, D] is one transformer block's (shapesnet: conv1-conv4;
+    googlenet: conv1-3 and the inception blocks; resnet: conv1 and layer1-4; vit_b_16: the patch
+    embedding and the 12 encoder blocks). The root module itself is not a layer."""
     modules = dict(model.named_modules())
     candidates = [info.name for info in infos if info.name in modules and info.shape is not None
-                  and len(tuple(info.shape)) == 3 and _contains_conv(modules[info.name])]
+                  and _is_block(modules[info.name], info.shape)]
 
     def ancestors(name):
         parts = name.split(".")
