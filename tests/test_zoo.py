@@ -1,0 +1,96 @@
+"""The shipped model (pyviz_fast.zoo): real trained weights, any input size, named layers."""
+import pytest
+import torch
+
+from pyviz_fast import zoo
+from pyviz_fast.zoo import quality
+from pyviz_fast.zoo.shapes_data import COLOR_CHANNELS, SHAPES_CLASSES, make_batch, stripe_wave_angle
+from pyviz_fast.zoo.train_shapes import evaluate
+
+HELD_OUT_SEED = 987_654  # never used in training (training draws from seeds 0.. and 1_000_003+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return zoo.shapesnet()
+
+
+def test_shipped_weights_classify_held_out_images(model):
+    accuracy = evaluate(model, n=500, size=64, seed=HELD_OUT_SEED)
+    assert accuracy >= 0.95, f"held-out accuracy {accuracy:.3f}"
+
+
+def test_random_weights_do_not_pass_the_accuracy_bar():
+    torch.manual_seed(0)
+    accuracy = evaluate(zoo.shapesnet(pretrained=False), n=200, size=64, seed=HELD_OUT_SEED)
+    assert accuracy < 0.5, f"a random model scored {accuracy:.3f}: the accuracy test could not fail"
+
+
+@pytest.mark.parametrize("size", [32, 48, 100, 256])
+def test_model_takes_any_size_from_32(model, size):
+    images, labels = make_batch(10, size=size, seed=size, labels=torch.arange(10))
+    logits = model(images)
+    assert logits.shape == (10, len(SHAPES_CLASSES))
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 31, 64), (1, 1, 64, 64), (3, 64, 64)])
+def test_model_rejects_bad_input_shapes(model, shape):
+    with pytest.raises(ValueError, match="H, W >= 32"):
+        model(torch.rand(shape))
+
+
+def test_model_is_frozen_eval_and_loads_from_the_package(model):
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+    assert zoo.SHAPESNET_WEIGHTS.stat().st_size < 5e6
+
+
+def test_named_layer_shapes(model):
+    shapes = {}
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape)))
+        for name in ("conv1", "conv2", "conv3", "conv4", "fc")]
+    model(torch.rand(2, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    assert shapes == {"conv1": (2, 16, 64, 64), "conv2": (2, 32, 32, 32), "conv3": (2, 64, 16, 16),
+                      "conv4": (2, 96, 8, 8), "fc": (2, 10)}
+    assert [name for name, _ in model.named_children()] == [
+        "normalize", "conv1", "conv2", "conv3", "conv4", "pool", "flatten", "fc"]
+
+
+def test_generator_is_seeded_and_balanced():
+    a, labels_a = make_batch(20, size=40, seed=3)
+    b, labels_b = make_batch(20, size=40, seed=3)
+    c, _ = make_batch(20, size=40, seed=4)
+    assert torch.equal(a, b) and torch.equal(labels_a, labels_b)
+    assert not torch.equal(a, c)
+    assert torch.bincount(labels_a, minlength=10).tolist() == [2] * 10
+    assert a.min() >= 0 and a.max() <= 1 and a.shape == (20, 3, 40, 40)
+    assert make_batch(2, size=(33, 57), seed=0)[0].shape == (2, 3, 33, 57)
+
+
+@pytest.mark.parametrize("name", ["stripes_0", "stripes_45", "stripes_90", "stripes_135"])
+def test_generated_stripes_follow_the_documented_orientation(name):
+    images, _ = make_batch(8, size=64, seed=1, labels=torch.full((8,), SHAPES_CLASSES.index(name)))
+    assert (quality.orientation_ratio(images, stripe_wave_angle(name)) >= 2).all()
+
+
+def test_stripes_0_runs_horizontally():
+    image, _ = make_batch(1, size=64, seed=2, labels=torch.tensor([0]))
+    rows, cols = image[0].mean(0), image[0].mean(0).T
+    # Constant along each row (the stripe direction) up to noise; varying down the columns.
+    assert rows.std(dim=1).mean() < 0.5 * cols.std(dim=1).mean()
+
+
+@pytest.mark.parametrize("name", sorted(COLOR_CHANNELS))
+def test_generated_color_classes_are_dominated_by_their_color_in_the_blobs(name):
+    images, _ = make_batch(8, size=64, seed=1, labels=torch.full((8,), SHAPES_CLASSES.index(name)))
+    assert (quality.color_dominance(images, COLOR_CHANNELS[name]) > 0).all()
+
+
+@pytest.mark.parametrize("bad", [dict(n=0), dict(n=2, size=4), dict(n=2, labels=torch.tensor([0, 10]))])
+def test_generator_rejects_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        make_batch(**bad)
