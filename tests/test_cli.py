@@ -47,8 +47,9 @@ def decoded(path):
 
 
 def one_line_error(capsys, *fragments):
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("pyviz-fast: warning:")]
+    assert len(lines) == 1 and lines[0].startswith("pyviz-fast"), lines  # no traceback, no usage dump
+    err = lines[0]
     for fragment in fragments:
         assert fragment in err, err
     return err
