@@ -1,0 +1,171 @@
+// Host side of the CUDA kernel sequences, shared by the CUDA registration (cuda/register.cpp)
+// and its CPU emulation (emulation/register.cpp), so both run the same sequence on the same
+// buffers: argument checks, contiguous inputs, outputs and float32 workspaces, then
+// Device::run(x, args) runs the sequence of csrc/kernels/sequences.h on x's device.
+// Outputs are contiguous [B, C, H, W] in the dtype of x. No CUDA headers: it also builds
+// without a toolkit.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <limits>
+#include <string_view>
+#include <tuple>
+
+#include "../checks.h"
+#include "../kernels/sequences.h"
+
+namespace pvf::frontend {
+
+inline Storage storage_of(const at::Tensor& x) {
+  switch (x.scalar_type()) {
+    case at::kHalf: return Storage::kFloat16;
+    case at::kBFloat16: return Storage::kBFloat16;
+    default: return Storage::kFloat32;  // check_image allows nothing else
+  }
+}
+
+inline ImageShape shape_of(const at::Tensor& x) {
+  const ImageShape s{x.size(0), x.size(1), x.size(2), x.size(3)};
+  // StatsPartial counts an image's elements in int32.
+  TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(), "images must have at most 2^31 - 1 elements (C*H*W), got ",
+              x.sizes());
+  return s;
+}
+
+inline at::Tensor empty_floats(at::IntArrayRef sizes, const at::Tensor& like) {
+  return at::empty(sizes, like.options().dtype(at::kFloat));
+}
+
+// Owns the blur workspace while the sequence runs.
+struct BlurScratch {
+  at::Tensor taps, radius, rows;
+
+  explicit BlurScratch(const ImageShape& s, const at::Tensor& like)
+      : taps(empty_floats({s.batch, tap_table_width(s)}, like)),
+        radius(at::empty({s.batch}, like.options().dtype(at::kInt))),
+        rows(empty_floats({s.batch, s.channels, s.height, s.width}, like)) {}
+
+  BlurWorkspace view() { return {taps.data_ptr<float>(), radius.data_ptr<int32_t>(), rows.data_ptr<float>()}; }
+};
+
+// Owns the stats workspace; nonfinite is the caller's bool [B] tensor.
+struct StatsScratch {
+  at::Tensor partials, denom;
+
+  explicit StatsScratch(const ImageShape& s, const at::Tensor& like)
+      : partials(at::empty({s.batch * stats_threads_per_image(s.image()) * int64_t(sizeof(StatsPartial))},
+                           like.options().dtype(at::kByte))),
+        denom(empty_floats({s.batch}, like)) {}
+
+  StatsWorkspace view(at::Tensor& nonfinite) {
+    return {reinterpret_cast<StatsPartial*>(partials.data_ptr<uint8_t>()), denom.data_ptr<float>(),
+            nonfinite.data_ptr<bool>()};
+  }
+};
+
+inline at::Tensor empty_flags(const at::Tensor& like) {
+  return at::empty({like.size(0)}, like.options().dtype(at::kBool));
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kMaxDouble = std::numeric_limits<double>::max();
+
+// low <= v <= high; NaN fails.
+inline void check_number(double v, double low, double high, const char* name, const char* valid) {
+  TORCH_CHECK(v >= low && v <= high, name, " must be ", valid, ", got ", v);
+}
+
+template <class Device>
+at::Tensor jitter(const at::Tensor& x, const at::Tensor& shifts) {
+  check_image(x, "x");
+  check_shifts(shifts, x, "shifts");
+  const at::Tensor xc = x.contiguous(), sc = shifts.contiguous();
+  at::Tensor out = at::empty(xc.sizes(), xc.options());
+  Device::run(xc, JitterArgs{storage_of(xc), shape_of(xc), xc.const_data_ptr(), sc.const_data_ptr<int64_t>(),
+                             out.mutable_data_ptr()});
+  return out;
+}
+
+template <class Device>
+at::Tensor gaussian_blur(const at::Tensor& x, const at::Tensor& sigma) {
+  check_image(x, "x");
+  check_sigma(sigma, x);
+  const at::Tensor xc = x.contiguous(), sc = sigma.contiguous();
+  const ImageShape shape = shape_of(xc);
+  at::Tensor out = at::empty(xc.sizes(), xc.options());
+  BlurScratch blur(shape, xc);
+  Device::run(xc, BlurArgs{storage_of(xc), shape, xc.const_data_ptr(), sc.const_data_ptr<float>(),
+                           out.mutable_data_ptr(), blur.view()});
+  return out;
+}
+
+template <class Device>
+at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps) {
+  check_image(g, "g");
+  const NormMode norm = parse_norm_mode(mode);
+  check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
+  const at::Tensor gc = g.contiguous();
+  const ImageShape shape = shape_of(gc);
+  at::Tensor out = at::empty(gc.sizes(), gc.options());
+  at::Tensor nonfinite = empty_flags(gc);
+  StatsScratch stats(shape, gc);
+  Device::run(gc, NormalizeArgs{storage_of(gc), shape, gc.const_data_ptr(), norm, static_cast<float>(eps),
+                                out.mutable_data_ptr(), stats.view(nonfinite)});
+  return out;
+}
+
+template <class Device>
+at::Tensor clip_grad(const at::Tensor& g, double clip) {
+  check_image(g, "g");
+  check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
+  const at::Tensor gc = g.contiguous();
+  at::Tensor out = at::empty(gc.sizes(), gc.options());
+  Device::run(gc, ClipArgs{storage_of(gc), shape_of(gc), gc.const_data_ptr(), static_cast<float>(clip),
+                           out.mutable_data_ptr()});
+  return out;
+}
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
+    const at::Tensor& x, const at::Tensor& grad, const at::Tensor& shifts, const at::Tensor& next_shifts,
+    const at::Tensor& sigma, std::string_view norm, double eps, double clip, double lr, double decay, double center,
+    double lo, double hi) {
+  check_image(x, "x");
+  check_like(grad, x, "grad");
+  check_shifts(shifts, x, "shifts");
+  check_shifts(next_shifts, x, "next_shifts");
+  check_sigma(sigma, x);
+  const NormMode mode = parse_norm_mode(norm);
+  check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
+  check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
+  check_number(decay, 0.0, 1.0, "decay", "in [0, 1]");
+  check_number(lr, -kMaxDouble, kMaxDouble, "lr", "finite");
+  check_number(center, -kMaxDouble, kMaxDouble, "center", "finite");
+  TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
+
+  const at::Tensor xc = x.contiguous(), gc = grad.contiguous(), sc = shifts.contiguous(),
+                   nc = next_shifts.contiguous(), sigc = sigma.contiguous();
+  const ImageShape shape = shape_of(xc);
+  at::Tensor new_x = at::empty(xc.sizes(), xc.options());
+  at::Tensor next_input = at::empty(xc.sizes(), xc.options());
+  at::Tensor nonfinite = empty_flags(xc);
+  BlurScratch blur(shape, xc);
+  StatsScratch stats(shape, xc);
+  const AscentParams params{mode,
+                            static_cast<float>(clip),
+                            static_cast<float>(lr),
+                            static_cast<float>(decay),
+                            static_cast<float>(center),
+                            static_cast<float>(lo),
+                            static_cast<float>(hi)};
+  Device::run(xc, AscentStepArgs{storage_of(xc), shape, xc.const_data_ptr(), gc.const_data_ptr(),
+                                 sc.const_data_ptr<int64_t>(), nc.const_data_ptr<int64_t>(),
+                                 sigc.const_data_ptr<float>(), static_cast<float>(eps), params,
+                                 new_x.mutable_data_ptr(), next_input.mutable_data_ptr(), blur.view(),
+                                 stats.view(nonfinite)});
+  return {new_x, next_input, nonfinite};
+}
+
+}  // namespace pvf::frontend

@@ -1,0 +1,32 @@
+// The CUDA kernels of every op, registered for CUDA tensors: csrc/cuda/op_frontend.h checks
+// and allocates, then the launcher enqueues the kernels on the current stream of x's device.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "launchers.h"
+#include "op_frontend.h"
+
+namespace pvf {
+namespace {
+
+struct CudaDevice {
+  template <class Args>
+  static void run(const at::Tensor& x, const Args& args) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    C10_CUDA_CHECK(cuda::launch(args, c10::cuda::getCurrentCUDAStream(x.get_device()).stream()));
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyviz_fast, CUDA, m) {
+  m.impl("jitter", &frontend::jitter<CudaDevice>);
+  m.impl("gaussian_blur", &frontend::gaussian_blur<CudaDevice>);
+  m.impl("normalize_grad", &frontend::normalize_grad<CudaDevice>);
+  m.impl("clip_grad", &frontend::clip_grad<CudaDevice>);
+  m.impl("fused_ascent_step", &frontend::fused_ascent_step<CudaDevice>);
+}
+
+}  // namespace pvf
