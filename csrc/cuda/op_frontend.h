@@ -1,9 +1,9 @@
 // Host side of the CUDA kernel sequences, shared by the CUDA registration (cuda/register.cpp)
 // and its CPU emulation (emulation/register.cpp), so both run the same sequence on the same
-// buffers: argument checks, contiguous inputs, outputs and float32 workspaces, then
-// Device::run(x, args) runs the sequence of csrc/kernels/sequences.h on x's device.
-// Outputs are contiguous [B, C, H, W] in the dtype of x. No CUDA headers: it also builds
-// without a toolkit.
+// buffers: argument checks, outputs and float32 workspaces, then Device::run(x, args) runs the
+// sequence of csrc/kernels/sequences.h on x's device. Images are passed with their strides
+// (no copy of a channels_last or sliced input); outputs are empty_like(x): the dtype and, for
+// a dense x, the memory layout of x. No CUDA headers: it also builds without a toolkit.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,6 +33,12 @@ inline ImageShape shape_of(const at::Tensor& x) {
               x.sizes());
   return s;
 }
+
+inline Strides strides_of(const at::Tensor& x) { return {x.stride(0), x.stride(1), x.stride(2), x.stride(3)}; }
+
+inline ImageIn in_view(const at::Tensor& x) { return {x.const_data_ptr(), strides_of(x)}; }
+
+inline ImageOut out_view(at::Tensor& x) { return {x.mutable_data_ptr(), strides_of(x)}; }
 
 inline at::Tensor empty_floats(at::IntArrayRef sizes, const at::Tensor& like) {
   return at::empty(sizes, like.options().dtype(at::kFloat));
@@ -81,10 +87,9 @@ template <class Device>
 at::Tensor jitter(const at::Tensor& x, const at::Tensor& shifts) {
   check_image(x, "x");
   check_shifts(shifts, x, "shifts");
-  const at::Tensor xc = x.contiguous(), sc = shifts.contiguous();
-  at::Tensor out = at::empty(xc.sizes(), xc.options());
-  Device::run(xc, JitterArgs{storage_of(xc), shape_of(xc), xc.const_data_ptr(), sc.const_data_ptr<int64_t>(),
-                             out.mutable_data_ptr()});
+  const at::Tensor sc = shifts.contiguous();
+  at::Tensor out = at::empty_like(x);
+  Device::run(x, JitterArgs{storage_of(x), shape_of(x), in_view(x), sc.const_data_ptr<int64_t>(), out_view(out)});
   return out;
 }
 
@@ -92,12 +97,11 @@ template <class Device>
 at::Tensor gaussian_blur(const at::Tensor& x, const at::Tensor& sigma) {
   check_image(x, "x");
   check_sigma(sigma, x);
-  const at::Tensor xc = x.contiguous(), sc = sigma.contiguous();
-  const ImageShape shape = shape_of(xc);
-  at::Tensor out = at::empty(xc.sizes(), xc.options());
-  BlurScratch blur(shape, xc);
-  Device::run(xc, BlurArgs{storage_of(xc), shape, xc.const_data_ptr(), sc.const_data_ptr<float>(),
-                           out.mutable_data_ptr(), blur.view()});
+  const at::Tensor sc = sigma.contiguous();
+  const ImageShape shape = shape_of(x);
+  at::Tensor out = at::empty_like(x);
+  BlurScratch blur(shape, x);
+  Device::run(x, BlurArgs{storage_of(x), shape, in_view(x), sc.const_data_ptr<float>(), out_view(out), blur.view()});
   return out;
 }
 
@@ -106,13 +110,12 @@ at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps
   check_image(g, "g");
   const NormMode norm = parse_norm_mode(mode);
   check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
-  const at::Tensor gc = g.contiguous();
-  const ImageShape shape = shape_of(gc);
-  at::Tensor out = at::empty(gc.sizes(), gc.options());
-  at::Tensor nonfinite = empty_flags(gc);
-  StatsScratch stats(shape, gc);
-  Device::run(gc, NormalizeArgs{storage_of(gc), shape, gc.const_data_ptr(), norm, static_cast<float>(eps),
-                                out.mutable_data_ptr(), stats.view(nonfinite)});
+  const ImageShape shape = shape_of(g);
+  at::Tensor out = at::empty_like(g);
+  at::Tensor nonfinite = empty_flags(g);
+  StatsScratch stats(shape, g);
+  Device::run(g, NormalizeArgs{storage_of(g), shape, in_view(g), norm, static_cast<float>(eps), out_view(out),
+                               stats.view(nonfinite)});
   return out;
 }
 
@@ -120,10 +123,8 @@ template <class Device>
 at::Tensor clip_grad(const at::Tensor& g, double clip) {
   check_image(g, "g");
   check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
-  const at::Tensor gc = g.contiguous();
-  at::Tensor out = at::empty(gc.sizes(), gc.options());
-  Device::run(gc, ClipArgs{storage_of(gc), shape_of(gc), gc.const_data_ptr(), static_cast<float>(clip),
-                           out.mutable_data_ptr()});
+  at::Tensor out = at::empty_like(g);
+  Device::run(g, ClipArgs{storage_of(g), shape_of(g), in_view(g), static_cast<float>(clip), out_view(out)});
   return out;
 }
 
@@ -145,14 +146,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   check_number(center, -kMaxDouble, kMaxDouble, "center", "finite");
   TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
 
-  const at::Tensor xc = x.contiguous(), gc = grad.contiguous(), sc = shifts.contiguous(),
-                   nc = next_shifts.contiguous(), sigc = sigma.contiguous();
-  const ImageShape shape = shape_of(xc);
-  at::Tensor new_x = at::empty(xc.sizes(), xc.options());
-  at::Tensor next_input = at::empty(xc.sizes(), xc.options());
-  at::Tensor nonfinite = empty_flags(xc);
-  BlurScratch blur(shape, xc);
-  StatsScratch stats(shape, xc);
+  const at::Tensor sc = shifts.contiguous(), nc = next_shifts.contiguous(), sigc = sigma.contiguous();
+  const ImageShape shape = shape_of(x);
+  at::Tensor new_x = at::empty_like(x);
+  at::Tensor next_input = at::empty_like(x);
+  at::Tensor nonfinite = empty_flags(x);
+  BlurScratch blur(shape, x);
+  StatsScratch stats(shape, x);
   const AscentParams params{mode,
                             static_cast<float>(clip),
                             static_cast<float>(lr),
@@ -160,11 +160,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
                             static_cast<float>(center),
                             static_cast<float>(lo),
                             static_cast<float>(hi)};
-  Device::run(xc, AscentStepArgs{storage_of(xc), shape, xc.const_data_ptr(), gc.const_data_ptr(),
-                                 sc.const_data_ptr<int64_t>(), nc.const_data_ptr<int64_t>(),
-                                 sigc.const_data_ptr<float>(), static_cast<float>(eps), params,
-                                 new_x.mutable_data_ptr(), next_input.mutable_data_ptr(), blur.view(),
-                                 stats.view(nonfinite)});
+  Device::run(x, AscentStepArgs{storage_of(x), shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
+                                nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
+                                params, out_view(new_x), out_view(next_input), blur.view(), stats.view(nonfinite)});
   return {new_x, next_input, nonfinite};
 }
 

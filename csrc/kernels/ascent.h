@@ -20,15 +20,18 @@ struct AscentUpdateBody {
   const float* denom;  // [B] s_b + eps
   const bool* nonfinite;  // [B]
   const T* x;
+  Strides x_strides;
   const int64_t* next_shifts;  // int64 [B, 2]
   T* new_x;
+  Strides new_x_strides;
   T* next_input;  // new_x rolled by next_shifts
+  Strides next_input_strides;
   ImageShape shape;
   AscentParams params;
 
   PVF_HD void operator()(int64_t e) const {
     const Pixel p = pixel_of(e, shape);
-    const float old = load(x, e);
+    const float old = load(x, x_strides.offset(p));
     float v = old;
     if (!nonfinite[p.b]) {
       float g = grad(p.b, e);
@@ -38,10 +41,10 @@ struct AscentUpdateBody {
       v = v - params.decay * (v - params.center);
       v = clamp_keep_nan(v, params.lo, params.hi);
     }
-    store(new_x, e, v);
+    store(new_x, new_x_strides.offset(p), v);
     const int64_t i = wrap(p.i + next_shifts[2 * p.b], shape.height);
     const int64_t j = wrap(p.j + next_shifts[2 * p.b + 1], shape.width);
-    store(next_input, flat_index(p.b, p.c, i, j, shape), v);
+    store(next_input, next_input_strides.offset(p.b, p.c, i, j), v);
   }
 };
 

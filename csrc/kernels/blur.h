@@ -44,6 +44,7 @@ struct TapTableBody {
 template <class T>
 struct HorizontalBlurBody {
   const T* src;
+  Strides src_strides;
   const int64_t* shifts;  // int64 [B, 2] or nullptr
   const float* taps;
   const int32_t* radius;
@@ -55,20 +56,20 @@ struct HorizontalBlurBody {
     const Pixel p = pixel_of(e, shape);
     const int64_t dy = shifts ? shifts[2 * p.b] : 0;
     const int64_t dx = shifts ? wrap(shifts[2 * p.b + 1], shape.width) : 0;
-    const T* row = src + flat_index(p.b, p.c, wrap(p.i + dy, shape.height), 0, shape);
+    const T* row = src + src_strides.offset(p.b, p.c, wrap(p.i + dy, shape.height), 0);
     const float* w = taps + p.b * taps_per_image;
     const int64_t r = radius[p.b];
     float acc = 0.0f;
     for (int64_t k = -r; k <= r; ++k) {
       int64_t j = reflect(p.j + k, shape.width) + dx;  // < 2W: one subtraction wraps it
       if (j >= shape.width) j -= shape.width;
-      acc += w[k < 0 ? -k : k] * load(row, j);
+      acc += w[k < 0 ? -k : k] * load(row, j * src_strides.w);
     }
     rows[e] = acc;
   }
 };
 
-// The column pass at flat element e: sum_{|k| <= r_b} w_|k| * rows[b, c, reflect(i + k), j].
+// The column pass at logical element e (of image b): sum_{|k| <= r_b} w_|k| * rows[b, c, reflect(i + k), j].
 struct VerticalBlur {
   const float* rows;
   const float* taps;
@@ -88,13 +89,17 @@ struct VerticalBlur {
   }
 };
 
-// out[e] = the blurred value, in the storage type.
+// out[b, c, i, j] = the blurred value, in the storage type.
 template <class T>
 struct BlurStoreBody {
   VerticalBlur blurred;
   T* out;
+  Strides out_strides;
 
-  PVF_HD void operator()(int64_t e) const { store(out, e, blurred(e / blurred.shape.image(), e)); }
+  PVF_HD void operator()(int64_t e) const {
+    const Pixel p = pixel_of(e, blurred.shape);
+    store(out, out_strides.offset(p), blurred(p.b, e));
+  }
 };
 
 }  // namespace pvf

@@ -1,5 +1,6 @@
-// Shape of a contiguous [B, C, H, W] batch and the split of a flat element index into
-// (b, c, i, j): every kernel runs one thread per flat index.
+// Shape of a [B, C, H, W] batch, the split of a logical (contiguous-order) element index into
+// (b, c, i, j) -- every element kernel runs one thread per logical index -- and the element
+// strides that place (b, c, i, j) in a tensor of any layout (contiguous, channels_last, views).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,7 @@ struct ImageShape {
   PVF_HD int64_t numel() const { return batch * image(); }
 };
 
-// Position of flat element e = ((b * C + c) * H + i) * W + j.
+// Position of logical element e = ((b * C + c) * H + i) * W + j.
 struct Pixel {
   int64_t b, c, i, j;
 };
@@ -32,8 +33,11 @@ PVF_HD Pixel pixel_of(int64_t e, const ImageShape& s) {
   return p;
 }
 
-PVF_HD int64_t flat_index(int64_t b, int64_t c, int64_t i, int64_t j, const ImageShape& s) {
-  return ((b * s.channels + c) * s.height + i) * s.width + j;
-}
+struct Strides {
+  int64_t b, c, h, w;
+
+  PVF_HD int64_t offset(int64_t b_, int64_t c_, int64_t i, int64_t j) const { return b_ * b + c_ * c + i * h + j * w; }
+  PVF_HD int64_t offset(const Pixel& p) const { return offset(p.b, p.c, p.i, p.j); }
+};
 
 }  // namespace pvf

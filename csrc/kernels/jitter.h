@@ -10,15 +10,17 @@ namespace pvf {
 template <class T>
 struct JitterBody {
   const T* x;
+  Strides x_strides;
   const int64_t* shifts;
   T* out;
+  Strides out_strides;
   ImageShape shape;
 
   PVF_HD void operator()(int64_t e) const {
     const Pixel p = pixel_of(e, shape);
     const int64_t i = wrap(p.i - shifts[2 * p.b], shape.height);
     const int64_t j = wrap(p.j - shifts[2 * p.b + 1], shape.width);
-    out[e] = x[flat_index(p.b, p.c, i, j, shape)];
+    out[out_strides.offset(p)] = x[x_strides.offset(p.b, p.c, i, j)];
   }
 };
 

@@ -10,14 +10,17 @@ namespace pvf {
 template <class T>
 struct NormalizeBody {
   const T* g;
+  Strides g_strides;
   const float* denom;
   T* out;
+  Strides out_strides;
   ImageShape shape;
   NormMode mode;
 
   PVF_HD void operator()(int64_t e) const {
-    const float v = load(g, e);
-    store(out, e, mode == kNone ? v : v / denom[e / shape.image()]);
+    const Pixel p = pixel_of(e, shape);
+    const float v = load(g, g_strides.offset(p));
+    store(out, out_strides.offset(p), mode == kNone ? v : v / denom[p.b]);
   }
 };
 
@@ -25,10 +28,16 @@ struct NormalizeBody {
 template <class T>
 struct ClipBody {
   const T* g;
+  Strides g_strides;
   T* out;
+  Strides out_strides;
+  ImageShape shape;
   float clip;
 
-  PVF_HD void operator()(int64_t e) const { store(out, e, clamp_keep_nan(load(g, e), -clip, clip)); }
+  PVF_HD void operator()(int64_t e) const {
+    const Pixel p = pixel_of(e, shape);
+    store(out, out_strides.offset(p), clamp_keep_nan(load(g, g_strides.offset(p)), -clip, clip));
+  }
 };
 
 }  // namespace pvf

@@ -3,8 +3,9 @@
 // emulation (csrc/emulation/: a plain loop over all thread indices). A Launch is called as
 // launch(n, body) and runs body(i) for every i in [0, n), each stage after the previous one.
 //
-// Args hold raw pointers to contiguous tensors and float32 workspaces that the caller
-// allocates with the sizes given here (csrc/cuda/op_frontend.h).
+// Args hold the images as pointer + element strides (any layout), int64 shifts and float32
+// sigma as contiguous arrays, and contiguous workspaces that the caller allocates with the
+// sizes given here (csrc/cuda/op_frontend.h).
 #pragma once
 
 #include "ascent.h"
@@ -29,67 +30,88 @@ struct StatsWorkspace {
   bool* nonfinite;  // [B]
 };
 
+// An image tensor of the op's storage type, read or written.
+struct ImageIn {
+  const void* data;
+  Strides strides;
+};
+
+struct ImageOut {
+  void* data;
+  Strides strides;
+};
+
 struct JitterArgs {
   Storage storage;
   ImageShape shape;
-  const void* x;
+  ImageIn x;
   const int64_t* shifts;
-  void* out;
+  ImageOut out;
 };
 
 struct BlurArgs {
   Storage storage;
   ImageShape shape;
-  const void* x;
+  ImageIn x;
   const float* sigma;
-  void* out;
+  ImageOut out;
   BlurWorkspace blur;
 };
 
 struct NormalizeArgs {
   Storage storage;
   ImageShape shape;
-  const void* g;
+  ImageIn g;
   NormMode mode;
   float eps;
-  void* out;
+  ImageOut out;
   StatsWorkspace stats;
 };
 
 struct ClipArgs {
   Storage storage;
   ImageShape shape;
-  const void* g;
+  ImageIn g;
   float clip;
-  void* out;
+  ImageOut out;
 };
 
 struct AscentStepArgs {
   Storage storage;
   ImageShape shape;
-  const void* x;
-  const void* grad;
+  ImageIn x;
+  ImageIn grad;
   const int64_t* shifts;
   const int64_t* next_shifts;
   const float* sigma;
   float eps;
   AscentParams params;
-  void* new_x;
-  void* next_input;
+  ImageOut new_x;
+  ImageOut next_input;
   BlurWorkspace blur;
   StatsWorkspace stats;  // stats.nonfinite is the op's nonfinite output
 };
 
 namespace detail {
 
+template <class T>
+const T* typed(const ImageIn& image) {
+  return static_cast<const T*>(image.data);
+}
+
+template <class T>
+T* typed(const ImageOut& image) {
+  return static_cast<T*>(image.data);
+}
+
 // Taps, then the row pass of src (un-jittered by shifts unless null); returns the column pass.
 template <class T, class Launch>
-VerticalBlur launch_row_pass(Launch& launch, const ImageShape& shape, const void* src, const int64_t* shifts,
+VerticalBlur launch_row_pass(Launch& launch, const ImageShape& shape, const ImageIn& src, const int64_t* shifts,
                              const float* sigma, const BlurWorkspace& ws) {
   const int64_t width = tap_table_width(shape);
   launch(shape.batch, TapTableBody{sigma, ws.taps, ws.radius, shape, width});
   launch(shape.numel(),
-         HorizontalBlurBody<T>{static_cast<const T*>(src), shifts, ws.taps, ws.radius, ws.rows, shape, width});
+         HorizontalBlurBody<T>{typed<T>(src), src.strides, shifts, ws.taps, ws.radius, ws.rows, shape, width});
   return VerticalBlur{ws.rows, ws.taps, ws.radius, shape, width};
 }
 
@@ -108,7 +130,8 @@ template <class Launch>
 void run_sequence(Launch& launch, const JitterArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch(a.shape.numel(), JitterBody<T>{static_cast<const T*>(a.x), a.shifts, static_cast<T*>(a.out), a.shape});
+    launch(a.shape.numel(),
+           JitterBody<T>{detail::typed<T>(a.x), a.x.strides, a.shifts, detail::typed<T>(a.out), a.out.strides, a.shape});
   });
 }
 
@@ -117,7 +140,7 @@ void run_sequence(Launch& launch, const BlurArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const VerticalBlur blurred = detail::launch_row_pass<T>(launch, a.shape, a.x, nullptr, a.sigma, a.blur);
-    launch(a.shape.numel(), BlurStoreBody<T>{blurred, static_cast<T*>(a.out)});
+    launch(a.shape.numel(), BlurStoreBody<T>{blurred, detail::typed<T>(a.out), a.out.strides});
   });
 }
 
@@ -125,9 +148,10 @@ template <class Launch>
 void run_sequence(Launch& launch, const NormalizeArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T* g = static_cast<const T*>(a.g);
-    detail::launch_stats(launch, a.shape, LoadSource<T>{g}, a.mode, a.eps, a.stats);
-    launch(a.shape.numel(), NormalizeBody<T>{g, a.stats.denom, static_cast<T*>(a.out), a.shape, a.mode});
+    const T* g = detail::typed<T>(a.g);
+    detail::launch_stats(launch, a.shape, LoadSource<T>{g, a.g.strides, a.shape}, a.mode, a.eps, a.stats);
+    launch(a.shape.numel(), NormalizeBody<T>{g, a.g.strides, a.stats.denom, detail::typed<T>(a.out), a.out.strides,
+                                             a.shape, a.mode});
   });
 }
 
@@ -135,7 +159,8 @@ template <class Launch>
 void run_sequence(Launch& launch, const ClipArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch(a.shape.numel(), ClipBody<T>{static_cast<const T*>(a.g), static_cast<T*>(a.out), a.clip});
+    launch(a.shape.numel(), ClipBody<T>{detail::typed<T>(a.g), a.g.strides, detail::typed<T>(a.out), a.out.strides,
+                                        a.shape, a.clip});
   });
 }
 
@@ -147,8 +172,9 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
     const VerticalBlur grad = detail::launch_row_pass<T>(launch, a.shape, a.grad, a.shifts, a.sigma, a.blur);
     detail::launch_stats(launch, a.shape, grad, a.params.mode, a.eps, a.stats);
     launch(a.shape.numel(),
-           AscentUpdateBody<T>{grad, a.stats.denom, a.stats.nonfinite, static_cast<const T*>(a.x), a.next_shifts,
-                               static_cast<T*>(a.new_x), static_cast<T*>(a.next_input), a.shape, a.params});
+           AscentUpdateBody<T>{grad, a.stats.denom, a.stats.nonfinite, detail::typed<T>(a.x), a.x.strides,
+                               a.next_shifts, detail::typed<T>(a.new_x), a.new_x.strides,
+                               detail::typed<T>(a.next_input), a.next_input.strides, a.shape, a.params});
   });
 }
 

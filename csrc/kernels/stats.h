@@ -88,7 +88,7 @@ PVF_HD float scale_of(const StatsPartial& p, NormMode mode) {
   return 0.0f;
 }
 
-// Stage A. Source: float operator()(int64_t b, int64_t e) giving the value of flat element e
+// Stage A. Source: float operator()(int64_t b, int64_t e) giving the value of logical element e
 // of image b (a load, or the blurred gradient computed on the fly).
 template <class Source>
 struct StatsPartialBody {
@@ -127,12 +127,14 @@ struct StatsCombineBody {
   }
 };
 
-// Reads element e of a storage-type tensor as float (Source of the standalone normalize).
+// Reads logical element e of a storage-type tensor as float (Source of the standalone normalize).
 template <class T>
 struct LoadSource {
   const T* data;
+  Strides strides;
+  ImageShape shape;
 
-  PVF_HD float operator()(int64_t, int64_t e) const { return load(data, e); }
+  PVF_HD float operator()(int64_t, int64_t e) const { return load(data, strides.offset(pixel_of(e, shape))); }
 };
 
 }  // namespace pvf
