@@ -6,10 +6,14 @@
 // a dense x, the memory layout of x. No CUDA headers: it also builds without a toolkit.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
 
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <string_view>
 #include <tuple>
 
@@ -164,6 +168,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
                                 nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
                                 params, out_view(new_x), out_view(next_input), blur.view(), stats.view(nonfinite)});
   return {new_x, next_input, nonfinite};
+}
+
+// Registers Device's kernels of every op as "<prefix><op>" (prefix "" or "emulated_").
+template <class Device>
+void register_ops(torch::Library& m, const std::string& prefix) {
+  m.impl((prefix + "jitter").c_str(), &jitter<Device>);
+  m.impl((prefix + "gaussian_blur").c_str(), &gaussian_blur<Device>);
+  m.impl((prefix + "normalize_grad").c_str(), &normalize_grad<Device>);
+  m.impl((prefix + "clip_grad").c_str(), &clip_grad<Device>);
+  m.impl((prefix + "fused_ascent_step").c_str(), &fused_ascent_step<Device>);
 }
 
 }  // namespace pvf::frontend

@@ -21,12 +21,6 @@ struct CudaDevice {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pyviz_fast, CUDA, m) {
-  m.impl("jitter", &frontend::jitter<CudaDevice>);
-  m.impl("gaussian_blur", &frontend::gaussian_blur<CudaDevice>);
-  m.impl("normalize_grad", &frontend::normalize_grad<CudaDevice>);
-  m.impl("clip_grad", &frontend::clip_grad<CudaDevice>);
-  m.impl("fused_ascent_step", &frontend::fused_ascent_step<CudaDevice>);
-}
+TORCH_LIBRARY_IMPL(pyviz_fast, CUDA, m) { frontend::register_ops<CudaDevice>(m, ""); }
 
 }  // namespace pvf

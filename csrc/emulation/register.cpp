@@ -38,12 +38,6 @@ TORCH_LIBRARY_FRAGMENT(pyviz_fast, m) {
       "-> (Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) {
-  m.impl("emulated_jitter", &frontend::jitter<EmulatedDevice>);
-  m.impl("emulated_gaussian_blur", &frontend::gaussian_blur<EmulatedDevice>);
-  m.impl("emulated_normalize_grad", &frontend::normalize_grad<EmulatedDevice>);
-  m.impl("emulated_clip_grad", &frontend::clip_grad<EmulatedDevice>);
-  m.impl("emulated_fused_ascent_step", &frontend::fused_ascent_step<EmulatedDevice>);
-}
+TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) { frontend::register_ops<EmulatedDevice>(m, "emulated_"); }
 
 }  // namespace pvf

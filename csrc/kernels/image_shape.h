@@ -12,7 +12,6 @@ namespace pvf {
 struct ImageShape {
   int64_t batch, channels, height, width;
 
-  PVF_HD int64_t plane() const { return height * width; }
   PVF_HD int64_t image() const { return channels * height * width; }
   PVF_HD int64_t numel() const { return batch * image(); }
 };
