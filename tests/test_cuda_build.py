@@ -15,7 +15,7 @@ from pyviz_fast import _ext
 
 OPS = ("jitter", "gaussian_blur", "normalize_grad", "clip_grad", "fused_ascent_step")
 # Every per-thread body of csrc/kernels/ that the CUDA sequences launch.
-BODIES = ("JitterBody", "TapTableBody", "HorizontalBlurBody", "BlurStoreBody", "StatsPartialBody",
+BODIES = ("JitterBody", "TapTableBody", "HorizontalBlurBody", "BlurStoreBody", "StatsPartialBody", "StatsFoldBody",
           "StatsCombineBody", "NormalizeBody", "ClipBody", "AscentUpdateBody")
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_ELF = 2  # entry kind: 1 = PTX, 2 = ELF (SASS)

@@ -33,8 +33,8 @@ inline Storage storage_of(const at::Tensor& x) {
 inline ImageShape shape_of(const at::Tensor& x) {
   const ImageShape s{x.size(0), x.size(1), x.size(2), x.size(3)};
   // StatsPartial counts an image's elements in int32.
-  TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(), "images must have at most 2^31 - 1 elements (C*H*W), got ",
-              x.sizes());
+  TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(),
+              "images must have at most 2^31 - 1 elements (C*H*W), got ", x.sizes());
   return s;
 }
 
@@ -65,7 +65,7 @@ struct StatsScratch {
   at::Tensor partials, denom;
 
   explicit StatsScratch(const ImageShape& s, const at::Tensor& like)
-      : partials(at::empty({s.batch * stats_threads_per_image(s.image()) * int64_t(sizeof(StatsPartial))},
+      : partials(at::empty({s.batch * stats_partials_per_image(s.image()) * int64_t(sizeof(StatsPartial))},
                            like.options().dtype(at::kByte))),
         denom(empty_floats({s.batch}, like)) {}
 

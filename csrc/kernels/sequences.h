@@ -25,7 +25,7 @@ struct BlurWorkspace {
 };
 
 struct StatsWorkspace {
-  StatsPartial* partials;  // [B, stats_threads_per_image]
+  StatsPartial* partials;  // [B * stats_partials_per_image]: every stage's partials
   float* denom;  // [B]
   bool* nonfinite;  // [B]
 };
@@ -115,13 +115,21 @@ VerticalBlur launch_row_pass(Launch& launch, const ImageShape& shape, const Imag
   return VerticalBlur{ws.rows, ws.taps, ws.radius, shape, width};
 }
 
-// Stages A and B of the per-image scale of `value`.
+// Stages A, F... and C of the per-image scale of `value` (see stats.h).
 template <class Source, class Launch>
 void launch_stats(Launch& launch, const ImageShape& shape, const Source& value, NormMode mode, float eps,
                   const StatsWorkspace& ws) {
-  const int64_t threads = stats_threads_per_image(shape.image());
-  launch(shape.batch * threads, StatsPartialBody<Source>{value, ws.partials, shape, threads, mode});
-  launch(shape.batch, StatsCombineBody{ws.partials, ws.denom, ws.nonfinite, threads, mode, eps});
+  int64_t count = stats_threads_per_image(shape.image());
+  StatsPartial* level = ws.partials;
+  launch(shape.batch * count, StatsPartialBody<Source>{value, level, shape, count, mode});
+  while (count > kStatsFold) {
+    const int64_t folded = stats_folded_count(count);
+    StatsPartial* next = level + shape.batch * count;
+    launch(shape.batch * folded, StatsFoldBody{level, next, count, folded, mode});
+    level = next;
+    count = folded;
+  }
+  launch(shape.batch, StatsCombineBody{level, ws.denom, ws.nonfinite, count, mode, eps});
 }
 
 }  // namespace detail
@@ -130,8 +138,8 @@ template <class Launch>
 void run_sequence(Launch& launch, const JitterArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch(a.shape.numel(),
-           JitterBody<T>{detail::typed<T>(a.x), a.x.strides, a.shifts, detail::typed<T>(a.out), a.out.strides, a.shape});
+    launch(a.shape.numel(), JitterBody<T>{detail::typed<T>(a.x), a.x.strides, a.shifts, detail::typed<T>(a.out),
+                                          a.out.strides, a.shape});
   });
 }
 

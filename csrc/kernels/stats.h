@@ -1,9 +1,13 @@
 // Per-image gradient scale s_b (rms, mean |g|, population std, max |g|) and non-finite flag,
-// reduced in float32 on the device in two fixed stages so that a plain loop over the thread
-// indices reproduces the GPU's result exactly:
+// reduced in float32 on the device by a fixed tree of thread-per-output stages, so that a plain
+// loop over the thread indices reproduces the GPU's result exactly:
 //   A. StatsPartialBody, B * T threads: thread t of image b folds elements t, t + T, t + 2T, ...
-//      of its image, in that order, into partials[b, t];
-//   B. StatsCombineBody, one thread per image: folds its T partials in order of t.
+//      of its image, in that order, into partial [b, t] (about kStatsFold elements each);
+//   F. StatsFoldBody, while more than kStatsFold partials per image are left: thread g of image
+//      b folds partials g * kStatsFold ... (g + 1) * kStatsFold - 1, in order, into one;
+//   C. StatsCombineBody, one thread per image: folds the last <= kStatsFold partials in order
+//      and turns them into s_b + eps and the flag.
+// Many short threads keep a GPU busy where one thread per image would wait on memory latency.
 // T depends on the image size only, so an image's scale does not depend on its batch.
 #pragma once
 
@@ -12,12 +16,27 @@
 
 namespace pvf {
 
-// Threads per image in stage A: a power of two, <= 1024, with up to 256 elements each while
-// that allows it.
+// Elements per stage-A thread and partials per fold thread.
+constexpr int64_t kStatsFold = 32;
+
+// Stage-A threads per image: the power of two that gives each about kStatsFold elements
+// (at most 65536, so that huge images keep a small workspace).
 inline int64_t stats_threads_per_image(int64_t image_numel) {
   int64_t threads = 1;
-  while (threads < 1024 && threads * 256 < image_numel) threads *= 2;
+  while (threads < 65536 && threads * kStatsFold < image_numel) threads *= 2;
   return threads;
+}
+
+// Partials per image left after one fold stage.
+inline int64_t stats_folded_count(int64_t count) { return (count + kStatsFold - 1) / kStatsFold; }
+
+// Partials per image over all stages: the size of the partials workspace is B times this.
+inline int64_t stats_partials_per_image(int64_t image_numel) {
+  int64_t total = 0;
+  for (int64_t count = stats_threads_per_image(image_numel);; count = stats_folded_count(count)) {
+    total += count;
+    if (count <= kStatsFold) return total;
+  }
 }
 
 // One thread's fold. a, b per mode: rms (sum g^2, -), mean_abs (sum |g|, -), max_abs (max |g|, -),
@@ -109,18 +128,39 @@ struct StatsPartialBody {
   }
 };
 
-// Stage B: denom[b] = s_b + eps; nonfinite[b] = a non-finite element or a non-finite s_b.
+// Folds partials [first, last) of one image's row, in order.
+PVF_HD StatsPartial fold_range(const StatsPartial* row, int64_t first, int64_t last, NormMode mode) {
+  StatsPartial p{0.0f, 0.0f, 0, 0};
+  for (int64_t t = first; t < last; ++t) p = fold_partial(p, row[t], mode);
+  return p;
+}
+
+// Stage F: out[b, g] = fold of in[b, g * kStatsFold ... (g + 1) * kStatsFold - 1].
+struct StatsFoldBody {
+  const StatsPartial* in;  // [B, in_count]
+  StatsPartial* out;  // [B, out_count], out_count = stats_folded_count(in_count)
+  int64_t in_count, out_count;
+  NormMode mode;
+
+  PVF_HD void operator()(int64_t idx) const {
+    const int64_t b = idx / out_count;
+    const int64_t first = (idx - b * out_count) * kStatsFold;
+    const int64_t last = first + kStatsFold < in_count ? first + kStatsFold : in_count;
+    out[idx] = fold_range(in + b * in_count, first, last, mode);
+  }
+};
+
+// Stage C: denom[b] = s_b + eps; nonfinite[b] = a non-finite element or a non-finite s_b.
 struct StatsCombineBody {
-  const StatsPartial* partials;
+  const StatsPartial* partials;  // [B, count]
   float* denom;  // [B]
   bool* nonfinite;  // [B]
-  int64_t threads_per_image;
+  int64_t count;
   NormMode mode;
   float eps;
 
   PVF_HD void operator()(int64_t b) const {
-    StatsPartial p{0.0f, 0.0f, 0, 0};
-    for (int64_t t = 0; t < threads_per_image; ++t) p = fold_partial(p, partials[b * threads_per_image + t], mode);
+    const StatsPartial p = fold_range(partials + b * count, 0, count, mode);
     const float s = scale_of(p, mode);
     denom[b] = s + eps;
     nonfinite[b] = p.nonfinite != 0 || !is_finite(s);
