@@ -1,0 +1,183 @@
+// Host side of the CUDA kernel sequences, shared by the CUDA registration (cuda/register.cpp)
+// and its CPU emulation (emulation/register.cpp), so both run the same sequence on the same
+// buffers: argument checks, outputs and float32 workspaces, then Device::run(x, args) runs the
+// sequence of csrc/kernels/sequences.h on x's device. Images are passed with their strides
+// (no copy of a channels_last or sliced input); outputs are empty_like(x): the dtype and, for
+// a dense x, the memory layout of x. No CUDA headers: it also builds without a toolkit.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include "../checks.h"
+#include "../kernels/sequences.h"
+
+namespace pvf::frontend {
+
+inline Storage storage_of(const at::Tensor& x) {
+  switch (x.scalar_type()) {
+    case at::kHalf: return Storage::kFloat16;
+    case at::kBFloat16: return Storage::kBFloat16;
+    default: return Storage::kFloat32;  // check_image allows nothing else
+  }
+}
+
+inline ImageShape shape_of(const at::Tensor& x) {
+  const ImageShape s{x.size(0), x.size(1), x.size(2), x.size(3)};
+  // StatsPartial counts an image's elements in int32.
+  TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(),
+              "images must have at most 2^31 - 1 elements (C*H*W), got ", x.sizes());
+  return s;
+}
+
+inline Strides strides_of(const at::Tensor& x) { return {x.stride(0), x.stride(1), x.stride(2), x.stride(3)}; }
+
+inline ImageIn in_view(const at::Tensor& x) { return {x.const_data_ptr(), strides_of(x)}; }
+
+inline ImageOut out_view(at::Tensor& x) { return {x.mutable_data_ptr(), strides_of(x)}; }
+
+inline at::Tensor empty_floats(at::IntArrayRef sizes, const at::Tensor& like) {
+  return at::empty(sizes, like.options().dtype(at::kFloat));
+}
+
+// Owns the blur workspace while the sequence runs.
+struct BlurScratch {
+  at::Tensor taps, radius, rows;
+
+  explicit BlurScratch(const ImageShape& s, const at::Tensor& like)
+      : taps(empty_floats({s.batch, tap_table_width(s)}, like)),
+        radius(at::empty({s.batch}, like.options().dtype(at::kInt))),
+        rows(empty_floats({s.batch, s.channels, s.height, s.width}, like)) {}
+
+  BlurWorkspace view() { return {taps.data_ptr<float>(), radius.data_ptr<int32_t>(), rows.data_ptr<float>()}; }
+};
+
+// Owns the stats workspace; nonfinite is the caller's bool [B] tensor.
+struct StatsScratch {
+  at::Tensor partials, denom;
+
+  explicit StatsScratch(const ImageShape& s, const at::Tensor& like)
+      : partials(at::empty({s.batch * stats_partials_per_image(s.image()) * int64_t(sizeof(StatsPartial))},
+                           like.options().dtype(at::kByte))),
+        denom(empty_floats({s.batch}, like)) {}
+
+  StatsWorkspace view(at::Tensor& nonfinite) {
+    return {reinterpret_cast<StatsPartial*>(partials.data_ptr<uint8_t>()), denom.data_ptr<float>(),
+            nonfinite.data_ptr<bool>()};
+  }
+};
+
+inline at::Tensor empty_flags(const at::Tensor& like) {
+  return at::empty({like.size(0)}, like.options().dtype(at::kBool));
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kMaxDouble = std::numeric_limits<double>::max();
+
+// low <= v <= high; NaN fails.
+inline void check_number(double v, double low, double high, const char* name, const char* valid) {
+  TORCH_CHECK(v >= low && v <= high, name, " must be ", valid, ", got ", v);
+}
+
+template <class Device>
+at::Tensor jitter(const at::Tensor& x, const at::Tensor& shifts) {
+  check_image(x, "x");
+  check_shifts(shifts, x, "shifts");
+  const at::Tensor sc = shifts.contiguous();
+  at::Tensor out = at::empty_like(x);
+  Device::run(x, JitterArgs{storage_of(x), shape_of(x), in_view(x), sc.const_data_ptr<int64_t>(), out_view(out)});
+  return out;
+}
+
+template <class Device>
+at::Tensor gaussian_blur(const at::Tensor& x, const at::Tensor& sigma) {
+  check_image(x, "x");
+  check_sigma(sigma, x);
+  const at::Tensor sc = sigma.contiguous();
+  const ImageShape shape = shape_of(x);
+  at::Tensor out = at::empty_like(x);
+  BlurScratch blur(shape, x);
+  Device::run(x, BlurArgs{storage_of(x), shape, in_view(x), sc.const_data_ptr<float>(), out_view(out), blur.view()});
+  return out;
+}
+
+template <class Device>
+at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps) {
+  check_image(g, "g");
+  const NormMode norm = parse_norm_mode(mode);
+  check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
+  const ImageShape shape = shape_of(g);
+  at::Tensor out = at::empty_like(g);
+  at::Tensor nonfinite = empty_flags(g);
+  StatsScratch stats(shape, g);
+  Device::run(g, NormalizeArgs{storage_of(g), shape, in_view(g), norm, static_cast<float>(eps), out_view(out),
+                               stats.view(nonfinite)});
+  return out;
+}
+
+template <class Device>
+at::Tensor clip_grad(const at::Tensor& g, double clip) {
+  check_image(g, "g");
+  check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
+  at::Tensor out = at::empty_like(g);
+  Device::run(g, ClipArgs{storage_of(g), shape_of(g), in_view(g), static_cast<float>(clip), out_view(out)});
+  return out;
+}
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
+    const at::Tensor& x, const at::Tensor& grad, const at::Tensor& shifts, const at::Tensor& next_shifts,
+    const at::Tensor& sigma, std::string_view norm, double eps, double clip, double lr, double decay, double center,
+    double lo, double hi) {
+  check_image(x, "x");
+  check_like(grad, x, "grad");
+  check_shifts(shifts, x, "shifts");
+  check_shifts(next_shifts, x, "next_shifts");
+  check_sigma(sigma, x);
+  const NormMode mode = parse_norm_mode(norm);
+  check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
+  check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
+  check_number(decay, 0.0, 1.0, "decay", "in [0, 1]");
+  check_number(lr, -kMaxDouble, kMaxDouble, "lr", "finite");
+  check_number(center, -kMaxDouble, kMaxDouble, "center", "finite");
+  TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
+
+  const at::Tensor sc = shifts.contiguous(), nc = next_shifts.contiguous(), sigc = sigma.contiguous();
+  const ImageShape shape = shape_of(x);
+  at::Tensor new_x = at::empty_like(x);
+  at::Tensor next_input = at::empty_like(x);
+  at::Tensor nonfinite = empty_flags(x);
+  BlurScratch blur(shape, x);
+  StatsScratch stats(shape, x);
+  const AscentParams params{mode,
+                            static_cast<float>(clip),
+                            static_cast<float>(lr),
+                            static_cast<float>(decay),
+                            static_cast<float>(center),
+                            static_cast<float>(lo),
+                            static_cast<float>(hi)};
+  Device::run(x, AscentStepArgs{storage_of(x), shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
+                                nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
+                                params, out_view(new_x), out_view(next_input), blur.view(), stats.view(nonfinite)});
+  return {new_x, next_input, nonfinite};
+}
+
+// Registers Device's kernels of every op as "<prefix><op>" (prefix "" or "emulated_").
+template <class Device>
+void register_ops(torch::Library& m, const std::string& prefix) {
+  m.impl((prefix + "jitter").c_str(), &jitter<Device>);
+  m.impl((prefix + "gaussian_blur").c_str(), &gaussian_blur<Device>);
+  m.impl((prefix + "normalize_grad").c_str(), &normalize_grad<Device>);
+  m.impl((prefix + "clip_grad").c_str(), &clip_grad<Device>);
+  m.impl((prefix + "fused_ascent_step").c_str(), &fused_ascent_step<Device>);
+}
+
+}  // namespace pvf::frontend

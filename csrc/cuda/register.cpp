@@ -1,0 +1,26 @@
+// The CUDA kernels of every op, registered for CUDA tensors: csrc/cuda/op_frontend.h checks
+// and allocates, then the launcher enqueues the kernels on the current stream of x's device.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "launchers.h"
+#include "op_frontend.h"
+
+namespace pvf {
+namespace {
+
+struct CudaDevice {
+  template <class Args>
+  static void run(const at::Tensor& x, const Args& args) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    C10_CUDA_CHECK(cuda::launch(args, c10::cuda::getCurrentCUDAStream(x.get_device()).stream()));
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyviz_fast, CUDA, m) { frontend::register_ops<CudaDevice>(m, ""); }
+
+}  // namespace pvf
