@@ -72,8 +72,8 @@ def grad_scale(g: torch.Tensor, mode: str) -> torch.Tensor:
         return flat.square().mean(dim=1).sqrt()
     if mode == "mean_abs":
         return flat.abs().mean(dim=1)
-    if mode == "std":
-        return flat.std(dim=1, correction=0)
+    if mode == "std":  # in float32 from deviations, as the kernels do (torch.std sums in float64 on the CPU)
+        return (flat - flat.mean(dim=1, keepdim=True)).square().mean(dim=1).sqrt()
     if mode == "max_abs":
         return flat.abs().amax(dim=1)
     return torch.zeros(g.shape[0], device=g.device)
