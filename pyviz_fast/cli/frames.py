@@ -31,10 +31,11 @@ def render_progression(model, unit, settings, *, frames: int, seed: int, backend
             segment = segment.replace(init="image", init_image=image)
         result = pvf.render(model, [unit], segment, backend=backend, device=device, seed=seed + k,
                             batch_size=1, progress=False)
-        if k == 0 and init_image is not None:
-            images.append(to_pil(_uint8(init_image)))
+        frame = to_pil(result.to_uint8()[0])
+        if k == 0 and init_image is not None:  # the photo as the first frame, at the output size
+            images.append(to_pil(_uint8(init_image)).resize(frame.size, Image.BILINEAR))
         image = result.images[0]
-        images.append(to_pil(result.to_uint8()[0]))
+        images.append(frame)
         if result.status[0] == "failed":
             break
     return images, result

@@ -49,7 +49,7 @@ def _render_all(model, units, settings, args):
 
 
 def _render_gifs(model, units, settings, args, out):
-    """(images uint8-able PIL list, statuses, values) rendering each unit as a progression + GIF."""
+    """Render each unit as a progression, write its GIF; rows of (last frame, status, value, reason)."""
     results = []
     bar = progress_bar(len(units), args.quiet)
     try:
