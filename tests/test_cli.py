@@ -329,6 +329,18 @@ def test_a_new_settings_field_appears_as_a_flag_by_itself():
     assert "how much sparkle" in parser.format_help()
 
 
+def test_command_defaults_sit_between_the_dataclass_and_the_flags():
+    from pyviz_fast.cli import build_parser
+    from pyviz_fast.cli.dream import DREAM_DEFAULTS
+
+    parser = build_parser()
+    plain = settings_from_args(parser.parse_args(["dream", "photo.png"]), DREAM_DEFAULTS)
+    assert (plain.steps, plain.lr) == (DREAM_DEFAULTS["steps"], DREAM_DEFAULTS["lr"]) != (Settings().steps, Settings().lr)
+    assert settings_from_args(parser.parse_args(["dream", "photo.png", "--steps", "5"]), DREAM_DEFAULTS).steps == 5
+    assert f"(default: {DREAM_DEFAULTS['steps']})" in " ".join(parser._subparsers._group_actions[0]
+                                                             .choices["dream"].format_help().split())
+
+
 def test_help_text_names_the_settings_from_their_docstring():
     parser = argparse.ArgumentParser()
     add_settings_flags(parser)

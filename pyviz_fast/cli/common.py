@@ -21,7 +21,8 @@ class CliError(Exception):
     """A usage or input/output problem: printed as one line, exit code 2."""
 
 
-def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, settings_exclude=()) -> None:
+def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, settings_exclude=(),
+                     settings_defaults=None) -> None:
     group = parser.add_argument_group("common")
     group.add_argument("--model", default="shapesnet",
                        help="model spec: shapesnet (the shipped model), torchvision:NAME, timm:NAME, "
@@ -34,7 +35,7 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
     group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     if settings:
-        add_settings_flags(parser, exclude=settings_exclude)
+        add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults)
 
 
 def check_device(name: str) -> torch.device:

@@ -10,9 +10,13 @@ from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.render import add_gif_flags
 from pyviz_fast.cli.settings_flags import settings_from_args
 
+# Gentler than a render from noise, so the photo stays recognizable; the engine's octaves
+# rescale the photo itself (no detail is added back between them), so one stage by default.
+DREAM_DEFAULTS = {"steps": 32, "lr": 0.01}
+
 EXAMPLES = """examples:
   pyviz-fast dream photo.png --out dream.png                     # a middle conv block, DeepDream objective
-  pyviz-fast dream photo.png --layer conv4 --octaves 3 --steps 60 --lr 0.02 --out dream.png
+  pyviz-fast dream photo.png --layer conv4 --steps 64 --lr 0.02 --out dream.png
   pyviz-fast dream photo.png --unit conv3:7 --gif --out dream.png  # one channel; also dream.gif
 """
 
@@ -27,7 +31,7 @@ def register(subparsers) -> None:
     target.add_argument("--unit", default=None, help="a unit spec instead, e.g. conv3:7")
     parser.add_argument("-o", "--out", default="dream.png", help="output PNG (default: %(default)s)")
     add_gif_flags(parser)
-    add_common_flags(parser, settings_exclude=("init", "init_image"))
+    add_common_flags(parser, settings_exclude=("init", "init_image"), settings_defaults=DREAM_DEFAULTS)
     parser.set_defaults(run=run)
 
 
@@ -49,7 +53,7 @@ def run(args) -> int:
     model, _ = load_model(args)
     size = tuple(image.shape[-2:])
     try:
-        settings = settings_from_args(args, init="image", init_image=image)
+        settings = settings_from_args(args, DREAM_DEFAULTS, init="image", init_image=image)
         if "setting_size" not in vars(args):
             settings = settings.replace(size=size).validate()  # the photo's own size
         unit_spec = dream_unit(args, model, model_layers(model, min(settings.hw)))

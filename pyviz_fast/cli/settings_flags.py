@@ -87,15 +87,19 @@ def _argparse_type(name, parse):
     return convert
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, exclude=(), settings_cls=Settings) -> None:
-    """Add one flag per field of ``settings_cls`` to ``parser`` (in a 'render settings' group)."""
+def add_settings_flags(parser: argparse.ArgumentParser, exclude=(), settings_cls=Settings, defaults=None) -> None:
+    """Add one flag per field of ``settings_cls`` to ``parser`` (in a 'render settings' group).
+
+    defaults: {field: value} a command uses instead of the dataclass default (shown in --help;
+    pass the same dict to ``settings_from_args``)."""
+    defaults = defaults or {}
     group = parser.add_argument_group("render settings (pyviz_fast.Settings; defaults shown)")
     hints = typing.get_type_hints(settings_cls)
     helps = _field_helps(settings_cls)
     for field in dataclasses.fields(settings_cls):
         if field.name in exclude:
             continue
-        default = field.default if field.default is not dataclasses.MISSING else None
+        default = defaults.get(field.name, field.default if field.default is not dataclasses.MISSING else None)
         text = field.metadata.get("help") or helps.get(field.name, "see pyviz_fast.Settings")
         flag = "--" + field.name.replace("_", "-")
         common = dict(dest=f"setting_{field.name}", default=argparse.SUPPRESS,
@@ -112,8 +116,7 @@ def settings_overrides(args) -> dict:
     return {key[len("setting_"):]: value for key, value in vars(args).items() if key.startswith("setting_")}
 
 
-def settings_from_args(args, **fixed) -> Settings:
-    """A validated Settings from the given flags plus ``fixed`` values a command imposes.
-
-    Raises ValueError / TypeError naming the bad field."""
-    return Settings(**{**settings_overrides(args), **fixed}).validate()
+def settings_from_args(args, defaults=None, **fixed) -> Settings:
+    """A validated Settings: the command's ``defaults``, overridden by the given flags, then the
+    ``fixed`` values the command imposes. Raises ValueError / TypeError naming the bad field."""
+    return Settings(**{**(defaults or {}), **settings_overrides(args), **fixed}).validate()
