@@ -144,6 +144,10 @@ def test_saliency_writes_heatmap_and_overlay(tmp_path, photo, capsys):
     assert heat.shape == overlay.shape == (48, 56, 3)
     assert heat.std() > 1  # not a flat map
     assert main(["saliency", str(photo), "--out", str(tmp_path), "-q"]) == 0  # default: the predicted class
+    gray = tmp_path / "gray.png"
+    Image.open(photo).convert("L").save(gray)
+    assert main(["saliency", str(gray), "--out", str(tmp_path), "-q"]) == 0  # a gray photo, color model
+    assert decoded(tmp_path / "gray_overlay.png").size == (56, 48)
 
 
 def test_saliency_is_the_input_gradient_of_the_logit(photo):

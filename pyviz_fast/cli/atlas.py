@@ -99,7 +99,7 @@ def run(args) -> int:
     finally:
         dist.close()
     if dist.is_main:
-        dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("status") == "ok")
+        dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("file"))
         say(args, f"atlas: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
                   f"{outcome.failed} failed, {dead} dead; gallery: {RunDir(args.out).root / 'index.html'}")
     return outcome.exit_code

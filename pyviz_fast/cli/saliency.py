@@ -75,8 +75,15 @@ def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
 
 
 def run(args) -> int:
+    from pyviz_fast.engine.models import input_channels
+
     model, _ = load_model(args)
     image = read_image(args.image)
+    channels = input_channels(model)
+    if image.shape[0] == 1 and channels != 1:
+        image = image.expand(channels, -1, -1).contiguous()  # a gray photo for a color model
+    elif image.shape[0] != channels:
+        raise CliError(f"input {args.image!r} has {image.shape[0]} channels; the model takes {channels}")
     if args.size:
         image = torch.nn.functional.interpolate(image[None], size=(args.size, args.size), mode="bilinear",
                                                 antialias=True, align_corners=False)[0].clamp(0, 1)
