@@ -69,12 +69,14 @@ def orientation_ratio(images, angle_deg, half_width_deg=22.5):
     return along / across.clamp_min(1e-12)
 
 
-def high_frequency_fraction(images, cutoff=0.25):
-    """Fraction [N] of each image's (non-DC) spectral energy at radial frequency >= ``cutoff``
-    cycles/px (0.25 = the highest octave below Nyquist)."""
+def high_frequency_energy(images, cutoff=0.25):
+    """Energy [N] of each image at radial frequencies >= ``cutoff`` cycles/px (0.25: the highest
+    octave below Nyquist), as a per-pixel variance (Parseval): the windowed image's variance
+    carried by those frequencies, summed over channels."""
     power, fx, fy = power_spectrum(images)
     high = torch.sqrt(fx ** 2 + fy ** 2) >= cutoff
-    return (power * high).sum(dim=(-2, -1)) / power.sum(dim=(-2, -1)).clamp_min(1e-12)
+    pixels = power.shape[-2] * power.shape[-1]
+    return (power * high).sum(dim=(-2, -1)) / pixels ** 2
 
 
 def color_dominance(images, channel):
