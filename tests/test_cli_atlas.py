@@ -21,9 +21,9 @@ UNITS = ["conv1:0-5", "conv2:0-3"]
 UNIT_NAMES = [f"conv1:{c}" for c in range(6)] + [f"conv2:{c}" for c in range(4)]
 FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash", "value", "activation", "status", "file",
           "seconds", "backend", "device", "dead"}
-# A run long enough to be interrupted: 32 units in batches of 2.
-LONG = ["conv2", "--size", "32", "--steps", "6", "--batch-size", "2", "--seed", "3"]
-LONG_UNITS = [f"conv2:{c}" for c in range(32)]
+# A run long enough to be interrupted: 96 units in batches of 2 (a rerun may batch differently).
+LONG = ["conv4", "--size", "32", "--steps", "6", "--batch-size", "2", "--seed", "3"]
+LONG_UNITS = [f"conv4:{c}" for c in range(96)]
 # One thread per process: tiny renders on a shared 2-core machine are many times faster so.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -142,7 +142,7 @@ def _start_and_wait_for_records(root, minimum=4):
     while len(part_records(root)) < minimum:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the atlas wrote no records in time"
-        time.sleep(0.05)
+        time.sleep(0.01)
     return process
 
 
@@ -155,7 +155,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_or_losing(tmp_path
     stamps = {unit: Path(tmp_path, r["file"]).stat().st_mtime_ns for unit, r in saved.items()}
     for record in saved.values():
         pixels(Path(tmp_path, record["file"]))  # whatever has a record is whole
-    again = pyviz("atlas", *LONG, "--out", str(tmp_path))
+    again = pyviz("atlas", *LONG, "--out", str(tmp_path), "--batch-size", "32")
     assert again.returncode == 0, again.stderr
     assert f"{len(LONG_UNITS) - len(saved)} rendered now, {len(saved)} already done" in again.stdout
     assert_complete_run(tmp_path, LONG_UNITS, size=32)
