@@ -54,16 +54,18 @@ def op_rows(op, *, batch, size, dtype=torch.float32, device="cpu", backends=("fu
             section="ops", timing=None):
     """Rows timing ``op`` on each backend (reference first; others take it as their baseline).
 
-    Each row's rate is images per second; ``extra`` holds the effective bandwidth (GB/s).
+    Each row's rate is images per second (image-steps/s for the step); ``extra`` holds the
+    effective bandwidth (GB/s).
     """
     x, g, shifts, next_shifts = op_inputs(batch, size, dtype, device)
     case = f"{op} B={batch} {size}px {str(dtype).removeprefix('torch.')}"
     params = {"op": op, "batch": batch, "size": size, "dtype": str(dtype), "device": str(device)}
     ordered = sorted(backends, key=lambda b: b != "reference")
+    unit = "image-steps/s" if op == "fused_ascent_step" else "images/s"
     rows = []
     for backend in ordered:
         m = time_callable(op_call(op, backend, x, g, shifts, next_shifts), device=device, **(timing or {}))
-        rows.append(Row(section, case, backend, m.rate(batch), "images/s", m.median_s, m.iqr_s, m.runs,
+        rows.append(Row(section, case, backend, m.rate(batch), unit, m.median_s, m.iqr_s, m.runs,
                         baseline=None if backend == "reference" or "reference" not in ordered else "reference",
                         params=params, extra={"GB/s": _bytes_moved(op, x) / m.median_s / 1e9}))
     return rows

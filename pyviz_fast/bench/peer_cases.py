@@ -96,23 +96,40 @@ def _ours_render(model, layer, channels, *, size, steps, device, normalization, 
     return result.images
 
 
-def _tool_images(tool, model, layer, channels, *, size, steps, device, normalization, seed):
-    """(final images, seconds) of ``tool`` (pyviz_fast at its defaults, or a peer)."""
+def _prime(tool, model, layer, channels, *, size, device, normalization, seed):
+    """One untimed 1-step run of ``tool`` so that the timed runs find the kernels' caches warm."""
     if tool == OURS:
-        return time_once(lambda: _ours_render(model, layer, channels, size=size, steps=steps, device=device,
-                                              normalization=normalization, seed=seed), device=device)
-    run = run_peer(tool, model, layer, channels, size=size, steps=steps, device=device,
-                   normalization=normalization, seed=seed)
-    return run.images, run.seconds
+        _ours_render(model, layer, channels, size=size, steps=1, device=device, normalization=normalization, seed=seed)
+    else:
+        run_peer(tool, model, layer, channels, size=size, steps=1, device=device, normalization=normalization,
+                 seed=seed)
 
 
-def ttq_rows(model, model_name, layer, *, size, reference_images, normalization, ladder=(8, 16, 32, 64, 128),
-             fraction=0.9, tools=(OURS, *PEERS), device="cpu", max_run_s=120.0, seed=0):
+def _ladder(tool, model, layer, channels, *, ladder, size, device, normalization, seed):
+    """Yield (steps, seconds, images) for each rung of ``ladder``.
+
+    pyviz_fast: a fresh render per rung (its blur and lr schedules depend on the step count).
+    Peers run constant-lr Adam, so a k-step run is the first k steps of a longer one: one run
+    to the top rung keeps the images and time at every rung."""
+    if tool == OURS:
+        for steps in ladder:
+            images, seconds = time_once(lambda: _ours_render(model, layer, channels, size=size, steps=steps,
+                                                             device=device, normalization=normalization, seed=seed),
+                                        device=device)
+            yield steps, seconds, images
+        return
+    run = run_peer(tool, model, layer, channels, size=size, steps=max(ladder), device=device,
+                   normalization=normalization, seed=seed, checkpoints=ladder)
+    yield from run.checkpoints
+
+
+def ttq_rows(model, model_name, layer, *, size, reference_images, normalization, ladder=(8, 16, 32, 64),
+             fraction=0.5, tools=(OURS, *PEERS), device="cpu", seed=0, log=None):
     """Seconds each tool needs for ``fraction`` of ``layer``'s channels to beat their bar.
 
-    Each tool climbs ``ladder`` (step counts, each a fresh run, batch = every channel) until
-    the layer passes, a run takes longer than ``max_run_s``, or the ladder ends. Row rate =
-    channels per second of the passing run; ``extra['ladder']`` keeps every rung.
+    Each tool climbs ``ladder`` (step counts, batch = every channel, see ``_ladder``) until the
+    layer passes or the ladder ends. Row rate = channels per second of the passing rung;
+    ``extra['ladder']`` keeps every rung; ``log`` (e.g. print) is told each rung.
     """
     bar = channel_bar(model, layer, reference_images.to(device), normalization)
     channels = list(range(bar.numel()))
@@ -124,20 +141,18 @@ def ttq_rows(model, model_name, layer, *, size, reference_images, normalization,
         if tool != OURS and not status[tool]["version"]:
             rows.append(_skipped_row("ttq", case, tool, f"not installed: {status[tool]['reason']}"))
             continue
-        _tool_images(tool, model, layer, channels[:2], size=size, steps=1, device=device,
-                     normalization=normalization, seed=seed)  # prime, untimed
+        _prime(tool, model, layer, channels[:2], size=size, device=device, normalization=normalization, seed=seed)
         rungs, passed = [], None
-        for steps in ladder:
-            images, seconds = _tool_images(tool, model, layer, channels, size=size, steps=steps, device=device,
-                                           normalization=normalization, seed=seed)
+        for steps, seconds, images in _ladder(tool, model, layer, channels, ladder=ladder, size=size, device=device,
+                                              normalization=normalization, seed=seed):
             score = channel_objective(model, layer, channels, images.to(device), normalization)
             share = float((score >= bar).float().mean())
             rungs.append({"steps": steps, "seconds": seconds, "share_passing": share,
                           "objective_median": float(score.median())})
+            if log:
+                log(f"  ttq {tool}: {steps} steps, {seconds:.1f} s, {share:.0%} of channels pass")
             if share >= fraction:
                 passed = rungs[-1]
-                break
-            if seconds > max_run_s:
                 break
         label = _label(tool, status)
         seconds = passed["seconds"] if passed else math.nan
@@ -145,5 +160,5 @@ def ttq_rows(model, model_name, layer, *, size, reference_images, normalization,
                         seconds, math.nan, len(rungs), baseline=None if label == baseline else baseline,
                         params={"layer": layer, "channels": len(channels), "size": size, "fraction": fraction},
                         extra={"reached_at_steps": passed["steps"] if passed else None, "ladder": rungs,
-                               "bar_median": float(bar.median())}))
+                               "bar_median": float(bar.median()), "objective_median": rungs[-1]["objective_median"]}))
     return rows

@@ -25,6 +25,7 @@ import importlib
 import importlib.metadata
 import random
 import sys
+import time
 import types
 from dataclasses import dataclass, field
 
@@ -39,7 +40,11 @@ PEERS = ("torch-lucent", "torch-dreams")
 
 @dataclass
 class PeerRun:
-    """One peer's render of a batch of channels: final images [N, 3, H, W] in [0, 1] on the CPU."""
+    """One peer's render of a batch of channels: final images [N, 3, H, W] in [0, 1] on the CPU.
+
+    checkpoints: [(steps, seconds since the call began, images)] at each requested step count
+    of the same run (the last is the final image); seconds is the whole call.
+    """
 
     tool: str
     version: str
@@ -47,10 +52,27 @@ class PeerRun:
     seconds: float
     steps: int
     settings: dict = field(default_factory=dict)  # the peer's defaults that were in force
+    checkpoints: list = field(default_factory=list, repr=False)
 
     @property
     def image_steps_per_s(self) -> float:
         return self.images.shape[0] * self.steps / self.seconds
+
+
+class _Clock:
+    """Seconds since creation, synchronizing CUDA first so queued work is counted."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.start = self.now()
+
+    def now(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def elapsed(self):
+        return self.now() - self.start
 
 
 def _shim_lucent():
@@ -91,9 +113,12 @@ def _seed_everything(seed):
     random.seed(seed)
 
 
-def _lucent_render(model, layer, channels, *, size, steps, device, normalization, seed):
+def _lucent_render(model, layer, channels, *, checkpoints, device, size, normalization, seed):
     """torch-lucent at its defaults: FFT + decorrelated color param, Adam 0.05, standard
-    transforms, and (below 224 px) the whole model on a bilinear upsample to 224 px."""
+    transforms, and (below 224 px) the whole model on a bilinear upsample to 224 px.
+
+    Lucent keeps the image at each of its ``thresholds``; a last, identity transform notes the
+    time each step's forward starts, which is when the previous step has finished."""
     _shim_lucent()
     from lucent.optvis import objectives, param, render, transform
     from torchvision.transforms import Normalize
@@ -106,19 +131,27 @@ def _lucent_render(model, layer, channels, *, size, steps, device, normalization
     transforms = list(transform.standard_transforms)
     if normalization is not None:  # same as lucent's preprocess=True for ImageNet models
         transforms.append(Normalize(*normalization))
+    clock, step_starts = _Clock(device), []
+    transforms.append(lambda x: step_starts.append(clock.elapsed()) or x)
     _seed_everything(seed)
     images = render.render_vis(model, objective, lambda: param.image(size, batch=len(channels)),
-                               transforms=transforms, thresholds=(steps,), preprocess=False,
+                               transforms=transforms, thresholds=tuple(checkpoints), preprocess=False,
                                show_image=False, progress=False)
+    end = clock.elapsed()
+    seconds = [step_starts[k] if k < len(step_starts) else end for k in checkpoints]
     settings = {"param": "fft+decorrelate, sd 0.01", "optimizer": "Adam lr 0.05",
                 "transforms": "pad 12, jitter 8, scale 0.9-1.1, rotate +-10, jitter 4",
                 "forward_size": max(size, 224)}
-    return torch.from_numpy(images[-1]).permute(0, 3, 1, 2).contiguous(), settings
+    return [(k, t, torch.from_numpy(im).permute(0, 3, 1, 2).contiguous())
+            for k, t, im in zip(checkpoints, seconds, images)], settings
 
 
-def _dreams_render(model, layer, channels, *, size, steps, device, normalization, seed):
+def _dreams_render(model, layer, channels, *, checkpoints, device, size, normalization, seed):
     """torch-dreams at its defaults: FFT param, Adam 9e-3 per image, random affine
-    (rotate 15 degrees, resize 0.5-1.2), gradient clip 1; its objective per image."""
+    (rotate 15 degrees, resize 0.5-1.2), gradient clip 1; its objective per image.
+
+    Checkpoints: ``Dreamer.render`` continues from the image parameter (and its optimizers)
+    it is given, so the run is split into segments ending at each checkpoint."""
     from torch_dreams import Dreamer
     from torch_dreams.batched_image_param import BatchedAutoImageParam
     from torch_dreams.batched_objective import BatchedObjective
@@ -136,30 +169,41 @@ def _dreams_render(model, layer, channels, *, size, steps, device, normalization
         return lambda outputs: -outputs[0][:, channel].mean()
 
     objective = BatchedObjective([channel_loss(int(c)) for c in channels])
-    result = dreamer.render(layers=[module], image_parameter=batch, iters=steps, custom_func=objective)
-    images = torch.cat([p.postprocess(device=str(device)).detach().cpu() for p in result.image_params])
+    clock, done, out = _Clock(device), 0, []
+    for k in checkpoints:
+        batch = dreamer.render(layers=[module], image_parameter=batch, iters=k - done, custom_func=objective)
+        done = k
+        seconds = clock.elapsed()
+        out.append((k, seconds, torch.cat([p.postprocess(device=str(device)).detach().cpu()
+                                           for p in batch.image_params])))
     settings = {"param": "fft+decorrelate, sd 0.01, one Adam per image", "optimizer": "Adam lr 9e-3",
                 "transforms": "RandomAffine 15 deg, random resize 0.5-1.2", "grad_clip": 1.0,
                 "forward_size": "0.5-1.2x requested"}
-    return images, settings
+    return out, settings
 
 
 _ADAPTERS = {"torch-lucent": _lucent_render, "torch-dreams": _dreams_render}
 
 
 def run_peer(tool, model, layer, channels, *, size=128, steps=64, device="cpu",
-             normalization=IMAGENET, seed=0) -> PeerRun:
+             normalization=IMAGENET, seed=0, checkpoints=()) -> PeerRun:
     """Render one image per channel of ``layer`` with ``tool`` at its defaults, in one batch.
 
     model: eval-mode module on ``device``; channels: channel indices (the batch);
-    normalization: the model's input (mean, std), or None when the model normalizes inside.
+    normalization: the model's input (mean, std), or None when the model normalizes inside;
+    checkpoints: step counts below ``steps`` at which to keep the images and the time too.
     The time covers the peer's whole call (setup, ``steps`` optimizer steps, readback).
     """
     if tool not in _ADAPTERS:
         raise ValueError(f"tool must be one of {', '.join(PEERS)}; got {tool!r}")
+    if steps < 1 or any(not 1 <= k <= steps for k in checkpoints):
+        raise ValueError(f"steps must be >= 1 and checkpoints within 1..steps; got steps={steps}, "
+                         f"checkpoints={list(checkpoints)}")
     channels = [int(c) for c in channels]
-    (images, settings), seconds = time_once(
-        lambda: _ADAPTERS[tool](model, layer, channels, size=size, steps=steps, device=device,
+    marks = sorted(set(checkpoints) | {steps})
+    (kept, settings), seconds = time_once(
+        lambda: _ADAPTERS[tool](model, layer, channels, checkpoints=marks, size=size, device=device,
                                 normalization=normalization, seed=seed), device=device)
-    return PeerRun(tool=tool, version=importlib.metadata.version(tool), images=images.float(),
-                   seconds=seconds, steps=steps, settings=settings)
+    return PeerRun(tool=tool, version=importlib.metadata.version(tool), images=kept[-1][2].float(),
+                   seconds=seconds, steps=steps, settings=settings,
+                   checkpoints=[(k, t, im.float()) for k, t, im in kept])

@@ -51,15 +51,25 @@ def _fmt(value, digits=3):
     return str(value)
 
 
+def _note(row):
+    """The objective a tool reached, or why a row has no rate."""
+    if "skipped" in row.extra:
+        return f"skipped: {row.extra['skipped']}"[:80]
+    if "objective_median" in row.extra:
+        return f"objective {row.extra['objective_median']:.4g}"
+    return ""
+
+
 def table_lines(rows, markdown=False):
-    """Rows as a table: section, case, variant, rate, median time +- IQR, ratio to its baseline."""
-    header = ["section", "case", "variant", "rate", "unit", "median ms", "IQR ms", "vs baseline"]
+    """Rows as a table: section, case, variant, rate, median time +- IQR, ratio to its baseline,
+    and a note (the objective reached, or why a row was skipped)."""
+    header = ["section", "case", "variant", "rate", "unit", "median ms", "IQR ms", "vs baseline", "note"]
     body = []
     for row in rows:
         r = ratio(row, rows)
         vs = "-" if math.isnan(r) else f"{r:.2f}x {row.baseline}"
         body.append([row.section, row.case, row.variant, _fmt(row.rate), row.unit,
-                     _fmt(row.median_s * 1e3), _fmt(row.iqr_s * 1e3), vs])
+                     _fmt(row.median_s * 1e3), _fmt(row.iqr_s * 1e3), vs, _note(row)])
     if markdown:
         return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
                ["| " + " | ".join(cells) + " |" for cells in body]
