@@ -7,42 +7,54 @@ For each execution setting (fp32 NCHW, bf16 + channels_last, ...) and ops backen
 - render: image-steps/s of ``pyviz_fast.render`` (everything: draws, init, the fused step,
   progress bookkeeping, the final evaluation), and its ratio to bare (target >= 0.8).
 
-Then the gain of truncation: rendering inception3a with the forward cut after it vs running
-the full model. Bare and render runs are interleaved and repeated; medians are printed.
+"model share" is the fraction of a render call's own wall time spent in the model's forward and
+backward: the least load-sensitive figure on a shared machine (target >= 0.8). Then the gain of
+truncation: inception3a with the forward cut after it vs running the full model.
 Timings on a shared 2-core CPU are noisy: read the ratios. Never asserts.
 
-    python benchmarks/bench_render.py                      # 64 steps, 3 repeats
-    python benchmarks/bench_render.py --steps 16 --repeats 1 --json out.json
+    python benchmarks/bench_render.py                      # 64 steps
+    python benchmarks/bench_render.py --steps 16 --configs fp32/contiguous,bf16/channels_last --json out.json
 """
 import argparse
+import contextlib
+import copy
 import json
 import statistics
 import time
 
+import numpy
 import torch
 
 import pyviz_fast as pvf
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.objectives import ObjectivePlan
+from pyviz_fast.engine.render import _ops_backend
 
 CONFIGS = [("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous"), ("bf16", "channels_last")]
 
 
-def bare_rate(model, units, settings, steps, layers=None):
-    """Image-steps/s of ``steps`` truncated forward+backward passes (first one untimed: warm-up)."""
-    B, H = len(units), settings.size
-    with PreparedModel(model, settings, "cpu") as prepared:
-        plan = ObjectivePlan(units, _shapes(prepared, units, H))
-        needed = layers or plan.layers
+def bare_rates(model, units, settings_list, steps, layers=None):
+    """Image-steps/s of the truncated forward + objective + input gradient, one rate per settings.
+
+    The settings are interleaved step by step (each on its own copy of the model, since memory
+    formats differ), so slow drifts of a shared machine's load hit all of them alike.
+    """
+    B, H = len(units), settings_list[0].size
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for settings in settings_list:
+            prepared = stack.enter_context(PreparedModel(copy.deepcopy(model), settings, "cpu"))
+            plan = ObjectivePlan(units, _shapes(prepared, units, H))
+            runs.append((prepared, plan, layers or plan.layers, []))
         x = torch.rand(B, 3, H, H)
-        times = []
-        for _ in range(steps + 1):
-            start = time.perf_counter()
-            inp = x.clone().requires_grad_(True)
-            objective = plan(prepared(inp, needed))
-            torch.autograd.grad(objective.sum(), inp)
-            times.append(time.perf_counter() - start)
-    return B / statistics.median(times[1:])
+        for step in range(steps + 1):
+            for prepared, plan, needed, times in runs:
+                start = time.perf_counter()
+                inp = x.clone().requires_grad_(True)
+                torch.autograd.grad(plan(prepared(inp, needed)).sum(), inp)
+                if step:  # the first pass is warm-up
+                    times.append(time.perf_counter() - start)
+    return [B / statistics.median(times) for _, _, _, times in runs]
 
 
 def _shapes(prepared, units, size):
@@ -50,57 +62,53 @@ def _shapes(prepared, units, size):
     return probe_shapes(prepared, list(dict.fromkeys(u.layer for u in units)), 3, (size, size))
 
 
-def render_rate(model, units, settings, backend):
-    res = pvf.render(model, units, settings, backend=backend, seed=0)
-    assert all(s == "ok" for s in res.status), res.reasons
-    return len(units) * settings.steps / res.timings["total"], res.timings
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bare-steps", type=int, default=8, help="timed bare passes per config")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--configs", default=",".join(f"{p}/{m}" for p, m in CONFIGS))
+    parser.add_argument("--threads", type=int, help="torch threads (1 is steadier on a busy machine)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, _ = pvf.load_model("torchvision:googlenet", weights="none")
     units = pvf.parse_units("inception4a:0-15")
-    backends = ["auto", "reference"]  # auto = fused when its kernels are built
+    # 'auto' is the fused kernels when they are built for the CPU, else the reference again
+    backends = list(dict.fromkeys(_ops_backend(b, torch.device("cpu")) for b in ("auto", "reference")))
     rows = []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ops built: {pvf.has_ops()}, "
           f"googlenet inception4a:0-15, batch {len(units)}, {args.size} px, {args.steps} steps")
-    print(f"{'precision/format':24} {'backend':10} {'bare img-steps/s':>17} {'render img-steps/s':>19} "
-          f"{'ratio':>6} {'fwd+bwd s':>10} {'step s':>8} {'setup s':>8}")
-    for config in args.configs.split(","):
-        precision, memory_format = config.split("/")
-        settings = pvf.Settings(size=args.size, steps=args.steps, batch_size=len(units),
-                                precision=precision, memory_format=memory_format)
+    configs = [tuple(c.split("/")) for c in args.configs.split(",")]
+    settings = [pvf.Settings(size=args.size, steps=args.steps, batch_size=len(units), precision=p, memory_format=m)
+                for p, m in configs]
+    bare = bare_rates(model, units, settings, args.bare_steps)
+    print("\nbare truncated fwd+bwd (configs interleaved step by step):")
+    for (p, m), rate in zip(configs, bare):
+        print(f"  {p + '/' + m:24} {rate:8.1f} img-steps/s   {rate / bare[0]:5.2f}x the first")
+    print("\nrender (model share = forward+backward seconds / total seconds of the same render call):")
+    print(f"  {'precision/format':24} {'backend':10} {'render img-steps/s':>19} {'vs bare':>8} {'model share':>12} "
+          f"{'fwd+bwd s':>10} {'step s':>8} {'setup s':>8}")
+    for (p, m), s, b in zip(configs, settings, bare):
         for backend in backends:
-            bare, rend, timings = [], [], []
-            for _ in range(args.repeats):  # interleave so both see the same machine load
-                bare.append(bare_rate(model, units, settings, min(args.steps, 16)))
-                rate, t = render_rate(model, units, settings, backend)
-                rend.append(rate)
-                timings.append(t)
-            b, r = statistics.median(bare), statistics.median(rend)
-            t = timings[rend.index(r)] if r in rend else timings[0]
-            rows.append({"precision": precision, "memory_format": memory_format, "backend": backend,
-                         "bare": b, "render": r, "ratio": r / b, "timings": t})
-            print(f"{config:24} {backend:10} {b:17.1f} {r:19.1f} {r / b:6.2f} "
+            res = pvf.render(model, units, s, backend=backend, seed=0)
+            assert res.ok, res.reasons  # time only renders that worked
+            t = res.timings
+            rate = len(units) * args.steps / t["total"]
+            share = t["forward_backward"] / t["total"]
+            rows.append({"precision": p, "memory_format": m, "backend": backend, "ops_backend": res.info["backend"],
+                         "bare": b, "render": rate, "vs_bare": rate / b, "model_share": share, "timings": t})
+            print(f"  {p + '/' + m:24} {res.info['backend']:10} {rate:19.1f} {rate / b:8.2f} {share:12.2f} "
                   f"{t['forward_backward']:10.2f} {t['step']:8.2f} {t['setup']:8.2f}")
-    print("\ntruncation gain, inception3a:0-15 (bare fwd+bwd, fastest listed config):")
-    precision, memory_format = args.configs.split(",")[-1].split("/")
-    settings = pvf.Settings(size=args.size, precision=precision, memory_format=memory_format)
     early = pvf.parse_units("inception3a:0-15")
-    cut, full = [], []
-    for _ in range(args.repeats):
-        cut.append(bare_rate(model, early, settings, 8))
-        full.append(bare_rate(model, early, settings, 8, layers=["inception3a", "output"]))
-    c, f = statistics.median(cut), statistics.median(full)
-    print(f"  truncated {c:.1f} img-steps/s, full model {f:.1f} img-steps/s: {c / f:.2f}x")
-    rows.append({"truncation": {"truncated": c, "full": f, "gain": c / f}})
+    fast = settings[int(numpy.argmax(bare))]
+    cut = bare_rates(model, early, [fast], args.bare_steps)[0]
+    full = bare_rates(model, early, [fast], args.bare_steps, layers=["inception3a", "output"])[0]
+    print(f"\ntruncation gain, inception3a:0-15, {fast.precision}/{fast.memory_format}: truncated "
+          f"{cut:.1f} img-steps/s, full model {full:.1f}: {cut / full:.2f}x")
+    rows.append({"truncation": {"truncated": cut, "full": full, "gain": cut / full}})
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": args.steps,
