@@ -150,3 +150,12 @@ def test_nonfinite_item_does_not_stop_the_batch(start, stop, status):
     assert "non-finite" in res.reasons[1] or "not finite" in res.reasons[1]
     torch.testing.assert_close(res.images[[0, 2]], clean.images[[0, 2]], atol=1e-4, rtol=0)
     assert torch.isfinite(res.images).all()
+
+
+def test_compile_keeps_truncation_and_results():
+    from engine_nets import Explodes
+    model = tiny_cnn(tail=Explodes())  # compiled code must not run past the target either
+    eager = pvf.render(model, "2:0-1", **{**FAST, "steps": 2})
+    compiled = pvf.render(model, "2:0-1", **{**FAST, "steps": 2}, compile=True)
+    torch.testing.assert_close(compiled.images, eager.images, atol=1e-4, rtol=0)
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in model.modules())

@@ -1,5 +1,6 @@
 """How the model runs: eval mode, frozen weights, input normalization, precision (autocast),
-memory format, optional torch.compile, truncated forward.
+memory format, optional torch.compile (of the submodules between the hooked layers), truncated
+forward.
 
 'auto' choices, measured on this project's 2-core Xeon with AMX-BF16 (torchvision googlenet,
 inception4a, batch 16, 128 px, truncated fwd+bwd; benchmarks/bench_render.py): fp32 NCHW is
@@ -75,8 +76,30 @@ class PreparedModel:
             p.requires_grad_(False)
         if self.memory_format == "channels_last":
             self.model.to(memory_format=torch.channels_last)
-        self._forward = torch.compile(self.model) if self.compile else self.model
+        self._compiled = []
         return self
+
+    def compile_around(self, layers):
+        """With settings.compile: torch.compile the largest submodules that contain none of ``layers``.
+
+        The hooks of the truncated forward (and the early stop they raise, which Dynamo cannot
+        trace) stay in eager code; everything between them runs compiled. Undone on exit.
+        """
+        if not self.compile:
+            return
+
+        def on_path(name):
+            return any(layer == name or layer.startswith(name + ".") for layer in layers)
+
+        def visit(prefix, module):
+            for name, child in module.named_children():
+                full = f"{prefix}.{name}" if prefix else name
+                if on_path(full):
+                    visit(full, child)
+                elif not isinstance(child, torch.jit.ScriptModule):
+                    child.compile()
+                    self._compiled.append(child)
+        visit("", self.model)
 
     def __exit__(self, *exc):
         training, grads = self._saved
@@ -86,6 +109,8 @@ class PreparedModel:
             p.requires_grad_(g)
         if self.memory_format == "channels_last":
             self.model.to(memory_format=torch.contiguous_format)
+        for module in self._compiled:
+            module._compiled_call_impl = None  # what nn.Module.compile() set
 
     def check_channels(self, channels):
         for name, t in (("mean", self.mean), ("std", self.std)):
@@ -109,5 +134,4 @@ class PreparedModel:
     def __call__(self, images, layers):
         """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``."""
         with TruncatedForward(self.model, layers) as run, self.autocast():
-            run.model = self._forward
             return run(self.model_input(images))

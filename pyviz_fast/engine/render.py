@@ -269,6 +269,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     with PreparedModel(model, settings, device) as prepared:
         prepared.check_channels(channels)
         units, shapes = _prepare_units(units, model, prepared, settings, channels, stage_plan)
+        prepared.compile_around({layer for u in units for layer in u.layers})
         run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
         setup = time.perf_counter() - started
         outputs = _render_all(run, units, progress)
