@@ -50,8 +50,18 @@ def test_layer_not_called_by_forward_is_reported():
         def forward(self, x):
             return self.conv(x)
 
-    with TruncatedForward(Skips(), ["unused"]) as run, pytest.raises(RuntimeError, match="not called"):
+    with TruncatedForward(Skips(), ["unused"]) as run, pytest.raises(ValueError, match="not called"):
         run(torch.rand(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="'unused'.* not called"):
+        pvf.render(Skips(), "unused:0", size=8, steps=1, backend="reference")
+
+
+def test_auxiliary_head_of_googlenet_is_a_class_unit():
+    import torchvision
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).eval()
+    res = pvf.render(model, ["aux1.fc2:3", "fc:3"], size=64, steps=2, backend="reference", precision="fp32")
+    assert res.status == ["ok", "ok"] and not model.training
+    assert all(not m.training for m in model.modules())
 
 
 def test_output_pseudo_layer_runs_everything():

@@ -3,10 +3,17 @@ memory format, optional torch.compile (of the submodules between the hooked laye
 forward.
 
 'auto' choices, measured on this project's 2-core Xeon with AMX-BF16 (torchvision googlenet,
-inception4a, batch 16, 128 px, truncated fwd+bwd; benchmarks/bench_render.py): fp32 NCHW is
-the slowest; bf16 autocast + channels_last ~3x faster. So 'auto' = bf16 + channels_last on
-CPUs with AMX-BF16 and on CUDA devices with bf16 (fp16 on older GPUs), fp32 + contiguous
-elsewhere.
+weights=None, units inception4a:0-15, batch 16, 128 px, truncated forward + input gradient,
+one torch thread because the machine was shared; ``benchmarks/bench_render.py --threads 1``):
+
+    fp32 + contiguous (NCHW)    43.7 image-steps/s   1.00x
+    fp32 + channels_last        54.1                 1.24x
+    bf16 + contiguous           54.4                 1.24x
+    bf16 + channels_last       144.2                 3.30x
+
+So 'auto' = bf16 autocast + channels_last on CPUs with AMX-BF16 and on CUDA devices with bf16
+(fp16 on GPUs without it), fp32 + contiguous elsewhere (bf16 without AMX is emulated and slow).
+The image and its gradient stay float32; only the model runs in reduced precision.
 
 >>> with PreparedModel(model, settings, "cpu") as run:
 ...     acts = run(images, ["inception4a"])       # images [B, C, H, W] in [0, 1]
@@ -66,6 +73,7 @@ class PreparedModel:
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.compile = settings.compile
+        self.heads_mode = False  # see enable_training_heads
         self._saved = None
 
     def __enter__(self):
@@ -112,6 +120,15 @@ class PreparedModel:
         for module in self._compiled:
             module._compiled_call_impl = None  # what nn.Module.compile() set
 
+    def enable_training_heads(self):
+        """Set ``training`` on the root module only (every submodule stays in eval mode).
+
+        torchvision's GoogLeNet and Inception3 run their auxiliary classifiers only when the
+        root module is training; this lets their aux logits be rendered while batch norm and
+        dropout keep their eval behaviour. Undone on exit.
+        """
+        self.heads_mode = True
+
     def check_channels(self, channels):
         for name, t in (("mean", self.mean), ("std", self.std)):
             if t is not None and t.shape[1] != channels:
@@ -133,5 +150,6 @@ class PreparedModel:
 
     def __call__(self, images, layers):
         """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``."""
+        self.model.training = self.heads_mode
         with TruncatedForward(self.model, layers) as run, self.autocast():
             return run(self.model_input(images))

@@ -32,6 +32,7 @@ from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.transforms import is_identity, random_affine
+from pyviz_fast.engine.truncate import LayerNotCalled
 from pyviz_fast.engine.units import Unit, parse_units
 
 
@@ -229,6 +230,10 @@ def _prepare_units(units, model, prepared, settings, channels, stage_plan):
     """Parse, probe every needed layer at every size used, expand whole layers, check every term."""
     units = parse_units(units, model)
     names = list(dict.fromkeys(layer for u in units for layer in u.layers))
+    try:
+        probe_shapes(prepared, names, channels, stage_plan[-1][0])
+    except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
+        prepared.enable_training_heads()
     shapes = {hw: probe_shapes(prepared, names, channels, hw) for hw in dict.fromkeys(hw for hw, _ in stage_plan)}
     units = _expand_whole_layers(units, shapes[stage_plan[-1][0]])
     for per_layer in shapes.values():

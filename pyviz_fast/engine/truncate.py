@@ -17,6 +17,10 @@ class LayerError(ValueError):
     """A requested layer cannot be captured (not an error of the model's own forward)."""
 
 
+class LayerNotCalled(LayerError):
+    """A requested layer did not run in the forward (e.g. a head that runs only in training mode)."""
+
+
 class _Stop(Exception):
     """Raised by the hook of the last needed layer to end the forward early."""
 
@@ -93,6 +97,6 @@ class TruncatedForward:
         acts, self._acts = self._acts, {}
         missing = [name for name in self.layers if name not in acts]
         if missing:
-            raise RuntimeError(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
-                               "forward (a head that only runs in training mode?); pick another layer")
+            raise LayerNotCalled(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
+                                 "forward; pick another layer")
         return acts
