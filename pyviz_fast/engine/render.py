@@ -96,6 +96,23 @@ def _processed_grad(run, grad, shifts, t):
     return torch.where(nonfinite[:, None, None, None], torch.zeros((), device=g.device), g), nonfinite
 
 
+def _adam_update(run, adam, x, index, grad, shifts, t):
+    """torch.optim.Adam step on the pixels ``x`` (in place) with the processed gradient of the
+    view ``x[index]`` (the whole image when index is None); returns (updated view, non-finite flags)."""
+    s = run.s
+    g, nonfinite = _processed_grad(run, grad, shifts, t)
+    if index is not None:
+        full = torch.zeros_like(x)
+        full[index] = g
+        g = full
+    adam.param_groups[0]["lr"] = run.lrs[t]
+    x.grad = -g  # the optimizer minimizes
+    adam.step()
+    with torch.no_grad():
+        x.sub_(s.decay * (x - s.center)).clamp_(s.lo, s.hi)
+    return (x if index is None else x[index]), nonfinite
+
+
 def _pixel_loop(run, units, draws, shifts, trajectory, bad):
     """Optimize pixels (optionally a canvas, optionally over octaves); returns final images."""
     s, b = run.s, run.backend
@@ -124,17 +141,8 @@ def _pixel_loop(run, units, draws, shifts, trajectory, bad):
                     view, grad, shifts[t], shifts[t + 1], run.sigmas[t], norm=s.norm, eps=s.eps, clip=s.clip,
                     lr=run.lrs[t], decay=s.decay, center=s.center, lo=s.lo, hi=s.hi, backend=b)
             else:
-                g, nonfinite = _processed_grad(run, grad, shifts[t], t)
-                if canvas:
-                    full = torch.zeros_like(x)
-                    full[index] = g
-                    g = full
-                adam.param_groups[0]["lr"] = run.lrs[t]
-                x.grad = -g
-                adam.step()
-                with torch.no_grad():
-                    x.sub_(s.decay * (x - s.center)).clamp_(s.lo, s.hi)
-                new, inp = (x[index] if canvas else x), None
+                new, nonfinite = _adam_update(run, adam, x, index, grad, shifts[t], t)
+                inp = None
             bad += nonfinite | ~torch.isfinite(objective)
             if s.image_blur_every and (t + 1) % s.image_blur_every == 0:
                 new, inp = ops.gaussian_blur(new, s.image_blur_sigma, backend=b), None
@@ -143,7 +151,7 @@ def _pixel_loop(run, units, draws, shifts, trajectory, bad):
                 inp = None
             elif adam is None:
                 x = new
-            elif inp is None and new is not x:
+            elif new is not x:  # Adam updates x in place; an image blur made a new tensor
                 x.copy_(new)
             t += 1
             run.clock["step"] += time.perf_counter() - start
