@@ -69,13 +69,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--minutes", type=float, default=10.0, help="safety cap on training time")
+    parser.add_argument("--eval-images", type=int, default=1000, help="held-out images per size")
     args = parser.parse_args(argv)
     model, seconds, steps = train(seed=args.seed, steps=args.steps, minutes=args.minutes)
     held_out_seed = HELD_OUT_SEED_OFFSET + args.seed
     print(f"trained {steps} steps in {seconds:.0f}s ({seconds / 60:.1f} min), {torch.get_num_threads()} threads")
     for size in (32, 64, 128):
-        print(f"held-out accuracy at {size} px (seed {held_out_seed}, 1000 images, {len(SHAPES_CLASSES)} classes): "
-              f"{evaluate(model, size=size, seed=held_out_seed):.4f}")
+        accuracy = evaluate(model, n=args.eval_images, size=size, seed=held_out_seed)
+        print(f"held-out accuracy at {size} px (seed {held_out_seed}, {args.eval_images} images, "
+              f"{len(SHAPES_CLASSES)} classes): {accuracy:.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
