@@ -5,7 +5,6 @@ deviation and adds them back, so coarse structure gets as much push as fine deta
 
 >>> g2 = laplacian_normalize(g, levels=4)      # g [B, C, H, W] -> same shape, float32
 """
-import torch
 import torch.nn.functional as F
 
 

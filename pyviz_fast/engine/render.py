@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from pyviz_fast import ops
 from pyviz_fast.backend import get_default_backend, resolve_backend
-from pyviz_fast.engine.draws import Draws
+from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.init import initial_images
 from pyviz_fast.engine.layers import probe_shapes
@@ -234,7 +234,7 @@ def _status(objective, image, bad_steps, steps):
     return "ok", ""
 
 
-def _prepare_units(units, model, prepared, settings, channels, stage_plan):
+def _prepare_units(units, model, prepared, channels, stage_plan):
     """Parse, probe every needed layer at every size used, expand whole layers, check every term."""
     units = parse_units(units, model)
     names = list(dict.fromkeys(layer for u in units for layer in u.layers))
@@ -281,7 +281,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:
         prepared.check_channels(channels)
-        units, shapes = _prepare_units(units, model, prepared, settings, channels, stage_plan)
+        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan)
         prepared.compile_around({layer for u in units for layer in u.layers})
         run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
         setup = time.perf_counter() - started
@@ -311,7 +311,6 @@ def _render_all(run, units, progress):
             try:
                 imgs, obj, traj, bad, batch_seeds = _render_batch(run, batch)
             except RuntimeError as error:  # e.g. out of memory: this batch fails, the others go on
-                from pyviz_fast.engine.draws import unit_seed
                 seeds[rows] = [unit_seed(run.seed, u) for u in batch]
                 first_line = (str(error).splitlines() or [""])[0][:300]
                 reasons[rows] = [f"batch failed: {type(error).__name__}: {first_line}"] * len(batch)

@@ -13,7 +13,7 @@ orientation than across it; blur 1.0 -> 0.3 left visible pixel noise.
 """
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
