@@ -3,13 +3,15 @@
 Sections (``--sections``, default all):
   ops         each op, fused vs reference, B=32 224 px (fp32; the step also bf16), and the fused
               step's effective bandwidth against torch.clone of the same tensor
-  sweep       the fused step, fused vs reference, over batch sizes and image sizes (the plots)
+  sweep       over batch sizes and image sizes (the plots): the fused step, fused vs reference,
+              and a whole render of ShapesNet conv3 (fastest settings) beside its ceiling
   e2e         render (fused, reference) vs the bare truncated forward+backward ceiling:
               googlenet inception4a:0-15 128 px 64 steps B=16 in fp32 and the fastest settings
               (bf16 + channels_last), then googlenet, vgg16, resnet50 (weights=None) at more layers
   truncation  googlenet inception3a: forward cut after the layer vs the full model
-  peers       torch-lucent and torch-dreams at their defaults on the googlenet case, image-steps/s
-              and the final objective of every tool scored by the same code
+  peers       torch-lucent and torch-dreams at their defaults on the googlenet case beside
+              pyviz_fast (fp32, fastest), image-steps/s and the final objective of every tool
+              scored by the same code
   ttq         time-to-quality of a whole layer of the shipped ShapesNet, per tool
   atlas       units/s of rendering every channel of one ShapesNet layer
 
@@ -42,7 +44,7 @@ from pyviz_fast.bench.results import format_ratio_table, write_results
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from targets import evaluate_targets, format_targets  # noqa: E402  (a sibling script module)
 
-SECTIONS = ("ops", "sweep", "e2e", "truncation", "peers", "ttq", "atlas")
+SECTIONS = ("ops", "e2e", "peers", "truncation", "sweep", "atlas", "ttq")  # most wanted first
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Plan:
     sweep_size: int
     sizes: tuple  # sweep over size at sweep_batch images
     sweep_batch: int
+    sweep_steps: int  # steps of the ShapesNet renders of the sweep
     main_steps: int  # steps of the googlenet inception4a:0-15 case (and the peers)
     more_layers: tuple  # (model spec, layer) of the extra end-to-end cases
     more_batch: int
@@ -67,18 +70,20 @@ class Plan:
 
 
 FULL = Plan(op_case=(32, 224), ops=OPS, batches=(1, 4, 16, 64, 256), sweep_size=128,
-            sizes=(64, 128, 224, 320, 512), sweep_batch=8, main_steps=64,
+            sizes=(64, 128, 224, 320, 512), sweep_batch=8, sweep_steps=16, main_steps=64,
             more_layers=(("torchvision:googlenet", "inception3a"), ("torchvision:googlenet", "inception5b"),
                          ("torchvision:vgg16", "features.15"), ("torchvision:vgg16", "features.29"),
                          ("torchvision:resnet50", "layer2"), ("torchvision:resnet50", "layer4")),
             more_batch=8, more_steps=8, ttq_layer="conv1", ttq_size=64, ttq_ladder=(8, 16, 32),
             atlas=("conv4", 64, 64), timing={"min_time_s": 1.0, "max_time_s": 10.0})
 QUICK = Plan(op_case=(32, 224), ops=("fused_ascent_step",), batches=(1, 16, 64), sweep_size=128,
-             sizes=(64, 128, 256), sweep_batch=8, main_steps=16,
+             sizes=(64, 128, 256), sweep_batch=8, sweep_steps=4, main_steps=16,
              more_layers=(("torchvision:resnet50", "layer2"),), more_batch=4, more_steps=4,
              ttq_layer="conv1", ttq_size=64, ttq_ladder=(4, 16), atlas=("conv4", 64, 16),
              timing={"min_time_s": 0.3, "max_time_s": 3.0})
+SWEEP_CHANNELS = 64  # channels of ShapesNet's conv3
 MAIN_CASE = ("torchvision:googlenet", "inception4a", list(range(16)), 128)  # issue 3's case
+SHAPES_CASE = ("shapesnet", "conv3", list(range(16)), 64)  # the shipped model at its training size
 
 
 class Suite:
@@ -87,10 +92,10 @@ class Suite:
     def __init__(self, plan, device, backends):
         self.plan, self.device, self.backends = plan, device, backends
         self.rows, self.errors, self.models = [], [], {}
-        self.main_rows = []  # the googlenet e2e rows with their images, for the peers section
 
     def model(self, spec):
-        """(model, normalization) built once per spec, weights=None, frozen, on the device."""
+        """(model, normalization) built once per spec (torchvision: weights=None; shapesnet: the
+        shipped weights), frozen, on the device."""
         if spec not in self.models:
             torch.manual_seed(0)
             model, info = pvf.load_model(spec, weights="none", device=self.device)
@@ -119,25 +124,31 @@ class Suite:
         for op in self.plan.ops:
             rows += op_rows(op, batch=batch, size=size, device=self.device, backends=self.backends,
                             timing=self.plan.timing)
+        rows += op_rows("fused_ascent_step", batch=batch, size=size, device=self.device, backends=self.backends,
+                        timing=self.plan.timing, grad_channels_last=True)
         rows += op_rows("fused_ascent_step", batch=batch, size=size, dtype=torch.bfloat16, device=self.device,
                         backends=self.backends, timing=self.plan.timing)
         clone = clone_bandwidth_row(batch=batch, size=size, device=self.device, timing=self.plan.timing)
-        steps = [r for r in rows if r.params["op"] == "fused_ascent_step" and r.params["dtype"] == "torch.float32"]
+        steps = [r for r in rows if r.params["op"] == "fused_ascent_step" and r.params["dtype"] == "torch.float32"
+                 and not r.params["grad_channels_last"]]
         return rows + [clone] + [step_bandwidth_row(r, clone) for r in steps]
 
     def sweep(self):
-        rows = []
-        for batch in self.plan.batches:
-            rows += self._sweep_point("batch", batch, self.plan.sweep_size)
-        for size in self.plan.sizes:
-            rows += self._sweep_point("size", self.plan.sweep_batch, size)
-        return rows
-
-    def _sweep_point(self, axis, batch, size):
-        rows = op_rows("fused_ascent_step", batch=batch, size=size, device=self.device, backends=self.backends,
-                       section=f"sweep-{axis}", timing=self.plan.timing)
-        for row in rows:
-            row.extra["sweep"] = axis
+        """The fused step, and a whole render of the shipped ShapesNet (conv3, fastest settings,
+        beside its ceiling), over batch sizes and image sizes."""
+        model, rows = self.model("shapesnet")[0], []
+        points = [("batch", b, self.plan.sweep_size) for b in self.plan.batches] + \
+                 [("size", self.plan.sweep_batch, s) for s in self.plan.sizes]
+        for axis, batch, size in points:
+            point = op_rows("fused_ascent_step", batch=batch, size=size, device=self.device, backends=self.backends,
+                            section=f"step-vs-{axis}", timing=self.plan.timing)
+            channels = [i % SWEEP_CHANNELS for i in range(batch)]  # conv3 has 64: larger batches repeat them
+            point += e2e_rows(model, "shapesnet", "conv3", channels, size=size, steps=self.plan.sweep_steps,
+                              execution=EXECUTIONS["fastest"], device=self.device, backends=self.backends,
+                              section=f"render-vs-{axis}", timing=self.plan.timing, runs=1)
+            for row in point:
+                row.extra["sweep"] = axis
+            rows += point
         return rows
 
     def e2e(self):
@@ -147,9 +158,7 @@ class Suite:
         for name in ("fp32", "fastest"):
             rows += e2e_rows(model, "googlenet", layer, channels, size=size, steps=self.plan.main_steps,
                              execution=EXECUTIONS[name], device=self.device, backends=self.backends,
-                             timing=self.plan.timing, keep_images=True)
-        self.main_rows = [r for r in rows if r.variant == "fused" or (r.variant == "reference" and
-                                                                        "fused" not in self.backends)]
+                             timing=self.plan.timing)
         for spec, layer in self.plan.more_layers:
             model, _ = self.model(spec)
             rows += e2e_rows(model, spec.split(":")[1], layer, range(self.plan.more_batch), size=size,
@@ -163,34 +172,30 @@ class Suite:
                                execution=EXECUTIONS["fastest"], device=self.device, timing=self.plan.timing)
 
     def peers(self):
-        spec, layer, channels, size = MAIN_CASE
-        model, normalization = self.model(spec)
-        return peer_rows(model, "googlenet", layer, channels, size=size, steps=self.plan.main_steps,
-                         normalization=normalization, ours=self.main_rows, device=self.device)
+        """Issue 3's googlenet case (random weights: speed only, its channels barely respond), then
+        the same on the trained ShapesNet, where the objectives reached mean something."""
+        rows = []
+        for spec, layer, channels, size in (MAIN_CASE, SHAPES_CASE):
+            model, normalization = self.model(spec)
+            rows += peer_rows(model, spec.split(":")[-1], layer, channels, size=size, steps=self.plan.main_steps,
+                              normalization=normalization, device=self.device, backend=self.backends[0],
+                              executions=(EXECUTIONS["fp32"], EXECUTIONS["fastest"]))
+        return rows
 
     def ttq(self):
-        from pyviz_fast.zoo import make_batch, shapesnet
+        from pyviz_fast.zoo import make_batch
 
-        model = shapesnet(device=self.device)
+        model, normalization = self.model("shapesnet")
         reference_images, _ = make_batch(256, size=self.plan.ttq_size, seed=1234)
         return ttq_rows(model, "shapesnet", self.plan.ttq_layer, size=self.plan.ttq_size,
-                        reference_images=reference_images, normalization=None, ladder=self.plan.ttq_ladder,
+                        reference_images=reference_images, normalization=normalization, ladder=self.plan.ttq_ladder,
                         device=self.device, log=lambda m: print(m, flush=True))
 
     def atlas(self):
-        from pyviz_fast.zoo import shapesnet
-
         layer, size, steps = self.plan.atlas
         backend = "fused" if "fused" in self.backends else "reference"
-        return [atlas_row(shapesnet(device=self.device), "shapesnet", layer, settings=pvf.Settings(size=size, steps=steps),
+        return [atlas_row(self.model("shapesnet")[0], "shapesnet", layer, settings=pvf.Settings(size=size, steps=steps),
                           backend=backend, device=self.device)]
-
-
-def _json_rows(rows):
-    """Rows without the tensors some carry for scoring."""
-    for row in rows:
-        row.extra.pop("images", None)
-    return rows
 
 
 def main(argv=None):
@@ -209,8 +214,6 @@ def main(argv=None):
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
-    if "peers" in sections and "e2e" not in sections:
-        parser.error("section peers compares against the e2e section's renders: add e2e")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is available")
@@ -220,21 +223,27 @@ def main(argv=None):
                      "note": "medians of repeated runs; shared machines are noisy, read ratios"})
     print(f"pyviz_fast benchmarks on {metadata['device_name']} ({metadata['torch_threads']} threads), "
           f"torch {metadata['torch']}, commit {metadata['commit']}, backends {', '.join(suite.backends)}", flush=True)
-    started = time.perf_counter()
-    for section in sections:
+    started, out = time.perf_counter(), Path(args.out)
+    for section in sections:  # outputs rewritten after each section: an interrupted run keeps what it measured
         suite.run(section, getattr(suite, section))
-    metadata["seconds"] = round(time.perf_counter() - started, 1)
-    rows = _json_rows(suite.rows)
-    targets = evaluate_targets(rows)
-    metadata["targets"], metadata["errors"] = targets, suite.errors
-    out = Path(args.out)
-    write_results(out / "results.json", rows, metadata)
-    (out / "tables.md").write_text(format_ratio_table(rows, markdown=True) + "\n\n" + format_targets(targets) + "\n")
-    plot_sweep(rows, "batch", out / "throughput_vs_batch.png", title=f"fused ascent step, {suite.plan.sweep_size} px")
-    plot_sweep(rows, "size", out / "throughput_vs_size.png", title=f"fused ascent step, batch {suite.plan.sweep_batch}")
+        metadata["seconds"] = round(time.perf_counter() - started, 1)
+        targets = write_outputs(out, suite, metadata, done=sections[:sections.index(section) + 1])
     print("\n" + format_targets(targets))
-    print(f"\n{len(rows)} rows, {len(suite.errors)} errors, {metadata['seconds']} s -> {out}/")
+    print(f"\n{len(suite.rows)} rows, {len(suite.errors)} errors, {metadata['seconds']} s -> {out}/")
     return 0
+
+
+def write_outputs(out, suite, metadata, done):
+    """results.json, tables.md and the plots of the rows so far; returns the evaluated targets."""
+    targets = evaluate_targets(suite.rows)
+    metadata.update({"targets": targets, "errors": suite.errors, "sections_done": list(done)})
+    write_results(out / "results.json", suite.rows, metadata)
+    (out / "tables.md").write_text(format_ratio_table(suite.rows, markdown=True) + "\n\n" + format_targets(targets) + "\n")
+    plot_sweep(suite.rows, "batch", out / "throughput_vs_batch.png",
+               title=f"step and ShapesNet conv3 render, {suite.plan.sweep_size} px")
+    plot_sweep(suite.rows, "size", out / "throughput_vs_size.png",
+               title=f"step and ShapesNet conv3 render, batch {suite.plan.sweep_batch}")
+    return targets
 
 
 if __name__ == "__main__":

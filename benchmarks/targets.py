@@ -19,14 +19,13 @@ def _find(rows, **want):
 
 
 def _peers_fastest(rows):
-    return next((r for r in rows if r.section == "peers" and r.variant.startswith("pyviz_fast fused")
-                 and r.params.get("precision") == "bf16"), None)
+    return next((r for r in rows if r.section == "peers" and r.variant == "pyviz_fast bf16/channels_last"), None)
 
 
 TARGETS = (
     ("fused step >= 8x reference step (B=32, 224 px, fp32)", 8.0,
      lambda rows: _find(rows, section="ops", variant="fused", p_op="fused_ascent_step", p_batch=32, p_size=224,
-                        p_dtype="torch.float32")),
+                        p_dtype="torch.float32", p_grad_channels_last=False)),
     ("fused step effective bandwidth >= 40% of torch.clone (B=32, 224 px, fp32)", 0.4,
      lambda rows: next((r for r in rows if r.section == "bandwidth" and r.variant == "fused_ascent_step (fused)"), None)),
     ("render >= 0.8x bare fwd+bwd ceiling, googlenet inception4a:0-15, fp32", 0.8,

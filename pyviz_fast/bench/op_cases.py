@@ -19,12 +19,17 @@ STEP_SIGMA = 2.0
 MAX_JITTER = 8
 
 
-def op_inputs(batch, size, dtype=torch.float32, device="cpu", channels=3, seed=0):
-    """Image, gradient and two shift sets for one case: x, g [B, C, size, size], shifts int64 [B, 2]."""
+def op_inputs(batch, size, dtype=torch.float32, device="cpu", channels=3, seed=0, grad_channels_last=False):
+    """Image, gradient and two shift sets for one case: x, g [B, C, size, size], shifts int64 [B, 2].
+
+    grad_channels_last: the gradient in channels_last layout, as a channels_last model returns it.
+    """
     gen = torch.Generator().manual_seed(seed)
     shape = (batch, channels, size, size)
     x = torch.rand(shape, generator=gen).to(device=device, dtype=dtype)
     g = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    if grad_channels_last:
+        g = g.contiguous(memory_format=torch.channels_last)
     shifts = torch.randint(-MAX_JITTER, MAX_JITTER + 1, (2, batch, 2), generator=gen).to(device)
     return x, g, shifts[0], shifts[1]
 
@@ -50,24 +55,39 @@ def _bytes_moved(op, x):
     return tensors * x.numel() * x.element_size()
 
 
+def _max_difference(got, want):
+    """Largest |got - want| over an op's outputs (tensors or tuples of them), in float32."""
+    got, want = (v if isinstance(v, tuple) else (v,) for v in (got, want))
+    return max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
+
+
 def op_rows(op, *, batch, size, dtype=torch.float32, device="cpu", backends=("fused", "reference"),
-            section="ops", timing=None):
+            section="ops", timing=None, grad_channels_last=False):
     """Rows timing ``op`` on each backend (reference first; others take it as their baseline).
 
     Each row's rate is images per second (image-steps/s for the step); ``extra`` holds the
-    effective bandwidth (GB/s).
+    effective bandwidth (GB/s) and, for non-reference backends, the largest difference of their
+    output from the reference's on the same inputs (checked before timing; reported, not asserted).
     """
-    x, g, shifts, next_shifts = op_inputs(batch, size, dtype, device)
-    case = f"{op} B={batch} {size}px {str(dtype).removeprefix('torch.')}"
-    params = {"op": op, "batch": batch, "size": size, "dtype": str(dtype), "device": str(device)}
+    x, g, shifts, next_shifts = op_inputs(batch, size, dtype, device, grad_channels_last=grad_channels_last)
+    layout = ", grad channels_last" if grad_channels_last else ""
+    case = f"{op} B={batch} {size}px {str(dtype).removeprefix('torch.')}{layout}"
+    params = {"op": op, "batch": batch, "size": size, "dtype": str(dtype), "device": str(device),
+              "grad_channels_last": grad_channels_last}
     ordered = sorted(backends, key=lambda b: b != "reference")
     unit = "image-steps/s" if op == "fused_ascent_step" else "images/s"
+    reference = op_call(op, "reference", x, g, shifts, next_shifts)() if "reference" in ordered else None
     rows = []
     for backend in ordered:
-        m = time_callable(op_call(op, backend, x, g, shifts, next_shifts), device=device, **(timing or {}))
+        call = op_call(op, backend, x, g, shifts, next_shifts)
+        extra = {}
+        if backend != "reference" and reference is not None:
+            extra["max_abs_diff_vs_reference"] = _max_difference(call(), reference)
+        m = time_callable(call, device=device, **(timing or {}))
+        extra["GB/s"] = _bytes_moved(op, x) / m.median_s / 1e9
         rows.append(Row(section, case, backend, m.rate(batch), unit, m.median_s, m.iqr_s, m.runs,
                         baseline=None if backend == "reference" or "reference" not in ordered else "reference",
-                        params=params, extra={"GB/s": _bytes_moved(op, x) / m.median_s / 1e9}))
+                        params=params, extra=extra))
     return rows
 
 

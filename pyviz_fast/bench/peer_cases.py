@@ -1,8 +1,7 @@
 """Side-by-side cases: pyviz_fast against the peers, each at its own defaults, scored alike.
 
 - ``peer_rows``: image-steps/s and the final objective (``channel_objective`` of the final
-  images) of each installed peer on one batch of channels, beside pyviz_fast rows measured on
-  the same case (passed in with their images);
+  images) of each installed peer and of pyviz_fast on one batch of channels;
 - ``ttq_rows``: time-to-quality: seconds each tool needs until the channels of a whole layer
   beat a quality bar, found by climbing a ladder of step counts (each rung a fresh run, so a
   tool whose schedule depends on the step count is run as a user would run it).
@@ -13,9 +12,10 @@ freshly generated shapes for ShapesNet) gives that channel; the layer passes whe
 ``fraction`` of its channels do.
 
 >>> rows = peer_rows(model, "googlenet", "inception4a", range(16), size=128, steps=64,
-...                  normalization=IMAGENET, ours=[fused_row])
+...                  normalization=IMAGENET)
 """
 import math
+import statistics
 
 import torch
 
@@ -42,17 +42,35 @@ def _skipped_row(section, case, tool, reason):
     return Row(section, case, tool, math.nan, "image-steps/s", extra={"skipped": reason})
 
 
-def peer_rows(model, model_name, layer, channels, *, size, steps, normalization, ours=(), device="cpu",
-              tools=PEERS, seed=0):
-    """One row per peer (torch-lucent is the baseline) plus ``ours`` re-labelled into this case.
+def _ours_timed(model, layer, channels, *, size, steps, execution, backend, device, seed):
+    """(images, seconds) of one pyviz_fast render of the case under ``execution``."""
+    settings = pvf.Settings(size=size, steps=steps, batch_size=len(channels), precision=execution[0],
+                            memory_format=execution[1])
+    units = [f"{layer}:{c}" for c in channels]
+    result, seconds = time_once(lambda: pvf.render(model, units, settings, backend=backend, device=device,
+                                                   seed=seed, progress=False), device=device)
+    return result.images, seconds
 
-    ours: e2e rows of pyviz_fast on the same model, layer, channels, size and steps, with
-    ``extra['images']`` (see ``render_cases.e2e_rows(keep_images=True)``).
-    """
+
+def peer_rows(model, model_name, layer, channels, *, size, steps, normalization, device="cpu", tools=PEERS,
+              executions=(("fp32", "contiguous"), ("bf16", "channels_last")), backend="auto", seed=0):
+    """One row per peer and per pyviz_fast execution (precision, memory format); torch-lucent
+    is the baseline. pyviz_fast is rendered before the first peer and again after each, and its
+    median is reported, so a change of machine load during a long peer run hits both sides."""
     channels = list(channels)
     case = _case(model_name, layer, channels, size, steps)
     status = peer_status()
     baseline = _label("torch-lucent", status) if status["torch-lucent"]["version"] else None
+    ours = {execution: [] for execution in executions}
+    common = {"size": size, "backend": backend, "device": device, "seed": seed}
+
+    def render_ours():
+        for execution in executions:
+            ours[execution].append(_ours_timed(model, layer, channels, steps=steps, execution=execution, **common))
+
+    for execution in executions:  # prime, untimed
+        _ours_timed(model, layer, channels, steps=2, execution=execution, **common)
+    render_ours()
     rows = []
     for tool in tools:
         if not status[tool]["version"]:
@@ -62,20 +80,25 @@ def peer_rows(model, model_name, layer, channels, *, size, steps, normalization,
                  seed=seed)  # primes the model's kernels for the peer's shapes, untimed
         run = run_peer(tool, model, layer, channels, size=size, steps=steps, device=device,
                        normalization=normalization, seed=seed)
-        score = channel_objective(model, layer, channels, run.images.to(device), normalization)
-        label = _label(tool, status)
-        rows.append(Row("peers", case, label, run.image_steps_per_s, "image-steps/s",
-                        run.seconds, math.nan, 1, baseline=None if label == baseline else baseline,
-                        params={"batch": len(channels), "size": size, "steps": steps},
-                        extra={"objective_median": float(score.median()), "objective_mean": float(score.mean()),
-                               "defaults": run.settings}))
-    for row in ours:
-        score = channel_objective(model, layer, channels, row.extra["images"].to(device), normalization)
-        label = f"{OURS} {row.variant} {row.params['precision']}/{row.params['memory_format']}"
-        rows.append(Row("peers", case, label, row.rate, row.unit, row.median_s, row.iqr_s, row.runs,
-                        baseline=baseline, params=row.params,
-                        extra={"objective_median": float(score.median()), "objective_mean": float(score.mean())}))
+        rows.append(_scored_row(case, _label(tool, status), baseline, run.image_steps_per_s, [run.seconds],
+                                model, layer, channels, run.images, normalization, defaults=run.settings))
+        render_ours()
+    for (precision, memory_format), runs in ours.items():
+        seconds = [t for _, t in runs]
+        rows.append(_scored_row(case, f"{OURS} {precision}/{memory_format}", baseline,
+                                len(channels) * steps / statistics.median(seconds), seconds, model, layer, channels,
+                                runs[-1][0], normalization))
     return rows
+
+
+def _scored_row(case, label, baseline, rate, seconds, model, layer, channels, images, normalization, **extra):
+    """A peers row whose final images are scored by ``channel_objective``."""
+    score = channel_objective(model, layer, channels, images.to(next(model.parameters()).device), normalization)
+    spread = max(seconds) - min(seconds) if len(seconds) > 1 else math.nan
+    return Row("peers", case, label, rate, "image-steps/s", statistics.median(seconds), spread, len(seconds),
+               baseline=None if label == baseline else baseline, params={"batch": len(channels)},
+               extra={"objective_median": float(score.median()), "objective_mean": float(score.mean()),
+                      "seconds": seconds, **extra})
 
 
 def channel_bar(model, layer, reference_images, normalization) -> torch.Tensor:

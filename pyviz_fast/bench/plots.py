@@ -27,7 +27,8 @@ def plot_sweep(rows, param, path, *, title="", sections=None):
     for row in rows:
         if row.extra.get("sweep") != param or (sections and row.section not in sections):
             continue
-        series[f"{row.section}: {row.variant}"].append((row.params[param], row.rate))
+        what = row.section.split("-vs-")[0]  # "render-vs-batch" -> "render"
+        series[f"{what}: {row.variant}"].append((row.params[param], row.rate))
         units.add(row.unit)
     if not series:
         return None

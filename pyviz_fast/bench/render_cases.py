@@ -89,7 +89,7 @@ def render_measurement(model, units, settings, *, backend, device="cpu", runs=2,
 
 
 def e2e_rows(model, model_name, layer, channels, *, size, steps, execution, device="cpu",
-             backends=("fused", "reference"), section="e2e", timing=None, runs=2, keep_images=False):
+             backends=("fused", "reference"), section="e2e", timing=None, runs=2):
     """Ceiling, then each backend's render, of one batch of channels; ratios against the ceiling."""
     channels = list(channels)
     batch, label = len(channels), _exec_label(execution)
@@ -105,11 +105,9 @@ def e2e_rows(model, model_name, layer, channels, *, size, steps, execution, devi
         m, result = render_measurement(model, unit_spec(layer, channels), settings, backend=backend, device=device,
                                        runs=runs)
         timings = {k: v for k, v in result.timings.items() if isinstance(v, (int, float))}
-        extra = {"engine_objective_median": float(result.objective.median()), "timings_s": timings}
-        if keep_images:  # for scoring against peers; dropped before the JSON is written
-            extra["images"] = result.images
         rows.append(Row(section, case, backend, m.rate(batch * steps), "image-steps/s", m.median_s, m.iqr_s, m.runs,
-                        baseline="ceiling", params=params, extra=extra))
+                        baseline="ceiling", params=params,
+                        extra={"engine_objective_median": float(result.objective.median()), "timings_s": timings}))
     return rows
 
 

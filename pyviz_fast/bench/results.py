@@ -56,7 +56,8 @@ def _note(row):
     if "skipped" in row.extra:
         return f"skipped: {row.extra['skipped']}"[:80]
     if "objective_median" in row.extra:
-        return f"objective {row.extra['objective_median']:.4g}"
+        mean = row.extra.get("objective_mean")
+        return f"objective median {row.extra['objective_median']:.4g}" + ("" if mean is None else f", mean {mean:.4g}")
     return ""
 
 
