@@ -52,7 +52,9 @@ def _fmt(value, digits=3):
 
 
 def _note(row):
-    """The objective a tool reached, or why a row has no rate."""
+    """The objective a tool reached, an op's difference from the reference, or why a row has no rate."""
+    if "max_abs_diff_vs_reference" in row.extra:
+        return f"max |diff| vs reference {row.extra['max_abs_diff_vs_reference']:.2g}"
     if "skipped" in row.extra:
         return f"skipped: {row.extra['skipped']}"[:80]
     if "objective_median" in row.extra:
