@@ -15,8 +15,8 @@ Sections (``--sections``, default all):
   ttq         time-to-quality of a whole layer of the shipped ShapesNet, per tool
   atlas       units/s of rendering every channel of one ShapesNet layer
 
-    python benchmarks/run_suite.py                    # full suite, ~10 min on a 2-core CPU
-    python benchmarks/run_suite.py --quick            # ~1-2 min, smaller grids, fewer steps
+    python benchmarks/run_suite.py                    # full suite, ~10 min on 2 idle cores
+    python benchmarks/run_suite.py --quick            # ~2 min: smaller grids, 8 steps, no extra models
     python benchmarks/run_suite.py --device cuda      # same cases, CUDA-event timing
     python benchmarks/run_suite.py --sections ops,sweep --out /tmp/bench
 
@@ -49,7 +49,7 @@ SECTIONS = ("ops", "e2e", "peers", "truncation", "sweep", "atlas", "ttq")  # mos
 
 @dataclass
 class Plan:
-    """Sizes of every section; ``FULL`` fits ~10 min on 2 cores, ``QUICK`` ~1-2 min."""
+    """Sizes of every section; ``FULL`` fits ~10 min on 2 idle cores, ``QUICK`` ~2 min."""
 
     op_case: tuple  # (batch, size) of the op table
     ops: tuple  # ops timed in the op table
@@ -77,13 +77,14 @@ FULL = Plan(op_case=(32, 224), ops=OPS, batches=(1, 4, 16, 64, 256), sweep_size=
             more_batch=8, more_steps=8, ttq_layer="conv1", ttq_size=64, ttq_ladder=(8, 16, 32),
             atlas=("conv4", 64, 64), timing={"min_time_s": 1.0, "max_time_s": 10.0})
 QUICK = Plan(op_case=(32, 224), ops=("fused_ascent_step",), batches=(1, 16, 64), sweep_size=128,
-             sizes=(64, 128, 256), sweep_batch=8, sweep_steps=4, main_steps=16,
-             more_layers=(("torchvision:resnet50", "layer2"),), more_batch=4, more_steps=4,
-             ttq_layer="conv1", ttq_size=64, ttq_ladder=(4, 16), atlas=("conv4", 64, 16),
+             sizes=(64, 128, 256), sweep_batch=8, sweep_steps=4, main_steps=8,
+             more_layers=(), more_batch=4, more_steps=4,
+             ttq_layer="conv1", ttq_size=64, ttq_ladder=(4, 8), atlas=("conv4", 64, 16),
              timing={"min_time_s": 0.3, "max_time_s": 3.0})
 SWEEP_CHANNELS = 64  # channels of ShapesNet's conv3
 MAIN_CASE = ("torchvision:googlenet", "inception4a", list(range(16)), 128)  # issue 3's case
 SHAPES_CASE = ("shapesnet", "conv3.bn2", list(range(16)), 64)  # shipped model, pre-ReLU (model card)
+SHAPES_PEER_STEPS = 32  # Lucent runs ShapesNet at 224 px: 64 steps would double the suite's longest part
 
 
 class Suite:
@@ -135,17 +136,17 @@ class Suite:
 
     def sweep(self):
         """The fused step, and a whole render of the shipped ShapesNet (conv3, fastest settings,
-        beside its ceiling), over batch sizes and image sizes."""
+        beside its ceiling, up to one unit per channel), over batch sizes and image sizes."""
         model, rows = self.model("shapesnet")[0], []
         points = [("batch", b, self.plan.sweep_size) for b in self.plan.batches] + \
                  [("size", self.plan.sweep_batch, s) for s in self.plan.sizes]
         for axis, batch, size in points:
             point = op_rows("fused_ascent_step", batch=batch, size=size, device=self.device, backends=self.backends,
                             section=f"step-vs-{axis}", timing=self.plan.timing)
-            channels = [i % SWEEP_CHANNELS for i in range(batch)]  # conv3 has 64: larger batches repeat them
-            point += e2e_rows(model, "shapesnet", "conv3", channels, size=size, steps=self.plan.sweep_steps,
-                              execution=EXECUTIONS["fastest"], device=self.device, backends=self.backends,
-                              section=f"render-vs-{axis}", timing=self.plan.timing, runs=1)
+            if batch <= SWEEP_CHANNELS:  # one unit per channel of conv3; the step alone goes further
+                point += e2e_rows(model, "shapesnet", "conv3", range(batch), size=size, steps=self.plan.sweep_steps,
+                                  execution=EXECUTIONS["fastest"], device=self.device, backends=self.backends,
+                                  section=f"render-vs-{axis}", timing=self.plan.timing, runs=1)
             for row in point:
                 row.extra["sweep"] = axis
             rows += point
@@ -177,7 +178,8 @@ class Suite:
         rows = []
         for spec, layer, channels, size in (MAIN_CASE, SHAPES_CASE):
             model, normalization = self.model(spec)
-            rows += peer_rows(model, spec.split(":")[-1], layer, channels, size=size, steps=self.plan.main_steps,
+            steps = self.plan.main_steps if spec == MAIN_CASE[0] else min(self.plan.main_steps, SHAPES_PEER_STEPS)
+            rows += peer_rows(model, spec.split(":")[-1], layer, channels, size=size, steps=steps,
                               normalization=normalization, device=self.device, backend=self.backends[0],
                               executions=(EXECUTIONS["fp32"], EXECUTIONS["fastest"]))
         return rows
@@ -200,7 +202,7 @@ class Suite:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small grids and few steps (~1-2 min)")
+    parser.add_argument("--quick", action="store_true", help="small grids and few steps (~2 min)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: " + ", ".join(SECTIONS))
     parser.add_argument("--out", default="benchmarks/results", help="output directory (default: %(default)s)")
