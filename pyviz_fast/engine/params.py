@@ -34,7 +34,7 @@ class FourierImage:
 
     def __call__(self):
         spectrum = torch.view_as_complex(self.spectrum) * self.scale
-        image = torch.fft.irfft2(spectrum, s=self.hw, norm="ortho") / 4.0
+        image = torch.fft.irfft2(spectrum, s=self.hw) / 4.0  # backward norm: divides by H*W
         if self.color is not None:
             image = torch.einsum("oc,bchw->bohw", self.color, image)
         return torch.sigmoid(image)
