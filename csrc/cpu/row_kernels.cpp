@@ -1,0 +1,181 @@
+// Row loops of the CPU kernels, compiled for several x86 instruction sets at once.
+// GCC's target_clones emits one copy per target plus a resolver that picks the best one
+// the first time the function is called (an ifunc), so users get AVX2 / AVX-512 code
+// without a -march=native build. Other compilers or CPUs get the portable loop.
+#include "row_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PVF_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+// GCC's unroll-and-jam turns the blur's tap loop into scalar code; plain vectorization wins.
+#pragma GCC optimize("no-loop-unroll-and-jam")
+#define PVF_HAVE_FLOAT16 1
+#else
+#define PVF_CLONES
+#define PVF_HAVE_FLOAT16 0
+#endif
+
+namespace pvf::cpu {
+namespace {
+
+// Float lanes per accumulator: wide enough for a 512-bit vector, independent lanes so the
+// compiler may vectorize sums without reordering them.
+constexpr int kLanes = 16;
+// Outputs per register block of the blur: two 512-bit vectors, four 256-bit ones.
+constexpr int64_t kBlock = 32;
+
+#if PVF_HAVE_FLOAT16
+// Storage of c10::Half read as the compiler's native half type (F16C conversions on v3/v4).
+typedef _Float16 half_alias __attribute__((may_alias));
+#endif
+
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Round to nearest even, NaN to the canonical quiet NaN (as c10::BFloat16 does).
+inline uint16_t bfloat16_bits(float f) {
+  const uint32_t u = float_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+}  // namespace
+
+PVF_CLONES void load_strided(const float* src, int64_t stride, int64_t n, float* __restrict dst) {
+  if (stride == 1) {
+    std::memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) dst[j] = src[j * stride];
+}
+
+PVF_CLONES void load_strided(const c10::Half* src, int64_t stride, int64_t n, float* __restrict dst) {
+#if PVF_HAVE_FLOAT16
+  const half_alias* h = reinterpret_cast<const half_alias*>(src);
+  for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(h[j * stride]);
+#else
+  for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(src[j * stride]);
+#endif
+}
+
+PVF_CLONES void load_strided(const c10::BFloat16* src, int64_t stride, int64_t n, float* __restrict dst) {
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
+  for (int64_t j = 0; j < n; ++j) dst[j] = bits_float(static_cast<uint32_t>(bits[j * stride]) << 16);
+}
+
+PVF_CLONES void store_strided(const float* __restrict src, int64_t n, float* dst, int64_t stride) {
+  if (stride == 1) {
+    std::memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) dst[j * stride] = src[j];
+}
+
+PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::Half* dst, int64_t stride) {
+#if PVF_HAVE_FLOAT16
+  half_alias* h = reinterpret_cast<half_alias*>(dst);
+  for (int64_t j = 0; j < n; ++j) h[j * stride] = static_cast<_Float16>(src[j]);
+#else
+  for (int64_t j = 0; j < n; ++j) dst[j * stride] = c10::Half(src[j]);
+#endif
+}
+
+PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::BFloat16* dst, int64_t stride) {
+  uint16_t* bits = reinterpret_cast<uint16_t*>(dst);
+  for (int64_t j = 0; j < n; ++j) bits[j * stride] = bfloat16_bits(src[j]);
+}
+
+PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius,
+                                 float* __restrict out) {
+  // Blocks of kBlock outputs accumulate over all taps in registers and are stored once.
+  const float* center = src[radius];
+  int64_t j = 0;
+  for (; j + kBlock <= n; j += kBlock) {
+    float acc[kBlock];
+    for (int l = 0; l < kBlock; ++l) acc[l] = taps[0] * center[j + l];
+    for (int64_t k = 1; k <= radius; ++k) {
+      const float* after = src[radius + k] + j;
+      const float* before = src[radius - k] + j;
+      const float w = taps[k];
+      for (int l = 0; l < kBlock; ++l) acc[l] += w * (after[l] + before[l]);
+    }
+    for (int l = 0; l < kBlock; ++l) out[j + l] = acc[l];
+  }
+  for (; j < n; ++j) {
+    float acc = taps[0] * center[j];
+    for (int64_t k = 1; k <= radius; ++k) acc += taps[k] * (src[radius + k][j] + src[radius - k][j]);
+    out[j] = acc;
+  }
+}
+
+void GradStats::add(const GradStats& other) {
+  sum += other.sum;
+  sum_sq += other.sum_sq;
+  sum_abs += other.sum_abs;
+  max_abs = std::max(max_abs, other.max_abs);
+  finite = finite && other.finite;
+}
+
+PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats& stats) {
+  float sum[kLanes] = {}, sum_sq[kLanes] = {}, sum_abs[kLanes] = {}, max_abs[kLanes] = {};
+  // x - x is 0 for finite x and NaN for inf / NaN: one NaN-propagating sum finds them all.
+  float probe[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const float v = g[j + l];
+      const float a = std::fabs(v);
+      sum[l] += v;
+      sum_sq[l] += v * v;
+      sum_abs[l] += a;
+      max_abs[l] = a > max_abs[l] ? a : max_abs[l];
+      probe[l] += v - v;
+    }
+  }
+  for (int l = 0; j < n; ++j, ++l) {
+    const float v = g[j];
+    const float a = std::fabs(v);
+    sum[l] += v;
+    sum_sq[l] += v * v;
+    sum_abs[l] += a;
+    max_abs[l] = a > max_abs[l] ? a : max_abs[l];
+    probe[l] += v - v;
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    stats.sum += sum[l];
+    stats.sum_sq += sum_sq[l];
+    stats.sum_abs += sum_abs[l];
+    stats.max_abs = std::max(stats.max_abs, static_cast<double>(max_abs[l]));
+    stats.finite = stats.finite && probe[l] == 0.0f;
+  }
+}
+
+PVF_CLONES void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::min(std::max(g[j] * scale, -clip), clip);
+}
+
+PVF_CLONES void ascent_update(const float* __restrict x, const float* __restrict g, int64_t n,
+                              const UpdateParams& p, float* __restrict out) {
+  const float scale = p.scale, clip = p.clip, lr = p.lr, decay = p.decay, center = p.center;
+  const float lo = p.lo, hi = p.hi;
+  for (int64_t j = 0; j < n; ++j) {
+    const float step = std::min(std::max(g[j] * scale, -clip), clip);
+    float u = x[j] + lr * step;
+    u = u - decay * (u - center);
+    out[j] = std::min(std::max(u, lo), hi);
+  }
+}
+
+}  // namespace pvf::cpu
