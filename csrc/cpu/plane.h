@@ -173,10 +173,8 @@ inline float grad_scale(const GradStats& s, NormMode mode, int64_t n) {
       return static_cast<float>(std::sqrt(s.sum_sq / count));
     case kMeanAbs:
       return static_cast<float>(s.sum_abs / count);
-    case kStd: {
-      const double mean = s.sum / count;
-      return static_cast<float>(std::sqrt(std::max(s.sum_sq / count - mean * mean, 0.0)));
-    }
+    case kStd:
+      return static_cast<float>(std::sqrt(s.m2 / count));
     case kMaxAbs:
       return std::isnan(s.sum_abs) ? NAN : static_cast<float>(s.max_abs);
     case kNone:

@@ -121,10 +121,17 @@ PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float
 }
 
 void GradStats::add(const GradStats& other) {
+  if (other.count == 0) return;
+  if (count > 0) {
+    const double delta = other.sum / other.count - sum / count;
+    m2 += delta * delta * (static_cast<double>(count) * other.count / (count + other.count));
+  }
+  count += other.count;
   sum += other.sum;
   sum_sq += other.sum_sq;
   sum_abs += other.sum_abs;
   max_abs = std::max(max_abs, other.max_abs);
+  m2 += other.m2;
   finite = finite && other.finite;
 }
 
@@ -153,13 +160,23 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
     max_abs[l] = a > max_abs[l] ? a : max_abs[l];
     probe[l] += v - v;
   }
+  GradStats row;
+  row.count = n;
   for (int l = 0; l < kLanes; ++l) {
-    stats.sum += sum[l];
-    stats.sum_sq += sum_sq[l];
-    stats.sum_abs += sum_abs[l];
-    stats.max_abs = std::max(stats.max_abs, static_cast<double>(max_abs[l]));
-    stats.finite = stats.finite && probe[l] == 0.0f;
+    row.sum += sum[l];
+    row.sum_sq += sum_sq[l];
+    row.sum_abs += sum_abs[l];
+    row.max_abs = std::max(row.max_abs, static_cast<double>(max_abs[l]));
+    row.finite = row.finite && probe[l] == 0.0f;
   }
+  // Second look at the row (in L1): squared deviations from its own mean.
+  const float mean = static_cast<float>(row.sum / n);
+  float m2[kLanes] = {};
+  for (j = 0; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) m2[l] += (g[j + l] - mean) * (g[j + l] - mean);
+  for (int l = 0; j < n; ++j, ++l) m2[l] += (g[j] - mean) * (g[j] - mean);
+  for (int l = 0; l < kLanes; ++l) row.m2 += m2[l];
+  stats.add(row);
 }
 
 PVF_CLONES void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out) {

@@ -26,16 +26,20 @@ void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stri
 // blur passes the (reflected) rows i-R..i+R of a plane. taps[k] is the weight at distance k.
 void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius, float* out);
 
-// Running sums of a gradient, filled row by row (each row in float lanes, rows added in
+// Running sums of a gradient, filled row by row (each row in float lanes, rows combined in
 // double in order, so the result does not depend on how rows are split among threads).
+// The spread is kept as the sum of squared deviations from the mean (m2, combined with Chan's
+// formula) so that std stays accurate when the mean dwarfs the spread.
 struct GradStats {
+  int64_t count = 0;
   double sum = 0.0;
   double sum_sq = 0.0;
   double sum_abs = 0.0;
   double max_abs = 0.0;
+  double m2 = 0.0;
   bool finite = true;
 
-  void add(const GradStats& other);  // combine in a fixed order: callers add planes in index order
+  void add(const GradStats& other);  // callers add rows and planes in index order
 };
 void accumulate_stats(const float* g, int64_t n, GradStats& stats);
 
