@@ -1,8 +1,6 @@
 // clip_grad on the CPU: clamp every element to [-clip, clip] in float32.
-#include <ATen/ops/empty_like.h>
 #include <ATen/core/Tensor.h>
-
-#include <cmath>
+#include <ATen/ops/empty_like.h>
 
 #include "../checks.h"
 #include "ops_cpu.h"

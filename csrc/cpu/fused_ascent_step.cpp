@@ -1,26 +1,31 @@
 // fused_ascent_step on the CPU: un-jitter -> blur -> normalize -> clip -> update, decay,
 // clamp -> jitter with the next shifts, writing the new image and the next input in one go.
 //
-// The blurred gradient of a plane lives only in a per-thread float32 buffer (in L2): with
-// enough images per thread, each image is processed whole by one thread (blur its C planes,
-// take its scale, update); with fewer images than threads, planes are spread over the threads
-// and blurred twice (once for the sums, once for the update) instead of going through a
-// batch-sized workspace in memory. Both orders compute the same sums in the same order, so
+// The blurred gradient lives only in per-thread float32 buffers (in L2 for common sizes): with
+// at least one image per thread, each image is processed whole by one thread (blur its C
+// planes, take its scale, update); with fewer images than threads (or huge images), planes are
+// spread over the threads and blurred twice (once for the sums, once for the update) instead
+// of going through a batch-sized workspace in memory. Both orders compute the same sums in the same order, so
 // the result is the same whatever the thread count.
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/util/irange.h>
 
 #include <cmath>
 
 #include "../checks.h"
 #include "ops_cpu.h"
+#include "grad_scale.h"
 #include "plane.h"
+#include "plane_blur.h"
 
 namespace pvf::cpu {
 namespace {
+
+// Largest blurred image a thread keeps whole (beyond it, planes go one at a time).
+constexpr size_t kImageScratchBytes = size_t{16} << 20;
 
 struct StepOptions {
   NormMode norm;
@@ -42,7 +47,7 @@ class FusedStep {
         radius_(max_radius(taps_)), plane_size_(xg_.H * xg_.W) {}
 
   void run() {
-    if (xg_.B >= at::get_num_threads())
+    if (xg_.B >= at::get_num_threads() && static_cast<size_t>(xg_.C * plane_size_) * sizeof(float) <= kImageScratchBytes)
       run_per_image();
     else
       run_per_plane();
@@ -68,7 +73,7 @@ class FusedStep {
 
   // Scale and flag of image b from its sums; returns the update of its pixels.
   UpdateParams finish_image(int64_t b, const GradStats& stats) {
-    const float scale = grad_scale(stats, opt_.norm, xg_.C * plane_size_);
+    const float scale = grad_scale(stats, opt_.norm);
     flags_[b] = !stats.finite || !std::isfinite(scale);
     return {inverse_scale(scale, opt_.norm, opt_.eps), opt_.clip, opt_.lr, opt_.decay, opt_.center, opt_.lo, opt_.hi};
   }

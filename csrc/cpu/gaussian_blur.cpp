@@ -1,12 +1,13 @@
 // gaussian_blur on the CPU: separable, one sigma per image, reflect borders; a plane per task.
-#include <ATen/ops/empty_like.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/util/irange.h>
 
 #include "../checks.h"
 #include "ops_cpu.h"
 #include "plane.h"
+#include "plane_blur.h"
 
 namespace pvf::cpu {
 namespace {

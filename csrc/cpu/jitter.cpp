@@ -1,6 +1,6 @@
 // jitter on the CPU: per-image roll, out[b,c,i,j] = x[b,c,(i-dy)%H,(j-dx)%W].
-#include <ATen/ops/empty_like.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 
 #include "../checks.h"
 #include "ops_cpu.h"

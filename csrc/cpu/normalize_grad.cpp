@@ -1,15 +1,16 @@
 // normalize_grad on the CPU: g_b / (s_b + eps) with s_b the per-image rms, mean |g|, std or
 // max |g|. Two parallel passes: sums per plane (combined per image in a fixed order, so the
 // result does not depend on the thread count), then the division.
-#include <ATen/ops/empty_like.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/util/irange.h>
 
 #include <cmath>
 
 #include "../checks.h"
 #include "ops_cpu.h"
+#include "grad_scale.h"
 #include "plane.h"
 
 namespace pvf::cpu {
@@ -37,7 +38,7 @@ void normalize_grad_impl(const at::Tensor& g, NormMode mode, double eps, at::Ten
   if (mode != kNone) {
     const auto stats = plane_stats<scalar_t>(g);
     for (const auto b : c10::irange(in.B))
-      inverse[b] = inverse_scale(grad_scale(image_stats(stats, b, in.C), mode, in.C * in.H * in.W), mode, eps);
+      inverse[b] = inverse_scale(grad_scale(image_stats(stats, b, in.C), mode), mode, eps);
   }
   const scalar_t* src = g.const_data_ptr<scalar_t>();
   scalar_t* dst = out.mutable_data_ptr<scalar_t>();
