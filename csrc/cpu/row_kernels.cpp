@@ -32,6 +32,22 @@ constexpr int64_t kBlock = 32;
 typedef _Float16 half_alias __attribute__((may_alias));
 #endif
 
+// Per-lane sums of a row; lane l takes elements l, l + kLanes, ...
+struct StatLanes {
+  float sum[kLanes] = {}, sum_sq[kLanes] = {}, sum_abs[kLanes] = {}, max_abs[kLanes] = {};
+  // v - v is 0 for finite v and NaN for inf / NaN: one NaN-propagating sum finds them all.
+  float probe[kLanes] = {};
+
+  inline void add(int l, float v) {
+    const float a = std::fabs(v);
+    sum[l] += v;
+    sum_sq[l] += v * v;
+    sum_abs[l] += a;
+    max_abs[l] = a > max_abs[l] ? a : max_abs[l];
+    probe[l] += v - v;
+  }
+};
+
 inline uint32_t float_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
@@ -145,30 +161,12 @@ void GradStats::add(const GradStats& other) {
 }
 
 PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats& stats) {
-  float sum[kLanes] = {}, sum_sq[kLanes] = {}, sum_abs[kLanes] = {}, max_abs[kLanes] = {};
-  // x - x is 0 for finite x and NaN for inf / NaN: one NaN-propagating sum finds them all.
-  float probe[kLanes] = {};
+  StatLanes lanes;
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const float v = g[j + l];
-      const float a = std::fabs(v);
-      sum[l] += v;
-      sum_sq[l] += v * v;
-      sum_abs[l] += a;
-      max_abs[l] = a > max_abs[l] ? a : max_abs[l];
-      probe[l] += v - v;
-    }
-  }
-  for (int l = 0; j < n; ++j, ++l) {
-    const float v = g[j];
-    const float a = std::fabs(v);
-    sum[l] += v;
-    sum_sq[l] += v * v;
-    sum_abs[l] += a;
-    max_abs[l] = a > max_abs[l] ? a : max_abs[l];
-    probe[l] += v - v;
-  }
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes.add(l, g[j + l]);
+  for (int l = 0; j < n; ++j, ++l) lanes.add(l, g[j]);
+  const auto& [sum, sum_sq, sum_abs, max_abs, probe] = lanes;
   GradStats row;
   row.count = n;
   for (int l = 0; l < kLanes; ++l) {
