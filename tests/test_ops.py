@@ -147,6 +147,14 @@ def test_fused_step_matches_reference(kernel_backend, shape, dtype, x_layout, gr
                       reference("fused_ascent_step", *case, **options), dtype)
 
 
+def test_fused_step_reads_a_broadcast_image(kernel_backend):
+    """x expanded over the batch (stride 0): every item reads the same pixels."""
+    _, grad, shifts, next_shifts, sigma = fused_case((4, 3, 7, 6), torch.float32, seed=15)
+    x = make_image((1, 3, 7, 6), torch.float32, "contiguous", seed=16).expand(4, 3, 7, 6)
+    assert_step_close(run("fused_ascent_step", kernel_backend, x, grad, shifts, next_shifts, sigma),
+                      reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), torch.float32)
+
+
 @pytest.mark.parametrize("clip", [0.5, math.inf])
 @pytest.mark.parametrize("norm", ops.NORM_MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
