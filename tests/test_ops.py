@@ -81,6 +81,27 @@ def test_jitter_matches_reference(kernel_backend, shape, dtype, layout):
     torch.testing.assert_close(run("jitter", kernel_backend, x, shifts), reference("jitter", x, shifts), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_16_bit_value_is_read_and_stored_exactly(kernel_backend, dtype):
+    """All 65536 bit patterns (normals, subnormals, infinities, NaNs) go through a jitter."""
+    x = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype).reshape(1, 1, 256, 256)
+    shifts = torch.tensor([[3, -7]])
+    torch.testing.assert_close(run("jitter", kernel_backend, x, shifts), reference("jitter", x, shifts),
+                               rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_step_rounds_like_the_reference(kernel_backend, dtype):
+    """With lr 1 and nothing else, new = x + g in float32 exactly: only the rounding to the
+    storage dtype is left to compare, and it must agree bit for bit."""
+    x, grad, shifts, next_shifts, _ = fused_case((3, 2, 9, 37), dtype, seed=12)
+    options = dict(sigma=0.0, norm="none", lr=1.0, decay=0.0, lo=-1e4, hi=1e4)
+    got = run("fused_ascent_step", kernel_backend, x, grad, shifts, next_shifts, **options)
+    want = reference("fused_ascent_step", x, grad, shifts, next_shifts, **options)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_jitter_is_undone_by_negated_shifts(kernel_backend):
     x = make_image((4, 3, 9, 14), torch.float32, "contiguous", seed=3)
     shifts = make_shifts(x.shape, seed=4)
