@@ -47,19 +47,20 @@ class FusedStep {
         radius_(max_radius(taps_)), plane_size_(xg_.H * xg_.W) {}
 
   void run() {
-    if (xg_.B >= at::get_num_threads() && static_cast<size_t>(xg_.C * plane_size_) * sizeof(float) <= kImageScratchBytes)
+    const size_t image_bytes = static_cast<size_t>(xg_.C * plane_size_) * sizeof(float);
+    if (xg_.B >= at::get_num_threads() && image_bytes <= kImageScratchBytes)
       run_per_image();
     else
       run_per_plane();
   }
 
  private:
-  // Per-thread scratch: the blur's buffers, blurred planes and one float32 row.
+  // Per-thread scratch: the blur's buffers, blurred planes, a row of x and a row of the update.
   struct Scratch {
     PlaneBlur blur;
-    std::vector<float> planes, row;
+    std::vector<float> planes, x_row, new_row;
     Scratch(const Geometry& g, int64_t radius, int64_t planes_kept)
-        : blur(g.H, g.W, radius), planes(planes_kept * g.H * g.W), row(g.W) {}
+        : blur(g.H, g.W, radius), planes(planes_kept * g.H * g.W), x_row(g.W), new_row(g.W) {}
   };
 
   // Un-jittered, blurred gradient of plane p into out [H, W]; returns its sums.
@@ -85,15 +86,14 @@ class FusedStep {
     const scalar_t* x = x_ + xg_.plane_offset(p);
     scalar_t* image = image_ + og_.plane_offset(p);
     scalar_t* next = next_ + ng_.plane_offset(p);
-    float* row = s.row.data();
     for (const auto i : c10::irange(H)) {
-      const float* xr = row_as_float(x + i * xg_.sH, xg_.sW, W, row);
+      const float* row = row_as_float(x + i * xg_.sH, xg_.sW, W, s.x_row.data());
       if (!flags_[b]) {
-        ascent_update(xr, g + i * W, W, params, row);
-        xr = row;
+        ascent_update(row, g + i * W, W, params, s.new_row.data());
+        row = s.new_row.data();
       }
-      store_strided(xr, W, image + i * og_.sH, og_.sW);
-      store_rotated(xr, W, next_shifts_[2 * b + 1], next + wrap(i + next_shifts_[2 * b], H) * ng_.sH, ng_.sW);
+      store_strided(row, W, image + i * og_.sH, og_.sW);
+      store_rotated(row, W, next_shifts_[2 * b + 1], next + wrap(i + next_shifts_[2 * b], H) * ng_.sH, ng_.sW);
     }
   }
 
