@@ -47,3 +47,13 @@ def kernel_backend(request) -> KernelBackend:
     if name == "fused" and device == "cuda" and not _ext.has_cuda_kernels():
         pytest.skip("pyviz_fast._C was built without CUDA kernels")
     return KernelBackend(name, torch.device(device))
+
+
+@pytest.fixture(params=["", "emulated_"], ids=["cpu", "emulation"])
+def kernel_prefix(request) -> str:
+    """Prefix of the torch.ops.pyviz_fast names of one set of CPU-callable kernels."""
+    if not _ext.has_ops():
+        pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
+    if request.param and not has_emulation():
+        pytest.skip("this build has no CUDA emulation ops (torch.ops.pyviz_fast.emulated_*)")
+    return request.param

@@ -8,8 +8,6 @@ import torch
 
 from pyviz_fast import ops
 
-from conftest import has_emulation
-
 B, C, H, W = 2, 3, 8, 8
 
 
@@ -56,15 +54,6 @@ SCALAR_CASES = [
 
 STEP_SCALARS = dict(norm="mean_abs", eps=1e-8, clip=math.inf, lr=1.0, decay=0.0, center=0.5, lo=0.0, hi=1.0)
 TENSOR_ORDER = ("x", "grad", "shifts", "next_shifts", "sigma")
-
-
-@pytest.fixture(params=["", "emulated_"], ids=["cpu", "emulation"])
-def kernel_prefix(request):
-    """Prefix of the torch.ops.pyviz_fast names of a set of compiled kernels."""
-    pytest.importorskip("pyviz_fast._C", reason="the extension pyviz_fast._C is not built")
-    if request.param and not has_emulation():
-        pytest.skip("this build has no CUDA emulation ops (torch.ops.pyviz_fast.emulated_*)")
-    return request.param
 
 
 def kernel(prefix, op):

@@ -222,10 +222,10 @@ def test_fused_step_outputs_keep_the_memory_format_of_x(kernel_backend, layout):
     assert nonfinite.dtype == torch.bool and nonfinite.shape == (2,)
 
 
+@pytest.mark.needs_ext
 @pytest.mark.parametrize("batch", [1, 5])
 def test_fused_cpu_step_does_not_depend_on_the_thread_count(batch):
     """One thread and two threads take different parallel orders (per image, per plane)."""
-    pytest.importorskip("pyviz_fast._C", reason="the extension pyviz_fast._C is not built")
     case = fused_case((batch, 3, 31, 29), torch.float32, seed=50)
     threads = torch.get_num_threads()
     results = []
