@@ -102,6 +102,15 @@ def test_fused_step_rounds_like_the_reference(kernel_backend, dtype):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_extreme_shifts_wrap_without_overflow(kernel_backend):
+    x, grad, _, _, sigma = fused_case((2, 3, 7, 5), torch.float32, seed=13)
+    extreme = torch.tensor([[2**63 - 1, -2**63], [-2**63 + 3, 2**63 - 5]])
+    reduced = extreme % torch.tensor([7, 5])  # what the shifts mean, without int64 overflow
+    torch.testing.assert_close(run("jitter", kernel_backend, x, extreme), reference("jitter", x, reduced), rtol=0, atol=0)
+    assert_step_close(run("fused_ascent_step", kernel_backend, x, grad, extreme, extreme, sigma),
+                      reference("fused_ascent_step", x, grad, reduced, reduced, sigma), torch.float32)
+
+
 def test_jitter_is_undone_by_negated_shifts(kernel_backend):
     x = make_image((4, 3, 9, 14), torch.float32, "contiguous", seed=3)
     shifts = make_shifts(x.shape, seed=4)

@@ -93,7 +93,7 @@ class FusedStep {
         row = s.new_row.data();
       }
       store_strided(row, W, image + i * og_.sH, og_.sW);
-      store_rotated(row, W, next_shifts_[2 * b + 1], next + wrap(i + next_shifts_[2 * b], H) * ng_.sH, ng_.sW);
+      store_rotated(row, W, next_shifts_[2 * b + 1], next + shifted_index(i, next_shifts_[2 * b], H) * ng_.sH, ng_.sW);
     }
   }
 

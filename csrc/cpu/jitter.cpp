@@ -19,7 +19,7 @@ void jitter_impl(const at::Tensor& x, const at::Tensor& shifts, at::Tensor& out)
   for_each_row(in, [&](int64_t p, int64_t i, float* buf) {
     const int64_t b = p / in.C;
     const float* row = row_as_float(src + in.plane_offset(p) + i * in.sH, in.sW, in.W, buf);
-    scalar_t* target = dst + to.plane_offset(p) + wrap(i + shift[2 * b], in.H) * to.sH;
+    scalar_t* target = dst + to.plane_offset(p) + shifted_index(i, shift[2 * b], in.H) * to.sH;
     store_rotated(row, in.W, shift[2 * b + 1], target, to.sW);
   });
 }

@@ -60,12 +60,12 @@ class PlaneBlur {
     const int64_t R = g.radius;
     if (R == 0) {
       for (int64_t i = 0; i < H_; ++i)
-        load_rotated(plane + wrap(i + dy, H_) * row_stride, col_stride, W_, dx, out + i * W_);
+        load_rotated(plane + shifted_index(i, dy, H_) * row_stride, col_stride, W_, dx, out + i * W_);
       return;
     }
     float* pad = padded_.data();
     for (int64_t i = 0; i < H_; ++i) {
-      load_rotated(plane + wrap(i + dy, H_) * row_stride, col_stride, W_, dx, pad + R);
+      load_rotated(plane + shifted_index(i, dy, H_) * row_stride, col_stride, W_, dx, pad + R);
       for (int64_t k = 1; k <= R; ++k) {  // reflect without repeating the edge
         pad[R - k] = pad[R + k];
         pad[R + W_ - 1 + k] = pad[R + W_ - 1 - k];
