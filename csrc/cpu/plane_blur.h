@@ -4,8 +4,10 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -40,7 +42,10 @@ inline std::vector<GaussianTaps> gaussian_taps(const at::Tensor& sigma, int64_t 
   const float* values = s.const_data_ptr<float>();
   std::vector<GaussianTaps> taps;
   taps.reserve(s.numel());
-  for (int64_t b = 0; b < s.numel(); ++b) taps.push_back(gaussian_taps(values[b], H, W));
+  for (int64_t b = 0; b < s.numel(); ++b) {
+    TORCH_CHECK(std::isfinite(values[b]), "sigma must be finite, got ", values[b], " for image ", b);
+    taps.push_back(gaussian_taps(values[b], H, W));
+  }
   return taps;
 }
 
