@@ -1,5 +1,5 @@
 """Op benchmarks: each fused CPU op against the pure-PyTorch reference on the brief's size
-(B=32, 3x224x224, float32, sigma 2, norm mean_abs), plus the effective memory bandwidth of the
+(B=32, 3x224x224, float32, sigma 2, norm mean_abs; the gradient also in channels_last), plus the effective memory bandwidth of the
 fused step (x and grad read, two outputs written) against torch.clone of the same tensor.
 
     PYTHONPATH=. python -m pytest benchmarks/bench_ops.py
@@ -32,9 +32,12 @@ def batch():
 
 def calls(x, grad, shifts, next_shifts, sigma):
     """op name -> function(backend) running it on the batch."""
+    grad_cl = grad.contiguous(memory_format=torch.channels_last)  # what a channels_last model returns
     return {
         "fused_ascent_step": lambda backend: ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm=NORM,
                                                                    lr=0.05, backend=backend),
+        "fused_ascent_step, grad channels_last": lambda backend: ops.fused_ascent_step(
+            x, grad_cl, shifts, next_shifts, sigma, norm=NORM, lr=0.05, backend=backend),
         "jitter": lambda backend: ops.jitter(x, shifts, backend=backend),
         "gaussian_blur": lambda backend: ops.gaussian_blur(grad, sigma, backend=backend),
         "normalize_grad": lambda backend: ops.normalize_grad(grad, NORM, backend=backend),
@@ -43,14 +46,15 @@ def calls(x, grad, shifts, next_shifts, sigma):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("op", ["fused_ascent_step", "jitter", "gaussian_blur", "normalize_grad", "clip_grad"])
+@pytest.mark.parametrize("op", ["fused_ascent_step", "fused_ascent_step, grad channels_last", "jitter", "gaussian_blur",
+                                "normalize_grad", "clip_grad"])
 def test_op(record, batch, op, variant):
     fn = calls(*batch)[op]
     got, want = fn(variant), fn("reference")
     for a, b in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     x = batch[0]
-    moved = 4 * x.numel() * x.element_size() if op == "fused_ascent_step" else None  # x, grad in; 2 out
+    moved = 4 * x.numel() * x.element_size() if op.startswith("fused_ascent_step") else None  # x, grad in; 2 out
     record(op, variant, lambda: fn(variant), moved)
 
 

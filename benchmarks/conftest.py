@@ -31,7 +31,7 @@ def pytest_terminal_summary(terminalreporter):
     for group in sorted({g for g, _ in MEDIANS}):
         fused, ref = MEDIANS.get((group, "fused")), MEDIANS.get((group, "reference"))
         if fused and ref:
-            write(f"  {group:28s} fused {fused * 1e3:8.2f} ms   reference {ref * 1e3:8.2f} ms   "
+            write(f"  {group:40s} fused {fused * 1e3:8.2f} ms   reference {ref * 1e3:8.2f} ms   "
                   f"speedup {ref / fused:5.1f}x")
     clone = MEDIANS.get(("bandwidth", "clone"))
     for (group, variant), moved in sorted(BYTES.items()):
