@@ -91,59 +91,57 @@ inline uint16_t bfloat16_bits(float f) {
 
 }  // namespace
 
-// Each transfer has a contiguous case (stride 1) of its own so that it vectorizes.
-#define PVF_STRIDED_LOOP(n, stride, body_contiguous, body_strided) \
-  if (stride == 1) {                                              \
-    for (int64_t j = 0; j < n; ++j) body_contiguous;              \
-  } else {                                                        \
-    for (int64_t j = 0; j < n; ++j) body_strided;                 \
+// Each transfer compiles its loop for stride 1 (NCHW rows) and stride 3 (rows of RGB
+// channels_last tensors) apart, so that both vectorize; other strides take a general loop.
+// `body` indexes with the constant s.
+#define PVF_STRIDED_LOOP(n, stride, body)              \
+  if (stride == 1) {                                   \
+    constexpr int64_t s = 1;                           \
+    for (int64_t j = 0; j < n; ++j) body;              \
+  } else if (stride == 3) {                            \
+    constexpr int64_t s = 3;                           \
+    for (int64_t j = 0; j < n; ++j) body;              \
+  } else {                                             \
+    const int64_t s = stride;                          \
+    for (int64_t j = 0; j < n; ++j) body;              \
   }
 
 PVF_CLONES void load_strided(const float* src, int64_t stride, int64_t n, float* __restrict dst) {
-  if (stride == 1) {
-    std::memcpy(dst, src, n * sizeof(float));
-    return;
-  }
-  for (int64_t j = 0; j < n; ++j) dst[j] = src[j * stride];
+  PVF_STRIDED_LOOP(n, stride, dst[j] = src[j * s])
 }
 
 PVF_CLONES void load_strided(const c10::Half* src, int64_t stride, int64_t n, float* __restrict dst) {
 #if PVF_X86_GCC
   if (stride == 1 && kHasF16C) return half_to_float_f16c(src, n, dst);
   const half_alias* h = reinterpret_cast<const half_alias*>(src);
-  PVF_STRIDED_LOOP(n, stride, dst[j] = static_cast<float>(h[j]), dst[j] = static_cast<float>(h[j * stride]))
+  PVF_STRIDED_LOOP(n, stride, dst[j] = static_cast<float>(h[j * s]))
 #else
-  PVF_STRIDED_LOOP(n, stride, dst[j] = static_cast<float>(src[j]), dst[j] = static_cast<float>(src[j * stride]))
+  PVF_STRIDED_LOOP(n, stride, dst[j] = static_cast<float>(src[j * s]))
 #endif
 }
 
 PVF_CLONES void load_strided(const c10::BFloat16* src, int64_t stride, int64_t n, float* __restrict dst) {
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
-  PVF_STRIDED_LOOP(n, stride, dst[j] = bits_float(static_cast<uint32_t>(bits[j]) << 16),
-                   dst[j] = bits_float(static_cast<uint32_t>(bits[j * stride]) << 16))
+  PVF_STRIDED_LOOP(n, stride, dst[j] = bits_float(static_cast<uint32_t>(bits[j * s]) << 16))
 }
 
 PVF_CLONES void store_strided(const float* __restrict src, int64_t n, float* dst, int64_t stride) {
-  if (stride == 1) {
-    std::memcpy(dst, src, n * sizeof(float));
-    return;
-  }
-  for (int64_t j = 0; j < n; ++j) dst[j * stride] = src[j];
+  PVF_STRIDED_LOOP(n, stride, dst[j * s] = src[j])
 }
 
 PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::Half* dst, int64_t stride) {
 #if PVF_X86_GCC
   if (stride == 1 && kHasF16C) return float_to_half_f16c(src, n, dst);
   half_alias* h = reinterpret_cast<half_alias*>(dst);
-  PVF_STRIDED_LOOP(n, stride, h[j] = static_cast<_Float16>(src[j]), h[j * stride] = static_cast<_Float16>(src[j]))
+  PVF_STRIDED_LOOP(n, stride, h[j * s] = static_cast<_Float16>(src[j]))
 #else
-  PVF_STRIDED_LOOP(n, stride, dst[j] = c10::Half(src[j]), dst[j * stride] = c10::Half(src[j]))
+  PVF_STRIDED_LOOP(n, stride, dst[j * s] = c10::Half(src[j]))
 #endif
 }
 
 PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::BFloat16* dst, int64_t stride) {
   uint16_t* bits = reinterpret_cast<uint16_t*>(dst);
-  PVF_STRIDED_LOOP(n, stride, bits[j] = bfloat16_bits(src[j]), bits[j * stride] = bfloat16_bits(src[j]))
+  PVF_STRIDED_LOOP(n, stride, bits[j * s] = bfloat16_bits(src[j]))
 }
 
 PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius,
