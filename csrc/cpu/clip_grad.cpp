@@ -16,8 +16,10 @@ void clip_grad_impl(const at::Tensor& g, float clip, at::Tensor& out) {
   scalar_t* dst = out.mutable_data_ptr<scalar_t>();
   for_each_row(in, [&](int64_t p, int64_t i, float* buf) {
     const float* row = row_as_float(src + in.plane_offset(p) + i * in.sH, in.sW, in.W, buf);
-    scale_and_clip(row, in.W, 1.0f, clip, buf);
-    store_strided(buf, in.W, dst + to.plane_offset(p) + i * to.sH, to.sW);
+    scalar_t* target = dst + to.plane_offset(p) + i * to.sH;
+    float* out = row_target(target, to.sW, buf);
+    scale_and_clip(row, in.W, 1.0f, clip, out);
+    store_row(out, in.W, target, to.sW);
   });
 }
 

@@ -88,11 +88,13 @@ class FusedStep {
     scalar_t* next = next_ + ng_.plane_offset(p);
     for (const auto i : c10::irange(H)) {
       const float* row = row_as_float(x + i * xg_.sH, xg_.sW, W, s.x_row.data());
+      scalar_t* target = image + i * og_.sH;
       if (!flags_[b]) {
-        ascent_update(row, g + i * W, W, params, s.new_row.data());
-        row = s.new_row.data();
+        float* updated = row_target(target, og_.sW, s.new_row.data());
+        ascent_update(row, g + i * W, W, params, updated);
+        row = updated;
       }
-      store_strided(row, W, image + i * og_.sH, og_.sW);
+      store_row(row, W, target, og_.sW);
       store_rotated(row, W, next_shifts_[2 * b + 1], next + shifted_index(i, next_shifts_[2 * b], H) * ng_.sH, ng_.sW);
     }
   }

@@ -49,6 +49,22 @@ const float* row_as_float(const T* row, int64_t col_stride, int64_t W, float* bu
   return buf;
 }
 
+// Where to compute a float32 row bound for `row`: the row itself when it is contiguous float32
+// (no copy), else buf, to be stored with store_row.
+template <typename T>
+float* row_target(T* row, int64_t col_stride, float* buf) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (col_stride == 1) return row;
+  }
+  return buf;
+}
+
+// Stores a computed float32 row into `row` unless it was computed there (see row_target).
+template <typename T>
+void store_row(const float* computed, int64_t W, T* row, int64_t col_stride) {
+  if (static_cast<const void*>(computed) != static_cast<const void*>(row)) store_strided(computed, W, row, col_stride);
+}
+
 // Runs fn(plane, row) for every row of every plane, in parallel chunks of rows; fn gets a
 // per-chunk float32 scratch row of W elements.
 template <typename Fn>
