@@ -12,6 +12,7 @@
 #include "ops_cpu.h"
 #include "grad_scale.h"
 #include "plane.h"
+#include "scale_clip.h"
 
 namespace pvf::cpu {
 namespace {
@@ -33,22 +34,14 @@ std::vector<GradStats> plane_stats(const at::Tensor& g) {
 
 template <typename scalar_t>
 void normalize_grad_impl(const at::Tensor& g, NormMode mode, double eps, at::Tensor& out) {
-  const Geometry in(g), to(out);
+  const Geometry in(g);
   std::vector<float> inverse(in.B, 1.0f);
   if (mode != kNone) {
     const auto stats = plane_stats<scalar_t>(g);
     for (const auto b : c10::irange(in.B))
       inverse[b] = inverse_scale(grad_scale(image_stats(stats, b, in.C), mode), mode, eps);
   }
-  const scalar_t* src = g.const_data_ptr<scalar_t>();
-  scalar_t* dst = out.mutable_data_ptr<scalar_t>();
-  for_each_row(in, [&](int64_t p, int64_t i, float* buf) {
-    const float* row = row_as_float(src + in.plane_offset(p) + i * in.sH, in.sW, in.W, buf);
-    scalar_t* target = dst + to.plane_offset(p) + i * to.sH;
-    float* out = row_target(target, to.sW, buf);
-    scale_and_clip(row, in.W, inverse[p / in.C], INFINITY, out);
-    store_row(out, in.W, target, to.sW);
-  });
+  scale_and_clip_images<scalar_t>(g, inverse, INFINITY, out);
 }
 
 }  // namespace
