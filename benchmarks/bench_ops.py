@@ -18,6 +18,7 @@ B, C, H, W = 32, 3, 224, 224
 SIGMA = 2.0
 NORM = "mean_abs"
 VARIANTS = ["fused", "reference"]
+ONE_THREAD = " [1 thread]"  # group-name suffix of the single-thread timings
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,24 @@ def test_op(record, batch, op, variant):
 def test_clone_bandwidth(record, batch):
     x = batch[0]
     record("bandwidth", "clone", x.clone, 2 * x.numel() * x.element_size())  # read + write
+
+
+@pytest.fixture
+def one_thread():
+    """Timings on a shared 2-core machine are dominated by waiting for the second thread;
+    one thread shows the kernels' own cost."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("variant", VARIANTS + ["clone"])
+def test_fused_step_one_thread(record, batch, one_thread, variant):
+    x = batch[0]
+    moved = 2 * x.numel() * x.element_size()
+    if variant == "clone":
+        record("bandwidth" + ONE_THREAD, "clone", x.clone, moved)
+    else:
+        fn = calls(*batch)["fused_ascent_step"]
+        record("fused_ascent_step" + ONE_THREAD, variant, lambda: fn(variant), 2 * moved)

@@ -33,10 +33,12 @@ def pytest_terminal_summary(terminalreporter):
         if fused and ref:
             write(f"  {group:40s} fused {fused * 1e3:8.2f} ms   reference {ref * 1e3:8.2f} ms   "
                   f"speedup {ref / fused:5.1f}x")
-    clone = MEDIANS.get(("bandwidth", "clone"))
     for (group, variant), moved in sorted(BYTES.items()):
-        if clone and variant != "clone" and (group, variant) in MEDIANS:
-            ours = moved / MEDIANS[(group, variant)]
-            base = BYTES[("bandwidth", "clone")] / clone
-            write(f"  {group}/{variant}: {ours / 1e9:6.2f} GB/s effective, torch.clone {base / 1e9:6.2f} GB/s "
-                  f"-> {100 * ours / base:4.0f}% of clone")
+        suffix = group[group.index(" ["):] if " [" in group else ""
+        clone = ("bandwidth" + suffix, "clone")
+        if variant == "clone" or clone not in MEDIANS or (group, variant) not in MEDIANS:
+            continue
+        ours = moved / MEDIANS[(group, variant)]
+        base = BYTES[clone] / MEDIANS[clone]
+        write(f"  {group}/{variant}: {ours / 1e9:6.2f} GB/s effective, torch.clone{suffix} {base / 1e9:6.2f} GB/s "
+              f"-> {100 * ours / base:4.0f}% of clone")
