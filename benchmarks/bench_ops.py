@@ -1,11 +1,18 @@
 """Op benchmarks: each fused CPU op against the pure-PyTorch reference on the brief's size
-(B=32, 3x224x224, float32, sigma 2, norm mean_abs; the gradient also in channels_last), plus the effective memory bandwidth of the
-fused step (x and grad read, two outputs written) against torch.clone of the same tensor.
+(B=32, 3x224x224, float32, sigma 2, norm mean_abs; the gradient also in channels_last), plus the
+effective memory bandwidth of the fused step (x and grad read, two outputs written) against
+torch.clone of the same tensor, with all threads and with one thread.
 
     PYTHONPATH=. python -m pytest benchmarks/bench_ops.py
 
 Speedups and bandwidth are printed at the end (benchmarks/conftest.py); nothing here asserts a
 time. Results are checked against the reference before anything is timed.
+
+Reading the figures: on a busy 2-core machine a parallel region waits for the second core, so
+two-thread medians come in scheduler-sized steps; the one-thread group shows the kernels' own
+cost. Fresh outputs may be page-faulted in on every call (glibc returns freed blocks above its
+trim threshold to the OS; torch.clone's single output usually stays mapped, the step's two do
+not): MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=33554432 removes that effect.
 """
 import pytest
 import torch
