@@ -1,7 +1,8 @@
 // Row loops of the CPU kernels, compiled for several x86 instruction sets at once.
 // GCC's target_clones emits one copy per target plus a resolver that picks the best one
 // the first time the function is called (an ifunc), so users get AVX2 / AVX-512 code
-// without a -march=native build. Other compilers or CPUs get the portable loop.
+// without a -march=native build. Other compilers or CPUs get the portable loop. Half
+// precision rows use the F16C instructions when a runtime check finds them.
 #include "row_kernels.h"
 
 #include <algorithm>
@@ -12,6 +13,9 @@
 #include <immintrin.h>
 #define PVF_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #define PVF_X86_GCC 1
+// GCC warns that passing a Vec (below) by value has another ABI without AVX-512: its helpers
+// are inlined into each clone, so no call ever passes one.
+#pragma GCC diagnostic ignored "-Wpsabi"
 #else
 #define PVF_CLONES
 #define PVF_X86_GCC 0
@@ -25,9 +29,6 @@ namespace {
 constexpr int kLanes = 16;
 // A vector of 16 floats in GCC's generic vector extension: one 512-bit register on AVX-512,
 // two 256-bit ones on AVX2, four 128-bit ones on SSE2. Aligned to 4 bytes: rows start anywhere.
-// (GCC warns that passing it by value has another ABI without AVX-512: these helpers are
-// inlined into each clone, so no call ever passes one.)
-#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float Vec __attribute__((vector_size(64), aligned(4)));
 constexpr int64_t kVec = 16;
 
