@@ -22,6 +22,10 @@ PVF_HD int64_t wrap(int64_t i, int64_t n) {
   return r < 0 ? r + n : r;
 }
 
+// (i + shift) mod n for 0 <= i < n and any int64 shift (even +-2^63): the shift is reduced
+// first so that i + shift cannot overflow. For i - shift use wrap(i - wrap(shift, n), n).
+PVF_HD int64_t shifted_index(int64_t i, int64_t shift, int64_t n) { return wrap(i + wrap(shift, n), n); }
+
 // Reflection without repeating the edge (PyTorch 'reflect' padding): -1 -> 1, n -> n - 2.
 // Valid for -n < i < 2n - 1, which blur_radius guarantees.
 PVF_HD int64_t reflect(int64_t i, int64_t n) {

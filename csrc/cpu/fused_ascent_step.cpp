@@ -1,0 +1,179 @@
+// fused_ascent_step on the CPU: un-jitter -> blur -> normalize -> clip -> update, decay,
+// clamp -> jitter with the next shifts, writing the new image and the next input in one go.
+//
+// The blurred gradient lives only in per-thread float32 buffers (in L2 for common sizes): with
+// at least one image per thread, each image is processed whole by one thread (blur its C
+// planes, take its scale, update); with fewer images than threads (or huge images), planes are
+// spread over the threads and blurred twice (once for the sums, once for the update) instead
+// of going through a batch-sized workspace in memory. Both orders compute the same sums in the same order, so
+// the result is the same whatever the thread count.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/util/irange.h>
+
+#include <cmath>
+
+#include "../checks.h"
+#include "ops_cpu.h"
+#include "grad_scale.h"
+#include "plane.h"
+#include "plane_blur.h"
+
+namespace pvf::cpu {
+namespace {
+
+// Largest blurred image a thread keeps whole (beyond it, planes go one at a time).
+constexpr size_t kImageScratchBytes = size_t{16} << 20;
+
+struct StepOptions {
+  NormMode norm;
+  double eps;
+  float clip, lr, decay, center, lo, hi;
+};
+
+template <typename scalar_t>
+class FusedStep {
+ public:
+  FusedStep(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& shifts, const at::Tensor& next_shifts,
+            const at::Tensor& sigma, const StepOptions& opt, at::Tensor& image, at::Tensor& next_input,
+            at::Tensor& nonfinite)
+      : xg_(x), gg_(grad), og_(image), ng_(next_input), opt_(opt),
+        x_(x.const_data_ptr<scalar_t>()), grad_(grad.const_data_ptr<scalar_t>()),
+        image_(image.mutable_data_ptr<scalar_t>()), next_(next_input.mutable_data_ptr<scalar_t>()),
+        shifts_(shifts.const_data_ptr<int64_t>()), next_shifts_(next_shifts.const_data_ptr<int64_t>()),
+        flags_(nonfinite.mutable_data_ptr<bool>()), taps_(gaussian_taps(sigma, x.size(2), x.size(3))),
+        radius_(max_radius(taps_)), plane_size_(xg_.H * xg_.W) {}
+
+  void run() {
+    const size_t image_bytes = static_cast<size_t>(xg_.C * plane_size_) * sizeof(float);
+    if (xg_.B >= at::get_num_threads() && image_bytes <= kImageScratchBytes)
+      run_per_image();
+    else
+      run_per_plane();
+  }
+
+ private:
+  // Per-thread scratch: the blur's buffers, blurred planes, a row of x and a row of the update.
+  struct Scratch {
+    PlaneBlur blur;
+    std::vector<float> planes, x_row, new_row;
+    Scratch(const Geometry& g, int64_t radius, int64_t planes_kept)
+        : blur(g.H, g.W, radius), planes(planes_kept * g.H * g.W), x_row(g.W), new_row(g.W) {}
+  };
+
+  // Un-jittered, blurred gradient of plane p into out [H, W]; returns its sums.
+  GradStats blur_plane(int64_t p, Scratch& s, float* out) {
+    const int64_t b = p / gg_.C;
+    s.blur.run(grad_ + gg_.plane_offset(p), gg_.sH, gg_.sW, shifts_[2 * b], shifts_[2 * b + 1], taps_[b], out);
+    GradStats stats;
+    for (const auto i : c10::irange(gg_.H)) accumulate_stats(out + i * gg_.W, gg_.W, stats);
+    return stats;
+  }
+
+  // Scale and flag of image b from its sums; returns the update of its pixels.
+  UpdateParams finish_image(int64_t b, const GradStats& stats) {
+    const float scale = grad_scale(stats, opt_.norm);
+    flags_[b] = !stats.finite || !std::isfinite(scale);
+    return {inverse_scale(scale, opt_.norm, opt_.eps), opt_.clip, opt_.lr, opt_.decay, opt_.center, opt_.lo, opt_.hi};
+  }
+
+  // Update plane p from its blurred gradient g and write it to both outputs (a flagged
+  // image keeps its pixels).
+  void update_plane(int64_t p, const float* g, const UpdateParams& params, Scratch& s) {
+    const int64_t b = p / xg_.C, H = xg_.H, W = xg_.W;
+    const scalar_t* x = x_ + xg_.plane_offset(p);
+    scalar_t* image = image_ + og_.plane_offset(p);
+    scalar_t* next = next_ + ng_.plane_offset(p);
+    for (const auto i : c10::irange(H)) {
+      const float* row = row_as_float(x + i * xg_.sH, xg_.sW, W, s.x_row.data());
+      scalar_t* target = image + i * og_.sH;
+      if (!flags_[b]) {
+        float* updated = row_target(target, og_.sW, s.new_row.data());
+        ascent_update(row, g + i * W, W, params, updated);
+        row = updated;
+      }
+      store_row(row, W, target, og_.sW);
+      store_rotated(row, W, next_shifts_[2 * b + 1], next + shifted_index(i, next_shifts_[2 * b], H) * ng_.sH, ng_.sW);
+    }
+  }
+
+  void run_per_image() {
+    const int64_t C = xg_.C;
+    at::parallel_for(0, xg_.B, 1, [&](int64_t begin, int64_t end) {
+      Scratch s(xg_, radius_, C);
+      for (const auto b : c10::irange(begin, end)) {
+        GradStats stats;
+        for (const auto c : c10::irange(C)) stats.add(blur_plane(b * C + c, s, s.planes.data() + c * plane_size_));
+        const UpdateParams params = finish_image(b, stats);
+        for (const auto c : c10::irange(C)) update_plane(b * C + c, s.planes.data() + c * plane_size_, params, s);
+      }
+    });
+  }
+
+  void run_per_plane() {
+    std::vector<GradStats> stats(xg_.planes());
+    at::parallel_for(0, xg_.planes(), 1, [&](int64_t begin, int64_t end) {
+      Scratch s(xg_, radius_, 1);
+      for (const auto p : c10::irange(begin, end)) stats[p] = blur_plane(p, s, s.planes.data());
+    });
+    std::vector<UpdateParams> params;
+    for (const auto b : c10::irange(xg_.B)) params.push_back(finish_image(b, image_stats(stats, b, xg_.C)));
+    at::parallel_for(0, xg_.planes(), 1, [&](int64_t begin, int64_t end) {
+      Scratch s(xg_, radius_, 1);
+      for (const auto p : c10::irange(begin, end)) {
+        if (!flags_[p / xg_.C]) blur_plane(p, s, s.planes.data());
+        update_plane(p, s.planes.data(), params[p / xg_.C], s);
+      }
+    });
+  }
+
+  const Geometry xg_, gg_, og_, ng_;
+  const StepOptions opt_;
+  const scalar_t* x_;
+  const scalar_t* grad_;
+  scalar_t* image_;
+  scalar_t* next_;
+  const int64_t* shifts_;
+  const int64_t* next_shifts_;
+  bool* flags_;
+  const std::vector<GaussianTaps> taps_;
+  const int64_t radius_, plane_size_;
+};
+
+// The scalar arguments, with the messages of the CUDA frontend (tests share them).
+void check_step_scalars(double eps, double clip, double lr, double decay, double center, double lo, double hi) {
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
+  TORCH_CHECK(clip >= 0.0, "clip must be >= 0 (inf disables clipping), got ", clip);
+  TORCH_CHECK(std::isfinite(lr), "lr must be finite, got ", lr);
+  TORCH_CHECK(decay >= 0.0 && decay <= 1.0, "decay must be in [0, 1], got ", decay);
+  TORCH_CHECK(std::isfinite(center), "center must be finite, got ", center);
+  TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step_cpu(
+    const at::Tensor& x, const at::Tensor& grad, const at::Tensor& shifts, const at::Tensor& next_shifts,
+    const at::Tensor& sigma, c10::string_view norm, double eps, double clip, double lr, double decay,
+    double center, double lo, double hi) {
+  check_image(x, "x");
+  check_like(grad, x, "grad");
+  check_shifts(shifts, x, "shifts");
+  check_shifts(next_shifts, x, "next_shifts");
+  check_sigma(sigma, x);
+  check_step_scalars(eps, clip, lr, decay, center, lo, hi);
+  const StepOptions opt{parse_norm_mode(norm), eps, static_cast<float>(clip), static_cast<float>(lr),
+                        static_cast<float>(decay), static_cast<float>(center), static_cast<float>(lo),
+                        static_cast<float>(hi)};
+  const at::Tensor s = shifts.contiguous(), ns = next_shifts.contiguous();
+  at::Tensor image = at::empty_like(x), next_input = at::empty_like(x);
+  at::Tensor nonfinite = at::empty({x.size(0)}, x.options().dtype(at::kBool));
+  PVF_DISPATCH_STORAGE_TYPES(x.scalar_type(), "fused_ascent_step_cpu", [&] {
+    FusedStep<scalar_t>(x, grad, s, ns, sigma, opt, image, next_input, nonfinite).run();
+  });
+  return {image, next_input, nonfinite};
+}
+
+}  // namespace pvf::cpu

@@ -1,0 +1,22 @@
+// CPU entry points of the pyviz_fast ops (registered in register.cpp). Each checks its
+// arguments (checks.h), dispatches on the storage dtype and runs a multi-threaded kernel that
+// computes in float32. Semantics: pyviz_fast/ops/reference.py.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <tuple>
+
+namespace pvf::cpu {
+
+at::Tensor jitter_cpu(const at::Tensor& x, const at::Tensor& shifts);
+at::Tensor gaussian_blur_cpu(const at::Tensor& x, const at::Tensor& sigma);
+at::Tensor normalize_grad_cpu(const at::Tensor& g, c10::string_view mode, double eps);
+at::Tensor clip_grad_cpu(const at::Tensor& g, double clip);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step_cpu(
+    const at::Tensor& x, const at::Tensor& grad, const at::Tensor& shifts, const at::Tensor& next_shifts,
+    const at::Tensor& sigma, c10::string_view norm, double eps, double clip, double lr, double decay,
+    double center, double lo, double hi);
+
+}  // namespace pvf::cpu

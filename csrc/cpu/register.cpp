@@ -1,0 +1,12 @@
+// The CPU kernels of every op, registered with the dispatcher (schemas: csrc/ops.cpp).
+#include <torch/library.h>
+
+#include "ops_cpu.h"
+
+TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) {
+  m.impl("jitter", &pvf::cpu::jitter_cpu);
+  m.impl("gaussian_blur", &pvf::cpu::gaussian_blur_cpu);
+  m.impl("normalize_grad", &pvf::cpu::normalize_grad_cpu);
+  m.impl("clip_grad", &pvf::cpu::clip_grad_cpu);
+  m.impl("fused_ascent_step", &pvf::cpu::fused_ascent_step_cpu);
+}

@@ -1,0 +1,239 @@
+// Row loops of the CPU kernels, compiled for several x86 instruction sets at once.
+// GCC's target_clones emits one copy per target plus a resolver that picks the best one
+// the first time the function is called (an ifunc), so users get AVX2 / AVX-512 code
+// without a -march=native build. Other compilers or CPUs get the portable loop. Half
+// precision rows use the F16C instructions when a runtime check finds them.
+#include "row_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define PVF_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#define PVF_X86_GCC 1
+// GCC warns that passing a Vec (below) by value has another ABI without AVX-512: its helpers
+// are inlined into each clone, so no call ever passes one.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#else
+#define PVF_CLONES
+#define PVF_X86_GCC 0
+#endif
+
+namespace pvf::cpu {
+namespace {
+
+// Float lanes per accumulator: wide enough for a 512-bit vector, independent lanes so the
+// compiler may vectorize sums without reordering them.
+constexpr int kLanes = 16;
+// A vector of 16 floats in GCC's generic vector extension: one 512-bit register on AVX-512,
+// two 256-bit ones on AVX2, four 128-bit ones on SSE2. Aligned to 4 bytes: rows start anywhere.
+typedef float Vec __attribute__((vector_size(64), aligned(4)));
+constexpr int64_t kVec = 16;
+
+inline Vec load_vec(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store_vec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+
+#if PVF_X86_GCC
+// Storage of c10::Half read as the compiler's native half type (scalar F16C on v3/v4).
+typedef _Float16 half_alias __attribute__((may_alias));
+
+// Contiguous half <-> float, 8 at a time, with the F16C instructions (GCC does not vectorize
+// _Float16 conversions by itself); used where the CPU has them.
+const bool kHasF16C = (__builtin_cpu_init(), __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"));
+
+__attribute__((target("avx,f16c"))) void half_to_float_f16c(const c10::Half* src, int64_t n, float* dst) {
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bits + j))));
+  for (; j < n; ++j) dst[j] = _cvtsh_ss(bits[j]);
+}
+
+__attribute__((target("avx,f16c"))) void float_to_half_f16c(const float* src, int64_t n, c10::Half* dst) {
+  uint16_t* bits = reinterpret_cast<uint16_t*>(dst);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + j),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + j), _MM_FROUND_TO_NEAREST_INT));
+  for (; j < n; ++j) bits[j] = _cvtss_sh(src[j], _MM_FROUND_TO_NEAREST_INT);
+}
+#endif
+
+// Per-lane sums of a row; lane l takes elements l, l + kLanes, ...
+struct StatLanes {
+  float sum[kLanes] = {}, sum_sq[kLanes] = {}, sum_abs[kLanes] = {}, max_abs[kLanes] = {};
+  // v - v is 0 for finite v and NaN for inf / NaN: one NaN-propagating sum finds them all.
+  float probe[kLanes] = {};
+
+  inline void add(int l, float v) {
+    const float a = std::fabs(v);
+    sum[l] += v;
+    sum_sq[l] += v * v;
+    sum_abs[l] += a;
+    max_abs[l] = a > max_abs[l] ? a : max_abs[l];
+    probe[l] += v - v;
+  }
+};
+
+inline uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+inline float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Round to nearest even, NaN to the canonical quiet NaN (as c10::BFloat16 does).
+inline uint16_t bfloat16_bits(float f) {
+  const uint32_t u = float_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+}  // namespace
+
+// Each transfer compiles its loop for stride 1 (NCHW rows) and stride 3 (rows of RGB
+// channels_last tensors) apart, so that both vectorize; other strides take a general loop.
+// `body` indexes with the constant s.
+#define PVF_STRIDED_LOOP(n, stride, body)              \
+  if (stride == 1) {                                   \
+    constexpr int64_t s = 1;                           \
+    for (int64_t j = 0; j < n; ++j) body;              \
+  } else if (stride == 3) {                            \
+    constexpr int64_t s = 3;                           \
+    for (int64_t j = 0; j < n; ++j) body;              \
+  } else {                                             \
+    const int64_t s = stride;                          \
+    for (int64_t j = 0; j < n; ++j) body;              \
+  }
+
+PVF_CLONES void load_strided(const float* src, int64_t stride, int64_t n, float* __restrict dst) {
+  PVF_STRIDED_LOOP(n, stride, dst[j] = src[j * s])
+}
+
+PVF_CLONES void load_strided(const c10::Half* src, int64_t stride, int64_t n, float* __restrict dst) {
+#if PVF_X86_GCC
+  if (stride == 1 && kHasF16C) return half_to_float_f16c(src, n, dst);
+  const half_alias* h = reinterpret_cast<const half_alias*>(src);
+  PVF_STRIDED_LOOP(n, stride, dst[j] = static_cast<float>(h[j * s]))
+#else
+  PVF_STRIDED_LOOP(n, stride, dst[j] = static_cast<float>(src[j * s]))
+#endif
+}
+
+PVF_CLONES void load_strided(const c10::BFloat16* src, int64_t stride, int64_t n, float* __restrict dst) {
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
+  PVF_STRIDED_LOOP(n, stride, dst[j] = bits_float(static_cast<uint32_t>(bits[j * s]) << 16))
+}
+
+PVF_CLONES void store_strided(const float* __restrict src, int64_t n, float* dst, int64_t stride) {
+  PVF_STRIDED_LOOP(n, stride, dst[j * s] = src[j])
+}
+
+PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::Half* dst, int64_t stride) {
+#if PVF_X86_GCC
+  if (stride == 1 && kHasF16C) return float_to_half_f16c(src, n, dst);
+  half_alias* h = reinterpret_cast<half_alias*>(dst);
+  PVF_STRIDED_LOOP(n, stride, h[j * s] = static_cast<_Float16>(src[j]))
+#else
+  PVF_STRIDED_LOOP(n, stride, dst[j * s] = c10::Half(src[j]))
+#endif
+}
+
+PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::BFloat16* dst, int64_t stride) {
+  uint16_t* bits = reinterpret_cast<uint16_t*>(dst);
+  PVF_STRIDED_LOOP(n, stride, bits[j * s] = bfloat16_bits(src[j]))
+}
+
+PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius,
+                                 float* __restrict out) {
+  // Two vectors of outputs at a time accumulate over all taps in registers and are stored once.
+  const float* center = src[radius];
+  int64_t j = 0;
+  for (; j + 2 * kVec <= n; j += 2 * kVec) {
+    Vec acc0 = taps[0] * load_vec(center + j), acc1 = taps[0] * load_vec(center + j + kVec);
+    for (int64_t k = 1; k <= radius; ++k) {
+      const float* after = src[radius + k] + j;
+      const float* before = src[radius - k] + j;
+      acc0 += taps[k] * (load_vec(after) + load_vec(before));
+      acc1 += taps[k] * (load_vec(after + kVec) + load_vec(before + kVec));
+    }
+    store_vec(out + j, acc0);
+    store_vec(out + j + kVec, acc1);
+  }
+  for (; j < n; ++j) {
+    float acc = taps[0] * center[j];
+    for (int64_t k = 1; k <= radius; ++k) acc += taps[k] * (src[radius + k][j] + src[radius - k][j]);
+    out[j] = acc;
+  }
+}
+
+void GradStats::add(const GradStats& other) {
+  if (other.count == 0) return;
+  if (count > 0) {
+    const double delta = other.sum / other.count - sum / count;
+    m2 += delta * delta * (static_cast<double>(count) * other.count / (count + other.count));
+  }
+  count += other.count;
+  sum += other.sum;
+  sum_sq += other.sum_sq;
+  sum_abs += other.sum_abs;
+  max_abs = std::max(max_abs, other.max_abs);
+  m2 += other.m2;
+  finite = finite && other.finite;
+}
+
+PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats& stats) {
+  StatLanes lanes;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes.add(l, g[j + l]);
+  for (int l = 0; j < n; ++j, ++l) lanes.add(l, g[j]);
+  const auto& [sum, sum_sq, sum_abs, max_abs, probe] = lanes;
+  GradStats row;
+  row.count = n;
+  for (int l = 0; l < kLanes; ++l) {
+    row.sum += sum[l];
+    row.sum_sq += sum_sq[l];
+    row.sum_abs += sum_abs[l];
+    row.max_abs = std::max(row.max_abs, static_cast<double>(max_abs[l]));
+    row.finite = row.finite && probe[l] == 0.0f;
+  }
+  // Second look at the row (in L1): squared deviations from its own mean.
+  const float mean = static_cast<float>(row.sum / n);
+  float m2[kLanes] = {};
+  for (j = 0; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) m2[l] += (g[j + l] - mean) * (g[j + l] - mean);
+  for (int l = 0; j < n; ++j, ++l) m2[l] += (g[j] - mean) * (g[j] - mean);
+  for (int l = 0; l < kLanes; ++l) row.m2 += m2[l];
+  stats.add(row);
+}
+
+PVF_CLONES void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::min(std::max(g[j] * scale, -clip), clip);
+}
+
+PVF_CLONES void ascent_update(const float* __restrict x, const float* __restrict g, int64_t n,
+                              const UpdateParams& p, float* __restrict out) {
+  const float scale = p.scale, clip = p.clip, lr = p.lr, decay = p.decay, center = p.center;
+  const float lo = p.lo, hi = p.hi;
+  for (int64_t j = 0; j < n; ++j) {
+    const float step = std::min(std::max(g[j] * scale, -clip), clip);
+    float u = x[j] + lr * step;
+    u = u - decay * (u - center);
+    out[j] = std::min(std::max(u, lo), hi);
+  }
+}
+
+}  // namespace pvf::cpu

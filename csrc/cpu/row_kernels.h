@@ -1,0 +1,56 @@
+// The hot inner loops of the CPU kernels, one row (a contiguous float32 buffer) at a time.
+// They are plain functions over float buffers so that row_kernels.cpp can compile each one
+// for several instruction sets (SSE2, AVX2, AVX-512) and pick the best at load time: users'
+// CPUs differ, and the build does not use -march=native.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstdint>
+
+namespace pvf::cpu {
+
+// Strided row transfers between storage dtypes and float32 buffers:
+// dst[j] = float(src[j * stride]) and dst[j * stride] = T(src[j]) (round to nearest even).
+void load_strided(const float* src, int64_t stride, int64_t n, float* dst);
+void load_strided(const c10::Half* src, int64_t stride, int64_t n, float* dst);
+void load_strided(const c10::BFloat16* src, int64_t stride, int64_t n, float* dst);
+void store_strided(const float* src, int64_t n, float* dst, int64_t stride);
+void store_strided(const float* src, int64_t n, c10::Half* dst, int64_t stride);
+void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stride);
+
+// A symmetric filter over 2R+1 source rows (R = radius):
+//   out[j] = taps[0] * src[R][j] + sum_{k=1..R} taps[k] * (src[R+k][j] + src[R-k][j]).
+// Horizontal blur passes shifted pointers into one padded row (src[m] = row + m); vertical
+// blur passes the (reflected) rows i-R..i+R of a plane. taps[k] is the weight at distance k.
+void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius, float* out);
+
+// Running sums of a gradient, filled row by row (each row in float lanes, rows combined in
+// double in order, so the result does not depend on how rows are split among threads).
+// The spread is kept as the sum of squared deviations from the mean (m2, combined with Chan's
+// formula) so that std stays accurate when the mean dwarfs the spread.
+struct GradStats {
+  int64_t count = 0;
+  double sum = 0.0;
+  double sum_sq = 0.0;
+  double sum_abs = 0.0;
+  double max_abs = 0.0;
+  double m2 = 0.0;
+  bool finite = true;
+
+  void add(const GradStats& other);  // callers add rows and planes in index order
+};
+void accumulate_stats(const float* g, int64_t n, GradStats& stats);
+
+// out[j] = clamp(g[j] * scale, -clip, clip) (in place allowed).
+void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out);
+
+// The ascent update of one row: u = x + lr * clamp(g * scale, -clip, clip);
+// out = clamp(u - decay * (u - center), lo, hi).
+struct UpdateParams {
+  float scale, clip, lr, decay, center, lo, hi;
+};
+void ascent_update(const float* x, const float* g, int64_t n, const UpdateParams& p, float* out);
+
+}  // namespace pvf::cpu

@@ -1,0 +1,59 @@
+"""Shared test fixtures: the kernel backends every op is checked on, and skips (with the
+reason) for what this machine or build cannot run."""
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from pyviz_fast import _ext
+
+
+class KernelBackend(NamedTuple):
+    name: str  # the backend= value of pyviz_fast.ops: 'fused' or 'emulation'
+    device: torch.device
+
+
+KERNEL_BACKENDS = [
+    pytest.param(("fused", "cpu"), id="fused-cpu"),
+    pytest.param(("emulation", "cpu"), id="emulation-cpu"),
+    pytest.param(("fused", "cuda"), id="fused-cuda", marks=pytest.mark.needs_cuda),
+]
+
+
+def has_emulation() -> bool:
+    return _ext.has_ops() and hasattr(torch.ops.pyviz_fast, "emulated_jitter")
+
+
+def pytest_collection_modifyitems(config, items):
+    reasons = {}
+    if not torch.cuda.is_available():
+        reasons["needs_cuda"] = "needs a CUDA device; torch.cuda.is_available() is False on this machine"
+    if not _ext.has_ops():
+        reasons["needs_ext"] = f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})"
+    for item in items:
+        for mark, reason in reasons.items():
+            if mark in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(params=KERNEL_BACKENDS)
+def kernel_backend(request) -> KernelBackend:
+    """A compiled backend and the device its tensors live on."""
+    name, device = request.param
+    if not _ext.has_ops():
+        pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
+    if name == "emulation" and not has_emulation():
+        pytest.skip("this build has no CUDA emulation ops (torch.ops.pyviz_fast.emulated_*)")
+    if name == "fused" and device == "cuda" and not _ext.has_cuda_kernels():
+        pytest.skip("pyviz_fast._C was built without CUDA kernels")
+    return KernelBackend(name, torch.device(device))
+
+
+@pytest.fixture(params=["", "emulated_"], ids=["cpu", "emulation"])
+def kernel_prefix(request) -> str:
+    """Prefix of the torch.ops.pyviz_fast names of one set of CPU-callable kernels."""
+    if not _ext.has_ops():
+        pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
+    if request.param and not has_emulation():
+        pytest.skip("this build has no CUDA emulation ops (torch.ops.pyviz_fast.emulated_*)")
+    return request.param
