@@ -114,7 +114,25 @@ def test_reduced_precision(cnn, precision, memory_format):
 
 def test_auto_precision_is_resolved(cnn):
     res = pvf.render(cnn, "2:0", size=8, steps=1, backend="reference")
-    assert res.info["precision"] in ("fp32", "bf16") and res.info["memory_format"] in ("contiguous", "channels_last")
+    assert res.info["precision"] in ("fp32", "bf16") and res.info["memory_format"] == "channels_last"
+
+
+class Viewer(nn.Module):
+    """Calls .view on a conv activation, which channels_last strides reject."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(x.shape[0], -1))
+
+
+def test_auto_layout_falls_back_for_models_that_view():
+    res = pvf.render(Viewer(), "fc:1", size=8, steps=2, backend="reference")
+    assert res.status == ["ok"] and res.info["memory_format"] == "contiguous"
+    with pytest.raises(ValueError, match="rejected an input"):
+        pvf.render(Viewer(), "fc:1", size=8, steps=2, backend="reference", memory_format="channels_last")
 
 
 @pytest.mark.skipif(not _fused_cpu_kernel(), reason="the fused CPU kernels are not built in this checkout")

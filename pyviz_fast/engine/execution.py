@@ -11,8 +11,9 @@ one torch thread because the machine was shared; ``benchmarks/bench_render.py --
     bf16 + contiguous           54.4                 1.24x
     bf16 + channels_last       144.2                 3.30x
 
-So 'auto' = bf16 autocast + channels_last on CPUs with AMX-BF16 and on CUDA devices with bf16
-(fp16 on GPUs without it), fp32 + contiguous elsewhere (bf16 without AMX is emulated and slow).
+So 'auto' precision = bf16 autocast on CPUs with AMX-BF16 and on CUDA devices with bf16 (fp16
+on GPUs without it), fp32 elsewhere (bf16 without AMX is emulated and slow); 'auto' memory
+format = channels_last on the CPU (1.24x even in fp32) and with reduced precision on CUDA.
 The image and its gradient stay float32; only the model runs in reduced precision.
 
 >>> with PreparedModel(model, settings, "cpu") as run:
@@ -50,10 +51,14 @@ def resolve_precision(precision, device) -> str:
     return "fp32"
 
 
-def resolve_memory_format(memory_format, precision) -> str:
+def resolve_memory_format(memory_format, precision, device) -> str:
+    """'auto' -> channels_last on the CPU (oneDNN's native layout: faster in fp32 and bf16 alike,
+    see the table above) and for reduced precision on CUDA (tensor cores); else contiguous."""
     if memory_format != "auto":
         return memory_format
-    return "channels_last" if precision in ("bf16", "fp16") else "contiguous"
+    if torch.device(device).type == "cpu" or precision in ("bf16", "fp16"):
+        return "channels_last"
+    return "contiguous"
 
 
 class PreparedModel:
@@ -68,7 +73,8 @@ class PreparedModel:
         self.model = model
         self.device = torch.device(device)
         self.precision = resolve_precision(settings.precision, self.device)
-        self.memory_format = resolve_memory_format(settings.memory_format, self.precision)
+        self.memory_format = resolve_memory_format(settings.memory_format, self.precision, self.device)
+        self.layout_chosen = settings.memory_format == "auto"
         mean, std = (settings.mean, settings.std) if settings.mean is not None else input_normalization(model)
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
@@ -119,6 +125,15 @@ class PreparedModel:
             self.model.to(memory_format=torch.contiguous_format)
         for module in self._compiled:
             module._compiled_call_impl = None  # what nn.Module.compile() set
+
+    def use_contiguous(self):
+        """Switch an 'auto' channels_last back to contiguous (for models whose forward calls
+        ``.view`` on activations, which channels_last strides reject). Returns True if it switched."""
+        if not (self.layout_chosen and self.memory_format == "channels_last"):
+            return False
+        self.model.to(memory_format=torch.contiguous_format)
+        self.memory_format = "contiguous"
+        return True
 
     def enable_training_heads(self):
         """Set ``training`` on the root module only (every submodule stays in eval mode).

@@ -242,6 +242,9 @@ def _prepare_units(units, model, prepared, channels, stage_plan):
         probe_shapes(prepared, names, channels, stage_plan[-1][0])
     except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
         prepared.enable_training_heads()
+    except ValueError:  # the forward failed: in channels_last that 'auto' chose? Retry contiguous
+        if not prepared.use_contiguous():
+            raise
     shapes = {hw: probe_shapes(prepared, names, channels, hw) for hw in dict.fromkeys(hw for hw, _ in stage_plan)}
     units = _expand_whole_layers(units, shapes[stage_plan[-1][0]])
     for per_layer in shapes.values():
