@@ -12,6 +12,18 @@ backward: the least load-sensitive figure on a shared machine (target >= 0.8). T
 truncation: inception3a with the forward cut after it vs running the full model.
 Timings on a shared 2-core CPU are noisy: read the ratios. Never asserts.
 
+Measured on this project's shared 2-core Xeon (AMX-BF16), --threads 1 --steps 64, 2026-11-22,
+fused kernels from the CPU-kernel branch overlaid on main (other engineers were loading the
+machine, so absolute rates drift by 2x between runs; the model share is the steady figure):
+
+    config              backend    render img-steps/s  model share  step s (64 steps)
+    fp32/contiguous     fused      25.9                0.98         0.24
+    fp32/contiguous     reference  23.6                0.93         2.23
+    bf16/channels_last  fused      65.4                0.96         0.35
+    bf16/channels_last  reference  58.6                0.84         2.56
+    bare fwd+bwd: fp32 20.1, bf16/channels_last 66.4 img-steps/s (3.3x); truncation at
+    inception3a: 1.7x the full model.
+
     python benchmarks/bench_render.py                      # 64 steps
     python benchmarks/bench_render.py --steps 16 --configs fp32/contiguous,bf16/channels_last --json out.json
 """
