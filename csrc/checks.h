@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <string_view>
 
 #include "kernels/common.h"
@@ -43,6 +44,24 @@ inline void check_sigma(const at::Tensor& sigma, const at::Tensor& x) {
               x.size(0), "), got shape ", sigma.sizes());
   TORCH_CHECK(sigma.device() == x.device(), "sigma must be on the device of x (", x.device(), "), got ",
               sigma.device());
+}
+
+inline void check_eps(double eps) {
+  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
+}
+
+inline void check_clip(double clip) {
+  TORCH_CHECK(clip >= 0.0, "clip must be >= 0 (inf disables clipping), got ", clip);
+}
+
+inline void check_step_scalars(double eps, double clip, double lr, double decay, double center, double lo,
+                               double hi) {
+  check_eps(eps);
+  check_clip(clip);
+  TORCH_CHECK(std::isfinite(lr), "lr must be finite, got ", lr);
+  TORCH_CHECK(decay >= 0.0 && decay <= 1.0, "decay must be in [0, 1], got ", decay);
+  TORCH_CHECK(std::isfinite(center), "center must be finite, got ", center);
+  TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
 }
 
 inline NormMode parse_norm_mode(std::string_view mode) {

@@ -119,3 +119,9 @@ def test_cpu_kernels_reject_a_nonfinite_sigma(op):
     scalars = () if op == "gaussian_blur" else tuple(STEP_SCALARS.values())
     with pytest.raises(RuntimeError, match=r"sigma must be finite, got nan for image 1"):
         getattr(torch.ops.pyviz_fast, op)(*tensors, *scalars)
+
+
+def test_reference_rejects_a_nonfinite_sigma():
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"sigma must be finite, got nan for image 1"):
+        ops.gaussian_blur(x, torch.tensor([1.0, math.nan]), backend="reference")

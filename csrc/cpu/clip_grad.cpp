@@ -12,7 +12,7 @@ namespace pvf::cpu {
 
 at::Tensor clip_grad_cpu(const at::Tensor& g, double clip) {
   check_image(g, "g");
-  TORCH_CHECK(clip >= 0.0, "clip must be >= 0 (inf disables clipping), got ", clip);
+  check_clip(clip);
   at::Tensor out = at::empty_like(g);
   const std::vector<float> unit(g.size(0), 1.0f);
   PVF_DISPATCH_STORAGE_TYPES(g.scalar_type(), "clip_grad_cpu",

@@ -142,16 +142,6 @@ class FusedStep {
   const int64_t radius_, plane_size_;
 };
 
-// The scalar arguments, with the messages of the CUDA frontend (tests share them).
-void check_step_scalars(double eps, double clip, double lr, double decay, double center, double lo, double hi) {
-  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
-  TORCH_CHECK(clip >= 0.0, "clip must be >= 0 (inf disables clipping), got ", clip);
-  TORCH_CHECK(std::isfinite(lr), "lr must be finite, got ", lr);
-  TORCH_CHECK(decay >= 0.0 && decay <= 1.0, "decay must be in [0, 1], got ", decay);
-  TORCH_CHECK(std::isfinite(center), "center must be finite, got ", center);
-  TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step_cpu(

@@ -49,7 +49,7 @@ void normalize_grad_impl(const at::Tensor& g, NormMode mode, double eps, at::Ten
 at::Tensor normalize_grad_cpu(const at::Tensor& g, c10::string_view mode, double eps) {
   check_image(g, "g");
   const NormMode norm = parse_norm_mode(mode);
-  TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
+  check_eps(eps);
   at::Tensor out = at::empty_like(g);
   PVF_DISPATCH_STORAGE_TYPES(g.scalar_type(), "normalize_grad_cpu",
                                   [&] { normalize_grad_impl<scalar_t>(g, norm, eps, out); });

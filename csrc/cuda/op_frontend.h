@@ -79,14 +79,6 @@ inline at::Tensor empty_flags(const at::Tensor& like) {
   return at::empty({like.size(0)}, like.options().dtype(at::kBool));
 }
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kMaxDouble = std::numeric_limits<double>::max();
-
-// low <= v <= high; NaN fails.
-inline void check_number(double v, double low, double high, const char* name, const char* valid) {
-  TORCH_CHECK(v >= low && v <= high, name, " must be ", valid, ", got ", v);
-}
-
 template <class Device>
 at::Tensor jitter(const at::Tensor& x, const at::Tensor& shifts) {
   check_image(x, "x");
@@ -113,7 +105,7 @@ template <class Device>
 at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps) {
   check_image(g, "g");
   const NormMode norm = parse_norm_mode(mode);
-  check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
+  check_eps(eps);
   const ImageShape shape = shape_of(g);
   at::Tensor out = at::empty_like(g);
   at::Tensor nonfinite = empty_flags(g);
@@ -126,7 +118,7 @@ at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps
 template <class Device>
 at::Tensor clip_grad(const at::Tensor& g, double clip) {
   check_image(g, "g");
-  check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
+  check_clip(clip);
   at::Tensor out = at::empty_like(g);
   Device::run(g, ClipArgs{storage_of(g), shape_of(g), in_view(g), static_cast<float>(clip), out_view(out)});
   return out;
@@ -143,12 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   check_shifts(next_shifts, x, "next_shifts");
   check_sigma(sigma, x);
   const NormMode mode = parse_norm_mode(norm);
-  check_number(eps, 0.0, kMaxDouble, "eps", "finite and >= 0");
-  check_number(clip, 0.0, kInf, "clip", ">= 0 (inf disables clipping)");
-  check_number(decay, 0.0, 1.0, "decay", "in [0, 1]");
-  check_number(lr, -kMaxDouble, kMaxDouble, "lr", "finite");
-  check_number(center, -kMaxDouble, kMaxDouble, "center", "finite");
-  TORCH_CHECK(lo <= hi, "lo must not exceed hi, got lo=", lo, ", hi=", hi);
+  check_step_scalars(eps, clip, lr, decay, center, lo, hi);
 
   const at::Tensor sc = shifts.contiguous(), nc = next_shifts.contiguous(), sigc = sigma.contiguous();
   const ImageShape shape = shape_of(x);

@@ -42,8 +42,8 @@ struct AscentUpdateBody {
       v = clamp_keep_nan(v, params.lo, params.hi);
     }
     store(new_x, new_x_strides.offset(p), v);
-    const int64_t i = wrap(p.i + next_shifts[2 * p.b], shape.height);
-    const int64_t j = wrap(p.j + next_shifts[2 * p.b + 1], shape.width);
+    const int64_t i = shifted_index(p.i, next_shifts[2 * p.b], shape.height);
+    const int64_t j = shifted_index(p.j, next_shifts[2 * p.b + 1], shape.width);
     store(next_input, next_input_strides.offset(p.b, p.c, i, j), v);
   }
 };

@@ -56,7 +56,7 @@ struct HorizontalBlurBody {
     const Pixel p = pixel_of(e, shape);
     const int64_t dy = shifts ? shifts[2 * p.b] : 0;
     const int64_t dx = shifts ? wrap(shifts[2 * p.b + 1], shape.width) : 0;
-    const T* row = src + src_strides.offset(p.b, p.c, wrap(p.i + dy, shape.height), 0);
+    const T* row = src + src_strides.offset(p.b, p.c, shifted_index(p.i, dy, shape.height), 0);
     const float* w = taps + p.b * taps_per_image;
     const int64_t r = radius[p.b];
     float acc = 0.0f;

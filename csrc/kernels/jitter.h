@@ -18,8 +18,8 @@ struct JitterBody {
 
   PVF_HD void operator()(int64_t e) const {
     const Pixel p = pixel_of(e, shape);
-    const int64_t i = wrap(p.i - shifts[2 * p.b], shape.height);
-    const int64_t j = wrap(p.j - shifts[2 * p.b + 1], shape.width);
+    const int64_t i = wrap(p.i - wrap(shifts[2 * p.b], shape.height), shape.height);
+    const int64_t j = wrap(p.j - wrap(shifts[2 * p.b + 1], shape.width), shape.width);
     out[out_strides.offset(p)] = x[x_strides.offset(p.b, p.c, i, j)];
   }
 };

@@ -37,6 +37,9 @@ def gaussian_taps(sigma: torch.Tensor, height: int, width: int) -> torch.Tensor:
     the identity tap.
     """
     sigma = sigma.detach().float().cpu()
+    for b, s in enumerate(sigma.tolist()):
+        if not math.isfinite(s):  # the kernels check the same; the Python layer can't without a sync
+            raise ValueError(f"sigma must be finite, got {s} for image {b}")
     radii = [blur_radius(s, height, width) for s in sigma.tolist()]
     R = max(radii)
     k = torch.arange(-R, R + 1, dtype=torch.float32)
