@@ -12,17 +12,18 @@ backward: the least load-sensitive figure on a shared machine (target >= 0.8). T
 truncation: inception3a with the forward cut after it vs running the full model.
 Timings on a shared 2-core CPU are noisy: read the ratios. Never asserts.
 
-Measured on this project's shared 2-core Xeon (AMX-BF16), --threads 1 --steps 64, 2026-11-22,
-fused kernels from the CPU-kernel branch overlaid on main (other engineers were loading the
-machine, so absolute rates drift by 2x between runs; the model share is the steady figure):
+Measured on this project's shared 2-core Xeon (AMX-BF16), main at 98c7e06 (CPU kernels merged),
+--threads 1 --steps 64, 2026-11-22 05:43 UTC. Other engineers were loading the machine, so
+absolute rates drift by up to 2x between runs (hence "vs bare" above 1); the model share, taken
+inside one render call, is the steady figure. With 2 threads the same run was unusable (load ~5).
 
-    config              backend    render img-steps/s  model share  step s (64 steps)
-    fp32/contiguous     fused      25.9                0.98         0.24
-    fp32/contiguous     reference  23.6                0.93         2.23
-    bf16/channels_last  fused      65.4                0.96         0.35
-    bf16/channels_last  reference  58.6                0.84         2.56
-    bare fwd+bwd: fp32 20.1, bf16/channels_last 66.4 img-steps/s (3.3x); truncation at
-    inception3a: 1.7x the full model.
+    config              backend    render img-steps/s  model share  step s (of 64 steps)
+    fp32/contiguous     fused       27.4               0.97         0.27
+    fp32/contiguous     reference   28.8               0.93         1.82
+    bf16/channels_last  fused      145.4               0.96         0.15
+    bf16/channels_last  reference  126.0               0.84         1.21
+    bare fwd+bwd: fp32 29.7, bf16/channels_last 99.0 img-steps/s (3.3x, interleaved);
+    truncation at inception3a: 236 vs 137 img-steps/s for the full model (1.7x).
 
     python benchmarks/bench_render.py                      # 64 steps
     python benchmarks/bench_render.py --steps 16 --configs fp32/contiguous,bf16/channels_last --json out.json
