@@ -41,7 +41,7 @@ import torch
 import pyviz_fast as pvf
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.objectives import ObjectivePlan
-from pyviz_fast.engine.render import _ops_backend
+from pyviz_fast.backend import resolve_backend
 
 CONFIGS = [("fp32", "contiguous"), ("fp32", "channels_last"), ("bf16", "contiguous"), ("bf16", "channels_last")]
 
@@ -90,7 +90,7 @@ def main():
     model, _ = pvf.load_model("torchvision:googlenet", weights="none")
     units = pvf.parse_units("inception4a:0-15")
     # 'auto' is the fused kernels when they are built for the CPU, else the reference again
-    backends = list(dict.fromkeys(_ops_backend(b, torch.device("cpu")) for b in ("auto", "reference")))
+    backends = list(dict.fromkeys(resolve_backend(b, "cpu") for b in ("auto", "reference")))
     rows = []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, ops built: {pvf.has_ops()}, "
           f"googlenet inception4a:0-15, batch {len(units)}, {args.size} px, {args.steps} steps")

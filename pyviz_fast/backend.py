@@ -39,6 +39,9 @@ def _fused_unavailable_reason(device: torch.device):
         return "pyviz_fast._C was built without CUDA kernels"
     if device.type not in ("cpu", "cuda"):
         return f"no fused kernels for device type {device.type!r}"
+    key = "CUDA" if device.type == "cuda" else "CPU"
+    if not torch._C._dispatch_has_kernel_for_dispatch_key("pyviz_fast::fused_ascent_step", key):
+        return f"pyviz_fast._C registers no {key} kernel for fused_ascent_step"
     return None
 
 

@@ -6,7 +6,7 @@ to end, with the model's forward+backward ceiling, in about half a minute on a 2
 """
 import torch
 
-from pyviz_fast.engine.render import _ops_backend
+from pyviz_fast.backend import resolve_backend
 from pyviz_fast.bench.op_cases import op_rows
 from pyviz_fast.bench.render_cases import EXECUTIONS, e2e_rows, layer_channels
 
@@ -17,7 +17,7 @@ def available_backends(device) -> tuple:
     """('fused', 'reference') when the fused kernels are built and registered for ``device``
     (the engine's own check), else ('reference',)."""
     try:
-        _ops_backend("fused", torch.device(device))
+        resolve_backend("fused", torch.device(device))
     except RuntimeError:
         return ("reference",)
     return ("fused", "reference")

@@ -12,14 +12,13 @@ mid-run (non-finite values, a failing batch) becomes a per-unit status.
 """
 import math
 import time
-import warnings
 from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from pyviz_fast import ops
-from pyviz_fast.backend import get_default_backend, resolve_backend
+from pyviz_fast.backend import resolve_backend
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.init import initial_images
@@ -206,24 +205,6 @@ def _center_crop(images, hw):
     return images[..., top:top + hw[0], left:left + hw[1]]
 
 
-def _ops_backend(name, device):
-    """The ops backend to use; 'auto' also falls back to the reference when the extension is built
-    but has no kernel registered yet for this device (the schemas exist before the kernels)."""
-    resolved = resolve_backend(name, device)
-    if resolved == "reference":
-        return resolved
-    op = ("pyviz_fast::emulated_fused_ascent_step" if resolved == "emulation" else "pyviz_fast::fused_ascent_step")
-    key = "CUDA" if device.type == "cuda" else "CPU"
-    if torch._C._dispatch_has_kernel_for_dispatch_key(op, key):
-        return resolved
-    if (name or get_default_backend()) == "auto":
-        warnings.warn(f"pyviz_fast: no fused {key} kernel is registered yet; using the reference backend",
-                      RuntimeWarning, stacklevel=3)
-        return "reference"
-    raise RuntimeError(f"backend {resolved!r} has no {key} kernel for fused_ascent_step in this build; "
-                       "use backend='reference' or 'auto'")
-
-
 def _status(objective, image, bad_steps, steps):
     if not math.isfinite(objective) or not torch.isfinite(image).all():
         return "failed", "the objective or image is not finite (activations overflow or NaN in the model)"
@@ -279,7 +260,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     if isinstance(model, str):
         model, _ = load_model(model, device=device)
     device = torch.device(device)
-    backend = _ops_backend(backend, device)
+    backend = resolve_backend(backend, device)
     channels = settings.channels or input_channels(model)
     stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:

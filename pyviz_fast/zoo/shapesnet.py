@@ -30,7 +30,6 @@ Example::
 """
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 MIN_INPUT_SIZE = 32
