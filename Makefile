@@ -22,8 +22,9 @@ build: $(VENV)/.deps
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import pyviz_fast, json; print('built:', json.dumps({k: v for k, v in pyviz_fast.build_info().items() if k != 'parallel'}))"
 
+# Every channel of ShapesNet's layers (conv3 before its ReLU: every channel renders) and its classes.
 demo: setup
-	$(VENV)/bin/pyviz-fast atlas --out $(OUT)
+	$(VENV)/bin/pyviz-fast atlas conv1 conv2 conv3.bn2 conv4 fc --size 64 --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q tests
