@@ -5,6 +5,7 @@ from torch import nn
 
 import pyviz_fast as pvf
 from engine_nets import TokenNet, tiny_cnn
+from pyviz_fast.engine.schedules import stages
 
 
 def _fused_cpu_kernel():
@@ -177,3 +178,41 @@ def test_compile_keeps_truncation_and_results():
     compiled = pvf.render(model, "2:0-1", **{**FAST, "steps": 2}, compile=True)
     torch.testing.assert_close(compiled.images, eager.images, atol=1e-4, rtol=0)
     assert all(getattr(m, "_compiled_call_impl", None) is None for m in model.modules())
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(octaves=2), dict(canvas=32), dict(optimizer="adam", lr=0.05),
+                                   dict(param="fourier")])
+def test_callback_sees_every_step_and_changes_nothing(cnn, extra):
+    calls = []
+
+    def record(info):
+        calls.append((info.step, info.steps, info.rows, [str(u) for u in info.units], info.images.clone()))
+
+    plain = pvf.render(cnn, "2:0-2", **FAST, **extra, batch_size=2)
+    watched = pvf.render(cnn, "2:0-2", **FAST, **extra, batch_size=2, callback=record)
+    assert torch.equal(watched.images, plain.images) and torch.equal(watched.trajectory, plain.trajectory)
+    assert [(step, steps, rows) for step, steps, rows, _, _ in calls] == \
+        [(t, 12, slice(0, 2)) for t in range(12)] + [(t, 12, slice(2, 3)) for t in range(12)]
+    assert calls[0][3] == ["2:0", "2:1"] and calls[-1][3] == ["2:2"]
+    settings = watched.settings
+    sizes = [hw for hw, count in stages(settings.hw, 12, settings.octaves, settings.octave_scale) for _ in range(count)]
+    for step, _, rows, _, images in calls:
+        assert images.dtype == torch.float32 and images.shape[:2] == (rows.stop - rows.start, 3)
+        assert 0 <= images.min() and images.max() <= 1
+        assert images.shape[-2:] == ((extra["canvas"],) * 2 if "canvas" in extra else sizes[step])
+    assert torch.equal(calls[11][4], plain.images[0:2]) and torch.equal(calls[-1][4], plain.images[2:3])
+    assert not torch.equal(calls[0][4], calls[11][4])  # the images it sees progress
+
+
+def test_callback_errors_end_the_render(cnn):
+    def broken(info):
+        raise RuntimeError("callback bug")
+
+    with pytest.raises(RuntimeError, match="callback bug"):  # not turned into a 'batch failed' status
+        pvf.render(cnn, "2:0", **FAST, callback=broken)
+
+
+def test_progress_bar_advances_per_step(cnn, capsys):
+    pvf.render(cnn, "2:0-2", **FAST, batch_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "36/36" in err and "batch 2/2" in err and "unit-step" in err

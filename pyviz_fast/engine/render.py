@@ -6,13 +6,14 @@ Per step, for a batch of B units (each image its own unit, layer and kind):
      the next jitter, for every image at once.
 All random draws are made per unit before the loop (draws.py), so the loop does no per-item
 Python work. Everything that can be checked is checked before the first step; what only shows
-mid-run (non-finite values, a failing batch) becomes a per-unit status.
+mid-run (non-finite values, a failing batch) becomes a per-unit status. An optional callback
+sees the batch's images after every step (``StepInfo``), e.g. to record the progression.
 
 >>> res = render(model, ["conv3:0-15", "fc:3"], Settings(size=128, steps=64), seed=0)
 """
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,44 @@ def _expand_whole_layers(units, shapes):
         else:
             out.append(unit)
     return out
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a ``render`` callback gets after each optimization step of a batch.
+
+    step: index of the step just taken, 0 .. steps-1 (each batch runs all ``steps``).
+    images: float [B, C, h, w] in [0, 1], detached, on the render's device: the batch's images
+    after this step (at the current octave's size; the whole canvas with ``canvas``). They may be
+    updated in place by the next step: copy what you keep. units: the batch's B Units.
+    rows: where the batch sits in the result, ``res.images[rows]``.
+    """
+    step: int
+    steps: int
+    images: torch.Tensor
+    units: list
+    rows: slice
+
+
+class _CallbackError(Exception):
+    """Carries an exception out of the user's callback past the per-batch error handling."""
+
+
+def _step_hook(bar, callback, units, rows, steps):
+    """What runs after each step of one batch (advance the bar, call the callback), or None if nothing."""
+    if bar is None and callback is None:
+        return None
+
+    def after_step(t, images):
+        if bar is not None:
+            bar.update(len(units))
+        if callback is not None:
+            try:
+                callback(StepInfo(t, steps, images.detach().float(), units, rows))
+            except Exception as error:
+                raise _CallbackError() from error
+
+    return after_step
 
 
 class _Run:
@@ -112,7 +151,7 @@ def _adam_update(run, adam, x, index, grad, shifts, t):
     return (x if index is None else x[index]), nonfinite
 
 
-def _pixel_loop(run, units, draws, shifts, trajectory, bad):
+def _pixel_loop(run, units, draws, shifts, trajectory, bad, after_step):
     """Optimize pixels (optionally a canvas, optionally over octaves); returns final images."""
     s, b = run.s, run.backend
     canvas = s.canvas is not None
@@ -152,12 +191,14 @@ def _pixel_loop(run, units, draws, shifts, trajectory, bad):
                 x = new
             elif new is not x:  # Adam updates x in place; an image blur made a new tensor
                 x.copy_(new)
-            t += 1
             run.clock["step"] += time.perf_counter() - start
+            if after_step is not None:
+                after_step(t, x)
+            t += 1
     return x.detach()
 
 
-def _fourier_loop(run, units, draws, shifts, trajectory, bad):
+def _fourier_loop(run, units, draws, shifts, trajectory, bad, after_step):
     """Optimize a Fourier / decorrelated-color parameterization (Lucid's look) with autograd."""
     s = run.s
     hw = run.stages[-1][0]
@@ -182,18 +223,21 @@ def _fourier_loop(run, units, draws, shifts, trajectory, bad):
                 param.spectrum.grad = -grad
                 adam.step()
         run.clock["step"] += time.perf_counter() - start
+        if after_step is not None:
+            with torch.no_grad():
+                after_step(t, param())
     with torch.no_grad():
         return param()
 
 
-def _render_batch(run, units):
+def _render_batch(run, units, after_step):
     s = run.s
     draws = Draws.for_units(units, run.seed, s.steps, s.jitter)
     shifts = draws.shifts.to(run.device)
     trajectory = torch.zeros(s.steps, len(units), device=run.device)
     bad = torch.zeros(len(units), dtype=torch.int32, device=run.device)
     loop = _fourier_loop if s.param == "fourier" else _pixel_loop
-    images = loop(run, units, draws, shifts, trajectory, bad)
+    images = loop(run, units, draws, shifts, trajectory, bad, after_step)
     hw = run.stages[-1][0]
     final_view = images if s.canvas is None else _center_crop(images, hw)
     objective = run.evaluate(final_view, ObjectivePlan(units, run.shapes[hw], run.device))
@@ -236,7 +280,7 @@ def _prepare_units(units, model, prepared, channels, stage_plan):
 
 
 def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
-           progress=False, **overrides):
+           progress=False, callback=None, **overrides):
     """Render the image that most excites each unit; returns a ``RenderResult``.
 
     model: an ``nn.Module`` (or a spec string for ``load_model``). units: unit specs (see
@@ -244,11 +288,26 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     ``Settings()``); keyword ``overrides`` replace its fields, e.g. ``steps=64``.
     backend: 'auto' | 'fused' | 'reference' (ops backend; None = the package default).
     seed: a unit's random draws depend on (seed, unit) only. batch_size: units per pass
-    (overrides settings.batch_size). progress: show a tqdm bar.
+    (overrides settings.batch_size). progress: show a tqdm bar on stderr that advances after
+    every step by the batch's unit count (total: units x steps, in unit-steps; the postfix
+    names the batch); it reads no values from the device.
+    callback: None, or a function called after every optimization step of every batch with a
+    ``StepInfo`` (step, steps, images [B, C, h, w] in [0, 1], units, rows), e.g. to record the
+    progression. After a batch's last step its images are the final ``res.images[rows]``
+    (``res.images`` is on the CPU). The callback runs on the hot path: it costs what it does
+    (``.cpu()`` waits for the device); with None nothing is copied or synchronized. An exception
+    it raises ends the render.
 
     >>> res = render(model, "inception4a:0-15", steps=64, size=128, seed=0)
     >>> res.images.shape
     torch.Size([16, 3, 128, 128])
+    >>> frames = []
+    >>> def keep(info):   # every 16th step's image of the batch's first unit
+    ...     if info.step % 16 == 15:
+    ...         frames.append(info.images[0].cpu())
+    >>> res = render(model, "inception4a:0", steps=64, callback=keep)
+    >>> len(frames)
+    4
     """
     started = time.perf_counter()
     settings = (settings or Settings()).replace(**overrides)
@@ -269,7 +328,10 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
         prepared.compile_around({layer for u in units for layer in u.layers})
         run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
         setup = time.perf_counter() - started
-        outputs = _render_all(run, units, progress)
+        try:
+            outputs = _render_all(run, units, progress, callback)
+        except _CallbackError as wrapped:
+            raise wrapped.__cause__ from None
     images, objective, trajectory, seeds, status, reasons = outputs
     timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
     info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,
@@ -277,7 +339,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     return RenderResult(images, units, objective, trajectory, seeds, status, reasons, timings, settings, info)
 
 
-def _render_all(run, units, progress):
+def _render_all(run, units, progress, callback):
     s = run.s
     final_hw = (s.canvas, s.canvas) if s.canvas is not None else run.stages[-1][0]
     images = torch.zeros(len(units), run.channels, *final_hw)
@@ -287,13 +349,17 @@ def _render_all(run, units, progress):
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(units), unit="unit", desc="render")
+        bar = tqdm(total=len(units) * s.steps, unit="unit-step", desc="render")
+    batches = math.ceil(len(units) / s.batch_size)
     try:
         for start in range(0, len(units), s.batch_size):
             batch = units[start:start + s.batch_size]
             rows = slice(start, start + len(batch))
+            if bar is not None:
+                bar.set_postfix_str(f"batch {start // s.batch_size + 1}/{batches}", refresh=False)
             try:
-                imgs, obj, traj, bad, batch_seeds = _render_batch(run, batch)
+                after_step = _step_hook(bar, callback, batch, rows, s.steps)
+                imgs, obj, traj, bad, batch_seeds = _render_batch(run, batch, after_step)
             except RuntimeError as error:  # e.g. out of memory: this batch fails, the others go on
                 seeds[rows] = [unit_seed(run.seed, u) for u in batch]
                 first_line = (str(error).splitlines() or [""])[0][:300]
@@ -302,8 +368,8 @@ def _render_all(run, units, progress):
                 images[rows], objective[rows], trajectory[rows], seeds[rows] = imgs, obj, traj, batch_seeds
                 for i in range(len(batch)):
                     status[start + i], reasons[start + i] = _status(obj[i].item(), imgs[i], int(bad[i]), s.steps)
-            if bar is not None:
-                bar.update(len(batch))
+            if bar is not None:  # a failed batch skips its remaining steps
+                bar.update(rows.stop * s.steps - bar.n)
     finally:
         if bar is not None:
             bar.close()
