@@ -4,17 +4,24 @@ The ceiling is the bare truncated forward + backward of the same model, batch, s
 execution settings (precision, memory format), run through the engine's own ``PreparedModel``
 so that it differs from a render only by what a render adds: init, jitter, the ascent step,
 schedules and bookkeeping. Rates are image-steps per second (one image through one step).
+On a loaded machine the load can change between the ceiling's and the render's timing, so the
+ceiling is timed around every render, and each render row also carries ``model_share``: the
+render's own forward+backward seconds over its total (the engine's clocks), the share of a
+render that is the model, measured within the same calls and so immune to load drift.
 
 >>> rows = e2e_rows(model, "googlenet", "inception4a", range(16), size=128, steps=64,
 ...                 execution=("fp32", "contiguous"))
 >>> [row.variant for row in rows]
 ['ceiling', 'fused', 'reference']
 """
+import math
+import statistics
+
 import torch
 
 import pyviz_fast as pvf
 from pyviz_fast.bench.results import Row
-from pyviz_fast.bench.timing import time_callable
+from pyviz_fast.bench.timing import Measurement, quartile_spread, time_callable
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.layers import probe_shapes
 from pyviz_fast.engine.objectives import ObjectivePlan
@@ -96,19 +103,26 @@ def e2e_rows(model, model_name, layer, channels, *, size, steps, execution, devi
     case = f"{model_name} {layer} B={batch} {size}px {label}"
     params = {"model": model_name, "layer": layer, "batch": batch, "size": size, "steps": steps,
               "precision": execution[0], "memory_format": execution[1]}
-    ceiling = ceiling_measurement(model, layer, channels, size=size, execution=execution, device=device, timing=timing)
-    rows = [Row(section, case, "ceiling", ceiling.rate(batch), "image-steps/s", ceiling.median_s, ceiling.iqr_s,
-                ceiling.runs, params=params)]
     settings = pvf.Settings(size=size, steps=steps, batch_size=batch, precision=execution[0],
                             memory_format=execution[1])
-    for backend in backends:
+    ceiling_samples, rows = [], []
+    for backend in backends:  # the ceiling is timed before each render and after the last: same load
+        ceiling_samples += ceiling_measurement(model, layer, channels, size=size, execution=execution, device=device,
+                                               timing=timing).samples_s
         m, result = render_measurement(model, unit_spec(layer, channels), settings, backend=backend, device=device,
                                        runs=runs)
         timings = {k: v for k, v in result.timings.items() if isinstance(v, (int, float))}
+        share = timings.get("forward_backward", math.nan) / timings.get("total", math.nan)
         rows.append(Row(section, case, backend, m.rate(batch * steps), "image-steps/s", m.median_s, m.iqr_s, m.runs,
                         baseline="ceiling", params=params,
-                        extra={"engine_objective_median": float(result.objective.median()), "timings_s": timings}))
-    return rows
+                        extra={"engine_objective_median": float(result.objective.median()), "timings_s": timings,
+                               "model_share": share}))
+    ceiling_samples += ceiling_measurement(model, layer, channels, size=size, execution=execution, device=device,
+                                           timing=timing).samples_s
+    ceiling = Measurement(statistics.median(ceiling_samples), quartile_spread(ceiling_samples), min(ceiling_samples),
+                          len(ceiling_samples), ceiling_samples)
+    return [Row(section, case, "ceiling", ceiling.rate(batch), "image-steps/s", ceiling.median_s, ceiling.iqr_s,
+                ceiling.runs, params=params)] + rows
 
 
 def truncation_rows(model, model_name, layer, channels, *, size, execution, device="cpu", timing=None):

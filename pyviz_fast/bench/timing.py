@@ -31,7 +31,8 @@ class Measurement:
         return items_per_call / self.median_s
 
 
-def _quartile_spread(samples):
+def quartile_spread(samples):
+    """Interquartile range (the full range below 4 samples)."""
     if len(samples) < 4:
         return max(samples) - min(samples)
     q1, _, q3 = statistics.quantiles(samples, n=4)
@@ -69,7 +70,7 @@ def time_callable(fn, *, device="cpu", warmup: int = 1, min_runs: int = 3, max_r
         samples.append(_time_once(fn, device))
         if len(samples) >= min_runs and sum(samples) >= max_time_s:
             break
-    return Measurement(median_s=statistics.median(samples), iqr_s=_quartile_spread(samples),
+    return Measurement(median_s=statistics.median(samples), iqr_s=quartile_spread(samples),
                        min_s=min(samples), runs=len(samples), samples_s=samples)
 
 
