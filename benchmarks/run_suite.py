@@ -39,7 +39,7 @@ from pyviz_fast.bench.peer_cases import peer_rows, ttq_rows
 from pyviz_fast.bench.plots import plot_sweep
 from pyviz_fast.bench.quick import available_backends
 from pyviz_fast.bench.render_cases import EXECUTIONS, atlas_row, e2e_rows, truncation_rows
-from pyviz_fast.bench.results import format_ratio_table, write_results
+from pyviz_fast.bench.results import format_ratio_table, read_results, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from targets import evaluate_targets, format_targets  # noqa: E402  (a sibling script module)
@@ -207,7 +207,11 @@ def main(argv=None):
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: " + ", ".join(SECTIONS))
     parser.add_argument("--out", default="benchmarks/results", help="output directory (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--from-json", default=None, metavar="RESULTS",
+                        help="measure nothing: rewrite tables, targets and plots in --out from this results.json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return rewrite_outputs(Path(args.from_json), Path(args.out))
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -240,6 +244,16 @@ def markdown_tables(rows) -> str:
     sections = list(dict.fromkeys(row.section for row in rows))
     return "\n".join(f"### {section}\n\n" + format_ratio_table([r for r in rows if r.section == section], markdown=True)
                      + "\n" for section in sections)
+
+
+def rewrite_outputs(results, out):
+    """Tables, targets and plots of an earlier run's results.json, re-evaluated by this code."""
+    metadata, rows = read_results(results)
+    suite = Suite(FULL if metadata.get("plan") == "full" else QUICK, metadata.get("device", "cpu"), ())
+    suite.rows, suite.errors = rows, metadata.get("errors", [])
+    targets = write_outputs(out, suite, metadata, done=metadata.get("sections_done", []))
+    print(format_targets(targets))
+    return 0
 
 
 def write_outputs(out, suite, metadata, done):

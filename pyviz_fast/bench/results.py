@@ -54,7 +54,7 @@ def _fmt(value, digits=3):
 def _note(row):
     """The objective a tool reached, an op's difference from the reference, or why a row has no rate."""
     if "max_abs_diff_vs_reference" in row.extra:
-        return f"max |diff| vs reference {row.extra['max_abs_diff_vs_reference']:.2g}"
+        return f"max abs diff vs reference {row.extra['max_abs_diff_vs_reference']:.2g}"
     if "timings_s" in row.extra and "forward_backward" in row.extra["timings_s"]:
         t = row.extra["timings_s"]
         return f"model share {t['forward_backward'] / t['total']:.2f} (fwd+bwd s / render s)"
