@@ -3,13 +3,14 @@
 import argparse
 import dataclasses
 import errno
+import io
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from pyviz_fast.audit import read_records
 from pyviz_fast.audit import writer as audit_writer
@@ -110,17 +111,30 @@ def test_render_writes_one_png_per_unit(tmp_path, capsys):
     assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 1  # different units, different images
 
 
-def test_render_gif_saves_the_progression(tmp_path):
-    assert main(["render", "fc:1", "--gif", "--frames", "3", "--out", str(tmp_path), *SMALL, "--steps", "6"]) == 0
-    gif = Image.open(tmp_path / "fc_1.gif")
-    assert gif.n_frames == 3
-    frames = []
-    for k in range(gif.n_frames):
-        gif.seek(k)
-        frames.append(np.asarray(gif.convert("RGB"), dtype=np.float32))
-    png = np.asarray(decoded(tmp_path / "fc_1.png").convert("RGB"), dtype=np.float32)
-    # the image changes over the run and the PNG is its last frame (up to the GIF's 256-color palette)
-    assert np.abs(frames[-1] - png).mean() < np.abs(frames[0] - png).mean() / 2
+def gif_frames(path):
+    with Image.open(path) as gif:
+        return [np.asarray(frame.convert("RGB"), dtype=np.float32) for frame in ImageSequence.Iterator(gif)]
+
+
+def as_gif_frame(path):
+    """The PNG at ``path`` through a one-frame GIF's palette, as the GIF's last frame should look."""
+    buffer = io.BytesIO()
+    decoded(path).save(buffer, format="GIF")
+    return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32)
+
+
+def test_render_gif_records_the_same_render(tmp_path):
+    plain, with_gif = tmp_path / "plain", tmp_path / "gif"
+    flags = [*SMALL, "--steps", "6", "--batch-size", "1"]
+    assert main(["render", "fc:1", "conv3:2", "--out", str(plain), *flags]) == 0
+    assert main(["render", "fc:1", "conv3:2", "--gif", "--frames", "3", "--out", str(with_gif), *flags]) == 0
+    for name in ["fc_1", "conv3_2"]:
+        png = np.asarray(decoded(with_gif / f"{name}.png"), dtype=np.float32)
+        assert np.array_equal(png, np.asarray(decoded(plain / f"{name}.png"), dtype=np.float32))
+        frames = gif_frames(with_gif / f"{name}.gif")
+        assert len(frames) == 3  # after steps 2, 4 and 6
+        assert np.array_equal(frames[-1], as_gif_frame(with_gif / f"{name}.png"))  # the PNG, in GIF colors
+        assert np.abs(frames[0] - png).mean() > 2 * np.abs(frames[-1] - png).mean()  # the image progresses
 
 
 def test_dream_changes_the_photo(tmp_path, photo, capsys):
@@ -132,8 +146,12 @@ def test_dream_changes_the_photo(tmp_path, photo, capsys):
     original = np.asarray(decoded(photo), dtype=np.float32)
     assert result.shape == original.shape  # the photo's own size
     assert 1 < np.abs(result - original).mean() < 80  # changed, yet still the photo
-    with Image.open(tmp_path / "dream.gif") as gif:
-        assert gif.n_frames == 3
+    frames = gif_frames(tmp_path / "dream.gif")
+    assert len(frames) == 3  # the photo, after step 3, after step 6
+    assert np.array_equal(frames[0], as_gif_frame(photo)) and np.array_equal(frames[-1], as_gif_frame(out))
+    plain = tmp_path / "plain.png"
+    assert main(["dream", str(photo), "--layer", "conv2", "--out", str(plain), "--steps", "6", "--lr", "0.05"]) == 0
+    assert np.array_equal(np.asarray(decoded(plain)), np.asarray(decoded(out)))  # --gif changes nothing
 
 
 def test_saliency_writes_heatmap_and_overlay(tmp_path, photo, capsys):
@@ -222,6 +240,9 @@ def test_bad_settings_and_flags(tmp_path, capsys):
     one_line_error(capsys, "precision must be one of")
     assert main(["render", "conv1:0", "--steps", "many"]) == 2
     one_line_error(capsys, "--steps", "many")
+    for command in (["render", "fc:1"], ["dream", "photo.png"]):
+        assert main([*command, "--gif", "--frames", "0"]) == 2
+        one_line_error(capsys, "--frames", "integer >= 1", "'0'")
     assert main(["atlas", "--shard", "2/2", "--out", str(tmp_path)]) == 2
     one_line_error(capsys, "--shard")
 

@@ -3,11 +3,11 @@ or a channel sees in it, over octaves, to a PNG (and optionally a GIF of the pro
 import argparse
 from pathlib import Path
 
-from pyviz_fast.audit.files import save_png_atomic, write_atomic
+from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
-from pyviz_fast.cli.frames import gif_bytes, render_progression
+from pyviz_fast.cli.frames import FrameRecorder, gif_bytes, to_uint8
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
-from pyviz_fast.cli.render import add_gif_flags
+from pyviz_fast.cli.render import add_gif_flags, render_units
 from pyviz_fast.cli.settings_flags import settings_from_args
 
 # Gentler than a render from noise, so the photo stays recognizable; the engine's octaves
@@ -64,14 +64,12 @@ def run(args) -> int:
         raise CliError(f"dream needs one unit, {unit_spec!r} names {len(units)}")
     out = Path(args.out)
     output_dir(out.parent if str(out.parent) else ".")
+    frames = []  # the photo, then the render's progression
+    recorder = FrameRecorder(settings.steps, args.frames, lambda row, recorded: frames.extend(recorded),
+                             first=to_pil(to_uint8(image[None])[0])) if args.gif else None
+    result = render_units(model, units, settings, args, recorder)
     try:
-        frames, result = render_progression(model, units[0], settings, frames=args.frames if args.gif else 1,
-                                            seed=args.seed, backend=args.backend, device=args.device,
-                                            init_image=image if args.gif else None)
-    except (ValueError, TypeError, RuntimeError) as error:
-        raise CliError(f"dream failed: {error}") from None
-    try:
-        save_png_atomic(out, frames[-1])
+        save_png_atomic(out, to_pil(result.to_uint8()[0]))
         if args.gif:
             write_atomic(out.with_suffix(".gif"), gif_bytes(frames))
     except OSError as error:

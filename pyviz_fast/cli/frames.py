@@ -1,53 +1,63 @@
-"""Renders that keep their progression, for ``--gif``.
+"""GIFs of an optimization's progression, for ``--gif``, recorded during the render itself.
 
-The engine returns only final images, so a progression is rendered as ``frames`` consecutive
-segments of ``steps / frames`` steps: segment k starts from segment k-1's image (init='image'),
-with its own seed so its jitter differs. The schedules (blur, lr) restart in each segment,
-so a ``--gif`` run's final image is close to, not identical with, a run without ``--gif``;
-the PNG written beside the GIF is its last frame.
+``FrameRecorder`` is a ``render`` callback: it keeps the images after every k-th step (and the
+last step) as frames and hands each unit's frames over when its batch ends, so the render is
+the same as without ``--gif``, the last frame is the final image (the PNG) and only one batch's
+frames are held in memory at a time.
 
->>> frames, result = render_progression(model, unit, settings, frames=8, seed=0)
->>> len(frames), frames[-1].size   # PIL images, first = the initial image
-(9, (128, 128))
+>>> gifs = {}
+>>> recorder = FrameRecorder(steps=64, frames=32, finished=lambda row, frames: gifs.update({row: frames}))
+>>> res = pvf.render(model, "conv3:0-3", steps=64, callback=recorder)
+>>> len(gifs[0]), gifs[0][-1].size   # PIL images, one every 2 steps
+(32, (128, 128))
 """
 import io
+import math
 
+import torch
 from PIL import Image
 
 from pyviz_fast.audit.files import to_pil
 
 
-def render_progression(model, unit, settings, *, frames: int, seed: int, backend, device, init_image=None):
-    """([PIL frame per segment, starting with the initial image], last RenderResult) for one unit."""
-    import pyviz_fast as pvf
+class FrameRecorder:
+    """A render callback that calls ``finished(row, frames)`` once per unit when its batch ends.
 
-    frames = max(1, min(frames, settings.steps))
-    per, extra = divmod(settings.steps, frames)
-    images, image, result = [], init_image, None
-    for k in range(frames):
-        steps = per + (extra if k == frames - 1 else 0)
-        segment = settings.replace(steps=steps, octaves=1 if k else min(settings.octaves, steps))
-        if image is not None:
-            segment = segment.replace(init="image", init_image=image)
-        result = pvf.render(model, [unit], segment, backend=backend, device=device, seed=seed + k,
-                            batch_size=1, progress=False)
-        frame = to_pil(result.to_uint8()[0])
-        if k == 0 and init_image is not None:  # the photo as the first frame, at the output size
-            images.append(to_pil(_uint8(init_image)).resize(frame.size, Image.BILINEAR))
-        image = result.images[0]
-        images.append(frame)
-        if result.status[0] == "failed":
-            break
-    return images, result
+    row: the unit's index in the render's result. frames: PIL images, ``first`` (if given, e.g.
+    the input photo), then the images after steps k, 2k, ... and the last step, all resized to the
+    final image's size (octaves start smaller); k = ceil(steps / frames), so at most ``frames``
+    of them come from the render.
+    """
+
+    def __init__(self, steps: int, frames: int, finished, first: Image.Image | None = None):
+        self.every = math.ceil(steps / max(1, min(frames, steps)))
+        self.finished, self.first = finished, first
+        self.frames = {}
+
+    def __call__(self, info) -> None:
+        last = info.step == info.steps - 1
+        if info.step == 0:  # a new batch: drop what a failed batch left
+            self.frames = {}
+        if not last and (info.step + 1) % self.every:
+            return
+        for i, image in enumerate(to_uint8(info.images.cpu())):
+            self.frames.setdefault(info.rows.start + i, []).append(to_pil(image))
+        if last:
+            for row, frames in self.frames.items():
+                frames = ([self.first] if self.first is not None else []) + frames
+                size = frames[-1].size
+                self.finished(row, [f if f.size == size else f.resize(size, Image.BILINEAR) for f in frames])
+            self.frames = {}
 
 
-def _uint8(image):
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+def to_uint8(images: torch.Tensor):
+    """float [B, C, H, W] in [0, 1] -> numpy uint8 [B, H, W, C], rounded as ``RenderResult.to_uint8``."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def gif_bytes(frames: list[Image.Image], frame_ms: int = 200) -> bytes:
-    """An endlessly looping GIF; the last frame is held three times as long."""
+def gif_bytes(frames: list[Image.Image], frame_ms: int = 100) -> bytes:
+    """An endlessly looping GIF; the last frame is held ten times as long."""
     buffer = io.BytesIO()
-    durations = [frame_ms] * (len(frames) - 1) + [3 * frame_ms]
+    durations = [frame_ms] * (len(frames) - 1) + [10 * frame_ms]
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return buffer.getvalue()
