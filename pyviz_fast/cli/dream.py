@@ -5,7 +5,8 @@ from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
-from pyviz_fast.cli.frames import FrameRecorder, gif_bytes, to_uint8
+from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
+from pyviz_fast.engine.result import images_to_uint8
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.render import add_gif_flags, render_units
 from pyviz_fast.cli.settings_flags import settings_from_args
@@ -66,7 +67,7 @@ def run(args) -> int:
     output_dir(out.parent if str(out.parent) else ".")
     frames = []  # the photo, then the render's progression
     recorder = FrameRecorder(settings.steps, args.frames, lambda row, recorded: frames.extend(recorded),
-                             first=to_pil(to_uint8(image[None])[0])) if args.gif else None
+                             first=to_pil(images_to_uint8(image[None])[0])) if args.gif else None
     result = render_units(model, units, settings, args, recorder)
     try:
         save_png_atomic(out, to_pil(result.to_uint8()[0]))

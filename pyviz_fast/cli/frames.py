@@ -14,10 +14,10 @@ frames are held in memory at a time.
 import io
 import math
 
-import torch
 from PIL import Image
 
 from pyviz_fast.audit.files import to_pil
+from pyviz_fast.engine.result import images_to_uint8
 
 
 class FrameRecorder:
@@ -40,7 +40,7 @@ class FrameRecorder:
             self.frames = {}
         if not last and (info.step + 1) % self.every:
             return
-        for i, image in enumerate(to_uint8(info.images.cpu())):
+        for i, image in enumerate(images_to_uint8(info.images.cpu())):
             self.frames.setdefault(info.rows.start + i, []).append(to_pil(image))
         if last:
             for row, frames in self.frames.items():
@@ -48,11 +48,6 @@ class FrameRecorder:
                 size = frames[-1].size
                 self.finished(row, [f if f.size == size else f.resize(size, Image.BILINEAR) for f in frames])
             self.frames = {}
-
-
-def to_uint8(images: torch.Tensor):
-    """float [B, C, H, W] in [0, 1] -> numpy uint8 [B, H, W, C], rounded as ``RenderResult.to_uint8``."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def gif_bytes(frames: list[Image.Image], frame_ms: int = 100) -> bytes:

@@ -11,6 +11,11 @@ import numpy as np
 import torch
 
 
+def images_to_uint8(images: torch.Tensor):
+    """float [B, C, H, W] in [0, 1] (CPU) -> numpy uint8 [B, H, W, C], rounded to nearest."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 @dataclass
 class RenderResult:
     """images: float32 [N, C, H, W] in [0, 1] on the CPU, in the order of ``units``.
@@ -42,7 +47,7 @@ class RenderResult:
 
     def to_uint8(self):
         """numpy uint8 [N, H, W, C]."""
-        return (self.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return images_to_uint8(self.images)
 
     def to_pil(self, i):
         """Image i as a PIL image: 'L' for 1 channel, 'RGB' for 3, 'RGBA' for 4; other channel
