@@ -17,8 +17,19 @@ def has_ops() -> bool:
     return _C is not None
 
 
+def _registers_step_for(dispatch_key: str) -> bool:
+    return _C is not None and torch._C._dispatch_has_kernel_for_dispatch_key("pyviz_fast::fused_ascent_step",
+                                                                              dispatch_key)
+
+
+# Device types with a registered fused kernel; read once, as registration happens at import
+# (and so that backend resolution stays traceable by torch.compile).
+FUSED_DEVICE_TYPES = frozenset(device for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+                               if _registers_step_for(key))
+
+
 def has_cuda_kernels() -> bool:
-    return _C is not None and _C.build_info()["cuda"]
+    return "cuda" in FUSED_DEVICE_TYPES
 
 
 def build_info() -> dict:

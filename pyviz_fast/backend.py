@@ -37,11 +37,8 @@ def _fused_unavailable_reason(device: torch.device):
         return f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})"
     if device.type == "cuda" and not _ext.has_cuda_kernels():
         return "pyviz_fast._C was built without CUDA kernels"
-    if device.type not in ("cpu", "cuda"):
-        return f"no fused kernels for device type {device.type!r}"
-    key = "CUDA" if device.type == "cuda" else "CPU"
-    if not torch._C._dispatch_has_kernel_for_dispatch_key("pyviz_fast::fused_ascent_step", key):
-        return f"pyviz_fast._C registers no {key} kernel for fused_ascent_step"
+    if device.type not in _ext.FUSED_DEVICE_TYPES:
+        return f"pyviz_fast._C has no fused kernels for device type {device.type!r}"
     return None
 
 
