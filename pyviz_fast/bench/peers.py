@@ -10,7 +10,7 @@ shims needed on torch 2.14 / current kornia (applied only when the peer is used,
 documented at its function, and listed in BENCHMARKS.md):
 
 - torch-lucent 0.1.8: ``lucent.optvis.render`` imports ``IPython.display`` (notebook display
-  only) -> a stub module when IPython is not installed; ``lucent.optvis.transform`` calls
+  only) -> a stub module, present only while lucent is imported, when IPython is not installed; ``lucent.optvis.transform`` calls
   ``kornia.get_rotation_matrix2d`` / ``kornia.warp_affine``, which kornia 0.9 only exports from
   ``kornia.geometry.transform`` -> top-level aliases; Lucent picks ``cuda:0`` whenever CUDA is
   available -> the adapter refuses other devices on a CUDA machine.
@@ -77,19 +77,22 @@ class _Clock:
 
 def _shim_lucent():
     """Make torch-lucent 0.1.8 importable and runnable on torch 2.14 with kornia 0.9."""
-    try:
-        importlib.import_module("IPython.display")
-    except ImportError:  # lucent.misc.io.showing imports it for notebook display only
-        ipython = types.ModuleType("IPython")
-        ipython.display = types.ModuleType("IPython.display")
-        sys.modules.setdefault("IPython", ipython)
-        sys.modules.setdefault("IPython.display", ipython.display)
     import kornia
     from kornia.geometry import transform as kornia_transform
 
     for name in ("get_rotation_matrix2d", "warp_affine"):  # lucent's random_rotate uses them
         if not hasattr(kornia, name):
             setattr(kornia, name, getattr(kornia_transform, name))
+    try:
+        importlib.import_module("IPython.display")
+    except ImportError:  # lucent.misc.io.showing imports it for notebook display only
+        ipython = types.ModuleType("IPython")
+        ipython.display = types.ModuleType("IPython.display")
+        sys.modules.update({"IPython": ipython, "IPython.display": ipython.display})
+        try:
+            importlib.import_module("lucent.optvis.render")
+        finally:  # others (matplotlib's pyplot) take any IPython module for the real one: remove the stub
+            del sys.modules["IPython"], sys.modules["IPython.display"]
 
 
 def peer_status() -> dict:
