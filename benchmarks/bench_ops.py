@@ -1,5 +1,6 @@
 """Op benchmarks: each fused CPU op against the pure-PyTorch reference on the brief's size
-(B=32, 3x224x224, float32, sigma 2, norm mean_abs; the gradient also in channels_last), plus the
+(B=32, 3x224x224, float32, sigma 2, norm mean_abs; the gradient also in channels_last), on the
+cases of ``pyviz_fast.bench.op_cases``, plus the
 effective memory bandwidth of the fused step (x and grad read, two outputs written) against
 torch.clone of the same tensor, with all threads and with one thread.
 
@@ -17,57 +18,42 @@ not): MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=33554432 removes 
 import pytest
 import torch
 
-from pyviz_fast import _ext, ops
+from pyviz_fast import _ext
+from pyviz_fast.bench.op_cases import OPS, op_call, op_inputs
 
 pytestmark = pytest.mark.skipif(not _ext.has_ops(), reason="the extension pyviz_fast._C is not built")
 
-B, C, H, W = 32, 3, 224, 224
-SIGMA = 2.0
-NORM = "mean_abs"
+B, SIZE = 32, 224
 VARIANTS = ["fused", "reference"]
 ONE_THREAD = " [1 thread]"  # group-name suffix of the single-thread timings
+GRAD_CL = ", grad channels_last"  # the fused step with the gradient a channels_last model returns
 
 
 @pytest.fixture(scope="module")
-def batch():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(B, C, H, W, generator=gen)
-    grad = torch.randn(B, C, H, W, generator=gen)
-    shifts = torch.randint(-16, 17, (B, 2), generator=gen)
-    next_shifts = torch.randint(-16, 17, (B, 2), generator=gen)
-    return x, grad, shifts, next_shifts, torch.full((B,), SIGMA)
+def cases():
+    """Inputs (the same cases as ``pyviz-fast bench`` and the suite): plain and channels_last gradient."""
+    return {False: op_inputs(B, SIZE), True: op_inputs(B, SIZE, grad_channels_last=True)}
 
 
-def calls(x, grad, shifts, next_shifts, sigma):
-    """op name -> function(backend) running it on the batch."""
-    grad_cl = grad.contiguous(memory_format=torch.channels_last)  # what a channels_last model returns
-    return {
-        "fused_ascent_step": lambda backend: ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm=NORM,
-                                                                   lr=0.05, backend=backend),
-        "fused_ascent_step, grad channels_last": lambda backend: ops.fused_ascent_step(
-            x, grad_cl, shifts, next_shifts, sigma, norm=NORM, lr=0.05, backend=backend),
-        "jitter": lambda backend: ops.jitter(x, shifts, backend=backend),
-        "gaussian_blur": lambda backend: ops.gaussian_blur(grad, sigma, backend=backend),
-        "normalize_grad": lambda backend: ops.normalize_grad(grad, NORM, backend=backend),
-        "clip_grad": lambda backend: ops.clip_grad(grad, 0.5, backend=backend),
-    }
+def case_call(cases, op, variant):
+    channels_last = op.endswith(GRAD_CL)
+    return op_call(op.removesuffix(GRAD_CL), variant, *cases[channels_last])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("op", ["fused_ascent_step", "fused_ascent_step, grad channels_last", "jitter", "gaussian_blur",
-                                "normalize_grad", "clip_grad"])
-def test_op(record, batch, op, variant):
-    fn = calls(*batch)[op]
-    got, want = fn(variant), fn("reference")
+@pytest.mark.parametrize("op", list(OPS) + ["fused_ascent_step" + GRAD_CL])
+def test_op(record, cases, op, variant):
+    run, reference = case_call(cases, op, variant), case_call(cases, op, "reference")
+    got, want = run(), reference()
     for a, b in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    x = batch[0]
+    x = cases[False][0]
     moved = 4 * x.numel() * x.element_size() if op.startswith("fused_ascent_step") else None  # x, grad in; 2 out
-    record(op, variant, lambda: fn(variant), moved)
+    record(op, variant, run, moved)
 
 
-def test_clone_bandwidth(record, batch):
-    x = batch[0]
+def test_clone_bandwidth(record, cases):
+    x = cases[False][0]
     record("bandwidth", "clone", x.clone, 2 * x.numel() * x.element_size())  # read + write
 
 
@@ -82,11 +68,10 @@ def one_thread():
 
 
 @pytest.mark.parametrize("variant", VARIANTS + ["clone"])
-def test_fused_step_one_thread(record, batch, one_thread, variant):
-    x = batch[0]
+def test_fused_step_one_thread(record, cases, one_thread, variant):
+    x = cases[False][0]
     moved = 2 * x.numel() * x.element_size()
     if variant == "clone":
         record("bandwidth" + ONE_THREAD, "clone", x.clone, moved)
     else:
-        fn = calls(*batch)["fused_ascent_step"]
-        record("fused_ascent_step" + ONE_THREAD, variant, lambda: fn(variant), 2 * moved)
+        record("fused_ascent_step" + ONE_THREAD, variant, case_call(cases, "fused_ascent_step", variant), 2 * moved)
