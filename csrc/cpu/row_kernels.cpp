@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define PVF_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #define PVF_X86_GCC 1
 // GCC warns that passing a Vec (below) by value has another ABI without AVX-512: its helpers
@@ -154,6 +156,25 @@ PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::Half*
 PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::BFloat16* dst, int64_t stride) {
   uint16_t* bits = reinterpret_cast<uint16_t*>(dst);
   PVF_STRIDED_LOOP(n, stride, bits[j * s] = bfloat16_bits(src[j]))
+}
+
+void stream_row(const float* __restrict src, int64_t n, float* __restrict dst) {
+#if defined(__x86_64__)
+  // SSE streaming stores are part of x86-64 itself; whole lines written in order combine.
+  int64_t j = 0;
+  for (; j < n && reinterpret_cast<uintptr_t>(dst + j) % 16 != 0; ++j) dst[j] = src[j];
+  if (reinterpret_cast<uintptr_t>(dst + j) % 16 == 0)
+    for (; j + 4 <= n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+  for (; j < n; ++j) dst[j] = src[j];
+#else
+  std::memcpy(dst, src, n * sizeof(float));
+#endif
+}
+
+void stream_fence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
 }
 
 PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius,

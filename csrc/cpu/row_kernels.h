@@ -20,6 +20,12 @@ void store_strided(const float* src, int64_t n, float* dst, int64_t stride);
 void store_strided(const float* src, int64_t n, c10::Half* dst, int64_t stride);
 void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stride);
 
+// dst[j] = src[j] with non-temporal stores where dst is 16-byte aligned: a large output goes
+// straight to memory without first being read into the cache. Call stream_fence() before
+// other threads read dst.
+void stream_row(const float* src, int64_t n, float* dst);
+void stream_fence();
+
 // A symmetric filter over 2R+1 source rows (R = radius):
 //   out[j] = taps[0] * src[R][j] + sum_{k=1..R} taps[k] * (src[R+k][j] + src[R-k][j]).
 // Horizontal blur passes shifted pointers into one padded row (src[m] = row + m); vertical
