@@ -75,7 +75,8 @@ class FusedStep {
     const int64_t b = p / gg_.C;
     s.blur.run(grad_ + gg_.plane_offset(p), gg_.sH, gg_.sW, shifts_[2 * b], shifts_[2 * b + 1], taps_[b], out);
     GradStats stats;
-    for (const auto i : c10::irange(gg_.H)) accumulate_stats(out + i * gg_.W, gg_.W, stats);
+    const auto accumulate = opt_.norm == kMeanAbs ? accumulate_abs_stats : accumulate_stats;
+    for (const auto i : c10::irange(gg_.H)) accumulate(out + i * gg_.W, gg_.W, stats);
     return stats;
   }
 

@@ -241,6 +241,31 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
   stats.add(row);
 }
 
+PVF_CLONES void accumulate_abs_stats(const float* __restrict g, int64_t n, GradStats& stats) {
+  // The lanes of accumulate_stats as one vector each (lane l takes elements l, l + kLanes, ...).
+  Vec sum_abs = {}, probe = {};
+  int64_t j = 0;
+  for (; j + kVec <= n; j += kVec) {
+    const Vec v = load_vec(g + j);
+    sum_abs += v < 0 ? -v : v;
+    probe += v - v;
+  }
+  float lane_abs[kLanes], lane_probe[kLanes];
+  store_vec(lane_abs, sum_abs);
+  store_vec(lane_probe, probe);
+  for (int l = 0; j < n; ++j, ++l) {
+    lane_abs[l] += std::fabs(g[j]);
+    lane_probe[l] += g[j] - g[j];
+  }
+  GradStats row;
+  row.count = n;
+  for (int l = 0; l < kLanes; ++l) {
+    row.sum_abs += lane_abs[l];
+    row.finite = row.finite && lane_probe[l] == 0.0f;
+  }
+  stats.add(row);
+}
+
 PVF_CLONES void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out) {
   for (int64_t j = 0; j < n; ++j) out[j] = std::min(std::max(g[j] * scale, -clip), clip);
 }
