@@ -115,7 +115,9 @@ class FusedStep {
   void stream_update_plane(const float* x, const float* g, const UpdateParams& params, bool flagged,
                            const int64_t* next_shift, float* image, float* next, Scratch& s) {
     const int64_t H = xg_.H, W = xg_.W;
+    constexpr int64_t kAhead = 4;  // rows of x requested ahead: the hardware alone keeps too few in flight
     for (const auto i : c10::irange(H)) {
+      if (i + kAhead < H && xg_.sW == 1) prefetch_row(x + (i + kAhead) * xg_.sH, W);
       const float* row = row_as_float(x + i * xg_.sH, xg_.sW, W, s.x_row.data());
       if (!flagged) {
         ascent_update(row, g + i * W, W, params, s.new_row.data());

@@ -26,6 +26,11 @@ void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stri
 void stream_row(const float* src, int64_t n, float* dst);
 void stream_fence();
 
+// Asks for the cache lines of src[0, n) ahead of their use (a hint; no effect on results).
+inline void prefetch_row(const float* src, int64_t n) {
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(src + j);
+}
+
 // A symmetric filter over 2R+1 source rows (R = radius):
 //   out[j] = taps[0] * src[R][j] + sum_{k=1..R} taps[k] * (src[R+k][j] + src[R-k][j]).
 // Horizontal blur passes shifted pointers into one padded row (src[m] = row + m); vertical
