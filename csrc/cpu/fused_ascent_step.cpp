@@ -14,6 +14,7 @@
 #include <c10/util/irange.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "../checks.h"
 #include "ops_cpu.h"
@@ -26,6 +27,9 @@ namespace {
 
 // Largest blurred image a thread keeps whole (beyond it, planes go one at a time).
 constexpr size_t kImageScratchBytes = size_t{16} << 20;
+// Outputs at least this large (far beyond the caches) are written with streaming stores:
+// the next reader finds them in memory anyway, and plain stores would read each line first.
+constexpr size_t kStreamBytes = size_t{4} << 20;
 
 struct StepOptions {
   NormMode norm;
@@ -44,7 +48,9 @@ class FusedStep {
         image_(image.mutable_data_ptr<scalar_t>()), next_(next_input.mutable_data_ptr<scalar_t>()),
         shifts_(shifts.const_data_ptr<int64_t>()), next_shifts_(next_shifts.const_data_ptr<int64_t>()),
         flags_(nonfinite.mutable_data_ptr<bool>()), taps_(gaussian_taps(sigma, x.size(2), x.size(3))),
-        radius_(max_radius(taps_)), plane_size_(xg_.H * xg_.W) {}
+        radius_(max_radius(taps_)), plane_size_(xg_.H * xg_.W),
+        stream_(std::is_same_v<scalar_t, float> && og_.sW == 1 && ng_.sW == 1 &&
+                static_cast<size_t>(x.numel()) * sizeof(float) >= kStreamBytes) {}
 
   void run() {
     const size_t image_bytes = static_cast<size_t>(xg_.C * plane_size_) * sizeof(float);
@@ -55,12 +61,13 @@ class FusedStep {
   }
 
  private:
-  // Per-thread scratch: the blur's buffers, blurred planes, a row of x and a row of the update.
+  // Per-thread scratch: the blur's buffers, blurred planes, a row of x, a row of the update
+  // and that row rotated for the next input.
   struct Scratch {
     PlaneBlur blur;
-    std::vector<float> planes, x_row, new_row;
+    std::vector<float> planes, x_row, new_row, rotated_row;
     Scratch(const Geometry& g, int64_t radius, int64_t planes_kept)
-        : blur(g.H, g.W, radius), planes(planes_kept * g.H * g.W), x_row(g.W), new_row(g.W) {}
+        : blur(g.H, g.W, radius), planes(planes_kept * g.H * g.W), x_row(g.W), new_row(g.W), rotated_row(g.W) {}
   };
 
   // Un-jittered, blurred gradient of plane p into out [H, W]; returns its sums.
@@ -68,7 +75,8 @@ class FusedStep {
     const int64_t b = p / gg_.C;
     s.blur.run(grad_ + gg_.plane_offset(p), gg_.sH, gg_.sW, shifts_[2 * b], shifts_[2 * b + 1], taps_[b], out);
     GradStats stats;
-    for (const auto i : c10::irange(gg_.H)) accumulate_stats(out + i * gg_.W, gg_.W, stats);
+    const auto accumulate = opt_.norm == kMeanAbs ? accumulate_abs_stats : accumulate_stats;
+    for (const auto i : c10::irange(gg_.H)) accumulate(out + i * gg_.W, gg_.W, stats);
     return stats;
   }
 
@@ -86,6 +94,9 @@ class FusedStep {
     const scalar_t* x = x_ + xg_.plane_offset(p);
     scalar_t* image = image_ + og_.plane_offset(p);
     scalar_t* next = next_ + ng_.plane_offset(p);
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (stream_) return stream_update_plane(x, g, params, flags_[b], next_shifts_ + 2 * b, image, next, s);
+    }
     for (const auto i : c10::irange(H)) {
       const float* row = row_as_float(x + i * xg_.sH, xg_.sW, W, s.x_row.data());
       scalar_t* target = image + i * og_.sH;
@@ -99,6 +110,25 @@ class FusedStep {
     }
   }
 
+  // update_plane for float32 outputs with contiguous rows, written with streaming stores: each
+  // row is finished in L1 (updated, then rotated) and streamed whole to both outputs.
+  void stream_update_plane(const float* x, const float* g, const UpdateParams& params, bool flagged,
+                           const int64_t* next_shift, float* image, float* next, Scratch& s) {
+    const int64_t H = xg_.H, W = xg_.W;
+    constexpr int64_t kAhead = 4;  // rows of x requested ahead: the hardware alone keeps too few in flight
+    for (const auto i : c10::irange(H)) {
+      if (i + kAhead < H && xg_.sW == 1) prefetch_row(x + (i + kAhead) * xg_.sH, W);
+      const float* row = row_as_float(x + i * xg_.sH, xg_.sW, W, s.x_row.data());
+      if (!flagged) {
+        ascent_update(row, g + i * W, W, params, s.new_row.data());
+        row = s.new_row.data();
+      }
+      stream_row(row, W, image + i * og_.sH);
+      load_rotated(row, 1, W, -next_shift[1], s.rotated_row.data());
+      stream_row(s.rotated_row.data(), W, next + shifted_index(i, next_shift[0], H) * ng_.sH);
+    }
+  }
+
   void run_per_image() {
     const int64_t C = xg_.C;
     at::parallel_for(0, xg_.B, 1, [&](int64_t begin, int64_t end) {
@@ -109,6 +139,7 @@ class FusedStep {
         const UpdateParams params = finish_image(b, stats);
         for (const auto c : c10::irange(C)) update_plane(b * C + c, s.planes.data() + c * plane_size_, params, s);
       }
+      stream_fence();
     });
   }
 
@@ -126,6 +157,7 @@ class FusedStep {
         if (!flags_[p / xg_.C]) blur_plane(p, s, s.planes.data());
         update_plane(p, s.planes.data(), params[p / xg_.C], s);
       }
+      stream_fence();
     });
   }
 
@@ -140,6 +172,7 @@ class FusedStep {
   bool* flags_;
   const std::vector<GaussianTaps> taps_;
   const int64_t radius_, plane_size_;
+  const bool stream_;
 };
 
 }  // namespace

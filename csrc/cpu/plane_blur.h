@@ -68,23 +68,33 @@ class PlaneBlur {
         load_rotated(plane + shifted_index(i, dy, H_) * row_stride, col_stride, W_, dx, out + i * W_);
       return;
     }
-    float* pad = padded_.data();
-    for (int64_t i = 0; i < H_; ++i) {
-      load_rotated(plane + shifted_index(i, dy, H_) * row_stride, col_stride, W_, dx, pad + R);
-      for (int64_t k = 1; k <= R; ++k) {  // reflect without repeating the edge
-        pad[R - k] = pad[R + k];
-        pad[R + W_ - 1 + k] = pad[R + W_ - 1 - k];
+    // Each output row follows as soon as its last source row is filtered, so that the column
+    // pass reads rows just written (in L1) instead of a whole plane back from L2.
+    int64_t next_out = 0;
+    for (int64_t r = 0; r < H_; ++r) {
+      filter_row(plane + shifted_index(r, dy, H_) * row_stride, col_stride, dx, g, rows_.data() + r * W_);
+      for (; next_out < H_ && std::min(next_out + R, H_ - 1) <= r; ++next_out) {
+        for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = rows_.data() + reflect(next_out - R + m, H_) * W_;
+        symmetric_filter(sources_.data(), W_, g.taps.data(), R, out + next_out * W_);
       }
-      for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = pad + m;
-      symmetric_filter(sources_.data(), W_, g.taps.data(), R, rows_.data() + i * W_);
-    }
-    for (int64_t i = 0; i < H_; ++i) {
-      for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = rows_.data() + reflect(i - R + m, H_) * W_;
-      symmetric_filter(sources_.data(), W_, g.taps.data(), R, out + i * W_);
     }
   }
 
  private:
+  // Horizontal blur of one row of the plane, rotated by dx, into out [W].
+  template <typename T>
+  void filter_row(const T* row, int64_t col_stride, int64_t dx, const GaussianTaps& g, float* out) {
+    const int64_t R = g.radius;
+    float* pad = padded_.data();
+    load_rotated(row, col_stride, W_, dx, pad + R);
+    for (int64_t k = 1; k <= R; ++k) {  // reflect without repeating the edge
+      pad[R - k] = pad[R + k];
+      pad[R + W_ - 1 + k] = pad[R + W_ - 1 - k];
+    }
+    for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = pad + m;
+    symmetric_filter(sources_.data(), W_, g.taps.data(), R, out);
+  }
+
   int64_t H_, W_;
   std::vector<float> padded_;
   std::vector<float> rows_;

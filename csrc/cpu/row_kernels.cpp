@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define PVF_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #define PVF_X86_GCC 1
 // GCC warns that passing a Vec (below) by value has another ABI without AVX-512: its helpers
@@ -156,6 +158,25 @@ PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::BFloa
   PVF_STRIDED_LOOP(n, stride, bits[j * s] = bfloat16_bits(src[j]))
 }
 
+void stream_row(const float* __restrict src, int64_t n, float* __restrict dst) {
+#if defined(__x86_64__)
+  // SSE streaming stores are part of x86-64 itself; whole lines written in order combine.
+  int64_t j = 0;
+  for (; j < n && reinterpret_cast<uintptr_t>(dst + j) % 16 != 0; ++j) dst[j] = src[j];
+  if (reinterpret_cast<uintptr_t>(dst + j) % 16 == 0)
+    for (; j + 4 <= n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+  for (; j < n; ++j) dst[j] = src[j];
+#else
+  std::memcpy(dst, src, n * sizeof(float));
+#endif
+}
+
+void stream_fence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
+
 PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius,
                                  float* __restrict out) {
   // Two vectors of outputs at a time accumulate over all taps in registers and are stored once.
@@ -217,6 +238,31 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
     for (int l = 0; l < kLanes; ++l) m2[l] += (g[j + l] - mean) * (g[j + l] - mean);
   for (int l = 0; j < n; ++j, ++l) m2[l] += (g[j] - mean) * (g[j] - mean);
   for (int l = 0; l < kLanes; ++l) row.m2 += m2[l];
+  stats.add(row);
+}
+
+PVF_CLONES void accumulate_abs_stats(const float* __restrict g, int64_t n, GradStats& stats) {
+  // The lanes of accumulate_stats as one vector each (lane l takes elements l, l + kLanes, ...).
+  Vec sum_abs = {}, probe = {};
+  int64_t j = 0;
+  for (; j + kVec <= n; j += kVec) {
+    const Vec v = load_vec(g + j);
+    sum_abs += v < 0 ? -v : v;
+    probe += v - v;
+  }
+  float lane_abs[kLanes], lane_probe[kLanes];
+  store_vec(lane_abs, sum_abs);
+  store_vec(lane_probe, probe);
+  for (int l = 0; j < n; ++j, ++l) {
+    lane_abs[l] += std::fabs(g[j]);
+    lane_probe[l] += g[j] - g[j];
+  }
+  GradStats row;
+  row.count = n;
+  for (int l = 0; l < kLanes; ++l) {
+    row.sum_abs += lane_abs[l];
+    row.finite = row.finite && lane_probe[l] == 0.0f;
+  }
   stats.add(row);
 }
 

@@ -20,6 +20,17 @@ void store_strided(const float* src, int64_t n, float* dst, int64_t stride);
 void store_strided(const float* src, int64_t n, c10::Half* dst, int64_t stride);
 void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stride);
 
+// dst[j] = src[j] with non-temporal stores where dst is 16-byte aligned: a large output goes
+// straight to memory without first being read into the cache. Call stream_fence() before
+// other threads read dst.
+void stream_row(const float* src, int64_t n, float* dst);
+void stream_fence();
+
+// Asks for the cache lines of src[0, n) ahead of their use (a hint; no effect on results).
+inline void prefetch_row(const float* src, int64_t n) {
+  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(src + j);
+}
+
 // A symmetric filter over 2R+1 source rows (R = radius):
 //   out[j] = taps[0] * src[R][j] + sum_{k=1..R} taps[k] * (src[R+k][j] + src[R-k][j]).
 // Horizontal blur passes shifted pointers into one padded row (src[m] = row + m); vertical
@@ -42,6 +53,9 @@ struct GradStats {
   void add(const GradStats& other);  // callers add rows and planes in index order
 };
 void accumulate_stats(const float* g, int64_t n, GradStats& stats);
+// Only count, sum_abs and finite (what mean |g| needs), equal to accumulate_stats' values, in
+// one pass instead of two; the other sums stay 0.
+void accumulate_abs_stats(const float* g, int64_t n, GradStats& stats);
 
 // out[j] = clamp(g[j] * scale, -clip, clip) (in place allowed).
 void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out);
