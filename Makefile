@@ -18,9 +18,13 @@ $(VENV)/.deps: pyproject.toml
 
 setup: $(VENV)/.deps build
 
-build: $(VENV)/.deps
+# Rebuilt only when the C++/CUDA sources or the build script change.
+$(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import pyviz_fast, json; print('built:', json.dumps({k: v for k, v in pyviz_fast.build_info().items() if k != 'parallel'}))"
+	touch $@
+
+build: $(VENV)/.built
 
 # Every channel of ShapesNet's layers (conv3 before its ReLU: every channel renders) and its classes.
 demo: setup
@@ -33,4 +37,4 @@ bench: setup
 	$(VENV)/bin/pyviz-fast bench
 
 clean:
-	rm -rf build *.egg-info pyviz_fast/_C*.so
+	rm -rf build *.egg-info pyviz_fast/_C*.so $(VENV)/.built
