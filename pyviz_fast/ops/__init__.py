@@ -16,7 +16,7 @@ import torch
 from pyviz_fast import _ext
 from pyviz_fast.backend import resolve_backend
 from pyviz_fast.ops import _validate, reference
-from pyviz_fast.ops.reference import NORM_MODES, blur_radius, gaussian_taps  # noqa: F401  (re-exported)
+from pyviz_fast.ops.reference import NORM_MODES  # noqa: F401  (re-exported: the valid norm modes)
 
 if _ext.has_ops():
     from pyviz_fast.ops import _fake  # noqa: F401  (meta kernels for torch.compile and opcheck)
