@@ -12,6 +12,11 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#if defined(__GNUC__) && !defined(__clang__)
+// Rows are short (a few hundred floats): a call to memcpy / memset, which GCC would make of the
+// copy and fill loops here, costs about as much as the row's work itself.
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define PVF_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #define PVF_X86_GCC 1
@@ -41,6 +46,23 @@ inline Vec load_vec(const float* p) {
 }
 
 inline void store_vec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+
+inline Vec abs_vec(Vec v) { return v < 0 ? -v : v; }
+
+// The sum of a vector's lanes as a tree of halves (four vector additions, not fifteen in a chain).
+inline float sum_lanes(Vec v) {
+  typedef float Half __attribute__((vector_size(32), aligned(4)));
+  typedef float Quarter __attribute__((vector_size(16), aligned(4)));
+  Half h0, h1;
+  std::memcpy(&h0, &v, sizeof h0);
+  std::memcpy(&h1, reinterpret_cast<const char*>(&v) + sizeof h0, sizeof h1);
+  const Half h = h0 + h1;
+  Quarter q0, q1;
+  std::memcpy(&q0, &h, sizeof q0);
+  std::memcpy(&q1, reinterpret_cast<const char*>(&h) + sizeof q0, sizeof q1);
+  const Quarter q = q0 + q1;
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
 
 #if PVF_X86_GCC
 // Storage of c10::Half read as the compiler's native half type (scalar F16C on v3/v4).
@@ -120,7 +142,15 @@ inline uint16_t bfloat16_bits(float f) {
     for (int64_t j = 0; j < n; ++j) body;              \
   }
 
+// A contiguous float copy in vectors, inline (see the pragma at the top).
+inline void copy_floats(const float* __restrict src, int64_t n, float* __restrict dst) {
+  int64_t j = 0;
+  for (; j + kVec <= n; j += kVec) store_vec(dst + j, load_vec(src + j));
+  for (; j < n; ++j) dst[j] = src[j];
+}
+
 PVF_CLONES void load_strided(const float* src, int64_t stride, int64_t n, float* __restrict dst) {
+  if (stride == 1) return copy_floats(src, n, dst);
   PVF_STRIDED_LOOP(n, stride, dst[j] = src[j * s])
 }
 
@@ -140,6 +170,7 @@ PVF_CLONES void load_strided(const c10::BFloat16* src, int64_t stride, int64_t n
 }
 
 PVF_CLONES void store_strided(const float* __restrict src, int64_t n, float* dst, int64_t stride) {
+  if (stride == 1) return copy_floats(src, n, dst);
   PVF_STRIDED_LOOP(n, stride, dst[j * s] = src[j])
 }
 
@@ -158,17 +189,29 @@ PVF_CLONES void store_strided(const float* __restrict src, int64_t n, c10::BFloa
   PVF_STRIDED_LOOP(n, stride, bits[j * s] = bfloat16_bits(src[j]))
 }
 
-void stream_row(const float* __restrict src, int64_t n, float* __restrict dst) {
-#if defined(__x86_64__)
-  // SSE streaming stores are part of x86-64 itself; whole lines written in order combine.
+#if PVF_X86_GCC
+// Streams whole cache lines from dst's first 64-byte boundary, one AVX-512 store per line.
+__attribute__((target("avx512f"))) int64_t stream_lines_avx512(const float* src, int64_t n, float* dst) {
   int64_t j = 0;
-  for (; j < n && reinterpret_cast<uintptr_t>(dst + j) % 16 != 0; ++j) dst[j] = src[j];
-  if (reinterpret_cast<uintptr_t>(dst + j) % 16 == 0)
-    for (; j + 4 <= n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
-  for (; j < n; ++j) dst[j] = src[j];
-#else
-  std::memcpy(dst, src, n * sizeof(float));
+  for (; j < n && reinterpret_cast<uintptr_t>(dst + j) % 64 != 0; ++j) dst[j] = src[j];
+  for (; j + 16 <= n; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(src + j));
+  return j;
+}
+const bool kHasAVX512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
 #endif
+
+void stream_row(const float* __restrict src, int64_t n, float* __restrict dst) {
+  // Lines written whole and in order leave the write-combining buffers complete; the unaligned
+  // ends are plain stores.
+  int64_t j = 0;
+#if PVF_X86_GCC
+  if (kHasAVX512) j = stream_lines_avx512(src, n, dst);
+#endif
+#if defined(__x86_64__)
+  for (; j < n && reinterpret_cast<uintptr_t>(dst + j) % 16 != 0; ++j) dst[j] = src[j];
+  for (; j + 4 <= n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+#endif
+  for (; j < n; ++j) dst[j] = src[j];
 }
 
 void stream_fence() {
@@ -242,28 +285,24 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
 }
 
 PVF_CLONES void accumulate_abs_stats(const float* __restrict g, int64_t n, GradStats& stats) {
-  // The lanes of accumulate_stats as one vector each (lane l takes elements l, l + kLanes, ...).
-  Vec sum_abs = {}, probe = {};
+  // Two vectors of lanes, so that consecutive additions do not wait on each other, summed as a
+  // tree at the end of the row. A sum of |g| cannot cancel: it is finite exactly when every
+  // element is (or when it overflows float32, as the reference's float32 mean would).
+  Vec sum0 = {}, sum1 = {};
   int64_t j = 0;
-  for (; j + kVec <= n; j += kVec) {
-    const Vec v = load_vec(g + j);
-    sum_abs += v < 0 ? -v : v;
-    probe += v - v;
+  for (; j + 2 * kVec <= n; j += 2 * kVec) {
+    sum0 += abs_vec(load_vec(g + j));
+    sum1 += abs_vec(load_vec(g + j + kVec));
   }
-  float lane_abs[kLanes], lane_probe[kLanes];
-  store_vec(lane_abs, sum_abs);
-  store_vec(lane_probe, probe);
-  for (int l = 0; j < n; ++j, ++l) {
-    lane_abs[l] += std::fabs(g[j]);
-    lane_probe[l] += g[j] - g[j];
+  if (j + kVec <= n) {
+    sum0 += abs_vec(load_vec(g + j));
+    j += kVec;
   }
-  GradStats row;
-  row.count = n;
-  for (int l = 0; l < kLanes; ++l) {
-    row.sum_abs += lane_abs[l];
-    row.finite = row.finite && lane_probe[l] == 0.0f;
-  }
-  stats.add(row);
+  float row = sum_lanes(sum0 + sum1);
+  for (; j < n; ++j) row += std::fabs(g[j]);
+  stats.count += n;
+  stats.sum_abs += row;
+  stats.finite = stats.finite && std::isfinite(row);
 }
 
 PVF_CLONES void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out) {

@@ -26,9 +26,12 @@ void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stri
 void stream_row(const float* src, int64_t n, float* dst);
 void stream_fence();
 
-// Asks for the cache lines of src[0, n) ahead of their use (a hint; no effect on results).
-inline void prefetch_row(const float* src, int64_t n) {
-  for (int64_t j = 0; j < n; j += 16) __builtin_prefetch(src + j);
+// Asks for the cache lines of [p, p + bytes) ahead of their use (a hint; no effect on results):
+// into every cache level by default, into L2 only with kLocality = 2 (data needed much later).
+template <int kLocality = 3>
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  const char* first = static_cast<const char*>(p);
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(first + i, 0, kLocality);
 }
 
 // A symmetric filter over 2R+1 source rows (R = radius):
@@ -53,8 +56,9 @@ struct GradStats {
   void add(const GradStats& other);  // callers add rows and planes in index order
 };
 void accumulate_stats(const float* g, int64_t n, GradStats& stats);
-// Only count, sum_abs and finite (what mean |g| needs), equal to accumulate_stats' values, in
-// one pass instead of two; the other sums stay 0.
+// Only count, sum_abs and finite (what mean |g| needs), in one quick pass; the other sums stay
+// 0. The row's sum is taken in float32 (as a tree), not in double lanes: equal to
+// accumulate_stats' value within float32 rounding, not bit for bit.
 void accumulate_abs_stats(const float* g, int64_t n, GradStats& stats);
 
 // out[j] = clamp(g[j] * scale, -clip, clip) (in place allowed).
