@@ -20,11 +20,11 @@ void gaussian_blur_impl(const at::Tensor& x, const std::vector<GaussianTaps>& ta
   const int64_t radius = max_radius(taps);
   at::parallel_for(0, in.planes(), 1, [&](int64_t begin, int64_t end) {
     PlaneBlur blur(in.H, in.W, radius);
-    std::vector<float> plane(in.H * in.W);
+    const FloatBuffer plane = float_buffer(in.H * row_pitch(in.W));
     for (const auto p : c10::irange(begin, end)) {
-      blur.run(src + in.plane_offset(p), in.sH, in.sW, 0, 0, taps[p / in.C], plane.data());
-      for (const auto i : c10::irange(in.H))
-        store_strided(plane.data() + i * in.W, in.W, dst + to.plane_offset(p) + i * to.sH, to.sW);
+      scalar_t* target = dst + to.plane_offset(p);
+      blur.run(src + in.plane_offset(p), in.sH, in.sW, 0, 0, taps[p / in.C], plane.get(),
+               [&](int64_t i, const float* row) { store_strided(row, in.W, target + i * to.sH, to.sW); });
     }
   });
 }

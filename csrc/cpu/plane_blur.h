@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "../kernels/common.h"
@@ -49,33 +51,53 @@ inline std::vector<GaussianTaps> gaussian_taps(const at::Tensor& sigma, int64_t 
   return taps;
 }
 
-// Un-jitter and blur one plane into a contiguous float32 [H, W] buffer. One per thread: it
-// owns the scratch (a reflect-padded row and the horizontally blurred plane).
+// Float32 scratch whose rows start on 64-byte boundaries (a cache line, one AVX-512 vector):
+// the vertical pass then reads whole, aligned vectors instead of loads split across two lines.
+struct AlignedFree {
+  void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
+};
+using FloatBuffer = std::unique_ptr<float[], AlignedFree>;
+
+inline FloatBuffer float_buffer(int64_t n) { return FloatBuffer(new (std::align_val_t{64}) float[n]); }
+
+// Floats from one scratch row to the next: W rounded up to a whole number of cache lines.
+inline int64_t row_pitch(int64_t W) { return (W + 15) / 16 * 16; }
+
+// Un-jitter and blur one plane into a float32 [H, row_pitch(W)] buffer. One per thread: it
+// owns the scratch (a reflect-padded row and a ring of the last 2R + 1 horizontally blurred rows).
 class PlaneBlur {
  public:
   PlaneBlur(int64_t H, int64_t W, int64_t max_radius)
-      : H_(H), W_(W), padded_(W + 2 * max_radius), rows_(max_radius > 0 ? H * W : 0),
-        sources_(2 * max_radius + 1) {}
+      : H_(H), W_(W), pitch_(row_pitch(W)), padded_(W + 2 * max_radius),
+        ring_(float_buffer((2 * max_radius + 1) * pitch_)), slot_(H), sources_(2 * max_radius + 1) {}
 
   // out[i, j] = blur(g)[i, j] with g[i, j] = plane[(i + dy) mod H, (j + dx) mod W]
-  // (dy = dx = 0: a plain blur). plane points at element [0, 0]; strides in elements.
-  template <typename T>
+  // (dy = dx = 0: a plain blur). plane points at element [0, 0]; strides in elements; out comes
+  // from float_buffer (rows aligned). on_row(i, row) is called with each output row in order as
+  // soon as it is done, while it is still in L1.
+  template <typename T, typename OnRow>
   void run(const T* plane, int64_t row_stride, int64_t col_stride, int64_t dy, int64_t dx,
-           const GaussianTaps& g, float* out) {
-    const int64_t R = g.radius;
-    if (R == 0) {
-      for (int64_t i = 0; i < H_; ++i)
-        load_rotated(plane + shifted_index(i, dy, H_) * row_stride, col_stride, W_, dx, out + i * W_);
-      return;
-    }
-    // Each output row follows as soon as its last source row is filtered, so that the column
-    // pass reads rows just written (in L1) instead of a whole plane back from L2.
+           const GaussianTaps& g, float* out, const OnRow& on_row) {
+    const int64_t R = g.radius, ring_rows = 2 * R + 1;
+    const auto source_row = [&](int64_t r) { return plane + shifted_index(r, dy, H_) * row_stride; };
+    if (R > 0)  // ring slot of each row (a table: a division per tap would cost more than the tap)
+      for (int64_t r = 0, slot = 0; r < H_; ++r, slot = slot + 1 == ring_rows ? 0 : slot + 1) slot_[r] = slot;
     int64_t next_out = 0;
     for (int64_t r = 0; r < H_; ++r) {
-      filter_row(plane + shifted_index(r, dy, H_) * row_stride, col_stride, dx, g, rows_.data() + r * W_);
+      if (R == 0) {
+        load_rotated(source_row(r), col_stride, W_, dx, out + r * pitch_);
+        on_row(r, out + r * pitch_);
+        continue;
+      }
+      filter_row(source_row(r), col_stride, dx, g, ring_.get() + slot_[r] * pitch_);
+      // Output row i needs filtered rows i - R .. i + R (reflected at the edges): it follows
+      // as soon as the last of them is done, and the ring still holds the first.
       for (; next_out < H_ && std::min(next_out + R, H_ - 1) <= r; ++next_out) {
-        for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = rows_.data() + reflect(next_out - R + m, H_) * W_;
-        symmetric_filter(sources_.data(), W_, g.taps.data(), R, out + next_out * W_);
+        for (int64_t m = 0; m <= 2 * R; ++m)
+          sources_[m] = ring_.get() + slot_[reflect(next_out - R + m, H_)] * pitch_;
+        float* row = out + next_out * pitch_;
+        symmetric_filter(sources_.data(), W_, g.taps.data(), R, row);
+        on_row(next_out, static_cast<const float*>(row));
       }
     }
   }
@@ -95,9 +117,10 @@ class PlaneBlur {
     symmetric_filter(sources_.data(), W_, g.taps.data(), R, out);
   }
 
-  int64_t H_, W_;
+  int64_t H_, W_, pitch_;
   std::vector<float> padded_;
-  std::vector<float> rows_;
+  FloatBuffer ring_;
+  std::vector<int64_t> slot_;
   std::vector<const float*> sources_;
 };
 
