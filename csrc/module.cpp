@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <torch/version.h>
 
+#include "cpu/output_cache.h"
+
 namespace py = pybind11;
 
 namespace {
@@ -35,4 +37,7 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pyviz_fast compiled kernels (ops are under torch.ops.pyviz_fast)";
   m.def("build_info", &build_info, "What this extension was built with.");
+  m.def("release_cached_outputs", &pvf::cpu::release_cached_outputs,
+        "Frees the CPU output blocks kept for reuse; returns the bytes freed.");
+  m.def("cached_output_bytes", &pvf::cpu::cached_output_bytes, "Bytes of CPU output blocks kept for reuse.");
 }

@@ -231,6 +231,36 @@ def test_fused_step_outputs_keep_the_memory_format_of_x(kernel_backend, layout):
     assert nonfinite.dtype == torch.bool and nonfinite.shape == (2,)
 
 
+@pytest.mark.parametrize("shape", [(6, 3, 233, 250), (1, 3, 701, 700)])
+def test_fused_step_matches_reference_on_outputs_past_the_caches(kernel_backend, shape):
+    """float32 outputs of 4 MB and more take the CPU's streaming-store path, in both of its
+    orders: whole images per thread (B >= threads) and planes spread over threads (B = 1)."""
+    case = fused_case(shape, torch.float32, seed=70)
+    case[1][shape[0] - 1, 1, 100, 17] = math.nan
+    got = run("fused_ascent_step", kernel_backend, *case, lr=0.1)
+    assert got[2].tolist() == [False] * (shape[0] - 1) + [True]
+    assert_step_close(got, reference("fused_ascent_step", *case, lr=0.1), torch.float32)
+
+
+@pytest.mark.needs_ext
+def test_cpu_outputs_reuse_freed_memory_of_the_same_size():
+    x, grad, shifts, next_shifts, sigma = fused_case((4, 3, 160, 160), torch.float32, seed=80)  # 1.2 MB
+    ops.release_cached_memory()
+    first = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="fused")
+    kept = first.image.clone()
+    addresses = {first.image.data_ptr(), first.next_input.data_ptr()}
+    second = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="fused")
+    assert addresses.isdisjoint({second.image.data_ptr(), second.next_input.data_ptr()})  # first is alive
+    assert torch.equal(first.image, kept)
+    del first
+    third = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="fused")
+    assert {third.image.data_ptr(), third.next_input.data_ptr()} == addresses
+    assert torch.equal(third.image, second.image) and torch.equal(third.next_input, second.next_input)
+    del second, third
+    assert ops.release_cached_memory() == 4 * x.numel() * x.element_size()
+    assert ops.release_cached_memory() == 0
+
+
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("batch", [1, 5])
 def test_fused_cpu_step_does_not_depend_on_the_thread_count(batch):

@@ -9,7 +9,6 @@
 // the result is the same whatever the thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/irange.h>
 
@@ -19,6 +18,7 @@
 
 #include "../checks.h"
 #include "ops_cpu.h"
+#include "output_cache.h"
 #include "grad_scale.h"
 #include "plane.h"
 #include "plane_blur.h"
@@ -211,7 +211,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step_cpu(
                         static_cast<float>(decay), static_cast<float>(center), static_cast<float>(lo),
                         static_cast<float>(hi)};
   const at::Tensor s = shifts.contiguous(), ns = next_shifts.contiguous();
-  at::Tensor image = at::empty_like(x), next_input = at::empty_like(x);
+  at::Tensor image = empty_output_like(x), next_input = empty_output_like(x);
   at::Tensor nonfinite = at::empty({x.size(0)}, x.options().dtype(at::kBool));
   PVF_DISPATCH_STORAGE_TYPES(x.scalar_type(), "fused_ascent_step_cpu", [&] {
     FusedStep<scalar_t>(x, grad, s, ns, sigma, opt, image, next_input, nonfinite).run();

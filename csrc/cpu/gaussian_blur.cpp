@@ -1,11 +1,11 @@
 // gaussian_blur on the CPU: separable, one sigma per image, reflect borders; a plane per task.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/util/irange.h>
 
 #include "../checks.h"
 #include "ops_cpu.h"
+#include "output_cache.h"
 #include "plane.h"
 #include "plane_blur.h"
 
@@ -35,7 +35,7 @@ at::Tensor gaussian_blur_cpu(const at::Tensor& x, const at::Tensor& sigma) {
   check_image(x, "x");
   check_sigma(sigma, x);
   const auto taps = gaussian_taps(sigma, x.size(2), x.size(3));
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = empty_output_like(x);
   PVF_DISPATCH_STORAGE_TYPES(x.scalar_type(), "gaussian_blur_cpu",
                                   [&] { gaussian_blur_impl<scalar_t>(x, taps, out); });
   return out;

@@ -1,9 +1,9 @@
 // jitter on the CPU: per-image roll, out[b,c,i,j] = x[b,c,(i-dy)%H,(j-dx)%W].
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
 
 #include "../checks.h"
 #include "ops_cpu.h"
+#include "output_cache.h"
 #include "plane.h"
 
 namespace pvf::cpu {
@@ -30,7 +30,7 @@ at::Tensor jitter_cpu(const at::Tensor& x, const at::Tensor& shifts) {
   check_image(x, "x");
   check_shifts(shifts, x, "shifts");
   const at::Tensor s = shifts.contiguous();
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = empty_output_like(x);
   PVF_DISPATCH_STORAGE_TYPES(x.scalar_type(), "jitter_cpu",
                                   [&] { jitter_impl<scalar_t>(x, s, out); });
   return out;

@@ -3,13 +3,13 @@
 // result does not depend on the thread count), then the division.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/util/irange.h>
 
 #include <cmath>
 
 #include "../checks.h"
 #include "ops_cpu.h"
+#include "output_cache.h"
 #include "grad_scale.h"
 #include "plane.h"
 #include "scale_clip.h"
@@ -50,7 +50,7 @@ at::Tensor normalize_grad_cpu(const at::Tensor& g, c10::string_view mode, double
   check_image(g, "g");
   const NormMode norm = parse_norm_mode(mode);
   check_eps(eps);
-  at::Tensor out = at::empty_like(g);
+  at::Tensor out = empty_output_like(g);
   PVF_DISPATCH_STORAGE_TYPES(g.scalar_type(), "normalize_grad_cpu",
                                   [&] { normalize_grad_impl<scalar_t>(g, norm, eps, out); });
   return out;

@@ -95,3 +95,13 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs
     if args[-2] > args[-1]:
         raise ValueError(f"lo must not exceed hi, got lo={lo!r}, hi={hi!r}")
     return StepResult(*_kernel("fused_ascent_step", backend, x.device)(*args))
+
+
+def release_cached_memory() -> int:
+    """Free the memory the fused CPU kernels keep for reuse; returns the bytes freed.
+
+    Their outputs of 1 MB and more take blocks freed by earlier outputs of the same size (at
+    most 4 blocks are kept): a loop of steps then reuses its memory instead of having the OS map
+    and zero it again on every call. Call this when a long-running process is done rendering.
+    """
+    return _ext._C.release_cached_outputs() if _ext.has_ops() else 0
