@@ -64,11 +64,12 @@ inline FloatBuffer float_buffer(int64_t n) { return FloatBuffer(new (std::align_
 inline int64_t row_pitch(int64_t W) { return (W + 15) / 16 * 16; }
 
 // Un-jitter and blur one plane into a float32 [H, row_pitch(W)] buffer. One per thread: it
-// owns the scratch (a reflect-padded row and a ring of the last 2R + 1 horizontally blurred rows).
+// owns the scratch (two reflect-padded rows and a ring of the last 2R + 1 horizontally blurred
+// rows).
 class PlaneBlur {
  public:
   PlaneBlur(int64_t H, int64_t W, int64_t max_radius)
-      : H_(H), W_(W), pitch_(row_pitch(W)), padded_(W + 2 * max_radius),
+      : H_(H), W_(W), pitch_(row_pitch(W)), padded_(2 * (W + 2 * max_radius)),
         ring_(float_buffer((2 * max_radius + 1) * pitch_)), slot_(H), sources_(2 * max_radius + 1) {}
 
   // out[i, j] = blur(g)[i, j] with g[i, j] = plane[(i + dy) mod H, (j + dx) mod W]
@@ -80,16 +81,24 @@ class PlaneBlur {
            const GaussianTaps& g, float* out, const OnRow& on_row) {
     const int64_t R = g.radius, ring_rows = 2 * R + 1;
     const auto source_row = [&](int64_t r) { return plane + shifted_index(r, dy, H_) * row_stride; };
-    if (R > 0)  // ring slot of each row (a table: a division per tap would cost more than the tap)
-      for (int64_t r = 0, slot = 0; r < H_; ++r, slot = slot + 1 == ring_rows ? 0 : slot + 1) slot_[r] = slot;
+    if (R == 0) {
+      for (int64_t r = 0; r < H_; ++r) {
+        load_rotated(source_row(r), col_stride, W_, dx, out + r * pitch_);
+        on_row(r, static_cast<const float*>(out + r * pitch_));
+      }
+      return;
+    }
+    // Ring slot of each row (a table: a division per tap would cost more than the tap).
+    for (int64_t r = 0, slot = 0; r < H_; ++r, slot = slot + 1 == ring_rows ? 0 : slot + 1) slot_[r] = slot;
+    // Rows are padded one ahead of their filtering, in two buffers: the filter's shifted loads
+    // would otherwise wait for the padding's stores to reach the cache.
+    float* pads[2] = {padded_.data(), padded_.data() + padded_.size() / 2};
+    pad_row(source_row(0), col_stride, dx, R, pads[0]);
     int64_t next_out = 0;
     for (int64_t r = 0; r < H_; ++r) {
-      if (R == 0) {
-        load_rotated(source_row(r), col_stride, W_, dx, out + r * pitch_);
-        on_row(r, out + r * pitch_);
-        continue;
-      }
-      filter_row(source_row(r), col_stride, dx, g, ring_.get() + slot_[r] * pitch_);
+      if (r + 1 < H_) pad_row(source_row(r + 1), col_stride, dx, R, pads[(r + 1) % 2]);
+      for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = pads[r % 2] + m;
+      symmetric_filter(sources_.data(), W_, g.taps.data(), R, ring_.get() + slot_[r] * pitch_);
       // Output row i needs filtered rows i - R .. i + R (reflected at the edges): it follows
       // as soon as the last of them is done, and the ring still holds the first.
       for (; next_out < H_ && std::min(next_out + R, H_ - 1) <= r; ++next_out) {
@@ -103,18 +112,18 @@ class PlaneBlur {
   }
 
  private:
-  // Horizontal blur of one row of the plane, rotated by dx, into out [W].
+  // A row of the plane un-jittered by dx into pad[R, R + W), reflected into R columns on each
+  // side (without repeating the edge). The reflected columns are read from the source row, not
+  // from pad, so that they need not wait for the stores just made.
   template <typename T>
-  void filter_row(const T* row, int64_t col_stride, int64_t dx, const GaussianTaps& g, float* out) {
-    const int64_t R = g.radius;
-    float* pad = padded_.data();
+  void pad_row(const T* row, int64_t col_stride, int64_t dx, int64_t R, float* pad) {
     load_rotated(row, col_stride, W_, dx, pad + R);
-    for (int64_t k = 1; k <= R; ++k) {  // reflect without repeating the edge
-      pad[R - k] = pad[R + k];
-      pad[R + W_ - 1 + k] = pad[R + W_ - 1 - k];
+    const int64_t shift = wrap(dx, W_);
+    const auto column = [&](int64_t j) { return static_cast<float>(row[wrap(j + shift, W_) * col_stride]); };
+    for (int64_t k = 1; k <= R; ++k) {
+      pad[R - k] = column(k);
+      pad[R + W_ - 1 + k] = column(W_ - 1 - k);
     }
-    for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = pad + m;
-    symmetric_filter(sources_.data(), W_, g.taps.data(), R, out);
   }
 
   int64_t H_, W_, pitch_;
