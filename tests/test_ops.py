@@ -128,6 +128,21 @@ def test_gaussian_blur_matches_reference(kernel_backend, shape, dtype, layout):
                                **TOLERANCES[dtype])
 
 
+@pytest.mark.parametrize("op", ["gaussian_blur", "fused_ascent_step"])
+@pytest.mark.parametrize("width", [61, 64, 70])
+def test_blur_windows_of_every_radius_match_reference(kernel_backend, op, width):
+    """Radii 1-8 (the CPU's shuffle path, on whole vectors and a tail), 9 and 21 (the general
+    path, 21 beyond the padded rows' margin of 16), on rows of 61, 64 and 70 columns."""
+    sigma = torch.tensor([0.3, 0.6, 1.0, 1.2, 1.6, 2.0, 2.3, 2.6, 3.0, 7.0])  # radius ceil(3 sigma)
+    x, grad, shifts, next_shifts, _ = fused_case((len(sigma), 2, 45, width), torch.float32, seed=90)
+    args = (grad, sigma) if op == "gaussian_blur" else (x, grad, shifts, next_shifts, sigma)
+    got, want = run(op, kernel_backend, *args), reference(op, *args)
+    if op == "gaussian_blur":
+        torch.testing.assert_close(got, want, **TOLERANCES[torch.float32])
+    else:
+        assert_step_close(got, want, torch.float32)
+
+
 @pytest.mark.parametrize("sigma", [0.6, 2.0, 40.0])  # 40: the window is capped by the image size
 def test_gaussian_blur_keeps_a_constant_image_and_smooths_noise(kernel_backend, sigma):
     flat = torch.full((2, 3, 11, 16), 0.25)

@@ -69,7 +69,9 @@ inline int64_t row_pitch(int64_t W) { return (W + 15) / 16 * 16; }
 class PlaneBlur {
  public:
   PlaneBlur(int64_t H, int64_t W, int64_t max_radius)
-      : H_(H), W_(W), pitch_(row_pitch(W)), padded_(2 * (W + 2 * max_radius)),
+      : H_(H), W_(W), pitch_(row_pitch(W)),
+        margin_(row_pitch(std::max(max_radius, kRowFilterMargin))), padded_row_(margin_ + pitch_ + margin_),
+        padded_(float_buffer(2 * padded_row_)),
         ring_(float_buffer((2 * max_radius + 1) * pitch_)), slot_(H), sources_(2 * max_radius + 1) {}
 
   // out[i, j] = blur(g)[i, j] with g[i, j] = plane[(i + dy) mod H, (j + dx) mod W]
@@ -92,13 +94,12 @@ class PlaneBlur {
     for (int64_t r = 0, slot = 0; r < H_; ++r, slot = slot + 1 == ring_rows ? 0 : slot + 1) slot_[r] = slot;
     // Rows are padded one ahead of their filtering, in two buffers: the filter's shifted loads
     // would otherwise wait for the padding's stores to reach the cache.
-    float* pads[2] = {padded_.data(), padded_.data() + padded_.size() / 2};
+    float* pads[2] = {padded_.get() + margin_, padded_.get() + padded_row_ + margin_};
     pad_row(source_row(0), col_stride, dx, R, pads[0]);
     int64_t next_out = 0;
     for (int64_t r = 0; r < H_; ++r) {
       if (r + 1 < H_) pad_row(source_row(r + 1), col_stride, dx, R, pads[(r + 1) % 2]);
-      for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = pads[r % 2] + m;
-      symmetric_filter(sources_.data(), W_, g.taps.data(), R, ring_.get() + slot_[r] * pitch_);
+      row_filter(pads[r % 2], W_, g.taps.data(), R, ring_.get() + slot_[r] * pitch_);
       // Output row i needs filtered rows i - R .. i + R (reflected at the edges): it follows
       // as soon as the last of them is done, and the ring still holds the first.
       for (; next_out < H_ && std::min(next_out + R, H_ - 1) <= r; ++next_out) {
@@ -112,22 +113,25 @@ class PlaneBlur {
   }
 
  private:
-  // A row of the plane un-jittered by dx into pad[R, R + W), reflected into R columns on each
-  // side (without repeating the edge). The reflected columns are read from the source row, not
-  // from pad, so that they need not wait for the stores just made.
+  // A row of the plane un-jittered by dx into pad[0, W), reflected into R columns on each side
+  // (without repeating the edge). The reflected columns are read from the source row, not from
+  // pad, so that they need not wait for the stores just made.
   template <typename T>
   void pad_row(const T* row, int64_t col_stride, int64_t dx, int64_t R, float* pad) {
-    load_rotated(row, col_stride, W_, dx, pad + R);
+    load_rotated(row, col_stride, W_, dx, pad);
     const int64_t shift = wrap(dx, W_);
     const auto column = [&](int64_t j) { return static_cast<float>(row[wrap(j + shift, W_) * col_stride]); };
     for (int64_t k = 1; k <= R; ++k) {
-      pad[R - k] = column(k);
-      pad[R + W_ - 1 + k] = column(W_ - 1 - k);
+      pad[-k] = column(k);
+      pad[W_ - 1 + k] = column(W_ - 1 - k);
     }
   }
 
   int64_t H_, W_, pitch_;
-  std::vector<float> padded_;
+  // Two padded rows, padded_row_ apart, each starting margin_ floats into its slot (at least R
+  // and kRowFilterMargin, in whole cache lines): aligned for row_filter, with room on both sides.
+  int64_t margin_, padded_row_;
+  FloatBuffer padded_;
   FloatBuffer ring_;
   std::vector<int64_t> slot_;
   std::vector<const float*> sources_;

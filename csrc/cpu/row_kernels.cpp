@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -241,6 +243,65 @@ PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float
     for (int64_t k = 1; k <= radius; ++k) acc += taps[k] * (src[radius + k][j] + src[radius - k][j]);
     out[j] = acc;
   }
+}
+
+#if PVF_X86_GCC
+// row_filter for one radius: per 16 outputs one aligned load, the shifted rows made from it and
+// its neighbours (valignd), and symmetric_filter's sums in its order (GCC contracts its
+// multiply-adds). Returns where it stopped.
+template <int R>
+__attribute__((target("avx512f"))) int64_t row_filter_avx512(const float* row, int64_t n, const float* taps,
+                                                              float* __restrict out) {
+  static_assert(R >= 1 && R <= 8);
+  __m512 t[R + 1];
+  for (int k = 0; k <= R; ++k) t[k] = _mm512_set1_ps(taps[k]);
+  __m512i before = _mm512_castps_si512(_mm512_load_ps(row - 16)), center = _mm512_castps_si512(_mm512_load_ps(row));
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512i after = _mm512_castps_si512(_mm512_load_ps(row + j + 16));
+    __m512 acc = _mm512_mul_ps(t[0], _mm512_castsi512_ps(center));
+    [&]<int... k>(std::integer_sequence<int, k...>) {
+      ((acc = _mm512_fmadd_ps(t[k + 1],
+                              _mm512_add_ps(_mm512_castsi512_ps(_mm512_alignr_epi32(after, center, k + 1)),
+                                            _mm512_castsi512_ps(_mm512_alignr_epi32(center, before, 15 - k))),
+                              acc)),
+       ...);
+    }(std::make_integer_sequence<int, R>{});
+    _mm512_storeu_ps(out + j, acc);
+    before = center;
+    center = after;
+  }
+  return j;
+}
+
+using RowFilterKernel = int64_t (*)(const float*, int64_t, const float*, float*);
+const RowFilterKernel kRowFilters[] = {nullptr,
+                                       row_filter_avx512<1>,
+                                       row_filter_avx512<2>,
+                                       row_filter_avx512<3>,
+                                       row_filter_avx512<4>,
+                                       row_filter_avx512<5>,
+                                       row_filter_avx512<6>,
+                                       row_filter_avx512<7>,
+                                       row_filter_avx512<8>};
+#endif
+
+void row_filter(const float* row, int64_t n, const float* taps, int64_t radius, float* out) {
+  int64_t j = 0;
+#if PVF_X86_GCC
+  if (kHasAVX512 && radius >= 1 && radius <= 8 && reinterpret_cast<uintptr_t>(row) % 64 == 0)
+    j = kRowFilters[radius](row, n, taps, out);
+#endif
+  if (j == n) return;
+  const float* sources[2 * 64 + 1];  // radius <= 64 here; larger ones take the pointer table below
+  std::vector<const float*> many;
+  const float** src = sources;
+  if (radius > 64) {
+    many.resize(2 * radius + 1);
+    src = many.data();
+  }
+  for (int64_t m = 0; m <= 2 * radius; ++m) src[m] = row + j - radius + m;
+  symmetric_filter(src, n - j, taps, radius, out + j);
 }
 
 void GradStats::add(const GradStats& other) {

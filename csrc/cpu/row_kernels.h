@@ -40,6 +40,14 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
 // blur passes the (reflected) rows i-R..i+R of a plane. taps[k] is the weight at distance k.
 void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius, float* out);
 
+// The horizontal case: out[j] = taps[0] * row[j] + sum_k taps[k] * (row[j+k] + row[j-k]) for a
+// row whose columns -R..-1 and n..n+R-1 hold its padding. When row is 64-byte aligned and
+// row[-16, round_up(n, 16) + 16) is readable, AVX-512 CPUs make the shifted rows from aligned
+// loads by shuffles (for radius <= 8): a load at every shift would split across cache lines.
+void row_filter(const float* row, int64_t n, const float* taps, int64_t radius, float* out);
+// Floats a padded row needs on each side for row_filter's aligned path.
+constexpr int64_t kRowFilterMargin = 16;
+
 // Running sums of a gradient, filled row by row (each row in float lanes, rows combined in
 // double in order, so the result does not depend on how rows are split among threads).
 // The spread is kept as the sum of squared deviations from the mean (m2, combined with Chan's
