@@ -3,10 +3,11 @@
 //
 // The blurred gradient lives only in per-thread float32 buffers (in L2 for common sizes): with
 // at least one image per thread, each image is processed whole by one thread (blur its C
-// planes, take its scale, update); with fewer images than threads (or huge images), planes are
-// spread over the threads and blurred twice (once for the sums, once for the update) instead
-// of going through a batch-sized workspace in memory. Both orders compute the same sums in the same order, so
-// the result is the same whatever the thread count.
+// planes, take its scale, update), the update of one image interleaved with the blur of the
+// next; with fewer images than threads (or huge images), planes are spread over the threads
+// and blurred twice (once for the sums, once for the update) instead of going through a
+// batch-sized workspace in memory. Both orders compute the same sums in the same order, so the
+// result is the same whatever the thread count.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>

@@ -26,12 +26,10 @@ void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stri
 void stream_row(const float* src, int64_t n, float* dst);
 void stream_fence();
 
-// Asks for the cache lines of [p, p + bytes) ahead of their use (a hint; no effect on results):
-// into every cache level by default, into L2 only with kLocality = 2 (data needed much later).
-template <int kLocality = 3>
+// Asks for the cache lines of [p, p + bytes) ahead of their use (a hint; no effect on results).
 inline void prefetch_bytes(const void* p, int64_t bytes) {
   const char* first = static_cast<const char*>(p);
-  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(first + i, 0, kLocality);
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(first + i);
 }
 
 // A symmetric filter over 2R+1 source rows (R = radius):
