@@ -33,9 +33,6 @@
 namespace pvf::cpu {
 namespace {
 
-// Float lanes per accumulator: wide enough for a 512-bit vector, independent lanes so the
-// compiler may vectorize sums without reordering them.
-constexpr int kLanes = 16;
 // A vector of 16 floats in GCC's generic vector extension: one 512-bit register on AVX-512,
 // two 256-bit ones on AVX2, four 128-bit ones on SSE2. Aligned to 4 bytes: rows start anywhere.
 typedef float Vec __attribute__((vector_size(64), aligned(4)));
@@ -51,19 +48,29 @@ inline void store_vec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 inline Vec abs_vec(Vec v) { return v < 0 ? -v : v; }
 
-// The sum of a vector's lanes as a tree of halves (four vector additions, not fifteen in a chain).
-inline float sum_lanes(Vec v) {
+// op over a vector's lanes as a tree of halves (four vector steps, not fifteen in a chain).
+template <typename Op>
+inline float reduce_lanes(Vec v, const Op& op) {
   typedef float Half __attribute__((vector_size(32), aligned(4)));
   typedef float Quarter __attribute__((vector_size(16), aligned(4)));
   Half h0, h1;
   std::memcpy(&h0, &v, sizeof h0);
   std::memcpy(&h1, reinterpret_cast<const char*>(&v) + sizeof h0, sizeof h1);
-  const Half h = h0 + h1;
+  const Half h = op(h0, h1);
   Quarter q0, q1;
   std::memcpy(&q0, &h, sizeof q0);
   std::memcpy(&q1, reinterpret_cast<const char*>(&h) + sizeof q0, sizeof q1);
-  const Quarter q = q0 + q1;
-  return (q[0] + q[2]) + (q[1] + q[3]);
+  const Quarter q = op(q0, q1);
+  return op(op(q[0], q[2]), op(q[1], q[3]));
+}
+
+inline float sum_lanes(Vec v) {
+  return reduce_lanes(v, [](auto a, auto b) { return a + b; });
+}
+
+// The largest lane (a NaN lane never wins: the rows' NaN probe finds those).
+inline float max_lanes(Vec v) {
+  return reduce_lanes(v, [](auto a, auto b) { return a > b ? a : b; });
 }
 
 #if PVF_X86_GCC
@@ -91,22 +98,6 @@ __attribute__((target("avx,f16c"))) void float_to_half_f16c(const float* src, in
   for (; j < n; ++j) bits[j] = _cvtss_sh(src[j], _MM_FROUND_TO_NEAREST_INT);
 }
 #endif
-
-// Per-lane sums of a row; lane l takes elements l, l + kLanes, ...
-struct StatLanes {
-  float sum[kLanes] = {}, sum_sq[kLanes] = {}, sum_abs[kLanes] = {}, max_abs[kLanes] = {};
-  // v - v is 0 for finite v and NaN for inf / NaN: one NaN-propagating sum finds them all.
-  float probe[kLanes] = {};
-
-  inline void add(int l, float v) {
-    const float a = std::fabs(v);
-    sum[l] += v;
-    sum_sq[l] += v * v;
-    sum_abs[l] += a;
-    max_abs[l] = a > max_abs[l] ? a : max_abs[l];
-    probe[l] += v - v;
-  }
-};
 
 inline uint32_t float_bits(float f) {
   uint32_t u;
@@ -320,28 +311,46 @@ void GradStats::add(const GradStats& other) {
 }
 
 PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats& stats) {
-  StatLanes lanes;
+  // Each sum in one vector of lanes, reduced as a tree at the end of the row. v - v is 0 for
+  // finite v and NaN for inf / NaN: one NaN-propagating sum (the probe) finds them all.
+  Vec sum = {}, sum_sq = {}, sum_abs = {}, max_abs = {}, probe = {};
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes.add(l, g[j + l]);
-  for (int l = 0; j < n; ++j, ++l) lanes.add(l, g[j]);
-  const auto& [sum, sum_sq, sum_abs, max_abs, probe] = lanes;
-  GradStats row;
-  row.count = n;
-  for (int l = 0; l < kLanes; ++l) {
-    row.sum += sum[l];
-    row.sum_sq += sum_sq[l];
-    row.sum_abs += sum_abs[l];
-    row.max_abs = std::max(row.max_abs, static_cast<double>(max_abs[l]));
-    row.finite = row.finite && probe[l] == 0.0f;
+  for (; j + kVec <= n; j += kVec) {
+    const Vec v = load_vec(g + j), a = abs_vec(v);
+    sum += v;
+    sum_sq += v * v;
+    sum_abs += a;
+    max_abs = a > max_abs ? a : max_abs;
+    probe += v - v;
+  }
+  const int64_t whole = j;
+  float row_sum = sum_lanes(sum), row_sq = sum_lanes(sum_sq), row_abs = sum_lanes(sum_abs);
+  float row_max = max_lanes(max_abs), row_probe = sum_lanes(probe);
+  for (; j < n; ++j) {
+    const float v = g[j], a = std::fabs(v);
+    row_sum += v;
+    row_sq += v * v;
+    row_abs += a;
+    row_max = a > row_max ? a : row_max;
+    row_probe += v - v;
   }
   // Second look at the row (in L1): squared deviations from its own mean.
-  const float mean = static_cast<float>(row.sum / n);
-  float m2[kLanes] = {};
-  for (j = 0; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) m2[l] += (g[j + l] - mean) * (g[j + l] - mean);
-  for (int l = 0; j < n; ++j, ++l) m2[l] += (g[j] - mean) * (g[j] - mean);
-  for (int l = 0; l < kLanes; ++l) row.m2 += m2[l];
+  const float mean = row_sum / static_cast<float>(n);
+  Vec m2 = {};
+  for (j = 0; j < whole; j += kVec) {
+    const Vec d = load_vec(g + j) - mean;
+    m2 += d * d;
+  }
+  float row_m2 = sum_lanes(m2);
+  for (; j < n; ++j) row_m2 += (g[j] - mean) * (g[j] - mean);
+  GradStats row;
+  row.count = n;
+  row.sum = row_sum;
+  row.sum_sq = row_sq;
+  row.sum_abs = row_abs;
+  row.max_abs = row_max;
+  row.m2 = row_m2;
+  row.finite = row_probe == 0.0f;
   stats.add(row);
 }
 
