@@ -143,6 +143,15 @@ def test_fused_matches_reference(cnn):
     torch.testing.assert_close(a.images, b.images, atol=1e-3, rtol=0)
 
 
+@pytest.mark.skipif(not _fused_cpu_kernel(), reason="the fused CPU kernels are not built in this checkout")
+def test_render_holds_no_output_memory_when_done(cnn):
+    """The fused CPU steps' outputs (here 1.2 MB each) are reused within a render, then freed."""
+    from pyviz_fast import _ext
+    res = pvf.render(cnn, "2:0-3", **{**FAST, "backend": "fused", "size": 160, "steps": 3})
+    assert res.ok
+    assert _ext._C.cached_output_bytes() == 0
+
+
 class Poison(nn.Module):
     """Makes item ``row``'s activation NaN on forward calls number start..stop-1 (call 0 is the probe)."""
 

@@ -332,6 +332,8 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
             outputs = _render_all(run, units, progress, callback)
         except _CallbackError as wrapped:
             raise wrapped.__cause__ from None
+        finally:
+            ops.release_cached_memory()  # the steps' outputs are kept for reuse only while rendering
     images, objective, trajectory, seeds, status, reasons = outputs
     timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
     info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,

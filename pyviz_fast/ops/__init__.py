@@ -102,6 +102,7 @@ def release_cached_memory() -> int:
 
     Their outputs of 1 MB and more take blocks freed by earlier outputs of the same size (at
     most 4 blocks are kept): a loop of steps then reuses its memory instead of having the OS map
-    and zero it again on every call. Call this when a long-running process is done rendering.
+    and zero it again on every call. ``pyviz_fast.render`` calls this when it is done; call it
+    after loops of your own.
     """
     return _ext._C.release_cached_outputs() if _ext.has_ops() else 0
