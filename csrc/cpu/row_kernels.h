@@ -20,9 +20,9 @@ void store_strided(const float* src, int64_t n, float* dst, int64_t stride);
 void store_strided(const float* src, int64_t n, c10::Half* dst, int64_t stride);
 void store_strided(const float* src, int64_t n, c10::BFloat16* dst, int64_t stride);
 
-// dst[j] = src[j] with non-temporal stores where dst is 16-byte aligned: a large output goes
-// straight to memory without first being read into the cache. Call stream_fence() before
-// other threads read dst.
+// dst[j] = src[j] with non-temporal stores (whole 64-byte lines on AVX-512, 16-byte pieces
+// otherwise; plain stores at unaligned ends): a large output goes straight to memory without
+// first being read into the cache. Call stream_fence() before other threads read dst.
 void stream_row(const float* src, int64_t n, float* dst);
 void stream_fence();
 
@@ -62,9 +62,9 @@ struct GradStats {
   void add(const GradStats& other);  // callers add rows and planes in index order
 };
 void accumulate_stats(const float* g, int64_t n, GradStats& stats);
-// Only count, sum_abs and finite (what mean |g| needs), in one quick pass; the other sums stay
-// 0. The row's sum is taken in float32 (as a tree), not in double lanes: equal to
-// accumulate_stats' value within float32 rounding, not bit for bit.
+// Only count, sum_abs and finite (what mean |g| needs), in one quicker pass; the other sums
+// stay 0. Its sum_abs equals accumulate_stats' within float32 rounding, not bit for bit (the
+// lanes are added in another order).
 void accumulate_abs_stats(const float* g, int64_t n, GradStats& stats);
 
 // out[j] = clamp(g[j] * scale, -clip, clip) (in place allowed).
