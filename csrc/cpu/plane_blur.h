@@ -99,7 +99,7 @@ class PlaneBlur {
     int64_t next_out = 0;
     for (int64_t r = 0; r < H_; ++r) {
       if (r + 1 < H_) pad_row(source_row(r + 1), col_stride, dx, R, pads[(r + 1) % 2]);
-      row_filter(pads[r % 2], W_, g.taps.data(), R, ring_.get() + slot_[r] * pitch_);
+      filter_row(pads[r % 2], g, ring_.get() + slot_[r] * pitch_);
       // Output row i needs filtered rows i - R .. i + R (reflected at the edges): it follows
       // as soon as the last of them is done, and the ring still holds the first.
       for (; next_out < H_ && std::min(next_out + R, H_ - 1) <= r; ++next_out) {
@@ -113,6 +113,15 @@ class PlaneBlur {
   }
 
  private:
+  // Horizontal blur of a padded row into out [W]: the vector fast path where it applies, the
+  // table of shifted rows for the rest.
+  void filter_row(const float* pad, const GaussianTaps& g, float* out) {
+    const int64_t R = g.radius, done = row_filter_vectors(pad, W_, g.taps.data(), R, out);
+    if (done == W_) return;
+    for (int64_t m = 0; m <= 2 * R; ++m) sources_[m] = pad + done - R + m;
+    symmetric_filter(sources_.data(), W_ - done, g.taps.data(), R, out + done);
+  }
+
   // A row of the plane un-jittered by dx into pad[0, W), reflected into R columns on each side
   // (without repeating the edge). The reflected columns are read from the source row, not from
   // pad, so that they need not wait for the stores just made.
@@ -129,7 +138,7 @@ class PlaneBlur {
 
   int64_t H_, W_, pitch_;
   // Two padded rows, padded_row_ apart, each starting margin_ floats into its slot (at least R
-  // and kRowFilterMargin, in whole cache lines): aligned for row_filter, with room on both sides.
+  // and kRowFilterMargin, in whole cache lines): aligned for row_filter_vectors, with room on both sides.
   int64_t margin_, padded_row_;
   FloatBuffer padded_;
   FloatBuffer ring_;

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <utility>
-#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -237,7 +236,7 @@ PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float
 }
 
 #if PVF_X86_GCC
-// row_filter for one radius: per 16 outputs one aligned load, the shifted rows made from it and
+// row_filter_vectors for one radius: per 16 outputs one aligned load, the shifted rows made from it and
 // its neighbours (valignd), and symmetric_filter's sums in its order (GCC contracts its
 // multiply-adds). Returns where it stopped.
 template <int R>
@@ -277,22 +276,12 @@ const RowFilterKernel kRowFilters[] = {nullptr,
                                        row_filter_avx512<8>};
 #endif
 
-void row_filter(const float* row, int64_t n, const float* taps, int64_t radius, float* out) {
-  int64_t j = 0;
+int64_t row_filter_vectors(const float* row, int64_t n, const float* taps, int64_t radius, float* out) {
 #if PVF_X86_GCC
   if (kHasAVX512 && radius >= 1 && radius <= 8 && reinterpret_cast<uintptr_t>(row) % 64 == 0)
-    j = kRowFilters[radius](row, n, taps, out);
+    return kRowFilters[radius](row, n, taps, out);
 #endif
-  if (j == n) return;
-  const float* sources[2 * 64 + 1];  // radius <= 64 here; larger ones take the pointer table below
-  std::vector<const float*> many;
-  const float** src = sources;
-  if (radius > 64) {
-    many.resize(2 * radius + 1);
-    src = many.data();
-  }
-  for (int64_t m = 0; m <= 2 * radius; ++m) src[m] = row + j - radius + m;
-  symmetric_filter(src, n - j, taps, radius, out + j);
+  return 0;
 }
 
 void GradStats::add(const GradStats& other) {

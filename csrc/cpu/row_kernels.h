@@ -38,12 +38,14 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
 // blur passes the (reflected) rows i-R..i+R of a plane. taps[k] is the weight at distance k.
 void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius, float* out);
 
-// The horizontal case: out[j] = taps[0] * row[j] + sum_k taps[k] * (row[j+k] + row[j-k]) for a
-// row whose columns -R..-1 and n..n+R-1 hold its padding. When row is 64-byte aligned and
-// row[-16, round_up(n, 16) + 16) is readable, AVX-512 CPUs make the shifted rows from aligned
-// loads by shuffles (for radius <= 8): a load at every shift would split across cache lines.
-void row_filter(const float* row, int64_t n, const float* taps, int64_t radius, float* out);
-// Floats a padded row needs on each side for row_filter's aligned path.
+// The horizontal blur's fast path: symmetric_filter of one padded row's shifted copies
+// (src[m] = row - R + m, the padding in columns -R..-1 and n..n+R-1), on AVX-512 CPUs for
+// radius <= 8 when row is 64-byte aligned and row[-16, round_up(n, 16) + 16) is readable. It
+// makes the shifted rows from aligned loads by shuffles (a load at every shift would split
+// across cache lines). Returns how many leading outputs it wrote, 0 when it does not apply;
+// symmetric_filter does the rest.
+int64_t row_filter_vectors(const float* row, int64_t n, const float* taps, int64_t radius, float* out);
+// Floats a padded row needs on each side for row_filter_vectors.
 constexpr int64_t kRowFilterMargin = 16;
 
 // Running sums of a gradient, filled row by row (each row in float lanes, rows combined in
