@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pyviz_fast import _ext
+from browser import browser  # noqa: F401  (the headless Chromium fixture, for page tests)
 
 
 class KernelBackend(NamedTuple):
