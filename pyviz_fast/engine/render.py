@@ -23,9 +23,9 @@ from pyviz_fast.backend import resolve_backend
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.init import initial_images
-from pyviz_fast.engine.layers import probe_shapes
+from pyviz_fast.engine.layers import probe_activations, probe_shapes
 from pyviz_fast.engine.models import input_channels, load_model
-from pyviz_fast.engine.objectives import ObjectivePlan, channel_count, check_term
+from pyviz_fast.engine.objectives import ObjectivePlan, check_term
 from pyviz_fast.engine.params import FourierImage
 from pyviz_fast.engine.pyramid import laplacian_normalize
 from pyviz_fast.engine.result import RenderResult
@@ -42,7 +42,7 @@ def _expand_whole_layers(units, shapes):
     for unit in units:
         term = unit.terms[0]
         if len(unit.terms) == 1 and term.index is None and term.kind in ("channel", "neuron"):
-            out.extend(Unit((replace(term, index=i),)) for i in range(channel_count(shapes[term.layer])))
+            out.extend(Unit((replace(term, index=i),)) for i in range(shapes[term.layer].channels))
         else:
             out.append(unit)
     return out
@@ -259,8 +259,9 @@ def _status(objective, image, bad_steps, steps):
     return "ok", ""
 
 
-def _prepare_units(units, model, prepared, channels, stage_plan):
-    """Parse, probe every needed layer at every size used, expand whole layers, check every term."""
+def _prepare_units(units, model, prepared, channels, stage_plan, layout):
+    """Parse, probe every needed layer at every size used (learning its layout, see layout.py; ``layout``:
+    the Settings' overrides), expand whole layers, check every term."""
     units = parse_units(units, model)
     names = list(dict.fromkeys(layer for u in units for layer in u.layers))
     try:
@@ -270,7 +271,7 @@ def _prepare_units(units, model, prepared, channels, stage_plan):
     except ValueError:  # the forward failed: in channels_last that 'auto' chose? Retry contiguous
         if not prepared.use_contiguous():
             raise
-    shapes = {hw: probe_shapes(prepared, names, channels, hw) for hw in dict.fromkeys(hw for hw, _ in stage_plan)}
+    shapes = probe_activations(prepared, names, channels, [hw for hw, _ in stage_plan], layout)
     units = _expand_whole_layers(units, shapes[stage_plan[-1][0]])
     for per_layer in shapes.values():
         for unit in units:
@@ -324,7 +325,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:
         prepared.check_channels(channels)
-        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan)
+        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan, settings.layout)
         prepared.compile_around({layer for u in units for layer in u.layers})
         run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
         setup = time.perf_counter() - started

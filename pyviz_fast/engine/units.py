@@ -229,13 +229,18 @@ def parse_units(spec, model=None):
 
 def check_layer_names(units, model):
     """Raise ``ValueError`` naming the closest layer names for a layer the model does not have."""
-    names = [n for n, _ in model.named_modules() if n]
-    known = set(names) | {OUTPUT}
     for unit in units:
         for layer in unit.layers:
-            if layer not in known:
-                close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
-                hint = (f"; closest: {', '.join(close)}" if close else
-                        f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
-                raise ValueError(f"unknown layer {layer!r} in unit {str(unit)!r}{hint}. "
-                                 "List layers with pyviz_fast.layers(model, input_size)")
+            check_layer_name(layer, model, f"in unit {str(unit)!r}")
+
+
+def check_layer_name(layer, model, where):
+    """Raise ``ValueError`` for a layer name ``model`` does not have (``where``: what named it)."""
+    names = [n for n, _ in model.named_modules() if n]
+    if layer in names or layer == OUTPUT:
+        return
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
+    hint = (f"; closest: {', '.join(close)}" if close else
+            f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
+    raise ValueError(f"unknown layer {layer!r} {where}{hint}. "
+                     "List layers with pyviz_fast.layers(model, input_size)")
