@@ -115,3 +115,53 @@ def test_activation_views_channels_first():
     act = Activation((5, 7, 4), "nhwc")
     assert act.channels_first(x).shape == (2, 4, 5, 7) and act.channels == 4
     assert Activation((9, 3), "tokens").positions == (9,) and Activation((10,), "vector").positions == ()
+
+
+# 2. Random-init weights seeded; fingerprints recorded and checked on resume ---------------------
+
+def test_random_init_is_seeded_by_the_run_seed_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, info = pvf.load_model("torchvision:resnet18", seed=0)
+    b, _ = pvf.load_model("torchvision:resnet18", seed=0)
+    c, _ = pvf.load_model("torchvision:resnet18", seed=1)
+    assert torch.equal(torch.rand(3), expected_next)  # construction did not consume the caller's stream
+    assert info["seed"] == 0
+    assert pvf.model_fingerprint(a) == pvf.model_fingerprint(b) != pvf.model_fingerprint(c)
+    assert torch.equal(a.conv1.weight, b.conv1.weight)
+    first = pvf.render("torchvision:resnet18", "layer1:0", size=32, steps=2, seed=5, **EXACT)
+    again = pvf.render("torchvision:resnet18", "layer1:0", size=32, steps=2, seed=5, **EXACT)
+    assert torch.equal(first.images, again.images)
+
+
+def test_the_fingerprint_sees_every_parameter_and_buffer_but_not_the_memory_format():
+    model, _ = pvf.load_model("torchvision:resnet18")
+    before = pvf.model_fingerprint(model)
+    assert pvf.model_fingerprint(model.to(memory_format=torch.channels_last)) == before
+    model.bn1.running_mean[0] += 1e-3  # a buffer
+    assert pvf.model_fingerprint(model) != before
+
+
+def test_a_resumed_run_refuses_a_model_of_other_weights(tmp_path):
+    from pyviz_fast.audit import ModelMismatchError, RunDir
+    import json
+
+    run = RunDir(tmp_path / "run")
+    run.prepare("torchvision:resnet18", 0, {"steps": 4}, fingerprint="aaaa")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model_fingerprint"] == "aaaa"
+    run.check("torchvision:resnet18", 0, {"steps": 4}, "aaaa")  # the same model resumes
+    with pytest.raises(ModelMismatchError, match=r"fingerprint aaaa, but the model loaded now has fingerprint "
+                                                 r"bbbb.*would mix two models"):
+        run.prepare("torchvision:resnet18", 0, {"steps": 4}, fingerprint="bbbb")
+    info = run.prepare("torchvision:resnet18", 0, {"steps": 4}, fingerprint="bbbb", force=True)
+    assert info["model_fingerprint"] == "bbbb"
+
+
+# 7. torchvision's own convention for random init ------------------------------------------------
+
+def test_load_model_takes_weights_none():
+    model, info = pvf.load_model("torchvision:resnet18", weights=None)
+    assert info["weights"] == "none" and isinstance(model, torchvision.models.ResNet)
+    with pytest.raises(ValueError, match=r"weights must be None, 'none', 'DEFAULT' or a state-dict path, got 3"):
+        pvf.load_model("torchvision:resnet18", weights=3)

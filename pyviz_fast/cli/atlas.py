@@ -75,7 +75,8 @@ def run(args) -> int:
         units = expand_units(specs, model, infos)
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
-                       device=dist.device, batch_size=settings.batch_size, shard=args.shard, force=args.force)
+                       device=dist.device, batch_size=settings.batch_size, shard=args.shard, force=args.force,
+                       fingerprint=pvf.model_fingerprint(model))
 
         def render_batch(batch):
             return pvf.render(model, batch, settings, backend=args.backend, device=dist.device,

@@ -318,7 +318,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
         raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
     if isinstance(model, str):
-        model, _ = load_model(model, device=device)
+        model, _ = load_model(model, device=device, seed=seed)
     device = torch.device(device)
     backend = resolve_backend(backend, device)
     channels = settings.channels or input_channels(model)
