@@ -165,3 +165,135 @@ def test_load_model_takes_weights_none():
     assert info["weights"] == "none" and isinstance(model, torchvision.models.ResNet)
     with pytest.raises(ValueError, match=r"weights must be None, 'none', 'DEFAULT' or a state-dict path, got 3"):
         pvf.load_model("torchvision:resnet18", weights=3)
+
+
+# 4 and 11. Every setting checked where it is made; no silent no-ops --------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("rotate", math.nan, r"rotate must be a finite number, got nan"),
+    ("rotate", math.inf, r"rotate must be a finite number, got inf"),
+    ("size", -1, r"size must be a positive int or \(H, W\) of positive ints, got -1"),
+    ("lr", math.nan, r"lr must be a finite non-zero number, got nan"),
+    ("lr", 0.0, r"lr must be a finite non-zero number, got 0.0 \(lr=0 would leave the image unchanged\)"),
+    ("steps", "many", r"steps must be an integer >= 1, got 'many'"),
+    ("clip", 0.0, r"clip must be a number > 0 \(inf allowed\), got 0.0 \(clip=0 would zero every step"),
+    ("scale_range", (0.9, math.inf), r"scale_range must be \(low, high\) finite numbers"),
+    ("blur_start", math.inf, r"blur_start must be a finite number >= 0, got inf"),
+    ("center", math.nan, r"center must be a finite number, got nan"),
+    ("std", (0.2, 0.0, 0.2), r"std must be a tuple of finite numbers > 0"),
+    ("init_image", torch.zeros(3, 4, 4, dtype=torch.int64), r"init_image must be a float tensor in \[0, 1\] or a "
+                                                             r"uint8 tensor in 0-255, got dtype torch.int64"),
+])
+def test_settings_reject_bad_values_when_made(field, value, message):
+    extra = {"mean": (0.5, 0.5, 0.5)} if field == "std" else {}
+    with pytest.raises(ValueError, match=message):
+        pvf.Settings(**{field: value}, **extra)
+    with pytest.raises(ValueError, match=message):  # and when changed
+        pvf.Settings().replace(**{field: value}, **extra)
+
+
+def test_nan_rotation_is_an_error_not_a_crash():
+    from engine_nets import tiny_cnn
+    with pytest.raises(ValueError, match="rotate must be a finite number, got nan"):
+        pvf.render(tiny_cnn(), "2:0", size=16, steps=2, rotate=math.nan, **EXACT)
+
+
+def test_a_zero_weight_is_an_error():
+    with pytest.raises(ValueError, match=r"weight of term 'conv3:2' must be a finite non-zero number, got 0.0 "
+                                         r"\(a weight of 0 would make the term a no-op\)"):
+        pvf.parse_units("0.5*conv3:1 + 0*conv3:2")
+    with pytest.raises(ValueError, match="non-zero"):
+        pvf.Unit.channel("conv3", 1, weight=0)
+
+
+def test_a_unit_that_never_responds_is_dead_not_ok():
+    from engine_nets import tiny_cnn
+    model = tiny_cnn()
+    with torch.no_grad():  # channel 0 of layer 1 (after the ReLU) is 0 for every image
+        model[0].weight[0].zero_()
+        model[0].bias[0] = -1.0
+    res = pvf.render(model, ["1:0", "0:1"], size=16, steps=3, **EXACT)  # after and before the ReLU
+    assert res.status == ["dead", "ok"], res.reasons
+    assert "stayed at 0 for all 3 steps" in res.reasons[0] and res.reasons[1] == ""
+
+
+def test_an_integer_init_image_is_read_as_0_to_255():
+    from pyviz_fast.engine.init import load_image
+    gray = torch.full((3, 8, 8), 128, dtype=torch.uint8)
+    torch.testing.assert_close(load_image(gray, 3, (8, 8)), torch.full((3, 8, 8), 128 / 255))
+    with pytest.raises(ValueError, match=r"init_image values must be in \[0, 1\], got values in \[0, 255\]"):
+        load_image(torch.linspace(0, 255, 192).reshape(3, 8, 8), 3, (8, 8))
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused", "emulation"])
+def test_nan_pixels_are_flagged_by_every_backend(backend):
+    if backend != "reference" and not pvf.has_ops():
+        pytest.skip("the compiled extension is not built")
+    from pyviz_fast import ops
+    g = torch.Generator().manual_seed(0)
+    x, grad = torch.rand(3, 3, 8, 8, generator=g), torch.randn(3, 3, 8, 8, generator=g)
+    x[1, 0, 2, 2], x[2, 1, 0, 0] = math.nan, math.inf
+    shifts = torch.zeros(3, 2, dtype=torch.long)
+    step = ops.fused_ascent_step(x, grad, shifts, shifts, 1.0, lr=0.1, backend=backend)
+    assert step.nonfinite.tolist() == [False, True, True]
+    reference = ops.fused_ascent_step(x, grad, shifts, shifts, 1.0, lr=0.1, backend="reference")
+    torch.testing.assert_close(step.image, reference.image, equal_nan=True)
+
+
+def test_op_messages_name_what_is_valid():
+    from pyviz_fast import ops
+    x = torch.rand(1, 3, 8, 8)
+    shifts = torch.zeros(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^lr must be finite, got inf$"):
+        ops.fused_ascent_step(x, x, shifts, shifts, lr=math.inf, backend="reference")
+
+
+# 5. Memory bounded by the batch, not the step count ---------------------------------------------
+
+_HUGE_RUN = """
+import resource, sys, time
+sys.path.insert(0, {tests!r})
+import pyviz_fast as pvf
+from engine_nets import tiny_cnn
+model = tiny_cnn()
+pvf.render(model, "2:0", size=16, steps=2, backend="reference", precision="fp32")  # warm up
+vm = int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))  # 1 GB more, at most
+steps = []
+def stop(info):
+    steps.append(info.step)
+    if len(steps) == 3:
+        raise KeyboardInterrupt
+started = time.perf_counter()
+try:
+    pvf.render(model, ["2:0", "2:1"], size=16, steps=10**10, backend={backend!r}, precision="fp32", callback=stop)
+except KeyboardInterrupt:
+    print("stopped", steps, time.perf_counter() - started)
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_a_huge_step_count_starts_at_once_in_bounded_memory(backend, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    if backend == "fused" and not pvf.has_ops():
+        pytest.skip("the compiled extension is not built")
+    script = _HUGE_RUN.format(tests=str(Path(__file__).parent), backend=backend)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("stopped [0, 1, 2]"), done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 60
+
+
+def test_the_trajectory_of_a_long_run_is_decimated_by_a_fixed_rule():
+    from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory, recorded_steps
+    steps = 10 * MAX_POINTS + 7
+    kept = recorded_steps(steps)
+    assert len(kept) == MAX_POINTS and kept[0] == 0 and kept[-1] == steps - 1 and list(kept) == sorted(set(kept))
+    trajectory = Trajectory(steps, 2, "cpu")
+    for t in range(steps):
+        trajectory[t] = torch.tensor([float(t), 1.0])
+    assert trajectory.values.shape == (MAX_POINTS, 2)
+    assert trajectory.values[:, 0].tolist() == [float(t) for t in kept]
+    assert trajectory.spread(torch.tensor([0.0, 1.0])).tolist() == [steps - 1, 0.0]
+    assert list(recorded_steps(5)) == [0, 1, 2, 3, 4]

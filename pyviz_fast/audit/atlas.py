@@ -193,5 +193,5 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
         raise error
     keys = {str(u) for u in (units if outcome.merged else mine)}
     source = outcome.merged or collect_records(run.root)
-    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") != "ok")
+    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") not in ("ok", "dead"))
     return outcome

@@ -25,6 +25,7 @@ The pseudo layer ``output`` is the model's return value (the pre-softmax logits 
 '0.5*conv3:1+0.5*conv3:2@neuron(3,4)'
 """
 import difflib
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
@@ -49,6 +50,13 @@ class Term:
     position: Optional[Tuple[int, ...]] = None  # neuron position; None = center
     vector: Optional[Tuple[float, ...]] = None  # direction in channel space
     weight: float = 1.0
+
+    def __post_init__(self):
+        weight = self.weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
+            layer = self.layer if self.index is None else f"{self.layer}:{self.index}"
+            raise ValueError(f"the weight of term {layer!r} must be a finite non-zero number, got {weight!r}"
+                             + (" (a weight of 0 would make the term a no-op)" if weight == 0 else ""))
 
     def __str__(self):
         text = self.layer if self.index is None else f"{self.layer}:{self.index}"
