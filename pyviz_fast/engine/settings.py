@@ -156,10 +156,10 @@ class Settings:
             _number(name, getattr(self, name), low=0.0)
         for name in ("center", "lo", "hi", "rotate"):
             _number(name, getattr(self, name))
-        _number("lr", self.lr, nonzero=True)
+        _number("lr", self.lr)  # 0 is allowed: it keeps the initial images (what the quality tests compare with)
         if self.lr_end is not None:
             _number("lr_end", self.lr_end)
-        _number("clip", self.clip, low=0.0, allow_inf=True, nonzero=True)
+        _number("clip", self.clip, low=0.0, allow_inf=True, zero="clip=0 would zero every step; inf disables clipping")
         _number("decay", self.decay, low=0.0, high=1.0)
         if not self.lo < self.hi:
             raise ValueError(f"lo must be below hi, got lo={self.lo!r}, hi={self.hi!r}")
@@ -214,20 +214,19 @@ def _integer(name, value, low):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-def _number(name, value, *, low=-math.inf, high=math.inf, allow_inf=False, nonzero=False):
-    """A real number in [low, high], finite unless ``allow_inf``, and not 0 when ``nonzero``."""
+def _number(name, value, *, low=-math.inf, high=math.inf, allow_inf=False, zero=None):
+    """A real number in [low, high], finite unless ``allow_inf``; not 0 when ``zero`` (why not) is given."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if is_number and (math.isfinite(value) or (allow_inf and value == math.inf)) and low <= value <= high \
-            and not (nonzero and value == 0):
+            and not (zero and value == 0):
         return
-    text = ("a " if allow_inf else "a finite ") + ("non-zero " if nonzero and low == -math.inf else "") + "number"
+    text = ("a " if allow_inf else "a finite ") + "number"
     if low > -math.inf and high < math.inf:
         text += f" in [{low:g}, {high:g}]"
     elif low > -math.inf:
-        text += f" {'>' if nonzero and low == 0 else '>='} {low:g}"
+        text += f" {'>' if zero and low == 0 else '>='} {low:g}"
     text += " (inf allowed)" if allow_inf else ""
-    hint = {"clip": " (clip=0 would zero every step; inf disables clipping)",
-            "lr": " (lr=0 would leave the image unchanged)"}.get(name, "") if value == 0 else ""
+    hint = f" ({zero})" if zero and value == 0 else ""
     raise ValueError(f"{name} must be {text}, got {value!r}{hint}")
 
 
