@@ -41,28 +41,32 @@ class Settings:
       blur_start / blur_end: Gaussian blur sigma of the gradient, decaying over the run
       (Øygard); 0 disables. schedule: 'linear', 'geometric' or 'cosine' decay of blur and lr.
       laplacian_levels: Laplacian-pyramid normalization of the gradient (TF DeepDream tutorial);
-      0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'; eps. clip: clamp the
-      normalized gradient to [-clip, clip] (inf disables).
+      0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'. eps: added to that norm
+      before dividing by it. clip: clamp the normalized gradient to [-clip, clip] (inf disables).
     Image
-      decay: pull toward ``center`` by this fraction per step. lo / hi: pixel clamp.
+      decay: pull toward ``center`` by this fraction per step. center: the pixel value decay
+      pulls toward. lo / hi: pixel clamp.
       image_blur_every / image_blur_sigma: blur the image itself every k steps (Yosinski); 0 = off.
     Scale
-      octaves: stages, each ``octave_scale`` times larger than the previous (+20% per stage:
-      Keras); the first stage is size / octave_scale**(octaves-1). canvas: optimize random
+      octaves: stages, each ``octave_scale`` times larger than the previous; the first stage is
+      size / octave_scale**(octaves-1). octave_scale: size ratio between stages (1.2 = +20% per
+      stage: Keras). canvas: optimize random
       ``size`` crops of a larger canvas of this size (Øygard); the result is the canvas.
     Init
       init: 'uniform' (gray + uniform noise of +-init_noise), 'pink' (1/f noise, energy at
-      all scales) or 'image' (init_image: a path, PIL image or tensor [C, H, W] in [0, 1]).
+      all scales) or 'image' (start from init_image). init_noise: noise amplitude of 'uniform'
+      and 'pink'. init_image: the image for init='image': a path, PIL image or tensor [C, H, W]
+      in [0, 1].
     Parameterization (Lucid's look)
       param: 'pixel' or 'fourier' (scaled spectrum + decorrelated color + sigmoid; uses autograd
       and the optimizer, not the fused step). decorrelate: color decorrelation for 3 channels.
       scale_range / rotate: per-image random scale in [a, b] and rotation in degrees +-rotate
       each step, applied differentiably (off by default for 'pixel').
     Execution
-      precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
-      'auto', 'contiguous' or 'channels_last'; compile: torch.compile the model.
-      'auto' picks bf16 + channels_last where it is fast (CUDA with bf16, CPUs with AMX-BF16;
-      measured ~3x on googlenet here) and fp32 otherwise.
+      precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); 'auto' picks bf16
+      where it is fast (CUDA with bf16, CPUs with AMX-BF16; measured ~3x on googlenet here) and
+      fp32 otherwise. memory_format: 'auto', 'contiguous' or 'channels_last'; 'auto' picks
+      channels_last with bf16. compile: torch.compile the model.
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).
