@@ -92,6 +92,13 @@ def _records(result, names, files) -> list[dict]:
             in zip(result.units, files, result.status, result.objective, result.reasons, result.seeds)]
 
 
+def _summary(record, out) -> str:
+    label = record["unit"] + (f" ({record['class']})" if record["class"] else "")
+    value = "n/a" if record["objective"] is None else f"{record['objective']:.4g}"
+    return (f"{label:<24} {record['status']:<9} objective {value}  {out / record['file']}"
+            + (f"  ({record['reason']})" if record["reason"] else ""))
+
+
 def run(args) -> int:
     from pyviz_fast.engine.units import ClassNames
 
@@ -106,18 +113,15 @@ def run(args) -> int:
         (out / "render.jsonl").unlink(missing_ok=True)
         progress = StepProgress(len(units), settings.steps, args.quiet)
         with interrupt_on_sigterm(), BatchWriter(out, out / "render.jsonl") as writer, progress:
-            for start in range(0, len(units), settings.batch_size):
+            for start in range(0, len(units), settings.batch_size):  # each batch on disk as soon as it is done
                 batch = units[start:start + settings.batch_size]
                 recorder = FrameRecorder(settings.steps, args.frames, _gif_writer(batch, out)) if args.gif else None
                 result = render_units(model, batch, settings, args, progress.with_callback(recorder), progress=False)
-                files = [f"{safe_name(str(unit))}.png" for unit in batch]
-                writer.submit(result.to_uint8(), _records(result, names, files))
+                records = _records(result, names, [f"{safe_name(str(unit))}.png" for unit in batch])
+                writer.submit(result.to_uint8(), records)
                 progress.update(len(batch))
-                for record in _records(result, names, files):
-                    label = record["unit"] + (f" ({record['class']})" if record["class"] else "")
-                    value = "n/a" if record["objective"] is None else f"{record['objective']:.4g}"
-                    progress.write(f"{label:<24} {record['status']:<9} objective {value}  {out / record['file']}"
-                                   + (f"  ({record['reason']})" if record["reason"] else ""))
+                for record in records:
+                    progress.write(_summary(record, out))
                 statuses += result.status
     except WriterError as error:
         raise CliError(f"{error}; the PNGs written before it are intact") from None
