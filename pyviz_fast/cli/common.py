@@ -68,16 +68,21 @@ def check_device(name: str) -> torch.device:
 
 
 def load_model(args):
-    """(model, info) for --model/--weights/--device (and --labels), or CliError naming the spec."""
-    from pyviz_fast.engine.models import load_model as engine_load_model
-    device = check_device(args.device)
-    try:
-        model, info = engine_load_model(args.model, weights=args.weights, device=device)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
-        raise CliError(f"cannot load model {args.model!r}: {error}") from None
+    """(model, info) for --model/--weights/--device and --labels, or CliError."""
+    model, info = _load_spec(args)
     if getattr(args, "labels", None):
         model.class_names = read_labels(args.labels)
     return model, info
+
+
+def _load_spec(args):
+    """(model, info) for --model/--weights/--device, or CliError naming the spec."""
+    from pyviz_fast.engine.models import load_model as engine_load_model
+    device = check_device(args.device)
+    try:
+        return engine_load_model(args.model, weights=args.weights, device=device)
+    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
+        raise CliError(f"cannot load model {args.model!r}: {error}") from None
 
 
 def read_labels(path) -> tuple:

@@ -38,8 +38,9 @@ def _top_level(text: str) -> str:
 def _field_helps(cls) -> dict[str, str]:
     """{field: text} from docstring entries such as 'steps: optimization steps.' or 'lo / hi: clamp.'
 
-    An entry runs from its label to the next label of a field (labels inside parentheses do not
-    count); a trailing ';' or ',' that joined it to the next entry is dropped."""
+    An entry runs from its label to the next label of a field; a trailing ';' or ',' that joined
+    it to the next entry is dropped, and a trailing '; field.' becomes '(see --field)'. A label opening a parenthesis, as in "'image' (init_image: a
+    path or tensor)", is not an entry boundary: its field's text is what the parenthesis holds."""
     names = {f.name for f in dataclasses.fields(cls)}
     lines = [line for line in inspect.cleandoc(cls.__doc__ or "").splitlines() if line.strip()]
     body_indent = max((len(line) - len(line.lstrip()) for line in lines), default=0)
@@ -51,8 +52,14 @@ def _field_helps(cls) -> dict[str, str]:
     for k, mark in enumerate(marks):
         end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
         body = text[mark.end():end].strip().rstrip(";,").strip().replace("``", "")
+        mention = re.search(r";\s*(\w+)\.?$", body)  # "...; eps." points at another field
+        if mention and mention.group(1) in names:
+            body = f"{body[:mention.start()]} (see --{mention.group(1).replace('_', '-')})"
         for name in mark.group(1).split("/"):
             helps[name.strip()] = body
+    for inner in re.finditer(r"\((\w+):\s((?:[^()]|\([^()]*\))*)\)", text):
+        if inner.group(1) in names and inner.group(1) not in helps:
+            helps[inner.group(1)] = inner.group(2).strip().replace("``", "")
     return helps
 
 

@@ -40,9 +40,10 @@ class Settings:
       jitter: roll the input by up to +-jitter px each step, un-roll the gradient (DeepDream).
       blur_start / blur_end: Gaussian blur sigma of the gradient, decaying over the run
       (Øygard); 0 disables. schedule: 'linear', 'geometric' or 'cosine' decay of blur and lr.
+      eps: added to the gradient's norm before dividing by it.
       laplacian_levels: Laplacian-pyramid normalization of the gradient (TF DeepDream tutorial);
-      0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'. eps: added to that norm
-      before dividing by it. clip: clamp the normalized gradient to [-clip, clip] (inf disables).
+      0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'; eps. clip: clamp the
+      normalized gradient to [-clip, clip] (inf disables).
     Image
       decay: pull toward ``center`` by this fraction per step. center: the pixel value decay
       pulls toward. lo / hi: pixel clamp.
@@ -53,10 +54,9 @@ class Settings:
       stage: Keras). canvas: optimize random
       ``size`` crops of a larger canvas of this size (Øygard); the result is the canvas.
     Init
+      init_noise: amplitude of the noise of init 'uniform' and 'pink'.
       init: 'uniform' (gray + uniform noise of +-init_noise), 'pink' (1/f noise, energy at
-      all scales) or 'image' (start from init_image). init_noise: noise amplitude of 'uniform'
-      and 'pink'. init_image: the image for init='image': a path, PIL image or tensor [C, H, W]
-      in [0, 1].
+      all scales) or 'image' (init_image: a path, PIL image or tensor [C, H, W] in [0, 1]).
     Parameterization (Lucid's look)
       param: 'pixel' or 'fourier' (scaled spectrum + decorrelated color + sigmoid; uses autograd
       and the optimizer, not the fused step). decorrelate: color decorrelation for 3 channels.
@@ -64,9 +64,9 @@ class Settings:
       each step, applied differentiably (off by default for 'pixel').
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); 'auto' picks bf16
-      where it is fast (CUDA with bf16, CPUs with AMX-BF16; measured ~3x on googlenet here) and
-      fp32 otherwise. memory_format: 'auto', 'contiguous' or 'channels_last'; 'auto' picks
-      channels_last with bf16. compile: torch.compile the model.
+      where it is fast (CUDA with bf16, else fp16; CPUs with AMX-BF16: measured ~3x on googlenet
+      here) and fp32 otherwise. memory_format: 'auto', 'contiguous' or 'channels_last'; 'auto'
+      picks channels_last on the CPU and with bf16/fp16 on CUDA. compile: torch.compile the model.
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).

@@ -205,51 +205,6 @@ def _parse_item(item, classes):
     return [Unit(tuple(term for term, _ in parsed))]
 
 
-def parse_units(spec, model=None):
-    """Parse unit specs (see the module docstring for the grammar) into a list of ``Unit``.
-
-    spec: a string (items separated by commas), a ``Unit``, or a list of either.
-    model: when given, every layer name is checked against ``model.named_modules()`` and an
-    unknown name raises ``ValueError`` listing the closest names. Units naming a whole layer
-    ("conv3") keep ``index=None`` here; ``render`` expands them to every channel.
-
-    >>> len(parse_units(["conv3:0-15", "fc:3"]))
-    17
-    """
-    items = spec if isinstance(spec, (list, tuple)) else [spec]
-    classes = ClassNames(model)
-    units = []
-    for item in items:
-        if isinstance(item, Unit):
-            units.append(item)
-        elif isinstance(item, str):
-            for piece in _split_top_level(item, ",;"):
-                if not piece.strip():
-                    raise ValueError(f"malformed unit list {item!r}: empty item")
-                units.extend(_parse_item(piece, classes))
-        else:
-            raise TypeError(f"units must be strings or Unit objects, got {type(item).__name__}: {item!r}")
-    if not units:
-        raise ValueError("units must name at least one unit, got an empty list")
-    if model is not None:
-        check_layer_names(units, model)
-    return units
-
-
-def check_layer_names(units, model):
-    """Raise ``ValueError`` naming the closest layer names for a layer the model does not have."""
-    names = [n for n, _ in model.named_modules() if n]
-    known = set(names) | {OUTPUT}
-    for unit in units:
-        for layer in unit.layers:
-            if layer not in known:
-                close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
-                hint = (f"; closest: {', '.join(close)}" if close else
-                        f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
-                raise ValueError(f"unknown layer {layer!r} in unit {str(unit)!r}{hint}. "
-                                 "List layers with pyviz_fast.layers(model, input_size)")
-
-
 def _normalized(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
@@ -305,3 +260,48 @@ class ClassNames:
             return None
         index = unit.index
         return self.names[index] if isinstance(index, int) and 0 <= index < len(self.names) else None
+
+
+def parse_units(spec, model=None):
+    """Parse unit specs (see the module docstring for the grammar) into a list of ``Unit``.
+
+    spec: a string (items separated by commas), a ``Unit``, or a list of either.
+    model: when given, every layer name is checked against ``model.named_modules()`` and an
+    unknown name raises ``ValueError`` listing the closest names. Units naming a whole layer
+    ("conv3") keep ``index=None`` here; ``render`` expands them to every channel.
+
+    >>> len(parse_units(["conv3:0-15", "fc:3"]))
+    17
+    """
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    classes = ClassNames(model)
+    units = []
+    for item in items:
+        if isinstance(item, Unit):
+            units.append(item)
+        elif isinstance(item, str):
+            for piece in _split_top_level(item, ",;"):
+                if not piece.strip():
+                    raise ValueError(f"malformed unit list {item!r}: empty item")
+                units.extend(_parse_item(piece, classes))
+        else:
+            raise TypeError(f"units must be strings or Unit objects, got {type(item).__name__}: {item!r}")
+    if not units:
+        raise ValueError("units must name at least one unit, got an empty list")
+    if model is not None:
+        check_layer_names(units, model)
+    return units
+
+
+def check_layer_names(units, model):
+    """Raise ``ValueError`` naming the closest layer names for a layer the model does not have."""
+    names = [n for n, _ in model.named_modules() if n]
+    known = set(names) | {OUTPUT}
+    for unit in units:
+        for layer in unit.layers:
+            if layer not in known:
+                close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
+                hint = (f"; closest: {', '.join(close)}" if close else
+                        f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
+                raise ValueError(f"unknown layer {layer!r} in unit {str(unit)!r}{hint}. "
+                                 "List layers with pyviz_fast.layers(model, input_size)")
