@@ -14,6 +14,7 @@ or after the command) shows the full traceback of either instead.
 0
 """
 import argparse
+import contextlib
 import logging
 import re
 import sys
@@ -79,12 +80,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"pyviz-fast: warning: {message}", file=file or sys.stderr)  # one line, no source excerpt
 
 
-def _silence_warnings() -> None:
-    """-q: nothing on stderr but errors: no Python warnings, no torch log warnings (torch.compile's)."""
+@contextlib.contextmanager
+def _quiet(enabled: bool):
+    """-q: nothing on stderr but errors: no Python warnings, no torch log warnings (torch.compile's).
+    The logging levels are restored afterwards (main also runs in-process, e.g. in tests)."""
+    if not enabled:
+        yield
+        return
     import torch
-    warnings.simplefilter("ignore")
-    logging.getLogger("torch").setLevel(logging.ERROR)
+    logger = logging.getLogger("torch")
+    level = logger.level
+    warnings.simplefilter("ignore")  # inside main's catch_warnings, which restores the filters
+    logger.setLevel(logging.ERROR)
     torch._logging.set_logs(all=logging.ERROR)
+    try:
+        yield
+    finally:
+        torch._logging.set_logs()  # torch's default log settings
+        logger.setLevel(level)
 
 
 def main(argv=None) -> int:
@@ -94,9 +107,8 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             args = parser.parse_args(argv)
-            if getattr(args, "quiet", False):
-                _silence_warnings()
-            return args.run(args)
+            with _quiet(getattr(args, "quiet", False)):
+                return args.run(args)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
