@@ -111,7 +111,7 @@ BAD_INPUTS = {
                             ["is a state dict", "--model", "--weights"]),
     "not-torchscript": (["layers", "--model", "{garbage}"], ["not a TorchScript file"]),
     "vit-wrong-size": (["saliency", "{photo}", "--model", "torchvision:vit_b_16"],
-                       ["forward failed", "AssertionError", "Expected 224"]),
+                       ["forward rejected an input of shape [1, 3, 200, 300]", "AssertionError", "Expected 224"]),
     "forward-raises-saliency": (["saliency", "{photo}", "--model", "cli_models:raising_net"],
                                 ["my model refuses this input"]),
     "forward-raises-render": (["render", "0:1", "--model", "cli_models:raising_net", *TINY],

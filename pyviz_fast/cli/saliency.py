@@ -53,7 +53,7 @@ def _forward(prepared, x, layers):
     except (ValueError, TypeError) as error:  # ours: unknown layer, layer not called, ...
         raise CliError(str(error)) from None
     except Exception as error:  # noqa: BLE001  (the model's own code: report what it said)
-        raise CliError(f"the model's forward failed on an input of shape {list(x.shape)}: "
+        raise CliError(f"the model's forward rejected an input of shape {list(x.shape)}: "
                        f"{type(error).__name__}: {error} (does it need another --size?)") from None
 
 

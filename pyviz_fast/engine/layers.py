@@ -75,7 +75,7 @@ def _checked_forward(forward, input_size, device):
     except LayerError:
         raise
     except Exception as error:  # the model's own error, re-raised with what we fed it
-        raise ValueError(f"the model's forward failed on an input of shape {list(x.shape)}: "
+        raise ValueError(f"the model's forward rejected an input of shape {list(x.shape)}: "
                          f"{type(error).__name__}: {error}") from error
 
 
