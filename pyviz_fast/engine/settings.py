@@ -30,7 +30,8 @@ class Settings:
 
     Image and run
       size: output size, int (square) or (H, W). steps: optimization steps in total (split
-      evenly over the octaves). batch_size: units per forward/backward pass.
+      evenly over the octaves). batch_size: units per forward/backward pass, or 'auto' (the
+      batch with the best measured throughput that fits a memory budget; see autotune.py).
     Optimizer
       optimizer: 'ascent' (normalized gradient ascent through the fused step) or 'adam'
       (torch.optim.Adam fed the same processed gradient). lr: step size; with 'ascent' and
@@ -60,16 +61,18 @@ class Settings:
       each step, applied differentiably (off by default for 'pixel').
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
-      'auto', 'contiguous' or 'channels_last'; compile: torch.compile the model.
-      'auto' picks bf16 + channels_last where it is fast (CUDA with bf16, CPUs with AMX-BF16;
-      measured ~3x on googlenet here) and fp32 otherwise.
+      'auto', 'contiguous' or 'channels_last'; compile: True, False or 'auto' (torch.compile
+      of the model between the hooked layers). 'auto' is decided by measurement: the first
+      batch tries each allowed execution and keeps the fastest whose objectives stay within 5%
+      of fp32's (engine/autotune.py; the choice is in ``RenderResult.info['execution']``).
+      Set all three explicitly for results that are bit-identical across machines.
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).
     """
     size: Union[int, Tuple[int, int]] = 128
     steps: int = 128
-    batch_size: int = 32
+    batch_size: Union[int, str] = 32
     optimizer: str = "ascent"
     lr: float = 0.05
     lr_end: Optional[float] = None
@@ -99,7 +102,7 @@ class Settings:
     rotate: float = 0.0
     precision: str = "auto"
     memory_format: str = "auto"
-    compile: bool = False
+    compile: Union[bool, str] = False
     channels: Optional[int] = None
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
@@ -128,8 +131,12 @@ class Settings:
         size = self.size if isinstance(self.size, (tuple, list)) else (self.size, self.size)
         if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
             raise ValueError(f"size must be a positive int or (H, W), got {self.size!r}")
-        for name in ("steps", "batch_size", "octaves"):
+        for name in ("steps", "octaves"):
             _integer(name, getattr(self, name), low=1)
+        if self.batch_size != "auto":
+            _integer("batch_size", self.batch_size, low=1)
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
         for name in ("jitter", "laplacian_levels", "image_blur_every"):
             _integer(name, getattr(self, name), low=0)
         for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps", "clip"):
