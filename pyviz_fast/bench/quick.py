@@ -1,5 +1,6 @@
 """The short benchmark behind ``pyviz-fast bench``: fused vs reference on the ascent step and end
-to end, with the model's forward+backward ceiling, in about half a minute on a 2-core CPU.
+to end, with the model's forward+backward ceiling, and every fixed execution beside 'auto', in
+about a minute on a 2-core CPU.
 
 >>> rows = run_quick_bench(device="cpu")
 >>> print(format_ratio_table(rows))
