@@ -42,6 +42,7 @@ class AtlasJob:
     batch_size: int = 16
     shard: Shard = field(default_factory=Shard)
     force: bool = False
+    fingerprint: str | None = None  # the model's (pyviz_fast.model_fingerprint): recorded, checked on resume
 
 
 @dataclass
@@ -154,14 +155,14 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
     error = None
     if dist.is_main:
         try:
-            run.prepare(job.model, job.seed, job.settings, force=job.force)
+            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint)
         except (OSError, ValueError) as caught:
             error = caught
     if dist.max(1 if error else 0):
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, job.settings)
+    return run.check(job.model, job.seed, job.settings, job.fingerprint)
 
 
 def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
@@ -205,5 +206,5 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
         raise error
     keys = {str(u) for u in (units if outcome.merged else mine)}
     source = outcome.merged or collect_records(run.root)
-    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") != "ok")
+    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") not in ("ok", "dead"))
     return outcome

@@ -78,7 +78,7 @@ def run(args) -> int:
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
                        device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
-                       shard=args.shard, force=args.force)
+                       shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model))
 
         def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record
             return pvf.choose_execution(model, units, settings, device=dist.device, seed=args.seed).record()

@@ -57,7 +57,7 @@ def load_model(args):
     from pyviz_fast.engine.models import load_model as engine_load_model
     device = check_device(args.device)
     try:
-        return engine_load_model(args.model, weights=args.weights, device=device)
+        return engine_load_model(args.model, weights=args.weights, device=device, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
         raise CliError(f"cannot load model {args.model!r}: {error}") from None
 
