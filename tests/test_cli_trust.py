@@ -238,7 +238,7 @@ def test_size_h_by_w_everywhere(files, tmp_path):
 
 def test_quiet_silences_warnings_and_torch_log_warnings(tmp_path):
     loud = pyviz("render", "0:1", "--model", "cli_models:chatty_net", "--size", "16", "--steps", "2",
-                 "--out", tmp_path, "--no-compile")
+                 "--out", tmp_path)
     assert loud.returncode == 0 and "a warning from the model" in loud.stderr and "torch log warning" in loud.stderr
     quiet = pyviz("render", "0:1", "--model", "cli_models:chatty_net", *TINY, "--out", tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""

@@ -7,10 +7,11 @@ import dataclasses
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, RunDirError, Shard, WriterError, run_atlas
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, check_device, interrupt_on_sigterm,
-                                   load_model, say)
+                                   load_model, report_execution, say)
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
+from pyviz_fast.engine.autotune import Decision
 
 EXAMPLES = """examples:
   pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model
@@ -75,22 +76,29 @@ def run(args) -> int:
         units = expand_units(specs, model, infos)
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
-                       device=dist.device, batch_size=settings.batch_size, shard=args.shard, force=args.force)
+                       device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
+                       shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model))
+
+        def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record
+            return pvf.choose_execution(model, units, settings, device=dist.device, seed=args.seed).record()
 
         quiet = args.quiet or not dist.is_main
         bars = []
 
-        def progress_factory(total):
+        def progress_factory(total):  # one bar over the run that moves every step
             bars.append(StepProgress(total, settings.steps, quiet))
             return bars[-1]
 
-        def render_batch(batch):
-            return pvf.render(model, batch, settings, backend=args.backend, device=dist.device, seed=args.seed,
-                              batch_size=len(batch), progress=False, callback=bars[-1] if bars else None)
+        def render_batch(batch, execution):
+            chosen = Decision.from_record(execution).settings()
+            return pvf.render(model, batch, settings.replace(**chosen), backend=args.backend, device=dist.device,
+                              seed=args.seed, batch_size=len(batch), progress=False,
+                              callback=bars[-1] if bars else None)
 
         try:
             with interrupt_on_sigterm():
-                outcome = run_atlas(units, render_batch, job, dist, progress_factory=progress_factory)
+                outcome = run_atlas(units, render_batch, job, dist, progress_factory=progress_factory,
+                                    decide_execution=decide_execution)
         except RunDirError as error:  # other settings in --out, or rank 0 could not set it up
             raise CliError(str(error)) from None
         except WriterError as error:
@@ -102,6 +110,7 @@ def run(args) -> int:
     finally:
         dist.close()
     if dist.is_main:
+        report_execution(args, outcome.execution)
         dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("file"))
         shard = f" shard {args.shard} ({len(outcome.merged)} of the {outcome.total} units are in the directory)" \
             if args.shard.count > 1 else ""

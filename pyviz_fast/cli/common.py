@@ -53,6 +53,9 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
     group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error instead of one line")
     if settings:
+        group.add_argument("--explain", action="store_true",
+                           help="print the table of the 'auto' execution trial (each candidate's speed and "
+                                "why any was rejected), not just the one line naming the choice")
         add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults, helps=settings_helps)
 
 
@@ -80,7 +83,7 @@ def _load_spec(args):
     from pyviz_fast.engine.models import load_model as engine_load_model
     device = check_device(args.device)
     try:
-        return engine_load_model(args.model, weights=args.weights, device=device)
+        return engine_load_model(args.model, weights=args.weights, device=device, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
         raise CliError(f"cannot load model {args.model!r}: {error}") from None
 
@@ -212,6 +215,14 @@ def interrupt_on_sigterm():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def report_execution(args, record: dict | None) -> None:
+    """One line naming the execution the model ran with (with --explain, the trial's table)."""
+    from pyviz_fast.engine.autotune import Decision
+    if record:
+        text = Decision.from_record(record, source=record.get("source", "record")).explain()
+        say(args, text if getattr(args, "explain", False) else text.splitlines()[0])
 
 
 def say(args, message: str) -> None:

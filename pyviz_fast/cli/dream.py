@@ -80,4 +80,4 @@ def run(args) -> int:
         raise CliError(f"cannot write {str(out)!r}: {error}") from None
     say(args, f"dream of {units[0]} ({result.status[0]}, objective {float(result.objective[0]):.4g}) -> {out}"
               + (f" and {out.with_suffix('.gif')}" if args.gif else ""))
-    return 0 if result.status[0] == "ok" else 1
+    return 0 if result.status[0] in ("ok", "dead") else 1

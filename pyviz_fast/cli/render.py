@@ -16,7 +16,7 @@ from pyviz_fast.audit.files import write_atomic, write_text_atomic
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.audit.writer import BatchWriter, WriterError
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, interrupt_on_sigterm, load_model,
-                                   output_dir)
+                                   output_dir, report_execution)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
@@ -99,6 +99,17 @@ def _summary(record, out) -> str:
             + (f"  ({record['reason']})" if record["reason"] else ""))
 
 
+def decide_execution(model, units, settings, args):
+    """The settings with 'auto' execution (precision, memory format, compile, batch size) decided
+    once for the whole render, and the decision's record; errors as CliError."""
+    import pyviz_fast as pvf
+    try:
+        decision = pvf.choose_execution(model, units, settings, device=args.device, seed=args.seed)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise CliError(f"render failed: {error}") from None
+    return settings.replace(**decision.settings()), decision.record()
+
+
 def run(args) -> int:
     from pyviz_fast.engine.units import ClassNames
 
@@ -106,10 +117,12 @@ def run(args) -> int:
     model, _ = load_model(args)
     units = expand_units(args.units, model, model_layers(model, settings.hw))
     out = output_dir(args.out)
+    settings, execution = decide_execution(model, units, settings, args)  # one choice for every batch
     names = ClassNames(model)
     statuses = []
     try:
-        write_text_atomic(out / "render.json", json.dumps(run_info(args, settings, units), indent=2, default=str))
+        info = {**run_info(args, settings, units), "execution": execution}
+        write_text_atomic(out / "render.json", json.dumps(info, indent=2, default=str))
         (out / "render.jsonl").unlink(missing_ok=True)
         progress = StepProgress(len(units), settings.steps, args.quiet)
         with interrupt_on_sigterm(), BatchWriter(out, out / "render.jsonl") as writer, progress:
@@ -127,4 +140,5 @@ def run(args) -> int:
         raise CliError(f"{error}; the PNGs written before it are intact") from None
     except OSError as error:
         raise CliError(f"cannot write to {str(out)!r}: {error}") from None
-    return 0 if all(status == "ok" for status in statuses) else 1
+    report_execution(args, execution)
+    return 0 if all(status in ("ok", "dead") for status in statuses) else 1
