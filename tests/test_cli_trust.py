@@ -125,7 +125,7 @@ BAD_INPUTS = {
     "class-typo": (["render", "fc:ring", *TINY], ["no class called 'ring'", "rings"]),
     "class-on-conv": (["render", "conv3:rings", *TINY], ["class layer", "fc"]),
     "class-without-names": (["render", "output:cat", "--model", "cli_models:gray_net", *TINY],
-                            ["no class names", "--labels"]),
+                            ["has no class names", "--labels"]),
     "labels-missing": (["render", "output:cat", "--model", "cli_models:gray_net", "--labels", "{missing}", *TINY],
                        ["--labels"]),
     "config-unknown-key": (["render", "conv3:1", "--config", "{unknown_json}", *TINY], ["stepz", "unknown setting"]),

@@ -245,11 +245,12 @@ class ClassNames:
             raise ValueError(f"unit {spec!r} names a class ({name!r}); names are resolved against the model: "
                              "pass model=... (or give the index)")
         if not self.names:
-            raise ValueError(f"unit {spec!r}: the model has no class names; give the class index, or names "
-                             "(--labels FILE on the command line, model.class_names in Python)")
+            raise ValueError(f"malformed unit {spec!r}: {name!r} is not an index, and the model has no class names "
+                             "to look it up in (give them with --labels FILE on the command line, "
+                             "model.class_names in Python)")
         if layer not in self._layers():
-            raise ValueError(f"unit {spec!r}: class names apply to the class layer ({' or '.join(self._layers())}), "
-                             f"not {layer!r}; give a channel index there")
+            raise ValueError(f"malformed unit {spec!r}: {name!r} is not an index; class names apply to the class "
+                             f"layer ({' or '.join(self._layers())}), not {layer!r}")
         wanted = _normalized(name)
         matches = [k for k, n in enumerate(self.names) if _normalized(n) == wanted]
         if len(matches) > 1:
