@@ -3,8 +3,8 @@ optionally a GIF of each unit's optimization.
 
 Each batch's PNGs are written as soon as the batch finishes, with one record per unit appended to
 ``render.jsonl`` (unit, class name, file, status, objective, reason, seed); ``render.json`` holds
-what the render was made with (model, weights, seed, settings, units, versions) and is a valid
-``--config`` file. Ctrl-C (or SIGTERM) keeps every finished batch. Both files describe the last
+what the render was made with (model, weights, seed, units, versions, and the settings with the
+'auto' execution decided once for every batch) and is a valid ``--config`` file. Ctrl-C (or SIGTERM) keeps every finished batch. Both files describe the last
 render into the directory."""
 import argparse
 import dataclasses
