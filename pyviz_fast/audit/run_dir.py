@@ -3,7 +3,8 @@
 Layout::
 
     run.json             model, seed, settings and their hash, the model's fingerprint: what every
-                         image here was made with
+                         image here was made with; the execution the run chose (precision,
+                         memory format, batch size)
     parts/*.jsonl        per-writer manifest parts (one per process / shard / rank)
     manifest.jsonl       the merged manifest, one record per unit
     images/<layer>/*.png full-size images;  thumbs/<layer>/*.png  gallery thumbnails
@@ -132,6 +133,16 @@ class RunDir:
         if self.read_run_info() is None:
             write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
         return info
+
+    def execution_record(self) -> dict | None:
+        """The execution recorded by the first process of this run (see audit/execution.py)."""
+        return (self.read_run_info() or {}).get("execution")
+
+    def record_execution(self, record: dict) -> None:
+        """Add the execution record to run.json (outside the settings and their hash)."""
+        info = self.read_run_info() or {}
+        info["execution"] = record
+        write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
 
     def discard_outputs(self) -> None:
         """Delete what a previous run wrote here (only the names this package writes)."""

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from pyviz_fast import ops
 from pyviz_fast.backend import resolve_backend
+from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.init import initial_images
@@ -275,9 +276,6 @@ def _prepare_units(units, model, prepared, channels, stage_plan, layout):
         probe_shapes(prepared, names, channels, stage_plan[-1][0])
     except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
         prepared.enable_training_heads()
-    except ValueError:  # the forward failed: in channels_last that 'auto' chose? Retry contiguous
-        if not prepared.use_contiguous():
-            raise
     shapes = probe_activations(prepared, names, channels, [hw for hw, _ in stage_plan], layout)
     units = _expand_whole_layers(units, shapes[stage_plan[-1][0]])
     for per_layer in shapes.values():
@@ -285,6 +283,53 @@ def _prepare_units(units, model, prepared, channels, stage_plan, layout):
             for term in unit.terms:
                 check_term(term, unit, per_layer[term.layer])
     return units, shapes
+
+
+def _choose_execution(prepared, settings, units, shapes, stage_plan, channels, seed):
+    """The execution (and batch size) the render runs with: 'auto' settings are decided by a
+    trial on the first batch (autotune.py), whose images are then discarded."""
+    hw = stage_plan[-1][0]
+    first = min(len(units), settings.batch_size if settings.batch_size != "auto" else 16)
+
+    def plan_for(count):
+        return ObjectivePlan(units[:count], shapes[hw], prepared.device)
+
+    def images_for(count):
+        draws = Draws.for_units(units[:count], seed, 1, settings.jitter)
+        return initial_images(settings, draws, channels, hw).to(prepared.device)
+    return autotune.choose(prepared, settings, units, first, plan_for, images_for)
+
+
+def _resolve(model, settings, device, seed, batch_size, overrides):
+    """(model, validated settings, torch.device, input channels, octave stages) of a call."""
+    settings = (settings or Settings()).replace(**overrides)
+    if batch_size is not None:
+        settings = settings.replace(batch_size=batch_size)
+    settings.validate()
+    if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
+        raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
+    if isinstance(model, str):
+        model, _ = load_model(model, device=device, seed=seed)
+    channels = settings.channels or input_channels(model)
+    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
+    return model, settings, torch.device(device), channels, stage_plan
+
+
+def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch_size=None, **overrides):
+    """The execution (precision, memory format, compile; and batch size for batch_size='auto')
+    that ``render`` would run these units with, decided the same way; an ``autotune.Decision``.
+
+    For callers that make the choice once and pass it explicitly to many renders (an atlas does,
+    recording it in run.json). Its ``record()`` is JSON; ``explain()`` prints the trial.
+
+    >>> decision = choose_execution(model, "inception4a:0-15", size=128)
+    >>> res = render(model, units, settings.replace(**decision.settings()))
+    """
+    model, settings, device, channels, stage_plan = _resolve(model, settings, device, seed, batch_size, overrides)
+    with PreparedModel(model, settings, device) as prepared:
+        prepared.check_channels(channels)
+        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan, settings.layout)
+        return _choose_execution(prepared, settings, units, shapes, stage_plan, channels, seed)
 
 
 def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
@@ -318,22 +363,14 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     4
     """
     started = time.perf_counter()
-    settings = (settings or Settings()).replace(**overrides)
-    if batch_size is not None:
-        settings = settings.replace(batch_size=batch_size)
-    settings.validate()
-    if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
-        raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device, seed=seed)
-    device = torch.device(device)
+    model, settings, device, channels, stage_plan = _resolve(model, settings, device, seed, batch_size, overrides)
     backend = resolve_backend(backend, device)
-    channels = settings.channels or input_channels(model)
-    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:
         prepared.check_channels(channels)
         units, shapes = _prepare_units(units, model, prepared, channels, stage_plan, settings.layout)
-        prepared.compile_around({layer for u in units for layer in u.layers})
+        decision = _choose_execution(prepared, settings, units, shapes, stage_plan, channels, seed)
+        if decision.batch_size is not None:
+            settings = settings.replace(batch_size=decision.batch_size)
         run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
         setup = time.perf_counter() - started
         try:
@@ -345,7 +382,8 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     images, objective, trajectory, seeds, status, reasons = outputs
     timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
     info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,
-            "device": str(device), "compile": settings.compile, "channels": channels}
+            "device": str(device), "compile": prepared.execution.compile, "channels": channels,
+            "batch_size": settings.batch_size, "execution": decision.record()}
     return RenderResult(images, units, objective, trajectory, seeds, status, reasons, timings, settings, info)
 
 

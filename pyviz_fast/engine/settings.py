@@ -40,7 +40,8 @@ class Settings:
 
     Image and run
       size: output size, int (square) or (H, W). steps: optimization steps in total (split
-      evenly over the octaves). batch_size: units per forward/backward pass.
+      evenly over the octaves). batch_size: units per forward/backward pass, or 'auto' (the
+      batch with the best measured throughput that fits a memory budget; see autotune.py).
     Optimizer
       optimizer: 'ascent' (normalized gradient ascent through the fused step) or 'adam'
       (torch.optim.Adam fed the same processed gradient). lr: step size; with 'ascent' and
@@ -50,17 +51,21 @@ class Settings:
       jitter: roll the input by up to +-jitter px each step, un-roll the gradient (DeepDream).
       blur_start / blur_end: Gaussian blur sigma of the gradient, decaying over the run
       (Øygard); 0 disables. schedule: 'linear', 'geometric' or 'cosine' decay of blur and lr.
+      eps: added to the gradient's norm before dividing by it.
       laplacian_levels: Laplacian-pyramid normalization of the gradient (TF DeepDream tutorial);
       0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'; eps. clip: clamp the
       normalized gradient to [-clip, clip] (> 0; inf disables).
     Image
-      decay: pull toward ``center`` by this fraction per step. lo / hi: pixel clamp.
+      decay: pull toward ``center`` by this fraction per step. center: the pixel value decay
+      pulls toward. lo / hi: pixel clamp.
       image_blur_every / image_blur_sigma: blur the image itself every k steps (Yosinski); 0 = off.
     Scale
-      octaves: stages, each ``octave_scale`` times larger than the previous (+20% per stage:
-      Keras); the first stage is size / octave_scale**(octaves-1). canvas: optimize random
+      octaves: stages, each ``octave_scale`` times larger than the previous; the first stage is
+      size / octave_scale**(octaves-1). octave_scale: size ratio between stages (1.2 = +20% per
+      stage: Keras). canvas: optimize random
       ``size`` crops of a larger canvas of this size (Øygard); the result is the canvas.
     Init
+      init_noise: amplitude of the noise of init 'uniform' and 'pink'.
       init: 'uniform' (gray + uniform noise of +-init_noise), 'pink' (1/f noise, energy at
       all scales) or 'image' (init_image: a path, PIL image, float tensor [C, H, W] in [0, 1] or
       uint8 tensor in 0-255, which is divided by 255 as torchvision's to_tensor does).
@@ -70,10 +75,13 @@ class Settings:
       scale_range / rotate: per-image random scale in [a, b] and rotation in degrees +-rotate
       each step, applied differentiably (off by default for 'pixel').
     Execution
-      precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
-      'auto', 'contiguous' or 'channels_last'; compile: torch.compile the model.
-      'auto' picks bf16 + channels_last where it is fast (CUDA with bf16, CPUs with AMX-BF16;
-      measured ~3x on googlenet here) and fp32 otherwise.
+      precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model; 'auto' is measured: the
+      first batch tries each allowed execution and keeps the fastest whose objectives stay
+      within 5% of fp32's, see engine/autotune.py; the choice is in
+      ``RenderResult.info['execution']``; set precision, memory_format and compile explicitly for
+      results that are bit-identical across machines). memory_format: 'auto' (measured with
+      precision), 'contiguous' or 'channels_last'. compile: True, False or 'auto' (measured with
+      precision; torch.compile of the model between the hooked layers).
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).
@@ -83,7 +91,7 @@ class Settings:
     """
     size: Union[int, Tuple[int, int]] = 128
     steps: int = 128
-    batch_size: int = 32
+    batch_size: Union[int, str] = 32
     optimizer: str = "ascent"
     lr: float = 0.05
     lr_end: Optional[float] = None
@@ -113,7 +121,7 @@ class Settings:
     rotate: float = 0.0
     precision: str = "auto"
     memory_format: str = "auto"
-    compile: bool = False
+    compile: Union[bool, str] = False
     channels: Optional[int] = None
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
@@ -148,8 +156,12 @@ class Settings:
         size = self.size if isinstance(self.size, (tuple, list)) else (self.size, self.size)
         if len(size) != 2 or not all(_is_int(s) and s >= 1 for s in size):
             raise ValueError(f"size must be a positive int or (H, W) of positive ints, got {self.size!r}")
-        for name in ("steps", "batch_size", "octaves"):
+        for name in ("steps", "octaves"):
             _integer(name, getattr(self, name), low=1)
+        if self.batch_size != "auto":
+            _integer("batch_size", self.batch_size, low=1)
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
         for name in ("jitter", "laplacian_levels", "image_blur_every"):
             _integer(name, getattr(self, name), low=0)
         for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps"):
@@ -169,9 +181,8 @@ class Settings:
             if self.canvas < min(size) or self.octaves > 1:
                 raise ValueError(f"canvas must be >= size {self.size!r} and used with octaves=1, "
                                  f"got canvas={self.canvas!r}")
-        for name in ("decorrelate", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.decorrelate, bool):
+            raise ValueError(f"decorrelate must be True or False, got {self.decorrelate!r}")
         _init_image(self.init_image)
         if self.init == "image" and self.init_image is None:
             raise ValueError("init='image' needs init_image (a path, PIL image or tensor [C, H, W])")
