@@ -50,11 +50,15 @@ def _is_block(module, shape) -> bool:
 
 
 def default_atlas_layers(model, infos) -> list[str]:
-    """The conv/block layers: the outermost modules whose [C, H, W] output comes from a
+    """The model's own choice when it names one (an ``atlas_layers`` attribute: shapes_vit lists
+    the MLP neurons after each block's GELU), else the conv/block layers: the outermost modules whose [C, H, W] output comes from a
     convolution, or whose token output [N, D] is one transformer block's (shapesnet: conv1-conv4;
     googlenet: conv1-3 and the inception blocks; resnet: conv1 and layer1-4; vit_b_16: the patch
     embedding and the 12 encoder blocks). The root module itself is not a layer."""
     modules = dict(model.named_modules())
+    chosen = getattr(model, "atlas_layers", None)
+    if chosen:
+        return [info.name for info in infos if info.name in set(chosen)]
     candidates = [info.name for info in infos if info.name in modules and info.shape is not None
                   and _is_block(modules[info.name], info.shape)]
 

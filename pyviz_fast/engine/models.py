@@ -2,7 +2,8 @@
 
 Specs accepted by ``load_model``:
 
-- ``"shapesnet"``: the package's own trained model (``pyviz_fast.zoo.shapesnet``);
+- ``"shapesnet"``, ``"shapes_resnet"``, ``"shapes_vit"``: the package's own trained models
+  (``pyviz_fast.zoo``; ``shapesnet`` is the default);
 - ``"torchvision:NAME"``: ``torchvision.models.get_model(NAME)`` with ``weights`` = ``"none"``
   (random init), ``"DEFAULT"`` (torchvision's download, the user's machine's business) or a path
   to a saved state dict;
@@ -20,6 +21,8 @@ import importlib
 import os
 
 import torch
+
+from pyviz_fast import zoo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,9 +87,8 @@ def load_model(spec="shapesnet", weights="none", device="cpu"):
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
-    if spec == "shapesnet":
-        from pyviz_fast import zoo
-        model, source = zoo.shapesnet(), "pyviz_fast.zoo"
+    if spec in zoo.ZOO_MODELS:
+        model, source = zoo.load(spec), "pyviz_fast.zoo"
     elif spec.startswith("torchvision:"):
         model, source = _torchvision(spec.split(":", 1)[1], weights), "torchvision"
         model.input_mean, model.input_std = IMAGENET_MEAN, IMAGENET_STD
@@ -99,7 +101,7 @@ def load_model(spec="shapesnet", weights="none", device="cpu"):
     elif ":" in spec:
         model, source = _factory(spec), "factory"
     else:
-        raise ValueError(f"unknown model spec {spec!r}; use shapesnet, torchvision:NAME, timm:NAME, "
+        raise ValueError(f"unknown model spec {spec!r}; use {', '.join(zoo.ZOO_MODELS)}, torchvision:NAME, timm:NAME, "
                          "a TorchScript file (.pt) or package.module:factory")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model spec {spec!r} produced {type(model).__name__}, not a torch.nn.Module")
