@@ -1,4 +1,7 @@
 """The shipped models (pyviz_fast.zoo): real trained weights, any input size, named layers."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -147,3 +150,19 @@ def test_training_script_writes_a_loadable_state_dict(tmp_path, capsys, name):
     main(["--model", name, "--out", str(out), "--steps", "2", "--eval-images", "20"])
     assert "held-out accuracy at 64 px" in capsys.readouterr().out
     ZOO[name].architecture().load_state_dict(torch.load(out, weights_only=True))
+
+
+@pytest.mark.parametrize("name, atlas", [("shapes_vit", [f"blocks.{k}.mlp.act" for k in range(4)]),
+                                         ("shapes_resnet", ["stem", "layer1", "layer2", "layer3", "layer4"])])
+def test_cli_lists_the_zoo_models_layers_and_atlas_defaults(name, atlas):
+    def layers(*extra):
+        done = subprocess.run([sys.executable, "-m", "pyviz_fast", "layers", "--model", name, "--size", "64", *extra],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
+
+    assert list(layers("--atlas")) == atlas
+    every = layers()
+    assert set(atlas) < set(every) and every["output"][-1] == "10"
+    if name == "shapes_vit":  # tokens [N, D]: 64 patches of a 64 px image + the class token
+        assert every["blocks.0.mlp.act"][2:] == ["[65,", "256]", "256"]

@@ -32,7 +32,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from pyviz_fast.zoo.shapesnet import MIN_INPUT_SIZE, Normalize
+from pyviz_fast.zoo.shapesnet import Normalize, check_images
 
 
 class BasicBlock(nn.Module):
@@ -80,7 +80,5 @@ class ShapesResNet(nn.Sequential):
         ]))
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f"ShapesResNet input must be [B, 3, H, W] with H, W >= {MIN_INPUT_SIZE}; "
-                             f"got {list(x.shape)}")
+        check_images(x, "ShapesResNet")
         return super().forward(x)

@@ -34,14 +34,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyviz_fast.zoo.shapesnet import MIN_INPUT_SIZE, Normalize
+from pyviz_fast.zoo.shapesnet import Normalize, check_images
 
 PATCH = 8
 TRAIN_GRID = 8  # patches per side of the 64 px images the position embedding is made for
 
 
 class PatchEmbed(nn.Module):
-    """[B, 3, H, W] -> patch tokens [B, (H // 8) * (W // 8), D] plus the grid shape."""
+    """[B, 3, H, W] -> patch tokens [B, (H // 8) * (W // 8), D]."""
 
     def __init__(self, dim):
         super().__init__()
@@ -117,9 +117,7 @@ class ShapesViT(nn.Module):
         return torch.cat([cls_pos, patch_pos], dim=1)
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f"ShapesViT input must be [B, 3, H, W] with H, W >= {MIN_INPUT_SIZE}; "
-                             f"got {list(x.shape)}")
+        check_images(x, "ShapesViT")
         tokens = self.patch_embed(self.normalize(x))
         tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
         tokens = tokens + self._position_embedding(x.shape[-2] // PATCH, x.shape[-1] // PATCH)
