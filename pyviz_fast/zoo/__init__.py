@@ -49,6 +49,7 @@ def load(name, pretrained=True, device=None):
                                     f"retrain with: python -m pyviz_fast.zoo.train_shapes --model {name}")
         model.load_state_dict(torch.load(recipe.weights, map_location="cpu", weights_only=True))
     model.requires_grad_(False)
+    model.class_names = SHAPES_CLASSES  # for units such as fc:rings
     return model.to(device or "cpu").eval()
 
 
