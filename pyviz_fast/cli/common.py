@@ -38,8 +38,8 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
                      settings_defaults=None, settings_helps=None) -> None:
     group = parser.add_argument_group("common")
     group.add_argument("--model", default="shapesnet",
-                       help="model spec: shapesnet (the shipped model), torchvision:NAME, timm:NAME, "
-                            "a TorchScript file, or package.module:factory (default: %(default)s)")
+                       help="model spec: shapesnet (the shipped default), shapes_resnet, shapes_vit, "
+                            "torchvision:NAME, timm:NAME, a TorchScript file, or package.module:factory (default: %(default)s)")
     group.add_argument("--weights", default="none",
                        help="weights for torchvision:/timm: specs: none, DEFAULT or a state-dict path")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")

@@ -57,7 +57,8 @@ def _spatial(shape) -> tuple:
 
 
 def default_atlas_layers(model, infos) -> list[str]:
-    """The conv/block layers: the outermost modules whose [C, H, W] output comes from a
+    """The model's own choice when it names one (an ``atlas_layers`` attribute: shapes_vit lists
+    the MLP neurons after each block's GELU), else the conv/block layers: the outermost modules whose [C, H, W] output comes from a
     convolution, or whose token output [N, D] is one transformer block's; a module that spans
     several resolutions (its outermost such descendants differ in H, W, or tokens) is replaced by
     those descendants, so a whole-network container such as vgg's or convnext's ``features``
@@ -67,6 +68,9 @@ def default_atlas_layers(model, infos) -> list[str]:
     downsamplings; vit_b_16: the patch embedding and the 12 encoder blocks). The root module
     itself is not a layer."""
     modules = dict(model.named_modules())
+    chosen = getattr(model, "atlas_layers", None)
+    if chosen:
+        return [info.name for info in infos if info.name in set(chosen)]
     shapes = {info.name: info.shape for info in infos}
     candidates = [name for name, shape in shapes.items() if name in modules and shape is not None
                   and _is_block(modules[name], shape)]

@@ -2,7 +2,8 @@
 
 Specs accepted by ``load_model``:
 
-- ``"shapesnet"``: the package's own trained model (``pyviz_fast.zoo.shapesnet``);
+- ``"shapesnet"``, ``"shapes_resnet"``, ``"shapes_vit"``: the package's own trained models
+  (``pyviz_fast.zoo``; ``shapesnet`` is the default);
 - ``"torchvision:NAME"``: ``torchvision.models.get_model(NAME)`` with ``weights`` = ``"none"``
   or ``None`` (random init), ``"DEFAULT"`` (torchvision's download, the user's machine's business) or a path
   to a saved state dict;
@@ -27,6 +28,8 @@ import os
 import warnings
 
 import torch
+
+from pyviz_fast import zoo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,9 +192,8 @@ def load_model(spec="shapesnet", weights="none", device="cpu", seed=0):
 
 
 def _build(spec, weights):
-    if spec == "shapesnet":
-        from pyviz_fast import zoo
-        model, source = zoo.shapesnet(), "pyviz_fast.zoo"
+    if spec in zoo.ZOO_MODELS:
+        model, source = zoo.load(spec), "pyviz_fast.zoo"
     elif spec.startswith("torchvision:"):
         model, source = _torchvision(spec.split(":", 1)[1], weights), "torchvision"
         model.input_mean, model.input_std = IMAGENET_MEAN, IMAGENET_STD
@@ -203,7 +205,7 @@ def _build(spec, weights):
     elif ":" in spec:
         model, source = _factory(spec), "factory"
     else:
-        raise ValueError(f"unknown model spec {spec!r}; use shapesnet, torchvision:NAME, timm:NAME, "
+        raise ValueError(f"unknown model spec {spec!r}; use {', '.join(zoo.ZOO_MODELS)}, torchvision:NAME, timm:NAME, "
                          "a TorchScript file (.pt) or package.module:factory")
     return model, source
 

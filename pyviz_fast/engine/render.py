@@ -31,6 +31,7 @@ from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.objectives import ObjectivePlan, check_term
 from pyviz_fast.engine.params import FourierImage
 from pyviz_fast.engine.pyramid import laplacian_normalize
+from pyviz_fast.engine.redirect import redirected
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
@@ -103,10 +104,11 @@ class _Run:
         self.transform = not is_identity(s.scale_range, s.rotate)
         self.clock = {"forward_backward": 0.0, "step": 0.0}
 
-    def objective_and_grad(self, inp, wrt, plan, uniforms):
-        """Objective [B] of images ``inp`` and its gradient w.r.t. ``wrt`` (inp itself or a parameter)."""
+    def objective_and_grad(self, inp, wrt, plan, uniforms, step):
+        """Objective [B] of images ``inp`` and its gradient w.r.t. ``wrt`` (inp itself or a parameter)
+        at optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs)."""
         start = time.perf_counter()
-        with torch.enable_grad():
+        with torch.enable_grad(), redirected(step < self.s.redirect_steps):
             view = random_affine(inp, uniforms, self.s.scale_range, self.s.rotate) if self.transform else inp
             objective = plan(self.prepared(view, plan.layers))
             grad, = torch.autograd.grad(objective.sum(), wrt)
@@ -173,7 +175,7 @@ def _pixel_loop(run, units, draws, shifts, trajectory, bad, after_step):
             if inp is None:
                 inp = ops.jitter(view, shifts[t], backend=b)
             inp = inp.detach().requires_grad_(True)
-            objective, grad = run.objective_and_grad(inp, inp, plan, draws.affine[t])
+            objective, grad = run.objective_and_grad(inp, inp, plan, draws.affine[t], t)
             trajectory[t] = objective
             start = time.perf_counter()
             if s.laplacian_levels:
@@ -212,7 +214,7 @@ def _fourier_loop(run, units, draws, shifts, trajectory, bad, after_step):
     for t in range(s.steps):
         with torch.enable_grad():
             inp = ops.reference.jitter(param(), shifts[t])  # differentiable roll
-            objective, grad = run.objective_and_grad(inp, param.spectrum, plan, draws.affine[t])
+            objective, grad = run.objective_and_grad(inp, param.spectrum, plan, draws.affine[t], t)
         trajectory[t] = objective
         start = time.perf_counter()
         nonfinite = ~torch.isfinite(grad).flatten(1).all(dim=1)

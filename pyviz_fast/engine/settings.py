@@ -74,6 +74,11 @@ class Settings:
       and the optimizer, not the fused step). decorrelate: color decorrelation for 3 channels.
       scale_range / rotate: per-image random scale in [a, b] and rotation in degrees +-rotate
       each step, applied differentiably (off by default for 'pixel').
+    ReLU redirection
+      redirect_relu_steps: for this many first steps, ReLU and GELU pass gradient to units
+      that are off when it would switch them on (Lucid's RedirectedReLU; engine/redirect.py),
+      so units dead on the starting image can still be rendered; None = the first eighth of
+      ``steps`` (16 of 128); 0 disables.
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model; 'auto' is measured: the
       first batch tries each allowed execution and keeps the fastest whose objectives stay
@@ -119,6 +124,7 @@ class Settings:
     decorrelate: bool = True
     scale_range: Tuple[float, float] = (1.0, 1.0)
     rotate: float = 0.0
+    redirect_relu_steps: Optional[int] = None
     precision: str = "auto"
     memory_format: str = "auto"
     compile: Union[bool, str] = False
@@ -138,6 +144,11 @@ class Settings:
             raise TypeError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid: "
                             f"{', '.join(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **changes)
+
+    @property
+    def redirect_steps(self):
+        """How many first steps use redirected ReLUs (``redirect_relu_steps``, None resolved)."""
+        return self.steps // 8 if self.redirect_relu_steps is None else self.redirect_relu_steps
 
     @property
     def hw(self):
@@ -164,6 +175,8 @@ class Settings:
             raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
         for name in ("jitter", "laplacian_levels", "image_blur_every"):
             _integer(name, getattr(self, name), low=0)
+        if self.redirect_relu_steps is not None:
+            _integer("redirect_relu_steps", self.redirect_relu_steps, low=0)
         for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps"):
             _number(name, getattr(self, name), low=0.0)
         for name in ("center", "lo", "hi", "rotate"):

@@ -35,6 +35,13 @@ from torch import nn
 MIN_INPUT_SIZE = 32
 
 
+def check_images(x, model_name):
+    """ValueError unless ``x`` is an image batch [B, 3, H, W] with H, W >= MIN_INPUT_SIZE."""
+    if x.dim() != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < MIN_INPUT_SIZE:
+        raise ValueError(f"{model_name} input must be [B, 3, H, W] with H, W >= {MIN_INPUT_SIZE}; "
+                         f"got {list(x.shape)}")
+
+
 class Normalize(nn.Module):
     """Maps [0, 1] images to roughly zero mean, unit scale: ``(x - mean) / std``."""
 
@@ -82,7 +89,5 @@ class ShapesNet(nn.Sequential):
         ]))
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f"ShapesNet input must be [B, 3, H, W] with H, W >= {MIN_INPUT_SIZE}; "
-                             f"got {list(x.shape)}")
+        check_images(x, "ShapesNet")
         return super().forward(x)

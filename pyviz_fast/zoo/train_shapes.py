@@ -1,6 +1,9 @@
-"""Train ShapesNet on freshly generated shapes images and save its state dict.
+"""Train a zoo model on freshly generated shapes images and save its state dict.
 
-    python -m pyviz_fast.zoo.train_shapes [--out PATH] [--seed N] [--minutes M] [--steps S]
+    python -m pyviz_fast.zoo.train_shapes [--model NAME] [--out PATH] [--seed N] [--minutes M] [--steps S]
+
+NAME is a zoo model (shapesnet, shapes_resnet, shapes_vit: ``pyviz_fast.zoo.catalog.ZOO``,
+which also holds each one's weights path, step count and learning rate).
 
 Every step draws a new batch (so there is no overfitting to a fixed set) at a random size
 between 40 and 96 px: the model sees the patterns at many scales, positions and periods,
@@ -16,10 +19,9 @@ import time
 import torch
 from torch.nn import functional as F
 
+from pyviz_fast.zoo.catalog import ZOO, entry
 from pyviz_fast.zoo.shapes_data import SHAPES_CLASSES, make_batch
-from pyviz_fast.zoo.shapesnet import ShapesNet
 
-DEFAULT_OUT = pathlib.Path(__file__).with_name("shapesnet.pt")
 TRAIN_SIZES = (40, 48, 56, 64, 72, 80, 96)
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out images never share a generator stream with training
 
@@ -36,11 +38,16 @@ def evaluate(model, n=1000, size=64, seed=HELD_OUT_SEED_OFFSET, batch_size=250):
     return correct / n
 
 
-def train(seed=0, steps=1200, batch_size=64, lr=3e-3, weight_decay=0.05, minutes=10.0, log_every=100):
-    """Train a fresh ShapesNet; returns (model in eval mode, seconds spent, steps done)."""
+def train(name="shapesnet", seed=0, steps=None, batch_size=None, minutes=10.0, log_every=100):
+    """Train a fresh zoo model ``name`` by its recipe (``steps``, ``batch_size`` override it);
+    returns (model in eval mode, seconds spent, steps done)."""
+    recipe = entry(name)
+    steps = recipe.steps if steps is None else steps
+    batch_size = recipe.batch_size if batch_size is None else batch_size
+    lr = recipe.lr
     torch.manual_seed(seed)
-    model = ShapesNet().to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model = recipe.architecture().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -65,22 +72,25 @@ def train(seed=0, steps=1200, batch_size=64, lr=3e-3, weight_decay=0.05, minutes
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="where to save the state dict")
+    parser.add_argument("--model", default="shapesnet", choices=list(ZOO), help="which zoo model to train")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="where to save the state dict (default: the shipped weights file)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's recipe")
     parser.add_argument("--minutes", type=float, default=10.0, help="safety cap on training time")
     parser.add_argument("--eval-images", type=int, default=1000, help="held-out images per size")
     args = parser.parse_args(argv)
-    model, seconds, steps = train(seed=args.seed, steps=args.steps, minutes=args.minutes)
+    out = args.out or entry(args.model).weights
+    model, seconds, steps = train(args.model, seed=args.seed, steps=args.steps, minutes=args.minutes)
     held_out_seed = HELD_OUT_SEED_OFFSET + args.seed
     print(f"trained {steps} steps in {seconds:.0f}s ({seconds / 60:.1f} min), {torch.get_num_threads()} threads")
     for size in (32, 64, 128):
         accuracy = evaluate(model, n=args.eval_images, size=size, seed=held_out_seed)
         print(f"held-out accuracy at {size} px (seed {held_out_seed}, {args.eval_images} images, "
               f"{len(SHAPES_CLASSES)} classes): {accuracy:.4f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out)
-    print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
+    print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""ReLU redirection: during the first steps of a render, let gradient reach switched-off units.
+
+A unit whose ReLU input is negative everywhere on the starting image gets exactly zero
+gradient, so ascent never moves it: it renders flat and the atlas flags it dead, although
+real images make it fire. Lucid and captum.optim swap in a "redirected" ReLU for the first
+steps: its forward is the ordinary relu; its backward also passes the gradient where the unit
+is off if that gradient points toward switching it on (toward a larger input). After those
+steps (``Settings.redirect_relu_steps``) the true gradient takes over, so the final image is
+optimized for the model as it is.
+
+GELU (a ViT's MLP) gets the same treatment: its gradient vanishes for very negative inputs
+and for inputs below about -0.75 even points away from activation, so a neuron starting there
+is pushed further off.
+
+How: a ``TorchFunctionMode`` active around the forward of those steps replaces the calls
+``F.relu`` (which ``nn.ReLU`` calls), ``torch.relu``, ``torch.relu_``, ``Tensor.relu(_)`` and
+``F.gelu`` (``nn.GELU``) by autograd functions with the redirected backward. The forward is
+unchanged bit for bit and the model object is never modified (no module is swapped, no hook
+added), so there is nothing to restore, whatever happens during the render.
+
+Submodules compiled by ``compile=True`` are covered too (Dynamo traces the mode; checked on a
+compiled Linear+ReLU). Not covered: activations inside TorchScript models, other activations
+(ReLU6, LeakyReLU, SiLU, hardtanh) and rectification written by hand (``x.clamp(min=0)``,
+``x * (x > 0)``).
+
+>>> with redirected(True):
+...     acts = prepared(images, ["conv3"])      # then backward as usual
+"""
+import contextlib
+
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+
+class _RedirectedReLU(torch.autograd.Function):
+    """relu (in place when asked) whose backward also passes gradient > 0 where the unit is off."""
+
+    @staticmethod
+    def forward(ctx, x, inplace):
+        out = torch.relu_(x) if inplace else torch.relu(x)
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(out)  # out > 0 exactly where x > 0, even after an in-place relu
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return grad * ((out > 0) | (grad > 0)).to(grad.dtype), None
+
+
+class _RedirectedGELU(torch.autograd.Function):
+    """gelu whose backward passes the gradient unchanged where x < 0 and the gradient is > 0."""
+
+    @staticmethod
+    def forward(ctx, x, approximate):
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        return F.gelu(x, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            true_grad, = torch.autograd.grad(F.gelu(leaf, approximate=ctx.approximate), leaf, grad)
+        return torch.where((x < 0) & (grad > 0), grad, true_grad), None
+
+
+def _argument(args, kwargs, position, name, default):
+    return args[position] if len(args) > position else kwargs.get(name, default)
+
+
+_RELU_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu}
+_RELU_IN_PLACE = {torch.relu_, torch.Tensor.relu_}
+
+
+class _RedirectMode(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.requires_grad and x.is_floating_point():
+            if func in _RELU_OUT_OF_PLACE or func in _RELU_IN_PLACE:
+                inplace = func in _RELU_IN_PLACE or (func is F.relu and _argument(args, kwargs, 1, "inplace", False))
+                return _RedirectedReLU.apply(x, bool(inplace))
+            if func is F.gelu:
+                return _RedirectedGELU.apply(x, _argument(args, kwargs, 1, "approximate", "none"))
+        return func(*args, **kwargs)
+
+
+def redirected(active):
+    """Context manager: while open (and ``active``), ReLU and GELU calls get the redirected backward."""
+    return _RedirectMode() if active else contextlib.nullcontext()

@@ -1,0 +1,107 @@
+"""ReLU redirection (engine/redirect.py): the forward is unchanged, the backward also pushes
+switched-off units on, only for the first steps, and the user's model is left as it was."""
+import copy
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import pyviz_fast as pvf
+from pyviz_fast import zoo
+from pyviz_fast.audit.atlas import trajectory_stats
+from pyviz_fast.engine.redirect import redirected
+from pyviz_fast.zoo.shapes_data import make_batch
+
+ACTIVATIONS = {
+    "F.relu": F.relu, "nn.ReLU": torch.nn.ReLU(), "nn.ReLU(inplace)": lambda x: torch.nn.ReLU(inplace=True)(x * 1),
+    "torch.relu": torch.relu, "Tensor.relu_": lambda x: (x * 1).relu_(), "nn.GELU": torch.nn.GELU(),
+    "F.gelu tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_forward_is_identical_and_backward_passes_only_activating_gradient(name):
+    fn = ACTIVATIONS[name]
+    x = torch.tensor([-3.0, -3.0, -0.1, 0.5, 2.0], requires_grad=True)
+    upstream = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0])  # d objective / d output
+    with redirected(True):
+        y = fn(x)
+    grad, = torch.autograd.grad(y, x, upstream)
+    plain = fn(x)
+    true_grad, = torch.autograd.grad(plain, x, upstream)
+    assert torch.equal(y, plain)
+    assert grad[0] == 1.0 and true_grad[0] <= 0.0  # off and pushed on: passes (the true one does not)
+    assert grad[1] == true_grad[1]                  # off and pushed further off: the true gradient
+    assert torch.equal(grad[3:], true_grad[3:])     # on: the true gradient
+
+
+def test_inactive_context_changes_nothing():
+    x = torch.tensor([-1.0], requires_grad=True)
+    with redirected(False):
+        grad, = torch.autograd.grad(F.relu(x), x, torch.ones(1))
+    assert grad.item() == 0.0
+
+
+@pytest.fixture(scope="module")
+def shapesnet():
+    return zoo.shapesnet()
+
+
+def _dead_on_noise(model, layer, settings):
+    """Channels of ``layer`` that are exactly zero on the first starting image, and that fire on real images."""
+    start = pvf.render(model, f"{layer}:0", settings, seed=0, lr=0.0, steps=1).images
+    acts = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, out: acts.__setitem__("a", out))
+    with torch.no_grad():
+        model(start)
+        off = acts["a"][0].flatten(1).amax(1) <= 0
+        model(make_batch(40, size=64, seed=7)[0])
+        fires = acts["a"].transpose(0, 1).flatten(1).amax(1) > 0
+    handle.remove()
+    return (off & fires).nonzero().flatten().tolist()
+
+
+def test_dead_relu_units_are_revived(shapesnet):
+    settings = pvf.Settings(size=48, steps=16, batch_size=64)
+    dead_candidates = _dead_on_noise(shapesnet, "conv3", settings)
+    assert len(dead_candidates) >= 5, dead_candidates  # ShapesNet's conv3 has ~9 such channels
+    units = [f"conv3:{k}" for k in dead_candidates]
+    without = pvf.render(shapesnet, units, settings, seed=0, redirect_relu_steps=0)
+    with_redirect = pvf.render(shapesnet, units, settings, seed=0, redirect_relu_steps=6)
+    dead_without = sum(trajectory_stats(t)["dead"] for t in without.trajectory)
+    dead_with = sum(trajectory_stats(t)["dead"] for t in with_redirect.trajectory)
+    assert dead_without == len(units) and dead_with == 0, (dead_without, dead_with)
+    assert (with_redirect.objective > 0).all()  # still firing once the true gradient took over
+
+
+def _snapshot(model):
+    return {"state": copy.deepcopy(model.state_dict()), "types": [type(m) for m in model.modules()],
+            "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+                      for m in model.modules()],
+            "training": [m.training for m in model.modules()], "grad": [p.requires_grad for p in model.parameters()]}
+
+
+def _relu_gradient_is_ordinary():
+    x = torch.tensor([-1.0], requires_grad=True)
+    return torch.autograd.grad(F.relu(x), x, torch.ones(1))[0].item() == 0.0
+
+
+def test_model_is_unchanged_after_render_even_on_error(shapesnet):
+    before = _snapshot(shapesnet)
+    pvf.render(shapesnet, ["conv3:0", "conv2:1"], size=40, steps=3, redirect_relu_steps=2)
+
+    def broken(info):
+        raise RuntimeError("callback bug")
+
+    with pytest.raises(RuntimeError, match="callback bug"):  # raised during a redirected step
+        pvf.render(shapesnet, ["conv3:0"], size=40, steps=3, redirect_relu_steps=3, callback=broken)
+    after = _snapshot(shapesnet)
+    assert all(torch.equal(before["state"][k], after["state"][k]) for k in before["state"])
+    assert {k: v for k, v in before.items() if k != "state"} == {k: v for k, v in after.items() if k != "state"}
+    assert _relu_gradient_is_ordinary()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_redirect_steps_are_rejected(bad):
+    with pytest.raises(ValueError, match="redirect_relu_steps"):
+        pvf.Settings(redirect_relu_steps=bad).validate()
