@@ -36,7 +36,8 @@ RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash",
 class FakeRenderer:
     """render_batch(units) -> a RenderResult-like object; counts the units it rendered."""
 
-    def __init__(self, interrupt_after_batches=None):
+    def __init__(self, interrupt_after_batches=None, size=SIZE):
+        self.size = size
         self.rendered = []
         self.batches = 0
         self.interrupt_after_batches = interrupt_after_batches
@@ -47,7 +48,7 @@ class FakeRenderer:
         self.batches += 1
         self.rendered += [str(u) for u in units]
         seeds = [zlib.crc32(str(u).encode()) for u in units]
-        images = torch.stack([torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        images = torch.stack([torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s)) for s in seeds])
         trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3 else torch.linspace(0, 1 + u.index, STEPS)
                                   for u in units])
         status = ["failed" if u.index == 5 else "ok" for u in units]
@@ -99,10 +100,10 @@ def test_rerun_renders_only_what_is_missing(tmp_path):
 
 def test_missing_image_is_rendered_again(tmp_path):
     run_atlas(UNITS, FakeRenderer(), job(tmp_path))
-    (tmp_path / "images" / "conv2" / "conv2_1.png").unlink()
+    (tmp_path / "images" / "conv2" / "1.png").unlink()
     again = FakeRenderer()
     run_atlas(UNITS, again, job(tmp_path))
-    assert "conv2:1" in again.rendered and (tmp_path / "images" / "conv2" / "conv2_1.png").is_file()
+    assert "conv2:1" in again.rendered and (tmp_path / "images" / "conv2" / "1.png").is_file()
     assert [r["unit"] for r in manifest(tmp_path)].count("conv2:1") == 1
 
 
@@ -167,7 +168,7 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(tmp_path, monkeypatch):
 
     def save_until_disk_full(path, image, **kwargs):
         calls.append(path)
-        if len(calls) > 9:  # the first batch (4 PNGs + 4 thumbnails) fits, the second does not
+        if len(calls) > 4:  # the first batch (4 PNGs; 12 px images need no thumbnails) fits, the second does not
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_save(path, image, **kwargs)
 
@@ -252,3 +253,78 @@ def test_writer_overlaps_writing_with_the_caller(tmp_path, monkeypatch):
     writer.close()
     assert [r["unit"] for r in read_records(tmp_path / "part.jsonl")] == ["a:0", "a:1"]
     assert (tmp_path / "a0.png").is_file() and (tmp_path / "a1.png").is_file()
+
+
+# ---- names that never collide, thumbnails, sheets, strict JSON (issue 12) ----
+
+HOSTILE_LAYERS = ["conv_α", "conv_β", "a<b", "a>b", "..", ".", "Conv", "conv", "x~2e", "~"]
+
+
+def test_file_names_are_injective_and_stay_inside_the_run_for_any_layer_name(tmp_path):
+    units = [Unit.channel(layer, c) for layer in HOSTILE_LAYERS for c in range(2)]
+    run_atlas(units, FakeRenderer(size=128), job(tmp_path))
+    records = manifest(tmp_path)
+    files = [r["file"] for r in records] + [r["thumb"] for r in records]
+    assert len(set(files)) == len(files) == 2 * len(units)  # no image shares a name, none is its thumbnail
+    sheets = {RunDir(tmp_path).sheet_path(layer) for layer in HOSTILE_LAYERS}
+    assert len(sheets) == len(HOSTILE_LAYERS) and all((tmp_path / s).is_file() for s in sheets)
+    root = tmp_path.resolve()
+    for name in files + sorted(sheets):
+        parts = Path(name).parts
+        assert "." not in parts and ".." not in parts and not any(p.startswith(".") for p in parts), name
+        assert (tmp_path / name).resolve().is_relative_to(root)
+    for record in records:  # the full image is still full size: no thumbnail overwrote it
+        with Image.open(tmp_path / record["file"]) as image:
+            assert image.size == (128, 128)
+
+
+def test_html_ids_are_unique_for_colliding_slugs():
+    from pyviz_fast.audit.names import html_id, stem
+    ids = [html_id("layer", layer) for layer in HOSTILE_LAYERS]
+    assert len(set(ids)) == len(ids)
+    assert stem("layer3.0.downsample") == "layer3.0.downsample"  # ordinary names stay readable
+    assert all(c.isascii() and (c.isalnum() or c in "._-~") for i in ids for c in i)
+
+
+def test_thumbnails_are_never_larger_than_their_originals(tmp_path):
+    run_atlas(UNITS[:2], FakeRenderer(size=SIZE), job(tmp_path / "small"))
+    assert all(r["thumb"] is None for r in manifest(tmp_path / "small"))  # shown from the PNG, scaled by CSS
+    assert not (tmp_path / "small" / "thumbs").exists()
+    run_atlas(UNITS[:2], FakeRenderer(size=200), job(tmp_path / "large"))
+    for record in manifest(tmp_path / "large"):
+        with Image.open(tmp_path / "large" / record["thumb"]) as thumb:
+            assert max(thumb.size) == audit_writer.THUMB_SIZE < 200
+
+
+def test_contact_sheets_are_rebuilt_only_when_their_units_change(tmp_path):
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))
+    sheets = {layer: tmp_path / RunDir(tmp_path).sheet_path(layer) for layer in ("conv1", "conv2")}
+    stamps = {layer: path.stat().st_mtime_ns for layer, path in sheets.items()}
+    time.sleep(0.01)
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))  # retries the failed units: same records again
+    assert {layer: path.stat().st_mtime_ns for layer, path in sheets.items()} == stamps
+    run_atlas(UNITS + [Unit.channel("conv2", 6)], FakeRenderer(), job(tmp_path))
+    assert sheets["conv1"].stat().st_mtime_ns == stamps["conv1"]
+    assert sheets["conv2"].stat().st_mtime_ns != stamps["conv2"]
+
+
+def test_dead_units_are_framed_on_contact_sheets(tmp_path):
+    from pyviz_fast.audit.sheets import MARKS, montage
+    gray = Image.new("RGB", (8, 8), (128, 128, 128))
+    sheet = np.asarray(montage([gray, gray], ["0", "1"], tile=32, columns=2, marks=["dead", None]))
+    assert tuple(sheet[2, 2]) == MARKS["dead"] and tuple(sheet[2, 2 + 34]) == (128, 128, 128)
+
+
+def test_run_json_and_manifest_are_strict_json_with_inf_settings(tmp_path):
+    def no_constants(name):
+        raise AssertionError(f"not JSON: {name}")
+
+    settings = {"steps": STEPS, "clip": float("inf"), "lo": float("-inf")}
+    run_atlas(UNITS[:3], FakeRenderer(), job(tmp_path, settings=settings))
+    info = json.loads((tmp_path / "run.json").read_text(), parse_constant=no_constants)
+    assert info["settings"]["clip"] == "inf" and info["settings"]["lo"] == "-inf"
+    for line in (tmp_path / "manifest.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=no_constants)
+    again = FakeRenderer()
+    run_atlas(UNITS[:3], again, job(tmp_path, settings=settings))  # the same settings still resume
+    assert again.rendered == []

@@ -184,3 +184,38 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     process.communicate(timeout=120)
     assert process.returncode == 130
     assert len(manifest(tmp_path)) == len(part_records(tmp_path)) >= 4
+
+
+ODD_MODEL = '''
+from collections import OrderedDict
+from torch import nn
+
+
+def make():
+    return nn.Sequential(OrderedDict([
+        ("stem<α>", nn.Conv2d(3, 3, 3, padding=1)),
+        ("conv-2", nn.Sequential(nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1))),
+        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten())]))
+'''
+
+
+def test_every_layer_that_layers_atlas_lists_can_be_rendered_by_atlas(tmp_path):
+    (tmp_path / "oddnet.py").write_text(ODD_MODEL)
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), ENV.get("PYTHONPATH")]))}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "pyviz_fast", *args, "--model", "oddnet:make"],
+                              capture_output=True, text=True, timeout=300, env=env)
+
+    listed = run("layers", "--atlas", "--size", "32")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert names == ["stem<α>", "conv-2"]
+    common = ["--out", str(tmp_path / "run"), "--size", "32", "--steps", "2", "-q"]
+    by_default = run("atlas", *common)
+    assert by_default.returncode == 0, by_default.stderr
+    by_name = run("atlas", *names, *common)  # the same layers named on the command line
+    assert by_name.returncode == 0, by_name.stderr
+    records = manifest(tmp_path / "run")
+    assert sorted(r["unit"] for r in records) == ["conv-2:0", "conv-2:1", "stem<α>:0", "stem<α>:1", "stem<α>:2"]
+    assert all(Path(tmp_path, "run", r["file"]).is_file() for r in records)

@@ -26,7 +26,9 @@ from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
 from pyviz_fast.audit.run_dir import RunDir, RunDirError
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.sheets import write_layer_sheets
-from pyviz_fast.audit.writer import BatchWriter
+from pyviz_fast.audit.writer import BatchWriter, needs_thumbnail
+
+CURVE_POINTS = 64
 
 
 @dataclass
@@ -78,10 +80,20 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def curve(trajectory: list, points: int = CURVE_POINTS) -> list:
+    """The objective trajectory thinned to at most ``points`` values (first and last kept), 4
+    significant digits, non-finite values as None: what the gallery plots per unit."""
+    if len(trajectory) > points:
+        step = (len(trajectory) - 1) / (points - 1)
+        trajectory = [trajectory[round(k * step)] for k in range(points)]
+    return [float(f"{v:.4g}") if math.isfinite(v) else None for v in map(float, trajectory)]
+
+
 def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
                   seconds: float) -> list[dict]:
     """Manifest records for one rendered batch (aligned with ``units``)."""
     records = []
+    thumbs = needs_thumbnail(*result.images.shape[-2:])
     for i, unit in enumerate(units):
         fields = _unit_fields(unit)
         status = result.status[i]
@@ -93,7 +105,8 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             "value": _finite_or_none(result.objective[i]), "activation": {k: stats[k] for k in ("start", "max", "rise")},
             "dead": stats["dead"], "status": status, "reason": (result.reasons[i] or None) if result.reasons else None,
             "file": run.image_path(fields["layer"], fields["unit"]) if ok else None,
-            "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok else None,
+            "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok and thumbs else None,
+            "curve": curve(trajectory),
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "shard": str(shard),
         })

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from pyviz_fast.audit.files import write_text_atomic
-from pyviz_fast.audit.run_dir import safe_name
+from pyviz_fast.audit.names import html_id
 
 _STYLE = """
 body { font-family: sans-serif; background: #1b1b1b; color: #ddd; margin: 1.5em; }
@@ -65,11 +65,11 @@ def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str]) 
         f"<code>{escape(str(run_info.get('settings_hash')))}</code>. Click a thumbnail for the full image. "
         '<a href="manifest.jsonl">manifest.jsonl</a> · <a href="run.json">run.json</a></p>',
         f"<details><summary>settings</summary><table>{settings_rows}</table></details>",
-        "<nav>" + " · ".join(f'<a href="#layer-{escape(safe_name(layer), quote=True)}">{escape(layer)}</a> '
+        "<nav>" + " · ".join(f'<a href="#{escape(html_id("layer", layer), quote=True)}">{escape(layer)}</a> '
                               f"({len(rs)})" for layer, rs in by_layer.items()) + "</nav>",
     ]
     for layer, layer_records in by_layer.items():
-        parts.append(f'<h2 id="layer-{escape(safe_name(layer), quote=True)}">{escape(layer)}</h2>')
+        parts.append(f'<h2 id="{escape(html_id("layer", layer), quote=True)}">{escape(layer)}</h2>')
         if layer in sheets:
             parts.append(f'<p><a href="{escape(sheets[layer], quote=True)}">contact sheet</a></p>')
         parts.append('<div class="grid">' + "".join(_card(r) for r in layer_records) + "</div>")

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from pyviz_fast.audit.files import write_text_atomic
+from pyviz_fast.audit.files import strict_json_dumps, write_text_atomic
 
 
 def read_records(path) -> list[dict]:
@@ -56,7 +56,7 @@ class ManifestPart:
 
     def append(self, records: list[dict]) -> None:
         """Append ``records`` in one write and force them to disk."""
-        text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+        text = "".join(strict_json_dumps(record) + "\n" for record in records)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -99,5 +99,5 @@ def merge_parts(run_dir, layer_order: dict[str, int] | None = None) -> list[dict
     layer_order = layer_order or {}
     records = sorted(collect_records(run_dir), key=lambda r: record_order(r, layer_order))
     write_text_atomic(Path(run_dir, "manifest.jsonl"),
-                      "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+                      "".join(strict_json_dumps(r) + "\n" for r in records))
     return records
