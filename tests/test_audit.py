@@ -23,7 +23,7 @@ from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, Wri
 from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.audit.gallery import gallery_links
+from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts
 from pyviz_fast.engine.units import Unit
 
@@ -83,8 +83,10 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
     assert links and all((tmp_path / link).is_file() for link in links)
     assert {"sheets/conv1.png", "sheets/conv2.png"} <= set(links)
     assert set(r["file"] for r in ok) <= set(links)
-    html = Path(tmp_path, "index.html").read_text()
-    assert html.count('class="dead"') == 2 and html.count('class="failed"') == 2
+    data = read_gallery_data(tmp_path)
+    assert data["units"]["unit"] == [str(u) for u in UNITS] and data["run"]["complete"]
+    assert sum(data["units"]["dead"]) == 2 and data["run"]["failed"] == 2
+    assert [(layer["name"], layer["dead"], layer["failed"]) for layer in data["layers"]] == [("conv1", 1, 1), ("conv2", 1, 1)]
 
 
 def test_rerun_renders_only_what_is_missing(tmp_path):
@@ -278,12 +280,28 @@ def test_file_names_are_injective_and_stay_inside_the_run_for_any_layer_name(tmp
             assert image.size == (128, 128)
 
 
-def test_html_ids_are_unique_for_colliding_slugs():
-    from pyviz_fast.audit.names import html_id, stem
-    ids = [html_id("layer", layer) for layer in HOSTILE_LAYERS]
-    assert len(set(ids)) == len(ids)
+def test_stems_are_unique_ascii_and_readable_for_ordinary_names():
+    from pyviz_fast.audit.names import stem
+    stems = [stem(layer) for layer in HOSTILE_LAYERS]
+    assert len(set(stems)) == len(stems) and len({s.lower() for s in stems}) == len(stems)
     assert stem("layer3.0.downsample") == "layer3.0.downsample"  # ordinary names stay readable
-    assert all(c.isascii() and (c.isalnum() or c in "._-~") for i in ids for c in i)
+    assert all(c.isascii() and (c.isalnum() or c in "._-~") for s in stems for c in s)
+    long = "x" * 300
+    assert len(stem(long)) < 200 and stem(long) != stem(long + "y")
+
+
+def test_gallery_is_refreshed_during_the_run(tmp_path):
+    seen = []
+
+    class Watching(FakeRenderer):
+        def __call__(self, units):
+            if self.batches == 3:  # after 8 units written and a refresh every 4
+                seen.append(read_gallery_data(tmp_path))
+            return super().__call__(units)
+
+    run_atlas(UNITS, Watching(), job(tmp_path, refresh_units=4))
+    assert seen and not seen[0]["run"]["complete"] and 4 <= len(seen[0]["units"]["unit"]) < len(UNITS)
+    assert read_gallery_data(tmp_path)["run"]["complete"]
 
 
 def test_thumbnails_are_never_larger_than_their_originals(tmp_path):

@@ -8,7 +8,9 @@ result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``
 Flow per process: skip the units already recorded in any manifest part (resume), take this
 process's shard of the rest, render batch after batch while a writer thread saves PNGs and
 appends manifest records, then (the last shard to finish / rank 0 after a barrier) merge the
-parts into ``manifest.jsonl``, contact sheets and ``index.html``.
+parts into ``manifest.jsonl``, contact sheets and the gallery. Rank 0 also refreshes them every
+``refresh_units`` units or ``refresh_seconds`` seconds, so a long run can be watched and a
+killed one still has a gallery of what it finished.
 
 >>> outcome = run_atlas(units, lambda batch: pvf.render(model, batch, settings), job)
 >>> outcome.exit_code  # 0 all ok, 1 some units failed
@@ -43,6 +45,9 @@ class AtlasJob:
     batch_size: int = 16
     shard: Shard = field(default_factory=Shard)
     force: bool = False
+    # refresh manifest and gallery during the run after this many units or seconds, whichever first
+    refresh_units: int = 1000
+    refresh_seconds: float = 30.0
 
 
 @dataclass
@@ -120,12 +125,28 @@ def pending_units(units, run: RunDir) -> list:
     return [u for u in units if str(u) not in done]
 
 
+class RefreshTimer:
+    """Calls ``refresh()`` once ``units`` units or ``seconds`` seconds have passed since the last call."""
+
+    def __init__(self, refresh: Callable | None, units: int, seconds: float):
+        self.refresh, self.units, self.seconds = refresh, units, seconds
+        self._count, self._since = 0, time.monotonic()
+
+    def update(self, done: int) -> None:
+        self._count += done
+        if self.refresh and (self._count >= self.units or time.monotonic() - self._since >= self.seconds):
+            self.refresh()
+            self._count, self._since = 0, time.monotonic()
+
+
 def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
-                 progress=None) -> int:
-    """Render ``units`` in batches and write them; returns how many were written.
+                 progress=None, refresh: Callable | None = None) -> int:
+    """Render ``units`` in batches and write them; returns how many were written. ``refresh()`` (the
+    gallery of what is on disk so far) is called every job.refresh_units units / refresh_seconds s.
 
     On an interrupt or error, every batch already rendered is still written before it propagates."""
     writer = BatchWriter(run.root, run.part_path(*shard))
+    timer = RefreshTimer(refresh, job.refresh_units, job.refresh_seconds)
     try:
         for start in range(0, len(units), job.batch_size):
             batch = units[start:start + job.batch_size]
@@ -135,19 +156,21 @@ def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info
             writer.submit(result.to_uint8(), records)
             if progress is not None:
                 progress.update(len(batch))
+            timer.update(len(batch))
     finally:
         writer.close()
     return writer.written
 
 
-def finalize(run: RunDir, info: dict, layer_order: dict[str, int]) -> list[dict]:
+def finalize(run: RunDir, info: dict, layer_order: dict[str, int], *, complete: bool = True) -> list[dict]:
     """Merge the manifest parts, write contact sheets and the gallery (serialized by a file lock,
-    so concurrent ``--shard`` processes in one directory leave the union of everything)."""
+    so concurrent ``--shard`` processes in one directory leave the union of everything).
+    complete=False: a refresh during the run (the page then reloads its data by itself)."""
     with open(run.root / ".merge.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         records = merge_parts(run.root, layer_order)
         sheets = write_layer_sheets(run.root, records, run.sheet_path)
-        write_gallery(run.root, records, info, sheets)
+        write_gallery(run.root, records, info, sheets, complete=complete)
     return records
 
 
@@ -180,9 +203,13 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     todo = pending_units(mine, run)
     outcome = AtlasOutcome(total=len(units), skipped=len(mine) - len(todo), run_info=info)
     progress = progress_factory(len(todo)) if progress_factory and todo else None
+    layer_order = {}
+    for unit in units:
+        layer_order.setdefault(unit.layer, len(layer_order))
+    refresh = (lambda: finalize(run, info, layer_order, complete=False)) if dist.is_main else None
     error = None
     try:
-        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress)
+        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress, refresh)
     except BaseException as caught:  # noqa: BLE001  (other ranks must still reach the barrier)
         error = caught
     finally:
@@ -190,9 +217,6 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
             progress.close()
     # collectives: every rank arrives here, failed or not, so none waits forever for another
     outcome.rendered, outcome.skipped = dist.sum(outcome.rendered), dist.sum(outcome.skipped)
-    layer_order = {}
-    for unit in units:
-        layer_order.setdefault(unit.layer, len(layer_order))
     try:
         if dist.is_main:
             outcome.merged = finalize(run, info, layer_order)

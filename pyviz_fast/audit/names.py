@@ -1,4 +1,4 @@
-"""Injective file names and HTML ids for layer and unit names, whatever characters they hold.
+"""Injective file names for layer and unit names, whatever characters they hold.
 
 Module names are arbitrary strings (``conv_α``, ``a<b``, ``..``), and a run directory must give
 every one of them its own files. ``stem(text)`` keeps ASCII letters, digits, ``_`` and ``-`` and
@@ -49,7 +49,3 @@ def unit_stem(layer: str, unit: str) -> str:
         return stem(rest)
     return "~u" + stem(unit)
 
-
-def html_id(prefix: str, text: str) -> str:
-    """An HTML id (and URL fragment) for ``text``, unique per text: ``prefix-<stem>``."""
-    return f"{prefix}-{stem(text)}"

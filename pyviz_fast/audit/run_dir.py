@@ -31,7 +31,7 @@ from pyviz_fast.audit.names import stem, unit_stem
 
 RUN_FILE = "run.json"
 FORMAT = 1
-_OUTPUTS = ("parts", "images", "thumbs", "sheets", "manifest.jsonl", "index.html")
+_OUTPUTS = ("parts", "images", "thumbs", "sheets", "gallery", "dataset", "examples", "manifest.jsonl", "index.html")
 
 
 class RunDirError(ValueError):

@@ -1,0 +1,176 @@
+"""The atlas gallery as a user sees it: headless Chromium (Debian's) opening index.html from file://.
+
+A fake renderer's run gives a small gallery with dead and failed units; a generated manifest gives
+one of 20,000 units; hostile layer names check that nothing from the data runs as HTML or code.
+"""
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from PIL import Image
+
+from browser import collect_page_errors
+from pyviz_fast.audit import run_atlas
+from pyviz_fast.audit.gallery import gallery_links, write_gallery
+from pyviz_fast.engine.units import Unit
+from test_audit import UNITS, FakeRenderer, job
+
+HOSTILE = ['<img src=x onerror="window.__pwned=1">', '"><script>window.__pwned=1</script>', "__proto__",
+           "javascript:window.__pwned=1", ".."]
+
+
+def open_gallery(browser, root, fragment="", **context):
+    page = browser.new_context(**(context or {"viewport": {"width": 1280, "height": 800}})).new_page()
+    errors = collect_page_errors(page)
+    page.goto((Path(root) / "index.html").as_uri() + fragment)
+    page.wait_for_selector("#grid .cell")
+    return page, errors
+
+
+def cells(page):
+    return page.eval_on_selector_all("#grid .cell", "nodes => nodes.map(n => n.dataset.unit)")
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gallery")
+    run_atlas(UNITS, FakeRenderer(size=128), job(root))
+    return root
+
+
+def test_page_loads_without_errors_and_every_image_and_link_resolves(browser, small_run):
+    links = gallery_links(small_run)
+    assert links and [link for link in links if not (small_run / link).is_file()] == []
+    page, errors = open_gallery(browser, small_run)
+    assert sorted(cells(page)) == sorted(str(u) for u in UNITS)
+    page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete)")
+    broken = page.eval_on_selector_all("#grid img", "nodes => nodes.filter(i => !i.naturalWidth).map(i => i.src)")
+    assert broken == []
+    assert page.eval_on_selector("#grid img", "i => i.getAttribute('src')").startswith("thumbs/")
+    assert errors == []
+
+
+def test_filter_search_and_sort(browser, small_run):
+    page, errors = open_gallery(browser, small_run)
+    page.select_option("#status", "dead")
+    assert sorted(cells(page)) == ["conv1:3", "conv2:3"]
+    page.select_option("#status", "failed")
+    assert sorted(cells(page)) == ["conv1:5", "conv2:5"]
+    page.select_option("#status", "all")
+    page.select_option("#layer", "conv2")
+    assert len(cells(page)) == 6 and "layer=conv2" in page.url
+    page.select_option("#layer", "")
+    page.fill("#q", "conv1:6")
+    page.wait_for_function("document.querySelectorAll('#grid .cell').length === 1")
+    assert cells(page) == ["conv1:6"]
+    page.fill("#q", "")
+    page.select_option("#sort", "value-desc")  # the fake objective ends at 1 + index
+    page.wait_for_function("document.querySelectorAll('#grid .cell').length === 13")
+    first = page.eval_on_selector_all("#grid .cell", "nodes => nodes.sort((a, b) => "
+                                      "parseFloat(a.style.top) - parseFloat(b.style.top) || "
+                                      "parseFloat(a.style.left) - parseFloat(b.style.left)).map(n => n.dataset.unit)")
+    assert first[0] == "conv1:6" and "sort=value-desc" in page.url
+    assert errors == []
+
+
+def test_detail_view_with_curve_numbers_prev_next_and_a_linkable_address(browser, small_run):
+    page, errors = open_gallery(browser, small_run, "#layer=conv1")
+    page.click('#grid .cell[data-unit="conv1:2"]')
+    page.wait_for_selector("#detail svg.curve polyline")
+    assert page.inner_text("#detail h2") == "conv1:2"
+    text = page.inner_text("#detail")
+    for label in ("final objective", "start", "max", "rise", "status"):
+        assert label in text
+    assert page.eval_on_selector("#detail img.full", "i => i.complete && i.naturalWidth") == 128
+    page.click("#next")
+    assert page.inner_text("#detail h2") == "conv1:3" and "unit=conv1%3A3" in page.url
+    assert "dead in optimization\tyes" in page.inner_text("#detail")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("text=synthetic failure")  # conv1:5 failed: its reason is shown
+    linked = page.url
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#detail") and "unit=" not in page.url
+    again, more_errors = open_gallery(browser, small_run, "#" + linked.split("#", 1)[1])
+    again.wait_for_selector("#detail h2")
+    assert again.inner_text("#detail h2") == "conv1:5"
+    assert errors == [] and more_errors == []
+
+
+def test_hostile_layer_names_stay_inert_text(browser, tmp_path):
+    units = [Unit.channel(layer, c) for layer in HOSTILE for c in range(2)]
+    run_atlas(units, FakeRenderer(), job(tmp_path))
+    assert [link for link in gallery_links(tmp_path) if not (tmp_path / link).is_file()] == []
+    page, errors = open_gallery(browser, tmp_path)
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("Object.getPrototypeOf(window.PVF_ATLAS) === Object.prototype")
+    options = page.eval_on_selector_all("#layer option", "nodes => nodes.map(n => n.value)")
+    assert options == [""] + HOSTILE
+    shown = page.eval_on_selector_all("#grid .cell .layer", "nodes => nodes.map(n => n.textContent)")
+    assert sorted(set(shown)) == sorted(HOSTILE)
+    page.select_option("#layer", HOSTILE[0])
+    assert len(cells(page)) == 2
+    page.click("#grid .cell")
+    page.wait_for_selector("#detail svg.curve")
+    assert page.evaluate("window.__pwned") is None and errors == []
+
+
+def synthetic_atlas(root, count, layers=16):
+    """A gallery of ``count`` generated units (one shared image), as a large audit would write."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir()
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(root / "images" / "one.png")
+    per_layer = count // layers
+    records = [{"unit": f"layer{k}.block:{c}", "layer": f"layer{k}.block", "index": c, "value": (c * 7919 % 1000) / 100,
+                "activation": {"start": 0.0, "max": 1.0 + c % 5, "rise": 1.0 + c % 5}, "status": "ok",
+                "dead": c % 97 == 0, "file": "images/one.png", "thumb": None, "curve": [0, 0.5, 1.0]}
+               for k in range(layers) for c in range(per_layer)]
+    write_gallery(root, records, {"model": "synthetic", "seed": 0, "settings_hash": "x", "settings": {}}, {})
+    return records
+
+
+def test_twenty_thousand_units_load_and_scroll_quickly(browser, tmp_path):
+    records = synthetic_atlas(tmp_path, 20_000)
+    assert (tmp_path / "index.html").stat().st_size < 200_000
+    started = time.perf_counter()
+    page, errors = open_gallery(browser, tmp_path)
+    loaded = time.perf_counter() - started
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    last = records[-1]["unit"]
+    page.wait_for_selector(f'#grid .cell[data-unit="{last}"]')
+    total = time.perf_counter() - started
+    print(f"20,000 units: first cells after {loaded:.2f} s, scrolled to the last after {total:.2f} s")
+    assert page.evaluate("document.getElementsByTagName('*').length") < 3000  # only what is in view
+    assert total < 2.0, f"loading and scrolling 20,000 units took {total:.2f} s"
+    assert errors == []
+
+
+def test_phone_width_keeps_captions_readable_and_indices_visible(browser, small_run, tmp_path):
+    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    page, errors = open_gallery(browser, small_run, "", **phone)
+    page.screenshot(path=str(tmp_path / "phone.png"))
+    sizes = page.eval_on_selector_all(
+        "#grid .caption div", "nodes => nodes.map(n => parseFloat(getComputedStyle(n).fontSize) * visualViewport.scale)")
+    assert sizes and min(sizes) >= 10
+    clipped = page.eval_on_selector_all("#grid .cell", """cells => cells.filter(c => {
+        const box = c.getBoundingClientRect(), idx = c.querySelector('.idx').getBoundingClientRect();
+        return idx.right > box.right || idx.left < box.left; }).length""")
+    assert clipped == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    assert errors == []
+
+
+def test_long_layer_names_never_hide_the_index(browser, tmp_path):
+    layer = "layer3.0.downsample.very_long_submodule_name"
+    run_atlas([Unit.channel(layer, 17)], FakeRenderer(), job(tmp_path))
+    page, _ = open_gallery(browser, tmp_path)
+    idx = page.eval_on_selector("#grid .cell .idx", "n => n.textContent")
+    assert idx == ":17"
+    inside = page.eval_on_selector("#grid .cell", """c => { const b = c.getBoundingClientRect(),
+        i = c.querySelector('.idx').getBoundingClientRect(); return i.right <= b.right && i.width > 0; }""")
+    assert inside
+    page.goto((tmp_path / "index.html").as_uri() + "#layer=" + quote(layer))
+    page.wait_for_selector("#grid .cell")
+    assert page.eval_on_selector("#grid .cell .idx", "n => n.textContent") == "#17"
