@@ -24,6 +24,7 @@ from typing import Callable
 
 from pyviz_fast.audit.distributed import Distributed
 from pyviz_fast.audit.gallery import write_gallery
+from pyviz_fast.audit.grounding import ground_run, grounding_fields, grounding_summary
 from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
 from pyviz_fast.audit.run_dir import RunDir, RunDirError
 from pyviz_fast.audit.shards import Shard
@@ -48,6 +49,8 @@ class AtlasJob:
     # refresh manifest and gallery during the run after this many units or seconds, whichever first
     refresh_units: int = 1000
     refresh_seconds: float = 30.0
+    # ground every unit in a dataset after rendering (see audit.grounding); None: no dataset
+    grounder: object = None
 
 
 @dataclass
@@ -168,9 +171,9 @@ def finalize(run: RunDir, info: dict, layer_order: dict[str, int], *, complete: 
     complete=False: a refresh during the run (the page then reloads its data by itself)."""
     with open(run.root / ".merge.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        records = merge_parts(run.root, layer_order)
+        records = merge_parts(run.root, layer_order, grounding_fields(run.root))
         sheets = write_layer_sheets(run.root, records, run.sheet_path)
-        write_gallery(run.root, records, info, sheets, complete=complete)
+        write_gallery(run.root, records, info, sheets, complete=complete, dataset=grounding_summary(run.root))
     return records
 
 
@@ -190,11 +193,23 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
     return run.check(job.model, job.seed, job.settings)
 
 
-def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
-              progress_factory: Callable | None = None) -> AtlasOutcome:
-    """Render every unit of ``units`` not yet in the run directory; merge; report.
+def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None) -> bool:
+    """Run the job's dataset grounding once every unit of the work list has a record (with --shard
+    by hand, the last shard to finish does it); returns whether it ran."""
+    records = collect_records(run.root)
+    if job.grounder is None or not {str(u) for u in units} <= {r["unit"] for r in records}:
+        return False
+    ground_run(run.root, job.grounder, units, records, progress_factory)
+    return True
 
-    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None."""
+
+def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
+              progress_factory: Callable | None = None, grounding_progress: Callable | None = None) -> AtlasOutcome:
+    """Render every unit of ``units`` not yet in the run directory; ground them on the job's dataset
+    (if any); merge; report.
+
+    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None; the same
+    for grounding_progress (its total counts dataset examples)."""
     dist = dist or Distributed()
     run = RunDir(job.root)
     info = prepare_run(run, job, dist)
@@ -219,6 +234,11 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     outcome.rendered, outcome.skipped = dist.sum(outcome.rendered), dist.sum(outcome.skipped)
     try:
         if dist.is_main:
+            if error is None:
+                try:
+                    ground_when_complete(run, job, units, grounding_progress)
+                except BaseException as caught:  # noqa: BLE001  (the pass keeps its checkpoint; the gallery is still merged)
+                    error = caught
             outcome.merged = finalize(run, info, layer_order)
     except OSError:
         if error is None:

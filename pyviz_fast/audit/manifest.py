@@ -94,10 +94,13 @@ def record_order(record: dict, layer_order: dict[str, int]):
             index if isinstance(index, int) else -1, record["unit"])
 
 
-def merge_parts(run_dir, layer_order: dict[str, int] | None = None) -> list[dict]:
-    """Write ``manifest.jsonl`` as the ordered union of the part files; returns its records."""
-    layer_order = layer_order or {}
+def merge_parts(run_dir, layer_order: dict[str, int] | None = None, extra: dict[str, dict] | None = None) -> list[dict]:
+    """Write ``manifest.jsonl`` as the ordered union of the part files, each record completed by
+    ``extra[unit]`` (e.g. its dataset grounding) when given; returns its records."""
+    layer_order, extra = layer_order or {}, extra or {}
     records = sorted(collect_records(run_dir), key=lambda r: record_order(r, layer_order))
+    for record in records:
+        record.update(extra.get(record["unit"], {}))
     write_text_atomic(Path(run_dir, "manifest.jsonl"),
                       "".join(strict_json_dumps(r) + "\n" for r in records))
     return records

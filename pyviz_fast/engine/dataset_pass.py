@@ -1,0 +1,385 @@
+"""The dataset pass: ground every unit of an atlas in real images, in one streaming pass.
+
+Per unit, over every example of a dataset: the top-K and bottom-K examples (index, activation,
+the peak's position on a spatial unit's map and the receptive-field box around it), and
+activation statistics (mean, std, min, max, quantiles). Then the unit's visualization is put
+beside them: its own activation and that value's percentile among the dataset's, "dead on data"
+(never active on any example) and the path similarity of Geirhos et al. ("Don't trust your
+eyes"): at each atlas layer below the unit, the cosine similarity of the visualization's
+activations (channel means) to those of the unit's top examples, next to its similarity to
+random examples. A picture no closer to the top examples than to random ones reaches the unit
+along a path natural images do not take.
+
+How it runs: a DataLoader (with workers) feeds batches in dataset order; one truncated forward per
+batch (``PreparedModel``: the render's precision, memory format and input normalization) serves
+every layer; a unit's activation is the render's own objective, ``ObjectivePlan.per_example``
+(never an index into a layer output of this module's own), so it is exactly the quantity the
+visualization maximized. Running top-K, sums and kept values are a state of tensors handed to
+``checkpoint(state)`` every ``checkpoint_seconds`` and on an interrupt; ``resume=state`` goes on
+after the examples it covers. Per-example activations are all kept for quantiles and percentiles
+while examples x units <= ``KEEP_VALUES``; beyond that an evenly strided subset of examples.
+
+>>> data = load_dataset("shapes:2000", 64)
+>>> grounding = dataset_pass(model, units, data, Settings(size=64), examples=8)
+>>> grounding.top[0][0]          # unit 0's best example: {"index", "activation", "box"}
+>>> signals = visualization_signals(model, units, images, data, grounding, Settings(size=64))
+"""
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from pyviz_fast.engine.execution import PreparedModel
+from pyviz_fast.engine.layers import probe_shapes
+from pyviz_fast.engine.objectives import ObjectivePlan, _channels_first, layout
+from pyviz_fast.engine.units import parse_units
+
+KEEP_VALUES = 20_000_000  # float32 per-example activations kept (80 MB)
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+RANDOM_EXAMPLES = 32
+STATE_VERSION = 1
+
+
+@dataclass
+class Grounding:
+    """The pass's result for ``units`` (aligned lists). top/bottom[u]: best first, each
+    {"index", "activation", "box" [x0, y0, x1, y1] or None}; stats[u]: mean, std, min, max, q01..q99,
+    count; values: float32 [M, U] kept per-example activations; dead_on_data[u]: bool."""
+    units: list
+    top: list
+    bottom: list
+    stats: list
+    values: torch.Tensor
+    dead_on_data: list
+    examples: int
+    seconds: float = 0.0
+    layers: list = field(default_factory=list)
+
+    def percentile(self, u: int, value: float) -> float | None:
+        """Percent of examples whose activation of unit u is below ``value`` (ties count half)."""
+        column = self.values[:, u]
+        if not column.numel() or value is None or not math.isfinite(value):
+            return None
+        below = (column < value).sum().item() + 0.5 * (column == value).sum().item()
+        return 100.0 * below / column.numel()
+
+
+def _loader(dataset, start, batch_size, workers):
+    subset = torch.utils.data.Subset(dataset, range(start, len(dataset)))
+    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                       persistent_workers=False, prefetch_factor=4 if workers else None)
+
+
+def _spatial_channels(units, shapes):
+    """{layer: (unit columns, channels)} of single-term channel units on [C, H, W] maps: those whose
+    examples get a peak position (neuron units have a fixed one)."""
+    spatial = {}
+    for u, unit in enumerate(units):
+        term = unit.terms[0]
+        if len(unit.terms) == 1 and term.kind == "channel" and layout(shapes[term.layer]) == "conv":
+            columns, channels = spatial.setdefault(term.layer, ([], []))
+            columns.append(u)
+            channels.append(term.index)
+    return spatial
+
+
+class _Running:
+    """Running top/bottom-K (values, example indices, peak positions) and moments, per unit."""
+
+    def __init__(self, units: int, k: int, keep_stride: int, state: dict | None = None):
+        if state is not None:
+            self.__dict__.update({key: value for key, value in state.items() if key != "version"})
+            return
+        self.done, self.keep_stride = 0, keep_stride
+        self.top_value = torch.full((units, k), -math.inf)
+        self.bottom_value = torch.full((units, k), math.inf)
+        self.top_index = torch.full((units, k), -1, dtype=torch.long)
+        self.bottom_index = torch.full((units, k), -1, dtype=torch.long)
+        self.top_pos = torch.full((units, k, 2), -1, dtype=torch.long)
+        self.bottom_pos = torch.full((units, k, 2), -1, dtype=torch.long)
+        self.total = torch.zeros(units, dtype=torch.float64)
+        self.squares = torch.zeros(units, dtype=torch.float64)
+        self.low = torch.full((units,), math.inf)
+        self.high = torch.full((units,), -math.inf)
+        self.kept = []
+
+    def state(self) -> dict:
+        return {"version": STATE_VERSION, **{key: value for key, value in self.__dict__.items()}}
+
+    @staticmethod
+    def _merge(best, index, pos, values, batch_index, batch_pos, largest):
+        k = best.shape[1]
+        values = torch.cat([best, values.T], 1)
+        indices = torch.cat([index, batch_index.expand(values.shape[0], -1)], 1)
+        positions = torch.cat([pos, batch_pos], 1)
+        chosen = values.topk(k, dim=1, largest=largest).indices
+        return (values.gather(1, chosen), indices.gather(1, chosen),
+                positions.gather(1, chosen[..., None].expand(-1, -1, 2)))
+
+    def update(self, values, index, peak, trough):
+        """values float32 [B, U]; index long [B]; peak/trough long [U, B, 2] positions (or -1)."""
+        self.top_value, self.top_index, self.top_pos = self._merge(
+            self.top_value, self.top_index, self.top_pos, values, index[None], peak, True)
+        self.bottom_value, self.bottom_index, self.bottom_pos = self._merge(
+            self.bottom_value, self.bottom_index, self.bottom_pos, values, index[None], trough, False)
+        finite = torch.nan_to_num(values.double(), nan=0.0, posinf=0.0, neginf=0.0)
+        self.total += finite.sum(0)
+        self.squares += finite.pow(2).sum(0)
+        self.low = torch.minimum(self.low, values.min(0).values)
+        self.high = torch.maximum(self.high, values.max(0).values)
+        keep = index % self.keep_stride == 0
+        if keep.any():
+            self.kept.append(values[keep].clone())
+        self.done += len(index)
+
+
+def _positions(acts, spatial, units_count, batch, device):
+    """(peak, trough) long [U, B, 2]: where each spatial channel unit's map is largest / smallest."""
+    peak = torch.full((units_count, batch, 2), -1, dtype=torch.long, device=device)
+    trough = peak.clone()
+    for layer, (columns, channels) in spatial.items():
+        maps = _channels_first(acts[layer])[:, channels].float()  # the engine's own layout view
+        width = maps.shape[-1]
+        flat = maps.flatten(2)
+        for target, where in ((peak, flat.argmax(2)), (trough, flat.argmin(2))):
+            target[columns] = torch.stack([where // width, where % width], -1).transpose(0, 1)
+    return peak.cpu(), trough.cpu()
+
+
+def receptive_fields(prepared, layers, shapes, channels, hw):
+    """{layer: (stride_y, stride_x, y0, x0, y1, x1)}: the input pixels that reach the center of a
+    [C, H, W] layer's map (support of the input gradient of all channels there), as offsets from
+    the center position mapped to the input; shifted by the stride for other positions."""
+    fields = {}
+    generator = torch.Generator().manual_seed(0)
+    for layer in layers:
+        shape = shapes[layer]
+        if layout(shape) != "conv":
+            continue
+        x = torch.rand((1, channels) + tuple(hw), generator=generator).to(prepared.device).requires_grad_(True)
+        with torch.enable_grad():
+            act = _channels_first(prepared(x, [layer])[layer])
+            cy, cx = act.shape[-2] // 2, act.shape[-1] // 2
+            act[0, :, cy, cx].float().sum().backward()
+        support = x.grad.detach().abs().sum((0, 1)).cpu()
+        rows, cols = support.sum(1).nonzero().flatten(), support.sum(0).nonzero().flatten()
+        sy, sx = hw[0] / shape[1], hw[1] / shape[2]
+        if not len(rows) or not len(cols):
+            rows, cols = torch.tensor([0, hw[0] - 1]), torch.tensor([0, hw[1] - 1])
+        centre_y, centre_x = (cy + 0.5) * sy, (cx + 0.5) * sx
+        fields[layer] = (sy, sx, rows.min().item() - centre_y, cols.min().item() - centre_x,
+                         rows.max().item() + 1 - centre_y, cols.max().item() + 1 - centre_x)
+    return fields
+
+
+def _box(field_, position, hw):
+    """[x0, y0, x1, y1] (pixels, end exclusive) of the receptive field at map ``position``."""
+    if field_ is None or position[0] < 0:
+        return None
+    sy, sx, y0, x0, y1, x1 = field_
+    cy, cx = (position[0] + 0.5) * sy, (position[1] + 0.5) * sx
+    return [max(0, math.floor(cx + x0)), max(0, math.floor(cy + y0)),
+            min(hw[1], math.ceil(cx + x1)), min(hw[0], math.ceil(cy + y1))]
+
+
+def _neuron_position(unit, shapes):
+    term = unit.terms[0]
+    shape = shapes[term.layer]
+    if len(unit.terms) != 1 or term.kind != "neuron" or layout(shape) != "conv":
+        return None
+    return tuple(term.position) if term.position is not None else (shape[1] // 2, shape[2] // 2)
+
+
+def _prepare(model, units, settings, device):
+    """(units parsed and checked against the model, the model readied as for rendering)."""
+    return parse_units(units, model=model), PreparedModel(model, settings, device)
+
+
+def dataset_pass(model, units, dataset, settings, *, examples: int = 8, device="cpu", batch_size: int = 64,
+                 workers: int = 2, resume: dict | None = None, checkpoint=None, checkpoint_seconds: float = 30.0,
+                 progress=None) -> Grounding:
+    """Stream ``dataset`` (items: image [C, H, W], label, index) once through ``model`` and ground
+    every unit (see the module docstring). ``checkpoint(state)`` receives the resumable state;
+    ``progress`` is an object with update(n) (e.g. tqdm) or None. KeyboardInterrupt checkpoints first."""
+    if examples < 1:
+        raise ValueError(f"examples must be >= 1, got {examples}")
+    units, prepared = _prepare(model, units, settings, device)
+    started = time.perf_counter()
+    layers = list(dict.fromkeys(layer for unit in units for layer in unit.layers))
+    sample, _, _ = dataset[0]
+    hw = tuple(sample.shape[-2:])
+    count = len(dataset)
+    stride = max(1, math.ceil(count * len(units) / KEEP_VALUES))
+    with prepared:
+        prepared.check_channels(sample.shape[0])
+        shapes = probe_shapes(prepared, layers, sample.shape[0], hw)
+        plan = ObjectivePlan(units, shapes, prepared.device)
+        spatial = _spatial_channels(units, shapes)
+        fields = receptive_fields(prepared, layers, shapes, sample.shape[0], hw)
+        running = _Running(len(units), examples, stride, resume)
+        if progress is not None and running.done:
+            progress.update(running.done)
+        last_checkpoint = time.monotonic()
+        try:
+            for images, _, index in _loader(dataset, running.done, batch_size, workers):
+                with torch.no_grad():
+                    acts = prepared(images.to(prepared.device, non_blocking=True), plan.layers)
+                    values = plan.per_example(acts)
+                    peak, trough = _positions(acts, spatial, len(units), len(index), prepared.device)
+                running.update(values.cpu(), index, peak, trough)
+                if progress is not None:
+                    progress.update(len(index))
+                if checkpoint is not None and time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                    checkpoint(running.state())
+                    last_checkpoint = time.monotonic()
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                checkpoint(running.state())
+            raise
+    if checkpoint is not None:
+        checkpoint(running.state())
+    return _result(units, running, fields, shapes, hw, time.perf_counter() - started, model_order(model, layers))
+
+
+def model_order(model, layers):
+    """``layers`` in the model's module order (its definition order: the call order of sequential
+    models and of torchvision's), ``output`` last: what "a layer below the unit" means here."""
+    position = {name: k for k, (name, _) in enumerate(model.named_modules())}
+    return sorted(layers, key=lambda layer: position.get(layer, len(position)))
+
+
+def _result(units, running, fields, shapes, hw, seconds, layers) -> Grounding:
+    kept = torch.cat(running.kept) if running.kept else torch.zeros(0, len(units))
+    n = max(running.done, 1)
+    mean = running.total / n
+    std = (running.squares / n - mean.pow(2)).clamp(min=0).sqrt()
+    quantiles = torch.quantile(kept.double(), torch.tensor(QUANTILES, dtype=torch.float64), dim=0) \
+        if kept.shape[0] else torch.full((len(QUANTILES), len(units)), math.nan, dtype=torch.float64)
+    top, bottom, stats, dead = [], [], [], []
+    for u, unit in enumerate(units):
+        field_ = fields.get(unit.layer)
+        fixed = _neuron_position(unit, shapes)
+
+        def listing(values, indices, positions):
+            out = []
+            for value, index, position in zip(values.tolist(), indices.tolist(), positions.tolist()):
+                if index >= 0:
+                    out.append({"index": index, "activation": value,
+                                "box": _box(field_, fixed or position, hw) if field_ else None})
+            return out
+
+        top.append(listing(running.top_value[u], running.top_index[u], running.top_pos[u]))
+        bottom.append(listing(running.bottom_value[u], running.bottom_index[u], running.bottom_pos[u]))
+        low, high = running.low[u].item(), running.high[u].item()
+        stats.append({"count": running.done, "mean": mean[u].item(), "std": std[u].item(), "min": low, "max": high,
+                      **{f"q{round(q * 100):02d}": quantiles[k, u].item() for k, q in enumerate(QUANTILES)}})
+        dead.append(bool(high <= 0 or high - low <= 1e-6 * (1 + abs(high))))
+    return Grounding([str(u) for u in units], top, bottom, stats, kept, dead, running.done, seconds, layers)
+
+
+def load_examples(dataset, indices, batch_size=64, workers=2):
+    """Yield (indices, labels, images [B, C, H, W]) for the given dataset indices (in that order)."""
+    subset = torch.utils.data.Subset(dataset, list(indices))
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    for images, labels, index in loader:
+        yield index.tolist(), labels.tolist(), images
+
+
+def _descriptors(acts):
+    """{layer: float32 [B, C]}: each image's channel means (over positions or tokens) at every
+    captured layer: the path an image takes through the network."""
+    return {layer: _channels_first(act).float().flatten(2).mean(2).cpu() if act.dim() > 2 else act.float().cpu()
+            for layer, act in acts.items()}
+
+
+def visualization_signals(model, units, images, dataset, grounding: Grounding, settings, *, device="cpu",
+                          batch_size=64, workers=2, on_examples=None) -> list[dict]:
+    """Per unit (aligned with ``units``): the visualization's own activation, its percentile among the
+    dataset's activations, and the path similarity at each atlas layer below the unit.
+
+    images: float32 [U, C, H, W] in [0, 1], the units' visualizations (the dataset's size).
+    on_examples(indices, labels, images): called with the top/bottom (and random) examples, e.g. to save crops.
+    Returns [{"visualization_activation", "percentile", "path_similarity": [{"layer", "top", "random"}]}]."""
+    units, prepared = _prepare(model, units, settings, device)
+    layers = grounding.layers
+    with prepared:
+        shapes = probe_shapes(prepared, layers, images.shape[1], tuple(images.shape[-2:]))
+        own, vis_desc = [], {layer: [] for layer in layers}
+        for start in range(0, len(units), batch_size):
+            batch = images[start:start + batch_size]
+            plan = ObjectivePlan(units[start:start + batch_size], shapes, prepared.device)
+            with torch.no_grad():
+                acts = prepared(batch.to(prepared.device), layers)
+                own += plan(acts).cpu().tolist()
+            for layer, desc in _descriptors(acts).items():
+                vis_desc[layer].append(desc)
+        vis_desc = {layer: torch.cat(parts) for layer, parts in vis_desc.items()}
+        wanted = sorted({e["index"] for lists in (grounding.top, grounding.bottom) for ex in lists for e in ex})
+        generator = torch.Generator().manual_seed(0)
+        randoms = torch.randperm(grounding.examples, generator=generator)[:RANDOM_EXAMPLES].tolist()
+        example_desc = {}
+        for indices, labels, batch in load_examples(dataset, sorted(set(wanted) | set(randoms)), batch_size, workers):
+            if on_examples is not None:
+                on_examples(indices, labels, batch)
+            with torch.no_grad():
+                acts = prepared(batch.to(prepared.device), layers)
+            for layer, desc in _descriptors(acts).items():
+                for k, index in enumerate(indices):
+                    example_desc.setdefault(index, {})[layer] = desc[k]
+    order = {layer: k for k, layer in enumerate(layers)}
+    signals = []
+    for u, unit in enumerate(units):
+        below = [layer for layer in layers if order[layer] < order[unit.layer]]
+        top = [e["index"] for e in grounding.top[u]]
+        similarity = []
+        for layer in below:
+            mine = vis_desc[layer][u]
+
+            def mean_cosine(indices):
+                if not indices:
+                    return None
+                stacked = torch.stack([example_desc[i][layer] for i in indices])
+                return torch.nn.functional.cosine_similarity(stacked, mine[None], dim=1).mean().item()
+
+            similarity.append({"layer": layer, "top": mean_cosine(top), "random": mean_cosine(randoms)})
+        signals.append({"visualization_activation": own[u], "percentile": grounding.percentile(u, own[u]),
+                        "path_similarity": similarity})
+    return signals
+
+
+
+class DatasetGrounder:
+    """A model, its render settings and a dataset, bound for an atlas run (``AtlasJob.grounder``):
+    the audit calls ``run_pass`` and ``signals`` without knowing the engine.
+
+    >>> grounder = DatasetGrounder(model, settings, "shapes:2000", examples=8)
+    """
+
+    def __init__(self, model, settings, spec: str, *, examples: int = 8, device="cpu", batch_size: int = 64,
+                 workers: int = 2, seed: int = 0):
+        from pyviz_fast.engine.datasets import load_dataset
+        self.model, self.settings, self.spec, self.examples = model, settings, spec, examples
+        self.device, self.batch_size, self.workers = device, batch_size, workers
+        self.dataset = load_dataset(spec, settings.hw[0], seed)
+        self.key = {"dataset": spec, "examples": examples, "size": list(settings.hw), "count": len(self.dataset)}
+
+    def label_name(self, label: int):
+        """The class name of ``label`` (or the number itself), None for no label."""
+        if label < 0:
+            return None
+        classes = self.dataset.classes
+        return classes[label] if classes and label < len(classes) else label
+
+    def source(self, index: int):
+        return self.dataset.source(index)
+
+    def run_pass(self, units, *, resume=None, checkpoint=None, progress=None) -> Grounding:
+        return dataset_pass(self.model, units, self.dataset, self.settings, examples=self.examples,
+                            device=self.device, batch_size=self.batch_size, workers=self.workers,
+                            resume=resume, checkpoint=checkpoint, progress=progress)
+
+    def signals(self, units, images, grounding: Grounding, *, on_examples=None) -> list[dict]:
+        return visualization_signals(self.model, units, images, self.dataset, grounding, self.settings,
+                                     device=self.device, batch_size=self.batch_size, workers=self.workers,
+                                     on_examples=on_examples)
