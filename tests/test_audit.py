@@ -346,3 +346,78 @@ def test_run_json_and_manifest_are_strict_json_with_inf_settings(tmp_path):
     again = FakeRenderer()
     run_atlas(UNITS[:3], again, job(tmp_path, settings=settings))  # the same settings still resume
     assert again.rendered == []
+
+
+# ---- dataset grounding wiring (a fake grounder; the real pass is in test_dataset_pass.py) ----
+
+class FakeGrounder:
+    """The grounder interface of audit.grounding with made-up numbers: unit 2 of a layer is dead on
+    data, unit 1 has a low percentile, unit 4 a path warning."""
+    spec, examples = "fake:6", 2
+
+    def __init__(self, interrupt=False):
+        self.key = {"dataset": self.spec, "examples": self.examples}
+        self.dataset = list(range(6))
+        self.interrupt, self.passes, self.resumed = interrupt, 0, []
+
+    def source(self, index):
+        return f"img{index}.png"
+
+    def label_name(self, label):
+        return None if label < 0 else f"class{label}"
+
+    def run_pass(self, units, resume=None, checkpoint=None, progress=None):
+        self.resumed.append(resume)
+        if self.interrupt:
+            checkpoint({"done": 3})
+            raise KeyboardInterrupt
+        self.passes += 1
+        return SimpleNamespace(
+            top=[[{"index": 1, "activation": 2.0, "box": [0, 0, 4, 4]}, {"index": 3, "activation": 1.0, "box": None}]
+                 for _ in units],
+            bottom=[[{"index": 0, "activation": -1.0, "box": None}] for _ in units],
+            stats=[{"mean": 0.5, "std": 0.1, "min": -1.0, "max": 2.0, "q50": 0.4, "q90": 1.5, "q99": 1.9, "count": 6}
+                   for _ in units],
+            dead_on_data=[u.index == 2 for u in units], examples=6, seconds=0.1)
+
+    def signals(self, units, images, grounding, on_examples=None):
+        assert images.shape == (len(units), 3, SIZE, SIZE)
+        on_examples([0, 1, 3], [0, 1, -1], torch.rand(3, 3, 40, 40))
+        return [{"visualization_activation": 1.0, "percentile": 30.0 if u.index == 1 else 99.0,
+                 "path_similarity": [{"layer": "conv1", "top": 0.2, "random": 0.5}] if u.index == 4 else []}
+                for u in units]
+
+
+def test_grounding_reaches_the_manifest_and_the_gallery(tmp_path):
+    grounder = FakeGrounder()
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=grounder))
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    first = records["conv2:4"]["examples"][0]
+    assert (first["source"], first["label"], first["activation"], first["box"]) == ("img1.png", "class1", 2.0, [0, 0, 4, 4])
+    assert records["conv2:4"]["examples"][1]["label"] is None and records["conv1:1"]["percentile"] == 30.0
+    assert records["conv1:2"]["dead_on_data"] and not records["conv1:0"]["dead_on_data"]
+    assert records["conv1:5"]["percentile"] is None  # failed: no picture to place among the data
+    with Image.open(tmp_path / first["crop"]) as crop:
+        assert crop.size == (24, 24)  # a 4 px receptive field shown with context
+    assert [link for link in gallery_links(tmp_path) if not (tmp_path / link).is_file()] == []
+    data = read_gallery_data(tmp_path)
+    assert data["run"]["dataset"]["spec"] == "fake:6" and sum(data["units"]["warn"]) == 2
+    assert sum(data["units"]["data_dead"]) == 2 and data["layers"][0]["data_dead"] == 1
+    again = FakeGrounder()
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=again))
+    assert again.passes == 0  # the finished pass is reused; the signals are recomputed
+
+
+def test_an_interrupted_dataset_pass_resumes_from_its_checkpoint(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder(interrupt=True)))
+    assert read_gallery_data(tmp_path)["units"]["unit"] == [str(u) for u in UNITS]  # the gallery is there
+    assert (tmp_path / "dataset" / "state.pt").is_file()
+    resumed, renderer = FakeGrounder(), FakeRenderer()
+    run_atlas(UNITS, renderer, job(tmp_path, grounder=resumed))
+    assert resumed.resumed == [{"done": 3}] and resumed.passes == 1
+    assert not (tmp_path / "dataset" / "state.pt").exists()
+    other = FakeGrounder()
+    other.key = {**other.key, "examples": 3}  # another pass: the old result is not reused
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
+    assert other.resumed == [None] and other.passes == 1

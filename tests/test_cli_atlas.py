@@ -219,3 +219,22 @@ def test_every_layer_that_layers_atlas_lists_can_be_rendered_by_atlas(tmp_path):
     records = manifest(tmp_path / "run")
     assert sorted(r["unit"] for r in records) == ["conv-2:0", "conv-2:1", "stem<α>:0", "stem<α>:1", "stem<α>:2"]
     assert all(Path(tmp_path, "run", r["file"]).is_file() for r in records)
+
+
+def test_dataset_grounding_on_shapesnet_top_examples_are_of_each_class_unit_s_class(tmp_path, browser):
+    from pyviz_fast.zoo import SHAPES_CLASSES
+    done = pyviz("atlas", "conv2:0-1", "fc", "--out", str(tmp_path), "--size", "64", "--steps", "4",
+                 "--dataset", "shapes:2000", "--examples", "3", "--workers", "1", "-q", timeout=900)
+    assert done.returncode == 0, done.stderr
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    for k, name in enumerate(SHAPES_CLASSES):
+        assert [e["label"] for e in records[f"fc:{k}"]["examples"]] == [name] * 3, k
+    for record in records.values():
+        assert 0 <= record["percentile"] <= 100 and record["stats"]["count"] == 2000
+        assert isinstance(record["dead_on_data"], bool) and len(record["bottom"]) == 3
+    assert [p["layer"] for p in records["fc:0"]["path_similarity"]] == ["conv2"]
+    assert [link for link in gallery_links(tmp_path) if not Path(tmp_path, link).is_file()] == []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((tmp_path / "index.html").as_uri() + "#unit=fc%3A7")
+    page.wait_for_selector("#detail .examples img")
+    assert "red" in page.inner_text("#detail .examples")

@@ -14,7 +14,7 @@ from browser import collect_page_errors
 from pyviz_fast.audit import run_atlas
 from pyviz_fast.audit.gallery import gallery_links, write_gallery
 from pyviz_fast.engine.units import Unit
-from test_audit import UNITS, FakeRenderer, job
+from test_audit import UNITS, FakeGrounder, FakeRenderer, job
 
 HOSTILE = ['<img src=x onerror="window.__pwned=1">', '"><script>window.__pwned=1</script>', "__proto__",
            "javascript:window.__pwned=1", ".."]
@@ -174,3 +174,26 @@ def test_long_layer_names_never_hide_the_index(browser, tmp_path):
     page.goto((tmp_path / "index.html").as_uri() + "#layer=" + quote(layer))
     page.wait_for_selector("#grid .cell")
     assert page.eval_on_selector("#grid .cell .idx", "n => n.textContent") == "#17"
+
+
+def test_grounded_gallery_shows_examples_percentiles_and_warnings(browser, tmp_path):
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder()))
+    page, errors = open_gallery(browser, tmp_path)
+    assert "grounded on fake:6" in page.inner_text("#summary")
+    assert "pct 99" in page.inner_text('#grid .cell[data-unit="conv1:0"]')
+    page.select_option("#status", "low")
+    assert sorted(cells(page)) == ["conv1:1", "conv2:1"]
+    page.select_option("#status", "datadead")
+    assert sorted(cells(page)) == ["conv1:2", "conv2:2"]
+    page.select_option("#status", "warn")
+    assert sorted(cells(page)) == ["conv1:4", "conv2:4"]
+    page.select_option("#sort", "pct-asc")
+    page.select_option("#status", "all")
+    page.click('#grid .cell[data-unit="conv2:4"]')
+    page.wait_for_selector("#detail .examples img")
+    text = page.inner_text("#detail")
+    assert "Top examples" in text and "Bottom examples" in text and "class1" in text
+    assert "top 0.2 · random 0.5" in text and "percentile of the picture" in text
+    page.wait_for_function("[...document.querySelectorAll('#detail img')].every(i => i.complete)")
+    assert page.eval_on_selector_all("#detail img", "nodes => nodes.filter(i => !i.naturalWidth).length") == 0
+    assert errors == []

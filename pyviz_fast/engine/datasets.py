@@ -15,7 +15,7 @@ has ``classes`` (label names, or None) and ``source(i)`` (the file's relative pa
 
 >>> data = load_dataset("shapes:100", size=64)
 >>> image, label, index = data[3]; image.shape, data.classes[label]
-(torch.Size([3, 64, 64]), 'stripes_45')
+(torch.Size([3, 64, 64]), 'stripes_135')
 """
 from pathlib import Path
 
