@@ -295,7 +295,10 @@ def test_gallery_is_refreshed_during_the_run(tmp_path):
 
     class Watching(FakeRenderer):
         def __call__(self, units):
-            if self.batches == 3:  # after 8 units written and a refresh every 4
+            if self.batches == 3:  # the writer refreshes after the first batch it wrote, then every 4 units
+                deadline = time.monotonic() + 10
+                while not (tmp_path / "gallery" / "data.js").is_file() and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 seen.append(read_gallery_data(tmp_path))
             return super().__call__(units)
 

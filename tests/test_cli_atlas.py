@@ -14,7 +14,7 @@ from PIL import Image
 
 from pyviz_fast.audit import read_records
 from pyviz_fast.audit.files import PARTIAL_MARK
-from pyviz_fast.audit.gallery import gallery_links
+from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
 
 SMALL = ["--size", "40", "--steps", "6", "--batch-size", "4", "--seed", "3", "-q"]
 UNITS = ["conv1:0-5", "conv2:0-3"]
@@ -150,6 +150,8 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_or_losing(tmp_path
     process = _start_and_wait_for_records(tmp_path)
     process.send_signal(signal.SIGKILL)
     process.communicate()
+    watched = read_gallery_data(tmp_path)  # refreshed during the run: a killed run has a gallery
+    assert not watched["run"]["complete"] and len(watched["units"]["unit"]) >= 2
     saved = {r["unit"]: r for r in part_records(tmp_path)}
     assert 4 <= len(saved) < len(LONG_UNITS), "the kill must land mid-run"
     stamps = {unit: Path(tmp_path, r["file"]).stat().st_mtime_ns for unit, r in saved.items()}

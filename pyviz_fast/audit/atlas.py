@@ -129,11 +129,12 @@ def pending_units(units, run: RunDir) -> list:
 
 
 class RefreshTimer:
-    """Calls ``refresh()`` once ``units`` units or ``seconds`` seconds have passed since the last call."""
+    """Calls ``refresh()`` after the first update, then once ``units`` units or ``seconds`` seconds
+    have passed since the last call."""
 
     def __init__(self, refresh: Callable | None, units: int, seconds: float):
         self.refresh, self.units, self.seconds = refresh, units, seconds
-        self._count, self._since = 0, time.monotonic()
+        self._count, self._since = 0, -math.inf
 
     def update(self, done: int) -> None:
         self._count += done
@@ -145,11 +146,12 @@ class RefreshTimer:
 def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
                  progress=None, refresh: Callable | None = None) -> int:
     """Render ``units`` in batches and write them; returns how many were written. ``refresh()`` (the
-    gallery of what is on disk so far) is called every job.refresh_units units / refresh_seconds s.
+    gallery of what is on disk so far) is called by the writer after the first batch, then every
+    job.refresh_units units / refresh_seconds s.
 
     On an interrupt or error, every batch already rendered is still written before it propagates."""
-    writer = BatchWriter(run.root, run.part_path(*shard))
     timer = RefreshTimer(refresh, job.refresh_units, job.refresh_seconds)
+    writer = BatchWriter(run.root, run.part_path(*shard), on_written=timer.update)  # refreshes what is on disk
     try:
         for start in range(0, len(units), job.batch_size):
             batch = units[start:start + job.batch_size]
@@ -159,7 +161,6 @@ def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info
             writer.submit(result.to_uint8(), records)
             if progress is not None:
                 progress.update(len(batch))
-            timer.update(len(batch))
     finally:
         writer.close()
     return writer.written

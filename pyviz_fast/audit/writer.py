@@ -52,9 +52,12 @@ def write_batch(root: Path, part: ManifestPart, images: np.ndarray, records: lis
 
 
 class BatchWriter:
-    def __init__(self, root, part_path, *, max_pending: int = 2):
+    """on_written(n): called in the writer thread after each batch's n records are on disk."""
+
+    def __init__(self, root, part_path, *, max_pending: int = 2, on_written=None):
         self.root = Path(root)
         self.part = ManifestPart(part_path)
+        self.on_written = on_written
         self.written = 0  # records safely on disk
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
@@ -71,6 +74,8 @@ class BatchWriter:
             try:
                 write_batch(self.root, self.part, *item)
                 self.written += len(item[1])
+                if self.on_written is not None:
+                    self.on_written(len(item[1]))
             except BaseException as error:  # noqa: BLE001  (re-raised in the caller's thread)
                 self._error = error
 
