@@ -8,8 +8,9 @@ Files (all relative links)::
     gallery/layers/<l>.js   per layer, each unit's details (objective curve, failure reason, dataset
                             examples and statistics), loaded when a detail view needs them
 
-The page draws only the cells in view, so its cost does not grow with the unit count: a 20,000
-unit atlas is a ~3 KB ``index.html`` plus one data file. Names from the model are only ever set
+The page draws only the cells in view of its scrolling grid (the page itself stays one screen
+tall), so its cost does not grow with the unit count: a 20,000 unit atlas is a 1.4 KB
+``index.html`` plus one data file. Names from the model are only ever set
 as text by the script, so a layer called ``<img onerror=...>`` stays text. ``write_gallery``
 rewrites a layer's detail file only when its content changed.
 
@@ -49,7 +50,7 @@ keeps the view (layer, filter, search, sort, unit) so it can be linked.
 <span id="count"></span>
 </div>
 <div id="layer-info"></div>
-<div id="grid"></div>
+<div id="scroller"><div id="grid"></div></div>
 <button id="top" type="button">↑ top</button>
 <div id="detail" hidden></div>
 <noscript><p>The gallery needs JavaScript; the images are under images/, the data in manifest.jsonl.</p></noscript>

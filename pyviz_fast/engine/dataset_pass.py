@@ -71,17 +71,37 @@ def _loader(dataset, start, batch_size, workers):
                                        persistent_workers=False, prefetch_factor=4 if workers else None)
 
 
-def _spatial_channels(units, shapes):
-    """{layer: (unit columns, channels)} of single-term channel units on [C, H, W] maps: those whose
-    examples get a peak position (neuron units have a fixed one)."""
-    spatial = {}
-    for u, unit in enumerate(units):
-        term = unit.terms[0]
-        if len(unit.terms) == 1 and term.kind == "channel" and layout(shapes[term.layer]) == "conv":
-            columns, channels = spatial.setdefault(term.layer, ([], []))
-            columns.append(u)
-            channels.append(term.index)
-    return spatial
+class _Peaks:
+    """Where a batch's activation of a unit peaks: the (y, x) of the largest (or smallest) value of a
+    single-term channel unit's [C, H, W] map; (-1, -1) for other units (neuron units have a fixed
+    position, vectors and tokens none). Asked only for the examples that enter a top/bottom list."""
+
+    def __init__(self, units, shapes):
+        self.layers, layer_ids, channels = [], [], []
+        for unit in units:
+            term = unit.terms[0]
+            spatial = len(unit.terms) == 1 and term.kind == "channel" and layout(shapes[term.layer]) == "conv"
+            if spatial and term.layer not in self.layers:
+                self.layers.append(term.layer)
+            layer_ids.append(self.layers.index(term.layer) if spatial else -1)
+            channels.append(term.index if spatial else 0)
+        self.layer_id, self.channel = torch.tensor(layer_ids), torch.tensor(channels)
+        self.acts = {}
+
+    def __call__(self, units, rows, largest: bool):
+        """long [P, 2]: the peak of unit units[p] in batch row rows[p]."""
+        out = torch.full((len(units), 2), -1, dtype=torch.long)
+        ids = self.layer_id[units]
+        for k, layer in enumerate(self.layers):
+            where = (ids == k).nonzero().flatten()
+            if not len(where):
+                continue
+            maps = _channels_first(self.acts[layer])  # the engine's own layout view
+            picked = maps[rows[where].to(maps.device), self.channel[units[where]].to(maps.device)]
+            flat = picked.float().flatten(1)
+            best = (flat.argmax(1) if largest else flat.argmin(1)).cpu()
+            out[where] = torch.stack([best // maps.shape[-1], best % maps.shape[-1]], 1)
+        return out
 
 
 class _Running:
@@ -108,21 +128,25 @@ class _Running:
         return {"version": STATE_VERSION, **{key: value for key, value in self.__dict__.items()}}
 
     @staticmethod
-    def _merge(best, index, pos, values, batch_index, batch_pos, largest):
+    def _merge(best, index, pos, values, batch_index, largest, locate):
+        """The K best of the running list and the batch (values [B, U]); peaks located for newcomers only."""
         k = best.shape[1]
-        values = torch.cat([best, values.T], 1)
-        indices = torch.cat([index, batch_index.expand(values.shape[0], -1)], 1)
-        positions = torch.cat([pos, batch_pos], 1)
-        chosen = values.topk(k, dim=1, largest=largest).indices
-        return (values.gather(1, chosen), indices.gather(1, chosen),
-                positions.gather(1, chosen[..., None].expand(-1, -1, 2)))
+        candidates = torch.cat([best, values.T], 1)
+        chosen = candidates.topk(k, dim=1, largest=largest).indices
+        new_index = torch.cat([index, batch_index.expand(values.shape[1], -1)], 1).gather(1, chosen)
+        old = chosen < k
+        new_pos = pos.gather(1, chosen.clamp(max=k - 1)[..., None].expand(-1, -1, 2))
+        fresh = (~old).nonzero()
+        if len(fresh):
+            new_pos[fresh[:, 0], fresh[:, 1]] = locate(fresh[:, 0], chosen[fresh[:, 0], fresh[:, 1]] - k, largest)
+        return candidates.gather(1, chosen), new_index, new_pos
 
-    def update(self, values, index, peak, trough):
-        """values float32 [B, U]; index long [B]; peak/trough long [U, B, 2] positions (or -1)."""
+    def update(self, values, index, locate):
+        """values float32 [B, U]; index long [B] (dataset indices); locate: a ``_Peaks`` of the batch."""
         self.top_value, self.top_index, self.top_pos = self._merge(
-            self.top_value, self.top_index, self.top_pos, values, index[None], peak, True)
+            self.top_value, self.top_index, self.top_pos, values, index[None], True, locate)
         self.bottom_value, self.bottom_index, self.bottom_pos = self._merge(
-            self.bottom_value, self.bottom_index, self.bottom_pos, values, index[None], trough, False)
+            self.bottom_value, self.bottom_index, self.bottom_pos, values, index[None], False, locate)
         finite = torch.nan_to_num(values.double(), nan=0.0, posinf=0.0, neginf=0.0)
         self.total += finite.sum(0)
         self.squares += finite.pow(2).sum(0)
@@ -134,42 +158,31 @@ class _Running:
         self.done += len(index)
 
 
-def _positions(acts, spatial, units_count, batch, device):
-    """(peak, trough) long [U, B, 2]: where each spatial channel unit's map is largest / smallest."""
-    peak = torch.full((units_count, batch, 2), -1, dtype=torch.long, device=device)
-    trough = peak.clone()
-    for layer, (columns, channels) in spatial.items():
-        maps = _channels_first(acts[layer])[:, channels].float()  # the engine's own layout view
-        width = maps.shape[-1]
-        flat = maps.flatten(2)
-        for target, where in ((peak, flat.argmax(2)), (trough, flat.argmin(2))):
-            target[columns] = torch.stack([where // width, where % width], -1).transpose(0, 1)
-    return peak.cpu(), trough.cpu()
-
-
 def receptive_fields(prepared, layers, shapes, channels, hw):
     """{layer: (stride_y, stride_x, y0, x0, y1, x1)}: the input pixels that reach the center of a
     [C, H, W] layer's map (support of the input gradient of all channels there), as offsets from
     the center position mapped to the input; shifted by the stride for other positions."""
     fields = {}
-    generator = torch.Generator().manual_seed(0)
-    for layer in layers:
-        shape = shapes[layer]
-        if layout(shape) != "conv":
-            continue
-        x = torch.rand((1, channels) + tuple(hw), generator=generator).to(prepared.device).requires_grad_(True)
-        with torch.enable_grad():
-            act = _channels_first(prepared(x, [layer])[layer])
+    conv = [layer for layer in layers if layout(shapes[layer]) == "conv"]
+    if not conv:
+        return fields
+    x = torch.rand((1, channels) + tuple(hw), generator=torch.Generator().manual_seed(0))
+    x = x.to(prepared.device).requires_grad_(True)
+    with torch.enable_grad():
+        acts = prepared(x, conv)  # one forward; one backward per layer
+        for k, layer in enumerate(conv):
+            act = _channels_first(acts[layer])
             cy, cx = act.shape[-2] // 2, act.shape[-1] // 2
-            act[0, :, cy, cx].float().sum().backward()
-        support = x.grad.detach().abs().sum((0, 1)).cpu()
-        rows, cols = support.sum(1).nonzero().flatten(), support.sum(0).nonzero().flatten()
-        sy, sx = hw[0] / shape[1], hw[1] / shape[2]
-        if not len(rows) or not len(cols):
-            rows, cols = torch.tensor([0, hw[0] - 1]), torch.tensor([0, hw[1] - 1])
-        centre_y, centre_x = (cy + 0.5) * sy, (cx + 0.5) * sx
-        fields[layer] = (sy, sx, rows.min().item() - centre_y, cols.min().item() - centre_x,
-                         rows.max().item() + 1 - centre_y, cols.max().item() + 1 - centre_x)
+            (grad,) = torch.autograd.grad(act[0, :, cy, cx].float().sum(), x, retain_graph=k < len(conv) - 1)
+            support = grad.detach().abs().sum((0, 1)).cpu()
+            rows, cols = support.sum(1).nonzero().flatten(), support.sum(0).nonzero().flatten()
+            shape = shapes[layer]
+            sy, sx = hw[0] / shape[1], hw[1] / shape[2]
+            if not len(rows) or not len(cols):
+                rows, cols = torch.tensor([0, hw[0] - 1]), torch.tensor([0, hw[1] - 1])
+            centre_y, centre_x = (cy + 0.5) * sy, (cx + 0.5) * sx
+            fields[layer] = (sy, sx, rows.min().item() - centre_y, cols.min().item() - centre_x,
+                             rows.max().item() + 1 - centre_y, cols.max().item() + 1 - centre_x)
     return fields
 
 
@@ -215,7 +228,7 @@ def dataset_pass(model, units, dataset, settings, *, examples: int = 8, device="
         prepared.check_channels(sample.shape[0])
         shapes = probe_shapes(prepared, layers, sample.shape[0], hw)
         plan = ObjectivePlan(units, shapes, prepared.device)
-        spatial = _spatial_channels(units, shapes)
+        peaks = _Peaks(units, shapes)
         fields = receptive_fields(prepared, layers, shapes, sample.shape[0], hw)
         running = _Running(len(units), examples, stride, resume)
         if progress is not None and running.done:
@@ -224,10 +237,9 @@ def dataset_pass(model, units, dataset, settings, *, examples: int = 8, device="
         try:
             for images, _, index in _loader(dataset, running.done, batch_size, workers):
                 with torch.no_grad():
-                    acts = prepared(images.to(prepared.device, non_blocking=True), plan.layers)
-                    values = plan.per_example(acts)
-                    peak, trough = _positions(acts, spatial, len(units), len(index), prepared.device)
-                running.update(values.cpu(), index, peak, trough)
+                    peaks.acts = prepared(images.to(prepared.device, non_blocking=True), plan.layers)
+                    running.update(plan.per_example(peaks.acts).cpu(), index, peaks)
+                peaks.acts = {}
                 if progress is not None:
                     progress.update(len(index))
                 if checkpoint is not None and time.monotonic() - last_checkpoint >= checkpoint_seconds:

@@ -87,6 +87,17 @@ class _Group:
             tiled.vectors = self.vectors.repeat(n, 1)
         return tiled
 
+    def values_per_example(self, act):
+        """float32 [N, terms]: every term of the group on each of the N images of ``act``. Channel
+        and class terms take the mean over positions of every channel once, then pick (the same
+        numbers as ``values``, without a copy of the activation per term); other kinds go through
+        ``values`` on the tiled group."""
+        if self.kind in ("channel", "class"):
+            x = _channels_first(act)
+            means = x.mean(dim=tuple(range(2, x.dim())), dtype=torch.float32) if x.dim() > 2 else x.float()
+            return means[:, self.channels]
+        return self.tiled(act.shape[0]).values(act).reshape(act.shape[0], len(self.rows))
+
     def values(self, act):
         x = _channels_first(act)
         if self.kind in ("channel", "class"):
@@ -131,7 +142,5 @@ class ObjectivePlan:
         device = next(iter(acts.values())).device
         total = torch.zeros(n, self.batch, dtype=torch.float32, device=device)
         for group in self.groups:
-            tiled = group.tiled(n)
-            values = (tiled.weights * tiled.values(acts[group.layer])).reshape(n, len(group.rows))
-            total = total.index_add(1, group.rows, values)
+            total = total.index_add(1, group.rows, group.weights * group.values_per_example(acts[group.layer]))
         return total

@@ -1,7 +1,8 @@
 /* pyviz_fast atlas gallery (vanilla JS, no build step, works from file://).
  *
  * gallery/data.js sets window.PVF_ATLAS: {run, layers: [...], units: {column: [value per unit]}}.
- * Only the cells in view are in the DOM (virtual scrolling), so 100,000 units cost what 200 do.
+ * Only the cells in view are in the DOM (virtual scrolling inside #scroller, so the page itself is
+ * one screen tall), and 100,000 units cost what 200 do.
  * A unit's details (objective curve, dataset examples, statistics) live in one script per layer,
  * gallery/layers/<layer>.js, loaded when a detail view first needs it. Every name from the data
  * is set as text, never parsed as HTML. State (layer, filter, search, sort, open unit) is in the
@@ -108,6 +109,7 @@
     }
     $("count").textContent = order.length + " of " + count + " units";
     showLayerInfo(layer);
+    $("scroller").scrollTop = 0;
     draw(true);
   }
 
@@ -131,11 +133,11 @@
 
   var drawn = "";
   function draw(force) {
-    var grid = $("grid"), g = geometry();
+    var grid = $("grid"), scroller = $("scroller"), g = geometry();
     grid.style.height = Math.max(0, g.rows * (g.height + GAP) - GAP) + "px";
-    var top = window.scrollY - (grid.getBoundingClientRect().top + window.scrollY);
+    var top = scroller.scrollTop;
     var first = Math.max(0, Math.floor(top / (g.height + GAP)) - BUFFER_ROWS);
-    var last = Math.min(g.rows, Math.ceil((top + window.innerHeight) / (g.height + GAP)) + BUFFER_ROWS);
+    var last = Math.min(g.rows, Math.ceil((top + scroller.clientHeight) / (g.height + GAP)) + BUFFER_ROWS);
     var key = [first, last, g.columns].join(",");
     if (!force && key === drawn) return;
     drawn = key;
@@ -390,7 +392,7 @@
       clearTimeout(timer);
       timer = setTimeout(function () { state.q = value; writeHash(); refilter(); }, 120);
     };
-    window.addEventListener("scroll", function () { draw(false); }, { passive: true });
+    $("scroller").addEventListener("scroll", function () { draw(false); }, { passive: true });
     window.addEventListener("resize", function () { draw(true); });
     window.addEventListener("hashchange", function () { readHash(); applyState(); });
     document.addEventListener("keydown", function (event) {
@@ -399,7 +401,7 @@
       else if (event.key === "ArrowLeft" && $("prev") && !$("prev").disabled) $("prev").click();
       else if (event.key === "ArrowRight" && $("next") && !$("next").disabled) $("next").click();
     });
-    $("top").onclick = function () { window.scrollTo(0, 0); };
+    $("top").onclick = function () { $("scroller").scrollTop = 0; };
     if (!atlas.run.complete) setInterval(reload, RELOAD_MS);
   }
 
