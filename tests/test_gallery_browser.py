@@ -4,7 +4,6 @@ A fake renderer's run gives a small gallery with dead and failed units; a genera
 one of 20,000 units; hostile layer names check that nothing from the data runs as HTML or code.
 """
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -127,18 +126,27 @@ def test_hostile_layer_names_stay_inert_text(browser, tmp_path):
 
 
 def test_twenty_thousand_units_load_and_scroll_quickly(browser, tmp_path):
+    """Timed inside the page (from navigation to the first cells, then from the scroll to the last
+    unit's cell), so the test driver's round trips on a loaded machine do not count."""
     records = synthetic_atlas(tmp_path, 20_000)
     assert (tmp_path / "index.html").stat().st_size < 200_000
-    started = time.perf_counter()
-    page, errors = open_gallery(browser, tmp_path)
-    loaded = time.perf_counter() - started
-    page.evaluate("document.getElementById('scroller').scrollTop = 1e9")
-    last = records[-1]["unit"]
-    page.wait_for_selector(f'#grid .cell[data-unit="{last}"]')
-    total = time.perf_counter() - started
-    print(f"20,000 units: first cells after {loaded:.2f} s, scrolled to the last after {total:.2f} s")
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = collect_page_errors(page)
+    page.add_init_script("""new MutationObserver((changes, observer) => {
+        if (document.querySelector('#grid .cell')) { window.__firstCells = performance.now(); observer.disconnect(); }
+    }).observe(document, {childList: true, subtree: true});""")
+    page.goto((tmp_path / "index.html").as_uri())
+    page.wait_for_selector("#grid .cell")
+    scrolled = page.evaluate("""last => new Promise(done => {
+        const started = performance.now();
+        document.getElementById('scroller').scrollTop = 1e9;
+        const check = () => document.querySelector(`#grid .cell[data-unit="${last}"]`)
+            ? done(performance.now() - started) : requestAnimationFrame(check);
+        check(); })""", records[-1]["unit"])
+    first = page.evaluate("window.__firstCells")
+    print(f"20,000 units: first cells {first:.0f} ms after navigation, last unit drawn {scrolled:.0f} ms after the scroll")
     assert page.evaluate("document.getElementsByTagName('*').length") < 3000  # only what is in view
-    assert total < 2.0, f"loading and scrolling 20,000 units took {total:.2f} s"
+    assert first + scrolled < 2000, f"loading and scrolling 20,000 units took {first + scrolled:.0f} ms"
     assert errors == []
 
 

@@ -167,15 +167,14 @@
     ]);
     var lines = [name, el("div", { className: "num", text: "obj " + fmt(U.value[i]) }),
       el("div", { className: "num", text: "rise " + fmt(U.rise[i]) })];
-    var badges = el("div", { className: "num" }, marks.map(function (mark) {
+    if (U.percentile[i] !== null) lines.push(el("div", { className: "num", text: "pct " + fmt(U.percentile[i]) }));
+    var badges = el("div", { className: "badges" }, marks.map(function (mark) {
       return el("span", { className: "badge " + mark, text: mark === "datadead" ? "data-dead" : mark === "low" ? "low pct" : mark });
     }));
-    if (U.percentile[i] !== null) badges.insertBefore(el("span", { text: "pct " + fmt(U.percentile[i]) + " " }), badges.firstChild);
-    lines.push(badges);
     var node = el("figure", {
       className: "cell " + marks.filter(function (m) { return m !== "low" && m !== "warn"; }).join(" "),
       title: U.unit[i] + (U.status[i] !== "ok" ? " (" + U.status[i] + ")" : ""), tabindex: "0", "data-unit": U.unit[i]
-    }, [picture, el("figcaption", { className: "caption" }, lines)]);
+    }, [picture, badges, el("figcaption", { className: "caption" }, lines)]);
     node.addEventListener("click", function () { openDetail(i); });
     node.addEventListener("keydown", function (event) { if (event.key === "Enter") openDetail(i); });
     return node;
@@ -197,10 +196,12 @@
 
   window.PVF_ATLAS_DETAIL = function (layer, data) { details[layer] = data; flush(layer); };
 
-  function facts(rows) {
-    return el("table", { className: "facts" }, rows.filter(Boolean).map(function (row) {
-      return el("tr", {}, [el("th", { text: row[0] }), el("td", { text: fmt(row[1]), className: row[2] || "" })]);
-    }));
+  function facts(rows, table) {
+    table = table || el("table", { className: "facts" });
+    rows.filter(Boolean).forEach(function (row) {
+      table.appendChild(el("tr", {}, [el("th", { text: row[0] }), el("td", { text: fmt(row[1]), className: row[2] || "" })]));
+    });
+    return table;
   }
 
   function curve(values) {
@@ -290,7 +291,7 @@
     close.onclick = closeDetail;
     var image = U.file[i] ? el("a", { href: U.file[i] }, [el("img", { className: "full", src: U.file[i], alt: U.unit[i] })])
       : el("div", { className: "noimg", text: "no image" });
-    var layer = U.layer[i], info = el("div", {});
+    var layer = U.layer[i], info = el("div", { className: "info" });
     var table = facts([
       ["unit", U.unit[i]], ["layer", atlas.layers[layer].name], ["channel index", U.index[i]],
       ["status", U.status[i], U.status[i] !== "ok" ? "warning" : ""],
@@ -301,15 +302,15 @@
     var panel = el("div", { className: "panel", role: "dialog", "aria-label": "unit " + U.unit[i] }, [
       el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]),
       el("h2", { text: U.unit[i] }),
-      el("div", { className: "cols" }, [image, el("div", {}, [table, info])])
+      el("div", { className: "cols" }, [image, info])
     ]);
+    info.appendChild(table);
     box.textContent = "";
     box.appendChild(panel);
     loadDetail(layer, function (data) {
       if (state.unit !== U.unit[i]) return;  // another unit was opened meanwhile
       var d = data[posInLayer[i]] || {};
-      if (d.reason) info.appendChild(facts([["failure reason", d.reason, "warning"]]));
-      if (d.seed !== undefined) info.appendChild(facts([["seed", d.seed]]));
+      facts([d.reason ? ["failure reason", d.reason, "warning"] : null, d.seed !== undefined ? ["seed", d.seed] : null], table);
       if (d.curve && d.curve.length) info.appendChild(curve(d.curve));
       if (atlas.run.dataset && d.stats) panel.appendChild(datasetSection(d));
     });
