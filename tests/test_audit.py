@@ -34,7 +34,7 @@ RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash",
 
 
 class FakeRenderer:
-    """render_batch(units) -> a RenderResult-like object; counts the units it rendered."""
+    """render_batch(units, execution) -> a RenderResult-like object; counts the units it rendered."""
 
     def __init__(self, interrupt_after_batches=None, size=SIZE):
         self.size = size
@@ -42,7 +42,7 @@ class FakeRenderer:
         self.batches = 0
         self.interrupt_after_batches = interrupt_after_batches
 
-    def __call__(self, units):
+    def __call__(self, units, execution=None):
         if self.interrupt_after_batches is not None and self.batches >= self.interrupt_after_batches:
             raise KeyboardInterrupt
         self.batches += 1
@@ -51,7 +51,7 @@ class FakeRenderer:
         images = torch.stack([torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s)) for s in seeds])
         trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3 else torch.linspace(0, 1 + u.index, STEPS)
                                   for u in units])
-        status = ["failed" if u.index == 5 else "ok" for u in units]
+        status = ["failed" if u.index == 5 else "dead" if u.index == 3 else "ok" for u in units]  # as the engine says
         return SimpleNamespace(
             images=images, objective=trajectory[:, -1], trajectory=trajectory, seeds=seeds, status=status,
             reasons=["synthetic failure" if s == "failed" else "" for s in status],
@@ -72,7 +72,7 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
     records = manifest(tmp_path)
     assert [r["unit"] for r in records] == [str(u) for u in UNITS]
     assert all(RECORD_FIELDS <= set(r) for r in records)
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r["status"] in ("ok", "dead")]  # dead units have an image
     assert len(ok) == len(UNITS) - 2 and outcome.failed == 2 and outcome.exit_code == 1
     for record in ok:
         with Image.open(tmp_path / record["file"]) as image:
@@ -294,13 +294,13 @@ def test_gallery_is_refreshed_during_the_run(tmp_path):
     seen = []
 
     class Watching(FakeRenderer):
-        def __call__(self, units):
+        def __call__(self, units, execution=None):
             if self.batches == 3:  # the writer refreshes after the first batch it wrote, then every 4 units
                 deadline = time.monotonic() + 10
                 while not (tmp_path / "gallery" / "data.js").is_file() and time.monotonic() < deadline:
                     time.sleep(0.01)
                 seen.append(read_gallery_data(tmp_path))
-            return super().__call__(units)
+            return super().__call__(units, execution)
 
     run_atlas(UNITS, Watching(), job(tmp_path, refresh_units=4))
     assert seen and not seen[0]["run"]["complete"] and 4 <= len(seen[0]["units"]["unit"]) < len(UNITS)
@@ -362,6 +362,9 @@ class FakeGrounder:
         self.key = {"dataset": self.spec, "examples": self.examples}
         self.dataset = list(range(6))
         self.interrupt, self.passes, self.resumed = interrupt, 0, []
+
+    def adopt(self, execution):
+        self.execution = execution
 
     def source(self, index):
         return f"img{index}.png"

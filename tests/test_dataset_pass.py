@@ -11,7 +11,7 @@ import pyviz_fast as pvf
 from pyviz_fast.engine.dataset_pass import dataset_pass, receptive_fields, visualization_signals
 from pyviz_fast.engine.datasets import load_dataset
 from pyviz_fast.engine.execution import PreparedModel
-from pyviz_fast.engine.layers import probe_shapes
+from pyviz_fast.engine.layers import probe_activations
 from pyviz_fast.engine.objectives import ObjectivePlan
 
 torch.set_num_threads(1)
@@ -27,31 +27,37 @@ def tiny_model():
 
 
 UNITS = ["conv1:0-3", "conv2:0-4", "conv2:1@neuron(2,3)", "fc:0-2", "0.5*conv1:0 + 0.5*fc:1"]
+LAYERS = ["conv1", "conv2", "fc"]
+
+
+def probe(prepared, layers=LAYERS):
+    return probe_activations(prepared, layers, 3, [(32, 32)])[(32, 32)]
+
+
+def every_activation(model, units, images):
+    """float32 [N, U]: each unit's objective on each image, one image at a time (the render's plan)."""
+    with PreparedModel(model, SETTINGS, "cpu") as prepared, torch.no_grad():
+        plan = ObjectivePlan(units, probe(prepared))
+        return torch.stack([plan(prepared(image[None].expand(len(units), -1, -1, -1), plan.layers))
+                            for image in images])
 
 
 def test_per_example_objectives_equal_the_render_objective_of_each_image():
     model = tiny_model()
     units = pvf.parse_units(UNITS, model=model)
     images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with PreparedModel(model, SETTINGS, "cpu") as prepared:
-        shapes = probe_shapes(prepared, ["conv1", "conv2", "fc"], 3, (32, 32))
-        plan = ObjectivePlan(units, shapes)
-        with torch.no_grad():
-            every = plan.per_example(prepared(images, plan.layers))
-            for i in range(len(images)):  # the render's plan: one image per unit, row u = image i
-                one = ObjectivePlan(units, shapes)(prepared(images[i:i + 1].expand(len(units), -1, -1, -1), plan.layers))
-                torch.testing.assert_close(every[i], one)
+    with PreparedModel(model, SETTINGS, "cpu") as prepared, torch.no_grad():
+        plan = ObjectivePlan(units, probe(prepared))
+        every = plan.per_example(prepared(images, plan.layers))
     assert every.shape == (6, len(units))
+    torch.testing.assert_close(every, every_activation(model, units, images))
 
 
 def test_top_and_bottom_examples_and_stats_are_exact_and_a_killed_pass_resumes_to_the_same(tmp_path):
     model, data = tiny_model(), load_dataset("shapes:150", 32)
     units = pvf.parse_units(UNITS, model=model)
     whole = dataset_pass(model, units, data, SETTINGS, examples=5, workers=0, batch_size=16)
-    every = torch.stack([ObjectivePlan(units, probe_shapes(PreparedModel(model, SETTINGS, "cpu").__enter__(),
-                                                           ["conv1", "conv2", "fc"], 3, (32, 32)))
-                         .per_example(PreparedModel(model, SETTINGS, "cpu")(data[i][0][None], ["conv1", "conv2", "fc"]))[0]
-                         for i in range(len(data))]).detach()
+    every = every_activation(model, units, [data[i][0] for i in range(len(data))])
     for u in range(len(units)):
         expected = every[:, u].topk(5).indices.tolist()
         assert [e["index"] for e in whole.top[u]] == expected
@@ -84,7 +90,7 @@ def _roundtrip(state, tmp_path):
 def test_receptive_field_boxes_follow_the_convolutions():
     model = tiny_model()
     with PreparedModel(model, SETTINGS, "cpu") as prepared:
-        shapes = probe_shapes(prepared, ["conv1", "conv2"], 3, (32, 32))
+        shapes = probe(prepared, ["conv1", "conv2"])
         fields = receptive_fields(prepared, ["conv1", "conv2"], shapes, 3, (32, 32))
     assert fields["conv1"][2:] == (-1.5, -1.5, 1.5, 1.5)  # a 3x3 window around the pixel
     sy, sx, y0, x0, y1, x1 = fields["conv2"]

@@ -79,6 +79,11 @@ _DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "pat
                   "visualization_activation", "dead_on_data")
 
 
+def failed(record: dict) -> bool:
+    """Failed, or with non-finite steps skipped ('dead' units rendered and only never moved)."""
+    return record.get("status") not in ("ok", "dead")
+
+
 def path_warning(record: dict) -> bool:
     """The picture is no closer to the unit's top dataset examples than to random ones at some layer
     below it (Geirhos et al.): it may reach the unit along a path natural images do not take."""
@@ -112,7 +117,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
         layers.append({
             "name": layer, "count": len(rows), "sheet": sheets.get(layer), "detail": detail,
             "dead": sum(_COLUMNS["dead"](r) for r in rows),
-            "failed": sum(1 for r in rows if r.get("status") != "ok"),
+            "failed": sum(1 for r in rows if failed(r)),
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
             "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,
         })
@@ -124,7 +129,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
                 columns[name].append(get(record))
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
     run.update(units=len(records), dead=sum(columns["dead"]),
-               failed=sum(1 for status in columns["status"] if status != "ok"), complete=complete,
+               failed=sum(1 for r in records if failed(r)), complete=complete,
                updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset)
     return {"version": 1, "run": run, "layers": layers, "units": columns}, details
 

@@ -3,9 +3,9 @@ directory, example crops saved, and every unit's grounding fields kept for the m
 
 The grounder (``AtlasJob.grounder``, e.g. ``pyviz_fast.engine.dataset_pass.DatasetGrounder``) is
 any object with ``key`` (a JSON-able dict naming the dataset and its parameters), ``examples``
-(K), ``spec``, ``source(index)``, ``label_name(label)``, ``run_pass(units, resume=, checkpoint=,
-progress=)`` and ``signals(units, images, grounding, on_examples=)``; this module does not import
-the engine.
+(K), ``spec``, ``dataset``, ``adopt(execution)``, ``source(index)``, ``label_name(label)``,
+``run_pass(units, resume=, checkpoint=, progress=)`` and ``signals(units, images, grounding,
+on_examples=)``; this module does not import the engine.
 
 Files::
 
@@ -87,10 +87,12 @@ def _visualizations(root: Path, units, records: dict) -> torch.Tensor:
     return torch.stack([images.get(str(u), blank) for u in units])
 
 
-def ground_run(root, grounder, units, records: list[dict], progress_factory=None) -> list[dict]:
-    """Ground ``units`` (their PNGs named by ``records``) on the grounder's dataset; writes the
-    files listed in the module docstring and returns the grounding records (aligned with units)."""
+def ground_run(root, grounder, units, records: list[dict], progress_factory=None, execution=None) -> list[dict]:
+    """Ground ``units`` (their PNGs named by ``records``) on the grounder's dataset, with the run's
+    ``execution`` record (the one its renders used); writes the files listed in the module
+    docstring and returns the grounding records (aligned with units)."""
     root = Path(root)
+    grounder.adopt(execution)
     key = _key(grounder, units)
     grounding = _load(root / PASS, key)
     if grounding is None:

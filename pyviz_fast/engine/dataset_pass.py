@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import torch
 
 from pyviz_fast.engine.execution import PreparedModel
-from pyviz_fast.engine.layers import probe_shapes
-from pyviz_fast.engine.objectives import ObjectivePlan, _channels_first, layout
+from pyviz_fast.engine.layers import probe_activations
+from pyviz_fast.engine.objectives import ObjectivePlan
 from pyviz_fast.engine.units import parse_units
 
 KEEP_VALUES = 20_000_000  # float32 per-example activations kept (80 MB)
@@ -80,13 +80,13 @@ class _Peaks:
         self.layers, layer_ids, channels = [], [], []
         for unit in units:
             term = unit.terms[0]
-            spatial = len(unit.terms) == 1 and term.kind == "channel" and layout(shapes[term.layer]) == "conv"
+            spatial = len(unit.terms) == 1 and term.kind == "channel" and _is_map(shapes[term.layer])
             if spatial and term.layer not in self.layers:
                 self.layers.append(term.layer)
             layer_ids.append(self.layers.index(term.layer) if spatial else -1)
             channels.append(term.index if spatial else 0)
         self.layer_id, self.channel = torch.tensor(layer_ids), torch.tensor(channels)
-        self.acts = {}
+        self.shapes, self.acts = shapes, {}
 
     def __call__(self, units, rows, largest: bool):
         """long [P, 2]: the peak of unit units[p] in batch row rows[p]."""
@@ -96,7 +96,7 @@ class _Peaks:
             where = (ids == k).nonzero().flatten()
             if not len(where):
                 continue
-            maps = _channels_first(self.acts[layer])  # the engine's own layout view
+            maps = self.shapes[layer].channels_first(self.acts[layer])  # the engine's own layout view
             picked = maps[rows[where].to(maps.device), self.channel[units[where]].to(maps.device)]
             flat = picked.float().flatten(1)
             best = (flat.argmax(1) if largest else flat.argmin(1)).cpu()
@@ -158,12 +158,21 @@ class _Running:
         self.done += len(index)
 
 
+def _is_map(activation) -> bool:
+    return activation.layout in ("nchw", "nhwc")
+
+
+def _probe(prepared, layers, channels, hw, settings):
+    """{layer: Activation} at ``hw``: shapes and layouts learned as the render learns them."""
+    return probe_activations(prepared, layers, channels, [tuple(hw)], settings.layout)[tuple(hw)]
+
+
 def receptive_fields(prepared, layers, shapes, channels, hw):
     """{layer: (stride_y, stride_x, y0, x0, y1, x1)}: the input pixels that reach the center of a
     [C, H, W] layer's map (support of the input gradient of all channels there), as offsets from
     the center position mapped to the input; shifted by the stride for other positions."""
     fields = {}
-    conv = [layer for layer in layers if layout(shapes[layer]) == "conv"]
+    conv = [layer for layer in layers if _is_map(shapes[layer])]
     if not conv:
         return fields
     x = torch.rand((1, channels) + tuple(hw), generator=torch.Generator().manual_seed(0))
@@ -171,13 +180,13 @@ def receptive_fields(prepared, layers, shapes, channels, hw):
     with torch.enable_grad():
         acts = prepared(x, conv)  # one forward; one backward per layer
         for k, layer in enumerate(conv):
-            act = _channels_first(acts[layer])
+            act = shapes[layer].channels_first(acts[layer])
             cy, cx = act.shape[-2] // 2, act.shape[-1] // 2
             (grad,) = torch.autograd.grad(act[0, :, cy, cx].float().sum(), x, retain_graph=k < len(conv) - 1)
             support = grad.detach().abs().sum((0, 1)).cpu()
             rows, cols = support.sum(1).nonzero().flatten(), support.sum(0).nonzero().flatten()
-            shape = shapes[layer]
-            sy, sx = hw[0] / shape[1], hw[1] / shape[2]
+            grid = shapes[layer].positions
+            sy, sx = hw[0] / grid[0], hw[1] / grid[1]
             if not len(rows) or not len(cols):
                 rows, cols = torch.tensor([0, hw[0] - 1]), torch.tensor([0, hw[1] - 1])
             centre_y, centre_x = (cy + 0.5) * sy, (cx + 0.5) * sx
@@ -198,10 +207,10 @@ def _box(field_, position, hw):
 
 def _neuron_position(unit, shapes):
     term = unit.terms[0]
-    shape = shapes[term.layer]
-    if len(unit.terms) != 1 or term.kind != "neuron" or layout(shape) != "conv":
+    if len(unit.terms) != 1 or term.kind != "neuron" or not _is_map(shapes[term.layer]):
         return None
-    return tuple(term.position) if term.position is not None else (shape[1] // 2, shape[2] // 2)
+    grid = shapes[term.layer].positions
+    return tuple(term.position) if term.position is not None else (grid[0] // 2, grid[1] // 2)
 
 
 def _prepare(model, units, settings, device):
@@ -226,7 +235,7 @@ def dataset_pass(model, units, dataset, settings, *, examples: int = 8, device="
     stride = max(1, math.ceil(count * len(units) / KEEP_VALUES))
     with prepared:
         prepared.check_channels(sample.shape[0])
-        shapes = probe_shapes(prepared, layers, sample.shape[0], hw)
+        shapes = _probe(prepared, layers, sample.shape[0], hw, settings)
         plan = ObjectivePlan(units, shapes, prepared.device)
         peaks = _Peaks(units, shapes)
         fields = receptive_fields(prepared, layers, shapes, sample.shape[0], hw)
@@ -298,11 +307,11 @@ def load_examples(dataset, indices, batch_size=64, workers=2):
         yield index.tolist(), labels.tolist(), images
 
 
-def _descriptors(acts):
+def _descriptors(acts, shapes):
     """{layer: float32 [B, C]}: each image's channel means (over positions or tokens) at every
     captured layer: the path an image takes through the network."""
-    return {layer: _channels_first(act).float().flatten(2).mean(2).cpu() if act.dim() > 2 else act.float().cpu()
-            for layer, act in acts.items()}
+    return {layer: shapes[layer].channels_first(act).float().flatten(2).mean(2).cpu() if act.dim() > 2
+            else act.float().cpu() for layer, act in acts.items()}
 
 
 def visualization_signals(model, units, images, dataset, grounding: Grounding, settings, *, device="cpu",
@@ -316,7 +325,7 @@ def visualization_signals(model, units, images, dataset, grounding: Grounding, s
     units, prepared = _prepare(model, units, settings, device)
     layers = grounding.layers
     with prepared:
-        shapes = probe_shapes(prepared, layers, images.shape[1], tuple(images.shape[-2:]))
+        shapes = _probe(prepared, layers, images.shape[1], images.shape[-2:], settings)
         own, vis_desc = [], {layer: [] for layer in layers}
         for start in range(0, len(units), batch_size):
             batch = images[start:start + batch_size]
@@ -324,7 +333,7 @@ def visualization_signals(model, units, images, dataset, grounding: Grounding, s
             with torch.no_grad():
                 acts = prepared(batch.to(prepared.device), layers)
                 own += plan(acts).cpu().tolist()
-            for layer, desc in _descriptors(acts).items():
+            for layer, desc in _descriptors(acts, shapes).items():
                 vis_desc[layer].append(desc)
         vis_desc = {layer: torch.cat(parts) for layer, parts in vis_desc.items()}
         wanted = sorted({e["index"] for lists in (grounding.top, grounding.bottom) for ex in lists for e in ex})
@@ -336,7 +345,7 @@ def visualization_signals(model, units, images, dataset, grounding: Grounding, s
                 on_examples(indices, labels, batch)
             with torch.no_grad():
                 acts = prepared(batch.to(prepared.device), layers)
-            for layer, desc in _descriptors(acts).items():
+            for layer, desc in _descriptors(acts, shapes).items():
                 for k, index in enumerate(indices):
                     example_desc.setdefault(index, {})[layer] = desc[k]
     order = {layer: k for k, layer in enumerate(layers)}
@@ -375,6 +384,15 @@ class DatasetGrounder:
         self.device, self.batch_size, self.workers = device, batch_size, workers
         self.dataset = load_dataset(spec, settings.hw[0], seed)
         self.key = {"dataset": spec, "examples": examples, "size": list(settings.hw), "count": len(self.dataset)}
+
+    def adopt(self, execution: dict | None) -> None:
+        """Run with the execution an atlas recorded in run.json (precision, memory format, compile), as
+        its render batches do; None (no record) keeps the settings' own."""
+        if execution:
+            from pyviz_fast.engine.autotune import Decision
+            chosen = Decision.from_record(execution).settings()
+            chosen.pop("batch_size", None)  # the pass batches examples, not units
+            self.settings = self.settings.replace(**chosen)
 
     def label_name(self, label: int):
         """The class name of ``label`` (or the number itself), None for no label."""

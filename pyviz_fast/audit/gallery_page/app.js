@@ -41,9 +41,11 @@
     return (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) ? value.toExponential(2) : String(+value.toPrecision(3));
   }
 
+  function failed(i) { return U.status[i] !== "ok" && U.status[i] !== "dead"; }  // 'dead' units have an image
+
   function flags(i) {
     var out = [];
-    if (U.status[i] !== "ok") out.push("failed");
+    if (failed(i)) out.push("failed");
     else if (U.dead[i]) out.push("dead");
     if (U.data_dead[i]) out.push("datadead");
     if (U.percentile[i] !== null && U.percentile[i] < LOW_PERCENTILE) out.push("low");
@@ -85,7 +87,7 @@
     if (layer >= 0 && U.layer[i] !== layer) return false;
     if (query && U.unit[i].toLowerCase().indexOf(query) < 0) return false;
     if (state.status === "all") return true;
-    if (state.status === "ok") return U.status[i] === "ok" && !U.dead[i];
+    if (state.status === "ok") return !failed(i) && !U.dead[i];
     return flags(i).indexOf(state.status) >= 0;
   }
 
@@ -173,7 +175,7 @@
     }));
     var node = el("figure", {
       className: "cell " + marks.filter(function (m) { return m !== "low" && m !== "warn"; }).join(" "),
-      title: U.unit[i] + (U.status[i] !== "ok" ? " (" + U.status[i] + ")" : ""), tabindex: "0", "data-unit": U.unit[i]
+      title: U.unit[i] + (failed(i) ? " (" + U.status[i] + ")" : ""), tabindex: "0", "data-unit": U.unit[i]
     }, [picture, badges, el("figcaption", { className: "caption" }, lines)]);
     node.addEventListener("click", function () { openDetail(i); });
     node.addEventListener("keydown", function (event) { if (event.key === "Enter") openDetail(i); });
@@ -294,7 +296,7 @@
     var layer = U.layer[i], info = el("div", { className: "info" });
     var table = facts([
       ["unit", U.unit[i]], ["layer", atlas.layers[layer].name], ["channel index", U.index[i]],
-      ["status", U.status[i], U.status[i] !== "ok" ? "warning" : ""],
+      ["status", U.status[i], failed(i) ? "warning" : ""],
       ["final objective", U.value[i]], ["start", U.start[i]], ["max", U.max[i]], ["rise", U.rise[i]],
       ["dead in optimization", U.dead[i] ? "yes: the activation never rose" : "no", U.dead[i] ? "warning" : ""],
       U.percentile[i] !== null ? ["percentile among dataset examples", U.percentile[i]] : null
