@@ -243,3 +243,15 @@ def test_dataset_grounding_on_shapesnet_top_examples_are_of_each_class_unit_s_cl
     page.goto((tmp_path / "index.html").as_uri() + "#unit=fc%3A7")
     page.wait_for_selector("#detail .examples img")
     assert "red" in page.inner_text("#detail .examples")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "shapes:0"], "--dataset 'shapes:0': dataset spec 'shapes:0': shapes:N needs a positive count"),
+    (["--dataset", "no_such_module:make"], "cannot import module 'no_such_module'"),
+    (["--dataset", "shapes:10", "--examples", "0"], "--examples must be >= 1"),
+])
+def test_bad_dataset_flags_are_one_line_errors(tmp_path, flags, message):
+    done = pyviz("atlas", "conv1:0", "--out", str(tmp_path), *SMALL, *flags)
+    assert done.returncode == 2 and message in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [done.stderr.strip()]
+    assert not (tmp_path / "images").exists()  # nothing rendered before the bad flag was caught
