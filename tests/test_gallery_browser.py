@@ -196,3 +196,15 @@ def test_grounded_gallery_shows_examples_percentiles_and_warnings(browser, tmp_p
     page.wait_for_function("[...document.querySelectorAll('#detail img')].every(i => i.complete)")
     assert page.eval_on_selector_all("#detail img", "nodes => nodes.filter(i => !i.naturalWidth).length") == 0
     assert errors == []
+
+
+def test_the_page_of_a_run_in_progress_reloads_its_data(browser, tmp_path):
+    from pyviz_fast.audit.gallery import write_gallery
+    records = [{"unit": f"a:{c}", "layer": "a", "index": c, "status": "ok", "file": None, "value": 1.0} for c in range(4)]
+    info = {"model": "m", "seed": 0, "settings_hash": "x", "settings": {}}
+    write_gallery(tmp_path, records[:2], info, {}, complete=False)
+    page, errors = open_gallery(browser, tmp_path)
+    assert "in progress" in page.inner_text("#summary") and page.inner_text("#count") == "2 of 2 units"
+    write_gallery(tmp_path, records, info, {}, complete=True)  # the run goes on, then finishes
+    page.wait_for_function("document.getElementById('count').textContent === '4 of 4 units'", timeout=20_000)
+    assert "in progress" not in page.inner_text("#summary") and errors == []

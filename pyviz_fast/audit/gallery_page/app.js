@@ -405,14 +405,16 @@
       else if (event.key === "ArrowRight" && $("next") && !$("next").disabled) $("next").click();
     });
     $("top").onclick = function () { $("scroller").scrollTop = 0; };
-    if (!atlas.run.complete) setInterval(reload, RELOAD_MS);
+    if (!atlas.run.complete) reloading = setInterval(reload, RELOAD_MS);
   }
 
+  var reloading = null;
   function reload() {
     var script = el("script", { src: "gallery/data.js?t=" + Date.now() });
     script.onload = function () {
       script.remove();
       load(window.PVF_ATLAS);
+      if (atlas.run.complete) clearInterval(reloading);  // the run finished: nothing more will change
       details = {};
       fillSummary();
       fillControls();
