@@ -177,15 +177,19 @@ def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info
     return writer.written
 
 
-def finalize(run: RunDir, info: dict, layer_order: dict[str, int], *, complete: bool = True) -> list[dict]:
+def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int | None = None,
+             shard: Shard | None = None, *, complete: bool = True) -> list[dict]:
     """Merge the manifest parts, write contact sheets and the gallery (serialized by a file lock,
     so concurrent ``--shard`` processes in one directory leave the union of everything).
-    complete=False: a refresh during the run (the page then reloads its data by itself)."""
+    expected / shard: the work list's size and this process's --shard, for the gallery to say
+    when it shows only part of the work. complete=False: a refresh during the run (the page then
+    reloads its data by itself)."""
     with open(run.root / ".merge.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         records = merge_parts(run.root, layer_order, grounding_fields(run.root))
         sheets = write_layer_sheets(run.root, records, run.sheet_path)
-        write_gallery(run.root, records, info, sheets, complete=complete, dataset=grounding_summary(run.root))
+        write_gallery(run.root, records, info, sheets, expected, None if shard is None else str(shard),
+                      complete=complete, dataset=grounding_summary(run.root))
     return records
 
 
@@ -237,7 +241,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     layer_order = {}
     for unit in units:
         layer_order.setdefault(unit.layer, len(layer_order))
-    refresh = (lambda: finalize(run, info, layer_order, complete=False)) if dist.is_main else None
+    refresh = (lambda: finalize(run, info, layer_order, len(units), job.shard, complete=False)) if dist.is_main else None
     error = None
     try:
         outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress, execution, refresh)
@@ -255,7 +259,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
                     ground_when_complete(run, job, units, grounding_progress, execution)
                 except BaseException as caught:  # noqa: BLE001  (the pass keeps its checkpoint; the gallery is still merged)
                     error = caught
-            outcome.merged = finalize(run, info, layer_order)
+            outcome.merged = finalize(run, info, layer_order, len(units), job.shard)
     except OSError:
         if error is None:
             raise  # otherwise the first error (e.g. the full disk that also stops the merge) is the news

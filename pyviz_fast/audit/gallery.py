@@ -36,7 +36,7 @@ _SHELL = """<!DOCTYPE html>
 <title>pyviz_fast atlas: {model}</title>
 <link rel="stylesheet" href="gallery/style.css">
 </head><body>
-<header><h1 id="title">Atlas of {model}</h1><p id="summary">Loading the atlas…</p>
+<header><h1 id="title">Atlas of {model}{shard}</h1>{coverage}<p id="summary">Loading the atlas…</p>
 <p>Click a unit for its full image, objective curve, numbers and dataset examples; the address
 keeps the view (layer, filter, search, sort, unit) so it can be linked.
 <a href="manifest.jsonl">manifest.jsonl</a> · <a href="run.json">run.json</a></p></header>
@@ -105,7 +105,7 @@ def _layer_rows(records: list[dict]) -> dict[str, list[dict]]:
 
 
 def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *, complete: bool = True,
-                 dataset: dict | None = None) -> tuple[dict, dict[str, list]]:
+                 dataset: dict | None = None, expected: int | None = None) -> tuple[dict, dict[str, list]]:
     """(the summary of data.js, {detail file: per-unit details of one layer}) for ``records``
     (already in display order, each layer's units together)."""
     by_layer = _layer_rows(records)
@@ -130,8 +130,21 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
     run.update(units=len(records), dead=sum(columns["dead"]),
                failed=sum(1 for r in records if failed(r)), complete=complete,
-               updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset)
+               updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset,
+               expected=expected)
     return {"version": 1, "run": run, "layers": layers, "units": columns}, details
+
+
+def _coverage(count: int, expected: int | None, shard: str | None) -> tuple[str, str]:
+    """(title suffix, note) when the page shows part of the work list (one --shard of several, or
+    an unfinished run); written into index.html itself, so it shows without the script."""
+    if not expected or count >= expected:
+        return "", ""
+    by_shard = bool(shard) and not shard.endswith("/1")
+    how = (f"this is shard {escape(shard)} of the work; render the other shards into this directory to complete it"
+           if by_shard else "the run is unfinished; rerun the same command to complete it")
+    return ((f" (shard {escape(shard)})" if by_shard else ""),
+            f'<p class="partial"><strong>Partial:</strong> {count} of the {expected} units of the work list: {how}.</p>')
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -143,12 +156,14 @@ def _write_if_changed(path: Path, text: str) -> None:
     write_text_atomic(path, text)
 
 
-def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, str], *,
-                  complete: bool = True, dataset: dict | None = None) -> Path:
+def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, str], expected: int | None = None,
+                  shard: str | None = None, *, complete: bool = True, dataset: dict | None = None) -> Path:
     """Write (or refresh) the gallery of run directory ``root``; returns the path of index.html.
-    complete=False marks a run still in progress: the open page reloads its data every 10 s."""
+    expected: units in the whole work list; shard: 'i/n' of the process writing it (both say when
+    the page is partial). complete=False marks a run still in progress: the open page reloads its
+    data every 10 s."""
     root = Path(root)
-    summary, details = gallery_data(records, run_info, sheets, complete=complete, dataset=dataset)
+    summary, details = gallery_data(records, run_info, sheets, complete=complete, dataset=dataset, expected=expected)
     for asset in ("app.js", "style.css"):
         target = root / "gallery" / asset
         if not target.is_file() or target.read_bytes() != (ASSETS / asset).read_bytes():
@@ -158,8 +173,9 @@ def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, s
         layer = next(k for k, info in enumerate(summary["layers"]) if info["detail"] == detail)
         _write_if_changed(root / detail, _js_json(f"{_DETAIL_PREFIX}{layer}, JSON.parse(", units, "));\n"))
     write_text_atomic(root / DATA, _js_json(_DATA_PREFIX, summary))
-    model = escape(str(run_info.get("model")))
-    _write_if_changed(root / "index.html", _SHELL.format(model=model))
+    title, note = _coverage(len(records), expected, shard)
+    _write_if_changed(root / "index.html", _SHELL.format(model=escape(str(run_info.get("model"))), shard=title,
+                                                         coverage=note))
     return root / "index.html"
 
 

@@ -355,6 +355,8 @@
       (run.dataset ? "; grounded on " + run.dataset.spec + " (" + run.dataset.examples + " examples)" : "") +
       ". Seed " + run.seed + ", settings hash " + run.settings_hash + "." +
       (run.complete ? "" : " Run in progress (updated " + run.updated + "; this page refreshes).");
+    var partial = document.querySelector(".partial");  // written by the run into index.html
+    if (partial && run.expected && count >= run.expected) partial.remove();  // the data caught up
     var rows = $("settings");
     rows.textContent = "";
     Object.keys(run.settings || {}).sort().forEach(function (key) {
