@@ -26,9 +26,10 @@ $(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
 
 build: $(VENV)/.built
 
-# Every channel of ShapesNet's layers (conv3 before its ReLU: every channel renders) and its classes.
+# Every channel of ShapesNet's layers (conv3 before its ReLU: every channel renders) and its classes,
+# each beside its top and bottom examples among 2,000 generated shapes images.
 demo: setup
-	$(VENV)/bin/pyviz-fast atlas conv1 conv2 conv3.bn2 conv4 fc --size 64 --out $(OUT)
+	$(VENV)/bin/pyviz-fast atlas conv1 conv2 conv3.bn2 conv4 fc --size 64 --out $(OUT) --dataset shapes:2000 --examples 6
 
 test: setup
 	$(PY) -m pytest -q tests
