@@ -19,8 +19,8 @@ from typing import Optional, Tuple, Union
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 INITS = ("uniform", "pink", "image")
-PARAMETERIZATIONS = ("pixel", "fourier")
-OPTIMIZERS = ("ascent", "adam")
+PARAMETERIZATIONS = ("pixel", "fourier", "maco")
+OPTIMIZERS = ("ascent", "adam", "nadam")
 SCHEDULES = ("linear", "geometric", "cosine")
 
 
@@ -32,8 +32,8 @@ class Settings:
       size: output size, int (square) or (H, W). steps: optimization steps in total (split
       evenly over the octaves). batch_size: units per forward/backward pass.
     Optimizer
-      optimizer: 'ascent' (normalized gradient ascent through the fused step) or 'adam'
-      (torch.optim.Adam fed the same processed gradient). lr: step size; with 'ascent' and
+      optimizer: 'ascent' (normalized gradient ascent through the fused step), 'adam' or 'nadam'
+      (torch.optim.Adam / NAdam fed the same processed gradient; 'maco' uses NAdam for 'ascent'). lr: step size; with 'ascent' and
       norm='mean_abs' the mean pixel change per step. lr_end: final lr (None = constant),
       reached by ``schedule``.
     Gradient processing (per image, in this order)
@@ -54,10 +54,25 @@ class Settings:
       init: 'uniform' (gray + uniform noise of +-init_noise), 'pink' (1/f noise, energy at
       all scales) or 'image' (init_image: a path, PIL image or tensor [C, H, W] in [0, 1]).
     Parameterization (Lucid's look)
-      param: 'pixel' or 'fourier' (scaled spectrum + decorrelated color + sigmoid; uses autograd
-      and the optimizer, not the fused step). decorrelate: color decorrelation for 3 channels.
-      scale_range / rotate: per-image random scale in [a, b] and rotation in degrees +-rotate
-      each step, applied differentiably (off by default for 'pixel').
+      param: 'pixel', 'fourier' (scaled spectrum + decorrelated color + sigmoid; uses autograd
+      and the optimizer, not the fused step) or 'maco' (Fel et al. 2023: only the spectrum's
+      phase is optimized, its magnitude fixed to ``maco_magnitude``; many noisy random crops per
+      step; NAdam, or Adam with optimizer='adam'; ``res.alpha`` holds the attribution map).
+      decorrelate: color decorrelation for 3 channels. scale_range / rotate: per-image random
+      scale in [a, b] and rotation in degrees +-rotate each step, applied differentiably (off by
+      default for 'pixel').
+    MaCo
+      maco_magnitude: the fixed spectrum magnitude: '1/f' (a natural-image prior), 'shapes'
+      (the mean spectrum of the shipped procedural dataset) or a folder of images. maco_crops:
+      random crops per image per step. maco_box: crop side as a fraction of the image, from the
+      first step's value to the last's (the paper's schedule goes from large to small).
+      maco_noise: std of the Gaussian noise added to every crop, first step to last. maco_lr:
+      the phase optimizer's learning rate (the paper: 1.0); ``lr`` is for pixels.
+    Facets (diversity, Olah et al. 2017)
+      facets: images per unit, optimized together in one batch. diversity: weight of the
+      penalty on the similarity of their Gram matrices, relative to the unit's objective (0 =
+      independent images). diversity_layer: where the Gram matrices are taken (None = the
+      unit's own layer).
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
       'auto', 'contiguous' or 'channels_last'; compile: torch.compile the model.
@@ -95,6 +110,14 @@ class Settings:
     init_image: object = None
     param: str = "pixel"
     decorrelate: bool = True
+    maco_magnitude: str = "1/f"
+    maco_crops: int = 8
+    maco_box: Tuple[float, float] = (0.8, 0.4)
+    maco_noise: Tuple[float, float] = (0.1, 0.02)
+    maco_lr: float = 1.0
+    facets: int = 1
+    diversity: float = 0.0
+    diversity_layer: Optional[str] = None
     scale_range: Tuple[float, float] = (1.0, 1.0)
     rotate: float = 0.0
     precision: str = "auto"
@@ -128,11 +151,11 @@ class Settings:
         size = self.size if isinstance(self.size, (tuple, list)) else (self.size, self.size)
         if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
             raise ValueError(f"size must be a positive int or (H, W), got {self.size!r}")
-        for name in ("steps", "batch_size", "octaves"):
+        for name in ("steps", "batch_size", "octaves", "maco_crops", "facets"):
             _integer(name, getattr(self, name), low=1)
         for name in ("jitter", "laplacian_levels", "image_blur_every"):
             _integer(name, getattr(self, name), low=0)
-        for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps", "clip"):
+        for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps", "clip", "diversity", "maco_lr"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.decay <= 1:
@@ -147,6 +170,10 @@ class Settings:
             raise ValueError("init='image' needs init_image (a path, PIL image or tensor [C, H, W])")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range!r}")
+        if len(self.maco_box) != 2 or not all(0 < b <= 1 for b in self.maco_box):
+            raise ValueError(f"maco_box must be (first, last) fractions in (0, 1], got {self.maco_box!r}")
+        if len(self.maco_noise) != 2 or not all(n >= 0 for n in self.maco_noise):
+            raise ValueError(f"maco_noise must be (first, last) stds >= 0, got {self.maco_noise!r}")
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must be given together")
         return self
