@@ -110,7 +110,7 @@ class _Run:
 def _render_batch(run, task, rows, after_step):
     s = run.s
     draws = Draws.for_units(task.keys[rows], run.seed, s.steps, s.jitter)
-    param = PARAMETERIZATIONS[s.param](run, draws)
+    param = PARAMETERIZATIONS[s.param](run, draws, lambda hw: task.start(rows, hw, run))
     trajectory = torch.zeros(s.steps, rows.stop - rows.start, device=run.device)
     bad = torch.zeros(rows.stop - rows.start, dtype=torch.int32, device=run.device)
     hw = goal = None
@@ -194,7 +194,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     4
     """
     started = time.perf_counter()
-    settings = _settings(settings, overrides, batch_size)
+    settings = resolve_settings(settings, overrides, batch_size)
     if isinstance(model, str):
         model, _ = load_model(model, device=device)
     task = UnitTask(parse_units(units, model), settings)
@@ -204,11 +204,12 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
                        callback=callback, started=started)
 
 
-def _settings(settings, overrides, batch_size=None):
+def resolve_settings(settings, overrides, batch_size=None, starts_from_images=False):
+    """``settings`` (default ``Settings()``) with ``overrides``, validated for the parameterization."""
     settings = (settings or Settings()).replace(**overrides)
     if batch_size is not None:
         settings = settings.replace(batch_size=batch_size)
-    check_parameterization(settings.validate())
+    check_parameterization(settings.validate(), starts_from_images)
     return settings
 
 

@@ -71,7 +71,7 @@ class Settings:
     Facets (diversity, Olah et al. 2017)
       facets: images per unit, optimized together in one batch. diversity: weight of the
       penalty on the similarity of their Gram matrices, relative to the unit's objective (0 =
-      independent images). diversity_layer: where the Gram matrices are taken (None = the
+      independent images; used only with facets > 1). diversity_layer: where the Gram matrices are taken (None = the
       unit's own layer).
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
@@ -116,7 +116,7 @@ class Settings:
     maco_noise: Tuple[float, float] = (0.1, 0.02)
     maco_lr: float = 1.0
     facets: int = 1
-    diversity: float = 0.0
+    diversity: float = 0.5
     diversity_layer: Optional[str] = None
     scale_range: Tuple[float, float] = (1.0, 1.0)
     rotate: float = 0.0

@@ -10,6 +10,8 @@ A *task* says what a render makes, one image per row:
 - ``bind(shapes)``: check the task against the layers' activation shapes ``{hw: {layer:
   shape}}`` (without batch) at every model-input size, the final last; may expand rows (a
   whole layer -> its channels);
+- ``start(rows, hw, run) -> None | float [B, C, H, W]``: the images rows start from (a photo),
+  None for the settings' own init;
 - ``objective(rows, hw, crops, run) -> Goal``: the objective of rows ``rows`` (a slice) at
   model-input size ``hw`` with ``crops`` model inputs per image; ``run`` gives ``shapes[hw]``,
   ``device`` and ``reference(images, layers)``, a no-grad forward for targets such as a

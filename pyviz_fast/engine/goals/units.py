@@ -50,6 +50,9 @@ class UnitTask:
                 for term in unit.terms:
                     check_term(term, unit, per_layer[term.layer])
 
+    def start(self, rows, hw, run):
+        return None
+
     def objective(self, rows, hw, crops, run):
         units = self.units[rows]
         main = ObjectivePlan(repeat_rows(units, crops), run.shapes[hw], run.device)

@@ -50,7 +50,7 @@ class FourierImage:
 class FourierParam:
     crops = 1
 
-    def __init__(self, run, draws):
+    def __init__(self, run, draws, start=None):
         self.run, self.s = run, run.s
         self.hw = run.stages[-1][0]
         self.shifts = draws.shifts.to(run.device)

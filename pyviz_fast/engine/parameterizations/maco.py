@@ -23,7 +23,7 @@ GAIN = 2.0  # standardized image -> sigmoid: pixel std ~0.2 around 0.5
 
 
 class Maco:
-    def __init__(self, run, draws):
+    def __init__(self, run, draws, start=None):
         s = run.s
         self.run, self.draws, self.hw = run, draws, run.stages[-1][0]
         self.crops, C = s.maco_crops, run.channels

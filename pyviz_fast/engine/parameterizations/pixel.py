@@ -29,12 +29,13 @@ def _crop_index(canvas, offsets, hw):
 class PixelImage:
     crops = 1
 
-    def __init__(self, run, draws):
+    def __init__(self, run, draws, start):
         self.run, self.s, self.draws = run, run.s, draws
         self.shifts = draws.shifts.to(run.device)
         self.canvas = self.s.canvas is not None
         start_hw = (self.s.canvas, self.s.canvas) if self.canvas else run.stages[0][0]
-        self.x = initial_images(self.s, draws, run.channels, start_hw).to(run.device)
+        given = start(start_hw)
+        self.x = (initial_images(self.s, draws, run.channels, start_hw) if given is None else given).to(run.device)
         self.stage_at = {}  # first step of each stage -> its size
         t = 0
         for hw, count in run.stages:

@@ -3,8 +3,8 @@
 MaCo fixes an image's Fourier magnitude to that of natural images and optimizes only the
 phase, so every visualization has natural-image energy at every frequency. The magnitude comes
 from a dataset — the shipped procedural shapes, or a folder of images — or from the 1/f fall-off
-natural images share. The DC term is zeroed: MaCo images are standardized, so brightness is set
-by the phase-free offset of the sigmoid, not by the data.
+natural images share (its DC term as large as the lowest frequency's). The phase of the DC term
+sets the sign of each channel's mean: with a decorrelated color basis, brightness and tint.
 
 >>> magnitude("1/f", channels=3, hw=(64, 64)).shape        # float32 [C, H, W//2+1]
 torch.Size([3, 64, 33])
@@ -59,7 +59,5 @@ def magnitude(source, channels, hw, color=None):
             images = images.mean(1, keepdim=True).expand(-1, channels, -1, -1)
         if color is not None:
             images = torch.einsum("oc,bchw->bohw", torch.linalg.inv(torch.tensor(color)), images)
-        images = images - images.mean(dim=(-2, -1), keepdim=True)
         mag = torch.fft.rfft2(images).abs().mean(0)
-    mag[:, 0, 0] = 0.0
     return mag / mag.flatten(1).norm(dim=1).mean()
