@@ -216,3 +216,13 @@ def test_cli_errors_are_one_line(tmp_path, photo):
     for args, message in cases:
         done = _cli(*args, "--steps", "1", "-q")
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_cli_render_writes_facets_and_maco_alpha(tmp_path):
+    done = _cli("render", "fc:1", "--param", "maco", "--maco-crops", "2", "--facets", "2", "--size", "32",
+                "--steps", "3", "-q", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    for facet in range(2):
+        with Image.open(tmp_path / f"fc_1_facet{facet}_rgba.png") as rgba:
+            assert rgba.mode == "RGBA" and rgba.size == (32, 32)
+        assert (tmp_path / f"fc_1_facet{facet}.png").is_file()

@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   pyviz-fast render conv3:0-3 fc:2 --out renders/
   pyviz-fast render "conv4:5@neuron" "0.5*conv3:1+0.5*conv3:2" --steps 256 --size 160 --out renders/
   pyviz-fast render fc:0 --gif --frames 24 --out renders/     # also renders/fc_0.gif
+  pyviz-fast render fc:0-9 --param maco --maco-magnitude shapes --out renders/   # also fc_0_rgba.png ...
+  pyviz-fast render conv4:5 --facets 4 --diversity 0.5 --out renders/           # conv4_5_facet0.png ...
 
 Unit syntax: layer:7, layer:0-15, layer (all channels), layer:7@neuron, layer@deepdream,
 fc:3 (class logit), -layer:7, 0.5*a:1+0.5*a:2. Files are named after the unit.
@@ -55,10 +57,16 @@ def render_units(model, units, settings, args, callback=None):
         raise CliError(f"render failed: {error}") from None
 
 
-def _gif_writer(units, out):
-    """A FrameRecorder ``finished`` that writes unit ``units[row]``'s GIF beside its PNG."""
+def _file_name(units, row, facets):
+    """The file name (no suffix) of result row ``row``: the unit's, and its facet's with facets > 1."""
+    name = safe_name(str(units[row // facets]))
+    return name + (f"_facet{row % facets}" if facets > 1 else "")
+
+
+def _gif_writer(units, out, facets):
+    """A FrameRecorder ``finished`` that writes row ``row``'s GIF beside its PNG."""
     def write(row, frames):
-        write_atomic(out / f"{safe_name(str(units[row]))}.gif", gif_bytes(frames))
+        write_atomic(out / f"{_file_name(units, row, facets)}.gif", gif_bytes(frames))
     return write
 
 
@@ -71,13 +79,16 @@ def run(args) -> int:
     units = expand_units(args.units, model, model_layers(model, settings.hw[0]))
     out = output_dir(args.out)
     try:
-        recorder = FrameRecorder(settings.steps, args.frames, _gif_writer(units, out)) if args.gif else None
+        recorder = FrameRecorder(settings.steps, args.frames, _gif_writer(units, out, settings.facets)) if args.gif else None
         result = render_units(model, units, settings, args, recorder)
         rows = [(to_pil(image), status, float(value), reason) for image, status, value, reason
                 in zip(result.to_uint8(), result.status, result.objective, result.reasons)]
-        for unit, (image, status, value, reason) in zip(units, rows):
-            path = out / f"{safe_name(str(unit))}.png"
+        for row, (unit, (image, status, value, reason)) in enumerate(zip(result.units, rows)):
+            name = _file_name(units, row, settings.facets)
+            path = out / f"{name}.png"
             save_png_atomic(path, image)
+            if result.alpha is not None:  # MaCo's attribution map as transparency, beside the PNG
+                save_png_atomic(out / f"{name}_rgba.png", result.to_rgba(row))
             say(args, f"{str(unit):<24} {status:<9} objective {value:.4g}  {path}" + (f"  ({reason})" if reason else ""))
     except OSError as error:
         raise CliError(f"cannot write to {str(out)!r}: {error}") from None
