@@ -23,7 +23,7 @@ from pyviz_fast.zoo.random_vgg import random_vgg
 from pyviz_fast.zoo.shapes_data import make_batch
 
 FAST = dict(size=24, steps=12, precision="fp32", backend="reference")
-MACO = dict(param="maco", maco_crops=3, maco_lr=0.3)
+MACO = dict(param="maco", maco_crops=3)
 
 
 @pytest.fixture(autouse=True)
@@ -90,8 +90,7 @@ def test_maco_bad_settings_are_named(tmp_path):
 
 def test_maco_class_images_are_recognised(shapesnet):
     """MaCo with the shapes spectrum: the model's own class images are classified as their class."""
-    res = pvf.render(shapesnet, "fc:0-9", size=48, steps=32, precision="fp32", param="maco", maco_crops=4,
-                     maco_lr=0.3, maco_magnitude="shapes")
+    res = pvf.render(shapesnet, "fc:0-9", size=48, steps=32, precision="fp32", param="maco", maco_crops=4, maco_magnitude="shapes")
     with torch.no_grad():
         predicted = shapesnet(res.images).argmax(1)
     assert (predicted == torch.arange(10)).float().mean() >= 0.8, predicted

@@ -67,7 +67,9 @@ class Settings:
       random crops per image per step. maco_box: crop side as a fraction of the image, from the
       first step's value to the last's (the paper's schedule goes from large to small).
       maco_noise: std of the Gaussian noise added to every crop, first step to last. maco_lr:
-      the phase optimizer's learning rate (the paper: 1.0); ``lr`` is for pixels.
+      the phase optimizer's learning rate; ``lr`` is for pixels. The paper's 1.0 is for hundreds
+      of steps at 224+ px; on ShapesNet at 32 steps 0.3 did better (own-class recognition of the
+      ten class images 5/10 against 3/10 with the 1/f magnitude, 9/10 with the shapes spectrum).
     Facets (diversity, Olah et al. 2017)
       facets: images per unit, optimized together in one batch. diversity: weight of the
       penalty on the similarity of their Gram matrices, relative to the unit's objective (0 =
@@ -114,7 +116,7 @@ class Settings:
     maco_crops: int = 8
     maco_box: Tuple[float, float] = (0.8, 0.4)
     maco_noise: Tuple[float, float] = (0.1, 0.02)
-    maco_lr: float = 1.0
+    maco_lr: float = 0.3
     facets: int = 1
     diversity: float = 0.5
     diversity_layer: Optional[str] = None
