@@ -55,7 +55,8 @@ def main():
                       [accentuation_panel(accent.info["photo"], accent.images[0]), caricature.images[0]]))
     y, x = torch.meshgrid(torch.linspace(0, 1, SIZE), torch.linspace(0, 1, SIZE), indexing="ij")
     disk = (((x - 0.35) ** 2 + (y - 0.4) ** 2) < 0.05).float()
-    content = torch.stack([0.15 + 0.5 * x + 0.35 * disk, 0.2 + 0.3 * y + 0.3 * disk, 0.6 - 0.3 * x + 0.2 * disk]).clamp(0, 1)
+    content = torch.stack([0.15 + 0.5 * x + 0.35 * disk, 0.2 + 0.3 * y + 0.3 * disk,
+                           0.6 - 0.3 * x + 0.2 * disk]).clamp(0, 1)
     styles = photos[[2, 3, 5]]
     styled = pvf.style_transfer(random_vgg(), content, styles, steps=160, precision="fp32", seed=0)
     rows.append(strip("style transfer (random-weight VGG-style net): content | styles | styled",

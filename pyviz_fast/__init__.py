@@ -7,4 +7,5 @@ from pyviz_fast.engine import (LayerInfo, RenderResult, Settings, StepInfo, Unit
 
 __version__ = "0.1.0"
 __all__ = ["ops", "zoo", "build_info", "has_ops", "get_default_backend", "set_default_backend",
-           "render", "accentuate", "caricature", "style_transfer", "layers", "LayerInfo", "Settings", "parse_units", "load_model", "RenderResult", "StepInfo", "Unit"]
+           "render", "accentuate", "caricature", "style_transfer", "layers", "LayerInfo", "Settings", "parse_units",
+           "load_model", "RenderResult", "StepInfo", "Unit"]

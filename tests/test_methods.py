@@ -90,7 +90,8 @@ def test_maco_bad_settings_are_named(tmp_path):
 
 def test_maco_class_images_are_recognised(shapesnet):
     """MaCo with the shapes spectrum: the model's own class images are classified as their class."""
-    res = pvf.render(shapesnet, "fc:0-9", size=48, steps=32, precision="fp32", param="maco", maco_crops=4, maco_magnitude="shapes")
+    res = pvf.render(shapesnet, "fc:0-9", size=48, steps=32, precision="fp32", param="maco", maco_crops=4,
+                     maco_magnitude="shapes")
     with torch.no_grad():
         predicted = shapesnet(res.images).argmax(1)
     assert (predicted == torch.arange(10)).float().mean() >= 0.8, predicted
