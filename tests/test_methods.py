@@ -14,6 +14,7 @@ from PIL import Image
 
 import pyviz_fast as pvf
 from engine_nets import tiny_cnn
+from test_cli import one_thread  # noqa: F401  (the fixture)
 from pyviz_fast import zoo
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals.diversity import mean_pairwise_gram_distance
@@ -26,12 +27,7 @@ FAST = dict(size=24, steps=12, precision="fp32", backend="reference")
 MACO = dict(param="maco", maco_crops=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small renders on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
-from pyviz_fast.cli.settings_flags import settings_from_args
+from pyviz_fast.cli.settings_flags import settings_at_image_size
 from pyviz_fast.engine.accentuate import DEFAULTS, accentuation_panel, difference_image
 from pyviz_fast.engine.result import images_to_uint8
 
@@ -44,9 +44,7 @@ def run(args) -> int:
     model, _ = load_model(args)
     common = dict(backend=args.backend, device=args.device, seed=args.seed, progress=not args.quiet)
     try:
-        settings = settings_from_args(args, DEFAULTS)
-        if "setting_size" not in vars(args):
-            settings = settings.replace(size=tuple(photo.shape[-2:])).validate()  # the photo's own size
+        settings = settings_at_image_size(args, DEFAULTS, photo)
         if args.caricature:
             result = pvf.caricature(model, photo, args.caricature, power=args.power, settings=settings, **common)
         else:

@@ -120,3 +120,9 @@ def settings_from_args(args, defaults=None, **fixed) -> Settings:
     """A validated Settings: the command's ``defaults``, overridden by the given flags, then the
     ``fixed`` values the command imposes. Raises ValueError / TypeError naming the bad field."""
     return Settings(**{**(defaults or {}), **settings_overrides(args), **fixed}).validate()
+
+
+def settings_at_image_size(args, defaults, image, **fixed) -> Settings:
+    """``settings_from_args`` whose size, unless --size is given, is ``image``'s own ([C, H, W])."""
+    settings = settings_from_args(args, defaults, **fixed)
+    return settings if "setting_size" in vars(args) else settings.replace(size=tuple(image.shape[-2:])).validate()

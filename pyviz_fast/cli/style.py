@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
-from pyviz_fast.cli.settings_flags import settings_from_args
+from pyviz_fast.cli.settings_flags import settings_at_image_size
 from pyviz_fast.engine.style_transfer import DEFAULTS
 
 EXAMPLES = """examples:
@@ -50,9 +50,7 @@ def run(args) -> int:
     styles = [read_image(path) for path in args.styles]
     model, _ = load_model(args)
     try:
-        settings = settings_from_args(args, DEFAULTS)
-        if "setting_size" not in vars(args):
-            settings = settings.replace(size=tuple(content.shape[-2:])).validate()  # the content's own size
+        settings = settings_at_image_size(args, DEFAULTS, content)
         result = pvf.style_transfer(model, content, styles, content_layer=args.content_layer,
                                     style_layers=args.style_layers, style_weight=args.style_weight,
                                     content_weight=args.content_weight, settings=settings, backend=args.backend,
