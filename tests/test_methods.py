@@ -222,3 +222,28 @@ def test_cli_render_writes_facets_and_maco_alpha(tmp_path):
         with Image.open(tmp_path / f"fc_1_facet{facet}_rgba.png") as rgba:
             assert rgba.mode == "RGBA" and rgba.size == (32, 32)
         assert (tmp_path / f"fc_1_facet{facet}.png").is_file()
+
+
+def _zoo_models():
+    """The three zoo models, or a skip while their weights are not in this checkout."""
+    names = getattr(zoo, "ZOO_MODELS", ())
+    if len(names) < 3:
+        pytest.skip("the zoo's shapes_resnet and shapes_vit are not in this checkout")
+    try:
+        return {name: zoo.load(name) for name in names}
+    except FileNotFoundError as missing:
+        pytest.skip(f"zoo weights missing: {missing}")
+
+
+def test_maco_class_images_transfer_across_the_zoo():
+    """Fel et al.'s transferability: each model's MaCo class images, classified by the other two."""
+    models = _zoo_models()
+    recognised = []
+    for name, model in models.items():
+        res = pvf.render(model, "output:0-9", size=64, steps=32, precision="fp32", param="maco", maco_crops=4,
+                         maco_magnitude="shapes")
+        for other, judge in models.items():
+            if other != name:
+                with torch.no_grad():
+                    recognised.append((judge(res.images).argmax(1) == torch.arange(10)).float().mean())
+    assert torch.stack(recognised).mean() >= 0.8, recognised
