@@ -19,10 +19,12 @@ from pyviz_fast import zoo
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals.diversity import mean_pairwise_gram_distance
 from pyviz_fast.engine.goals.gram import gram, gram_distance
+from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.zoo.random_vgg import random_vgg
 from pyviz_fast.zoo.shapes_data import make_batch
 
+NCHW = Activation((1, 1, 1), "nchw")  # the zoo's and random_vgg's conv maps are channel-first
 FAST = dict(size=24, steps=12, precision="fp32", backend="reference")
 MACO = dict(param="maco", maco_crops=3)
 
@@ -103,8 +105,8 @@ def test_facets_differ_and_each_keeps_the_objective(shapesnet):
     assert [str(u) for u in res.units] == ["conv4:5"] * 3 and res.info["facets"] == 3
     assert res.seeds[0] == single.seeds[0] and len(set(res.seeds)) == 3
     assert bool((res.objective >= 0.8 * single.objective).all()), (res.objective, single.objective)
-    diverse = mean_pairwise_gram_distance(activations(shapesnet, res.images, ["conv3"])["conv3"])
-    plain = mean_pairwise_gram_distance(activations(shapesnet, same.images, ["conv3"])["conv3"])
+    diverse = mean_pairwise_gram_distance(activations(shapesnet, res.images, ["conv3"])["conv3"], NCHW)
+    plain = mean_pairwise_gram_distance(activations(shapesnet, same.images, ["conv3"])["conv3"], NCHW)
     assert diverse > 0.3 and diverse > 5 * plain, (diverse, plain)
 
 
@@ -161,8 +163,8 @@ def test_style_transfer_moves_texture_and_keeps_layout(model_name, shapesnet):
     assert [str(u) for u in res.units] == ["content0+style0", "content0+style1"] and res.ok
     layers = res.info["style_layers"]
     got, target, start = (activations(model, x, layers) for x in (res.images, styles, content[None].expand(2, -1, -1, -1)))
-    before = torch.stack([gram_distance(gram(start[l]), gram(target[l])) for l in layers]).mean(0)
-    after = torch.stack([gram_distance(gram(got[l]), gram(target[l])) for l in layers]).mean(0)
+    before = torch.stack([gram_distance(gram(start[l], NCHW), gram(target[l], NCHW)) for l in layers]).mean(0)
+    after = torch.stack([gram_distance(gram(got[l], NCHW), gram(target[l], NCHW)) for l in layers]).mean(0)
     assert bool((after <= 0.5 * before).all()), (before, after)
     for image in res.images:
         assert pooled_luminance_correlation(content, image) >= 0.5

@@ -14,10 +14,9 @@ import torch
 
 from pyviz_fast.engine.goals.accentuation import AccentuationTask, CaricatureTask
 from pyviz_fast.engine.layers import layers as list_layers
-from pyviz_fast.engine.models import input_channels, load_model
-from pyviz_fast.engine.objectives import layout
+from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.photos import native_size, read_photos
-from pyviz_fast.engine.render import render_task, resolve_settings
+from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import Unit, check_layer_names, parse_units
 
@@ -39,8 +38,7 @@ def lower_layer(model, unit_layer, hw, channels):
     names = [info.name for info in infos]
     if unit_layer not in names:
         raise ValueError(f"layer {unit_layer!r} does not run in the model's forward")
-    below = [i.name for i in infos[:names.index(unit_layer)] if i.shape is not None and len(i.shape) == 3
-             and layout(i.shape) == "conv"]
+    below = [i.name for i in infos[:names.index(unit_layer)] if i.layout in ("nchw", "nhwc")]
     if not below:
         raise ValueError(f"no conv layer below {unit_layer!r} to keep close to the photo; pass layer=")
     return below[len(below) // 2]
@@ -62,8 +60,7 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, settings=None, ba
     settings = _settings(settings, overrides, image)
     if batch_size is not None:
         settings = settings.replace(batch_size=batch_size)
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device)
+    model = resolve_model(model, device, seed)
     units = parse_units(units, model)
     channels = settings.channels or input_channels(model)
     photo = read_photos(image, channels, settings.hw)[0]
@@ -84,8 +81,7 @@ def caricature(model, image, layer, *, power=1.0, settings=None, backend=None, d
     Returns a ``RenderResult`` with one image; ``res.info['photo']`` as for ``accentuate``."""
     started = time.perf_counter()
     settings = _settings(settings, overrides, image)
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device)
+    model = resolve_model(model, device, seed)
     check_layer_names([Unit.deepdream(layer)], model)
     photo = read_photos(image, settings.channels or input_channels(model), settings.hw)[0]
     res = render_task(model, CaricatureTask(photo, layer, power), settings, backend=backend, device=device,

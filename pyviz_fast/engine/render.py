@@ -10,7 +10,8 @@ What the images maximize is a *task* (``goals``: units, facets with a diversity 
 accentuation of a photo, style transfer); how they are made is a *parameterization*
 (``parameterizations``: pixel, fourier, maco). Both are modules behind small interfaces; this
 file is the loop. Every random draw comes from the row's own generator (draws.py), made before
-the loop but MaCo's per-step crop noise. Everything that can be checked is checked before the
+the loop but MaCo's per-step crop noise, in chunks of steps, so memory does not grow with the
+step count (nor does the recorded trajectory: trajectory.py). Everything that can be checked is checked before the
 first step; what only shows mid-run (non-finite values, a failing batch) becomes a per-unit
 status. An optional callback
 sees the batch's images after every step (``StepInfo``), e.g. to record the progression.
@@ -25,16 +26,19 @@ import torch
 
 from pyviz_fast import ops
 from pyviz_fast.backend import resolve_backend
+from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals.units import UnitTask
-from pyviz_fast.engine.layers import probe_shapes
+from pyviz_fast.engine.init import initial_images
+from pyviz_fast.engine.layers import probe_activations, probe_shapes
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory
 from pyviz_fast.engine.transforms import is_identity, random_affine
 from pyviz_fast.engine.truncate import LayerNotCalled
 from pyviz_fast.engine.units import Unit, check_layer_names, parse_units
@@ -112,7 +116,7 @@ def _render_batch(run, task, rows, after_step):
     s = run.s
     draws = Draws.for_units(task.keys[rows], run.seed, s.steps, s.jitter)
     param = PARAMETERIZATIONS[s.param](run, draws, lambda hw: task.start(rows, hw, run))
-    trajectory = torch.zeros(s.steps, rows.stop - rows.start, device=run.device)
+    trajectory = Trajectory(s.steps, rows.stop - rows.start, run.device)
     bad = torch.zeros(rows.stop - rows.start, dtype=torch.int32, device=run.device)
     hw = goal = None
     for t in range(s.steps):
@@ -132,8 +136,8 @@ def _render_batch(run, task, rows, after_step):
     final_view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
     with torch.no_grad():
         objective = task.objective(rows, hw, 1, run)(run.prepared(final_view, goal.layers))[0].float()
-    alpha = param.alpha()
-    return (images.float().cpu(), objective.cpu(), trajectory.T.cpu(), bad.cpu(), draws.seeds,
+    alpha, spread = param.alpha(), trajectory.spread(objective)
+    return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds,
             None if alpha is None else alpha.float().cpu())
 
 
@@ -142,26 +146,64 @@ def _center_crop(images, hw):
     return images[..., top:top + hw[0], left:left + hw[1]]
 
 
-def _status(objective, image, bad_steps, steps):
+def _status(objective, image, bad_steps, steps, start, spread):
     if not math.isfinite(objective) or not torch.isfinite(image).all():
         return "failed", "the objective or image is not finite (activations overflow or NaN in the model)"
     if bad_steps >= steps:
         return "failed", "every step had a non-finite gradient; the image never changed"
     if bad_steps:
         return "nonfinite", f"{bad_steps} of {steps} steps had a non-finite objective or gradient (skipped)"
+    if spread == 0:  # not one step moved it: a weak but live unit still moves a little
+        return "dead", (f"the objective stayed at {start:.4g} for all {steps} steps: the unit does not respond "
+                        "to the image (e.g. a ReLU channel that is 0 everywhere, so its gradient is 0)")
     return "ok", ""
 
 
-def _probe(prepared, layers, channels, stage_plan):
-    """{hw: {layer: activation shape}} at every size the render uses."""
+def _probe(prepared, layers, channels, stage_plan, layout):
+    """{hw: {layer: Activation}} at every size the render uses, each layer's layout learned from
+    the probe (layout.py; ``layout``: the Settings' overrides)."""
     try:
         probe_shapes(prepared, layers, channels, stage_plan[-1][0])
     except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
         prepared.enable_training_heads()
-    except ValueError:  # the forward failed: in channels_last that 'auto' chose? Retry contiguous
-        if not prepared.use_contiguous():
-            raise
-    return {hw: probe_shapes(prepared, layers, channels, hw) for hw in dict.fromkeys(hw for hw, _ in stage_plan)}
+    return probe_activations(prepared, layers, channels, [hw for hw, _ in stage_plan], layout)
+
+
+class _Scored:
+    """A task's objective as autotune's trial wants it: acts -> the optimized value [B]."""
+
+    def __init__(self, goal):
+        self.goal, self.layers = goal, goal.layers
+
+    def __call__(self, acts):
+        return self.goal(acts)[1]
+
+
+def _prepare(prepared, task, settings, backend, seed, channels, stage_plan):
+    """Probe, bind the task, and decide the execution (and batch size) the render runs with:
+    'auto' settings are decided by a trial on the first batch (autotune.py), whose images are
+    then discarded. Returns (run, decision)."""
+    prepared.check_channels(channels)
+    shapes = _probe(prepared, task.layers, channels, stage_plan, settings.layout)
+    task.bind(shapes)
+    run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
+    hw = stage_plan[-1][0]
+    first = min(len(task.units), settings.batch_size if settings.batch_size != "auto" else 16)
+    first = max(task.group, first // task.group * task.group)
+
+    def plan_for(count):
+        return _Scored(task.objective(slice(0, count), hw, 1, run))
+
+    def images_for(count):
+        start = task.start(slice(0, count), hw, run)
+        if start is not None:
+            return start.to(prepared.device)
+        draws = Draws.for_units(task.keys[:count], seed, 1, settings.jitter)
+        return initial_images(settings, draws, channels, hw).to(prepared.device)
+    decision = autotune.choose(prepared, settings, task.units, first, plan_for, images_for)
+    if decision.batch_size is not None:
+        run.s = settings.replace(batch_size=decision.batch_size)
+    return run, decision
 
 
 def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
@@ -196,13 +238,40 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     """
     started = time.perf_counter()
     settings = resolve_settings(settings, overrides, batch_size)
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device)
-    task = UnitTask(parse_units(units, model), settings)
+    model = resolve_model(model, device, seed)
+    return render_task(model, _unit_task(model, units, settings), settings, backend=backend, device=device,
+                       seed=seed, progress=progress, callback=callback, started=started)
+
+
+def _unit_task(model, units, settings):
     if settings.diversity_layer is not None:
         check_layer_names([Unit.deepdream(settings.diversity_layer)], model)
-    return render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
-                       callback=callback, started=started)
+    return UnitTask(parse_units(units, model), settings)
+
+
+def resolve_model(model, device, seed):
+    """An ``nn.Module`` as given, or built from a spec string (random init seeded by ``seed``)."""
+    return load_model(model, device=device, seed=seed)[0] if isinstance(model, str) else model
+
+
+def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch_size=None, **overrides):
+    """The execution (precision, memory format, compile; and batch size for batch_size='auto')
+    that ``render`` would run these units with, decided the same way; an ``autotune.Decision``.
+
+    For callers that make the choice once and pass it explicitly to many renders (an atlas does,
+    recording it in run.json). Its ``record()`` is JSON; ``explain()`` prints the trial.
+
+    >>> decision = choose_execution(model, "inception4a:0-15", size=128)
+    >>> res = render(model, units, settings.replace(**decision.settings()))
+    """
+    settings = resolve_settings(settings, overrides, batch_size)
+    model = resolve_model(model, device, seed)
+    device = torch.device(device)
+    channels = settings.channels or input_channels(model)
+    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
+    with PreparedModel(model, settings, device) as prepared:
+        return _prepare(prepared, _unit_task(model, units, settings), settings, resolve_backend(None, device), seed,
+                        channels, stage_plan)[1]
 
 
 def resolve_settings(settings, overrides, batch_size=None, starts_from_images=False):
@@ -224,11 +293,7 @@ def render_task(model, task, settings, *, backend=None, device="cpu", seed=0, pr
     channels = settings.channels or input_channels(model)
     stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:
-        prepared.check_channels(channels)
-        shapes = _probe(prepared, task.layers, channels, stage_plan)
-        task.bind(shapes)
-        prepared.compile_around(set(task.layers))
-        run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
+        run, decision = _prepare(prepared, task, settings, backend, seed, channels, stage_plan)
         setup = time.perf_counter() - started
         try:
             outputs = _render_all(run, task, progress, callback)
@@ -239,8 +304,9 @@ def render_task(model, task, settings, *, backend=None, device="cpu", seed=0, pr
     images, objective, trajectory, seeds, status, reasons, alpha = outputs
     timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
     info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,
-            "device": str(device), "compile": settings.compile, "channels": channels, "facets": task.group}
-    return RenderResult(images, task.units, objective, trajectory, seeds, status, reasons, timings, settings, info,
+            "device": str(device), "compile": prepared.execution.compile, "channels": channels,
+            "batch_size": run.s.batch_size, "execution": decision.record(), "facets": task.group}
+    return RenderResult(images, task.units, objective, trajectory, seeds, status, reasons, timings, run.s, info,
                         alpha)
 
 
@@ -249,7 +315,7 @@ def _render_all(run, task, progress, callback):
     final_hw = (s.canvas, s.canvas) if s.canvas is not None else run.stages[-1][0]
     images = torch.zeros(n, run.channels, *final_hw)
     objective = torch.full((n,), math.nan)
-    trajectory = torch.full((n, s.steps), math.nan)
+    trajectory = torch.full((n, min(s.steps, MAX_POINTS)), math.nan)
     seeds, status, reasons = [None] * n, ["failed"] * n, [""] * n
     alpha = None
     batch_size = max(task.group, s.batch_size // task.group * task.group)  # a unit's facets share a batch
@@ -266,7 +332,7 @@ def _render_all(run, task, progress, callback):
                 bar.set_postfix_str(f"batch {start // batch_size + 1}/{batches}", refresh=False)
             try:
                 after_step = _step_hook(bar, callback, batch, rows, s.steps)
-                imgs, obj, traj, bad, batch_seeds, batch_alpha = _render_batch(run, task, rows, after_step)
+                imgs, obj, traj, spread, bad, batch_seeds, batch_alpha = _render_batch(run, task, rows, after_step)
             except RuntimeError as error:  # e.g. out of memory: this batch fails, the others go on
                 seeds[rows] = [unit_seed(run.seed, key) for key in task.keys[rows]]
                 first_line = (str(error).splitlines() or [""])[0][:300]
@@ -277,7 +343,8 @@ def _render_all(run, task, progress, callback):
                     alpha = torch.zeros(n, 1, *final_hw) if alpha is None else alpha
                     alpha[rows] = batch_alpha
                 for i in range(len(batch)):
-                    status[start + i], reasons[start + i] = _status(obj[i].item(), imgs[i], int(bad[i]), s.steps)
+                    status[start + i], reasons[start + i] = _status(obj[i].item(), imgs[i], int(bad[i]), s.steps,
+                                                                    traj[i, 0].item(), spread[i].item())
             if bar is not None:  # a failed batch skips its remaining steps
                 bar.update(rows.stop * s.steps - bar.n)
     finally:

@@ -12,9 +12,10 @@ import time
 
 from pyviz_fast.engine.goals.style import StyleTask
 from pyviz_fast.engine.layers import layers as list_layers
-from pyviz_fast.engine.models import input_channels, load_model
+from pyviz_fast.engine.layout import Activation
+from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.photos import first_image, native_size, read_photos
-from pyviz_fast.engine.render import render_task, resolve_settings
+from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import Unit, check_layer_names
 
@@ -27,11 +28,10 @@ def default_layers(model, hw, channels):
     """(content layer, style layers) as Gatys chose them: the first activation (ReLU, GELU, ...)
     at each resolution of the conv maps for style, the last activation at the second-deepest of
     those resolutions for content."""
-    infos = [i for i in list_layers(model, (channels, *hw)) if i.type in ACTIVATIONS and i.shape is not None
-             and len(i.shape) == 3]
+    infos = [i for i in list_layers(model, (channels, *hw)) if i.type in ACTIVATIONS and i.layout in ("nchw", "nhwc")]
     by_size = {}
     for info in infos:
-        by_size.setdefault(info.shape[1:], []).append(info.name)
+        by_size.setdefault(Activation(info.shape, info.layout).positions, []).append(info.name)
     if not by_size:
         raise ValueError("the model has no activation (ReLU, GELU, ...) with a [C, H, W] output to default to; "
                          "pass content_layer= and style_layers=")
@@ -70,8 +70,7 @@ def style_transfer(model, content, style, *, content_layer=None, style_layers=No
     if settings is None and "size" not in overrides:
         base = base.replace(size=native_size(first_image(content)))
     settings = resolve_settings(base, overrides, batch_size, starts_from_images=True)
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device)
+    model = resolve_model(model, device, seed)
     channels = settings.channels or input_channels(model)
     contents, styles = read_photos(content, channels, settings.hw), read_photos(style, channels, settings.hw)
     if content_layer is None or style_layers is None:

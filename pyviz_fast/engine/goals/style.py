@@ -39,14 +39,15 @@ def resized(images, hw):
 class StyleLoss:
     """acts -> float [B]: minus the weighted content and style losses against fixed targets."""
 
-    def __init__(self, content_layer, content, style_grams, content_weight, style_weight):
+    def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight):
         self.layers = list(dict.fromkeys([content_layer, *style_grams]))
         self.content_layer, self.content, self.style_grams = content_layer, content, style_grams
+        self.activations = activations
         self.content_weight, self.style_weight = content_weight, style_weight
 
     def __call__(self, acts):
         content = relative_error(acts[self.content_layer], self.content)
-        style = sum(relative_error(gram(acts[l]), g) for l, g in self.style_grams.items()) / len(self.style_grams)
+        style = sum(relative_error(gram(acts[l], self.activations[l]), g) for l, g in self.style_grams.items()) / len(self.style_grams)
         return -(self.content_weight * content + self.style_weight * style)
 
 
@@ -74,7 +75,7 @@ class StyleTask:
             raise ValueError("style transfer compares whole images with their content; use a one-input parameterization")
         content = run.reference(self._images(self.contents, rows, "content", hw), [self.content_layer])
         styles = run.reference(self._images(self.styles, rows, "style", hw), self.style_layers)
-        grams = {layer: gram(styles[layer]) for layer in self.style_layers}
-        loss = StyleLoss(self.content_layer, content[self.content_layer].float(), grams,
+        grams = {layer: gram(styles[layer], run.shapes[hw][layer]) for layer in self.style_layers}
+        loss = StyleLoss(self.content_layer, content[self.content_layer].float(), grams, run.shapes[hw],
                          self.content_weight, self.style_weight)
         return Goal(loss, [], crops)

@@ -14,7 +14,7 @@ import torch
 
 from pyviz_fast.engine.goals import Goal, repeat_rows
 from pyviz_fast.engine.goals.diversity import Diversity
-from pyviz_fast.engine.objectives import ObjectivePlan, channel_count, check_term
+from pyviz_fast.engine.objectives import ObjectivePlan, check_term
 from pyviz_fast.engine.units import Unit
 
 
@@ -24,7 +24,7 @@ def expand_whole_layers(units, shapes):
     for unit in units:
         term = unit.terms[0]
         if len(unit.terms) == 1 and term.index is None and term.kind in ("channel", "neuron"):
-            out.extend(Unit((replace(term, index=i),)) for i in range(channel_count(shapes[term.layer])))
+            out.extend(Unit((replace(term, index=i),)) for i in range(shapes[term.layer].channels))
         else:
             out.append(unit)
     return out
@@ -61,6 +61,7 @@ class UnitTask:
             inputs = {}
             for row, unit in enumerate(repeat_rows(units, crops)):
                 inputs.setdefault(self.diversity_layer or unit.layer, []).append(row)
-            extras = [Diversity(layer, self.facets, crops, self.weight, torch.tensor(rows_, device=run.device))
+            extras = [Diversity(layer, run.shapes[hw][layer], self.facets, crops, self.weight,
+                                torch.tensor(rows_, device=run.device))
                       for layer, rows_ in inputs.items()]
         return Goal(main, extras, crops)

@@ -37,7 +37,7 @@ class Maco:
         self.phase = draws.normal((C, H, W // 2 + 1)).to(run.device).requires_grad_(True)
         self.optimizer = Ascent("adam" if s.optimizer == "adam" else "nadam", self.phase, s.maco_lr)
         boxes = torch.stack([torch.randn(s.steps, self.crops, 3, generator=g) for g in draws.generators], 1)
-        sizes = torch.tensor(decay(*s.maco_box, s.steps, "linear"))[:, None, None] + BOX_STD * boxes[..., 2]
+        sizes = torch.tensor(list(decay(*s.maco_box, s.steps, "linear")))[:, None, None] + BOX_STD * boxes[..., 2]
         self.sizes = sizes.clamp(MIN_BOX, 1.0).to(run.device)                    # [steps, B, k]
         self.centers = (0.5 + CENTER_STD * boxes[..., :2]).clamp(0, 1).to(run.device)  # [steps, B, k, (y, x)]
         self.noise = decay(*s.maco_noise, s.steps, "linear")
