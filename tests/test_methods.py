@@ -191,7 +191,7 @@ def _save(image, path):
 
 def test_cli_accentuate_and_style(tmp_path, photo):
     photo_path = _save(photo, tmp_path / "photo.png")
-    done = _cli("accentuate", photo_path, "--unit", "conv4:3", "--steps", "4", "-q", "--out", tmp_path / "a.png")
+    done = _cli("accentuate", photo_path, "--unit", "fc:3", "--steps", "4", "-q", "--out", tmp_path / "a.png")
     assert done.returncode == 0, done.stderr
     with Image.open(tmp_path / "a_panel.png") as panel:
         assert panel.size == (3 * 48, 48)
