@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
+from pyviz_fast.cli.common import CliError, add_image_command_flags, load_model, output_dir, read_image, say
 from pyviz_fast.cli.settings_flags import settings_at_image_size
 from pyviz_fast.engine.accentuate import DEFAULTS, accentuation_panel, difference_image
 from pyviz_fast.engine.result import images_to_uint8
@@ -32,9 +32,7 @@ def register(subparsers) -> None:
                         help="accentuation: closeness strength relative to the unit (default: %(default)s)")
     parser.add_argument("--power", type=float, default=1.0,
                         help="caricature: the cosine's exponent (default: %(default)s)")
-    parser.add_argument("-o", "--out", default="accent.png", help="output PNG (default: %(default)s)")
-    add_common_flags(parser, settings_exclude=("init", "init_image"), settings_defaults=DEFAULTS)
-    parser.set_defaults(run=run)
+    add_image_command_flags(parser, "accent.png", DEFAULTS, run)
 
 
 def run(args) -> int:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
+from pyviz_fast.cli.common import CliError, add_image_command_flags, load_model, output_dir, read_image, say
 from pyviz_fast.cli.settings_flags import settings_at_image_size
 from pyviz_fast.engine.style_transfer import DEFAULTS
 
@@ -38,9 +38,7 @@ def register(subparsers) -> None:
     parser.add_argument("--style-weight", type=float, default=10.0, help="style loss weight (default: %(default)s)")
     parser.add_argument("--content-weight", type=float, default=1.0,
                         help="content loss weight (default: %(default)s)")
-    parser.add_argument("-o", "--out", default="styled.png", help="output PNG (default: %(default)s)")
-    add_common_flags(parser, settings_exclude=("init", "init_image"), settings_defaults=DEFAULTS)
-    parser.set_defaults(run=run)
+    add_image_command_flags(parser, "styled.png", DEFAULTS, run)
 
 
 def run(args) -> int:
