@@ -9,12 +9,12 @@ Per step, for a batch of B images (each its own unit, layer and kind):
 What the images maximize is a *task* (``goals``: units, facets with a diversity penalty,
 accentuation of a photo, style transfer); how they are made is a *parameterization*
 (``parameterizations``: pixel, fourier, maco). Both are modules behind small interfaces; this
-file is the loop. Every random draw comes from the row's own generator (draws.py), made before
-the loop but MaCo's per-step crop noise, in chunks of steps, so memory does not grow with the
-step count (nor does the recorded trajectory: trajectory.py). Everything that can be checked is checked before the
-first step; what only shows mid-run (non-finite values, a failing batch) becomes a per-unit
-status. An optional callback
-sees the batch's images after every step (``StepInfo``), e.g. to record the progression.
+file is the loop. Every random draw comes from the row's own generators, a chunk of steps at a
+time (draws.py; MaCo's crop noise step by step), so memory does not grow with the step count
+(nor does the recorded trajectory: trajectory.py). Everything that can be checked is checked
+before the first step; what only shows mid-run (non-finite values, a failing batch) becomes a
+per-unit status. An optional callback sees the batch's images after every step (``StepInfo``),
+e.g. to record the progression.
 
 >>> res = render(model, ["conv3:0-15", "fc:3"], Settings(size=128, steps=64), seed=0)
 """
