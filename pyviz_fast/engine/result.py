@@ -5,7 +5,7 @@
 (torch.Size([4, 3, 128, 128]), 'ok', (4, 128, 128, 3))
 """
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -27,7 +27,10 @@ class RenderResult:
     non-finite gradients and were skipped) | 'failed'; reasons: '' or why.
     timings: seconds: total, setup, forward_backward, step (CPU wall clock; on CUDA the phases
     are measured without synchronizing, so only 'total' is exact). settings: the Settings used;
-    info: precision, memory format, backend, device actually used.
+    info: precision, memory format, backend, device actually used; facets: images per unit
+    (a unit's facets are consecutive rows). alpha: None, or float32 [N, 1, H, W] in [0, 1], the
+    attribution map of methods that make one (MaCo: where the accumulated input gradients were
+    large); ``to_rgba`` puts it in the alpha channel.
     """
     images: torch.Tensor
     units: list
@@ -39,6 +42,7 @@ class RenderResult:
     timings: dict
     settings: object = None
     info: dict = field(default_factory=dict)
+    alpha: Optional[torch.Tensor] = None
 
     def __len__(self):
         return len(self.units)
@@ -51,6 +55,17 @@ class RenderResult:
     def to_uint8(self):
         """numpy uint8 [N, H, W, C]."""
         return images_to_uint8(self.images)
+
+    def to_rgba(self, i):
+        """Image i as a PIL 'RGBA' image whose transparency is ``alpha`` (ValueError without one)."""
+        from PIL import Image
+
+        if self.alpha is None:
+            raise ValueError("this result has no alpha map (param='maco' makes one)")
+        rgb = self.to_uint8()[i][..., :3]
+        rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+        a = images_to_uint8(self.alpha[i:i + 1])[0]
+        return Image.fromarray(np.ascontiguousarray(np.concatenate([rgb, a], axis=-1)), "RGBA")
 
     def to_pil(self, i):
         """Image i as a PIL image: 'L' for 1 channel, 'RGB' for 3, 'RGBA' for 4; other channel
