@@ -16,13 +16,12 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from pyviz_fast import ops
 from pyviz_fast.backend import resolve_backend
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
-from pyviz_fast.engine.init import initial_images
+from pyviz_fast.engine.init import initial_images, octave_start
 from pyviz_fast.engine.layers import probe_shapes
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.objectives import ObjectivePlan, channel_count, check_term
@@ -159,7 +158,7 @@ def _pixel_loop(run, units, draws, shifts, trajectory, bad, after_step):
     t = 0
     for hw, count in run.stages:
         if not canvas and tuple(x.shape[-2:]) != hw:
-            x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False).clamp(s.lo, s.hi)
+            x = octave_start(x, hw, s, run.channels)
         plan = ObjectivePlan(units, run.shapes[hw], run.device)
         adam = torch.optim.Adam([x], lr=s.lr) if s.optimizer == "adam" else None
         inp = None
