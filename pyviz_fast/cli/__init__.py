@@ -11,10 +11,10 @@ import argparse
 import sys
 import warnings
 
-from pyviz_fast.cli import atlas, bench, dream, filters, layers, render, saliency
+from pyviz_fast.cli import atlas, bench, dream, filters, layers, render, saliency, serve
 from pyviz_fast.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
-COMMANDS = (layers, render, atlas, dream, saliency, filters, bench)
+COMMANDS = (layers, render, atlas, dream, saliency, filters, bench, serve)
 
 EPILOG = """examples:
   pyviz-fast layers
@@ -23,9 +23,11 @@ EPILOG = """examples:
   pyviz-fast atlas conv3 conv4 --out audit/run --shard 0/2
   python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
   pyviz-fast dream photo.jpg --layer conv3 --octaves 3 --out dream.png --gif
+  pyviz-fast dream photo.jpg --zoom-frames 96 --zoom 1.05 --out zoom.mp4
   pyviz-fast saliency photo.jpg --unit fc:3 --out saliency/
   pyviz-fast filters --out filters.png
   pyviz-fast bench
+  pyviz-fast serve --runs audit/                    # the web app at http://127.0.0.1:8000
 
 exit codes: 0 ok, 1 some units failed, 2 usage or input/output error, 130 interrupted
 """
@@ -70,6 +72,6 @@ def main(argv=None) -> int:
         print(f"pyviz-fast: error: {first_line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("pyviz-fast: interrupted; finished results are saved (rerun the same command to resume an atlas)",
+        print("pyviz-fast: interrupted; finished results are saved (rerun the same command to resume an atlas or a zoom)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
