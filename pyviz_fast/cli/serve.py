@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--interval", type=float, default=0.2,
+    parser.add_argument("--interval", type=float, default=0.25,
                         help="seconds between the images a render shows while it runs (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no start-up line")
     parser.set_defaults(run=run)

@@ -33,12 +33,16 @@ def as_image(image):
     return image
 
 
+def dream_settings(image, settings=None, defaults=DREAM_DEFAULTS):
+    """``settings`` (default ``defaults`` over ``Settings()`` at the image's size) started from ``image``."""
+    settings = settings or Settings(**defaults, size=tuple(image.shape[-2:]))
+    return settings.replace(init="image", init_image=image)
+
+
 def dream(model, image, unit, settings=None, **kwargs):
     """DeepDream ``image`` (float [C, H, W] in [0, 1]) for one ``unit``; returns a ``RenderResult``
     of one image. settings: default ``DREAM_DEFAULTS`` over ``Settings()`` at the image's size;
     its init is always the image. kwargs go to ``render`` (backend, device, seed, progress,
     callback, or setting overrides such as steps=64)."""
     image = as_image(image)
-    settings = settings or Settings(**DREAM_DEFAULTS, size=tuple(image.shape[-2:]))
-    return render(model, [dream_unit(model, unit)], settings.replace(init="image", init_image=image),
-                  batch_size=1, **kwargs)
+    return render(model, [dream_unit(model, unit)], dream_settings(image, settings), batch_size=1, **kwargs)

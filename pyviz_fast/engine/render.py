@@ -308,36 +308,80 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     >>> len(frames)
     4
     """
-    started = time.perf_counter()
-    settings = (settings or Settings()).replace(**overrides)
-    if batch_size is not None:
-        settings = settings.replace(batch_size=batch_size)
-    settings.validate()
-    if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
-        raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device)
-    device = torch.device(device)
-    backend = resolve_backend(backend, device)
-    channels = settings.channels or input_channels(model)
-    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
-    with PreparedModel(model, settings, device) as prepared:
-        prepared.check_channels(channels)
-        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan)
-        prepared.compile_around({layer for u in units for layer in u.layers})
-        run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
-        setup = time.perf_counter() - started
+    with Renderer(model, units, settings, backend=backend, device=device, batch_size=batch_size,
+                  **overrides) as renderer:
+        return renderer.render(seed=seed, progress=progress, callback=callback)
+
+
+# Settings a Renderer's set-up depends on (the prepared model, the probed sizes): fixed while it is open.
+_SETUP_FIELDS = ("size", "steps", "octaves", "octave_scale", "canvas", "param", "precision", "memory_format",
+                 "compile", "channels", "mean", "std")
+
+
+class Renderer:
+    """``render`` in two parts, for many renders of the same model and units at the same sizes
+    (the frames of a zoom): entering prepares the model, parses the units and probes their
+    layers once; each ``render(...)`` call then only renders. Arguments as for ``render``.
+
+    >>> with Renderer(model, "conv3@deepdream", settings) as renderer:
+    ...     for k, frame in enumerate(frames):
+    ...         res = renderer.render(seed=k, init_image=frame)   # other settings per call
+    """
+
+    def __init__(self, model, units, settings=None, *, backend=None, device="cpu", batch_size=None, **overrides):
+        self._started = time.perf_counter()
+        settings = (settings or Settings()).replace(**overrides)
+        if batch_size is not None:
+            settings = settings.replace(batch_size=batch_size)
+        settings.validate()
+        if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
+            raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
+        if isinstance(model, str):
+            model, _ = load_model(model, device=device)
+        self.model, self.settings, self._units = model, settings, units
+        self.device = torch.device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self.channels = settings.channels or input_channels(model)
+        self.stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
+        self._prepared = PreparedModel(model, settings, self.device)
+
+    def __enter__(self):
+        prepared = self._prepared.__enter__()
         try:
-            outputs = _render_all(run, units, progress, callback)
+            prepared.check_channels(self.channels)
+            self.units, self.shapes = _prepare_units(self._units, self.model, prepared, self.channels, self.stage_plan)
+            prepared.compile_around({layer for u in self.units for layer in u.layers})
+        except BaseException:
+            self._prepared.__exit__(None, None, None)
+            raise
+        self._setup = time.perf_counter() - self._started  # counted in the first render's timings
+        return self
+
+    def __exit__(self, *exc):
+        self._prepared.__exit__(*exc)
+
+    def render(self, *, seed=0, progress=False, callback=None, **changes):
+        """One render (a ``RenderResult``); ``changes`` replace settings fields other than those the
+        set-up depends on (sizes, steps, octaves, execution): e.g. init_image, lr, jitter."""
+        started = time.perf_counter()
+        settings = self.settings.replace(**changes).validate()
+        fixed = [name for name in _SETUP_FIELDS if getattr(settings, name) != getattr(self.settings, name)]
+        if fixed:
+            raise ValueError(f"a Renderer keeps {', '.join(fixed)} as it was set up; use a new one to change them")
+        run = _Run(self._prepared, settings, self.backend, seed, self.channels, self.stage_plan, self.shapes)
+        try:
+            outputs = _render_all(run, self.units, progress, callback)
         except _CallbackError as wrapped:
             raise wrapped.__cause__ from None
         finally:
             ops.release_cached_memory()  # the steps' outputs are kept for reuse only while rendering
-    images, objective, trajectory, seeds, status, reasons = outputs
-    timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
-    info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,
-            "device": str(device), "compile": settings.compile, "channels": channels}
-    return RenderResult(images, units, objective, trajectory, seeds, status, reasons, timings, settings, info)
+        images, objective, trajectory, seeds, status, reasons = outputs
+        setup, self._setup = self._setup, 0.0
+        timings = {"total": setup + time.perf_counter() - started, "setup": setup, **run.clock}
+        info = {"precision": self._prepared.precision, "memory_format": self._prepared.memory_format,
+                "backend": self.backend, "device": str(self.device), "compile": settings.compile,
+                "channels": self.channels}
+        return RenderResult(images, self.units, objective, trajectory, seeds, status, reasons, timings, settings, info)
 
 
 def _render_all(run, units, progress, callback):

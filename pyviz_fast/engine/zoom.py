@@ -19,8 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pyviz_fast.engine.dream import as_image, dream, dream_unit
-from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.dream import as_image, dream_settings, dream_unit
+from pyviz_fast.engine.render import Renderer
 
 # Dream settings of one frame: a few steps over two octaves. Small steps (DeepDream's gentle
 # ascent) keep the photo recognizable in the first frames; the dream builds up over frames.
@@ -70,14 +70,16 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
     dream fails (non-finite values).
     """
     check_zoom(zoom, rotate, frames, first)
-    image = as_image(image)
-    settings = (settings or Settings(**ZOOM_DEFAULTS, size=tuple(image.shape[-2:]))).replace(**overrides).validate()
-    unit = dream_unit(model, unit)
-    frame = quantize(image)
-    for k in range(first, frames):
-        start = frame if k == 0 else zoom_rotate(frame[None], zoom, rotate)[0]
-        result = dream(model, start, unit, settings, backend=backend, device=device, seed=seed + k, callback=callback)
-        if result.status[0] == "failed":
-            raise RuntimeError(f"frame {k}: the dream failed: {result.reasons[0]}")
-        frame = quantize(result.images[0])
-        yield k, frame
+    image = quantize(as_image(image))
+    settings = dream_settings(image, settings, ZOOM_DEFAULTS).replace(**overrides).validate()
+    # set up once (model prepared, layers probed): every frame has the same size
+    with Renderer(model, [dream_unit(model, unit)], settings, backend=backend, device=device,
+                  batch_size=1) as renderer:
+        frame = image
+        for k in range(first, frames):
+            start = frame if k == 0 else zoom_rotate(frame[None], zoom, rotate)[0]
+            result = renderer.render(seed=seed + k, callback=callback, init_image=start)
+            if result.status[0] == "failed":
+                raise RuntimeError(f"frame {k}: the dream failed: {result.reasons[0]}")
+            frame = quantize(result.images[0])
+            yield k, frame

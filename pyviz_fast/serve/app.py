@@ -59,7 +59,7 @@ def _checked_units(models, spec, specs):
     return model, units
 
 
-def create_app(model_specs, runs=(), device="cpu", interval=0.2):
+def create_app(model_specs, runs=(), device="cpu", interval=0.25):
     """The ASGI app serving ``model_specs`` (only these can be loaded) and the atlas ``runs``.
     interval: seconds between the images a render's callback keeps for the page."""
     models, board, atlas = ModelRegistry(model_specs, device), JobBoard(), AtlasRuns(runs)
