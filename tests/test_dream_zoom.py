@@ -19,15 +19,8 @@ from pyviz_fast.cli import main
 from pyviz_fast.engine.zoom import quantize, zoom_rotate
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = {"steps": 2, "octaves": 1}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +66,21 @@ def test_octaves_keep_the_photos_detail(model, photo):
     image = as_tensor(photo).repeat(1, 2, 2)  # 80x96: the smallest octave is still >= 32 px
     res = pvf.dream(model, image, "conv2@deepdream", steps=3, octaves=3, octave_scale=1.5, lr=1e-6, jitter=0)
     torch.testing.assert_close(res.images[0], image, atol=0.02, rtol=0)
+
+
+def test_renderer_renders_as_render_does_and_keeps_its_setup(model):
+    settings = pvf.Settings(size=40, steps=3, octaves=2, octave_scale=1.2)
+    grads = [p.requires_grad for p in model.parameters()]
+    with pvf.Renderer(model, ["conv3:1", "fc:2"], settings) as renderer:
+        first = renderer.render(seed=4)
+        changed = renderer.render(seed=4, lr=0.2)
+        with pytest.raises(ValueError, match="keeps size, steps"):
+            renderer.render(size=48, steps=4)
+    alone = pvf.render(model, ["conv3:1", "fc:2"], settings, seed=4)
+    assert torch.equal(first.images, alone.images) and first.timings["setup"] > 0
+    assert not torch.equal(changed.images, alone.images) and changed.timings["setup"] == 0
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert next(model.parameters()).is_contiguous()  # the model is given back as it came
 
 
 def test_api_frames_differ_and_resume_exactly(model, photo):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="pip install 'pyviz_fast[gui]'")
@@ -25,15 +24,8 @@ from pyviz_fast.serve.models import ModelRegistry  # noqa: E402
 from pyviz_fast.serve.server import PortInUse, check_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = {"steps": 6, "size": 48}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

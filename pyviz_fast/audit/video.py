@@ -73,7 +73,7 @@ class FrameDir:
 
 def mp4_available() -> bool:
     try:
-        import av  # noqa: F401
+        import av  # noqa: F401  (only whether it imports)
     except ImportError:
         return False
     return True

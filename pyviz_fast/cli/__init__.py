@@ -72,6 +72,7 @@ def main(argv=None) -> int:
         print(f"pyviz-fast: error: {first_line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("pyviz-fast: interrupted; finished results are saved (rerun the same command to resume an atlas or a zoom)",
+        print("pyviz-fast: interrupted; finished results are saved "
+              "(rerun the same command to resume an atlas or a zoom)",
               file=sys.stderr)
         return EXIT_INTERRUPTED

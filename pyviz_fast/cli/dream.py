@@ -17,7 +17,7 @@ from pyviz_fast.cli.render import add_gif_flags, count_flag
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.engine.dream import DREAM_DEFAULTS, dream_unit as check_dream_unit
 from pyviz_fast.engine.result import images_to_uint8
-from pyviz_fast.engine.zoom import ZOOM_DEFAULTS, check_zoom, dream_zoom
+from pyviz_fast.engine.zoom import ZOOM_DEFAULTS, check_zoom
 
 EXAMPLES = """examples:
   pyviz-fast dream photo.png --out dream.png                     # a middle conv block, DeepDream objective
@@ -175,5 +175,6 @@ def run_zoom(args) -> int:
             warnings.warn(f"PyAV is not installed (pip install av): wrote the GIF {written} instead of {video}")
         video = written
     resumed = f" (resumed after frame {first - 1})" if 0 < first < args.zoom_frames else ""
-    say(args, f"zoom of {unit_spec}: {args.zoom_frames} frames{resumed} in {folder}" + (f" -> {video}" if video else ""))
+    say(args, f"zoom of {unit_spec}: {args.zoom_frames} frames{resumed} in {folder}"
+              + (f" -> {video}" if video else ""))
     return 0

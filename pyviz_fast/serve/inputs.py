@@ -21,6 +21,7 @@ from pyviz_fast.engine.settings import Settings
 MAX_UNITS = 16  # per render: a side-by-side comparison, not an atlas
 MAX_SIZE = 512  # px of a render
 MAX_STEPS = 4096
+MAX_JITTER, MAX_OCTAVES = 64, 8
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding
 DREAM_SIDE = 256  # an uploaded photo is dreamed at most this large (longest side), for a live view
@@ -69,8 +70,8 @@ def settings_from(values, base=None) -> Settings:
     changes = {}
     for name, value in values.items():
         kind = SETTINGS_FIELDS[name]
-        ok = isinstance(value, str) if kind is str else \
-            isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or float(value).is_integer())
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, str) if kind is str else number and (kind is float or float(value).is_integer())
         if not ok:
             raise InputError(f"setting {name} must be {'a text' if kind is str else 'a number'}, got {value!r}")
         changes[name] = kind(value)
@@ -78,9 +79,10 @@ def settings_from(values, base=None) -> Settings:
         settings = (base or Settings()).replace(**changes).validate()
     except (ValueError, TypeError) as error:
         raise InputError(str(error)) from None
-    if max(settings.hw) > MAX_SIZE or settings.steps > MAX_STEPS:
-        raise InputError(f"size must be <= {MAX_SIZE} and steps <= {MAX_STEPS}, got size {settings.size}, "
-                         f"steps {settings.steps}")
+    if max(settings.hw) > MAX_SIZE or settings.steps > MAX_STEPS or settings.jitter > MAX_JITTER \
+            or settings.octaves > MAX_OCTAVES:
+        raise InputError(f"size must be <= {MAX_SIZE}, steps <= {MAX_STEPS}, jitter <= {MAX_JITTER} and octaves <= "
+                         f"{MAX_OCTAVES}; got {settings.size}, {settings.steps}, {settings.jitter}, {settings.octaves}")
     return settings
 
 
