@@ -8,6 +8,9 @@
   the last message, the page's default interval of live images) against the same ``pvf.render``
   called directly, alternating, medians (target: the app adds <= 10%).
 
+Each is reported twice: by wall time and by the process's CPU time. On a machine loaded by other
+jobs the wall times drift with their load between two timings; CPU seconds are what each costs.
+
     python benchmarks/bench_seeds.py --threads 1 --json benchmarks/results/seeds.json
 """
 import argparse
@@ -21,7 +24,6 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.render_cases import fwd_bwd_call
 from pyviz_fast.bench.results import Row, format_ratio_table, write_results
-from pyviz_fast.bench.timing import time_callable
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.schedules import stages
 from pyviz_fast.engine.units import Unit
@@ -31,38 +33,57 @@ from pyviz_fast.engine.zoom import ZOOM_DEFAULTS
 ZOOM_CASES = [("shapesnet", "conv3", 96, 8), ("torchvision:googlenet", "inception4a", 128, 4)]
 
 
-def stage_ceiling_s(model, layer, settings):
-    """Seconds of bare forward+backward for one frame's steps: sum over octaves of steps x median."""
-    total = 0.0
+def timed(fn):
+    """(wall seconds, CPU seconds of the whole process) of one ``fn()``. On a machine loaded by
+    others the wall time drifts with their load; the CPU time is what the call itself costs."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def stage_ceiling(model, layer, settings, calls=5):
+    """(wall, CPU) seconds of bare forward+backward for one frame's steps: per octave size the
+    median of ``calls`` timed calls (after one warm-up) times that octave's steps, summed."""
+    wall = cpu = 0.0
     with PreparedModel(model, settings, "cpu") as prepared:
         for hw, count in stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale):
             call = fwd_bwd_call(prepared, layer, [], hw[0], units=[Unit.deepdream(layer)])
-            total += count * time_callable(call, min_runs=5, min_time_s=0.5).median_s
-    return total
+            call()
+            samples = [timed(call) for _ in range(calls)]
+            wall += count * statistics.median(s[0] for s in samples)
+            cpu += count * statistics.median(s[1] for s in samples)
+    return wall, cpu
+
+
+def rows_of(section, case, baseline, measured, items, params):
+    """Two rows per variant, wall and CPU seconds (medians of the repeats), the second against ``baseline``."""
+    rows = []
+    for k, clock in enumerate(("wall", "cpu")):
+        for variant, samples in measured.items():
+            median = statistics.median(s[k] for s in samples)
+            rows.append(Row(section, f"{case} [{clock} s]", variant, items / median, "image-steps/s", median,
+                            runs=len(samples), baseline=None if variant == baseline else baseline, params=params,
+                            extra={"samples_s": [round(s[k], 4) for s in samples]}))
+    return rows
 
 
 def zoom_rows(spec, layer, size, frames, repeats=3):
-    """Ceiling and zoom timed in turn ``repeats`` times (load drifts on a shared machine); medians."""
+    """Ceiling and zoom timed in turn ``repeats`` times (load drifts on a shared machine)."""
     torch.manual_seed(0)
     model, _ = pvf.load_model(spec)
     settings = pvf.Settings(**ZOOM_DEFAULTS, size=size)
     photo = torch.rand(3, size, size)
     unit = f"{layer}@deepdream"
     list(pvf.dream_zoom(model, photo, unit, 1, settings=settings))  # warm the caches
-    ceiling_s, zoom_s = [], []
+    measured = {"ceiling": [], "dream_zoom": []}
     for _ in range(repeats):
-        ceiling_s.append(stage_ceiling_s(model, layer, settings) * frames)
-        start = time.perf_counter()
-        list(pvf.dream_zoom(model, photo, unit, frames, settings=settings))
-        zoom_s.append(time.perf_counter() - start)
-    steps = frames * settings.steps
+        wall, cpu = stage_ceiling(model, layer, settings)
+        measured["ceiling"].append((wall * frames, cpu * frames))
+        measured["dream_zoom"].append(timed(lambda: list(pvf.dream_zoom(model, photo, unit, frames,
+                                                                         settings=settings))))
     case = f"zoom {spec} {unit} {size}px {frames} frames x {settings.steps} steps, {settings.octaves} octaves"
     params = {"model": spec, "layer": layer, "size": size, "frames": frames, "repeats": repeats, **ZOOM_DEFAULTS}
-    pairs = {"pair_ratios": [round(c / z, 3) for c, z in zip(ceiling_s, zoom_s)]}
-    return [Row("zoom", case, "ceiling", steps / statistics.median(ceiling_s), "image-steps/s",
-                statistics.median(ceiling_s), runs=repeats, params=params),
-            Row("zoom", case, "dream_zoom", steps / statistics.median(zoom_s), "image-steps/s",
-                statistics.median(zoom_s), runs=repeats, baseline="ceiling", params=params, extra=pairs)]
+    return rows_of("zoom", case, "ceiling", measured, frames * settings.steps, params)
 
 
 def gui_rows(units="conv3:0-7", size=96, steps=64, repeats=5):
@@ -73,31 +94,23 @@ def gui_rows(units="conv3:0-7", size=96, steps=64, repeats=5):
     model, _ = pvf.load_model("shapesnet")
     settings = pvf.Settings(size=size, steps=steps)
     picks = [{"layer": u.layer, "kind": "channel", "index": u.index} for u in pvf.parse_units(units, model)]
-    direct, through_app = [], []
+    measured = {"pvf.render": [], "web app": []}
     with TestClient(create_app(["shapesnet"])) as client:  # the page's default interval of live images
         def via_app():
-            start = time.perf_counter()
             job = client.post("/api/render", json={"units": picks, "settings": {"size": size, "steps": steps}}).json()
             with client.stream("GET", f"/api/jobs/{job['job']}/events") as stream:
                 last = [line for line in stream.iter_lines() if line.startswith("data: ")][-1]
             assert json.loads(last[6:])["state"] == "done", last
-            return time.perf_counter() - start
 
         def called():
-            start = time.perf_counter()
             pvf.render(model, units, settings, batch_size=len(picks))
-            return time.perf_counter() - start
         via_app(), called()  # warm-up
         for _ in range(repeats):
-            direct.append(called())
-            through_app.append(via_app())
+            measured["pvf.render"].append(timed(called))
+            measured["web app"].append(timed(via_app))
     case = f"gui shapesnet {units} {size}px {steps} steps"
     params = {"units": units, "size": size, "steps": steps, "repeats": repeats}
-    image_steps = len(picks) * steps
-    return [Row("gui", case, "pvf.render", image_steps / statistics.median(direct), "image-steps/s",
-                statistics.median(direct), runs=repeats, params=params),
-            Row("gui", case, "web app", image_steps / statistics.median(through_app), "image-steps/s",
-                statistics.median(through_app), runs=repeats, baseline="pvf.render", params=params)]
+    return rows_of("gui", case, "pvf.render", measured, len(picks) * steps, params)
 
 
 def main():
@@ -110,9 +123,9 @@ def main():
     rows = []
     for case in ZOOM_CASES:
         rows += zoom_rows(*case)
-        print(format_ratio_table(rows[-2:]) + "\n", flush=True)
+        print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     rows += gui_rows()
-    print(format_ratio_table(rows[-2:]) + "\n", flush=True)
+    print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     if args.json:
         print(f"results: {write_results(args.json, rows, collect_metadata('cpu'))}")
 
