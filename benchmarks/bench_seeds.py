@@ -71,9 +71,11 @@ def zoom_rows(spec, layer, size, frames, repeats=3):
     """Ceiling and zoom timed in turn ``repeats`` times (load drifts on a shared machine)."""
     torch.manual_seed(0)
     model, _ = pvf.load_model(spec)
-    settings = pvf.Settings(**ZOOM_DEFAULTS, size=size)
     photo = torch.rand(3, size, size)
     unit = f"{layer}@deepdream"
+    settings = pvf.Settings(**ZOOM_DEFAULTS, size=size)  # the execution a zoom of these frames runs, pinned for both
+    whole = settings.replace(steps=settings.steps * frames, init="image", init_image=photo)
+    settings = settings.replace(**pvf.choose_execution(model, unit, whole, batch_size=1).settings())
     list(pvf.dream_zoom(model, photo, unit, 1, settings=settings))  # warm the caches
     measured = {"ceiling": [], "dream_zoom": []}
     for _ in range(repeats):
@@ -82,7 +84,8 @@ def zoom_rows(spec, layer, size, frames, repeats=3):
         measured["dream_zoom"].append(timed(lambda: list(pvf.dream_zoom(model, photo, unit, frames,
                                                                          settings=settings))))
     case = f"zoom {spec} {unit} {size}px {frames} frames x {settings.steps} steps, {settings.octaves} octaves"
-    params = {"model": spec, "layer": layer, "size": size, "frames": frames, "repeats": repeats, **ZOOM_DEFAULTS}
+    params = {"model": spec, "layer": layer, "size": size, "frames": frames, "repeats": repeats, **ZOOM_DEFAULTS,
+              "precision": settings.precision, "memory_format": settings.memory_format}
     return rows_of("zoom", case, "ceiling", measured, frames * settings.steps, params)
 
 
