@@ -1,6 +1,10 @@
 """``pyviz-fast dream``: DeepDream an input image: amplify what a layer (mean squared activation)
 or a channel sees in it, over octaves, to a PNG (and optionally a GIF of the progression); or,
-with --zoom-frames, the endless-zoom video: dream, zoom into the frame, dream again."""
+with --zoom-frames, the endless-zoom video: dream, zoom into the frame, dream again.
+
+The photo is converted to the model's input channels (gray for 1, RGB for 3, RGBA for 4) and
+keeps its aspect ratio: --size N makes its shorter side N px, --size HxW is exact, and without
+--size it keeps its own size."""
 import argparse
 import dataclasses
 import hashlib
@@ -9,12 +13,12 @@ from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
 from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, write_video
-from pyviz_fast.cli.common import (CliError, add_common_flags, load_model, output_dir, progress_bar, read_image,
-                                   say)
+from pyviz_fast.cli.common import (CliError, add_common_flags, fit_size, load_model, output_dir, output_file,
+                                   progress_bar, read_image, say)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
-from pyviz_fast.cli.render import add_gif_flags, count_flag
-from pyviz_fast.cli.settings_flags import settings_from_args
+from pyviz_fast.cli.render import add_gif_flags, count_flag, render_units
+from pyviz_fast.cli.settings_flags import given_settings, settings_from_args
 from pyviz_fast.engine.dream import DREAM_DEFAULTS, dream_unit as check_dream_unit
 from pyviz_fast.engine.result import images_to_uint8
 from pyviz_fast.engine.zoom import ZOOM_DEFAULTS, check_zoom
@@ -43,8 +47,9 @@ def register(subparsers) -> None:
                         help="layer whose mean squared activation to amplify (default: the middle conv block)")
     target.add_argument("--unit", default=None, help="a unit spec instead, e.g. conv3:7")
     parser.add_argument("-o", "--out", default=None,
-                        help="output PNG (default: dream.png); with --zoom-frames a video .mp4 / .gif (its frames "
-                             "in NAME.frames/ beside it) or a folder for the PNG frames alone (default: dream.mp4)")
+                        help="output .png, or a directory to write dream.png in (default: dream.png); with "
+                             "--zoom-frames a video .mp4 / .gif (its frames in NAME.frames/ beside it) or a folder "
+                             "for the PNG frames alone (default: dream.mp4)")
     add_gif_flags(parser)
     zoom = parser.add_argument_group("zoom video")
     zoom.add_argument("--zoom-frames", type=count_flag, default=None, metavar="N",
@@ -56,7 +61,9 @@ def register(subparsers) -> None:
                            "uncovers are the frame mirrored at its edges, never black")
     zoom.add_argument("--fps", type=count_flag, default=24, help="video frames per second (default: %(default)s)")
     # --rotate is the zoom's turn per frame here, not the setting's random turn per step
-    add_common_flags(parser, settings_exclude=("init", "init_image", "rotate"), settings_defaults=DREAM_DEFAULTS)
+    add_common_flags(parser, settings_exclude=("init", "init_image", "rotate"), settings_defaults=DREAM_DEFAULTS,
+                     settings_helps={"size": "output size: N = the shorter side in px (the photo's aspect ratio "
+                                             "kept), or HxW exact (default: the photo's own size)"})
     parser.set_defaults(run=run)
 
 
@@ -71,17 +78,22 @@ def dream_unit(args, model, infos) -> str:
     return f"{blocks[len(blocks) // 2]}@deepdream"
 
 
-def _settings_and_unit(args, model, image, defaults):
-    """Validated Settings at the photo's size (unless --size) and the unit spec, or CliError."""
+def _photo_settings_unit(args, model, defaults):
+    """(the photo [C, H, W] at the model's channels, validated Settings at the photo's size
+    unless --size, the unit spec)."""
+    from pyviz_fast.engine.models import input_channels
+
+    given = given_settings(args)
+    image = read_image(args.image, given.get("channels") or input_channels(model))
+    photo_hw = tuple(image.shape[-2:])
+    settings = settings_from_args(args, defaults, init="image", init_image=image)
+    settings = settings.replace(size=fit_size(settings.size, photo_hw) if "size" in given else photo_hw).validate()
+    unit_spec = dream_unit(args, model, model_layers(model, settings.hw))
     try:
-        settings = settings_from_args(args, defaults, init="image", init_image=image)
-        if "setting_size" not in vars(args):
-            settings = settings.replace(size=tuple(image.shape[-2:])).validate()  # the photo's own size
-        unit_spec = dream_unit(args, model, model_layers(model, min(settings.hw)))
         check_dream_unit(model, unit_spec)
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         raise CliError(str(error)) from None
-    return settings, unit_spec
+    return image, settings, unit_spec
 
 
 def run(args) -> int:
@@ -89,29 +101,23 @@ def run(args) -> int:
         return run_zoom(args)
     import pyviz_fast as pvf
 
-    image = read_image(args.image)
     model, _ = load_model(args)
-    settings, unit_spec = _settings_and_unit(args, model, image, DREAM_DEFAULTS)
-    out = Path(args.out or "dream.png")
-    output_dir(out.parent if str(out.parent) else ".")
+    image, settings, unit_spec = _photo_settings_unit(args, model, DREAM_DEFAULTS)
+    units = pvf.parse_units(unit_spec, model=model)
+    out = output_file(args.out or "dream.png", "dream.png")
     frames = []  # the photo, then the render's progression
     recorder = FrameRecorder(settings.steps, args.frames, lambda row, recorded: frames.extend(recorded),
                              first=to_pil(images_to_uint8(image[None])[0])) if args.gif else None
-    try:
-        result = pvf.dream(model, image, unit_spec, settings, backend=args.backend, device=args.device,
-                           seed=args.seed, progress=not args.quiet, callback=recorder)
-    except (ValueError, TypeError, RuntimeError) as error:
-        raise CliError(f"render failed: {error}") from None
-    unit = result.units[0]
+    result = render_units(model, units, settings, args, recorder)
     try:
         save_png_atomic(out, to_pil(result.to_uint8()[0]))
         if args.gif:
             write_atomic(out.with_suffix(".gif"), gif_bytes(frames))
     except OSError as error:
         raise CliError(f"cannot write {str(out)!r}: {error}") from None
-    say(args, f"dream of {unit} ({result.status[0]}, objective {float(result.objective[0]):.4g}) -> {out}"
+    say(args, f"dream of {units[0]} ({result.status[0]}, objective {float(result.objective[0]):.4g}) -> {out}"
               + (f" and {out.with_suffix('.gif')}" if args.gif else ""))
-    return 0 if result.status[0] == "ok" else 1
+    return 0 if result.status[0] in ("ok", "dead") else 1
 
 
 def _zoom_outputs(out_text):
@@ -139,9 +145,8 @@ def run_zoom(args) -> int:
     except ValueError as error:
         raise CliError(f"--zoom/--rotate: {error}") from None
     folder, video = _zoom_outputs(args.out)
-    image = read_image(args.image)
     model, _ = load_model(args)
-    settings, unit_spec = _settings_and_unit(args, model, image, ZOOM_DEFAULTS)
+    image, settings, unit_spec = _photo_settings_unit(args, model, ZOOM_DEFAULTS)
     frames = FrameDir(output_dir(folder))
     made_with = {"image": _file_digest(args.image), "model": args.model, "weights": args.weights, "unit": unit_spec,
                  "zoom": args.zoom, "rotate": args.rotate, "seed": args.seed,
@@ -151,7 +156,7 @@ def run_zoom(args) -> int:
     except (FrameDirError, OSError) as error:
         raise CliError(str(error)) from None
     first = min(frames.count(), args.zoom_frames)
-    start = image if first == 0 else read_image(frames.path(first - 1))
+    start = image if first == 0 else read_image(frames.path(first - 1), image.shape[0])
     bar = progress_bar(args.zoom_frames, args.quiet, unit="frame")
     bar.update(first)
     try:
