@@ -13,7 +13,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "setuptools>=64" wheel
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 numpy pillow pybind11 ninja tqdm \
-		pytest pytest-benchmark matplotlib playwright
+		pytest pytest-benchmark matplotlib playwright httpx2 starlette uvicorn python-multipart av
 	touch $@
 
 setup: $(VENV)/.deps build

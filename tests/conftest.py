@@ -34,6 +34,15 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny renders on a shared 2-core machine run many times faster on one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=KERNEL_BACKENDS)
 def kernel_backend(request) -> KernelBackend:
     """A compiled backend and the device its tensors live on."""

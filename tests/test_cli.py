@@ -19,15 +19,7 @@ from pyviz_fast.cli.settings_flags import add_settings_flags, settings_from_args
 from pyviz_fast.engine.settings import Settings
 
 SMALL = ["--size", "40", "--steps", "4", "-q"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny renders on a shared 2-core machine run many times faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -100,9 +100,10 @@ def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray(rgb, "RGB")
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
+    """PNG file bytes; compress_level 0-9 (1: fast, for images shown once)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 

@@ -54,16 +54,17 @@ def unit_spec(layer, channels):
     return [f"{layer}:{c}" for c in channels]
 
 
-def fwd_bwd_call(prepared, layer, channels, size, full_model=False, seed=0):
+def fwd_bwd_call(prepared, layer, channels, size, full_model=False, seed=0, units=None):
     """A callable doing one forward (truncated at ``layer`` unless ``full_model``) and backward
     to the input of a batch of len(channels) images, each maximizing its own channel through the
-    engine's own objective (``ObjectivePlan``), exactly as one render step does."""
-    units = [Unit.channel(layer, c) for c in channels]
+    engine's own objective (``ObjectivePlan``), exactly as one render step does. units: other
+    Units of ``layer`` instead (one image each), e.g. ``[Unit.deepdream(layer)]``."""
+    units = units or [Unit.channel(layer, c) for c in channels]
     shapes = probe_activations(prepared, [layer], 3, [(size, size)])[(size, size)]
     plan = ObjectivePlan(units, shapes, device=prepared.device)
     layers = [layer, OUTPUT] if full_model else plan.layers
     gen = torch.Generator().manual_seed(seed)
-    images = torch.rand(len(channels), 3, size, size, generator=gen).to(prepared.device).requires_grad_(True)
+    images = torch.rand(len(units), 3, size, size, generator=gen).to(prepared.device).requires_grad_(True)
 
     def call():
         objective = plan(prepared(images, layers))

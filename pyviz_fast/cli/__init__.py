@@ -21,10 +21,10 @@ import sys
 import warnings
 
 import pyviz_fast
-from pyviz_fast.cli import accentuate, atlas, bench, dream, filters, layers, render, saliency, style
+from pyviz_fast.cli import accentuate, atlas, bench, dream, filters, layers, render, saliency, serve, style
 from pyviz_fast.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
-COMMANDS = (layers, render, atlas, dream, accentuate, style, saliency, filters, bench)
+COMMANDS = (layers, render, atlas, dream, accentuate, style, saliency, filters, bench, serve)
 
 EPILOG = """examples:
   pyviz-fast layers
@@ -33,11 +33,13 @@ EPILOG = """examples:
   pyviz-fast atlas conv3 conv4 --out audit/run --shard 0/2
   python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
   pyviz-fast dream photo.jpg --layer conv3 --octaves 3 --out dream.png --gif
+  pyviz-fast dream photo.jpg --zoom-frames 96 --zoom 1.05 --out zoom.mp4
   pyviz-fast accentuate photo.jpg --unit conv4:3 --out accent.png
   pyviz-fast style content.png style.png --out styled.png
   pyviz-fast saliency photo.jpg --unit fc:3 --out saliency/
   pyviz-fast filters --out filters.png
   pyviz-fast bench
+  pyviz-fast serve --runs audit/                    # the web app at http://127.0.0.1:8000
 
 -o/--out: a command that writes one file per unit (render, atlas, saliency) takes a directory;
 one that writes a single image (dream, filters) takes a .png path, or a directory to put its
@@ -114,7 +116,8 @@ def main(argv=None) -> int:
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, message already printed)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
-        print("pyviz-fast: interrupted; finished results are saved (rerun the same command to resume an atlas)",
+        print("pyviz-fast: interrupted; finished results are saved "
+              "(rerun the same command to resume an atlas or a zoom)",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  (one line unless --debug; see the module docstring)

@@ -49,12 +49,12 @@ def add_gif_flags(parser) -> None:
     parser.add_argument("--gif", action="store_true",
                         help="also save the optimization's progression as a GIF, recorded during the same "
                              "render (the PNG is the same as without --gif and is the GIF's last frame)")
-    parser.add_argument("--frames", type=_frame_count, default=32,
+    parser.add_argument("--frames", type=count_flag, default=32,
                         help="GIF frames from the render, at most: one every ceil(steps/frames) steps and the "
                              "last (dream adds the input photo as the first frame; default: %(default)s)")
 
 
-def _frame_count(text: str) -> int:
+def count_flag(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return int(text)

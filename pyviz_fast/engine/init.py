@@ -1,8 +1,10 @@
-"""Initial images: uniform noise around gray, pink (1/f) noise, or a given image.
+"""Initial images: uniform noise around gray, pink (1/f) noise, or a given image; and the image
+each later octave starts from.
 
 All return float32 [B, C, H, W] in [0, 1], drawn per unit from ``draws`` (see draws.py).
 
 >>> x = initial_images(settings, draws, channels=3, hw=(128, 128))
+>>> x = octave_start(x, (154, 154), settings, channels=3)     # the next, larger octave
 """
 import torch
 import torch.nn.functional as F
@@ -75,3 +77,17 @@ def initial_images(settings, draws, channels, hw):
         return pink_noise(draws, channels, hw, settings.init_noise, settings.center)
     image = load_image(settings.init_image, channels, hw)
     return image[None].repeat(len(draws.seeds), 1, 1, 1)
+
+
+def octave_start(images, hw, settings, channels):
+    """The images a new octave of size ``hw`` starts from: the previous octave's, upscaled.
+
+    With an image init (DeepDream) it is the photo at the new size plus the upscaled detail the
+    smaller octaves added to it, as DeepDream's octaves do: upscaling the dreamed small image
+    itself would blur away the photo's own fine detail."""
+    up = F.interpolate(images, size=hw, mode="bilinear", align_corners=False)
+    if settings.init == "image":
+        before = load_image(settings.init_image, channels, images.shape[-2:]).to(images.device)
+        after = load_image(settings.init_image, channels, hw).to(images.device)
+        up = after + F.interpolate(images - before, size=hw, mode="bilinear", align_corners=False)
+    return up.clamp(settings.lo, settings.hi)

@@ -182,31 +182,31 @@ class _Scored:
         return self.goal(acts)[1]
 
 
-def _prepare(prepared, task, settings, backend, seed, channels, stage_plan):
-    """Probe, bind the task, and decide the execution (and batch size) the render runs with:
+def _set_up(prepared, task, settings, backend, seed, channels, stage_plan):
+    """Probe, bind the task, and decide the execution (and batch size) the renders run with:
     'auto' settings are decided by a trial on the first batch (autotune.py), whose images are
-    then discarded. Returns (run, decision)."""
+    then discarded. Returns (settings with the decided batch size, shapes, decision)."""
     prepared.check_channels(channels)
     shapes = _probe(prepared, task.layers, channels, stage_plan, settings.layout)
     task.bind(shapes)
-    run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
+    trial = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
     hw = stage_plan[-1][0]
     first = min(len(task.units), settings.batch_size if settings.batch_size != "auto" else 16)
     first = max(task.group, first // task.group * task.group)
 
     def plan_for(count):
-        return _Scored(task.objective(slice(0, count), hw, 1, run))
+        return _Scored(task.objective(slice(0, count), hw, 1, trial))
 
     def images_for(count):
-        start = task.start(slice(0, count), hw, run)
+        start = task.start(slice(0, count), hw, trial)
         if start is not None:
             return start.to(prepared.device)
         draws = Draws.for_units(task.keys[:count], seed, 1, settings.jitter)
         return initial_images(settings, draws, channels, hw).to(prepared.device)
     decision = autotune.choose(prepared, settings, task.units, first, plan_for, images_for)
     if decision.batch_size is not None:
-        run.s = settings.replace(batch_size=decision.batch_size)
-    return run, decision
+        settings = settings.replace(batch_size=decision.batch_size)
+    return settings, shapes, decision
 
 
 def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
@@ -239,11 +239,9 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     >>> len(frames)
     4
     """
-    started = time.perf_counter()
-    settings = resolve_settings(settings, overrides, batch_size)
-    model = resolve_model(model, device, seed)
-    return render_task(model, _unit_task(model, units, settings), settings, backend=backend, device=device,
-                       seed=seed, progress=progress, callback=callback, started=started)
+    with Renderer(model, units, settings, backend=backend, device=device, seed=seed, batch_size=batch_size,
+                  **overrides) as renderer:
+        return renderer.render(seed=seed, progress=progress, callback=callback)
 
 
 def _unit_task(model, units, settings):
@@ -267,14 +265,8 @@ def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch
     >>> decision = choose_execution(model, "inception4a:0-15", size=128)
     >>> res = render(model, units, settings.replace(**decision.settings()))
     """
-    settings = resolve_settings(settings, overrides, batch_size)
-    model = resolve_model(model, device, seed)
-    device = torch.device(device)
-    channels = settings.channels or input_channels(model)
-    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
-    with PreparedModel(model, settings, device) as prepared:
-        return _prepare(prepared, _unit_task(model, units, settings), settings, resolve_backend(None, device), seed,
-                        channels, stage_plan)[1]
+    with Renderer(model, units, settings, device=device, seed=seed, batch_size=batch_size, **overrides) as renderer:
+        return renderer.decision
 
 
 def resolve_settings(settings, overrides, batch_size=None, starts_from_images=False):
@@ -290,27 +282,94 @@ def render_task(model, task, settings, *, backend=None, device="cpu", seed=0, pr
                 started=None):
     """Render a task (see ``goals``) on an ``nn.Module`` with validated ``settings``: the engine
     behind ``render``, ``accentuate`` and ``style_transfer``. Returns a ``RenderResult``."""
-    started = started or time.perf_counter()
-    device = torch.device(device)
-    backend = resolve_backend(backend, device)
-    channels = settings.channels or input_channels(model)
-    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
-    with PreparedModel(model, settings, device) as prepared:
-        run, decision = _prepare(prepared, task, settings, backend, seed, channels, stage_plan)
-        setup = time.perf_counter() - started
+    with Renderer.for_task(model, task, settings, backend=backend, device=device, seed=seed,
+                           started=started) as renderer:
+        return renderer.render(seed=seed, progress=progress, callback=callback)
+
+
+# Settings a Renderer's set-up depends on (the prepared model, the probed sizes, the bound task):
+# fixed while it is open.
+_SETUP_FIELDS = ("size", "steps", "octaves", "octave_scale", "canvas", "param", "precision", "memory_format",
+                 "compile", "channels", "mean", "std", "layout", "facets", "diversity", "diversity_layer")
+
+
+class Renderer:
+    """``render`` in two parts, for many renders of the same model and units at the same sizes
+    (the frames of a zoom): entering prepares the model, parses the units, probes their layers
+    and decides the execution once; each ``render(...)`` call then only renders. Arguments as
+    for ``render`` (``seed`` here is the one the execution trial and a spec's model use).
+    ``render`` and ``render_task`` are one set-up and one render of a Renderer.
+
+    >>> with Renderer(model, "conv3@deepdream", settings) as renderer:
+    ...     for k, frame in enumerate(frames):
+    ...         res = renderer.render(seed=k, init_image=frame)   # other settings per call
+    """
+
+    def __init__(self, model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
+                 **overrides):
+        started = time.perf_counter()
+        settings = resolve_settings(settings, overrides, batch_size)
+        model = resolve_model(model, device, seed)
+        self._open(model, _unit_task(model, units, settings), settings, backend, device, seed, started)
+
+    @classmethod
+    def for_task(cls, model, task, settings, *, backend=None, device="cpu", seed=0, started=None):
+        """A Renderer of a task (``goals``) on an ``nn.Module`` with validated ``settings``; ``started``:
+        when the caller's set-up began (counted in the first render's timings)."""
+        renderer = cls.__new__(cls)
+        renderer._open(model, task, settings, backend, device, seed, started or time.perf_counter())
+        return renderer
+
+    def _open(self, model, task, settings, backend, device, seed, started):
+        self.model, self.task, self.settings, self._seed, self._started = model, task, settings, seed, started
+        self.device = torch.device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self.channels = settings.channels or input_channels(model)
+        self.stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
+        self._prepared = PreparedModel(model, settings, self.device)
+
+    def __enter__(self):
+        prepared = self._prepared.__enter__()
         try:
-            outputs = _render_all(run, task, progress, callback)
+            self.settings, self.shapes, self.decision = _set_up(prepared, self.task, self.settings, self.backend,
+                                                                self._seed, self.channels, self.stage_plan)
+        except BaseException:
+            self._prepared.__exit__(None, None, None)
+            raise
+        self._setup = time.perf_counter() - self._started  # counted in the first render's timings
+        return self
+
+    def __exit__(self, *exc):
+        self._prepared.__exit__(*exc)
+
+    @property
+    def units(self):
+        return self.task.units
+
+    def render(self, *, seed=0, progress=False, callback=None, **changes):
+        """One render (a ``RenderResult``); ``changes`` replace settings fields other than those the
+        set-up depends on (sizes, steps, octaves, execution, the task): e.g. init_image, lr, jitter."""
+        started = time.perf_counter()
+        settings = self.settings.replace(**changes).validate() if changes else self.settings
+        fixed = [name for name in _SETUP_FIELDS if getattr(settings, name) != getattr(self.settings, name)]
+        if fixed:
+            raise ValueError(f"a Renderer keeps {', '.join(fixed)} as it was set up; use a new one to change them")
+        run = _Run(self._prepared, settings, self.backend, seed, self.channels, self.stage_plan, self.shapes)
+        try:
+            outputs = _render_all(run, self.task, progress, callback)
         except _CallbackError as wrapped:
             raise wrapped.__cause__ from None
         finally:
             ops.release_cached_memory()  # the steps' outputs are kept for reuse only while rendering
-    images, objective, trajectory, seeds, status, reasons, alpha = outputs
-    timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
-    info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,
-            "device": str(device), "compile": prepared.execution.compile, "channels": channels,
-            "batch_size": run.s.batch_size, "execution": decision.record(), "facets": task.group}
-    return RenderResult(images, task.units, objective, trajectory, seeds, status, reasons, timings, run.s, info,
-                        alpha)
+        images, objective, trajectory, seeds, status, reasons, alpha = outputs
+        setup, self._setup = self._setup, 0.0
+        timings = {"total": setup + time.perf_counter() - started, "setup": setup, **run.clock}
+        prepared = self._prepared
+        info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": self.backend,
+                "device": str(self.device), "compile": prepared.execution.compile, "channels": self.channels,
+                "batch_size": settings.batch_size, "execution": self.decision.record(), "facets": self.task.group}
+        return RenderResult(images, self.task.units, objective, trajectory, seeds, status, reasons, timings,
+                            settings, info, alpha)
 
 
 def _render_all(run, task, progress, callback):

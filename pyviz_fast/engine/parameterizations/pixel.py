@@ -3,14 +3,14 @@
 With 'ascent' each step is ONE ``ops.fused_ascent_step`` for the whole batch: un-jitter, blur,
 normalize, clip, update, decay, clamp and the next step's jitter, so the next model input is
 ready without another pass over the images. With 'adam'/'nadam' the same processed gradient
-goes to a torch optimizer. Octaves resize the images between stages; ``canvas`` optimizes a
+goes to a torch optimizer. Octaves resize the images between stages (``init.octave_start``: a
+photo's dream restarts from the photo at the new size plus its detail); ``canvas`` optimizes a
 random crop of a larger image each step (Øygard).
 """
 import torch
-import torch.nn.functional as F
 
 from pyviz_fast import ops
-from pyviz_fast.engine.init import initial_images
+from pyviz_fast.engine.init import initial_images, octave_start
 from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
 from pyviz_fast.engine.pyramid import laplacian_normalize
 
@@ -47,7 +47,7 @@ class PixelImage:
         if t in self.stage_at:  # a new octave: resize, restart the optimizer and the jittered input
             self.hw = self.stage_at[t]
             if not self.canvas and tuple(self.x.shape[-2:]) != self.hw:
-                self.x = F.interpolate(self.x, size=self.hw, mode="bilinear", align_corners=False).clamp(self.s.lo, self.s.hi)
+                self.x = octave_start(self.x, self.hw, self.s, self.run.channels)
             if self.s.optimizer != "ascent":
                 self.optimizer = Ascent(self.s.optimizer, self.x, self.s.lr)
             self.inp = None

@@ -1,0 +1,198 @@
+// The pyviz_fast page: pick units, render them while watching each step, dream a photo, open atlas runs.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { layers: [], compare: [] };
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+function currentLayer() { return state.layers.find((l) => l.name === $("layer").value); }
+
+function currentPick() {
+  const kind = $("kind").value;
+  const pick = { layer: $("layer").value, kind };
+  if (kind !== "layer") pick.index = Number($("index").value);
+  return pick;
+}
+
+function pickLabel(pick) {
+  return pick.kind === "layer" ? `${pick.layer} (layer)` : `${pick.layer}:${pick.index} ${pick.kind}`;
+}
+
+function showLayer() {
+  const layer = currentLayer();
+  if (!layer) return;
+  const kind = $("kind").value;
+  $("kind").replaceChildren(...layer.kinds.map((k) => new Option(k, k)));
+  if (layer.kinds.includes(kind)) $("kind").value = kind;
+  $("index").max = layer.channels - 1;
+  $("index-range").textContent = `0–${layer.channels - 1}`;
+  $("index").disabled = $("kind").value === "layer";
+}
+
+async function loadLayers() {
+  setStatus("loading layers…");
+  const { layers } = await api(`/api/layers?model=${encodeURIComponent($("model").value)}`);
+  state.layers = layers;
+  $("layer").replaceChildren(...layers.map((l) => new Option(`${l.name}  [${l.shape.join("×")}]`, l.name)));
+  const middle = layers.filter((l) => l.shape.length === 3);
+  if (middle.length) $("layer").value = middle[Math.floor(middle.length / 2)].name;
+  showLayer();
+  setStatus("ready");
+}
+
+function showCompare() {
+  $("compare").replaceChildren(...state.compare.map((pick, i) => {
+    const item = document.createElement("li");
+    item.textContent = pickLabel(pick);
+    const remove = document.createElement("button");
+    remove.textContent = "×";
+    remove.title = "remove";
+    remove.onclick = () => { state.compare.splice(i, 1); showCompare(); };
+    item.append(remove);
+    return item;
+  }));
+}
+
+function figures(container, labels) {
+  container.replaceChildren(...labels.map((label) => {
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.alt = label;
+    img.dataset.updates = "0";
+    const caption = document.createElement("figcaption");
+    caption.textContent = label;
+    figure.append(img, caption);
+    return figure;
+  }));
+  return [...container.querySelectorAll("img")];
+}
+
+function settings() {
+  const out = {};
+  for (const name of ["steps", "size", "jitter", "octaves"]) out[name] = parseInt($(name).value, 10);
+  for (const name of ["lr", "blur_start", "blur_end"]) out[name] = parseFloat($(name).value);
+  return out;
+}
+
+// Follow a job's event stream: update the images at every message, finish on done/failed.
+function follow(job, images, captions, errorBox, button) {
+  const source = new EventSource(`/api/jobs/${job.job}/events`);
+  source.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.images) {
+      message.images.forEach((url, i) => {
+        if (!images[i]) return;
+        images[i].src = url;
+        images[i].dataset.updates = String(Number(images[i].dataset.updates) + 1);
+      });
+    }
+    if (message.state === "queued") setStatus(`queued (${message.ahead} ahead)`);
+    if (message.state === "running") setStatus(`${job.kind}: step ${message.step}/${message.steps}`);
+    if (message.state === "done" || message.state === "failed") {
+      source.close();
+      button.disabled = false;
+      if (message.state === "failed") {
+        errorBox.textContent = message.error;
+        setStatus("failed");
+        return;
+      }
+      message.objective.forEach((value, i) => {
+        if (captions[i]) captions[i].textContent = `${job.units[i]}  objective ${value.toPrecision(4)}`;
+      });
+      errorBox.textContent = message.error || "";
+      setStatus(`${job.kind} done: ${message.steps} steps in ${message.seconds.toFixed(1)} s`);
+    }
+  };
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) button.disabled = false; };
+}
+
+async function startRender() {
+  $("render-error").textContent = "";
+  const picks = state.compare.length ? state.compare : [currentPick()];
+  $("render").disabled = true;
+  try {
+    const job = await api("/api/render", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: $("model").value, units: picks, settings: settings(),
+                             seed: parseInt($("seed").value, 10) || 0 }),
+    });
+    const images = figures($("results"), job.units);
+    follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"));
+  } catch (error) {
+    $("render-error").textContent = error.message;
+    $("render").disabled = false;
+  }
+}
+
+async function startDream(event) {
+  event.preventDefault();
+  $("dream-error").textContent = "";
+  const file = $("photo").files[0];
+  if (!file) { $("dream-error").textContent = "choose a photo first"; return; }
+  const form = new FormData();
+  form.append("photo", file);
+  const pick = currentPick();
+  for (const [key, value] of Object.entries({ model: $("model").value, layer: pick.layer, kind: pick.kind,
+                                              index: pick.index ?? "", steps: $("dream-steps").value,
+                                              lr: $("dream-lr").value })) {
+    form.append(key, value);
+  }
+  $("dream").disabled = true;
+  try {
+    const job = await api("/api/dream", { method: "POST", body: form });
+    const images = figures($("dream-result"), [`dream of ${job.units[0]}`]);
+    follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"));
+  } catch (error) {
+    $("dream-error").textContent = error.message;
+    $("dream").disabled = false;
+  }
+}
+
+async function loadRuns() {
+  const { runs } = await api("/api/atlas");
+  if (!runs.length) {
+    $("runs").innerHTML = "<li>none (start the server with --runs DIR to browse atlas runs)</li>";
+    return;
+  }
+  $("runs").replaceChildren(...runs.map((run) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `/atlas/${run.id}/`;
+    link.textContent = `${run.name} (${run.units} units)`;
+    link.onclick = (event) => {
+      event.preventDefault();
+      $("atlas-view").hidden = false;
+      $("atlas-view").src = link.href;
+    };
+    item.append(link, document.createTextNode(" "));
+    const tab = document.createElement("a");
+    tab.href = link.href;
+    tab.target = "_blank";
+    tab.textContent = "↗";
+    item.append(tab);
+    return item;
+  }));
+}
+
+async function start() {
+  const { models } = await api("/api/models");
+  $("model").replaceChildren(...models.map((m) => new Option(m, m)));
+  $("model").onchange = () => { state.compare = []; showCompare(); loadLayers().catch(fail); };
+  $("layer").onchange = showLayer;
+  $("kind").onchange = showLayer;
+  $("add").onclick = () => { state.compare.push(currentPick()); showCompare(); };
+  $("render").onclick = startRender;
+  $("dream-form").onsubmit = startDream;
+  await Promise.all([loadLayers(), loadRuns()]);
+}
+
+function fail(error) { setStatus(`error: ${error.message}`); }
+
+start().catch(fail);

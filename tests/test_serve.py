@@ -1,0 +1,286 @@
+"""The web app (``pyviz-fast serve``): its routes and errors through Starlette's TestClient, and
+the page as a user sees it: the real server in a subprocess, driven in headless Chromium."""
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette", reason="pip install 'pyviz_fast[gui]'")
+from starlette.testclient import TestClient  # noqa: E402
+
+from browser import collect_page_errors  # noqa: E402
+from pyviz_fast.serve import create_app  # noqa: E402
+from pyviz_fast.serve.inputs import MAX_UPLOAD_BYTES  # noqa: E402
+from pyviz_fast.serve.models import ModelRegistry  # noqa: E402
+from pyviz_fast.serve.server import PortInUse, check_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+FAST = {"steps": 6, "size": 48}
+
+
+@pytest.fixture(scope="module")
+def atlas_runs(tmp_path_factory):
+    """A folder holding one (tiny, hand-made) atlas run directory."""
+    root = tmp_path_factory.mktemp("runs")
+    run = root / "run1"
+    (run / "images").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"model": "shapesnet"}))
+    (run / "manifest.jsonl").write_text('{"unit": "conv1:0", "status": "ok"}\n{"unit": "conv1:1", "status": "ok"}\n')
+    (run / "index.html").write_text("<!doctype html><title>gallery</title><h1 id='gallery'>run1 gallery</h1>")
+    (root / "secret.txt").write_text("outside every run")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(atlas_runs):
+    with TestClient(create_app(["shapesnet"], runs=[atlas_runs], interval=0.0)) as client:
+        yield client
+
+
+def png(size=(40, 36), color=(200, 60, 30)) -> bytes:
+    buffer = io.BytesIO()
+    array = np.zeros((size[1], size[0], 3), np.uint8)
+    array[:] = color
+    array[::4] = 255
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def events(client, job):
+    """Every message of a job's event stream, until it ends."""
+    with client.stream("GET", f"/api/jobs/{job}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def decoded(url):
+    assert url.startswith("data:image/png;base64,")
+    import base64
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_page_and_lists(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="render"' in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/api/models").json() == {"models": ["shapesnet"]}
+    layers = {layer["name"]: layer for layer in client.get("/api/layers?model=shapesnet").json()["layers"]}
+    assert layers["conv3"]["channels"] == 64 and layers["conv3"]["kinds"] == ["channel", "neuron", "layer"]
+    assert layers["fc"]["kinds"][0] == "class" and layers["fc"]["channels"] == 10
+
+
+def test_render_streams_every_step_then_the_result(client):
+    picks = [{"layer": "conv3", "kind": "channel", "index": 3}, {"layer": "conv2", "kind": "layer"},
+             {"layer": "fc", "kind": "class", "index": 1}]
+    answer = client.post("/api/render", json={"model": "shapesnet", "units": picks, "settings": FAST, "seed": 2})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["units"] == ["conv3:3", "conv2@deepdream", "fc:1@class"]
+    messages = events(client, answer.json()["job"])
+    steps = [m["step"] for m in messages if m["state"] == "running"]
+    assert steps == sorted(steps) and len(set(steps)) >= 2, steps  # watched as it went
+    last = messages[-1]
+    assert last["state"] == "done" and len(last["objective"]) == 3 and last["error"] == ""
+    shown = [m["images"] for m in messages if "images" in m]
+    assert len(shown) >= 2 and all(len(images) == 3 for images in shown)
+    first, final = decoded(shown[0][0]), decoded(last["images"][0])
+    assert final.shape == (48, 48, 3) and np.abs(final.astype(float) - first.astype(float)).mean() > 1
+    status = client.get(f"/api/jobs/{answer.json()['job']}").json()
+    assert status["state"] == "done" and status["objective"] == last["objective"]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"model": "torchvision:resnet18", "units": [{"layer": "conv1", "index": 0}]}, 400, "not served"),
+    ({"units": [{"layer": "conv3", "kind": "channel", "index": 64}]}, 400, "has 64 channels (0-63)"),
+    ({"units": [{"layer": "conv9", "kind": "channel", "index": 0}]}, 400, "conv9"),
+    ({"units": [{"layer": "conv3", "kind": "pixel", "index": 0}]}, 400, "kind must be one of"),
+    ({"units": [{"layer": "conv3", "kind": "channel"}]}, 400, "index must be an integer"),
+    ({"units": []}, 400, "list of 1 to 16"),
+    ({"units": [{"layer": "conv3", "index": 0}] * 17}, 400, "list of 1 to 16"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 0}}, 400, "steps must be an integer >= 1"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 4096}}, 400, "size must be <= 512"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"init_image": "/etc/passwd"}}, 400, "unknown setting"),
+    ({"units": [{"layer": "conv3", "index": 0}], "seed": -1}, 400, "seed must be an integer"),
+])
+def test_bad_render_requests(client, body, status, message):
+    answer = client.post("/api/render", json=body)
+    assert answer.status_code == status and message in answer.json()["error"], answer.text
+
+
+def test_not_json_and_unknown_job(client):
+    answer = client.post("/api/render", content=b"units=conv3", headers={"content-type": "text/plain"})
+    assert answer.status_code == 400 and "must be JSON" in answer.json()["error"]
+    assert client.get("/api/jobs/999999").status_code == 404
+
+
+def test_a_render_that_fails_reports_why(client):
+    answer = client.post("/api/render", json={"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 16}})
+    last = events(client, answer.json()["job"])[-1]
+    assert last["state"] == "failed" and "H, W >= 32" in last["error"]
+
+
+def test_dream_of_an_upload(client):
+    form = {"model": "shapesnet", "layer": "conv2", "kind": "layer", "steps": "4", "lr": "0.05"}
+    answer = client.post("/api/dream", data=form, files={"photo": ("../../etc/evil.png", png(), "image/png")})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["units"] == ["conv2@deepdream"] and answer.json()["kind"] == "dream"
+    last = events(client, answer.json()["job"])[-1]
+    assert last["state"] == "done", last
+    dreamed = decoded(last["images"][0])
+    assert dreamed.shape == (36, 40, 3)  # the photo's own size
+    assert not Path("/etc/evil.png").exists()  # the client's name is never a path
+
+
+@pytest.mark.parametrize("photo, status, message", [
+    (b"this is not an image", 400, "not an image Pillow can read"),
+    (b"", 400, "empty"),
+    (b"\0" * (MAX_UPLOAD_BYTES + 1), 413, "limit is"),
+    (None, 400, "choose a photo"),
+])
+def test_bad_uploads(client, photo, status, message):
+    files = {"photo": ("x.png", photo, "image/png")} if photo is not None else {"other": ("x.txt", b"1", "text/plain")}
+    answer = client.post("/api/dream", data={"layer": "conv2"}, files=files)
+    assert answer.status_code == status and message in answer.json()["error"], answer.text
+
+
+def test_dream_needs_one_unit_not_a_whole_layer_kind(client):
+    answer = client.post("/api/dream", data={"layer": "conv2", "kind": "channel"}, files={"photo": ("p.png", png())})
+    assert answer.status_code == 400 and "index must be an integer" in answer.json()["error"]
+
+
+def test_one_render_at_a_time_per_model():
+    models = ModelRegistry(["shapesnet"])
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work():
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+    futures = [models.submit("shapesnet", work) for _ in range(4)]
+    for future in futures:
+        future.result(timeout=30)
+    models.close()
+    assert most[0] == 1
+
+
+def test_atlas_runs_are_browsed_inside_their_directory(client):
+    runs = client.get("/api/atlas").json()["runs"]
+    assert [(run["name"], run["units"], run["gallery"]) for run in runs] == [("run1", 2, True)]
+    assert "run1 gallery" in client.get("/atlas/0/").text
+    assert client.get("/atlas/0/index.html").status_code == 200
+    for path in ("/atlas/0/../secret.txt", "/atlas/0/%2e%2e/secret.txt", "/atlas/1/", "/atlas/0/nothing.png"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and "outside every run" not in answer.text, path
+
+
+def test_port_in_use_is_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is in use"):
+            check_port("127.0.0.1", port)
+        done = subprocess.run([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"pyviz-fast: error: port {port} on 127.0.0.1 is in use; choose another with --port"
+
+
+# --- the page in a browser, against the real server -----------------------------------------
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(atlas_runs):
+    """``pyviz-fast serve`` in a subprocess on a free localhost port; its base URL."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port), "--runs",
+                                str(atlas_runs), "--interval", "0"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    import urllib.request
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/models", timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the server did not start: {process.stdout.read()}")
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_page_renders_live_and_shows_a_bad_upload(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = collect_page_errors(page)
+    page.goto(server)
+    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    page.select_option("#layer", "conv3")
+    page.select_option("#kind", "channel")
+    page.fill("#index", "5")
+    page.fill("#steps", "40")
+    page.fill("#size", "64")
+    sources = []
+    page.expose_function("recordSource", lambda src: sources.append(src))
+    page.click("#render")
+    page.wait_for_selector("#results img")
+    page.evaluate("""() => new MutationObserver((changes) => changes.forEach((c) => recordSource(c.target.src)))
+                       .observe(document.querySelector('#results img'), {attributes: true, attributeFilter: ['src']})""")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('done')", timeout=120_000)
+    assert int(page.get_attribute("#results img", "data-updates")) >= 3  # it evolved on screen
+    assert len(set(sources)) >= 2, len(sources)
+    assert "conv3:5" in page.text_content("#results figcaption")
+    assert page.evaluate("document.querySelector('#results img').naturalWidth") == 64
+
+    page.click("#add")  # compare two units side by side
+    page.fill("#index", "6")
+    page.click("#add")
+    page.fill("#steps", "8")
+    page.click("#render")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('done')"
+                           " && document.querySelectorAll('#results img').length == 2", timeout=120_000)
+    captions = [c.text_content() for c in page.query_selector_all("#results figcaption")]
+    assert "conv3:5" in captions[0] and "conv3:6" in captions[1]
+    assert errors == [], errors
+
+    page.set_input_files("#photo", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    page.click("#dream")
+    page.wait_for_function("document.querySelector('#dream-error').textContent.length > 0")
+    assert "not an image Pillow can read" in page.text_content("#dream-error")
+    assert all("status of 400" in error for error in errors), errors  # only the refused upload's response
+
+    page.set_input_files("#photo", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png((64, 48))}])
+    page.fill("#dream-steps", "4")
+    page.click("#dream")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('dream done')", timeout=120_000)
+    assert page.text_content("#dream-error") == ""
+
+    page.click("#runs a")
+    frame = page.frame_locator("#atlas-view")
+    assert "run1 gallery" in frame.locator("#gallery").text_content(timeout=30_000)
+    if os.environ.get("PVF_SCREENSHOT"):
+        page.screenshot(path=os.environ["PVF_SCREENSHOT"], full_page=True)
+    page.close()
