@@ -204,7 +204,7 @@ class Settings:
             _integer("redirect_relu_steps", self.redirect_relu_steps, low=0)
         for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps", "diversity"):
             _number(name, getattr(self, name), low=0.0)
-        _number("maco_lr", self.maco_lr, low=0.0, nonzero=True)
+        _number("maco_lr", self.maco_lr, low=0.0, zero="maco_lr=0 would never change the phase")
         for name in ("center", "lo", "hi", "rotate"):
             _number(name, getattr(self, name))
         _number("lr", self.lr)  # 0 is allowed: it keeps the initial images (what the quality tests compare with)
