@@ -4,7 +4,8 @@ from pyviz_fast._ext import build_info, has_ops
 from pyviz_fast.backend import get_default_backend, set_default_backend
 from pyviz_fast.engine import (LayerInfo, RenderResult, Settings, StepInfo, Unit, layers, load_model, parse_units,
                                render)
+from pyviz_fast.engine.display import show
 
 __version__ = "0.1.0"
 __all__ = ["ops", "zoo", "build_info", "has_ops", "get_default_backend", "set_default_backend",
-           "render", "layers", "LayerInfo", "Settings", "parse_units", "load_model", "RenderResult", "StepInfo", "Unit"]
+           "render", "show", "layers", "LayerInfo", "Settings", "parse_units", "load_model", "RenderResult", "StepInfo", "Unit"]
