@@ -13,7 +13,7 @@ $(VENV)/.deps: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt setuptools wheel
 	$(PY) -m pip install -q -c constraints.txt torch torchvision numpy pillow pybind11 ninja tqdm build \
-		pytest pytest-benchmark matplotlib playwright nbclient nbformat ipykernel ipython
+		pytest pytest-benchmark matplotlib playwright nbclient nbformat ipykernel ipython ipywidgets
 	touch $@
 
 setup: $(VENV)/.deps build

@@ -68,20 +68,43 @@ def _why_no_rebuild():
     return None
 
 
-def _compile_for_running_torch():
+def _uniquely_named_sources(csrc, build_dir):
+    """One file per source that #includes it, named after its path (cpu/register.cpp ->
+    cpu__register.cpp): torch's ``load`` names objects by file name alone, and csrc has two
+    register.cpp. Includes inside each source still resolve next to the original."""
+    units = build_dir / "units"
+    units.mkdir(exist_ok=True)
+    names = []
+    for source in _build.sources(str(csrc), _build.CPU_SOURCE_DIRS):
+        unit = units / "__".join(Path(source).relative_to(csrc).parts)
+        text = f'#include "{source}"\n'
+        if not unit.is_file() or unit.read_text() != text:  # rewritten files would recompile
+            unit.write_text(text)
+        names.append(str(unit))
+    return names
+
+
+def _compile_for_running_torch(problem):
     """Builds the CPU part of _C for the running torch (or reuses that build) and loads it."""
     from torch.utils import cpp_extension
 
     build_dir = cache_dir() / "ext" / f"torch-{torch.__version__}-{sys.implementation.cache_tag}"
     build_dir.mkdir(parents=True, exist_ok=True)
+    built_before = (build_dir / "_C.so").is_file()
+    if built_before:
+        _say(f"the compiled extension {problem}; using its CPU kernels compiled for this torch in {build_dir}")
+    else:
+        _say(f"the compiled extension {problem}; compiling its CPU kernels for this torch into {build_dir} "
+             "(once per torch version, a few minutes)...")
     tag = _build.built_against_tag(torch.__version__, None)
     started = time.perf_counter()
     module = cpp_extension.load(
-        name="_C", sources=_build.sources(str(_csrc_dir()), _build.CPU_SOURCE_DIRS),
+        name="_C", sources=_uniquely_named_sources(_csrc_dir(), build_dir),
         extra_cflags=_build.cxx_flags() + [shlex.quote(f'-DPVF_BUILT_AGAINST="{tag}"')],
         extra_ldflags=_build.LINK_FLAGS, build_directory=str(build_dir), verbose=False)
     sys.modules["pyviz_fast._C"] = module
-    _say(f"CPU kernels ready for torch {torch.__version__} ({time.perf_counter() - started:.0f} s): {build_dir}")
+    if not built_before:
+        _say(f"CPU kernels ready for torch {torch.__version__} ({time.perf_counter() - started:.0f} s)")
     return module
 
 
@@ -93,10 +116,8 @@ def _serve_running_torch(problem):
         _say(f"the compiled extension {problem}; {why_not}, so the slower reference backend serves "
              "(reinstall with `pip install --no-build-isolation` to build against this torch)")
         return None, f"{problem}; {why_not}", None
-    _say(f"the compiled extension {problem}; compiling its CPU kernels for this torch into {cache_dir()} "
-         "(once per torch version, a few minutes)...")
     try:
-        return _compile_for_running_torch(), None, "just-in-time"
+        return _compile_for_running_torch(problem), None, "just-in-time"
     except Exception as error:  # a failed compile must not break `import pyviz_fast`
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         _say(f"compiling the CPU kernels failed ({first_line}); the slower reference backend serves")

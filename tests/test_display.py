@@ -36,7 +36,8 @@ def test_repr_html_inlines_each_image_with_its_unit_objective_and_status():
     for i, value in enumerate(["0.5", "1.5", "2.5"]):
         assert f"conv2:{i}<br>{value} " in markup
     assert "1.5 nonfinite" in markup and 'title="gradient was NaN"' in markup
-    assert "3 units, 8x8, 2 ok, backend reference" in markup
+    assert "RenderResult(3 units, 3x8x8, 2 ok, backend reference, 1.2 s)" in markup
+    assert repr(res) == "RenderResult(3 units, 3x8x8, 2 ok, backend reference, 1.2 s)"
 
 
 def test_grid_shows_at_most_limit_images_and_says_how_many_are_left_out():

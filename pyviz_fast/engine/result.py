@@ -40,6 +40,11 @@ class RenderResult:
     def __len__(self):
         return len(self.units)
 
+    def __repr__(self):
+        shape = "x".join(str(d) for d in self.images.shape[1:])
+        return (f"RenderResult({len(self)} units, {shape}, {sum(s == 'ok' for s in self.status)} ok, "
+                f"backend {self.info.get('backend', '?')}, {self.timings.get('total', float('nan')):.1f} s)")
+
     @property
     def ok(self):
         """True when every unit has status 'ok'."""
@@ -73,11 +78,8 @@ class RenderResult:
         captions = [f"{unit}\n{float(value):.4g} {status}" for unit, value, status
                     in zip(self.units, self.objective.tolist(), self.status)]
         titles = [reason or status for reason, status in zip(self.reasons, self.status)]
-        height, width = self.images.shape[-2:]
-        heading = (f"RenderResult: {len(self)} units, {width}x{height}, {sum(s == 'ok' for s in self.status)} ok, "
-                   f"backend {self.info.get('backend', '?')}, {self.timings.get('total', float('nan')):.1f} s")
         return display.image_grid([self.to_pil(i) for i in shown], captions, titles=titles, total=len(self),
-                                  cols=cols, limit=limit, size=size, heading=heading)
+                                  cols=cols, limit=limit, size=size, heading=repr(self))
 
     def _repr_html_(self):
         """Jupyter shows a result as a grid of its images (the first display.DEFAULT_LIMIT)."""
