@@ -9,6 +9,7 @@ ninja; ``PYVIZ_FAST_JIT=0`` turns this off), or the reference backend serves. Ne
 """
 import importlib
 import importlib.util
+import logging
 import mmap
 import os
 import shlex
@@ -54,9 +55,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyviz_fast"
 
 
-def _why_no_rebuild():
-    from torch.utils import cpp_extension
+def _cpp_extension():
+    """torch.utils.cpp_extension, imported without its warning about a missing CUDA runtime
+    (the just-in-time build is CPU only)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
 
+
+def _why_no_rebuild():
+    cpp_extension = _cpp_extension()
     if os.environ.get("PYVIZ_FAST_JIT", "1") == "0":
         return "PYVIZ_FAST_JIT=0"
     if shutil.which(os.environ.get("CXX", "c++")) is None:
@@ -86,7 +99,7 @@ def _uniquely_named_sources(csrc, build_dir):
 
 def _compile_for_running_torch(problem):
     """Builds the CPU part of _C for the running torch (or reuses that build) and loads it."""
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     build_dir = cache_dir() / "ext" / f"torch-{torch.__version__}-{sys.implementation.cache_tag}"
     build_dir.mkdir(parents=True, exist_ok=True)
