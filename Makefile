@@ -37,4 +37,4 @@ bench: setup
 	$(VENV)/bin/pyviz-fast bench
 
 clean:
-	rm -rf build *.egg-info pyviz_fast/_C*.so $(VENV)/.built
+	rm -rf build dist *.egg-info pyviz_fast/_C*.so $(VENV)/.built
