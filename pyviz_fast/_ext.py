@@ -7,6 +7,7 @@ mismatch one line on stderr says so, and then either its CPU kernels are compile
 running torch into a user cache directory (once per torch version; needs a C++ compiler and
 ninja; ``PYVIZ_FAST_JIT=0`` turns this off), or the reference backend serves. Never a crash.
 """
+import hashlib
 import importlib
 import importlib.util
 import logging
@@ -97,18 +98,29 @@ def _uniquely_named_sources(csrc, build_dir):
     return names
 
 
+def _sources_digest():
+    """Names a build after the sources it compiles (their place and content), so that another
+    pyviz_fast version or checkout gets a build of its own."""
+    csrc = _csrc_dir()
+    digest = hashlib.sha256(str(csrc).encode())
+    for path in sorted(csrc.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(csrc)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _compile_for_running_torch(problem):
     """Builds the CPU part of _C for the running torch (or reuses that build) and loads it."""
     cpp_extension = _cpp_extension()
 
-    build_dir = cache_dir() / "ext" / f"torch-{torch.__version__}-{sys.implementation.cache_tag}"
+    build_dir = cache_dir() / "ext" / f"torch-{torch.__version__}-{sys.implementation.cache_tag}-{_sources_digest()}"
     build_dir.mkdir(parents=True, exist_ok=True)
     built_before = (build_dir / "_C.so").is_file()
     if built_before:
         _say(f"the compiled extension {problem}; using its CPU kernels compiled for this torch in {build_dir}")
     else:
         _say(f"the compiled extension {problem}; compiling its CPU kernels for this torch into {build_dir} "
-             "(once per torch version, a few minutes)...")
+             "(once per torch version and pyviz_fast version, a few minutes)...")
     tag = _build.built_against_tag(torch.__version__, None)
     started = time.perf_counter()
     module = cpp_extension.load(
