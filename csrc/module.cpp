@@ -8,6 +8,15 @@
 
 namespace py = pybind11;
 
+// Which torch this binary was built against (setup.py or the just-in-time build defines it),
+// stored as a string that pyviz_fast/_ext.py reads from the file before loading it.
+#if !defined(PVF_BUILT_AGAINST) && defined(PVF_WITH_CUDA)
+#define PVF_BUILT_AGAINST "torch=" TORCH_VERSION " cuda=unknown"
+#elif !defined(PVF_BUILT_AGAINST)
+#define PVF_BUILT_AGAINST "torch=" TORCH_VERSION " cuda=none"
+#endif
+extern "C" __attribute__((used)) const char pvf_built_against_tag[] = "pyviz_fast built against " PVF_BUILT_AGAINST;
+
 namespace {
 
 py::dict build_info() {
@@ -29,6 +38,7 @@ py::dict build_info() {
   info["threads"] = at::get_num_threads();
   info["parallel"] = at::get_parallel_info();
   info["torch_built_with"] = TORCH_VERSION;
+  info["built_against"] = PVF_BUILT_AGAINST;
   return info;
 }
 
