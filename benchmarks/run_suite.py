@@ -8,9 +8,11 @@ Sections (``--sections``, default all):
   e2e         render (fused, reference) vs the bare truncated forward+backward ceiling:
               googlenet inception4a:0-15 128 px 64 steps B=16 in fp32 and the fastest settings
               (bf16 + channels_last), then googlenet, vgg16, resnet50 (weights=None) at more layers
+  execution   the googlenet case under every fixed execution (precision x memory format) and
+              under 'auto' (first call with its trial, and cached), against the best fixed one
   truncation  googlenet inception3a: forward cut after the layer vs the full model
   peers       torch-lucent and torch-dreams at their defaults on the googlenet case beside
-              pyviz_fast (fp32, fastest), image-steps/s and the final objective of every tool
+              pyviz_fast (its defaults = 'auto', fp32, fastest), image-steps/s and the final objective of every tool
               scored by the same code
   ttq         time-to-quality of a whole layer of the shipped ShapesNet, per tool
   atlas       units/s of rendering every channel of one ShapesNet layer
@@ -33,6 +35,7 @@ from pathlib import Path
 import torch
 
 import pyviz_fast as pvf
+from pyviz_fast.bench.execution_cases import execution_rows
 from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.op_cases import OPS, clone_bandwidth_row, op_rows, step_bandwidth_row
 from pyviz_fast.bench.peer_cases import peer_rows, ttq_rows
@@ -44,7 +47,7 @@ from pyviz_fast.bench.results import format_ratio_table, read_results, write_res
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from targets import evaluate_targets, format_targets  # noqa: E402  (a sibling script module)
 
-SECTIONS = ("ops", "e2e", "peers", "truncation", "sweep", "atlas", "ttq")  # most wanted first
+SECTIONS = ("ops", "e2e", "execution", "peers", "truncation", "sweep", "atlas", "ttq")  # most wanted first
 
 
 @dataclass
@@ -166,6 +169,12 @@ class Suite:
                              steps=self.plan.more_steps, execution=EXECUTIONS["fastest"], device=self.device,
                              backends=self.backends, timing=self.plan.timing, runs=1)
         return rows
+
+    def execution(self):
+        spec, layer, channels, size = MAIN_CASE
+        model, _ = self.model(spec)
+        return execution_rows(model, "googlenet", f"{layer}:{channels[0]}-{channels[-1]}", size=size,
+                              steps=max(self.plan.main_steps, 64), device=self.device, backend=self.backends[0])
 
     def truncation(self):
         model, _ = self.model(MAIN_CASE[0])

@@ -2,9 +2,10 @@
 from pyviz_fast import ops, zoo
 from pyviz_fast._ext import build_info, has_ops
 from pyviz_fast.backend import get_default_backend, set_default_backend
-from pyviz_fast.engine import (LayerInfo, RenderResult, Settings, StepInfo, Unit, layers, load_model, parse_units,
-                               render)
+from pyviz_fast.engine import (LayerInfo, RenderResult, Settings, StepInfo, Unit, choose_execution, layers, load_model,
+                               model_fingerprint, parse_units, render)
 
 __version__ = "0.1.0"
 __all__ = ["ops", "zoo", "build_info", "has_ops", "get_default_backend", "set_default_backend",
-           "render", "layers", "LayerInfo", "Settings", "parse_units", "load_model", "RenderResult", "StepInfo", "Unit"]
+           "render", "choose_execution", "layers", "LayerInfo", "Settings", "parse_units", "load_model",
+           "model_fingerprint", "RenderResult", "StepInfo", "Unit"]

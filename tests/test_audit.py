@@ -34,14 +34,14 @@ RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash",
 
 
 class FakeRenderer:
-    """render_batch(units) -> a RenderResult-like object; counts the units it rendered."""
+    """render_batch(units, execution) -> a RenderResult-like object; counts the units it rendered."""
 
     def __init__(self, interrupt_after_batches=None):
         self.rendered = []
         self.batches = 0
         self.interrupt_after_batches = interrupt_after_batches
 
-    def __call__(self, units):
+    def __call__(self, units, execution=None):
         if self.interrupt_after_batches is not None and self.batches >= self.interrupt_after_batches:
             raise KeyboardInterrupt
         self.batches += 1

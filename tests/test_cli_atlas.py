@@ -131,6 +131,9 @@ def test_torchrun_two_cpu_ranks_equal_a_single_run(single_run, tmp_path):
     assert done.stdout.count("atlas: 10 units (10 rendered now, 0 already done)") == 1  # rank 0 sums up
     ranks = {r["shard"] for r in part_records(tmp_path)}
     assert ranks == {"0/2", "1/2"}  # both ranks rendered, into their own parts
+    recorded = json.loads(Path(tmp_path, "run.json").read_text())["execution"]  # rank 0 decided for both
+    label = f"{recorded['precision']}/{recorded['memory_format']}"
+    assert {r["execution"] for r in part_records(tmp_path)} == {label}
     assert_complete_run(tmp_path, UNIT_NAMES)
     assert_same_run(tmp_path, single_run)
 

@@ -62,7 +62,7 @@ def test_octave_start_size_is_checked_too():
     ("lo", 2.0, "lo must be below hi"),
     ("init", "image", "needs init_image"),
     ("canvas", 8, "canvas must be >= size"),
-    ("norm", "l3", "norm mode must be one of"),
+    ("norm", "l3", "norm must be one of rms, mean_abs, std, max_abs, none; got .l3."),
 ])
 def test_bad_settings(field, value, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -82,7 +82,7 @@ def test_mean_std_must_match_channels():
 def test_layers_listing():
     listing = pvf.layers(tiny_cnn(), input_size=(3, 20, 20))
     by_name = {info.name: info for info in listing}
-    assert by_name["2"] == pvf.LayerInfo("2", "Conv2d", (16, 20, 20), 16)
+    assert by_name["2"] == pvf.LayerInfo("2", "Conv2d", (16, 20, 20), 16, "nchw")
     assert by_name["4.2"].shape == (5,) and listing[-1].name == "output"
     with pytest.raises(ValueError, match="input_size must be"):
         pvf.layers(tiny_cnn(), input_size=(20, 20))

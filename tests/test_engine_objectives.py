@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.objectives import ObjectivePlan
 from pyviz_fast.engine.units import Unit, parse_units
 
@@ -10,19 +11,26 @@ def _acts():
     g = torch.Generator().manual_seed(0)
     return {"conv": torch.randn(6, 4, 5, 7, generator=g),    # [B, C, H, W]
             "tok": torch.randn(6, 9, 3, generator=g),        # [B, N, D]
-            "fc": torch.randn(6, 10, generator=g)}           # [B, K]
+            "fc": torch.randn(6, 10, generator=g),           # [B, K]
+            "hwc": torch.randn(6, 5, 7, 4, generator=g)}     # [B, H, W, C]
+
+LAYOUT = {"conv": "nchw", "tok": "tokens", "fc": "vector", "hwc": "nhwc"}
+
+
+def _shapes(acts):
+    return {k: Activation(tuple(v.shape[1:]), LAYOUT[k]) for k, v in acts.items()}
 
 
 def _plan(specs):
     units = parse_units(specs) if isinstance(specs, str) else specs
-    return ObjectivePlan(units, {k: tuple(v.shape[1:]) for k, v in _acts().items()})
+    return ObjectivePlan(units, _shapes(_acts()))
 
 
 def test_every_kind_and_layout_in_one_batch():
     a = _acts()
     v = torch.tensor([1.0, -2.0, 0.5, 3.0])
     units = parse_units(["conv:2", "conv:1@neuron", "conv:3@neuron(4,6)", "conv@deepdream", "tok:1", "tok:2@neuron(5)"])
-    plan_a = ObjectivePlan(units, {k: tuple(t.shape[1:]) for k, t in a.items()})
+    plan_a = ObjectivePlan(units, _shapes(a))
     got = plan_a(a)
     expected = torch.stack([
         a["conv"][0, 2].mean(),
@@ -35,7 +43,7 @@ def test_every_kind_and_layout_in_one_batch():
     torch.testing.assert_close(got, expected)
     more = [Unit.class_logit("fc", 7), Unit.channel("fc", 3), Unit.direction("conv", v),
             Unit.direction("tok", [1.0, 0.0, -1.0]), Unit.neuron("tok", 0), Unit.deepdream("tok")]
-    got = ObjectivePlan(more, {k: tuple(t.shape[1:]) for k, t in a.items()})(a)
+    got = ObjectivePlan(more, _shapes(a))(a)
     expected = torch.stack([
         a["fc"][0, 7], a["fc"][1, 3],
         (a["conv"][2] * v[:, None, None]).sum(0).mean(),
@@ -78,3 +86,13 @@ def test_bfloat16_activations_give_float32_objectives():
 def test_bad_terms_are_reported(spec, message):
     with pytest.raises(ValueError, match=message):
         _plan(spec)
+
+
+def test_channel_last_maps_mean_the_same_channels_as_channel_first():
+    a = _acts()
+    a["hwc"] = a["conv"].permute(0, 2, 3, 1)  # the same activation, channels last
+    for spec in ["{}:2", "{}:1@neuron", "{}:3@neuron(4,6)", "{}@deepdream", "{}@direction(1,-2,0.5,3)"]:
+        units = parse_units([spec.format("conv"), spec.format("hwc")])
+        got = ObjectivePlan(units, _shapes(a))({"conv": a["conv"][:2], "hwc": a["hwc"][:2]})
+        torch.testing.assert_close(got[1], ObjectivePlan(units[:1] * 2, _shapes(a))(
+            {"conv": a["conv"][:2]})[1], msg=spec)

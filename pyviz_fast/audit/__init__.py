@@ -6,9 +6,9 @@
 from pyviz_fast.audit.atlas import AtlasJob, AtlasOutcome, run_atlas, trajectory_stats
 from pyviz_fast.audit.distributed import Distributed
 from pyviz_fast.audit.manifest import read_records
-from pyviz_fast.audit.run_dir import RunDir, RunDirError, SettingsMismatchError, settings_hash
+from pyviz_fast.audit.run_dir import ModelMismatchError, RunDir, RunDirError, SettingsMismatchError, settings_hash
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.writer import WriterError
 
 __all__ = ["AtlasJob", "AtlasOutcome", "run_atlas", "trajectory_stats", "Distributed", "read_records",
-           "RunDir", "RunDirError", "SettingsMismatchError", "settings_hash", "Shard", "WriterError"]
+           "ModelMismatchError", "RunDir", "RunDirError", "SettingsMismatchError", "settings_hash", "Shard", "WriterError"]

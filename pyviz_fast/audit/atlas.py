@@ -1,6 +1,6 @@
 """Run an audit: render a work list of units in batches into a run directory, resumably.
 
-``run_atlas`` is independent of the engine: it takes ``render_batch(units) -> result`` where the
+``run_atlas`` is independent of the engine: it takes ``render_batch(units, execution) -> result`` where the
 result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``objective``,
 ``trajectory``, ``seeds``, ``status``, ``reasons``). Units need ``str(unit)`` (their key) and
 ``.layer``; ``.kind`` and ``.index`` are recorded when present.
@@ -10,7 +10,7 @@ process's shard of the rest, render batch after batch while a writer thread save
 appends manifest records, then (the last shard to finish / rank 0 after a barrier) merge the
 parts into ``manifest.jsonl``, contact sheets and ``index.html``.
 
->>> outcome = run_atlas(units, lambda batch: pvf.render(model, batch, settings), job)
+>>> outcome = run_atlas(units, lambda batch, execution: pvf.render(model, batch, settings), job)
 >>> outcome.exit_code  # 0 all ok, 1 some units failed
 """
 import fcntl
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from pyviz_fast.audit.distributed import Distributed
+from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import write_gallery
 from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
 from pyviz_fast.audit.run_dir import RunDir, RunDirError
@@ -41,6 +42,7 @@ class AtlasJob:
     batch_size: int = 16
     shard: Shard = field(default_factory=Shard)
     force: bool = False
+    fingerprint: str | None = None  # the model's (pyviz_fast.model_fingerprint): recorded, checked on resume
 
 
 @dataclass
@@ -51,6 +53,7 @@ class AtlasOutcome:
     failed: int = 0  # units of the work list whose record says failed / nonfinite
     merged: list = field(default_factory=list)  # the merged manifest (process that merged)
     run_info: dict = field(default_factory=dict)
+    execution: dict | None = None  # the execution record every batch ran with (audit/execution.py)
 
     @property
     def exit_code(self) -> int:
@@ -78,8 +81,15 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def execution_label(execution: dict | None) -> str | None:
+    """'bf16/channels_last' (+ '/compiled') of an execution record, for manifest records."""
+    if not execution:
+        return None
+    return f"{execution['precision']}/{execution['memory_format']}" + ("/compiled" if execution.get("compile") else "")
+
+
 def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
-                  seconds: float) -> list[dict]:
+                  seconds: float, execution: dict | None = None) -> list[dict]:
     """Manifest records for one rendered batch (aligned with ``units``)."""
     records = []
     for i, unit in enumerate(units):
@@ -95,7 +105,7 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             "file": run.image_path(fields["layer"], fields["unit"]) if ok else None,
             "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok else None,
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
-            "shard": str(shard),
+            "execution": execution_label(execution), "shard": str(shard),
         })
     return records
 
@@ -108,17 +118,18 @@ def pending_units(units, run: RunDir) -> list:
 
 
 def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
-                 progress=None) -> int:
+                 progress=None, execution=None) -> int:
     """Render ``units`` in batches and write them; returns how many were written.
 
     On an interrupt or error, every batch already rendered is still written before it propagates."""
     writer = BatchWriter(run.root, run.part_path(*shard))
+    batch_size = (execution or {}).get("batch_size") or job.batch_size
     try:
-        for start in range(0, len(units), job.batch_size):
-            batch = units[start:start + job.batch_size]
+        for start in range(0, len(units), batch_size):
+            batch = units[start:start + batch_size]
             began = time.perf_counter()
-            result = render_batch(batch)
-            records = build_records(batch, result, run, job, info, shard, time.perf_counter() - began)
+            result = render_batch(batch, execution)
+            records = build_records(batch, result, run, job, info, shard, time.perf_counter() - began, execution)
             writer.submit(result.to_uint8(), records)
             if progress is not None:
                 progress.update(len(batch))
@@ -144,32 +155,35 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
     error = None
     if dist.is_main:
         try:
-            run.prepare(job.model, job.seed, job.settings, force=job.force)
+            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint)
         except (OSError, ValueError) as caught:
             error = caught
     if dist.max(1 if error else 0):
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, job.settings)
+    return run.check(job.model, job.seed, job.settings, job.fingerprint)
 
 
 def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
-              progress_factory: Callable | None = None) -> AtlasOutcome:
+              progress_factory: Callable | None = None, decide_execution: Callable | None = None) -> AtlasOutcome:
     """Render every unit of ``units`` not yet in the run directory; merge; report.
 
-    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None."""
+    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None.
+    decide_execution() -> the JSON record of the execution (precision, memory format, compile,
+    batch size) when the run has none yet; every batch gets the run's record (None without it)."""
     dist = dist or Distributed()
     run = RunDir(job.root)
     info = prepare_run(run, job, dist)
+    execution = settle_execution(run, dist, decide_execution)
     shard = job.shard.split(dist.rank, dist.world_size)
     mine = shard.select(list(units))
     todo = pending_units(mine, run)
-    outcome = AtlasOutcome(total=len(units), skipped=len(mine) - len(todo), run_info=info)
+    outcome = AtlasOutcome(total=len(units), skipped=len(mine) - len(todo), run_info=info, execution=execution)
     progress = progress_factory(len(todo)) if progress_factory and todo else None
     error = None
     try:
-        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress)
+        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress, execution)
     except BaseException as caught:  # noqa: BLE001  (other ranks must still reach the barrier)
         error = caught
     finally:
@@ -192,5 +206,5 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
         raise error
     keys = {str(u) for u in (units if outcome.merged else mine)}
     source = outcome.merged or collect_records(run.root)
-    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") != "ok")
+    outcome.failed = sum(1 for r in source if r["unit"] in keys and r.get("status") not in ("ok", "dead"))
     return outcome

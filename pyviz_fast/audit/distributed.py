@@ -66,6 +66,14 @@ class Distributed:
         """The sum of ``value`` over all ranks (every rank must call it)."""
         return self._all_reduce(value, tdist.ReduceOp.SUM)
 
+    def broadcast(self, value):
+        """Rank 0's ``value`` (any picklable object) on every rank (every rank must call it)."""
+        if not self.active:
+            return value
+        holder = [value]
+        tdist.broadcast_object_list(holder, src=0, device=self.device if "cuda" in self.device else None)
+        return holder[0]
+
     def close(self) -> None:
         if self.active and tdist.is_initialized():
             tdist.destroy_process_group()

@@ -2,14 +2,19 @@
 
 Layout::
 
-    run.json             model, seed, settings and their hash: what every image here was made with
+    run.json             model, seed, settings and their hash, the model's fingerprint: what every
+                         image here was made with; the execution the run chose (precision,
+                         memory format, batch size)
     parts/*.jsonl        per-writer manifest parts (one per process / shard / rank)
     manifest.jsonl       the merged manifest, one record per unit
     images/<layer>/*.png full-size images;  thumbs/<layer>/*.png  gallery thumbnails
     sheets/<layer>.png   contact sheet per layer;  index.html  the gallery
 
-A directory holds one set of settings, never a mix: reusing it with other settings raises
-``SettingsMismatchError`` unless ``force=True``, which discards the old run's outputs.
+A directory holds one set of settings and one model, never a mix: reusing it with other settings
+raises ``SettingsMismatchError``, and with a model whose fingerprint (a hash of its parameters and
+buffers, ``pyviz_fast.model_fingerprint``) differs from the one recorded raises
+``ModelMismatchError``, unless ``force=True``, which discards the old run's outputs. A run.json
+without a fingerprint (an older run, or a caller that passes none) is not checked for it.
 
 >>> run = RunDir("audit/run1")
 >>> run.prepare(model="shapesnet", seed=0, settings={"steps": 64})
@@ -33,6 +38,10 @@ class RunDirError(ValueError):
 
 class SettingsMismatchError(RunDirError):
     """The run directory already holds results made with different settings."""
+
+
+class ModelMismatchError(SettingsMismatchError):
+    """The run directory already holds results made with a model of other weights."""
 
 
 def settings_hash(model: str, seed: int, settings: dict) -> str:
@@ -85,35 +94,55 @@ class RunDir:
             raise SettingsMismatchError(f"{path} is not a valid run file ({error}); "
                                         "use another output directory or --force") from None
 
-    def check(self, model: str, seed: int, settings: dict) -> dict:
+    def check(self, model: str, seed: int, settings: dict, fingerprint: str | None = None) -> dict:
         """Validate that the directory holds this run (or none yet) without changing anything."""
         settings = json.loads(json.dumps(settings, default=str))  # as it reads back from run.json
         info = {"format": FORMAT, "model": model, "seed": seed, "settings": settings,
                 "settings_hash": settings_hash(model, seed, settings)}
+        if fingerprint is not None:
+            info["model_fingerprint"] = fingerprint
         old = self.read_run_info()
         if old is not None and old.get("settings_hash") != info["settings_hash"]:
             diffs = "; ".join(_differences(old, info)) or "settings hash differs"
             raise SettingsMismatchError(
                 f"{self.root} holds a run made with different settings ({diffs}); "
                 "use another output directory, or --force to discard the old results")
+        recorded = (old or {}).get("model_fingerprint")
+        if recorded is not None and fingerprint is not None and recorded != fingerprint:
+            raise ModelMismatchError(
+                f"{self.root} holds a run made with model {model!r} of fingerprint {recorded}, but the model "
+                f"loaded now has fingerprint {fingerprint}: its weights differ (other weights, or a random init "
+                "from another seed or torch version); resuming would mix two models. Use the same model, "
+                "another output directory, or --force to discard the old results")
         return info
 
-    def prepare(self, model: str, seed: int, settings: dict, *, force: bool = False) -> dict:
+    def prepare(self, model: str, seed: int, settings: dict, *, force: bool = False,
+                fingerprint: str | None = None) -> dict:
         """Create or reopen the run directory for these settings; returns the run info.
 
         Raises SettingsMismatchError (or OSError when the directory is not writable)."""
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            info = self.check(model, seed, settings)
+            info = self.check(model, seed, settings, fingerprint)
         except SettingsMismatchError:
             if not force:
                 raise
             self.discard_outputs()
-            info = self.check(model, seed, settings)
+            info = self.check(model, seed, settings, fingerprint)
         remove_partials(self.root)
         if self.read_run_info() is None:
             write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
         return info
+
+    def execution_record(self) -> dict | None:
+        """The execution recorded by the first process of this run (see audit/execution.py)."""
+        return (self.read_run_info() or {}).get("execution")
+
+    def record_execution(self, record: dict) -> None:
+        """Add the execution record to run.json (outside the settings and their hash)."""
+        info = self.read_run_info() or {}
+        info["execution"] = record
+        write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
 
     def discard_outputs(self) -> None:
         """Delete what a previous run wrote here (only the names this package writes)."""

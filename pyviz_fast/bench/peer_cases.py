@@ -85,7 +85,8 @@ def peer_rows(model, model_name, layer, channels, *, size, steps, normalization,
         render_ours()
     for (precision, memory_format), runs in ours.items():
         seconds = [t for _, t in runs]
-        rows.append(_scored_row(case, f"{OURS} {precision}/{memory_format}", baseline,
+        label = f"{OURS} defaults (auto)" if precision == memory_format == "auto" else f"{OURS} {precision}/{memory_format}"
+        rows.append(_scored_row(case, label, baseline,
                                 len(channels) * steps / statistics.median(seconds), seconds, model, layer, channels,
                                 runs[-1][0], normalization))
     return rows

@@ -27,11 +27,13 @@ from pyviz_fast.engine.layers import probe_shapes
 from pyviz_fast.engine.objectives import ObjectivePlan
 from pyviz_fast.engine.units import OUTPUT, Unit
 
-EXECUTIONS = {"fp32": ("fp32", "contiguous"), "fastest": ("bf16", "channels_last")}
+EXECUTIONS = {"auto": ("auto", "auto"), "fp32": ("fp32", "contiguous"), "fastest": ("bf16", "channels_last")}
 
 
 def _exec_label(execution):
     precision, memory_format = execution
+    if execution == EXECUTIONS["auto"]:
+        return "auto"
     return precision + ("+cl" if memory_format == "channels_last" else "")
 
 

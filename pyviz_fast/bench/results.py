@@ -60,6 +60,10 @@ def _note(row):
         return f"model share {t['forward_backward'] / t['total']:.2f} (fwd+bwd s / render s)"
     if "skipped" in row.extra:
         return f"skipped: {row.extra['skipped']}"[:80]
+    if "chose" in row.extra:
+        return f"chose {row.extra['chose']}"
+    if row.extra.get("best_fixed"):
+        return "best fixed execution"
     if "objective_median" in row.extra:
         mean = row.extra.get("objective_mean")
         return f"objective median {row.extra['objective_median']:.4g}" + ("" if mean is None else f", mean {mean:.4g}")

@@ -7,10 +7,12 @@ import signal
 
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, RunDirError, Shard, WriterError, run_atlas
 from pyviz_fast.audit.run_dir import safe_name
-from pyviz_fast.cli.common import CliError, add_common_flags, check_device, load_model, progress_bar, say
+from pyviz_fast.cli.common import (CliError, add_common_flags, check_device, load_model, progress_bar,
+                                   report_execution, say)
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
+from pyviz_fast.engine.autotune import Decision
 
 EXAMPLES = """examples:
   pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model
@@ -75,17 +77,23 @@ def run(args) -> int:
         units = expand_units(specs, model, infos)
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
-                       device=dist.device, batch_size=settings.batch_size, shard=args.shard, force=args.force)
+                       device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
+                       shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model))
 
-        def render_batch(batch):
-            return pvf.render(model, batch, settings, backend=args.backend, device=dist.device,
+        def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record
+            return pvf.choose_execution(model, units, settings, device=dist.device, seed=args.seed).record()
+
+        def render_batch(batch, execution):
+            chosen = Decision.from_record(execution).settings()
+            return pvf.render(model, batch, settings.replace(**chosen), backend=args.backend, device=dist.device,
                               seed=args.seed, batch_size=len(batch), progress=False)
 
         quiet = args.quiet or not dist.is_main
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             outcome = run_atlas(units, render_batch, job, dist,
-                                progress_factory=lambda total: progress_bar(total, quiet))
+                                progress_factory=lambda total: progress_bar(total, quiet),
+                                decide_execution=decide_execution)
         except RunDirError as error:  # other settings in --out, or rank 0 could not set it up
             raise CliError(str(error)) from None
         except WriterError as error:
@@ -99,6 +107,7 @@ def run(args) -> int:
     finally:
         dist.close()
     if dist.is_main:
+        report_execution(args, outcome.execution)
         dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("file"))
         say(args, f"atlas: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
                   f"{outcome.failed} failed, {dead} dead; gallery: {RunDir(args.out).root / 'index.html'}")

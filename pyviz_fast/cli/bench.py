@@ -1,5 +1,6 @@
 """``pyviz-fast bench``: a short fused-vs-reference comparison (the fused ascent step, and end to
-end on the shipped model beside its forward+backward ceiling) printed as a ratio table. The core
+end on the shipped model beside its forward+backward ceiling) and each fixed execution beside
+'auto', printed as a ratio table (``--json`` adds the CPU model and flags). The core
 is ``pyviz_fast.bench.quick.run_quick_bench``; the full suite lives in ``benchmarks/``."""
 import argparse
 import math
@@ -9,7 +10,7 @@ import torch
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model, say
 
 EXAMPLES = """examples:
-  pyviz-fast bench                       # about half a minute on a 2-core CPU
+  pyviz-fast bench                       # about a minute on a 2-core CPU
   pyviz-fast bench --batch 32 --size 224 --json bench.json
   pyviz-fast bench --device cuda
 """

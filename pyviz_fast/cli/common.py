@@ -35,6 +35,9 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
     group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     if settings:
+        group.add_argument("--explain", action="store_true",
+                           help="print the table of the 'auto' execution trial (each candidate's speed and "
+                                "why any was rejected), not just the one line naming the choice")
         add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults)
 
 
@@ -54,7 +57,7 @@ def load_model(args):
     from pyviz_fast.engine.models import load_model as engine_load_model
     device = check_device(args.device)
     try:
-        return engine_load_model(args.model, weights=args.weights, device=device)
+        return engine_load_model(args.model, weights=args.weights, device=device, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
         raise CliError(f"cannot load model {args.model!r}: {error}") from None
 
@@ -90,6 +93,14 @@ def progress_bar(total: int, quiet: bool, unit: str = "unit"):
     """A tqdm bar on stderr (rate in units/s and ETA), disabled by --quiet."""
     from tqdm import tqdm
     return tqdm(total=total, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def report_execution(args, record: dict | None) -> None:
+    """One line naming the execution the model ran with (with --explain, the trial's table)."""
+    from pyviz_fast.engine.autotune import Decision
+    if record:
+        text = Decision.from_record(record, source=record.get("source", "record")).explain()
+        say(args, text if getattr(args, "explain", False) else text.splitlines()[0])
 
 
 def say(args, message: str) -> None:

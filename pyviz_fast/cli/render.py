@@ -4,7 +4,7 @@ import argparse
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
 from pyviz_fast.audit.run_dir import safe_name
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, say
+from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, report_execution, say
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
@@ -81,4 +81,5 @@ def run(args) -> int:
             say(args, f"{str(unit):<24} {status:<9} objective {value:.4g}  {path}" + (f"  ({reason})" if reason else ""))
     except OSError as error:
         raise CliError(f"cannot write to {str(out)!r}: {error}") from None
+    report_execution(args, result.info.get("execution"))
     return 0 if all(status == "ok" for _, status, _, _ in rows) else 1

@@ -40,10 +40,19 @@ def _field_helps(cls) -> dict[str, str]:
 
 def _scalar_parser(kind):
     if kind is bool:
-        return lambda text: text.lower() in ("1", "true", "yes", "on")
+        return _parse_bool
     if kind in (int, float, str):
         return kind
     return str  # object-typed fields (paths, images) come in as text
+
+
+def _parse_bool(text):
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def value_parser(hint):

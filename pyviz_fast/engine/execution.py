@@ -2,63 +2,23 @@
 memory format, optional torch.compile (of the submodules between the hooked layers), truncated
 forward.
 
-'auto' choices, measured on this project's 2-core Xeon with AMX-BF16 (torchvision googlenet,
-weights=None, units inception4a:0-15, batch 16, 128 px, truncated forward + input gradient,
-one torch thread because the machine was shared; ``benchmarks/bench_render.py --threads 1``):
-
-    fp32 + contiguous (NCHW)    43.7 image-steps/s   1.00x
-    fp32 + channels_last        54.1                 1.24x
-    bf16 + contiguous           54.4                 1.24x
-    bf16 + channels_last       144.2                 3.30x
-
-So 'auto' precision = bf16 autocast on CPUs with AMX-BF16 and on CUDA devices with bf16 (fp16
-on GPUs without it), fp32 elsewhere (bf16 without AMX is emulated and slow); 'auto' memory
-format = channels_last on the CPU (1.24x even in fp32) and with reduced precision on CUDA.
-The image and its gradient stay float32; only the model runs in reduced precision.
+The precision, memory format and compile flag form an ``Execution`` (autotune.py): the model is
+prepared with the settings' explicit choices (fp32 contiguous where they say 'auto'), and
+``use`` switches it to the execution a render decided on. The image and its gradient stay
+float32; only the model runs in reduced precision.
 
 >>> with PreparedModel(model, settings, "cpu") as run:
 ...     acts = run(images, ["inception4a"])       # images [B, C, H, W] in [0, 1]
 """
 import contextlib
-import functools
 
 import torch
 
+from pyviz_fast.engine.autotune import provisional
 from pyviz_fast.engine.models import input_normalization
 from pyviz_fast.engine.truncate import TruncatedForward
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_has_amx_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read().split()
-    except OSError:
-        return False
-
-
-def resolve_precision(precision, device) -> str:
-    """'auto' -> the concrete precision for ``device`` (see the module docstring)."""
-    if precision != "auto":
-        return precision
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_amx_bf16():
-        return "bf16"
-    return "fp32"
-
-
-def resolve_memory_format(memory_format, precision, device) -> str:
-    """'auto' -> channels_last on the CPU (oneDNN's native layout: faster in fp32 and bf16 alike,
-    see the table above) and for reduced precision on CUDA (tensor cores); else contiguous."""
-    if memory_format != "auto":
-        return memory_format
-    if torch.device(device).type == "cpu" or precision in ("bf16", "fp16"):
-        return "channels_last"
-    return "contiguous"
 
 
 class PreparedModel:
@@ -72,13 +32,10 @@ class PreparedModel:
     def __init__(self, model, settings, device):
         self.model = model
         self.device = torch.device(device)
-        self.precision = resolve_precision(settings.precision, self.device)
-        self.memory_format = resolve_memory_format(settings.memory_format, self.precision, self.device)
-        self.layout_chosen = settings.memory_format == "auto"
+        self.execution = provisional(settings)
         mean, std = (settings.mean, settings.std) if settings.mean is not None else input_normalization(model)
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
-        self.compile = settings.compile
         self.heads_mode = False  # see enable_training_heads
         self._saved = None
 
@@ -93,13 +50,33 @@ class PreparedModel:
         self._compiled = []
         return self
 
+    @property
+    def precision(self) -> str:
+        return self.execution.precision
+
+    @property
+    def memory_format(self) -> str:
+        return self.execution.memory_format
+
+    def use(self, execution, layers):
+        """Run from now on with ``execution`` (an ``autotune.Execution``); ``layers`` are the hooked
+        layers, which stay out of compiled code."""
+        if execution.memory_format != self.memory_format:
+            self.model.to(memory_format=torch.channels_last if execution.memory_format == "channels_last"
+                          else torch.contiguous_format)
+        if not execution.compile:
+            self._uncompile()
+        self.execution = execution
+        if execution.compile:
+            self.compile_around(layers)
+
     def compile_around(self, layers):
-        """With settings.compile: torch.compile the largest submodules that contain none of ``layers``.
+        """torch.compile the largest submodules that contain none of ``layers`` (once).
 
         The hooks of the truncated forward (and the early stop they raise, which Dynamo cannot
         trace) stay in eager code; everything between them runs compiled. Undone on exit.
         """
-        if not self.compile:
+        if self._compiled:
             return
 
         def on_path(name):
@@ -123,17 +100,12 @@ class PreparedModel:
             p.requires_grad_(g)
         if self.memory_format == "channels_last":
             self.model.to(memory_format=torch.contiguous_format)
+        self._uncompile()
+
+    def _uncompile(self):
         for module in self._compiled:
             module._compiled_call_impl = None  # what nn.Module.compile() set
-
-    def use_contiguous(self):
-        """Switch an 'auto' channels_last back to contiguous (for models whose forward calls
-        ``.view`` on activations, which channels_last strides reject). Returns True if it switched."""
-        if not (self.layout_chosen and self.memory_format == "channels_last"):
-            return False
-        self.model.to(memory_format=torch.contiguous_format)
-        self.memory_format = "contiguous"
-        return True
+        self._compiled = []
 
     def enable_training_heads(self):
         """Set ``training`` on the root module only (every submodule stays in eval mode).

@@ -27,10 +27,11 @@ def pink_noise(draws, channels, hw, amplitude, center=0.5):
 
 
 def load_image(image, channels, hw):
-    """A path, PIL image or tensor [C, H, W] / [H, W] in [0, 1] -> float32 [C, H, W] resized to hw.
+    """A path, PIL image or tensor [C, H, W] / [H, W] -> float32 [C, H, W] in [0, 1] resized to hw.
 
-    A single-channel image is repeated to ``channels``; an RGB(A) file read for a grayscale
-    model is converted to gray.
+    A float tensor must hold values in [0, 1]; a uint8 tensor holds 0-255 and is divided by 255
+    (torchvision's to_tensor rule); other dtypes are rejected. A single-channel image is repeated
+    to ``channels``; an RGB(A) file read for a grayscale model is converted to gray.
     """
     if isinstance(image, str):
         from PIL import Image
@@ -44,7 +45,15 @@ def load_image(image, channels, hw):
         mode = "L" if channels == 1 else "RGBA" if channels == 4 else "RGB"
         array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
         image = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+    if image.dtype == torch.uint8:
+        image = image.float() / 255.0
+    elif not image.dtype.is_floating_point:
+        raise ValueError(f"init_image must be a float tensor in [0, 1] or a uint8 tensor in 0-255, got dtype {image.dtype}")
     image = image.float()
+    low, high = (image.min().item(), image.max().item()) if image.numel() else (0.0, 0.0)
+    if not (0.0 <= low and high <= 1.0):
+        raise ValueError(f"init_image values must be in [0, 1], got values in [{low:g}, {high:g}] "
+                         "(a 0-255 image: divide by 255 or pass it as uint8)")
     if image.dim() == 2:
         image = image[None]
     if image.dim() != 3:

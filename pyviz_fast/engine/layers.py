@@ -7,33 +7,58 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
+from pyviz_fast.engine.layout import Activation, check_rank, learn_layouts, parse_overrides
 from pyviz_fast.engine.models import input_channels
-from pyviz_fast.engine.objectives import channel_count, layout
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.truncate import LayerError, first_tensor
+from pyviz_fast.engine.units import OUTPUT, check_layer_name
 
 
 class LayerInfo(NamedTuple):
     name: str                          # as in model.named_modules(); "output" = the model's return value
     type: str                          # module class name
     shape: Optional[Tuple[int, ...]]   # output shape without the batch dim (None: no tensor output)
-    channels: Optional[int]            # C of [C, H, W], D of tokens [N, D], K of [K]
+    channels: Optional[int]            # C of [C, H, W] / [H, W, C], D of tokens [N, D], K of [K]
+    layout: Optional[str] = None       # nchw, nhwc, tokens or vector (see pyviz_fast.engine.layout)
 
 
-def _info(name, type_name, tensor):
-    shape = tuple(tensor.shape[1:])
+def _hooked_shapes(model, prepared, input_size, device, names=None):
+    """({name: (type name, output shape or None)} of the modules ``names`` (default: all) in call
+    order, the model's output) for one gray image of ``input_size``."""
+    found = {}
+
+    def hook(name):
+        def record(module, inputs, output):
+            tensor = first_tensor(output)
+            if name not in found:
+                found[name] = (type(module).__name__, None if tensor is None else tuple(tensor.shape[1:]))
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+               if n and (names is None or n in names) and not isinstance(m, torch.jit.ScriptModule)]
     try:
-        channels = channel_count(shape)
-    except ValueError:
-        channels = None
-    return LayerInfo(name, type_name, shape, channels)
+        with torch.no_grad():
+            out = _checked_forward(lambda x: model(prepared.model_input(x)), input_size, device)
+    finally:
+        for h in handles:
+            h.remove()
+    return found, out
 
 
-def layers(model, input_size=None, device="cpu"):
-    """Every named module that runs in ``model``'s forward, in call order, with its output shape.
+def _add_output(found, model, out):
+    tensor = first_tensor(out)
+    if tensor is not None:
+        found[OUTPUT] = (type(model).__name__, tuple(tensor.shape[1:]))
+
+
+def layers(model, input_size=None, device="cpu", layout=None):
+    """Every named module that runs in ``model``'s forward, in call order, with its output shape,
+    layout and channel count.
 
     input_size: (C, H, W); default (the model's input channels, 128, 128). Modules that are
     not called (e.g. training-only heads) are left out; the last entry is ``output``.
+    layout: {layer: 'nchw' | 'nhwc' | 'tokens' | 'vector'} overrides (see ``engine/layout.py``;
+    the model is run a second time at twice the size to learn the layouts of 4-D outputs).
     """
     from pyviz_fast.engine.execution import PreparedModel
 
@@ -41,31 +66,24 @@ def layers(model, input_size=None, device="cpu"):
         input_size = (input_channels(model), 128, 128)
     if len(input_size) != 3 or not all(isinstance(v, int) and v >= 1 for v in input_size):
         raise ValueError(f"input_size must be (C, H, W) of positive ints, got {input_size!r}")
-    found = {}
-
-    def hook(name):
-        def record(module, inputs, output):
-            tensor = first_tensor(output)
-            if name not in found:
-                found[name] = LayerInfo(name, type(module).__name__, None, None) if tensor is None \
-                    else _info(name, type(module).__name__, tensor)
-        return record
-
+    overrides = parse_overrides(layout)
+    for name in overrides or {}:
+        check_layer_name(name, model, "given a layout")
     settings = Settings(precision="fp32", memory_format="contiguous")
     with PreparedModel(model, settings, device) as prepared:
-        handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
-                   if n and not isinstance(m, torch.jit.ScriptModule)]
-        try:
-            with torch.no_grad():
-                out = _checked_forward(lambda x: model(prepared.model_input(x)), input_size, device)
-        finally:
-            for h in handles:
-                h.remove()
-    result = list(found.values())
-    tensor = first_tensor(out)
-    if tensor is not None:
-        result.append(_info("output", type(model).__name__, tensor))
-    return result
+        found, out = _hooked_shapes(model, prepared, input_size, device)
+        _add_output(found, model, out)
+        shapes = {name: shape for name, (_, shape) in found.items() if shape is not None and len(shape) in (1, 2, 3)}
+
+        def reprobe(names, hw):
+            again, out = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
+            _add_output(again, model, out)
+            return {name: shape for name, (_, shape) in again.items() if shape is not None}
+
+        learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
+    return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
+                      learned[name].layout if name in learned else None)
+            for name, (type_name, shape) in found.items()]
 
 
 def _checked_forward(forward, input_size, device):
@@ -86,9 +104,22 @@ def probe_shapes(prepared, layer_names, channels, hw):
     shapes = {}
     for name, act in acts.items():
         shape = tuple(act.shape[1:])
-        layout(shape)  # raises for unsupported ranks
+        check_rank(name, shape)
         if 0 in shape:
             raise ValueError(f"layer {name!r} has an empty output {list(shape)} at input size {tuple(hw)}: "
                              "the image size is too small for this layer")
         shapes[name] = shape
     return shapes
+
+
+def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
+    """{hw: {layer: Activation}} for every input size in ``sizes``; layouts are learned once at
+    the last size (``engine/layout.py``) and hold at every size."""
+    for name in overrides or {}:
+        check_layer_name(name, prepared.model, "given a layout")
+    shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
+    final = list(shapes)[-1]
+    learned = learn_layouts(shapes[final], final, lambda names, hw: probe_shapes(prepared, names, channels, hw),
+                            overrides)
+    return {hw: {name: Activation(shape, learned[name].layout) for name, shape in per_layer.items()}
+            for hw, per_layer in shapes.items()}

@@ -4,18 +4,24 @@ Specs accepted by ``load_model``:
 
 - ``"shapesnet"``: the package's own trained model (``pyviz_fast.zoo.shapesnet``);
 - ``"torchvision:NAME"``: ``torchvision.models.get_model(NAME)`` with ``weights`` = ``"none"``
-  (random init), ``"DEFAULT"`` (torchvision's download, the user's machine's business) or a path
+  or ``None`` (random init), ``"DEFAULT"`` (torchvision's download, the user's machine's business) or a path
   to a saved state dict;
 - ``"timm:NAME"``: ``timm.create_model(NAME, pretrained=weights == "DEFAULT")`` when timm is
   installed (a path loads a state dict);
 - a path ending in ``.pt``/``.pth``/``.ts``: a TorchScript file (``torch.jit.load``);
 - ``"package.module:factory"``: ``factory()`` imported from that module.
 
+Random init is seeded: every model is built under ``torch.manual_seed(seed)`` (the global
+random state is restored afterwards), so the same spec and seed give the same weights on the
+same torch version. ``fingerprint(model)`` hashes the parameters and buffers; an atlas records
+it and refuses to resume with a model whose fingerprint differs.
+
 Input convention: images live in [0, 1]; the engine feeds ``(x - mean) / std`` to the model.
 ``input_normalization(model)`` finds mean/std in this order: attributes ``input_mean`` /
 ``input_std`` on the model (``load_model`` sets them; the zoo models define them), timm's
 ``pretrained_cfg``, ImageNet statistics for torchvision classes, else identity (mean 0, std 1).
 """
+import hashlib
 import importlib
 import os
 
@@ -73,10 +79,24 @@ def _factory(spec):
     return factory()
 
 
-def load_model(spec="shapesnet", weights="none", device="cpu"):
+def _weights_name(weights):
+    """'none', 'DEFAULT' or a path, from None (torchvision's convention for random init) or text."""
+    if weights is None:
+        return "none"
+    if isinstance(weights, os.PathLike):
+        return os.fspath(weights)
+    if not isinstance(weights, str) or not weights:
+        raise ValueError(f"weights must be None, 'none', 'DEFAULT' or a state-dict path, got {weights!r}")
+    return weights
+
+
+def load_model(spec="shapesnet", weights="none", device="cpu", seed=0):
     """Build a model from a spec string (see the module docstring); returns ``(model, info)``.
 
-    The model is in eval mode on ``device``; ``info`` is a dict: spec, source, mean, std.
+    weights: None / 'none' (random init), 'DEFAULT' or a state-dict path. seed: the random
+    init's seed (construction runs under ``torch.manual_seed(seed)``; the global random state is
+    left as it was). The model is in eval mode on ``device``; ``info`` is a dict: spec, source,
+    weights, seed, mean, std.
 
     >>> model, info = load_model("torchvision:googlenet", weights="none")
     >>> info["mean"]
@@ -84,6 +104,20 @@ def load_model(spec="shapesnet", weights="none", device="cpu"):
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    weights = _weights_name(weights)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, source = _build(spec, weights)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model spec {spec!r} produced {type(model).__name__}, not a torch.nn.Module")
+    model = model.eval().to(device)
+    mean, std = input_normalization(model)
+    return model, {"spec": spec, "source": source, "weights": weights, "seed": seed, "mean": mean, "std": std}
+
+
+def _build(spec, weights):
     if spec == "shapesnet":
         from pyviz_fast import zoo
         model, source = zoo.shapesnet(), "pyviz_fast.zoo"
@@ -101,11 +135,25 @@ def load_model(spec="shapesnet", weights="none", device="cpu"):
     else:
         raise ValueError(f"unknown model spec {spec!r}; use shapesnet, torchvision:NAME, timm:NAME, "
                          "a TorchScript file (.pt) or package.module:factory")
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model spec {spec!r} produced {type(model).__name__}, not a torch.nn.Module")
-    model = model.eval().to(device)
-    mean, std = input_normalization(model)
-    return model, {"spec": spec, "source": source, "weights": weights, "mean": mean, "std": std}
+    return model, source
+
+
+def fingerprint(model):
+    """A short hash (16 hex digits) of every parameter and buffer: names, shapes, dtypes and values.
+
+    Two models with the same fingerprint compute the same function (same architecture assumed);
+    the memory format and device do not change it.
+
+    >>> fingerprint(load_model("torchvision:resnet18", seed=0)[0]) == fingerprint(load_model("torchvision:resnet18", seed=0)[0])
+    True
+    """
+    digest = hashlib.sha256()
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    for name, tensor in sorted(tensors, key=lambda item: item[0]):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def input_normalization(model):

@@ -1,8 +1,8 @@
 """Per-image objectives of a batch, computed with one gather per (layer, kind) group.
 
-Activation layouts (decided by rank): ``[B, C, H, W]`` channel-first conv maps; ``[B, N, D]``
-tokens (a channel is a feature dimension, averaged over tokens; a neuron is one token's
-feature); ``[B, K]`` vectors (a channel is a logit / feature).
+Activations come with their layout (``engine/layout.py``: nchw, nhwc, tokens or vector), so
+channel c means the same thing in every layout: for tokens a channel is a feature dimension,
+averaged over tokens, and a neuron is one token's feature; for vectors a channel is a logit.
 
 - channel:   mean over positions of channel c
 - neuron:    channel c at one position (center by default)
@@ -12,50 +12,27 @@ feature); ``[B, K]`` vectors (a channel is a logit / feature).
 
 Item b's objective is the weighted sum of its unit's terms. Everything is computed in float32.
 
->>> plan = ObjectivePlan(units, shapes)       # shapes: {layer: activation shape without batch}
+>>> plan = ObjectivePlan(units, shapes)       # shapes: {layer: layout.Activation}
 >>> objective = plan(acts)                     # float32 [B]
 """
 import torch
 
+from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.units import Term
 
 
-def layout(shape):
-    """'conv' for (C, H, W), 'tokens' for (N, D), 'vector' for (K,) — shapes without batch."""
-    names = {3: "conv", 2: "tokens", 1: "vector"}
-    if len(shape) not in names:
-        raise ValueError(f"activation of shape [B, {', '.join(map(str, shape))}] is not supported: "
-                         "expected [B, C, H, W], [B, N, D] or [B, K]")
-    return names[len(shape)]
-
-
-def channel_count(shape):
-    return shape[-1] if layout(shape) == "tokens" else shape[0]
-
-
-def _positions(shape):
-    """Positions of one channel: (H, W) for conv, (N,) for tokens, () for vectors."""
-    kind = layout(shape)
-    return tuple(shape[1:]) if kind == "conv" else (shape[0],) if kind == "tokens" else ()
-
-
-def _channels_first(act):
-    """A view [B, C, *positions] of any supported activation (no copy)."""
-    return act.movedim(-1, 1) if act.dim() == 3 else act
-
-
-def check_term(term: Term, unit, shape):
-    """Raise ValueError if ``term`` cannot be evaluated on an activation of ``shape`` (no batch)."""
-    where = f"unit {str(unit)!r}: layer {term.layer!r} (output [B, {', '.join(map(str, shape))}])"
-    channels = channel_count(shape)
+def check_term(term: Term, unit, act: Activation):
+    """Raise ValueError if ``term`` cannot be evaluated on the activation ``act``."""
+    where = f"unit {str(unit)!r}: layer {term.layer!r} (output {act.describe()})"
+    channels = act.channels
     if term.index is not None and not 0 <= term.index < channels:
         raise ValueError(f"{where} has {channels} channels (0-{channels - 1}); got channel {term.index}")
-    if term.kind == "class" and layout(shape) != "vector":
+    if term.kind == "class" and act.layout != "vector":
         raise ValueError(f"{where} is not a [B, K] output; a class unit needs logits")
     if term.kind == "direction" and len(term.vector) != channels:
         raise ValueError(f"{where}: direction has {len(term.vector)} values, the layer {channels} channels")
     if term.kind == "neuron" and term.position is not None:
-        grid = _positions(shape)
+        grid = act.positions
         if len(term.position) != len(grid) or not all(0 <= p < n for p, n in zip(term.position, grid)):
             raise ValueError(f"{where}: neuron position {term.position} is outside the grid {grid}")
 
@@ -63,20 +40,20 @@ def check_term(term: Term, unit, shape):
 class _Group:
     """All terms of one (layer, kind) in the batch: rows, channels, positions, weights as tensors."""
 
-    def __init__(self, layer, kind, entries, shape, device):
-        self.layer, self.kind = layer, kind
+    def __init__(self, layer, kind, entries, act, device):
+        self.layer, self.kind, self.activation = layer, kind, act
         rows, terms = zip(*entries)
         self.rows = torch.tensor(rows, device=device)
         self.weights = torch.tensor([t.weight for t in terms], dtype=torch.float32, device=device)
         self.channels = torch.tensor([t.index or 0 for t in terms], device=device)
-        grid = _positions(shape)
+        grid = act.positions
         pos = [t.position if t.position is not None else tuple(n // 2 for n in grid) for t in terms]
         self.positions = tuple(torch.tensor(p, device=device) for p in zip(*pos)) if grid else ()
         if kind == "direction":
             self.vectors = torch.tensor([t.vector for t in terms], dtype=torch.float32, device=device)
 
     def values(self, act):
-        x = _channels_first(act)
+        x = self.activation.channels_first(act)
         if self.kind in ("channel", "class"):
             picked = x[self.rows, self.channels].float()
             return picked.reshape(len(self.rows), -1).mean(1)
@@ -92,7 +69,7 @@ class _Group:
 class ObjectivePlan:
     """Callable ``acts -> float32 [B]`` for a batch of units; built once per batch.
 
-    units: list of Unit (one per image); shapes: {layer: activation shape without the batch dim}.
+    units: list of Unit (one per image); shapes: {layer: Activation} (its shape and layout).
     """
 
     def __init__(self, units, shapes, device="cpu"):

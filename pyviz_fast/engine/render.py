@@ -4,8 +4,9 @@ Per step, for a batch of B units (each image its own unit, layer and kind):
   1. ONE truncated forward + backward of the whole batch (model input = jittered image);
   2. ONE ``ops.fused_ascent_step``: un-jitter, blur, normalize, clip, update, decay, clamp and
      the next jitter, for every image at once.
-All random draws are made per unit before the loop (draws.py), so the loop does no per-item
-Python work. Everything that can be checked is checked before the first step; what only shows
+All random draws come from each unit's own generators, a chunk of steps at a time (draws.py), so
+the loop does no per-item Python work and memory does not grow with the step count (nor does the
+recorded trajectory: trajectory.py). Everything that can be checked is checked before the first step; what only shows
 mid-run (non-finite values, a failing batch) becomes a per-unit status. An optional callback
 sees the batch's images after every step (``StepInfo``), e.g. to record the progression.
 
@@ -20,17 +21,19 @@ import torch.nn.functional as F
 
 from pyviz_fast import ops
 from pyviz_fast.backend import resolve_backend
+from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.init import initial_images
-from pyviz_fast.engine.layers import probe_shapes
+from pyviz_fast.engine.layers import probe_activations, probe_shapes
 from pyviz_fast.engine.models import input_channels, load_model
-from pyviz_fast.engine.objectives import ObjectivePlan, channel_count, check_term
+from pyviz_fast.engine.objectives import ObjectivePlan, check_term
 from pyviz_fast.engine.params import FourierImage
 from pyviz_fast.engine.pyramid import laplacian_normalize
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory
 from pyviz_fast.engine.transforms import is_identity, random_affine
 from pyviz_fast.engine.truncate import LayerNotCalled
 from pyviz_fast.engine.units import Unit, parse_units
@@ -42,7 +45,7 @@ def _expand_whole_layers(units, shapes):
     for unit in units:
         term = unit.terms[0]
         if len(unit.terms) == 1 and term.index is None and term.kind in ("channel", "neuron"):
-            out.extend(Unit((replace(term, index=i),)) for i in range(channel_count(shapes[term.layer])))
+            out.extend(Unit((replace(term, index=i),)) for i in range(shapes[term.layer].channels))
         else:
             out.append(unit)
     return out
@@ -234,14 +237,15 @@ def _render_batch(run, units, after_step):
     s = run.s
     draws = Draws.for_units(units, run.seed, s.steps, s.jitter)
     shifts = draws.shifts.to(run.device)
-    trajectory = torch.zeros(s.steps, len(units), device=run.device)
+    trajectory = Trajectory(s.steps, len(units), run.device)
     bad = torch.zeros(len(units), dtype=torch.int32, device=run.device)
     loop = _fourier_loop if s.param == "fourier" else _pixel_loop
     images = loop(run, units, draws, shifts, trajectory, bad, after_step)
     hw = run.stages[-1][0]
     final_view = images if s.canvas is None else _center_crop(images, hw)
     objective = run.evaluate(final_view, ObjectivePlan(units, run.shapes[hw], run.device))
-    return images.float().cpu(), objective.cpu(), trajectory.T.cpu(), bad.cpu(), draws.seeds
+    spread = trajectory.spread(objective)
+    return images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds
 
 
 def _center_crop(images, hw):
@@ -249,34 +253,82 @@ def _center_crop(images, hw):
     return images[..., top:top + hw[0], left:left + hw[1]]
 
 
-def _status(objective, image, bad_steps, steps):
+def _status(objective, image, bad_steps, steps, start, spread):
     if not math.isfinite(objective) or not torch.isfinite(image).all():
         return "failed", "the objective or image is not finite (activations overflow or NaN in the model)"
     if bad_steps >= steps:
         return "failed", "every step had a non-finite gradient; the image never changed"
     if bad_steps:
         return "nonfinite", f"{bad_steps} of {steps} steps had a non-finite objective or gradient (skipped)"
+    if spread == 0:  # not one step moved it: a weak but live unit still moves a little
+        return "dead", (f"the objective stayed at {start:.4g} for all {steps} steps: the unit does not respond "
+                        "to the image (e.g. a ReLU channel that is 0 everywhere, so its gradient is 0)")
     return "ok", ""
 
 
-def _prepare_units(units, model, prepared, channels, stage_plan):
-    """Parse, probe every needed layer at every size used, expand whole layers, check every term."""
+def _prepare_units(units, model, prepared, channels, stage_plan, layout):
+    """Parse, probe every needed layer at every size used (learning its layout, see layout.py; ``layout``:
+    the Settings' overrides), expand whole layers, check every term."""
     units = parse_units(units, model)
     names = list(dict.fromkeys(layer for u in units for layer in u.layers))
     try:
         probe_shapes(prepared, names, channels, stage_plan[-1][0])
     except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
         prepared.enable_training_heads()
-    except ValueError:  # the forward failed: in channels_last that 'auto' chose? Retry contiguous
-        if not prepared.use_contiguous():
-            raise
-    shapes = {hw: probe_shapes(prepared, names, channels, hw) for hw in dict.fromkeys(hw for hw, _ in stage_plan)}
+    shapes = probe_activations(prepared, names, channels, [hw for hw, _ in stage_plan], layout)
     units = _expand_whole_layers(units, shapes[stage_plan[-1][0]])
     for per_layer in shapes.values():
         for unit in units:
             for term in unit.terms:
                 check_term(term, unit, per_layer[term.layer])
     return units, shapes
+
+
+def _choose_execution(prepared, settings, units, shapes, stage_plan, channels, seed):
+    """The execution (and batch size) the render runs with: 'auto' settings are decided by a
+    trial on the first batch (autotune.py), whose images are then discarded."""
+    hw = stage_plan[-1][0]
+    first = min(len(units), settings.batch_size if settings.batch_size != "auto" else 16)
+
+    def plan_for(count):
+        return ObjectivePlan(units[:count], shapes[hw], prepared.device)
+
+    def images_for(count):
+        draws = Draws.for_units(units[:count], seed, 1, settings.jitter)
+        return initial_images(settings, draws, channels, hw).to(prepared.device)
+    return autotune.choose(prepared, settings, units, first, plan_for, images_for)
+
+
+def _resolve(model, settings, device, seed, batch_size, overrides):
+    """(model, validated settings, torch.device, input channels, octave stages) of a call."""
+    settings = (settings or Settings()).replace(**overrides)
+    if batch_size is not None:
+        settings = settings.replace(batch_size=batch_size)
+    settings.validate()
+    if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
+        raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
+    if isinstance(model, str):
+        model, _ = load_model(model, device=device, seed=seed)
+    channels = settings.channels or input_channels(model)
+    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
+    return model, settings, torch.device(device), channels, stage_plan
+
+
+def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch_size=None, **overrides):
+    """The execution (precision, memory format, compile; and batch size for batch_size='auto')
+    that ``render`` would run these units with, decided the same way; an ``autotune.Decision``.
+
+    For callers that make the choice once and pass it explicitly to many renders (an atlas does,
+    recording it in run.json). Its ``record()`` is JSON; ``explain()`` prints the trial.
+
+    >>> decision = choose_execution(model, "inception4a:0-15", size=128)
+    >>> res = render(model, units, settings.replace(**decision.settings()))
+    """
+    model, settings, device, channels, stage_plan = _resolve(model, settings, device, seed, batch_size, overrides)
+    with PreparedModel(model, settings, device) as prepared:
+        prepared.check_channels(channels)
+        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan, settings.layout)
+        return _choose_execution(prepared, settings, units, shapes, stage_plan, channels, seed)
 
 
 def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
@@ -310,22 +362,14 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     4
     """
     started = time.perf_counter()
-    settings = (settings or Settings()).replace(**overrides)
-    if batch_size is not None:
-        settings = settings.replace(batch_size=batch_size)
-    settings.validate()
-    if settings.param == "fourier" and (settings.octaves > 1 or settings.canvas is not None):
-        raise ValueError("param='fourier' works at one size: use octaves=1 and canvas=None")
-    if isinstance(model, str):
-        model, _ = load_model(model, device=device)
-    device = torch.device(device)
+    model, settings, device, channels, stage_plan = _resolve(model, settings, device, seed, batch_size, overrides)
     backend = resolve_backend(backend, device)
-    channels = settings.channels or input_channels(model)
-    stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
     with PreparedModel(model, settings, device) as prepared:
         prepared.check_channels(channels)
-        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan)
-        prepared.compile_around({layer for u in units for layer in u.layers})
+        units, shapes = _prepare_units(units, model, prepared, channels, stage_plan, settings.layout)
+        decision = _choose_execution(prepared, settings, units, shapes, stage_plan, channels, seed)
+        if decision.batch_size is not None:
+            settings = settings.replace(batch_size=decision.batch_size)
         run = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
         setup = time.perf_counter() - started
         try:
@@ -337,7 +381,8 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
     images, objective, trajectory, seeds, status, reasons = outputs
     timings = {"total": time.perf_counter() - started, "setup": setup, **run.clock}
     info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": backend,
-            "device": str(device), "compile": settings.compile, "channels": channels}
+            "device": str(device), "compile": prepared.execution.compile, "channels": channels,
+            "batch_size": settings.batch_size, "execution": decision.record()}
     return RenderResult(images, units, objective, trajectory, seeds, status, reasons, timings, settings, info)
 
 
@@ -346,7 +391,7 @@ def _render_all(run, units, progress, callback):
     final_hw = (s.canvas, s.canvas) if s.canvas is not None else run.stages[-1][0]
     images = torch.zeros(len(units), run.channels, *final_hw)
     objective = torch.full((len(units),), math.nan)
-    trajectory = torch.full((len(units), s.steps), math.nan)
+    trajectory = torch.full((len(units), min(s.steps, MAX_POINTS)), math.nan)
     seeds, status, reasons = [None] * len(units), ["failed"] * len(units), [""] * len(units)
     bar = None
     if progress:
@@ -361,7 +406,7 @@ def _render_all(run, units, progress, callback):
                 bar.set_postfix_str(f"batch {start // s.batch_size + 1}/{batches}", refresh=False)
             try:
                 after_step = _step_hook(bar, callback, batch, rows, s.steps)
-                imgs, obj, traj, bad, batch_seeds = _render_batch(run, batch, after_step)
+                imgs, obj, traj, spread, bad, batch_seeds = _render_batch(run, batch, after_step)
             except RuntimeError as error:  # e.g. out of memory: this batch fails, the others go on
                 seeds[rows] = [unit_seed(run.seed, u) for u in batch]
                 first_line = (str(error).splitlines() or [""])[0][:300]
@@ -369,7 +414,8 @@ def _render_all(run, units, progress, callback):
             else:
                 images[rows], objective[rows], trajectory[rows], seeds[rows] = imgs, obj, traj, batch_seeds
                 for i in range(len(batch)):
-                    status[start + i], reasons[start + i] = _status(obj[i].item(), imgs[i], int(bad[i]), s.steps)
+                    status[start + i], reasons[start + i] = _status(obj[i].item(), imgs[i], int(bad[i]), s.steps,
+                                                                    traj[i, 0].item(), spread[i].item())
             if bar is not None:  # a failed batch skips its remaining steps
                 bar.update(rows.stop * s.steps - bar.n)
     finally:

@@ -19,8 +19,11 @@ def images_to_uint8(images: torch.Tensor):
 @dataclass
 class RenderResult:
     """images: float32 [N, C, H, W] in [0, 1] on the CPU, in the order of ``units``.
-    objective: float32 [N] final objective value of each unit; trajectory: float32 [N, steps].
-    seeds: per-unit seeds (see draws.unit_seed). status: 'ok' | 'nonfinite' (some steps had
+    objective: float32 [N] final objective value of each unit; trajectory: float32 [N, P], the
+    objective after each step for runs of up to 2048 steps, else after 2048 steps spread evenly
+    from the first to the last (``engine.trajectory.recorded_steps(steps)`` names them).
+    seeds: per-unit seeds (see draws.unit_seed). status: 'ok' | 'dead' (the objective did not
+    change at any step: the unit does not respond to the image) | 'nonfinite' (some steps had
     non-finite gradients and were skipped) | 'failed'; reasons: '' or why.
     timings: seconds: total, setup, forward_backward, step (CPU wall clock; on CUDA the phases
     are measured without synchronizing, so only 'total' is exact). settings: the Settings used;

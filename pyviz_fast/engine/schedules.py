@@ -6,22 +6,37 @@
 [((89, 89), 30), ((107, 107), 30), ((128, 128), 30)]
 """
 import math
+from collections.abc import Sequence
 
 
 def decay(start, end, steps, kind="linear"):
     """``steps`` values going from ``start`` to ``end`` (inclusive): linear, geometric or cosine."""
-    if steps == 1:
-        return [float(start)]
-    out = []
-    for t in range(steps):
-        f = t / (steps - 1)
-        if kind == "geometric" and start > 0 and end > 0:
-            out.append(start * (end / start) ** f)
-        elif kind == "cosine":
-            out.append(end + (start - end) * 0.5 * (1 + math.cos(math.pi * f)))
-        else:
-            out.append(start + (end - start) * f)
-    return out
+    return Schedule(start, end, steps, kind)
+
+
+class Schedule(Sequence):
+    """The values of ``decay``, computed on demand (O(1) each): 10**10 steps take no memory."""
+
+    def __init__(self, start, end, steps, kind="linear"):
+        self.start, self.end, self.steps, self.kind = float(start), float(end), steps, kind
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            return [self[i] for i in range(*t.indices(self.steps))]
+        if not 0 <= t < self.steps:
+            raise IndexError(f"step {t} is outside 0..{self.steps - 1}")
+        start, end = self.start, self.end
+        if self.steps == 1:
+            return start
+        f = t / (self.steps - 1)
+        if self.kind == "geometric" and start > 0 and end > 0:
+            return start * (end / start) ** f
+        if self.kind == "cosine":
+            return end + (start - end) * 0.5 * (1 + math.cos(math.pi * f))
+        return start + (end - start) * f
 
 
 def stages(hw, steps, octaves, scale):

@@ -7,6 +7,10 @@ a gray init with a little uniform noise. On the shipped ShapesNet (64 px) these 
 images the model scores at p > 0.99 whose stripes carry 10-30x more spectral energy at the class
 orientation than across it; blur 1.0 -> 0.3 left visible pixel noise.
 
+Every field is checked when a Settings is made (and again by ``replace``): a bad value raises
+ValueError naming the field, the value and what is valid, e.g.
+``steps must be an integer >= 1, got 'many'``; the CLI shows the same messages.
+
 >>> s = Settings(size=128, steps=64)
 >>> s.replace(lr=0.1).lr
 0.1
@@ -14,7 +18,13 @@ orientation than across it; blur 1.0 -> 0.3 left visible pixel noise.
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+
+from pyviz_fast.engine.layout import parse_overrides
+from pyviz_fast.ops.reference import NORM_MODES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
@@ -30,7 +40,8 @@ class Settings:
 
     Image and run
       size: output size, int (square) or (H, W). steps: optimization steps in total (split
-      evenly over the octaves). batch_size: units per forward/backward pass.
+      evenly over the octaves). batch_size: units per forward/backward pass, or 'auto' (the
+      batch with the best measured throughput that fits a memory budget; see autotune.py).
     Optimizer
       optimizer: 'ascent' (normalized gradient ascent through the fused step) or 'adam'
       (torch.optim.Adam fed the same processed gradient). lr: step size; with 'ascent' and
@@ -42,7 +53,7 @@ class Settings:
       (Øygard); 0 disables. schedule: 'linear', 'geometric' or 'cosine' decay of blur and lr.
       laplacian_levels: Laplacian-pyramid normalization of the gradient (TF DeepDream tutorial);
       0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'; eps. clip: clamp the
-      normalized gradient to [-clip, clip] (inf disables).
+      normalized gradient to [-clip, clip] (> 0; inf disables).
     Image
       decay: pull toward ``center`` by this fraction per step. lo / hi: pixel clamp.
       image_blur_every / image_blur_sigma: blur the image itself every k steps (Yosinski); 0 = off.
@@ -52,7 +63,8 @@ class Settings:
       ``size`` crops of a larger canvas of this size (Øygard); the result is the canvas.
     Init
       init: 'uniform' (gray + uniform noise of +-init_noise), 'pink' (1/f noise, energy at
-      all scales) or 'image' (init_image: a path, PIL image or tensor [C, H, W] in [0, 1]).
+      all scales) or 'image' (init_image: a path, PIL image, float tensor [C, H, W] in [0, 1] or
+      uint8 tensor in 0-255, which is divided by 255 as torchvision's to_tensor does).
     Parameterization (Lucid's look)
       param: 'pixel' or 'fourier' (scaled spectrum + decorrelated color + sigmoid; uses autograd
       and the optimizer, not the fused step). decorrelate: color decorrelation for 3 channels.
@@ -60,16 +72,21 @@ class Settings:
       each step, applied differentiably (off by default for 'pixel').
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
-      'auto', 'contiguous' or 'channels_last'; compile: torch.compile the model.
-      'auto' picks bf16 + channels_last where it is fast (CUDA with bf16, CPUs with AMX-BF16;
-      measured ~3x on googlenet here) and fp32 otherwise.
+      'auto', 'contiguous' or 'channels_last'; compile: True, False or 'auto' (torch.compile
+      of the model between the hooked layers). 'auto' is decided by measurement: the first
+      batch tries each allowed execution and keeps the fastest whose objectives stay within 5%
+      of fp32's (engine/autotune.py; the choice is in ``RenderResult.info['execution']``).
+      Set all three explicitly for results that are bit-identical across machines.
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).
+    Activation layouts
+      layout: {layer: 'nchw' | 'nhwc' | 'tokens' | 'vector'} for layers whose layout the probe
+      gets wrong (see ``pyviz_fast.engine.layout``; also accepted as text 'layer=nhwc,other=nchw').
     """
     size: Union[int, Tuple[int, int]] = 128
     steps: int = 128
-    batch_size: int = 32
+    batch_size: Union[int, str] = 32
     optimizer: str = "ascent"
     lr: float = 0.05
     lr_end: Optional[float] = None
@@ -99,10 +116,15 @@ class Settings:
     rotate: float = 0.0
     precision: str = "auto"
     memory_format: str = "auto"
-    compile: bool = False
+    compile: Union[bool, str] = False
     channels: Optional[int] = None
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
+    layout: Optional[Dict[str, str]] = None
+
+    def __post_init__(self):
+        self.layout = parse_overrides(self.layout)
+        self.validate()
 
     def replace(self, **changes):
         """A copy with some fields changed; unknown names raise TypeError naming the valid ones."""
@@ -118,38 +140,74 @@ class Settings:
         return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
 
     def validate(self):
-        """Raise ValueError / TypeError naming the first bad field; returns self."""
+        """Raise ValueError naming the first bad field, its value and what is valid; returns self."""
         _choice("precision", self.precision, PRECISIONS)
         _choice("memory_format", self.memory_format, MEMORY_FORMATS)
         _choice("init", self.init, INITS)
         _choice("param", self.param, PARAMETERIZATIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("norm", self.norm, NORM_MODES)
         size = self.size if isinstance(self.size, (tuple, list)) else (self.size, self.size)
-        if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
-            raise ValueError(f"size must be a positive int or (H, W), got {self.size!r}")
-        for name in ("steps", "batch_size", "octaves"):
+        if len(size) != 2 or not all(_is_int(s) and s >= 1 for s in size):
+            raise ValueError(f"size must be a positive int or (H, W) of positive ints, got {self.size!r}")
+        for name in ("steps", "octaves"):
             _integer(name, getattr(self, name), low=1)
+        if self.batch_size != "auto":
+            _integer("batch_size", self.batch_size, low=1)
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {self.compile!r}")
         for name in ("jitter", "laplacian_levels", "image_blur_every"):
             _integer(name, getattr(self, name), low=0)
-        for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps", "clip"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0 <= self.decay <= 1:
-            raise ValueError(f"decay must be in [0, 1], got {self.decay!r}")
+        for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps"):
+            _number(name, getattr(self, name), low=0.0)
+        for name in ("center", "lo", "hi", "rotate"):
+            _number(name, getattr(self, name))
+        _number("lr", self.lr, nonzero=True)
+        if self.lr_end is not None:
+            _number("lr_end", self.lr_end)
+        _number("clip", self.clip, low=0.0, allow_inf=True, nonzero=True)
+        _number("decay", self.decay, low=0.0, high=1.0)
         if not self.lo < self.hi:
             raise ValueError(f"lo must be below hi, got lo={self.lo!r}, hi={self.hi!r}")
-        if not self.octave_scale >= 1:
-            raise ValueError(f"octave_scale must be >= 1, got {self.octave_scale!r}")
-        if self.canvas is not None and (self.canvas < min(size) or self.octaves > 1):
-            raise ValueError(f"canvas must be >= size {self.size!r} and used with octaves=1, got canvas={self.canvas!r}")
+        _number("octave_scale", self.octave_scale, low=1.0)
+        if self.canvas is not None:
+            _integer("canvas", self.canvas, low=1)
+            if self.canvas < min(size) or self.octaves > 1:
+                raise ValueError(f"canvas must be >= size {self.size!r} and used with octaves=1, "
+                                 f"got canvas={self.canvas!r}")
+        if not isinstance(self.decorrelate, bool):
+            raise ValueError(f"decorrelate must be True or False, got {self.decorrelate!r}")
+        _init_image(self.init_image)
         if self.init == "image" and self.init_image is None:
             raise ValueError("init='image' needs init_image (a path, PIL image or tensor [C, H, W])")
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range!r}")
+        if not isinstance(self.scale_range, (tuple, list)) or len(self.scale_range) != 2 or not all(
+                _is_finite(v) for v in self.scale_range) or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must be (low, high) finite numbers with 0 < low <= high, "
+                             f"got {self.scale_range!r}")
+        if self.channels is not None:
+            _integer("channels", self.channels, low=1)
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must be given together")
+        if self.mean is not None:
+            for name, low in (("mean", -math.inf), ("std", 0.0)):
+                values = getattr(self, name)
+                if not isinstance(values, (tuple, list)) or not values or not all(
+                        _is_finite(v) and v > low for v in values):
+                    what = "finite numbers" if name == "mean" else "finite numbers > 0"
+                    raise ValueError(f"{name} must be a tuple of {what}, one per input channel, got {values!r}")
+            if len(self.mean) != len(self.std):
+                raise ValueError(f"mean and std must have one value per channel each, got {len(self.mean)} "
+                                 f"and {len(self.std)} values")
         return self
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _choice(name, value, valid):
@@ -158,5 +216,35 @@ def _choice(name, value, valid):
 
 
 def _integer(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not _is_int(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _number(name, value, *, low=-math.inf, high=math.inf, allow_inf=False, nonzero=False):
+    """A real number in [low, high], finite unless ``allow_inf``, and not 0 when ``nonzero``."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and (math.isfinite(value) or (allow_inf and value == math.inf)) and low <= value <= high \
+            and not (nonzero and value == 0):
+        return
+    text = ("a " if allow_inf else "a finite ") + ("non-zero " if nonzero and low == -math.inf else "") + "number"
+    if low > -math.inf and high < math.inf:
+        text += f" in [{low:g}, {high:g}]"
+    elif low > -math.inf:
+        text += f" {'>' if nonzero and low == 0 else '>='} {low:g}"
+    text += " (inf allowed)" if allow_inf else ""
+    hint = {"clip": " (clip=0 would zero every step; inf disables clipping)",
+            "lr": " (lr=0 would leave the image unchanged)"}.get(name, "") if value == 0 else ""
+    raise ValueError(f"{name} must be {text}, got {value!r}{hint}")
+
+
+def _init_image(image):
+    """None, a path, a PIL image, or a float / uint8 tensor (the pixels are checked when loaded)."""
+    if image is None or isinstance(image, (str, Path)):
+        return
+    if isinstance(image, torch.Tensor):
+        if not (image.dtype.is_floating_point or image.dtype == torch.uint8):
+            raise ValueError(f"init_image must be a float tensor in [0, 1] or a uint8 tensor in 0-255, "
+                             f"got dtype {image.dtype}")
+        return
+    if not hasattr(image, "convert"):  # PIL images convert between modes
+        raise ValueError(f"init_image must be a path, a PIL image or a tensor [C, H, W], got {type(image).__name__}")

@@ -25,6 +25,7 @@ The pseudo layer ``output`` is the model's return value (the pre-softmax logits 
 '0.5*conv3:1+0.5*conv3:2@neuron(3,4)'
 """
 import difflib
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
@@ -49,6 +50,13 @@ class Term:
     position: Optional[Tuple[int, ...]] = None  # neuron position; None = center
     vector: Optional[Tuple[float, ...]] = None  # direction in channel space
     weight: float = 1.0
+
+    def __post_init__(self):
+        weight = self.weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight == 0:
+            layer = self.layer if self.index is None else f"{self.layer}:{self.index}"
+            raise ValueError(f"the weight of term {layer!r} must be a finite non-zero number, got {weight!r}"
+                             + (" (a weight of 0 would make the term a no-op)" if weight == 0 else ""))
 
     def __str__(self):
         text = self.layer if self.index is None else f"{self.layer}:{self.index}"
@@ -229,13 +237,18 @@ def parse_units(spec, model=None):
 
 def check_layer_names(units, model):
     """Raise ``ValueError`` naming the closest layer names for a layer the model does not have."""
-    names = [n for n, _ in model.named_modules() if n]
-    known = set(names) | {OUTPUT}
     for unit in units:
         for layer in unit.layers:
-            if layer not in known:
-                close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
-                hint = (f"; closest: {', '.join(close)}" if close else
-                        f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
-                raise ValueError(f"unknown layer {layer!r} in unit {str(unit)!r}{hint}. "
-                                 "List layers with pyviz_fast.layers(model, input_size)")
+            check_layer_name(layer, model, f"in unit {str(unit)!r}")
+
+
+def check_layer_name(layer, model, where):
+    """Raise ``ValueError`` for a layer name ``model`` does not have (``where``: what named it)."""
+    names = [n for n, _ in model.named_modules() if n]
+    if layer in names or layer == OUTPUT:
+        return
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
+    hint = (f"; closest: {', '.join(close)}" if close else
+            f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
+    raise ValueError(f"unknown layer {layer!r} {where}{hint}. "
+                     "List layers with pyviz_fast.layers(model, input_size)")

@@ -25,7 +25,7 @@ if _ext.has_ops():
 class StepResult(NamedTuple):
     image: torch.Tensor  # the updated image, [B, C, H, W], dtype of x
     next_input: torch.Tensor  # the updated image jittered by next_shifts: the next forward's input
-    nonfinite: torch.Tensor  # bool [B]: the item's gradient was not finite; its image is unchanged
+    nonfinite: torch.Tensor  # bool [B]: the item's pixels or gradient were not finite (see fused_ascent_step)
 
 
 def _kernel(name, backend, device):
@@ -79,7 +79,11 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs
     clip it, then ``x + lr*g``, decay toward ``center`` by ``decay``, clamp to [lo, hi]; finally
     roll the new image by ``next_shifts`` to give the next forward pass its input.
 
-    An image whose blurred gradient or scale is not finite keeps its pixels and is flagged.
+    Flags (``nonfinite``): an image whose blurred gradient or scale is not finite keeps its pixels
+    and is flagged; an image that comes in with non-finite pixels (NaN, inf) is flagged too (the
+    step runs as usual: NaN stays NaN, inf is clamped), so a broken input is never silent. The
+    pixel check sums each image in float32, so finite pixels whose sum overflows float32
+    (|pixels| near 1e38 / pixel count) count as non-finite as well.
 
     Returns StepResult(image, next_input, nonfinite).
     """
@@ -94,7 +98,9 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs
     )
     if args[-2] > args[-1]:
         raise ValueError(f"lo must not exceed hi, got lo={lo!r}, hi={hi!r}")
-    return StepResult(*_kernel("fused_ascent_step", backend, x.device)(*args))
+    image, next_input, nonfinite = _kernel("fused_ascent_step", backend, x.device)(*args)
+    bad_pixels = ~torch.isfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))  # one read of x, no sync
+    return StepResult(image, next_input, nonfinite | bad_pixels)
 
 
 def release_cached_memory() -> int:

@@ -79,10 +79,17 @@ def norm_mode(mode):
 
 
 def number(value, name, *, low=-math.inf, high=math.inf, allow_inf=False):
+    """A real number in [low, high] (finite unless ``allow_inf``); messages like the kernels':
+    'lr must be finite, got inf', 'eps must be finite and >= 0, got -1.0', 'decay must be in [0, 1], got 1.5'."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if math.isnan(value) or (math.isinf(value) and not allow_inf) or not low <= value <= high:
-        bounds = f"in [{low}, {high}]" + (" (inf allowed)" if allow_inf else "")
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+        if low > -math.inf and high < math.inf:
+            valid = f"in [{low:g}, {high:g}]"
+        elif low > -math.inf:
+            valid = (f">= {low:g} (inf allowed)" if allow_inf else f"finite and >= {low:g}")
+        else:
+            valid = "finite"
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
     return value

@@ -1,0 +1,140 @@
+"""Activation layouts: where a layer's channels are, learned once from the probe.
+
+A layer's output (batch dim first) is read in one of four layouts:
+
+- ``nchw``   [B, C, H, W]  channel-first conv maps (PyTorch's convention);
+- ``nhwc``   [B, H, W, C]  channel-last maps (torchvision Swin stages, the Linear / LayerNorm
+                           inside ConvNeXt blocks, timm models that permute to channels-last);
+- ``tokens`` [B, N, D]     a channel is a feature dimension D, a position is a token;
+- ``vector`` [B, K]        a channel is a logit / feature.
+
+The rule (``learn_layouts``): a 2-D output is ``vector`` and a 3-D one ``tokens``. For a 4-D
+output the channel axis is the one whose size does not depend on the input size: the layer is
+probed again at twice the input size, and if exactly one of the first and last axes kept its
+size, that axis holds the channels. When the second probe cannot tell (the model rejects the
+other size, or both or neither axis kept its size, e.g. a global pool [C, 1, 1]), the spatial
+axes are the pair whose sizes are the input's H x W divided by one common stride (each within
+a pixel); if that does not tell either, ``nchw``. A layer the rule gets wrong is fixed with
+``Settings(layout={"layer": "nhwc"})`` (also ``layers(..., layout=...)``), which always wins.
+
+>>> act = Activation((56, 56, 96), "nhwc")
+>>> act.channels, act.positions
+(96, (56, 56))
+"""
+import math
+from dataclasses import dataclass
+
+LAYOUTS = ("nchw", "nhwc", "tokens", "vector")
+_RANK = {"nchw": 3, "nhwc": 3, "tokens": 2, "vector": 1}  # dims without the batch
+_BY_RANK = {1: ("vector",), 2: ("tokens",), 3: ("nchw", "nhwc")}
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A layer's activation: its shape without the batch dim and its layout."""
+    shape: tuple
+    layout: str
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0] if self.layout == "nchw" else self.shape[-1]
+
+    @property
+    def positions(self) -> tuple:
+        """The grid a channel spans: (H, W) for maps, (N,) for tokens, () for vectors."""
+        return tuple(self.shape[1:]) if self.layout == "nchw" else tuple(self.shape[:-1])
+
+    def channels_first(self, act):
+        """A view [B, C, *positions] of an activation in this layout (no copy)."""
+        return act if self.layout in ("nchw", "vector") else act.movedim(-1, 1)
+
+    def describe(self) -> str:
+        return f"[B, {', '.join(map(str, self.shape))}] ({self.layout})"
+
+
+def parse_overrides(value):
+    """{layer: layout} from a dict, or from text 'layer=nhwc,other=tokens' (the CLI's form); None stays None.
+
+    Raises ValueError naming the bad entry and the valid layouts."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        pairs = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            layer, sep, name = item.partition("=")
+            if not sep or not layer.strip():
+                raise ValueError(f"layout must be LAYER=LAYOUT entries separated by commas, got {item!r}")
+            pairs[layer.strip()] = name.strip()
+        value = pairs
+    if not isinstance(value, dict):
+        raise ValueError(f"layout must be a dict {{layer: layout}}, got {type(value).__name__}: {value!r}")
+    for layer, name in value.items():
+        if not isinstance(layer, str) or name not in LAYOUTS:
+            raise ValueError(f"layout of layer {layer!r} must be one of {', '.join(LAYOUTS)}; got {name!r}")
+    return dict(value)
+
+
+def check_override(layer, shape, layout):
+    """Raise ValueError when ``layout`` cannot describe an output of ``shape`` (no batch)."""
+    if _RANK[layout] != len(shape):
+        valid = ", ".join(_BY_RANK.get(len(shape), ()))
+        raise ValueError(f"layout {layout!r} given for layer {layer!r} does not fit its output "
+                         f"[B, {', '.join(map(str, shape))}]" + (f"; valid: {valid}" if valid else ""))
+
+
+def check_rank(layer, shape):
+    if len(shape) not in _BY_RANK:
+        raise ValueError(f"layer {layer!r}: activation of shape [B, {', '.join(map(str, shape))}] is not "
+                         "supported: expected [B, C, H, W], [B, H, W, C], [B, N, D] or [B, K]")
+
+
+def _is_spatial(h, w, hw):
+    """Whether (h, w) is the input's (H, W) divided by one stride s, each within a pixel:
+    s lies in [H / (h + 1), H / (h - 1)] and in the same interval for W."""
+    def strides(n, size):
+        return size / (n + 1), (size / (n - 1) if n > 1 else math.inf)
+    (a, b), (c, d) = strides(h, hw[0]), strides(w, hw[1])
+    return max(a, c) <= min(b, d)
+
+
+def _by_spatial_axes(shape, hw):
+    first, last = _is_spatial(shape[1], shape[2], hw), _is_spatial(shape[0], shape[1], hw)
+    return ("nchw" if first else "nhwc") if first != last else None
+
+
+def _by_fixed_axis(shape, other):
+    if other is None or len(other) != 3:
+        return None
+    first, last = shape[0] == other[0], shape[2] == other[2]
+    return ("nchw" if first else "nhwc") if first != last else None
+
+
+def learn_layouts(shapes, hw, reprobe, overrides=None):
+    """{layer: Activation} for ``shapes`` ({layer: shape without batch}) probed at input size ``hw``.
+
+    reprobe(layers, hw) -> {layer: shape} probes the model at another size (called at most
+    once, for the 4-D layers without an override; a ValueError or RuntimeError from it is taken
+    as "the model only runs at its own size"). overrides: {layer: layout}, always used.
+    """
+    overrides = overrides or {}
+    for layer, shape in shapes.items():
+        check_rank(layer, shape)
+        if layer in overrides:
+            check_override(layer, shape, overrides[layer])
+    maps = [layer for layer, shape in shapes.items() if len(shape) == 3 and layer not in overrides]
+    other = {}
+    if maps:
+        try:
+            other = reprobe(maps, (2 * hw[0], 2 * hw[1]))
+        except (ValueError, RuntimeError):
+            other = {}
+    learned = {}
+    for layer, shape in shapes.items():
+        if layer in overrides:
+            layout = overrides[layer]
+        elif len(shape) < 3:
+            layout = _BY_RANK[len(shape)][0]
+        else:
+            layout = _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw) or "nchw"
+        learned[layer] = Activation(tuple(shape), layout)
+    return learned

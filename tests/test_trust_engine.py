@@ -1,0 +1,299 @@
+"""Issue 10, engine half: a model a user brings is read the way it is built (layouts), the same
+command makes the same model (seeded construction, fingerprints), every setting is checked where
+it is made, memory does not grow with the step count, and no-ops or dead units are not 'ok'."""
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import pyviz_fast as pvf
+from pyviz_fast.engine.layout import Activation, learn_layouts
+from pyviz_fast.engine.models import IMAGENET_MEAN, IMAGENET_STD
+
+EXACT = dict(precision="fp32", memory_format="contiguous", backend="reference")
+
+
+# 1. Activation layouts --------------------------------------------------------------------------
+
+def _layer_output(model, layer, images):
+    """The activation of ``layer`` for images in [0, 1] (ImageNet normalization, as render feeds it)."""
+    seen = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, out: seen.setdefault("a", out))
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    try:
+        with torch.no_grad():
+            model((images - mean) / std)
+    finally:
+        handle.remove()
+    return seen["a"]
+
+
+@pytest.mark.parametrize("name, layer, channels, k", [
+    ("swin_t", "features.1", 96, 3),                     # a Swin stage: [B, H, W, C]
+    ("convnext_tiny", "features.1.0.block.3", 384, 383),  # the Linear inside a ConvNeXt block: [B, H, W, 4C]
+])
+def test_channel_k_of_a_channel_last_layer_is_channel_k(name, layer, channels, k):
+    model = torchvision.models.get_model(name, weights=None).eval()
+    info = {i.name: i for i in pvf.layers(model, input_size=(3, 32, 32))}[layer]
+    assert (info.layout, info.channels) == ("nhwc", channels)
+    res = pvf.render(model, [f"{layer}:{k}", f"{layer}:0"], size=32, steps=2, **EXACT)
+    act = _layer_output(model, layer, res.images)
+    assert act.shape[-1] == channels
+    expected = torch.stack([act[0, ..., k].mean(), act[1, ..., 0].mean()])
+    torch.testing.assert_close(res.objective, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_convnext_stage_outputs_stay_channel_first():
+    model = torchvision.models.get_model("convnext_tiny", weights=None).eval()
+    infos = {i.name: i for i in pvf.layers(model, input_size=(3, 32, 32))}
+    assert [(infos[n].layout, infos[n].channels) for n in ("features.1", "features.1.0.block.6")] == \
+           [("nchw", 96), ("nchw", 96)]
+
+
+def test_an_ambiguous_map_is_decided_by_the_axis_that_keeps_its_size():
+    # [96, 96, 96] at 384 px (Swin's first stage): the shape alone cannot tell
+    probed = {"nhwc_map": (96, 96, 96), "nchw_map": (96, 96, 96)}
+    again = {"nhwc_map": (192, 192, 96), "nchw_map": (96, 192, 192)}
+    calls = []
+
+    def reprobe(names, hw):
+        calls.append((sorted(names), hw))
+        return {n: again[n] for n in names}
+
+    learned = learn_layouts(probed, (384, 384), reprobe)
+    assert {n: a.layout for n, a in learned.items()} == {"nhwc_map": "nhwc", "nchw_map": "nchw"}
+    assert calls == [(["nchw_map", "nhwc_map"], (768, 768))]
+
+
+def test_a_model_of_one_size_falls_back_to_the_spatial_axes():
+    def refuses(names, hw):
+        raise ValueError("this model only runs at 64 x 48")
+
+    shapes = {"a": (16, 12, 40), "b": (40, 16, 12), "pooled": (40, 1, 1), "flat": (40,), "tok": (12, 40)}
+    learned = learn_layouts(shapes, (64, 48), refuses)
+    assert {n: a.layout for n, a in learned.items()} == \
+           {"a": "nhwc", "b": "nchw", "pooled": "nchw", "flat": "vector", "tok": "tokens"}
+    assert learned["a"].channels == 40 and learned["a"].positions == (16, 12)
+
+
+class _ChannelsLastNet(nn.Module):
+    """Outputs [B, H, W, C] with C == H == W at 8 px: only an override can tell (it refuses 16 px)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+        self.last = nn.Identity()
+
+    def forward(self, x):
+        if x.shape[-1] != 8:
+            raise RuntimeError("8 px only")
+        return self.last(self.conv(x).permute(0, 2, 3, 1) * torch.arange(1.0, 9.0))
+
+
+def test_the_layout_override_wins_and_is_checked():
+    model = _ChannelsLastNet()
+    assert {i.name: i.layout for i in pvf.layers(model, input_size=(3, 8, 8))}["last"] == "nchw"  # undecidable
+    fixed = {i.name: i.layout for i in pvf.layers(model, input_size=(3, 8, 8), layout={"last": "nhwc"})}
+    assert fixed["last"] == "nhwc"
+    res = pvf.render(model, "last:7", size=8, steps=1, layout={"last": "nhwc"}, **EXACT)
+    act = model(res.images).detach()
+    torch.testing.assert_close(res.objective[0], act[0, ..., 7].mean())
+    assert pvf.Settings(layout="last=nhwc, conv=nchw").layout == {"last": "nhwc", "conv": "nchw"}
+    with pytest.raises(ValueError, match=r"layout of layer 'last' must be one of nchw, nhwc, tokens, vector; got 'hwc'"):
+        pvf.Settings(layout={"last": "hwc"})
+    with pytest.raises(ValueError, match=r"layout 'tokens' given for layer 'last' does not fit its output "
+                                         r"\[B, 8, 8, 8\]; valid: nchw, nhwc"):
+        pvf.render(model, "last:7", size=8, steps=1, layout={"last": "tokens"}, **EXACT)
+    with pytest.raises(ValueError, match=r"unknown layer 'lats' given a layout; closest: last"):
+        pvf.render(model, "last:7", size=8, steps=1, layout={"lats": "nhwc"}, **EXACT)
+
+
+def test_activation_views_channels_first():
+    x = torch.randn(2, 5, 7, 4)
+    act = Activation((5, 7, 4), "nhwc")
+    assert act.channels_first(x).shape == (2, 4, 5, 7) and act.channels == 4
+    assert Activation((9, 3), "tokens").positions == (9,) and Activation((10,), "vector").positions == ()
+
+
+# 2. Random-init weights seeded; fingerprints recorded and checked on resume ---------------------
+
+def test_random_init_is_seeded_by_the_run_seed_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, info = pvf.load_model("torchvision:resnet18", seed=0)
+    b, _ = pvf.load_model("torchvision:resnet18", seed=0)
+    c, _ = pvf.load_model("torchvision:resnet18", seed=1)
+    assert torch.equal(torch.rand(3), expected_next)  # construction did not consume the caller's stream
+    assert info["seed"] == 0
+    assert pvf.model_fingerprint(a) == pvf.model_fingerprint(b) != pvf.model_fingerprint(c)
+    assert torch.equal(a.conv1.weight, b.conv1.weight)
+    first = pvf.render("torchvision:resnet18", "layer1:0", size=32, steps=2, seed=5, **EXACT)
+    again = pvf.render("torchvision:resnet18", "layer1:0", size=32, steps=2, seed=5, **EXACT)
+    assert torch.equal(first.images, again.images)
+
+
+def test_the_fingerprint_sees_every_parameter_and_buffer_but_not_the_memory_format():
+    model, _ = pvf.load_model("torchvision:resnet18")
+    before = pvf.model_fingerprint(model)
+    assert pvf.model_fingerprint(model.to(memory_format=torch.channels_last)) == before
+    model.bn1.running_mean[0] += 1e-3  # a buffer
+    assert pvf.model_fingerprint(model) != before
+
+
+def test_a_resumed_run_refuses_a_model_of_other_weights(tmp_path):
+    from pyviz_fast.audit import ModelMismatchError, RunDir
+    import json
+
+    run = RunDir(tmp_path / "run")
+    run.prepare("torchvision:resnet18", 0, {"steps": 4}, fingerprint="aaaa")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model_fingerprint"] == "aaaa"
+    run.check("torchvision:resnet18", 0, {"steps": 4}, "aaaa")  # the same model resumes
+    with pytest.raises(ModelMismatchError, match=r"fingerprint aaaa, but the model loaded now has fingerprint "
+                                                 r"bbbb.*would mix two models"):
+        run.prepare("torchvision:resnet18", 0, {"steps": 4}, fingerprint="bbbb")
+    info = run.prepare("torchvision:resnet18", 0, {"steps": 4}, fingerprint="bbbb", force=True)
+    assert info["model_fingerprint"] == "bbbb"
+
+
+# 7. torchvision's own convention for random init ------------------------------------------------
+
+def test_load_model_takes_weights_none():
+    model, info = pvf.load_model("torchvision:resnet18", weights=None)
+    assert info["weights"] == "none" and isinstance(model, torchvision.models.ResNet)
+    with pytest.raises(ValueError, match=r"weights must be None, 'none', 'DEFAULT' or a state-dict path, got 3"):
+        pvf.load_model("torchvision:resnet18", weights=3)
+
+
+# 4 and 11. Every setting checked where it is made; no silent no-ops --------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("rotate", math.nan, r"rotate must be a finite number, got nan"),
+    ("rotate", math.inf, r"rotate must be a finite number, got inf"),
+    ("size", -1, r"size must be a positive int or \(H, W\) of positive ints, got -1"),
+    ("lr", math.nan, r"lr must be a finite non-zero number, got nan"),
+    ("lr", 0.0, r"lr must be a finite non-zero number, got 0.0 \(lr=0 would leave the image unchanged\)"),
+    ("steps", "many", r"steps must be an integer >= 1, got 'many'"),
+    ("clip", 0.0, r"clip must be a number > 0 \(inf allowed\), got 0.0 \(clip=0 would zero every step"),
+    ("scale_range", (0.9, math.inf), r"scale_range must be \(low, high\) finite numbers"),
+    ("blur_start", math.inf, r"blur_start must be a finite number >= 0, got inf"),
+    ("center", math.nan, r"center must be a finite number, got nan"),
+    ("std", (0.2, 0.0, 0.2), r"std must be a tuple of finite numbers > 0"),
+    ("init_image", torch.zeros(3, 4, 4, dtype=torch.int64), r"init_image must be a float tensor in \[0, 1\] or a "
+                                                             r"uint8 tensor in 0-255, got dtype torch.int64"),
+])
+def test_settings_reject_bad_values_when_made(field, value, message):
+    extra = {"mean": (0.5, 0.5, 0.5)} if field == "std" else {}
+    with pytest.raises(ValueError, match=message):
+        pvf.Settings(**{field: value}, **extra)
+    with pytest.raises(ValueError, match=message):  # and when changed
+        pvf.Settings().replace(**{field: value}, **extra)
+
+
+def test_nan_rotation_is_an_error_not_a_crash():
+    from engine_nets import tiny_cnn
+    with pytest.raises(ValueError, match="rotate must be a finite number, got nan"):
+        pvf.render(tiny_cnn(), "2:0", size=16, steps=2, rotate=math.nan, **EXACT)
+
+
+def test_a_zero_weight_is_an_error():
+    with pytest.raises(ValueError, match=r"weight of term 'conv3:2' must be a finite non-zero number, got 0.0 "
+                                         r"\(a weight of 0 would make the term a no-op\)"):
+        pvf.parse_units("0.5*conv3:1 + 0*conv3:2")
+    with pytest.raises(ValueError, match="non-zero"):
+        pvf.Unit.channel("conv3", 1, weight=0)
+
+
+def test_a_unit_that_never_responds_is_dead_not_ok():
+    from engine_nets import tiny_cnn
+    model = tiny_cnn()
+    with torch.no_grad():  # channel 0 of layer 1 (after the ReLU) is 0 for every image
+        model[0].weight[0].zero_()
+        model[0].bias[0] = -1.0
+    res = pvf.render(model, ["1:0", "0:1"], size=16, steps=3, **EXACT)  # after and before the ReLU
+    assert res.status == ["dead", "ok"], res.reasons
+    assert "stayed at 0 for all 3 steps" in res.reasons[0] and res.reasons[1] == ""
+
+
+def test_an_integer_init_image_is_read_as_0_to_255():
+    from pyviz_fast.engine.init import load_image
+    gray = torch.full((3, 8, 8), 128, dtype=torch.uint8)
+    torch.testing.assert_close(load_image(gray, 3, (8, 8)), torch.full((3, 8, 8), 128 / 255))
+    with pytest.raises(ValueError, match=r"init_image values must be in \[0, 1\], got values in \[0, 255\]"):
+        load_image(torch.linspace(0, 255, 192).reshape(3, 8, 8), 3, (8, 8))
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused", "emulation"])
+def test_nan_pixels_are_flagged_by_every_backend(backend):
+    if backend != "reference" and not pvf.has_ops():
+        pytest.skip("the compiled extension is not built")
+    from pyviz_fast import ops
+    g = torch.Generator().manual_seed(0)
+    x, grad = torch.rand(3, 3, 8, 8, generator=g), torch.randn(3, 3, 8, 8, generator=g)
+    x[1, 0, 2, 2], x[2, 1, 0, 0] = math.nan, math.inf
+    shifts = torch.zeros(3, 2, dtype=torch.long)
+    step = ops.fused_ascent_step(x, grad, shifts, shifts, 1.0, lr=0.1, backend=backend)
+    assert step.nonfinite.tolist() == [False, True, True]
+    reference = ops.fused_ascent_step(x, grad, shifts, shifts, 1.0, lr=0.1, backend="reference")
+    torch.testing.assert_close(step.image, reference.image, equal_nan=True)
+
+
+def test_op_messages_name_what_is_valid():
+    from pyviz_fast import ops
+    x = torch.rand(1, 3, 8, 8)
+    shifts = torch.zeros(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^lr must be finite, got inf$"):
+        ops.fused_ascent_step(x, x, shifts, shifts, lr=math.inf, backend="reference")
+
+
+# 5. Memory bounded by the batch, not the step count ---------------------------------------------
+
+_HUGE_RUN = """
+import resource, sys, time
+sys.path.insert(0, {tests!r})
+import pyviz_fast as pvf
+from engine_nets import tiny_cnn
+model = tiny_cnn()
+pvf.render(model, "2:0", size=16, steps=2, backend="reference", precision="fp32")  # warm up
+vm = int([l for l in open("/proc/self/status") if l.startswith("VmSize")][0].split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))  # 1 GB more, at most
+steps = []
+def stop(info):
+    steps.append(info.step)
+    if len(steps) == 3:
+        raise KeyboardInterrupt
+started = time.perf_counter()
+try:
+    pvf.render(model, ["2:0", "2:1"], size=16, steps=10**10, backend={backend!r}, precision="fp32", callback=stop)
+except KeyboardInterrupt:
+    print("stopped", steps, time.perf_counter() - started)
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_a_huge_step_count_starts_at_once_in_bounded_memory(backend, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    if backend == "fused" and not pvf.has_ops():
+        pytest.skip("the compiled extension is not built")
+    script = _HUGE_RUN.format(tests=str(Path(__file__).parent), backend=backend)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("stopped [0, 1, 2]"), done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 60
+
+
+def test_the_trajectory_of_a_long_run_is_decimated_by_a_fixed_rule():
+    from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory, recorded_steps
+    steps = 10 * MAX_POINTS + 7
+    kept = recorded_steps(steps)
+    assert len(kept) == MAX_POINTS and kept[0] == 0 and kept[-1] == steps - 1 and list(kept) == sorted(set(kept))
+    trajectory = Trajectory(steps, 2, "cpu")
+    for t in range(steps):
+        trajectory[t] = torch.tensor([float(t), 1.0])
+    assert trajectory.values.shape == (MAX_POINTS, 2)
+    assert trajectory.values[:, 0].tolist() == [float(t) for t in kept]
+    assert trajectory.spread(torch.tensor([0.0, 1.0])).tolist() == [steps - 1, 0.0]
+    assert list(recorded_steps(5)) == [0, 1, 2, 3, 4]
