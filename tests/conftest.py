@@ -1,7 +1,7 @@
 """Shared test fixtures: the kernel backends every op is checked on, and skips (with the
 reason) for what this machine or build cannot run. The CUDA emulation is part of every build
 (CPU-only included), so its cases never skip when the extension is there."""
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import pytest
 import torch
@@ -39,8 +39,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(params=KERNEL_BACKENDS)
-def kernel_backend(request) -> KernelBackend:
-    """A compiled backend and the device its tensors live on."""
+def kernel_backend(request) -> Iterator[KernelBackend]:
+    """A compiled backend and the device its tensors live on (for the emulation, with its thread
+    order set for the test and reset after it)."""
     name, device, order = request.param
     if not _ext.has_ops():
         pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
