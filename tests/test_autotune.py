@@ -14,6 +14,7 @@ from engine_nets import tiny_cnn
 from pyviz_fast.audit import AtlasJob, Shard, run_atlas
 from pyviz_fast.engine import autotune
 from pyviz_fast.engine.autotune import Execution
+from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.units import Unit
 
 # Long enough for a trial of 4 candidates (4 x 3 passes x TRIAL_WORTHWHILE), tiny enough to be quick.
@@ -187,7 +188,7 @@ def test_auto_on_cuda_chooses_among_cuda_candidates(monkeypatch):
             return {"2": self.model[:3](images)}
     prepared = OnCuda()
     units = [Unit.channel("2", c) for c in range(2)]
-    plan = pvf.engine.objectives.ObjectivePlan(units, {"2": (16, 8, 8)})
+    plan = pvf.engine.objectives.ObjectivePlan(units, {"2": Activation((16, 8, 8), "nchw")})
     trials = autotune.measure(prepared, pvf.Settings(), plan, torch.rand(2, 3, 8, 8), options)
     assert [t.execution for t in trials] == options and prepared.used == options
     assert sum(t.status == "chosen" for t in trials) == 1

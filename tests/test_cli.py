@@ -105,8 +105,8 @@ def test_default_atlas_layers_are_conv_blocks_and_transformer_blocks():
 def test_render_writes_one_png_per_unit(tmp_path, capsys):
     assert main(["render", "conv3:0-1", "fc:2", "--out", str(tmp_path), *SMALL]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["conv3_0.png", "conv3_1.png", "fc_2.png"]
-    images = [np.asarray(decoded(tmp_path / n)) for n in names]
+    assert names == ["conv3_0.png", "conv3_1.png", "fc_2.png", "render.json", "render.jsonl"]
+    images = [np.asarray(decoded(tmp_path / n)) for n in names if n.endswith(".png")]
     assert all(image.shape == (40, 40, 3) for image in images)
     assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 1  # different units, different images
 

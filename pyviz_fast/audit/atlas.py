@@ -138,14 +138,17 @@ def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info
     return writer.written
 
 
-def finalize(run: RunDir, info: dict, layer_order: dict[str, int]) -> list[dict]:
+def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int | None = None,
+             shard: Shard | None = None) -> list[dict]:
     """Merge the manifest parts, write contact sheets and the gallery (serialized by a file lock,
-    so concurrent ``--shard`` processes in one directory leave the union of everything)."""
+    so concurrent ``--shard`` processes in one directory leave the union of everything).
+    expected / shard: the work list's size and this process's --shard, for the gallery to say
+    when it shows only part of the work."""
     with open(run.root / ".merge.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         records = merge_parts(run.root, layer_order)
         sheets = write_layer_sheets(run.root, records, run.sheet_path)
-        write_gallery(run.root, records, info, sheets)
+        write_gallery(run.root, records, info, sheets, expected, None if shard is None else str(shard))
     return records
 
 
@@ -196,7 +199,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
         layer_order.setdefault(unit.layer, len(layer_order))
     try:
         if dist.is_main:
-            outcome.merged = finalize(run, info, layer_order)
+            outcome.merged = finalize(run, info, layer_order, len(units), job.shard)
     except OSError:
         if error is None:
             raise  # otherwise the first error (e.g. the full disk that also stops the merge) is the news

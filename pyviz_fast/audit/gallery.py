@@ -21,6 +21,7 @@ a { color: #8cf; } h2 { margin-top: 1.5em; }
 figure { margin: 0; padding: 3px; background: #2a2a2a; border: 2px solid #2a2a2a; text-align: center; }
 figure img { display: block; width: 96px; height: 96px; image-rendering: pixelated; }
 figcaption { font-size: 11px; max-width: 96px; overflow: hidden; }
+.partial { background: #543; padding: 4px 8px; }
 figure.dead { border-color: #d93; } figure.failed { border-color: #d33; }
 .badge { font-size: 10px; font-weight: bold; color: #111; padding: 0 3px; }
 .dead .badge { background: #d93; } .failed .badge { background: #d33; }
@@ -46,8 +47,20 @@ def _card(record: dict) -> str:
             f'<figcaption>{badge}{escape(record["unit"])}<br>{value_text}</figcaption></figure>')
 
 
-def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str]) -> str:
-    """The gallery page for ``records`` (already in display order)."""
+def _coverage(records: list[dict], expected: int | None, shard: str | None) -> str:
+    """A note when the page shows part of the work list (one --shard of several, or an unfinished run)."""
+    if not expected or len(records) >= expected:
+        return ""
+    how = (f"this is shard {escape(shard)} of the work; render the other shards into this directory to complete it"
+           if shard and not shard.endswith("/1") else "the run is unfinished; rerun the same command to complete it")
+    return f'<p class="partial"><strong>Partial:</strong> {len(records)} of the {expected} units of the work list: {how}.</p>'
+
+
+def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str], expected: int | None = None,
+                   shard: str | None = None) -> str:
+    """The gallery page for ``records`` (already in display order). expected: units in the whole
+    work list; shard: 'i/n' of the process writing it (both say when the page is partial)."""
+    coverage = _coverage(records, expected, shard)
     by_layer: dict[str, list[dict]] = {}
     for record in records:
         by_layer.setdefault(record["layer"], []).append(record)
@@ -59,7 +72,9 @@ def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str]) 
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>pyviz_fast atlas: {escape(str(run_info.get('model')))}</title>",
         f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Atlas of {escape(str(run_info.get('model')))}</h1>",
+        f"<h1>Atlas of {escape(str(run_info.get('model')))}" + (f" (shard {escape(shard)})" if coverage and shard
+                                                                 and not shard.endswith("/1") else "") + "</h1>",
+        coverage,
         f"<p>{len(records)} units in {len(by_layer)} layers; {dead} dead (activation never rose), "
         f"{failed} failed or with non-finite steps. Seed {escape(str(run_info.get('seed')))}, settings hash "
         f"<code>{escape(str(run_info.get('settings_hash')))}</code>. Click a thumbnail for the full image. "
@@ -77,9 +92,10 @@ def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str]) 
     return "\n".join(parts)
 
 
-def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, str]) -> Path:
+def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, str], expected: int | None = None,
+                  shard: str | None = None) -> Path:
     path = Path(root, "index.html")
-    write_text_atomic(path, render_gallery(records, run_info, sheets))
+    write_text_atomic(path, render_gallery(records, run_info, sheets, expected, shard))
     return path
 
 

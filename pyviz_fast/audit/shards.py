@@ -21,7 +21,7 @@ class Shard(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> "Shard":
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+        match = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", text or "")
         if not match:
             raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}")
         index, count = int(match.group(1)), int(match.group(2))

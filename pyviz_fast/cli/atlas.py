@@ -3,12 +3,11 @@ manifest, contact sheets and an ``index.html`` gallery. Also runs under torchrun
 rank, rank 0 merges)."""
 import argparse
 import dataclasses
-import signal
 
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, RunDirError, Shard, WriterError, run_atlas
 from pyviz_fast.audit.run_dir import safe_name
-from pyviz_fast.cli.common import (CliError, add_common_flags, check_device, load_model, progress_bar,
-                                   report_execution, say)
+from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, check_device, interrupt_on_sigterm,
+                                   load_model, report_execution, say)
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
@@ -39,7 +38,7 @@ def register(subparsers) -> None:
                         help="layers (all channels) or unit specs; default: the model's conv/block layers")
     parser.add_argument("-o", "--out", default=None,
                         help="run directory, created or reused to resume (default: atlas_<model>)")
-    parser.add_argument("--shard", type=Shard.parse, default=Shard(), metavar="I/N",
+    parser.add_argument("--shard", type=_shard, default=Shard(), metavar="I/N",
                         help="render only shard I of N (0-based) of the work list")
     parser.add_argument("--force", action="store_true",
                         help="discard a previous run in --out made with other settings")
@@ -53,24 +52,24 @@ def hashed_settings(settings, weights="none") -> dict:
     return {**values, "weights": weights}
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM (torchrun, schedulers) stops like Ctrl-C: finished batches are kept
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args) -> int:
     import pyviz_fast as pvf
 
-    try:
-        settings = settings_from_args(args)
-    except (ValueError, TypeError) as error:
-        raise CliError(str(error)) from None
+    settings = settings_from_args(args)
     args.out = args.out or f"atlas_{safe_name(args.model)}"
     check_device(args.device)
     dist = Distributed.from_env(args.device)
     args.device = dist.device
     try:
         model, _ = load_model(args)
-        infos = model_layers(model, settings.hw[0])
+        infos = model_layers(model, settings.hw)
         specs = args.units or default_atlas_layers(model, infos)
         if not specs:
             raise CliError("the model has no conv/block layers to default to; name layers or units")
@@ -83,17 +82,23 @@ def run(args) -> int:
         def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record
             return pvf.choose_execution(model, units, settings, device=dist.device, seed=args.seed).record()
 
+        quiet = args.quiet or not dist.is_main
+        bars = []
+
+        def progress_factory(total):  # one bar over the run that moves every step
+            bars.append(StepProgress(total, settings.steps, quiet))
+            return bars[-1]
+
         def render_batch(batch, execution):
             chosen = Decision.from_record(execution).settings()
             return pvf.render(model, batch, settings.replace(**chosen), backend=args.backend, device=dist.device,
-                              seed=args.seed, batch_size=len(batch), progress=False)
+                              seed=args.seed, batch_size=len(batch), progress=False,
+                              callback=bars[-1] if bars else None)
 
-        quiet = args.quiet or not dist.is_main
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            outcome = run_atlas(units, render_batch, job, dist,
-                                progress_factory=lambda total: progress_bar(total, quiet),
-                                decide_execution=decide_execution)
+            with interrupt_on_sigterm():
+                outcome = run_atlas(units, render_batch, job, dist, progress_factory=progress_factory,
+                                    decide_execution=decide_execution)
         except RunDirError as error:  # other settings in --out, or rank 0 could not set it up
             raise CliError(str(error)) from None
         except WriterError as error:
@@ -102,13 +107,13 @@ def run(args) -> int:
             raise CliError(f"cannot write to {args.out!r}: {error}") from None
         except (ValueError, RuntimeError) as error:
             raise CliError(f"rendering failed: {error}") from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     finally:
         dist.close()
     if dist.is_main:
         report_execution(args, outcome.execution)
         dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("file"))
-        say(args, f"atlas: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
+        shard = f" shard {args.shard} ({len(outcome.merged)} of the {outcome.total} units are in the directory)" \
+            if args.shard.count > 1 else ""
+        say(args, f"atlas{shard}: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
                   f"{outcome.failed} failed, {dead} dead; gallery: {RunDir(args.out).root / 'index.html'}")
     return outcome.exit_code

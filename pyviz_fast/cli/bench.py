@@ -11,7 +11,7 @@ from pyviz_fast.cli.common import CliError, add_common_flags, load_model, say
 
 EXAMPLES = """examples:
   pyviz-fast bench                       # about a minute on a 2-core CPU
-  pyviz-fast bench --batch 32 --size 224 --json bench.json
+  pyviz-fast bench --batch-size 32 --size 224 --json bench.json
   pyviz-fast bench --device cuda
 """
 
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="fused vs reference backends: ops and end to end, as ratios",
                                    description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=16, help="images per step (default: %(default)s)")
+    parser.add_argument("--batch-size", "--batch", dest="batch", type=int, default=16,
+                        help="images per step (default: %(default)s; --batch is an old spelling)")
     parser.add_argument("--size", type=int, default=128, help="image size in px (default: %(default)s)")
     parser.add_argument("--units", default="conv3:0-7", help="units for the end-to-end case (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=16, help="steps of the end-to-end render (default: %(default)s)")
@@ -34,7 +35,7 @@ def run(args) -> int:
     from pyviz_fast.bench.results import format_ratio_table
 
     if args.batch < 1 or args.size < 1 or args.steps < 1:
-        raise CliError(f"--batch, --size and --steps must be >= 1, got {args.batch}, {args.size}, {args.steps}")
+        raise CliError(f"--batch-size, --size and --steps must be >= 1, got {args.batch}, {args.size}, {args.steps}")
     model, _ = load_model(args)
     torch.manual_seed(args.seed)
     try:

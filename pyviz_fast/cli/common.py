@@ -1,9 +1,22 @@
 """What every command shares: common flags, model loading, input images, progress, errors.
 
-Exit codes: 0 ok, 1 some units failed, 2 usage or input/output errors, 130 interrupted.
+Exit codes: 0 ok, 1 some units failed, 2 usage or input/output errors, 3 internal error, 130 interrupted.
+
+Conventions every command follows (also in ``pyviz-fast --help`` and the README):
+
+- ``-o/--out``: a command that writes one file per unit (render, atlas, saliency) takes a
+  directory, created if needed; a command that writes one image (dream, filters) takes a
+  ``.png`` path, or an existing directory (or a path ending in ``/``) to put its default file
+  name in (``output_file``).
+- ``--size``: N is the shorter side of the image in px, HxW (or H,W) the exact size. With no
+  input photo (render, atlas, layers) N gives an N x N square; with one (dream, saliency) the
+  photo keeps its aspect ratio (``fit_size``).
+- input photos are converted to the model's input channel count (``read_image``).
 """
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from pyviz_fast.backend import BACKENDS
 from pyviz_fast.cli.settings_flags import add_settings_flags
 
-EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED_UNITS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class CliError(Exception):
@@ -22,7 +35,7 @@ class CliError(Exception):
 
 
 def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, settings_exclude=(),
-                     settings_defaults=None) -> None:
+                     settings_defaults=None, settings_helps=None) -> None:
     group = parser.add_argument_group("common")
     group.add_argument("--model", default="shapesnet",
                        help="model spec: shapesnet (the shipped model), torchvision:NAME, timm:NAME, "
@@ -33,12 +46,17 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
     group.add_argument("--backend", default="auto", choices=BACKENDS,
                        help="op backend: fused kernels, pure-PyTorch reference, or auto (default: %(default)s)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    group.add_argument("--labels", default=None, metavar="FILE",
+                       help="class names, one per line in output order, for units such as fc:NAME and in "
+                            "messages (default: the model's own: shapesnet's, torchvision weights' categories)")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary, no warnings")
+    group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error instead of one line")
     if settings:
         group.add_argument("--explain", action="store_true",
                            help="print the table of the 'auto' execution trial (each candidate's speed and "
                                 "why any was rejected), not just the one line naming the choice")
-        add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults)
+        add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults, helps=settings_helps)
 
 
 def check_device(name: str) -> torch.device:
@@ -53,6 +71,14 @@ def check_device(name: str) -> torch.device:
 
 
 def load_model(args):
+    """(model, info) for --model/--weights/--device and --labels, or CliError."""
+    model, info = _load_spec(args)
+    if getattr(args, "labels", None):
+        model.class_names = read_labels(args.labels)
+    return model, info
+
+
+def _load_spec(args):
     """(model, info) for --model/--weights/--device, or CliError naming the spec."""
     from pyviz_fast.engine.models import load_model as engine_load_model
     device = check_device(args.device)
@@ -62,19 +88,60 @@ def load_model(args):
         raise CliError(f"cannot load model {args.model!r}: {error}") from None
 
 
-def read_image(path) -> torch.Tensor:
-    """float32 [C, H, W] in [0, 1] from an image file (RGB, gray, or RGBA without alpha -> RGB)."""
+def read_labels(path) -> tuple:
+    """Class names from a text file, one per line (blank lines and '#' comments skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"--labels {str(path)!r} cannot be read as a text file ({error})") from None
+    names = tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    if not names:
+        raise CliError(f"--labels {str(path)!r} has no class names (one per line)")
+    return names
+
+
+_IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def read_image(path, channels: int = 3) -> torch.Tensor:
+    """float32 [channels, H, W] in [0, 1] from an image file, converted to the model's channels:
+    1 -> luminance (ITU-R 601 weights), 3 -> RGB (gray repeated, alpha dropped), 4 -> RGBA (opaque
+    alpha added); any other channel count is an error."""
     path = Path(path)
+    if channels not in _IMAGE_MODES:
+        raise CliError(f"the model takes {channels} input channels; an image file gives 1 (gray), 3 (RGB) or 4 (RGBA)")
     if not path.is_file():
         raise CliError(f"input image {str(path)!r} does not exist or is not a file")
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB") if image.mode not in ("RGB", "L") else image.copy()
-    except (UnidentifiedImageError, OSError) as error:
+            image = image.convert(_IMAGE_MODES[channels])
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         raise CliError(f"input {str(path)!r} is not a readable image ({error})") from None
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def fit_size(size, hw) -> tuple:
+    """(H, W) for ``--size`` and a photo of size hw: an int is the shorter side (aspect kept), a pair exact."""
+    if not isinstance(size, int):
+        return tuple(size)
+    scale = size / min(hw)
+    return tuple(max(1, round(side * scale)) for side in hw)
+
+
+def output_file(path, default_name: str) -> Path:
+    """The .png file for ``-o`` of a one-image command: ``path`` itself, or ``path/default_name``
+    when ``path`` is an existing directory or ends in a separator. Parents are created; CliError
+    when the name does not end in .png."""
+    text = str(path)
+    out = Path(path)
+    if text.endswith(("/", os.sep)) or out.is_dir():
+        out = out / default_name
+    if out.suffix.lower() != ".png":
+        raise CliError(f"-o/--out {text!r} must be a .png file or a directory (this command writes one PNG)")
+    output_dir(out.parent)
+    return out
 
 
 def output_dir(path) -> Path:
@@ -93,6 +160,61 @@ def progress_bar(total: int, quiet: bool, unit: str = "unit"):
     """A tqdm bar on stderr (rate in units/s and ETA), disabled by --quiet."""
     from tqdm import tqdm
     return tqdm(total=total, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+class StepProgress:
+    """One bar over a whole command's units x steps that moves after every optimization step.
+
+    It is a render callback (``with_callback`` chains another, e.g. a GIF recorder) that advances
+    by the batch's unit count per step, and has ``update(units)`` (``run_atlas``'s progress
+    interface: units finished) that catches the bar up to whole batches, so a batch that failed
+    part-way still counts in full.
+    """
+
+    def __init__(self, units: int, steps: int, quiet: bool):
+        self.steps, self.quiet, self.done = steps, quiet, 0
+        self.bar = progress_bar(units * steps, quiet, unit="unit-step")
+
+    def __call__(self, info) -> None:
+        self.bar.update(len(info.units))
+
+    def with_callback(self, other):
+        """This bar and ``other`` (a render callback, or None) as one callback."""
+        if other is None:
+            return self
+        return lambda info: (self(info), other(info))
+
+    def update(self, units: int) -> None:
+        self.done += units
+        self.bar.update(self.done * self.steps - self.bar.n)
+
+    def write(self, message: str) -> None:
+        """Print a line on stdout without breaking the bar (nothing under --quiet)."""
+        if not self.quiet:
+            self.bar.write(message, file=sys.stdout)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm():
+    """SIGTERM (torchrun, schedulers, ``kill``) stops like Ctrl-C, so finished batches are kept."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report_execution(args, record: dict | None) -> None:

@@ -3,15 +3,13 @@
 A kernel with 3 input channels is shown in color (RGB = its input channels), 1 input channel in
 gray, any other count as the gray mean over its input channels."""
 import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
 
 from pyviz_fast.audit.files import save_png_atomic
 from pyviz_fast.audit.sheets import montage
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, say
+from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_file, say
 
 EXAMPLES = """examples:
   pyviz-fast filters --out filters.png
@@ -23,7 +21,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("filters", help="the first conv layer's kernels as a montage",
                                    description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--out", default="filters.png", help="output PNG (default: %(default)s)")
+    parser.add_argument("-o", "--out", default="filters.png",
+                        help="output .png, or a directory to write filters.png in (default: %(default)s)")
     parser.add_argument("--tile", type=int, default=48, help="px per kernel in the montage (default: %(default)s)")
     parser.add_argument("--scale", choices=("kernel", "global"), default="kernel",
                         help="map each kernel's own range to [0, 1], or one range for all (default: %(default)s)")
@@ -57,8 +56,7 @@ def run(args) -> int:
     model, _ = load_model(args)
     name, conv = first_conv(model)
     images = kernel_images(conv.weight, args.scale)
-    out = Path(args.out)
-    output_dir(out.parent if str(out.parent) else ".")
+    out = output_file(args.out, "filters.png")
     try:
         save_png_atomic(out, montage(images, [str(k) for k in range(len(images))], tile=args.tile))
     except OSError as error:

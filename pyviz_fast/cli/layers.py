@@ -4,6 +4,7 @@ import argparse
 import torch
 
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model
+from pyviz_fast.cli.settings_flags import add_size_flag
 
 EXAMPLES = """examples:
   pyviz-fast layers                                   # the shipped model
@@ -16,21 +17,22 @@ def register(subparsers) -> None:
                                    description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(parser, settings=False)
-    parser.add_argument("--size", type=int, default=None, help="input size in px (default: Settings.size)")
+    add_size_flag(parser, "input size in px: N (square) or HxW (default: Settings.size)")
     parser.add_argument("--atlas", action="store_true", help="only the layers `atlas` renders by default")
     parser.set_defaults(run=run)
 
 
 def model_layers(model, size=None):
-    """pyviz_fast.layers for the model at ``size`` px with its own input channel count, or CliError."""
+    """pyviz_fast.layers for the model at ``size`` (N or (H, W) px) with its own input channel
+    count, or CliError."""
     import pyviz_fast as pvf
     from pyviz_fast.engine.models import input_channels
 
-    size = size or pvf.Settings().hw[0]
+    hw = pvf.Settings(size=size).hw if size else pvf.Settings().hw
     try:
-        return pvf.layers(model, input_size=(input_channels(model), size, size))
+        return pvf.layers(model, input_size=(input_channels(model), *hw))
     except (ValueError, RuntimeError, TypeError) as error:
-        raise CliError(f"cannot run the model on a {size} px input: {error}") from None
+        raise CliError(f"cannot run the model on a {hw[0]}x{hw[1]} px input: {error}") from None
 
 
 def _contains_conv(module) -> bool:
@@ -49,21 +51,39 @@ def _is_block(module, shape) -> bool:
     return (rank == 3 and _contains_conv(module)) or (rank == 2 and _attention_count(module) == 1)
 
 
+def _spatial(shape) -> tuple:
+    """The positions of a conv map [C, H, W] (H, W) or of tokens [N, D] (N)."""
+    return tuple(shape[1:]) if len(shape) == 3 else tuple(shape[:1])
+
+
 def default_atlas_layers(model, infos) -> list[str]:
     """The conv/block layers: the outermost modules whose [C, H, W] output comes from a
-    convolution, or whose token output [N, D] is one transformer block's (shapesnet: conv1-conv4;
-    googlenet: conv1-3 and the inception blocks; resnet: conv1 and layer1-4; vit_b_16: the patch
-    embedding and the 12 encoder blocks). The root module itself is not a layer."""
+    convolution, or whose token output [N, D] is one transformer block's; a module that spans
+    several resolutions (its outermost such descendants differ in H, W, or tokens) is replaced by
+    those descendants, so a whole-network container such as vgg's or convnext's ``features``
+    becomes its stages, while an inception block (parallel branches at one resolution) or a
+    resnet stage stays one layer (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception
+    blocks; resnet: conv1 and layer1-4; vgg16: its 13 convolutions; convnext: the stem, stages and
+    downsamplings; vit_b_16: the patch embedding and the 12 encoder blocks). The root module
+    itself is not a layer."""
     modules = dict(model.named_modules())
-    candidates = [info.name for info in infos if info.name in modules and info.shape is not None
-                  and _is_block(modules[info.name], info.shape)]
+    shapes = {info.name: info.shape for info in infos}
+    candidates = [name for name, shape in shapes.items() if name in modules and shape is not None
+                  and _is_block(modules[name], shape)]
 
-    def ancestors(name):
-        parts = name.split(".")
-        return {".".join(parts[:k]) for k in range(1, len(parts))}
+    def outermost(names):
+        keep = set(names)
+        return [n for n in names if not any(".".join(n.split(".")[:k]) in keep for k in range(1, n.count(".") + 1))]
 
-    keep = set(candidates)
-    return [name for name in candidates if not ancestors(name) & keep]
+    def pick(names):
+        chosen = []
+        for name in outermost(names):
+            inside = [n for n in names if n.startswith(name + ".")]
+            spans_resolutions = len({_spatial(shapes[n]) for n in outermost(inside)}) > 1
+            chosen += pick(inside) if spans_resolutions else [name]
+        return chosen
+
+    return pick(candidates)
 
 
 def run(args) -> int:

@@ -1,10 +1,22 @@
-"""``pyviz-fast render``: chosen units (the API's unit syntax) to one PNG each, optionally a GIF
-of each unit's optimization."""
-import argparse
+"""``pyviz-fast render``: chosen units (the API's unit syntax) to one PNG each in a directory,
+optionally a GIF of each unit's optimization.
 
-from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
+Each batch's PNGs are written as soon as the batch finishes, with one record per unit appended to
+``render.jsonl`` (unit, class name, file, status, objective, reason, seed); ``render.json`` holds
+what the render was made with (model, weights, seed, units, versions, and the settings with the
+'auto' execution decided once for every batch) and is a valid ``--config`` file. Ctrl-C (or SIGTERM) keeps every finished batch. Both files describe the last
+render into the directory."""
+import argparse
+import dataclasses
+import json
+
+import torch
+
+from pyviz_fast.audit.files import write_atomic, write_text_atomic
 from pyviz_fast.audit.run_dir import safe_name
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, report_execution, say
+from pyviz_fast.audit.writer import BatchWriter, WriterError
+from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, interrupt_on_sigterm, load_model,
+                                   output_dir, report_execution)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
@@ -16,7 +28,8 @@ EXAMPLES = """examples:
   pyviz-fast render fc:0 --gif --frames 24 --out renders/     # also renders/fc_0.gif
 
 Unit syntax: layer:7, layer:0-15, layer (all channels), layer:7@neuron, layer@deepdream,
-fc:3 (class logit), -layer:7, 0.5*a:1+0.5*a:2. Files are named after the unit.
+fc:3 or fc:NAME (class logit; names: the model's own or --labels FILE), -layer:7,
+0.5*a:1+0.5*a:2. Files are named after the unit; render.json and render.jsonl describe them.
 """
 
 
@@ -24,7 +37,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("render", help="render units to PNGs", description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("units", nargs="+", metavar="UNIT", help="unit specs, e.g. conv3:0-3 fc:2")
-    parser.add_argument("-o", "--out", default=".", help="output directory (default: %(default)s)")
+    parser.add_argument("-o", "--out", default=".", help="output directory, created if needed (default: %(default)s)")
     add_gif_flags(parser)
     add_common_flags(parser)
     parser.set_defaults(run=run)
@@ -45,12 +58,13 @@ def _frame_count(text: str) -> int:
     return int(text)
 
 
-def render_units(model, units, settings, args, callback=None):
-    """``pvf.render`` with the command's flags; its errors as CliError."""
+def render_units(model, units, settings, args, callback=None, progress=None):
+    """``pvf.render`` with the command's flags; its errors as CliError. progress: None for the
+    engine's own bar (unless --quiet), False for none (the caller shows its own)."""
     import pyviz_fast as pvf
     try:
         return pvf.render(model, units, settings, backend=args.backend, device=args.device, seed=args.seed,
-                          progress=not args.quiet, callback=callback)
+                          progress=not args.quiet if progress is None else progress, callback=callback)
     except (ValueError, TypeError, RuntimeError) as error:
         raise CliError(f"render failed: {error}") from None
 
@@ -62,24 +76,69 @@ def _gif_writer(units, out):
     return write
 
 
+def run_info(args, settings, units) -> dict:
+    """What render.json records: enough to make the same images again."""
+    import pyviz_fast as pvf
+    return {"command": "render", "model": args.model, "weights": args.weights, "labels": args.labels,
+            "seed": args.seed, "backend": args.backend, "device": str(args.device),
+            "settings": dataclasses.asdict(settings), "units": [str(u) for u in units],
+            "pyviz_fast": pvf.__version__, "torch": torch.__version__}
+
+
+def _records(result, names, files) -> list[dict]:
+    return [{"unit": str(unit), "class": names.name_of(unit), "file": file, "status": status,
+             "objective": float(value) if torch.isfinite(value) else None, "reason": reason or None, "seed": seed}
+            for unit, file, status, value, reason, seed
+            in zip(result.units, files, result.status, result.objective, result.reasons, result.seeds)]
+
+
+def _summary(record, out) -> str:
+    label = record["unit"] + (f" ({record['class']})" if record["class"] else "")
+    value = "n/a" if record["objective"] is None else f"{record['objective']:.4g}"
+    return (f"{label:<24} {record['status']:<9} objective {value}  {out / record['file']}"
+            + (f"  ({record['reason']})" if record["reason"] else ""))
+
+
+def decide_execution(model, units, settings, args):
+    """The settings with 'auto' execution (precision, memory format, compile, batch size) decided
+    once for the whole render, and the decision's record; errors as CliError."""
+    import pyviz_fast as pvf
+    try:
+        decision = pvf.choose_execution(model, units, settings, device=args.device, seed=args.seed)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise CliError(f"render failed: {error}") from None
+    return settings.replace(**decision.settings()), decision.record()
+
+
 def run(args) -> int:
-    try:
-        settings = settings_from_args(args)
-    except (ValueError, TypeError) as error:
-        raise CliError(str(error)) from None
+    from pyviz_fast.engine.units import ClassNames
+
+    settings = settings_from_args(args)
     model, _ = load_model(args)
-    units = expand_units(args.units, model, model_layers(model, settings.hw[0]))
+    units = expand_units(args.units, model, model_layers(model, settings.hw))
     out = output_dir(args.out)
+    settings, execution = decide_execution(model, units, settings, args)  # one choice for every batch
+    names = ClassNames(model)
+    statuses = []
     try:
-        recorder = FrameRecorder(settings.steps, args.frames, _gif_writer(units, out)) if args.gif else None
-        result = render_units(model, units, settings, args, recorder)
-        rows = [(to_pil(image), status, float(value), reason) for image, status, value, reason
-                in zip(result.to_uint8(), result.status, result.objective, result.reasons)]
-        for unit, (image, status, value, reason) in zip(units, rows):
-            path = out / f"{safe_name(str(unit))}.png"
-            save_png_atomic(path, image)
-            say(args, f"{str(unit):<24} {status:<9} objective {value:.4g}  {path}" + (f"  ({reason})" if reason else ""))
+        info = {**run_info(args, settings, units), "execution": execution}
+        write_text_atomic(out / "render.json", json.dumps(info, indent=2, default=str))
+        (out / "render.jsonl").unlink(missing_ok=True)
+        progress = StepProgress(len(units), settings.steps, args.quiet)
+        with interrupt_on_sigterm(), BatchWriter(out, out / "render.jsonl") as writer, progress:
+            for start in range(0, len(units), settings.batch_size):  # each batch on disk as soon as it is done
+                batch = units[start:start + settings.batch_size]
+                recorder = FrameRecorder(settings.steps, args.frames, _gif_writer(batch, out)) if args.gif else None
+                result = render_units(model, batch, settings, args, progress.with_callback(recorder), progress=False)
+                records = _records(result, names, [f"{safe_name(str(unit))}.png" for unit in batch])
+                writer.submit(result.to_uint8(), records)
+                progress.update(len(batch))
+                for record in records:
+                    progress.write(_summary(record, out))
+                statuses += result.status
+    except WriterError as error:
+        raise CliError(f"{error}; the PNGs written before it are intact") from None
     except OSError as error:
         raise CliError(f"cannot write to {str(out)!r}: {error}") from None
-    report_execution(args, result.info.get("execution"))
-    return 0 if all(status == "ok" for _, status, _, _ in rows) else 1
+    report_execution(args, execution)
+    return 0 if all(status in ("ok", "dead") for status in statuses) else 1

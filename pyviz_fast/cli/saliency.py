@@ -1,6 +1,9 @@
 """``pyviz-fast saliency``: the gradient of a class or unit with respect to an input image
 (Simonyan et al. 2014): per pixel the largest |gradient| over the color channels, as a heatmap
-PNG and as an overlay on the image."""
+PNG and as an overlay on the image, both written to the --out directory.
+
+The image is converted to the model's input channels (gray for 1, RGB for 3, RGBA for 4);
+--size N scales it so its shorter side is N px (aspect ratio kept), --size HxW exactly."""
 import argparse
 from pathlib import Path
 
@@ -9,12 +12,14 @@ import torch
 from PIL import Image
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
-from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
+from pyviz_fast.cli.common import CliError, add_common_flags, fit_size, load_model, output_dir, read_image, say
+from pyviz_fast.cli.settings_flags import add_size_flag
 
 EXAMPLES = """examples:
   pyviz-fast saliency photo.png --out saliency/                 # the predicted class
   pyviz-fast saliency photo.png --unit fc:3 --size 128 --out saliency/
   pyviz-fast saliency photo.png --unit conv3:7 --out saliency/    # a channel instead of a class
+  pyviz-fast saliency photo.png --unit fc:rings --out saliency/   # a class by name
 """
 
 # black -> purple -> red -> yellow -> white: dark where the gradient is small
@@ -27,9 +32,9 @@ def register(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="input image file")
     parser.add_argument("--unit", default=None,
-                        help="unit spec (default: the model's predicted class, output:K)")
-    parser.add_argument("--size", type=int, default=None, help="resize the image to SIZE x SIZE first")
-    parser.add_argument("-o", "--out", default=".", help="output directory (default: %(default)s)")
+                        help="unit spec, e.g. fc:3 or fc:NAME (default: the model's predicted class, output:K)")
+    add_size_flag(parser, "resize the image first: N = its shorter side in px (aspect ratio kept), or HxW exact")
+    parser.add_argument("-o", "--out", default=".", help="output directory, created if needed (default: %(default)s)")
     add_common_flags(parser, settings=False)
     parser.set_defaults(run=run)
 
@@ -41,8 +46,19 @@ def heat_colors(heat: np.ndarray) -> np.ndarray:
     return np.stack(channels, -1).round().astype(np.uint8)
 
 
+def _forward(prepared, x, layers):
+    """The activations of ``layers``; an error of the model's own forward is a CliError quoting it."""
+    try:
+        return prepared(x, layers)
+    except (ValueError, TypeError) as error:  # ours: unknown layer, layer not called, ...
+        raise CliError(str(error)) from None
+    except Exception as error:  # noqa: BLE001  (the model's own code: report what it said)
+        raise CliError(f"the model's forward rejected an input of shape {list(x.shape)}: "
+                       f"{type(error).__name__}: {error} (does it need another --size?)") from None
+
+
 def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
-    """(heat float [H, W] in [0, 1], unit string, objective value) for image [C, H, W] in [0, 1].
+    """(heat float [H, W] in [0, 1], unit, objective value) for image [C, H, W] in [0, 1].
 
     The heat is max over channels of |d objective / d pixel|, scaled by its 99.5th percentile."""
     from pyviz_fast.engine.execution import PreparedModel
@@ -53,22 +69,23 @@ def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
     exact = Settings(precision="fp32", memory_format="contiguous")
     x = image[None].to(device).requires_grad_(True)
     with PreparedModel(model, exact, device) as prepared:
-        try:
-            if unit_spec is None:
-                with torch.no_grad():
-                    logits = prepared(x.detach(), [OUTPUT])[OUTPUT]
-                if logits.dim() != 2:
-                    raise CliError("the model's output is not [B, K] logits; name a unit with --unit")
-                unit_spec = f"{OUTPUT}:{int(logits[0].argmax())}"
-            units = parse_units(unit_spec, model=model)
-            if len(units) != 1:
-                raise CliError(f"--unit must name one unit, {unit_spec!r} names {len(units)}")
-            with torch.enable_grad():
-                acts = prepared(x, units[0].layers)
+        if unit_spec is None:
+            with torch.no_grad():
+                logits = _forward(prepared, x.detach(), [OUTPUT])[OUTPUT]
+            if logits.dim() != 2:
+                raise CliError(f"the model's output is {list(logits.shape)}, not [B, K] class logits; "
+                               "name a unit with --unit")
+            unit_spec = f"{OUTPUT}:{int(logits[0].argmax())}"
+        units = parse_units(unit_spec, model=model)
+        if len(units) != 1:
+            raise CliError(f"--unit must name one unit, {unit_spec!r} names {len(units)}")
+        with torch.enable_grad():
+            acts = _forward(prepared, x, units[0].layers)
+            try:
                 objective = ObjectivePlan(units, {k: tuple(v.shape[1:]) for k, v in acts.items()}, device)(acts)
                 objective.sum().backward()
-        except (ValueError, RuntimeError, TypeError) as error:
-            raise CliError(f"saliency of {unit_spec!r} failed: {error}") from None
+            except (ValueError, RuntimeError, TypeError) as error:
+                raise CliError(f"saliency of {unit_spec!r} failed: {error}") from None
     grad = x.grad[0].abs().amax(0).cpu()
     top = torch.quantile(grad.flatten(), 0.995).clamp_min(1e-12)
     return (grad / top).clamp(0, 1).numpy(), str(units[0]), float(objective[0].detach())
@@ -76,18 +93,15 @@ def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
 
 def run(args) -> int:
     from pyviz_fast.engine.models import input_channels
+    from pyviz_fast.engine.units import ClassNames, parse_units
 
     model, _ = load_model(args)
-    image = read_image(args.image)
-    channels = input_channels(model)
-    if image.shape[0] == 1 and channels != 1:
-        image = image.expand(channels, -1, -1).contiguous()  # a gray photo for a color model
-    elif image.shape[0] != channels:
-        raise CliError(f"input {args.image!r} has {image.shape[0]} channels; the model takes {channels}")
+    image = read_image(args.image, input_channels(model))
     if args.size:
-        image = torch.nn.functional.interpolate(image[None], size=(args.size, args.size), mode="bilinear",
-                                                antialias=True, align_corners=False)[0].clamp(0, 1)
+        image = torch.nn.functional.interpolate(image[None], size=fit_size(args.size, image.shape[-2:]),
+                                                mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
     heat, unit, value = saliency(model, image, args.unit, args.device)
+    name = ClassNames(model).name_of(parse_units(unit, model=model)[0])
     out = output_dir(args.out)
     stem = Path(args.image).stem
     colors = heat_colors(heat)
@@ -101,5 +115,5 @@ def run(args) -> int:
         save_png_atomic(paths[1], Image.fromarray(overlay, "RGB"))
     except OSError as error:
         raise CliError(f"cannot write to {str(out)!r}: {error}") from None
-    say(args, f"saliency of {unit} (objective {value:.4g}) -> {paths[0]}, {paths[1]}")
+    say(args, f"saliency of {unit}" + (f" ({name})" if name else "") + f" (objective {value:.4g}) -> {paths[0]}, {paths[1]}")
     return 0

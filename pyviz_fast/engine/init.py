@@ -35,11 +35,12 @@ def load_image(image, channels, hw):
     """
     if isinstance(image, str):
         from PIL import Image
+        path = image
         try:
-            image = Image.open(image)
+            image = Image.open(path)
             image.load()
-        except (OSError, ValueError) as error:
-            raise ValueError(f"init_image {image!r} cannot be read as an image: {error}") from None
+        except (OSError, ValueError) as error:  # named by its path, not by the half-read PIL object
+            raise ValueError(f"init_image {path!r} cannot be read as an image: {error}") from None
     if not isinstance(image, torch.Tensor):
         import numpy as np
         mode = "L" if channels == 1 else "RGBA" if channels == 4 else "RGB"

@@ -93,8 +93,8 @@ def _checked_forward(forward, input_size, device):
     except LayerError:
         raise
     except Exception as error:  # the model's own error, re-raised with what we fed it
-        raise ValueError(f"the model's forward rejected an input of shape {list(x.shape)} "
-                         f"(size too small or wrong channel count?): {type(error).__name__}: {error}") from error
+        raise ValueError(f"the model's forward rejected an input of shape {list(x.shape)}: "
+                         f"{type(error).__name__}: {error}") from error
 
 
 def probe_shapes(prepared, layer_names, channels, hw):

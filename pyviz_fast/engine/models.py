@@ -24,6 +24,7 @@ Input convention: images live in [0, 1]; the engine feeds ``(x - mean) / std`` t
 import hashlib
 import importlib
 import os
+import warnings
 
 import torch
 
@@ -31,14 +32,84 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _load_state(model, path):
+def _first_sentence(error) -> str:
+    """The start of an error's message: torch's loading errors run on for a page."""
+    line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {line.split('. ')[0].rstrip('.')[:160]}"
+
+
+def _key_list(keys, limit=4) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _read_state(path):
+    """The tensors of a saved state dict (``{"state_dict": ...}`` checkpoints unwrapped), or ValueError."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist (weights must be DEFAULT, none or a path)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (pickle, zip and torch errors all mean: not a state dict)
+        raise ValueError(f"weights file {path!r} is not a PyTorch state dict ({_first_sentence(error)})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"weights file {path!r} holds a {type(state).__name__}, not a state dict "
+                         "(a mapping of parameter names to tensors)")
+    return state
+
+
+def _load_state(model, path):
+    """Load the state dict at ``path`` into ``model``; a mismatch names the keys that do not fit."""
+    state = _read_state(path)
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    shapes = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        problems = [f"{len(missing)} missing keys ({_key_list(missing)})" if missing else "",
+                    f"{len(unexpected)} unexpected keys ({_key_list(unexpected)})" if unexpected else "",
+                    f"{len(shapes)} keys of another shape (" + ", ".join(
+                        f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}" for k in shapes[:3])
+                    + (", ..." if len(shapes) > 3 else "") + ")" if shapes else ""]
+        raise ValueError(f"weights file {path!r} does not fit {type(model).__name__}: "
+                         + "; ".join(p for p in problems if p))
     model.load_state_dict(state)
     return model
+
+
+def _torchscript(path):
+    """A TorchScript file; a plain state dict saved with torch.save gets a message saying what to do."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")  # not the user's call
+            return torch.jit.load(path, map_location="cpu")
+    except Exception as error:  # noqa: BLE001  (torch reports any non-TorchScript file as corrupted)
+        try:
+            _read_state(path)
+        except ValueError:
+            raise ValueError(f"model file {path!r} is not a TorchScript file "
+                             f"({_first_sentence(error)})") from None
+        raise ValueError(f"{path!r} is a state dict (weights without the architecture); pass the architecture "
+                         f"as the model (e.g. --model torchvision:resnet18) and this file as its weights "
+                         f"(--weights {path})") from None
+
+
+def class_names(model):
+    """The model's class names in output order, or None: ``model.class_names`` (the zoo's models
+    and ``load_model`` set it: torchvision's weights metadata 'categories'; the CLI's --labels)."""
+    names = getattr(model, "class_names", None)
+    return tuple(str(n) for n in names) if names else None
+
+
+def _torchvision_categories(name):
+    """ImageNet (or other) class names from torchvision's weights metadata, when it has them."""
+    import torchvision
+    try:
+        return tuple(torchvision.models.get_model_weights(name).DEFAULT.meta.get("categories") or ()) or None
+    except (ValueError, AttributeError, KeyError):
+        return None
 
 
 def _torchvision(name, weights):
@@ -124,12 +195,11 @@ def _build(spec, weights):
     elif spec.startswith("torchvision:"):
         model, source = _torchvision(spec.split(":", 1)[1], weights), "torchvision"
         model.input_mean, model.input_std = IMAGENET_MEAN, IMAGENET_STD
+        model.class_names = _torchvision_categories(spec.split(":", 1)[1])
     elif spec.startswith("timm:"):
         model, source = _timm(spec.split(":", 1)[1], weights), "timm"
     elif spec.endswith((".pt", ".pth", ".ts")):
-        if not os.path.isfile(spec):
-            raise FileNotFoundError(f"model file {spec!r} does not exist")
-        model, source = torch.jit.load(spec, map_location="cpu"), "torchscript"
+        model, source = _torchscript(spec), "torchscript"
     elif ":" in spec:
         model, source = _factory(spec), "factory"
     else:

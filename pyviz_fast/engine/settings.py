@@ -51,17 +51,21 @@ class Settings:
       jitter: roll the input by up to +-jitter px each step, un-roll the gradient (DeepDream).
       blur_start / blur_end: Gaussian blur sigma of the gradient, decaying over the run
       (Øygard); 0 disables. schedule: 'linear', 'geometric' or 'cosine' decay of blur and lr.
+      eps: added to the gradient's norm before dividing by it.
       laplacian_levels: Laplacian-pyramid normalization of the gradient (TF DeepDream tutorial);
       0 disables. norm: 'mean_abs', 'rms', 'std', 'max_abs' or 'none'; eps. clip: clamp the
       normalized gradient to [-clip, clip] (> 0; inf disables).
     Image
-      decay: pull toward ``center`` by this fraction per step. lo / hi: pixel clamp.
+      decay: pull toward ``center`` by this fraction per step. center: the pixel value decay
+      pulls toward. lo / hi: pixel clamp.
       image_blur_every / image_blur_sigma: blur the image itself every k steps (Yosinski); 0 = off.
     Scale
-      octaves: stages, each ``octave_scale`` times larger than the previous (+20% per stage:
-      Keras); the first stage is size / octave_scale**(octaves-1). canvas: optimize random
+      octaves: stages, each ``octave_scale`` times larger than the previous; the first stage is
+      size / octave_scale**(octaves-1). octave_scale: size ratio between stages (1.2 = +20% per
+      stage: Keras). canvas: optimize random
       ``size`` crops of a larger canvas of this size (Øygard); the result is the canvas.
     Init
+      init_noise: amplitude of the noise of init 'uniform' and 'pink'.
       init: 'uniform' (gray + uniform noise of +-init_noise), 'pink' (1/f noise, energy at
       all scales) or 'image' (init_image: a path, PIL image, float tensor [C, H, W] in [0, 1] or
       uint8 tensor in 0-255, which is divided by 255 as torchvision's to_tensor does).
@@ -71,12 +75,13 @@ class Settings:
       scale_range / rotate: per-image random scale in [a, b] and rotation in degrees +-rotate
       each step, applied differentiably (off by default for 'pixel').
     Execution
-      precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model); memory_format:
-      'auto', 'contiguous' or 'channels_last'; compile: True, False or 'auto' (torch.compile
-      of the model between the hooked layers). 'auto' is decided by measurement: the first
-      batch tries each allowed execution and keeps the fastest whose objectives stay within 5%
-      of fp32's (engine/autotune.py; the choice is in ``RenderResult.info['execution']``).
-      Set all three explicitly for results that are bit-identical across machines.
+      precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model; 'auto' is measured: the
+      first batch tries each allowed execution and keeps the fastest whose objectives stay
+      within 5% of fp32's, see engine/autotune.py; the choice is in
+      ``RenderResult.info['execution']``; set precision, memory_format and compile explicitly for
+      results that are bit-identical across machines). memory_format: 'auto' (measured with
+      precision), 'contiguous' or 'channels_last'. compile: True, False or 'auto' (measured with
+      precision; torch.compile of the model between the hooked layers).
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).

@@ -19,6 +19,12 @@ Grammar (whitespace around ``+ - * ,`` is ignored)::
 
 The pseudo layer ``output`` is the model's return value (the pre-softmax logits of a classifier).
 
+A class may be named instead of numbered on the class layer (``output`` or the model's last
+Linear/conv layer with one output per class): ``fc:rings``, ``output:great_white_shark``. Names
+come from ``models.class_names(model)``, match case-insensitively with any run of spaces or
+punctuation written as ``_``, and need ``model`` (``parse_units(spec, model=...)``); a name two
+classes share is an error that lists their indices.
+
 >>> [str(u) for u in parse_units("conv3:0-2")]
 ['conv3:0', 'conv3:1', 'conv3:2']
 >>> str(parse_units("0.5*conv3:1 + 0.5*conv3:2@neuron(3,4)")[0])
@@ -36,7 +42,7 @@ OUTPUT = "output"
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _TERM = re.compile(
     rf"^(?:(?P<weight>{_NUMBER})\s*\*\s*)?(?P<neg>-)?\s*(?P<layer>[\w.]+)"
-    r"(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?"
+    r"(?::(?:(?P<first>\d+)(?:-(?P<last>\d+))?|(?P<name>[A-Za-z_][\w-]*)))?"
     r"(?:@(?P<kind>[a-z]+)(?:\((?P<args>[^()]*)\))?)?$"
 )
 
@@ -152,7 +158,7 @@ def _numbers(args, spec, cast):
         raise ValueError(f"unit {spec!r}: arguments ({args}) must be numbers") from None
 
 
-def _term(text, spec):
+def _term(text, spec, classes):
     m = _TERM.match(text)
     if m is None:
         raise ValueError(
@@ -170,6 +176,8 @@ def _term(text, spec):
     if m["neg"]:
         weight = -weight
     first = None if m["first"] is None else int(m["first"])
+    if m["name"] is not None:
+        first = classes.index(m["layer"], m["name"], spec)
     last = first if m["last"] is None else int(m["last"])
     if first is not None and last < first:
         raise ValueError(f"unit {spec!r}: channel range {first}-{last} is empty (the end must be >= the start)")
@@ -187,11 +195,11 @@ def _term(text, spec):
     return Term(m["layer"], kind, first, position, vector, weight), last
 
 
-def _parse_item(item):
+def _parse_item(item, classes):
     texts = _split_sum(item)
     if any(not t for t in texts):
         raise ValueError(f"malformed unit {item!r}: empty term")
-    parsed = [_term(t, item) for t in texts]
+    parsed = [_term(t, item, classes) for t in texts]
     if len(parsed) == 1:
         term, last = parsed[0]
         if term.index is None or last == term.index:
@@ -203,6 +211,64 @@ def _parse_item(item):
         if term.index is None and term.kind in ("channel", "neuron"):
             raise ValueError(f"unit {item!r}: each term of a sum needs a channel index")
     return [Unit(tuple(term for term, _ in parsed))]
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+
+
+class ClassNames:
+    """A model's class names for the unit parser: name -> index on its class layer, and back."""
+
+    def __init__(self, model):
+        from pyviz_fast.engine.models import class_names
+
+        self.model = model
+        self.names = class_names(model) if model is not None else None
+        self.layer = self._class_layer() if self.names else None
+
+    def _class_layer(self):
+        """The last module with one output per class (out_features / out_channels), or None."""
+        found = None
+        for name, module in self.model.named_modules():
+            width = getattr(module, "out_features", None) or getattr(module, "out_channels", None)
+            if name and width == len(self.names):
+                found = name
+        return found
+
+    def _layers(self):
+        return (OUTPUT,) + ((self.layer,) if self.layer else ())
+
+    def index(self, layer: str, name: str, spec: str) -> int:
+        """The index of class ``name`` on ``layer``; ValueError saying why not and what would do."""
+        if self.model is None:
+            raise ValueError(f"unit {spec!r} names a class ({name!r}); names are resolved against the model: "
+                             "pass model=... (or give the index)")
+        if not self.names:
+            raise ValueError(f"malformed unit {spec!r}: {name!r} is not an index, and the model has no class names "
+                             "to look it up in (give them with --labels FILE on the command line, "
+                             "model.class_names in Python)")
+        if layer not in self._layers():
+            raise ValueError(f"malformed unit {spec!r}: {name!r} is not an index; class names apply to the class "
+                             f"layer ({' or '.join(self._layers())}), not {layer!r}")
+        wanted = _normalized(name)
+        matches = [k for k, n in enumerate(self.names) if _normalized(n) == wanted]
+        if len(matches) > 1:
+            raise ValueError(f"unit {spec!r}: {len(matches)} classes are called {name!r} "
+                             f"(indices {', '.join(map(str, matches))}); give the index")
+        if not matches:
+            close = difflib.get_close_matches(wanted, [_normalized(n) for n in self.names], n=5, cutoff=0.5)
+            hint = f"closest: {', '.join(close)}" if close else \
+                f"names: {', '.join(_normalized(n) for n in self.names[:12])}{', ...' if len(self.names) > 12 else ''}"
+            raise ValueError(f"unit {spec!r}: no class called {name!r} among the model's {len(self.names)}; {hint}")
+        return matches[0]
+
+    def name_of(self, unit) -> str | None:
+        """The class name of a one-term unit on the class layer, else None."""
+        if not self.names or len(unit.terms) != 1 or unit.layer not in self._layers():
+            return None
+        index = unit.index
+        return self.names[index] if isinstance(index, int) and 0 <= index < len(self.names) else None
 
 
 def parse_units(spec, model=None):
@@ -217,6 +283,7 @@ def parse_units(spec, model=None):
     17
     """
     items = spec if isinstance(spec, (list, tuple)) else [spec]
+    classes = ClassNames(model)
     units = []
     for item in items:
         if isinstance(item, Unit):
@@ -225,7 +292,7 @@ def parse_units(spec, model=None):
             for piece in _split_top_level(item, ",;"):
                 if not piece.strip():
                     raise ValueError(f"malformed unit list {item!r}: empty item")
-                units.extend(_parse_item(piece))
+                units.extend(_parse_item(piece, classes))
         else:
             raise TypeError(f"units must be strings or Unit objects, got {type(item).__name__}: {item!r}")
     if not units:

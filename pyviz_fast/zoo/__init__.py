@@ -41,4 +41,5 @@ def shapesnet(pretrained=True, device=None):
                                     "retrain with: python -m pyviz_fast.zoo.train_shapes")
         model.load_state_dict(torch.load(SHAPESNET_WEIGHTS, map_location="cpu", weights_only=True))
     model.requires_grad_(False)
+    model.class_names = SHAPES_CLASSES  # for units such as fc:rings
     return model.to(device or "cpu").eval()
