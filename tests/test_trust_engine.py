@@ -9,7 +9,6 @@ import torchvision
 from torch import nn
 
 import pyviz_fast as pvf
-from pyviz_fast.engine.layout import Activation, learn_layouts
 from pyviz_fast.engine.models import IMAGENET_MEAN, IMAGENET_STD
 
 EXACT = dict(precision="fp32", memory_format="contiguous", backend="reference")
@@ -53,6 +52,7 @@ def test_convnext_stage_outputs_stay_channel_first():
 
 
 def test_an_ambiguous_map_is_decided_by_the_axis_that_keeps_its_size():
+    from pyviz_fast.engine.layout import learn_layouts
     # [96, 96, 96] at 384 px (Swin's first stage): the shape alone cannot tell
     probed = {"nhwc_map": (96, 96, 96), "nchw_map": (96, 96, 96)}
     again = {"nhwc_map": (192, 192, 96), "nchw_map": (96, 192, 192)}
@@ -68,6 +68,8 @@ def test_an_ambiguous_map_is_decided_by_the_axis_that_keeps_its_size():
 
 
 def test_a_model_of_one_size_falls_back_to_the_spatial_axes():
+    from pyviz_fast.engine.layout import learn_layouts
+
     def refuses(names, hw):
         raise ValueError("this model only runs at 64 x 48")
 
@@ -111,6 +113,7 @@ def test_the_layout_override_wins_and_is_checked():
 
 
 def test_activation_views_channels_first():
+    from pyviz_fast.engine.layout import Activation
     x = torch.randn(2, 5, 7, 4)
     act = Activation((5, 7, 4), "nhwc")
     assert act.channels_first(x).shape == (2, 4, 5, 7) and act.channels == 4

@@ -23,7 +23,7 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.results import Row
 from pyviz_fast.bench.timing import Measurement, quartile_spread, time_callable
 from pyviz_fast.engine.execution import PreparedModel
-from pyviz_fast.engine.layers import probe_shapes
+from pyviz_fast.engine.layers import probe_activations
 from pyviz_fast.engine.objectives import ObjectivePlan
 from pyviz_fast.engine.units import OUTPUT, Unit
 
@@ -59,7 +59,7 @@ def fwd_bwd_call(prepared, layer, channels, size, full_model=False, seed=0):
     to the input of a batch of len(channels) images, each maximizing its own channel through the
     engine's own objective (``ObjectivePlan``), exactly as one render step does."""
     units = [Unit.channel(layer, c) for c in channels]
-    shapes = probe_shapes(prepared, [layer], 3, (size, size))
+    shapes = probe_activations(prepared, [layer], 3, [(size, size)])[(size, size)]
     plan = ObjectivePlan(units, shapes, device=prepared.device)
     layers = [layer, OUTPUT] if full_model else plan.layers
     gen = torch.Generator().manual_seed(seed)

@@ -62,6 +62,7 @@ def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
 
     The heat is max over channels of |d objective / d pixel|, scaled by its 99.5th percentile."""
     from pyviz_fast.engine.execution import PreparedModel
+    from pyviz_fast.engine.layers import probe_activations
     from pyviz_fast.engine.objectives import ObjectivePlan
     from pyviz_fast.engine.settings import Settings
     from pyviz_fast.engine.units import OUTPUT, parse_units
@@ -79,10 +80,12 @@ def saliency(model, image: torch.Tensor, unit_spec: str | None, device="cpu"):
         units = parse_units(unit_spec, model=model)
         if len(units) != 1:
             raise CliError(f"--unit must name one unit, {unit_spec!r} names {len(units)}")
+        hw = tuple(image.shape[-2:])
+        shapes = probe_activations(prepared, units[0].layers, image.shape[0], [hw])[hw]  # with their layouts
         with torch.enable_grad():
             acts = _forward(prepared, x, units[0].layers)
             try:
-                objective = ObjectivePlan(units, {k: tuple(v.shape[1:]) for k, v in acts.items()}, device)(acts)
+                objective = ObjectivePlan(units, shapes, device)(acts)
                 objective.sum().backward()
             except (ValueError, RuntimeError, TypeError) as error:
                 raise CliError(f"saliency of {unit_spec!r} failed: {error}") from None

@@ -6,9 +6,10 @@ Per step, for a batch of B units (each image its own unit, layer and kind):
      the next jitter, for every image at once.
 All random draws come from each unit's own generators, a chunk of steps at a time (draws.py), so
 the loop does no per-item Python work and memory does not grow with the step count (nor does the
-recorded trajectory: trajectory.py). Everything that can be checked is checked before the first step; what only shows
-mid-run (non-finite values, a failing batch) becomes a per-unit status. An optional callback
-sees the batch's images after every step (``StepInfo``), e.g. to record the progression.
+recorded trajectory: trajectory.py). Everything that can be checked is checked before the first
+step; what only shows mid-run (non-finite values, a failing batch) becomes a per-unit status. An
+optional callback sees the batch's images after every step (``StepInfo``), e.g. to record the
+progression.
 
 >>> res = render(model, ["conv3:0-15", "fc:3"], Settings(size=128, steps=64), seed=0)
 """
