@@ -2,7 +2,8 @@
 
 C++ CPU kernels are always built. CUDA kernels are built when a CUDA toolkit and a CUDA build
 of torch are present, or when FORCE_CUDA=1; FORCE_ONLY_CPU=1 skips them. DEBUG=1 compiles with
--O0 -g. TORCH_CUDA_ARCH_LIST (default "8.0;9.0") and NVCC_FLAGS are respected.
+-O0 -g. TORCH_CUDA_ARCH_LIST (default "8.0;9.0;10.0;12.0+PTX": SASS for Ampere, Hopper and
+Blackwell, PTX for later GPUs) and NVCC_FLAGS are respected.
 
 It builds against the torch of the build environment: `pip install --no-build-isolation .`
 uses the torch already installed. The binary records that torch (see pyviz_fast/_build.py),
@@ -21,7 +22,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # torch guesses CUDA_HOME from nvcc's path (/usr/local) and then fails to link -lcudart.
 if os.path.isdir("/usr/local/cuda") and "CUDA_HOME" not in os.environ:
     os.environ["CUDA_HOME"] = "/usr/local/cuda"
-os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0;10.0;12.0+PTX")
 
 import torch  # noqa: E402  (after CUDA_HOME is settled)
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
@@ -64,7 +65,10 @@ def _extension():
     if with_cuda:
         sources += _sources(_build.CUDA_SOURCE_DIRS, ("*.cpp", "*.cu"))
         define_macros.append(("PVF_WITH_CUDA", "1"))
-        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr"] + os.environ.get("NVCC_FLAGS", "").split()
+        # -fmad=false: no implicit contraction, so the kernels round as their CPU emulation does
+        # (the kernels write every intended FMA as fmaf).
+        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false"] + \
+            os.environ.get("NVCC_FLAGS", "").split()
         arches = os.environ["TORCH_CUDA_ARCH_LIST"]
         define_macros.append(("PVF_CUDA_ARCHES", '"%s"' % arches))
         print(f"pyviz_fast: building CPU + CUDA kernels for arches {arches} ({tag})", file=sys.stderr)
