@@ -8,12 +8,13 @@ export CUDA_HOME ?= /usr/local/cuda
 
 .PHONY: setup build demo test bench clean
 
-# The pinned torch is the CUDA 13 build; it runs on the CPU and lets the CUDA kernels compile.
-$(VENV)/.deps: pyproject.toml
+# Exact versions come from constraints.txt (add a new dependency's name here and its pin there).
+$(VENV)/.deps: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "setuptools>=64" wheel
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 numpy pillow pybind11 ninja tqdm \
-		pytest pytest-benchmark matplotlib playwright httpx2 starlette uvicorn python-multipart av
+	$(PY) -m pip install -q -c constraints.txt setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt torch torchvision numpy pillow pybind11 ninja tqdm build \
+		pytest pytest-benchmark matplotlib playwright nbclient nbformat ipykernel ipython ipywidgets \
+		httpx2 starlette uvicorn python-multipart av
 	touch $@
 
 setup: $(VENV)/.deps build
@@ -38,4 +39,4 @@ bench: setup
 	$(VENV)/bin/pyviz-fast bench
 
 clean:
-	rm -rf build *.egg-info pyviz_fast/_C*.so $(VENV)/.built
+	rm -rf build dist *.egg-info pyviz_fast/_C*.so $(VENV)/.built

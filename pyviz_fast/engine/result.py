@@ -47,6 +47,11 @@ class RenderResult:
     def __len__(self):
         return len(self.units)
 
+    def __repr__(self):
+        shape = "x".join(str(d) for d in self.images.shape[1:])
+        return (f"RenderResult({len(self)} units, {shape}, {sum(s == 'ok' for s in self.status)} ok, "
+                f"backend {self.info.get('backend', '?')}, {self.timings.get('total', float('nan')):.1f} s)")
+
     @property
     def ok(self):
         """True when every unit has status 'ok'."""
@@ -79,3 +84,27 @@ class RenderResult:
         if channels == 4:
             return Image.fromarray(array, "RGBA")
         return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
+
+    def to_html_grid(self, cols=8, limit=None, size=128):
+        """The images as an ``ImageGrid`` (HTML): unit, objective and status under each image,
+        failures' reasons on hover; the first ``limit`` units (default display.DEFAULT_LIMIT)."""
+        from pyviz_fast.engine import display
+
+        limit = display.DEFAULT_LIMIT if limit is None else limit
+        display.check_layout(cols, limit, size)
+        shown = range(min(len(self), limit))
+        captions = [f"{unit}\n{float(value):.4g} {status}" for unit, value, status
+                    in zip(self.units, self.objective.tolist(), self.status)]
+        titles = [reason or status for reason, status in zip(self.reasons, self.status)]
+        return display.image_grid([self.to_pil(i) for i in shown], captions, titles=titles, total=len(self),
+                                  cols=cols, limit=limit, size=size, heading=repr(self))
+
+    def _repr_html_(self):
+        """Jupyter shows a result as a grid of its images (the first display.DEFAULT_LIMIT)."""
+        return self.to_html_grid()._repr_html_()
+
+    def show(self, cols=8, limit=None, size=128):
+        """Displays the grid of images in a notebook (elsewhere returns the ``ImageGrid``)."""
+        from pyviz_fast.engine import display
+
+        return display.show(self, cols=cols, limit=limit, size=size)
