@@ -14,7 +14,6 @@ from PIL import Image
 
 import pyviz_fast as pvf
 from engine_nets import tiny_cnn
-from test_cli import one_thread  # noqa: F401  (the fixture)
 from pyviz_fast import zoo
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals.diversity import mean_pairwise_gram_distance
