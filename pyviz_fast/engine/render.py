@@ -14,7 +14,9 @@ time (draws.py; MaCo's crop noise step by step), so memory does not grow with th
 (nor does the recorded trajectory: trajectory.py). Everything that can be checked is checked
 before the first step; what only shows mid-run (non-finite values, a failing batch) becomes a
 per-unit status. An optional callback sees the batch's images after every step (``StepInfo``),
-e.g. to record the progression.
+e.g. to record the progression. ``Renderer`` splits a render into its set-up (prepare the
+model, probe the layers, bind the task, decide the execution) and the renders themselves, so
+many renders (a zoom's frames) set up once; ``render`` is one set-up and one render.
 
 >>> res = render(model, ["conv3:0-15", "fc:3"], Settings(size=128, steps=64), seed=0)
 """
