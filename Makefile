@@ -8,12 +8,12 @@ export CUDA_HOME ?= /usr/local/cuda
 
 .PHONY: setup build demo test bench clean
 
-# The pinned torch is the CUDA 13 build; it runs on the CPU and lets the CUDA kernels compile.
-$(VENV)/.deps: pyproject.toml
+# Exact versions come from constraints.txt (add a new dependency's name here and its pin there).
+$(VENV)/.deps: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "setuptools>=64" wheel
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 numpy pillow pybind11 ninja tqdm \
-		pytest pytest-benchmark matplotlib playwright
+	$(PY) -m pip install -q -c constraints.txt setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt torch torchvision numpy pillow pybind11 ninja tqdm build \
+		pytest pytest-benchmark matplotlib playwright nbclient nbformat ipykernel ipython ipywidgets
 	touch $@
 
 setup: $(VENV)/.deps build
@@ -26,9 +26,10 @@ $(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
 
 build: $(VENV)/.built
 
-# Every channel of ShapesNet's layers (conv3 before its ReLU: every channel renders) and its classes.
+# Every channel of ShapesNet's layers (conv3 before its ReLU: every channel renders) and its classes,
+# each beside its top and bottom examples among 2,000 generated shapes images.
 demo: setup
-	$(VENV)/bin/pyviz-fast atlas conv1 conv2 conv3.bn2 conv4 fc --size 64 --out $(OUT)
+	$(VENV)/bin/pyviz-fast atlas conv1 conv2 conv3.bn2 conv4 fc --size 64 --out $(OUT) --dataset shapes:2000 --examples 6
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -37,4 +38,4 @@ bench: setup
 	$(VENV)/bin/pyviz-fast bench
 
 clean:
-	rm -rf build *.egg-info pyviz_fast/_C*.so $(VENV)/.built
+	rm -rf build dist *.egg-info pyviz_fast/_C*.so $(VENV)/.built

@@ -2,19 +2,27 @@
 
 C++ CPU kernels are always built. CUDA kernels are built when a CUDA toolkit and a CUDA build
 of torch are present, or when FORCE_CUDA=1; FORCE_ONLY_CPU=1 skips them. DEBUG=1 compiles with
--O0 -g. TORCH_CUDA_ARCH_LIST (default "8.0;9.0") and NVCC_FLAGS are respected.
+-O0 -g. TORCH_CUDA_ARCH_LIST (default "8.0;9.0;10.0;12.0+PTX": SASS for Ampere, Hopper and
+Blackwell, PTX for later GPUs) and NVCC_FLAGS are respected.
+
+It builds against the torch of the build environment: `pip install --no-build-isolation .`
+uses the torch already installed. The binary records that torch (see pyviz_fast/_build.py),
+and the wheel carries the C++ sources (as pyviz_fast/_csrc) so that pyviz_fast/_ext.py can
+rebuild the CPU kernels for another torch.
 """
-import glob
+import importlib.util
 import os
+import shutil
 import sys
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # torch guesses CUDA_HOME from nvcc's path (/usr/local) and then fails to link -lcudart.
 if os.path.isdir("/usr/local/cuda") and "CUDA_HOME" not in os.environ:
     os.environ["CUDA_HOME"] = "/usr/local/cuda"
-os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0;10.0;12.0+PTX")
 
 import torch  # noqa: E402  (after CUDA_HOME is settled)
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
@@ -32,31 +40,57 @@ def _want_cuda():
     return CUDA_HOME is not None and torch.version.cuda is not None
 
 
-def _sources(pattern):
-    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+def _load_build_config():
+    spec = importlib.util.spec_from_file_location("pyviz_fast_build", os.path.join(ROOT, "pyviz_fast", "_build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_build = _load_build_config()
+
+
+def _sources(dirs, patterns=("*.cpp",)):
+    return [os.path.relpath(p, ROOT) for p in _build.sources(os.path.join(ROOT, "csrc"), dirs, patterns)]
 
 
 def _extension():
     debug = _flag("DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    cxx = opt + ["-std=c++20", "-fopenmp"]
-    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp") + _sources("csrc/emulation/*.cpp")
-    define_macros = []
-    if _want_cuda():
-        sources += _sources("csrc/cuda/*.cpp") + _sources("csrc/cuda/*.cu")
+    cxx = _build.cxx_flags(debug)
+    sources = _sources(_build.CPU_SOURCE_DIRS)
+    with_cuda = _want_cuda()
+    tag = _build.built_against_tag(torch.__version__, torch.version.cuda if with_cuda else None)
+    define_macros = [("PVF_BUILT_AGAINST", '"%s"' % tag)]
+    if with_cuda:
+        sources += _sources(_build.CUDA_SOURCE_DIRS, ("*.cpp", "*.cu"))
         define_macros.append(("PVF_WITH_CUDA", "1"))
-        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr"] + os.environ.get("NVCC_FLAGS", "").split()
+        # -fmad=false: no implicit contraction, so the kernels round as their CPU emulation does
+        # (the kernels write every intended FMA as fmaf).
+        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false"] + \
+            os.environ.get("NVCC_FLAGS", "").split()
         arches = os.environ["TORCH_CUDA_ARCH_LIST"]
         define_macros.append(("PVF_CUDA_ARCHES", '"%s"' % arches))
-        print(f"pyviz_fast: building CPU + CUDA kernels for arches {arches}", file=sys.stderr)
+        print(f"pyviz_fast: building CPU + CUDA kernels for arches {arches} ({tag})", file=sys.stderr)
         return CUDAExtension("pyviz_fast._C", sources, define_macros=define_macros,
-                             extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=["-fopenmp"])
-    print("pyviz_fast: building CPU kernels only (no CUDA toolkit/torch, or FORCE_ONLY_CPU=1)", file=sys.stderr)
+                             extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=_build.LINK_FLAGS)
+    print(f"pyviz_fast: building CPU kernels only (no CUDA toolkit/torch, or FORCE_ONLY_CPU=1; {tag})", file=sys.stderr)
     return CppExtension("pyviz_fast._C", sources, define_macros=define_macros,
-                        extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+                        extra_compile_args={"cxx": cxx}, extra_link_args=_build.LINK_FLAGS)
+
+
+class BuildPyWithSources(build_py):
+    """Also copies csrc/ into the built package as pyviz_fast/_csrc, for just-in-time rebuilds."""
+
+    def run(self):
+        super().run()
+        if not self.editable_mode:  # an editable install reads the checkout's csrc/ directly
+            target = os.path.join(self.build_lib, "pyviz_fast", "_csrc")
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(os.path.join(ROOT, "csrc"), target)
 
 
 setup(
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": BuildPyWithSources},
 )

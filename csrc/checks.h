@@ -7,6 +7,8 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <string_view>
 
 #include "kernels/common.h"
@@ -44,6 +46,20 @@ inline void check_sigma(const at::Tensor& sigma, const at::Tensor& x) {
               x.size(0), "), got shape ", sigma.sizes());
   TORCH_CHECK(sigma.device() == x.device(), "sigma must be on the device of x (", x.device(), "), got ",
               sigma.device());
+}
+
+// A non-finite sigma of image b: ValueError, as the reference raises (CPU backends; a CUDA
+// kernel cannot check without a host sync and flags the image instead).
+inline void check_sigma_value(float sigma, int64_t b) {
+  TORCH_CHECK_VALUE(std::isfinite(sigma), "sigma must be finite, got ", sigma, " for image ", b);
+}
+
+// The tiled CUDA kernels (and their emulation) index inside one image in int32.
+inline void check_int32_image_offsets(const at::Tensor& x, const char* name) {
+  int64_t last = 0;
+  for (int d = 1; d < 4; ++d) last += (x.size(d) - 1) * x.stride(d);
+  TORCH_CHECK(last <= std::numeric_limits<int32_t>::max(), name,
+              " must address each image within 2^31 - 1 elements (strides ", x.strides(), ")");
 }
 
 inline void check_eps(double eps) {

@@ -2,11 +2,22 @@
 // (static registrations in the other translation units); it also tells what was built.
 #include <ATen/Parallel.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <torch/version.h>
 
 #include "cpu/output_cache.h"
+#include "emulation/settings.h"
 
 namespace py = pybind11;
+
+// Which torch this binary was built against (setup.py or the just-in-time build defines it),
+// stored as a string that pyviz_fast/_ext.py reads from the file before loading it.
+#if !defined(PVF_BUILT_AGAINST) && defined(PVF_WITH_CUDA)
+#define PVF_BUILT_AGAINST "torch=" TORCH_VERSION " cuda=unknown"
+#elif !defined(PVF_BUILT_AGAINST)
+#define PVF_BUILT_AGAINST "torch=" TORCH_VERSION " cuda=none"
+#endif
+extern "C" __attribute__((used)) const char pvf_built_against_tag[] = "pyviz_fast built against " PVF_BUILT_AGAINST;
 
 namespace {
 
@@ -29,6 +40,7 @@ py::dict build_info() {
   info["threads"] = at::get_num_threads();
   info["parallel"] = at::get_parallel_info();
   info["torch_built_with"] = TORCH_VERSION;
+  info["built_against"] = PVF_BUILT_AGAINST;
   return info;
 }
 
@@ -40,4 +52,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("release_cached_outputs", &pvf::cpu::release_cached_outputs,
         "Frees the CPU output blocks kept for reuse; returns the bytes freed.");
   m.def("cached_output_bytes", &pvf::cpu::cached_output_bytes, "Bytes of CPU output blocks kept for reuse.");
+  m.def("configure_emulation", &pvf::emulation::configure, py::arg("order") = "natural", py::arg("max_blocks") = 5,
+        py::arg("seed") = 1, py::arg("trace") = false,
+        "How the CUDA emulation runs: thread order within a phase (natural, reversed, shuffled), grid-size cap, "
+        "seed of the shuffles, and whether to measure each launch's global memory traffic.");
+  m.def("emulated_launches", &pvf::emulation::launches,
+        "Kernel launches the CUDA emulation ran since configure_emulation() (as many as the GPU would).");
+  m.def("emulated_traffic", &pvf::emulation::traffic,
+        "Per launch traced since configure_emulation(trace=True): (distinct global bytes read, written).");
 }

@@ -2,10 +2,12 @@
 from pyviz_fast import ops, zoo
 from pyviz_fast._ext import build_info, has_ops
 from pyviz_fast.backend import get_default_backend, set_default_backend
-from pyviz_fast.engine import (LayerInfo, RenderResult, Settings, StepInfo, Unit, choose_execution, layers, load_model,
-                               model_fingerprint, parse_units, render)
+from pyviz_fast.engine import (LayerInfo, RenderResult, Settings, StepInfo, Unit, accentuate, caricature,
+                               choose_execution, layers, load_model, model_fingerprint, parse_units, render,
+                               style_transfer)
+from pyviz_fast.engine.display import show
 
 __version__ = "0.1.0"
 __all__ = ["ops", "zoo", "build_info", "has_ops", "get_default_backend", "set_default_backend",
-           "render", "choose_execution", "layers", "LayerInfo", "Settings", "parse_units", "load_model",
-           "model_fingerprint", "RenderResult", "StepInfo", "Unit"]
+           "render", "show", "accentuate", "caricature", "style_transfer", "choose_execution", "layers", "LayerInfo",
+           "Settings", "parse_units", "load_model", "model_fingerprint", "RenderResult", "StepInfo", "Unit"]

@@ -1,7 +1,7 @@
 """Shared test fixtures: the kernel backends every op is checked on, and skips (with the
 reason) for what this machine or build cannot run. The CUDA emulation is part of every build
 (CPU-only included), so its cases never skip when the extension is there."""
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import pytest
 import torch
@@ -15,10 +15,14 @@ class KernelBackend(NamedTuple):
     device: torch.device
 
 
+# The emulation runs each phase of a thread block in natural, reversed and shuffled thread
+# order: a result that changes with the order is a race on the GPU.
 KERNEL_BACKENDS = [
-    pytest.param(("fused", "cpu"), id="fused-cpu"),
-    pytest.param(("emulation", "cpu"), id="emulation-cpu"),
-    pytest.param(("fused", "cuda"), id="fused-cuda", marks=pytest.mark.needs_cuda),
+    pytest.param(("fused", "cpu", None), id="fused-cpu"),
+    pytest.param(("emulation", "cpu", "natural"), id="emulation-cpu"),
+    pytest.param(("emulation", "cpu", "reversed"), id="emulation-reversed-cpu"),
+    pytest.param(("emulation", "cpu", "shuffled"), id="emulation-shuffled-cpu"),
+    pytest.param(("fused", "cuda", None), id="fused-cuda", marks=pytest.mark.needs_cuda),
 ]
 
 
@@ -35,14 +39,22 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(params=KERNEL_BACKENDS)
-def kernel_backend(request) -> KernelBackend:
-    """A compiled backend and the device its tensors live on."""
-    name, device = request.param
+def kernel_backend(request) -> Iterator[KernelBackend]:
+    """A compiled backend and the device its tensors live on (for the emulation, with its thread
+    order set for the test and reset after it)."""
+    name, device, order = request.param
     if not _ext.has_ops():
         pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
     if name == "fused" and device == "cuda" and not _ext.has_cuda_kernels():
         pytest.skip("pyviz_fast._C was built without CUDA kernels")
-    return KernelBackend(name, torch.device(device))
+    if order is None:
+        yield KernelBackend(name, torch.device(device))
+        return
+    _ext._C.configure_emulation(order=order)
+    try:
+        yield KernelBackend(name, torch.device(device))
+    finally:
+        _ext._C.configure_emulation()
 
 
 @pytest.fixture(params=["", "emulated_"], ids=["cpu", "emulation"])

@@ -23,7 +23,7 @@ from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, Wri
 from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.audit.gallery import gallery_links
+from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts
 from pyviz_fast.engine.units import Unit
 
@@ -36,7 +36,8 @@ RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash",
 class FakeRenderer:
     """render_batch(units, execution) -> a RenderResult-like object; counts the units it rendered."""
 
-    def __init__(self, interrupt_after_batches=None):
+    def __init__(self, interrupt_after_batches=None, size=SIZE):
+        self.size = size
         self.rendered = []
         self.batches = 0
         self.interrupt_after_batches = interrupt_after_batches
@@ -47,10 +48,10 @@ class FakeRenderer:
         self.batches += 1
         self.rendered += [str(u) for u in units]
         seeds = [zlib.crc32(str(u).encode()) for u in units]
-        images = torch.stack([torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        images = torch.stack([torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s)) for s in seeds])
         trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3 else torch.linspace(0, 1 + u.index, STEPS)
                                   for u in units])
-        status = ["failed" if u.index == 5 else "ok" for u in units]
+        status = ["failed" if u.index == 5 else "dead" if u.index == 3 else "ok" for u in units]  # as the engine says
         return SimpleNamespace(
             images=images, objective=trajectory[:, -1], trajectory=trajectory, seeds=seeds, status=status,
             reasons=["synthetic failure" if s == "failed" else "" for s in status],
@@ -71,7 +72,7 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
     records = manifest(tmp_path)
     assert [r["unit"] for r in records] == [str(u) for u in UNITS]
     assert all(RECORD_FIELDS <= set(r) for r in records)
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r["status"] in ("ok", "dead")]  # dead units have an image
     assert len(ok) == len(UNITS) - 2 and outcome.failed == 2 and outcome.exit_code == 1
     for record in ok:
         with Image.open(tmp_path / record["file"]) as image:
@@ -82,8 +83,10 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
     assert links and all((tmp_path / link).is_file() for link in links)
     assert {"sheets/conv1.png", "sheets/conv2.png"} <= set(links)
     assert set(r["file"] for r in ok) <= set(links)
-    html = Path(tmp_path, "index.html").read_text()
-    assert html.count('class="dead"') == 2 and html.count('class="failed"') == 2
+    data = read_gallery_data(tmp_path)
+    assert data["units"]["unit"] == [str(u) for u in UNITS] and data["run"]["complete"]
+    assert sum(data["units"]["dead"]) == 2 and data["run"]["failed"] == 2
+    assert [(layer["name"], layer["dead"], layer["failed"]) for layer in data["layers"]] == [("conv1", 1, 1), ("conv2", 1, 1)]
 
 
 def test_rerun_renders_only_what_is_missing(tmp_path):
@@ -99,10 +102,10 @@ def test_rerun_renders_only_what_is_missing(tmp_path):
 
 def test_missing_image_is_rendered_again(tmp_path):
     run_atlas(UNITS, FakeRenderer(), job(tmp_path))
-    (tmp_path / "images" / "conv2" / "conv2_1.png").unlink()
+    (tmp_path / "images" / "conv2" / "1.png").unlink()
     again = FakeRenderer()
     run_atlas(UNITS, again, job(tmp_path))
-    assert "conv2:1" in again.rendered and (tmp_path / "images" / "conv2" / "conv2_1.png").is_file()
+    assert "conv2:1" in again.rendered and (tmp_path / "images" / "conv2" / "1.png").is_file()
     assert [r["unit"] for r in manifest(tmp_path)].count("conv2:1") == 1
 
 
@@ -167,7 +170,7 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(tmp_path, monkeypatch):
 
     def save_until_disk_full(path, image, **kwargs):
         calls.append(path)
-        if len(calls) > 9:  # the first batch (4 PNGs + 4 thumbnails) fits, the second does not
+        if len(calls) > 4:  # the first batch (4 PNGs; 12 px images need no thumbnails) fits, the second does not
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_save(path, image, **kwargs)
 
@@ -252,3 +255,175 @@ def test_writer_overlaps_writing_with_the_caller(tmp_path, monkeypatch):
     writer.close()
     assert [r["unit"] for r in read_records(tmp_path / "part.jsonl")] == ["a:0", "a:1"]
     assert (tmp_path / "a0.png").is_file() and (tmp_path / "a1.png").is_file()
+
+
+# ---- names that never collide, thumbnails, sheets, strict JSON (issue 12) ----
+
+HOSTILE_LAYERS = ["conv_α", "conv_β", "a<b", "a>b", "..", ".", "Conv", "conv", "x~2e", "~"]
+
+
+def test_file_names_are_injective_and_stay_inside_the_run_for_any_layer_name(tmp_path):
+    units = [Unit.channel(layer, c) for layer in HOSTILE_LAYERS for c in range(2)]
+    run_atlas(units, FakeRenderer(size=128), job(tmp_path))
+    records = manifest(tmp_path)
+    files = [r["file"] for r in records] + [r["thumb"] for r in records]
+    assert len(set(files)) == len(files) == 2 * len(units)  # no image shares a name, none is its thumbnail
+    sheets = {RunDir(tmp_path).sheet_path(layer) for layer in HOSTILE_LAYERS}
+    assert len(sheets) == len(HOSTILE_LAYERS) and all((tmp_path / s).is_file() for s in sheets)
+    root = tmp_path.resolve()
+    for name in files + sorted(sheets):
+        parts = Path(name).parts
+        assert "." not in parts and ".." not in parts and not any(p.startswith(".") for p in parts), name
+        assert (tmp_path / name).resolve().is_relative_to(root)
+    for record in records:  # the full image is still full size: no thumbnail overwrote it
+        with Image.open(tmp_path / record["file"]) as image:
+            assert image.size == (128, 128)
+
+
+def test_stems_are_unique_ascii_and_readable_for_ordinary_names():
+    from pyviz_fast.audit.names import stem
+    stems = [stem(layer) for layer in HOSTILE_LAYERS]
+    assert len(set(stems)) == len(stems) and len({s.lower() for s in stems}) == len(stems)
+    assert stem("layer3.0.downsample") == "layer3.0.downsample"  # ordinary names stay readable
+    assert all(c.isascii() and (c.isalnum() or c in "._-~") for s in stems for c in s)
+    long = "x" * 300
+    assert len(stem(long)) < 200 and stem(long) != stem(long + "y")
+
+
+def test_gallery_is_refreshed_during_the_run(tmp_path):
+    seen = []
+
+    class Watching(FakeRenderer):
+        def __call__(self, units, execution=None):
+            if self.batches == 3:  # the writer refreshes after the first batch it wrote, then every 4 units
+                deadline = time.monotonic() + 10
+                while not (tmp_path / "gallery" / "data.js").is_file() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                seen.append(read_gallery_data(tmp_path))
+            return super().__call__(units, execution)
+
+    run_atlas(UNITS, Watching(), job(tmp_path, refresh_units=4))
+    assert seen and not seen[0]["run"]["complete"] and 4 <= len(seen[0]["units"]["unit"]) < len(UNITS)
+    assert read_gallery_data(tmp_path)["run"]["complete"]
+
+
+def test_thumbnails_are_never_larger_than_their_originals(tmp_path):
+    run_atlas(UNITS[:2], FakeRenderer(size=SIZE), job(tmp_path / "small"))
+    assert all(r["thumb"] is None for r in manifest(tmp_path / "small"))  # shown from the PNG, scaled by CSS
+    assert not (tmp_path / "small" / "thumbs").exists()
+    run_atlas(UNITS[:2], FakeRenderer(size=200), job(tmp_path / "large"))
+    for record in manifest(tmp_path / "large"):
+        with Image.open(tmp_path / "large" / record["thumb"]) as thumb:
+            assert max(thumb.size) == audit_writer.THUMB_SIZE < 200
+
+
+def test_contact_sheets_are_rebuilt_only_when_their_units_change(tmp_path):
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))
+    sheets = {layer: tmp_path / RunDir(tmp_path).sheet_path(layer) for layer in ("conv1", "conv2")}
+    stamps = {layer: path.stat().st_mtime_ns for layer, path in sheets.items()}
+    time.sleep(0.01)
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))  # retries the failed units: same records again
+    assert {layer: path.stat().st_mtime_ns for layer, path in sheets.items()} == stamps
+    run_atlas(UNITS + [Unit.channel("conv2", 6)], FakeRenderer(), job(tmp_path))
+    assert sheets["conv1"].stat().st_mtime_ns == stamps["conv1"]
+    assert sheets["conv2"].stat().st_mtime_ns != stamps["conv2"]
+
+
+def test_dead_units_are_framed_on_contact_sheets(tmp_path):
+    from pyviz_fast.audit.sheets import MARKS, montage
+    gray = Image.new("RGB", (8, 8), (128, 128, 128))
+    sheet = np.asarray(montage([gray, gray], ["0", "1"], tile=32, columns=2, marks=["dead", None]))
+    assert tuple(sheet[2, 2]) == MARKS["dead"] and tuple(sheet[2, 2 + 34]) == (128, 128, 128)
+
+
+def test_run_json_and_manifest_are_strict_json_with_inf_settings(tmp_path):
+    def no_constants(name):
+        raise AssertionError(f"not JSON: {name}")
+
+    settings = {"steps": STEPS, "clip": float("inf"), "lo": float("-inf")}
+    run_atlas(UNITS[:3], FakeRenderer(), job(tmp_path, settings=settings))
+    info = json.loads((tmp_path / "run.json").read_text(), parse_constant=no_constants)
+    assert info["settings"]["clip"] == "inf" and info["settings"]["lo"] == "-inf"
+    for line in (tmp_path / "manifest.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=no_constants)
+    again = FakeRenderer()
+    run_atlas(UNITS[:3], again, job(tmp_path, settings=settings))  # the same settings still resume
+    assert again.rendered == []
+
+
+# ---- dataset grounding wiring (a fake grounder; the real pass is in test_dataset_pass.py) ----
+
+class FakeGrounder:
+    """The grounder interface of audit.grounding with made-up numbers: unit 2 of a layer is dead on
+    data, unit 1 has a low percentile, unit 4 a path warning."""
+    spec, examples = "fake:6", 2
+
+    def __init__(self, interrupt=False):
+        self.key = {"dataset": self.spec, "examples": self.examples}
+        self.dataset = list(range(6))
+        self.interrupt, self.passes, self.resumed = interrupt, 0, []
+
+    def adopt(self, execution):
+        self.execution = execution
+
+    def source(self, index):
+        return f"img{index}.png"
+
+    def label_name(self, label):
+        return None if label < 0 else f"class{label}"
+
+    def run_pass(self, units, resume=None, checkpoint=None, progress=None):
+        self.resumed.append(resume)
+        if self.interrupt:
+            checkpoint({"done": 3})
+            raise KeyboardInterrupt
+        self.passes += 1
+        return SimpleNamespace(
+            top=[[{"index": 1, "activation": 2.0, "box": [0, 0, 4, 4]}, {"index": 3, "activation": 1.0, "box": None}]
+                 for _ in units],
+            bottom=[[{"index": 0, "activation": -1.0, "box": None}] for _ in units],
+            stats=[{"mean": 0.5, "std": 0.1, "min": -1.0, "max": 2.0, "q50": 0.4, "q90": 1.5, "q99": 1.9, "count": 6}
+                   for _ in units],
+            dead_on_data=[u.index == 2 for u in units], examples=6, seconds=0.1)
+
+    def signals(self, units, images, grounding, on_examples=None):
+        assert images.shape == (len(units), 3, SIZE, SIZE)
+        on_examples([0, 1, 3], [0, 1, -1], torch.rand(3, 3, 40, 40))
+        return [{"visualization_activation": 1.0, "percentile": 30.0 if u.index == 1 else 99.0,
+                 "path_similarity": [{"layer": "conv1", "top": 0.2, "random": 0.5}] if u.index == 4 else []}
+                for u in units]
+
+
+def test_grounding_reaches_the_manifest_and_the_gallery(tmp_path):
+    grounder = FakeGrounder()
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=grounder))
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    first = records["conv2:4"]["examples"][0]
+    assert (first["source"], first["label"], first["activation"], first["box"]) == ("img1.png", "class1", 2.0, [0, 0, 4, 4])
+    assert records["conv2:4"]["examples"][1]["label"] is None and records["conv1:1"]["percentile"] == 30.0
+    assert records["conv1:2"]["dead_on_data"] and not records["conv1:0"]["dead_on_data"]
+    assert records["conv1:5"]["percentile"] is None  # failed: no picture to place among the data
+    with Image.open(tmp_path / first["crop"]) as crop:
+        assert crop.size == (24, 24)  # a 4 px receptive field shown with context
+    assert [link for link in gallery_links(tmp_path) if not (tmp_path / link).is_file()] == []
+    data = read_gallery_data(tmp_path)
+    assert data["run"]["dataset"]["spec"] == "fake:6" and sum(data["units"]["warn"]) == 2
+    assert sum(data["units"]["data_dead"]) == 2 and data["layers"][0]["data_dead"] == 1
+    again = FakeGrounder()
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=again))
+    assert again.passes == 0  # the finished pass is reused; the signals are recomputed
+
+
+def test_an_interrupted_dataset_pass_resumes_from_its_checkpoint(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder(interrupt=True)))
+    assert read_gallery_data(tmp_path)["units"]["unit"] == [str(u) for u in UNITS]  # the gallery is there
+    assert (tmp_path / "dataset" / "state.pt").is_file()
+    resumed, renderer = FakeGrounder(), FakeRenderer()
+    run_atlas(UNITS, renderer, job(tmp_path, grounder=resumed))
+    assert resumed.resumed == [{"done": 3}] and resumed.passes == 1
+    assert not (tmp_path / "dataset" / "state.pt").exists()
+    other = FakeGrounder()
+    other.key = {**other.key, "examples": 3}  # another pass: the old result is not reused
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
+    assert other.resumed == [None] and other.passes == 1

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pyviz_fast.audit import read_records
 from pyviz_fast.audit.files import PARTIAL_MARK
-from pyviz_fast.audit.gallery import gallery_links
+from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
 
 SMALL = ["--size", "40", "--steps", "6", "--batch-size", "4", "--seed", "3", "-q"]
 UNITS = ["conv1:0-5", "conv2:0-3"]
@@ -153,6 +153,8 @@ def test_sigkill_mid_run_then_rerun_completes_without_redoing_or_losing(tmp_path
     process = _start_and_wait_for_records(tmp_path)
     process.send_signal(signal.SIGKILL)
     process.communicate()
+    watched = read_gallery_data(tmp_path)  # refreshed during the run: a killed run has a gallery
+    assert not watched["run"]["complete"] and len(watched["units"]["unit"]) >= 2
     saved = {r["unit"]: r for r in part_records(tmp_path)}
     assert 4 <= len(saved) < len(LONG_UNITS), "the kill must land mid-run"
     stamps = {unit: Path(tmp_path, r["file"]).stat().st_mtime_ns for unit, r in saved.items()}
@@ -187,3 +189,69 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     process.communicate(timeout=120)
     assert process.returncode == 130
     assert len(manifest(tmp_path)) == len(part_records(tmp_path)) >= 4
+
+
+ODD_MODEL = '''
+from collections import OrderedDict
+from torch import nn
+
+
+def make():
+    return nn.Sequential(OrderedDict([
+        ("stem<α>", nn.Conv2d(3, 3, 3, padding=1)),
+        ("conv-2", nn.Sequential(nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1))),
+        ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten())]))
+'''
+
+
+def test_every_layer_that_layers_atlas_lists_can_be_rendered_by_atlas(tmp_path):
+    (tmp_path / "oddnet.py").write_text(ODD_MODEL)
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), ENV.get("PYTHONPATH")]))}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "pyviz_fast", *args, "--model", "oddnet:make"],
+                              capture_output=True, text=True, timeout=300, env=env)
+
+    listed = run("layers", "--atlas", "--size", "32")
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert names == ["stem<α>", "conv-2"]
+    common = ["--out", str(tmp_path / "run"), "--size", "32", "--steps", "2", "-q"]
+    by_default = run("atlas", *common)
+    assert by_default.returncode == 0, by_default.stderr
+    by_name = run("atlas", *names, *common)  # the same layers named on the command line
+    assert by_name.returncode == 0, by_name.stderr
+    records = manifest(tmp_path / "run")
+    assert sorted(r["unit"] for r in records) == ["conv-2:0", "conv-2:1", "stem<α>:0", "stem<α>:1", "stem<α>:2"]
+    assert all(Path(tmp_path, "run", r["file"]).is_file() for r in records)
+
+
+def test_dataset_grounding_on_shapesnet_top_examples_are_of_each_class_unit_s_class(tmp_path, browser):
+    from pyviz_fast.zoo import SHAPES_CLASSES
+    done = pyviz("atlas", "conv2:0-1", "fc", "--out", str(tmp_path), "--size", "64", "--steps", "4",
+                 "--dataset", "shapes:2000", "--examples", "3", "--workers", "1", "-q", timeout=900)
+    assert done.returncode == 0, done.stderr
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    for k, name in enumerate(SHAPES_CLASSES):
+        assert [e["label"] for e in records[f"fc:{k}"]["examples"]] == [name] * 3, k
+    for record in records.values():
+        assert 0 <= record["percentile"] <= 100 and record["stats"]["count"] == 2000
+        assert isinstance(record["dead_on_data"], bool) and len(record["bottom"]) == 3
+    assert [p["layer"] for p in records["fc:0"]["path_similarity"]] == ["conv2"]
+    assert [link for link in gallery_links(tmp_path) if not Path(tmp_path, link).is_file()] == []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((tmp_path / "index.html").as_uri() + "#unit=fc%3A7")
+    page.wait_for_selector("#detail .examples img")
+    assert "red" in page.inner_text("#detail .examples")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "shapes:0"], "--dataset 'shapes:0': dataset spec 'shapes:0': shapes:N needs a positive count"),
+    (["--dataset", "no_such_module:make"], "cannot import module 'no_such_module'"),
+    (["--dataset", "shapes:10", "--examples", "0"], "--examples must be >= 1"),
+])
+def test_bad_dataset_flags_are_one_line_errors(tmp_path, flags, message):
+    done = pyviz("atlas", "conv1:0", "--out", str(tmp_path), *SMALL, *flags)
+    assert done.returncode == 2 and message in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [done.stderr.strip()]
+    assert not (tmp_path / "images").exists()  # nothing rendered before the bad flag was caught

@@ -1,9 +1,10 @@
-"""The CUDA part of the extension is really built: its ops are registered for CUDA tensors and
-the shared object carries machine code of every kernel for each requested architecture.
+"""The CUDA part of the extension is really built: its ops are registered for CUDA tensors, the
+shared object carries machine code of every kernel for each requested architecture (and PTX
+for the last one when asked), and the kernels keep their static budgets.
 
-These tests need no GPU: they read the build (dispatcher tables, the .so's .nv_fatbin section
-and kernel registration strings). They skip when the extension was built without CUDA
-(FORCE_ONLY_CPU=1 or no toolkit).
+These tests need no GPU: they read the build (dispatcher tables, the .so's .nv_fatbin section,
+kernel registration strings, cuobjdump's resource usage). They skip when the extension was
+built without CUDA (FORCE_ONLY_CPU=1 or no toolkit).
 """
 import re
 import struct
@@ -11,14 +12,14 @@ import struct
 import pytest
 import torch
 
-from pyviz_fast import _ext
+from pyviz_fast import _ext, ops
+from pyviz_fast.bench import cuda_budgets
 
 OPS = ("jitter", "gaussian_blur", "normalize_grad", "clip_grad", "fused_ascent_step")
-# Every per-thread body of csrc/kernels/ that the CUDA sequences launch.
-BODIES = ("JitterBody", "TapTableBody", "HorizontalBlurBody", "BlurStoreBody", "StatsPartialBody", "StatsFoldBody",
-          "StatsCombineBody", "NormalizeBody", "ClipBody", "AscentUpdateBody")
+# Every block program of csrc/kernels/tile_programs.h that the CUDA sequences launch.
+PROGRAMS = ("StatsProgram", "StoreEpilogue", "ScaleEpilogue", "StepEpilogue")
 FATBIN_MAGIC = 0xBA55ED50
-FATBIN_ELF = 2  # entry kind: 1 = PTX, 2 = ELF (SASS)
+FATBIN_PTX, FATBIN_ELF = 1, 2  # entry kinds
 
 
 def _build_info():
@@ -50,8 +51,8 @@ def _elf_section(blob, name):
     return None
 
 
-def _fatbin_elf_arches(fatbin):
-    """SM numbers of the ELF (SASS) entries of every fat binary container in ``fatbin``."""
+def _fatbin_arches(fatbin, wanted_kind=FATBIN_ELF):
+    """SM numbers of the ELF (SASS) or PTX entries of every fat binary container in ``fatbin``."""
     arches, pos = [], 0
     while pos + 16 <= len(fatbin):
         magic, _version, header_size, body_size = struct.unpack_from("<IHHQ", fatbin, pos)
@@ -62,7 +63,7 @@ def _fatbin_elf_arches(fatbin):
         while entry < end:
             kind, _, entry_header, payload = struct.unpack_from("<HHIQ", fatbin, entry)
             arch, = struct.unpack_from("<I", fatbin, entry + 28)
-            if kind == FATBIN_ELF:
+            if kind == wanted_kind:
                 arches.append(arch)
             entry += entry_header + payload
         pos = end
@@ -84,15 +85,96 @@ def test_fatbin_has_sass_for_every_requested_arch(cuda_build):
     info, blob = cuda_build
     fatbin = _elf_section(blob, ".nv_fatbin")
     assert fatbin, "the extension has no .nv_fatbin section: no device code was linked"
-    found = set(_fatbin_elf_arches(fatbin))
+    found = set(_fatbin_arches(fatbin))
     missing = _requested_arches(info) - found
     assert not missing, f"no SASS for sm_{sorted(missing)} (found sm_{sorted(found)}, requested {info['cuda_arches']})"
 
 
-@pytest.mark.parametrize("body", BODIES)
-def test_every_kernel_is_registered_with_the_cuda_runtime(cuda_build, body):
-    # The host code registers each kernel instantiation by its mangled name: the grid-stride
-    # template for_each_index<Body<...>> must appear for every body the sequences launch.
+def test_fatbin_has_ptx_when_the_arch_list_asks_for_it(cuda_build):
+    """'12.0+PTX' also embeds PTX of sm_120, which the driver compiles for newer GPUs."""
+    info, blob = cuda_build
+    wanted = {int(a.split("+")[0].replace(".", "")) for a in re.split(r"[;\s]+", info["cuda_arches"])
+              if a.endswith("+PTX")}
+    if not wanted:
+        pytest.skip(f"no +PTX in the arch list {info['cuda_arches']}")
+    found = set(_fatbin_arches(_elf_section(blob, ".nv_fatbin"), FATBIN_PTX))
+    assert wanted <= found, f"no PTX for sm_{sorted(wanted - found)} (PTX found for sm_{sorted(found)})"
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_every_block_program_is_registered_with_the_cuda_runtime(cuda_build, program):
+    # The host code registers each kernel instantiation by its mangled name: run_blocks<Program>
+    # must appear for every program the sequences launch.
     _, blob = cuda_build
-    names = set(re.findall(rb"_ZN3pvf4cuda[0-9A-Za-z_]*14for_each_index[0-9A-Za-z_]*", blob))
-    assert any(body.encode() in n for n in names), f"no CUDA kernel for_each_index<{body}> in the extension"
+    names = set(re.findall(rb"_ZN3pvf4cuda[0-9A-Za-z_]*10run_blocks[0-9A-Za-z_]*", blob))
+    assert any(program.encode() in n for n in names), f"no CUDA kernel run_blocks<{program}...> in the extension"
+
+
+# Static budgets (issue 14): per kernel no spills and at most 80 registers (3 resident blocks of
+# 256 threads per SM, the kernels' __launch_bounds__), static shared memory under the 48 KB that
+# needs no opt-in; per step at most 2 launches and 20 (fp32) / 10 (fp16, bf16) global bytes per
+# element, traced in the emulation.
+MAX_REGISTERS = 80
+MAX_SHARED = 48 * 1024
+
+
+@pytest.fixture(scope="module")
+def resource_rows(cuda_build):
+    if cuda_budgets.tool("cuobjdump") is None:
+        pytest.skip("cuobjdump not found (triton wheel or $CUDA_HOME/bin)")
+    rows = cuda_budgets.resource_usage(_ext._C.__file__)
+    assert rows, "cuobjdump found no kernels in the extension"
+    return rows
+
+
+def test_no_kernel_spills_registers(resource_rows):
+    spilling = [(r["arch"], r["kernel"], r["STACK"], r["LOCAL"]) for r in resource_rows if r["STACK"] or r["LOCAL"]]
+    assert not spilling, f"kernels with stack or local memory (spills): {spilling}"
+
+
+def test_kernels_fit_their_register_and_shared_memory_budgets(resource_rows):
+    over = [(r["arch"], r["kernel"], r["REG"], r["SHARED"]) for r in resource_rows
+            if r["REG"] > MAX_REGISTERS or r["SHARED"] > MAX_SHARED]
+    assert not over, f"over {MAX_REGISTERS} registers or {MAX_SHARED} shared bytes: {over}"
+
+
+@pytest.mark.needs_ext
+def test_a_step_is_two_launches():
+    """The emulation counts the launches of the very sequence that the CUDA path runs."""
+    x = torch.rand(2, 3, 40, 70)
+    _ext._C.configure_emulation()
+    ops.fused_ascent_step(x, torch.randn_like(x), torch.zeros(2, 2, dtype=torch.long),
+                          torch.ones(2, 2, dtype=torch.long), 2.0, backend="emulation")
+    launches = _ext._C.emulated_launches()
+    assert launches == cuda_budgets.LAUNCHES_PER_STEP <= 2
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("dtype, budget", [(torch.float32, 20), (torch.float16, 10), (torch.bfloat16, 10)])
+def test_step_global_bytes_per_element(dtype, budget):
+    """Distinct image bytes each launch reads and writes, traced in the emulation: g once in
+    kernel 1; g, x, the image and the next input in kernel 2 (no workspace the size of the image)."""
+    x = torch.rand(2, 3, 40, 70).to(dtype)
+    _ext._C.configure_emulation(trace=True)
+    try:
+        ops.fused_ascent_step(x, torch.randn_like(x), torch.zeros(2, 2, dtype=torch.long),
+                              torch.ones(2, 2, dtype=torch.long), 2.0, backend="emulation")
+        traffic = _ext._C.emulated_traffic()
+    finally:
+        _ext._C.configure_emulation()
+    per_element = sum(read + written for read, written in traffic) / x.numel()
+    assert len(traffic) == 2
+    assert per_element == cuda_budgets.bytes_per_element(x.element_size()) <= budget
+
+
+# SASS instructions per element of a step at sigma 2: issue 14 targets <= 80, which the
+# run-time-radius tap loops do not meet (BENCHMARKS.md says why). Counted here as a lower bound
+# (tap loops alone at their cheapest) and held under today's ceiling so that it cannot grow.
+SASS_PER_ELEMENT_CEILING = 200
+
+
+def test_step_sass_instructions_per_element_stay_under_the_ceiling(resource_rows):
+    arches = sorted({r["arch"] for r in resource_rows})
+    for arch in arches:
+        bound = cuda_budgets.step_instructions_per_element_lower_bound(_ext._C.__file__, arch)
+        assert bound <= SASS_PER_ELEMENT_CEILING, f"{arch}: >= {bound:.0f} SASS instructions per element at sigma 2"

@@ -30,12 +30,8 @@ inline GaussianTaps gaussian_taps(float sigma, int64_t H, int64_t W) {
   g.radius = blur_radius(sigma, H, W);
   if (g.radius == 0) return g;
   g.taps.resize(g.radius + 1);
-  double total = 0.0;
-  for (int64_t k = 0; k <= g.radius; ++k) {
-    g.taps[k] = gaussian_weight(k, sigma);
-    total += (k == 0 ? 1.0 : 2.0) * g.taps[k];
-  }
-  for (float& w : g.taps) w = static_cast<float>(w / total);
+  const double total = gaussian_total(g.radius, sigma);
+  for (int64_t k = 0; k <= g.radius; ++k) g.taps[k] = gaussian_tap(k, sigma, total);
   return g;
 }
 
@@ -45,7 +41,7 @@ inline std::vector<GaussianTaps> gaussian_taps(const at::Tensor& sigma, int64_t 
   std::vector<GaussianTaps> taps;
   taps.reserve(s.numel());
   for (int64_t b = 0; b < s.numel(); ++b) {
-    TORCH_CHECK(std::isfinite(values[b]), "sigma must be finite, got ", values[b], " for image ", b);
+    check_sigma_value(values[b], b);
     taps.push_back(gaussian_taps(values[b], H, W));
   }
   return taps;

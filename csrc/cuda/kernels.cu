@@ -1,6 +1,9 @@
-// The CUDA side of every op: one grid-stride kernel template runs any per-thread body of
-// csrc/kernels/ (the same bodies the CPU emulation loops over), launched on the caller's
-// stream in the order that csrc/kernels/sequences.h gives. Plain CUDA: no torch headers.
+// The CUDA side of every op: one kernel template runs any block program of csrc/kernels/ (the
+// same programs the CPU emulation runs block by block), launched on the caller's stream in the
+// order that csrc/kernels/sequences.h gives. The grid is what fits on the device at once
+// (occupancy x SMs, capped by the work): the programs' tile loops cover the rest, and their
+// results do not depend on the grid size. No host synchronization and no allocation here.
+// Plain CUDA: no torch headers.
 #include <algorithm>
 
 #include "launchers.h"
@@ -8,13 +11,36 @@
 namespace pvf::cuda {
 namespace {
 
-constexpr int kThreadsPerBlock = 256;
-constexpr int64_t kMaxBlocks = 4096;  // the loop covers the rest: no grid-size limits, fewer idle blocks
+// At least 3 resident blocks (768 threads) per SM: at most 80 registers per thread, which the
+// programs fit without spilling (ptxas alone would cap them at 64 and spill the tile-loop state).
+constexpr int kMinBlocksPerSM = 3;
 
-template <class Body>
-__global__ void __launch_bounds__(kThreadsPerBlock) for_each_index(int64_t n, Body body) {
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) body(i);
+template <class Program>
+__global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSM) run_blocks(Program program) {
+  __shared__ typename Program::Shared shared;
+  GpuBlock blk;
+  program(blk, shared);
+}
+
+// Blocks of run_blocks<Program> resident on the current device at once (cached per device).
+template <class Program>
+cudaError_t resident_blocks(int64_t& blocks) {
+  constexpr int kMaxDevices = 64;
+  static int cached[kMaxDevices] = {};
+  int device = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status != cudaSuccess) return status;
+  if (device < kMaxDevices && cached[device] > 0) {
+    blocks = cached[device];
+    return cudaSuccess;
+  }
+  int per_sm = 0, sms = 0;
+  status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, run_blocks<Program>, kBlockThreads, 0);
+  if (status == cudaSuccess) status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (status != cudaSuccess) return status;
+  blocks = std::max(1, per_sm) * int64_t(std::max(1, sms));
+  if (device < kMaxDevices) cached[device] = static_cast<int>(blocks);
+  return cudaSuccess;
 }
 
 // The executor of sequences.h on the GPU; stops launching after the first error.
@@ -22,11 +48,13 @@ struct CudaLaunch {
   cudaStream_t stream;
   cudaError_t status = cudaSuccess;
 
-  template <class Body>
-  void operator()(int64_t n, const Body& body) {
-    if (status != cudaSuccess || n == 0) return;
-    const int64_t blocks = std::min((n + kThreadsPerBlock - 1) / kThreadsPerBlock, kMaxBlocks);
-    for_each_index<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(n, body);
+  template <class Program>
+  void operator()(int64_t work, const Program& program) {
+    if (status != cudaSuccess || work == 0) return;
+    int64_t blocks = 0;
+    status = resident_blocks<Program>(blocks);
+    if (status != cudaSuccess) return;
+    run_blocks<<<static_cast<unsigned>(std::min(work, blocks)), kBlockThreads, 0, stream>>>(program);
     status = cudaGetLastError();
   }
 };

@@ -1,7 +1,8 @@
 // Host side of the CUDA kernel sequences, shared by the CUDA registration (cuda/register.cpp)
 // and its CPU emulation (emulation/register.cpp), so both run the same sequence on the same
-// buffers: argument checks, outputs and float32 workspaces, then Device::run(x, args) runs the
-// sequence of csrc/kernels/sequences.h on x's device. Images are passed with their strides
+// buffers: argument checks, outputs and the partials workspace, then Device::run(x, args) runs
+// the sequence of csrc/kernels/sequences.h on x's device. Device::check_sigma_values(sigma)
+// rejects a non-finite sigma where that needs no device sync (the emulation, on CPU tensors). Images are passed with their strides
 // (no copy of a channels_last or sliced input); outputs are empty_like(x): the dtype and, for
 // a dense x, the memory layout of x. No CUDA headers: it also builds without a toolkit.
 #pragma once
@@ -35,45 +36,33 @@ inline ImageShape shape_of(const at::Tensor& x) {
   // StatsPartial counts an image's elements in int32.
   TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(),
               "images must have at most 2^31 - 1 elements (C*H*W), got ", x.sizes());
+  // The kernels count 32 x 32 tiles in int32.
+  TORCH_CHECK(tile_count(s) <= std::numeric_limits<int32_t>::max(),
+              "a batch must have at most 2^31 - 1 tiles of 32 x 32 pixels per plane, got ", x.sizes());
   return s;
 }
 
 inline Strides strides_of(const at::Tensor& x) { return {x.stride(0), x.stride(1), x.stride(2), x.stride(3)}; }
 
-inline ImageIn in_view(const at::Tensor& x) { return {x.const_data_ptr(), strides_of(x)}; }
-
-inline ImageOut out_view(at::Tensor& x) { return {x.mutable_data_ptr(), strides_of(x)}; }
-
-inline at::Tensor empty_floats(at::IntArrayRef sizes, const at::Tensor& like) {
-  return at::empty(sizes, like.options().dtype(at::kFloat));
+// Every image the kernels read or write: offsets inside an image must fit int32.
+inline ImageIn in_view(const at::Tensor& x) {
+  check_int32_image_offsets(x, "input");
+  return {x.const_data_ptr(), strides_of(x)};
 }
 
-// Owns the blur workspace while the sequence runs.
-struct BlurScratch {
-  at::Tensor taps, radius, rows;
+inline ImageOut out_view(at::Tensor& x) {
+  check_int32_image_offsets(x, "output");
+  return {x.mutable_data_ptr(), strides_of(x)};
+}
 
-  explicit BlurScratch(const ImageShape& s, const at::Tensor& like)
-      : taps(empty_floats({s.batch, tap_table_width(s)}, like)),
-        radius(at::empty({s.batch}, like.options().dtype(at::kInt))),
-        rows(empty_floats({s.batch, s.channels, s.height, s.width}, like)) {}
+// The per-tile partials of the norm statistic, while the sequence runs.
+inline at::Tensor partials_workspace(const ImageShape& s, const at::Tensor& like) {
+  return at::empty({partials_needed(s) * int64_t(sizeof(StatsPartial))}, like.options().dtype(at::kByte));
+}
 
-  BlurWorkspace view() { return {taps.data_ptr<float>(), radius.data_ptr<int32_t>(), rows.data_ptr<float>()}; }
-};
-
-// Owns the stats workspace; nonfinite is the caller's bool [B] tensor.
-struct StatsScratch {
-  at::Tensor partials, denom;
-
-  explicit StatsScratch(const ImageShape& s, const at::Tensor& like)
-      : partials(at::empty({s.batch * stats_partials_per_image(s.image()) * int64_t(sizeof(StatsPartial))},
-                           like.options().dtype(at::kByte))),
-        denom(empty_floats({s.batch}, like)) {}
-
-  StatsWorkspace view(at::Tensor& nonfinite) {
-    return {reinterpret_cast<StatsPartial*>(partials.data_ptr<uint8_t>()), denom.data_ptr<float>(),
-            nonfinite.data_ptr<bool>()};
-  }
-};
+inline StatsPartial* partials_of(at::Tensor& workspace) {
+  return reinterpret_cast<StatsPartial*>(workspace.mutable_data_ptr<uint8_t>());
+}
 
 inline at::Tensor empty_flags(const at::Tensor& like) {
   return at::empty({like.size(0)}, like.options().dtype(at::kBool));
@@ -95,9 +84,9 @@ at::Tensor gaussian_blur(const at::Tensor& x, const at::Tensor& sigma) {
   check_sigma(sigma, x);
   const at::Tensor sc = sigma.contiguous();
   const ImageShape shape = shape_of(x);
+  Device::check_sigma_values(sc);
   at::Tensor out = at::empty_like(x);
-  BlurScratch blur(shape, x);
-  Device::run(x, BlurArgs{storage_of(x), shape, in_view(x), sc.const_data_ptr<float>(), out_view(out), blur.view()});
+  Device::run(x, BlurArgs{storage_of(x), shape, in_view(x), sc.const_data_ptr<float>(), out_view(out)});
   return out;
 }
 
@@ -108,10 +97,9 @@ at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps
   check_eps(eps);
   const ImageShape shape = shape_of(g);
   at::Tensor out = at::empty_like(g);
-  at::Tensor nonfinite = empty_flags(g);
-  StatsScratch stats(shape, g);
+  at::Tensor partials = partials_workspace(shape, g);
   Device::run(g, NormalizeArgs{storage_of(g), shape, in_view(g), norm, static_cast<float>(eps), out_view(out),
-                               stats.view(nonfinite)});
+                               partials_of(partials)});
   return out;
 }
 
@@ -138,12 +126,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   check_step_scalars(eps, clip, lr, decay, center, lo, hi);
 
   const at::Tensor sc = shifts.contiguous(), nc = next_shifts.contiguous(), sigc = sigma.contiguous();
+  Device::check_sigma_values(sigc);
   const ImageShape shape = shape_of(x);
   at::Tensor new_x = at::empty_like(x);
   at::Tensor next_input = at::empty_like(x);
   at::Tensor nonfinite = empty_flags(x);
-  BlurScratch blur(shape, x);
-  StatsScratch stats(shape, x);
+  at::Tensor partials = partials_workspace(shape, x);
   const AscentParams params{mode,
                             static_cast<float>(clip),
                             static_cast<float>(lr),
@@ -153,7 +141,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
                             static_cast<float>(hi)};
   Device::run(x, AscentStepArgs{storage_of(x), shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
                                 nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
-                                params, out_view(new_x), out_view(next_input), blur.view(), stats.view(nonfinite)});
+                                params, out_view(new_x), out_view(next_input), nonfinite.mutable_data_ptr<bool>(),
+                                partials_of(partials)});
   return {new_x, next_input, nonfinite};
 }
 

@@ -1,31 +1,62 @@
 // The CPU emulation of the CUDA kernels: ops emulated_<op> with the schemas of csrc/ops.cpp,
-// for CPU tensors. Each runs the CUDA path's frontend and kernel sequence with one change: a
-// plain loop over all thread indices replaces each kernel launch, calling the same per-thread
-// bodies (csrc/kernels/). Tests compare it with the reference to trust the CUDA code without a GPU.
+// for CPU tensors. Each runs the CUDA path's frontend and kernel sequence with one change: the
+// block emulator (block_emulator.h) replaces each kernel launch, running the same block
+// programs (csrc/kernels/). Tests compare it with the reference to trust the CUDA code without a GPU.
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "../cuda/op_frontend.h"
+#include "block_emulator.h"
+#include "settings.h"
 
 namespace pvf {
 namespace {
 
-// The executor of sequences.h on the CPU: thread i of a launch of n is body(i), in order.
-struct LoopLaunch {
-  template <class Body>
-  void operator()(int64_t n, const Body& body) {
-    for (int64_t i = 0; i < n; ++i) body(i);
+// The executor of sequences.h on the CPU.
+struct EmulatedLaunch {
+  template <class Program>
+  void operator()(int64_t work, const Program& program) {
+    emulation::run_grid(program, work);
   }
 };
 
 struct EmulatedDevice {
   template <class Args>
   static void run(const at::Tensor&, const Args& args) {
-    LoopLaunch launcher;
+    EmulatedLaunch launcher;
     run_sequence(launcher, args);
+  }
+
+  // CPU tensors: a non-finite sigma is a ValueError, as on the other CPU backends.
+  static void check_sigma_values(const at::Tensor& sigma) {
+    const float* s = sigma.const_data_ptr<float>();
+    for (int64_t b = 0; b < sigma.numel(); ++b) check_sigma_value(s[b], b);
   }
 };
 
 }  // namespace
+
+void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace) {
+  Config c;
+  if (order == "natural") {
+    c.order = ThreadOrder::kNatural;
+  } else if (order == "reversed") {
+    c.order = ThreadOrder::kReversed;
+  } else if (order == "shuffled") {
+    c.order = ThreadOrder::kShuffled;
+  } else {
+    TORCH_CHECK_VALUE(false, "thread order must be one of natural, reversed, shuffled; got '", order, "'");
+  }
+  TORCH_CHECK_VALUE(max_blocks >= 1, "max_blocks must be >= 1, got ", max_blocks);
+  c.max_blocks = max_blocks;
+  c.seed = seed;
+  c.trace = trace;
+  config() = c;
+}
+
+int64_t emulation::launches() { return config().launches; }
+
+std::vector<std::pair<int64_t, int64_t>> emulation::traffic() { return config().traffic; }
 
 TORCH_LIBRARY_FRAGMENT(pyviz_fast, m) {
   m.def("emulated_jitter(Tensor x, Tensor shifts) -> Tensor");

@@ -7,14 +7,20 @@
 
 #ifdef __CUDACC__
 #define PVF_HD __host__ __device__ __forceinline__
+#define PVF_UNROLL _Pragma("unroll")
 #else
 #define PVF_HD inline
+#define PVF_UNROLL _Pragma("GCC unroll 8")
 #endif
 
 namespace pvf {
 
 // Gradient normalization modes, in the order of the Python NORM_MODES.
 enum NormMode : int { kRms = 0, kMeanAbs = 1, kStd = 2, kMaxAbs = 3, kNone = 4 };
+
+// A step cannot normalize an image whose scale plus eps is 0 (eps = 0 and an all-zero gradient,
+// or a constant one for std): like a non-finite one, the image is flagged and left unchanged.
+PVF_HD bool zero_denominator(NormMode mode, float denom) { return mode != kNone && denom == 0.0f; }
 
 // i mod n in [0, n) for any sign of i (C++ % truncates toward zero). Indices within one period
 // of [0, n) (jittered rows and columns) take no division, which costs more than the pixel.
@@ -42,18 +48,35 @@ PVF_HD int64_t reflect(int64_t i, int64_t n) {
 }
 
 // Half-width of the blur window: ceil(3 sigma), capped at min(H, W) - 1; 0 (identity) for
-// sigma <= 0 or NaN. Computed in double so that it agrees with the Python reference exactly.
+// sigma <= 0 or not finite (the callers reject or flag a non-finite sigma). Compared in double
+// before any integer conversion, so a huge sigma is simply capped (a box blur), never undefined.
 PVF_HD int64_t blur_radius(float sigma, int64_t height, int64_t width) {
-  if (!(sigma > 0.0f)) return 0;
-  const int64_t r = static_cast<int64_t>(ceil(3.0 * static_cast<double>(sigma)));
   const int64_t cap = (height < width ? height : width) - 1;
-  return r < cap ? r : cap;
+  if (!(sigma > 0.0f) || !(sigma <= 3.4028235e38f)) return 0;
+  const double r = ceil(3.0 * static_cast<double>(sigma));
+  return r < static_cast<double>(cap) ? static_cast<int64_t>(r) : cap;
 }
 
-// Unnormalized Gaussian tap k; divide by the sum over |k| <= radius.
-PVF_HD float gaussian_weight(int64_t k, float sigma) {
-  const float kf = static_cast<float>(k);
-  return expf(-(kf * kf) / (2.0f * sigma * sigma));
+// Unnormalized Gaussian tap k, in double: 2 sigma^2 neither underflows for a tiny sigma (the
+// taps are then 1, 0, 0, ...: the identity, never 0/0) nor overflows for a huge one (all 1: a box).
+// Host and device round these alike unless exp's last double bit differs on a float rounding
+// boundary of the normalized tap.
+PVF_HD double gaussian_weight(int64_t k, float sigma) {
+  const double s = static_cast<double>(sigma);
+  const double kd = static_cast<double>(k);
+  return exp(-(kd * kd) / (2.0 * s * s));
+}
+
+// Sum of the unnormalized taps over |k| <= radius, in order k = 0, 1, ..., radius.
+PVF_HD double gaussian_total(int64_t radius, float sigma) {
+  double total = 1.0;
+  for (int64_t k = 1; k <= radius; ++k) total += 2.0 * gaussian_weight(k, sigma);
+  return total;
+}
+
+// Normalized tap k of a window of the given total (gaussian_total).
+PVF_HD float gaussian_tap(int64_t k, float sigma, double total) {
+  return static_cast<float>(gaussian_weight(k, sigma) / total);
 }
 
 }  // namespace pvf

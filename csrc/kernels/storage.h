@@ -29,18 +29,30 @@ PVF_HD float load(const __half* p, int64_t i) { return __half2float(p[i]); }
 PVF_HD void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 PVF_HD float load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
 PVF_HD void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+PVF_HD float load(const float* p, int64_t i) { return p[i]; }
+PVF_HD void store(float* p, int64_t i, float v) { p[i] = v; }
 #else
 using half_t = c10::Half;
 using bfloat16_t = c10::BFloat16;
 
-PVF_HD float load(const c10::Half* p, int64_t i) { return static_cast<float>(p[i]); }
-PVF_HD void store(c10::Half* p, int64_t i, float v) { p[i] = c10::Half(v); }
-PVF_HD float load(const c10::BFloat16* p, int64_t i) { return static_cast<float>(p[i]); }
-PVF_HD void store(c10::BFloat16* p, int64_t i, float v) { p[i] = c10::BFloat16(v); }
-#endif
+// Set while the CPU emulation measures the kernels' global memory traffic (tests); else null.
+inline void (*global_access_hook)(const void* address, int bytes, bool write) = nullptr;
 
-PVF_HD float load(const float* p, int64_t i) { return p[i]; }
-PVF_HD void store(float* p, int64_t i, float v) { p[i] = v; }
+template <class T>
+inline const T* noted(const T* p, bool write) {
+  if (global_access_hook) global_access_hook(p, sizeof(T), write);
+  return p;
+}
+
+inline float load(const c10::Half* p, int64_t i) { return static_cast<float>(*noted(p + i, false)); }
+inline void store(c10::Half* p, int64_t i, float v) { *const_cast<c10::Half*>(noted(p + i, true)) = c10::Half(v); }
+inline float load(const c10::BFloat16* p, int64_t i) { return static_cast<float>(*noted(p + i, false)); }
+inline void store(c10::BFloat16* p, int64_t i, float v) {
+  *const_cast<c10::BFloat16*>(noted(p + i, true)) = c10::BFloat16(v);
+}
+inline float load(const float* p, int64_t i) { return *noted(p + i, false); }
+inline void store(float* p, int64_t i, float v) { *const_cast<float*>(noted(p + i, true)) = v; }
+#endif
 
 PVF_HD bool is_finite(float v) {
 #ifdef __CUDA_ARCH__

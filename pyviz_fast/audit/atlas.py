@@ -8,7 +8,9 @@ result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``
 Flow per process: skip the units already recorded in any manifest part (resume), take this
 process's shard of the rest, render batch after batch while a writer thread saves PNGs and
 appends manifest records, then (the last shard to finish / rank 0 after a barrier) merge the
-parts into ``manifest.jsonl``, contact sheets and ``index.html``.
+parts into ``manifest.jsonl``, contact sheets and the gallery. Rank 0 also refreshes them every
+``refresh_units`` units or ``refresh_seconds`` seconds, so a long run can be watched and a
+killed one still has a gallery of what it finished.
 
 >>> outcome = run_atlas(units, lambda batch, execution: pvf.render(model, batch, settings), job)
 >>> outcome.exit_code  # 0 all ok, 1 some units failed
@@ -23,11 +25,14 @@ from typing import Callable
 from pyviz_fast.audit.distributed import Distributed
 from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import write_gallery
+from pyviz_fast.audit.grounding import ground_run, grounding_fields, grounding_summary
 from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
 from pyviz_fast.audit.run_dir import RunDir, RunDirError
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.sheets import write_layer_sheets
-from pyviz_fast.audit.writer import BatchWriter
+from pyviz_fast.audit.writer import BatchWriter, needs_thumbnail
+
+CURVE_POINTS = 64
 
 
 @dataclass
@@ -43,6 +48,11 @@ class AtlasJob:
     shard: Shard = field(default_factory=Shard)
     force: bool = False
     fingerprint: str | None = None  # the model's (pyviz_fast.model_fingerprint): recorded, checked on resume
+    # refresh manifest and gallery during the run after this many units or seconds, whichever first
+    refresh_units: int = 1000
+    refresh_seconds: float = 30.0
+    # ground every unit in a dataset after rendering (see audit.grounding); None: no dataset
+    grounder: object = None
 
 
 @dataclass
@@ -81,6 +91,15 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def curve(trajectory: list, points: int = CURVE_POINTS) -> list:
+    """The objective trajectory thinned to at most ``points`` values (first and last kept), 4
+    significant digits, non-finite values as None: what the gallery plots per unit."""
+    if len(trajectory) > points:
+        step = (len(trajectory) - 1) / (points - 1)
+        trajectory = [trajectory[round(k * step)] for k in range(points)]
+    return [float(f"{v:.4g}") if math.isfinite(v) else None for v in map(float, trajectory)]
+
+
 def execution_label(execution: dict | None) -> str | None:
     """'bf16/channels_last' (+ '/compiled') of an execution record, for manifest records."""
     if not execution:
@@ -92,6 +111,7 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
                   seconds: float, execution: dict | None = None) -> list[dict]:
     """Manifest records for one rendered batch (aligned with ``units``)."""
     records = []
+    thumbs = needs_thumbnail(*result.images.shape[-2:])
     for i, unit in enumerate(units):
         fields = _unit_fields(unit)
         status = result.status[i]
@@ -103,7 +123,8 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             "value": _finite_or_none(result.objective[i]), "activation": {k: stats[k] for k in ("start", "max", "rise")},
             "dead": stats["dead"], "status": status, "reason": (result.reasons[i] or None) if result.reasons else None,
             "file": run.image_path(fields["layer"], fields["unit"]) if ok else None,
-            "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok else None,
+            "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok and thumbs else None,
+            "curve": curve(trajectory),
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "execution": execution_label(execution), "shard": str(shard),
         })
@@ -117,12 +138,30 @@ def pending_units(units, run: RunDir) -> list:
     return [u for u in units if str(u) not in done]
 
 
+class RefreshTimer:
+    """Calls ``refresh()`` after the first update, then once ``units`` units or ``seconds`` seconds
+    have passed since the last call."""
+
+    def __init__(self, refresh: Callable | None, units: int, seconds: float):
+        self.refresh, self.units, self.seconds = refresh, units, seconds
+        self._count, self._since = 0, -math.inf
+
+    def update(self, done: int) -> None:
+        self._count += done
+        if self.refresh and (self._count >= self.units or time.monotonic() - self._since >= self.seconds):
+            self.refresh()
+            self._count, self._since = 0, time.monotonic()
+
+
 def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
-                 progress=None, execution=None) -> int:
-    """Render ``units`` in batches and write them; returns how many were written.
+                 progress=None, execution=None, refresh: Callable | None = None) -> int:
+    """Render ``units`` in batches and write them; returns how many were written. ``refresh()`` (the
+    gallery of what is on disk so far) is called by the writer after the first batch, then every
+    job.refresh_units units / refresh_seconds s.
 
     On an interrupt or error, every batch already rendered is still written before it propagates."""
-    writer = BatchWriter(run.root, run.part_path(*shard))
+    timer = RefreshTimer(refresh, job.refresh_units, job.refresh_seconds)
+    writer = BatchWriter(run.root, run.part_path(*shard), on_written=timer.update)  # refreshes what is on disk
     batch_size = (execution or {}).get("batch_size") or job.batch_size
     try:
         for start in range(0, len(units), batch_size):
@@ -139,16 +178,18 @@ def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info
 
 
 def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int | None = None,
-             shard: Shard | None = None) -> list[dict]:
+             shard: Shard | None = None, *, complete: bool = True) -> list[dict]:
     """Merge the manifest parts, write contact sheets and the gallery (serialized by a file lock,
     so concurrent ``--shard`` processes in one directory leave the union of everything).
     expected / shard: the work list's size and this process's --shard, for the gallery to say
-    when it shows only part of the work."""
+    when it shows only part of the work. complete=False: a refresh during the run (the page then
+    reloads its data by itself)."""
     with open(run.root / ".merge.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        records = merge_parts(run.root, layer_order)
+        records = merge_parts(run.root, layer_order, grounding_fields(run.root))
         sheets = write_layer_sheets(run.root, records, run.sheet_path)
-        write_gallery(run.root, records, info, sheets, expected, None if shard is None else str(shard))
+        write_gallery(run.root, records, info, sheets, expected, None if shard is None else str(shard),
+                      complete=complete, dataset=grounding_summary(run.root))
     return records
 
 
@@ -168,11 +209,24 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
     return run.check(job.model, job.seed, job.settings, job.fingerprint)
 
 
-def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
-              progress_factory: Callable | None = None, decide_execution: Callable | None = None) -> AtlasOutcome:
-    """Render every unit of ``units`` not yet in the run directory; merge; report.
+def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None, execution=None) -> bool:
+    """Run the job's dataset grounding once every unit of the work list has a record (with --shard
+    by hand, the last shard to finish does it); returns whether it ran."""
+    records = collect_records(run.root)
+    if job.grounder is None or not {str(u) for u in units} <= {r["unit"] for r in records}:
+        return False
+    ground_run(run.root, job.grounder, units, records, progress_factory, execution)
+    return True
 
-    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None.
+
+def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distributed | None = None,
+              progress_factory: Callable | None = None, decide_execution: Callable | None = None,
+              grounding_progress: Callable | None = None) -> AtlasOutcome:
+    """Render every unit of ``units`` not yet in the run directory; ground them on the job's dataset
+    (if any); merge; report.
+
+    progress_factory(total) -> an object with update(n) and close() (e.g. tqdm), or None; the same
+    for grounding_progress (its total counts dataset examples).
     decide_execution() -> the JSON record of the execution (precision, memory format, compile,
     batch size) when the run has none yet; every batch gets the run's record (None without it)."""
     dist = dist or Distributed()
@@ -184,9 +238,13 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     todo = pending_units(mine, run)
     outcome = AtlasOutcome(total=len(units), skipped=len(mine) - len(todo), run_info=info, execution=execution)
     progress = progress_factory(len(todo)) if progress_factory and todo else None
+    layer_order = {}
+    for unit in units:
+        layer_order.setdefault(unit.layer, len(layer_order))
+    refresh = (lambda: finalize(run, info, layer_order, len(units), job.shard, complete=False)) if dist.is_main else None
     error = None
     try:
-        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress, execution)
+        outcome.rendered = render_units(todo, render_batch, run, job, info, shard, progress, execution, refresh)
     except BaseException as caught:  # noqa: BLE001  (other ranks must still reach the barrier)
         error = caught
     finally:
@@ -194,11 +252,13 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
             progress.close()
     # collectives: every rank arrives here, failed or not, so none waits forever for another
     outcome.rendered, outcome.skipped = dist.sum(outcome.rendered), dist.sum(outcome.skipped)
-    layer_order = {}
-    for unit in units:
-        layer_order.setdefault(unit.layer, len(layer_order))
     try:
         if dist.is_main:
+            if error is None:
+                try:
+                    ground_when_complete(run, job, units, grounding_progress, execution)
+                except BaseException as caught:  # noqa: BLE001  (the pass keeps its checkpoint; the gallery is still merged)
+                    error = caught
             outcome.merged = finalize(run, info, layer_order, len(units), job.shard)
     except OSError:
         if error is None:

@@ -7,6 +7,8 @@ leaves only a partial file, which ``remove_partials`` deletes on the next run.
 >>> write_atomic("run/images/conv1/conv1_0.png", png_bytes)
 """
 import io
+import json
+import math
 import os
 from pathlib import Path
 
@@ -39,6 +41,25 @@ def write_atomic(path, data: bytes, *, fsync: bool = True) -> None:
 
 def write_text_atomic(path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
+
+
+def strict_json(value):
+    """``value`` with every non-finite float replaced by "inf", "-inf" or "nan" (strings), so that it
+    serializes as strict JSON; other values are kept (tuples become lists, unknown types strings)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def strict_json_dumps(value, **kwargs) -> str:
+    """``json.dumps`` of ``strict_json(value)`` with sorted keys; never writes NaN or Infinity."""
+    return json.dumps(strict_json(value), sort_keys=True, allow_nan=False, **kwargs)
 
 
 def _process_alive(pid: int) -> bool:

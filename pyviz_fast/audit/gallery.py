@@ -1,102 +1,197 @@
-"""The static ``index.html`` gallery of a run directory.
+"""The gallery of a run directory: a static, data-driven page that opens from file:// with no server.
 
-Plain HTML + CSS with relative links, so it opens from the file system (file://) with no
-server: one section per layer with its contact sheet, a grid of thumbnails captioned with the
-unit and its final objective value, each linking to the full-size PNG. Dead units (activation
-never rose) and failed units are flagged.
+Files (all relative links)::
+
+    index.html              a small fixed shell: controls, an empty grid, the two scripts below
+    gallery/app.js, .css    the viewer (vanilla JS, shipped in ``gallery_page/``, no build step)
+    gallery/data.js         every unit's summary as columns: ``window.PVF_ATLAS = JSON.parse("...")``
+    gallery/layers/<l>.js   per layer, each unit's details (objective curve, failure reason, dataset
+                            examples and statistics), loaded when a detail view needs them
+
+The page draws only the cells in view of its scrolling grid (the page itself stays one screen
+tall), so its cost does not grow with the unit count: a 20,000 unit atlas is a 1.4 KB
+``index.html`` plus one data file. Names from the model are only ever set
+as text by the script, so a layer called ``<img onerror=...>`` stays text. ``write_gallery``
+rewrites a layer's detail file only when its content changed.
 
 >>> write_gallery("run1", records, run_info, sheets={"conv1": "sheets/conv1.png"})
 """
+import json
+import shutil
+from datetime import datetime, timezone
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
-from pyviz_fast.audit.files import write_text_atomic
-from pyviz_fast.audit.run_dir import safe_name
+from pyviz_fast.audit.files import strict_json, strict_json_dumps, write_text_atomic
+from pyviz_fast.audit.names import stem
 
-_STYLE = """
-body { font-family: sans-serif; background: #1b1b1b; color: #ddd; margin: 1.5em; }
-a { color: #8cf; } h2 { margin-top: 1.5em; }
-.grid { display: flex; flex-wrap: wrap; gap: 6px; }
-figure { margin: 0; padding: 3px; background: #2a2a2a; border: 2px solid #2a2a2a; text-align: center; }
-figure img { display: block; width: 96px; height: 96px; image-rendering: pixelated; }
-figcaption { font-size: 11px; max-width: 96px; overflow: hidden; }
-.partial { background: #543; padding: 4px 8px; }
-figure.dead { border-color: #d93; } figure.failed { border-color: #d33; }
-.badge { font-size: 10px; font-weight: bold; color: #111; padding: 0 3px; }
-.dead .badge { background: #d93; } .failed .badge { background: #d33; }
-table { border-collapse: collapse; font-size: 12px; } td { padding: 1px 8px; }
+ASSETS = Path(__file__).with_name("gallery_page")
+DATA = "gallery/data.js"
+_DATA_PREFIX, _DETAIL_PREFIX = "window.PVF_ATLAS = JSON.parse(", "PVF_ATLAS_DETAIL("
+
+_SHELL = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pyviz_fast atlas: {model}</title>
+<link rel="stylesheet" href="gallery/style.css">
+</head><body>
+<header><h1 id="title">Atlas of {model}{shard}</h1>{coverage}<p id="summary">Loading the atlas…</p>
+<p>Click a unit for its full image, objective curve, numbers and dataset examples; the address
+keeps the view (layer, filter, search, sort, unit) so it can be linked.
+<a href="manifest.jsonl">manifest.jsonl</a> · <a href="run.json">run.json</a></p></header>
+<details><summary>layers</summary><table id="layers"></table></details>
+<details><summary>settings</summary><table id="settings"></table></details>
+<div class="controls">
+<label>layer <select id="layer"></select></label>
+<label>show <select id="status"></select></label>
+<label>search <input id="q" type="search" placeholder="unit, e.g. conv3:12" autocomplete="off"></label>
+<label>sort <select id="sort"></select></label>
+<span id="count"></span>
+</div>
+<div id="layer-info"></div>
+<div id="scroller"><div id="grid"></div></div>
+<button id="top" type="button">↑ top</button>
+<div id="detail" hidden></div>
+<noscript><p>The gallery needs JavaScript; the images are under images/, the data in manifest.jsonl.</p></noscript>
+<script src="gallery/data.js"></script>
+<script src="gallery/app.js"></script>
+</body></html>
 """
 
-
-def _card(record: dict) -> str:
-    value = record.get("value")
-    value_text = "n/a" if value is None else f"{value:.3g}"
-    classes, badge = "", ""
-    if record.get("status") != "ok":
-        classes, badge = "failed", f'<span class="badge">{escape(record.get("status", "failed"))}</span> '
-    elif record.get("dead"):
-        classes, badge = "dead", '<span class="badge">dead</span> '
-    title = escape(f'{record["unit"]}: {record.get("reason") or value_text}', quote=True)
-    if record.get("file"):
-        thumb = escape(record.get("thumb") or record["file"], quote=True)
-        picture = f'<a href="{escape(record["file"], quote=True)}"><img src="{thumb}" alt="{title}" loading="lazy"></a>'
-    else:
-        picture = '<img alt="no image">'
-    return (f'<figure class="{classes}" title="{title}">{picture}'
-            f'<figcaption>{badge}{escape(record["unit"])}<br>{value_text}</figcaption></figure>')
-
-
-def _coverage(records: list[dict], expected: int | None, shard: str | None) -> str:
-    """A note when the page shows part of the work list (one --shard of several, or an unfinished run)."""
-    if not expected or len(records) >= expected:
-        return ""
-    how = (f"this is shard {escape(shard)} of the work; render the other shards into this directory to complete it"
-           if shard and not shard.endswith("/1") else "the run is unfinished; rerun the same command to complete it")
-    return f'<p class="partial"><strong>Partial:</strong> {len(records)} of the {expected} units of the work list: {how}.</p>'
+# summary columns of data.js: name -> value from a record
+_COLUMNS = {
+    "index": lambda r: r.get("index"),
+    "unit": lambda r: r["unit"],
+    "value": lambda r: r.get("value"),
+    "start": lambda r: (r.get("activation") or {}).get("start"),
+    "max": lambda r: (r.get("activation") or {}).get("max"),
+    "rise": lambda r: (r.get("activation") or {}).get("rise"),
+    "status": lambda r: r.get("status", "failed"),
+    "dead": lambda r: int(bool(r.get("dead")) and bool(r.get("file"))),
+    "file": lambda r: r.get("file"),
+    "thumb": lambda r: r.get("thumb"),
+    "percentile": lambda r: r.get("percentile"),
+    "data_dead": lambda r: int(bool(r.get("dead_on_data"))),
+    "warn": lambda r: int(path_warning(r)),
+}
+_DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "path_similarity", "percentile",
+                  "visualization_activation", "dead_on_data")
 
 
-def render_gallery(records: list[dict], run_info: dict, sheets: dict[str, str], expected: int | None = None,
-                   shard: str | None = None) -> str:
-    """The gallery page for ``records`` (already in display order). expected: units in the whole
-    work list; shard: 'i/n' of the process writing it (both say when the page is partial)."""
-    coverage = _coverage(records, expected, shard)
+def failed(record: dict) -> bool:
+    """Failed, or with non-finite steps skipped ('dead' units rendered and only never moved)."""
+    return record.get("status") not in ("ok", "dead")
+
+
+def path_warning(record: dict) -> bool:
+    """The picture is no closer to the unit's top dataset examples than to random ones at some layer
+    below it (Geirhos et al.): it may reach the unit along a path natural images do not take."""
+    return any(p["top"] is not None and p["random"] is not None and p["top"] <= p["random"]
+               for p in record.get("path_similarity") or [])
+
+
+def _js_json(prefix: str, value, suffix: str = ");\n") -> str:
+    """A script that hands ``value`` to the page as strict JSON inside a JS string literal (so no
+    name in the data can be read as code or as an object key such as __proto__)."""
+    return prefix + json.dumps(strict_json_dumps(value, separators=(",", ":"))) + suffix
+
+
+def _layer_rows(records: list[dict]) -> dict[str, list[dict]]:
     by_layer: dict[str, list[dict]] = {}
     for record in records:
         by_layer.setdefault(record["layer"], []).append(record)
-    dead = sum(1 for r in records if r.get("dead") and r.get("file"))
-    failed = sum(1 for r in records if r.get("status") != "ok")  # nonfinite counts: steps were skipped
-    settings_rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
-                            for k, v in sorted(run_info.get("settings", {}).items()))
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>pyviz_fast atlas: {escape(str(run_info.get('model')))}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Atlas of {escape(str(run_info.get('model')))}" + (f" (shard {escape(shard)})" if coverage and shard
-                                                                 and not shard.endswith("/1") else "") + "</h1>",
-        coverage,
-        f"<p>{len(records)} units in {len(by_layer)} layers; {dead} dead (activation never rose), "
-        f"{failed} failed or with non-finite steps. Seed {escape(str(run_info.get('seed')))}, settings hash "
-        f"<code>{escape(str(run_info.get('settings_hash')))}</code>. Click a thumbnail for the full image. "
-        '<a href="manifest.jsonl">manifest.jsonl</a> · <a href="run.json">run.json</a></p>',
-        f"<details><summary>settings</summary><table>{settings_rows}</table></details>",
-        "<nav>" + " · ".join(f'<a href="#layer-{escape(safe_name(layer), quote=True)}">{escape(layer)}</a> '
-                              f"({len(rs)})" for layer, rs in by_layer.items()) + "</nav>",
-    ]
-    for layer, layer_records in by_layer.items():
-        parts.append(f'<h2 id="layer-{escape(safe_name(layer), quote=True)}">{escape(layer)}</h2>')
-        if layer in sheets:
-            parts.append(f'<p><a href="{escape(sheets[layer], quote=True)}">contact sheet</a></p>')
-        parts.append('<div class="grid">' + "".join(_card(r) for r in layer_records) + "</div>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return by_layer
+
+
+def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *, complete: bool = True,
+                 dataset: dict | None = None, expected: int | None = None) -> tuple[dict, dict[str, list]]:
+    """(the summary of data.js, {detail file: per-unit details of one layer}) for ``records``
+    (already in display order, each layer's units together)."""
+    by_layer = _layer_rows(records)
+    layers, details = [], {}
+    columns = {name: [] for name in ("layer", *_COLUMNS)}
+    for k, (layer, rows) in enumerate(by_layer.items()):
+        detail = f"gallery/layers/{stem(layer)}.js"
+        grounded = any("dead_on_data" in r for r in rows)
+        layers.append({
+            "name": layer, "count": len(rows), "sheet": sheets.get(layer), "detail": detail,
+            "dead": sum(_COLUMNS["dead"](r) for r in rows),
+            "failed": sum(1 for r in rows if failed(r)),
+            "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
+            "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,
+        })
+        details[detail] = [{field: r.get(field) for field in _DETAIL_FIELDS if r.get(field) is not None}
+                           for r in rows]
+        for record in rows:
+            columns["layer"].append(k)
+            for name, get in _COLUMNS.items():
+                columns[name].append(get(record))
+    run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
+    run.update(units=len(records), dead=sum(columns["dead"]),
+               failed=sum(1 for r in records if failed(r)), complete=complete,
+               updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset,
+               expected=expected)
+    return {"version": 1, "run": run, "layers": layers, "units": columns}, details
+
+
+def _coverage(count: int, expected: int | None, shard: str | None) -> tuple[str, str]:
+    """(title suffix, note) when the page shows part of the work list (one --shard of several, or
+    an unfinished run); written into index.html itself, so it shows without the script."""
+    if not expected or count >= expected:
+        return "", ""
+    by_shard = bool(shard) and not shard.endswith("/1")
+    how = (f"this is shard {escape(shard)} of the work; render the other shards into this directory to complete it"
+           if by_shard else "the run is unfinished; rerun the same command to complete it")
+    return ((f" (shard {escape(shard)})" if by_shard else ""),
+            f'<p class="partial"><strong>Partial:</strong> {count} of the {expected} units of the work list: {how}.</p>')
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    write_text_atomic(path, text)
 
 
 def write_gallery(root, records: list[dict], run_info: dict, sheets: dict[str, str], expected: int | None = None,
-                  shard: str | None = None) -> Path:
-    path = Path(root, "index.html")
-    write_text_atomic(path, render_gallery(records, run_info, sheets, expected, shard))
-    return path
+                  shard: str | None = None, *, complete: bool = True, dataset: dict | None = None) -> Path:
+    """Write (or refresh) the gallery of run directory ``root``; returns the path of index.html.
+    expected: units in the whole work list; shard: 'i/n' of the process writing it (both say when
+    the page is partial). complete=False marks a run still in progress: the open page reloads its
+    data every 10 s."""
+    root = Path(root)
+    summary, details = gallery_data(records, run_info, sheets, complete=complete, dataset=dataset, expected=expected)
+    for asset in ("app.js", "style.css"):
+        target = root / "gallery" / asset
+        if not target.is_file() or target.read_bytes() != (ASSETS / asset).read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ASSETS / asset, target)
+    for detail, units in details.items():
+        layer = next(k for k, info in enumerate(summary["layers"]) if info["detail"] == detail)
+        _write_if_changed(root / detail, _js_json(f"{_DETAIL_PREFIX}{layer}, JSON.parse(", units, "));\n"))
+    write_text_atomic(root / DATA, _js_json(_DATA_PREFIX, summary))
+    title, note = _coverage(len(records), expected, shard)
+    _write_if_changed(root / "index.html", _SHELL.format(model=escape(str(run_info.get("model"))), shard=title,
+                                                         coverage=note))
+    return root / "index.html"
+
+
+def _read_js_json(path: Path, prefix: str):
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith(prefix):
+        raise ValueError(f"{path} is not a gallery data file")
+    literal = text[len(prefix):].rstrip().rstrip(";").rstrip(")")
+    if prefix == _DETAIL_PREFIX:
+        literal = literal.split(", JSON.parse(", 1)[1]
+    return json.loads(json.loads(literal))
+
+
+def read_gallery_data(root) -> dict:
+    """The summary the page loads (gallery/data.js) as a dict."""
+    return _read_js_json(Path(root, DATA), _DATA_PREFIX)
 
 
 class _LinkCollector(HTMLParser):
@@ -109,8 +204,16 @@ class _LinkCollector(HTMLParser):
 
 
 def gallery_links(root) -> list[str]:
-    """Every file the gallery of run directory ``root`` links to or shows (run-relative), to check
-    that a copied or merged run is complete: ``[l for l in gallery_links(r) if not (r / l).is_file()]``."""
+    """Every file the gallery of run directory ``root`` links to or shows (run-relative): the page's
+    own links, and from its data every image, thumbnail, contact sheet, detail file and dataset
+    example crop. To check a copied or merged run: ``[l for l in gallery_links(r) if not (r / l).is_file()]``."""
     collector = _LinkCollector()
     collector.feed(Path(root, "index.html").read_text(encoding="utf-8"))
-    return collector.links
+    links = list(collector.links) + ["gallery/app.js", "gallery/style.css"]
+    summary = read_gallery_data(root)
+    links += [path for column in ("file", "thumb") for path in summary["units"][column] if path]
+    for layer in summary["layers"]:
+        links += [layer["detail"]] + ([layer["sheet"]] if layer["sheet"] else [])
+        for unit in _read_js_json(Path(root, layer["detail"]), _DETAIL_PREFIX):
+            links += [ex["crop"] for key in ("examples", "bottom") for ex in unit.get(key) or [] if ex.get("crop")]
+    return list(dict.fromkeys(links))

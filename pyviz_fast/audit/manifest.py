@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from pyviz_fast.audit.files import write_text_atomic
+from pyviz_fast.audit.files import strict_json_dumps, write_text_atomic
 
 
 def read_records(path) -> list[dict]:
@@ -56,7 +56,7 @@ class ManifestPart:
 
     def append(self, records: list[dict]) -> None:
         """Append ``records`` in one write and force them to disk."""
-        text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+        text = "".join(strict_json_dumps(record) + "\n" for record in records)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -94,10 +94,13 @@ def record_order(record: dict, layer_order: dict[str, int]):
             index if isinstance(index, int) else -1, record["unit"])
 
 
-def merge_parts(run_dir, layer_order: dict[str, int] | None = None) -> list[dict]:
-    """Write ``manifest.jsonl`` as the ordered union of the part files; returns its records."""
-    layer_order = layer_order or {}
+def merge_parts(run_dir, layer_order: dict[str, int] | None = None, extra: dict[str, dict] | None = None) -> list[dict]:
+    """Write ``manifest.jsonl`` as the ordered union of the part files, each record completed by
+    ``extra[unit]`` (e.g. its dataset grounding) when given; returns its records."""
+    layer_order, extra = layer_order or {}, extra or {}
     records = sorted(collect_records(run_dir), key=lambda r: record_order(r, layer_order))
+    for record in records:
+        record.update(extra.get(record["unit"], {}))
     write_text_atomic(Path(run_dir, "manifest.jsonl"),
-                      "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+                      "".join(strict_json_dumps(r) + "\n" for r in records))
     return records

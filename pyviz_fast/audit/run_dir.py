@@ -7,8 +7,14 @@ Layout::
                          memory format, batch size)
     parts/*.jsonl        per-writer manifest parts (one per process / shard / rank)
     manifest.jsonl       the merged manifest, one record per unit
-    images/<layer>/*.png full-size images;  thumbs/<layer>/*.png  gallery thumbnails
-    sheets/<layer>.png   contact sheet per layer;  index.html  the gallery
+    images/<layer>/<unit>.png  full-size images;  thumbs/<layer>/<unit>.png  thumbnails of images
+                         larger than a gallery cell (smaller ones are shown from images/)
+    sheets/<layer>.png   contact sheet per layer;  index.html + gallery/  the gallery
+
+<layer> and <unit> are ``names.stem`` forms: injective for any name, never '.' or '..'.
+``run.json`` and the manifest are strict JSON: a non-finite number (``clip: inf``) is stored as
+the string "inf", "-inf" or "nan" (``JSON.parse`` and jq read it unchanged); the settings hash
+is computed as before, so older run directories still resume.
 
 A directory holds one set of settings and one model, never a mix: reusing it with other settings
 raises ``SettingsMismatchError``, and with a model whose fingerprint (a hash of its parameters and
@@ -25,11 +31,12 @@ import re
 import shutil
 from pathlib import Path
 
-from pyviz_fast.audit.files import remove_partials, write_text_atomic
+from pyviz_fast.audit.files import remove_partials, strict_json, strict_json_dumps, write_text_atomic
+from pyviz_fast.audit.names import stem, unit_stem
 
 RUN_FILE = "run.json"
 FORMAT = 1
-_OUTPUTS = ("parts", "images", "thumbs", "sheets", "manifest.jsonl", "index.html")
+_OUTPUTS = ("parts", "images", "thumbs", "sheets", "gallery", "dataset", "examples", "manifest.jsonl", "index.html")
 
 
 class RunDirError(ValueError):
@@ -51,7 +58,8 @@ def settings_hash(model: str, seed: int, settings: dict) -> str:
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe form of a layer or unit name ('features.0:7@neuron' -> 'features.0_7_neuron')."""
+    """A readable file-name-safe slug ('torchvision:resnet50' -> 'torchvision_resnet50') for
+    default names chosen once; not injective, so a run directory's files use ``names.stem``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
 
 
@@ -72,14 +80,15 @@ class RunDir:
         self.root = Path(root)
 
     def image_path(self, layer: str, unit: str) -> str:
-        """Run-relative path of a unit's full-size PNG (posix separators, for the gallery)."""
-        return f"images/{safe_name(layer)}/{safe_name(unit)}.png"
+        """Run-relative path of a unit's full-size PNG (posix separators, for the gallery);
+        injective for any layer and unit names (see ``names``)."""
+        return f"images/{stem(layer)}/{unit_stem(layer, unit)}.png"
 
     def thumb_path(self, layer: str, unit: str) -> str:
-        return f"thumbs/{safe_name(layer)}/{safe_name(unit)}.png"
+        return f"thumbs/{stem(layer)}/{unit_stem(layer, unit)}.png"
 
     def sheet_path(self, layer: str) -> str:
-        return f"sheets/{safe_name(layer)}.png"
+        return f"sheets/{stem(layer)}.png"
 
     def part_path(self, shard_index: int, shard_count: int) -> Path:
         return self.root / "parts" / f"shard-{shard_index:03d}-of-{shard_count:03d}.jsonl"
@@ -96,8 +105,9 @@ class RunDir:
 
     def check(self, model: str, seed: int, settings: dict, fingerprint: str | None = None) -> dict:
         """Validate that the directory holds this run (or none yet) without changing anything."""
-        settings = json.loads(json.dumps(settings, default=str))  # as it reads back from run.json
-        info = {"format": FORMAT, "model": model, "seed": seed, "settings": settings,
+        settings = json.loads(json.dumps(settings, default=str))
+        # the hash as before strict JSON (older run directories resume); the settings as run.json holds them
+        info = {"format": FORMAT, "model": model, "seed": seed, "settings": strict_json(settings),
                 "settings_hash": settings_hash(model, seed, settings)}
         if fingerprint is not None:
             info["model_fingerprint"] = fingerprint
@@ -131,7 +141,7 @@ class RunDir:
             info = self.check(model, seed, settings, fingerprint)
         remove_partials(self.root)
         if self.read_run_info() is None:
-            write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
+            write_text_atomic(self.root / RUN_FILE, strict_json_dumps(info, indent=2))
         return info
 
     def execution_record(self) -> dict | None:
@@ -142,7 +152,7 @@ class RunDir:
         """Add the execution record to run.json (outside the settings and their hash)."""
         info = self.read_run_info() or {}
         info["execution"] = record
-        write_text_atomic(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True, default=str))
+        write_text_atomic(self.root / RUN_FILE, strict_json_dumps(info, indent=2))
 
     def discard_outputs(self) -> None:
         """Delete what a previous run wrote here (only the names this package writes)."""

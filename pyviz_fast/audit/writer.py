@@ -27,12 +27,17 @@ class WriterError(OSError):
     """Writing a finished batch failed; what was written before is intact."""
 
 
+def needs_thumbnail(height: int, width: int, size: int = THUMB_SIZE) -> bool:
+    """Only images larger than a gallery cell get a thumbnail; smaller ones are shown from their
+    own PNG, scaled by CSS (a thumbnail is never larger than its original)."""
+    return max(height, width) > size
+
+
 def thumbnail(image: Image.Image, size: int = THUMB_SIZE) -> Image.Image:
-    """Fit into size x size; small images are enlarged with nearest-neighbour so pixels stay crisp."""
-    scale = size / max(image.size)
+    """Shrink to fit into size x size (never enlarges)."""
+    scale = min(1.0, size / max(image.size))
     new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    resample = Image.NEAREST if scale >= 1 else Image.LANCZOS
-    return image.resize(new_size, resample)
+    return image.resize(new_size, Image.LANCZOS) if scale < 1 else image.copy()
 
 
 def write_batch(root: Path, part: ManifestPart, images: np.ndarray, records: list[dict]) -> None:
@@ -47,9 +52,12 @@ def write_batch(root: Path, part: ManifestPart, images: np.ndarray, records: lis
 
 
 class BatchWriter:
-    def __init__(self, root, part_path, *, max_pending: int = 2):
+    """on_written(n): called in the writer thread after each batch's n records are on disk."""
+
+    def __init__(self, root, part_path, *, max_pending: int = 2, on_written=None):
         self.root = Path(root)
         self.part = ManifestPart(part_path)
+        self.on_written = on_written
         self.written = 0  # records safely on disk
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
@@ -66,6 +74,8 @@ class BatchWriter:
             try:
                 write_batch(self.root, self.part, *item)
                 self.written += len(item[1])
+                if self.on_written is not None:
+                    self.on_written(len(item[1]))
             except BaseException as error:  # noqa: BLE001  (re-raised in the caller's thread)
                 self._error = error
 

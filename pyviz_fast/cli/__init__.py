@@ -21,10 +21,10 @@ import sys
 import warnings
 
 import pyviz_fast
-from pyviz_fast.cli import atlas, bench, dream, filters, layers, render, saliency
+from pyviz_fast.cli import accentuate, atlas, bench, dream, filters, layers, render, saliency, style
 from pyviz_fast.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
-COMMANDS = (layers, render, atlas, dream, saliency, filters, bench)
+COMMANDS = (layers, render, atlas, dream, accentuate, style, saliency, filters, bench)
 
 EPILOG = """examples:
   pyviz-fast layers
@@ -33,6 +33,8 @@ EPILOG = """examples:
   pyviz-fast atlas conv3 conv4 --out audit/run --shard 0/2
   python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
   pyviz-fast dream photo.jpg --layer conv3 --octaves 3 --out dream.png --gif
+  pyviz-fast accentuate photo.jpg --unit conv4:3 --out accent.png
+  pyviz-fast style content.png style.png --out styled.png
   pyviz-fast saliency photo.jpg --unit fc:3 --out saliency/
   pyviz-fast filters --out filters.png
   pyviz-fast bench

@@ -7,7 +7,7 @@ import dataclasses
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, RunDirError, Shard, WriterError, run_atlas
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, check_device, interrupt_on_sigterm,
-                                   load_model, report_execution, say)
+                                   load_model, progress_bar, report_execution, say)
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
@@ -17,12 +17,19 @@ EXAMPLES = """examples:
   pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model
   pyviz-fast atlas conv3 conv4:0-15 --out audit/run --steps 64 --size 96
   pyviz-fast atlas conv4 --out audit/run --shard 1/4     # a quarter of the work, by hand
+  pyviz-fast atlas conv4 fc --out audit/g --dataset shapes:2000 --examples 8   # with dataset examples
+  pyviz-fast atlas --model torchvision:resnet50 --weights r50.pth --dataset /data/imagenet/val --workers 4
   python -m torch.distributed.run --nproc_per_node 2 -m pyviz_fast atlas conv4 --out audit/run
   torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
       -m pyviz_fast atlas --model torchvision:resnet50 --device cuda --out /shared/audit/r50
       (one GPU per local rank, NCCL; several nodes need --out on a shared file system)
 
-Re-running the same command resumes: only units without a manifest record are rendered.
+Re-running the same command resumes: only units without a manifest record are rendered, and a
+killed dataset pass goes on from its last checkpoint (every 30 s).
+--dataset SPEC: a folder of images (class sub-folders become labels), shapes:N (the shipped
+generator) or package.module:factory (a torch Dataset); each unit then gets its top and bottom
+examples (cropped to its receptive field), activation statistics, the percentile of its picture
+among the dataset's activations, and warnings (dead on data, path similarity).
 Other settings in an existing run directory are an error unless --force (which discards it).
 """
 
@@ -42,6 +49,12 @@ def register(subparsers) -> None:
                         help="render only shard I of N (0-based) of the work list")
     parser.add_argument("--force", action="store_true",
                         help="discard a previous run in --out made with other settings")
+    parser.add_argument("--dataset", default=None, metavar="SPEC",
+                        help="ground every unit in real images: a folder, shapes:N or package.module:factory")
+    parser.add_argument("--examples", type=int, default=8, metavar="K",
+                        help="top and bottom dataset examples kept per unit (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="DataLoader worker processes for --dataset (default: %(default)s)")
     add_common_flags(parser)
     parser.set_defaults(run=run)
 
@@ -57,6 +70,20 @@ def _shard(text: str) -> Shard:
         return Shard.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def grounder(args, model, settings, device):
+    """The dataset grounder for --dataset/--examples/--workers, None without --dataset, or CliError."""
+    if args.dataset is None:
+        return None
+    if args.examples < 1 or args.workers < 0:
+        raise CliError(f"--examples must be >= 1 and --workers >= 0, got {args.examples} and {args.workers}")
+    from pyviz_fast.engine.dataset_pass import DatasetGrounder
+    try:
+        return DatasetGrounder(model, settings, args.dataset, examples=args.examples, device=device,
+                               workers=args.workers, seed=args.seed)
+    except (ValueError, TypeError, OSError) as error:
+        raise CliError(f"--dataset {args.dataset!r}: {error}") from None
 
 
 def run(args) -> int:
@@ -77,7 +104,8 @@ def run(args) -> int:
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
                        device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
-                       shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model))
+                       shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model),
+                       grounder=grounder(args, model, settings, dist.device))
 
         def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record
             return pvf.choose_execution(model, units, settings, device=dist.device, seed=args.seed).record()
@@ -98,7 +126,8 @@ def run(args) -> int:
         try:
             with interrupt_on_sigterm():
                 outcome = run_atlas(units, render_batch, job, dist, progress_factory=progress_factory,
-                                    decide_execution=decide_execution)
+                                    decide_execution=decide_execution,
+                                    grounding_progress=lambda total: progress_bar(total, quiet, "example"))
         except RunDirError as error:  # other settings in --out, or rank 0 could not set it up
             raise CliError(str(error)) from None
         except WriterError as error:

@@ -59,6 +59,14 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
         add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults, helps=settings_helps)
 
 
+def add_image_command_flags(parser, default_out, settings_defaults, run) -> None:
+    """The tail of a command that starts from input images (no init flags): --out, the common
+    flags with the command's own settings defaults, and its ``run``."""
+    parser.add_argument("-o", "--out", default=default_out, help="output PNG (default: %(default)s)")
+    add_common_flags(parser, settings_exclude=("init", "init_image"), settings_defaults=settings_defaults)
+    parser.set_defaults(run=run)
+
+
 def check_device(name: str) -> torch.device:
     """The torch.device for --device, or CliError when it is malformed or absent here."""
     try:

@@ -12,7 +12,7 @@ import json
 
 import torch
 
-from pyviz_fast.audit.files import write_atomic, write_text_atomic
+from pyviz_fast.audit.files import save_png_atomic, write_atomic, write_text_atomic
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.audit.writer import BatchWriter, WriterError
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, interrupt_on_sigterm, load_model,
@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   pyviz-fast render conv3:0-3 fc:2 --out renders/
   pyviz-fast render "conv4:5@neuron" "0.5*conv3:1+0.5*conv3:2" --steps 256 --size 160 --out renders/
   pyviz-fast render fc:0 --gif --frames 24 --out renders/     # also renders/fc_0.gif
+  pyviz-fast render fc:0-9 --param maco --maco-magnitude shapes --out renders/   # also fc_0_rgba.png ...
+  pyviz-fast render conv4:5 --facets 4 --diversity 0.5 --out renders/           # conv4_5_facet0.png ...
 
 Unit syntax: layer:7, layer:0-15, layer (all channels), layer:7@neuron, layer@deepdream,
 fc:3 or fc:NAME (class logit; names: the model's own or --labels FILE), -layer:7,
@@ -69,10 +71,16 @@ def render_units(model, units, settings, args, callback=None, progress=None):
         raise CliError(f"render failed: {error}") from None
 
 
-def _gif_writer(units, out):
-    """A FrameRecorder ``finished`` that writes unit ``units[row]``'s GIF beside its PNG."""
+def _file_name(units, row, facets):
+    """The file name (no suffix) of result row ``row``: the unit's, and its facet's with facets > 1."""
+    name = safe_name(str(units[row // facets]))
+    return name + (f"_facet{row % facets}" if facets > 1 else "")
+
+
+def _gif_writer(units, out, facets):
+    """A FrameRecorder ``finished`` that writes row ``row``'s GIF beside its PNG."""
     def write(row, frames):
-        write_atomic(out / f"{safe_name(str(units[row]))}.gif", gif_bytes(frames))
+        write_atomic(out / f"{_file_name(units, row, facets)}.gif", gif_bytes(frames))
     return write
 
 
@@ -128,10 +136,15 @@ def run(args) -> int:
         with interrupt_on_sigterm(), BatchWriter(out, out / "render.jsonl") as writer, progress:
             for start in range(0, len(units), settings.batch_size):  # each batch on disk as soon as it is done
                 batch = units[start:start + settings.batch_size]
-                recorder = FrameRecorder(settings.steps, args.frames, _gif_writer(batch, out)) if args.gif else None
+                recorder = (FrameRecorder(settings.steps, args.frames, _gif_writer(batch, out, settings.facets))
+                            if args.gif else None)
                 result = render_units(model, batch, settings, args, progress.with_callback(recorder), progress=False)
-                records = _records(result, names, [f"{safe_name(str(unit))}.png" for unit in batch])
+                files = [_file_name(batch, row, settings.facets) for row in range(len(result.units))]
+                records = _records(result, names, [f"{name}.png" for name in files])
                 writer.submit(result.to_uint8(), records)
+                if result.alpha is not None:  # MaCo's attribution map as transparency, beside the PNG
+                    for row, name in enumerate(files):
+                        save_png_atomic(out / f"{name}_rgba.png", result.to_rgba(row))
                 progress.update(len(batch))
                 for record in records:
                     progress.write(_summary(record, out))

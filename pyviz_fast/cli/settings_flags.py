@@ -229,3 +229,9 @@ def settings_from_args(args, defaults=None, **fixed) -> Settings:
     """A validated Settings: the command's ``defaults``, then what the user gave (``given_settings``),
     then the ``fixed`` values the command imposes. Raises ValueError / TypeError naming the bad field."""
     return Settings(**{**(defaults or {}), **given_settings(args), **fixed}).validate()
+
+
+def settings_at_image_size(args, defaults, image, **fixed) -> Settings:
+    """``settings_from_args`` whose size, unless given (flag or --config), is ``image``'s own ([C, H, W])."""
+    settings = settings_from_args(args, defaults, **fixed)
+    return settings if "size" in given_settings(args) else settings.replace(size=tuple(image.shape[-2:])).validate()

@@ -8,14 +8,16 @@ def expand_units(specs, model, infos) -> list:
     """Units for ``specs`` (strings in the API's unit syntax), whole layers expanded to one unit
     per channel, every layer and channel index checked; CliError on the first bad one.
 
-    infos: pyviz_fast.layers(model, ...) of the model at the render size.
+    infos: pyviz_fast.layers(model, ...) of the model at the render size. A spec that is exactly
+    a layer's name is that whole layer, whatever characters the name holds (``a<b``, ``conv-1``).
     >>> [str(u) for u in expand_units(["conv1:0-1", "fc:3"], model, infos)]
     ['conv1:0', 'conv1:1', 'fc:3']
     """
     from pyviz_fast.engine.units import Unit, parse_units
 
+    names = {info.name for info in infos}
     try:
-        units = parse_units(list(specs), model=model)
+        units = parse_units([Unit.channel(s, None) if s in names else s for s in specs], model=model)
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
     channels = {info.name: info.channels for info in infos}

@@ -141,15 +141,16 @@ def _timm(name, weights):
     return model
 
 
-def _factory(spec):
+def _factory(spec, what="model"):
+    """``factory()`` for a ``package.module:factory`` spec (of a model, or of a dataset)."""
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"model spec {spec!r}: cannot import module {module_name!r} ({error})") from None
+        raise ValueError(f"{what} spec {spec!r}: cannot import module {module_name!r} ({error})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ValueError(f"model spec {spec!r}: module {module_name!r} has no callable {attr!r}")
+        raise ValueError(f"{what} spec {spec!r}: module {module_name!r} has no callable {attr!r}")
     return factory()
 
 

@@ -14,6 +14,7 @@ Item b's objective is the weighted sum of its unit's terms. Everything is comput
 
 >>> plan = ObjectivePlan(units, shapes)       # shapes: {layer: layout.Activation}
 >>> objective = plan(acts)                     # float32 [B]
+>>> every = plan.per_example(acts)             # float32 [N, U]: every unit on every image (dataset pass)
 """
 import torch
 
@@ -52,6 +53,28 @@ class _Group:
         if kind == "direction":
             self.vectors = torch.tensor([t.vector for t in terms], dtype=torch.float32, device=device)
 
+    def tiled(self, n):
+        """This group evaluated on each of ``n`` images: rows 0..n-1, each with every term."""
+        tiled = object.__new__(_Group)
+        tiled.layer, tiled.kind, tiled.activation, terms = self.layer, self.kind, self.activation, len(self.rows)
+        tiled.rows = torch.arange(n, device=self.rows.device).repeat_interleave(terms)
+        tiled.weights, tiled.channels = self.weights.repeat(n), self.channels.repeat(n)
+        tiled.positions = tuple(p.repeat(n) for p in self.positions)
+        if self.kind == "direction":
+            tiled.vectors = self.vectors.repeat(n, 1)
+        return tiled
+
+    def values_per_example(self, act):
+        """float32 [N, terms]: every term of the group on each of the N images of ``act``. Channel
+        and class terms take the mean over positions of every channel once, then pick (the same
+        numbers as ``values``, without a copy of the activation per term); other kinds go through
+        ``values`` on the tiled group."""
+        if self.kind in ("channel", "class"):
+            x = self.activation.channels_first(act)
+            means = x.mean(dim=tuple(range(2, x.dim())), dtype=torch.float32) if x.dim() > 2 else x.float()
+            return means[:, self.channels]
+        return self.tiled(act.shape[0]).values(act).reshape(act.shape[0], len(self.rows))
+
     def values(self, act):
         x = self.activation.channels_first(act)
         if self.kind in ("channel", "class"):
@@ -87,4 +110,14 @@ class ObjectivePlan:
         total = torch.zeros(self.batch, dtype=torch.float32, device=device)
         for group in self.groups:
             total = total.index_add(0, group.rows, group.weights * group.values(acts[group.layer]))
+        return total
+
+    def per_example(self, acts):
+        """float32 [N, U]: the objective of every unit of the plan on every one of the N images of
+        ``acts`` (here the batch holds examples, not one image per unit)."""
+        n = next(iter(acts.values())).shape[0]
+        device = next(iter(acts.values())).device
+        total = torch.zeros(n, self.batch, dtype=torch.float32, device=device)
+        for group in self.groups:
+            total = total.index_add(1, group.rows, group.weights * group.values_per_example(acts[group.layer]))
         return total

@@ -5,7 +5,7 @@
 (torch.Size([4, 3, 128, 128]), 'ok', (4, 128, 128, 3))
 """
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -27,7 +27,10 @@ class RenderResult:
     non-finite gradients and were skipped) | 'failed'; reasons: '' or why.
     timings: seconds: total, setup, forward_backward, step (CPU wall clock; on CUDA the phases
     are measured without synchronizing, so only 'total' is exact). settings: the Settings used;
-    info: precision, memory format, backend, device actually used.
+    info: precision, memory format, backend, device actually used; facets: images per unit
+    (a unit's facets are consecutive rows). alpha: None, or float32 [N, 1, H, W] in [0, 1], the
+    attribution map of methods that make one (MaCo: where the accumulated input gradients were
+    large); ``to_rgba`` puts it in the alpha channel.
     """
     images: torch.Tensor
     units: list
@@ -39,9 +42,15 @@ class RenderResult:
     timings: dict
     settings: object = None
     info: dict = field(default_factory=dict)
+    alpha: Optional[torch.Tensor] = None
 
     def __len__(self):
         return len(self.units)
+
+    def __repr__(self):
+        shape = "x".join(str(d) for d in self.images.shape[1:])
+        return (f"RenderResult({len(self)} units, {shape}, {sum(s == 'ok' for s in self.status)} ok, "
+                f"backend {self.info.get('backend', '?')}, {self.timings.get('total', float('nan')):.1f} s)")
 
     @property
     def ok(self):
@@ -51,6 +60,17 @@ class RenderResult:
     def to_uint8(self):
         """numpy uint8 [N, H, W, C]."""
         return images_to_uint8(self.images)
+
+    def to_rgba(self, i):
+        """Image i as a PIL 'RGBA' image whose transparency is ``alpha`` (ValueError without one)."""
+        from PIL import Image
+
+        if self.alpha is None:
+            raise ValueError("this result has no alpha map (param='maco' makes one)")
+        rgb = self.to_uint8()[i][..., :3]
+        rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+        a = images_to_uint8(self.alpha[i:i + 1])[0]
+        return Image.fromarray(np.ascontiguousarray(np.concatenate([rgb, a], axis=-1)), "RGBA")
 
     def to_pil(self, i):
         """Image i as a PIL image: 'L' for 1 channel, 'RGB' for 3, 'RGBA' for 4; other channel
@@ -64,3 +84,27 @@ class RenderResult:
         if channels == 4:
             return Image.fromarray(array, "RGBA")
         return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
+
+    def to_html_grid(self, cols=8, limit=None, size=128):
+        """The images as an ``ImageGrid`` (HTML): unit, objective and status under each image,
+        failures' reasons on hover; the first ``limit`` units (default display.DEFAULT_LIMIT)."""
+        from pyviz_fast.engine import display
+
+        limit = display.DEFAULT_LIMIT if limit is None else limit
+        display.check_layout(cols, limit, size)
+        shown = range(min(len(self), limit))
+        captions = [f"{unit}\n{float(value):.4g} {status}" for unit, value, status
+                    in zip(self.units, self.objective.tolist(), self.status)]
+        titles = [reason or status for reason, status in zip(self.reasons, self.status)]
+        return display.image_grid([self.to_pil(i) for i in shown], captions, titles=titles, total=len(self),
+                                  cols=cols, limit=limit, size=size, heading=repr(self))
+
+    def _repr_html_(self):
+        """Jupyter shows a result as a grid of its images (the first display.DEFAULT_LIMIT)."""
+        return self.to_html_grid()._repr_html_()
+
+    def show(self, cols=8, limit=None, size=128):
+        """Displays the grid of images in a notebook (elsewhere returns the ``ImageGrid``)."""
+        from pyviz_fast.engine import display
+
+        return display.show(self, cols=cols, limit=limit, size=size)

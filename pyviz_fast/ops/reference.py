@@ -25,9 +25,10 @@ def jitter(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
 
 def blur_radius(sigma: float, height: int, width: int) -> int:
     """Half-width of the blur window: ceil(3 sigma), capped so reflection stays inside the image."""
+    cap = min(height, width) - 1
     if sigma <= 0:
         return 0
-    return min(math.ceil(3.0 * sigma), min(height, width) - 1)
+    return cap if 3.0 * sigma >= cap else math.ceil(3.0 * sigma)  # compared first: a huge sigma is capped
 
 
 def gaussian_taps(sigma: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -42,15 +43,20 @@ def gaussian_taps(sigma: torch.Tensor, height: int, width: int) -> torch.Tensor:
             raise ValueError(f"sigma must be finite, got {s} for image {b}")
     radii = [blur_radius(s, height, width) for s in sigma.tolist()]
     R = max(radii)
-    k = torch.arange(-R, R + 1, dtype=torch.float32)
     taps = torch.zeros(len(radii), 2 * R + 1)
     for b, (s, r) in enumerate(zip(sigma.tolist(), radii)):
         if r == 0:
             taps[b, R] = 1.0
             continue
-        window = k.abs() <= r
-        w = torch.exp(-(k * k) / (2.0 * s * s)) * window
-        taps[b] = w / w.sum()
+        # In float64, as the kernels do: 2 sigma^2 neither underflows (a tiny sigma gives the
+        # identity, not 0/0) nor overflows (a huge one gives a box blur).
+        kd = torch.arange(0, r + 1, dtype=torch.float64)
+        w = torch.exp(-(kd * kd) / (2.0 * s * s))
+        total = 1.0
+        for wk in w[1:].tolist():  # summed in the kernels' order: k = 0, 1, ..., r
+            total += 2.0 * wk
+        half = (w / total).float()
+        taps[b, R - r:R + r + 1] = torch.cat([half.flip(0), half[1:]])
     return taps
 
 
@@ -107,6 +113,8 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm, eps, clip, lr, 
     g = gaussian_blur(jitter(grad.float(), -shifts), sigma)
     scale = grad_scale(g, norm)
     nonfinite = ~torch.isfinite(g).flatten(1).all(dim=1) | ~torch.isfinite(scale)
+    if norm != "none":  # scale + eps = 0: nothing to divide by; the image is kept, like a non-finite one
+        nonfinite |= (scale + eps) == 0
     g = _divide_by_scale(g, scale, norm, eps).clamp(-clip, clip)
     x32 = x.float()
     new = x32 + lr * g

@@ -4,10 +4,17 @@ Optimizing the spectrum instead of the pixels whitens the gradient (every freque
 a similar rate), and mixing the channels through the square root of natural images' color
 covariance decorrelates color, which together give Lucid's smooth, saturated look.
 
->>> param = FourierImage(draws, channels=3, hw=(128, 128))
->>> images = param()            # float32 [B, 3, 128, 128] in (0, 1), differentiable w.r.t. param.spectrum
+>>> image = FourierImage(draws, channels=3, hw=(128, 128))
+>>> images = image()            # float32 [B, 3, 128, 128] in (0, 1), differentiable w.r.t. image.spectrum
+
+``FourierParam`` is the parameterization the render loop drives (see ``parameterizations``):
+jitter by a differentiable roll, then either a mean-|g| normalized step on the spectrum
+('ascent') or a torch optimizer's.
 """
 import torch
+
+from pyviz_fast import ops
+from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
 
 # Square root of the color covariance of natural (ImageNet) images, rows = RGB output.
 COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02],
@@ -38,3 +45,37 @@ class FourierImage:
         if self.color is not None:
             image = torch.einsum("oc,bchw->bohw", self.color, image)
         return torch.sigmoid(image)
+
+
+class FourierParam:
+    crops = 1
+
+    def __init__(self, run, draws, start=None):
+        self.run, self.s = run, run.s
+        self.hw = run.stages[-1][0]
+        self.shifts = draws.shifts.to(run.device)
+        self.image = FourierImage(draws, run.channels, self.hw, self.s.decorrelate, run.device)
+        self.optimizer = None if self.s.optimizer == "ascent" else Ascent(self.s.optimizer, self.image.spectrum, self.s.lr)
+
+    def begin(self, t):
+        return self.hw
+
+    def inputs(self, t):
+        return ops.reference.jitter(self.image(), self.shifts[t]), (self.image.spectrum,)  # differentiable roll
+
+    def update(self, t, grads):
+        grad, nonfinite = nonfinite_rows(grads[0])
+        with torch.no_grad():
+            if self.optimizer is None:
+                scale = grad.abs().flatten(1).mean(dim=1).view(-1, 1, 1, 1, 1) + self.s.eps
+                self.image.spectrum.add_(self.run.lrs[t] * grad / scale)
+            else:
+                self.optimizer.step(grad, self.run.lrs[t])
+        return nonfinite
+
+    def images(self):
+        with torch.no_grad():
+            return self.image()
+
+    def alpha(self):
+        return None

@@ -1,0 +1,137 @@
+// The CPU executor of the portable block layer (csrc/kernels/block.h): a grid of `blocks`
+// thread blocks run one after another; inside a block, each phase runs for all kBlockThreads
+// threads before the next phase starts, in the configured thread order; warp folds are
+// computed lane by lane exactly as the GPU's butterfly does. Shared memory starts every block
+// filled with 0xFF bytes (NaN floats), so a read before a write shows in the results.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "../kernels/block.h"
+#include "../kernels/storage.h"
+
+namespace pvf::emulation {
+
+enum class ThreadOrder : int { kNatural = 0, kReversed = 1, kShuffled = 2 };
+
+// How the emulation schedules threads and sizes grids; tests change it (emulation_config()).
+struct Config {
+  ThreadOrder order = ThreadOrder::kNatural;
+  int64_t max_blocks = 5;  // grid = min(work items, max_blocks): results must not depend on it
+  uint64_t seed = 1;  // of the shuffled orders
+  int64_t launches = 0;  // kernel launches emulated since the last configure()
+  bool trace = false;  // measure each launch's distinct global bytes read and written
+  std::vector<std::pair<int64_t, int64_t>> traffic;  // per traced launch: (bytes read, bytes written)
+};
+
+inline Config& config() {
+  static Config c;
+  return c;
+}
+
+class EmulatedBlock {
+ public:
+  template <class Regs>
+  struct PerThread {
+    std::array<Regs, kBlockThreads> self;
+  };
+
+  EmulatedBlock(int index, int count, std::mt19937_64& rng) : index_(index), count_(count), rng_(rng) {}
+
+  int index() const { return index_; }
+  int count() const { return count_; }
+
+  template <class Regs, class F>
+  void each(PerThread<Regs>& regs, F&& f) {
+    if (open_phase_) throw std::logic_error("emulation: two phases without a barrier between them");
+    open_phase_ = true;
+    for (int t : order()) f(t, regs.self[t]);
+  }
+
+  void sync() { open_phase_ = false; }
+
+  template <class Regs, class V, class Fold>
+  void warp_fold(PerThread<Regs>& regs, V Regs::*member, Fold fold) {
+    open_phase_ = false;
+    for (int warp = 0; warp < kBlockWarps; ++warp) {
+      std::array<V, kWarpSize> v, next;
+      for (int lane = 0; lane < kWarpSize; ++lane) v[lane] = regs.self[warp * kWarpSize + lane].*member;
+      for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+        for (int lane = 0; lane < kWarpSize; ++lane) next[lane] = fold(v[lane], v[lane ^ offset]);
+        v = next;
+      }
+      for (int lane = 0; lane < kWarpSize; ++lane) regs.self[warp * kWarpSize + lane].*member = v[lane];
+    }
+  }
+
+ private:
+  const std::array<int, kBlockThreads>& order() {
+    std::iota(order_.begin(), order_.end(), 0);
+    if (config().order == ThreadOrder::kReversed) std::reverse(order_.begin(), order_.end());
+    if (config().order == ThreadOrder::kShuffled) std::shuffle(order_.begin(), order_.end(), rng_);
+    return order_;
+  }
+
+  int index_, count_;
+  std::mt19937_64& rng_;
+  bool open_phase_ = false;
+  std::array<int, kBlockThreads> order_;
+};
+
+// The image elements (storage.h load / store) that one launch touches, each counted once: the
+// global traffic of a launch whose every element is fetched from DRAM once (halos re-read by
+// neighbouring tiles are L2 hits on the GPU).
+class TrafficTrace {
+ public:
+  TrafficTrace() {
+    current() = this;
+    global_access_hook = &note;
+  }
+  ~TrafficTrace() {
+    global_access_hook = nullptr;
+    current() = nullptr;
+    config().traffic.emplace_back(read_, written_);
+  }
+
+ private:
+  static TrafficTrace*& current() {
+    static TrafficTrace* t = nullptr;
+    return t;
+  }
+  static void note(const void* address, int bytes, bool write) {
+    TrafficTrace& t = *current();
+    if ((write ? t.writes_ : t.reads_).insert(reinterpret_cast<uintptr_t>(address)).second) {
+      (write ? t.written_ : t.read_) += bytes;
+    }
+  }
+  std::unordered_set<uintptr_t> reads_, writes_;
+  int64_t read_ = 0, written_ = 0;
+};
+
+// Runs `program` over a grid of min(work, max_blocks) blocks (work >= 1: the program's items).
+template <class Program>
+void run_grid(const Program& program, int64_t work) {
+  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min(work, config().max_blocks)));
+  ++config().launches;
+  std::mt19937_64 rng(config().seed);
+  auto shared = std::make_unique<typename Program::Shared>();
+  std::unique_ptr<TrafficTrace> trace;
+  if (config().trace) trace = std::make_unique<TrafficTrace>();
+  for (int b = 0; b < blocks; ++b) {
+    std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(typename Program::Shared));
+    EmulatedBlock blk(b, blocks, rng);
+    program(blk, *shared);
+  }
+}
+
+}  // namespace pvf::emulation

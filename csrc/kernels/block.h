@@ -1,0 +1,68 @@
+// The portable layer every tiled kernel is written against, so that the GPU and its CPU
+// emulation (csrc/emulation/block_emulator.h) run the very same kernel code.
+//
+// A kernel is a program `template <class Block> PVF_HD void operator()(Block& blk, Shared& sh)`
+// for one thread block of kBlockThreads threads. Its code is block-uniform (every thread takes
+// the same branches and loops, on values that depend only on the block index, the arguments
+// and shared memory read after a barrier) except inside phases:
+//   blk.each(regs, f)     a phase: f(thread, regs_of_thread) for this block's threads;
+//   blk.sync()            a barrier; every phase must be followed by one (or by a warp fold)
+//                         before the next phase;
+//   blk.warp_fold(regs, &Regs::v, fold)
+//                         v of every lane becomes the butterfly fold over its warp: at offsets
+//                         16, 8, 4, 2, 1, v = fold(v, v of lane ^ offset);
+//   blk.index(), blk.count()  block index and grid size.
+// Per-thread state that lives across phases is one `Regs` struct, held by
+// `typename Block::template PerThread<Regs>` (a register struct on the GPU, an array of
+// kBlockThreads of them in the emulation). The emulation runs a phase for all threads before
+// the next starts, in natural, reversed or shuffled thread order: a result that depends on the
+// order is a race on the GPU.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common.h"
+
+namespace pvf {
+
+constexpr int kBlockThreads = 256;
+constexpr int kWarpSize = 32;
+constexpr int kBlockWarps = kBlockThreads / kWarpSize;
+
+#ifdef __CUDACC__
+struct GpuBlock {
+  template <class Regs>
+  struct PerThread {
+    Regs self;
+  };
+
+  __device__ __forceinline__ int index() const { return static_cast<int>(blockIdx.x); }
+  __device__ __forceinline__ int count() const { return static_cast<int>(gridDim.x); }
+
+  template <class Regs, class F>
+  __device__ __forceinline__ void each(PerThread<Regs>& regs, F&& f) {
+    f(static_cast<int>(threadIdx.x), regs.self);
+  }
+
+  __device__ __forceinline__ void sync() { __syncthreads(); }
+
+  template <class Regs, class V, class Fold>
+  __device__ __forceinline__ void warp_fold(PerThread<Regs>& regs, V Regs::*member, Fold fold) {
+    static_assert(sizeof(V) % 4 == 0, "warp_fold moves 4-byte words");
+    V& v = regs.self.*member;
+#pragma unroll
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+      uint32_t words[sizeof(V) / 4];
+      memcpy(words, &v, sizeof(V));
+#pragma unroll
+      for (unsigned w = 0; w < sizeof(V) / 4; ++w) words[w] = __shfl_xor_sync(0xffffffffu, words[w], offset);
+      V other;
+      memcpy(&other, words, sizeof(V));
+      v = fold(v, other);
+    }
+  }
+};
+#endif
+
+}  // namespace pvf

@@ -1,0 +1,100 @@
+"""``accentuate`` and ``caricature``: what in a photo drives a unit, or a layer, exaggerated.
+
+Both start from the photo and run the same loop and fused step as ``render``:
+- ``accentuate`` maximizes each unit while a closeness regularizer keeps a lower layer's
+  activations near the photo's (Hamblin et al. 2024, "feature accentuation");
+- ``caricature`` maximizes dot x cosine^p with the photo's own activations at a layer (Lucid).
+
+>>> res = accentuate(model, "photo.png", "conv4:3", layer="conv2")
+>>> panel = accentuation_panel(res.info["photo"], res.images[0])    # photo | accentuation | difference
+"""
+import time
+
+import torch
+
+from pyviz_fast.engine.goals.accentuation import AccentuationTask, CaricatureTask
+from pyviz_fast.engine.layers import layers as list_layers
+from pyviz_fast.engine.models import input_channels
+from pyviz_fast.engine.photos import native_size, read_photos
+from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
+from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.units import Unit, check_layer_names, parse_units
+
+# Gentle steps from a photo (like ``dream``): the photo must stay recognizable.
+DEFAULTS = dict(steps=64, lr=0.01, jitter=4, blur_start=1.0, blur_end=0.5)
+DIFFERENCE_GAIN = 2.0
+
+
+def _settings(settings, overrides, photo):
+    base = settings or Settings(**DEFAULTS)
+    if settings is None and "size" not in overrides:
+        base = base.replace(size=native_size(photo))
+    return resolve_settings(base, overrides, starts_from_images=True)
+
+
+def lower_layer(model, unit_layer, hw, channels):
+    """A default closeness layer: the conv-layout layer halfway from the input to ``unit_layer``."""
+    infos = list_layers(model, (channels, *hw))
+    names = [info.name for info in infos]
+    if unit_layer not in names:
+        raise ValueError(f"layer {unit_layer!r} does not run in the model's forward")
+    below = [i.name for i in infos[:names.index(unit_layer)] if i.layout in ("nchw", "nhwc")]
+    if not below:
+        raise ValueError(f"no conv layer below {unit_layer!r} to keep close to the photo; pass layer=")
+    return below[len(below) // 2]
+
+
+def accentuate(model, image, units, *, layer=None, weight=1.0, settings=None, backend=None, device="cpu", seed=0,
+               batch_size=None, progress=False, callback=None, **overrides):
+    """Accentuate ``units`` in ``image``; returns a ``RenderResult`` (one image per unit).
+
+    image: a path, PIL image or tensor [C, H, W] in [0, 1]; the render runs at its size unless
+    ``size`` is given. units: unit specs as for ``render``. layer: where the activations are
+    kept close to the photo's (default: the conv layer halfway below the first unit's layer).
+    weight: strength of that closeness, relative to the unit's objective (0 = plain ascent from
+    the photo). Settings default to gentle steps (``DEFAULTS``). ``res.info['photo']`` is the
+    photo as rendered [C, H, W]; ``accentuation_panel`` puts photo, result and difference side
+    by side.
+    """
+    started = time.perf_counter()
+    settings = _settings(settings, overrides, image)
+    if batch_size is not None:
+        settings = settings.replace(batch_size=batch_size)
+    model = resolve_model(model, device, seed)
+    units = parse_units(units, model)
+    channels = settings.channels or input_channels(model)
+    photo = read_photos(image, channels, settings.hw)[0]
+    layer = layer or lower_layer(model, units[0].layer, settings.hw, channels)
+    check_layer_names([Unit.deepdream(layer)], model)
+    if not weight >= 0:
+        raise ValueError(f"weight must be >= 0, got {weight!r}")
+    task = AccentuationTask(units, settings, photo, layer, weight)
+    res = render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
+                      callback=callback, started=started)
+    res.info.update(photo=photo, closeness_layer=layer, closeness_weight=weight)
+    return res
+
+
+def caricature(model, image, layer, *, power=1.0, settings=None, backend=None, device="cpu", seed=0,
+               progress=False, callback=None, **overrides):
+    """Lucid's caricature of ``image`` at ``layer``: maximize dot(a, a_photo) * max(cos, 0.1)^power.
+    Returns a ``RenderResult`` with one image; ``res.info['photo']`` as for ``accentuate``."""
+    started = time.perf_counter()
+    settings = _settings(settings, overrides, image)
+    model = resolve_model(model, device, seed)
+    check_layer_names([Unit.deepdream(layer)], model)
+    photo = read_photos(image, settings.channels or input_channels(model), settings.hw)[0]
+    res = render_task(model, CaricatureTask(photo, layer, power), settings, backend=backend, device=device,
+                      seed=seed, progress=progress, callback=callback, started=started)
+    res.info.update(photo=photo)
+    return res
+
+
+def difference_image(photo, image, gain=DIFFERENCE_GAIN):
+    """float [C, H, W] in [0, 1]: 0.5 + gain * (image - photo): gray where nothing changed."""
+    return (0.5 + gain * (image - photo)).clamp(0, 1)
+
+
+def accentuation_panel(photo, image):
+    """float [C, H, 3W]: the photo, the accentuation and their difference side by side."""
+    return torch.cat([photo, image, difference_image(photo, image)], dim=-1)

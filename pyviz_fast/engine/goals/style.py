@@ -1,0 +1,81 @@
+"""Style transfer (Gatys et al. 2016) as a task: content from one image, texture from another.
+
+Each row is a (content, style) pair and starts from its content image. Its objective is minus
+  content_weight * ||a(x) - a(content)||^2 / ||a(content)||^2        at ``content_layer``
+  + style_weight * mean_l ||G_l(x) - G_l(style)||^2 / ||G_l(style)||^2  over ``style_layers``,
+with G the Gram matrices (``gram.py``), so it runs through the same loop, jitter, gradient blur,
+normalization and fused step as a visualization. Targets are the no-grad activations of the
+pair's images resized to the render's size.
+
+>>> task = StyleTask(contents, styles, [(0, 0), (0, 1)], "conv3", ["conv1", "conv2"], style_weight=5.0)
+"""
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from pyviz_fast.engine.goals import Goal
+from pyviz_fast.engine.goals.gram import gram
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Row label: content image ``content`` styled like image ``style`` (indices into the inputs)."""
+    content: int
+    style: int
+
+    def __str__(self):
+        return f"content{self.content}+style{self.style}"
+
+
+def relative_error(x, target):
+    """float [B]: ||x - target||^2 / ||target||^2 per row."""
+    return (x.float() - target).flatten(1).pow(2).sum(1) / target.flatten(1).pow(2).sum(1).clamp(min=1e-12)
+
+
+def resized(images, hw):
+    return F.interpolate(images, size=tuple(hw), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+class StyleLoss:
+    """acts -> float [B]: minus the weighted content and style losses against fixed targets."""
+
+    def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight):
+        self.layers = list(dict.fromkeys([content_layer, *style_grams]))
+        self.content_layer, self.content, self.style_grams = content_layer, content, style_grams
+        self.activations = activations
+        self.content_weight, self.style_weight = content_weight, style_weight
+
+    def __call__(self, acts):
+        content = relative_error(acts[self.content_layer], self.content)
+        style = sum(relative_error(gram(acts[l], self.activations[l]), g) for l, g in self.style_grams.items()) / len(self.style_grams)
+        return -(self.content_weight * content + self.style_weight * style)
+
+
+class StyleTask:
+    def __init__(self, contents, styles, pairs, content_layer, style_layers, content_weight=1.0, style_weight=10.0):
+        self.contents, self.styles = contents, styles
+        self.units = [Pair(c, s) for c, s in pairs]
+        self.keys = [str(p) for p in self.units]
+        self.group = 1
+        self.content_layer, self.style_layers = content_layer, list(style_layers)
+        self.layers = list(dict.fromkeys([content_layer, *self.style_layers]))
+        self.content_weight, self.style_weight = content_weight, style_weight
+
+    def bind(self, shapes):
+        pass  # every supported layout has activations and Gram matrices
+
+    def _images(self, source, rows, field, hw):
+        return resized(source[[getattr(p, field) for p in self.units[rows]]], hw)
+
+    def start(self, rows, hw, run):
+        return self._images(self.contents, rows, "content", hw)
+
+    def objective(self, rows, hw, crops, run):
+        if crops != 1:
+            raise ValueError("style transfer compares whole images with their content; use a one-input parameterization")
+        content = run.reference(self._images(self.contents, rows, "content", hw), [self.content_layer])
+        styles = run.reference(self._images(self.styles, rows, "style", hw), self.style_layers)
+        grams = {layer: gram(styles[layer], run.shapes[hw][layer]) for layer in self.style_layers}
+        loss = StyleLoss(self.content_layer, content[self.content_layer].float(), grams, run.shapes[hw],
+                         self.content_weight, self.style_weight)
+        return Goal(loss, [], crops)

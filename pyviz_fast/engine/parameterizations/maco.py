@@ -1,0 +1,87 @@
+"""MaCo (Fel et al., NeurIPS 2023): optimize only the phase of the image's spectrum.
+
+The magnitude is fixed (``spectrum.magnitude``: 1/f or a dataset's), so the image keeps natural
+energy at every frequency whatever the unit; the phase decides where the structure goes. Each
+step scores ``maco_crops`` random crops of every image (centers around the middle, side
+``maco_box`` of the image, shrinking over the run, plus Gaussian noise of ``maco_noise``),
+resized to the image size: the model inputs of a batch of B images are B*k crops. The phase
+ascends by NAdam (the paper's; Adam with optimizer='adam'). The absolute gradients w.r.t. the
+image, accumulated over the run, are the attribution map (``alpha``): where the unit looked.
+
+Random draws (phase init, crop boxes, noise) come from each unit's own generator.
+"""
+import torch
+import torch.nn.functional as F
+
+from pyviz_fast.engine.parameterizations.fourier import COLOR_SQRT
+from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
+from pyviz_fast.engine.parameterizations.spectrum import magnitude
+from pyviz_fast.engine.schedules import decay
+
+CENTER_STD, BOX_STD, MIN_BOX = 0.15, 0.05, 0.05
+GAIN = 2.0  # standardized image -> sigmoid: pixel std ~0.2 around 0.5
+
+
+class Maco:
+    def __init__(self, run, draws, start=None):
+        s = run.s
+        self.run, self.draws, self.hw = run, draws, run.stages[-1][0]
+        self.crops, C = s.maco_crops, run.channels
+        H, W = self.hw
+        self.color = None
+        if s.decorrelate and C == 3:
+            self.color = (COLOR_SQRT / COLOR_SQRT.norm(dim=0).max())
+        color_rows = None if self.color is None else tuple(map(tuple, self.color.tolist()))
+        self.magnitude = magnitude(s.maco_magnitude, C, self.hw, color_rows).to(run.device)
+        self.color = None if self.color is None else self.color.to(run.device)
+        self.phase = draws.normal((C, H, W // 2 + 1)).to(run.device).requires_grad_(True)
+        self.optimizer = Ascent("adam" if s.optimizer == "adam" else "nadam", self.phase, s.maco_lr)
+        boxes = torch.stack([torch.randn(s.steps, self.crops, 3, generator=g) for g in draws.generators], 1)
+        sizes = torch.tensor(list(decay(*s.maco_box, s.steps, "linear")))[:, None, None] + BOX_STD * boxes[..., 2]
+        self.sizes = sizes.clamp(MIN_BOX, 1.0).to(run.device)                    # [steps, B, k]
+        self.centers = (0.5 + CENTER_STD * boxes[..., :2]).clamp(0, 1).to(run.device)  # [steps, B, k, (y, x)]
+        self.noise = decay(*s.maco_noise, s.steps, "linear")
+        self.accumulated = torch.zeros(len(draws.seeds), 1, H, W, device=run.device)
+
+    def image(self):
+        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
+        x = torch.fft.irfft2(spectrum, s=self.hw)
+        x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8)
+        if self.color is not None:
+            x = torch.einsum("oc,bchw->bohw", self.color, x)
+        return torch.sigmoid(GAIN * x)
+
+    def begin(self, t):
+        return self.hw
+
+    def inputs(self, t):
+        image = self.image()
+        B, C, H, W = image.shape
+        size = self.sizes[t].reshape(-1)
+        center = self.centers[t].reshape(-1, 2) * 2 - 1
+        zero = torch.zeros_like(size)
+        theta = torch.stack([torch.stack([size, zero, center[:, 1]], 1), torch.stack([zero, size, center[:, 0]], 1)], 1)
+        grid = F.affine_grid(theta, [B * self.crops, C, H, W], align_corners=False)
+        crops = F.grid_sample(image.repeat_interleave(self.crops, 0), grid, mode="bilinear",
+                              padding_mode="reflection", align_corners=False)
+        if self.noise[t] > 0:
+            noise = torch.stack([torch.randn(self.crops, C, H, W, generator=g) for g in self.draws.generators])
+            crops = crops + self.noise[t] * noise.view_as(crops).to(crops.device)
+        return crops, (self.phase, image)
+
+    def update(self, t, grads):
+        grad, nonfinite = nonfinite_rows(grads[0])
+        image_grad, _ = nonfinite_rows(grads[1])
+        with torch.no_grad():
+            self.accumulated += image_grad.abs().sum(1, keepdim=True)
+            self.optimizer.step(grad, self.run.s.maco_lr)
+        return nonfinite
+
+    def images(self):
+        with torch.no_grad():
+            return self.image()
+
+    def alpha(self):
+        """The accumulated |gradient| per image, scaled so its 99th percentile is 1, clamped to [0, 1]."""
+        top = torch.quantile(self.accumulated.flatten(1), 0.99, dim=1).clamp(min=1e-12)
+        return (self.accumulated / top[:, None, None, None]).clamp(0, 1)

@@ -1,0 +1,135 @@
+// Runs every op's CUDA block programs through the CPU block emulator, for a test suite build
+// under AddressSanitizer and UndefinedBehaviorSanitizer (tests/test_emulation.py compiles it).
+// Cases: odd, tiny and wide shapes; contiguous and channels_last strides; blur radii 0 to
+// beyond the shared halo; huge sigmas; NaN items; every storage type and norm mode. Each case
+// runs in natural, reversed and shuffled thread order and with 1 and 7 blocks; the program
+// prints one line per case and exits 1 when any schedule changed a result bit.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "emulation/block_emulator.h"
+#include "kernels/sequences.h"
+
+namespace {
+
+using pvf::ImageShape;
+using pvf::Strides;
+
+struct Layout {
+  const char* name;
+  Strides (*strides)(const ImageShape&);
+};
+
+Strides contiguous(const ImageShape& s) { return {s.channels * s.height * s.width, s.height * s.width, s.width, 1}; }
+Strides channels_last(const ImageShape& s) { return {s.channels * s.height * s.width, 1, s.width * s.channels, s.channels}; }
+
+struct Launch {
+  template <class Program>
+  void operator()(int64_t work, const Program& program) {
+    pvf::emulation::run_grid(program, work);
+  }
+};
+
+template <class T>
+std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
+  std::vector<uint8_t> out(v.size() * sizeof(T));
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+// All outputs of every op on one case, as bytes.
+template <class T>
+std::vector<uint8_t> run_ops(const ImageShape& shape, Strides strides, pvf::Storage storage, float sigma_value,
+                             pvf::NormMode mode, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  const int64_t n = shape.numel();
+  std::vector<T> x(n), g(n), out(n), new_x(n), next(n);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = T(normal(rng));
+    g[i] = T(normal(rng));
+  }
+  if (shape.batch > 1) g[shape.channels * shape.height * shape.width + n / (2 * shape.batch)] = T(NAN);  // image 1
+  std::vector<int64_t> shifts(2 * shape.batch), next_shifts(2 * shape.batch);
+  for (auto& s : shifts) s = static_cast<int64_t>(rng() % 1001) - 500;
+  for (auto& s : next_shifts) s = static_cast<int64_t>(rng() % 1001) - 500;
+  std::vector<float> sigma(shape.batch, sigma_value);
+  std::vector<pvf::StatsPartial> partials(pvf::partials_needed(shape));
+  std::vector<uint8_t> flags(shape.batch);
+  auto* flag_ptr = reinterpret_cast<bool*>(flags.data());
+  const pvf::ImageIn xin{x.data(), strides}, gin{g.data(), strides};
+  const pvf::ImageOut o{out.data(), strides};
+  Launch launch;
+  std::vector<uint8_t> result;
+  auto keep = [&](const std::vector<uint8_t>& b) { result.insert(result.end(), b.begin(), b.end()); };
+
+  pvf::run_sequence(launch, pvf::JitterArgs{storage, shape, xin, shifts.data(), o});
+  keep(bytes_of(out));
+  pvf::run_sequence(launch, pvf::BlurArgs{storage, shape, gin, sigma.data(), o});
+  keep(bytes_of(out));
+  pvf::run_sequence(launch, pvf::ClipArgs{storage, shape, gin, 0.7f, o});
+  keep(bytes_of(out));
+  pvf::run_sequence(launch, pvf::NormalizeArgs{storage, shape, gin, mode, 1e-6f, o, partials.data()});
+  keep(bytes_of(out));
+  const pvf::AscentParams params{mode, 2.0f, 0.1f, 0.01f, 0.5f, -3.0f, 3.0f};
+  pvf::run_sequence(launch, pvf::AscentStepArgs{storage, shape, xin, gin, shifts.data(), next_shifts.data(),
+                                                sigma.data(), 1e-6f, params, pvf::ImageOut{new_x.data(), strides},
+                                                pvf::ImageOut{next.data(), strides}, flag_ptr, partials.data()});
+  keep(bytes_of(new_x));
+  keep(bytes_of(next));
+  keep(flags);
+  return result;
+}
+
+std::vector<uint8_t> run_case(const ImageShape& shape, Strides strides, pvf::Storage storage, float sigma,
+                              pvf::NormMode mode, uint64_t seed) {
+  std::vector<uint8_t> r;
+  pvf::dispatch_storage(storage, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    r = run_ops<T>(shape, strides, storage, sigma, mode, seed);
+  });
+  return r;
+}
+
+}  // namespace
+
+int main() {
+  const ImageShape shapes[] = {{2, 3, 17, 23}, {1, 1, 1, 1}, {3, 2, 3, 2}, {2, 3, 4, 40}, {2, 2, 70, 45}, {2, 1, 40, 70}};
+  const Layout layouts[] = {{"contiguous", contiguous}, {"channels_last", channels_last}};
+  const pvf::Storage storages[] = {pvf::Storage::kFloat32, pvf::Storage::kFloat16, pvf::Storage::kBFloat16};
+  const float sigmas[] = {0.0f, 0.4f, 2.0f, 7.0f, 1e30f};  // radius 0, 2, 6, 21 (past the shared halo), capped
+  const pvf::emulation::ThreadOrder orders[] = {pvf::emulation::ThreadOrder::kReversed,
+                                                pvf::emulation::ThreadOrder::kShuffled};
+  int failures = 0, cases = 0;
+  uint64_t seed = 0;
+  for (const auto& shape : shapes) {
+    for (const auto& layout : layouts) {
+      for (const auto storage : storages) {
+        for (const float sigma : sigmas) {
+          const auto mode = static_cast<pvf::NormMode>(seed % 5);
+          ++seed;
+          pvf::emulation::config() = {pvf::emulation::ThreadOrder::kNatural, 7, seed};
+          const auto want = run_case(shape, layout.strides(shape), storage, sigma, mode, seed);
+          bool same = true;
+          for (const auto order : orders) {
+            for (const int64_t blocks : {int64_t(1), int64_t(7)}) {
+              pvf::emulation::config() = {order, blocks, seed};
+              same = same && run_case(shape, layout.strides(shape), storage, sigma, mode, seed) == want;
+            }
+          }
+          ++cases;
+          failures += !same;
+          std::printf("%s [%lld, %lld, %lld, %lld] %s storage %d sigma %g mode %d\n", same ? "ok  " : "DIFF",
+                      (long long)shape.batch, (long long)shape.channels, (long long)shape.height,
+                      (long long)shape.width, layout.name, static_cast<int>(storage), sigma, static_cast<int>(mode));
+        }
+      }
+    }
+  }
+  std::printf("%d cases, %d changed with the schedule\n", cases, failures);
+  return failures == 0 ? 0 : 1;
+}
