@@ -190,7 +190,7 @@ class Suite:
             steps = self.plan.main_steps if spec == MAIN_CASE[0] else min(self.plan.main_steps, SHAPES_PEER_STEPS)
             rows += peer_rows(model, spec.split(":")[-1], layer, channels, size=size, steps=steps,
                               normalization=normalization, device=self.device, backend=self.backends[0],
-                              executions=(EXECUTIONS["fp32"], EXECUTIONS["fastest"]))
+                              executions=(EXECUTIONS["auto"], EXECUTIONS["fp32"], EXECUTIONS["fastest"]))
         return rows
 
     def ttq(self):
