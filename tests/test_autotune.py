@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import pyviz_fast as pvf
-from engine_nets import tiny_cnn
+from engine_nets import Viewer, tiny_cnn
 from pyviz_fast.audit import AtlasJob, Shard, run_atlas
 from pyviz_fast.engine import autotune
 from pyviz_fast.engine.autotune import Execution
@@ -79,19 +79,8 @@ def test_explicit_settings_are_never_measured(trials):
     assert (res.info["precision"], res.info["memory_format"]) == ("bf16", "channels_last")
 
 
-class Viewer(nn.Module):
-    """Calls .view on a conv activation, which channels_last strides reject."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 16 * 16, 2)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).view(x.shape[0], -1))
-
-
 def test_a_candidate_whose_forward_fails_is_rejected_with_the_reason():
-    res = pvf.render(Viewer(), "fc:1", **TRIAL)
+    res = pvf.render(Viewer(16), "fc:1", **TRIAL)
     trials = {t["execution"]: t for t in res.info["execution"]["trials"]}
     for name in ("fp32/channels_last", "bf16/channels_last"):
         assert trials[name]["status"] == "rejected" and "RuntimeError" in trials[name]["reason"], trials[name]

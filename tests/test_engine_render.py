@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import pyviz_fast as pvf
-from engine_nets import TokenNet, tiny_cnn
+from engine_nets import TokenNet, Viewer, tiny_cnn
 from pyviz_fast.engine.schedules import stages
 
 
@@ -113,22 +113,11 @@ def test_reduced_precision(cnn, precision, memory_format):
     assert res.info["precision"] == precision and res.status == ["ok", "ok"] and _rises(res)
 
 
-class Viewer(nn.Module):
-    """Calls .view on a conv activation, which channels_last strides reject."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 2)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).view(x.shape[0], -1))
-
-
 def test_models_that_view_run_contiguous_and_explicit_channels_last_is_an_error():
-    res = pvf.render(Viewer(), "fc:1", size=8, steps=2, backend="reference")
+    res = pvf.render(Viewer(8), "fc:1", size=8, steps=2, backend="reference")
     assert res.status == ["ok"] and res.info["memory_format"] == "contiguous"
     with pytest.raises(ValueError, match="rejected an input"):
-        pvf.render(Viewer(), "fc:1", size=8, steps=2, backend="reference", memory_format="channels_last")
+        pvf.render(Viewer(8), "fc:1", size=8, steps=2, backend="reference", memory_format="channels_last")
 
 
 @pytest.mark.skipif(not _fused_cpu_kernel(), reason="the fused CPU kernels are not built in this checkout")
