@@ -9,7 +9,7 @@ from torch.nn import functional as F
 import pyviz_fast as pvf
 from pyviz_fast import zoo
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.engine.redirect import redirected
+from pyviz_fast.engine.redirect import ascent_gradients, redirected
 from pyviz_fast.zoo.shapes_data import make_batch
 
 ACTIVATIONS = {
@@ -42,6 +42,24 @@ def test_inactive_context_changes_nothing():
     assert grad.item() == 0.0
 
 
+@pytest.mark.parametrize("act", [F.relu, F.gelu])
+def test_only_images_whose_unit_is_off_get_the_redirected_gradient(act):
+    torch.manual_seed(0)
+    weight, bias = torch.randn(2, 3, 3, 3), torch.tensor([0.0, -100.0])  # channel 1 is off on any image
+    images = torch.rand(2, 3, 8, 8, requires_grad=True)
+
+    def forward():  # image 0 maximizes channel 0 (fires), image 1 channel 1 (off)
+        acts = act(F.conv2d(images, weight, bias))
+        objective = torch.stack([acts[0, 0].mean(), acts[1, 1].mean()])
+        return objective, objective
+
+    reported, (grad,) = ascent_gradients(forward, (images,), redirect=True)
+    true_reported, (true_grad,) = ascent_gradients(forward, (images,), redirect=False)
+    assert torch.equal(reported, true_reported) and reported[0] > 0 >= reported[1]
+    assert torch.equal(grad[0], true_grad[0])  # fires: the true gradient, bit for bit
+    assert true_grad[1].abs().sum() == 0 and grad[1].abs().sum() > 0  # off: only redirection moves it
+
+
 @pytest.fixture(scope="module")
 def shapesnet():
     return zoo.shapesnet()
@@ -72,6 +90,19 @@ def test_dead_relu_units_are_revived(shapesnet):
     dead_with = sum(trajectory_stats(t)["dead"] for t in with_redirect.trajectory)
     assert dead_without == len(units) and dead_with == 0, (dead_without, dead_with)
     assert (with_redirect.objective > 0).all()  # still firing once the true gradient took over
+
+
+def test_units_that_fire_are_rendered_as_without_redirection(shapesnet):
+    """The units whose objective stays > 0 through the redirected steps get exactly the render
+    they get with redirection off (on ShapesResNet, redirecting every image flattened 5 units)."""
+    settings = pvf.Settings(size=48, steps=16, batch_size=64)
+    units = [f"conv3:{k}" for k in range(24)]
+    without = pvf.render(shapesnet, units, settings, seed=0, redirect_relu_steps=0)
+    with_redirect = pvf.render(shapesnet, units, settings, seed=0, redirect_relu_steps=6)
+    firing = (without.trajectory[:, :6] > 0).all(1)
+    assert 10 <= int(firing.sum()) < len(units), firing  # both kinds in one batch
+    assert torch.equal(with_redirect.images[firing], without.images[firing])
+    assert not torch.equal(with_redirect.images[~firing], without.images[~firing])
 
 
 def _snapshot(model):
