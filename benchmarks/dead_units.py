@@ -1,18 +1,18 @@
 """Dead units with and without ReLU redirection, on the zoo models' atlas layers.
 
-A unit is dead when its objective never rises during the render (``audit.atlas.trajectory_stats``,
-what the atlas flags: a ReLU unit off on the whole starting image), and off when its final
-objective is <= 0 (it never fired: also a GELU unit whose ascent slid down the negative side,
-where the GELU rises toward 0 as its input falls). Every channel of each layer is rendered
-twice, with ``redirect_relu_steps=0`` and at the default (redirected for the first eighth of the
-steps); "fires" counts the units whose objective (the channel's mean over positions or tokens)
-is positive on at least one of ``--real`` real images (a unit that never fires on real data has
-nothing to revive). Prints a markdown table: each
-count as "all (of them firing on real images)". Measures, never asserts (tests/test_redirect.py
-holds the thresholds).
+Per unit: *dead* when its objective never rises during the render (``audit.atlas.trajectory_stats``,
+what the atlas flags: a ReLU unit off on the whole starting image); *off* when its final
+objective (read on the unjittered final image) is <= 0; *never* when it was <= 0 at every step
+too (the unit never fired on any view the render saw: the GELU analogue of dead). Every channel
+of each layer is rendered twice, with ``redirect_relu_steps=0`` and at the default (the first
+eighth of the steps, for the images whose unit does not fire yet); "fires" counts the units
+whose objective (the channel's mean over positions or tokens) is positive on at least one of
+``--real`` real images (a unit that never fires on real data has nothing to revive). Prints a
+markdown table, each count as "all (of them firing on real images)"; ``--json`` also writes the
+counted unit indices. Measures, never asserts (tests/test_redirect.py holds the thresholds).
 
     python benchmarks/dead_units.py                      # shapesnet conv1-4, resnet blocks, ViT MLPs
-    python benchmarks/dead_units.py --models shapes_vit --steps 32
+    python benchmarks/dead_units.py --models shapes_vit --steps 32 --json dead.json
 """
 import argparse
 import json

@@ -136,3 +136,24 @@ def test_model_is_unchanged_after_render_even_on_error(shapesnet):
 def test_bad_redirect_steps_are_rejected(bad):
     with pytest.raises(ValueError, match="redirect_relu_steps"):
         pvf.Settings(redirect_relu_steps=bad).validate()
+
+
+def test_vit_units_that_end_off_fire_on_the_views_they_were_optimized_for():
+    """The ViT MLP neurons that end 'off' (final objective <= 0) are not dead, so redirection has
+    nothing to revive: their images fire them at most sub-patch shifts, as jittered during the
+    render, but not at the patch-aligned one the final objective is read at; without jitter they
+    fire strongly. Hence the atlas keeps 'dead' for units whose objective never moved."""
+    model = zoo.shapes_vit()
+    layer, units = "blocks.0.mlp.act", [112, 122, 224]  # off at the end in BENCHMARKS.md's run
+    settings = pvf.Settings(size=64, steps=32, precision="fp32", memory_format="contiguous")
+    res = pvf.render(model, [f"{layer}:{k}" for k in units], settings, seed=0)
+    assert (res.objective <= 0).all() and res.status == ["ok"] * len(units), (res.objective, res.status)
+    acts = {}
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, out: acts.__setitem__("a", out))
+    with torch.no_grad():
+        for image, k in zip(res.images, units):
+            model(torch.stack([image.roll((dy, dx), (1, 2)) for dy in range(8) for dx in range(8)]))
+            assert acts["a"][..., k].mean(1).mean() > 0.1, k  # fires on average over the 64 sub-patch phases
+    handle.remove()
+    unjittered = pvf.render(model, [f"{layer}:{k}" for k in units], settings.replace(jitter=0), seed=0)
+    assert (unjittered.objective > 1.0).all(), unjittered.objective
