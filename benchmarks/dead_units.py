@@ -1,7 +1,7 @@
 """Dead units with and without ReLU redirection, on the zoo models' atlas layers.
 
-Per unit: *dead* when its objective never rises during the render (``audit.atlas.trajectory_stats``,
-what the atlas flags: a ReLU unit off on the whole starting image); *off* when its final
+Per unit: *dead* as the atlas flags it (``audit.atlas.trajectory_stats``: the objective never
+rose above its start and is <= 0 at the end, e.g. a ReLU unit off on the whole starting image); *off* when its final
 objective (read on the unjittered final image) is <= 0; *never* when it was <= 0 at every step
 too (the unit never fired on any view the render saw: the GELU analogue of dead). Every channel
 of each layer is rendered twice, with ``redirect_relu_steps=0`` and at the default (the first
@@ -41,7 +41,8 @@ def fires_on_real(model, layer, images):
 def outcomes(res):
     """Per-unit bool tensors of one render: dead (the atlas flag), off (final objective <= 0) and
     never (the objective was <= 0 at every step and at the end: the unit never fired)."""
-    dead = torch.tensor([trajectory_stats(t)["dead"] for t in res.trajectory])
+    dead = torch.tensor([trajectory_stats(t.tolist() + [final])["dead"] for t, final in zip(res.trajectory,
+                                                                                           res.objective.tolist())])
     off = res.objective <= 0
     return {"dead": dead, "off": off, "never": off & (res.trajectory.amax(1) <= 0)}
 
