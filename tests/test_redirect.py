@@ -142,7 +142,7 @@ def test_vit_units_that_end_off_fire_on_the_views_they_were_optimized_for():
     """The ViT MLP neurons that end 'off' (final objective <= 0) are not dead, so redirection has
     nothing to revive: their images fire them at most sub-patch shifts, as jittered during the
     render, but not at the patch-aligned one the final objective is read at; without jitter they
-    fire strongly. Hence 'dead' is not widened to GELU units that end <= 0."""
+    fire strongly. Hence the atlas does not call GELU units that end <= 0 dead."""
     model = zoo.shapes_vit()
     layer, units = "blocks.0.mlp.act", [112, 122, 224]  # off at the end in BENCHMARKS.md's run
     settings = pvf.Settings(size=64, steps=32, precision="fp32", memory_format="contiguous")
@@ -158,3 +158,11 @@ def test_vit_units_that_end_off_fire_on_the_views_they_were_optimized_for():
     handle.remove()
     unjittered = pvf.render(model, [f"{layer}:{k}" for k in units], settings.replace(jitter=0), seed=0)
     assert (unjittered.objective > 1.0).all(), unjittered.objective
+
+
+def test_shapes_resnet_units_that_redirecting_every_image_flattened_still_fire():
+    """Redirecting the gradient of every image (main before this rule) drove these two layer4
+    channels to 0 for good (final objective 0.0); untouched, they end at about 6 and 14."""
+    res = pvf.render(zoo.shapes_resnet(), ["layer4:42", "layer4:51"],
+                     pvf.Settings(size=64, steps=64, precision="fp32", memory_format="contiguous"), seed=0)
+    assert (res.objective > 1.0).all(), res.objective

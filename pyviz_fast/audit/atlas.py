@@ -71,16 +71,13 @@ class AtlasOutcome:
 
 
 def trajectory_stats(trajectory) -> dict:
-    """Objective statistics over the run (its last value: the final objective); ``dead`` when the
-    activation never rose above its start and does not fire at the end (last value <= 0). A unit
-    whose first, jittered view happened to be its best but whose final image fires it is not
-    dead (three of ShapesViT's blocks.3 neurons end at 1.1-1.5 so)."""
+    """Objective statistics over the run; ``dead`` when the activation never rose."""
     values = [float(v) for v in trajectory if math.isfinite(float(v))]
     if not values:
         return {"start": None, "max": None, "rise": None, "dead": True}
     rise = max(values) - values[0]
     return {"start": values[0], "max": max(values), "rise": rise,
-            "dead": rise <= 1e-6 * (1.0 + abs(values[0])) and values[-1] <= 0}
+            "dead": rise <= 1e-6 * (1.0 + abs(values[0]))}
 
 
 def _unit_fields(unit) -> dict:
