@@ -247,10 +247,10 @@ def test_writer_overlaps_writing_with_the_caller(tmp_path, monkeypatch):
 
     monkeypatch.setattr(audit_writer, "write_batch", slow_write)
     writer = audit_writer.BatchWriter(tmp_path, tmp_path / "part.jsonl")
-    images = np.zeros((1, 4, 4, 3), np.uint8)
+    image = np.zeros((4, 4, 3), np.uint8)
     started = time.perf_counter()
-    writer.submit(images, [{"unit": "a:0", "file": "a0.png"}])
-    writer.submit(images, [{"unit": "a:1", "file": "a1.png"}])
+    writer.submit([[audit_writer.Picture("a0.png", image)]], [{"unit": "a:0", "file": "a0.png"}])
+    writer.submit([[audit_writer.Picture("a1.png", image)]], [{"unit": "a:1", "file": "a1.png"}])
     assert time.perf_counter() - started < 0.3  # the caller went on while the thread wrote
     writer.close()
     assert [r["unit"] for r in read_records(tmp_path / "part.jsonl")] == ["a:0", "a:1"]
