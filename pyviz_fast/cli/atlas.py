@@ -96,7 +96,7 @@ def run(args) -> int:
     args.device = dist.device
     try:
         model, _ = load_model(args)
-        infos = model_layers(model, settings.hw)
+        infos = model_layers(model, settings.hw, settings.layout)
         specs = args.units or default_atlas_layers(model, infos)
         if not specs:
             raise CliError("the model has no conv/block layers to default to; name layers or units")

@@ -136,7 +136,7 @@ def run(args) -> int:
 
     settings = settings_from_args(args)
     model, _ = load_model(args)
-    units = expand_units(args.units, model, model_layers(model, settings.hw))
+    units = expand_units(args.units, model, model_layers(model, settings.hw, settings.layout))
     out = output_dir(args.out)
     settings, execution = decide_execution(model, units, settings, args)  # one choice for every batch
     names = ClassNames(model)
