@@ -524,3 +524,10 @@ def test_unit_file_suffixes_never_occur_in_a_stem():
     assert len(set(paths)) == len(paths)
     with pytest.raises(ValueError, match="variant must be one of"):
         unit_file("conv", "conv:0", variant="alpha")
+
+
+def test_a_renderer_that_returns_other_than_facets_rows_per_unit_is_named(tmp_path):
+    with pytest.raises(ValueError, match="returned 12 images for 4 units of 2 facets each"):
+        run_atlas(UNITS[:4], FakeRenderer(facets=3), job(tmp_path, facets=2, batch_size=8))
+    with pytest.raises(ValueError, match="facets must be an int >= 1"):
+        job(tmp_path, facets=0)

@@ -56,6 +56,10 @@ class AtlasJob:
     # ground every unit in a dataset after rendering (see audit.grounding); None: no dataset
     grounder: object = None
 
+    def __post_init__(self):
+        if not isinstance(self.facets, int) or isinstance(self.facets, bool) or self.facets < 1:
+            raise ValueError(f"facets must be an int >= 1 (images per unit), got {self.facets!r}")
+
 
 @dataclass
 class AtlasOutcome:
