@@ -23,7 +23,7 @@
   };
   var atlas, U, count, facetCount = 1, layerOf = {}, posInLayer = [], order = [];
   var state = { layer: "", status: "all", q: "", sort: "order", unit: "" };
-  var details = {}, waiting = {};
+  var details = {}, waiting = {}, alphaView = false;
   var $ = function (id) { return document.getElementById(id); };
 
   function el(tag, attrs, children) {
@@ -309,10 +309,10 @@
         exampleList(d.examples.slice(0, Math.max(2, facets.length)))]));
     }
     if (!box.querySelector("img[data-rgba]")) return;
-    var toggle = el("button", { id: "alpha", type: "button", "aria-pressed": "false",
-      text: "show attribution map (alpha)", title: "the picture with MaCo's attribution map as transparency" });
-    toggle.onclick = function () {
-      var on = toggle.getAttribute("aria-pressed") !== "true";
+    var toggle = el("button", { id: "alpha", type: "button",
+      title: "the picture with MaCo's attribution map as transparency" });
+    function show(on) {  // the choice holds for the next units opened, to compare their maps
+      alphaView = on;
       toggle.setAttribute("aria-pressed", String(on));
       toggle.textContent = on ? "show the plain picture" : "show attribution map (alpha)";
       box.querySelectorAll("img[data-rgba]").forEach(function (img) {
@@ -320,7 +320,9 @@
         img.classList.toggle("checker", on);
         img.parentNode.href = img.src;
       });
-    };
+    }
+    toggle.onclick = function () { show(!alphaView); };
+    show(alphaView);
     nav.appendChild(toggle);
   }
 
