@@ -22,6 +22,12 @@ CENTER_STD, BOX_STD, MIN_BOX = 0.15, 0.05, 0.05
 GAIN = 2.0  # standardized image -> sigmoid: pixel std ~0.2 around 0.5
 
 
+def _centres(n):
+    """Pixel centres in grid_sample's [-1, 1] units (align_corners=False), rounded as
+    ``F.affine_grid`` computes them, so the crops' grids are bit for bit the ones it makes."""
+    return torch.zeros(1) if n == 1 else torch.linspace(-1, 1, n) * (n - 1) / n
+
+
 class Maco:
     def __init__(self, run, draws, start=None):
         s = run.s
@@ -42,6 +48,7 @@ class Maco:
         self.centers = (0.5 + CENTER_STD * boxes[..., :2]).clamp(0, 1).to(run.device)  # [steps, B, k, (y, x)]
         self.noise = decay(*s.maco_noise, s.steps, "linear")
         self.accumulated = torch.zeros(len(draws.seeds), 1, H, W, device=run.device)
+        self.grid_x, self.grid_y = _centres(W).view(1, 1, W).to(run.device), _centres(H).view(1, H, 1).to(run.device)
 
     def image(self):
         spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
@@ -54,19 +61,27 @@ class Maco:
     def begin(self, t):
         return self.hw
 
+    def _grid(self, t):
+        """grid_sample's grid of step t's crops [B*k, H, W, (x, y)]: axis-aligned boxes of side
+        ``sizes[t]`` about ``centers[t]`` (what ``affine_grid`` makes of a scale-and-shift theta,
+        built by broadcasting at a fraction of its cost)."""
+        size = self.sizes[t].reshape(-1, 1, 1)
+        center = self.centers[t].reshape(-1, 2) * 2 - 1
+        x = size * self.grid_x + center[:, 1, None, None]
+        y = size * self.grid_y + center[:, 0, None, None]
+        shape = (size.shape[0], self.grid_y.shape[1], self.grid_x.shape[2])
+        return torch.stack([x.expand(shape), y.expand(shape)], -1)
+
     def inputs(self, t):
         image = self.image()
         B, C, H, W = image.shape
-        size = self.sizes[t].reshape(-1)
-        center = self.centers[t].reshape(-1, 2) * 2 - 1
-        zero = torch.zeros_like(size)
-        theta = torch.stack([torch.stack([size, zero, center[:, 1]], 1), torch.stack([zero, size, center[:, 0]], 1)], 1)
-        grid = F.affine_grid(theta, [B * self.crops, C, H, W], align_corners=False)
-        crops = F.grid_sample(image.repeat_interleave(self.crops, 0), grid, mode="bilinear",
+        crops = F.grid_sample(image.repeat_interleave(self.crops, 0), self._grid(t), mode="bilinear",
                               padding_mode="reflection", align_corners=False)
         if self.noise[t] > 0:
-            noise = torch.stack([torch.randn(self.crops, C, H, W, generator=g) for g in self.draws.generators])
-            crops = crops + self.noise[t] * noise.view_as(crops).to(crops.device)
+            noise = torch.empty(B, self.crops, C, H, W)
+            for row, g in zip(noise, self.draws.generators):  # each unit's own stream, drawn in place
+                torch.randn(self.crops, C, H, W, generator=g, out=row)
+            crops = crops + noise.view_as(crops).to(crops.device).mul_(self.noise[t])
         return crops, (self.phase, image)
 
     def update(self, t, grads):
