@@ -31,6 +31,7 @@ from pyviz_fast.backend import resolve_backend
 from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
+from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
 from pyviz_fast.engine.layers import probe_activations, probe_shapes
@@ -139,8 +140,9 @@ def _render_batch(run, task, rows, after_step):
             after_step(t, param.images())
     images = param.images()
     final_view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
+    final_goal = goal if param.crops == 1 else task.objective(rows, hw, 1, run)  # goals keep no state: reuse
     with torch.no_grad():
-        objective = task.objective(rows, hw, 1, run)(run.prepared(final_view, goal.layers))[0].float()
+        objective = final_goal(run.prepared(final_view, final_goal.layers))[0].float()
     alpha, spread = param.alpha(), trajectory.spread(objective)
     return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds,
             None if alpha is None else alpha.float().cpu())
@@ -174,16 +176,6 @@ def _probe(prepared, layers, channels, stage_plan, layout):
     return probe_activations(prepared, layers, channels, [hw for hw, _ in stage_plan], layout)
 
 
-class _Scored:
-    """A task's objective as autotune's trial wants it: acts -> the optimized value [B]."""
-
-    def __init__(self, goal):
-        self.goal, self.layers = goal, goal.layers
-
-    def __call__(self, acts):
-        return self.goal(acts)[1]
-
-
 def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, renders=1):
     """Probe, bind the task, and decide the execution (and batch size) the renders run with:
     'auto' settings are decided by a trial on the first batch (autotune.py), whose images are
@@ -198,7 +190,7 @@ def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, rende
     first = max(task.group, first // task.group * task.group)
 
     def plan_for(count):
-        return _Scored(task.objective(slice(0, count), hw, 1, trial))
+        return Optimized(task.objective(slice(0, count), hw, 1, trial))
 
     def images_for(count):
         start = task.start(slice(0, count), hw, trial)
