@@ -15,6 +15,7 @@ jobs the wall times drift with their load between two timings; CPU seconds are w
 """
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -123,14 +124,16 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
+    load_before, rows = os.getloadavg(), []
     for case in ZOOM_CASES:
         rows += zoom_rows(*case)
         print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     rows += gui_rows()
     print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     if args.json:
-        print(f"results: {write_results(args.json, rows, collect_metadata('cpu'))}")
+        metadata = {**collect_metadata("cpu"), "load_average_1_5_15_before": load_before,
+                    "load_average_1_5_15_after": os.getloadavg()}
+        print(f"results: {write_results(args.json, rows, metadata)}")
 
 
 if __name__ == "__main__":
