@@ -141,7 +141,7 @@ class Settings:
     decorrelate: bool = True
     maco_magnitude: str = "1/f"
     maco_crops: int = 8
-    maco_box: Tuple[float, float] = (0.8, 0.4)
+    maco_box: Tuple[float, float] = (1.0, 0.8)
     maco_noise: Tuple[float, float] = (0.1, 0.02)
     maco_lr: float = 0.3
     facets: int = 1
