@@ -2,14 +2,20 @@
 
 The magnitude is fixed (``spectrum.magnitude``: 1/f or a dataset's), so the image keeps natural
 energy at every frequency whatever the unit; the phase decides where the structure goes. Each
-step scores ``maco_crops`` random crops of every image (centers around the middle, side
-``maco_box`` of the image, shrinking over the run, plus Gaussian noise of ``maco_noise``),
-resized to the image size: the model inputs of a batch of B images are B*k crops. The phase
+step scores ``maco_crops`` random crops of every image (side ``maco_box`` of the image,
+shrinking over the run, placed uniformly inside the image, plus Gaussian noise of
+``maco_noise``), resized to the image size: the model inputs of a batch of B images are B*k
+crops. Crops stay inside the image: a crop reaching past the border would show the model
+mirrored content (a 45-degree pattern turns 135), and crops bunched at the middle leave the
+border unoptimized, noise the final full view still shows. The phase starts uniform in
+[-pi, pi): a phase concentrated around 0 would add up to a bright spike at pixel (0, 0). The phase
 ascends by NAdam (the paper's; Adam with optimizer='adam'). The absolute gradients w.r.t. the
 image, accumulated over the run, are the attribution map (``alpha``): where the unit looked.
 
 Random draws (phase init, crop boxes, noise) come from each unit's own generator.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +24,7 @@ from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
 from pyviz_fast.engine.parameterizations.spectrum import magnitude
 from pyviz_fast.engine.schedules import decay
 
-CENTER_STD, BOX_STD, MIN_BOX = 0.15, 0.05, 0.05
+BOX_STD, MIN_BOX = 0.05, 0.05
 GAIN = 2.0  # standardized image -> sigmoid: pixel std ~0.2 around 0.5
 
 
@@ -40,12 +46,14 @@ class Maco:
         color_rows = None if self.color is None else tuple(map(tuple, self.color.tolist()))
         self.magnitude = magnitude(s.maco_magnitude, C, self.hw, color_rows).to(run.device)
         self.color = None if self.color is None else self.color.to(run.device)
-        self.phase = draws.normal((C, H, W // 2 + 1)).to(run.device).requires_grad_(True)
+        self.phase = (math.pi * (2 * draws.uniform((C, H, W // 2 + 1)) - 1)).to(run.device).requires_grad_(True)
         self.optimizer = Ascent("adam" if s.optimizer == "adam" else "nadam", self.phase, s.maco_lr)
         boxes = torch.stack([torch.randn(s.steps, self.crops, 3, generator=g) for g in draws.generators], 1)
         sizes = torch.tensor(list(decay(*s.maco_box, s.steps, "linear")))[:, None, None] + BOX_STD * boxes[..., 2]
-        self.sizes = sizes.clamp(MIN_BOX, 1.0).to(run.device)                    # [steps, B, k]
-        self.centers = (0.5 + CENTER_STD * boxes[..., :2]).clamp(0, 1).to(run.device)  # [steps, B, k, (y, x)]
+        sizes = sizes.clamp(MIN_BOX, 1.0)                                                  # [steps, B, k]
+        where = torch.special.ndtr(boxes[..., :2])  # uniform in (0, 1): where the crop sits in the free range
+        self.sizes = sizes.to(run.device)
+        self.centers = (sizes[..., None] / 2 + where * (1 - sizes[..., None])).to(run.device)  # [steps, B, k, (y, x)]
         self.noise = decay(*s.maco_noise, s.steps, "linear")
         self.accumulated = torch.zeros(len(draws.seeds), 1, H, W, device=run.device)
         self.grid_x, self.grid_y = _centres(W).view(1, 1, W).to(run.device), _centres(H).view(1, H, 1).to(run.device)
