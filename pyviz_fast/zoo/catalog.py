@@ -6,6 +6,7 @@ training script, so a new zoo model is one entry here plus its architecture modu
 import pathlib
 from dataclasses import dataclass
 
+from pyviz_fast.zoo.augment import Augment
 from pyviz_fast.zoo.shapes_resnet import ShapesResNet
 from pyviz_fast.zoo.shapes_vit import ShapesViT
 from pyviz_fast.zoo.shapesnet import ShapesNet
@@ -22,6 +23,7 @@ class ZooEntry:
     lr: float
     weight_decay: float = 0.05
     batch_size: int = 64
+    augment: Augment = Augment()
 
 
 ZOO = {
