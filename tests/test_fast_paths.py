@@ -12,7 +12,7 @@ from pyviz_fast.engine.draws import Draws
 from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
-from pyviz_fast.engine.goals.gram import gram
+from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
 from pyviz_fast.engine.goals.style import relative_error
 from pyviz_fast.engine.layout import Activation
 
@@ -50,6 +50,20 @@ def test_gram_and_its_gradient_match_autograd(layout):
     assert grad_mine.stride() == act.stride(), "the gradient keeps the activation's memory layout"
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "nhwc", "tokens"])
+def test_gram_error_is_the_plain_formula_and_gradient_bit_for_bit(layout):
+    act, activation = _activation(layout)
+    target = gram(torch.randn(act.shape, generator=torch.Generator().manual_seed(6)), activation)
+    mine, plain = act.clone().requires_grad_(True), act.clone().requires_grad_(True)
+    fused = gram_error(mine, activation, target, squared_norms(target))
+    want = relative_error(gram(plain, activation), target)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    grad_mine, = torch.autograd.grad((fused * weights).sum(), mine)
+    grad_plain, = torch.autograd.grad((want * weights).sum(), plain)
+    assert torch.equal(fused, want) and torch.equal(grad_mine, grad_plain)
+    assert grad_mine.stride() == act.stride()
+
+
 def test_relative_error_matches_the_flattened_formula():
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(4, 8, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
@@ -83,3 +97,20 @@ def test_maco_noise_is_each_units_own_stream():
     again, _ = _maco((16, 16))
     want = torch.stack([torch.randn(4, 3, 16, 16, generator=g) for g in again.draws.generators]).view_as(crops)
     torch.testing.assert_close(crops.detach(), clean + 0.1 * want)
+
+
+@pytest.mark.parametrize("biases", [(-100.0, -100.0), (0.0, -100.0), (0.0, 0.0)], ids=["all off", "mixed", "all fire"])
+def test_redirected_first_gives_the_plain_orders_results_bit_for_bit(biases):
+    from pyviz_fast.engine.redirect import ascent_gradients
+    gen = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(2, 3, 3, 3, generator=gen), torch.tensor(biases)
+    images = torch.rand(2, 3, 8, 8, generator=gen, requires_grad=True)
+
+    def forward():  # image b maximizes channel b
+        acts = F.relu(F.conv2d(images, weight, bias))
+        objective = torch.stack([acts[0, 0].mean(), acts[1, 1].mean()])
+        return objective, objective - 0.1 * images.square().mean((1, 2, 3))
+    plain_reported, (plain,) = ascent_gradients(forward, (images,), redirect=True)
+    first_reported, (first,) = ascent_gradients(forward, (images,), redirect=True, redirected_first=True)
+    assert torch.equal(plain_reported, first_reported) and torch.equal(plain, first)
+    assert plain.abs().sum() > 0
