@@ -114,3 +114,26 @@ def test_redirected_first_gives_the_plain_orders_results_bit_for_bit(biases):
     first_reported, (first,) = ascent_gradients(forward, (images,), redirect=True, redirected_first=True)
     assert torch.equal(plain_reported, first_reported) and torch.equal(plain, first)
     assert plain.abs().sum() > 0
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_objective_of_rows_in_order_skips_the_index_with_the_same_values_and_gradient(memory_format):
+    """A batch whose rows are its images in order reads the activation itself (no gather of rows,
+    no scatter of the gradient); a batch in another order gathers: the same numbers either way."""
+    from pyviz_fast.engine.objectives import ObjectivePlan
+    from pyviz_fast.engine.units import Unit
+    act = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(8)).contiguous(memory_format=memory_format)
+    shapes = {"conv": Activation((4, 5, 5), "nchw")}
+    mixed = [Unit.deepdream("conv"), Unit.channel("conv", 1), Unit.deepdream("conv")]  # deepdream rows 0, 2
+    in_order = ObjectivePlan([Unit.deepdream("conv")] * 3, shapes)
+    assert in_order.groups[0].in_order and not ObjectivePlan(mixed, shapes).groups[0].in_order
+    a, b = act.clone().requires_grad_(True), act.clone().requires_grad_(True)
+    fast = in_order({"conv": a})
+    plain = ObjectivePlan(mixed, shapes)({"conv": b})
+    want = act.pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(fast, want)
+    torch.testing.assert_close(plain[[0, 2]], want[[0, 2]])
+    grad_fast, = torch.autograd.grad(fast.sum(), a)
+    grad_plain, = torch.autograd.grad(plain[[0, 2]].sum(), b)
+    torch.testing.assert_close(grad_fast[[0, 2]], grad_plain[[0, 2]])
+    torch.testing.assert_close(grad_fast, 2 * act / act[0].numel())
