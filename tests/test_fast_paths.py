@@ -137,3 +137,20 @@ def test_objective_of_rows_in_order_skips_the_index_with_the_same_values_and_gra
     grad_plain, = torch.autograd.grad(plain[[0, 2]].sum(), b)
     torch.testing.assert_close(grad_fast[[0, 2]], grad_plain[[0, 2]])
     torch.testing.assert_close(grad_fast, 2 * act / act[0].numel())
+
+
+def test_diversity_over_every_input_reads_the_activation_as_it_is():
+    from pyviz_fast.engine.goals.diversity import Diversity
+    gen = torch.Generator().manual_seed(9)
+    act = torch.randn(6, 4, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
+    main = torch.randn(6, generator=gen)
+    activation = Activation((4, 5, 5), "nchw")
+    results = []
+    for inputs in (None, torch.arange(6)):
+        x = act.clone().requires_grad_(True)
+        penalty = Diversity("conv", activation, facets=3, crops=1, weight=0.5, inputs=inputs)({"conv": x}, main)
+        results.append((penalty, torch.autograd.grad((penalty * torch.arange(1.0, 7.0)).sum(), x)[0]))
+    (fast, grad_fast), (plain, grad_plain) = results
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(grad_fast, grad_plain)
+    assert fast.abs().sum() > 0 and grad_fast.stride() == act.stride()
