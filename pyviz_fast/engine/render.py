@@ -34,7 +34,7 @@ from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
-from pyviz_fast.engine.layers import probe_activations, probe_shapes
+from pyviz_fast.engine.layers import probe_activations
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
@@ -173,11 +173,12 @@ def _status(objective, image, bad_steps, steps, start, spread):
 def _probe(prepared, layers, channels, stage_plan, layout):
     """{hw: {layer: Activation}} at every size the render uses, each layer's layout learned from
     the probe (layout.py; ``layout``: the Settings' overrides)."""
+    sizes = [hw for hw, _ in stage_plan]
     try:
-        probe_shapes(prepared, layers, channels, stage_plan[-1][0])
+        return probe_activations(prepared, layers, channels, sizes, layout)
     except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
         prepared.enable_training_heads()
-    return probe_activations(prepared, layers, channels, [hw for hw, _ in stage_plan], layout)
+    return probe_activations(prepared, layers, channels, sizes, layout)
 
 
 def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, renders=1):
