@@ -64,6 +64,22 @@ def test_gram_error_is_the_plain_formula_and_gradient_bit_for_bit(layout):
     assert grad_mine.stride() == act.stride()
 
 
+@pytest.mark.parametrize("view", ["sliced", "permuted"])
+def test_gram_of_an_activation_no_reshape_can_view_matches_autograd(view):
+    """Strides a [B, C, P] view cannot express: the rows are copied, and the gradient made anew."""
+    gen = torch.Generator().manual_seed(7)
+    base = torch.randn(3, 5, 6, 14, generator=gen) if view == "sliced" else torch.randn(3, 7, 5, 6, generator=gen)
+    activation = Activation((5, 6, 7), "nchw")
+    weights = torch.randn(3, 5, 5, generator=torch.Generator().manual_seed(4))
+    grads = []
+    for fn in (gram, _plain_gram):
+        leaf = base.clone().requires_grad_(True)
+        act = leaf[..., ::2] if view == "sliced" else leaf.permute(0, 2, 3, 1)  # [3, 5, 6, 7] either way
+        grads.append(torch.autograd.grad((fn(act, activation) * weights).sum(), leaf)[0])
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
+
+
 def test_relative_error_matches_the_flattened_formula():
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(4, 8, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
