@@ -10,7 +10,7 @@ layout, so on a channels_last model every layer's gradient then mixes two layout
 ReLU backwards). ``dF = (dG + dG^T) F / P`` is one product, written straight into a new tensor
 laid out as the activation is. That tensor is no view: the layer's output also feeds the rest of
 the network, and autograd adds the two gradients in place only into a tensor that owns its
-memory (into a view it allocates a third one, a page-faulting copy the size of the activation).
+memory (to a view it adds out of place, into a third tensor the size of the activation).
 
 >>> gram(torch.ones(2, 4, 8, 8), Activation((4, 8, 8), "nchw")).shape
 torch.Size([2, 4, 4])
