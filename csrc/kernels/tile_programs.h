@@ -29,13 +29,13 @@ struct StatsProgram {
     for (int32_t index = blk.index(); index < grid.total; index += blk.count()) {
       const TilePos t = tile_at(grid, index);
       prepare_taps(blk, regs, sh, taps, sigma, t.b, grid.shape);
-      blur_tile(blk, regs, sh, taps, src.plane(t, grid.shape), t);
+      blur_tile(blk, regs, sh, taps, src.plane(t, grid), t);
       // A non-finite sigma (possible only on the GPU: the CPU frontends reject it) flags the image.
       const bool bad_sigma = !is_finite(taps.sigma);
       blk.each(regs, [&](int thread, TileRegs& reg) {
         StatsPartial p{0.0f, 0.0f, 0, bad_sigma ? 1 : 0};
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (thread_pixel(t, thread, q, grid.shape).inside) p = fold_element(p, reg.value[q], mode);
+          if (thread_pixel(t, thread, q, grid).inside) p = fold_element(p, reg.value[q], mode);
         }
         reg.partial = p;
       });
@@ -78,50 +78,34 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
   blk.sync();
 }
 
-// A plane of an image in the tile's (image, channel): its base (int64 math once per tile) and
-// int32 offsets inside it.
-template <class T>
-struct PlaneOut {
-  T* base;
-  int32_t stride_h, stride_w;
-
-  PVF_HD void put(int32_t i, int32_t j, float v) const { store(base, i * stride_h + j * stride_w, v); }
-};
-
-template <class T>
-PVF_HD PlaneOut<T> plane_out(T* data, const Strides& s, const TilePos& t) {
-  return {data + int64_t(t.b) * s.b + int64_t(t.c) * s.c, static_cast<int32_t>(s.h), static_cast<int32_t>(s.w)};
-}
-
-// Epilogues: plane(t) once per tile, then (plane, pixel, blurred value, shared) per pixel.
-// Blur, jitter and clip: out = clamp(value, -clip, clip) (clip = inf: a copy).
+// Epilogues: per pixel, the value to store from the blurred value g and (kReadsImage) the pixel
+// of the image x; the planes they read (input) and write (output k < kOutputs) for tile t.
+// Blur, jitter and clip: out = clamp(g, -clip, clip) (clip = inf: a copy).
 template <class T>
 struct StoreEpilogue {
-  static constexpr bool kNeedsScale = false;
+  static constexpr bool kNeedsScale = false, kReadsImage = false;
+  static constexpr int kOutputs = 1;
   T* out;
-  Strides out_strides;
+  TileView view;
   float clip;
 
-  PVF_HD PlaneOut<T> plane(const TilePos& t) const { return plane_out(out, out_strides, t); }
-
-  PVF_HD void operator()(const PlaneOut<T>& o, const ThreadPixel& p, float value, const TileShared&) const {
-    o.put(p.i, p.j, clamp_keep_nan(value, -clip, clip));
-  }
+  PVF_HD PlaneRows<const T> input(const TilePos&, const TileGrid&) const { return {}; }
+  PVF_HD PlaneRows<T> output(int, const TilePos& t, const TileGrid& g) const { return plane_rows(out, view, t, g); }
+  PVF_HD float operator()(float g, float, const TileShared&) const { return clamp_keep_nan(g, -clip, clip); }
 };
 
-// Normalize: out = value / (s_b + eps); 'none' copies.
+// Normalize: out = g / (s_b + eps); 'none' copies.
 template <class T>
 struct ScaleEpilogue {
-  static constexpr bool kNeedsScale = true;
+  static constexpr bool kNeedsScale = true, kReadsImage = false;
+  static constexpr int kOutputs = 1;
   T* out;
-  Strides out_strides;
+  TileView view;
   NormMode mode;
 
-  PVF_HD PlaneOut<T> plane(const TilePos& t) const { return plane_out(out, out_strides, t); }
-
-  PVF_HD void operator()(const PlaneOut<T>& o, const ThreadPixel& p, float value, const TileShared& sh) const {
-    o.put(p.i, p.j, mode == kNone ? value : value / sh.denom);
-  }
+  PVF_HD PlaneRows<const T> input(const TilePos&, const TileGrid&) const { return {}; }
+  PVF_HD PlaneRows<T> output(int, const TilePos& t, const TileGrid& g) const { return plane_rows(out, view, t, g); }
+  PVF_HD float operator()(float g, float, const TileShared& sh) const { return mode == kNone ? g : g / sh.denom; }
 };
 
 struct AscentParams {
@@ -129,56 +113,43 @@ struct AscentParams {
   float clip, lr, decay, center, lo, hi;
 };
 
-// The planes a step tile reads and writes, and its next roll.
-template <class T>
-struct StepPlanes {
-  const T* x;
-  int32_t x_stride_h, x_stride_w;
-  PlaneOut<T> image, next;
-  int32_t next_dy, next_dx;
-};
-
 // The step: scale, clip, update, decay, clamp (a flagged image keeps its pixels), stored in
-// place and at its rolled position in the next step's input.
+// place (output 0) and at its rolled position in the next step's input (output 1).
 template <class T>
 struct StepEpilogue {
-  static constexpr bool kNeedsScale = true;
+  static constexpr bool kNeedsScale = true, kReadsImage = true;
+  static constexpr int kOutputs = 2;
   const T* x;
-  Strides x_strides;
+  TileView x_view;
   const int64_t* next_shifts;
   T* new_x;
-  Strides new_x_strides;
+  TileView new_x_view;
   T* next_input;
-  Strides next_input_strides;
-  ImageShape shape;
+  TileView next_input_view;
   AscentParams params;
 
-  PVF_HD StepPlanes<T> plane(const TilePos& t) const {
-    return {x + int64_t(t.b) * x_strides.b + int64_t(t.c) * x_strides.c,
-            static_cast<int32_t>(x_strides.h),
-            static_cast<int32_t>(x_strides.w),
-            plane_out(new_x, new_x_strides, t),
-            plane_out(next_input, next_input_strides, t),
-            reduced_shift(next_shifts, 2 * t.b, shape.height, false),
-            reduced_shift(next_shifts, 2 * t.b + 1, shape.width, false)};
+  PVF_HD PlaneRows<const T> input(const TilePos& t, const TileGrid& g) const { return plane_rows(x, x_view, t, g); }
+
+  PVF_HD PlaneRows<T> output(int k, const TilePos& t, const TileGrid& g) const {
+    if (k == 0) return plane_rows(new_x, new_x_view, t, g);
+    return plane_rows(next_input, next_input_view, t, g, reduced_shift(next_shifts, 2 * t.b, g.shape.height, false),
+                      reduced_shift(next_shifts, 2 * t.b + 1, g.shape.width, false));
   }
 
-  PVF_HD void operator()(const StepPlanes<T>& o, const ThreadPixel& p, float g, const TileShared& sh) const {
-    const float old = load(o.x, p.i * o.x_stride_h + p.j * o.x_stride_w);
-    float v = old;
-    if (!sh.flag) {
-      if (params.mode != kNone) g = g / sh.denom;
-      g = clamp_keep_nan(g, -params.clip, params.clip);
-      v = fmaf(params.lr, g, old);
-      v = fmaf(-params.decay, v - params.center, v);
-      v = clamp_keep_nan(v, params.lo, params.hi);
-    }
-    o.image.put(p.i, p.j, v);
-    const int32_t H = static_cast<int32_t>(shape.height), W = static_cast<int32_t>(shape.width);
-    o.next.put(rolled(p.i, o.next_dy, H), rolled(p.j, o.next_dx, W), v);
+  PVF_HD float operator()(float g, float old, const TileShared& sh) const {
+    if (sh.flag) return old;
+    if (params.mode != kNone) g = g / sh.denom;
+    g = clamp_keep_nan(g, -params.clip, params.clip);
+    float v = fmaf(params.lr, g, old);
+    v = fmaf(-params.decay, v - params.center, v);
+    return clamp_keep_nan(v, params.lo, params.hi);
   }
 };
 
+// After the blur, a tile goes through shared memory so that its loads and stores move whole
+// row runs (vectors where aligned) whatever the roll: the blurred values and the image x are
+// staged in sh.rows and sh.raw, the epilogue turns them into the values to store (in sh.rows),
+// and each output is written row by row.
 template <class T, class Epilogue>
 struct ApplyProgram {
   using Shared = TileShared;
@@ -201,12 +172,37 @@ struct ApplyProgram {
         scaled_image = t.b;
       }
       prepare_taps(blk, regs, sh, taps, sigma, t.b, grid.shape);
-      blur_tile(blk, regs, sh, taps, src.plane(t, grid.shape), t);
-      const auto out = epilogue.plane(t);
+      blur_tile(blk, regs, sh, taps, src.plane(t, grid), t);
+      const PlaneRows<const T> in = epilogue.input(t, grid);
+      const RowRuns in_runs = Epilogue::kReadsImage ? tile_runs(in, t) : RowRuns{};
       blk.each(regs, [&](int thread, TileRegs& reg) {
+        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+        PVF_UNROLL
+        for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
+        if (Epilogue::kReadsImage) load_warp_rows(in, in_runs, t, thread, &sh.raw[0][0], kTileW + 2 * kSharedHalo);
+      });
+      blk.sync();
+      blk.each(regs, [&](int thread, TileRegs&) {
+        const int32_t lane = thread % kWarpSize;
         for (int q = 0; q < kRowsPerThread; ++q) {
-          const ThreadPixel p = thread_pixel(t, thread, q, grid.shape);
-          if (p.inside) epilogue(out, p, reg.value[q], sh);
+          const ThreadPixel p = thread_pixel(t, thread, q, grid);
+          if (!p.inside) continue;
+          float& v = sh.rows[p.i - t.i0][lane];
+          v = epilogue(v, Epilogue::kReadsImage ? sh.raw[p.i - t.i0][lane] : 0.0f, sh);
+        }
+      });
+      blk.sync();
+      PlaneRows<T> out[Epilogue::kOutputs];
+      RowRuns runs[Epilogue::kOutputs];
+      PVF_UNROLL
+      for (int k = 0; k < Epilogue::kOutputs; ++k) {
+        out[k] = epilogue.output(k, t, grid);
+        runs[k] = tile_runs(out[k], t);
+      }
+      blk.each(regs, [&](int thread, TileRegs&) {
+        PVF_UNROLL
+        for (int k = 0; k < Epilogue::kOutputs; ++k) {
+          store_warp_rows(out[k], runs[k], t, thread, &sh.rows[0][0], kTileW);
         }
         if (flags && thread == 0 && t.in_image == 0) flags[t.b] = sh.flag != 0;
       });

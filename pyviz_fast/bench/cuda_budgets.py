@@ -19,7 +19,9 @@ from pathlib import Path
 # per-tile partials (16 bytes per 1,024 elements, written once, read once per block and image)
 # and the halos (re-read from L2) are left out.
 STEP_ELEMENT_ACCESSES = 5
-LAUNCHES_PER_STEP = 2  # StatsProgram, ApplyProgram<StepEpilogue> (checked in the emulation too)
+# StatsProgram, ApplyProgram<StepEpilogue> per chunk of images; one chunk unless the batch's g
+# outgrows a quarter of L2 (checked in the emulation too)
+LAUNCHES_PER_STEP = 2
 
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
