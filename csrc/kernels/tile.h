@@ -248,6 +248,21 @@ PVF_HD RowRuns tile_runs(const PlaneRows<T>& p, const TilePos& t) {
   return plan_row(n, 0, n, t.e0, p.shift, p.length, kVector<T>, p.vectors);
 }
 
+// A lane's part of loading a row plan into shared `out`: the vectors from `row`, and
+// single(col) for every other column.
+template <class T, class Single>
+PVF_HD void load_row(const T* row, const RowRuns& runs, int32_t lane, float* out, Single&& single) {
+  each_item(
+      runs, lane,
+      [&](int32_t col, int32_t at) {
+        float v[kVector<T>];
+        load_vector(row + at, v);
+        PVF_UNROLL
+        for (int k = 0; k < kVector<T>; ++k) out[col + k] = v[k];
+      },
+      [&](int32_t col) { out[col] = single(col); });
+}
+
 // Phase bodies: the thread's part of moving the tile rows of its warp (4w ... 4w + 3, inside the
 // image) between plane p and shared rows (`pitch` floats apart), vectors where aligned.
 template <class T>
@@ -256,16 +271,7 @@ PVF_HD void load_warp_rows(const PlaneRows<const T>& p, const RowRuns& runs, con
   const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
   for (int32_t q = first; q < first + kRowsPerThread && t.i0 + q < p.height; ++q) {
     const T* row = p.row_at(t.i0 + q);
-    float* out = shared + q * pitch;
-    each_item(
-        runs, lane,
-        [&](int32_t col, int32_t at) {
-          float v[kVector<T>];
-          load_vector(row + at, v);
-          PVF_UNROLL
-          for (int k = 0; k < kVector<T>; ++k) out[col + k] = v[k];
-        },
-        [&](int32_t col) { out[col] = load(row, p.offset(t.e0 + col)); });
+    load_row(row, runs, lane, shared + q * pitch, [&](int32_t col) { return load(row, p.offset(t.e0 + col)); });
   }
 }
 
@@ -361,17 +367,9 @@ PVF_HD void blur_tile_with(Block& blk, typename Block::template PerThread<TileRe
             continue;
           }
           const T* row = src.row_at(reflect32(li, H));
-          each_item(
-              runs, lane,
-              [&](int32_t col, int32_t at) {
-                float v[kVector<T>];
-                load_vector(row + at, v);
-                PVF_UNROLL
-                for (int k = 0; k < kVector<T>; ++k) out[col + k] = v[k];
-              },
-              [&](int32_t col) {
-                out[col] = col < used ? load(row, src.offset(reflect_element(first + col, L, P))) : 0.0f;
-              });
+          load_row(row, runs, lane, out, [&](int32_t col) {
+            return col < used ? load(row, src.offset(reflect_element(first + col, L, P))) : 0.0f;
+          });
         }
       });
       blk.sync();
