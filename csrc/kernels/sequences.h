@@ -17,7 +17,7 @@
 namespace pvf {
 
 // Entries of the partials workspace of an op on images of this shape (0: the op needs none).
-inline int64_t partials_needed(const ImageShape& shape) { return tile_count(shape); }
+inline int64_t partials_needed(const ImageShape& shape) { return tile_count(shape) * kPartialsPerTile; }
 
 // An image tensor of the op's storage type, read or written.
 struct ImageIn {
@@ -80,6 +80,18 @@ struct AscentStepArgs {
   StatsPartial* partials;
 };
 
+// f(std::integral_constant<NormMode, mode>).
+template <class F>
+void with_norm_mode(NormMode mode, F&& f) {
+  switch (mode) {
+    case kRms: f(std::integral_constant<NormMode, kRms>{}); break;
+    case kMeanAbs: f(std::integral_constant<NormMode, kMeanAbs>{}); break;
+    case kStd: f(std::integral_constant<NormMode, kStd>{}); break;
+    case kMaxAbs: f(std::integral_constant<NormMode, kMaxAbs>{}); break;
+    case kNone: f(std::integral_constant<NormMode, kNone>{}); break;
+  }
+}
+
 namespace detail {
 
 template <class T>
@@ -97,7 +109,7 @@ template <class T, class Launch>
 void launch_store(Launch& launch, const ImageShape& shape, const TileSource<T>& src, const float* sigma,
                   const ImageOut& out, float clip) {
   const TileGrid grid(shape);
-  launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{src, sigma, ImageScale{nullptr, kNone, 0.0f}, nullptr, grid,
+  launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{{src, sigma, grid}, ImageScale{nullptr, kNone, 0.0f}, nullptr,
                                                        StoreEpilogue<T>{typed<T>(out), out.strides, clip}});
 }
 
@@ -134,11 +146,13 @@ void run_sequence(Launch& launch, const NormalizeArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const TileGrid grid(a.shape);
-    const TileSource<T> g = detail::source<T>(a.g);
-    launch(grid.total, StatsProgram<T>{g, nullptr, a.partials, grid, a.mode});
-    launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, nullptr, ImageScale{a.partials, a.mode, a.eps}, nullptr,
-                                                         grid, ScaleEpilogue<T>{detail::typed<T>(a.out),
-                                                                                a.out.strides, a.mode}});
+    const BlurredTiles<T> tiles{detail::source<T>(a.g), nullptr, grid};
+    with_norm_mode(a.mode, [&](auto mode) {
+      launch(grid.total, StatsProgram<T, decltype(mode)::value>{tiles, a.partials});
+    });
+    launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{tiles, ImageScale{a.partials, a.mode, a.eps}, nullptr,
+                                                         ScaleEpilogue<T>{detail::typed<T>(a.out), a.out.strides,
+                                                                          a.mode}});
   });
 }
 
@@ -149,13 +163,15 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const TileGrid grid(a.shape);
-    const TileSource<T> g = detail::source<T>(a.grad, a.shifts);
-    launch(grid.total, StatsProgram<T>{g, a.sigma, a.partials, grid, a.params.mode});
+    const BlurredTiles<T> g{detail::source<T>(a.grad, a.shifts), a.sigma, grid};
+    with_norm_mode(a.params.mode, [&](auto mode) {
+      launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+    });
     const StepEpilogue<T> step{static_cast<const T*>(a.x.data), a.x.strides, a.next_shifts,
                                detail::typed<T>(a.new_x), a.new_x.strides, detail::typed<T>(a.next_input),
                                a.next_input.strides, a.shape, a.params};
-    launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, a.sigma, ImageScale{a.partials, a.params.mode, a.eps},
-                                                        a.nonfinite, grid, step});
+    launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, ImageScale{a.partials, a.params.mode, a.eps}, a.nonfinite,
+                                                        step});
   });
 }
 
