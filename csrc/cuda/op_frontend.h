@@ -39,9 +39,10 @@ inline ImageShape shape_of(const at::Tensor& x) {
   // StatsPartial counts an image's elements in int32.
   TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(),
               "images must have at most 2^31 - 1 elements (C*H*W), got ", x.sizes());
-  // The kernels count 32 x 32 tiles in int32.
+  // The kernels count tiles (kTileH x kTileW pixels) in int32.
   TORCH_CHECK(tile_count(s) <= std::numeric_limits<int32_t>::max(),
-              "a batch must have at most 2^31 - 1 tiles of 32 x 32 pixels per plane, got ", x.sizes());
+              "a batch must have at most 2^31 - 1 tiles of ", kTileH, " x ", kTileW, " pixels per plane, got ",
+              x.sizes());
   return s;
 }
 

@@ -18,7 +18,7 @@
 namespace pvf {
 
 // Entries of the partials workspace of an op on images of this shape (0: the op needs none).
-inline int64_t partials_needed(const ImageShape& shape) { return tile_count(shape); }
+inline int64_t partials_needed(const ImageShape& shape) { return tile_count(shape) * kPartialsPerTile; }
 
 // Images per chunk of a two-launch op on a device with `cache_bytes` of L2 (0: unknown, no
 // chunking). Kernel 2 re-reads every tile of g that kernel 1 read; run chunk by chunk, that
@@ -94,6 +94,18 @@ struct AscentStepArgs {
   int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
 };
 
+// f(std::integral_constant<NormMode, mode>).
+template <class F>
+void with_norm_mode(NormMode mode, F&& f) {
+  switch (mode) {
+    case kRms: f(std::integral_constant<NormMode, kRms>{}); break;
+    case kMeanAbs: f(std::integral_constant<NormMode, kMeanAbs>{}); break;
+    case kStd: f(std::integral_constant<NormMode, kStd>{}); break;
+    case kMaxAbs: f(std::integral_constant<NormMode, kMaxAbs>{}); break;
+    case kNone: f(std::integral_constant<NormMode, kNone>{}); break;
+  }
+}
+
 namespace detail {
 
 // The interleaved cut (tile.h) when every image of the op is channels_last-like (channels of a
@@ -126,8 +138,8 @@ void launch_store(Launch& launch, const ImageShape& shape, const ImageIn& x, con
                   const float* sigma, const ImageOut& out, float clip) {
   const TileGrid grid(shape, interleaved(shape, x, out));
   const Typed<T> at{grid, 0};
-  launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{at.source(x, shifts, inverse), sigma,
-                                                       ImageScale{nullptr, kNone, 0.0f}, nullptr, grid,
+  launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{{at.source(x, shifts, inverse), sigma, grid},
+                                                       ImageScale{nullptr, kNone, 0.0f}, nullptr,
                                                        StoreEpilogue<T>{at.out(out), at.view(out), clip}});
 }
 
@@ -179,11 +191,12 @@ void run_sequence(Launch& launch, const NormalizeArgs& a) {
     detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
       const TileGrid grid(shape, cut);
       const detail::Typed<T> at{grid, b0};
-      const TileSource<T> g = at.source(a.g);
-      launch(grid.total, StatsProgram<T>{g, nullptr, a.partials, grid, a.mode});
+      const BlurredTiles<T> g{at.source(a.g), nullptr, grid};
+      with_norm_mode(a.mode, [&](auto mode) {
+        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+      });
       const ScaleEpilogue<T> scale{at.out(a.out), at.view(a.out), a.mode};
-      launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, nullptr, ImageScale{a.partials, a.mode, a.eps}, nullptr,
-                                                           grid, scale});
+      launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, ImageScale{a.partials, a.mode, a.eps}, nullptr, scale});
     });
   });
 }
@@ -199,14 +212,15 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
     detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
       const TileGrid grid(shape, cut);
       const detail::Typed<T> at{grid, b0};
-      const TileSource<T> g = at.source(a.grad, a.shifts);
-      const float* sigma = a.sigma + b0;
-      launch(grid.total, StatsProgram<T>{g, sigma, a.partials, grid, a.params.mode});
+      const BlurredTiles<T> g{at.source(a.grad, a.shifts), a.sigma + b0, grid};
+      with_norm_mode(a.params.mode, [&](auto mode) {
+        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+      });
       const StepEpilogue<T> step{at.in(a.x),         at.view(a.x),           a.next_shifts + 2 * b0,
                                  at.out(a.new_x),    at.view(a.new_x),       at.out(a.next_input),
-                                 at.view(a.next_input), a.params};
-      launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, sigma, ImageScale{a.partials, a.params.mode, a.eps},
-                                                          a.nonfinite + b0, grid, step});
+                                 at.view(a.next_input), shape,           a.params};
+      launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, ImageScale{a.partials, a.params.mode, a.eps},
+                                                          a.nonfinite + b0, step});
     });
   });
 }

@@ -1,9 +1,10 @@
-// The block programs of every op (csrc/kernels/block.h), built on the tile machinery (tile.h).
-// Each takes tiles in a grid-stride loop, so the grid size changes only who computes a tile,
-// never a result: partials are stored per tile and folded in tile order.
-//   StatsProgram  (kernel 1 of the step and of normalize): per tile, the blur of the source
-//                 and one partial of the norm statistic (warp butterflies, then warps in
-//                 order); the blurred values are not written.
+// The block programs of every op (csrc/kernels/block.h), built on the tile machinery (tile.h):
+// each runs its BlurredTiles (the source, its blur and the grid-stride tile loop) and adds what
+// it does per image and per tile. Partials are stored per tile and folded in tile order, so the
+// grid size never changes a result.
+//   StatsProgram  (kernel 1 of the step and of normalize): per tile, one partial of the norm
+//                 statistic of the blurred source (warp butterflies, then warps in order); the
+//                 blurred values are not written.
 //   ApplyProgram  (kernel 2, and the one kernel of jitter, blur and clip): per tile, the blur
 //                 again, then an epilogue that stores it; epilogues that need the image's
 //                 scale first fold all of the image's tile partials in a fixed order.
@@ -13,58 +14,61 @@
 
 namespace pvf {
 
-template <class T>
+// Partials per tile: one per warp (its 8 x 32 pixels), in warp order.
+constexpr int kPartialsPerTile = kBlockWarps;
+
+// The norm mode is a template argument: the per-element fold of the tile loop is that mode's
+// alone (run_sequence dispatches it on the host).
+template <class T, NormMode Mode>
 struct StatsProgram {
   using Shared = TileShared;
-  TileSource<T> src;
-  const float* sigma;  // [B] or nullptr (no blur)
-  StatsPartial* partials;  // [grid.total]
-  TileGrid grid;
-  NormMode mode;
+  BlurredTiles<T> tiles;
+  StatsPartial* partials;  // [grid.total * kPartialsPerTile]
 
   template <class Block>
   PVF_HD void operator()(Block& blk, TileShared& sh) const {
     typename Block::template PerThread<TileRegs> regs;
-    TileTaps taps;
-    for (int32_t index = blk.index(); index < grid.total; index += blk.count()) {
-      const TilePos t = tile_at(grid, index);
-      prepare_taps(blk, regs, sh, taps, sigma, t.b, grid.shape);
-      blur_tile(blk, regs, sh, taps, src.plane(t, grid), t);
-      // A non-finite sigma (possible only on the GPU: the CPU frontends reject it) flags the image.
-      const bool bad_sigma = !is_finite(taps.sigma);
+    // A non-finite sigma (possible only on the GPU: the CPU frontends reject it) flags the image.
+    int32_t bad_sigma = 0;
+    const auto image = [&](int32_t, int32_t, const TileTaps& taps) { bad_sigma = is_finite(taps.sigma) ? 0 : 1; };
+    tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t) {
       blk.each(regs, [&](int thread, TileRegs& reg) {
-        StatsPartial p{0.0f, 0.0f, 0, bad_sigma ? 1 : 0};
+        const int32_t inside = inside_rows(t, thread, tiles.grid);
+        StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
+        PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (thread_pixel(t, thread, q, grid).inside) p = fold_element(p, reg.value[q], mode);
+          if (q < inside) p = fold_element(p, reg.value[q], Mode);
         }
         reg.partial = p;
       });
-      fold_block_partials(blk, regs, sh, mode);
-      blk.each(regs, [&](int thread, TileRegs&) {
-        if (thread == 0) partials[index] = fold_warp_partials(sh, mode);
+      blk.warp_fold(regs, &TileRegs::partial,
+                    [](const StatsPartial& a, const StatsPartial& b) { return fold_partial(a, b, Mode); });
+      blk.each(regs, [&](int thread, TileRegs& reg) {
+        if (thread % kWarpSize == 0) partials[int64_t(index) * kPartialsPerTile + thread / kWarpSize] = reg.partial;
       });
       blk.sync();
-    }
+    });
   }
 };
 
 // The image's scale: denominators and flags from its partials (frontends pass eps).
 struct ImageScale {
-  const StatsPartial* partials;  // [grid.total] from StatsProgram
+  const StatsPartial* partials;  // [grid.total * kPartialsPerTile] from StatsProgram
   NormMode mode;
   float eps;
 };
 
-// Folds the partials of image b (thread t: tiles t, t + 256, ...; then warps, then the block
+// Folds the partials of image b (thread t: partials t, t + 256, ...; then warps, then the block
 // tree) into sh.denom = s_b + eps and sh.flag = non-finite element, non-finite s_b, or a zero
 // denominator of a mode that divides. The same fixed order in every block.
 template <class Block>
 PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                        const ImageScale& scale, const TileGrid& grid, int32_t b) {
-  const StatsPartial* row = scale.partials + int64_t(b) * grid.per_image;
+  const int32_t count = grid.per_image * kPartialsPerTile;
+  const StatsPartial* row = scale.partials + int64_t(b) * count;
   blk.each(regs, [&](int thread, TileRegs& reg) {
     StatsPartial p{0.0f, 0.0f, 0, 0};
-    for (int32_t k = thread; k < grid.per_image; k += kBlockThreads) p = fold_partial(p, row[k], scale.mode);
+    for (int32_t k = thread; k < count; k += kBlockThreads) p = fold_partial(p, row[k], scale.mode);
     reg.partial = p;
   });
   fold_block_partials(blk, regs, sh, scale.mode);
@@ -78,8 +82,9 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
   blk.sync();
 }
 
-// Epilogues: per pixel, the value to store from the blurred value g and (kReadsImage) the pixel
-// of the image x; the planes they read (input) and write (output k < kOutputs) for tile t.
+// Epilogues: image(b, sh) once per image (after the image's scale is in sh when kNeedsScale);
+// per tile the planes they read (input, when kReadsImage) and write (output k < kOutputs); per
+// pixel the value to store from the blurred value g and the image's pixel x.
 // Blur, jitter and clip: out = clamp(g, -clip, clip) (clip = inf: a copy).
 template <class T>
 struct StoreEpilogue {
@@ -89,9 +94,13 @@ struct StoreEpilogue {
   TileView view;
   float clip;
 
-  PVF_HD PlaneRows<const T> input(const TilePos&, const TileGrid&) const { return {}; }
-  PVF_HD PlaneRows<T> output(int, const TilePos& t, const TileGrid& g) const { return plane_rows(out, view, t, g); }
-  PVF_HD float operator()(float g, float, const TileShared&) const { return clamp_keep_nan(g, -clip, clip); }
+  struct Image {};
+  PVF_HD Image image(int32_t, const TileShared&) const { return {}; }
+  PVF_HD PlaneRows<const T> input(const Image&, const TilePos&, const TileGrid&) const { return {}; }
+  PVF_HD PlaneRows<T> output(int, const Image&, const TilePos& t, const TileGrid& g) const {
+    return plane_rows(out, view, t, g);
+  }
+  PVF_HD float operator()(const Image&, float g, float) const { return clamp_keep_nan(g, -clip, clip); }
 };
 
 // Normalize: out = g / (s_b + eps); 'none' copies.
@@ -103,14 +112,34 @@ struct ScaleEpilogue {
   TileView view;
   NormMode mode;
 
-  PVF_HD PlaneRows<const T> input(const TilePos&, const TileGrid&) const { return {}; }
-  PVF_HD PlaneRows<T> output(int, const TilePos& t, const TileGrid& g) const { return plane_rows(out, view, t, g); }
-  PVF_HD float operator()(float g, float, const TileShared& sh) const { return mode == kNone ? g : g / sh.denom; }
+  using Image = float;  // s_b + eps; 1 for 'none'
+  PVF_HD Image image(int32_t, const TileShared& sh) const { return mode == kNone ? 1.0f : sh.denom; }
+  PVF_HD PlaneRows<const T> input(const Image&, const TilePos&, const TileGrid&) const { return {}; }
+  PVF_HD PlaneRows<T> output(int, const Image&, const TilePos& t, const TileGrid& g) const {
+    return plane_rows(out, view, t, g);
+  }
+  PVF_HD float operator()(const Image& denom, float g, float) const { return g / denom; }
 };
 
 struct AscentParams {
   NormMode mode;
   float clip, lr, decay, center, lo, hi;
+};
+
+// g / d as the rounded product with the rounded reciprocal r = 1 / d plus one fmaf correction:
+// the correctly rounded quotient (what g / d gives) whenever no step overflows or goes
+// subnormal, in three instructions instead of a division. An infinite product is kept as is.
+PVF_HD float divide_by(float g, float d, float r) {
+  const float q = g * r;
+  return is_finite(q) ? fmaf(fmaf(-q, d, g), r, q) : q;
+}
+
+// The step's scale of image b: s_b + eps and its reciprocal (1, 1 for 'none'), the flag, and
+// the roll of the next input.
+struct StepImage {
+  float denom, reciprocal;
+  bool flag;
+  int32_t next_dy, next_dx;
 };
 
 // The step: scale, clip, update, decay, clamp (a flagged image keeps its pixels), stored in
@@ -126,23 +155,30 @@ struct StepEpilogue {
   TileView new_x_view;
   T* next_input;
   TileView next_input_view;
+  ImageShape shape;
   AscentParams params;
 
-  PVF_HD PlaneRows<const T> input(const TilePos& t, const TileGrid& g) const { return plane_rows(x, x_view, t, g); }
-
-  PVF_HD PlaneRows<T> output(int k, const TilePos& t, const TileGrid& g) const {
-    if (k == 0) return plane_rows(new_x, new_x_view, t, g);
-    return plane_rows(next_input, next_input_view, t, g, reduced_shift(next_shifts, 2 * t.b, g.shape.height, false),
-                      reduced_shift(next_shifts, 2 * t.b + 1, g.shape.width, false));
+  using Image = StepImage;
+  PVF_HD Image image(int32_t b, const TileShared& sh) const {
+    const float denom = params.mode == kNone ? 1.0f : sh.denom;
+    return {denom, 1.0f / denom, sh.flag != 0, reduced_shift(next_shifts, 2 * int64_t(b), shape.height, false),
+            reduced_shift(next_shifts, 2 * int64_t(b) + 1, shape.width, false)};
   }
 
-  PVF_HD float operator()(float g, float old, const TileShared& sh) const {
-    if (sh.flag) return old;
-    if (params.mode != kNone) g = g / sh.denom;
-    g = clamp_keep_nan(g, -params.clip, params.clip);
+  PVF_HD PlaneRows<const T> input(const Image&, const TilePos& t, const TileGrid& g) const {
+    return plane_rows(x, x_view, t, g);
+  }
+
+  PVF_HD PlaneRows<T> output(int k, const Image& f, const TilePos& t, const TileGrid& g) const {
+    if (k == 0) return plane_rows(new_x, new_x_view, t, g);
+    return plane_rows(next_input, next_input_view, t, g, f.next_dy, f.next_dx);
+  }
+
+  PVF_HD float operator()(const Image& f, float g, float old) const {
+    g = clamp_keep_nan(divide_by(g, f.denom, f.reciprocal), -params.clip, params.clip);
     float v = fmaf(params.lr, g, old);
     v = fmaf(-params.decay, v - params.center, v);
-    return clamp_keep_nan(v, params.lo, params.hi);
+    return f.flag ? old : clamp_keep_nan(v, params.lo, params.hi);
   }
 };
 
@@ -153,27 +189,29 @@ struct StepEpilogue {
 template <class T, class Epilogue>
 struct ApplyProgram {
   using Shared = TileShared;
-  TileSource<T> src;
-  const float* sigma;  // [B] or nullptr (no blur)
+  BlurredTiles<T> tiles;
   ImageScale scale;  // used when Epilogue::kNeedsScale
   bool* flags;  // [B] or nullptr: each image's sh.flag, written by the block of its first tile
-  TileGrid grid;
   Epilogue epilogue;
 
   template <class Block>
   PVF_HD void operator()(Block& blk, TileShared& sh) const {
     typename Block::template PerThread<TileRegs> regs;
-    TileTaps taps;
-    int32_t scaled_image = -1;
-    for (int32_t index = blk.index(); index < grid.total; index += blk.count()) {
-      const TilePos t = tile_at(grid, index);
-      if (Epilogue::kNeedsScale && scaled_image != t.b) {
-        fold_image(blk, regs, sh, scale, grid, t.b);
-        scaled_image = t.b;
+    const TileGrid& grid = tiles.grid;
+    typename Epilogue::Image image_state{};
+    const auto image = [&](int32_t b, int32_t index, const TileTaps&) {
+      if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, grid, b);
+      image_state = epilogue.image(b, sh);
+      if (!Epilogue::kNeedsScale) return;
+      if (flags && index == b * grid.per_image) {
+        blk.each(regs, [&](int thread, TileRegs&) {
+          if (thread == 0) flags[b] = sh.flag != 0;
+        });
+        blk.sync();
       }
-      prepare_taps(blk, regs, sh, taps, sigma, t.b, grid.shape);
-      blur_tile(blk, regs, sh, taps, src.plane(t, grid), t);
-      const PlaneRows<const T> in = epilogue.input(t, grid);
+    };
+    tiles.run(blk, regs, sh, image, [&](int32_t, const TilePos& t) {
+      const PlaneRows<const T> in = epilogue.input(image_state, t, grid);
       const RowRuns in_runs = Epilogue::kReadsImage ? tile_runs(in, t) : RowRuns{};
       blk.each(regs, [&](int thread, TileRegs& reg) {
         const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
@@ -183,12 +221,13 @@ struct ApplyProgram {
       });
       blk.sync();
       blk.each(regs, [&](int thread, TileRegs&) {
-        const int32_t lane = thread % kWarpSize;
+        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+        const int32_t inside = inside_rows(t, thread, grid);
+        PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          const ThreadPixel p = thread_pixel(t, thread, q, grid);
-          if (!p.inside) continue;
-          float& v = sh.rows[p.i - t.i0][lane];
-          v = epilogue(v, Epilogue::kReadsImage ? sh.raw[p.i - t.i0][lane] : 0.0f, sh);
+          if (q >= inside) continue;
+          float& v = sh.rows[first + q][lane];
+          v = epilogue(image_state, v, Epilogue::kReadsImage ? sh.raw[first + q][lane] : 0.0f);
         }
       });
       blk.sync();
@@ -196,7 +235,7 @@ struct ApplyProgram {
       RowRuns runs[Epilogue::kOutputs];
       PVF_UNROLL
       for (int k = 0; k < Epilogue::kOutputs; ++k) {
-        out[k] = epilogue.output(k, t, grid);
+        out[k] = epilogue.output(k, image_state, t, grid);
         runs[k] = tile_runs(out[k], t);
       }
       blk.each(regs, [&](int thread, TileRegs&) {
@@ -204,10 +243,9 @@ struct ApplyProgram {
         for (int k = 0; k < Epilogue::kOutputs; ++k) {
           store_warp_rows(out[k], runs[k], t, thread, &sh.rows[0][0], kTileW);
         }
-        if (flags && thread == 0 && t.in_image == 0) flags[t.b] = sh.flag != 0;
       });
       blk.sync();
-    }
+    });
   }
 };
 
