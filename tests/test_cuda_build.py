@@ -170,8 +170,11 @@ def test_step_global_bytes_per_element(dtype, budget):
 # SASS instructions per element of a step at sigma 2 (both kernels; cuda_budgets: the longest path
 # through each kernel's radius-6 tile loop / 8 elements per thread). Issue 14 targets <= 80, which
 # two blurs of 13 + 13 taps per element do not leave room for (BENCHMARKS.md); held at what the
-# compile-time-radius kernels reach so that it cannot grow back.
-SASS_PER_ELEMENT_CEILING = 185
+# kernels reach so that it cannot grow. The compile-time-radius kernels alone reached 176; the
+# row-run loads and stores (vectors, channels_last) put every branch of their per-item choice
+# (vector or single element, reflected, padded) on the longest path: 840, an upper bound far
+# above an interior tile's path (BENCHMARKS.md).
+SASS_PER_ELEMENT_CEILING = 850
 
 
 @pytest.mark.parametrize("norm", cuda_budgets.NORM_MODES)
