@@ -24,7 +24,7 @@ from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
 from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
-from pyviz_fast.audit.manifest import ManifestPart, merge_parts
+from pyviz_fast.audit.manifest import ManifestPart, merge_parts, record_images
 from pyviz_fast.engine.units import Unit
 
 SIZE, STEPS = 12, 5
@@ -36,26 +36,33 @@ RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash",
 class FakeRenderer:
     """render_batch(units, execution) -> a RenderResult-like object; counts the units it rendered."""
 
-    def __init__(self, interrupt_after_batches=None, size=SIZE):
-        self.size = size
+    def __init__(self, interrupt_after_batches=None, size=SIZE, facets=1, alpha=False):
+        self.size, self.facets, self.alpha = size, facets, alpha
         self.rendered = []
         self.batches = 0
         self.interrupt_after_batches = interrupt_after_batches
 
     def __call__(self, units, execution=None):
+        """facets > 1: that many rows per unit (facet f's seed key '<unit>#f'); alpha: an attribution map."""
         if self.interrupt_after_batches is not None and self.batches >= self.interrupt_after_batches:
             raise KeyboardInterrupt
         self.batches += 1
         self.rendered += [str(u) for u in units]
-        seeds = [zlib.crc32(str(u).encode()) for u in units]
+        rows = [u for u in units for _ in range(self.facets)]
+        seeds = [zlib.crc32(f"{u}#{f}".encode() if f else str(u).encode()) for u in units for f in range(self.facets)]
         images = torch.stack([torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s)) for s in seeds])
         trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3 else torch.linspace(0, 1 + u.index, STEPS)
-                                  for u in units])
-        status = ["failed" if u.index == 5 else "dead" if u.index == 3 else "ok" for u in units]  # as the engine says
+                                  for u in rows])
+        status = ["failed" if u.index == 5 else "dead" if u.index == 3 else "ok" for u in rows]  # as the engine says
+        alpha = images.mean(1, keepdim=True) if self.alpha else None
+
+        def to_uint8(images=images):
+            return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
         return SimpleNamespace(
             images=images, objective=trajectory[:, -1], trajectory=trajectory, seeds=seeds, status=status,
-            reasons=["synthetic failure" if s == "failed" else "" for s in status],
-            to_uint8=lambda: (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+            reasons=["synthetic failure" if s == "failed" else "" for s in status], alpha=alpha, to_uint8=to_uint8,
+            to_uint8_rgba=lambda: to_uint8(torch.cat([images, alpha], 1)))
 
 
 def job(root, **changes):
@@ -247,10 +254,10 @@ def test_writer_overlaps_writing_with_the_caller(tmp_path, monkeypatch):
 
     monkeypatch.setattr(audit_writer, "write_batch", slow_write)
     writer = audit_writer.BatchWriter(tmp_path, tmp_path / "part.jsonl")
-    images = np.zeros((1, 4, 4, 3), np.uint8)
+    image = np.zeros((4, 4, 3), np.uint8)
     started = time.perf_counter()
-    writer.submit(images, [{"unit": "a:0", "file": "a0.png"}])
-    writer.submit(images, [{"unit": "a:1", "file": "a1.png"}])
+    writer.submit([[audit_writer.Picture("a0.png", image)]], [{"unit": "a:0", "file": "a0.png"}])
+    writer.submit([[audit_writer.Picture("a1.png", image)]], [{"unit": "a:1", "file": "a1.png"}])
     assert time.perf_counter() - started < 0.3  # the caller went on while the thread wrote
     writer.close()
     assert [r["unit"] for r in read_records(tmp_path / "part.jsonl")] == ["a:0", "a:1"]
@@ -427,3 +434,100 @@ def test_an_interrupted_dataset_pass_resumes_from_its_checkpoint(tmp_path):
     other.key = {**other.key, "examples": 3}  # another pass: the old result is not reused
     run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
     assert other.resumed == [None] and other.passes == 1
+
+
+# ---- a unit's facets and MaCo's RGBA variants (issue 13) ----
+
+def pixels_of(path):
+    with Image.open(path) as image:
+        return image.mode, np.asarray(image)
+
+
+def test_facets_and_rgba_variants_are_files_of_their_own(tmp_path):
+    renderer = FakeRenderer(size=128, facets=3, alpha=True)
+    run_atlas(UNITS, renderer, job(tmp_path, facets=3, batch_size=6))  # 6 images: 2 units of 3 facets a batch
+    assert renderer.batches == 7
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    for unit, record in records.items():
+        if record["status"] == "failed":
+            assert record["file"] is None and "facets" not in record and record_images(record) == []
+            continue
+        facets = record["facets"]
+        assert len(facets) == 3 and facets[0]["file"] == record["file"] and facets[0]["rgba"] == record["rgba"]
+        assert len(set(record_images(record))) == 6  # 3 pictures and their 3 RGBA variants
+        assert [f["seed"] for f in facets] == [zlib.crc32(k.encode()) for k in (unit, f"{unit}#1", f"{unit}#2")]
+        for f in facets:
+            mode, rgb = pixels_of(tmp_path / f["file"])
+            rgba_mode, rgba = pixels_of(tmp_path / f["rgba"])
+            assert (mode, rgba_mode) == ("RGB", "RGBA") and np.array_equal(rgba[..., :3], rgb)
+            expected = np.round(rgb.astype(np.float64).mean(-1))  # the fake map: the mean of the channels
+            assert np.abs(rgba[..., 3] - expected).max() <= 1
+            with Image.open(tmp_path / f["thumb"]) as thumb:
+                assert max(thumb.size) == 96
+        assert len({pixels_of(tmp_path / f["file"])[1].tobytes() for f in facets}) == 3
+    links = gallery_links(tmp_path)
+    wanted = {path for r in records.values() for path in record_images(r)}
+    assert wanted <= set(links) and all((tmp_path / link).is_file() for link in links)
+    data = read_gallery_data(tmp_path)
+    shown = dict(zip(data["units"]["unit"], data["units"]["facets"]))
+    assert shown["conv1:0"] == [f["thumb"] for f in records["conv1:0"]["facets"]] and shown["conv1:5"] is None
+
+
+def test_without_facets_the_gallery_data_has_no_facets_column(tmp_path):
+    run_atlas(UNITS[:2], FakeRenderer(), job(tmp_path))
+    assert "facets" not in read_gallery_data(tmp_path)["units"]
+    assert all("facets" not in r and "rgba" not in r for r in manifest(tmp_path))
+
+
+def test_a_record_never_precedes_its_variants_and_a_lost_variant_is_rendered_again(tmp_path, monkeypatch):
+    real_save = audit_writer.save_png_atomic
+
+    def failing_save(path, image, **kwargs):
+        if str(path).endswith("~facet1~rgba.png") and "conv2" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(path, image, **kwargs)
+
+    monkeypatch.setattr(audit_writer, "save_png_atomic", failing_save)
+    with pytest.raises(WriterError):
+        run_atlas(UNITS, FakeRenderer(facets=2, alpha=True), job(tmp_path, facets=2, batch_size=4))
+    recorded = [r["unit"] for r in read_records(RunDir(tmp_path).part_path(0, 1))]
+    # batches of 2 units: the one of conv1:6 and conv2:0, whose variant failed, has no record, nor any later
+    assert recorded == [f"conv1:{c}" for c in range(6)]
+    monkeypatch.setattr(audit_writer, "save_png_atomic", real_save)
+    run_atlas(UNITS, FakeRenderer(facets=2, alpha=True), job(tmp_path, facets=2, batch_size=4))
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    assert all((tmp_path / path).is_file() for r in records.values() for path in record_images(r))
+    (tmp_path / records["conv1:2"]["facets"][1]["rgba"]).unlink()
+    again = FakeRenderer(facets=2, alpha=True)
+    run_atlas(UNITS, again, job(tmp_path, facets=2, batch_size=4))
+    assert sorted(again.rendered) == ["conv1:2", "conv1:5", "conv2:5"]  # the lost variant's unit, and the failed
+    assert (tmp_path / records["conv1:2"]["facets"][1]["rgba"]).is_file()
+
+
+def test_facet_and_variant_names_are_injective_for_any_layer_name(tmp_path):
+    units = [Unit.channel(layer, c) for layer in HOSTILE_LAYERS for c in range(2)]
+    run_atlas(units, FakeRenderer(size=128, facets=2, alpha=True), job(tmp_path, facets=2))
+    records = manifest(tmp_path)
+    files = [f[key] for r in records for f in r["facets"] for key in ("file", "thumb", "rgba")]
+    assert len(set(files)) == len(files) == 6 * len(units)
+    root = tmp_path.resolve()
+    for name in files:
+        assert not any(p.startswith(".") for p in Path(name).parts) and (tmp_path / name).resolve().is_relative_to(root)
+
+
+def test_unit_file_suffixes_never_occur_in_a_stem():
+    from pyviz_fast.audit.names import stem, unit_file
+    tricky = ["conv", "conv~facet1", "conv~rgba", "conv\u00fa", "c~fa", "x" * 300, "Conv~rgba", "\U0001f600"]
+    assert all("~fa" not in stem(t) and "~r" not in stem(t) for t in tricky)
+    paths = [unit_file(layer, f"{layer}:{c}", facet=f, variant=v) for layer in tricky for c in (0, 1)
+             for f in (0, 1, 12) for v in ("", "rgba")]
+    assert len(set(paths)) == len(paths)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        unit_file("conv", "conv:0", variant="alpha")
+
+
+def test_a_renderer_that_returns_other_than_facets_rows_per_unit_is_named(tmp_path):
+    with pytest.raises(ValueError, match="returned 12 images for 4 units of 2 facets each"):
+        run_atlas(UNITS[:4], FakeRenderer(facets=3), job(tmp_path, facets=2, batch_size=8))
+    with pytest.raises(ValueError, match="facets must be an int >= 1"):
+        job(tmp_path, facets=0)

@@ -96,8 +96,8 @@ def test_default_atlas_layers_are_conv_blocks_and_transformer_blocks():
 
 def test_render_writes_one_png_per_unit(tmp_path, capsys):
     assert main(["render", "conv3:0-1", "fc:2", "--out", str(tmp_path), *SMALL]) == 0
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["conv3_0.png", "conv3_1.png", "fc_2.png", "render.json", "render.jsonl"]
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert names == ["conv3/0.png", "conv3/1.png", "fc/2.png", "render.json", "render.jsonl"]  # as in an atlas
     images = [np.asarray(decoded(tmp_path / n)) for n in names if n.endswith(".png")]
     assert all(image.shape == (40, 40, 3) for image in images)
     assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 1  # different units, different images
@@ -120,7 +120,7 @@ def test_render_gif_records_the_same_render(tmp_path):
     flags = [*SMALL, "--steps", "6", "--batch-size", "1"]
     assert main(["render", "fc:1", "conv3:2", "--out", str(plain), *flags]) == 0
     assert main(["render", "fc:1", "conv3:2", "--gif", "--frames", "3", "--out", str(with_gif), *flags]) == 0
-    for name in ["fc_1", "conv3_2"]:
+    for name in ["fc/1", "conv3/2"]:
         png = np.asarray(decoded(with_gif / f"{name}.png"), dtype=np.float32)
         assert np.array_equal(png, np.asarray(decoded(plain / f"{name}.png"), dtype=np.float32))
         frames = gif_frames(with_gif / f"{name}.gif")

@@ -73,14 +73,14 @@ def test_interrupted_render_keeps_finished_batches(tmp_path):
                                 "--steps", "8", "--batch-size", "2", "--out", str(out), "-q"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 240
-    while not list(out.glob("*.png")) and time.monotonic() < deadline and process.poll() is None:
+    while not list(out.rglob("*.png")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr  # interrupted, not finished: batches were written before the end
     assert "Traceback" not in stderr and "interrupted" in stderr
     records = read_records(out / "render.jsonl")
-    pngs = sorted(p.name for p in out.glob("*.png"))
+    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert 2 <= len(records) < 64 and len(records) % 2 == 0  # whole batches only
     assert sorted(r["file"] for r in records) == pngs
     for name in pngs:
@@ -227,7 +227,7 @@ def test_dream_size_keeps_the_aspect_ratio_and_out_may_be_a_directory(files, tmp
 def test_size_h_by_w_everywhere(files, tmp_path):
     done = pyviz("render", "conv3:0", "--size", "32x40", "--steps", "2", "--out", tmp_path, "-q")
     assert done.returncode == 0, done.stderr
-    assert pixels(tmp_path / "conv3_0.png")[1].shape == (32, 40, 3)
+    assert pixels(tmp_path / "conv3" / "0.png")[1].shape == (32, 40, 3)
     done = pyviz("layers", "--size", "48,64")
     assert done.returncode == 0, done.stderr
     assert "[32, 24, 32]" in done.stdout  # conv2 after one pooling
@@ -290,7 +290,7 @@ def test_class_names_in_units_and_messages(files, tmp_path):
     done = pyviz("render", "fc:rings", "output:stripes_45", *TINY[:-1], "--out", tmp_path)
     assert done.returncode in (0, 1), done.stderr
     assert "fc:5 (rings)" in done.stdout and "output:1 (stripes_45)" in done.stdout
-    assert (tmp_path / "fc_5.png").is_file()
+    assert (tmp_path / "fc" / "5.png").is_file()
     assert {r["unit"]: r["class"] for r in read_records(tmp_path / "render.jsonl")} == \
         {"fc:5": "rings", "output:1": "stripes_45"}
     done = pyviz("saliency", files / "photo.jpg", "--unit", "output:bird", "--model", "cli_models:gray_net",
@@ -320,7 +320,7 @@ def test_render_metadata_reproduces_the_render_as_a_config(tmp_path):
     assert info["units"] == ["conv3:2", "fc:3"] and info["model"] == "shapesnet"
     done = pyviz("render", "conv3:2", "fc:3", "--config", first / "render.json", "--seed", "5", "--out", second, "-q")
     assert done.returncode in (0, 1), done.stderr
-    for name in ("conv3_2.png", "fc_3.png"):
+    for name in ("conv3/2.png", "fc/3.png"):
         assert np.array_equal(pixels(first / name)[1], pixels(second / name)[1])
     toml = tmp_path / "s.toml"
     toml.write_text("steps = 2\nsize = [36, 32]\n")

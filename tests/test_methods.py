@@ -219,10 +219,10 @@ def test_cli_render_writes_facets_and_maco_alpha(tmp_path):
     done = _cli("render", "fc:1", "--param", "maco", "--maco-crops", "2", "--facets", "2", "--size", "32",
                 "--steps", "3", "-q", "--out", tmp_path)
     assert done.returncode == 0, done.stderr
-    for facet in range(2):
-        with Image.open(tmp_path / f"fc_1_facet{facet}_rgba.png") as rgba:
+    for name in ("1", "1~facet1"):  # as in an atlas: fc/1.png, fc/1~facet1.png and their ~rgba variants
+        with Image.open(tmp_path / "fc" / f"{name}~rgba.png") as rgba:
             assert rgba.mode == "RGBA" and rgba.size == (32, 32)
-        assert (tmp_path / f"fc_1_facet{facet}.png").is_file()
+        assert (tmp_path / "fc" / f"{name}.png").is_file()
 
 
 def _zoo_models():

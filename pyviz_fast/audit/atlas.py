@@ -2,8 +2,9 @@
 
 ``run_atlas`` is independent of the engine: it takes ``render_batch(units, execution) -> result`` where the
 result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``objective``,
-``trajectory``, ``seeds``, ``status``, ``reasons``). Units need ``str(unit)`` (their key) and
-``.layer``; ``.kind`` and ``.index`` are recorded when present.
+``trajectory``, ``seeds``, ``status``, ``reasons``; ``alpha`` and ``to_uint8_rgba()`` when it
+makes an attribution map), with ``job.facets`` rows per unit. Units need ``str(unit)`` (their key)
+and ``.layer``; ``.kind`` and ``.index`` are recorded when present.
 
 Flow per process: skip the units already recorded in any manifest part (resume), take this
 process's shard of the rest, render batch after batch while a writer thread saves PNGs and
@@ -26,11 +27,11 @@ from pyviz_fast.audit.distributed import Distributed
 from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import write_gallery
 from pyviz_fast.audit.grounding import ground_run, grounding_fields, grounding_summary
-from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts
+from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts, record_images
 from pyviz_fast.audit.run_dir import RunDir, RunDirError
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.sheets import write_layer_sheets
-from pyviz_fast.audit.writer import BatchWriter, needs_thumbnail
+from pyviz_fast.audit.writer import BatchWriter, Picture, needs_thumbnail
 
 CURVE_POINTS = 64
 
@@ -44,7 +45,8 @@ class AtlasJob:
     settings: dict  # JSON-able settings that decide the images, hashed
     backend: str = "auto"
     device: str = "cpu"
-    batch_size: int = 16
+    batch_size: int = 16  # images per batch (a unit has ``facets`` of them)
+    facets: int = 1  # images per unit (consecutive rows of a result): settings.facets
     shard: Shard = field(default_factory=Shard)
     force: bool = False
     fingerprint: str | None = None  # the model's (pyviz_fast.model_fingerprint): recorded, checked on resume
@@ -53,6 +55,10 @@ class AtlasJob:
     refresh_seconds: float = 30.0
     # ground every unit in a dataset after rendering (see audit.grounding); None: no dataset
     grounder: object = None
+
+    def __post_init__(self):
+        if not isinstance(self.facets, int) or isinstance(self.facets, bool) or self.facets < 1:
+            raise ValueError(f"facets must be an int >= 1 (images per unit), got {self.facets!r}")
 
 
 @dataclass
@@ -107,34 +113,76 @@ def execution_label(execution: dict | None) -> str | None:
     return f"{execution['precision']}/{execution['memory_format']}" + ("/compiled" if execution.get("compile") else "")
 
 
+_WORST_FIRST = ("failed", "nonfinite", "dead", "ok")
+
+
+def _worst(statuses: list[str]) -> str:
+    """A unit's status from its facets': the worst (a batch fails or skips steps for all alike)."""
+    return min(statuses, key=lambda s: _WORST_FIRST.index(s) if s in _WORST_FIRST else 0)
+
+
+def _pictures(run: RunDir, layer: str, unit: str, rows: range, images, rgba, thumbs: bool) -> tuple[list, list]:
+    """(Pictures to write, their manifest entries {file, thumb[, rgba]}) of a unit's facets ``rows``."""
+    pictures, entries = [], []
+    for facet, row in enumerate(rows):
+        entry = {"file": run.image_path(layer, unit, facet=facet),
+                 "thumb": run.thumb_path(layer, unit, facet=facet) if thumbs else None}
+        pictures.append(Picture(entry["file"], images[row], entry["thumb"]))
+        if rgba is not None:
+            entry["rgba"] = run.image_path(layer, unit, facet=facet, variant="rgba")
+            pictures.append(Picture(entry["rgba"], rgba[row]))
+        entries.append(entry)
+    return pictures, entries
+
+
 def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: Shard,
-                  seconds: float, execution: dict | None = None) -> list[dict]:
-    """Manifest records for one rendered batch (aligned with ``units``)."""
-    records = []
+                  seconds: float, execution: dict | None = None) -> tuple[list[dict], list[list[Picture]]]:
+    """Manifest records for one rendered batch (aligned with ``units``) and each record's pictures.
+
+    A unit's ``job.facets`` facets are consecutive rows of the result; its record's numbers are facet
+    0's (the unit's own seed, as rendered without facets), ``facets`` lists every facet's files and
+    objective, and its status is the worst of theirs. With an attribution map (``result.alpha``,
+    MaCo), each picture gets an RGBA variant ('rgba') whose alpha channel is the map."""
+    facets = job.facets
+    if len(result.images) != len(units) * facets:
+        raise ValueError(f"the renderer returned {len(result.images)} images for {len(units)} units "
+                         f"of {facets} facets each")
+    images = result.to_uint8()
+    rgba = result.to_uint8_rgba() if getattr(result, "alpha", None) is not None else None
     thumbs = needs_thumbnail(*result.images.shape[-2:])
+    records, pictures = [], []
     for i, unit in enumerate(units):
         fields = _unit_fields(unit)
-        status = result.status[i]
-        trajectory = result.trajectory[i].tolist() if result.trajectory is not None else []
-        stats = trajectory_stats(trajectory + [float(result.objective[i])])  # the final value counts too
+        rows = range(i * facets, (i + 1) * facets)
+        first = rows[0]
+        status = _worst([result.status[r] for r in rows])
+        reason = next((result.reasons[r] for r in rows if result.reasons[r]), "") if result.reasons else ""
+        trajectory = result.trajectory[first].tolist() if result.trajectory is not None else []
+        stats = trajectory_stats(trajectory + [float(result.objective[first])])  # the final value counts too
         ok = status != "failed"  # 'nonfinite' units still have an image
-        records.append({
-            **fields, "model": job.model, "seed": int(result.seeds[i]), "settings_hash": info["settings_hash"],
-            "value": _finite_or_none(result.objective[i]), "activation": {k: stats[k] for k in ("start", "max", "rise")},
-            "dead": stats["dead"], "status": status, "reason": (result.reasons[i] or None) if result.reasons else None,
-            "file": run.image_path(fields["layer"], fields["unit"]) if ok else None,
-            "thumb": run.thumb_path(fields["layer"], fields["unit"]) if ok and thumbs else None,
+        unit_pictures, entries = (_pictures(run, fields["layer"], fields["unit"], rows, images, rgba, thumbs)
+                                  if ok else ([], [{"file": None, "thumb": None}]))
+        record = {
+            **fields, "model": job.model, "seed": int(result.seeds[first]), "settings_hash": info["settings_hash"],
+            "value": _finite_or_none(result.objective[first]),
+            "activation": {k: stats[k] for k in ("start", "max", "rise")},
+            "dead": stats["dead"], "status": status, "reason": reason or None, **entries[0],
             "curve": curve(trajectory),
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "execution": execution_label(execution), "shard": str(shard),
-        })
-    return records
+        }
+        if facets > 1 and ok:
+            record["facets"] = [{**entry, "value": _finite_or_none(result.objective[row]), "seed": int(result.seeds[row])}
+                                for entry, row in zip(entries, rows)]
+        records.append(record)
+        pictures.append(unit_pictures)
+    return records, pictures
 
 
 def pending_units(units, run: RunDir) -> list:
-    """Units without a finished record: never rendered, failed (retried), or whose PNG is gone."""
+    """Units without a finished record: never rendered, failed (retried), or with a PNG gone."""
     done = {record["unit"] for record in collect_records(run.root)
-            if has_image(record) and (run.root / record["file"]).is_file()}
+            if has_image(record) and all((run.root / path).is_file() for path in record_images(record))}
     return [u for u in units if str(u) not in done]
 
 
@@ -162,14 +210,15 @@ def render_units(units, render_batch: Callable, run: RunDir, job: AtlasJob, info
     On an interrupt or error, every batch already rendered is still written before it propagates."""
     timer = RefreshTimer(refresh, job.refresh_units, job.refresh_seconds)
     writer = BatchWriter(run.root, run.part_path(*shard), on_written=timer.update)  # refreshes what is on disk
-    batch_size = (execution or {}).get("batch_size") or job.batch_size
+    per_batch = max(1, ((execution or {}).get("batch_size") or job.batch_size) // job.facets)  # images -> units
     try:
-        for start in range(0, len(units), batch_size):
-            batch = units[start:start + batch_size]
+        for start in range(0, len(units), per_batch):
+            batch = units[start:start + per_batch]
             began = time.perf_counter()
             result = render_batch(batch, execution)
-            records = build_records(batch, result, run, job, info, shard, time.perf_counter() - began, execution)
-            writer.submit(result.to_uint8(), records)
+            records, pictures = build_records(batch, result, run, job, info, shard, time.perf_counter() - began,
+                                              execution)
+            writer.submit(pictures, records)
             if progress is not None:
                 progress.update(len(batch))
     finally:

@@ -6,7 +6,12 @@ Files (all relative links)::
     gallery/app.js, .css    the viewer (vanilla JS, shipped in ``gallery_page/``, no build step)
     gallery/data.js         every unit's summary as columns: ``window.PVF_ATLAS = JSON.parse("...")``
     gallery/layers/<l>.js   per layer, each unit's details (objective curve, failure reason, dataset
-                            examples and statistics), loaded when a detail view needs them
+                            examples and statistics, its facets' files and objectives, its RGBA
+                            variant), loaded when a detail view needs them
+
+A run with ``facets`` > 1 shows a unit's facets side by side in its grid cell and in its detail
+view (next to its top dataset examples when grounded); a run with an attribution map (MaCo) has
+a toggle in the detail view that shows the RGBA variants over a checkerboard.
 
 The page draws only the cells in view of its scrolling grid (the page itself stays one screen
 tall), so its cost does not grow with the unit count: a 20,000 unit atlas is a 1.4 KB
@@ -75,8 +80,10 @@ _COLUMNS = {
     "data_dead": lambda r: int(bool(r.get("dead_on_data"))),
     "warn": lambda r: int(path_warning(r)),
 }
+# a column only runs of several facets per unit have: each facet's small picture (thumbnail or PNG)
+_FACETS_COLUMN = ("facets", lambda r: [f.get("thumb") or f["file"] for f in r["facets"]] if r.get("facets") else None)
 _DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "path_similarity", "percentile",
-                  "visualization_activation", "dead_on_data")
+                  "visualization_activation", "dead_on_data", "rgba", "facets")
 
 
 def failed(record: dict) -> bool:
@@ -110,7 +117,8 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
     (already in display order, each layer's units together)."""
     by_layer = _layer_rows(records)
     layers, details = [], {}
-    columns = {name: [] for name in ("layer", *_COLUMNS)}
+    getters = dict(_COLUMNS, **dict([_FACETS_COLUMN] if any(r.get("facets") for r in records) else []))
+    columns = {name: [] for name in ("layer", *getters)}
     for k, (layer, rows) in enumerate(by_layer.items()):
         detail = f"gallery/layers/{stem(layer)}.js"
         grounded = any("dead_on_data" in r for r in rows)
@@ -125,7 +133,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
                            for r in rows]
         for record in rows:
             columns["layer"].append(k)
-            for name, get in _COLUMNS.items():
+            for name, get in getters.items():
                 columns[name].append(get(record))
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
     run.update(units=len(records), dead=sum(columns["dead"]),
@@ -212,8 +220,11 @@ def gallery_links(root) -> list[str]:
     links = list(collector.links) + ["gallery/app.js", "gallery/style.css"]
     summary = read_gallery_data(root)
     links += [path for column in ("file", "thumb") for path in summary["units"][column] if path]
+    links += [path for paths in summary["units"].get("facets") or [] for path in paths or []]
     for layer in summary["layers"]:
         links += [layer["detail"]] + ([layer["sheet"]] if layer["sheet"] else [])
         for unit in _read_js_json(Path(root, layer["detail"]), _DETAIL_PREFIX):
             links += [ex["crop"] for key in ("examples", "bottom") for ex in unit.get(key) or [] if ex.get("crop")]
+            links += [unit["rgba"]] if unit.get("rgba") else []
+            links += [f[key] for f in unit.get("facets") or [] for key in ("file", "thumb", "rgba") if f.get(key)]
     return list(dict.fromkeys(links))

@@ -72,6 +72,13 @@ def has_image(record: dict) -> bool:
     return record.get("status") != "failed" and bool(record.get("file"))
 
 
+def record_images(record: dict) -> list[str]:
+    """The run-relative full-size PNGs a record names: its picture, each facet's and their RGBA
+    variants (thumbnails aside)."""
+    entries = [record] + list(record.get("facets") or [])
+    return list(dict.fromkeys(e[key] for e in entries for key in ("file", "rgba") if e.get(key)))
+
+
 def unique_records(records) -> list[dict]:
     """One record per unit: its latest record with an image, else its latest (failed) record."""
     chosen: dict[str, dict] = {}

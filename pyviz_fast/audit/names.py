@@ -10,8 +10,17 @@ suffix (``~h`` is not an escape), so ``Conv`` and ``conv`` stay apart on case-in
 systems (macOS, Windows). Very long stems are cut and suffixed the same way (file names are
 limited to 255 bytes).
 
+``unit_file(layer, unit, facet=, variant=)`` is where a unit's picture lives in any output folder
+(an atlas's ``images/``, a ``render --out``): ``<layer stem>/<unit stem>``, plus ``~facet<f>``
+for facet f > 0 of a unit rendered with facets and ``~<variant>`` for a variant of the picture
+(``~rgba``: MaCo's attribution map as transparency). A stem never holds ``~f`` + ``a`` (the
+escape of byte 0xFA, which UTF-8 never uses) nor ``~r``, so the suffixes can always be told apart
+from the stem and the path stays injective.
+
 >>> stem("layer3.0.downsample"), stem("conv_α"), stem("..")
 ('layer3.0.downsample', 'conv_~ce~b1', '~2e.')
+>>> unit_file("conv4", "conv4:5", facet=2, variant="rgba")
+'conv4/5~facet2~rgba'
 >>> unit_stem("conv1", "conv1:7"), unit_stem("conv1", "0.5*conv1:1+0.5*conv1:2")
 ('7', '~u0.5~2aconv1~3a1~2b0.5~2aconv1~3a2')
 """
@@ -49,3 +58,15 @@ def unit_stem(layer: str, unit: str) -> str:
         return stem(rest)
     return "~u" + stem(unit)
 
+
+
+VARIANTS = ("rgba",)
+
+
+def unit_file(layer: str, unit: str, *, facet: int = 0, variant: str = "") -> str:
+    """The relative path, without suffix, of ``unit``'s picture (facet ``facet``, ``variant`` one of
+    VARIANTS or '' for the picture itself): '<layer stem>/<unit stem>[~facet<f>][~<variant>]'."""
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS} or '', got {variant!r}")
+    return (f"{stem(layer)}/{unit_stem(layer, unit)}" + (f"~facet{facet}" if facet else "")
+            + (f"~{variant}" if variant else ""))

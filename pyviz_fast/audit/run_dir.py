@@ -9,6 +9,10 @@ Layout::
     manifest.jsonl       the merged manifest, one record per unit
     images/<layer>/<unit>.png  full-size images;  thumbs/<layer>/<unit>.png  thumbnails of images
                          larger than a gallery cell (smaller ones are shown from images/)
+    images/<layer>/<unit>~facet<f>.png  facet f > 0 of a unit rendered with facets (facet 0 is
+                         <unit>.png); thumbs/ likewise
+    images/<layer>/<unit>[~facet<f>]~rgba.png  with param='maco': the picture with the attribution
+                         map as its alpha channel
     sheets/<layer>.png   contact sheet per layer;  index.html + gallery/  the gallery
 
 <layer> and <unit> are ``names.stem`` forms: injective for any name, never '.' or '..'.
@@ -32,7 +36,7 @@ import shutil
 from pathlib import Path
 
 from pyviz_fast.audit.files import remove_partials, strict_json, strict_json_dumps, write_text_atomic
-from pyviz_fast.audit.names import stem, unit_stem
+from pyviz_fast.audit.names import stem, unit_file
 
 RUN_FILE = "run.json"
 FORMAT = 1
@@ -79,13 +83,13 @@ class RunDir:
     def __init__(self, root):
         self.root = Path(root)
 
-    def image_path(self, layer: str, unit: str) -> str:
-        """Run-relative path of a unit's full-size PNG (posix separators, for the gallery);
-        injective for any layer and unit names (see ``names``)."""
-        return f"images/{stem(layer)}/{unit_stem(layer, unit)}.png"
+    def image_path(self, layer: str, unit: str, *, facet: int = 0, variant: str = "") -> str:
+        """Run-relative path of a unit's full-size PNG (posix separators, for the gallery), of its
+        facet ``facet`` and its ``variant`` ('rgba'); injective for any names (``names.unit_file``)."""
+        return f"images/{unit_file(layer, unit, facet=facet, variant=variant)}.png"
 
-    def thumb_path(self, layer: str, unit: str) -> str:
-        return f"thumbs/{stem(layer)}/{unit_stem(layer, unit)}.png"
+    def thumb_path(self, layer: str, unit: str, *, facet: int = 0) -> str:
+        return f"thumbs/{unit_file(layer, unit, facet=facet)}.png"
 
     def sheet_path(self, layer: str) -> str:
         return f"sheets/{stem(layer)}.png"

@@ -1,16 +1,18 @@
 """A background writer: PNG encoding and manifest appends overlap with rendering.
 
-The render loop hands each finished batch (uint8 images + their manifest records) to
+The render loop hands each finished batch (each record's pictures + the manifest records) to
 ``BatchWriter.submit`` and goes on rendering; a thread encodes the PNGs and thumbnails, writes
-them atomically, then appends the batch's records to the manifest part (flush + fsync). The
-queue is bounded, so a slow disk slows the renderer instead of filling memory. An error in the
-thread (a full disk, say) is raised in the caller by the next ``submit`` or by ``close``.
+them atomically, then appends the batch's records to the manifest part (flush + fsync), so a
+record never names a picture that is not whole on disk. The queue is bounded, so a slow disk
+slows the renderer instead of filling memory. An error in the thread (a full disk, say) is
+raised in the caller by the next ``submit`` or by ``close``.
 
 >>> with BatchWriter(run_root, part) as writer:
-...     writer.submit(images_uint8, records)  # images [N, H, W, C]; records[i]["file"] run-relative
+...     writer.submit([[Picture("images/conv1/0.png", image_uint8_hwc, thumb=None)]], records)
 """
 import queue
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +42,22 @@ def thumbnail(image: Image.Image, size: int = THUMB_SIZE) -> Image.Image:
     return image.resize(new_size, Image.LANCZOS) if scale < 1 else image.copy()
 
 
-def write_batch(root: Path, part: ManifestPart, images: np.ndarray, records: list[dict]) -> None:
-    """Write a batch's PNGs (and thumbnails), then its records: a record never precedes its file."""
-    for image, record in zip(images, records):
-        if record.get("file"):
-            pil = to_pil(image)
-            save_png_atomic(root / record["file"], pil)
-            if record.get("thumb"):
-                save_png_atomic(root / record["thumb"], thumbnail(pil), fsync=False)
+@dataclass(frozen=True)
+class Picture:
+    """One PNG to write: ``image`` uint8 [H, W, C] (4 channels: RGBA) at the root-relative ``path``,
+    and its thumbnail at ``thumb`` (None: no thumbnail)."""
+    path: str
+    image: np.ndarray
+    thumb: str | None = None
+
+
+def write_batch(root: Path, part: ManifestPart, pictures: list[list[Picture]], records: list[dict]) -> None:
+    """Write a batch's PNGs (and thumbnails), then its records: a record never precedes its files."""
+    for picture in (p for per_record in pictures for p in per_record):
+        pil = to_pil(picture.image)
+        save_png_atomic(root / picture.path, pil)
+        if picture.thumb:
+            save_png_atomic(root / picture.thumb, thumbnail(pil), fsync=False)
     part.append(records)
 
 
@@ -83,12 +93,13 @@ class BatchWriter:
         if self._error is not None:
             raise WriterError(f"writing results failed: {self._error}") from self._error
 
-    def submit(self, images: np.ndarray, records: list[dict]) -> None:
-        """Queue a batch; images uint8 [N, H, W, C] aligned with records."""
+    def submit(self, pictures: list[list[Picture]], records: list[dict]) -> None:
+        """Queue a batch: ``pictures[i]``, the PNGs of ``records[i]`` (none for a failed unit)."""
         self._raise_if_failed()
-        if len(images) != len(records):
-            raise ValueError(f"images and records must align, got {len(images)} images and {len(records)} records")
-        self._queue.put((np.asarray(images), list(records)))
+        if len(pictures) != len(records):
+            raise ValueError(f"pictures and records must align, got pictures of {len(pictures)} records "
+                             f"and {len(records)} records")
+        self._queue.put(([list(p) for p in pictures], list(records)))
 
     def close(self) -> None:
         """Finish every queued batch, then raise the thread's error if there was one."""

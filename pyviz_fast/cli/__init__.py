@@ -23,6 +23,7 @@ import warnings
 import pyviz_fast
 from pyviz_fast.cli import accentuate, atlas, bench, dream, filters, layers, render, saliency, serve, style
 from pyviz_fast.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from pyviz_fast.cli.settings_flags import split_size_error
 
 COMMANDS = (layers, render, atlas, dream, accentuate, style, saliency, filters, bench, serve)
 
@@ -62,6 +63,12 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"pyviz-fast: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        message = split_size_error(sys.argv[1:] if args is None else args)
+        if message:
+            self.error(message)
+        return super().parse_known_args(args, namespace)
 
 
 def _one_line(text: str) -> str:

@@ -96,7 +96,7 @@ def run(args) -> int:
     args.device = dist.device
     try:
         model, _ = load_model(args)
-        infos = model_layers(model, settings.hw)
+        infos = model_layers(model, settings.hw, settings.layout)
         specs = args.units or default_atlas_layers(model, infos)
         if not specs:
             raise CliError("the model has no conv/block layers to default to; name layers or units")
@@ -104,6 +104,7 @@ def run(args) -> int:
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
                        device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
+                       facets=settings.facets,
                        shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model),
                        grounder=grounder(args, model, settings, dist.device))
 
@@ -120,7 +121,7 @@ def run(args) -> int:
         def render_batch(batch, execution):
             chosen = Decision.from_record(execution).settings()
             return pvf.render(model, batch, settings.replace(**chosen), backend=args.backend, device=dist.device,
-                              seed=args.seed, batch_size=len(batch), progress=False,
+                              seed=args.seed, batch_size=len(batch) * settings.facets, progress=False,
                               callback=bars[-1] if bars else None)
 
         try:

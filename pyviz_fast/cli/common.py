@@ -9,8 +9,8 @@ Conventions every command follows (also in ``pyviz-fast --help`` and the README)
   ``.png`` path, or an existing directory (or a path ending in ``/``) to put its default file
   name in (``output_file``).
 - ``--size``: N is the shorter side of the image in px, HxW (or H,W) the exact size. With no
-  input photo (render, atlas, layers) N gives an N x N square; with one (dream, saliency) the
-  photo keeps its aspect ratio (``fit_size``).
+  input photo (render, atlas, layers) N gives an N x N square; with one (dream, accentuate,
+  style, saliency) the photo keeps its aspect ratio (``settings_flags.fit_size``).
 - input photos are converted to the model's input channel count (``read_image``).
 """
 import argparse
@@ -59,11 +59,17 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
         add_settings_flags(parser, exclude=settings_exclude, defaults=settings_defaults, helps=settings_helps)
 
 
+# --size of the commands that start from a photo (settings_flags.settings_at_image_size)
+PHOTO_SIZE_HELP = ("output size: N = the shorter side in px (the photo's aspect ratio kept), or HxW exact "
+                   "(default: the photo's own size)")
+
+
 def add_image_command_flags(parser, default_out, settings_defaults, run) -> None:
     """The tail of a command that starts from input images (no init flags): --out, the common
     flags with the command's own settings defaults, and its ``run``."""
     parser.add_argument("-o", "--out", default=default_out, help="output PNG (default: %(default)s)")
-    add_common_flags(parser, settings_exclude=("init", "init_image"), settings_defaults=settings_defaults)
+    add_common_flags(parser, settings_exclude=("init", "init_image"), settings_defaults=settings_defaults,
+                     settings_helps={"size": PHOTO_SIZE_HELP})
     parser.set_defaults(run=run)
 
 
@@ -128,14 +134,6 @@ def read_image(path, channels: int = 3) -> torch.Tensor:
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def fit_size(size, hw) -> tuple:
-    """(H, W) for ``--size`` and a photo of size hw: an int is the shorter side (aspect kept), a pair exact."""
-    if not isinstance(size, int):
-        return tuple(size)
-    scale = size / min(hw)
-    return tuple(max(1, round(side * scale)) for side in hw)
 
 
 def output_file(path, default_name: str) -> Path:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
 from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, write_video
-from pyviz_fast.cli.common import (CliError, add_common_flags, fit_size, load_model, output_dir, output_file,
-                                   progress_bar, read_image, say)
+from pyviz_fast.cli.common import (PHOTO_SIZE_HELP, CliError, add_common_flags, load_model, output_dir,
+                                   output_file, progress_bar, read_image, say)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import default_atlas_layers, model_layers
 from pyviz_fast.cli.render import add_gif_flags, count_flag, render_units
-from pyviz_fast.cli.settings_flags import given_settings, settings_from_args
+from pyviz_fast.cli.settings_flags import given_settings, settings_at_image_size
 from pyviz_fast.engine.dream import DREAM_DEFAULTS, dream_unit as check_dream_unit
 from pyviz_fast.engine.result import images_to_uint8
 from pyviz_fast.engine.zoom import ZOOM_DEFAULTS, check_zoom
@@ -62,8 +62,7 @@ def register(subparsers) -> None:
     zoom.add_argument("--fps", type=count_flag, default=24, help="video frames per second (default: %(default)s)")
     # --rotate is the zoom's turn per frame here, not the setting's random turn per step
     add_common_flags(parser, settings_exclude=("init", "init_image", "rotate"), settings_defaults=DREAM_DEFAULTS,
-                     settings_helps={"size": "output size: N = the shorter side in px (the photo's aspect ratio "
-                                             "kept), or HxW exact (default: the photo's own size)"})
+                     settings_helps={"size": PHOTO_SIZE_HELP})
     parser.set_defaults(run=run)
 
 
@@ -83,12 +82,9 @@ def _photo_settings_unit(args, model, defaults):
     unless --size, the unit spec)."""
     from pyviz_fast.engine.models import input_channels
 
-    given = given_settings(args)
-    image = read_image(args.image, given.get("channels") or input_channels(model))
-    photo_hw = tuple(image.shape[-2:])
-    settings = settings_from_args(args, defaults, init="image", init_image=image)
-    settings = settings.replace(size=fit_size(settings.size, photo_hw) if "size" in given else photo_hw).validate()
-    unit_spec = dream_unit(args, model, model_layers(model, settings.hw))
+    image = read_image(args.image, given_settings(args).get("channels") or input_channels(model))
+    settings = settings_at_image_size(args, defaults, image, init="image", init_image=image)
+    unit_spec = dream_unit(args, model, model_layers(model, settings.hw, settings.layout))
     try:
         check_dream_unit(model, unit_spec)
     except ValueError as error:

@@ -4,11 +4,12 @@ import argparse
 import torch
 
 from pyviz_fast.cli.common import CliError, add_common_flags, load_model
-from pyviz_fast.cli.settings_flags import add_size_flag
+from pyviz_fast.cli.settings_flags import add_setting_flag, add_size_flag
 
 EXAMPLES = """examples:
   pyviz-fast layers                                   # the shipped model
   pyviz-fast layers --model torchvision:googlenet --size 224 --atlas
+  pyviz-fast layers --model pkg.module:factory --layout stem=nhwc   # channels as render/atlas count them
 """
 
 
@@ -18,19 +19,22 @@ def register(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(parser, settings=False)
     add_size_flag(parser, "input size in px: N (square) or HxW (default: Settings.size)")
+    add_setting_flag(parser, "layout", "activation layouts of layers the probe gets wrong, as render and atlas "
+                                       "take them: LAYER=nchw|nhwc|tokens|vector entries separated by commas "
+                                       "(shapes and channel counts are then reported under them)")
     parser.add_argument("--atlas", action="store_true", help="only the layers `atlas` renders by default")
     parser.set_defaults(run=run)
 
 
-def model_layers(model, size=None):
+def model_layers(model, size=None, layout=None):
     """pyviz_fast.layers for the model at ``size`` (N or (H, W) px) with its own input channel
-    count, or CliError."""
+    count and the ``layout`` overrides ({layer: layout}, as Settings.layout), or CliError."""
     import pyviz_fast as pvf
     from pyviz_fast.engine.models import input_channels
 
     hw = pvf.Settings(size=size).hw if size else pvf.Settings().hw
     try:
-        return pvf.layers(model, input_size=(input_channels(model), *hw))
+        return pvf.layers(model, input_size=(input_channels(model), *hw), layout=layout)
     except (ValueError, RuntimeError, TypeError) as error:
         raise CliError(f"cannot run the model on a {hw[0]}x{hw[1]} px input: {error}") from None
 
@@ -92,7 +96,7 @@ def default_atlas_layers(model, infos) -> list[str]:
 
 def run(args) -> int:
     model, _ = load_model(args)
-    infos = model_layers(model, args.size)
+    infos = model_layers(model, args.size, args.layout)
     if args.atlas:
         keep = set(default_atlas_layers(model, infos))
         infos = [info for info in infos if info.name in keep]

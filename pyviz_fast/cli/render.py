@@ -12,9 +12,9 @@ import json
 
 import torch
 
-from pyviz_fast.audit.files import save_png_atomic, write_atomic, write_text_atomic
-from pyviz_fast.audit.run_dir import safe_name
-from pyviz_fast.audit.writer import BatchWriter, WriterError
+from pyviz_fast.audit.files import write_atomic, write_text_atomic
+from pyviz_fast.audit.names import unit_file
+from pyviz_fast.audit.writer import BatchWriter, Picture, WriterError
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, interrupt_on_sigterm, load_model,
                                    output_dir, report_execution)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
@@ -23,15 +23,18 @@ from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
 
 EXAMPLES = """examples:
-  pyviz-fast render conv3:0-3 fc:2 --out renders/
+  pyviz-fast render conv3:0-3 fc:2 --out renders/            # renders/conv3/0.png ... renders/fc/2.png
   pyviz-fast render "conv4:5@neuron" "0.5*conv3:1+0.5*conv3:2" --steps 256 --size 160 --out renders/
-  pyviz-fast render fc:0 --gif --frames 24 --out renders/     # also renders/fc_0.gif
-  pyviz-fast render fc:0-9 --param maco --maco-magnitude shapes --out renders/   # also fc_0_rgba.png ...
-  pyviz-fast render conv4:5 --facets 4 --diversity 0.5 --out renders/           # conv4_5_facet0.png ...
+  pyviz-fast render fc:0 --gif --frames 24 --out renders/     # also renders/fc/0.gif
+  pyviz-fast render fc:0-9 --param maco --maco-magnitude shapes --out renders/   # also fc/0~rgba.png ...
+  pyviz-fast render conv4:5 --facets 4 --diversity 0.5 --out renders/   # conv4/5.png, 5~facet1.png ...
 
 Unit syntax: layer:7, layer:0-15, layer (all channels), layer:7@neuron, layer@deepdream,
 fc:3 or fc:NAME (class logit; names: the model's own or --labels FILE), -layer:7,
-0.5*a:1+0.5*a:2. Files are named after the unit; render.json and render.jsonl describe them.
+0.5*a:1+0.5*a:2. Files are named as in an atlas's images/: <layer>/<unit>.png, any other
+character than letters, digits, '_', '-', '.' written as ~hh (conv4:5@neuron -> conv4/5~40neuron.png);
+facet f > 0 of a unit adds ~facet<f>, MaCo's RGBA variant ~rgba. render.json and render.jsonl
+describe them.
 """
 
 
@@ -71,10 +74,11 @@ def render_units(model, units, settings, args, callback=None, progress=None):
         raise CliError(f"render failed: {error}") from None
 
 
-def _file_name(units, row, facets):
-    """The file name (no suffix) of result row ``row``: the unit's, and its facet's with facets > 1."""
-    name = safe_name(str(units[row // facets]))
-    return name + (f"_facet{row % facets}" if facets > 1 else "")
+def _file_name(units, row, facets, variant=""):
+    """The out-relative file name (no suffix) of result row ``row`` (a unit's facets are consecutive
+    rows): the atlas's injective '<layer>/<unit>[~facet<f>][~rgba]' (audit.names.unit_file)."""
+    unit = units[row // facets]
+    return unit_file(unit.layer, str(unit), facet=row % facets, variant=variant)
 
 
 def _gif_writer(units, out, facets):
@@ -93,11 +97,20 @@ def run_info(args, settings, units) -> dict:
             "pyviz_fast": pvf.__version__, "torch": torch.__version__}
 
 
-def _records(result, names, files) -> list[dict]:
+def _records(result, names, files, rgba_files) -> list[dict]:
     return [{"unit": str(unit), "class": names.name_of(unit), "file": file, "status": status,
-             "objective": float(value) if torch.isfinite(value) else None, "reason": reason or None, "seed": seed}
-            for unit, file, status, value, reason, seed
-            in zip(result.units, files, result.status, result.objective, result.reasons, result.seeds)]
+             "objective": float(value) if torch.isfinite(value) else None, "reason": reason or None, "seed": seed,
+             **({"rgba": rgba} if rgba else {})}
+            for unit, file, rgba, status, value, reason, seed
+            in zip(result.units, files, rgba_files, result.status, result.objective, result.reasons, result.seeds)]
+
+
+def _pictures(result, files, rgba_files) -> list[list[Picture]]:
+    """Each row's PNG, and with an attribution map (MaCo) its RGBA variant whose alpha is the map."""
+    images = result.to_uint8()
+    rgba = result.to_uint8_rgba() if result.alpha is not None else None
+    return [[Picture(file, images[row])] + ([Picture(rgba_files[row], rgba[row])] if rgba is not None else [])
+            for row, file in enumerate(files)]
 
 
 def _summary(record, out) -> str:
@@ -123,7 +136,7 @@ def run(args) -> int:
 
     settings = settings_from_args(args)
     model, _ = load_model(args)
-    units = expand_units(args.units, model, model_layers(model, settings.hw))
+    units = expand_units(args.units, model, model_layers(model, settings.hw, settings.layout))
     out = output_dir(args.out)
     settings, execution = decide_execution(model, units, settings, args)  # one choice for every batch
     names = ClassNames(model)
@@ -139,12 +152,12 @@ def run(args) -> int:
                 recorder = (FrameRecorder(settings.steps, args.frames, _gif_writer(batch, out, settings.facets))
                             if args.gif else None)
                 result = render_units(model, batch, settings, args, progress.with_callback(recorder), progress=False)
-                files = [_file_name(batch, row, settings.facets) for row in range(len(result.units))]
-                records = _records(result, names, [f"{name}.png" for name in files])
-                writer.submit(result.to_uint8(), records)
-                if result.alpha is not None:  # MaCo's attribution map as transparency, beside the PNG
-                    for row, name in enumerate(files):
-                        save_png_atomic(out / f"{name}_rgba.png", result.to_rgba(row))
+                rows = range(len(result.units))
+                files = [f"{_file_name(batch, row, settings.facets)}.png" for row in rows]
+                rgba_files = [f"{_file_name(batch, row, settings.facets, 'rgba')}.png" if result.alpha is not None
+                              else None for row in rows]
+                records = _records(result, names, files, rgba_files)
+                writer.submit(_pictures(result, files, rgba_files), records)
                 progress.update(len(batch))
                 for record in records:
                     progress.write(_summary(record, out))

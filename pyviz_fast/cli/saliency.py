@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
-from pyviz_fast.cli.common import CliError, add_common_flags, fit_size, load_model, output_dir, read_image, say
-from pyviz_fast.cli.settings_flags import add_size_flag
+from pyviz_fast.cli.common import CliError, add_common_flags, load_model, output_dir, read_image, say
+from pyviz_fast.cli.settings_flags import add_size_flag, fit_size
 
 EXAMPLES = """examples:
   pyviz-fast saliency photo.png --out saliency/                 # the predicted class

@@ -136,14 +136,40 @@ def _argparse_type(name, parse):
     return convert
 
 
-def add_size_flag(parser, help_text: str) -> None:
-    """``--size`` for a command without the settings flags, read and checked as Settings.size is."""
+def add_setting_flag(parser, name: str, help_text: str) -> None:
+    """``--<name>`` of one Settings field for a command without the settings flags, read and
+    checked as the field is (the same messages as every other command's flag); default None."""
+    hint = typing.get_type_hints(Settings)[name]
+
     def parse(text):
-        size = value_parser(typing.get_type_hints(Settings)["size"])(text)
-        Settings(size=size).validate()  # the same message as every other command's --size
-        return size
-    parser.add_argument("--size", type=_argparse_type("size", parse), default=None, metavar="SIZE",
-                        help=help_text + _syntax(typing.get_type_hints(Settings)["size"]))
+        return getattr(Settings(**{name: value_parser(hint)(text)}).validate(), name)
+    parser.add_argument("--" + name.replace("_", "-"), type=_argparse_type(name, parse), default=None,
+                        metavar=name.upper(), help=help_text + _syntax(hint))
+
+
+def split_size_error(argv) -> str | None:
+    """The error for --size given two numbers as two words ('--size 32 40', '--size=32 40'), else None.
+
+    --size takes one value (N, HxW or H,W). A second number after it is refused rather than read
+    as the width: it could as well be a unit or layer named by a number (nn.Sequential's '4')."""
+    argv = list(argv)
+    for k, word in enumerate(argv):
+        if word == "--size":
+            words = argv[k + 1:k + 3]
+        elif word.startswith("--size="):
+            words = [word[len("--size="):]] + argv[k + 1:k + 2]
+        else:
+            continue
+        if len(words) == 2 and all(w.isdigit() for w in words):
+            height, width = words
+            return (f"--size takes one value: N, HxW or H,W (for {height}x{width} px: --size {height}x{width}), "
+                    f"got '--size {height} {width}'; a unit or layer named {width!r} goes before --size")
+    return None
+
+
+def add_size_flag(parser, help_text: str) -> None:
+    """``--size`` for a command without the settings flags."""
+    add_setting_flag(parser, "size", help_text)
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, exclude=(), settings_cls=Settings, defaults=None,
@@ -231,7 +257,17 @@ def settings_from_args(args, defaults=None, **fixed) -> Settings:
     return Settings(**{**(defaults or {}), **given_settings(args), **fixed}).validate()
 
 
+def fit_size(size, hw) -> tuple:
+    """(H, W) for ``--size`` and a photo of size hw: an int is the shorter side (aspect kept), a pair exact."""
+    if not isinstance(size, int):
+        return tuple(size)
+    scale = size / min(hw)
+    return tuple(max(1, round(side * scale)) for side in hw)
+
+
 def settings_at_image_size(args, defaults, image, **fixed) -> Settings:
-    """``settings_from_args`` whose size, unless given (flag or --config), is ``image``'s own ([C, H, W])."""
+    """``settings_from_args`` at the size of the photo ``image`` ([C, H, W]): its own, or with --size
+    (flag or --config) N its shorter side (aspect ratio kept), HxW exact (``fit_size``)."""
     settings = settings_from_args(args, defaults, **fixed)
-    return settings if "size" in given_settings(args) else settings.replace(size=tuple(image.shape[-2:])).validate()
+    hw = tuple(image.shape[-2:])
+    return settings.replace(size=fit_size(settings.size, hw) if "size" in given_settings(args) else hw).validate()

@@ -1,6 +1,4 @@
 """Unit lists for the commands: parse specs against a model and expand whole layers to channels."""
-import dataclasses
-
 from pyviz_fast.cli.common import CliError
 
 
@@ -13,27 +11,18 @@ def expand_units(specs, model, infos) -> list:
     >>> [str(u) for u in expand_units(["conv1:0-1", "fc:3"], model, infos)]
     ['conv1:0', 'conv1:1', 'fc:3']
     """
-    from pyviz_fast.engine.units import Unit, parse_units
+    from pyviz_fast.engine.units import Unit, expand_whole_layers, parse_units
 
     names = {info.name for info in infos}
+    channels = {info.name: info.channels for info in infos}
     try:
         units = parse_units([Unit.channel(s, None) if s in names else s for s in specs], model=model)
+        for unit in units:
+            for term in unit.terms:
+                count = channels.get(term.layer)
+                if term.index is not None and count is not None and not 0 <= term.index < count:
+                    raise ValueError(f"unit {str(unit)!r}: layer {term.layer!r} has {count} channels "
+                                     f"(0-{count - 1}); got channel {term.index}")
+        return expand_whole_layers(units, channels)
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None
-    channels = {info.name: info.channels for info in infos}
-    expanded = []
-    for unit in units:
-        for term in unit.terms:
-            count = channels.get(term.layer)
-            if term.index is not None and count is not None and not 0 <= term.index < count:
-                raise CliError(f"unit {str(unit)!r}: layer {term.layer!r} has {count} channels "
-                               f"(0-{count - 1}); got channel {term.index}")
-        term = unit.terms[0]
-        if len(unit.terms) == 1 and term.index is None and term.kind in ("channel", "neuron"):
-            count = channels.get(term.layer)
-            if not count:
-                raise CliError(f"layer {term.layer!r} has no channels to expand (output shape unknown)")
-            expanded.extend(Unit((dataclasses.replace(term, index=c),)) for c in range(count))
-        else:
-            expanded.append(unit)
-    return expanded

@@ -61,16 +61,20 @@ class RenderResult:
         """numpy uint8 [N, H, W, C]."""
         return images_to_uint8(self.images)
 
+    def to_uint8_rgba(self, rows=slice(None)):
+        """numpy uint8 [N, H, W, 4] of ``rows``: the images as RGB (gray repeated) with ``alpha`` as
+        their alpha channel (ValueError without one)."""
+        if self.alpha is None:
+            raise ValueError("this result has no alpha map (param='maco' makes one)")
+        rgb = images_to_uint8(self.images[rows])[..., :3]
+        rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+        return np.ascontiguousarray(np.concatenate([rgb, images_to_uint8(self.alpha[rows])], axis=-1))
+
     def to_rgba(self, i):
         """Image i as a PIL 'RGBA' image whose transparency is ``alpha`` (ValueError without one)."""
         from PIL import Image
 
-        if self.alpha is None:
-            raise ValueError("this result has no alpha map (param='maco' makes one)")
-        rgb = self.to_uint8()[i][..., :3]
-        rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
-        a = images_to_uint8(self.alpha[i:i + 1])[0]
-        return Image.fromarray(np.ascontiguousarray(np.concatenate([rgb, a], axis=-1)), "RGBA")
+        return Image.fromarray(self.to_uint8_rgba(slice(i, i + 1))[0], "RGBA")
 
     def to_pil(self, i):
         """Image i as a PIL image: 'L' for 1 channel, 'RGB' for 3, 'RGBA' for 4; other channel

@@ -319,3 +319,26 @@ def check_layer_name(layer, model, where):
             f"; the model has {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
     raise ValueError(f"unknown layer {layer!r} {where}{hint}. "
                      "List layers with pyviz_fast.layers(model, input_size)")
+
+
+def expand_whole_layers(units, channels):
+    """The units with each whole layer ('conv3', no index) replaced by one unit per channel.
+
+    channels: {layer: channel count} (or an object with ``.channels``, as ``layers()`` and the
+    probed shapes give) for the layers named whole; ValueError when a count is unknown.
+    >>> [str(u) for u in expand_whole_layers(parse_units("conv1, fc:3"), {"conv1": 2})]
+    ['conv1:0', 'conv1:1', 'fc:3']
+    """
+    out = []
+    for unit in units:
+        term = unit.terms[0]
+        if len(unit.terms) > 1 or term.index is not None or term.kind not in ("channel", "neuron"):
+            out.append(unit)
+            continue
+        count = channels.get(term.layer)
+        count = getattr(count, "channels", count)
+        if not count:
+            raise ValueError(f"layer {term.layer!r} has no channels to expand (output shape unknown); "
+                             f"name its channels, e.g. {term.layer}:0")
+        out.extend(Unit((replace(term, index=c),)) for c in range(count))
+    return out

@@ -6,10 +6,13 @@
  * A unit's details (objective curve, dataset examples, statistics) live in one script per layer,
  * gallery/layers/<layer>.js, loaded when a detail view first needs it. Every name from the data
  * is set as text, never parsed as HTML. State (layer, filter, search, sort, open unit) is in the
- * URL hash, so a view can be linked. While a run is going on, data.js is reloaded every 10 s. */
+ * URL hash, so a view can be linked. While a run is going on, data.js is reloaded every 10 s.
+ * A run of several facets per unit has a "facets" column: its cells show them side by side, as
+ * does the detail view (beside the top dataset examples when grounded); a MaCo run's detail view
+ * can show each picture's RGBA variant (alpha = the attribution map) over a checkerboard. */
 (function () {
   "use strict";
-  var GAP = 6, LOW_PERCENTILE = 50, BUFFER_ROWS = 3, RELOAD_MS = 10000;
+  var GAP = 6, FACET_GAP = 2, LOW_PERCENTILE = 50, BUFFER_ROWS = 3, RELOAD_MS = 10000;
   var STATUS = {
     all: "all units", ok: "ok", dead: "dead in optimization", failed: "failed or non-finite",
     datadead: "dead on data", low: "low percentile (< " + LOW_PERCENTILE + ")", warn: "path warning"
@@ -18,9 +21,9 @@
     order: "model order", "value-desc": "objective, high first", "value-asc": "objective, low first",
     "rise-desc": "rise, high first", "pct-desc": "percentile, high first", "pct-asc": "percentile, low first"
   };
-  var atlas, U, count, layerOf = {}, posInLayer = [], order = [];
+  var atlas, U, count, facetCount = 1, layerOf = {}, posInLayer = [], order = [];
   var state = { layer: "", status: "all", q: "", sort: "order", unit: "" };
-  var details = {}, waiting = {};
+  var details = {}, waiting = {}, alphaView = false;
   var $ = function (id) { return document.getElementById(id); };
 
   function el(tag, attrs, children) {
@@ -61,6 +64,7 @@
     atlas.layers.forEach(function (layer, k) { layerOf[layer.name] = k; });
     var seen = atlas.layers.map(function () { return 0; });
     posInLayer = U.layer.map(function (k) { return seen[k]++; });
+    facetCount = Math.max.apply(null, [1].concat((U.facets || []).map(function (f) { return f ? f.length : 1; })));
   }
 
   function readHash() {
@@ -127,7 +131,8 @@
 
   function geometry() {
     var style = getComputedStyle(document.documentElement);
-    var cell = parseFloat(style.getPropertyValue("--cell")), height = parseFloat(style.getPropertyValue("--cell-h"));
+    var thumb = parseFloat(style.getPropertyValue("--thumb")), height = parseFloat(style.getPropertyValue("--cell-h"));
+    var cell = parseFloat(style.getPropertyValue("--cell")) + (facetCount - 1) * (thumb + FACET_GAP);
     var width = $("grid").clientWidth;
     var columns = Math.max(1, Math.floor((width + GAP) / (cell + GAP)));
     return { cell: cell, height: height, columns: columns, rows: Math.ceil(order.length / columns) };
@@ -150,6 +155,7 @@
         if (k >= order.length) break;
         var node = cell(order[k]);
         node.style.left = col * (g.cell + GAP) + "px";
+        node.style.width = g.cell + "px";
         node.style.top = row * (g.height + GAP) + "px";
         fragment.appendChild(node);
       }
@@ -160,8 +166,10 @@
 
   function cell(i) {
     var marks = flags(i);
-    var picture = U.file[i]
-      ? el("img", { src: U.thumb[i] || U.file[i], alt: U.unit[i], loading: "lazy" })
+    var facets = U.facets && U.facets[i];
+    var picture = facets ? el("div", { className: "facet-strip" }, facets.map(function (src, f) {
+      return el("img", { src: src, alt: U.unit[i] + " facet " + f, loading: "lazy" });
+    })) : U.file[i] ? el("img", { src: U.thumb[i] || U.file[i], alt: U.unit[i], loading: "lazy" })
       : el("div", { className: "noimg", text: "no image" });
     var name = el("div", { className: "name" }, [
       state.layer ? null : el("span", { className: "layer", text: atlas.layers[U.layer[i]].name }),
@@ -278,6 +286,46 @@
     return el("section", {}, parts);
   }
 
+  function picture(src, alt, caption, rgba) {
+    var img = el("img", { className: "full", src: src, alt: alt });
+    if (rgba) { img.dataset.plain = src; img.dataset.rgba = rgba; }
+    return el("figure", { className: "picture" }, [el("a", { href: src }, [img]),
+      caption ? el("figcaption", { text: caption }) : null]);
+  }
+
+  // The detail's pictures once its layer's details are in: every facet side by side (with its
+  // objective), the top dataset examples beside them when grounded, and the alpha toggle.
+  function showPictures(box, name, d, nav) {
+    var facets = d.facets && d.facets.length > 1 ? d.facets : null;
+    if (!facets && !d.rgba) return;  // the one plain picture is already shown
+    var shown = facets ? facets.map(function (f, k) {
+      return picture(f.file, name + " facet " + k, "facet " + k + " · obj " + fmt(f.value), f.rgba);
+    }) : [picture(box.querySelector("img").getAttribute("src"), name, null, d.rgba)];
+    box.textContent = "";
+    box.className = "pictures" + (facets ? " facets" : "");
+    shown.forEach(function (node) { box.appendChild(node); });
+    if (facets && d.examples && d.examples.length) {
+      box.appendChild(el("div", { className: "beside" }, [el("div", { className: "label", text: "top dataset examples" }),
+        exampleList(d.examples.slice(0, Math.max(2, facets.length)))]));
+    }
+    if (!box.querySelector("img[data-rgba]")) return;
+    var toggle = el("button", { id: "alpha", type: "button",
+      title: "the picture with MaCo's attribution map as transparency" });
+    function show(on) {  // the choice holds for the next units opened, to compare their maps
+      alphaView = on;
+      toggle.setAttribute("aria-pressed", String(on));
+      toggle.textContent = on ? "show the plain picture" : "show attribution map (alpha)";
+      box.querySelectorAll("img[data-rgba]").forEach(function (img) {
+        img.src = on ? img.dataset.rgba : img.dataset.plain;
+        img.classList.toggle("checker", on);
+        img.parentNode.href = img.src;
+      });
+    }
+    toggle.onclick = function () { show(!alphaView); };
+    show(alphaView);
+    nav.appendChild(toggle);
+  }
+
   function openDetail(i) {
     state.unit = U.unit[i];
     writeHash();
@@ -291,7 +339,7 @@
     prev.onclick = function () { openDetail(list[at - 1]); };
     next.onclick = function () { openDetail(list[at + 1]); };
     close.onclick = closeDetail;
-    var image = U.file[i] ? el("a", { href: U.file[i] }, [el("img", { className: "full", src: U.file[i], alt: U.unit[i] })])
+    var image = U.file[i] ? el("div", { className: "pictures" }, [picture(U.file[i], U.unit[i])])
       : el("div", { className: "noimg", text: "no image" });
     var layer = U.layer[i], info = el("div", { className: "info" });
     var table = facts([
@@ -301,8 +349,8 @@
       ["dead in optimization", U.dead[i] ? "yes: the activation never rose" : "no", U.dead[i] ? "warning" : ""],
       U.percentile[i] !== null ? ["percentile among dataset examples", U.percentile[i]] : null
     ]);
-    var panel = el("div", { className: "panel", role: "dialog", "aria-label": "unit " + U.unit[i] }, [
-      el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]),
+    var nav = el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]);
+    var panel = el("div", { className: "panel", role: "dialog", "aria-label": "unit " + U.unit[i] }, [nav,
       el("h2", { text: U.unit[i] }),
       el("div", { className: "cols" }, [image, info])
     ]);
@@ -314,6 +362,7 @@
       var d = data[posInLayer[i]] || {};
       facts([d.reason ? ["failure reason", d.reason, "warning"] : null, d.seed !== undefined ? ["seed", d.seed] : null], table);
       if (d.curve && d.curve.length) info.appendChild(curve(d.curve));
+      if (U.file[i]) showPictures(image, U.unit[i], d, nav);
       if (atlas.run.dataset && d.stats) panel.appendChild(datasetSection(d));
     });
     (list && at >= 0 ? next : close).focus();

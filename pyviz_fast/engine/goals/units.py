@@ -8,26 +8,12 @@ seed key (so it starts like a plain render of the unit), facet f > 0 the key ``'
 >>> task.bind(shapes); len(task.units)
 8
 """
-from dataclasses import replace
-
 import torch
 
 from pyviz_fast.engine.goals import Goal, repeat_rows
 from pyviz_fast.engine.goals.diversity import Diversity
 from pyviz_fast.engine.objectives import ObjectivePlan, check_term
-from pyviz_fast.engine.units import Unit
-
-
-def expand_whole_layers(units, shapes):
-    """'conv3' (no index) -> one unit per channel of conv3."""
-    out = []
-    for unit in units:
-        term = unit.terms[0]
-        if len(unit.terms) == 1 and term.index is None and term.kind in ("channel", "neuron"):
-            out.extend(Unit((replace(term, index=i),)) for i in range(shapes[term.layer].channels))
-        else:
-            out.append(unit)
-    return out
+from pyviz_fast.engine.units import expand_whole_layers
 
 
 class UnitTask:
