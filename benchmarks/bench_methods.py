@@ -1,86 +1,164 @@
 """The methods' end-to-end throughput against the bare truncated forward+backward (the ceiling).
 
 For each method on the shipped ShapesNet (and style transfer also on the random-weight VGG-style
-net), in one run: the render's model-input-steps per second (MaCo feeds ``maco_crops`` crops per
-image per step, facets N images per unit, style one image per content/style pair) against the
-bare forward + objective + input gradient of the same number of model inputs through the same
-deepest layer and execution (``pyviz_fast.bench.render_cases.fwd_bwd_call``), timed right
-before the render (each method primed by a 1-step run first). "model share" is the render's own forward+backward seconds over its total
-(the engine's clocks): the figure a loaded machine disturbs least. Never asserts.
+net), in one run: whole renders (set-up, every step, the final evaluation) against the bare
+forward + objective + input gradient of the same number of model inputs per step through the
+same deepest layer and execution (``pyviz_fast.bench.render_cases.fwd_bwd_call``), called as
+many times as the render has steps. MaCo feeds ``maco_crops`` crops per image per step, facets
+N images per unit, style one image per content/style pair.
 
-    python benchmarks/bench_methods.py --threads 1 --steps 32
+Style transfer's loss reads four or five layers and computes a Gram matrix (and its backward)
+at each, work a one-channel objective never does. So it also gets a second, honest ceiling: the
+same bare forward+backward with the style loss itself (the engine's Gram matrices and content
+error against fixed targets, no render around it). ``render / ceiling`` is the issue's figure;
+``render / ceiling with the loss`` is what the render adds to the work the loss needs.
+
+The ceiling and the render are timed in turn ``--repeats`` times (the machine's load drifts),
+each by wall and by process CPU time; the rows are medians. "model share" is the render's own
+forward+backward seconds over its total (the engine's clocks). Never asserts.
+
+    python benchmarks/bench_methods.py --threads 1 --steps 32 --json benchmarks/results/methods.json
 """
 import argparse
-import json
+import os
+import statistics
 import time
+import types
 
 import torch
 
 import pyviz_fast as pvf
+from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.render_cases import fwd_bwd_call
-from pyviz_fast.bench.timing import time_callable
+from pyviz_fast.bench.results import Row, write_results
 from pyviz_fast.engine.execution import PreparedModel
+from pyviz_fast.engine.goals.style import StyleTask
+from pyviz_fast.engine.layers import probe_activations
+from pyviz_fast.engine.style_transfer import default_layers
 from pyviz_fast.zoo.random_vgg import random_vgg
 from pyviz_fast.zoo.shapes_data import make_batch
 
 SIZE = 64
+EXECUTION = dict(precision="fp32", memory_format="channels_last")
 
 
-def cases(steps):
-    """(name, model, deepest layer, model inputs per step, run(steps)) for every method."""
+def cases():
+    """(name, model, deepest layer, model inputs per step, run(steps), style pairs or None) per method."""
     shapes, vgg = pvf.zoo.shapesnet(), random_vgg()
     photos = make_batch(16, size=SIZE, seed=7)[0]
-    common = dict(size=SIZE, precision="fp32", memory_format="channels_last", progress=False)
+    pairs = (photos[:8], photos[8:])
+    common = dict(size=SIZE, progress=False, **EXECUTION)
     return [
-        ("pixel conv4:0-15", shapes, "conv4", 16, lambda n: pvf.render(shapes, "conv4:0-15", steps=n, **common)),
+        ("pixel conv4:0-15", shapes, "conv4", 16, lambda n: pvf.render(shapes, "conv4:0-15", steps=n, **common), None),
         ("maco fc:0-9, 4 crops", shapes, "fc", 40,
          lambda n: pvf.render(shapes, "fc:0-9", param="maco", maco_crops=4, maco_magnitude="shapes", steps=n,
-                              **common)),
+                              **common), None),
         ("facets conv4:0-3 x4", shapes, "conv4", 16,
          lambda n: pvf.render(shapes, "conv4:0-3", facets=4, diversity=0.5, diversity_layer="conv3", steps=n,
-                              **common)),
+                              **common), None),
         ("accentuate conv4:0-7", shapes, "conv4", 8,
-         lambda n: pvf.accentuate(shapes, photos[0], "conv4:0-7", layer="conv2", steps=n, **common)),
+         lambda n: pvf.accentuate(shapes, photos[0], "conv4:0-7", layer="conv2", steps=n, **common), None),
         ("style shapesnet 8 pairs", shapes, "conv4.relu", 8,
-         lambda n: pvf.style_transfer(shapes, photos[:8], photos[8:], steps=n, **common)),
+         lambda n: pvf.style_transfer(shapes, *pairs, steps=n, **common), pairs),
         ("style random_vgg 8 pairs", vgg, "relu4_1", 8,
-         lambda n: pvf.style_transfer(vgg, photos[:8], photos[8:], steps=n, **common)),
+         lambda n: pvf.style_transfer(vgg, *pairs, steps=n, **common), pairs),
     ]
 
 
-def ceiling(model, layer, inputs, steps):
-    settings = pvf.Settings(size=SIZE, precision="fp32", memory_format="channels_last")
-    with PreparedModel(model, settings, "cpu") as prepared:
-        width = pvf.layers(model, (3, SIZE, SIZE))
-        channels = next(info.channels for info in width if info.name == layer)
-        call = fwd_bwd_call(prepared, layer, [c % channels for c in range(inputs)], SIZE)
-        return time_callable(call, device="cpu").median_s * steps
+def timed(fn):
+    """(wall seconds, process CPU seconds) of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def style_goal(prepared, model, contents, styles):
+    """The style loss of ``style_transfer``'s defaults for pairs (i, i), as one step's Goal."""
+    hw = (SIZE, SIZE)
+    content_layer, style_layers = default_layers(model, hw, 3)
+    task = StyleTask(contents, styles, [(i, i) for i in range(len(contents))], content_layer, style_layers)
+
+    def reference(images, layers):
+        with torch.no_grad():
+            return prepared(images, layers)
+    run = types.SimpleNamespace(shapes=probe_activations(prepared, task.layers, 3, [hw]), device=prepared.device,
+                                reference=reference)
+    return task.objective(slice(0, len(contents)), hw, 1, run)
+
+
+def ceiling(model, layer, inputs, steps, pairs=None):
+    """(wall, CPU) seconds of ``steps`` bare forward+backward calls (after one warm-up); with
+    ``pairs`` through the style loss instead of one channel per input."""
+    with PreparedModel(model, pvf.Settings(size=SIZE, **EXECUTION), "cpu") as prepared:
+        goal = None if pairs is None else style_goal(prepared, model, *pairs)
+        width = next(info.channels for info in pvf.layers(model, (3, SIZE, SIZE)) if info.name == layer)
+        call = fwd_bwd_call(prepared, layer, [c % width for c in range(inputs)], SIZE, goal=goal)
+        call()
+        return timed(lambda: [call() for _ in range(steps)])
+
+
+def method_rows(name, model, layer, inputs, run, pairs, steps, repeats):
+    run(1)  # primes caches (oneDNN primitives, MaCo's dataset spectrum) outside the timing
+    measured = {"ceiling": [], "ceiling with the loss": [], "render": []}
+    shares = []
+    for _ in range(repeats):  # in turn: the load drifts between timings
+        measured["ceiling"].append(ceiling(model, layer, inputs, steps))
+        if pairs is not None:
+            measured["ceiling with the loss"].append(ceiling(model, layer, inputs, steps, pairs))
+        result = []
+        measured["render"].append(timed(lambda: result.append(run(steps))))
+        shares.append(result[0].timings["forward_backward"] / result[0].timings["total"])
+    rows = []
+    for k, clock in enumerate(("wall", "cpu")):
+        for variant, samples in measured.items():
+            if not samples:
+                continue
+            median = statistics.median(s[k] for s in samples)
+            extra = {"samples_s": [round(s[k], 4) for s in samples]}
+            if variant == "render":
+                extra["model_share"] = statistics.median(shares)
+                if pairs is not None:
+                    extra["ratio_to_ceiling_with_the_loss"] = statistics.median(
+                        s[k] for s in measured["ceiling with the loss"]) / median
+            rows.append(Row("methods", f"{name} [{clock} s]", variant, inputs * steps / median, "input-steps/s", median,
+                            runs=len(samples), baseline="ceiling" if variant != "ceiling" else None,
+                            params={"model inputs per step": inputs, "deepest layer": layer, "steps": steps,
+                                    "size": SIZE, **EXECUTION}, extra=extra))
+    return rows
+
+
+def markdown(rows):
+    """One line per method and clock: ceiling, [ceiling with the loss], render seconds and ratios."""
+    lines = ["| method [clock] | ceiling s | with the loss s | render s | render / ceiling | render / with the loss "
+             "| model share |", "|---|---|---|---|---|---|---|"]
+    for case in dict.fromkeys(row.case for row in rows):
+        by = {row.variant: row for row in rows if row.case == case}
+        render, bare, loss = by["render"], by["ceiling"], by.get("ceiling with the loss")
+        lines.append(f"| {case} | {bare.median_s:.2f} | {'' if loss is None else f'{loss.median_s:.2f}'} | "
+                     f"{render.median_s:.2f} | {bare.median_s / render.median_s:.2f} | "
+                     f"{'' if loss is None else f'{loss.median_s / render.median_s:.2f}'} | "
+                     f"{render.extra['model_share']:.2f} |")
+    return "\n".join(lines)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="ceiling/render timings in turn (medians)")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--json", default=None, help="also write the rows and metadata here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
-    print(f"| method | model inputs/step | ceiling s | render s | render / ceiling | model share |")
-    print("|---|---|---|---|---|---|")
-    for name, model, layer, inputs, run in cases(args.steps):
-        run(1)  # primes caches (oneDNN primitives, MaCo's dataset spectrum) outside the timing
-        bare = ceiling(model, layer, inputs, args.steps)
-        start = time.perf_counter()
-        result = run(args.steps)
-        total = time.perf_counter() - start
-        share = result.timings["forward_backward"] / result.timings["total"]
-        rows.append(dict(method=name, inputs=inputs, ceiling_s=bare, render_s=total, ratio=bare / total,
-                         model_share=share, steps=args.steps, threads=torch.get_num_threads()))
-        print(f"| {name} | {inputs} | {bare:.2f} | {total:.2f} | {bare / total:.2f} | {share:.2f} |", flush=True)
+    load_before, rows = os.getloadavg(), []
+    for name, model, layer, inputs, run, pairs in cases():
+        rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats)
+        print(markdown([row for row in rows if row.case.startswith(name + " [")]), flush=True)
+    print(markdown(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        metadata = {**collect_metadata("cpu"), "load_average_1_5_15_before": load_before,
+                    "load_average_1_5_15_after": os.getloadavg()}
+        print(f"results: {write_results(args.json, rows, metadata)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 - zoom: the DeepDream zoom's image-steps/s (``pvf.dream_zoom``: every frame's zoom, octaves,
   dream steps and final evaluation) against the model's bare truncated forward+backward of the
   same objective at the same octave sizes and execution settings (the ceiling), the two timed in
-  turn three times, medians (target >= 0.8);
+  turn three times, medians (target >= 0.8); ShapesNet also at 20 steps a frame (Google's
+  deepdream notebook dreams 10 iterations per octave every frame of its zoom);
 - gui: a render's wall time through the web app (POST /api/render, then its event stream until
   the last message, the page's default interval of live images) against the same ``pvf.render``
   called directly, alternating, medians (target: the app adds <= 10%).
@@ -15,6 +16,7 @@ jobs the wall times drift with their load between two timings; CPU seconds are w
 """
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -29,8 +31,10 @@ from pyviz_fast.engine.schedules import stages
 from pyviz_fast.engine.units import Unit
 from pyviz_fast.engine.zoom import ZOOM_DEFAULTS
 
-# model, layer, px, frames
-ZOOM_CASES = [("shapesnet", "conv3", 96, 8), ("torchvision:googlenet", "inception4a", 128, 4)]
+# model, layer, px, frames, steps per frame (None: ZOOM_DEFAULTS'; 20: Google's deepdream notebook
+# zoom dreams 10 iterations per octave each frame)
+ZOOM_CASES = [("shapesnet", "conv3", 96, 8, None), ("shapesnet", "conv3", 96, 8, 20),
+              ("torchvision:googlenet", "inception4a", 128, 4, None)]
 
 
 def timed(fn):
@@ -67,13 +71,14 @@ def rows_of(section, case, baseline, measured, items, params):
     return rows
 
 
-def zoom_rows(spec, layer, size, frames, repeats=3):
+def zoom_rows(spec, layer, size, frames, steps=None, repeats=3):
     """Ceiling and zoom timed in turn ``repeats`` times (load drifts on a shared machine)."""
     torch.manual_seed(0)
     model, _ = pvf.load_model(spec)
     photo = torch.rand(3, size, size)
     unit = f"{layer}@deepdream"
-    settings = pvf.Settings(**ZOOM_DEFAULTS, size=size)  # the execution a zoom of these frames runs, pinned for both
+    settings = pvf.Settings(**{**ZOOM_DEFAULTS, "steps": steps or ZOOM_DEFAULTS["steps"]}, size=size)
+    # the execution a zoom of these frames runs, pinned for both
     whole = settings.replace(steps=settings.steps * frames, init="image", init_image=photo)
     settings = settings.replace(**pvf.choose_execution(model, unit, whole, batch_size=1).settings())
     list(pvf.dream_zoom(model, photo, unit, 1, settings=settings))  # warm the caches
@@ -85,7 +90,7 @@ def zoom_rows(spec, layer, size, frames, repeats=3):
                                                                          settings=settings))))
     case = f"zoom {spec} {unit} {size}px {frames} frames x {settings.steps} steps, {settings.octaves} octaves"
     params = {"model": spec, "layer": layer, "size": size, "frames": frames, "repeats": repeats, **ZOOM_DEFAULTS,
-              "precision": settings.precision, "memory_format": settings.memory_format}
+              "steps": settings.steps, "precision": settings.precision, "memory_format": settings.memory_format}
     return rows_of("zoom", case, "ceiling", measured, frames * settings.steps, params)
 
 
@@ -123,14 +128,16 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
+    load_before, rows = os.getloadavg(), []
     for case in ZOOM_CASES:
         rows += zoom_rows(*case)
         print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     rows += gui_rows()
     print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     if args.json:
-        print(f"results: {write_results(args.json, rows, collect_metadata('cpu'))}")
+        metadata = {**collect_metadata("cpu"), "load_average_1_5_15_before": load_before,
+                    "load_average_1_5_15_after": os.getloadavg()}
+        print(f"results: {write_results(args.json, rows, metadata)}")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,18 @@ def test_short_renders_take_the_safe_execution_without_a_trial(trials):
     assert (res.info["precision"], res.info["memory_format"]) == ("fp32", "contiguous")
 
 
+def test_a_renderer_weighs_the_trial_against_all_its_renders(trials):
+    # a zoom's frames: 8 steps each are too few for a trial, 6 renders of 8 are enough
+    short = {**TRIAL, "steps": 8}
+    with pvf.Renderer(tiny_cnn(), "2:0-3", **short, renders=1) as one:
+        assert one.decision.source == "short render" and not trials
+    with pvf.Renderer(tiny_cnn(), "2:0-3", **short, renders=6) as many:
+        assert many.decision.source == "measured" and len(trials) == 1
+        assert many.render().settings.steps == 8
+    with pytest.raises(ValueError, match="renders must be an integer >= 1, got 0"):
+        pvf.Renderer(tiny_cnn(), "2:0-3", **short, renders=0)
+
+
 def test_explicit_settings_are_never_measured(trials):
     res = pvf.render(tiny_cnn(), "2:0-1", **TRIAL, precision="bf16", memory_format="channels_last")
     assert res.info["execution"]["source"] == "settings" and not trials

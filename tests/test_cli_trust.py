@@ -69,8 +69,10 @@ def files(tmp_path_factory):
 
 def test_interrupted_render_keeps_finished_batches(tmp_path):
     out = tmp_path / "int_render"
+    # 32 steps a batch: long enough that the interrupt lands before the last of the 32 batches
+    # (at 8 steps a fast render could finish between the first PNG and the signal)
     process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "render", "conv3:0-63", "--size", "32",
-                                "--steps", "8", "--batch-size", "2", "--out", str(out), "-q"],
+                                "--steps", "32", "--batch-size", "2", "--out", str(out), "-q"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 240
     while not list(out.rglob("*.png")) and time.monotonic() < deadline and process.poll() is None:

@@ -236,21 +236,27 @@ def _zoo_models():
         pytest.skip(f"zoo weights missing: {missing}")
 
 
-# Issue 13 asks for >= 80 % on average; at 64 px and 32 steps MaCo reaches 37 % here (ShapesNet's and
-# ShapesResNet's images are recognised by each other 80 %, the ViT's and the ViT's judgement 10-20 %),
-# so this is a regression floor under today's figure, not the target (BENCHMARKS.md, Methods).
-TRANSFER_FLOOR = 0.3
+# Issue 13 asks for >= 80 % on average; at 64 px and 32 steps MaCo reaches 35 % here: ShapesNet's and
+# ShapesResNet's images are recognised by each other 80-90 %, everything the ViT judges or made 10 %
+# (the ViT calls the CNNs' images rings, the CNNs call the ViT's dots: what each reads in MaCo's
+# fixed-magnitude noise; BENCHMARKS.md, "Zoo quality"). So these are regression floors under
+# today's figures, not the target; the own-class floor pins that each model's images are its class
+# (the ViT's were 4 of 10 before the crops stayed inside the image at box (1.0, 0.8)).
+TRANSFER_FLOOR, CNN_PAIR_FLOOR, OWN_FLOOR = 0.3, 0.75, 0.8
 
 
 def test_maco_class_images_transfer_across_the_zoo():
     """Fel et al.'s transferability: each model's MaCo class images, classified by the other two."""
     models = _zoo_models()
-    recognised = []
+    recognised = {}
     for name, model in models.items():
-        res = pvf.render(model, "output:0-9", size=64, steps=32, precision="fp32", param="maco", maco_crops=4,
-                         maco_magnitude="shapes")
-        for other, judge in models.items():
-            if other != name:
-                with torch.no_grad():
-                    recognised.append((judge(res.images).argmax(1) == torch.arange(10)).float().mean())
-    assert torch.stack(recognised).mean() >= TRANSFER_FLOOR, recognised
+        res = pvf.render(model, "output:0-9", size=64, steps=32, precision="fp32", memory_format="contiguous",
+                         param="maco", maco_crops=4, maco_magnitude="shapes")
+        for judge_name, judge in models.items():
+            with torch.no_grad():
+                recognised[name, judge_name] = float((judge(res.images).argmax(1) == torch.arange(10)).float().mean())
+    transfer = [v for (made, judged), v in recognised.items() if made != judged]
+    cnn_pairs = [recognised["shapesnet", "shapes_resnet"], recognised["shapes_resnet", "shapesnet"]]
+    assert sum(transfer) / len(transfer) >= TRANSFER_FLOOR, recognised
+    assert sum(cnn_pairs) / 2 >= CNN_PAIR_FLOOR, recognised
+    assert all(recognised[name, name] >= OWN_FLOOR for name in models), recognised

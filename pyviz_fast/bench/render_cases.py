@@ -23,6 +23,7 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.results import Row
 from pyviz_fast.bench.timing import Measurement, quartile_spread, time_callable
 from pyviz_fast.engine.execution import PreparedModel
+from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.layers import probe_activations
 from pyviz_fast.engine.objectives import ObjectivePlan
 from pyviz_fast.engine.units import OUTPUT, Unit
@@ -54,14 +55,19 @@ def unit_spec(layer, channels):
     return [f"{layer}:{c}" for c in channels]
 
 
-def fwd_bwd_call(prepared, layer, channels, size, full_model=False, seed=0, units=None):
+def fwd_bwd_call(prepared, layer, channels, size, full_model=False, seed=0, units=None, goal=None):
     """A callable doing one forward (truncated at ``layer`` unless ``full_model``) and backward
     to the input of a batch of len(channels) images, each maximizing its own channel through the
     engine's own objective (``ObjectivePlan``), exactly as one render step does. units: other
-    Units of ``layer`` instead (one image each), e.g. ``[Unit.deepdream(layer)]``."""
+    Units of ``layer`` instead (one image each), e.g. ``[Unit.deepdream(layer)]``. goal: a task's
+    ``Goal`` (``engine/goals``) of len(channels) images to ascend instead, through its own layers
+    (e.g. the style loss: the bare work a style transfer step cannot avoid)."""
     units = units or [Unit.channel(layer, c) for c in channels]
-    shapes = probe_activations(prepared, [layer], 3, [(size, size)])[(size, size)]
-    plan = ObjectivePlan(units, shapes, device=prepared.device)
+    if goal is None:
+        shapes = probe_activations(prepared, [layer], 3, [(size, size)])[(size, size)]
+        plan = ObjectivePlan(units, shapes, device=prepared.device)
+    else:
+        plan = Optimized(goal)
     layers = [layer, OUTPUT] if full_model else plan.layers
     gen = torch.Generator().manual_seed(seed)
     images = torch.rand(len(units), 3, size, size, generator=gen).to(prepared.device).requires_grad_(True)

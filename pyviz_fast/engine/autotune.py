@@ -312,27 +312,29 @@ def choose(prepared, settings, units, first_batch, plan_for, images_for) -> Deci
     ``units``; leaves ``prepared`` using the execution (see the module docstring).
 
     first_batch: the size of the batch the execution is tried on. plan_for(B) / images_for(B):
-    the objective plan and the initial images of the first B units."""
+    the objective plan and the initial images of the first B units, made only when there is
+    something to decide (a style loss's plan costs forward passes for its targets)."""
     options = candidates(settings, prepared.device)
     auto_batch = settings.batch_size == "auto"
-    plan, images = plan_for(first_batch), images_for(first_batch)
-    passes = settings.steps * math.ceil(len(units) / first_batch)
     if len(options) == 1 and not auto_batch:
         decision = Decision(options[0], "settings")
-    else:
-        cache = _Cache(prepared.model, plan.layers, images.shape, prepared.device, options,
-                       len(units) if auto_batch else None)
-        decision = cache.get()
-        if decision is None:
-            decision = _decide(prepared, settings, options, plan, images, passes)
-            if auto_batch and decision.source == "short render":
-                decision.batch_size = first_batch
-            elif auto_batch:
-                prepared.use(decision.execution, plan.layers)
-                decision.batch_size, decision.batch_trials = choose_batch_size(prepared, settings, plan_for,
-                                                                               images_for, len(units))
-            if decision.source != "short render":
-                cache.put(decision)
+        prepared.use(decision.execution, plan_for(first_batch).layers if decision.execution.compile else [])
+        return decision
+    plan, images = plan_for(first_batch), images_for(first_batch)
+    passes = settings.steps * math.ceil(len(units) / first_batch)
+    cache = _Cache(prepared.model, plan.layers, images.shape, prepared.device, options,
+                   len(units) if auto_batch else None)
+    decision = cache.get()
+    if decision is None:
+        decision = _decide(prepared, settings, options, plan, images, passes)
+        if auto_batch and decision.source == "short render":
+            decision.batch_size = first_batch
+        elif auto_batch:
+            prepared.use(decision.execution, plan.layers)
+            decision.batch_size, decision.batch_trials = choose_batch_size(prepared, settings, plan_for,
+                                                                           images_for, len(units))
+        if decision.source != "short render":
+            cache.put(decision)
     prepared.use(decision.execution, plan.layers)
     return decision
 

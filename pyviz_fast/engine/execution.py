@@ -38,6 +38,7 @@ class PreparedModel:
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.heads_mode = False  # see enable_training_heads
         self._saved = None
+        self._modules = None  # name -> module, walked once per set-up, not per forward
 
     def __enter__(self):
         self._saved = ([m.training for m in self.model.modules()],
@@ -48,6 +49,7 @@ class PreparedModel:
         if self.memory_format == "channels_last":
             self.model.to(memory_format=torch.channels_last)
         self._compiled = []
+        self._modules = dict(self.model.named_modules())
         return self
 
     @property
@@ -138,5 +140,5 @@ class PreparedModel:
     def __call__(self, images, layers):
         """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``."""
         self.model.training = self.heads_mode
-        with TruncatedForward(self.model, layers) as run, self.autocast():
+        with TruncatedForward(self.model, layers, self._modules) as run, self.autocast():
             return run(self.model_input(images))

@@ -31,6 +31,7 @@ from pyviz_fast.backend import resolve_backend
 from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
+from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
 from pyviz_fast.engine.layers import probe_activations, probe_shapes
@@ -139,8 +140,9 @@ def _render_batch(run, task, rows, after_step):
             after_step(t, param.images())
     images = param.images()
     final_view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
+    final_goal = goal if param.crops == 1 else task.objective(rows, hw, 1, run)  # goals keep no state: reuse
     with torch.no_grad():
-        objective = task.objective(rows, hw, 1, run)(run.prepared(final_view, goal.layers))[0].float()
+        objective = final_goal(run.prepared(final_view, final_goal.layers))[0].float()
     alpha, spread = param.alpha(), trajectory.spread(objective)
     return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds,
             None if alpha is None else alpha.float().cpu())
@@ -174,20 +176,11 @@ def _probe(prepared, layers, channels, stage_plan, layout):
     return probe_activations(prepared, layers, channels, [hw for hw, _ in stage_plan], layout)
 
 
-class _Scored:
-    """A task's objective as autotune's trial wants it: acts -> the optimized value [B]."""
-
-    def __init__(self, goal):
-        self.goal, self.layers = goal, goal.layers
-
-    def __call__(self, acts):
-        return self.goal(acts)[1]
-
-
-def _set_up(prepared, task, settings, backend, seed, channels, stage_plan):
+def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, renders=1):
     """Probe, bind the task, and decide the execution (and batch size) the renders run with:
     'auto' settings are decided by a trial on the first batch (autotune.py), whose images are
-    then discarded. Returns (settings with the decided batch size, shapes, decision)."""
+    then discarded; the trial is weighed against all ``renders`` renders' steps. Returns
+    (settings with the decided batch size, shapes, decision)."""
     prepared.check_channels(channels)
     shapes = _probe(prepared, task.layers, channels, stage_plan, settings.layout)
     task.bind(shapes)
@@ -197,7 +190,7 @@ def _set_up(prepared, task, settings, backend, seed, channels, stage_plan):
     first = max(task.group, first // task.group * task.group)
 
     def plan_for(count):
-        return _Scored(task.objective(slice(0, count), hw, 1, trial))
+        return Optimized(task.objective(slice(0, count), hw, 1, trial))
 
     def images_for(count):
         start = task.start(slice(0, count), hw, trial)
@@ -205,7 +198,8 @@ def _set_up(prepared, task, settings, backend, seed, channels, stage_plan):
             return start.to(prepared.device)
         draws = Draws.for_units(task.keys[:count], seed, 1, settings.jitter)
         return initial_images(settings, draws, channels, hw).to(prepared.device)
-    decision = autotune.choose(prepared, settings, task.units, first, plan_for, images_for)
+    planned = settings.replace(steps=settings.steps * renders) if renders > 1 else settings
+    decision = autotune.choose(prepared, planned, task.units, first, plan_for, images_for)
     if decision.batch_size is not None:
         settings = settings.replace(batch_size=decision.batch_size)
     return settings, shapes, decision
@@ -300,19 +294,22 @@ class Renderer:
     (the frames of a zoom): entering prepares the model, parses the units, probes their layers
     and decides the execution once; each ``render(...)`` call then only renders. Arguments as
     for ``render`` (``seed`` here is the one the execution trial and a spec's model use).
-    ``render`` and ``render_task`` are one set-up and one render of a Renderer.
+    ``render`` and ``render_task`` are one set-up and one render of a Renderer. renders: how
+    many renders it will make (a zoom's frames); an 'auto' execution's trial is worth making
+    when all of them together have enough steps (autotune.py), as ``choose_execution`` would
+    decide with ``steps`` times as many.
 
-    >>> with Renderer(model, "conv3@deepdream", settings) as renderer:
+    >>> with Renderer(model, "conv3@deepdream", settings, renders=len(frames)) as renderer:
     ...     for k, frame in enumerate(frames):
     ...         res = renderer.render(seed=k, init_image=frame)   # other settings per call
     """
 
     def __init__(self, model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
-                 **overrides):
+                 renders=1, **overrides):
         started = time.perf_counter()
         settings = resolve_settings(settings, overrides, batch_size)
         model = resolve_model(model, device, seed)
-        self._open(model, _unit_task(model, units, settings), settings, backend, device, seed, started)
+        self._open(model, _unit_task(model, units, settings), settings, backend, device, seed, started, renders)
 
     @classmethod
     def for_task(cls, model, task, settings, *, backend=None, device="cpu", seed=0, started=None):
@@ -322,8 +319,11 @@ class Renderer:
         renderer._open(model, task, settings, backend, device, seed, started or time.perf_counter())
         return renderer
 
-    def _open(self, model, task, settings, backend, device, seed, started):
+    def _open(self, model, task, settings, backend, device, seed, started, renders=1):
+        if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
+            raise ValueError(f"renders must be an integer >= 1, got {renders!r}")
         self.model, self.task, self.settings, self._seed, self._started = model, task, settings, seed, started
+        self._renders = renders
         self.device = torch.device(device)
         self.backend = resolve_backend(backend, self.device)
         self.channels = settings.channels or input_channels(model)
@@ -334,7 +334,8 @@ class Renderer:
         prepared = self._prepared.__enter__()
         try:
             self.settings, self.shapes, self.decision = _set_up(prepared, self.task, self.settings, self.backend,
-                                                                self._seed, self.channels, self.stage_plan)
+                                                                self._seed, self.channels, self.stage_plan,
+                                                                self._renders)
         except BaseException:
             self._prepared.__exit__(None, None, None)
             raise

@@ -44,17 +44,19 @@ class TruncatedForward:
 
     layers: module names from ``model.named_modules()``, or ``"output"`` for the model's return
     value (which needs the full forward). Only the first call of a module per forward counts.
+    modules: ``dict(model.named_modules())`` if the caller keeps it (walking a large model's
+    tree on every step costs as much as a small layer's forward).
     """
 
-    def __init__(self, model, layers):
-        self.model = model
+    def __init__(self, model, layers, modules=None):
+        self.model, self.modules = model, modules
         self.layers = list(dict.fromkeys(layers))
         self.hooked = [name for name in self.layers if name != OUTPUT]
         self._handles = []
         self._acts = {}
 
     def __enter__(self):
-        modules = dict(self.model.named_modules())
+        modules = self.modules if self.modules is not None else dict(self.model.named_modules())
         for name in self.hooked:
             if isinstance(modules[name], torch.jit.ScriptModule):
                 raise LayerError(f"layer {name!r} is inside a TorchScript model, whose submodules cannot be "

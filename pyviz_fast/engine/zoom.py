@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from pyviz_fast.engine.dream import as_image, dream_settings, dream_unit
-from pyviz_fast.engine.render import Renderer, choose_execution
+from pyviz_fast.engine.render import Renderer
 
 # Dream settings of one frame: a few steps over two octaves. Small steps (DeepDream's gentle
 # ascent) keep the photo recognizable in the first frames; the dream builds up over frames.
@@ -73,12 +73,10 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
     image = quantize(as_image(image))
     settings = dream_settings(image, settings, ZOOM_DEFAULTS).replace(**overrides).validate()
     unit = dream_unit(model, unit)
-    if first < frames:  # 'auto' execution decided for the whole zoom: one frame's steps are too few to repay a trial
-        whole = settings.replace(steps=settings.steps * (frames - first))
-        settings = settings.replace(**choose_execution(model, [unit], whole, device=device, seed=seed,
-                                                       batch_size=1).settings())
-    # set up once (model prepared, layers probed): every frame has the same size
-    with Renderer(model, [unit], settings, backend=backend, device=device, batch_size=1) as renderer:
+    # set up once (model prepared, layers probed, an 'auto' execution decided for all the frames:
+    # one frame's steps are too few to repay a trial): every frame has the same size
+    with Renderer(model, [unit], settings, backend=backend, device=device, batch_size=1,
+                  renders=max(1, frames - first)) as renderer:
         frame = image
         for k in range(first, frames):
             start = frame if k == 0 else zoom_rotate(frame[None], zoom, rotate)[0]

@@ -160,7 +160,8 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
                     told = (snapshot.version, message["ahead"])
                     if snapshot.images is not None and snapshot.images is not images_sent:
                         images_sent = snapshot.images
-                        message["images"] = await run_in_threadpool(data_urls, snapshot.images)
+                        message["images"] = await run_in_threadpool(data_urls, snapshot.images,
+                                                                    snapshot.state == "done")
                     yield f"data: {json.dumps(message)}\n\n"
                 if snapshot.state in ("done", "failed"):
                     return

@@ -42,6 +42,17 @@ class Goal:
         return per_image(main, self.crops), per_image(total, self.crops)
 
 
+class Optimized:
+    """A Goal as a plain objective: acts -> its optimized value [B], with its ``layers`` (what
+    autotune's trial and a benchmark's bare forward+backward ascend)."""
+
+    def __init__(self, goal):
+        self.goal, self.layers = goal, goal.layers
+
+    def __call__(self, acts):
+        return self.goal(acts)[1]
+
+
 def per_image(values, crops):
     """float [B*k] -> [B]: the mean over each image's k model inputs."""
     return values if crops == 1 else values.view(-1, crops).mean(1)
@@ -52,4 +63,4 @@ def repeat_rows(items, crops):
     return [item for item in items for _ in range(crops)]
 
 
-__all__ = ["Goal", "per_image", "repeat_rows"]
+__all__ = ["Goal", "Optimized", "per_image", "repeat_rows"]

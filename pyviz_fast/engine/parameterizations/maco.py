@@ -2,14 +2,20 @@
 
 The magnitude is fixed (``spectrum.magnitude``: 1/f or a dataset's), so the image keeps natural
 energy at every frequency whatever the unit; the phase decides where the structure goes. Each
-step scores ``maco_crops`` random crops of every image (centers around the middle, side
-``maco_box`` of the image, shrinking over the run, plus Gaussian noise of ``maco_noise``),
-resized to the image size: the model inputs of a batch of B images are B*k crops. The phase
+step scores ``maco_crops`` random crops of every image (side ``maco_box`` of the image,
+shrinking over the run, placed uniformly inside the image, plus Gaussian noise of
+``maco_noise``), resized to the image size: the model inputs of a batch of B images are B*k
+crops. Crops stay inside the image: a crop reaching past the border would show the model
+mirrored content (a 45-degree pattern turns 135), and crops bunched at the middle leave the
+border unoptimized, noise the final full view still shows. The phase starts uniform in
+[-pi, pi): a phase concentrated around 0 would add up to a bright spike at pixel (0, 0). The phase
 ascends by NAdam (the paper's; Adam with optimizer='adam'). The absolute gradients w.r.t. the
 image, accumulated over the run, are the attribution map (``alpha``): where the unit looked.
 
 Random draws (phase init, crop boxes, noise) come from each unit's own generator.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -18,8 +24,14 @@ from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
 from pyviz_fast.engine.parameterizations.spectrum import magnitude
 from pyviz_fast.engine.schedules import decay
 
-CENTER_STD, BOX_STD, MIN_BOX = 0.15, 0.05, 0.05
+BOX_STD, MIN_BOX = 0.05, 0.05
 GAIN = 2.0  # standardized image -> sigmoid: pixel std ~0.2 around 0.5
+
+
+def _centres(n):
+    """Pixel centres in grid_sample's [-1, 1] units (align_corners=False), rounded as
+    ``F.affine_grid`` computes them, so the crops' grids are bit for bit the ones it makes."""
+    return torch.zeros(1) if n == 1 else torch.linspace(-1, 1, n) * (n - 1) / n
 
 
 class Maco:
@@ -34,14 +46,17 @@ class Maco:
         color_rows = None if self.color is None else tuple(map(tuple, self.color.tolist()))
         self.magnitude = magnitude(s.maco_magnitude, C, self.hw, color_rows).to(run.device)
         self.color = None if self.color is None else self.color.to(run.device)
-        self.phase = draws.normal((C, H, W // 2 + 1)).to(run.device).requires_grad_(True)
+        self.phase = (math.pi * (2 * draws.uniform((C, H, W // 2 + 1)) - 1)).to(run.device).requires_grad_(True)
         self.optimizer = Ascent("adam" if s.optimizer == "adam" else "nadam", self.phase, s.maco_lr)
         boxes = torch.stack([torch.randn(s.steps, self.crops, 3, generator=g) for g in draws.generators], 1)
         sizes = torch.tensor(list(decay(*s.maco_box, s.steps, "linear")))[:, None, None] + BOX_STD * boxes[..., 2]
-        self.sizes = sizes.clamp(MIN_BOX, 1.0).to(run.device)                    # [steps, B, k]
-        self.centers = (0.5 + CENTER_STD * boxes[..., :2]).clamp(0, 1).to(run.device)  # [steps, B, k, (y, x)]
+        sizes = sizes.clamp(MIN_BOX, 1.0)                                                  # [steps, B, k]
+        where = torch.special.ndtr(boxes[..., :2])  # uniform in (0, 1): where the crop sits in the free range
+        self.sizes = sizes.to(run.device)
+        self.centers = (sizes[..., None] / 2 + where * (1 - sizes[..., None])).to(run.device)  # [steps, B, k, (y, x)]
         self.noise = decay(*s.maco_noise, s.steps, "linear")
         self.accumulated = torch.zeros(len(draws.seeds), 1, H, W, device=run.device)
+        self.grid_x, self.grid_y = _centres(W).view(1, 1, W).to(run.device), _centres(H).view(1, H, 1).to(run.device)
 
     def image(self):
         spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
@@ -54,19 +69,27 @@ class Maco:
     def begin(self, t):
         return self.hw
 
+    def _grid(self, t):
+        """grid_sample's grid of step t's crops [B*k, H, W, (x, y)]: axis-aligned boxes of side
+        ``sizes[t]`` about ``centers[t]`` (what ``affine_grid`` makes of a scale-and-shift theta,
+        built by broadcasting at a fraction of its cost)."""
+        size = self.sizes[t].reshape(-1, 1, 1)
+        center = self.centers[t].reshape(-1, 2) * 2 - 1
+        x = size * self.grid_x + center[:, 1, None, None]
+        y = size * self.grid_y + center[:, 0, None, None]
+        shape = (size.shape[0], self.grid_y.shape[1], self.grid_x.shape[2])
+        return torch.stack([x.expand(shape), y.expand(shape)], -1)
+
     def inputs(self, t):
         image = self.image()
         B, C, H, W = image.shape
-        size = self.sizes[t].reshape(-1)
-        center = self.centers[t].reshape(-1, 2) * 2 - 1
-        zero = torch.zeros_like(size)
-        theta = torch.stack([torch.stack([size, zero, center[:, 1]], 1), torch.stack([zero, size, center[:, 0]], 1)], 1)
-        grid = F.affine_grid(theta, [B * self.crops, C, H, W], align_corners=False)
-        crops = F.grid_sample(image.repeat_interleave(self.crops, 0), grid, mode="bilinear",
+        crops = F.grid_sample(image.repeat_interleave(self.crops, 0), self._grid(t), mode="bilinear",
                               padding_mode="reflection", align_corners=False)
         if self.noise[t] > 0:
-            noise = torch.stack([torch.randn(self.crops, C, H, W, generator=g) for g in self.draws.generators])
-            crops = crops + self.noise[t] * noise.view_as(crops).to(crops.device)
+            noise = torch.empty(B, self.crops, C, H, W)
+            for row, g in zip(noise, self.draws.generators):  # each unit's own stream, drawn in place
+                torch.randn(self.crops, C, H, W, generator=g, out=row)
+            crops = crops + noise.view_as(crops).to(crops.device).mul_(self.noise[t])
         return crops, (self.phase, image)
 
     def update(self, t, grads):
