@@ -156,9 +156,7 @@ def main():
         print(markdown([row for row in rows if row.case.startswith(name + " [")]), flush=True)
     print(markdown(rows))
     if args.json:
-        metadata = {**collect_metadata("cpu"), "load_average_1_5_15_before": load_before,
-                    "load_average_1_5_15_after": os.getloadavg()}
-        print(f"results: {write_results(args.json, rows, metadata)}")
+        print(f"results: {write_results(args.json, rows, collect_metadata('cpu', load_before))}")
 
 
 if __name__ == "__main__":

@@ -135,9 +135,7 @@ def main():
     rows += gui_rows()
     print(format_ratio_table(rows[-4:]) + "\n", flush=True)
     if args.json:
-        metadata = {**collect_metadata("cpu"), "load_average_1_5_15_before": load_before,
-                    "load_average_1_5_15_after": os.getloadavg()}
-        print(f"results: {write_results(args.json, rows, metadata)}")
+        print(f"results: {write_results(args.json, rows, collect_metadata('cpu', load_before))}")
 
 
 if __name__ == "__main__":

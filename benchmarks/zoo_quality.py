@@ -1,7 +1,8 @@
 """Quality of class visualizations per parameterization on every zoo model (pyviz_fast.zoo.metrics).
 
 For each zoo model and each ``--params`` entry, the ten class logits are rendered (one batch,
-``Settings(size=.., steps=.., param=..)``, every other setting at its default) and scored:
+``Settings(size=.., steps=.., param=..)``, every other setting at its default but MaCo's
+magnitude, the shapes spectrum: ``PARAM_SETTINGS``) and scored:
 self p (the model's own mean probability of the class), robust (fraction keeping p >= 0.9
 under a random shift and crop), transfer (fraction recognised as their class by the other two
 zoo models), and, in those two models' penultimate features, plausibility (cosine to the real
@@ -10,7 +11,7 @@ images. Prints a markdown table (and writes JSON with --json). Measures, never a
 regression thresholds live in tests/test_zoo_metrics.py.
 
     python benchmarks/zoo_quality.py                                  # pixel and fourier
-    python benchmarks/zoo_quality.py --params pixel,fourier,maco      # once param="maco" exists
+    python benchmarks/zoo_quality.py --params pixel,fourier,maco      # and MaCo
     python benchmarks/zoo_quality.py --models shapes_vit --steps 64 --json out.json
 """
 import argparse
@@ -25,6 +26,9 @@ from pyviz_fast import zoo
 from pyviz_fast.zoo import metrics
 
 COLUMNS = ("self_p", "robust", "transfer", "plausibility", "real_plausibility", "fid", "kid")
+# MaCo fixes the spectrum magnitude to the model's training data's, as the paper does with
+# ImageNet's: the zoo models learnt the shipped shapes, so their spectrum, not the 1/f default.
+PARAM_SETTINGS = {"maco": {"maco_magnitude": "shapes"}}
 
 
 def score_rows(models, params, size, steps, real_count, seed):
@@ -37,7 +41,7 @@ def score_rows(models, params, size, steps, real_count, seed):
         for param in params:
             start = time.perf_counter()
             res = pvf.render(loaded[name], f"output:0-{len(labels) - 1}", pvf.Settings(size=size, steps=steps),
-                             param=param, seed=seed, progress=True)
+                             param=param, seed=seed, progress=True, **PARAM_SETTINGS.get(param, {}))
             row = {"model": name, "param": param, "seconds": time.perf_counter() - start,
                    **metrics.scorecard(res.images, labels, loaded[name], judges, real_images, real_labels, seed)}
             rows.append(row)

@@ -242,7 +242,7 @@ def _zoo_models():
 # fixed-magnitude noise; BENCHMARKS.md, "Zoo quality"). So these are regression floors under
 # today's figures, not the target; the own-class floor pins that each model's images are its class
 # (the ViT's were 4 of 10 before the crops stayed inside the image at box (1.0, 0.8)).
-TRANSFER_FLOOR, CNN_PAIR_FLOOR, OWN_FLOOR = 0.3, 0.75, 0.8
+TRANSFER_FLOOR, CNN_PAIR_FLOOR, OWN_FLOOR = 0.32, 0.75, 0.8  # measured 0.35, 0.85, 0.9-1.0
 
 
 def test_maco_class_images_transfer_across_the_zoo():

@@ -80,7 +80,22 @@ def test_page_and_lists(client):
     assert layers["fc"]["kinds"][0] == "class" and layers["fc"]["channels"] == 10
 
 
-def test_render_streams_every_step_then_the_result(client):
+@pytest.fixture
+def paced_steps(monkeypatch):
+    """Each step's callback waits a few of the stream's polls: a render of 6 tiny steps can
+    otherwise finish between two polls on a fast machine, and the stream rightly shows only
+    the newest state."""
+    from pyviz_fast.serve.app import POLL_S
+    from pyviz_fast.serve.jobs import Job
+    report = Job.callback
+
+    def paced(self, info):
+        time.sleep(4 * POLL_S)
+        report(self, info)
+    monkeypatch.setattr(Job, "callback", paced)
+
+
+def test_render_streams_every_step_then_the_result(client, paced_steps):
     picks = [{"layer": "conv3", "kind": "channel", "index": 3}, {"layer": "conv2", "kind": "layer"},
              {"layer": "fc", "kind": "class", "index": 1}]
     answer = client.post("/api/render", json={"model": "shapesnet", "units": picks, "settings": FAST, "seed": 2})
@@ -241,7 +256,7 @@ def test_page_renders_live_and_shows_a_bad_upload(browser, server, tmp_path):
     page.select_option("#layer", "conv3")
     page.select_option("#kind", "channel")
     page.fill("#index", "5")
-    page.fill("#steps", "40")
+    page.fill("#steps", "300")  # about a second on a fast machine: long enough to see several updates
     page.fill("#size", "64")
     sources = []
     page.expose_function("recordSource", lambda src: sources.append(src))

@@ -72,8 +72,11 @@ def device_name(device) -> str:
     return cpu_model()
 
 
-def collect_metadata(device="cpu") -> dict:
-    """Commit, versions, device, threads, date and machine of a benchmark run, JSON-ready."""
+def collect_metadata(device="cpu", load_before=None) -> dict:
+    """Commit, versions, device, threads, date and machine of a benchmark run, JSON-ready.
+
+    ``load_before``: ``os.getloadavg()`` taken when the run started; with it, the load averages
+    before and now are recorded (on a shared machine they say how far to trust the timings)."""
     import pyviz_fast
 
     build = {k: v for k, v in pyviz_fast.build_info().items() if isinstance(v, (str, int, float, bool, type(None)))}
@@ -94,4 +97,6 @@ def collect_metadata(device="cpu") -> dict:
         "pyviz_fast_build": build,
         "peers": {name: _version(name) for name in PEER_PACKAGES},
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        **({} if load_before is None else {"load_average_1_5_15_before": load_before,
+                                            "load_average_1_5_15_after": os.getloadavg()}),
     }

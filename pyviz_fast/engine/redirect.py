@@ -8,23 +8,33 @@ is off if that gradient points toward switching it on (toward a larger input). A
 steps (``Settings.redirect_relu_steps``) the true gradient takes over, so the final image is
 optimized for the model as it is.
 
-GELU (a ViT's MLP) gets the same treatment: its gradient vanishes for very negative inputs
-and for inputs below about -0.75 even points away from activation, so a neuron starting there
-is pushed further off.
+Only images whose unit does not fire get it (``ascent_gradients``): per image and step, an
+image whose reported objective is <= 0 (a ReLU unit off everywhere; a GELU unit on its
+negative side) takes the redirected gradient, every other image keeps the true one, bit for
+bit. Lucid's rule, redirect only where no true gradient gets through, is the same idea at the
+image level; applying the redirected backward to every image, as this module first did, pushed
+gradient through lower units that are off for units the true gradient already moved, and on
+ShapesResNet left 5 such units flat. The choice is per image of the batch (its objective), never
+per row of an activation, so it needs no knowledge of where a model keeps its batch dimension
+and a unit's result still depends on the unit alone. Cost: a second forward and backward
+during the redirected steps of a batch that holds units of both kinds.
 
-How: a ``TorchFunctionMode`` active around the forward of those steps replaces the calls
-``F.relu`` (which ``nn.ReLU`` calls), ``torch.relu``, ``torch.relu_``, ``Tensor.relu(_)`` and
-``F.gelu`` (``nn.GELU``) by autograd functions with the redirected backward. The forward is
-unchanged bit for bit and the model object is never modified (no module is swapped, no hook
-added), so there is nothing to restore, whatever happens during the render.
+GELU (a ViT's MLP) gets the same backward: its gradient vanishes for very negative inputs and
+for inputs below about -0.75 even points away from activation, so a neuron starting there is
+pushed further off.
+
+How: a ``TorchFunctionMode`` active around that second forward replaces the calls ``F.relu``
+(which ``nn.ReLU`` calls), ``torch.relu``, ``torch.relu_``, ``Tensor.relu(_)`` and ``F.gelu``
+(``nn.GELU``) by autograd functions with the redirected backward. The forward is unchanged bit
+for bit and the model object is never modified (no module is swapped, no hook added), so there
+is nothing to restore, whatever happens during the render.
 
 Submodules compiled by ``compile=True`` are covered too (Dynamo traces the mode; checked on a
 compiled Linear+ReLU). Not covered: activations inside TorchScript models, other activations
 (ReLU6, LeakyReLU, SiLU, hardtanh) and rectification written by hand (``x.clamp(min=0)``,
 ``x * (x > 0)``).
 
->>> with redirected(True):
-...     acts = prepared(images, ["conv3"])      # then backward as usual
+>>> reported, grads = ascent_gradients(lambda: goal(prepared(images, layers)), (images,), redirect=True)
 """
 import contextlib
 
@@ -92,3 +102,21 @@ class _RedirectMode(TorchFunctionMode):
 def redirected(active):
     """Context manager: while open (and ``active``), ReLU and GELU calls get the redirected backward."""
     return _RedirectMode() if active else contextlib.nullcontext()
+
+
+def ascent_gradients(forward, wrt, redirect):
+    """(reported objective [B], gradients of the summed optimized objective w.r.t. each of ``wrt``).
+
+    ``forward()`` runs the model and the goal and returns (reported [B], optimized [B]); row b of
+    every tensor in ``wrt`` belongs to image b. With ``redirect``, the images whose unit does not
+    fire yet (reported objective <= 0: a ReLU unit off everywhere, a GELU unit on its negative
+    side) take their gradient from a second forward under ``redirected``; the others keep the
+    true gradient, untouched. Only a batch that mixes both pays the second pass.
+    """
+    reported, optimized = forward()
+    off = reported.detach() <= 0
+    if redirect and bool(off.any()):
+        with redirected(True):
+            _, optimized_redirected = forward()
+        optimized = optimized_redirected if bool(off.all()) else torch.where(off, optimized_redirected, optimized)
+    return reported.detach(), torch.autograd.grad(optimized.sum(), wrt)

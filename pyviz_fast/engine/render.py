@@ -38,7 +38,7 @@ from pyviz_fast.engine.layers import probe_activations, probe_shapes
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
-from pyviz_fast.engine.redirect import redirected
+from pyviz_fast.engine.redirect import ascent_gradients
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
@@ -103,14 +103,14 @@ class _Run:
         """(reported objective [B], gradients of the optimized one w.r.t. each of ``wrt``) at
         optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs)."""
         start = time.perf_counter()
-        with torch.enable_grad(), redirected(step < self.s.redirect_steps):
+        with torch.enable_grad():
             if self.transform:
                 inputs = random_affine(inputs, uniforms.repeat_interleave(goal.crops, 0), self.s.scale_range,
                                        self.s.rotate)
-            reported, optimized = goal(self.prepared(inputs, goal.layers))
-            grads = torch.autograd.grad(optimized.sum(), wrt)
+            reported, grads = ascent_gradients(lambda: goal(self.prepared(inputs, goal.layers)), wrt,
+                                               step < self.s.redirect_steps)
         self.clock["forward_backward"] += time.perf_counter() - start
-        return reported.detach(), grads
+        return reported, grads
 
     def reference(self, images, layers):
         """{layer: activation} of ``images`` without gradients (targets such as a photo's activations)."""

@@ -94,10 +94,11 @@ class Settings:
       independent images; used only with facets > 1). diversity_layer: where the Gram
       matrices are taken (None = the unit's own layer).
     ReLU redirection
-      redirect_relu_steps: for this many first steps, ReLU and GELU pass gradient to units
-      that are off when it would switch them on (Lucid's RedirectedReLU; engine/redirect.py),
-      so units dead on the starting image can still be rendered; None = the first eighth of
-      ``steps`` (16 of 128); 0 disables.
+      redirect_relu_steps: for this many first steps, an image whose unit does not fire yet
+      (objective <= 0) gets a gradient in which ReLU and GELU also pass it to units that are
+      off when it would switch them on (Lucid's RedirectedReLU; engine/redirect.py), so units
+      dead on the starting image can still be rendered; images whose unit fires keep the true
+      gradient. None = the first eighth of ``steps`` (16 of 128); 0 disables.
     Execution
       precision: 'auto', 'fp32', 'bf16' or 'fp16' (autocast of the model; 'auto' is measured: the
       first batch tries each allowed execution and keeps the fastest whose objectives stay
