@@ -173,8 +173,9 @@ def test_step_global_bytes_per_element(dtype, budget):
 # kernels reach so that it cannot grow. The compile-time-radius kernels alone reached 176; the
 # row-run loads and stores (vectors, channels_last) put every branch of their per-item choice
 # (vector or single element, reflected, padded) on the longest path: 840, an upper bound far
-# above an interior tile's path (BENCHMARKS.md).
-SASS_PER_ELEMENT_CEILING = 850
+# above an interior tile's path (BENCHMARKS.md). The full arch list measured 769-772 (sm_100,
+# sm_120), 840-843 (sm_90) and 872-875 (sm_80) for the modes without Welford.
+SASS_PER_ELEMENT_CEILING = 880
 
 
 @pytest.mark.parametrize("norm", cuda_budgets.NORM_MODES)
