@@ -7,6 +7,7 @@
 
 #include "cpu/output_cache.h"
 #include "emulation/settings.h"
+#include "kernels/sequences.h"
 
 namespace py = pybind11;
 
@@ -53,11 +54,23 @@ PYBIND11_MODULE(_C, m) {
         "Frees the CPU output blocks kept for reuse; returns the bytes freed.");
   m.def("cached_output_bytes", &pvf::cpu::cached_output_bytes, "Bytes of CPU output blocks kept for reuse.");
   m.def("configure_emulation", &pvf::emulation::configure, py::arg("order") = "natural", py::arg("max_blocks") = 5,
-        py::arg("seed") = 1, py::arg("trace") = false,
+        py::arg("seed") = 1, py::arg("trace") = false, py::arg("cache_bytes") = 0,
         "How the CUDA emulation runs: thread order within a phase (natural, reversed, shuffled), grid-size cap, "
-        "seed of the shuffles, and whether to measure each launch's global memory traffic.");
+        "seed of the shuffles, whether to measure each launch's global memory traffic, and the L2 size that "
+        "sets the chunks of the two-launch ops (0: no chunking).");
   m.def("emulated_launches", &pvf::emulation::launches,
         "Kernel launches the CUDA emulation ran since configure_emulation() (as many as the GPU would).");
   m.def("emulated_traffic", &pvf::emulation::traffic,
         "Per launch traced since configure_emulation(trace=True): (distinct global bytes read, written).");
+  m.def("emulated_access_widths", &pvf::emulation::access_widths,
+        "Per launch traced since configure_emulation(trace=True): {access width in bytes: bytes moved}.");
+  m.def(
+      "chunk_images",
+      [](const std::vector<int64_t>& shape, int64_t element_bytes, int64_t cache_bytes) {
+        TORCH_CHECK_VALUE(shape.size() == 4, "shape must be [B, C, H, W], got ", shape.size(), " sizes");
+        return pvf::chunk_images({shape[0], shape[1], shape[2], shape[3]}, element_bytes, cache_bytes);
+      },
+      py::arg("shape"), py::arg("element_bytes"), py::arg("cache_bytes"),
+      "Images per chunk of the CUDA step and normalize_grad (two launches per chunk) on a device with "
+      "cache_bytes of L2.");
 }

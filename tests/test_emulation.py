@@ -1,7 +1,9 @@
 """Properties of the CUDA emulation beyond agreement with the reference (test_ops.py runs every op
-in natural, reversed and shuffled thread order): results independent of the grid size, and the
-block programs of every op run under AddressSanitizer and UndefinedBehaviorSanitizer in a
-separate small build (tests/native/emulation_harness.cpp, not the shipped extension)."""
+in natural, reversed and shuffled thread order): results independent of the grid size and of
+the batch chunking, the global accesses of the kernels (16-byte vectors, channels_last rows
+read whole), and the block programs of every op run under AddressSanitizer and
+UndefinedBehaviorSanitizer in a separate small build (tests/native/emulation_harness.cpp, not
+the shipped extension)."""
 import os
 import shutil
 import subprocess
@@ -13,7 +15,7 @@ import torch
 from torch.utils import cpp_extension
 
 from pyviz_fast import _ext, ops
-from test_ops import fused_case
+from test_ops import TOLERANCES, assert_step_close, fused_case, make_image, make_shifts, make_sigma, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
@@ -34,6 +36,99 @@ def test_results_do_not_depend_on_the_grid_size(norm):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
+
+
+@pytest.fixture
+def emulation():
+    """configure_emulation(**settings), reset after the test."""
+    yield _ext._C.configure_emulation
+    _ext._C.configure_emulation()
+
+
+# Shapes whose rows are 16-byte aligned in every dtype, several tiles wide and high, so that
+# the tiles' row runs take vectors, split at the roll and reflect at the image's edges.
+VECTOR_SHAPES = [(2, 3, 40, 96), (3, 4, 33, 64)]
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("order", ["natural", "reversed", "shuffled"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", list(TOLERANCES))
+@pytest.mark.parametrize("shape", VECTOR_SHAPES)
+def test_vector_accesses_match_the_reference(emulation, shape, dtype, layout, order):
+    emulation(order=order, max_blocks=7)
+    case = fused_case(shape, dtype, layout, layout, seed=sum(shape))
+    sigma = case[-1].abs() * 3  # radii up to 9: the halo passes the roll's split and the edges
+    step = ops.fused_ascent_step(*case[:-1], sigma, norm="rms", backend="emulation")
+    assert_step_close(step, reference("fused_ascent_step", *case[:-1], sigma, norm="rms"), dtype)
+    x, shifts = case[0], case[2]
+    assert torch.equal(ops.jitter(x, shifts, backend="emulation"), reference("jitter", x, shifts))
+    torch.testing.assert_close(ops.gaussian_blur(case[1], sigma, backend="emulation"),
+                               reference("gaussian_blur", case[1], sigma), **TOLERANCES[dtype])
+
+
+def _traced_step(emulation, shape, dtype, layout):
+    x = make_image(shape, dtype, layout, seed=3)
+    grad = make_image(shape, dtype, layout, seed=4, normal=True)
+    emulation(trace=True)
+    ops.fused_ascent_step(x, grad, make_shifts(shape, 5), make_shifts(shape, 6), 2.0, backend="emulation")
+    return _ext._C.emulated_traffic(), _ext._C.emulated_access_widths(), x
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", list(TOLERANCES))
+def test_a_step_moves_most_bytes_in_16_byte_accesses(emulation, dtype, layout):
+    """Both kernels read g, and kernel 2 reads x and writes two outputs, in 16-byte vectors where
+    the row runs allow: only the run ends (tile edges, the roll's split, the reflected halo) move
+    element by element. channels_last rows are read whole (a tile spans every channel of its
+    pixels), so they take vectors as well; element-wise they would be C elements apart."""
+    _, widths, x = _traced_step(emulation, (2, 3, 64, 64), dtype, layout)
+    moved = sum(sum(w.values()) for w in widths)
+    in_vectors = sum(w.get(16, 0) for w in widths)
+    assert set().union(*widths) <= {16, x.element_size()}
+    assert in_vectors / moved >= 0.6, f"{in_vectors} of {moved} bytes in 16-byte accesses"
+
+
+@pytest.mark.needs_ext
+def test_unaligned_rows_fall_back_to_element_accesses(emulation):
+    """Rows of 70 float32 (280 bytes) are not 16-byte aligned: every access is one element, and
+    the results still match (test_ops.py)."""
+    _, widths, _ = _traced_step(emulation, (2, 3, 40, 70), torch.float32, "contiguous")
+    assert set().union(*widths) == {4}
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("shape, element_bytes, cache_bytes, chunk", [
+    ((4096, 3, 224, 224), 4, 50 << 20, 21),  # H100: 50 MB of L2, 602 KB of g per image
+    ((4096, 3, 224, 224), 2, 40 << 20, 34),  # A100, half precision
+    ((8, 3, 1024, 1024), 4, 50 << 20, 1),  # an image outgrows a quarter of L2: one per chunk
+    ((8, 3, 64, 64), 4, 50 << 20, 8),  # the whole batch fits
+    ((8, 3, 64, 64), 4, 0, 8),  # unknown L2: no chunking
+])
+def test_chunk_size_from_the_l2_size(shape, element_bytes, cache_bytes, chunk):
+    """g of a chunk takes at most a quarter of L2, so kernel 2's second read of it hits L2."""
+    assert _ext._C.chunk_images(list(shape), element_bytes, cache_bytes) == chunk
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("norm", ["rms", "std", "max_abs"])
+def test_results_do_not_depend_on_the_chunking(emulation, norm):
+    """An emulated L2 of a few images' bytes splits the batch into chunks of 1, 2 or 3 images,
+    each with its own two launches and the one reused partials buffer: the same bits."""
+    shape = (5, 3, 40, 36)
+    case = fused_case(shape, torch.float32, "channels_last", "channels_last", seed=9)
+    image_bytes = 3 * 40 * 36 * 4
+    results = []
+    for images in (5, 1, 2, 3):
+        emulation(order="shuffled", max_blocks=3, cache_bytes=4 * image_bytes * images)
+        results.append((ops.fused_ascent_step(*case, norm=norm, backend="emulation"),
+                        ops.normalize_grad(case[1], norm, backend="emulation")))
+        assert _ext._C.emulated_launches() == 2 * 2 * -(-shape[0] // images)
+    for step, normalized in results[1:]:
+        for a, b in zip(results[0][0], step):
+            assert torch.equal(a, b)
+        assert torch.equal(results[0][1], normalized)
 
 
 def _compiler():

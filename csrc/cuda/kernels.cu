@@ -11,9 +11,11 @@
 namespace pvf::cuda {
 namespace {
 
-// At least 3 resident blocks (768 threads) per SM: at most 80 registers per thread, which the
-// programs fit without spilling (ptxas alone would cap them at 64 and spill the tile-loop state).
-constexpr int kMinBlocksPerSM = 3;
+// At least 2 resident blocks (512 threads) per SM: at most 128 registers per thread. The
+// compile-time-radius tile loops keep a tile's loads, taps and window sums in registers (about
+// 105-120 of them): at 3 blocks (80 registers) ptxas spills; each thread instead keeps 10-20
+// global loads in flight per tile.
+constexpr int kMinBlocksPerSM = 2;
 
 template <class Program>
 __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSM) run_blocks(Program program) {

@@ -2,7 +2,10 @@
 // and its CPU emulation (emulation/register.cpp), so both run the same sequence on the same
 // buffers: argument checks, outputs and the partials workspace, then Device::run(x, args) runs
 // the sequence of csrc/kernels/sequences.h on x's device. Device::check_sigma_values(sigma)
-// rejects a non-finite sigma where that needs no device sync (the emulation, on CPU tensors). Images are passed with their strides
+// rejects a non-finite sigma where that needs no device sync (the emulation, on CPU tensors);
+// Device::cache_bytes(x) is the L2 size that sets the two-launch ops' chunks (0: no chunking).
+// Nothing here synchronizes with the device, and every allocation is a torch tensor (the
+// caching allocator on CUDA), so a step can be captured in a CUDA graph. Images are passed with their strides
 // (no copy of a channels_last or sliced input); outputs are empty_like(x): the dtype and, for
 // a dense x, the memory layout of x. No CUDA headers: it also builds without a toolkit.
 #pragma once
@@ -36,9 +39,10 @@ inline ImageShape shape_of(const at::Tensor& x) {
   // StatsPartial counts an image's elements in int32.
   TORCH_CHECK(s.image() <= std::numeric_limits<int32_t>::max(),
               "images must have at most 2^31 - 1 elements (C*H*W), got ", x.sizes());
-  // The kernels count 32 x 32 tiles in int32.
+  // The kernels count tiles (kTileH x kTileW pixels) in int32.
   TORCH_CHECK(tile_count(s) <= std::numeric_limits<int32_t>::max(),
-              "a batch must have at most 2^31 - 1 tiles of 32 x 32 pixels per plane, got ", x.sizes());
+              "a batch must have at most 2^31 - 1 tiles of ", kTileH, " x ", kTileW, " pixels per plane, got ",
+              x.sizes());
   return s;
 }
 
@@ -55,9 +59,17 @@ inline ImageOut out_view(at::Tensor& x) {
   return {x.mutable_data_ptr(), strides_of(x)};
 }
 
-// The per-tile partials of the norm statistic, while the sequence runs.
-inline at::Tensor partials_workspace(const ImageShape& s, const at::Tensor& like) {
-  return at::empty({partials_needed(s) * int64_t(sizeof(StatsPartial))}, like.options().dtype(at::kByte));
+// Images per chunk of a two-launch op on x's device (sequences.h).
+template <class Device>
+int64_t chunk_of(const ImageShape& s, const at::Tensor& x) {
+  return chunk_images(s, x.element_size(), Device::cache_bytes(x));
+}
+
+// The per-tile partials of the norm statistic of one chunk, reused by every chunk.
+inline at::Tensor partials_workspace(const ImageShape& s, int64_t chunk, const at::Tensor& like) {
+  ImageShape part = s;
+  part.batch = chunk;
+  return at::empty({partials_needed(part) * int64_t(sizeof(StatsPartial))}, like.options().dtype(at::kByte));
 }
 
 inline StatsPartial* partials_of(at::Tensor& workspace) {
@@ -97,9 +109,10 @@ at::Tensor normalize_grad(const at::Tensor& g, std::string_view mode, double eps
   check_eps(eps);
   const ImageShape shape = shape_of(g);
   at::Tensor out = at::empty_like(g);
-  at::Tensor partials = partials_workspace(shape, g);
+  const int64_t chunk = chunk_of<Device>(shape, g);
+  at::Tensor partials = partials_workspace(shape, chunk, g);
   Device::run(g, NormalizeArgs{storage_of(g), shape, in_view(g), norm, static_cast<float>(eps), out_view(out),
-                               partials_of(partials)});
+                               partials_of(partials), chunk});
   return out;
 }
 
@@ -131,7 +144,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   at::Tensor new_x = at::empty_like(x);
   at::Tensor next_input = at::empty_like(x);
   at::Tensor nonfinite = empty_flags(x);
-  at::Tensor partials = partials_workspace(shape, x);
+  const int64_t chunk = chunk_of<Device>(shape, x);
+  at::Tensor partials = partials_workspace(shape, chunk, x);
   const AscentParams params{mode,
                             static_cast<float>(clip),
                             static_cast<float>(lr),
@@ -142,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   Device::run(x, AscentStepArgs{storage_of(x), shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
                                 nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
                                 params, out_view(new_x), out_view(next_input), nonfinite.mutable_data_ptr<bool>(),
-                                partials_of(partials)});
+                                partials_of(partials), chunk});
   return {new_x, next_input, nonfinite};
 }
 

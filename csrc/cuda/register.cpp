@@ -3,7 +3,10 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #include <torch/library.h>
+
+#include <atomic>
 
 #include "launchers.h"
 #include "op_frontend.h"
@@ -21,6 +24,19 @@ struct CudaDevice {
   // Checking a device tensor's values would need a host sync: the kernels flag the image
   // instead (a non-finite sigma leaves it unchanged and sets its non-finite flag).
   static void check_sigma_values(const at::Tensor&) {}
+
+  // The L2 cache of x's device (an attribute query, no sync: allowed while a graph is captured),
+  // cached per device.
+  static int64_t cache_bytes(const at::Tensor& x) {
+    constexpr int kMaxDevices = 64;
+    static std::atomic<int> cached[kMaxDevices] = {};
+    const int device = x.get_device();
+    if (device < kMaxDevices && cached[device].load() > 0) return cached[device].load();
+    int bytes = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, device));
+    if (device < kMaxDevices) cached[device].store(bytes);
+    return bytes;
+  }
 };
 
 }  // namespace

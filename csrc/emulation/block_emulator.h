@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -31,7 +32,9 @@ struct Config {
   uint64_t seed = 1;  // of the shuffled orders
   int64_t launches = 0;  // kernel launches emulated since the last configure()
   bool trace = false;  // measure each launch's distinct global bytes read and written
+  int64_t cache_bytes = 0;  // emulated L2 size: sets the two-launch ops' chunks (0: no chunking)
   std::vector<std::pair<int64_t, int64_t>> traffic;  // per traced launch: (bytes read, bytes written)
+  std::vector<std::map<int64_t, int64_t>> widths;  // per traced launch: bytes moved per access width
 };
 
 inline Config& config() {
@@ -88,9 +91,10 @@ class EmulatedBlock {
   std::array<int, kBlockThreads> order_;
 };
 
-// The image elements (storage.h load / store) that one launch touches, each counted once: the
-// global traffic of a launch whose every element is fetched from DRAM once (halos re-read by
-// neighbouring tiles are L2 hits on the GPU).
+// The image elements (storage.h load / store, one element or a 16-byte vector) that one launch
+// touches, each counted once: the global traffic of a launch whose every element is fetched
+// from DRAM once (halos re-read by neighbouring tiles are L2 hits on the GPU). Also the bytes
+// moved by each access width (2, 4 or 16), repeats included.
 class TrafficTrace {
  public:
   TrafficTrace() {
@@ -101,6 +105,7 @@ class TrafficTrace {
     global_access_hook = nullptr;
     current() = nullptr;
     config().traffic.emplace_back(read_, written_);
+    config().widths.push_back(widths_);
   }
 
  private:
@@ -108,14 +113,17 @@ class TrafficTrace {
     static TrafficTrace* t = nullptr;
     return t;
   }
-  static void note(const void* address, int bytes, bool write) {
+  static void note(const void* address, int element_bytes, int count, bool write) {
     TrafficTrace& t = *current();
-    if ((write ? t.writes_ : t.reads_).insert(reinterpret_cast<uintptr_t>(address)).second) {
-      (write ? t.written_ : t.read_) += bytes;
+    t.widths_[int64_t(element_bytes) * count] += int64_t(element_bytes) * count;
+    for (int k = 0; k < count; ++k) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(address) + uintptr_t(k) * element_bytes;
+      if ((write ? t.writes_ : t.reads_).insert(a).second) (write ? t.written_ : t.read_) += element_bytes;
     }
   }
   std::unordered_set<uintptr_t> reads_, writes_;
   int64_t read_ = 0, written_ = 0;
+  std::map<int64_t, int64_t> widths_;
 };
 
 // Runs `program` over a grid of min(work, max_blocks) blocks (work >= 1: the program's items).

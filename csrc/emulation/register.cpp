@@ -32,11 +32,15 @@ struct EmulatedDevice {
     const float* s = sigma.const_data_ptr<float>();
     for (int64_t b = 0; b < sigma.numel(); ++b) check_sigma_value(s[b], b);
   }
+
+  // The emulated L2 size (configure_emulation; 0 by default: no chunking).
+  static int64_t cache_bytes(const at::Tensor&) { return emulation::config().cache_bytes; }
 };
 
 }  // namespace
 
-void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace) {
+void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace,
+                          int64_t cache_bytes) {
   Config c;
   if (order == "natural") {
     c.order = ThreadOrder::kNatural;
@@ -50,13 +54,17 @@ void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t
   TORCH_CHECK_VALUE(max_blocks >= 1, "max_blocks must be >= 1, got ", max_blocks);
   c.max_blocks = max_blocks;
   c.seed = seed;
+  TORCH_CHECK_VALUE(cache_bytes >= 0, "cache_bytes must be >= 0 (0: no chunking), got ", cache_bytes);
   c.trace = trace;
+  c.cache_bytes = cache_bytes;
   config() = c;
 }
 
 int64_t emulation::launches() { return config().launches; }
 
 std::vector<std::pair<int64_t, int64_t>> emulation::traffic() { return config().traffic; }
+
+std::vector<std::map<int64_t, int64_t>> emulation::access_widths() { return config().widths; }
 
 TORCH_LIBRARY_FRAGMENT(pyviz_fast, m) {
   m.def("emulated_jitter(Tensor x, Tensor shifts) -> Tensor");

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,12 +11,16 @@ namespace pvf::emulation {
 
 // order: "natural", "reversed" or "shuffled" (seeded by seed); max_blocks: the grid-size cap.
 // trace: record each launch's distinct global bytes read and written (slow; for tests).
-void configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace);
+// cache_bytes: the L2 size that sets the chunks of the two-launch ops (0: no chunking).
+void configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace, int64_t cache_bytes);
 
 // Kernel launches emulated since the last configure() (the CUDA path launches the same).
 int64_t launches();
 
 // Per traced launch since the last configure(): (bytes read, bytes written).
 std::vector<std::pair<int64_t, int64_t>> traffic();
+
+// Per traced launch: global bytes moved (read or written, repeats included) by access width.
+std::vector<std::map<int64_t, int64_t>> access_widths();
 
 }  // namespace pvf::emulation

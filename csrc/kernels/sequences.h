@@ -3,11 +3,12 @@
 // emulation (csrc/emulation/: blocks run by the block emulator). A Launch is called as
 // launch(work, program) and runs the block program (tile_programs.h) over a grid of at most
 // `work` blocks, each launch after the previous one. Launches per op: jitter, gaussian_blur,
-// clip_grad 1; normalize_grad and fused_ascent_step 2 (the statistic, then the rest).
+// clip_grad 1; normalize_grad and fused_ascent_step 2 per chunk of images (the statistic, then
+// the rest; one chunk unless the batch's g outgrows a quarter of the L2 cache).
 //
 // Args hold the images as pointer + element strides (any layout), int64 shifts and float32
 // sigma as contiguous arrays, and a contiguous workspace of per-tile partials that the caller
-// allocates with partials_needed() entries (csrc/cuda/op_frontend.h).
+// allocates with partials_needed() entries for a chunk (csrc/cuda/op_frontend.h).
 #pragma once
 
 #include "image_shape.h"
@@ -17,7 +18,18 @@
 namespace pvf {
 
 // Entries of the partials workspace of an op on images of this shape (0: the op needs none).
-inline int64_t partials_needed(const ImageShape& shape) { return tile_count(shape); }
+inline int64_t partials_needed(const ImageShape& shape) { return tile_count(shape) * kPartialsPerTile; }
+
+// Images per chunk of a two-launch op on a device with `cache_bytes` of L2 (0: unknown, no
+// chunking). Kernel 2 re-reads every tile of g that kernel 1 read; run chunk by chunk, that
+// second read finds g in L2 if, between the two reads of a tile, the rest of the chunk's g and
+// kernel 2's own traffic (x read, two outputs written: up to 3 x g's bytes) fit in it. A
+// chunk's g is therefore at most a quarter of L2. Pure function of the sizes (tested on the CPU).
+inline int64_t chunk_images(const ImageShape& shape, int64_t element_bytes, int64_t cache_bytes) {
+  if (cache_bytes <= 0) return shape.batch;
+  const int64_t fit = cache_bytes / (4 * shape.image() * element_bytes);
+  return fit < 1 ? 1 : (fit < shape.batch ? fit : shape.batch);
+}
 
 // An image tensor of the op's storage type, read or written.
 struct ImageIn {
@@ -53,7 +65,8 @@ struct NormalizeArgs {
   NormMode mode;
   float eps;
   ImageOut out;
-  StatsPartial* partials;
+  StatsPartial* partials;  // partials_needed() of a chunk of images
+  int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
 };
 
 struct ClipArgs {
@@ -77,28 +90,68 @@ struct AscentStepArgs {
   ImageOut new_x;
   ImageOut next_input;
   bool* nonfinite;  // [B] output
-  StatsPartial* partials;
+  StatsPartial* partials;  // partials_needed() of a chunk of images
+  int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
 };
+
+// f(std::integral_constant<NormMode, mode>).
+template <class F>
+void with_norm_mode(NormMode mode, F&& f) {
+  switch (mode) {
+    case kRms: f(std::integral_constant<NormMode, kRms>{}); break;
+    case kMeanAbs: f(std::integral_constant<NormMode, kMeanAbs>{}); break;
+    case kStd: f(std::integral_constant<NormMode, kStd>{}); break;
+    case kMaxAbs: f(std::integral_constant<NormMode, kMaxAbs>{}); break;
+    case kNone: f(std::integral_constant<NormMode, kNone>{}); break;
+  }
+}
 
 namespace detail {
 
-template <class T>
-TileSource<T> source(const ImageIn& image, const int64_t* shifts = nullptr, bool inverse = false) {
-  return {static_cast<const T*>(image.data), image.strides, shifts, inverse};
+// The interleaved cut (tile.h) when every image of the op is channels_last-like (channels of a
+// pixel adjacent, pixels C apart), else the planar one.
+template <class... Images>
+bool interleaved(const ImageShape& shape, const Images&... images) {
+  return shape.channels > 1 && ((images.strides.c == 1 && images.strides.w == shape.channels) && ...);
 }
 
+// The images from image b0 on, as typed pointers and views in the tile cut.
 template <class T>
-T* typed(const ImageOut& image) {
-  return static_cast<T*>(image.data);
-}
+struct Typed {
+  const TileGrid& grid;
+  int64_t b0;
+
+  const T* in(const ImageIn& image) const { return static_cast<const T*>(image.data) + b0 * image.strides.b; }
+  T* out(const ImageOut& image) const { return static_cast<T*>(image.data) + b0 * image.strides.b; }
+  template <class Image>
+  TileView view(const Image& image) const {
+    return tile_view(static_cast<const T*>(image.data) + b0 * image.strides.b, image.strides, grid, sizeof(T));
+  }
+  TileSource<T> source(const ImageIn& image, const int64_t* shifts = nullptr, bool inverse = false) const {
+    return {in(image), view(image), shifts ? shifts + 2 * b0 : nullptr, inverse};
+  }
+};
 
 // The one launch of an op that stores its (rolled, blurred or clipped) source.
 template <class T, class Launch>
-void launch_store(Launch& launch, const ImageShape& shape, const TileSource<T>& src, const float* sigma,
-                  const ImageOut& out, float clip) {
-  const TileGrid grid(shape);
-  launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{src, sigma, ImageScale{nullptr, kNone, 0.0f}, nullptr, grid,
-                                                       StoreEpilogue<T>{typed<T>(out), out.strides, clip}});
+void launch_store(Launch& launch, const ImageShape& shape, const ImageIn& x, const int64_t* shifts, bool inverse,
+                  const float* sigma, const ImageOut& out, float clip) {
+  const TileGrid grid(shape, interleaved(shape, x, out));
+  const Typed<T> at{grid, 0};
+  launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{{at.source(x, shifts, inverse), sigma, grid},
+                                                       ImageScale{nullptr, kNone, 0.0f}, nullptr,
+                                                       StoreEpilogue<T>{at.out(out), at.view(out), clip}});
+}
+
+// Calls f(b0, shape of images b0 ... b0 + n - 1) for the chunks of a batch.
+template <class F>
+void each_chunk(const ImageShape& shape, int64_t chunk, F&& f) {
+  const int64_t size = chunk > 0 ? chunk : shape.batch;
+  for (int64_t b0 = 0; b0 < shape.batch; b0 += size) {
+    ImageShape part = shape;
+    part.batch = shape.batch - b0 < size ? shape.batch - b0 : size;
+    f(b0, part);
+  }
 }
 
 }  // namespace detail
@@ -108,7 +161,7 @@ void run_sequence(Launch& launch, const JitterArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
     constexpr float kNoClip = __builtin_huge_valf();
-    detail::launch_store<T>(launch, a.shape, detail::source<T>(a.x, a.shifts, true), nullptr, a.out, kNoClip);
+    detail::launch_store<T>(launch, a.shape, a.x, a.shifts, true, nullptr, a.out, kNoClip);
   });
 }
 
@@ -117,7 +170,7 @@ void run_sequence(Launch& launch, const BlurArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
     constexpr float kNoClip = __builtin_huge_valf();
-    detail::launch_store<T>(launch, a.shape, detail::source<T>(a.x), a.sigma, a.out, kNoClip);
+    detail::launch_store<T>(launch, a.shape, a.x, nullptr, false, a.sigma, a.out, kNoClip);
   });
 }
 
@@ -125,37 +178,50 @@ template <class Launch>
 void run_sequence(Launch& launch, const ClipArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    detail::launch_store<T>(launch, a.shape, detail::source<T>(a.g), nullptr, a.out, a.clip);
+    detail::launch_store<T>(launch, a.shape, a.g, nullptr, false, nullptr, a.out, a.clip);
   });
 }
 
+// Per chunk of images (chunk_images): the statistic, then the rest.
 template <class Launch>
 void run_sequence(Launch& launch, const NormalizeArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const TileGrid grid(a.shape);
-    const TileSource<T> g = detail::source<T>(a.g);
-    launch(grid.total, StatsProgram<T>{g, nullptr, a.partials, grid, a.mode});
-    launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, nullptr, ImageScale{a.partials, a.mode, a.eps}, nullptr,
-                                                         grid, ScaleEpilogue<T>{detail::typed<T>(a.out),
-                                                                                a.out.strides, a.mode}});
+    const bool cut = detail::interleaved(a.shape, a.g, a.out);
+    detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
+      const TileGrid grid(shape, cut);
+      const detail::Typed<T> at{grid, b0};
+      const BlurredTiles<T> g{at.source(a.g), nullptr, grid};
+      with_norm_mode(a.mode, [&](auto mode) {
+        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+      });
+      const ScaleEpilogue<T> scale{at.out(a.out), at.view(a.out), a.mode};
+      launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, ImageScale{a.partials, a.mode, a.eps}, nullptr, scale});
+    });
   });
 }
 
-// Kernel 1: un-jitter + blur + per-tile partials; kernel 2: fold the image's partials, blur
-// again, update, store the image and the next input.
+// Per chunk of images (chunk_images), kernel 1: un-jitter + blur + per-tile partials; kernel 2:
+// fold the image's partials, blur again (g mostly from L2), update, store the image and the next
+// input. Every chunk reuses the partials workspace (the launches are ordered on one stream).
 template <class Launch>
 void run_sequence(Launch& launch, const AscentStepArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const TileGrid grid(a.shape);
-    const TileSource<T> g = detail::source<T>(a.grad, a.shifts);
-    launch(grid.total, StatsProgram<T>{g, a.sigma, a.partials, grid, a.params.mode});
-    const StepEpilogue<T> step{static_cast<const T*>(a.x.data), a.x.strides, a.next_shifts,
-                               detail::typed<T>(a.new_x), a.new_x.strides, detail::typed<T>(a.next_input),
-                               a.next_input.strides, a.shape, a.params};
-    launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, a.sigma, ImageScale{a.partials, a.params.mode, a.eps},
-                                                        a.nonfinite, grid, step});
+    const bool cut = detail::interleaved(a.shape, a.x, a.grad, a.new_x, a.next_input);
+    detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
+      const TileGrid grid(shape, cut);
+      const detail::Typed<T> at{grid, b0};
+      const BlurredTiles<T> g{at.source(a.grad, a.shifts), a.sigma + b0, grid};
+      with_norm_mode(a.params.mode, [&](auto mode) {
+        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+      });
+      const StepEpilogue<T> step{at.in(a.x),         at.view(a.x),           a.next_shifts + 2 * b0,
+                                 at.out(a.new_x),    at.view(a.new_x),       at.out(a.next_input),
+                                 at.view(a.next_input), shape,           a.params};
+      launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, ImageScale{a.partials, a.params.mode, a.eps},
+                                                          a.nonfinite + b0, step});
+    });
   });
 }
 

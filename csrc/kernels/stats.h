@@ -15,12 +15,14 @@ struct StatsPartial {
   float a;
   float b;
   int32_t count;
-  int32_t nonfinite;  // 1 if any folded element was NaN or +-inf
+  int32_t nonfinite;  // 1 if a non-finite element was folded (noted by 'none'; see fold_element) or flagged
 };
 
+// A non-finite element makes a (and so s_b) non-finite in every mode but 'none', which flags the
+// image (fold_image): only 'none' notes it in `nonfinite`.
 PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   p.count += 1;
-  if (!is_finite(v)) p.nonfinite = 1;
+  if (mode == kNone && !is_finite(v)) p.nonfinite = 1;
   switch (mode) {
     case kRms: p.a = fmaf(v, v, p.a); break;
     case kMeanAbs: p.a += fabsf(v); break;

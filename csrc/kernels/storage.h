@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "common.h"
 
@@ -21,38 +22,125 @@ namespace pvf {
 
 enum class Storage : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
+// Scalar conversions between a storage type and float32, the same for one element and for the
+// elements of a vector access.
 #ifdef __CUDACC__
 using half_t = __half;
 using bfloat16_t = __nv_bfloat16;
 
-PVF_HD float load(const __half* p, int64_t i) { return __half2float(p[i]); }
-PVF_HD void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
-PVF_HD float load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-PVF_HD void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
-PVF_HD float load(const float* p, int64_t i) { return p[i]; }
-PVF_HD void store(float* p, int64_t i, float v) { p[i] = v; }
+PVF_HD float to_float(__half v) { return __half2float(v); }
+PVF_HD float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+PVF_HD float to_float(float v) { return v; }
+template <class T>
+PVF_HD T from_float(float v);
+template <>
+PVF_HD __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+PVF_HD __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+PVF_HD float from_float<float>(float v) { return v; }
+
+// Global accesses: one element, or kVector<T> elements (16 bytes, p 16-byte aligned) at once.
+template <class T>
+PVF_HD void note_access(const T*, int, bool) {}
 #else
 using half_t = c10::Half;
 using bfloat16_t = c10::BFloat16;
 
+inline float to_float(c10::Half v) { return static_cast<float>(v); }
+inline float to_float(c10::BFloat16 v) { return static_cast<float>(v); }
+inline float to_float(float v) { return v; }
+template <class T>
+inline T from_float(float v) {
+  return T(v);
+}
+
 // Set while the CPU emulation measures the kernels' global memory traffic (tests); else null.
-inline void (*global_access_hook)(const void* address, int bytes, bool write) = nullptr;
+// One call per access instruction: its first element, element size, element count, direction.
+inline void (*global_access_hook)(const void* address, int element_bytes, int count, bool write) = nullptr;
 
 template <class T>
-inline const T* noted(const T* p, bool write) {
-  if (global_access_hook) global_access_hook(p, sizeof(T), write);
-  return p;
+inline void note_access(const T* p, int count, bool write) {
+  if (global_access_hook) global_access_hook(p, sizeof(T), count, write);
+}
+#endif
+
+// Elements of T in one 16-byte access.
+template <class T>
+constexpr int kVector = 16 / static_cast<int>(sizeof(T));
+
+template <class T>
+PVF_HD float load(const T* p, int64_t i) {
+  note_access(p + i, 1, false);
+  return to_float(p[i]);
 }
 
-inline float load(const c10::Half* p, int64_t i) { return static_cast<float>(*noted(p + i, false)); }
-inline void store(c10::Half* p, int64_t i, float v) { *const_cast<c10::Half*>(noted(p + i, true)) = c10::Half(v); }
-inline float load(const c10::BFloat16* p, int64_t i) { return static_cast<float>(*noted(p + i, false)); }
-inline void store(c10::BFloat16* p, int64_t i, float v) {
-  *const_cast<c10::BFloat16*>(noted(p + i, true)) = c10::BFloat16(v);
+template <class T>
+PVF_HD void store(T* p, int64_t i, float v) {
+  note_access(p + i, 1, true);
+  p[i] = from_float<T>(v);
 }
-inline float load(const float* p, int64_t i) { return *noted(p + i, false); }
-inline void store(float* p, int64_t i, float v) { *const_cast<float*>(noted(p + i, true)) = v; }
+
+#ifdef __CUDA_ARCH__
+// The 16 bytes of kVector<T> elements as four 32-bit words, packed and unpacked in registers
+// (the device side of load_vector / store_vector; the host side, the emulation, copies bytes).
+__device__ __forceinline__ uint32_t word_of(float a) { return __float_as_uint(a); }
+__device__ __forceinline__ uint32_t word_of(__half a, __half b) {
+  return __half_as_ushort(a) | uint32_t(__half_as_ushort(b)) << 16;
+}
+__device__ __forceinline__ uint32_t word_of(__nv_bfloat16 a, __nv_bfloat16 b) {
+  return __bfloat16_as_ushort(a) | uint32_t(__bfloat16_as_ushort(b)) << 16;
+}
+__device__ __forceinline__ void unpack(uint32_t w, float* out, float*) { out[0] = __uint_as_float(w); }
+__device__ __forceinline__ void unpack(uint32_t w, float* out, __half*) {
+  out[0] = __half2float(__ushort_as_half(static_cast<unsigned short>(w)));
+  out[1] = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+}
+__device__ __forceinline__ void unpack(uint32_t w, float* out, __nv_bfloat16*) {
+  out[0] = __bfloat162float(__ushort_as_bfloat16(static_cast<unsigned short>(w)));
+  out[1] = __bfloat162float(__ushort_as_bfloat16(static_cast<unsigned short>(w >> 16)));
+}
 #endif
+
+// out[k] = p[k] for k < kVector<T>, in one 16-byte load (p 16-byte aligned).
+template <class T>
+PVF_HD void load_vector(const T* p, float* out) {
+  note_access(p, kVector<T>, false);
+#ifdef __CUDA_ARCH__
+  const uint4 bits = *reinterpret_cast<const uint4*>(p);
+  constexpr int kPerWord = kVector<T> / 4;
+  unpack(bits.x, out, static_cast<T*>(nullptr));
+  unpack(bits.y, out + kPerWord, static_cast<T*>(nullptr));
+  unpack(bits.z, out + 2 * kPerWord, static_cast<T*>(nullptr));
+  unpack(bits.w, out + 3 * kPerWord, static_cast<T*>(nullptr));
+#else
+  T v[kVector<T>];
+  memcpy(static_cast<void*>(v), p, 16);
+  for (int k = 0; k < kVector<T>; ++k) out[k] = to_float(v[k]);
+#endif
+}
+
+// p[k] = in[k] for k < kVector<T>, in one 16-byte store (p 16-byte aligned).
+template <class T>
+PVF_HD void store_vector(T* p, const float* in) {
+  note_access(p, kVector<T>, true);
+#ifdef __CUDA_ARCH__
+  uint32_t w[4];
+  PVF_UNROLL
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (kVector<T> == 4) {
+      w[k] = word_of(in[k]);
+    } else {
+      w[k] = word_of(from_float<T>(in[2 * k]), from_float<T>(in[2 * k + 1]));
+    }
+  }
+  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+#else
+  T v[kVector<T>];
+  for (int k = 0; k < kVector<T>; ++k) v[k] = from_float<T>(in[k]);
+  memcpy(static_cast<void*>(p), v, 16);
+#endif
+}
 
 PVF_HD bool is_finite(float v) {
 #ifdef __CUDA_ARCH__

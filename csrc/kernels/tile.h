@@ -1,17 +1,26 @@
 // The tile machinery of every CUDA kernel (csrc/kernels/block.h programs): a block takes tiles
-// of kTileH x kTileW pixels of one (image, channel) plane and computes, per thread, the
-// separable Gaussian blur of the (optionally un-jittered) source at its kRowsPerThread pixels:
-//   for each chunk of up to kChunkRows rows of the tile plus its vertical halo:
-//     load:       the chunk's rows, columns j0 - r ... j0 + kTileW - 1 + r, into shared memory
-//                 (reflect and roll resolved once per row and per column; r <= kSharedRadius);
-//     horizontal: shared -> shared, one row segment of kTileW per warp at a time;
-//     vertical:   each thread adds the chunk's rows to its pixels' sums, in registers.
+// of kTileH rows x kTileW elements of a plane (one channel, or for channels_last the whole image
+// with rows of W x C elements: TileGrid) and computes, per thread, the separable Gaussian blur of
+// the (optionally un-jittered) source at its kRowsPerThread pixels (one column, consecutive
+// rows). Two implementations, bit for bit the same sums:
+//   blur_tile_fixed<R>  the common radii (FixedRadii, compile time) of the planar cut, and no
+//                       blur in both: the tile plus its halo is loaded into shared memory once;
+//                       horizontal pass shared -> shared with each thread computing 4 consecutive
+//                       outputs of a row from vector loads; vertical pass from shared into the
+//                       thread's 8 outputs of a column. Tap loops are fully unrolled with the taps
+//                       in registers.
+//   blur_tile_runtime   any other radius or cut: chunks of up to kChunkRows rows of the tile plus
+//                       its halo, loops over the run-time radius, taps read from shared memory;
+//                       a halo beyond kSharedHalo elements reads its rows from global memory.
+// Global memory moves as row runs (RowRuns): 16-byte vectors where aligned, single elements at
+// the run ends, the roll's split and the reflected halo; stores go the same way (tile_programs.h).
 // Every sum runs over k = -r ... r in order, with fmaf, so the GPU and the emulation round alike.
-// Radius 0 (no blur, or jitter / clip / normalize) copies through the same path.
-// Taps (double exp, see common.h) live in shared memory, recomputed when the tile's image changes;
-// a radius beyond kSharedRadius reads its rows from global memory instead of the shared tile.
+// Taps (double exp, see common.h) live in shared memory, recomputed when the tile's image changes.
 // Index math inside an image is int32 (the frontend checks that every offset fits).
 #pragma once
+
+#include <type_traits>
+#include <utility>
 
 #include "block.h"
 #include "image_shape.h"
@@ -21,16 +30,19 @@
 namespace pvf {
 
 constexpr int kTileW = kWarpSize;  // a warp covers one row segment of the tile: coalesced columns
-constexpr int kTileH = 32;
-constexpr int kRowsPerThread = kTileH / kBlockWarps;  // warp w owns tile rows 4w ... 4w + 3
-constexpr int kSharedRadius = 16;  // horizontal halo held in shared memory
-constexpr int kChunkRows = 48;  // tile rows + vertical halo per chunk: one chunk up to radius 8
+constexpr int kTileH = 64;
+constexpr int kRowsPerThread = kTileH / kBlockWarps;  // warp w owns tile rows 8w ... 8w + 7
+constexpr int kSharedHalo = 32;  // horizontal halo held in shared memory, in elements (radius x step)
+constexpr int kChunkRows = 80;  // tile rows + vertical halo per chunk: one chunk up to radius 8
 constexpr int kSharedTaps = 1024;  // taps beyond are recomputed (radius > 1023 needs images > 1 MP)
 
+// Radii with a compile-time blur (sigma 2 gives 6); others take the run-time loops.
+using FixedRadii = std::integer_sequence<int, 0, 1, 2, 3, 4, 5, 6>;
+
 struct TileShared {
-  float raw[kChunkRows][kTileW + 2 * kSharedRadius];
-  float rows[kChunkRows][kTileW];
-  float taps[kSharedTaps];
+  alignas(16) float raw[kChunkRows][kTileW + 2 * kSharedHalo];  // source rows; then the image x of a step tile
+  alignas(16) float rows[kChunkRows][kTileW];  // horizontal pass; then the tile's values before they are stored
+  alignas(16) float taps[kSharedTaps];
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
   int flag;  // non-finite flag of that image
@@ -41,44 +53,103 @@ struct TileRegs {
   StatsPartial partial;
 };
 
-// Tiles of a batch, ordered image by image (then channel, tile row, tile column), so that a
+// n / d for 0 <= n < 2^31 and 1 <= d < 2^31 by a multiply-high and a shift (Granlund and
+// Montgomery): a division by a run-time divisor is a long instruction sequence on the GPU.
+struct FastDiv {
+  uint32_t multiplier;
+  int32_t shift;
+
+  FastDiv() = default;
+  PVF_HD explicit FastDiv(int32_t d) : multiplier(0), shift(0) {
+    while ((int64_t(1) << shift) < d) ++shift;
+    multiplier = static_cast<uint32_t>((uint64_t(1) << 32) * ((uint64_t(1) << shift) - uint64_t(d)) / uint64_t(d) + 1);
+  }
+  PVF_HD int32_t operator()(int32_t n) const {
+#ifdef __CUDA_ARCH__
+    const uint32_t high = __umulhi(static_cast<uint32_t>(n), multiplier);
+#else
+    const uint32_t high = static_cast<uint32_t>((uint64_t(static_cast<uint32_t>(n)) * multiplier) >> 32);
+#endif
+    return static_cast<int32_t>((high + static_cast<uint32_t>(n)) >> shift);
+  }
+};
+
+// How a batch is cut into planes of rows, so that a tile row is contiguous in memory:
+//   planar (NCHW, and any strides): C planes per image, rows of W elements, one per pixel;
+//   interleaved (channels_last: the channels of a pixel adjacent): one plane per image, rows of
+//   W x C elements, a pixel being `step` = C consecutive elements. The blur's taps and the roll
+//   then move by whole pixels (step elements) and a reflection keeps the channel.
+// Tiles of a batch are ordered image by image (then plane, tile row, tile column), so that a
 // grid-stride loop takes consecutive tiles of one image and an image's partials are contiguous.
 // Tile counts are int32 (the frontend checks the total), as is all index math inside an image.
 struct TileGrid {
   ImageShape shape;
+  int32_t planes, step, length;  // planes per image, elements per pixel, elements per plane row
   int32_t tiles_x, tiles_y, per_plane, per_image, total;
+  FastDiv by_tiles_x, by_per_plane, by_per_image;
 
   TileGrid() = default;
-  PVF_HD explicit TileGrid(const ImageShape& s)
+  PVF_HD TileGrid(const ImageShape& s, bool interleaved)
       : shape(s),
-        tiles_x(static_cast<int32_t>((s.width + kTileW - 1) / kTileW)),
+        planes(static_cast<int32_t>(interleaved ? 1 : s.channels)),
+        step(static_cast<int32_t>(interleaved ? s.channels : 1)),
+        length(static_cast<int32_t>(s.width * step)),
+        tiles_x((length + kTileW - 1) / kTileW),
         tiles_y(static_cast<int32_t>((s.height + kTileH - 1) / kTileH)),
         per_plane(tiles_x * tiles_y),
-        per_image(static_cast<int32_t>(int64_t(per_plane) * s.channels)),
-        total(static_cast<int32_t>(int64_t(per_image) * s.batch)) {}
+        per_image(per_plane * planes),
+        total(static_cast<int32_t>(int64_t(per_image) * s.batch)),
+        by_tiles_x(tiles_x),
+        by_per_plane(per_plane),
+        by_per_image(per_image) {}
 };
 
-// Tiles of a batch of this shape, in int64 (what the frontend checks against int32).
+// Tiles of a batch of this shape in the planar cut, in int64: an upper bound of both cuts (what
+// the frontend checks against int32 and sizes the partials by).
 inline int64_t tile_count(const ImageShape& s) {
   return (s.width + kTileW - 1) / kTileW * ((s.height + kTileH - 1) / kTileH) * s.channels * s.batch;
 }
 
 struct TilePos {
-  int32_t b, c;
-  int32_t i0, j0;  // first row and column
+  int32_t b, plane;
+  int32_t i0, e0;  // first row and first element of the plane row
   int32_t in_image;  // index of the tile within its image
 };
 
 PVF_HD TilePos tile_at(const TileGrid& g, int32_t index) {
   TilePos t;
-  t.b = index / g.per_image;
+  t.b = g.by_per_image(index);
   t.in_image = index - t.b * g.per_image;
-  t.c = t.in_image / g.per_plane;
-  const int32_t in_plane = t.in_image - t.c * g.per_plane;
-  const int32_t ty = in_plane / g.tiles_x;
+  t.plane = g.by_per_plane(t.in_image);
+  const int32_t in_plane = t.in_image - t.plane * g.per_plane;
+  const int32_t ty = g.by_tiles_x(in_plane);
   t.i0 = ty * kTileH;
-  t.j0 = (in_plane - ty * g.tiles_x) * kTileW;
+  t.e0 = (in_plane - ty * g.tiles_x) * kTileW;
   return t;
+}
+
+// An image in the tile cut: element e of row i of plane p of image b is
+// data[b * image + p * plane + i * row + e * element]. `vectors`: element == 1 and the data and
+// every stride 16-byte aligned, so that an element's alignment is that of its index e.
+struct TileView {
+  int64_t image, plane;
+  int32_t row, element;
+  bool vectors;
+};
+
+PVF_HD bool aligned16(int64_t bytes) { return bytes % 16 == 0; }
+
+// The view of an image of strides s (a layout the cut allows: interleaved needs s.c == 1 and
+// s.w == C) with elements of `size` bytes.
+PVF_HD TileView tile_view(const void* data, const Strides& s, const TileGrid& g, int64_t size) {
+  TileView v;
+  v.image = s.b;
+  v.plane = g.step > 1 ? 0 : s.c;
+  v.row = static_cast<int32_t>(s.h);
+  v.element = static_cast<int32_t>(g.step > 1 ? 1 : s.w);
+  v.vectors = v.element == 1 && aligned16(static_cast<int64_t>(reinterpret_cast<uintptr_t>(data))) &&
+              aligned16(v.image * size) && aligned16(v.plane * size) && aligned16(int64_t(v.row) * size);
+  return v;
 }
 
 // Logical row / column i of the roll of a plane: source index (i + shift) mod n, shift in [0, n).
@@ -94,47 +165,182 @@ PVF_HD int32_t reduced_shift(const int64_t* shifts, int64_t index, int64_t n, bo
   return static_cast<int32_t>(inverse ? wrap(-s, n) : s);
 }
 
-// The plane of one tile of a source image, read through the roll: value(i, j) =
-// plane[(i + dy) mod H, (j + dx) mod W], with (i, j) already reflected into the image.
-template <class T>
-struct RolledPlane {
-  const T* base;
-  int32_t stride_h, stride_w, dy, dx, height, width;
-
-  PVF_HD float at(int32_t i, int32_t j) const {
-    return load(base, rolled(i, dy, height) * stride_h + rolled(j, dx, width) * stride_w);
-  }
-};
-
-// A source image of a tile program: data, strides, and the roll applied on reading (none when
-// shifts is null).
-template <class T>
-struct TileSource {
-  const T* data;
-  Strides strides;
-  const int64_t* shifts;  // int64 [B, 2] or nullptr
-  bool inverse;  // roll by -shift (jitter) instead of +shift (un-jitter)
-
-  PVF_HD RolledPlane<T> plane(const TilePos& t, const ImageShape& s) const {
-    return {data + int64_t(t.b) * strides.b + int64_t(t.c) * strides.c,
-            static_cast<int32_t>(strides.h),
-            static_cast<int32_t>(strides.w),
-            reduced_shift(shifts, 2 * t.b, s.height, inverse),
-            reduced_shift(shifts, 2 * t.b + 1, s.width, inverse),
-            static_cast<int32_t>(s.height),
-            static_cast<int32_t>(s.width)};
-  }
-};
-
 PVF_HD int32_t reflect32(int32_t i, int32_t n) {
   if (i < 0) return -i;
   if (i >= n) return 2 * (n - 1) - i;
   return i;
 }
 
+// Element e of a plane row of `length` elements and pixels of `step`, reflected by whole pixels
+// (keeping the channel) when it lies in the halo outside the row: -r * step <= e < length + r * step.
+PVF_HD int32_t reflect_element(int32_t e, int32_t length, int32_t step) {
+  if (e >= 0 && e < length) return e;
+  if (step == 1) return reflect32(e, length);
+  const int32_t pixel = e >= 0 ? e / step : -((-e - 1) / step) - 1;
+  return reflect32(pixel, length / step) * step + (e - pixel * step);
+}
+
+// Columns [0, n) of a tile row moved to or from global memory, columns [c1, c2) of them being
+// elements first, first + 1, ... of a plane row of `length` elements read through a roll by
+// `shift` elements: at most two contiguous runs of memory, split where the roll wraps. Inside
+// each run, aligned groups of `width` elements move as one 16-byte access (`vectors` counts
+// them); every other column (run ends, the split, reflected or padded columns) moves alone.
+struct RowRuns {
+  int32_t col[2], at[2], vectors[2];  // per run: first column of its vectors, their first element, count
+  int32_t n, width;
+
+  PVF_HD int32_t vector_count() const { return vectors[0] + vectors[1]; }
+  PVF_HD int32_t items() const { return vector_count() + n - width * vector_count(); }
+
+  // The m-th column that no vector moves.
+  PVF_HD int32_t single(int32_t m) const {
+    if (m >= col[0]) m += width * vectors[0];
+    if (m >= col[1]) m += width * vectors[1];
+    return m;
+  }
+};
+
+PVF_HD RowRuns plan_row(int32_t n, int32_t c1, int32_t c2, int32_t first, int32_t shift, int32_t length,
+                        int32_t width, bool vectors) {
+  RowRuns p{{n, n}, {0, 0}, {0, 0}, n, width};
+  if (!vectors || c2 <= c1) return p;
+  const int32_t start = rolled(first, shift, length);
+  const int32_t first_run = c2 - c1 < length - start ? c2 - c1 : length - start;
+  const int32_t cols[2] = {c1, c1 + first_run}, ats[2] = {start, 0}, lens[2] = {first_run, c2 - c1 - first_run};
+  for (int k = 0; k < 2; ++k) {
+    const int32_t head = (width - ats[k] % width) % width;
+    p.col[k] = cols[k] + head;
+    p.at[k] = ats[k] + head;
+    p.vectors[k] = lens[k] > head ? (lens[k] - head) / width : 0;
+  }
+  return p;
+}
+
+// Calls vector(column, element) for every vector and single(column) for every other column of a
+// row plan of at most kColumns columns, spread over the lanes of a warp (lane-th item, then every
+// 32nd; unrolled, so that a tile loop holds no inner loop).
+template <int kColumns, class Vector, class Single>
+PVF_HD void each_item(const RowRuns& p, int32_t lane, Vector&& vector, Single&& single) {
+  const int32_t nv = p.vector_count(), items = p.items();
+  PVF_UNROLL
+  for (int s = 0; s < (kColumns + kWarpSize - 1) / kWarpSize; ++s) {
+    const int32_t k = lane + s * kWarpSize;
+    if (k >= items) break;
+    if (k < p.vectors[0]) {
+      vector(p.col[0] + k * p.width, p.at[0] + k * p.width);
+    } else if (k < nv) {
+      const int32_t m = k - p.vectors[0];
+      vector(p.col[1] + m * p.width, p.at[1] + m * p.width);
+    } else {
+      single(p.single(k - nv));
+    }
+  }
+}
+
+// The plane of tile t in an image (T const when only read), with a roll: element (i, e) of the
+// tile's plane is row (i + dy) mod H, element (e + shift) mod length of the image's plane (the
+// source of an un-jitter or a jitter, or the next step's input; no roll: dy = shift = 0).
+template <class T>
+struct PlaneRows {
+  T* base;
+  int32_t row, element, dy, shift, height, length, step;
+  bool vectors;
+
+  PVF_HD T* row_at(int32_t i) const { return base + rolled(i, dy, height) * row; }
+  PVF_HD int32_t offset(int32_t e) const { return rolled(e, shift, length) * element; }
+};
+
+// Plane 0 of image b; dy, dx: the roll in rows and pixels, both reduced (reduced_shift).
+template <class T>
+PVF_HD PlaneRows<T> image_rows(T* data, const TileView& v, int32_t b, const TileGrid& g, int32_t dy = 0,
+                               int32_t dx = 0) {
+  return {data + int64_t(b) * v.image, v.row, v.element, dy, dx * g.step, static_cast<int32_t>(g.shape.height),
+          g.length, g.step, v.vectors};
+}
+
+// The plane of tile t.
+template <class T>
+PVF_HD PlaneRows<T> plane_rows(T* data, const TileView& v, const TilePos& t, const TileGrid& g, int32_t dy = 0,
+                               int32_t dx = 0) {
+  PlaneRows<T> p = image_rows(data, v, t.b, g, dy, dx);
+  p.base += int64_t(t.plane) * v.plane;
+  return p;
+}
+
+// A source image of a tile program: data, view, and the roll applied on reading (none when
+// shifts is null).
+template <class T>
+struct TileSource {
+  const T* data;
+  TileView view;
+  const int64_t* shifts;  // int64 [B, 2] or nullptr
+  bool inverse;  // roll by -shift (jitter) instead of +shift (un-jitter)
+
+  // The roll of image b, once per image; plane() then places a tile's plane.
+  PVF_HD PlaneRows<const T> image(int32_t b, const TileGrid& g) const {
+    return image_rows(data, view, b, g, reduced_shift(shifts, 2 * int64_t(b), g.shape.height, inverse),
+                      reduced_shift(shifts, 2 * int64_t(b) + 1, g.shape.width, inverse));
+  }
+
+  PVF_HD PlaneRows<const T> plane(PlaneRows<const T> image, const TilePos& t) const {
+    image.base += int64_t(t.plane) * view.plane;
+    return image;
+  }
+};
+
+// The runs of the tile's own elements e0 ... (at most kTileW, not past the row) in plane p.
+template <class T>
+PVF_HD RowRuns tile_runs(const PlaneRows<T>& p, const TilePos& t) {
+  const int32_t n = p.length - t.e0 < kTileW ? p.length - t.e0 : kTileW;
+  return plan_row(n, 0, n, t.e0, p.shift, p.length, kVector<T>, p.vectors);
+}
+
+// A lane's part of loading a row plan into shared `out`: the vectors from `row`, and
+// single(col) for every other column.
+template <int kColumns, class T, class Single>
+PVF_HD void load_row(const T* row, const RowRuns& runs, int32_t lane, float* out, Single&& single) {
+  each_item<kColumns>(
+      runs, lane,
+      [&](int32_t col, int32_t at) {
+        float v[kVector<T>];
+        load_vector(row + at, v);
+        PVF_UNROLL
+        for (int k = 0; k < kVector<T>; ++k) out[col + k] = v[k];
+      },
+      [&](int32_t col) { out[col] = single(col); });
+}
+
+// Phase bodies: the thread's part of moving the tile rows of its warp (4w ... 4w + 3, inside the
+// image) between plane p and shared rows (`pitch` floats apart), vectors where aligned.
+template <class T>
+PVF_HD void load_warp_rows(const PlaneRows<const T>& p, const RowRuns& runs, const TilePos& t, int thread,
+                           float* shared, int32_t pitch) {
+  const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+  PVF_UNROLL
+  for (int32_t q = first; q < first + kRowsPerThread; ++q) {
+    if (t.i0 + q >= p.height) break;
+    const T* row = p.row_at(t.i0 + q);
+    load_row<kTileW>(row, runs, lane, shared + q * pitch, [&](int32_t col) { return load(row, p.offset(t.e0 + col)); });
+  }
+}
+
+template <class T>
+PVF_HD void store_warp_rows(const PlaneRows<T>& p, const RowRuns& runs, const TilePos& t, int thread,
+                            const float* shared, int32_t pitch) {
+  const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+  PVF_UNROLL
+  for (int32_t q = first; q < first + kRowsPerThread; ++q) {
+    if (t.i0 + q >= p.height) break;
+    T* row = p.row_at(t.i0 + q);
+    const float* in = shared + q * pitch;
+    each_item<kTileW>(
+        runs, lane, [&](int32_t col, int32_t at) { store_vector(row + at, in + col); },
+        [&](int32_t col) { store(row, p.offset(t.e0 + col), in[col]); });
+  }
+}
+
 // The blur of the block's current image: its radius and taps (block-uniform state).
 struct TileTaps {
-  int32_t image = -1;
   int32_t radius = 0;
   float sigma = 0.0f;
   double total = 1.0;
@@ -153,16 +359,14 @@ struct ComputedTap {
   PVF_HD float operator()(int32_t k) const { return gaussian_tap(k, sigma, total); }
 };
 
-// Makes `taps` those of image b (sigma null: no blur). Ends with a barrier when it changes them.
+// The taps of image b (sigma null: no blur), stored in sh.taps; ends with a barrier.
 template <class Block>
-PVF_HD void prepare_taps(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                         TileTaps& taps, const float* sigma, int32_t b, const ImageShape& s) {
-  if (taps.image == b) return;
-  taps.image = b;
-  taps.sigma = sigma ? sigma[b] : 0.0f;
-  taps.radius = static_cast<int32_t>(blur_radius(taps.sigma, s.height, s.width));
-  taps.total = taps.radius > 0 ? gaussian_total(taps.radius, taps.sigma) : 1.0;
-  const TileTaps t = taps;
+PVF_HD TileTaps prepare_taps(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                             const float* sigma, int32_t b, const ImageShape& s) {
+  TileTaps t;
+  t.sigma = sigma ? sigma[b] : 0.0f;
+  t.radius = static_cast<int32_t>(blur_radius(t.sigma, s.height, s.width));
+  t.total = t.radius > 0 ? gaussian_total(t.radius, t.sigma) : 1.0;
   const int32_t stored = t.radius < kSharedTaps ? t.radius + 1 : kSharedTaps;
   blk.each(regs, [&](int thread, TileRegs&) {
     for (int32_t k = thread; k < stored; k += kBlockThreads) {
@@ -170,30 +374,170 @@ PVF_HD void prepare_taps(Block& blk, typename Block::template PerThread<TileRegs
     }
   });
   blk.sync();
+  return t;
 }
 
-// Fills regs.value with the blur of `src` at the thread's pixels of tile t (rows i0 + 4w + q,
-// column j0 + lane); pixels outside the image get an unspecified finite value.
+// Four consecutive floats of shared memory at a 16-byte boundary: one vector access on the GPU.
+PVF_HD void load4(const float* p, float* v) {
+#ifdef __CUDA_ARCH__
+  const float4 f = *reinterpret_cast<const float4*>(p);
+  v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+#else
+  std::memcpy(v, p, 4 * sizeof(float));
+#endif
+}
+
+PVF_HD void store4(float* p, const float* v) {
+#ifdef __CUDA_ARCH__
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+#else
+  std::memcpy(p, v, 4 * sizeof(float));
+#endif
+}
+
+// The horizontal sum at row[0] (the window's first element), over k = -r ... r in order; taps
+// `step` elements apart.
+template <class Tap, class Step>
+PVF_HD float horizontal_taps(const Tap& tap, int32_t r, const float* row, Step step) {
+  float acc = 0.0f;
+  for (int32_t k = 0; k < r; ++k) acc = fmaf(tap(r - k), row[k * step], acc);
+  for (int32_t k = 0; k <= r; ++k) acc = fmaf(tap(k), row[(r + k) * step], acc);
+  return acc;
+}
+
+// The halo rows of a tile's source for radius r: elements e0 - r * step ... e0 + kTileW - 1 +
+// r * step of each row; those inside the plane row are read through the roll (vectors where
+// aligned), the halo outside it is reflected by whole pixels, and elements past pixel W - 1 + r
+// (which feed no pixel of the image) are zeros, as are rows past H - 1 + r.
+struct SourceRows {
+  RowRuns runs;
+  int32_t r, width, first, used;
+
+  template <class T>
+  PVF_HD SourceRows(const PlaneRows<const T>& src, const TilePos& t, int32_t radius)
+      : r(radius), width(kTileW + 2 * radius * src.step), first(t.e0 - radius * src.step) {
+    const int32_t L = src.length, c1 = first < 0 ? -first : 0, c2 = L - first < width ? L - first : width;
+    used = L + radius * src.step - first < width ? L + radius * src.step - first : width;
+    runs = plan_row(width, c1, c2, first + c1, src.shift, L, kVector<T>, src.vectors);
+  }
+
+  // A lane's part of loading the plane's logical row li (i0 - r <= li) into out[0, width), a
+  // width of at most kColumns.
+  template <int kColumns, class T>
+  PVF_HD void fill(const PlaneRows<const T>& src, int32_t lane, int32_t li, float* out) const {
+    if (li > src.height - 1 + r) {
+      PVF_UNROLL
+      for (int s = 0; s < (kColumns + kWarpSize - 1) / kWarpSize; ++s) {
+        if (lane + s * kWarpSize < width) out[lane + s * kWarpSize] = 0.0f;
+      }
+      return;
+    }
+    const T* row = src.row_at(reflect32(li, src.height));
+    load_row<kColumns>(row, runs, lane, out, [&](int32_t col) {
+      return col < used ? load(row, src.offset(reflect_element(first + col, src.length, src.step))) : 0.0f;
+    });
+  }
+};
+
+// sum over k = 0 ... 2R of w[|k - R|] * v[k], in order: the window of one output.
+template <int R>
+PVF_HD float window_sum(const float* w, const float* v) {
+  float acc = 0.0f;
+  PVF_UNROLL
+  for (int k = 0; k <= 2 * R; ++k) acc = fmaf(w[k < R ? R - k : k - R], v[k], acc);
+  return acc;
+}
+
+// Fills regs.value with the blur of `src` at the thread's pixels of tile t (rows i0 + 8w + q,
+// column j0 + lane) for radius R known at compile time; pixels outside the image get an
+// unspecified value (never used). Rows and columns past H - 1 + R (W - 1 + R) feed no pixel of the
+// image.
+template <int R, class Block, class T>
+PVF_HD void blur_tile_fixed(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                            const PlaneRows<const T>& src, const TilePos& t) {
+  constexpr int kRows = kTileH + 2 * R, kWidth = kTileW + 2 * R;
+  static_assert(kRows <= kChunkRows && kWidth <= kTileW + 2 * kSharedHalo, "the halo must fit the shared tile");
+  if constexpr (R == 0) {  // a copy: the tile's rows through shared memory (vectors), any cut
+    const RowRuns runs = tile_runs(src, t);
+    blk.each(regs, [&](int thread, TileRegs&) {
+      load_warp_rows(src, runs, t, thread, &sh.rows[0][0], kTileW);
+    });
+    blk.sync();
+    blk.each(regs, [&](int thread, TileRegs& reg) {
+      const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) reg.value[q] = sh.rows[first + q][lane];
+    });
+    blk.sync();
+    return;
+  } else {
+    // The taps, loaded into registers by each pass (not held across barriers: registers).
+    const auto taps = [&](float* w) {
+      PVF_UNROLL
+      for (int k = 0; k <= R; k += 4) load4(&sh.taps[k], w + k);
+    };
+    // Load (planar cut: step 1): warp w takes halo rows w, w + 8, ..., as row runs.
+    const SourceRows rows(src, t, R);
+    blk.each(regs, [&](int thread, TileRegs&) {
+      PVF_UNROLL
+      for (int s = 0; s < (kRows + kBlockWarps - 1) / kBlockWarps; ++s) {
+        const int32_t h = thread / kWarpSize + s * kBlockWarps;
+        if (h < kRows) rows.fill<kWidth>(src, thread % kWarpSize, t.i0 - R + h, sh.raw[h]);
+      }
+    });
+    blk.sync();
+    // Horizontal: task = (halo row, run of 4 outputs); 4 + 2R inputs in vector loads (the last
+    // load may read past the halo: those values are unused).
+    constexpr int kRuns = kTileW / 4, kTasks = kRows * kRuns, kLoads = (4 + 2 * R + 3) / 4;
+    blk.each(regs, [&](int thread, TileRegs&) {
+      float w[(R + 4) / 4 * 4];
+      taps(w);
+      PVF_UNROLL
+      for (int s = 0; s < (kTasks + kBlockThreads - 1) / kBlockThreads; ++s) {
+        const int32_t task = thread + s * kBlockThreads;
+        if (task < kTasks) {
+          const int32_t h = task / kRuns, c = task % kRuns * 4;
+          float v[4 * kLoads], out[4];
+          PVF_UNROLL
+          for (int l = 0; l < kLoads; ++l) load4(&sh.raw[h][c + 4 * l], &v[4 * l]);
+          PVF_UNROLL
+          for (int q = 0; q < 4; ++q) out[q] = window_sum<R>(w, v + q);
+          store4(&sh.rows[h][c], out);
+        }
+      }
+    });
+    blk.sync();
+    // Vertical: the thread's pixels are tile rows first ... first + 7; pixel q sums halo rows
+    // first + q ... first + q + 2R (logical rows i - R ... i + R).
+    blk.each(regs, [&](int thread, TileRegs& reg) {
+      const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+      float w[(R + 4) / 4 * 4], v[kRowsPerThread + 2 * R];
+      taps(w);
+      PVF_UNROLL
+      for (int h = 0; h < kRowsPerThread + 2 * R; ++h) v[h] = sh.rows[first + h][lane];
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) reg.value[q] = window_sum<R>(w, v + q);
+    });
+    blk.sync();
+  }
+}
+
+// As blur_tile_fixed, for any radius r (taps from `tap`) and either cut (taps `step` elements
+// apart); a halo beyond kSharedHalo elements reads its rows from global memory.
 template <class Block, class T, class Tap>
-PVF_HD void blur_tile_with(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                           int32_t r, const Tap& tap, const RolledPlane<T>& src, const TilePos& t) {
-  const int32_t H = src.height, W = src.width;
+PVF_HD void blur_tile_runtime(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                              int32_t r, const Tap& tap, const PlaneRows<const T>& src, const TilePos& t) {
+  const int32_t H = src.height, L = src.length, P = src.step;
   const int32_t halo_rows = kTileH + 2 * r;
-  const bool shared_rows = r <= kSharedRadius;
+  const bool shared_rows = r * P <= kSharedHalo;
+  const SourceRows rows(src, t, r);
   for (int32_t c0 = 0; c0 < halo_rows; c0 += kChunkRows) {
     const int32_t n = halo_rows - c0 < kChunkRows ? halo_rows - c0 : kChunkRows;
     // Logical row of chunk row h: i0 - r + c0 + h; rows past H - 1 + r feed no pixel of the image.
     if (shared_rows) {
       blk.each(regs, [&](int thread, TileRegs&) {
-        const int32_t lane = thread % kWarpSize, width = kTileW + 2 * r;
         for (int32_t h = thread / kWarpSize; h < n; h += kBlockWarps) {
-          const int32_t li = t.i0 - r + c0 + h;
-          const bool row_ok = li <= H - 1 + r;
-          const int32_t i = row_ok ? reflect32(li, H) : 0;
-          for (int32_t col = lane; col < width; col += kWarpSize) {
-            const int32_t lj = t.j0 - r + col;
-            sh.raw[h][col] = row_ok && lj <= W - 1 + r ? src.at(i, reflect32(lj, W)) : 0.0f;
-          }
+          rows.fill<kTileW + 2 * kSharedHalo>(src, thread % kWarpSize, t.i0 - r + c0 + h, sh.raw[h]);
         }
       });
       blk.sync();
@@ -206,15 +550,18 @@ PVF_HD void blur_tile_with(Block& blk, typename Block::template PerThread<TileRe
           const float* row = &sh.raw[h][lane];
           if (r == 0) {
             acc = row[0];
+          } else if (P == 1) {  // planar: neighbouring taps are adjacent, offsets known at compile time
+            acc = horizontal_taps(tap, r, row, std::integral_constant<int32_t, 1>{});
           } else {
-            for (int32_t k = 0; k < r; ++k) acc = fmaf(tap(r - k), row[k], acc);
-            for (int32_t k = 0; k <= r; ++k) acc = fmaf(tap(k), row[r + k], acc);
+            acc = horizontal_taps(tap, r, row, P);
           }
         } else {
-          const int32_t li = t.i0 - r + c0 + h, j = t.j0 + lane;
-          if (li <= H - 1 + r && j < W) {
-            const int32_t i = reflect32(li, H);
-            for (int32_t k = -r; k <= r; ++k) acc = fmaf(tap(k < 0 ? -k : k), src.at(i, reflect32(j + k, W)), acc);
+          const int32_t li = t.i0 - r + c0 + h, e = t.e0 + lane;
+          if (li <= H - 1 + r && e < L) {
+            const T* row = src.row_at(reflect32(li, H));
+            for (int32_t k = -r; k <= r; ++k) {
+              acc = fmaf(tap(k < 0 ? -k : k), load(row, src.offset(reflect_element(e + k * P, L, P))), acc);
+            }
           }
         }
         sh.rows[h][lane] = acc;
@@ -249,28 +596,64 @@ PVF_HD void blur_tile_with(Block& blk, typename Block::template PerThread<TileRe
   }
 }
 
-template <class Block, class T>
-PVF_HD void blur_tile(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                      const TileTaps& taps, const RolledPlane<T>& src, const TilePos& t) {
-  if (taps.radius < kSharedTaps) {
-    blur_tile_with(blk, regs, sh, taps.radius, SharedTap{sh.taps}, src, t);
-  } else {
-    blur_tile_with(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, src, t);
-  }
+// f(std::integral_constant<int, R>) for the R of FixedRadii equal to r; false when none is.
+template <class F, int... Rs>
+PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& f) {
+  return ((r == Rs ? (f(std::integral_constant<int, Rs>{}), true) : false) || ...);
 }
 
-// Pixel q of `thread` in tile t, and whether it lies inside the image.
-struct ThreadPixel {
-  int32_t i, j;
-  bool inside;
+// The blurred source of a program: its tiles, run image by image in a grid-stride loop over the
+// tile indices (the grid size changes only who computes a tile, never a result):
+//   image(b, index, taps)  block-uniform, once per image and block, after the image's taps;
+//   tile(index, t)         per tile, once the tile's blur is in regs.value.
+// Each radius of FixedRadii gets a tile loop of its own (straight-line code inside); the others
+// share the run-time loop.
+template <class T>
+struct BlurredTiles {
+  TileSource<T> src;
+  const float* sigma;  // [B] or nullptr (no blur)
+  TileGrid grid;
+
+  template <class Block, class Image, class Tile>
+  PVF_HD void run(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh, Image&& image,
+                  Tile&& tile) const {
+    for (int32_t index = blk.index(); index < grid.total;) {
+      const int32_t b = grid.by_per_image(index), end = (b + 1) * grid.per_image;
+      const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
+      image(b, index, taps);
+      const PlaneRows<const T> rolled_image = src.image(b, grid);
+      const auto tiles_of_image = [&](auto blur) {
+        for (; index < end; index += blk.count()) {
+          const TilePos t = tile_at(grid, index);
+          blur(src.plane(rolled_image, t), t);
+          tile(index, t);
+        }
+      };
+      // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur.
+      const bool fixed = (grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, [&](auto radius) {
+        tiles_of_image([&](const PlaneRows<const T>& p, const TilePos& t) {
+          blur_tile_fixed<decltype(radius)::value>(blk, regs, sh, p, t);
+        });
+      });
+      if (fixed) continue;
+      if (taps.radius < kSharedTaps) {
+        tiles_of_image([&](const PlaneRows<const T>& p, const TilePos& t) {
+          blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
+        });
+      } else {
+        tiles_of_image([&](const PlaneRows<const T>& p, const TilePos& t) {
+          blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
+        });
+      }
+    }
+  }
 };
 
-PVF_HD ThreadPixel thread_pixel(const TilePos& t, int thread, int q, const ImageShape& s) {
-  ThreadPixel p;
-  p.i = t.i0 + thread / kWarpSize * kRowsPerThread + q;
-  p.j = t.j0 + thread % kWarpSize;
-  p.inside = p.i < s.height && p.j < s.width;
-  return p;
+// Rows of the thread's pixels in tile t that lie inside the image (its pixels q < inside_rows).
+PVF_HD int32_t inside_rows(const TilePos& t, int thread, const TileGrid& g) {
+  const int32_t rows = static_cast<int32_t>(g.shape.height) - (t.i0 + thread / kWarpSize * kRowsPerThread);
+  if (t.e0 + thread % kWarpSize >= g.length || rows <= 0) return 0;
+  return rows < kRowsPerThread ? rows : kRowsPerThread;
 }
 
 // Folds the warps' partials (sh.warp_partials, written by each warp's lane 0) in order.

@@ -1,9 +1,10 @@
-// The block programs of every op (csrc/kernels/block.h), built on the tile machinery (tile.h).
-// Each takes tiles in a grid-stride loop, so the grid size changes only who computes a tile,
-// never a result: partials are stored per tile and folded in tile order.
-//   StatsProgram  (kernel 1 of the step and of normalize): per tile, the blur of the source
-//                 and one partial of the norm statistic (warp butterflies, then warps in
-//                 order); the blurred values are not written.
+// The block programs of every op (csrc/kernels/block.h), built on the tile machinery (tile.h):
+// each runs its BlurredTiles (the source, its blur and the grid-stride tile loop) and adds what
+// it does per image and per tile. Partials are stored per tile and folded in tile order, so the
+// grid size never changes a result.
+//   StatsProgram  (kernel 1 of the step and of normalize): per tile, one partial of the norm
+//                 statistic of the blurred source (warp butterflies, then warps in order); the
+//                 blurred values are not written.
 //   ApplyProgram  (kernel 2, and the one kernel of jitter, blur and clip): per tile, the blur
 //                 again, then an epilogue that stores it; epilogues that need the image's
 //                 scale first fold all of the image's tile partials in a fixed order.
@@ -13,58 +14,61 @@
 
 namespace pvf {
 
-template <class T>
+// Partials per tile: one per warp (its 8 x 32 pixels), in warp order.
+constexpr int kPartialsPerTile = kBlockWarps;
+
+// The norm mode is a template argument: the per-element fold of the tile loop is that mode's
+// alone (run_sequence dispatches it on the host).
+template <class T, NormMode Mode>
 struct StatsProgram {
   using Shared = TileShared;
-  TileSource<T> src;
-  const float* sigma;  // [B] or nullptr (no blur)
-  StatsPartial* partials;  // [grid.total]
-  TileGrid grid;
-  NormMode mode;
+  BlurredTiles<T> tiles;
+  StatsPartial* partials;  // [grid.total * kPartialsPerTile]
 
   template <class Block>
   PVF_HD void operator()(Block& blk, TileShared& sh) const {
     typename Block::template PerThread<TileRegs> regs;
-    TileTaps taps;
-    for (int32_t index = blk.index(); index < grid.total; index += blk.count()) {
-      const TilePos t = tile_at(grid, index);
-      prepare_taps(blk, regs, sh, taps, sigma, t.b, grid.shape);
-      blur_tile(blk, regs, sh, taps, src.plane(t, grid.shape), t);
-      // A non-finite sigma (possible only on the GPU: the CPU frontends reject it) flags the image.
-      const bool bad_sigma = !is_finite(taps.sigma);
+    // A non-finite sigma (possible only on the GPU: the CPU frontends reject it) flags the image.
+    int32_t bad_sigma = 0;
+    const auto image = [&](int32_t, int32_t, const TileTaps& taps) { bad_sigma = is_finite(taps.sigma) ? 0 : 1; };
+    tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t) {
       blk.each(regs, [&](int thread, TileRegs& reg) {
-        StatsPartial p{0.0f, 0.0f, 0, bad_sigma ? 1 : 0};
+        const int32_t inside = inside_rows(t, thread, tiles.grid);
+        StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
+        PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (thread_pixel(t, thread, q, grid.shape).inside) p = fold_element(p, reg.value[q], mode);
+          if (q < inside) p = fold_element(p, reg.value[q], Mode);
         }
         reg.partial = p;
       });
-      fold_block_partials(blk, regs, sh, mode);
-      blk.each(regs, [&](int thread, TileRegs&) {
-        if (thread == 0) partials[index] = fold_warp_partials(sh, mode);
+      blk.warp_fold(regs, &TileRegs::partial,
+                    [](const StatsPartial& a, const StatsPartial& b) { return fold_partial(a, b, Mode); });
+      blk.each(regs, [&](int thread, TileRegs& reg) {
+        if (thread % kWarpSize == 0) partials[int64_t(index) * kPartialsPerTile + thread / kWarpSize] = reg.partial;
       });
       blk.sync();
-    }
+    });
   }
 };
 
 // The image's scale: denominators and flags from its partials (frontends pass eps).
 struct ImageScale {
-  const StatsPartial* partials;  // [grid.total] from StatsProgram
+  const StatsPartial* partials;  // [grid.total * kPartialsPerTile] from StatsProgram
   NormMode mode;
   float eps;
 };
 
-// Folds the partials of image b (thread t: tiles t, t + 256, ...; then warps, then the block
+// Folds the partials of image b (thread t: partials t, t + 256, ...; then warps, then the block
 // tree) into sh.denom = s_b + eps and sh.flag = non-finite element, non-finite s_b, or a zero
 // denominator of a mode that divides. The same fixed order in every block.
 template <class Block>
 PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                        const ImageScale& scale, const TileGrid& grid, int32_t b) {
-  const StatsPartial* row = scale.partials + int64_t(b) * grid.per_image;
+  const int32_t count = grid.per_image * kPartialsPerTile;
+  const StatsPartial* row = scale.partials + int64_t(b) * count;
   blk.each(regs, [&](int thread, TileRegs& reg) {
     StatsPartial p{0.0f, 0.0f, 0, 0};
-    for (int32_t k = thread; k < grid.per_image; k += kBlockThreads) p = fold_partial(p, row[k], scale.mode);
+    for (int32_t k = thread; k < count; k += kBlockThreads) p = fold_partial(p, row[k], scale.mode);
     reg.partial = p;
   });
   fold_block_partials(blk, regs, sh, scale.mode);
@@ -78,50 +82,43 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
   blk.sync();
 }
 
-// A plane of an image in the tile's (image, channel): its base (int64 math once per tile) and
-// int32 offsets inside it.
-template <class T>
-struct PlaneOut {
-  T* base;
-  int32_t stride_h, stride_w;
-
-  PVF_HD void put(int32_t i, int32_t j, float v) const { store(base, i * stride_h + j * stride_w, v); }
-};
-
-template <class T>
-PVF_HD PlaneOut<T> plane_out(T* data, const Strides& s, const TilePos& t) {
-  return {data + int64_t(t.b) * s.b + int64_t(t.c) * s.c, static_cast<int32_t>(s.h), static_cast<int32_t>(s.w)};
-}
-
-// Epilogues: plane(t) once per tile, then (plane, pixel, blurred value, shared) per pixel.
-// Blur, jitter and clip: out = clamp(value, -clip, clip) (clip = inf: a copy).
+// Epilogues: image(b, sh) once per image (after the image's scale is in sh when kNeedsScale);
+// per tile the planes they read (input, when kReadsImage) and write (output k < kOutputs); per
+// pixel the value to store from the blurred value g and the image's pixel x.
+// Blur, jitter and clip: out = clamp(g, -clip, clip) (clip = inf: a copy).
 template <class T>
 struct StoreEpilogue {
-  static constexpr bool kNeedsScale = false;
+  static constexpr bool kNeedsScale = false, kReadsImage = false;
+  static constexpr int kOutputs = 1;
   T* out;
-  Strides out_strides;
+  TileView view;
   float clip;
 
-  PVF_HD PlaneOut<T> plane(const TilePos& t) const { return plane_out(out, out_strides, t); }
-
-  PVF_HD void operator()(const PlaneOut<T>& o, const ThreadPixel& p, float value, const TileShared&) const {
-    o.put(p.i, p.j, clamp_keep_nan(value, -clip, clip));
+  struct Image {};
+  PVF_HD Image image(int32_t, const TileShared&) const { return {}; }
+  PVF_HD PlaneRows<const T> input(const Image&, const TilePos&, const TileGrid&) const { return {}; }
+  PVF_HD PlaneRows<T> output(int, const Image&, const TilePos& t, const TileGrid& g) const {
+    return plane_rows(out, view, t, g);
   }
+  PVF_HD float operator()(const Image&, float g, float) const { return clamp_keep_nan(g, -clip, clip); }
 };
 
-// Normalize: out = value / (s_b + eps); 'none' copies.
+// Normalize: out = g / (s_b + eps); 'none' copies.
 template <class T>
 struct ScaleEpilogue {
-  static constexpr bool kNeedsScale = true;
+  static constexpr bool kNeedsScale = true, kReadsImage = false;
+  static constexpr int kOutputs = 1;
   T* out;
-  Strides out_strides;
+  TileView view;
   NormMode mode;
 
-  PVF_HD PlaneOut<T> plane(const TilePos& t) const { return plane_out(out, out_strides, t); }
-
-  PVF_HD void operator()(const PlaneOut<T>& o, const ThreadPixel& p, float value, const TileShared& sh) const {
-    o.put(p.i, p.j, mode == kNone ? value : value / sh.denom);
+  using Image = float;  // s_b + eps; 1 for 'none'
+  PVF_HD Image image(int32_t, const TileShared& sh) const { return mode == kNone ? 1.0f : sh.denom; }
+  PVF_HD PlaneRows<const T> input(const Image&, const TilePos&, const TileGrid&) const { return {}; }
+  PVF_HD PlaneRows<T> output(int, const Image&, const TilePos& t, const TileGrid& g) const {
+    return plane_rows(out, view, t, g);
   }
+  PVF_HD float operator()(const Image& denom, float g, float) const { return g / denom; }
 };
 
 struct AscentParams {
@@ -129,89 +126,126 @@ struct AscentParams {
   float clip, lr, decay, center, lo, hi;
 };
 
-// The planes a step tile reads and writes, and its next roll.
-template <class T>
-struct StepPlanes {
-  const T* x;
-  int32_t x_stride_h, x_stride_w;
-  PlaneOut<T> image, next;
+// g / d as the rounded product with the rounded reciprocal r = 1 / d plus one fmaf correction:
+// the correctly rounded quotient (what g / d gives) whenever no step overflows or goes
+// subnormal, in three instructions instead of a division. An infinite product is kept as is.
+PVF_HD float divide_by(float g, float d, float r) {
+  const float q = g * r;
+  return is_finite(q) ? fmaf(fmaf(-q, d, g), r, q) : q;
+}
+
+// The step's scale of image b: s_b + eps and its reciprocal (1, 1 for 'none'), the flag, and
+// the roll of the next input.
+struct StepImage {
+  float denom, reciprocal;
+  bool flag;
   int32_t next_dy, next_dx;
 };
 
 // The step: scale, clip, update, decay, clamp (a flagged image keeps its pixels), stored in
-// place and at its rolled position in the next step's input.
+// place (output 0) and at its rolled position in the next step's input (output 1).
 template <class T>
 struct StepEpilogue {
-  static constexpr bool kNeedsScale = true;
+  static constexpr bool kNeedsScale = true, kReadsImage = true;
+  static constexpr int kOutputs = 2;
   const T* x;
-  Strides x_strides;
+  TileView x_view;
   const int64_t* next_shifts;
   T* new_x;
-  Strides new_x_strides;
+  TileView new_x_view;
   T* next_input;
-  Strides next_input_strides;
+  TileView next_input_view;
   ImageShape shape;
   AscentParams params;
 
-  PVF_HD StepPlanes<T> plane(const TilePos& t) const {
-    return {x + int64_t(t.b) * x_strides.b + int64_t(t.c) * x_strides.c,
-            static_cast<int32_t>(x_strides.h),
-            static_cast<int32_t>(x_strides.w),
-            plane_out(new_x, new_x_strides, t),
-            plane_out(next_input, next_input_strides, t),
-            reduced_shift(next_shifts, 2 * t.b, shape.height, false),
-            reduced_shift(next_shifts, 2 * t.b + 1, shape.width, false)};
+  using Image = StepImage;
+  PVF_HD Image image(int32_t b, const TileShared& sh) const {
+    const float denom = params.mode == kNone ? 1.0f : sh.denom;
+    return {denom, 1.0f / denom, sh.flag != 0, reduced_shift(next_shifts, 2 * int64_t(b), shape.height, false),
+            reduced_shift(next_shifts, 2 * int64_t(b) + 1, shape.width, false)};
   }
 
-  PVF_HD void operator()(const StepPlanes<T>& o, const ThreadPixel& p, float g, const TileShared& sh) const {
-    const float old = load(o.x, p.i * o.x_stride_h + p.j * o.x_stride_w);
-    float v = old;
-    if (!sh.flag) {
-      if (params.mode != kNone) g = g / sh.denom;
-      g = clamp_keep_nan(g, -params.clip, params.clip);
-      v = fmaf(params.lr, g, old);
-      v = fmaf(-params.decay, v - params.center, v);
-      v = clamp_keep_nan(v, params.lo, params.hi);
-    }
-    o.image.put(p.i, p.j, v);
-    const int32_t H = static_cast<int32_t>(shape.height), W = static_cast<int32_t>(shape.width);
-    o.next.put(rolled(p.i, o.next_dy, H), rolled(p.j, o.next_dx, W), v);
+  PVF_HD PlaneRows<const T> input(const Image&, const TilePos& t, const TileGrid& g) const {
+    return plane_rows(x, x_view, t, g);
+  }
+
+  PVF_HD PlaneRows<T> output(int k, const Image& f, const TilePos& t, const TileGrid& g) const {
+    if (k == 0) return plane_rows(new_x, new_x_view, t, g);
+    return plane_rows(next_input, next_input_view, t, g, f.next_dy, f.next_dx);
+  }
+
+  PVF_HD float operator()(const Image& f, float g, float old) const {
+    g = clamp_keep_nan(divide_by(g, f.denom, f.reciprocal), -params.clip, params.clip);
+    float v = fmaf(params.lr, g, old);
+    v = fmaf(-params.decay, v - params.center, v);
+    return f.flag ? old : clamp_keep_nan(v, params.lo, params.hi);
   }
 };
 
+// After the blur, a tile goes through shared memory so that its loads and stores move whole
+// row runs (vectors where aligned) whatever the roll: the blurred values and the image x are
+// staged in sh.rows and sh.raw, the epilogue turns them into the values to store (in sh.rows),
+// and each output is written row by row.
 template <class T, class Epilogue>
 struct ApplyProgram {
   using Shared = TileShared;
-  TileSource<T> src;
-  const float* sigma;  // [B] or nullptr (no blur)
+  BlurredTiles<T> tiles;
   ImageScale scale;  // used when Epilogue::kNeedsScale
   bool* flags;  // [B] or nullptr: each image's sh.flag, written by the block of its first tile
-  TileGrid grid;
   Epilogue epilogue;
 
   template <class Block>
   PVF_HD void operator()(Block& blk, TileShared& sh) const {
     typename Block::template PerThread<TileRegs> regs;
-    TileTaps taps;
-    int32_t scaled_image = -1;
-    for (int32_t index = blk.index(); index < grid.total; index += blk.count()) {
-      const TilePos t = tile_at(grid, index);
-      if (Epilogue::kNeedsScale && scaled_image != t.b) {
-        fold_image(blk, regs, sh, scale, grid, t.b);
-        scaled_image = t.b;
+    const TileGrid& grid = tiles.grid;
+    typename Epilogue::Image image_state{};
+    const auto image = [&](int32_t b, int32_t index, const TileTaps&) {
+      if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, grid, b);
+      image_state = epilogue.image(b, sh);
+      if (!Epilogue::kNeedsScale) return;
+      if (flags && index == b * grid.per_image) {
+        blk.each(regs, [&](int thread, TileRegs&) {
+          if (thread == 0) flags[b] = sh.flag != 0;
+        });
+        blk.sync();
       }
-      prepare_taps(blk, regs, sh, taps, sigma, t.b, grid.shape);
-      blur_tile(blk, regs, sh, taps, src.plane(t, grid.shape), t);
-      const auto out = epilogue.plane(t);
+    };
+    tiles.run(blk, regs, sh, image, [&](int32_t, const TilePos& t) {
+      const PlaneRows<const T> in = epilogue.input(image_state, t, grid);
+      const RowRuns in_runs = Epilogue::kReadsImage ? tile_runs(in, t) : RowRuns{};
       blk.each(regs, [&](int thread, TileRegs& reg) {
-        for (int q = 0; q < kRowsPerThread; ++q) {
-          const ThreadPixel p = thread_pixel(t, thread, q, grid.shape);
-          if (p.inside) epilogue(out, p, reg.value[q], sh);
-        }
-        if (flags && thread == 0 && t.in_image == 0) flags[t.b] = sh.flag != 0;
+        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+        PVF_UNROLL
+        for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
+        if (Epilogue::kReadsImage) load_warp_rows(in, in_runs, t, thread, &sh.raw[0][0], kTileW + 2 * kSharedHalo);
       });
       blk.sync();
-    }
+      blk.each(regs, [&](int thread, TileRegs&) {
+        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+        const int32_t inside = inside_rows(t, thread, grid);
+        PVF_UNROLL
+        for (int q = 0; q < kRowsPerThread; ++q) {
+          if (q >= inside) continue;
+          float& v = sh.rows[first + q][lane];
+          v = epilogue(image_state, v, Epilogue::kReadsImage ? sh.raw[first + q][lane] : 0.0f);
+        }
+      });
+      blk.sync();
+      PlaneRows<T> out[Epilogue::kOutputs];
+      RowRuns runs[Epilogue::kOutputs];
+      PVF_UNROLL
+      for (int k = 0; k < Epilogue::kOutputs; ++k) {
+        out[k] = epilogue.output(k, image_state, t, grid);
+        runs[k] = tile_runs(out[k], t);
+      }
+      blk.each(regs, [&](int thread, TileRegs&) {
+        PVF_UNROLL
+        for (int k = 0; k < Epilogue::kOutputs; ++k) {
+          store_warp_rows(out[k], runs[k], t, thread, &sh.rows[0][0], kTileW);
+        }
+      });
+      blk.sync();
+    });
   }
 };
 

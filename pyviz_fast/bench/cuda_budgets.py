@@ -19,8 +19,16 @@ from pathlib import Path
 # per-tile partials (16 bytes per 1,024 elements, written once, read once per block and image)
 # and the halos (re-read from L2) are left out.
 STEP_ELEMENT_ACCESSES = 5
-LAUNCHES_PER_STEP = 2  # StatsProgram, ApplyProgram<StepEpilogue> (checked in the emulation too)
+# StatsProgram, ApplyProgram<StepEpilogue> per chunk of images; one chunk unless the batch's g
+# outgrows a quarter of L2 (checked in the emulation too)
+LAUNCHES_PER_STEP = 2
+TILE_HEIGHT = 64  # csrc/kernels/tile.h kTileH (a tile is 32 columns wide)
+ELEMENTS_PER_THREAD = 8  # kRowsPerThread: a tile's 2,048 pixels over 256 threads
+NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/common.h NormMode order
+DEFAULT_NORM = "mean_abs"  # the engine's default
 
+_BRANCH = re.compile(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)")
+_FFMA = re.compile(r"\bFFMA\b")
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
 _ARCH = re.compile(r"^\s*arch = (sm_\d+)")
@@ -47,9 +55,10 @@ def _demangle(names):
 
 
 def kernel_label(demangled):
-    """'run_blocks<pvf::StatsProgram<float>>' -> 'StatsProgram<float>' (short, stable)."""
+    """'run_blocks<pvf::StatsProgram<float, (pvf::NormMode)1>>' -> 'StatsProgram<fp32,mean_abs>'."""
     inner = demangled.split("run_blocks<", 1)[-1].split(">(", 1)[0]
     inner = inner.replace("pvf::", "").replace("__nv_bfloat16", "bf16").replace("__half", "fp16")
+    inner = re.sub(r"\(NormMode\)(\d)", lambda m: NORM_MODES[int(m.group(1))], inner)
     return inner.replace("float", "fp32").replace(" ", "")
 
 
@@ -96,38 +105,71 @@ def innermost_loops(listing):
     """[(first, last) address] of loops (a backward branch and its target) that hold no other loop."""
     loops = []
     for address, text in listing:
-        if m := re.search(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)", text):
+        if m := _BRANCH.search(text):
             target = int(m.group(1), 16)
             if target <= address:
                 loops.append((target, address))
     return [a for a in loops if not any(b != a and a[0] <= b[0] and b[1] <= a[1] for b in loops)]
 
 
-def instructions_per_tap(listing):
-    """Fewest SASS instructions per FFMA over the innermost loops that hold FFMAs (the blur's tap
-    loops): a lower bound on what one tap costs, whatever the loop."""
-    costs = []
-    for first, last in innermost_loops(listing):
-        body = [text for address, text in listing if first <= address <= last]
-        ffma = sum(1 for text in body if re.search(r"\bFFMA\b", text))
-        if ffma:
-            costs.append(len(body) / ffma)
-    return min(costs) if costs else None
+def longest_path(listing, first, last):
+    """SASS instructions on the longest path through one iteration of the loop [first, last]
+    (a body with no inner loop): every conditional branch may go either way, a forward branch
+    out of the body or the back branch ends the iteration, a CALL counts as one instruction."""
+    body = [(address, text) for address, text in listing if first <= address <= last]
+    position = {address: k for k, (address, _) in enumerate(body)}
+    rest = [0] * (len(body) + 1)  # rest[k]: longest count from instruction k to the iteration's end
+    for k in reversed(range(len(body))):
+        address, text = body[k]
+        conditional = text.startswith("@")
+        if m := _BRANCH.search(text):
+            target = int(m.group(1), 16)
+            taken = rest[position[target]] if address < target <= last else 0
+            rest[k] = 1 + (max(taken, rest[k + 1]) if conditional else taken)
+        elif re.search(r"\bEXIT\b", text) and not conditional:
+            rest[k] = 1
+        else:
+            rest[k] = 1 + rest[k + 1]
+    return rest[0]
 
 
-def step_taps_per_element(sigma=2.0, tile=32):
-    """Taps a step evaluates per element: both kernels blur, the horizontal pass also on the halo rows."""
+def step_taps_per_element(sigma=2.0):
+    """Tap FFMAs a step evaluates per element: both kernels blur, the horizontal pass also on
+    the halo rows of each TILE_HEIGHT-row tile."""
     r = math.ceil(3 * sigma)
-    return 2 * ((2 * r + 1) * (tile + 2 * r) / tile + (2 * r + 1))
+    return 2 * ((2 * r + 1) * (TILE_HEIGHT + 2 * r) / TILE_HEIGHT + (2 * r + 1))
 
 
-def step_instructions_per_element_lower_bound(so_path, arch, dtype="fp32", sigma=2.0):
-    """SASS instructions per element of a step at ``sigma``, counting only the tap loops at their
-    cheapest (no loads of x, no stores, no reductions): the real figure is higher."""
+def tile_loop(listing, sigma=2.0):
+    """(first, last) of the tile loop of ``sigma``'s compile-time radius: the innermost loop with
+    the most FFMAs (FixedRadii ends at radius 6 = sigma 2), which must hold at least the
+    2 x (2r + 1) tap FFMAs of each of the thread's pixels."""
+    r = math.ceil(3 * sigma)
+    loops = [(sum(1 for address, text in listing if first <= address <= last and _FFMA.search(text)), (first, last))
+             for first, last in innermost_loops(listing)]
+    ffma, loop = max(loops, default=(0, None))
+    if ffma < 2 * (2 * r + 1) * ELEMENTS_PER_THREAD:
+        raise ValueError(f"no tile loop with the {2 * (2 * r + 1) * ELEMENTS_PER_THREAD} tap FFMAs of sigma {sigma} "
+                         f"(most: {ffma})")
+    return loop
+
+
+def step_kernels(dtype="fp32", norm=DEFAULT_NORM):
+    """The two kernels of a step: (statistic, update)."""
+    return f"StatsProgram<{dtype},{norm}>", f"ApplyProgram<{dtype},StepEpilogue<{dtype}>>"
+
+
+def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM, sigma=2.0):
+    """{kernel: SASS instructions per element} of a step at ``sigma``: the longest path through
+    one iteration of each kernel's tile loop (one tile: ELEMENTS_PER_THREAD pixels per thread),
+    divided by ELEMENTS_PER_THREAD. Work once per image (taps, the fold of the image's
+    partials) is outside the loop and left out."""
     listings = sass_listings(so_path, arch)
-    kernels = [k for k in listings if k in (f"StatsProgram<{dtype}>", f"ApplyProgram<{dtype},StepEpilogue<{dtype}>>")]
-    per_tap = min(instructions_per_tap(listings[k]) for k in kernels)
-    return per_tap * step_taps_per_element(sigma)
+    counts = {}
+    for kernel in step_kernels(dtype, norm):
+        first, last = tile_loop(listings[kernel], sigma)
+        counts[kernel] = longest_path(listings[kernel], first, last) / ELEMENTS_PER_THREAD
+    return counts
 
 
 def bytes_per_element(element_size):
@@ -154,8 +196,11 @@ def main():
     print(f"extension: {so}\nlaunches per step: {LAUNCHES_PER_STEP}; bytes per element by design: "
           f"fp32 {bytes_per_element(4)}, fp16/bf16 {bytes_per_element(2)}\n")
     print(table(so))
-    bound = step_instructions_per_element_lower_bound(so, "sm_90")
-    print(f"\nSASS instructions per element of a fp32 step at sigma 2 (sm_90), tap loops only: >= {bound:.0f}")
+    print("\nSASS instructions per element of a fp32 step at sigma 2 (sm_90; longest path through each "
+          "kernel's tile loop / 8 elements per thread):")
+    for norm in NORM_MODES:
+        counts = step_instructions_per_element(so, "sm_90", norm=norm)
+        print(f"  norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values()) + f" = {sum(counts.values()):.1f}")
 
 
 if __name__ == "__main__":
