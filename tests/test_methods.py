@@ -108,7 +108,7 @@ def test_facets_differ_and_each_keeps_the_objective(shapesnet):
     assert res.seeds[::3] == single.seeds and len(set(res.seeds)) == len(res.seeds)
     # Issue 13 asks every facet to reach 80 % of the unit's single image. Measured: 8 of these 12
     # units (7 with the ShapesNet before its robust retraining); in the others the diversity
-    # pushes one facet off the unit's best pattern (BENCHMARKS.md, "Facets").
+    # pushes one facet off the unit's best pattern (BENCHMARKS.md, "Facets and accentuation").
     kept = (res.objective.view(-1, 3) >= 0.8 * single.objective[:, None]).all(1)
     assert int(kept.sum()) >= 7, dict(zip(FACET_UNITS, (res.objective.view(-1, 3) / single.objective[:, None]).tolist()))
 
@@ -147,7 +147,7 @@ def _accentuated(shapesnet, photo, **kwargs):
 def test_accentuation_keeps_the_layout_and_raises_the_unit(shapesnet):
     # Issue 13's criteria, the unit x3 and a pooled-luminance correlation >= 0.5 with the photo, on
     # a sample of photos rather than one: measured on 3 of these 6 (4 of 6 with the ShapesNet before
-    # its robust retraining, whose gradients changed a photo less; BENCHMARKS.md, "Accentuation").
+    # its robust retraining, whose gradients changed a photo less; BENCHMARKS.md, "Facets and accentuation").
     # A photo of flat color blobs has little luminance layout to keep.
     figures = []
     for photo in make_batch(6, size=48, seed=1)[0]:
