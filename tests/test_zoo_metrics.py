@@ -17,14 +17,14 @@ SIZE, STEPS, SEED = 64, 96, 0  # as benchmarks/zoo_quality.py --steps 96
 EXACT = pvf.Settings(size=SIZE, steps=STEPS, precision="fp32", memory_format="contiguous")
 LABELS = torch.arange(len(zoo.SHAPES_CLASSES))
 # (model, param) -> minimal transfer, minimal mean self p. Measured at this fp32 execution:
-# 1.0/1.0 ShapesNet pixel and fourier, 0.95/1.0 ResNet pixel, 0.85/0.74 ResNet fourier,
-# 0.90/0.99 ViT pixel, 1.0/0.99 ViT fourier (the robust ViT; BENCHMARKS.md, "Zoo quality", has
-# them with 'auto'); noise transfers at ~0.1.
+# 1.0/1.0 ShapesNet pixel, 0.90/0.91 ShapesNet fourier, 1.0/1.0 ResNet pixel, 0.95/0.98 ResNet
+# fourier, 0.95/0.99 ViT pixel, 1.0/0.99 ViT fourier (all three robustly trained; BENCHMARKS.md,
+# "Zoo quality", has them with 'auto'); noise transfers at ~0.1.
 THRESHOLDS = {
     ("shapesnet", "pixel"): (0.9, 0.95),
-    ("shapesnet", "fourier"): (0.9, 0.95),
+    ("shapesnet", "fourier"): (0.85, 0.85),
     ("shapes_resnet", "pixel"): (0.9, 0.95),
-    ("shapes_resnet", "fourier"): (0.8, 0.7),
+    ("shapes_resnet", "fourier"): (0.85, 0.9),
     ("shapes_vit", "pixel"): (0.8, 0.95),
     ("shapes_vit", "fourier"): (0.8, 0.95),
 }
