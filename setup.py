@@ -67,7 +67,8 @@ def _extension():
         define_macros.append(("PVF_WITH_CUDA", "1"))
         # -fmad=false: no implicit contraction, so the kernels round as their CPU emulation does
         # (the kernels write every intended FMA as fmaf).
-        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false"] + \
+        # --threads 0: nvcc compiles the arches of a file in parallel (kernels.cu dominates the build).
+        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false", "--threads", "0"] + \
             os.environ.get("NVCC_FLAGS", "").split()
         arches = os.environ["TORCH_CUDA_ARCH_LIST"]
         define_macros.append(("PVF_CUDA_ARCHES", '"%s"' % arches))
@@ -90,7 +91,20 @@ class BuildPyWithSources(build_py):
             shutil.copytree(os.path.join(ROOT, "csrc"), target)
 
 
+class BuildExtOrPack(BuildExtension.with_options(use_ninja=True)):
+    """PVF_PREBUILT_EXT=PATH packs that binary instead of compiling the sources again: CI builds
+    the extension once (`make setup`, the same sources and torch) and packs that file in its wheel."""
+
+    def build_extension(self, ext):
+        prebuilt = os.environ.get("PVF_PREBUILT_EXT")
+        if not prebuilt:
+            return super().build_extension(ext)
+        target = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(prebuilt, target)
+
+
 setup(
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": BuildPyWithSources},
+    cmdclass={"build_ext": BuildExtOrPack, "build_py": BuildPyWithSources},
 )
