@@ -66,6 +66,23 @@ PVF_HD StatsPartial fold_partial(StatsPartial p, const StatsPartial& q, NormMode
   return p;
 }
 
+// The fold of partials whose counts are known without folding them (every mode but std): only
+// the mode's value moves (a; for 'none' the non-finite flag). An empty partial (a = +0) then
+// folds too, which changes no sum or max of the non-negative values these modes hold: the
+// values equal fold_partial's.
+PVF_HD StatsPartial fold_value(StatsPartial p, const StatsPartial& q, NormMode mode) {
+  switch (mode) {
+    case kRms:
+    case kMeanAbs: p.a += q.a; break;
+    case kMaxAbs:
+      if (q.a > p.a || q.a != q.a) p.a = q.a;
+      break;
+    case kNone: p.nonfinite |= q.nonfinite; break;
+    case kStd: return fold_partial(p, q, mode);
+  }
+  return p;
+}
+
 // The scale s_b of a fully folded image (0 for 'none').
 PVF_HD float scale_of(const StatsPartial& p, NormMode mode) {
   const float n = static_cast<float>(p.count);
