@@ -392,41 +392,44 @@ PVF_HD TileTaps prepare_taps(Block& blk, typename Block::template PerThread<Tile
   return t;
 }
 
-// Four consecutive floats of shared memory at a 16-byte boundary: one vector access on the GPU.
-PVF_HD void load4(const float* p, float* v) {
+// N = 2 or 4 consecutive floats of shared memory at an N x 4-byte boundary: one vector access on
+// the GPU.
+#ifdef __CUDACC__
+template <int N>
+struct SharedVector;
+template <>
+struct SharedVector<2> {
+  using type = float2;
+};
+template <>
+struct SharedVector<4> {
+  using type = float4;
+};
+#endif
+
+template <int N>
+PVF_HD void load_shared(const float* p, float* v) {
 #ifdef __CUDA_ARCH__
-  const float4 f = *reinterpret_cast<const float4*>(p);
-  v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+  const typename SharedVector<N>::type f = *reinterpret_cast<const typename SharedVector<N>::type*>(p);
+  memcpy(v, &f, sizeof f);
 #else
-  std::memcpy(v, p, 4 * sizeof(float));
+  std::memcpy(v, p, N * sizeof(float));
 #endif
 }
 
-PVF_HD void store4(float* p, const float* v) {
+template <int N>
+PVF_HD void store_shared(float* p, const float* v) {
 #ifdef __CUDA_ARCH__
-  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  typename SharedVector<N>::type f;
+  memcpy(&f, v, sizeof f);
+  *reinterpret_cast<typename SharedVector<N>::type*>(p) = f;
 #else
-  std::memcpy(p, v, 4 * sizeof(float));
+  std::memcpy(p, v, N * sizeof(float));
 #endif
 }
 
-// Two consecutive floats of shared memory at an 8-byte boundary.
-PVF_HD void load2(const float* p, float* v) {
-#ifdef __CUDA_ARCH__
-  const float2 f = *reinterpret_cast<const float2*>(p);
-  v[0] = f.x, v[1] = f.y;
-#else
-  std::memcpy(v, p, 2 * sizeof(float));
-#endif
-}
-
-PVF_HD void store2(float* p, const float* v) {
-#ifdef __CUDA_ARCH__
-  *reinterpret_cast<float2*>(p) = make_float2(v[0], v[1]);
-#else
-  std::memcpy(p, v, 2 * sizeof(float));
-#endif
-}
+PVF_HD void load4(const float* p, float* v) { load_shared<4>(p, v); }
+PVF_HD void store4(float* p, const float* v) { store_shared<4>(p, v); }
 
 // f(item) for items thread, thread + kBlockThreads, ... below kItems: the rounds that every
 // thread takes carry no bounds check.
@@ -530,10 +533,10 @@ PVF_HD void horizontal_pass(Block& blk, typename Block::template PerThread<TileR
         const int32_t h = kQuadRows + task / (kTileW / 2), c = task % (kTileW / 2) * 2;
         float v[2 * R + 2], out[2];
         PVF_UNROLL
-        for (int l = 0; l <= R; ++l) load2(raw + h * pitch + c + 2 * l, &v[2 * l]);
+        for (int l = 0; l <= R; ++l) load_shared<2>(raw + h * pitch + c + 2 * l, &v[2 * l]);
         PVF_UNROLL
         for (int q = 0; q < 2; ++q) out[q] = window_sum<R>(w, v + q);
-        store2(&sh.rows[h][c], out);
+        store_shared<2>(&sh.rows[h][c], out);
       });
     }
   });
