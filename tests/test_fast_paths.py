@@ -12,7 +12,7 @@ from pyviz_fast.engine.draws import Draws
 from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
-from pyviz_fast.engine.goals.gram import gram
+from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
 from pyviz_fast.engine.goals.style import relative_error
 from pyviz_fast.engine.layout import Activation
 
@@ -50,6 +50,36 @@ def test_gram_and_its_gradient_match_autograd(layout):
     assert grad_mine.stride() == act.stride(), "the gradient keeps the activation's memory layout"
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "nhwc", "tokens"])
+def test_gram_error_is_the_plain_formula_and_gradient_bit_for_bit(layout):
+    act, activation = _activation(layout)
+    target = gram(torch.randn(act.shape, generator=torch.Generator().manual_seed(6)), activation)
+    mine, plain = act.clone().requires_grad_(True), act.clone().requires_grad_(True)
+    fused = gram_error(mine, activation, target, squared_norms(target))
+    want = relative_error(gram(plain, activation), target)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    grad_mine, = torch.autograd.grad((fused * weights).sum(), mine)
+    grad_plain, = torch.autograd.grad((want * weights).sum(), plain)
+    assert torch.equal(fused, want) and torch.equal(grad_mine, grad_plain)
+    assert grad_mine.stride() == act.stride()
+
+
+@pytest.mark.parametrize("view", ["sliced", "permuted"])
+def test_gram_of_an_activation_no_reshape_can_view_matches_autograd(view):
+    """Strides a [B, C, P] view cannot express: the rows are copied, and the gradient made anew."""
+    gen = torch.Generator().manual_seed(7)
+    base = torch.randn(3, 5, 6, 14, generator=gen) if view == "sliced" else torch.randn(3, 7, 5, 6, generator=gen)
+    activation = Activation((5, 6, 7), "nchw")
+    weights = torch.randn(3, 5, 5, generator=torch.Generator().manual_seed(4))
+    grads = []
+    for fn in (gram, _plain_gram):
+        leaf = base.clone().requires_grad_(True)
+        act = leaf[..., ::2] if view == "sliced" else leaf.permute(0, 2, 3, 1)  # [3, 5, 6, 7] either way
+        grads.append(torch.autograd.grad((fn(act, activation) * weights).sum(), leaf)[0])
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
+
+
 def test_relative_error_matches_the_flattened_formula():
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(4, 8, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
@@ -83,3 +113,60 @@ def test_maco_noise_is_each_units_own_stream():
     again, _ = _maco((16, 16))
     want = torch.stack([torch.randn(4, 3, 16, 16, generator=g) for g in again.draws.generators]).view_as(crops)
     torch.testing.assert_close(crops.detach(), clean + 0.1 * want)
+
+
+@pytest.mark.parametrize("biases", [(-100.0, -100.0), (0.0, -100.0), (0.0, 0.0)], ids=["all off", "mixed", "all fire"])
+def test_redirected_first_gives_the_plain_orders_results_bit_for_bit(biases):
+    from pyviz_fast.engine.redirect import ascent_gradients
+    gen = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(2, 3, 3, 3, generator=gen), torch.tensor(biases)
+    images = torch.rand(2, 3, 8, 8, generator=gen, requires_grad=True)
+
+    def forward():  # image b maximizes channel b
+        acts = F.relu(F.conv2d(images, weight, bias))
+        objective = torch.stack([acts[0, 0].mean(), acts[1, 1].mean()])
+        return objective, objective - 0.1 * images.square().mean((1, 2, 3))
+    plain_reported, (plain,) = ascent_gradients(forward, (images,), redirect=True)
+    first_reported, (first,) = ascent_gradients(forward, (images,), redirect=True, redirected_first=True)
+    assert torch.equal(plain_reported, first_reported) and torch.equal(plain, first)
+    assert plain.abs().sum() > 0
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_objective_of_rows_in_order_skips_the_index_with_the_same_values_and_gradient(memory_format):
+    """A batch whose rows are its images in order reads the activation itself (no gather of rows,
+    no scatter of the gradient); a batch in another order gathers: the same numbers either way."""
+    from pyviz_fast.engine.objectives import ObjectivePlan
+    from pyviz_fast.engine.units import Unit
+    act = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(8)).contiguous(memory_format=memory_format)
+    shapes = {"conv": Activation((4, 5, 5), "nchw")}
+    mixed = [Unit.deepdream("conv"), Unit.channel("conv", 1), Unit.deepdream("conv")]  # deepdream rows 0, 2
+    in_order = ObjectivePlan([Unit.deepdream("conv")] * 3, shapes)
+    assert in_order.groups[0].in_order and not ObjectivePlan(mixed, shapes).groups[0].in_order
+    a, b = act.clone().requires_grad_(True), act.clone().requires_grad_(True)
+    fast = in_order({"conv": a})
+    plain = ObjectivePlan(mixed, shapes)({"conv": b})
+    want = act.pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(fast, want)
+    torch.testing.assert_close(plain[[0, 2]], want[[0, 2]])
+    grad_fast, = torch.autograd.grad(fast.sum(), a)
+    grad_plain, = torch.autograd.grad(plain[[0, 2]].sum(), b)
+    torch.testing.assert_close(grad_fast[[0, 2]], grad_plain[[0, 2]])
+    torch.testing.assert_close(grad_fast, 2 * act / act[0].numel())
+
+
+def test_diversity_over_every_input_reads_the_activation_as_it_is():
+    from pyviz_fast.engine.goals.diversity import Diversity
+    gen = torch.Generator().manual_seed(9)
+    act = torch.randn(6, 4, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
+    main = torch.randn(6, generator=gen)
+    activation = Activation((4, 5, 5), "nchw")
+    results = []
+    for inputs in (None, torch.arange(6)):
+        x = act.clone().requires_grad_(True)
+        penalty = Diversity("conv", activation, facets=3, crops=1, weight=0.5, inputs=inputs)({"conv": x}, main)
+        results.append((penalty, torch.autograd.grad((penalty * torch.arange(1.0, 7.0)).sum(), x)[0]))
+    (fast, grad_fast), (plain, grad_plain) = results
+    torch.testing.assert_close(fast, plain)
+    torch.testing.assert_close(grad_fast, grad_plain)
+    assert fast.abs().sum() > 0 and grad_fast.stride() == act.stride()

@@ -236,13 +236,12 @@ def _zoo_models():
         pytest.skip(f"zoo weights missing: {missing}")
 
 
-# Issue 13 asks for >= 80 % on average; at 64 px and 32 steps MaCo reaches 35 % here: ShapesNet's and
-# ShapesResNet's images are recognised by each other 80-90 %, everything the ViT judges or made 10 %
-# (the ViT calls the CNNs' images rings, the CNNs call the ViT's dots: what each reads in MaCo's
-# fixed-magnitude noise; BENCHMARKS.md, "Zoo quality"). So these are regression floors under
-# today's figures, not the target; the own-class floor pins that each model's images are its class
-# (the ViT's were 4 of 10 before the crops stayed inside the image at box (1.0, 0.8)).
-TRANSFER_FLOOR, CNN_PAIR_FLOOR, OWN_FLOOR = 0.32, 0.75, 0.8  # measured 0.35, 0.85, 0.9-1.0
+# Issue 13 asks for >= 80 % on average; at 64 px and 32 steps MaCo reaches 45 % here: ShapesNet's and
+# ShapesResNet's images are recognised by each other 80-90 %, the pairs with the robust ViT 20-40 %
+# (35 % and 10 % before it was retrained; the CNNs still call MaCo's fixed-magnitude noise "dots";
+# BENCHMARKS.md, "Zoo quality"). So these are regression floors under today's figures, not the
+# target; the own-class floor pins that each model's images are its class.
+TRANSFER_FLOOR, CNN_PAIR_FLOOR, OWN_FLOOR = 0.4, 0.75, 0.8  # measured 0.45, 0.85, 0.9-1.0
 
 
 def test_maco_class_images_transfer_across_the_zoo():

@@ -18,15 +18,15 @@ EXACT = pvf.Settings(size=SIZE, steps=STEPS, precision="fp32", memory_format="co
 LABELS = torch.arange(len(zoo.SHAPES_CLASSES))
 # (model, param) -> minimal transfer, minimal mean self p. Measured at this fp32 execution:
 # 1.0/1.0 ShapesNet pixel and fourier, 0.95/1.0 ResNet pixel, 0.85/0.74 ResNet fourier,
-# 0.55/0.90 ViT pixel, 0.55/0.94 ViT fourier (BENCHMARKS.md, "Zoo quality", has them with
-# 'auto'); noise transfers at ~0.1.
+# 0.90/0.99 ViT pixel, 1.0/0.99 ViT fourier (the robust ViT; BENCHMARKS.md, "Zoo quality", has
+# them with 'auto'); noise transfers at ~0.1.
 THRESHOLDS = {
     ("shapesnet", "pixel"): (0.9, 0.95),
     ("shapesnet", "fourier"): (0.9, 0.95),
     ("shapes_resnet", "pixel"): (0.9, 0.95),
     ("shapes_resnet", "fourier"): (0.8, 0.7),
-    ("shapes_vit", "pixel"): (0.5, 0.85),
-    ("shapes_vit", "fourier"): (0.4, 0.85),  # 9 of 20 = 0.45 seen in a full suite (float32 mean 0.44999998)
+    ("shapes_vit", "pixel"): (0.8, 0.95),
+    ("shapes_vit", "fourier"): (0.8, 0.95),
 }
 
 
@@ -99,10 +99,10 @@ def test_class_visualizations_do_not_regress(models, real, class_images, key):
     assert row["transfer"] >= min_transfer and row["self_p"] >= min_self_p, (key, row)
 
 
-def test_vit_class_visualizations_survive_shift_and_crop(models, class_images):
-    # The Fourier images: pixel ascent reaches only 6-7 of 10 here (red and green stay weak).
-    # Issue 13 asks for 9 of 10; the fresh-clone CI measured 8 after the per-image ReLU redirection
-    # (9 before it), so this is a regression floor under today's figure, not the target.
-    kept = metrics.robust_recognition(models["shapes_vit"], class_images["shapes_vit", "fourier"], LABELS,
+@pytest.mark.parametrize("param, floor", [("pixel", 8), ("fourier", 9)])
+def test_vit_class_visualizations_survive_shift_and_crop(models, class_images, param, floor):
+    # Issue 13 asks for 9 of 10. The robust ViT measured 9 (pixel) and 10 (fourier) here; pixel's
+    # floor is one under its figure, as another machine's float rounding may move one class.
+    kept = metrics.robust_recognition(models["shapes_vit"], class_images["shapes_vit", param], LABELS,
                                       seed=SEED, threshold=0.9)
-    assert int(kept.sum()) >= 7, dict(zip(zoo.SHAPES_CLASSES, kept.tolist()))
+    assert int(kept.sum()) >= floor, dict(zip(zoo.SHAPES_CLASSES, kept.tolist()))

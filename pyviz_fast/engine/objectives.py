@@ -45,6 +45,7 @@ class _Group:
         self.layer, self.kind, self.activation = layer, kind, act
         rows, terms = zip(*entries)
         self.rows = torch.tensor(rows, device=device)
+        self.in_order = list(rows) == list(range(len(rows)))  # row r is image r: x[rows] is x
         self.weights = torch.tensor([t.weight for t in terms], dtype=torch.float32, device=device)
         self.channels = torch.tensor([t.index or 0 for t in terms], device=device)
         grid = act.positions
@@ -58,6 +59,7 @@ class _Group:
         tiled = object.__new__(_Group)
         tiled.layer, tiled.kind, tiled.activation, terms = self.layer, self.kind, self.activation, len(self.rows)
         tiled.rows = torch.arange(n, device=self.rows.device).repeat_interleave(terms)
+        tiled.in_order = terms == 1
         tiled.weights, tiled.channels = self.weights.repeat(n), self.channels.repeat(n)
         tiled.positions = tuple(p.repeat(n) for p in self.positions)
         if self.kind == "direction":
@@ -75,6 +77,12 @@ class _Group:
             return means[:, self.channels]
         return self.tiled(act.shape[0]).values(act).reshape(act.shape[0], len(self.rows))
 
+    def _rows_of(self, x):
+        """x[self.rows]; x itself when the rows are the whole batch in order (a deepdream zoom's one
+        image, a layer objective per image): no copy of the activation, and no scatter of its
+        gradient into zeros in the backward."""
+        return x if self.in_order and x.shape[0] == len(self.rows) else x[self.rows]
+
     def values(self, act):
         x = self.activation.channels_first(act)
         if self.kind in ("channel", "class"):
@@ -82,9 +90,9 @@ class _Group:
             return picked.reshape(len(self.rows), -1).mean(1)
         if self.kind == "neuron":
             return x[(self.rows, self.channels) + self.positions].float()
-        picked = x[self.rows].float()
-        if self.kind == "deepdream":
-            return picked.pow(2).reshape(len(self.rows), -1).mean(1)
+        picked = self._rows_of(x).float()
+        if self.kind == "deepdream":  # not flattened: that copies a channels_last activation
+            return picked.pow(2).mean(tuple(range(1, picked.dim())))
         vectors = self.vectors.reshape(self.vectors.shape + (1,) * (picked.dim() - 2))
         return (picked * vectors).sum(1).reshape(len(self.rows), -1).mean(1)
 

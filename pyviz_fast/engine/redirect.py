@@ -104,7 +104,7 @@ def redirected(active):
     return _RedirectMode() if active else contextlib.nullcontext()
 
 
-def ascent_gradients(forward, wrt, redirect):
+def ascent_gradients(forward, wrt, redirect, redirected_first=False):
     """(reported objective [B], gradients of the summed optimized objective w.r.t. each of ``wrt``).
 
     ``forward()`` runs the model and the goal and returns (reported [B], optimized [B]); row b of
@@ -112,7 +112,22 @@ def ascent_gradients(forward, wrt, redirect):
     fire yet (reported objective <= 0: a ReLU unit off everywhere, a GELU unit on its negative
     side) take their gradient from a second forward under ``redirected``; the others keep the
     true gradient, untouched. Only a batch that mixes both pays the second pass.
+
+    redirected_first: the caller expects every image to be off (they all were at its previous
+    step; a style loss's objective is never positive): the redirected forward runs first, and as
+    its values are the plain forward's bit for bit, it decides alone; the plain forward runs only
+    if some image fires. Same results either way; it saves the plain pass when the guess holds.
     """
+    if redirect and redirected_first:
+        with redirected(True):
+            reported, optimized_redirected = forward()
+        off = reported.detach() <= 0
+        if bool(off.all()):
+            return reported.detach(), torch.autograd.grad(optimized_redirected.sum(), wrt)
+        _, optimized = forward()
+        if bool(off.any()):
+            optimized = torch.where(off, optimized_redirected, optimized)
+        return reported.detach(), torch.autograd.grad(optimized.sum(), wrt)
     reported, optimized = forward()
     off = reported.detach() <= 0
     if redirect and bool(off.any()):

@@ -34,7 +34,7 @@ from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
-from pyviz_fast.engine.layers import probe_activations, probe_shapes
+from pyviz_fast.engine.layers import probe_activations
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
@@ -98,6 +98,7 @@ class _Run:
         self.lrs = decay(s.lr, s.lr if s.lr_end is None else s.lr_end, s.steps, s.schedule)
         self.transform = not is_identity(s.scale_range, s.rotate)
         self.clock = {"forward_backward": 0.0, "step": 0.0}
+        self._all_off = False  # every image's objective <= 0 at the previous redirected step
 
     def objective_and_grad(self, inputs, wrt, goal, uniforms, step):
         """(reported objective [B], gradients of the optimized one w.r.t. each of ``wrt``) at
@@ -107,8 +108,11 @@ class _Run:
             if self.transform:
                 inputs = random_affine(inputs, uniforms.repeat_interleave(goal.crops, 0), self.s.scale_range,
                                        self.s.rotate)
-            reported, grads = ascent_gradients(lambda: goal(self.prepared(inputs, goal.layers)), wrt,
-                                               step < self.s.redirect_steps)
+            redirect = step < self.s.redirect_steps
+            reported, grads = ascent_gradients(lambda: goal(self.prepared(inputs, goal.layers)), wrt, redirect,
+                                               redirected_first=redirect and step > 0 and self._all_off)
+            if redirect:  # every image off now: likely so at the next step too (redirect.py)
+                self._all_off = bool((reported <= 0).all())
         self.clock["forward_backward"] += time.perf_counter() - start
         return reported, grads
 
@@ -169,11 +173,12 @@ def _status(objective, image, bad_steps, steps, start, spread):
 def _probe(prepared, layers, channels, stage_plan, layout):
     """{hw: {layer: Activation}} at every size the render uses, each layer's layout learned from
     the probe (layout.py; ``layout``: the Settings' overrides)."""
+    sizes = [hw for hw, _ in stage_plan]
     try:
-        probe_shapes(prepared, layers, channels, stage_plan[-1][0])
+        return probe_activations(prepared, layers, channels, sizes, layout)
     except LayerNotCalled:  # an auxiliary head gated by the root's training flag? (GoogLeNet)
         prepared.enable_training_heads()
-    return probe_activations(prepared, layers, channels, [hw for hw, _ in stage_plan], layout)
+    return probe_activations(prepared, layers, channels, sizes, layout)
 
 
 def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, renders=1):

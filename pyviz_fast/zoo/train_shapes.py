@@ -8,6 +8,8 @@ which also holds each one's weights path, step count and learning rate).
 Every step draws a new batch (so there is no overfitting to a fixed set) at a random size
 between 40 and 96 px: the model sees the patterns at many scales, positions and periods,
 which is what makes its class visualizations robust patterns rather than adversarial noise.
+A recipe may add augmentations (``pyviz_fast.zoo.augment``: "no class" textures, texture
+blends, FGSM), drawn from the same seeded generator; ShapesViT's recipe uses them.
 AdamW with weight decay and a one-cycle learning-rate schedule. The run is reproducible for
 a given seed and step count (``--minutes`` is only a safety cap: hitting it stops early and
 says so). At the end it prints the accuracy on held-out images drawn from a different seed.
@@ -19,6 +21,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from pyviz_fast.zoo.augment import adversarial, augment_batch
 from pyviz_fast.zoo.catalog import ZOO, entry
 from pyviz_fast.zoo.shapes_data import SHAPES_CLASSES, make_batch
 
@@ -38,12 +41,13 @@ def evaluate(model, n=1000, size=64, seed=HELD_OUT_SEED_OFFSET, batch_size=250):
     return correct / n
 
 
-def train(name="shapesnet", seed=0, steps=None, batch_size=None, minutes=10.0, log_every=100):
-    """Train a fresh zoo model ``name`` by its recipe (``steps``, ``batch_size`` override it);
-    returns (model in eval mode, seconds spent, steps done)."""
+def train(name="shapesnet", seed=0, steps=None, batch_size=None, minutes=10.0, log_every=100, augment=None):
+    """Train a fresh zoo model ``name`` by its recipe (``steps``, ``batch_size``, ``augment``
+    override it); returns (model in eval mode, seconds spent, steps done)."""
     recipe = entry(name)
     steps = recipe.steps if steps is None else steps
     batch_size = recipe.batch_size if batch_size is None else batch_size
+    augment = recipe.augment if augment is None else augment
     lr = recipe.lr
     torch.manual_seed(seed)
     model = recipe.architecture().to(memory_format=torch.channels_last)
@@ -55,7 +59,11 @@ def train(name="shapesnet", seed=0, steps=None, batch_size=None, minutes=10.0, l
     for step in range(steps):
         size = TRAIN_SIZES[int(torch.randint(len(TRAIN_SIZES), (), generator=generator))]
         images, labels = make_batch(batch_size, size=size, generator=generator)
-        loss = F.cross_entropy(model(images.contiguous(memory_format=torch.channels_last)), labels)
+        images, targets = augment_batch(images, labels, augment, generator, len(SHAPES_CLASSES))
+        images = images.contiguous(memory_format=torch.channels_last)
+        if augment.fgsm_eps > 0:
+            images = adversarial(model, images, targets, augment.fgsm_eps, generator)
+        loss = F.cross_entropy(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -11,6 +11,7 @@
 """
 
 from pyviz_fast.engine.goals import Goal
+from pyviz_fast.engine.goals.gram import squared_norms
 from pyviz_fast.engine.goals.style import relative_error, resized
 from pyviz_fast.engine.goals.units import UnitTask
 
@@ -31,9 +32,10 @@ def _photo_acts(run, photo, hw, layer, rows):
 class Closeness:
     def __init__(self, layer, target, weight):
         self.layers, self.target, self.weight = [layer], target, weight
+        self.norms = squared_norms(target)  # once, not every step
 
     def __call__(self, acts, main):
-        return -self.weight * main.detach().abs() * relative_error(acts[self.layers[0]], self.target)
+        return -self.weight * main.detach().abs() * relative_error(acts[self.layers[0]], self.target, self.norms)
 
 
 class AccentuationTask(UnitTask):

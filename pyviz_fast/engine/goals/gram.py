@@ -7,7 +7,10 @@ together, wherever they fire.
 Its backward is written out (``_Gram``): autograd's own for ``bmm(F, F^T)`` runs two matrix
 products and an add, and returns the gradient channel-first whatever the activation's memory
 layout, so on a channels_last model every layer's gradient then mixes two layouts (slow adds and
-ReLU backwards). ``dF = (dG + dG^T) F / P`` is one product, laid out as the activation is.
+ReLU backwards). ``dF = (dG + dG^T) F / P`` is one product, written straight into a new tensor
+laid out as the activation is. That tensor is no view: the layer's output also feeds the rest of
+the network, and autograd adds the two gradients in place only into a tensor that owns its
+memory (to a view it adds out of place, into a third tensor the size of the activation).
 
 >>> gram(torch.ones(2, 4, 8, 8), Activation((4, 8, 8), "nchw")).shape
 torch.Size([2, 4, 4])
@@ -15,27 +18,84 @@ torch.Size([2, 4, 4])
 import torch
 
 
+def _rows(x):
+    """x [B, C, *positions] as [B, C, P], a view when x is dense in any layout (else a copy)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _times(sym, x):
+    """sym [B, C, C] times x as [B, C, P], in a new tensor of x's shape laid out as x."""
+    f = _rows(x)
+    channels_inner = f.stride(1) < f.stride(2)  # channels_last, tokens: compute [B, P, C] rows
+    out = torch.empty_like(x)  # x's strides when x is dense
+    rows = _rows(out)
+    if rows.data_ptr() != out.data_ptr() or rows.stride() != f.stride():  # not a view laid out as f
+        rows = torch.bmm(f.transpose(1, 2), sym).transpose(1, 2) if channels_inner else torch.bmm(sym, f)
+        return rows.reshape(x.shape)
+    if channels_inner:
+        torch.bmm(f.transpose(1, 2), sym, out=rows.transpose(1, 2))
+    else:
+        torch.bmm(sym, f, out=rows)
+    return out
+
+
+def _gram_of_rows(x):
+    f = _rows(x)
+    return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]
+
+
+def _gram_backward(x, grad):
+    """The gradient at x of a Gram matrix's gradient ``grad`` [B, C, C]: (dG + dG^T) F / P."""
+    return _times((grad + grad.transpose(1, 2)) / _rows(x).shape[-1], x)
+
+
 class _Gram(torch.autograd.Function):
-    """f [B, C, P] (any strides) -> f f^T / P [B, C, C]; the gradient has f's memory layout."""
+    """x [B, C, *positions] (any strides) -> F F^T / P [B, C, C], F = x as [B, C, P]; the
+    gradient has x's shape and memory layout."""
 
     @staticmethod
-    def forward(ctx, f):
-        ctx.save_for_backward(f)
-        return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _gram_of_rows(x)
 
     @staticmethod
     def backward(ctx, grad):
-        f, = ctx.saved_tensors
-        sym = (grad + grad.transpose(1, 2)) / f.shape[-1]
-        if f.stride(1) < f.stride(2):  # channels innermost (channels_last, tokens): compute [B, P, C] rows
-            return torch.bmm(f.transpose(1, 2), sym).transpose(1, 2)
-        return torch.bmm(sym, f)
+        x, = ctx.saved_tensors
+        return _gram_backward(x, grad)
+
+
+class _GramError(torch.autograd.Function):
+    """(x, target [B, C, C], norms [B]) -> ||gram(x) - target||^2 / norms [B], one node for the
+    Gram matrix and its error (a style loss's layer): the per-op autograd steps of the plain
+    formula cost as much as the Gram matrix of a small layer. Same values, same gradient (the
+    plain formula's operations in its order), for x only."""
+
+    @staticmethod
+    def forward(ctx, x, target, norms):
+        diff = _gram_of_rows(x) - target
+        ctx.save_for_backward(x, diff, norms)
+        return diff.square().sum((1, 2)) / norms
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, diff, norms = ctx.saved_tensors
+        return _gram_backward(x, (grad / norms)[:, None, None] * (2 * diff)), None, None
 
 
 def gram(act, activation):
     """float32 [B, C, C] from an activation laid out as ``activation`` (a ``layout.Activation``)."""
-    x = activation.channels_first(act).float()
-    return _Gram.apply(x.reshape(x.shape[0], x.shape[1], -1))
+    return _Gram.apply(activation.channels_first(act).float())
+
+
+def gram_error(act, activation, target, norms):
+    """float32 [B]: ||gram(act) - target||^2 / norms per row (``norms``: target's squared norms,
+    made once per target), as ``relative_error(gram(act, activation), target)`` computes it."""
+    return _GramError.apply(activation.channels_first(act).float(), target, norms)
+
+
+def squared_norms(x):
+    """float [B]: ||x_b||^2 per row, at least 1e-12 (the denominator of a relative error)."""
+    return x.square().sum(tuple(range(1, x.dim()))).clamp(min=1e-12)
 
 
 def gram_distance(a, b):

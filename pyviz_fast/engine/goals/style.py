@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from pyviz_fast.engine.goals import Goal
-from pyviz_fast.engine.goals.gram import gram
+from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,12 @@ class Pair:
         return f"content{self.content}+style{self.style}"
 
 
-def relative_error(x, target):
-    """float [B]: ||x - target||^2 / ||target||^2 per row. Sums over the non-batch dims rather
-    than flattening, which would copy a channels_last activation (and its gradient) every step."""
+def relative_error(x, target, norms=None):
+    """float [B]: ||x - target||^2 / ||target||^2 per row (``norms``: ``squared_norms(target)`` if
+    already made). Sums over the non-batch dims rather than flattening, which would copy a
+    channels_last activation (and its gradient) every step."""
     dims = tuple(range(1, x.dim()))
-    return (x.float() - target).square().sum(dims) / target.square().sum(dims).clamp(min=1e-12)
+    return (x.float() - target).square().sum(dims) / (squared_norms(target) if norms is None else norms)
 
 
 def resized(images, hw):
@@ -46,10 +47,14 @@ class StyleLoss:
         self.content_layer, self.content, self.style_grams = content_layer, content, style_grams
         self.activations = activations
         self.content_weight, self.style_weight = content_weight, style_weight
+        # the targets' norms once, not every step
+        self.content_norms = squared_norms(content)
+        self.style_norms = {layer: squared_norms(g) for layer, g in style_grams.items()}
 
     def __call__(self, acts):
-        content = relative_error(acts[self.content_layer], self.content)
-        style = sum(relative_error(gram(acts[l], self.activations[l]), g) for l, g in self.style_grams.items()) / len(self.style_grams)
+        content = relative_error(acts[self.content_layer], self.content, self.content_norms)
+        style = sum(gram_error(acts[l], self.activations[l], g, self.style_norms[l])
+                    for l, g in self.style_grams.items()) / len(self.style_grams)
         return -(self.content_weight * content + self.style_weight * style)
 
 

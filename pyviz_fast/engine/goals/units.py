@@ -47,7 +47,8 @@ class UnitTask:
             inputs = {}
             for row, unit in enumerate(repeat_rows(units, crops)):
                 inputs.setdefault(self.diversity_layer or unit.layer, []).append(row)
+            every = list(range(len(units) * crops))
             extras = [Diversity(layer, run.shapes[hw][layer], self.facets, crops, self.weight,
-                                torch.tensor(rows_, device=run.device))
+                                None if rows_ == every else torch.tensor(rows_, device=run.device))
                       for layer, rows_ in inputs.items()]
         return Goal(main, extras, crops)
