@@ -65,6 +65,8 @@ class EmulatedBlock {
 
   void sync() { open_phase_ = false; }
 
+  void renew_thread_index() {}  // nothing is hoisted here (see block.h)
+
   template <class Regs, class V, class Fold>
   void warp_fold(PerThread<Regs>& regs, V Regs::*member, Fold fold) {
     open_phase_ = false;

@@ -753,12 +753,14 @@ struct BlurredTiles {
   PVF_HD void run(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh, Image&& image,
                   Tile&& tile) const {
     for (int32_t index = blk.index(); index < grid.total;) {
+      blk.renew_thread_index();  // per image: the taps' per-thread values
       const int32_t b = grid.by_per_image(index), end = (b + 1) * grid.per_image;
       const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
       const bool fast_image = image(b, index, taps);
       const PlaneRows<const T> rolled_image = src.image(b, grid);
       // blur(p, t) and tile(i, t, fast) for the block's tiles i of the image that take(p, t) accepts.
       const auto tiles_of_image = [&](auto fast, auto take, auto blur) {
+        blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (int32_t i = index; i < end; i += blk.count()) {
           const TilePos t = tile_at(grid, i);
           const PlaneRows<const T> p = src.plane(rolled_image, t);
