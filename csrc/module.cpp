@@ -64,6 +64,8 @@ PYBIND11_MODULE(_C, m) {
         "Per launch traced since configure_emulation(trace=True): (distinct global bytes read, written).");
   m.def("emulated_access_widths", &pvf::emulation::access_widths,
         "Per launch traced since configure_emulation(trace=True): {access width in bytes: bytes moved}.");
+  m.def("emulated_tile_paths", &pvf::emulation::tile_paths,
+        "Per launch traced since configure_emulation(trace=True): (tiles of the interior fast path, other tiles).");
   m.def(
       "chunk_images",
       [](const std::vector<int64_t>& shape, int64_t element_bytes, int64_t cache_bytes) {

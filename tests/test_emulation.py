@@ -4,6 +4,7 @@ the batch chunking, the global accesses of the kernels (16-byte vectors, channel
 read whole), and the block programs of every op run under AddressSanitizer and
 UndefinedBehaviorSanitizer in a separate small build (tests/native/emulation_harness.cpp, not
 the shipped extension)."""
+import math
 import os
 import shutil
 import subprocess
@@ -88,6 +89,52 @@ def test_a_step_moves_most_bytes_in_16_byte_accesses(emulation, dtype, layout):
     in_vectors = sum(w.get(16, 0) for w in widths)
     assert set().union(*widths) <= {16, x.element_size()}
     assert in_vectors / moved >= 0.6, f"{in_vectors} of {moved} bytes in 16-byte accesses"
+
+
+def _fast_tiles(shape, shifts, sigma, element_bytes):
+    """Tiles of a planar step that the interior fast path takes (csrc/kernels/tile.h FastHalo),
+    counted from the geometry: the halo columns e0 - r ... e0 + 31 + r inside the row and, through
+    the un-jitter's roll, inside the 16-byte vectors that a halo of any misalignment needs."""
+    B, C, H, W = shape
+    r = math.ceil(3 * sigma)
+    per_vector = 16 // element_bytes
+    vectors = (32 + 2 * 6 + 2 * per_vector - 2) // per_vector  # for every radius up to 6
+    count = 0
+    for b in range(B):
+        for e0 in range(0, W, 32):
+            start = (e0 - r + int(shifts[b, 1])) % W
+            if e0 >= r and e0 + 32 + r <= W and start - start % per_vector + vectors * per_vector <= W:
+                count += C * -(-H // 64)
+    return count
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dtype):
+    """At sigma 2 (a compile-time radius) the tiles whose halo lies inside the row, through the
+    roll, take the fast path in both kernels: as many as the geometry says, for un-jitter shifts
+    of every misalignment. The step's bits equal those of the general path alone (a gradient
+    whose rows are not 16-byte aligned takes no fast path) and match the reference."""
+    shape = (8, 2, 70, 200)
+    x = make_image(shape, dtype, "contiguous", seed=3)
+    grad = make_image(shape, dtype, "contiguous", seed=4, normal=True)
+    shifts = torch.tensor([[5 * b - 7, 3 * b - 6 + 200 * (b % 3)] for b in range(shape[0])])
+    next_shifts = make_shifts(shape, 6)
+    sigma = torch.full((shape[0],), 2.0)
+    emulation(order="shuffled", trace=True)
+    fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="emulation")
+    paths = _ext._C.emulated_tile_paths()
+    expected = _fast_tiles(shape, shifts, 2.0, x.element_size())
+    total = shape[0] * shape[1] * 2 * 7
+    assert expected > total // 3
+    assert paths == [(expected, total - expected)] * 2
+    unaligned = torch.empty(grad.numel() + 1, dtype=dtype)[1:].view(shape).copy_(grad)
+    emulation(order="reversed", trace=True)
+    general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, backend="emulation")
+    assert _ext._C.emulated_tile_paths() == [(0, total)] * 2
+    for a, b in zip(fast, general):
+        assert torch.equal(a, b)
+    assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), dtype)
 
 
 @pytest.mark.needs_ext

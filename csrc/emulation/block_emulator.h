@@ -20,6 +20,7 @@
 
 #include "../kernels/block.h"
 #include "../kernels/storage.h"
+#include "../kernels/tile.h"
 
 namespace pvf::emulation {
 
@@ -35,6 +36,7 @@ struct Config {
   int64_t cache_bytes = 0;  // emulated L2 size: sets the two-launch ops' chunks (0: no chunking)
   std::vector<std::pair<int64_t, int64_t>> traffic;  // per traced launch: (bytes read, bytes written)
   std::vector<std::map<int64_t, int64_t>> widths;  // per traced launch: bytes moved per access width
+  std::vector<std::pair<int64_t, int64_t>> tile_paths;  // per traced launch: (fast path tiles, other tiles)
 };
 
 inline Config& config() {
@@ -62,6 +64,8 @@ class EmulatedBlock {
   }
 
   void sync() { open_phase_ = false; }
+
+  void renew_thread_index() {}  // nothing is hoisted here (see block.h)
 
   template <class Regs, class V, class Fold>
   void warp_fold(PerThread<Regs>& regs, V Regs::*member, Fold fold) {
@@ -94,18 +98,21 @@ class EmulatedBlock {
 // The image elements (storage.h load / store, one element or a 16-byte vector) that one launch
 // touches, each counted once: the global traffic of a launch whose every element is fetched
 // from DRAM once (halos re-read by neighbouring tiles are L2 hits on the GPU). Also the bytes
-// moved by each access width (2, 4 or 16), repeats included.
+// moved by each access width (2, 4 or 16), repeats included, and the tiles of each path.
 class TrafficTrace {
  public:
   TrafficTrace() {
     current() = this;
     global_access_hook = &note;
+    tile_path_hook = &note_tile;
   }
   ~TrafficTrace() {
     global_access_hook = nullptr;
+    tile_path_hook = nullptr;
     current() = nullptr;
     config().traffic.emplace_back(read_, written_);
     config().widths.push_back(widths_);
+    config().tile_paths.emplace_back(fast_tiles_, other_tiles_);
   }
 
  private:
@@ -121,8 +128,9 @@ class TrafficTrace {
       if ((write ? t.writes_ : t.reads_).insert(a).second) (write ? t.written_ : t.read_) += element_bytes;
     }
   }
+  static void note_tile(bool fast) { ++(fast ? current()->fast_tiles_ : current()->other_tiles_); }
   std::unordered_set<uintptr_t> reads_, writes_;
-  int64_t read_ = 0, written_ = 0;
+  int64_t read_ = 0, written_ = 0, fast_tiles_ = 0, other_tiles_ = 0;
   std::map<int64_t, int64_t> widths_;
 };
 

@@ -66,6 +66,8 @@ std::vector<std::pair<int64_t, int64_t>> emulation::traffic() { return config().
 
 std::vector<std::map<int64_t, int64_t>> emulation::access_widths() { return config().widths; }
 
+std::vector<std::pair<int64_t, int64_t>> emulation::tile_paths() { return config().tile_paths; }
+
 TORCH_LIBRARY_FRAGMENT(pyviz_fast, m) {
   m.def("emulated_jitter(Tensor x, Tensor shifts) -> Tensor");
   m.def("emulated_gaussian_blur(Tensor x, Tensor sigma) -> Tensor");

@@ -23,4 +23,7 @@ std::vector<std::pair<int64_t, int64_t>> traffic();
 // Per traced launch: global bytes moved (read or written, repeats included) by access width.
 std::vector<std::map<int64_t, int64_t>> access_widths();
 
+// Per traced launch: (tiles computed by the interior fast path, tiles computed otherwise).
+std::vector<std::pair<int64_t, int64_t>> tile_paths();
+
 }  // namespace pvf::emulation

@@ -11,7 +11,14 @@
 //   blk.warp_fold(regs, &Regs::v, fold)
 //                         v of every lane becomes the butterfly fold over its warp: at offsets
 //                         16, 8, 4, 2, 1, v = fold(v, v of lane ^ offset);
-//   blk.index(), blk.count()  block index and grid size.
+//   blk.index(), blk.count()  block index and grid size;
+//   blk.renew_thread_index()  block-uniform, no barrier: on the GPU, what phases compute from
+//                         the thread index alone is computed after this point (a no-op in the
+//                         emulation). Without it the compiler hoists such values (task splits,
+//                         shared addresses of every tile loop of every radius) to the kernel's
+//                         start, where they stay live through all the loops and ptxas spills
+//                         them at the 128-register budget; a program renews the index before
+//                         each tile loop, so they live in that loop alone.
 // Per-thread state that lives across phases is one `Regs` struct, held by
 // `typename Block::template PerThread<Regs>` (a register struct on the GPU, an array of
 // kBlockThreads of them in the emulation). The emulation runs a phase for all threads before
@@ -40,9 +47,16 @@ struct GpuBlock {
   __device__ __forceinline__ int index() const { return static_cast<int>(blockIdx.x); }
   __device__ __forceinline__ int count() const { return static_cast<int>(gridDim.x); }
 
+  __device__ __forceinline__ GpuBlock() { renew_thread_index(); }
+
+  // Reads the thread index anew (a volatile read that the compiler neither hoists nor merges):
+  // what phases derive from the thread index alone is computed after the last renewal, so the
+  // compiler hoists it no further out than that (see renew_thread_index in block.h's header).
+  __device__ __forceinline__ void renew_thread_index() { asm volatile("mov.u32 %0, %%tid.x;" : "=r"(thread_)); }
+
   template <class Regs, class F>
   __device__ __forceinline__ void each(PerThread<Regs>& regs, F&& f) {
-    f(static_cast<int>(threadIdx.x), regs.self);
+    f(thread_, regs.self);
   }
 
   __device__ __forceinline__ void sync() { __syncthreads(); }
@@ -62,6 +76,9 @@ struct GpuBlock {
       v = fold(v, other);
     }
   }
+
+ private:
+  int thread_;
 };
 #endif
 

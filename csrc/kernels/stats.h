@@ -42,24 +42,34 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   return p;
 }
 
-// Folds partial q into p (Chan et al. for the std's mean and squared deviations).
-PVF_HD StatsPartial fold_partial(StatsPartial p, const StatsPartial& q, NormMode mode) {
-  if (q.count == 0) return p;
-  const int32_t count = p.count + q.count;
+// The fold of partials whose counts are known without folding them (every mode but std, which
+// needs them: fold_partial): only the mode's value moves (a; for 'none' the non-finite flag). An
+// empty partial (a = +0) then folds too, which changes no sum or max of the non-negative values
+// these modes hold: the values equal fold_partial's.
+PVF_HD StatsPartial fold_value(StatsPartial p, const StatsPartial& q, NormMode mode) {
   switch (mode) {
     case kRms:
     case kMeanAbs: p.a += q.a; break;
     case kMaxAbs:
       if (q.a > p.a || q.a != q.a) p.a = q.a;
       break;
-    case kStd: {
-      const float delta = q.a - p.a;
-      const float share = static_cast<float>(q.count) / static_cast<float>(count);
-      p.a += delta * share;
-      p.b += q.b + delta * delta * static_cast<float>(p.count) * share;
-      break;
-    }
-    case kNone: break;
+    case kNone: p.nonfinite |= q.nonfinite; break;
+    case kStd: break;
+  }
+  return p;
+}
+
+// Folds partial q into p (Chan et al. for the std's mean and squared deviations).
+PVF_HD StatsPartial fold_partial(StatsPartial p, const StatsPartial& q, NormMode mode) {
+  if (q.count == 0) return p;
+  const int32_t count = p.count + q.count;
+  if (mode == kStd) {
+    const float delta = q.a - p.a;
+    const float share = static_cast<float>(q.count) / static_cast<float>(count);
+    p.a += delta * share;
+    p.b += q.b + delta * delta * static_cast<float>(p.count) * share;
+  } else {
+    p = fold_value(p, q, mode);
   }
   p.count = count;
   p.nonfinite |= q.nonfinite;

@@ -38,6 +38,7 @@ constexpr int kSharedTaps = 1024;  // taps beyond are recomputed (radius > 1023 
 
 // Radii with a compile-time blur (sigma 2 gives 6); others take the run-time loops.
 using FixedRadii = std::integer_sequence<int, 0, 1, 2, 3, 4, 5, 6>;
+constexpr int kMaxFixedRadius = 6;
 
 struct TileShared {
   alignas(16) float raw[kChunkRows][kTileW + 2 * kSharedHalo];  // source rows; then the image x of a step tile
@@ -237,6 +238,18 @@ PVF_HD void each_item(const RowRuns& p, int32_t lane, Vector&& vector, Single&& 
   }
 }
 
+#ifndef __CUDACC__
+// Set while the CPU emulation counts the tiles of each path (tests); else null.
+inline void (*tile_path_hook)(bool fast) = nullptr;
+#endif
+
+// Called once per tile computed, with the path that computes it (nothing on the GPU).
+PVF_HD void note_tile_path(bool fast) {
+#ifndef __CUDACC__
+  if (tile_path_hook) tile_path_hook(fast);
+#endif
+}
+
 // The plane of tile t in an image (T const when only read), with a roll: element (i, e) of the
 // tile's plane is row (i + dy) mod H, element (e + shift) mod length of the image's plane (the
 // source of an un-jitter or a jitter, or the next step's input; no roll: dy = shift = 0).
@@ -247,6 +260,8 @@ struct PlaneRows {
   bool vectors;
 
   PVF_HD T* row_at(int32_t i) const { return base + rolled(i, dy, height) * row; }
+  // Element e (no roll) of row i (rolled) in one int32 offset: a single wide add to the base.
+  PVF_HD T* at(int32_t i, int32_t e) const { return base + (rolled(i, dy, height) * row + e); }
   PVF_HD int32_t offset(int32_t e) const { return rolled(e, shift, length) * element; }
 };
 
@@ -377,22 +392,54 @@ PVF_HD TileTaps prepare_taps(Block& blk, typename Block::template PerThread<Tile
   return t;
 }
 
-// Four consecutive floats of shared memory at a 16-byte boundary: one vector access on the GPU.
-PVF_HD void load4(const float* p, float* v) {
+// N = 2 or 4 consecutive floats of shared memory at an N x 4-byte boundary: one vector access on
+// the GPU.
+#ifdef __CUDACC__
+template <int N>
+struct SharedVector;
+template <>
+struct SharedVector<2> {
+  using type = float2;
+};
+template <>
+struct SharedVector<4> {
+  using type = float4;
+};
+#endif
+
+template <int N>
+PVF_HD void load_shared(const float* p, float* v) {
 #ifdef __CUDA_ARCH__
-  const float4 f = *reinterpret_cast<const float4*>(p);
-  v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+  const typename SharedVector<N>::type f = *reinterpret_cast<const typename SharedVector<N>::type*>(p);
+  memcpy(v, &f, sizeof f);
 #else
-  std::memcpy(v, p, 4 * sizeof(float));
+  std::memcpy(v, p, N * sizeof(float));
 #endif
 }
 
-PVF_HD void store4(float* p, const float* v) {
+template <int N>
+PVF_HD void store_shared(float* p, const float* v) {
 #ifdef __CUDA_ARCH__
-  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  typename SharedVector<N>::type f;
+  memcpy(&f, v, sizeof f);
+  *reinterpret_cast<typename SharedVector<N>::type*>(p) = f;
 #else
-  std::memcpy(p, v, 4 * sizeof(float));
+  std::memcpy(p, v, N * sizeof(float));
 #endif
+}
+
+PVF_HD void load4(const float* p, float* v) { load_shared<4>(p, v); }
+PVF_HD void store4(float* p, const float* v) { store_shared<4>(p, v); }
+
+// f(item) for items thread, thread + kBlockThreads, ... below kItems: the rounds that every
+// thread takes carry no bounds check.
+template <int kItems, class F>
+PVF_HD void each_task(int thread, F&& f) {
+  PVF_UNROLL
+  for (int s = 0; s < kItems / kBlockThreads; ++s) f(thread + s * kBlockThreads);
+  if constexpr (kItems % kBlockThreads != 0) {
+    if (thread + kItems / kBlockThreads * kBlockThreads < kItems) f(thread + kItems / kBlockThreads * kBlockThreads);
+  }
 }
 
 // The horizontal sum at row[0] (the window's first element), over k = -r ... r in order; taps
@@ -448,6 +495,70 @@ PVF_HD float window_sum(const float* w, const float* v) {
   return acc;
 }
 
+// The taps 0 ... R of the current image from shared memory into registers (each pass loads
+// them: not held across barriers, which would cost registers).
+template <int R>
+PVF_HD void load_taps(const TileShared& sh, float* w) {
+  PVF_UNROLL
+  for (int k = 0; k <= R; k += 4) load4(&sh.taps[k], w + k);
+}
+
+// The horizontal pass of radius R: halo row h of the source at raw + h * pitch (16-byte
+// aligned, kTileW + 2R columns and room for 3 more) -> sh.rows[h]. Rounds of tasks of 4 outputs
+// (a halo row, a run of 4 columns: 4 + 2R inputs in vector loads, the last of which may read
+// past the halo: those values are unused) cover 32 rows each; the rows left (2R + kTileH mod
+// 32) take one round of tasks of 2 outputs (R + 1 8-byte loads) when they fit, so that no thread
+// does a whole extra task that most threads skip.
+template <int R, class Block>
+PVF_HD void horizontal_pass(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                            const float* raw, int32_t pitch) {
+  constexpr int kRows = kTileH + 2 * R, kRuns = kTileW / 4, kLoads = (4 + 2 * R + 3) / 4;
+  constexpr int kRoundRows = kBlockThreads / kRuns, kQuadRows = kRows / kRoundRows * kRoundRows;
+  constexpr int kPairTasks = (kRows - kQuadRows) * (kTileW / 2);
+  constexpr int kQuadTasks = kPairTasks <= kBlockThreads ? kQuadRows * kRuns : kRows * kRuns;
+  blk.each(regs, [&](int thread, TileRegs&) {
+    float w[(R + 4) / 4 * 4];
+    load_taps<R>(sh, w);
+    each_task<kQuadTasks>(thread, [&](int32_t task) {
+      const int32_t h = task / kRuns, c = task % kRuns * 4;
+      float v[4 * kLoads], out[4];
+      PVF_UNROLL
+      for (int l = 0; l < kLoads; ++l) load4(raw + h * pitch + c + 4 * l, &v[4 * l]);
+      PVF_UNROLL
+      for (int q = 0; q < 4; ++q) out[q] = window_sum<R>(w, v + q);
+      store4(&sh.rows[h][c], out);
+    });
+    if constexpr (kPairTasks <= kBlockThreads) {
+      each_task<kPairTasks>(thread, [&](int32_t task) {
+        const int32_t h = kQuadRows + task / (kTileW / 2), c = task % (kTileW / 2) * 2;
+        float v[2 * R + 2], out[2];
+        PVF_UNROLL
+        for (int l = 0; l <= R; ++l) load_shared<2>(raw + h * pitch + c + 2 * l, &v[2 * l]);
+        PVF_UNROLL
+        for (int q = 0; q < 2; ++q) out[q] = window_sum<R>(w, v + q);
+        store_shared<2>(&sh.rows[h][c], out);
+      });
+    }
+  });
+  blk.sync();
+}
+
+// The vertical pass of radius R: the thread's pixels are tile rows first ... first + 7; pixel q
+// sums rows first + q ... first + q + 2R of sh.rows (logical rows i - R ... i + R).
+template <int R, class Block>
+PVF_HD void vertical_pass(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh) {
+  blk.each(regs, [&](int thread, TileRegs& reg) {
+    const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+    float w[(R + 4) / 4 * 4], v[kRowsPerThread + 2 * R];
+    load_taps<R>(sh, w);
+    PVF_UNROLL
+    for (int h = 0; h < kRowsPerThread + 2 * R; ++h) v[h] = sh.rows[first + h][lane];
+    PVF_UNROLL
+    for (int q = 0; q < kRowsPerThread; ++q) reg.value[q] = window_sum<R>(w, v + q);
+  });
+  blk.sync();
+}
+
 // Fills regs.value with the blur of `src` at the thread's pixels of tile t (rows i0 + 8w + q,
 // column j0 + lane) for radius R known at compile time; pixels outside the image get an
 // unspecified value (never used). Rows and columns past H - 1 + R (W - 1 + R) feed no pixel of the
@@ -471,11 +582,6 @@ PVF_HD void blur_tile_fixed(Block& blk, typename Block::template PerThread<TileR
     blk.sync();
     return;
   } else {
-    // The taps, loaded into registers by each pass (not held across barriers: registers).
-    const auto taps = [&](float* w) {
-      PVF_UNROLL
-      for (int k = 0; k <= R; k += 4) load4(&sh.taps[k], w + k);
-    };
     // Load (planar cut: step 1): warp w takes halo rows w, w + 8, ..., as row runs.
     const SourceRows rows(src, t, R);
     blk.each(regs, [&](int thread, TileRegs&) {
@@ -486,40 +592,66 @@ PVF_HD void blur_tile_fixed(Block& blk, typename Block::template PerThread<TileR
       }
     });
     blk.sync();
-    // Horizontal: task = (halo row, run of 4 outputs); 4 + 2R inputs in vector loads (the last
-    // load may read past the halo: those values are unused).
-    constexpr int kRuns = kTileW / 4, kTasks = kRows * kRuns, kLoads = (4 + 2 * R + 3) / 4;
-    blk.each(regs, [&](int thread, TileRegs&) {
-      float w[(R + 4) / 4 * 4];
-      taps(w);
-      PVF_UNROLL
-      for (int s = 0; s < (kTasks + kBlockThreads - 1) / kBlockThreads; ++s) {
-        const int32_t task = thread + s * kBlockThreads;
-        if (task < kTasks) {
-          const int32_t h = task / kRuns, c = task % kRuns * 4;
-          float v[4 * kLoads], out[4];
-          PVF_UNROLL
-          for (int l = 0; l < kLoads; ++l) load4(&sh.raw[h][c + 4 * l], &v[4 * l]);
-          PVF_UNROLL
-          for (int q = 0; q < 4; ++q) out[q] = window_sum<R>(w, v + q);
-          store4(&sh.rows[h][c], out);
-        }
-      }
-    });
-    blk.sync();
-    // Vertical: the thread's pixels are tile rows first ... first + 7; pixel q sums halo rows
-    // first + q ... first + q + 2R (logical rows i - R ... i + R).
-    blk.each(regs, [&](int thread, TileRegs& reg) {
-      const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
-      float w[(R + 4) / 4 * 4], v[kRowsPerThread + 2 * R];
-      taps(w);
-      PVF_UNROLL
-      for (int h = 0; h < kRowsPerThread + 2 * R; ++h) v[h] = sh.rows[first + h][lane];
-      PVF_UNROLL
-      for (int q = 0; q < kRowsPerThread; ++q) reg.value[q] = window_sum<R>(w, v + q);
-    });
-    blk.sync();
+    horizontal_pass<R>(blk, regs, sh, &sh.raw[0][0], kTileW + 2 * kSharedHalo);
+    vertical_pass<R>(blk, regs, sh);
   }
+}
+
+// The source row of logical halo row li (i0 - R <= li) of a plane of `height` rows: reflected;
+// rows past H - 1 + R feed no pixel of the image and read any row (the last reflected one).
+PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
+  return reflect32(li < height - 1 + r ? li : height - 1 + r, height);
+}
+
+// The interior fast path of radius R >= 1 (planar cut, 16-byte aligned rows): a tile whose halo
+// columns e0 - R ... e0 + kTileW - 1 + R lie inside the plane row and, through the roll, inside
+// kVectors aligned vectors of one run (fits). Every global load is then a 16-byte vector with
+// no per-item choice: the halo rows as a flat list of (row, vector) tasks over all threads, each
+// row reflected once. Row h sits at kLead + h * kPitch floats of sh.raw, so that the halo's
+// misalignment a (< kV) only moves the shared stores and the horizontal pass reads aligned.
+template <int R, class T>
+struct FastHalo {
+  static constexpr int kV = kVector<T>, kRows = kTileH + 2 * R;
+  // kTileW + 2 kMaxFixedRadius elements at any misalignment: the same (row, vector) split of the
+  // tasks for every radius, whose per-thread parts the compiler computes once per kernel.
+  static constexpr int kVectors = (kTileW + 2 * kMaxFixedRadius + 2 * kV - 2) / kV;
+  static constexpr int kLead = kV;
+  static constexpr int kPitch = (kLead + kVectors * kV + 3) / 4 * 4;
+  static constexpr int kTasks = kRows * kVectors;
+  static_assert(R <= kMaxFixedRadius, "kVectors covers the halo of the fixed radii");
+  static_assert(kLead + kRows * kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo), "the halo must fit sh.raw");
+
+  // First halo element through the roll.
+  static PVF_HD int32_t start(const PlaneRows<const T>& p, const TilePos& t) {
+    return rolled(t.e0 - R, p.shift, p.length);
+  }
+
+  static PVF_HD bool fits(const PlaneRows<const T>& p, const TilePos& t) {
+    if (!p.vectors || p.step != 1 || t.e0 < R || t.e0 + kTileW + R > p.length) return false;
+    const int32_t s = start(p, t);
+    return s - s % kV + kVectors * kV <= p.length;
+  }
+};
+
+template <int R, class Block, class T>
+PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                           const PlaneRows<const T>& src, const TilePos& t) {
+  using F = FastHalo<R, T>;
+  const int32_t start = F::start(src, t), a = start % F::kV, base = start - a;
+  float* const raw = &sh.raw[0][0] + F::kLead;
+  blk.each(regs, [&](int thread, TileRegs&) {
+    each_task<F::kTasks>(thread, [&](int32_t task) {
+      const int32_t h = task / F::kVectors, j = task - h * F::kVectors;
+      float v[F::kV];
+      load_vector(src.at(halo_row(t.i0 - R + h, src.height, R), base + j * F::kV), v);
+      float* out = raw + h * F::kPitch + j * F::kV - a;
+      PVF_UNROLL
+      for (int k = 0; k < F::kV; ++k) out[k] = v[k];
+    });
+  });
+  blk.sync();
+  horizontal_pass<R>(blk, regs, sh, raw, F::kPitch);
+  vertical_pass<R>(blk, regs, sh);
 }
 
 // As blur_tile_fixed, for any radius r (taps from `tap`) and either cut (taps `step` elements
@@ -605,9 +737,12 @@ PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& 
 // The blurred source of a program: its tiles, run image by image in a grid-stride loop over the
 // tile indices (the grid size changes only who computes a tile, never a result):
 //   image(b, index, taps)  block-uniform, once per image and block, after the image's taps;
-//   tile(index, t)         per tile, once the tile's blur is in regs.value.
-// Each radius of FixedRadii gets a tile loop of its own (straight-line code inside); the others
-// share the run-time loop.
+//                          returns whether the program's own accesses allow the fast path;
+//   tile(index, t, fast)   per tile, once the tile's blur is in regs.value; fast is
+//                          std::true_type for the tiles of the interior fast path (blur_tile_fast).
+// Each radius of FixedRadii gets tile loops of its own (straight-line code inside): for R >= 1
+// one over the interior tiles (fast path) and one over the others; the other radii share the
+// run-time loop. A tile's results do not depend on the loop that computes it.
 template <class T>
 struct BlurredTiles {
   TileSource<T> src;
@@ -618,33 +753,55 @@ struct BlurredTiles {
   PVF_HD void run(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh, Image&& image,
                   Tile&& tile) const {
     for (int32_t index = blk.index(); index < grid.total;) {
+      blk.renew_thread_index();  // per image: the taps' per-thread values
       const int32_t b = grid.by_per_image(index), end = (b + 1) * grid.per_image;
       const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
-      image(b, index, taps);
+      const bool fast_image = image(b, index, taps);
       const PlaneRows<const T> rolled_image = src.image(b, grid);
-      const auto tiles_of_image = [&](auto blur) {
-        for (; index < end; index += blk.count()) {
-          const TilePos t = tile_at(grid, index);
-          blur(src.plane(rolled_image, t), t);
-          tile(index, t);
+      // blur(p, t) and tile(i, t, fast) for the block's tiles i of the image that take(p, t) accepts.
+      const auto tiles_of_image = [&](auto fast, auto take, auto blur) {
+        blk.renew_thread_index();  // what the loop hoists lives in this loop alone
+        for (int32_t i = index; i < end; i += blk.count()) {
+          const TilePos t = tile_at(grid, i);
+          const PlaneRows<const T> p = src.plane(rolled_image, t);
+          if (!take(p, t)) continue;
+          note_tile_path(decltype(fast)::value);
+          blur(p, t);
+          tile(i, t, fast);
         }
       };
+      const auto every = [](const PlaneRows<const T>&, const TilePos&) { return true; };
       // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur.
       const bool fixed = (grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, [&](auto radius) {
-        tiles_of_image([&](const PlaneRows<const T>& p, const TilePos& t) {
-          blur_tile_fixed<decltype(radius)::value>(blk, regs, sh, p, t);
-        });
+        constexpr int R = decltype(radius)::value;
+        const auto blur_fixed = [&](const PlaneRows<const T>& p, const TilePos& t) {
+          blur_tile_fixed<R>(blk, regs, sh, p, t);
+        };
+        if constexpr (R > 0) {
+          if (fast_image) {
+            const auto interior = [](const PlaneRows<const T>& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+            tiles_of_image(std::true_type{}, interior, [&](const PlaneRows<const T>& p, const TilePos& t) {
+              blur_tile_fast<R>(blk, regs, sh, p, t);
+            });
+            tiles_of_image(std::false_type{}, [&](const PlaneRows<const T>& p, const TilePos& t) { return !interior(p, t); },
+                           blur_fixed);
+            return;
+          }
+        }
+        tiles_of_image(std::false_type{}, every, blur_fixed);
       });
-      if (fixed) continue;
-      if (taps.radius < kSharedTaps) {
-        tiles_of_image([&](const PlaneRows<const T>& p, const TilePos& t) {
-          blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
-        });
-      } else {
-        tiles_of_image([&](const PlaneRows<const T>& p, const TilePos& t) {
-          blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
-        });
+      if (!fixed) {
+        if (taps.radius < kSharedTaps) {
+          tiles_of_image(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+            blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
+          });
+        } else {
+          tiles_of_image(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+            blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
+          });
+        }
       }
+      index += (end - index + blk.count() - 1) / blk.count() * blk.count();  // the first tile past the image
     }
   }
 };
@@ -654,6 +811,12 @@ PVF_HD int32_t inside_rows(const TilePos& t, int thread, const TileGrid& g) {
   const int32_t rows = static_cast<int32_t>(g.shape.height) - (t.i0 + thread / kWarpSize * kRowsPerThread);
   if (t.e0 + thread % kWarpSize >= g.length || rows <= 0) return 0;
   return rows < kRowsPerThread ? rows : kRowsPerThread;
+}
+
+// Pixels of tile t inside the image that warp w owns (its kRowsPerThread rows, 32 columns).
+PVF_HD int32_t warp_pixels(const TilePos& t, int warp, const TileGrid& g) {
+  const int32_t rows = static_cast<int32_t>(g.shape.height) - (t.i0 + warp * kRowsPerThread), columns = g.length - t.e0;
+  return (rows <= 0 ? 0 : (rows < kRowsPerThread ? rows : kRowsPerThread)) * (columns < kWarpSize ? columns : kWarpSize);
 }
 
 // Folds the warps' partials (sh.warp_partials, written by each warp's lane 0) in order.

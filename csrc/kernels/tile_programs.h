@@ -30,8 +30,11 @@ struct StatsProgram {
     typename Block::template PerThread<TileRegs> regs;
     // A non-finite sigma (possible only on the GPU: the CPU frontends reject it) flags the image.
     int32_t bad_sigma = 0;
-    const auto image = [&](int32_t, int32_t, const TileTaps& taps) { bad_sigma = is_finite(taps.sigma) ? 0 : 1; };
-    tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t) {
+    const auto image = [&](int32_t, int32_t, const TileTaps& taps) {
+      bad_sigma = is_finite(taps.sigma) ? 0 : 1;
+      return true;
+    };
+    tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto) {
       blk.each(regs, [&](int thread, TileRegs& reg) {
         const int32_t inside = inside_rows(t, thread, tiles.grid);
         StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
@@ -41,10 +44,16 @@ struct StatsProgram {
         }
         reg.partial = p;
       });
-      blk.warp_fold(regs, &TileRegs::partial,
-                    [](const StatsPartial& a, const StatsPartial& b) { return fold_partial(a, b, Mode); });
+      // The std folds whole partials; the other modes fold their value alone, the count being the
+      // warp's pixels inside the image and the flag bad_sigma (or for 'none' folded too).
+      blk.warp_fold(regs, &TileRegs::partial, [](const StatsPartial& a, const StatsPartial& b) {
+        return Mode == kStd ? fold_partial(a, b, Mode) : fold_value(a, b, Mode);
+      });
       blk.each(regs, [&](int thread, TileRegs& reg) {
-        if (thread % kWarpSize == 0) partials[int64_t(index) * kPartialsPerTile + thread / kWarpSize] = reg.partial;
+        if (thread % kWarpSize != 0) return;
+        StatsPartial p = reg.partial;
+        if (Mode != kStd) p.count = warp_pixels(t, thread / kWarpSize, tiles.grid);
+        partials[int64_t(index) * kPartialsPerTile + thread / kWarpSize] = p;
       });
       blk.sync();
     });
@@ -83,16 +92,19 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
 }
 
 // Epilogues: image(b, sh) once per image (after the image's scale is in sh when kNeedsScale);
-// per tile the planes they read (input, when kReadsImage) and write (output k < kOutputs); per
-// pixel the value to store from the blurred value g and the image's pixel x.
+// per tile the planes they read (input, when kReadsImage) and write (output k < kOutputs, output
+// kRolledOutput through a roll, the others not: -1 for none); per pixel the value to store from
+// the blurred value g and the image's pixel x; vectors(): every view allows 16-byte accesses.
 // Blur, jitter and clip: out = clamp(g, -clip, clip) (clip = inf: a copy).
 template <class T>
 struct StoreEpilogue {
   static constexpr bool kNeedsScale = false, kReadsImage = false;
-  static constexpr int kOutputs = 1;
+  static constexpr int kOutputs = 1, kRolledOutput = -1;
   T* out;
   TileView view;
   float clip;
+
+  PVF_HD bool vectors() const { return view.vectors; }
 
   struct Image {};
   PVF_HD Image image(int32_t, const TileShared&) const { return {}; }
@@ -107,10 +119,12 @@ struct StoreEpilogue {
 template <class T>
 struct ScaleEpilogue {
   static constexpr bool kNeedsScale = true, kReadsImage = false;
-  static constexpr int kOutputs = 1;
+  static constexpr int kOutputs = 1, kRolledOutput = -1;
   T* out;
   TileView view;
   NormMode mode;
+
+  PVF_HD bool vectors() const { return view.vectors; }
 
   using Image = float;  // s_b + eps; 1 for 'none'
   PVF_HD Image image(int32_t, const TileShared& sh) const { return mode == kNone ? 1.0f : sh.denom; }
@@ -147,7 +161,7 @@ struct StepImage {
 template <class T>
 struct StepEpilogue {
   static constexpr bool kNeedsScale = true, kReadsImage = true;
-  static constexpr int kOutputs = 2;
+  static constexpr int kOutputs = 2, kRolledOutput = 1;
   const T* x;
   TileView x_view;
   const int64_t* next_shifts;
@@ -157,6 +171,8 @@ struct StepEpilogue {
   TileView next_input_view;
   ImageShape shape;
   AscentParams params;
+
+  PVF_HD bool vectors() const { return x_view.vectors && new_x_view.vectors && next_input_view.vectors; }
 
   using Image = StepImage;
   PVF_HD Image image(int32_t b, const TileShared& sh) const {
@@ -182,10 +198,14 @@ struct StepEpilogue {
   }
 };
 
-// After the blur, a tile goes through shared memory so that its loads and stores move whole
-// row runs (vectors where aligned) whatever the roll: the blurred values and the image x are
-// staged in sh.rows and sh.raw, the epilogue turns them into the values to store (in sh.rows),
-// and each output is written row by row.
+// After the blur, a tile goes through shared memory so that its loads and stores move as
+// vectors whatever the roll. General path: the blurred values and the image x are staged in
+// sh.rows and sh.raw as row runs, the epilogue turns them into the values to store (in sh.rows),
+// and each output is written row by row. Interior fast path (tiles of blur_tile_fast, every view
+// 16-byte aligned, whole rows inside the image): a thread takes groups of kV elements of a row,
+// reads x and writes the unrolled outputs as one vector each with no per-item choice; the rolled
+// output, whose groups the roll misaligns, goes back to sh.rows and is written a warp per row,
+// a lane per column (coalesced 4-byte stores wherever the roll splits the row).
 template <class T, class Epilogue>
 struct ApplyProgram {
   using Shared = TileShared;
@@ -202,50 +222,111 @@ struct ApplyProgram {
     const auto image = [&](int32_t b, int32_t index, const TileTaps&) {
       if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, grid, b);
       image_state = epilogue.image(b, sh);
-      if (!Epilogue::kNeedsScale) return;
-      if (flags && index == b * grid.per_image) {
+      if (Epilogue::kNeedsScale && flags && index == b * grid.per_image) {
         blk.each(regs, [&](int thread, TileRegs&) {
           if (thread == 0) flags[b] = sh.flag != 0;
         });
         blk.sync();
       }
+      return epilogue.vectors();
     };
-    tiles.run(blk, regs, sh, image, [&](int32_t, const TilePos& t) {
+    tiles.run(blk, regs, sh, image, [&](int32_t, const TilePos& t, auto fast) {
       const PlaneRows<const T> in = epilogue.input(image_state, t, grid);
-      const RowRuns in_runs = Epilogue::kReadsImage ? tile_runs(in, t) : RowRuns{};
-      blk.each(regs, [&](int thread, TileRegs& reg) {
-        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
-        PVF_UNROLL
-        for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
-        if (Epilogue::kReadsImage) load_warp_rows(in, in_runs, t, thread, &sh.raw[0][0], kTileW + 2 * kSharedHalo);
-      });
-      blk.sync();
-      blk.each(regs, [&](int thread, TileRegs&) {
-        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
-        const int32_t inside = inside_rows(t, thread, grid);
-        PVF_UNROLL
-        for (int q = 0; q < kRowsPerThread; ++q) {
-          if (q >= inside) continue;
-          float& v = sh.rows[first + q][lane];
-          v = epilogue(image_state, v, Epilogue::kReadsImage ? sh.raw[first + q][lane] : 0.0f);
-        }
-      });
-      blk.sync();
       PlaneRows<T> out[Epilogue::kOutputs];
-      RowRuns runs[Epilogue::kOutputs];
+      PVF_UNROLL
+      for (int k = 0; k < Epilogue::kOutputs; ++k) out[k] = epilogue.output(k, image_state, t, grid);
+      if constexpr (decltype(fast)::value) {
+        apply_fast(blk, regs, sh, image_state, in, out, t);
+      } else {
+        apply_general(blk, regs, sh, image_state, in, out, t);
+      }
+    });
+  }
+
+  template <class Block>
+  PVF_HD void apply_general(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                            const typename Epilogue::Image& image_state, const PlaneRows<const T>& in,
+                            const PlaneRows<T>* out, const TilePos& t) const {
+    const TileGrid& grid = tiles.grid;
+    const RowRuns in_runs = Epilogue::kReadsImage ? tile_runs(in, t) : RowRuns{};
+    blk.each(regs, [&](int thread, TileRegs& reg) {
+      const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
+      if (Epilogue::kReadsImage) load_warp_rows(in, in_runs, t, thread, &sh.raw[0][0], kTileW + 2 * kSharedHalo);
+    });
+    blk.sync();
+    blk.each(regs, [&](int thread, TileRegs&) {
+      const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+      const int32_t inside = inside_rows(t, thread, grid);
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) {
+        if (q >= inside) continue;
+        float& v = sh.rows[first + q][lane];
+        v = epilogue(image_state, v, Epilogue::kReadsImage ? sh.raw[first + q][lane] : 0.0f);
+      }
+    });
+    blk.sync();
+    RowRuns runs[Epilogue::kOutputs];
+    PVF_UNROLL
+    for (int k = 0; k < Epilogue::kOutputs; ++k) runs[k] = tile_runs(out[k], t);
+    blk.each(regs, [&](int thread, TileRegs&) {
       PVF_UNROLL
       for (int k = 0; k < Epilogue::kOutputs; ++k) {
-        out[k] = epilogue.output(k, image_state, t, grid);
-        runs[k] = tile_runs(out[k], t);
+        store_warp_rows(out[k], runs[k], t, thread, &sh.rows[0][0], kTileW);
       }
-      blk.each(regs, [&](int thread, TileRegs&) {
+    });
+    blk.sync();
+  }
+
+  template <class Block>
+  PVF_HD void apply_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                         const typename Epilogue::Image& image_state, const PlaneRows<const T>& in,
+                         const PlaneRows<T>* out, const TilePos& t) const {
+    constexpr int kV = kVector<T>, kPerRow = kTileW / kV, kGroups = kTileH * kPerRow;
+    static_assert(kGroups % kBlockThreads == 0, "every thread takes the same number of groups");
+    const int32_t height = static_cast<int32_t>(tiles.grid.shape.height);
+    blk.each(regs, [&](int thread, TileRegs& reg) {
+      const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
+    });
+    blk.sync();
+    blk.each(regs, [&](int thread, TileRegs&) {
+      PVF_UNROLL
+      for (int s = 0; s < kGroups / kBlockThreads; ++s) {
+        const int32_t group = thread + s * kBlockThreads, h = group / kPerRow, c = group % kPerRow * kV;
+        if (t.i0 + h >= height) continue;
+        float g[kV], x[kV] = {}, v[kV];
         PVF_UNROLL
-        for (int k = 0; k < Epilogue::kOutputs; ++k) {
-          store_warp_rows(out[k], runs[k], t, thread, &sh.rows[0][0], kTileW);
+        for (int k = 0; k < kV; k += 4) load4(&sh.rows[h][c + k], g + k);
+        if (Epilogue::kReadsImage) load_vector(in.at(t.i0 + h, t.e0 + c), x);
+        PVF_UNROLL
+        for (int k = 0; k < kV; ++k) v[k] = epilogue(image_state, g[k], x[k]);
+        PVF_UNROLL
+        for (int o = 0; o < Epilogue::kOutputs; ++o) {
+          if (o != Epilogue::kRolledOutput) {
+            store_vector(out[o].at(t.i0 + h, t.e0 + c), v);
+          } else {
+            PVF_UNROLL
+            for (int k = 0; k < kV; k += 4) store4(&sh.rows[h][c + k], v + k);
+          }
+        }
+      }
+    });
+    blk.sync();
+    if constexpr (Epilogue::kRolledOutput >= 0) {
+      const PlaneRows<T>& rolled_out = out[Epilogue::kRolledOutput];
+      blk.each(regs, [&](int thread, TileRegs&) {
+        const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
+        const int32_t column = rolled_out.offset(t.e0 + lane);
+        PVF_UNROLL
+        for (int q = 0; q < kRowsPerThread; ++q) {
+          if (t.i0 + first + q < height) store(rolled_out.at(t.i0 + first + q, column), 0, sh.rows[first + q][lane]);
         }
       });
       blk.sync();
-    });
+    }
   }
 };
 

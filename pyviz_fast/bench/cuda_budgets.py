@@ -29,6 +29,7 @@ DEFAULT_NORM = "mean_abs"  # the engine's default
 
 _BRANCH = re.compile(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)")
 _FFMA = re.compile(r"\bFFMA\b")
+_LDG = re.compile(r"\bLDG\b")
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
 _ARCH = re.compile(r"^\s*arch = (sm_\d+)")
@@ -140,18 +141,30 @@ def step_taps_per_element(sigma=2.0):
     return 2 * ((2 * r + 1) * (TILE_HEIGHT + 2 * r) / TILE_HEIGHT + (2 * r + 1))
 
 
-def tile_loop(listing, sigma=2.0):
-    """(first, last) of the tile loop of ``sigma``'s compile-time radius: the innermost loop with
-    the most FFMAs (FixedRadii ends at radius 6 = sigma 2), which must hold at least the
-    2 x (2r + 1) tap FFMAs of each of the thread's pixels."""
+def _scalar_global_loads(listing, first, last):
+    return sum(1 for address, text in listing if first <= address <= last and _LDG.search(text) and ".128" not in text)
+
+
+def tile_loops(listing, sigma=2.0):
+    """{"interior": (first, last), "edge": (first, last)} of the tile loops of ``sigma``'s
+    compile-time radius: the innermost loops with the most FFMAs (FixedRadii ends at radius 6 =
+    sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's pixels).
+    The interior fast path (csrc/kernels/tile.h blur_tile_fast) is the one whose global loads are
+    all 16-byte vectors; the edge path is the longest of the others (the general path)."""
     r = math.ceil(3 * sigma)
     loops = [(sum(1 for address, text in listing if first <= address <= last and _FFMA.search(text)), (first, last))
              for first, last in innermost_loops(listing)]
-    ffma, loop = max(loops, default=(0, None))
-    if ffma < 2 * (2 * r + 1) * ELEMENTS_PER_THREAD:
+    most = max((ffma for ffma, _ in loops), default=0)
+    if most < 2 * (2 * r + 1) * ELEMENTS_PER_THREAD:
         raise ValueError(f"no tile loop with the {2 * (2 * r + 1) * ELEMENTS_PER_THREAD} tap FFMAs of sigma {sigma} "
-                         f"(most: {ffma})")
-    return loop
+                         f"(most: {most})")
+    candidates = [loop for ffma, loop in loops if ffma == most]
+    interior = [loop for loop in candidates if _scalar_global_loads(listing, *loop) == 0]
+    edge = [loop for loop in candidates if loop not in interior]
+    if len(interior) != 1 or not edge:
+        raise ValueError(f"expected one interior tile loop (vector loads only) and edge loops, found {len(interior)} "
+                         f"and {len(edge)}")
+    return {"interior": interior[0], "edge": max(edge, key=lambda loop: longest_path(listing, *loop))}
 
 
 def step_kernels(dtype="fp32", norm=DEFAULT_NORM):
@@ -159,15 +172,16 @@ def step_kernels(dtype="fp32", norm=DEFAULT_NORM):
     return f"StatsProgram<{dtype},{norm}>", f"ApplyProgram<{dtype},StepEpilogue<{dtype}>>"
 
 
-def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM, sigma=2.0):
+def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM, sigma=2.0, path="interior"):
     """{kernel: SASS instructions per element} of a step at ``sigma``: the longest path through
     one iteration of each kernel's tile loop (one tile: ELEMENTS_PER_THREAD pixels per thread),
-    divided by ELEMENTS_PER_THREAD. Work once per image (taps, the fold of the image's
-    partials) is outside the loop and left out."""
+    divided by ELEMENTS_PER_THREAD; ``path`` "interior" (the fast path of interior tiles) or
+    "edge" (the general path of tiles at the image's edges or the roll's split). Work once per
+    image (taps, the fold of the image's partials) is outside the loop and left out."""
     listings = sass_listings(so_path, arch)
     counts = {}
     for kernel in step_kernels(dtype, norm):
-        first, last = tile_loop(listings[kernel], sigma)
+        first, last = tile_loops(listings[kernel], sigma)[path]
         counts[kernel] = longest_path(listings[kernel], first, last) / ELEMENTS_PER_THREAD
     return counts
 
@@ -196,11 +210,15 @@ def main():
     print(f"extension: {so}\nlaunches per step: {LAUNCHES_PER_STEP}; bytes per element by design: "
           f"fp32 {bytes_per_element(4)}, fp16/bf16 {bytes_per_element(2)}\n")
     print(table(so))
-    print("\nSASS instructions per element of a fp32 step at sigma 2 (sm_90; longest path through each "
-          "kernel's tile loop / 8 elements per thread):")
-    for norm in NORM_MODES:
-        counts = step_instructions_per_element(so, "sm_90", norm=norm)
-        print(f"  norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values()) + f" = {sum(counts.values()):.1f}")
+    arches = sorted({r["arch"] for r in resource_usage(so)})
+    print("\nSASS instructions per element of a fp32 step at sigma 2 (longest path through each kernel's "
+          "tile loop / 8 elements per thread; kernel 1 + kernel 2):")
+    for arch in arches:
+        for path in ("interior", "edge"):
+            for norm in NORM_MODES:
+                counts = step_instructions_per_element(so, arch, norm=norm, path=path)
+                print(f"  {arch} {path} norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values())
+                      + f" = {sum(counts.values()):.1f}")
 
 
 if __name__ == "__main__":

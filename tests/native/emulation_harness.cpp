@@ -98,7 +98,9 @@ std::vector<uint8_t> run_case(const ImageShape& shape, Strides strides, pvf::Sto
 }  // namespace
 
 int main() {
-  const ImageShape shapes[] = {{2, 3, 17, 23}, {1, 1, 1, 1}, {3, 2, 3, 2}, {2, 3, 4, 40}, {2, 2, 70, 45}, {2, 1, 40, 70}};
+  // {2, 2, 70, 104}: 16-byte aligned rows with interior tiles (the fast path at radii 2 and 6).
+  const ImageShape shapes[] = {{2, 3, 17, 23}, {1, 1, 1, 1}, {3, 2, 3, 2}, {2, 3, 4, 40}, {2, 2, 70, 45}, {2, 1, 40, 70},
+                               {2, 2, 70, 104}};
   const Layout layouts[] = {{"contiguous", contiguous}, {"channels_last", channels_last}};
   const pvf::Storage storages[] = {pvf::Storage::kFloat32, pvf::Storage::kFloat16, pvf::Storage::kBFloat16};
   const float sigmas[] = {0.0f, 0.4f, 2.0f, 7.0f, 1e30f};  // radius 0, 2, 6, 21 (past the shared halo), capped
