@@ -9,7 +9,7 @@ Every step draws a new batch (so there is no overfitting to a fixed set) at a ra
 between 40 and 96 px: the model sees the patterns at many scales, positions and periods,
 which is what makes its class visualizations robust patterns rather than adversarial noise.
 A recipe may add augmentations (``pyviz_fast.zoo.augment``: "no class" textures, texture
-blends, FGSM), drawn from the same seeded generator; ShapesViT's recipe uses them.
+blends, FGSM), drawn from the same seeded generator; every shipped recipe uses them (``catalog.ROBUST``).
 AdamW with weight decay and a one-cycle learning-rate schedule. The run is reproducible for
 a given seed and step count (``--minutes`` is only a safety cap: hitting it stops early and
 says so). At the end it prints the accuracy on held-out images drawn from a different seed.
