@@ -98,8 +98,9 @@ class Settings:
       matrices are taken (None = the unit's own layer).
     ReLU redirection
       redirect_relu_steps: for this many first steps, an image whose unit does not fire yet
-      (objective <= 0) gets a gradient in which ReLU and GELU also pass it to units that are
-      off when it would switch them on (Lucid's RedirectedReLU; engine/redirect.py), so units
+      (objective <= 0) gets a gradient in which the unit's own ReLU (GELU) also passes it where
+      the unit is off when it would switch it on (Lucid's RedirectedReLU, at the target only;
+      the activations below keep their true gradient; engine/redirect.py), so units
       dead on the starting image can still be rendered; images whose unit fires keep the true
       gradient. None = the first eighth of ``steps`` (16 of 128); 0 disables.
     Execution
