@@ -88,8 +88,8 @@ def test_relative_error_matches_the_flattened_formula():
     torch.testing.assert_close(relative_error(x, target), want)
 
 
-def _maco(hw, units=3, crops=4):
-    s = pvf.Settings(size=hw, steps=6, param="maco", maco_crops=crops, maco_noise=(0.1, 0.1))
+def _maco(hw, units=3, crops=4, **settings):
+    s = pvf.Settings(size=hw, steps=6, param="maco", maco_crops=crops, maco_noise=(0.1, 0.1)).replace(**settings)
     run = types.SimpleNamespace(s=s, stages=stages(s.hw, s.steps, 1, 1.4), channels=3, device=torch.device("cpu"))
     return Maco(run, Draws.for_units([f"fc:{u}" for u in range(units)], 7, s.steps, s.jitter)), s
 
@@ -104,15 +104,34 @@ def test_maco_crop_grids_are_affine_grids_bit_for_bit(hw):
         assert torch.equal(maco._grid(t), F.affine_grid(theta, [len(size), 3, *hw], align_corners=False))
 
 
+def _periodic_crops(maco, t):
+    """The crops of step t taken from the image tiled 3 x 3 (its periodic continuation), one copy per crop."""
+    image = maco.images()
+    tiled = image.tile(1, 1, 3, 3).repeat_interleave(maco.crops, 0)
+    return F.grid_sample(tiled, maco._grid(t) / 3, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 def test_maco_noise_is_each_units_own_stream():
     maco, s = _maco((16, 16))
-    image = maco.images()
     crops, _ = maco.inputs(0)
-    clean = F.grid_sample(image.repeat_interleave(4, 0), maco._grid(0), mode="bilinear", padding_mode="reflection",
-                          align_corners=False)
+    clean = _periodic_crops(maco, 0)
     again, _ = _maco((16, 16))
     want = torch.stack([torch.randn(4, 3, 16, 16, generator=g) for g in again.draws.generators]).view_as(crops)
     torch.testing.assert_close(crops.detach(), clean + 0.1 * want)
+
+
+@pytest.mark.parametrize("share, wrapping", [(0.0, 0), (0.5, 4), (1.0, 8)])
+@pytest.mark.parametrize("hw", [(16, 16), (15, 21)])
+def test_maco_crops_that_wrap_see_the_periodic_image(hw, share, wrapping):
+    maco, s = _maco(hw, crops=8, maco_wrap=share, maco_noise=(0.0, 0.0))
+    for t in range(s.steps):
+        crops, _ = maco.inputs(t)
+        torch.testing.assert_close(crops.detach(), _periodic_crops(maco, t), atol=1e-5, rtol=0)
+    half = maco.sizes[..., None] / 2
+    outside = ((maco.centers < half) | (maco.centers > 1 - half)).any(-1)  # [steps, units, crops]
+    assert int(outside.any(0).any(0).sum()) <= wrapping  # only wrapping crops leave the image
+    if wrapping:
+        assert outside.float().mean() > 0.05 * wrapping / 8  # and they do, often
 
 
 @pytest.mark.parametrize("biases", [(-100.0, -100.0), (0.0, -100.0), (0.0, 0.0)], ids=["all off", "mixed", "all fire"])

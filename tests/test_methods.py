@@ -106,11 +106,12 @@ def test_facets_differ_and_each_keeps_the_objective(shapesnet):
     same = pvf.render(shapesnet, FACET_UNITS, facets=3, diversity=0.0, **base)
     assert [str(u) for u in res.units] == [u for u in FACET_UNITS for _ in range(3)] and res.info["facets"] == 3
     assert res.seeds[::3] == single.seeds and len(set(res.seeds)) == len(res.seeds)
-    # Issue 13 asks every facet to reach 80 % of the unit's single image. Measured: 8 of these 12
-    # units (7 with the ShapesNet before its robust retraining); in the others the diversity
-    # pushes one facet off the unit's best pattern (BENCHMARKS.md, "Facets and accentuation").
+    # Issue 13 asks every facet to reach 80 % of the unit's single image. Measured: 9 of these 12
+    # units (8 when every ReLU was redirected, 7 with the ShapesNet before its robust retraining);
+    # in the others the diversity pushes one facet off the unit's best pattern (BENCHMARKS.md,
+    # "Facets and accentuation").
     kept = (res.objective.view(-1, 3) >= 0.8 * single.objective[:, None]).all(1)
-    assert int(kept.sum()) >= 7, dict(zip(FACET_UNITS, (res.objective.view(-1, 3) / single.objective[:, None]).tolist()))
+    assert int(kept.sum()) >= 8, dict(zip(FACET_UNITS, (res.objective.view(-1, 3) / single.objective[:, None]).tolist()))
 
     def spread(images):  # mean over units of the pairwise Gram distance of its three facets
         acts = activations(shapesnet, images, ["conv3"])["conv3"]

@@ -1,6 +1,7 @@
 """ReLU redirection (engine/redirect.py): the forward is unchanged, the backward also pushes
 switched-off units on, only for the first steps, and the user's model is left as it was."""
 import copy
+import importlib
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch.nn import functional as F
 import pyviz_fast as pvf
 from pyviz_fast import zoo
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.engine.redirect import ascent_gradients, redirected
+from pyviz_fast.engine.redirect import ascent_gradients, mark_targets, redirected
 from pyviz_fast.zoo.shapes_data import make_batch
 
 ACTIVATIONS = {
@@ -40,6 +41,40 @@ def test_inactive_context_changes_nothing():
     with redirected(False):
         grad, = torch.autograd.grad(F.relu(x), x, torch.ones(1))
     assert grad.item() == 0.0
+
+
+@pytest.mark.parametrize("read", [lambda a: a, lambda a: torch.cat([a, a], 1).flatten(2)[:, :2],
+                                  lambda a: F.max_pool2d(a, 2) + a[..., ::2, ::2]],
+                         ids=["directly", "viewed", "pooled and added"])
+@pytest.mark.parametrize("act", [F.relu, F.gelu])
+def test_only_the_targets_own_activation_is_redirected(act, read):
+    x = torch.tensor([[[[1.0, -2.0], [0.5, -4.0]]]], requires_grad=True)  # the lower units half on, the target off
+
+    def gradient(lower_redirected, mark):
+        lower = act(x)                    # a lower activation
+        with redirected(True):
+            lower = act(x) if lower_redirected else lower
+            target = act(2 * lower - 5)   # the unit the objective reads (through shape ops, pooling, a skip)
+            mark_targets([read(target) if mark else target * 1.5])  # * 1.5: read from a weight: nothing marked
+        return torch.autograd.grad(target.sum(), x)[0]
+
+    only_target = gradient(lower_redirected=False, mark=False)  # the target is the only redirected activation
+    true_grad = torch.autograd.grad(act(2 * act(x) - 5).sum(), x)[0]
+    assert not torch.allclose(only_target, true_grad)             # redirection changes something here
+    assert torch.equal(gradient(lower_redirected=True, mark=True), only_target)  # the lower one keeps its own
+    assert not torch.allclose(gradient(lower_redirected=True, mark=False), only_target)  # nothing marked: all redirect
+
+
+def test_shapes_resnet_units_are_revived_by_redirecting_only_their_own_relu(monkeypatch):
+    """These robust ShapesResNet channels fire on real images but are off on the gray start;
+    redirecting every ReLU of the forward (Lucid's rule) left them off, their own ReLU revives them."""
+    units = ["layer3:20", "layer3:54", "layer3:63", "layer3:89", "layer3:90", "layer4:25", "layer4:78", "layer4:87"]
+    settings = pvf.Settings(size=64, steps=64, precision="fp32", memory_format="contiguous")
+    revived = pvf.render(zoo.shapes_resnet(), units, settings, seed=0)
+    assert (revived.objective > 0).all() and "dead" not in revived.status, (revived.objective, revived.status)
+    monkeypatch.setattr(importlib.import_module("pyviz_fast.engine.render"), "mark_targets", lambda acts: None)
+    every_relu = pvf.render(zoo.shapes_resnet(), units, settings, seed=0)  # nothing marked: every ReLU redirects
+    assert int((every_relu.objective <= 0).sum()) >= 5, every_relu.objective
 
 
 @pytest.mark.parametrize("act", [F.relu, F.gelu])

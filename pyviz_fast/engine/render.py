@@ -38,7 +38,7 @@ from pyviz_fast.engine.layers import probe_activations
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
-from pyviz_fast.engine.redirect import ascent_gradients
+from pyviz_fast.engine.redirect import ascent_gradients, mark_targets
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
 from pyviz_fast.engine.settings import Settings
@@ -109,12 +109,17 @@ class _Run:
                 inputs = random_affine(inputs, uniforms.repeat_interleave(goal.crops, 0), self.s.scale_range,
                                        self.s.rotate)
             redirect = step < self.s.redirect_steps
-            reported, grads = ascent_gradients(lambda: goal(self.prepared(inputs, goal.layers)), wrt, redirect,
+            reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal)), wrt, redirect,
                                                redirected_first=redirect and step > 0 and self._all_off)
             if redirect:  # every image off now: likely so at the next step too (redirect.py)
                 self._all_off = bool((reported <= 0).all())
         self.clock["forward_backward"] += time.perf_counter() - start
         return reported, grads
+
+    def _activations(self, inputs, goal):
+        acts = self.prepared(inputs, goal.layers)
+        mark_targets(acts[layer] for layer in goal.main.layers)  # redirect only the units' own ReLUs
+        return acts
 
     def reference(self, images, layers):
         """{layer: activation} of ``images`` without gradients (targets such as a photo's activations)."""

@@ -3,11 +3,13 @@
 The magnitude is fixed (``spectrum.magnitude``: 1/f or a dataset's), so the image keeps natural
 energy at every frequency whatever the unit; the phase decides where the structure goes. Each
 step scores ``maco_crops`` random crops of every image (side ``maco_box`` of the image,
-shrinking over the run, placed uniformly inside the image, plus Gaussian noise of
-``maco_noise``), resized to the image size: the model inputs of a batch of B images are B*k
-crops. Crops stay inside the image: a crop reaching past the border would show the model
-mirrored content (a 45-degree pattern turns 135), and crops bunched at the middle leave the
-border unoptimized, noise the final full view still shows. The phase starts uniform in
+shrinking over the run, plus Gaussian noise of ``maco_noise``), resized to the image size: the
+model inputs of a batch of B images are B*k crops. The image is periodic (an inverse FFT), so a
+crop may wrap around its edges and still see seamless content: a share ``maco_wrap`` of the crops
+sit anywhere on the periodic plane, which teaches the pattern to survive a shift (the image
+rolled); the others sit inside the image, which keeps the single view the result shows in focus.
+(Reflecting at the border instead would show the model mirrored content: a 45-degree pattern
+turns 135; crops bunched at the middle leave the border unoptimized.) The phase starts uniform in
 [-pi, pi): a phase concentrated around 0 would add up to a bright spike at pixel (0, 0). The phase
 ascends by NAdam (the paper's; Adam with optimizer='adam'). The absolute gradients w.r.t. the
 image, accumulated over the run, are the attribution map (``alpha``): where the unit looked.
@@ -34,6 +36,12 @@ def _centres(n):
     return torch.zeros(1) if n == 1 else torch.linspace(-1, 1, n) * (n - 1) / n
 
 
+def _wrapping(crops, share):
+    """bool [crops]: which crops may wrap around the image, ``share`` of them spread evenly (the
+    first never does unless share is 1: a single crop stays inside the image)."""
+    return torch.tensor([math.floor((j + 1) * share) > math.floor(j * share) for j in range(crops)])
+
+
 class Maco:
     def __init__(self, run, draws, start=None):
         s = run.s
@@ -51,9 +59,16 @@ class Maco:
         boxes = torch.stack([torch.randn(s.steps, self.crops, 3, generator=g) for g in draws.generators], 1)
         sizes = torch.tensor(list(decay(*s.maco_box, s.steps, "linear")))[:, None, None] + BOX_STD * boxes[..., 2]
         sizes = sizes.clamp(MIN_BOX, 1.0)                                                  # [steps, B, k]
-        where = torch.special.ndtr(boxes[..., :2])  # uniform in (0, 1): where the crop sits in the free range
+        where = torch.special.ndtr(boxes[..., :2])  # uniform in (0, 1)
+        inside = sizes[..., None] / 2 + where * (1 - sizes[..., None])
+        wraps = _wrapping(self.crops, s.maco_wrap)
         self.sizes = sizes.to(run.device)
-        self.centers = (sizes[..., None] / 2 + where * (1 - sizes[..., None])).to(run.device)  # [steps, B, k, (y, x)]
+        self.centers = torch.where(wraps[:, None], where, inside).to(run.device)  # [steps, B, k, (y, x)]
+        # Crops read the image padded with its own periodic continuation: by half its side when some
+        # wrap, else by the one pixel that the outermost samples of a full-size crop interpolate with.
+        # Grid coordinates scale from the image's [-1, 1] to the padded image's.
+        self.pad = ((H + 1) // 2, (W + 1) // 2) if bool(wraps.any()) else (1, 1)
+        self.to_padded = torch.tensor([W / (W + 2 * self.pad[1]), H / (H + 2 * self.pad[0])], device=run.device)
         self.noise = decay(*s.maco_noise, s.steps, "linear")
         self.accumulated = torch.zeros(len(draws.seeds), 1, H, W, device=run.device)
         self.grid_x, self.grid_y = _centres(W).view(1, 1, W).to(run.device), _centres(H).view(1, H, 1).to(run.device)
@@ -83,8 +98,13 @@ class Maco:
     def inputs(self, t):
         image = self.image()
         B, C, H, W = image.shape
-        crops = F.grid_sample(image.repeat_interleave(self.crops, 0), self._grid(t), mode="bilinear",
-                              padding_mode="reflection", align_corners=False)
+        (ph, pw), k = self.pad, self.crops
+        source = F.pad(image, (pw, pw, ph, ph), mode="circular")
+        # The k crops of an image as one tall grid over its source: no k copies of the source (and
+        # of its gradient); the crops then move from [B, C, k, H, W] to the batch dim.
+        grid = (self._grid(t) * self.to_padded).view(B, k * H, W, 2)
+        crops = F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        crops = crops.view(B, C, k, H, W).transpose(1, 2).reshape(B * k, C, H, W)
         if self.noise[t] > 0:
             noise = torch.empty(B, self.crops, C, H, W)
             for row, g in zip(noise, self.draws.generators):  # each unit's own stream, drawn in place
