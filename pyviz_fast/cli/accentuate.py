@@ -8,14 +8,25 @@ from pathlib import Path
 from pyviz_fast.audit.files import save_png_atomic, to_pil
 from pyviz_fast.cli.common import CliError, add_image_command_flags, load_model, output_dir, read_image, say
 from pyviz_fast.cli.settings_flags import settings_at_image_size
-from pyviz_fast.engine.accentuate import DEFAULTS, accentuation_panel, difference_image
+from pyviz_fast.engine.accentuate import DEFAULT_GAIN, DEFAULTS, accentuation_panel, difference_image
 from pyviz_fast.engine.result import images_to_uint8
 
 EXAMPLES = """examples:
   pyviz-fast accentuate photo.png --unit conv4:3 --out accent.png      # also accent_panel.png, accent_difference.png
-  pyviz-fast accentuate photo.png --unit fc:5 --layer conv2 --weight 2 --out accent.png
+  pyviz-fast accentuate photo.png --unit fc:5 --layer conv2 --gain 3 --out accent.png   # gentler
+  pyviz-fast accentuate photo.png --unit fc:5 --weight 2 --gain none --out accent.png   # a fixed weight
   pyviz-fast accentuate photo.png --caricature conv3 --power 2 --out caricature.png
 """
+
+
+def _gain(text):
+    """--gain: a number, or 'none' for a fixed closeness weight (the engine checks the number)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 1 or 'none', got {text!r}") from None
 
 
 def register(subparsers) -> None:
@@ -30,6 +41,9 @@ def register(subparsers) -> None:
                         help="accentuation: the lower layer kept close to the photo (default: halfway below the unit)")
     parser.add_argument("--weight", type=float, default=1.0,
                         help="accentuation: closeness strength relative to the unit (default: %(default)s)")
+    parser.add_argument("--gain", type=_gain, default=DEFAULT_GAIN,
+                        help="accentuation: how far to raise the unit, as a factor of its value on the photo; "
+                             "the closeness weight steers it there ('none': keep --weight fixed; default: %(default)s)")
     parser.add_argument("--power", type=float, default=1.0,
                         help="caricature: the cosine's exponent (default: %(default)s)")
     add_image_command_flags(parser, "accent.png", DEFAULTS, run)
@@ -49,7 +63,7 @@ def run(args) -> int:
             if len(pvf.parse_units(args.unit, model=model)) != 1:
                 raise ValueError(f"accentuate needs one unit, {args.unit!r} names several")
             result = pvf.accentuate(model, photo, args.unit, layer=args.layer, weight=args.weight,
-                                    settings=settings, **common)
+                                    gain=args.gain, settings=settings, **common)
     except (ValueError, TypeError, RuntimeError) as error:
         raise CliError(str(error)) from None
     out = Path(args.out)

@@ -8,6 +8,7 @@ Both start from the photo and run the same loop and fused step as ``render``:
 >>> res = accentuate(model, "photo.png", "conv4:3", layer="conv2")
 >>> panel = accentuation_panel(res.info["photo"], res.images[0])    # photo | accentuation | difference
 """
+import math
 import time
 
 import torch
@@ -23,6 +24,9 @@ from pyviz_fast.engine.units import Unit, check_layer_names, parse_units
 # Gentle steps from a photo (like ``dream``): the photo must stay recognizable.
 DEFAULTS = dict(steps=64, lr=0.01, jitter=4, blur_start=1.0, blur_end=0.5)
 DIFFERENCE_GAIN = 2.0
+# Raise a unit to about 4x its value on the photo (it ends at x5.5-7.6 on ShapesNet conv4): clearly
+# accentuated, the photo's layout kept (BENCHMARKS.md, "Facets and accentuation").
+DEFAULT_GAIN = 4.0
 
 
 def _settings(settings, overrides, photo):
@@ -44,15 +48,18 @@ def lower_layer(model, unit_layer, hw, channels):
     return below[len(below) // 2]
 
 
-def accentuate(model, image, units, *, layer=None, weight=1.0, settings=None, backend=None, device="cpu", seed=0,
-               batch_size=None, progress=False, callback=None, **overrides):
+def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN, settings=None, backend=None,
+               device="cpu", seed=0, batch_size=None, progress=False, callback=None, **overrides):
     """Accentuate ``units`` in ``image``; returns a ``RenderResult`` (one image per unit).
 
     image: a path, PIL image or tensor [C, H, W] in [0, 1]; the render runs at its size unless
     ``size`` is given. units: unit specs as for ``render``. layer: where the activations are
     kept close to the photo's (default: the conv layer halfway below the first unit's layer).
     weight: strength of that closeness, relative to the unit's objective (0 = plain ascent from
-    the photo). Settings default to gentle steps (``DEFAULTS``). ``res.info['photo']`` is the
+    the photo). gain: how far to raise each unit, as a factor of its value on the photo: the
+    closeness weight of each image is ``weight`` when the unit is at that factor, much weaker
+    below it and much stronger above (goals/accentuation.py), so the unit ends a little above
+    it; None keeps ``weight`` fixed (and with weight 0 there is no closeness to steer). Settings default to gentle steps (``DEFAULTS``). ``res.info['photo']`` is the
     photo as rendered [C, H, W]; ``accentuation_panel`` puts photo, result and difference side
     by side.
     """
@@ -68,10 +75,13 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, settings=None, ba
     check_layer_names([Unit.deepdream(layer)], model)
     if not weight >= 0:
         raise ValueError(f"weight must be >= 0, got {weight!r}")
-    task = AccentuationTask(units, settings, photo, layer, weight)
+    if gain is not None and not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 1):
+        raise ValueError(f"gain must be a number > 1 (how many times the photo's value to raise the unit) "
+                         f"or None for a fixed weight, got {gain!r}")
+    task = AccentuationTask(units, settings, photo, layer, weight, gain)
     res = render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
                       callback=callback, started=started)
-    res.info.update(photo=photo, closeness_layer=layer, closeness_weight=weight)
+    res.info.update(photo=photo, closeness_layer=layer, closeness_weight=weight, gain=gain)
     return res
 
 

@@ -3,12 +3,20 @@
 - ``AccentuationTask``: each row maximizes its unit from the photo, while ``Closeness`` keeps
   the activations at a lower layer near the photo's: a penalty of ``weight`` times the relative
   squared error ||a(x) - a(photo)||^2 / ||a(photo)||^2, scaled by the row's |objective| (no
-  gradient through the scale) so ``weight`` is relative to the unit on any model;
+  gradient through the scale) so ``weight`` is relative to the unit on any model. With a
+  ``gain``, each row's weight follows its unit: ``weight * (r / gain)^4``, r the unit's objective
+  over its value on the photo. Far below the gain the closeness barely holds, so the unit rises
+  freely; past it the weight climbs steeply and holds the image near the photo, so the unit
+  settles a little above gain times the photo's value on every photo. One fixed weight cannot do
+  both: on ShapesNet the default 1.0 changed some photos beyond recognition (x13-19, layout
+  gone) while 10 barely moved others (x1.1). A unit off on the photo (value <= 0) has no factor:
+  its weight stays ``weight``.
 - ``Caricature``: maximize dot(a(x), a(photo)) * max(cos(a(x), a(photo)), 0.1)^power at a layer
   (Lucid's ``dot_compare``): what the layer sees in the photo, exaggerated.
 
 >>> task = AccentuationTask(parse_units("conv4:3"), settings, photo, "conv2", weight=1.0)
 """
+import torch
 
 from pyviz_fast.engine.goals import Goal
 from pyviz_fast.engine.goals.gram import squared_norms
@@ -16,6 +24,7 @@ from pyviz_fast.engine.goals.style import relative_error, resized
 from pyviz_fast.engine.goals.units import UnitTask
 
 MIN_COSINE = 0.1
+GAIN_POWER = 4  # 2 gave the same photos on ShapesNet with looser factors (BENCHMARKS.md, "Facets and accentuation")
 
 
 def _photo_start(photo, rows, hw):
@@ -30,18 +39,30 @@ def _photo_acts(run, photo, hw, layer, rows):
 
 
 class Closeness:
-    def __init__(self, layer, target, weight):
+    """``(acts, main) -> float [B*k]``: minus the closeness penalty of each model input. gain: None
+    (a fixed ``weight``) or the factor the weight is ``weight`` at, relative to ``photo_objective``
+    (float [B*k], the unit on the photo)."""
+
+    def __init__(self, layer, target, weight, gain=None, photo_objective=None):
         self.layers, self.target, self.weight = [layer], target, weight
         self.norms = squared_norms(target)  # once, not every step
+        self.gain, self.photo_objective = gain, photo_objective
 
     def __call__(self, acts, main):
-        return -self.weight * main.detach().abs() * relative_error(acts[self.layers[0]], self.target, self.norms)
+        main = main.detach()
+        weight = self.weight if self.gain is None else self._weights(main)
+        return -weight * main.abs() * relative_error(acts[self.layers[0]], self.target, self.norms)
+
+    def _weights(self, main):
+        factor = (main / self.photo_objective.clamp(min=1e-12)).clamp(min=0)
+        steered = self.weight * (factor / self.gain) ** GAIN_POWER
+        return torch.where(self.photo_objective > 0, steered, torch.full_like(steered, self.weight))
 
 
 class AccentuationTask(UnitTask):
-    def __init__(self, units, settings, photo, layer, weight):
+    def __init__(self, units, settings, photo, layer, weight, gain=None):
         super().__init__(units, settings.replace(facets=1))
-        self.photo, self.closeness_layer, self.weight = photo, layer, weight
+        self.photo, self.closeness_layer, self.weight, self.gain = photo, layer, weight, gain
         self.layers = list(dict.fromkeys(self.layers + [layer]))
 
     def start(self, rows, hw, run):
@@ -50,8 +71,14 @@ class AccentuationTask(UnitTask):
     def objective(self, rows, hw, crops, run):
         goal = super().objective(rows, hw, crops, run)
         if self.weight > 0:
-            target = _photo_acts(run, self.photo, hw, self.closeness_layer, (rows.stop - rows.start) * crops)
-            goal = Goal(goal.main, goal.extras + [Closeness(self.closeness_layer, target, self.weight)], crops)
+            inputs = (rows.stop - rows.start) * crops
+            target = _photo_acts(run, self.photo, hw, self.closeness_layer, inputs)
+            photo_objective = None
+            if self.gain is not None:  # each unit on the photo itself, the reference of its gain
+                photo_objective = goal.main({layer: _photo_acts(run, self.photo, hw, layer, inputs)
+                                             for layer in goal.main.layers}).float()
+            closeness = Closeness(self.closeness_layer, target, self.weight, self.gain, photo_objective)
+            goal = Goal(goal.main, goal.extras + [closeness], crops)
         return goal
 
 
