@@ -198,7 +198,6 @@ def test_style_transfer_moves_texture_and_keeps_layout(model_name, shapesnet):
     styles = make_batch(4, size=48, seed=3)[0][[0, 2]]  # stripes and a checkerboard or the like
     res = pvf.style_transfer(model, content, styles, precision="fp32", steps=64)
     assert [str(u) for u in res.units] == ["content0+style0", "content0+style1"] and res.ok
-    assert res.settings.redirect_relu_steps == 0  # minus a loss is never > 0: no unit to revive
     layers = res.info["style_layers"]
     got, target, start = (activations(model, x, layers) for x in (res.images, styles, content[None].expand(2, -1, -1, -1)))
     before = torch.stack([gram_distance(gram(start[l], NCHW), gram(target[l], NCHW)) for l in layers]).mean(0)

@@ -19,10 +19,7 @@ from pyviz_fast.engine.render import render_task, resolve_model, resolve_setting
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import Unit, check_layer_names
 
-# No ReLU redirection: it serves units that do not fire yet (objective <= 0), and a style loss is
-# never positive, so every pair would take the redirected gradient (and its extra backward work)
-# for nothing a pair needs.
-DEFAULTS = dict(steps=128, lr=0.01, jitter=2, blur_start=1.0, blur_end=0.3, redirect_relu_steps=0)
+DEFAULTS = dict(steps=128, lr=0.01, jitter=2, blur_start=1.0, blur_end=0.3)
 ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "ELU")
 MAX_STYLE_LAYERS = 5
 
