@@ -100,13 +100,14 @@ class _Run:
         self.clock = {"forward_backward": 0.0, "step": 0.0}
         self._all_off = False  # every image's objective <= 0 at the previous redirected step
 
-    def objective_and_grad(self, inputs, wrt, goal, uniforms, step):
+    def objective_and_grad(self, inputs, wrt, goal, affine, step):
         """(reported objective [B], gradients of the optimized one w.r.t. each of ``wrt``) at
-        optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs)."""
+        optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs); ``affine``:
+        the batch's scale/rotation draws (``Draws.affine``), read only when the settings transform."""
         start = time.perf_counter()
         with torch.enable_grad():
             if self.transform:
-                inputs = random_affine(inputs, uniforms.repeat_interleave(goal.crops, 0), self.s.scale_range,
+                inputs = random_affine(inputs, affine[step].repeat_interleave(goal.crops, 0), self.s.scale_range,
                                        self.s.rotate)
             redirect = step < self.s.redirect_steps
             reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal)), wrt, redirect,
@@ -140,7 +141,7 @@ def _render_batch(run, task, rows, after_step):
             hw, goal = size, task.objective(rows, size, param.crops, run)
         with torch.enable_grad():
             inputs, wrt = param.inputs(t)
-            objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine[t], t)
+            objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine, t)
         trajectory[t] = objective
         start = time.perf_counter()
         bad += param.update(t, grads) | ~torch.isfinite(objective)
