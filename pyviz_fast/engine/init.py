@@ -65,6 +65,8 @@ def load_image(image, channels, hw):
         image = image.expand(channels, -1, -1)
     if image.shape[0] != channels:
         raise ValueError(f"init_image has {image.shape[0]} channels, the model takes {channels}")
+    if tuple(image.shape[-2:]) == tuple(hw):  # a resample to its own size copies it (a zoom's every frame)
+        return image.clamp(0, 1)
     return F.interpolate(image[None], size=tuple(hw), mode="bilinear", antialias=True,
                          align_corners=False)[0].clamp(0, 1)
 
