@@ -176,7 +176,7 @@ def _center_crop(images, hw):
 
 
 def _status(objective, image, bad_steps, steps, start, spread):
-    if not math.isfinite(objective) or not torch.isfinite(image).all():
+    if not math.isfinite(objective) or not all(map(math.isfinite, torch.aminmax(image))):  # one pass; NaN propagates
         return "failed", "the objective or image is not finite (activations overflow or NaN in the model)"
     if bad_steps >= steps:
         return "failed", "every step had a non-finite gradient; the image never changed"
