@@ -156,7 +156,7 @@ def _render_batch(run, task, rows, after_step):
             objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine, t)
         trajectory[t] = objective
         start = time.perf_counter()
-        bad += param.update(t, grads) | ~torch.isfinite(objective)
+        bad += param.update(t, grads) | ops.nonfinite(objective)
         run.clock["step"] += time.perf_counter() - start
         if after_step is not None:
             after_step(t, param.images())
