@@ -122,16 +122,17 @@ class _Run:
                 inputs = random_affine(inputs, affine[step].repeat_interleave(goal.crops, 0), self.s.scale_range,
                                        self.s.rotate)
             redirect = step < self.s.redirect_steps
-            reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal)), wrt, redirect,
+            reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal, redirect)), wrt, redirect,
                                                redirected_first=redirect and step > 0 and self._all_off)
             if redirect:  # every image off now: likely so at the next step too (redirect.py)
                 self._all_off = bool((reported <= 0).all())
         self.clock["forward_backward"] += time.perf_counter() - start
         return reported, grads
 
-    def _activations(self, inputs, goal):
+    def _activations(self, inputs, goal, redirect):
         acts = self.prepared(inputs, goal.layers)
-        mark_targets(acts[layer] for layer in goal.main.layers)  # redirect only the units' own ReLUs
+        if redirect:  # redirect only the units' own ReLUs (a step without redirection has none to mark)
+            mark_targets(acts[layer] for layer in goal.main.layers)
         return acts
 
     def reference(self, images, layers):
