@@ -300,3 +300,19 @@ def test_the_trajectory_of_a_long_run_is_decimated_by_a_fixed_rule():
     assert trajectory.values[:, 0].tolist() == [float(t) for t in kept]
     assert trajectory.spread(torch.tensor([0.0, 1.0])).tolist() == [steps - 1, 0.0]
     assert list(recorded_steps(5)) == [0, 1, 2, 3, 4]
+
+
+def test_a_size_probed_already_decides_the_layouts_it_can_without_another_probe():
+    from pyviz_fast.engine.layout import learn_layouts
+    # a render's octaves: shapes at 96 px, and at 69 px already probed
+    shapes = {"conv": (64, 24, 24), "swin": (24, 24, 96), "pooled": (64, 1, 1)}
+    known = {"conv": (64, 17, 17), "swin": (17, 17, 96), "pooled": (64, 1, 1)}
+    calls = []
+
+    def reprobe(names, hw):
+        calls.append((sorted(names), hw))
+        return {"pooled": (64, 1, 1)}
+
+    learned = learn_layouts(shapes, (96, 96), reprobe, known=known)
+    assert {n: a.layout for n, a in learned.items()} == {"conv": "nchw", "swin": "nhwc", "pooled": "nchw"}
+    assert calls == [(["pooled"], (192, 192))]  # only the layer the smaller size left undecided

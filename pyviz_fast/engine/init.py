@@ -4,7 +4,7 @@ each later octave starts from.
 All return float32 [B, C, H, W] in [0, 1], drawn per unit from ``draws`` (see draws.py).
 
 >>> x = initial_images(settings, draws, channels=3, hw=(128, 128))
->>> x = octave_start(x, (154, 154), settings, channels=3)     # the next, larger octave
+>>> x = octave_start(x, (154, 154), settings, photo_sizes(settings, channels=3))  # the next octave
 """
 import torch
 import torch.nn.functional as F
@@ -65,29 +65,44 @@ def load_image(image, channels, hw):
         image = image.expand(channels, -1, -1)
     if image.shape[0] != channels:
         raise ValueError(f"init_image has {image.shape[0]} channels, the model takes {channels}")
+    if tuple(image.shape[-2:]) == tuple(hw):  # a resample to its own size copies it (a zoom's every frame)
+        return image.clamp(0, 1)
     return F.interpolate(image[None], size=tuple(hw), mode="bilinear", antialias=True,
                          align_corners=False)[0].clamp(0, 1)
 
 
-def initial_images(settings, draws, channels, hw):
-    """The batch's starting images for ``settings.init`` at size ``hw``."""
+def photo_sizes(settings, channels):
+    """``hw -> settings.init_image`` at that size (``load_image``), each size loaded once: a
+    dream's octaves read the photo twice at every size but the last (its start, then its detail)."""
+    loaded = {}
+
+    def at(hw):
+        hw = tuple(hw)
+        if hw not in loaded:
+            loaded[hw] = load_image(settings.init_image, channels, hw)
+        return loaded[hw]
+    return at
+
+
+def initial_images(settings, draws, channels, hw, photo=None):
+    """The batch's starting images for ``settings.init`` at size ``hw`` (photo: a ``photo_sizes``
+    to read an image init from)."""
     if settings.init == "uniform":
         return uniform_noise(draws, channels, hw, settings.init_noise, settings.center)
     if settings.init == "pink":
         return pink_noise(draws, channels, hw, settings.init_noise, settings.center)
-    image = load_image(settings.init_image, channels, hw)
+    image = (photo or photo_sizes(settings, channels))(hw)
     return image[None].repeat(len(draws.seeds), 1, 1, 1)
 
 
-def octave_start(images, hw, settings, channels):
+def octave_start(images, hw, settings, photo):
     """The images a new octave of size ``hw`` starts from: the previous octave's, upscaled.
 
     With an image init (DeepDream) it is the photo at the new size plus the upscaled detail the
     smaller octaves added to it, as DeepDream's octaves do: upscaling the dreamed small image
-    itself would blur away the photo's own fine detail."""
+    itself would blur away the photo's own fine detail. photo: the render's ``photo_sizes``."""
     up = F.interpolate(images, size=hw, mode="bilinear", align_corners=False)
     if settings.init == "image":
-        before = load_image(settings.init_image, channels, images.shape[-2:]).to(images.device)
-        after = load_image(settings.init_image, channels, hw).to(images.device)
+        before, after = photo(images.shape[-2:]).to(images.device), photo(hw).to(images.device)
         up = after + F.interpolate(images - before, size=hw, mode="bilinear", align_corners=False)
     return up.clamp(settings.lo, settings.hi)

@@ -114,12 +114,14 @@ def probe_shapes(prepared, layer_names, channels, hw):
 
 def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
     """{hw: {layer: Activation}} for every input size in ``sizes``; layouts are learned once at
-    the last size (``engine/layout.py``) and hold at every size."""
+    the last size (``engine/layout.py``; from the first size too when there are several) and
+    hold at every size."""
     for name in overrides or {}:
         check_layer_name(name, prepared.model, "given a layout")
     shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
-    final = list(shapes)[-1]
+    probed = list(shapes)
+    first, final = probed[0], probed[-1]
     learned = learn_layouts(shapes[final], final, lambda names, hw: probe_shapes(prepared, names, channels, hw),
-                            overrides)
+                            overrides, known=shapes[first] if first != final else None)
     return {hw: {name: Activation(shape, learned[name].layout) for name, shape in per_layer.items()}
             for hw, per_layer in shapes.items()}

@@ -10,12 +10,14 @@ A layer's output (batch dim first) is read in one of four layouts:
 
 The rule (``learn_layouts``): a 2-D output is ``vector`` and a 3-D one ``tokens``. For a 4-D
 output the channel axis is the one whose size does not depend on the input size: the layer is
-probed again at twice the input size, and if exactly one of the first and last axes kept its
-size, that axis holds the channels. When the second probe cannot tell (the model rejects the
-other size, or both or neither axis kept its size, e.g. a global pool [C, 1, 1]), the spatial
-axes are the pair whose sizes are the input's H x W divided by one common stride (each within
-a pixel); if that does not tell either, ``nchw``. A layer the rule gets wrong is fixed with
-``Settings(layout={"layer": "nhwc"})`` (also ``layers(..., layout=...)``), which always wins.
+probed again at twice the input size (a render with octaves first reads its smallest octave's
+probe, and probes again only the layers that leaves undecided), and if exactly one of the first
+and last axes kept its size, that axis holds the channels. When the second probe cannot tell
+(the model rejects the other size, or both or neither axis kept its size, e.g. a global pool
+[C, 1, 1]), the spatial axes are the pair whose sizes are the input's H x W divided by one
+common stride (each within a pixel); if that does not tell either, ``nchw``. A layer the rule
+gets wrong is fixed with ``Settings(layout={"layer": "nhwc"})`` (also ``layers(...,
+layout=...)``), which always wins.
 
 >>> act = Activation((56, 56, 96), "nhwc")
 >>> act.channels, act.positions
@@ -109,23 +111,27 @@ def _by_fixed_axis(shape, other):
     return ("nchw" if first else "nhwc") if first != last else None
 
 
-def learn_layouts(shapes, hw, reprobe, overrides=None):
+def learn_layouts(shapes, hw, reprobe, overrides=None, known=None):
     """{layer: Activation} for ``shapes`` ({layer: shape without batch}) probed at input size ``hw``.
 
     reprobe(layers, hw) -> {layer: shape} probes the model at another size (called at most
-    once, for the 4-D layers without an override; a ValueError or RuntimeError from it is taken
-    as "the model only runs at its own size"). overrides: {layer: layout}, always used.
+    once, for the 4-D layers without an override that ``known`` does not decide; a ValueError or
+    RuntimeError from it is taken as "the model only runs at its own size"). known: {layer:
+    shape} already probed at another input size (saves the probe at twice the size, the dearest
+    forward of a set-up). overrides: {layer: layout}, always used.
     """
-    overrides = overrides or {}
+    overrides, known = overrides or {}, known or {}
     for layer, shape in shapes.items():
         check_rank(layer, shape)
         if layer in overrides:
             check_override(layer, shape, overrides[layer])
     maps = [layer for layer, shape in shapes.items() if len(shape) == 3 and layer not in overrides]
+    decided = {layer: _by_fixed_axis(shapes[layer], known.get(layer)) for layer in maps}
+    undecided = [layer for layer in maps if decided[layer] is None]
     other = {}
-    if maps:
+    if undecided:
         try:
-            other = reprobe(maps, (2 * hw[0], 2 * hw[1]))
+            other = reprobe(undecided, (2 * hw[0], 2 * hw[1]))
         except (ValueError, RuntimeError):
             other = {}
     learned = {}
@@ -135,6 +141,7 @@ def learn_layouts(shapes, hw, reprobe, overrides=None):
         elif len(shape) < 3:
             layout = _BY_RANK[len(shape)][0]
         else:
-            layout = _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw) or "nchw"
+            layout = (decided[layer] or _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw)
+                      or "nchw")
         learned[layer] = Activation(tuple(shape), layout)
     return learned

@@ -190,7 +190,7 @@ def ascent_gradients(forward, wrt, redirect, redirected_first=False):
             optimized = torch.where(off, optimized_redirected, optimized)
         return reported.detach(), torch.autograd.grad(optimized.sum(), wrt)
     reported, optimized = forward()
-    off = reported.detach() <= 0
+    off = reported.detach() <= 0 if redirect else None
     if redirect and bool(off.any()):
         with redirected(True):
             _, optimized_redirected = forward()

@@ -89,9 +89,10 @@ def _step_hook(bar, callback, units, rows, steps):
 class _Run:
     """What every batch of one render call shares: model, settings, schedules, shapes, clocks."""
 
-    def __init__(self, prepared, settings, backend, seed, channels, stage_plan, shapes):
+    def __init__(self, prepared, settings, backend, seed, channels, stage_plan, shapes, goals=None):
         self.prepared, self.s, self.backend, self.seed = prepared, settings, backend, seed
         self.channels, self.stages, self.shapes = channels, stage_plan, shapes
+        self._goals = {} if goals is None else goals  # see goal()
         self.device = prepared.device
         s = settings
         self.sigmas = decay(s.blur_start, s.blur_end, s.steps, s.schedule)
@@ -100,25 +101,38 @@ class _Run:
         self.clock = {"forward_backward": 0.0, "step": 0.0}
         self._all_off = False  # every image's objective <= 0 at the previous redirected step
 
-    def objective_and_grad(self, inputs, wrt, goal, uniforms, step):
+    def goal(self, task, rows, hw, crops):
+        """``task.objective(rows, hw, crops, self)``, made once: goals keep no state, so the next
+        render of the same rows by a Renderer (a zoom's next frame) reuses them. One batch's goals
+        are kept at most."""
+        key = (rows.start, rows.stop, hw, crops)
+        if key not in self._goals:
+            if any(other[:2] != key[:2] for other in self._goals):
+                self._goals.clear()
+            self._goals[key] = task.objective(rows, hw, crops, self)
+        return self._goals[key]
+
+    def objective_and_grad(self, inputs, wrt, goal, affine, step):
         """(reported objective [B], gradients of the optimized one w.r.t. each of ``wrt``) at
-        optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs)."""
+        optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs); ``affine``:
+        the batch's scale/rotation draws (``Draws.affine``), read only when the settings transform."""
         start = time.perf_counter()
         with torch.enable_grad():
             if self.transform:
-                inputs = random_affine(inputs, uniforms.repeat_interleave(goal.crops, 0), self.s.scale_range,
+                inputs = random_affine(inputs, affine[step].repeat_interleave(goal.crops, 0), self.s.scale_range,
                                        self.s.rotate)
             redirect = step < self.s.redirect_steps
-            reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal)), wrt, redirect,
+            reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal, redirect)), wrt, redirect,
                                                redirected_first=redirect and step > 0 and self._all_off)
             if redirect:  # every image off now: likely so at the next step too (redirect.py)
                 self._all_off = bool((reported <= 0).all())
         self.clock["forward_backward"] += time.perf_counter() - start
         return reported, grads
 
-    def _activations(self, inputs, goal):
+    def _activations(self, inputs, goal, redirect):
         acts = self.prepared(inputs, goal.layers)
-        mark_targets(acts[layer] for layer in goal.main.layers)  # redirect only the units' own ReLUs
+        if redirect:  # redirect only the units' own ReLUs (a step without redirection has none to mark)
+            mark_targets(acts[layer] for layer in goal.main.layers)
         return acts
 
     def reference(self, images, layers):
@@ -137,19 +151,19 @@ def _render_batch(run, task, rows, after_step):
     for t in range(s.steps):
         size = param.begin(t)
         if size != hw:
-            hw, goal = size, task.objective(rows, size, param.crops, run)
+            hw, goal = size, run.goal(task, rows, size, param.crops)
         with torch.enable_grad():
             inputs, wrt = param.inputs(t)
-            objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine[t], t)
+            objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine, t)
         trajectory[t] = objective
         start = time.perf_counter()
-        bad += param.update(t, grads) | ~torch.isfinite(objective)
+        bad += param.update(t, grads) | ops.nonfinite(objective)
         run.clock["step"] += time.perf_counter() - start
         if after_step is not None:
             after_step(t, param.images())
     images = param.images()
     final_view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
-    final_goal = goal if param.crops == 1 else task.objective(rows, hw, 1, run)  # goals keep no state: reuse
+    final_goal = goal if param.crops == 1 else run.goal(task, rows, hw, 1)
     with torch.no_grad():
         objective = final_goal(run.prepared(final_view, final_goal.layers))[0].float()
     alpha, spread = param.alpha(), trajectory.spread(objective)
@@ -163,7 +177,7 @@ def _center_crop(images, hw):
 
 
 def _status(objective, image, bad_steps, steps, start, spread):
-    if not math.isfinite(objective) or not torch.isfinite(image).all():
+    if not math.isfinite(objective) or not all(map(math.isfinite, torch.aminmax(image))):  # one pass; NaN propagates
         return "failed", "the objective or image is not finite (activations overflow or NaN in the model)"
     if bad_steps >= steps:
         return "failed", "every step had a non-finite gradient; the image never changed"
@@ -333,7 +347,7 @@ class Renderer:
         if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
             raise ValueError(f"renders must be an integer >= 1, got {renders!r}")
         self.model, self.task, self.settings, self._seed, self._started = model, task, settings, seed, started
-        self._renders = renders
+        self._renders, self._goals = renders, {}  # the goals of the last batch rendered (_Run.goal)
         self.device = torch.device(device)
         self.backend = resolve_backend(backend, self.device)
         self.channels = settings.channels or input_channels(model)
@@ -363,11 +377,12 @@ class Renderer:
         """One render (a ``RenderResult``); ``changes`` replace settings fields other than those the
         set-up depends on (sizes, steps, octaves, execution, the task): e.g. init_image, lr, jitter."""
         started = time.perf_counter()
-        settings = self.settings.replace(**changes).validate() if changes else self.settings
+        settings = self.settings.replace(**changes) if changes else self.settings  # replace validates
         fixed = [name for name in _SETUP_FIELDS if getattr(settings, name) != getattr(self.settings, name)]
         if fixed:
             raise ValueError(f"a Renderer keeps {', '.join(fixed)} as it was set up; use a new one to change them")
-        run = _Run(self._prepared, settings, self.backend, seed, self.channels, self.stage_plan, self.shapes)
+        run = _Run(self._prepared, settings, self.backend, seed, self.channels, self.stage_plan, self.shapes,
+                   self._goals)
         try:
             outputs = _render_all(run, self.task, progress, callback)
         except _CallbackError as wrapped:

@@ -42,8 +42,14 @@ class Trajectory:
         slot = self._slot(t)
         if slot is not None:
             self.values[slot] = objective
-        self.high, self.low = torch.fmax(self.high, objective), torch.fmin(self.low, objective)  # NaN: skipped
+        if self.points < self.steps:  # the steps not recorded count for the range as they go
+            self.high, self.low = torch.fmax(self.high, objective), torch.fmin(self.low, objective)  # NaN: skipped
 
     def spread(self, final):
         """[B]: the range of the objective over every step and the end (``final``); 0 for a flat one."""
-        return torch.fmax(self.high, final) - torch.fmin(self.low, final)
+        high, low = self.high, self.low
+        if self.points == self.steps:  # every step recorded: the range from the values, once
+            nan = self.values.isnan()  # skipped, as fmax / fmin skip them
+            high = self.values.masked_fill(nan, -torch.inf).amax(0)
+            low = self.values.masked_fill(nan, torch.inf).amin(0)
+        return torch.fmax(high, final) - torch.fmin(low, final)

@@ -14,6 +14,7 @@ would have made. Frame k's random draws come from ``seed + k``.
 >>> for k, frame in dream_zoom(model, last_saved, "conv3@deepdream", frames=48, first=20):
 ...     save(k, frame)                                   # resume: frames 20..47 from frame 19
 """
+import functools
 import math
 
 import torch
@@ -31,13 +32,19 @@ def zoom_rotate(images, zoom, degrees=0.0):
     """``images`` [B, C, H, W] zoomed in ``zoom`` times (> 1 enlarges) and turned ``degrees``
     counter-clockwise about the centre; same shape. Pixels are square whatever the aspect
     ratio; samples beyond the edges are mirrored back in (no black borders)."""
-    _, _, H, W = images.shape
-    c, s = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
-    # output pixel p (from the centre) reads input R(degrees) p / zoom, in grid_sample's [-1, 1] units
-    theta = torch.tensor([[c, -s * H / W, 0.0], [s * W / H, c, 0.0]], dtype=torch.float32, device=images.device)
-    grid = F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
+    grid = _grid(tuple(images.shape), zoom, degrees, images.device)
     out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.clamp(0, 1)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(shape, zoom, degrees, device):
+    """zoom_rotate's sampling grid: every frame of a zoom has the same one, made once (read only)."""
+    _, _, H, W = shape
+    c, s = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
+    # output pixel p (from the centre) reads input R(degrees) p / zoom, in grid_sample's [-1, 1] units
+    theta = torch.tensor([[c, -s * H / W, 0.0], [s * W / H, c, 0.0]], dtype=torch.float32, device=device)
+    return F.affine_grid(theta.expand(shape[0], 2, 3), list(shape), align_corners=False)
 
 
 def quantize(image):

@@ -98,9 +98,15 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs
     )
     if args[-2] > args[-1]:
         raise ValueError(f"lo must not exceed hi, got lo={lo!r}, hi={hi!r}")
-    image, next_input, nonfinite = _kernel("fused_ascent_step", backend, x.device)(*args)
-    bad_pixels = ~torch.isfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))  # one read of x, no sync
-    return StepResult(image, next_input, nonfinite | bad_pixels)
+    image, next_input, bad_step = _kernel("fused_ascent_step", backend, x.device)(*args)
+    bad_pixels = nonfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))  # one read of x, no sync
+    return StepResult(image, next_input, bad_step | bad_pixels)
+
+
+def nonfinite(values):
+    """Bool, True where ``values`` is NaN or +-inf: ``v - v`` is NaN exactly there. Two kernels
+    where ``~torch.isfinite`` runs five; a render asks twice after every step."""
+    return (values - values).isnan()
 
 
 def release_cached_memory() -> int:

@@ -10,7 +10,7 @@ random crop of a larger image each step (Øygard).
 import torch
 
 from pyviz_fast import ops
-from pyviz_fast.engine.init import initial_images, octave_start
+from pyviz_fast.engine.init import initial_images, octave_start, photo_sizes
 from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
 from pyviz_fast.engine.pyramid import laplacian_normalize
 
@@ -35,7 +35,9 @@ class PixelImage:
         self.canvas = self.s.canvas is not None
         start_hw = (self.s.canvas, self.s.canvas) if self.canvas else run.stages[0][0]
         given = start(start_hw)
-        self.x = (initial_images(self.s, draws, run.channels, start_hw) if given is None else given).to(run.device)
+        self.photo = photo_sizes(self.s, run.channels)
+        self.x = (initial_images(self.s, draws, run.channels, start_hw, self.photo) if given is None
+                  else given).to(run.device)
         self.stage_at = {}  # first step of each stage -> its size
         t = 0
         for hw, count in run.stages:
@@ -47,7 +49,7 @@ class PixelImage:
         if t in self.stage_at:  # a new octave: resize, restart the optimizer and the jittered input
             self.hw = self.stage_at[t]
             if not self.canvas and tuple(self.x.shape[-2:]) != self.hw:
-                self.x = octave_start(self.x, self.hw, self.s, self.run.channels)
+                self.x = octave_start(self.x, self.hw, self.s, self.photo)
             if self.s.optimizer != "ascent":
                 self.optimizer = Ascent(self.s.optimizer, self.x, self.s.lr)
             self.inp = None
