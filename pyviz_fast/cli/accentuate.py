@@ -4,10 +4,11 @@ or, with ``--caricature LAYER``, exaggerate what that layer sees in the photo (L
 result, and a panel of the photo, the result and their difference."""
 import argparse
 from pathlib import Path
+from typing import Optional
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil
 from pyviz_fast.cli.common import CliError, add_image_command_flags, load_model, output_dir, read_image, say
-from pyviz_fast.cli.settings_flags import settings_at_image_size
+from pyviz_fast.cli.settings_flags import settings_at_image_size, value_parser
 from pyviz_fast.engine.accentuate import DEFAULT_GAIN, DEFAULTS, accentuation_panel, difference_image
 from pyviz_fast.engine.result import images_to_uint8
 
@@ -19,12 +20,13 @@ EXAMPLES = """examples:
 """
 
 
+_read_gain = value_parser(Optional[float])  # a number, or a none word as every optional flag takes
+
+
 def _gain(text):
     """--gain: a number, or 'none' for a fixed closeness weight (the engine checks the number)."""
-    if text.strip().lower() == "none":
-        return None
     try:
-        return float(text)
+        return _read_gain(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number > 1 or 'none', got {text!r}") from None
 

@@ -59,8 +59,9 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
     the photo). gain: how far to raise each unit, as a factor of its value on the photo: the
     closeness weight of each image is ``weight`` when the unit is at that factor, much weaker
     below it and much stronger above (goals/accentuation.py), so the unit ends a little above
-    it; None keeps ``weight`` fixed (and with weight 0 there is no closeness to steer). Settings default to gentle steps (``DEFAULTS``). ``res.info['photo']`` is the
-    photo as rendered [C, H, W]; ``accentuation_panel`` puts photo, result and difference side
+    it; None keeps ``weight`` fixed (and with weight 0 there is no closeness to steer).
+    Settings default to gentle steps (``DEFAULTS``). ``res.info['photo']`` is the photo as
+    rendered [C, H, W]; ``accentuation_panel`` puts photo, result and difference side
     by side.
     """
     started = time.perf_counter()

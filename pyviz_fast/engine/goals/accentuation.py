@@ -32,10 +32,10 @@ def _photo_start(photo, rows, hw):
     return resized(photo[None], hw).expand(rows.stop - rows.start, -1, -1, -1).clone()
 
 
-def _photo_acts(run, photo, hw, layer, rows):
-    """The photo's activation at ``layer``, one copy per model input."""
-    act = run.reference(resized(photo[None], hw), [layer])[layer].float()
-    return act.expand(rows, *act.shape[1:])
+def _photo_acts(run, photo, hw, layers, rows):
+    """{layer: the photo's activation there, one copy per model input}, from one forward."""
+    acts = run.reference(resized(photo[None], hw), layers)
+    return {layer: act.float().expand(rows, *act.shape[1:]) for layer, act in acts.items()}
 
 
 class Closeness:
@@ -56,7 +56,7 @@ class Closeness:
     def _weights(self, main):
         factor = (main / self.photo_objective.clamp(min=1e-12)).clamp(min=0)
         steered = self.weight * (factor / self.gain) ** GAIN_POWER
-        return torch.where(self.photo_objective > 0, steered, torch.full_like(steered, self.weight))
+        return torch.where(self.photo_objective > 0, steered, self.weight)
 
 
 class AccentuationTask(UnitTask):
@@ -71,13 +71,12 @@ class AccentuationTask(UnitTask):
     def objective(self, rows, hw, crops, run):
         goal = super().objective(rows, hw, crops, run)
         if self.weight > 0:
-            inputs = (rows.stop - rows.start) * crops
-            target = _photo_acts(run, self.photo, hw, self.closeness_layer, inputs)
-            photo_objective = None
-            if self.gain is not None:  # each unit on the photo itself, the reference of its gain
-                photo_objective = goal.main({layer: _photo_acts(run, self.photo, hw, layer, inputs)
-                                             for layer in goal.main.layers}).float()
-            closeness = Closeness(self.closeness_layer, target, self.weight, self.gain, photo_objective)
+            steered = self.gain is not None  # then each unit on the photo itself is the reference of its gain
+            layers = list(dict.fromkeys([self.closeness_layer, *(goal.main.layers if steered else [])]))
+            photo = _photo_acts(run, self.photo, hw, layers, (rows.stop - rows.start) * crops)
+            photo_objective = goal.main(photo).float() if steered else None
+            closeness = Closeness(self.closeness_layer, photo[self.closeness_layer], self.weight, self.gain,
+                                  photo_objective)
             goal = Goal(goal.main, goal.extras + [closeness], crops)
         return goal
 
@@ -110,7 +109,7 @@ class CaricatureTask:
         return _photo_start(self.photo, rows, hw)
 
     def objective(self, rows, hw, crops, run):
-        target = _photo_acts(run, self.photo, hw, self.layer, (rows.stop - rows.start) * crops)
+        target = _photo_acts(run, self.photo, hw, [self.layer], (rows.stop - rows.start) * crops)[self.layer]
         return Goal(Caricature(self.layer, target, self.power), [], crops)
 
 
