@@ -183,7 +183,7 @@ def test_diversity_over_every_input_reads_the_activation_as_it_is():
     results = []
     for inputs in (None, torch.arange(6)):
         x = act.clone().requires_grad_(True)
-        penalty = Diversity("conv", activation, facets=3, crops=1, weight=0.5, inputs=inputs)({"conv": x}, main)
+        penalty = Diversity("conv", activation, facets=3, crops=1, weight=0.5, floor=0.0, inputs=inputs)({"conv": x}, main)
         results.append((penalty, torch.autograd.grad((penalty * torch.arange(1.0, 7.0)).sum(), x)[0]))
     (fast, grad_fast), (plain, grad_plain) = results
     torch.testing.assert_close(fast, plain)

@@ -103,22 +103,38 @@ FACET_UNITS = [f"conv4:{k}" for k in range(0, 96, 8)]  # a sample of the layer, 
 def test_facets_differ_and_each_keeps_the_objective(shapesnet):
     base = dict(size=48, steps=48, precision="fp32", seed=0)
     single = pvf.render(shapesnet, FACET_UNITS, **base)
-    res = pvf.render(shapesnet, FACET_UNITS, facets=3, diversity=0.5, diversity_layer="conv3", **base)
+    res = pvf.render(shapesnet, FACET_UNITS, facets=3, diversity_layer="conv3", **base)
     same = pvf.render(shapesnet, FACET_UNITS, facets=3, diversity=0.0, **base)
     assert [str(u) for u in res.units] == [u for u in FACET_UNITS for _ in range(3)] and res.info["facets"] == 3
     assert res.seeds[::3] == single.seeds and len(set(res.seeds)) == len(res.seeds)
-    # Issue 13 asks every facet to reach 80 % of the unit's single image. Measured: 9 of these 12
-    # units (8 when every ReLU was redirected, 7 with the ShapesNet before its robust retraining);
-    # in the others the diversity pushes one facet off the unit's best pattern (BENCHMARKS.md,
-    # "Facets and accentuation").
+    # Issue 13 asks every facet to reach 80 % of the unit's single image. Measured: 12 of these 12
+    # units with the diversity floor (9 with Lucid's symmetric penalty at weight 0.5, which pushes
+    # a facet that is losing the unit further off; BENCHMARKS.md, "Facets and accentuation").
     kept = (res.objective.view(-1, 3) >= 0.8 * single.objective[:, None]).all(1)
-    assert int(kept.sum()) >= 8, dict(zip(FACET_UNITS, (res.objective.view(-1, 3) / single.objective[:, None]).tolist()))
+    assert int(kept.sum()) >= 11, dict(zip(FACET_UNITS, (res.objective.view(-1, 3) / single.objective[:, None]).tolist()))
 
     def spread(images):  # mean over units of the pairwise Gram distance of its three facets
         acts = activations(shapesnet, images, ["conv3"])["conv3"]
         return sum(mean_pairwise_gram_distance(a, NCHW) for a in acts.split(3)) / len(FACET_UNITS)
-    diverse, plain = spread(res.images), spread(same.images)  # measured 0.40 and 0.11 (seeds alone)
-    assert diverse > 0.3 and diverse > 2.5 * plain, (diverse, plain)
+    diverse, plain = spread(res.images), spread(same.images)  # measured 0.25 and 0.09 (seeds alone)
+    assert diverse > 0.2 and diverse > 2.2 * plain, (diverse, plain)
+
+
+def test_a_facet_below_the_floor_only_climbs_and_no_facet_pushes_another():
+    from pyviz_fast.engine.goals.diversity import Diversity
+    gen = torch.Generator().manual_seed(3)
+    act = torch.randn(3, 4, 5, 5, generator=gen, requires_grad=True)
+    main = torch.tensor([2.0, 1.9, 1.0])  # of the best facet: 1.0, 0.95, 0.5
+    diversity = Diversity("conv", NCHW, facets=3, crops=1, weight=1.0, floor=0.8, inputs=None)
+    penalty = diversity({"conv": act}, main)
+    full = diversity({"conv": act}, torch.full((3,), float(main.mean())))  # same scale, every facet the best
+    # the full push at the best facet, 0.75 of it at 0.95 of the best (3/4 of the way from 0.8 to 1), none below 0.8
+    torch.testing.assert_close(penalty / full, torch.tensor([1.0, 0.75, 0.0]))
+    assert (full < 0).all()
+    for row in range(3):  # a facet's penalty moves that facet's activation only
+        grad, = torch.autograd.grad(penalty[row], act, retain_graph=True)
+        others = [r for r in range(3) if r != row]
+        assert grad[others].abs().max() == 0 and (grad[row].abs().max() > 0) == (row < 2)
 
 
 def test_a_units_facets_do_not_depend_on_the_batch():

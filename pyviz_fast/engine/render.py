@@ -310,7 +310,8 @@ def render_task(model, task, settings, *, backend=None, device="cpu", seed=0, pr
 # Settings a Renderer's set-up depends on (the prepared model, the probed sizes, the bound task):
 # fixed while it is open.
 _SETUP_FIELDS = ("size", "steps", "octaves", "octave_scale", "canvas", "param", "precision", "memory_format",
-                 "compile", "channels", "mean", "std", "layout", "facets", "diversity", "diversity_layer")
+                 "compile", "channels", "mean", "std", "layout", "facets", "diversity", "diversity_floor",
+                 "diversity_layer")
 
 
 class Renderer:

@@ -94,8 +94,11 @@ class Settings:
     Facets (diversity, Olah et al. 2017)
       facets: images per unit, optimized together in one batch. diversity: weight of the
       penalty on the similarity of their Gram matrices, relative to the unit's objective (0 =
-      independent images; used only with facets > 1). diversity_layer: where the Gram
-      matrices are taken (None = the unit's own layer).
+      independent images; used only with facets > 1); each facet moves away from the others as
+      they are. diversity_floor: a facet pushes fully while its objective is the best facet's,
+      less as it falls, and not at all below this fraction of it (then it only climbs back to the
+      unit; engine/goals/diversity.py). diversity_layer: where the Gram matrices are taken (None
+      = the unit's own layer).
     ReLU redirection
       redirect_relu_steps: for this many first steps, an image whose unit does not fire yet
       (objective <= 0) gets a gradient in which the unit's own ReLU (GELU) also passes it where
@@ -153,7 +156,8 @@ class Settings:
     maco_noise: Tuple[float, float] = (0.1, 0.02)
     maco_lr: float = 0.3
     facets: int = 1
-    diversity: float = 0.5
+    diversity: float = 1.25
+    diversity_floor: float = 0.85
     diversity_layer: Optional[str] = None
     scale_range: Tuple[float, float] = (1.0, 1.0)
     rotate: float = 0.0
@@ -213,6 +217,10 @@ class Settings:
         for name in ("blur_start", "blur_end", "image_blur_sigma", "init_noise", "eps", "diversity"):
             _number(name, getattr(self, name), low=0.0)
         _number("maco_wrap", self.maco_wrap, low=0.0, high=1.0)
+        _number("diversity_floor", self.diversity_floor, low=0.0, high=1.0)
+        if self.diversity_floor == 1:
+            raise ValueError("diversity_floor must be below 1, got 1: no facet would ever push (diversity=0 "
+                             "turns the penalty off)")
         _number("maco_lr", self.maco_lr, low=0.0, zero="maco_lr=0 would never change the phase")
         for name in ("center", "lo", "hi", "rotate"):
             _number(name, getattr(self, name))

@@ -18,7 +18,8 @@ from pyviz_fast.engine.units import expand_whole_layers
 
 class UnitTask:
     def __init__(self, units, settings):
-        self.facets, self.weight, self.diversity_layer = settings.facets, settings.diversity, settings.diversity_layer
+        self.facets, self.diversity_layer = settings.facets, settings.diversity_layer
+        self.weight, self.floor = settings.diversity, settings.diversity_floor
         self.group = self.facets
         self.layers = list(dict.fromkeys([l for u in units for l in u.layers]
                                          + ([self.diversity_layer] if self.diversity_layer else [])))
@@ -48,7 +49,7 @@ class UnitTask:
             for row, unit in enumerate(repeat_rows(units, crops)):
                 inputs.setdefault(self.diversity_layer or unit.layer, []).append(row)
             every = list(range(len(units) * crops))
-            extras = [Diversity(layer, run.shapes[hw][layer], self.facets, crops, self.weight,
+            extras = [Diversity(layer, run.shapes[hw][layer], self.facets, crops, self.weight, self.floor,
                                 None if rows_ == every else torch.tensor(rows_, device=run.device))
                       for layer, rows_ in inputs.items()]
         return Goal(main, extras, crops)
