@@ -54,7 +54,7 @@ def cases():
          lambda n: pvf.render(shapes, "fc:0-9", param="maco", maco_crops=4, maco_magnitude="shapes", steps=n,
                               **common), None),
         ("facets conv4:0-3 x4", shapes, "conv4", 16,
-         lambda n: pvf.render(shapes, "conv4:0-3", facets=4, diversity=0.5, diversity_layer="conv3", steps=n,
+         lambda n: pvf.render(shapes, "conv4:0-3", facets=4, diversity_layer="conv3", steps=n,
                               **common), None),
         ("accentuate conv4:0-7", shapes, "conv4", 8,
          lambda n: pvf.accentuate(shapes, photos[0], "conv4:0-7", layer="conv2", steps=n, **common), None),

@@ -46,7 +46,7 @@ def main():
     rows.append(strip("MaCo: class logits 0-4 (phase only, shapes spectrum); below, with the alpha map",
                       list(maco.images)))
     rows.append(strip("", [on_checker(torch.cat([i, a])) for i, a in zip(maco.images, maco.alpha)]))
-    facets = pvf.render(model, "conv4:5", facets=4, diversity=0.5, diversity_layer="conv3", steps=96, **COMMON)
+    facets = pvf.render(model, "conv4:5", facets=4, diversity_layer="conv3", steps=96, **COMMON)
     rows.append(strip("facets: conv4:5, four images pushed apart by the Gram diversity penalty at conv3",
                       list(facets.images)))
     accent = pvf.accentuate(model, photos[0], "conv4:7", layer="conv2", precision="fp32")
