@@ -31,6 +31,7 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.render_cases import fwd_bwd_call
 from pyviz_fast.bench.results import Row, write_results
+from pyviz_fast.bench.timing import steady_process
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals.style import StyleTask
 from pyviz_fast.engine.layers import probe_activations
@@ -148,8 +149,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the rows and metadata here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
     for name, model, layer, inputs, run, pairs in cases():
         rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats)

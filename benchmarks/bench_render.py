@@ -47,6 +47,7 @@ from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.quick import available_backends
 from pyviz_fast.bench.render_cases import e2e_rows, layer_channels, truncation_rows
 from pyviz_fast.bench.results import format_ratio_table, write_results
+from pyviz_fast.bench.timing import steady_process
 
 MODEL_SPEC, MODEL_NAME = "torchvision:googlenet", "googlenet"
 UNITS = "inception4a:0-15"  # issue 3's units
@@ -87,8 +88,7 @@ def main():
         configs = parse_configs(args.configs)
     except ValueError as error:
         parser.error(str(error))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    steady_process(args.threads)
     torch.manual_seed(0)  # the same random googlenet every run
     model, _ = pvf.load_model(MODEL_SPEC, weights="none")
     layer, channels = layer_channels(UNITS, model)

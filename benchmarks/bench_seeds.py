@@ -26,6 +26,7 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.render_cases import fwd_bwd_call
 from pyviz_fast.bench.results import Row, format_ratio_table, write_results
+from pyviz_fast.bench.timing import steady_process
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.schedules import stages
 from pyviz_fast.engine.units import Unit
@@ -126,8 +127,7 @@ def main():
     parser.add_argument("--threads", type=int, help="torch threads (1 is steadier on a busy machine)")
     parser.add_argument("--json", help="also write the rows and metadata here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
     for case in ZOOM_CASES:
         rows += zoom_rows(*case)

@@ -43,6 +43,7 @@ from pyviz_fast.bench.plots import plot_sweep
 from pyviz_fast.bench.quick import available_backends
 from pyviz_fast.bench.render_cases import EXECUTIONS, atlas_row, e2e_rows, truncation_rows
 from pyviz_fast.bench.results import format_ratio_table, read_results, write_results
+from pyviz_fast.bench.timing import steady_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from targets import evaluate_targets, format_targets  # noqa: E402  (a sibling script module)
@@ -224,7 +225,7 @@ def main(argv=None):
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    steady_process(args.threads)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:

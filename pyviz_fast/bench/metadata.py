@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from pyviz_fast.engine import allocator
+
 PEER_PACKAGES = ("torch-lucent", "torch-dreams", "kornia")
 _REPO_DIR = Path(__file__).resolve().parents[2]
 
@@ -89,6 +91,7 @@ def collect_metadata(device="cpu", load_before=None) -> dict:
         "cpu_features": cpu_features(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "keep_freed_memory": allocator.applied_limit(),  # bytes, or None: glibc gave freed memory back
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),
         "python": platform.python_version(),

@@ -15,6 +15,18 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pyviz_fast.engine.allocator import keep_freed_memory_unless_opted_out
+
+
+def steady_process(threads=None):
+    """Set up a benchmark's process: ``threads`` torch threads when given, and freed memory kept
+    (``engine/allocator.py``; opt out with PYVIZ_FAST_KEEP_FREED_MEMORY=0), so that a step's
+    time is its work, not the page faults of memory given back between steps; both sides of a
+    ratio run in the same process, so it applies to both."""
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory_unless_opted_out()
+
 
 @dataclass
 class Measurement:

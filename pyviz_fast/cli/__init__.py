@@ -24,6 +24,7 @@ import pyviz_fast
 from pyviz_fast.cli import accentuate, atlas, bench, dream, filters, layers, render, saliency, serve, style
 from pyviz_fast.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from pyviz_fast.cli.settings_flags import split_size_error
+from pyviz_fast.engine.allocator import keep_freed_memory_unless_opted_out
 
 COMMANDS = (layers, render, atlas, dream, accentuate, style, saliency, filters, bench, serve)
 
@@ -112,6 +113,8 @@ def _quiet(enabled: bool):
 
 
 def main(argv=None) -> int:
+    if argv is None:  # run as a program: the process is ours to tune (not when a caller passes argv)
+        keep_freed_memory_unless_opted_out()
     parser = build_parser()
     args = None
     try:
