@@ -36,6 +36,29 @@ def test_forward_is_identical_and_backward_passes_only_activating_gradient(name)
     assert torch.equal(grad[3:], true_grad[3:])     # on: the true gradient
 
 
+@pytest.mark.parametrize("layouts", ["contiguous", "channels_last", "mixed"])
+def test_redirected_backward_is_the_rule_on_random_maps(layouts):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 5, 7, 9, generator=gen)
+    upstream = torch.randn(3, 5, 7, 9, generator=gen)
+    if layouts != "contiguous":
+        x = x.contiguous(memory_format=torch.channels_last)
+        upstream = upstream if layouts == "mixed" else upstream.contiguous(memory_format=torch.channels_last)
+    for act, true_fn in ((F.relu, F.relu), (F.gelu, F.gelu)):
+        leaf = x.clone().requires_grad_(True)
+        with redirected(True):
+            grad, = torch.autograd.grad(act(leaf), leaf, upstream)
+        true_grad, = torch.autograd.grad(true_fn(leaf), leaf, upstream)
+        off, pushed_on = (x <= 0) if act is F.relu else (x < 0), upstream > 0
+        assert torch.equal(grad, torch.where(off & pushed_on, upstream, true_grad)), act
+        # an activation left unmarked, in a forward that marked another (the target), keeps its true gradient
+        with redirected(True):
+            target, below = act(leaf.clone()), act(leaf)
+            mark_targets([target])
+        grad_below, = torch.autograd.grad(below, leaf, upstream)
+        assert torch.equal(grad_below, true_grad), act
+
+
 def test_inactive_context_changes_nothing():
     x = torch.tensor([-1.0], requires_grad=True)
     with redirected(False):

@@ -84,8 +84,9 @@ class _RedirectedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         out, = ctx.saved_tensors
-        passes = (out > 0) | (grad > 0) if _redirects(ctx) else out > 0
-        return grad * passes.to(grad.dtype), None, None
+        true_grad = torch.ops.aten.threshold_backward(grad, out, 0)  # relu's own backward: grad where out > 0
+        # where the unit is off, also a gradient > 0: max(grad, 0) there, grad itself where it is on
+        return (torch.maximum(grad, true_grad) if _redirects(ctx) else true_grad), None, None
 
 
 class _RedirectedGELU(torch.autograd.Function):
@@ -101,9 +102,7 @@ class _RedirectedGELU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            true_grad, = torch.autograd.grad(F.gelu(leaf, approximate=ctx.approximate), leaf, grad)
+        true_grad = torch.ops.aten.gelu_backward(grad, x, approximate=ctx.approximate)
         if not _redirects(ctx):
             return true_grad, None, None
         return torch.where((x < 0) & (grad > 0), grad, true_grad), None, None
