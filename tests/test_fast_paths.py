@@ -12,7 +12,7 @@ from pyviz_fast.engine.draws import Draws
 from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
-from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
+from pyviz_fast.engine.goals.gram import gram, gram_error, sibling_similarity, squared_norms
 from pyviz_fast.engine.goals.style import relative_error
 from pyviz_fast.engine.layout import Activation
 
@@ -172,6 +172,30 @@ def test_objective_of_rows_in_order_skips_the_index_with_the_same_values_and_gra
     grad_plain, = torch.autograd.grad(plain[[0, 2]].sum(), b)
     torch.testing.assert_close(grad_fast[[0, 2]], grad_plain[[0, 2]])
     torch.testing.assert_close(grad_fast, 2 * act / act[0].numel())
+
+
+@pytest.mark.parametrize("facets,crops", [(3, 1), (2, 2), (4, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sibling_similarity_equals_the_plain_cosines_of_gram_matrices(facets, crops, channels_last):
+    gen = torch.Generator().manual_seed(facets * 10 + crops)
+    act = torch.randn(2 * facets * crops, 5, 6, 7, generator=gen).relu()
+    act = act.contiguous(memory_format=torch.channels_last) if channels_last else act
+    upstream = torch.randn(act.shape[0], generator=gen)
+    activation = Activation((5, 6, 7), "nchw")
+
+    def plain(x):  # every row against the same crop of its unit's other facets, held constant
+        grams = F.normalize(gram(x, activation).flatten(1), dim=1).view(-1, facets, crops, 25)
+        similarity = (grams.unsqueeze(2) * grams.detach().unsqueeze(1)).sum(-1)  # [units, n, n, k]
+        return ((similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2).transpose(1, 2)) / (facets - 1)).reshape(-1)
+    results = []
+    for fn in (lambda x: sibling_similarity(x, activation, facets, crops), plain):
+        x = act.clone().requires_grad_(True)
+        value = fn(x)
+        results.append((value, torch.autograd.grad((value * upstream).sum(), x)[0]))
+    (fast, grad_fast), (want, grad_want) = results
+    torch.testing.assert_close(fast, want)
+    torch.testing.assert_close(grad_fast, grad_want, rtol=1e-4, atol=1e-6)
+    assert grad_fast.stride() == act.stride() and grad_want.abs().max() > 0
 
 
 def test_diversity_over_every_input_reads_the_activation_as_it_is():

@@ -29,7 +29,7 @@ gradient keeps the activation's memory layout).
 import torch
 import torch.nn.functional as F
 
-from pyviz_fast.engine.goals.gram import gram
+from pyviz_fast.engine.goals.gram import gram, sibling_similarity
 
 
 class Diversity:
@@ -42,10 +42,7 @@ class Diversity:
         act, scores = acts[self.layers[0]], main.detach()
         if self.inputs is not None:
             act, scores = act[self.inputs], scores[self.inputs]
-        grams = F.normalize(gram(act, self.activation).flatten(1), dim=1)
-        grams = grams.view(-1, n, k, grams.shape[-1])                       # [units, facets, crops, C*C]
-        similarity = (grams.unsqueeze(2) * grams.detach().unsqueeze(1)).sum(-1)  # [units, n, n, crops]
-        others = (similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2).transpose(1, 2)) / max(n - 1, 1)
+        others = sibling_similarity(act, self.activation, n, k).view(-1, n, k)
         scale = scores.abs().view(-1, n * k).mean(1)[:, None, None]  # per unit
         penalty = -(self.weight * scale * self._pushing(scores)[:, :, None] * others).reshape(-1)
         return penalty if self.inputs is None else torch.zeros_like(main).index_add(0, self.inputs, penalty)

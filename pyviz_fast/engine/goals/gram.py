@@ -82,6 +82,48 @@ class _GramError(torch.autograd.Function):
         return _gram_backward(x, (grad / norms)[:, None, None] * (2 * diff)), None, None
 
 
+class _SiblingSimilarity(torch.autograd.Function):
+    """(x [B, C, *positions], facets n, crops k) -> float [B]: for row (unit, facet, crop), the mean
+    cosine similarity of its Gram matrix with those of the same crop of the unit's other facets,
+    differentiated through the row's own Gram matrix only (the others are constants to it).
+
+    One node instead of autograd's dozen: the Gram matrices are C*C floats per row (230,400 at
+    C=480), and every elementwise pass over them (the 1/P, a normalization and its backward) costs
+    as much as the products. Cosines ignore the 1/P; the norms are the diagonal of the products'
+    matrix; the gradient of row i is a combination of its unit's Gram matrices (``A @ grams``)."""
+
+    @staticmethod
+    def forward(ctx, x, facets, crops):
+        f = _rows(x)
+        grams = torch.bmm(f, f.transpose(1, 2))
+        rows = grams.view(-1, facets, crops, grams.shape[1] ** 2).transpose(1, 2)  # [units, k, n, C*C]
+        dots = rows @ rows.transpose(2, 3)                                           # [units, k, n, n]
+        norms = dots.diagonal(dim1=2, dim2=3).clamp(min=torch.finfo(dots.dtype).tiny).sqrt()
+        cosines = dots / (norms[..., :, None] * norms[..., None, :])
+        others = (cosines.sum(3) - cosines.diagonal(dim1=2, dim2=3)) / max(facets - 1, 1)
+        ctx.save_for_backward(x, rows, cosines, norms)
+        return others.transpose(1, 2).reshape(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, rows, cosines, norms = ctx.saved_tensors
+        n = cosines.shape[-1]
+        weight = grad.view(-1, n, rows.shape[1]).transpose(1, 2) / max(n - 1, 1)  # [units, k, n]
+        others = 1 - torch.eye(n, dtype=cosines.dtype, device=cosines.device)
+        # d cos_ij / d G_i = G_j / (|G_i| |G_j|) - cos_ij G_i / |G_i|^2
+        mix = weight[..., :, None] * others / (norms[..., :, None] * norms[..., None, :])
+        mix = mix - torch.diag_embed(weight * (cosines * others).sum(3) / norms.square())
+        # dF = (dG + dG^T) F = 2 dG F (dG is symmetric): the 2 goes into the small matrix
+        d_grams = ((2 * mix) @ rows).transpose(1, 2).reshape(x.shape[0], x.shape[1], x.shape[1])
+        return _times(d_grams, x), None, None
+
+
+def sibling_similarity(act, activation, facets, crops):
+    """float32 [B]: each row's mean Gram cosine similarity to the same crop of its unit's other
+    facets (rows ordered unit, facet, crop), with gradient through the row's own Gram matrix only."""
+    return _SiblingSimilarity.apply(activation.channels_first(act).float(), facets, crops)
+
+
 def gram(act, activation):
     """float32 [B, C, C] from an activation laid out as ``activation`` (a ``layout.Activation``)."""
     return _Gram.apply(activation.channels_first(act).float())
