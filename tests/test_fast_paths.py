@@ -135,20 +135,29 @@ def test_maco_crops_that_wrap_see_the_periodic_image(hw, share, wrapping):
 
 
 @pytest.mark.parametrize("biases", [(-100.0, -100.0), (0.0, -100.0), (0.0, 0.0)], ids=["all off", "mixed", "all fire"])
-def test_redirected_first_gives_the_plain_orders_results_bit_for_bit(biases):
-    from pyviz_fast.engine.redirect import ascent_gradients
+@pytest.mark.parametrize("act", [F.relu, F.gelu])
+def test_one_redirected_pass_gives_the_two_pass_results_bit_for_bit(biases, act):
+    """Rows of the images that are off redirect in one backward; an activation whose rows are not
+    the model inputs (here: two inputs per row) makes the plain forward follow."""
+    from pyviz_fast.engine.redirect import ascent_gradients, mark_targets
     gen = torch.Generator().manual_seed(0)
     weight, bias = torch.randn(2, 3, 3, 3, generator=gen), torch.tensor(biases)
     images = torch.rand(2, 3, 8, 8, generator=gen, requires_grad=True)
 
-    def forward():  # image b maximizes channel b
-        acts = F.relu(F.conv2d(images, weight, bias))
-        objective = torch.stack([acts[0, 0].mean(), acts[1, 1].mean()])
+    def forward(batch_first):  # image b maximizes channel b of its own two model inputs (crops)
+        pre = F.conv2d(images.repeat_interleave(2, 0), weight, bias)
+        acts = act(pre) if batch_first else act(pre.view(2, -1, *pre.shape[2:])).view_as(pre)
+        mark_targets([acts])
+        objective = torch.stack([acts[0:2, 0].mean(), acts[2:4, 1].mean()])
         return objective, objective - 0.1 * images.square().mean((1, 2, 3))
-    plain_reported, (plain,) = ascent_gradients(forward, (images,), redirect=True)
-    first_reported, (first,) = ascent_gradients(forward, (images,), redirect=True, redirected_first=True)
-    assert torch.equal(plain_reported, first_reported) and torch.equal(plain, first)
-    assert plain.abs().sum() > 0
+    one_reported, (one,) = ascent_gradients(lambda: forward(True), (images,), redirect=True, inputs=4)
+    two_reported, (two,) = ascent_gradients(lambda: forward(False), (images,), redirect=True, inputs=4)
+    assert torch.equal(one_reported, two_reported) and torch.equal(one, two)
+    _, (true,) = ascent_gradients(lambda: forward(True), (images,), redirect=False)
+    fires = one_reported > 0
+    assert torch.equal(one[fires], true[fires]) and one.abs().sum() > 0
+    if biases == (0.0, -100.0):
+        assert not torch.equal(one[1], true[1])  # the off image takes the redirected gradient
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])

@@ -14,10 +14,12 @@ negative side) takes the redirected gradient, every other image keeps the true o
 bit. Lucid's rule, redirect only where no true gradient gets through, is the same idea at the
 image level; applying the redirected backward to every image, as this module first did, pushed
 gradient through lower units that are off for units the true gradient already moved, and on
-ShapesResNet left 5 such units flat. The choice is per image of the batch (its objective), never
-per row of an activation, so it needs no knowledge of where a model keeps its batch dimension
-and a unit's result still depends on the unit alone. Cost: a second forward and backward
-during the redirected steps of a batch that holds units of both kinds.
+ShapesResNet left 5 such units flat. The choice is per image of the batch (its objective), and
+a unit's result still depends on the unit alone. It costs no second pass: the forward of a
+redirected step runs under the redirected activations (same values), and their backward
+redirects only the rows of the images that are off, when every such activation has one row per
+model input; an activation laid out otherwise (a sequence-first transformer) makes a plain
+forward follow for the images that fire.
 
 Which activations: only the target's own. The ReLUs (GELUs) whose output the objective reads,
 directly or through shape and selection ops (a view, a concatenation, max pooling, a residual
@@ -54,10 +56,14 @@ from torch.overrides import TorchFunctionMode
 
 
 class _Forward:
-    """What the redirected activations of one forward share: whether ``mark_targets`` found any."""
+    """What the redirected activations of one forward share: whether ``mark_targets`` found any,
+    the leading sizes of their outputs, and which rows redirect (set before the backward by
+    ``ascent_gradients``: None = every row, a bool [rows] per model input)."""
 
     def __init__(self):
         self.marked = False
+        self.leading = set()
+        self.rows = None
 
 
 def _redirects(ctx):
@@ -65,8 +71,17 @@ def _redirects(ctx):
     return ctx.target or not ctx.forward_pass.marked
 
 
-def _begin(ctx, forward_pass):
+def _begin(ctx, forward_pass, out):
     ctx.forward_pass, ctx.target = forward_pass, False  # ctx is the output's grad_fn: mark_targets sets target
+    forward_pass.leading.add(out.shape[0] if out.dim() else None)
+
+
+def _in_rows(ctx, redirected, true_grad):
+    """The redirected gradient in the rows that redirect, the true one in the others."""
+    rows = ctx.forward_pass.rows
+    if rows is None:
+        return redirected
+    return torch.where(rows.view(-1, *[1] * (true_grad.dim() - 1)), redirected, true_grad)
 
 
 class _RedirectedReLU(torch.autograd.Function):
@@ -74,8 +89,8 @@ class _RedirectedReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, inplace, forward_pass):
-        _begin(ctx, forward_pass)
         out = torch.relu_(x) if inplace else torch.relu(x)
+        _begin(ctx, forward_pass, out)
         if inplace:
             ctx.mark_dirty(x)
         ctx.save_for_backward(out)  # out > 0 exactly where x > 0, even after an in-place relu
@@ -85,8 +100,10 @@ class _RedirectedReLU(torch.autograd.Function):
     def backward(ctx, grad):
         out, = ctx.saved_tensors
         true_grad = torch.ops.aten.threshold_backward(grad, out, 0)  # relu's own backward: grad where out > 0
+        if not _redirects(ctx) or (ctx.forward_pass.rows is not None and not ctx.forward_pass.rows.any()):
+            return true_grad, None, None
         # where the unit is off, also a gradient > 0: max(grad, 0) there, grad itself where it is on
-        return (torch.maximum(grad, true_grad) if _redirects(ctx) else true_grad), None, None
+        return _in_rows(ctx, torch.maximum(grad, true_grad), true_grad), None, None
 
 
 class _RedirectedGELU(torch.autograd.Function):
@@ -94,18 +111,19 @@ class _RedirectedGELU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, approximate, forward_pass):
-        _begin(ctx, forward_pass)
+        out = F.gelu(x, approximate=approximate)
+        _begin(ctx, forward_pass, out)
         ctx.save_for_backward(x)
         ctx.approximate = approximate
-        return F.gelu(x, approximate=approximate)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, = ctx.saved_tensors
         true_grad = torch.ops.aten.gelu_backward(grad, x, approximate=ctx.approximate)
-        if not _redirects(ctx):
+        if not _redirects(ctx) or (ctx.forward_pass.rows is not None and not ctx.forward_pass.rows.any()):
             return true_grad, None, None
-        return torch.where((x < 0) & (grad > 0), grad, true_grad), None, None
+        return _in_rows(ctx, torch.where((x < 0) & (grad > 0), grad, true_grad), true_grad), None, None
 
 
 # Autograd nodes an activation reaches the objective through without a weight: the objective
@@ -160,38 +178,40 @@ class _RedirectMode(TorchFunctionMode):
 
 def redirected(active):
     """Context manager: while open (and ``active``), ReLU and GELU calls get the redirected backward
-    (the targets' only, once ``mark_targets`` has marked some)."""
+    (the targets' only, once ``mark_targets`` has marked some); ``as mode``: ``mode.forward_pass``."""
     return _RedirectMode() if active else contextlib.nullcontext()
 
 
-def ascent_gradients(forward, wrt, redirect, redirected_first=False):
+def ascent_gradients(forward, wrt, redirect, inputs=None):
     """(reported objective [B], gradients of the summed optimized objective w.r.t. each of ``wrt``).
 
     ``forward()`` runs the model and the goal and returns (reported [B], optimized [B]); row b of
-    every tensor in ``wrt`` belongs to image b. With ``redirect``, the images whose unit does not
+    every tensor in ``wrt`` belongs to image b, and the model's ``inputs`` rows (default B) are the
+    images' model inputs in order (k per image). With ``redirect``, the images whose unit does not
     fire yet (reported objective <= 0: a ReLU unit off everywhere, a GELU unit on its negative
-    side) take their gradient from a second forward under ``redirected``; the others keep the
-    true gradient, untouched. Only a batch that mixes both pays the second pass.
+    side) take the redirected gradient, the others the true one, untouched.
 
-    redirected_first: the caller expects every image to be off (they all were at its previous
-    step; a style loss's objective is never positive): the redirected forward runs first, and as
-    its values are the plain forward's bit for bit, it decides alone; the plain forward runs only
-    if some image fires. Same results either way; it saves the plain pass when the guess holds.
+    One forward, under ``redirected`` (its values are the plain forward's bit for bit): when every
+    redirected activation has one row per model input (batch first, as the objective reads its
+    layers), its backward redirects only the rows of the images that are off. Otherwise (an
+    activation laid out another way) a plain forward follows for the images that fire.
     """
-    if redirect and redirected_first:
-        with redirected(True):
-            reported, optimized_redirected = forward()
-        off = reported.detach() <= 0
-        if bool(off.all()):
-            return reported.detach(), torch.autograd.grad(optimized_redirected.sum(), wrt)
-        _, optimized = forward()
-        if bool(off.any()):
-            optimized = torch.where(off, optimized_redirected, optimized)
+    if not redirect:
+        reported, optimized = forward()
         return reported.detach(), torch.autograd.grad(optimized.sum(), wrt)
-    reported, optimized = forward()
-    off = reported.detach() <= 0 if redirect else None
-    if redirect and bool(off.any()):
-        with redirected(True):
-            _, optimized_redirected = forward()
-        optimized = optimized_redirected if bool(off.all()) else torch.where(off, optimized_redirected, optimized)
+    with redirected(True) as mode:
+        reported, optimized = forward()
+    off = reported.detach() <= 0
+    rows = len(off) if inputs is None else inputs
+    forward_pass = mode.forward_pass
+    if bool(off.all()):
+        forward_pass.rows = None
+    elif not bool(off.any()):
+        forward_pass.rows = off  # no row redirects, whatever the layout
+    elif forward_pass.leading <= {rows} and rows % len(off) == 0:
+        forward_pass.rows = off.repeat_interleave(rows // len(off))
+    else:
+        forward_pass.rows = None
+        _, plain = forward()
+        optimized = torch.where(off, optimized, plain)
     return reported.detach(), torch.autograd.grad(optimized.sum(), wrt)

@@ -99,7 +99,6 @@ class _Run:
         self.lrs = decay(s.lr, s.lr if s.lr_end is None else s.lr_end, s.steps, s.schedule)
         self.transform = not is_identity(s.scale_range, s.rotate)
         self.clock = {"forward_backward": 0.0, "step": 0.0}
-        self._all_off = False  # every image's objective <= 0 at the previous redirected step
 
     def goal(self, task, rows, hw, crops):
         """``task.objective(rows, hw, crops, self)``, made once: goals keep no state, so the next
@@ -123,9 +122,7 @@ class _Run:
                                        self.s.rotate)
             redirect = step < self.s.redirect_steps
             reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal, redirect)), wrt, redirect,
-                                               redirected_first=redirect and step > 0 and self._all_off)
-            if redirect:  # every image off now: likely so at the next step too (redirect.py)
-                self._all_off = bool((reported <= 0).all())
+                                               inputs=inputs.shape[0])
         self.clock["forward_backward"] += time.perf_counter() - start
         return reported, grads
 
