@@ -18,6 +18,7 @@ each by wall and by process CPU time; the rows are medians. "model share" is the
 forward+backward seconds over its total (the engine's clocks). Never asserts.
 
     python benchmarks/bench_methods.py --threads 1 --steps 32 --json benchmarks/results/methods.json
+    python benchmarks/bench_methods.py --threads 1 --steps 32 --googlenet   # a real-sized model
 """
 import argparse
 import os
@@ -63,6 +64,22 @@ def cases():
          lambda n: pvf.style_transfer(shapes, *pairs, steps=n, **common), pairs),
         ("style random_vgg 8 pairs", vgg, "relu4_1", 8,
          lambda n: pvf.style_transfer(vgg, *pairs, steps=n, **common), pairs),
+    ]
+
+
+def googlenet_cases():
+    """The same methods on a real-sized model: googlenet (random weights, seed 0) at ``SIZE``."""
+    torch.manual_seed(0)
+    net, _ = pvf.load_model("torchvision:googlenet", weights="none")
+    common = dict(size=SIZE, progress=False, **EXECUTION)
+    return [
+        ("pixel googlenet inception4a:0-15", net, "inception4a", 16,
+         lambda n: pvf.render(net, "inception4a:0-15", steps=n, **common), None),
+        ("maco googlenet inception4a:0-7, 4 crops", net, "inception4a", 32,
+         lambda n: pvf.render(net, "inception4a:0-7", param="maco", maco_crops=4, steps=n, **common), None),
+        ("facets googlenet inception4a:0-3 x4", net, "inception4a", 16,
+         lambda n: pvf.render(net, "inception4a:0-3", facets=4, diversity_layer="inception3b", steps=n, **common),
+         None),
     ]
 
 
@@ -148,10 +165,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="ceiling/render timings in turn (medians)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write the rows and metadata here")
+    parser.add_argument("--googlenet", action="store_true",
+                        help="pixel, MaCo and facets on googlenet (random weights) instead of the shipped models")
     args = parser.parse_args()
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
-    for name, model, layer, inputs, run, pairs in cases():
+    for name, model, layer, inputs, run, pairs in (googlenet_cases() if args.googlenet else cases()):
         rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats)
         print(markdown([row for row in rows if row.case.startswith(name + " [")]), flush=True)
     print(markdown(rows))
