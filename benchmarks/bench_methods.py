@@ -14,7 +14,8 @@ error against fixed targets, no render around it). ``render / ceiling`` is the i
 ``render / ceiling with the loss`` is what the render adds to the work the loss needs.
 
 The ceiling and the render are timed in turn ``--repeats`` times (the machine's load drifts),
-each by wall and by process CPU time; the rows are medians. "model share" is the render's own
+each by wall and by process CPU time; the rows are medians, and "paired" is the median of each
+repeat's own ceiling / render (the drift between repeats cancels out of it). "model share" is the render's own
 forward+backward seconds over its total (the engine's clocks). Never asserts.
 
     python benchmarks/bench_methods.py --threads 1 --steps 32 --json benchmarks/results/methods.json
@@ -32,7 +33,7 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.render_cases import fwd_bwd_call
 from pyviz_fast.bench.results import Row, write_results
-from pyviz_fast.bench.timing import steady_process
+from pyviz_fast.bench.timing import paired_ratio, steady_process
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals.style import StyleTask
 from pyviz_fast.engine.layers import probe_activations
@@ -135,6 +136,7 @@ def method_rows(name, model, layer, inputs, run, pairs, steps, repeats):
             extra = {"samples_s": [round(s[k], 4) for s in samples]}
             if variant == "render":
                 extra["model_share"] = statistics.median(shares)
+                extra["paired_ratio"] = paired_ratio(measured["ceiling"], samples, k)
                 if pairs is not None:
                     extra["ratio_to_ceiling_with_the_loss"] = statistics.median(
                         s[k] for s in measured["ceiling with the loss"]) / median
@@ -147,13 +149,14 @@ def method_rows(name, model, layer, inputs, run, pairs, steps, repeats):
 
 def markdown(rows):
     """One line per method and clock: ceiling, [ceiling with the loss], render seconds and ratios."""
-    lines = ["| method [clock] | ceiling s | with the loss s | render s | render / ceiling | render / with the loss "
-             "| model share |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method [clock] | ceiling s | with the loss s | render s | render / ceiling | paired | "
+             "render / with the loss | model share |", "|---|---|---|---|---|---|---|---|"]
     for case in dict.fromkeys(row.case for row in rows):
         by = {row.variant: row for row in rows if row.case == case}
         render, bare, loss = by["render"], by["ceiling"], by.get("ceiling with the loss")
         lines.append(f"| {case} | {bare.median_s:.2f} | {'' if loss is None else f'{loss.median_s:.2f}'} | "
                      f"{render.median_s:.2f} | {bare.median_s / render.median_s:.2f} | "
+                     f"{render.extra['paired_ratio']:.2f} | "
                      f"{'' if loss is None else f'{loss.median_s / render.median_s:.2f}'} | "
                      f"{render.extra['model_share']:.2f} |")
     return "\n".join(lines)

@@ -26,7 +26,7 @@ import pyviz_fast as pvf
 from pyviz_fast.bench.metadata import collect_metadata
 from pyviz_fast.bench.render_cases import fwd_bwd_call
 from pyviz_fast.bench.results import Row, format_ratio_table, write_results
-from pyviz_fast.bench.timing import steady_process
+from pyviz_fast.bench.timing import paired_ratio, steady_process
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.schedules import stages
 from pyviz_fast.engine.units import Unit
@@ -66,9 +66,12 @@ def rows_of(section, case, baseline, measured, items, params):
     for k, clock in enumerate(("wall", "cpu")):
         for variant, samples in measured.items():
             median = statistics.median(s[k] for s in samples)
+            extra = {"samples_s": [round(s[k], 4) for s in samples]}
+            if variant != baseline:
+                extra["paired_ratio"] = paired_ratio(measured[baseline], samples, k)
             rows.append(Row(section, f"{case} [{clock} s]", variant, items / median, "image-steps/s", median,
                             runs=len(samples), baseline=None if variant == baseline else baseline, params=params,
-                            extra={"samples_s": [round(s[k], 4) for s in samples]}))
+                            extra=extra))
     return rows
 
 
@@ -122,6 +125,13 @@ def gui_rows(units="conv3:0-7", size=96, steps=64, repeats=5):
     return rows_of("gui", case, "pvf.render", measured, len(picks) * steps, params)
 
 
+def show(rows):
+    """A case's table, then each repeat's own ratio's median per clock (drift between repeats cancels)."""
+    paired = ", ".join(f"{row.case.rsplit('[', 1)[1].rstrip(']')}: {row.extra['paired_ratio']:.2f}"
+                       for row in rows if "paired_ratio" in row.extra)
+    print(f"{format_ratio_table(rows)}\npaired ratio, {paired}\n", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, help="torch threads (1 is steadier on a busy machine)")
@@ -131,9 +141,9 @@ def main():
     load_before, rows = os.getloadavg(), []
     for case in ZOOM_CASES:
         rows += zoom_rows(*case)
-        print(format_ratio_table(rows[-4:]) + "\n", flush=True)
+        show(rows[-4:])
     rows += gui_rows()
-    print(format_ratio_table(rows[-4:]) + "\n", flush=True)
+    show(rows[-4:])
     if args.json:
         print(f"results: {write_results(args.json, rows, collect_metadata('cpu', load_before))}")
 

@@ -28,6 +28,13 @@ def steady_process(threads=None):
     keep_freed_memory_unless_opted_out()
 
 
+def paired_ratio(baseline, samples, clock=0):
+    """The median over repeats of baseline / sample, where repeat i timed ``baseline[i]`` and
+    ``samples[i]`` one after the other (each a tuple of clocks, e.g. (wall, CPU)): the load's drift
+    between repeats cancels out of it, as it does not out of a ratio of medians."""
+    return statistics.median(b[clock] / m[clock] for b, m in zip(baseline, samples))
+
+
 @dataclass
 class Measurement:
     """Seconds per call of one timed callable: median, interquartile range, fastest, all runs."""
