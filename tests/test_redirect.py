@@ -118,6 +118,18 @@ def test_only_images_whose_unit_is_off_get_the_redirected_gradient(act):
     assert true_grad[1].abs().sum() == 0 and grad[1].abs().sum() > 0  # off: only redirection moves it
 
 
+def test_a_compiled_model_redirects_as_the_eager_one(shapesnet):
+    """compile=True traces the model, but the redirected activations stay eager: their backward
+    reads the rows and targets each step sets after its forward (traced, it kept those of the
+    first trace: up to 1.0 apart in pixels)."""
+    settings = dict(size=40, steps=8, precision="fp32", memory_format="contiguous", progress=False, seed=0,
+                    redirect_relu_steps=1)
+    eager = pvf.render(shapesnet, "conv3:0-15", compile=False, **settings)
+    compiled = pvf.render(shapesnet, "conv3:0-15", compile=True, **settings)
+    assert (eager.objective <= 0).any() and (eager.objective > 0).any()  # a batch of both kinds
+    torch.testing.assert_close(compiled.images, eager.images, atol=1e-5, rtol=0)
+
+
 @pytest.fixture(scope="module")
 def shapesnet():
     return zoo.shapesnet()

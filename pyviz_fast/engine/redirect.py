@@ -35,7 +35,7 @@ GELU (a ViT's MLP) gets the same backward: its gradient vanishes for very negati
 for inputs below about -0.75 even points away from activation, so a neuron starting there is
 pushed further off.
 
-How: a ``TorchFunctionMode`` active around that second forward replaces the calls ``F.relu``
+How: a ``TorchFunctionMode`` active around the forward of a redirected step replaces the calls ``F.relu``
 (which ``nn.ReLU`` calls), ``torch.relu``, ``torch.relu_``, ``Tensor.relu(_)`` and ``F.gelu``
 (``nn.GELU``) by autograd functions with the redirected backward. The forward is unchanged bit
 for bit and the model object is never modified (no module is swapped, no hook added), so there
@@ -170,10 +170,18 @@ class _RedirectMode(TorchFunctionMode):
         if isinstance(x, torch.Tensor) and x.requires_grad and x.is_floating_point():
             if func in _RELU_OUT_OF_PLACE or func in _RELU_IN_PLACE:
                 inplace = func in _RELU_IN_PLACE or (func is F.relu and _argument(args, kwargs, 1, "inplace", False))
-                return _RedirectedReLU.apply(x, bool(inplace), self.forward_pass)
+                return _eager(_RedirectedReLU, x, bool(inplace), self.forward_pass)
             if func is F.gelu:
-                return _RedirectedGELU.apply(x, _argument(args, kwargs, 1, "approximate", "none"), self.forward_pass)
+                return _eager(_RedirectedGELU, x, _argument(args, kwargs, 1, "approximate", "none"), self.forward_pass)
         return func(*args, **kwargs)
+
+
+@torch.compiler.disable
+def _eager(function, *args):
+    """``function.apply(*args)`` outside compiled code: a compiled model (compile=True) would trace
+    the backward once, with the rows and targets of that moment, which ``ascent_gradients`` and
+    ``mark_targets`` set for each step after its forward."""
+    return function.apply(*args)
 
 
 def redirected(active):
