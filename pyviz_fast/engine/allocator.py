@@ -36,11 +36,12 @@ def keep_freed_memory(limit=DEFAULT_LIMIT):
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)
-    # glibc caps the mmap threshold (32 MiB on some versions): take the largest it accepts
+    # mallopt takes a C int; glibc caps the mmap threshold (32 MiB on some versions): the largest it accepts
+    limit = min(limit, 2**31 - 1)
     mmap_threshold = limit
-    while mmap_threshold >= 1 << 20 and not libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(min(mmap_threshold, 2**31 - 1))):
+    while mmap_threshold >= 1 << 20 and not libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)):
         mmap_threshold //= 2
-    if mmap_threshold < 1 << 20 or not libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(min(limit, 2**31 - 1))):
+    if mmap_threshold < 1 << 20 or not libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(limit)):
         return False
     global _applied
     _applied = limit

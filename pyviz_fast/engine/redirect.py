@@ -35,9 +35,9 @@ GELU (a ViT's MLP) gets the same backward: its gradient vanishes for very negati
 for inputs below about -0.75 even points away from activation, so a neuron starting there is
 pushed further off.
 
-How: a ``TorchFunctionMode`` active around the forward of a redirected step replaces the calls ``F.relu``
-(which ``nn.ReLU`` calls), ``torch.relu``, ``torch.relu_``, ``Tensor.relu(_)`` and ``F.gelu``
-(``nn.GELU``) by autograd functions with the redirected backward. The forward is unchanged bit
+How: a ``TorchFunctionMode`` active around the forward of a redirected step replaces the calls
+``F.relu`` (which ``nn.ReLU`` calls), ``torch.relu``, ``torch.relu_``, ``Tensor.relu(_)`` and
+``F.gelu`` (``nn.GELU``) by autograd functions with the redirected backward. The forward is unchanged bit
 for bit and the model object is never modified (no module is swapped, no hook added), so there
 is nothing to restore, whatever happens during the render.
 
@@ -57,18 +57,21 @@ from torch.overrides import TorchFunctionMode
 
 class _Forward:
     """What the redirected activations of one forward share: whether ``mark_targets`` found any,
-    the leading sizes of their outputs, and which rows redirect (set before the backward by
-    ``ascent_gradients``: None = every row, a bool [rows] per model input)."""
+    the leading sizes of their outputs, and what the backward redirects (set after the forward by
+    ``ascent_gradients``): ``active`` False = nothing; else ``rows`` None = every row, or a bool
+    [rows] per model input."""
 
     def __init__(self):
         self.marked = False
         self.leading = set()
-        self.rows = None
+        self.active, self.rows = True, None
 
 
 def _redirects(ctx):
-    """Whether this activation's backward redirects: it is a target, or no target was found."""
-    return ctx.target or not ctx.forward_pass.marked
+    """Whether this activation's backward redirects: some image is off, and it is a target or no
+    target was found."""
+    forward_pass = ctx.forward_pass
+    return forward_pass.active and (ctx.target or not forward_pass.marked)
 
 
 def _begin(ctx, forward_pass, out):
@@ -100,7 +103,7 @@ class _RedirectedReLU(torch.autograd.Function):
     def backward(ctx, grad):
         out, = ctx.saved_tensors
         true_grad = torch.ops.aten.threshold_backward(grad, out, 0)  # relu's own backward: grad where out > 0
-        if not _redirects(ctx) or (ctx.forward_pass.rows is not None and not ctx.forward_pass.rows.any()):
+        if not _redirects(ctx):
             return true_grad, None, None
         # where the unit is off, also a gradient > 0: max(grad, 0) there, grad itself where it is on
         return _in_rows(ctx, torch.maximum(grad, true_grad), true_grad), None, None
@@ -121,7 +124,7 @@ class _RedirectedGELU(torch.autograd.Function):
     def backward(ctx, grad):
         x, = ctx.saved_tensors
         true_grad = torch.ops.aten.gelu_backward(grad, x, approximate=ctx.approximate)
-        if not _redirects(ctx) or (ctx.forward_pass.rows is not None and not ctx.forward_pass.rows.any()):
+        if not _redirects(ctx):
             return true_grad, None, None
         return _in_rows(ctx, torch.where((x < 0) & (grad > 0), grad, true_grad), true_grad), None, None
 
@@ -212,14 +215,11 @@ def ascent_gradients(forward, wrt, redirect, inputs=None):
     off = reported.detach() <= 0
     rows = len(off) if inputs is None else inputs
     forward_pass = mode.forward_pass
-    if bool(off.all()):
-        forward_pass.rows = None
-    elif not bool(off.any()):
-        forward_pass.rows = off  # no row redirects, whatever the layout
-    elif forward_pass.leading <= {rows} and rows % len(off) == 0:
-        forward_pass.rows = off.repeat_interleave(rows // len(off))
-    else:
-        forward_pass.rows = None
-        _, plain = forward()
-        optimized = torch.where(off, optimized, plain)
+    forward_pass.active = bool(off.any())  # none off: every backward is the true one, whatever the layout
+    if forward_pass.active and not bool(off.all()):  # both kinds: only the rows of the images that are off
+        if forward_pass.leading <= {rows} and rows % len(off) == 0:
+            forward_pass.rows = off.repeat_interleave(rows // len(off))
+        else:
+            _, plain = forward()
+            optimized = torch.where(off, optimized, plain)
     return reported.detach(), torch.autograd.grad(optimized.sum(), wrt)

@@ -88,9 +88,10 @@ class Settings:
       (periodic) image's edges, the others staying inside it (on the zoo at 96 steps, three
       seeds: the ViT's own class images keep p >= 0.9 under a random shift and crop for 9-10 of
       10 classes with 0.25, 6-8 with 0, 8 with 0.5, which also lowers the models' own p).
-      maco_noise: std of the Gaussian noise added to every crop, first step to last. maco_lr: the phase optimizer's learning rate; ``lr`` is for pixels. The
-      paper's 1.0 is for hundreds of steps at 224+ px; on the zoo at 32 steps 0.3 did better
-      than 0.1 (transfer across the zoo 0.35 against 0.28).
+      maco_noise: std of the Gaussian noise added to every crop, first step to last. maco_lr:
+      the phase optimizer's learning rate; ``lr`` is for pixels. The paper's 1.0 is for
+      hundreds of steps at 224+ px; on the zoo at 32 steps 0.3 did better than 0.1 (transfer
+      across the zoo 0.35 against 0.28).
     Facets (diversity, Olah et al. 2017)
       facets: images per unit, optimized together in one batch. diversity: weight of the
       penalty on the similarity of their Gram matrices, relative to the unit's objective (0 =

@@ -90,7 +90,7 @@ class _SiblingSimilarity(torch.autograd.Function):
     One node instead of autograd's dozen: the Gram matrices are C*C floats per row (230,400 at
     C=480), and every elementwise pass over them (the 1/P, a normalization and its backward) costs
     as much as the products. Cosines ignore the 1/P; the norms are the diagonal of the products'
-    matrix; the gradient of row i is a combination of its unit's Gram matrices (``A @ grams``)."""
+    matrix; the gradient of row i is a combination of its unit's Gram matrices (``mix @ grams``)."""
 
     @staticmethod
     def forward(ctx, x, facets, crops):
