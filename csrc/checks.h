@@ -62,6 +62,28 @@ inline void check_int32_image_offsets(const at::Tensor& x, const char* name) {
               " must address each image within 2^31 - 1 elements (strides ", x.strides(), ")");
 }
 
+// Crop boxes [B, k, 3] of (size, centre y, centre x) in image fractions: float32 on the CPU
+// (read by the host), finite, 0 < size <= kMaxCropExtent and |centre| <= kMaxCropExtent, so a
+// sample's pixel position stays far inside int64.
+constexpr double kMaxCropExtent = 1e6;
+
+inline void check_crop_boxes(const at::Tensor& boxes) {
+  TORCH_CHECK(boxes.scalar_type() == at::kFloat, "boxes must be float32, got ", boxes.scalar_type());
+  TORCH_CHECK(boxes.dim() == 3 && boxes.size(1) >= 1 && boxes.size(2) == 3,
+              "boxes must have shape [B, k, 3] (size, centre y, centre x) with k >= 1, got ", boxes.sizes());
+  TORCH_CHECK(boxes.device().is_cpu(), "boxes must be on the CPU (they are read by the host), got ", boxes.device());
+  const at::Tensor b = boxes.contiguous();
+  const float* v = b.const_data_ptr<float>();
+  for (int64_t q = 0; q < b.numel() / 3; ++q) {
+    TORCH_CHECK_VALUE(std::isfinite(v[3 * q]) && v[3 * q] > 0.0f && v[3 * q] <= kMaxCropExtent,
+                      "crop sizes must be in (0, ", kMaxCropExtent, "], got ", v[3 * q], " for box ", q);
+    for (int a = 1; a < 3; ++a)
+      TORCH_CHECK_VALUE(std::isfinite(v[3 * q + a]) && std::abs(v[3 * q + a]) <= kMaxCropExtent,
+                        "crop centres must be finite and within +-", kMaxCropExtent, ", got ", v[3 * q + a],
+                        " for box ", q);
+  }
+}
+
 inline void check_eps(double eps) {
   TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
 }

@@ -12,4 +12,7 @@ TORCH_LIBRARY(pyviz_fast, m) {
       "fused_ascent_step(Tensor x, Tensor grad, Tensor shifts, Tensor next_shifts, Tensor sigma, "
       "str norm, float eps, float clip, float lr, float decay, float center, float lo, float hi) "
       "-> (Tensor, Tensor, Tensor)");
+  // MaCo's views; CPU kernels only (other devices run the reference).
+  m.def("periodic_crops(Tensor image, Tensor boxes, Tensor? noise, float noise_scale) -> Tensor");
+  m.def("periodic_crops_backward(Tensor grad, Tensor boxes) -> Tensor");
 }

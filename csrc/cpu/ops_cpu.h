@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <optional>
 #include <tuple>
 
 namespace pvf::cpu {
@@ -18,5 +19,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step_cpu(
     const at::Tensor& x, const at::Tensor& grad, const at::Tensor& shifts, const at::Tensor& next_shifts,
     const at::Tensor& sigma, c10::string_view norm, double eps, double clip, double lr, double decay,
     double center, double lo, double hi);
+
+at::Tensor periodic_crops_cpu(const at::Tensor& image, const at::Tensor& boxes, const std::optional<at::Tensor>& noise,
+                              double noise_scale);
+at::Tensor periodic_crops_backward_cpu(const at::Tensor& grad, const at::Tensor& boxes);
 
 }  // namespace pvf::cpu

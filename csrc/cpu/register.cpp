@@ -9,4 +9,6 @@ TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) {
   m.impl("normalize_grad", &pvf::cpu::normalize_grad_cpu);
   m.impl("clip_grad", &pvf::cpu::clip_grad_cpu);
   m.impl("fused_ascent_step", &pvf::cpu::fused_ascent_step_cpu);
+  m.impl("periodic_crops", &pvf::cpu::periodic_crops_cpu);
+  m.impl("periodic_crops_backward", &pvf::cpu::periodic_crops_backward_cpu);
 }

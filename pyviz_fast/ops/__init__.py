@@ -19,7 +19,7 @@ from pyviz_fast.ops import _validate, reference
 from pyviz_fast.ops.reference import NORM_MODES  # noqa: F401  (re-exported: the valid norm modes)
 
 if _ext.has_ops():
-    from pyviz_fast.ops import _fake  # noqa: F401  (meta kernels for torch.compile and opcheck)
+    from pyviz_fast.ops import _autograd, _fake  # noqa: F401  (backward formulas; meta kernels for compile, opcheck)
 
 
 class StepResult(NamedTuple):
@@ -28,9 +28,13 @@ class StepResult(NamedTuple):
     nonfinite: torch.Tensor  # bool [B]: the item's pixels or gradient were not finite (see fused_ascent_step)
 
 
-def _kernel(name, backend, device):
-    """The implementation of op ``name`` for the resolved backend."""
+def _kernel(name, backend, device, cpu_only=False):
+    """The implementation of op ``name`` for the resolved backend. An op with CPU kernels only
+    (``cpu_only``) runs the reference elsewhere, also under the CUDA emulation: it emulates what
+    the GPU would run."""
     resolved = resolve_backend(backend, device)
+    if cpu_only and not (resolved == "fused" and torch.device(device).type == "cpu"):
+        resolved = "reference"
     if resolved == "reference":
         return getattr(reference, name)
     prefix = "emulated_" if resolved == "emulation" else ""
@@ -101,6 +105,33 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs
     image, next_input, bad_step = _kernel("fused_ascent_step", backend, x.device)(*args)
     bad_pixels = nonfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))  # one read of x, no sync
     return StepResult(image, next_input, bad_step | bad_pixels)
+
+
+def periodic_crops(image, boxes, noise=None, noise_scale=1.0, *, backend=None):
+    """``k`` crops of each image, resized to the image's size, plus noise: MaCo's views of a
+    periodic image (one made by an inverse FFT), so a crop may run over an edge into the
+    opposite one. Differentiable in ``image``.
+
+    image: [B, C, H, W]; boxes: float [B, k, 3] on the CPU, each (size, centre y, centre x) as
+    fractions of the image's side. Crop ``q = b * k + j`` samples image b bilinearly at rows
+    ``cy * H - 0.5 + size * (i + 0.5 - H / 2)`` (pixel centres at integers, wrapped into the
+    image) and at columns alike, then adds ``noise_scale * noise[q]``.
+    noise: None or [B * k, C, H, W] on the image's device. Returns [B * k, C, H, W], image's dtype.
+    CPU kernels only: other devices run the reference.
+    """
+    _validate.image(image, "image")
+    boxes = _validate.crop_boxes(boxes, image)
+    if noise is not None:
+        B, C, H, W = image.shape
+        _validate.image(noise, "noise")
+        if noise.shape != (B * boxes.shape[1], C, H, W):
+            raise ValueError(f"noise must have shape [B * k, C, H, W] = {[B * boxes.shape[1], C, H, W]}, "
+                             f"got {list(noise.shape)}")
+        if noise.device != image.device:
+            raise ValueError(f"noise must be on the device of image ({image.device}), got {noise.device}")
+        noise = noise.to(image.dtype)
+    noise_scale = _validate.number(noise_scale, "noise_scale")
+    return _kernel("periodic_crops", backend, image.device, cpu_only=True)(image, boxes, noise, noise_scale)
 
 
 def nonfinite(values):

@@ -2,8 +2,8 @@
 and ``torch.library.opcheck`` can check them: outputs with the right shape, dtype, device and
 memory format, computed from the inputs' metadata only.
 
-Registered for every op of ``torch.ops.pyviz_fast`` and, when the extension was built with
-the CUDA kernels' CPU emulation, for their ``emulated_<op>`` twins.
+Registered for every op of ``torch.ops.pyviz_fast`` and for the ``emulated_<op>`` twins of
+those with CUDA kernels.
 """
 import torch
 
@@ -16,12 +16,22 @@ def _fused_ascent_step(x, *_):
     return torch.empty_like(x), torch.empty_like(x), x.new_empty((x.shape[0],), dtype=torch.bool)
 
 
+def _periodic_crops(image, boxes, *_):
+    return image.new_empty((boxes.shape[0] * boxes.shape[1], *image.shape[1:]))
+
+
+def _periodic_crops_backward(grad, boxes):
+    return grad.new_empty((boxes.shape[0], *grad.shape[1:]))
+
+
 FAKES = {
     "jitter": _image_like,
     "gaussian_blur": _image_like,
     "normalize_grad": _image_like,
     "clip_grad": _image_like,
     "fused_ascent_step": _fused_ascent_step,
+    "periodic_crops": _periodic_crops,
+    "periodic_crops_backward": _periodic_crops_backward,
 }
 
 
@@ -31,7 +41,8 @@ def _register():
         prefixes.append("emulated_")
     for prefix in prefixes:
         for name, fake in FAKES.items():
-            torch.library.register_fake(f"pyviz_fast::{prefix}{name}")(fake)
+            if hasattr(torch.ops.pyviz_fast, prefix + name):  # CPU-only ops have no emulated twin
+                torch.library.register_fake(f"pyviz_fast::{prefix}{name}")(fake)
 
 
 _register()

@@ -93,3 +93,31 @@ def number(value, name, *, low=-math.inf, high=math.inf, allow_inf=False):
             valid = "finite"
         raise ValueError(f"{name} must be {valid}, got {value!r}")
     return value
+
+
+MAX_CROP_EXTENT = 1e6  # csrc/checks.h kMaxCropExtent
+
+
+def crop_boxes(boxes, x):
+    """float32 [B, k, 3] (size, centre y, centre x) as fractions of the image, on the CPU whatever
+    the images' device (geometry the host reads: checking it costs no device sync): 0 < size <=
+    1e6, centres within +-1e6 (they wrap; the bounds keep pixel positions far inside int64)."""
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"boxes must be a float tensor [B, k, 3], got {type(boxes).__name__}")
+    if not boxes.dtype.is_floating_point:
+        raise TypeError(f"boxes must be floating point, got {boxes.dtype}")
+    if boxes.dim() != 3 or boxes.shape[0] != x.shape[0] or boxes.shape[1] < 1 or boxes.shape[2] != 3:
+        raise ValueError(f"boxes must have shape [B, k, 3] = [{x.shape[0]}, k >= 1, 3] (size, centre y, centre x), "
+                         f"got {_shape(boxes)}")
+    if boxes.device.type != "cpu":
+        raise ValueError(f"boxes must be on the CPU (they are read by the host), got {boxes.device}")
+    boxes = boxes.to(torch.float32).contiguous()
+    size, centres = boxes[..., 0], boxes[..., 1:]
+    bad_size = ~((size > 0) & (size <= MAX_CROP_EXTENT))
+    bad_centre = ~(centres.abs() <= MAX_CROP_EXTENT).all(-1)
+    for bad, what in ((bad_size, f"sizes in (0, {MAX_CROP_EXTENT:g}]"),
+                      (bad_centre, f"centres finite and within +-{MAX_CROP_EXTENT:g}")):
+        if bool(bad.any()):
+            b, j = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"boxes must have {what}; box [{b}, {j}] is {boxes[b, j].tolist()}")
+    return boxes

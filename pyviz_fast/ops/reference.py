@@ -121,3 +121,36 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm, eps, clip, lr, 
     new = (new - decay * (new - center)).clamp(lo, hi)
     new = torch.where(nonfinite[:, None, None, None], x32, new).to(x.dtype)
     return new, jitter(new, next_shifts), nonfinite
+
+
+def crop_taps(centre: torch.Tensor, size: torch.Tensor, n: int):
+    """Bilinear taps of crops along an axis of n pixels: sample i of a crop sits at
+    ``centre * n - 0.5 + size * (i + 0.5 - n / 2)`` pixels (pixel centres at integers) of the
+    periodic image. centre, size: float32 [...]. Returns (near, far) int64 [..., n], wrapped into
+    0..n-1, and the far pixel's weight, float32 [..., n]."""
+    offset = torch.arange(n, dtype=torch.float32, device=centre.device) + 0.5 - 0.5 * n
+    at = (centre[..., None] * n - 0.5) + size[..., None] * offset
+    below = at.floor()
+    near = below.long() % n
+    return near, (near + 1) % n, at - below
+
+
+def periodic_crops(image: torch.Tensor, boxes: torch.Tensor, noise, noise_scale: float) -> torch.Tensor:
+    """Crops of periodic images resized to the image size, plus noise; see
+    ``pyviz_fast.ops.periodic_crops`` for the contract. Differentiable in ``image``."""
+    B, C, H, W = image.shape
+    k = boxes.shape[1]
+    size, cy, cx = boxes.float().to(image.device).unbind(-1)  # [B, k] each
+    top, bottom, down = crop_taps(cy, size, H)  # [B, k, H]
+    left, right, across = crop_taps(cx, size, W)  # [B, k, W]
+    x = image.float()
+    batch = torch.arange(B, device=image.device)[:, None, None]
+    # Rows first (advanced indices before a slice go first: [B, k, H, C, W]), then columns.
+    rows = x[batch, :, top] * (1 - down)[..., None, None] + x[batch, :, bottom] * down[..., None, None]
+    rows = rows.transpose(2, 3)  # [B, k, C, H, W]
+    columns = lambda index: rows.gather(-1, index[:, :, None, None, :].expand_as(rows))  # noqa: E731
+    crops = columns(left) * (1 - across)[:, :, None, None, :] + columns(right) * across[:, :, None, None, :]
+    crops = crops.reshape(B * k, C, H, W)
+    if noise is not None:
+        crops = crops + noise_scale * noise.float()
+    return crops.to(image.dtype)
