@@ -1,6 +1,6 @@
 """Faster forms of the engine's hot paths give what the plain formulas give: the Gram matrix's
 written-out backward (and its gradient laid out like the activation), the style loss's sums,
-and MaCo's crop grids and per-unit noise."""
+and MaCo's crops and per-unit noise."""
 import types
 
 import pytest
@@ -15,6 +15,7 @@ from pyviz_fast.engine.schedules import stages
 from pyviz_fast.engine.goals.gram import gram, gram_error, sibling_similarity, squared_norms
 from pyviz_fast.engine.goals.style import relative_error
 from pyviz_fast.engine.layout import Activation
+from test_periodic_crops import tiled_oracle
 
 
 def _plain_gram(act, activation):
@@ -90,25 +91,14 @@ def test_relative_error_matches_the_flattened_formula():
 
 def _maco(hw, units=3, crops=4, **settings):
     s = pvf.Settings(size=hw, steps=6, param="maco", maco_crops=crops, maco_noise=(0.1, 0.1)).replace(**settings)
-    run = types.SimpleNamespace(s=s, stages=stages(s.hw, s.steps, 1, 1.4), channels=3, device=torch.device("cpu"))
+    run = types.SimpleNamespace(s=s, stages=stages(s.hw, s.steps, 1, 1.4), channels=3, device=torch.device("cpu"),
+                                backend="auto")
     return Maco(run, Draws.for_units([f"fc:{u}" for u in range(units)], 7, s.steps, s.jitter)), s
 
 
-@pytest.mark.parametrize("hw", [(32, 32), (24, 40)])
-def test_maco_crop_grids_are_affine_grids_bit_for_bit(hw):
-    maco, s = _maco(hw)
-    for t in range(s.steps):
-        size, center = maco.sizes[t].reshape(-1), maco.centers[t].reshape(-1, 2) * 2 - 1
-        zero = torch.zeros_like(size)
-        theta = torch.stack([torch.stack([size, zero, center[:, 1]], 1), torch.stack([zero, size, center[:, 0]], 1)], 1)
-        assert torch.equal(maco._grid(t), F.affine_grid(theta, [len(size), 3, *hw], align_corners=False))
-
-
 def _periodic_crops(maco, t):
-    """The crops of step t taken from the image tiled 3 x 3 (its periodic continuation), one copy per crop."""
-    image = maco.images()
-    tiled = image.tile(1, 1, 3, 3).repeat_interleave(maco.crops, 0)
-    return F.grid_sample(tiled, maco._grid(t) / 3, mode="bilinear", padding_mode="reflection", align_corners=False)
+    """The crops of step t, by grid_sample over the image tiled 3 x 3 (its periodic continuation)."""
+    return tiled_oracle(maco.images(), maco.boxes[t])
 
 
 def test_maco_noise_is_each_units_own_stream():
@@ -127,8 +117,8 @@ def test_maco_crops_that_wrap_see_the_periodic_image(hw, share, wrapping):
     for t in range(s.steps):
         crops, _ = maco.inputs(t)
         torch.testing.assert_close(crops.detach(), _periodic_crops(maco, t), atol=1e-5, rtol=0)
-    half = maco.sizes[..., None] / 2
-    outside = ((maco.centers < half) | (maco.centers > 1 - half)).any(-1)  # [steps, units, crops]
+    half, centers = maco.boxes[..., :1] / 2, maco.boxes[..., 1:]
+    outside = ((centers < half) | (centers > 1 - half)).any(-1)  # [steps, units, crops]
     assert int(outside.any(0).any(0).sum()) <= wrapping  # only wrapping crops leave the image
     if wrapping:
         assert outside.float().mean() > 0.05 * wrapping / 8  # and they do, often

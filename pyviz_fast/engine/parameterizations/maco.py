@@ -19,8 +19,8 @@ Random draws (phase init, crop boxes, noise) come from each unit's own generator
 import math
 
 import torch
-import torch.nn.functional as F
 
+from pyviz_fast import ops
 from pyviz_fast.engine.parameterizations.fourier import COLOR_SQRT
 from pyviz_fast.engine.parameterizations.optim import Ascent, nonfinite_rows
 from pyviz_fast.engine.parameterizations.spectrum import magnitude
@@ -28,12 +28,6 @@ from pyviz_fast.engine.schedules import decay
 
 BOX_STD, MIN_BOX = 0.05, 0.05
 GAIN = 2.0  # standardized image -> sigmoid: pixel std ~0.2 around 0.5
-
-
-def _centres(n):
-    """Pixel centres in grid_sample's [-1, 1] units (align_corners=False), rounded as
-    ``F.affine_grid`` computes them, so the crops' grids are bit for bit the ones it makes."""
-    return torch.zeros(1) if n == 1 else torch.linspace(-1, 1, n) * (n - 1) / n
 
 
 def _wrapping(crops, share):
@@ -62,21 +56,18 @@ class Maco:
         where = torch.special.ndtr(boxes[..., :2])  # uniform in (0, 1)
         inside = sizes[..., None] / 2 + where * (1 - sizes[..., None])
         wraps = _wrapping(self.crops, s.maco_wrap)
-        self.sizes = sizes.to(run.device)
-        self.centers = torch.where(wraps[:, None], where, inside).to(run.device)  # [steps, B, k, (y, x)]
-        # Crops read the image padded with its own periodic continuation: by half its side when some
-        # wrap, else by the one pixel that the outermost samples of a full-size crop interpolate with.
-        # Grid coordinates scale from the image's [-1, 1] to the padded image's.
-        self.pad = ((H + 1) // 2, (W + 1) // 2) if bool(wraps.any()) else (1, 1)
-        self.to_padded = torch.tensor([W / (W + 2 * self.pad[1]), H / (H + 2 * self.pad[0])], device=run.device)
+        centers = torch.where(wraps[:, None], where, inside)  # [steps, B, k, (y, x)]
+        self.boxes = torch.cat([sizes[..., None], centers], -1)  # on the CPU, as ops.periodic_crops reads them
         self.noise = decay(*s.maco_noise, s.steps, "linear")
         self.accumulated = torch.zeros(len(draws.seeds), 1, H, W, device=run.device)
-        self.grid_x, self.grid_y = _centres(W).view(1, 1, W).to(run.device), _centres(H).view(1, H, 1).to(run.device)
 
     def image(self):
         spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
         x = torch.fft.irfft2(spectrum, s=self.hw)
-        x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8)
+        x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+        # The sample std from the centred image: half the time of x.std (forward and backward).
+        spread = x.square().sum(dim=(1, 2, 3), keepdim=True) / max(x[0].numel() - 1, 1)
+        x = x / spread.sqrt().clamp(min=1e-8)
         if self.color is not None:
             x = torch.einsum("oc,bchw->bohw", self.color, x)
         return torch.sigmoid(GAIN * x)
@@ -84,39 +75,23 @@ class Maco:
     def begin(self, t):
         return self.hw
 
-    def _grid(self, t):
-        """grid_sample's grid of step t's crops [B*k, H, W, (x, y)]: axis-aligned boxes of side
-        ``sizes[t]`` about ``centers[t]`` (what ``affine_grid`` makes of a scale-and-shift theta,
-        built by broadcasting at a fraction of its cost)."""
-        size = self.sizes[t].reshape(-1, 1, 1)
-        center = self.centers[t].reshape(-1, 2) * 2 - 1
-        x = size * self.grid_x + center[:, 1, None, None]
-        y = size * self.grid_y + center[:, 0, None, None]
-        shape = (size.shape[0], self.grid_y.shape[1], self.grid_x.shape[2])
-        return torch.stack([x.expand(shape), y.expand(shape)], -1)
-
     def inputs(self, t):
         image = self.image()
         B, C, H, W = image.shape
-        (ph, pw), k = self.pad, self.crops
-        source = F.pad(image, (pw, pw, ph, ph), mode="circular")
-        # The k crops of an image as one tall grid over its source: no k copies of the source (and
-        # of its gradient); the crops then move from [B, C, k, H, W] to the batch dim.
-        grid = (self._grid(t) * self.to_padded).view(B, k * H, W, 2)
-        crops = F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        crops = crops.view(B, C, k, H, W).transpose(1, 2).reshape(B * k, C, H, W)
+        noise = None
         if self.noise[t] > 0:
             noise = torch.empty(B, self.crops, C, H, W)
             for row, g in zip(noise, self.draws.generators):  # each unit's own stream, drawn in place
                 torch.randn(self.crops, C, H, W, generator=g, out=row)
-            crops = crops + noise.view_as(crops).to(crops.device).mul_(self.noise[t])
+            noise = noise.view(B * self.crops, C, H, W).to(image.device)
+        crops = ops.periodic_crops(image, self.boxes[t], noise, self.noise[t], backend=self.run.backend)
         return crops, (self.phase, image)
 
     def update(self, t, grads):
         grad, nonfinite = nonfinite_rows(grads[0])
-        image_grad, _ = nonfinite_rows(grads[1])
+        attribution, _ = nonfinite_rows(grads[1].abs().sum(1, keepdim=True))  # zeroed after the sum: C x less
         with torch.no_grad():
-            self.accumulated += image_grad.abs().sum(1, keepdim=True)
+            self.accumulated += attribution
             self.optimizer.step(grad, self.run.s.maco_lr)
         return nonfinite
 
