@@ -175,15 +175,16 @@ def test_objective_of_rows_in_order_skips_the_index_with_the_same_values_and_gra
 
 @pytest.mark.parametrize("facets,crops", [(3, 1), (2, 2), (4, 3)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_sibling_similarity_equals_the_plain_cosines_of_gram_matrices(facets, crops, channels_last):
+@pytest.mark.parametrize("chw", [(5, 6, 7), (40, 2, 3)], ids=["by grams", "by positions"])  # n P < C: the latter
+def test_sibling_similarity_equals_the_plain_cosines_of_gram_matrices(facets, crops, channels_last, chw):
     gen = torch.Generator().manual_seed(facets * 10 + crops)
-    act = torch.randn(2 * facets * crops, 5, 6, 7, generator=gen).relu()
+    act = torch.randn(2 * facets * crops, *chw, generator=gen).relu()
     act = act.contiguous(memory_format=torch.channels_last) if channels_last else act
     upstream = torch.randn(act.shape[0], generator=gen)
-    activation = Activation((5, 6, 7), "nchw")
+    activation = Activation(chw, "nchw")
 
     def plain(x):  # every row against the same crop of its unit's other facets, held constant
-        grams = F.normalize(gram(x, activation).flatten(1), dim=1).view(-1, facets, crops, 25)
+        grams = F.normalize(gram(x, activation).flatten(1), dim=1).view(-1, facets, crops, chw[0] ** 2)
         similarity = (grams.unsqueeze(2) * grams.detach().unsqueeze(1)).sum(-1)  # [units, n, n, k]
         return ((similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2).transpose(1, 2)) / (facets - 1)).reshape(-1)
     results = []

@@ -82,6 +82,59 @@ class _GramError(torch.autograd.Function):
         return _gram_backward(x, (grad / norms)[:, None, None] * (2 * diff)), None, None
 
 
+def _laid_out_as(x, rows):
+    """rows [B, C, P] as a new tensor of x's shape and memory layout."""
+    out = torch.empty_like(x)  # x's strides when x is dense
+    view = _rows(out)
+    if view.data_ptr() != out.data_ptr():  # reshape copied: out is not dense
+        return rows.reshape(x.shape)
+    view.copy_(rows)
+    return out
+
+
+class _ByGrams:
+    """The facets' Gram inner products from the Gram matrices: C*C*P per row, the plain way."""
+
+    @staticmethod
+    def dots(f, facets, crops):
+        grams = torch.bmm(f, f.transpose(1, 2))
+        rows = grams.view(-1, facets, crops, grams.shape[1] ** 2).transpose(1, 2)  # [units, k, n, C*C]
+        return rows @ rows.transpose(2, 3), rows                                     # [units, k, n, n]
+
+    @staticmethod
+    def grad(x, rows, mix):
+        """dF_i = 2 sum_j mix_ij G_j F_i (dG is symmetric: (dG + dG^T) F = 2 dG F)."""
+        d_grams = ((2 * mix) @ rows).transpose(1, 2).reshape(x.shape[0], x.shape[1], x.shape[1])
+        return _times(d_grams, x)
+
+
+class _ByPositions:
+    """The same products from the positions' side, <G_i, G_j> = ||F_i^T F_j||^2: n*n*C*P*P per unit
+    and crop, cheaper when a unit's n facets have fewer positions in all than channels (n P < C:
+    deep layers of small images, where the C x C Gram matrices outweigh the activations)."""
+
+    @staticmethod
+    def dots(f, facets, crops):
+        B, C, P = f.shape
+        side = f.view(-1, facets, crops, C, P).permute(0, 2, 3, 1, 4).reshape(-1, C, facets * P)  # [units*k, C, nP]
+        cross = torch.bmm(side.transpose(1, 2), side)  # block (i, j): F_i^T F_j
+        dots = cross.view(-1, facets, P, facets, P).square().sum((2, 4))
+        return dots.view(-1, crops, facets, facets), (side, cross)
+
+    @staticmethod
+    def grad(x, saved, mix):
+        """dF_i = 2 sum_j mix_ij F_j (F_j^T F_i): one product of the unit's facets with the cross
+        products, block (j, i) weighted by 2 mix_ij."""
+        side, cross = saved
+        n = mix.shape[-1]
+        P = cross.shape[-1] // n
+        weights = (2 * mix).transpose(2, 3).reshape(-1, n, 1, n, 1)
+        d_side = torch.bmm(side, (cross.view(-1, n, P, n, P) * weights).view_as(cross))  # [units*k, C, nP]
+        k = mix.shape[1]
+        rows = d_side.view(-1, k, x.shape[1], n, P).permute(0, 3, 1, 2, 4).reshape(x.shape[0], x.shape[1], P)
+        return _laid_out_as(x, rows)
+
+
 class _SiblingSimilarity(torch.autograd.Function):
     """(x [B, C, *positions], facets n, crops k) -> float [B]: for row (unit, facet, crop), the mean
     cosine similarity of its Gram matrix with those of the same crop of the unit's other facets,
@@ -89,33 +142,32 @@ class _SiblingSimilarity(torch.autograd.Function):
 
     One node instead of autograd's dozen: the Gram matrices are C*C floats per row (230,400 at
     C=480), and every elementwise pass over them (the 1/P, a normalization and its backward) costs
-    as much as the products. Cosines ignore the 1/P; the norms are the diagonal of the products'
-    matrix; the gradient of row i is a combination of its unit's Gram matrices (``mix @ grams``)."""
+    as much as the products. Cosines ignore the 1/P; the norms are the diagonal of the inner
+    products' matrix, taken from the Gram matrices or from the positions' side, whichever is
+    cheaper (``_ByGrams``, ``_ByPositions``)."""
 
     @staticmethod
     def forward(ctx, x, facets, crops):
         f = _rows(x)
-        grams = torch.bmm(f, f.transpose(1, 2))
-        rows = grams.view(-1, facets, crops, grams.shape[1] ** 2).transpose(1, 2)  # [units, k, n, C*C]
-        dots = rows @ rows.transpose(2, 3)                                           # [units, k, n, n]
+        form = _ByPositions if facets * f.shape[2] < f.shape[1] else _ByGrams
+        dots, saved = form.dots(f, facets, crops)
         norms = dots.diagonal(dim1=2, dim2=3).clamp(min=torch.finfo(dots.dtype).tiny).sqrt()
         cosines = dots / (norms[..., :, None] * norms[..., None, :])
         others = (cosines.sum(3) - cosines.diagonal(dim1=2, dim2=3)) / max(facets - 1, 1)
-        ctx.save_for_backward(x, rows, cosines, norms)
+        ctx.form, ctx.saved = form, saved
+        ctx.save_for_backward(x, cosines, norms)
         return others.transpose(1, 2).reshape(-1)
 
     @staticmethod
     def backward(ctx, grad):
-        x, rows, cosines, norms = ctx.saved_tensors
-        n = cosines.shape[-1]
-        weight = grad.view(-1, n, rows.shape[1]).transpose(1, 2) / max(n - 1, 1)  # [units, k, n]
+        x, cosines, norms = ctx.saved_tensors
+        n, k = cosines.shape[-1], cosines.shape[1]
+        weight = grad.view(-1, n, k).transpose(1, 2) / max(n - 1, 1)  # [units, k, n]
         others = 1 - torch.eye(n, dtype=cosines.dtype, device=cosines.device)
         # d cos_ij / d G_i = G_j / (|G_i| |G_j|) - cos_ij G_i / |G_i|^2
         mix = weight[..., :, None] * others / (norms[..., :, None] * norms[..., None, :])
         mix = mix - torch.diag_embed(weight * (cosines * others).sum(3) / norms.square())
-        # dF = (dG + dG^T) F = 2 dG F (dG is symmetric): the 2 goes into the small matrix
-        d_grams = ((2 * mix) @ rows).transpose(1, 2).reshape(x.shape[0], x.shape[1], x.shape[1])
-        return _times(d_grams, x), None, None
+        return ctx.form.grad(x, ctx.saved, mix), None, None
 
 
 def sibling_similarity(act, activation, facets, crops):
