@@ -115,7 +115,7 @@ class _ByPositions:
 
     @staticmethod
     def dots(f, facets, crops):
-        B, C, P = f.shape
+        _, C, P = f.shape
         side = f.view(-1, facets, crops, C, P).permute(0, 2, 3, 1, 4).reshape(-1, C, facets * P)  # [units*k, C, nP]
         cross = torch.bmm(side.transpose(1, 2), side)  # block (i, j): F_i^T F_j
         dots = cross.view(-1, facets, P, facets, P).square().sum((2, 4))
