@@ -16,6 +16,7 @@ from PIL import Image
 import pyviz_fast as pvf
 from pyviz_fast.audit import video
 from pyviz_fast.cli import main
+from pyviz_fast.engine import zoom
 from pyviz_fast.engine.zoom import quantize, zoom_rotate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +75,16 @@ def test_renderer_renders_as_render_does_and_keeps_its_setup(model):
     with pvf.Renderer(model, ["conv3:1", "fc:2"], settings) as renderer:
         first = renderer.render(seed=4)
         changed = renderer.render(seed=4, lr=0.2)
+        unevaluated = renderer.render(seed=4, evaluate=False)
         with pytest.raises(ValueError, match="keeps size, steps"):
             renderer.render(size=48, steps=4)
     alone = pvf.render(model, ["conv3:1", "fc:2"], settings, seed=4)
     assert torch.equal(first.images, alone.images) and first.timings["setup"] > 0
     assert not torch.equal(changed.images, alone.images) and changed.timings["setup"] == 0
+    # evaluate=False: the same images, and the last step's objective instead of a forward of them
+    assert torch.equal(unevaluated.images, first.images) and unevaluated.status == first.status
+    assert torch.equal(unevaluated.objective, unevaluated.trajectory[:, -1])
+    assert not torch.equal(unevaluated.objective, first.objective)
     assert [p.requires_grad for p in model.parameters()] == grads
     assert next(model.parameters()).is_contiguous()  # the model is given back as it came
 
@@ -94,6 +100,16 @@ def test_api_frames_differ_and_resume_exactly(model, photo):
     for (_, got), want in zip(resumed, frames[2:]):
         assert torch.equal(got, want)
         assert torch.equal(got, quantize(got))  # 8-bit exact: a PNG holds the frame as it was
+
+
+def test_later_frames_skip_redirection_without_changing_them(model, photo, monkeypatch):
+    """Frames after the first render without ReLU redirection: their unit fires from the start, so
+    a redirected step would have given them the true gradient bit for bit."""
+    image, eight = as_tensor(photo), {"steps": 8, "octaves": 1}  # 8 steps: the first one redirected
+    skipped = [frame for _, frame in pvf.dream_zoom(model, image, "conv3:7", 3, zoom=1.1, **eight)]
+    monkeypatch.setattr(zoom, "_DREAMED", {})
+    redirected = [frame for _, frame in pvf.dream_zoom(model, image, "conv3:7", 3, zoom=1.1, **eight)]
+    assert all(torch.equal(a, b) for a, b in zip(skipped, redirected))
 
 
 @pytest.mark.parametrize("kwargs, message", [

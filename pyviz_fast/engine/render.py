@@ -89,8 +89,8 @@ def _step_hook(bar, callback, units, rows, steps):
 class _Run:
     """What every batch of one render call shares: model, settings, schedules, shapes, clocks."""
 
-    def __init__(self, prepared, settings, backend, seed, channels, stage_plan, shapes, goals=None):
-        self.prepared, self.s, self.backend, self.seed = prepared, settings, backend, seed
+    def __init__(self, prepared, settings, backend, seed, channels, stage_plan, shapes, goals=None, evaluate=True):
+        self.prepared, self.s, self.backend, self.seed, self.evaluate = prepared, settings, backend, seed, evaluate
         self.channels, self.stages, self.shapes = channels, stage_plan, shapes
         self._goals = {} if goals is None else goals  # see goal()
         self.device = prepared.device
@@ -159,13 +159,18 @@ def _render_batch(run, task, rows, after_step):
         if after_step is not None:
             after_step(t, param.images())
     images = param.images()
-    final_view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
-    final_goal = goal if param.crops == 1 else run.goal(task, rows, hw, 1)
-    with torch.no_grad():
-        objective = final_goal(run.prepared(final_view, final_goal.layers))[0].float()
+    objective = _final_objective(run, task, rows, images, hw, goal, param.crops) if run.evaluate else objective.float()
     alpha, spread = param.alpha(), trajectory.spread(objective)
     return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds,
             None if alpha is None else alpha.float().cpu())
+
+
+def _final_objective(run, task, rows, images, hw, goal, crops):
+    """The objective of the final images themselves (un-jittered, centre of a canvas, one view): a forward."""
+    view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
+    final_goal = goal if crops == 1 else run.goal(task, rows, hw, 1)
+    with torch.no_grad():
+        return final_goal(run.prepared(view, final_goal.layers))[0].float()
 
 
 def _center_crop(images, hw):
@@ -371,16 +376,19 @@ class Renderer:
     def units(self):
         return self.task.units
 
-    def render(self, *, seed=0, progress=False, callback=None, **changes):
+    def render(self, *, seed=0, progress=False, callback=None, evaluate=True, **changes):
         """One render (a ``RenderResult``); ``changes`` replace settings fields other than those the
-        set-up depends on (sizes, steps, octaves, execution, the task): e.g. init_image, lr, jitter."""
+        set-up depends on (sizes, steps, octaves, execution, the task): e.g. init_image, lr, jitter.
+        evaluate=False skips the forward of the final images: ``res.objective`` is then the last
+        step's (of its jittered input, before that step's update), for callers that keep only the
+        images (a zoom's frames); the status still checks the images and every step."""
         started = time.perf_counter()
         settings = self.settings.replace(**changes) if changes else self.settings  # replace validates
         fixed = [name for name in _SETUP_FIELDS if getattr(settings, name) != getattr(self.settings, name)]
         if fixed:
             raise ValueError(f"a Renderer keeps {', '.join(fixed)} as it was set up; use a new one to change them")
         run = _Run(self._prepared, settings, self.backend, seed, self.channels, self.stage_plan, self.shapes,
-                   self._goals)
+                   self._goals, evaluate)
         try:
             outputs = _render_all(run, self.task, progress, callback)
         except _CallbackError as wrapped:
