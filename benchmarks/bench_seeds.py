@@ -1,7 +1,7 @@
 """Issue 15's speed targets, measured in one run (ratios; never asserts):
 
-- zoom: the DeepDream zoom's image-steps/s (``pvf.dream_zoom``: every frame's zoom, octaves,
-  dream steps and final evaluation) against the model's bare truncated forward+backward of the
+- zoom: the DeepDream zoom's image-steps/s (``pvf.dream_zoom``: every frame's zoom, octaves
+  and dream steps) against the model's bare truncated forward+backward of the
   same objective at the same octave sizes and execution settings (the ceiling), the two timed in
   turn three times, medians (target >= 0.8); ShapesNet also at 20 steps a frame (Google's
   deepdream notebook dreams 10 iterations per octave every frame of its zoom);
