@@ -1,7 +1,8 @@
 """Dead units with and without ReLU redirection, on the zoo models' atlas layers.
 
-Per unit: *dead* as the atlas flags it (``audit.atlas.trajectory_stats``: the objective never
-rose above its start and is <= 0 at the end, e.g. a ReLU unit off on the whole starting image); *off* when its final
+Per unit: *dead* and *stalled* as the atlas flags them (``audit.atlas.trajectory_stats``: the
+objective never rose above its start, and never moved or is <= 0 at the end, e.g. a ReLU unit off
+on the whole starting image; stalled: never rose, yet moved and fires at the end); *off* when its final
 objective (read on the unjittered final image) is <= 0; *never* when it was <= 0 at every step
 too (the unit never fired on any view the render saw: the GELU analogue of dead). Every channel
 of each layer is rendered twice, with ``redirect_relu_steps=0`` and at the default (the first
@@ -39,12 +40,12 @@ def fires_on_real(model, layer, images):
 
 
 def outcomes(res):
-    """Per-unit bool tensors of one render: dead (the atlas flag), off (final objective <= 0) and
-    never (the objective was <= 0 at every step and at the end: the unit never fired)."""
-    dead = torch.tensor([trajectory_stats(t.tolist() + [final])["dead"] for t, final in zip(res.trajectory,
-                                                                                           res.objective.tolist())])
+    """Per-unit bool tensors of one render: dead and stalled (the atlas flags), off (final objective
+    <= 0) and never (the objective was <= 0 at every step and at the end: the unit never fired)."""
+    stats = [trajectory_stats(t.tolist() + [final]) for t, final in zip(res.trajectory, res.objective.tolist())]
     off = res.objective <= 0
-    return {"dead": dead, "off": off, "never": off & (res.trajectory.amax(1) <= 0)}
+    return {"dead": torch.tensor([s["dead"] for s in stats]), "stalled": torch.tensor([s["stalled"] for s in stats]),
+            "off": off, "never": off & (res.trajectory.amax(1) <= 0)}
 
 
 def count(model, layer, settings, real, seed):
@@ -71,8 +72,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     settings = pvf.Settings(size=args.size, steps=args.steps, batch_size=64)
     real, _ = zoo.make_batch(args.real, size=args.size, seed=args.seed + 54321)
-    columns = ("units", "fires", "dead without", "dead with", "off without", "off with", "never without",
-               "never with")
+    columns = ("units", "fires", "dead without", "dead with", "stalled without", "stalled with", "off without",
+               "off with", "never without", "never with")
     found = {}
     print("| model | layer | " + " | ".join(columns) + " |\n|" + "---|" * (len(columns) + 2))
     for name in args.models.split(","):

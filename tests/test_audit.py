@@ -30,7 +30,7 @@ from pyviz_fast.engine.units import Unit
 SIZE, STEPS = 12, 5
 UNITS = [Unit.channel("conv1", c) for c in range(7)] + [Unit.channel("conv2", c) for c in range(6)]
 RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash", "value", "activation", "status",
-                 "file", "seconds", "backend", "device", "dead"}
+                 "file", "seconds", "backend", "device", "dead", "stalled"}
 
 
 class FakeRenderer:
@@ -51,8 +51,9 @@ class FakeRenderer:
         rows = [u for u in units for _ in range(self.facets)]
         seeds = [zlib.crc32(f"{u}#{f}".encode() if f else str(u).encode()) for u in units for f in range(self.facets)]
         images = torch.stack([torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s)) for s in seeds])
-        trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3 else torch.linspace(0, 1 + u.index, STEPS)
-                                  for u in rows])
+        trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3  # dead: never moves
+                                  else torch.linspace(2.0, 0.5, STEPS) if u.index == 4  # stalled: fires, only falls
+                                  else torch.linspace(0, 1 + u.index, STEPS) for u in rows])
         status = ["failed" if u.index == 5 else "dead" if u.index == 3 else "ok" for u in rows]  # as the engine says
         alpha = images.mean(1, keepdim=True) if self.alpha else None
 
@@ -86,14 +87,16 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
             assert image.size == (SIZE, SIZE)
             assert np.asarray(image).std() > 0
     assert {r["unit"] for r in records if r["dead"]} == {"conv1:3", "conv2:3"}
+    assert {r["unit"] for r in records if r["stalled"]} == {"conv1:4", "conv2:4"}
     links = gallery_links(tmp_path)
     assert links and all((tmp_path / link).is_file() for link in links)
     assert {"sheets/conv1.png", "sheets/conv2.png"} <= set(links)
     assert set(r["file"] for r in ok) <= set(links)
     data = read_gallery_data(tmp_path)
     assert data["units"]["unit"] == [str(u) for u in UNITS] and data["run"]["complete"]
-    assert sum(data["units"]["dead"]) == 2 and data["run"]["failed"] == 2
-    assert [(layer["name"], layer["dead"], layer["failed"]) for layer in data["layers"]] == [("conv1", 1, 1), ("conv2", 1, 1)]
+    assert sum(data["units"]["dead"]) == 2 and data["run"]["failed"] == 2 and data["run"]["stalled"] == 2
+    assert [(layer["name"], layer["dead"], layer["stalled"], layer["failed"]) for layer in data["layers"]] == [
+        ("conv1", 1, 1, 1), ("conv2", 1, 1, 1)]
 
 
 def test_rerun_renders_only_what_is_missing(tmp_path):
@@ -231,11 +234,14 @@ def test_partials_of_a_killed_run_are_removed_on_prepare(tmp_path):
 
 
 def test_trajectory_stats_flags_units_that_never_rose():
-    assert trajectory_stats([0.0, 0.0, 0.0])["dead"]
-    assert trajectory_stats([2.0, 1.5, 1.0])["dead"]
+    # never rose and does not respond: dead; never rose but moves and ends firing: stalled, not dead
+    for values, dead, stalled in (([0.0, 0.0, 0.0], True, False), ([0.5, 0.5, 0.5], True, False),
+                                  ([1.0, 0.5, 0.0], True, False), ([float("nan")], True, False),
+                                  ([2.0, 1.5, 1.0], False, True), ([0.1, 0.5, 0.4], False, False)):
+        stats = trajectory_stats(values)
+        assert (stats["dead"], stats["stalled"]) == (dead, stalled), values
     rising = trajectory_stats([0.1, 0.5, 0.4])
-    assert not rising["dead"] and rising["rise"] == pytest.approx(0.4) and rising["max"] == 0.5
-    assert trajectory_stats([float("nan")])["dead"]
+    assert rising["rise"] == pytest.approx(0.4) and rising["max"] == 0.5
 
 
 def test_merge_orders_layers_as_given(tmp_path):

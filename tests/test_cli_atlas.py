@@ -20,7 +20,7 @@ SMALL = ["--size", "40", "--steps", "6", "--batch-size", "4", "--seed", "3", "-q
 UNITS = ["conv1:0-5", "conv2:0-3"]
 UNIT_NAMES = [f"conv1:{c}" for c in range(6)] + [f"conv2:{c}" for c in range(4)]
 FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash", "value", "activation", "status", "file",
-          "seconds", "backend", "device", "dead"}
+          "seconds", "backend", "device", "dead", "stalled"}
 # A run long enough to be interrupted: 96 units in batches of 2 (a rerun may batch differently).
 LONG = ["conv4", "--size", "32", "--steps", "6", "--batch-size", "2", "--seed", "3"]
 LONG_UNITS = [f"conv4:{c}" for c in range(96)]

@@ -64,8 +64,9 @@ def test_page_loads_without_errors_and_every_image_and_link_resolves(browser, sm
 
 def test_filter_search_and_sort(browser, small_run):
     page, errors = open_gallery(browser, small_run)
-    assert shown_by_status(page, ["dead", "failed", "all"]) == {
-        "dead": ["conv1:3", "conv2:3"], "failed": ["conv1:5", "conv2:5"], "all": sorted(str(u) for u in UNITS)}
+    assert shown_by_status(page, ["dead", "stalled", "failed", "all"]) == {
+        "dead": ["conv1:3", "conv2:3"], "stalled": ["conv1:4", "conv2:4"], "failed": ["conv1:5", "conv2:5"],
+        "all": sorted(str(u) for u in UNITS)}
     page.select_option("#layer", "conv2")
     assert len(cells(page)) == 6 and "layer=conv2" in page.url
     page.select_option("#layer", "")
@@ -95,6 +96,7 @@ def test_detail_view_with_curve_numbers_prev_next_and_a_linkable_address(browser
     assert page.inner_text("#detail h2") == "conv1:3" and "unit=conv1%3A3" in page.url
     assert "dead in optimization\tyes" in page.inner_text("#detail")
     page.keyboard.press("ArrowRight")
+    assert "dead in optimization\tno, stalled: it fires (ends at 0.5)" in page.inner_text("#detail")
     page.keyboard.press("ArrowRight")
     page.wait_for_selector("text=synthetic failure")  # conv1:5 failed: its reason is shown
     linked = page.url

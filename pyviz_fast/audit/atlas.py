@@ -77,13 +77,18 @@ class AtlasOutcome:
 
 
 def trajectory_stats(trajectory) -> dict:
-    """Objective statistics over the run; ``dead`` when the activation never rose."""
+    """Objective statistics over the run (its final value last). A unit whose objective never rose
+    above its start is ``dead`` when it does not respond (it never moved, or it ends off, <= 0) and
+    ``stalled`` when it does (it moved and ends firing, yet no step beat the starting noise: a weak
+    render of a live unit, not a dead one)."""
     values = [float(v) for v in trajectory if math.isfinite(float(v))]
     if not values:
-        return {"start": None, "max": None, "rise": None, "dead": True}
-    rise = max(values) - values[0]
-    return {"start": values[0], "max": max(values), "rise": rise,
-            "dead": rise <= 1e-6 * (1.0 + abs(values[0]))}
+        return {"start": None, "max": None, "rise": None, "dead": True, "stalled": False}
+    top, tolerance = max(values), 1e-6 * (1.0 + abs(values[0]))
+    never_rose = top - values[0] <= tolerance
+    responds = top - min(values) > tolerance and values[-1] > 0
+    return {"start": values[0], "max": top, "rise": top - values[0],
+            "dead": never_rose and not responds, "stalled": never_rose and responds}
 
 
 def _unit_fields(unit) -> dict:
@@ -166,7 +171,8 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             **fields, "model": job.model, "seed": int(result.seeds[first]), "settings_hash": info["settings_hash"],
             "value": _finite_or_none(result.objective[first]),
             "activation": {k: stats[k] for k in ("start", "max", "rise")},
-            "dead": stats["dead"], "status": status, "reason": reason or None, **entries[0],
+            "dead": stats["dead"], "stalled": stats["stalled"], "status": status, "reason": reason or None,
+            **entries[0],
             "curve": curve(trajectory),
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "execution": execution_label(execution), "shard": str(shard),

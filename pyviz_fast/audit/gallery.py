@@ -74,6 +74,7 @@ _COLUMNS = {
     "rise": lambda r: (r.get("activation") or {}).get("rise"),
     "status": lambda r: r.get("status", "failed"),
     "dead": lambda r: int(bool(r.get("dead")) and bool(r.get("file"))),
+    "stalled": lambda r: int(bool(r.get("stalled")) and bool(r.get("file"))),
     "file": lambda r: r.get("file"),
     "thumb": lambda r: r.get("thumb"),
     "percentile": lambda r: r.get("percentile"),
@@ -125,6 +126,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
         layers.append({
             "name": layer, "count": len(rows), "sheet": sheets.get(layer), "detail": detail,
             "dead": sum(_COLUMNS["dead"](r) for r in rows),
+            "stalled": sum(_COLUMNS["stalled"](r) for r in rows),
             "failed": sum(1 for r in rows if failed(r)),
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
             "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,
@@ -136,7 +138,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
             for name, get in getters.items():
                 columns[name].append(get(record))
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
-    run.update(units=len(records), dead=sum(columns["dead"]),
+    run.update(units=len(records), dead=sum(columns["dead"]), stalled=sum(columns["stalled"]),
                failed=sum(1 for r in records if failed(r)), complete=complete,
                updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset,
                expected=expected)

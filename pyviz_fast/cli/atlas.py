@@ -141,9 +141,10 @@ def run(args) -> int:
         dist.close()
     if dist.is_main:
         report_execution(args, outcome.execution)
-        dead = sum(1 for r in outcome.merged if r.get("dead") and r.get("file"))
+        dead, stalled = (sum(1 for r in outcome.merged if r.get(flag) and r.get("file")) for flag in ("dead", "stalled"))
         shard = f" shard {args.shard} ({len(outcome.merged)} of the {outcome.total} units are in the directory)" \
             if args.shard.count > 1 else ""
         say(args, f"atlas{shard}: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
-                  f"{outcome.failed} failed, {dead} dead; gallery: {RunDir(args.out).root / 'index.html'}")
+                  f"{outcome.failed} failed, {dead} dead, {stalled} stalled; "
+                  f"gallery: {RunDir(args.out).root / 'index.html'}")
     return outcome.exit_code

@@ -14,8 +14,9 @@
   "use strict";
   var GAP = 6, FACET_GAP = 2, LOW_PERCENTILE = 50, BUFFER_ROWS = 3, RELOAD_MS = 10000;
   var STATUS = {
-    all: "all units", ok: "ok", dead: "dead in optimization", failed: "failed or non-finite",
-    datadead: "dead on data", low: "low percentile (< " + LOW_PERCENTILE + ")", warn: "path warning"
+    all: "all units", ok: "ok", dead: "dead in optimization", stalled: "stalled (fires, never rose)",
+    failed: "failed or non-finite", datadead: "dead on data", low: "low percentile (< " + LOW_PERCENTILE + ")",
+    warn: "path warning"
   };
   var SORTS = {
     order: "model order", "value-desc": "objective, high first", "value-asc": "objective, low first",
@@ -50,6 +51,7 @@
     var out = [];
     if (failed(i)) out.push("failed");
     else if (U.dead[i]) out.push("dead");
+    else if (U.stalled[i]) out.push("stalled");
     if (U.data_dead[i]) out.push("datadead");
     if (U.percentile[i] !== null && U.percentile[i] < LOW_PERCENTILE) out.push("low");
     if (U.warn[i]) out.push("warn");
@@ -91,7 +93,7 @@
     if (layer >= 0 && U.layer[i] !== layer) return false;
     if (query && U.unit[i].toLowerCase().indexOf(query) < 0) return false;
     if (state.status === "all") return true;
-    if (state.status === "ok") return !failed(i) && !U.dead[i];
+    if (state.status === "ok") return !failed(i) && !U.dead[i] && !U.stalled[i];
     return flags(i).indexOf(state.status) >= 0;
   }
 
@@ -125,7 +127,8 @@
     if (layer < 0) return;
     var info = atlas.layers[layer];
     box.appendChild(el("span", { text: info.name + ": " + info.count + " units, " + info.dead + " dead, " +
-      info.failed + " failed" + (info.data_dead !== null ? ", " + info.data_dead + " dead on data" : "") + " " }));
+      info.stalled + " stalled, " + info.failed + " failed" +
+      (info.data_dead !== null ? ", " + info.data_dead + " dead on data" : "") + " " }));
     if (info.sheet) box.appendChild(el("a", { href: info.sheet, text: "contact sheet" }));
   }
 
@@ -346,7 +349,9 @@
       ["unit", U.unit[i]], ["layer", atlas.layers[layer].name], ["channel index", U.index[i]],
       ["status", U.status[i], failed(i) ? "warning" : ""],
       ["final objective", U.value[i]], ["start", U.start[i]], ["max", U.max[i]], ["rise", U.rise[i]],
-      ["dead in optimization", U.dead[i] ? "yes: the activation never rose" : "no", U.dead[i] ? "warning" : ""],
+      ["dead in optimization", U.dead[i] ? "yes: the activation never rose, and it never moved or ends off"
+        : U.stalled[i] ? "no, stalled: it fires (ends at " + fmt(U.value[i]) + ") but never rose above its start"
+        : "no", U.dead[i] || U.stalled[i] ? "warning" : ""],
       U.percentile[i] !== null ? ["percentile among dataset examples", U.percentile[i]] : null
     ]);
     var nav = el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]);
@@ -382,7 +387,7 @@
     layerSelect.appendChild(el("option", { value: "", text: "all layers (" + count + ")" }));
     atlas.layers.forEach(function (layer) {
       layerSelect.appendChild(el("option", { value: layer.name, text: layer.name + " (" + layer.count + ", " +
-        layer.dead + " dead, " + layer.failed + " failed)" }));
+        layer.dead + " dead, " + layer.stalled + " stalled, " + layer.failed + " failed)" }));
     });
     [["status", STATUS], ["sort", SORTS]].forEach(function (pair) {
       var select = $(pair[0]);
@@ -400,7 +405,7 @@
     $("title").textContent = "Atlas of " + run.model;
     document.title = "pyviz_fast atlas: " + run.model;
     $("summary").textContent = count + " units in " + atlas.layers.length + " layers; " + run.dead +
-      " dead in optimization, " + run.failed + " failed or with non-finite steps" +
+      " dead in optimization, " + run.stalled + " stalled, " + run.failed + " failed or with non-finite steps" +
       (run.dataset ? "; grounded on " + run.dataset.spec + " (" + run.dataset.examples + " examples)" : "") +
       ". Seed " + run.seed + ", settings hash " + run.settings_hash + "." +
       (run.complete ? "" : " Run in progress (updated " + run.updated + "; this page refreshes).");
@@ -413,12 +418,13 @@
     });
     var table = $("layers");
     table.textContent = "";
-    table.appendChild(el("tr", {}, ["layer", "units", "dead", "failed", "dead on data", "path warnings", "contact sheet"]
+    table.appendChild(el("tr", {}, ["layer", "units", "dead", "stalled", "failed", "dead on data", "path warnings", "contact sheet"]
       .map(function (h) { return el("th", { text: h }); })));
     atlas.layers.forEach(function (layer) {
       var link = el("a", { href: "#layer=" + encodeURIComponent(layer.name), text: layer.name });
       table.appendChild(el("tr", {}, [el("td", {}, [link]), el("td", { text: String(layer.count) }),
-        el("td", { text: String(layer.dead) }), el("td", { text: String(layer.failed) }),
+        el("td", { text: String(layer.dead) }), el("td", { text: String(layer.stalled) }),
+        el("td", { text: String(layer.failed) }),
         el("td", { text: fmt(layer.data_dead) }), el("td", { text: fmt(layer.warn) }),
         el("td", {}, [layer.sheet ? el("a", { href: layer.sheet, text: "sheet" }) : null])]));
     });
