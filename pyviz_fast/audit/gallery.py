@@ -73,8 +73,8 @@ _COLUMNS = {
     "max": lambda r: (r.get("activation") or {}).get("max"),
     "rise": lambda r: (r.get("activation") or {}).get("rise"),
     "status": lambda r: r.get("status", "failed"),
-    "dead": lambda r: int(bool(r.get("dead")) and bool(r.get("file"))),
-    "stalled": lambda r: int(bool(r.get("stalled")) and bool(r.get("file"))),
+    "dead": lambda r: pictured_flag(r, "dead"),
+    "stalled": lambda r: pictured_flag(r, "stalled"),
     "file": lambda r: r.get("file"),
     "thumb": lambda r: r.get("thumb"),
     "percentile": lambda r: r.get("percentile"),
@@ -85,6 +85,16 @@ _COLUMNS = {
 _FACETS_COLUMN = ("facets", lambda r: [f.get("thumb") or f["file"] for f in r["facets"]] if r.get("facets") else None)
 _DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "path_similarity", "percentile",
                   "visualization_activation", "dead_on_data", "rgba", "facets")
+
+
+def pictured_flag(record: dict, flag: str) -> int:
+    """1 if the record has ``flag`` ('dead', 'stalled') set and a picture (a unit without one failed)."""
+    return int(bool(record.get(flag)) and bool(record.get("file")))
+
+
+def flag_count(records: list[dict], flag: str) -> int:
+    """How many of ``records`` have ``flag`` and a picture, as the gallery counts them."""
+    return sum(pictured_flag(r, flag) for r in records)
 
 
 def failed(record: dict) -> bool:
@@ -125,8 +135,8 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
         grounded = any("dead_on_data" in r for r in rows)
         layers.append({
             "name": layer, "count": len(rows), "sheet": sheets.get(layer), "detail": detail,
-            "dead": sum(_COLUMNS["dead"](r) for r in rows),
-            "stalled": sum(_COLUMNS["stalled"](r) for r in rows),
+            "dead": flag_count(rows, "dead"),
+            "stalled": flag_count(rows, "stalled"),
             "failed": sum(1 for r in rows if failed(r)),
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
             "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 
 from pyviz_fast.audit import AtlasJob, Distributed, RunDir, RunDirError, Shard, WriterError, run_atlas
+from pyviz_fast.audit.gallery import flag_count
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, check_device, interrupt_on_sigterm,
                                    load_model, progress_bar, report_execution, say)
@@ -141,7 +142,7 @@ def run(args) -> int:
         dist.close()
     if dist.is_main:
         report_execution(args, outcome.execution)
-        dead, stalled = (sum(1 for r in outcome.merged if r.get(flag) and r.get("file")) for flag in ("dead", "stalled"))
+        dead, stalled = (flag_count(outcome.merged, flag) for flag in ("dead", "stalled"))
         shard = f" shard {args.shard} ({len(outcome.merged)} of the {outcome.total} units are in the directory)" \
             if args.shard.count > 1 else ""
         say(args, f"atlas{shard}: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
