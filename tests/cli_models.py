@@ -48,3 +48,25 @@ def chatty_net():
     model = tiny_cnn()
     model[1] = _Chatty()
     return model
+
+
+class SharedReLUNet(nn.Module):
+    """One ``nn.ReLU`` used after both convolutions, as a torchvision ResNet block uses its ``relu``:
+    the layer 'act' is 4 channels at its first call, 6 at its second."""
+
+    def __init__(self, head_size=None):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, padding=1)
+        self.act = nn.ReLU()
+        # head_size: a flattening head made for one input size (it fails at any other)
+        self.fc = nn.Linear(6 * head_size ** 2, 5) if head_size else nn.Linear(6, 5)
+        self.head_size = head_size
+
+    def forward(self, x):
+        x = self.act(self.conv2(self.act(self.conv1(x))))
+        return self.fc(x.flatten(1) if self.head_size else x.mean((2, 3)))
+
+
+def shared_relu_net():
+    torch.manual_seed(0)
+    return SharedReLUNet()

@@ -155,6 +155,7 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
     images = result.to_uint8()
     rgba = result.to_uint8_rgba() if getattr(result, "alpha", None) is not None else None
     thumbs = needs_thumbnail(*result.images.shape[-2:])
+    shared = (getattr(result, "info", None) or {}).get("shared_layers") or {}  # {layer: calls per forward}
     records, pictures = [], []
     for i, unit in enumerate(units):
         fields = _unit_fields(unit)
@@ -177,6 +178,8 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "execution": execution_label(execution), "shard": str(shard),
         }
+        if fields["layer"] in shared:  # a module run several times per forward: its first call was rendered
+            record["layer_calls"] = shared[fields["layer"]]
         if facets > 1 and ok:
             record["facets"] = [{**entry, "value": _finite_or_none(result.objective[row]), "seed": int(result.seeds[row])}
                                 for entry, row in zip(entries, rows)]

@@ -138,6 +138,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
             "dead": flag_count(rows, "dead"),
             "stalled": flag_count(rows, "stalled"),
             "failed": sum(1 for r in rows if failed(r)),
+            "calls": max(r.get("layer_calls", 1) for r in rows),  # > 1: a shared module, its first call shown
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
             "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,
         })

@@ -101,9 +101,14 @@ def run(args) -> int:
         keep = set(default_atlas_layers(model, infos))
         infos = [info for info in infos if info.name in keep]
     rows = [(info.name, getattr(info.type, "__name__", str(info.type)),
-             "[" + ", ".join(map(str, info.shape)) + "]", str(info.channels)) for info in infos]
-    header = ("layer", "type", "output", "channels")
-    widths = [max(len(row[k]) for row in rows + [header]) for k in range(4)]
+             "[" + ", ".join(map(str, info.shape)) + "]", str(info.channels), _note(info)) for info in infos]
+    header = ("layer", "type", "output", "channels", "note" if any(row[-1] for row in rows) else "")
+    widths = [max(len(row[k]) for row in rows + [header]) for k in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
+
+
+def _note(info) -> str:
+    """What a reader of the listing must know about a layer: a shared module's output is its first call's."""
+    return f"runs {info.calls}x per forward: the first call is listed and rendered" if info.calls > 1 else ""

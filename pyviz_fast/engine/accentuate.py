@@ -14,7 +14,7 @@ import time
 import torch
 
 from pyviz_fast.engine.goals.accentuation import AccentuationTask, CaricatureTask
-from pyviz_fast.engine.layers import layers as list_layers
+from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.photos import native_size, read_photos
 from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
@@ -72,7 +72,8 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
     units = parse_units(units, model)
     channels = settings.channels or input_channels(model)
     photo = read_photos(image, channels, settings.hw)[0]
-    layer = layer or lower_layer(model, units[0].layer, settings.hw, channels)
+    picked = [] if layer else [lower_layer(model, units[0].layer, settings.hw, channels)]
+    layer = layer or picked[0]
     check_layer_names([Unit.deepdream(layer)], model)
     if not weight >= 0:
         raise ValueError(f"weight must be >= 0, got {weight!r}")
@@ -80,8 +81,9 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
         raise ValueError(f"gain must be a number > 1 (how many times the photo's value to raise the unit) "
                          f"or None for a fixed weight, got {gain!r}")
     task = AccentuationTask(units, settings, photo, layer, weight, gain)
-    res = render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
-                      callback=callback, started=started)
+    with picked_for_first_call(picked):
+        res = render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
+                          callback=callback, started=started)
     res.info.update(photo=photo, closeness_layer=layer, closeness_weight=weight, gain=gain)
     return res
 

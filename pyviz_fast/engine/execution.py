@@ -16,7 +16,7 @@ import torch
 
 from pyviz_fast.engine.autotune import provisional
 from pyviz_fast.engine.models import input_normalization
-from pyviz_fast.engine.truncate import TruncatedForward
+from pyviz_fast.engine.truncate import TruncatedForward, count_calls
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -142,3 +142,10 @@ class PreparedModel:
         self.model.training = self.heads_mode
         with TruncatedForward(self.model, layers, self._modules) as run, self.autocast():
             return run(self.model_input(images))
+
+    def calls(self, images, layers):
+        """{layer: times its module runs in one forward of ``images``} for the hooked ``layers``
+        (``truncate.count_calls``: the whole forward, no gradients)."""
+        self.model.training = self.heads_mode
+        with torch.no_grad(), self.autocast():
+            return count_calls(self.model, layers, self.model_input(images), self._modules)

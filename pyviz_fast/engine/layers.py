@@ -3,6 +3,9 @@
 >>> [l.name for l in layers(model, input_size=(3, 128, 128))][:3]
 ['conv1', 'conv1.conv', 'conv1.bn']
 """
+import contextlib
+import re
+import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import torch
@@ -20,15 +23,19 @@ class LayerInfo(NamedTuple):
     shape: Optional[Tuple[int, ...]]   # output shape without the batch dim (None: no tensor output)
     channels: Optional[int]            # C of [C, H, W] / [H, W, C], D of tokens [N, D], K of [K]
     layout: Optional[str] = None       # nchw, nhwc, tokens or vector (see pyviz_fast.engine.layout)
+    calls: int = 1                     # times the module runs in one forward (> 1: a shared module; its first call is the layer)
 
 
 def _hooked_shapes(model, prepared, input_size, device, names=None):
     """({name: (type name, output shape or None)} of the modules ``names`` (default: all) in call
-    order, the model's output) for one gray image of ``input_size``."""
-    found = {}
+    order, {name: calls in the forward}, the model's output) for one gray image of ``input_size``.
+    A module called more than once (one ``nn.ReLU`` shared by a block) is listed with its first
+    call's output, the one a render hooks (``truncate.py``)."""
+    found, calls = {}, {}
 
     def hook(name):
         def record(module, inputs, output):
+            calls[name] = calls.get(name, 0) + 1
             tensor = first_tensor(output)
             if name not in found:
                 found[name] = (type(module).__name__, None if tensor is None else tuple(tensor.shape[1:]))
@@ -42,7 +49,7 @@ def _hooked_shapes(model, prepared, input_size, device, names=None):
     finally:
         for h in handles:
             h.remove()
-    return found, out
+    return found, calls, out
 
 
 def _add_output(found, model, out):
@@ -53,7 +60,9 @@ def _add_output(found, model, out):
 
 def layers(model, input_size=None, device="cpu", layout=None):
     """Every named module that runs in ``model``'s forward, in call order, with its output shape,
-    layout and channel count.
+    layout, channel count and how many times it runs per forward (``calls``: a module used at
+    several places, such as the one ``nn.ReLU`` of a torchvision ResNet block, is the layer of
+    its first call).
 
     input_size: (C, H, W); default (the model's input channels, 128, 128). Modules that are
     not called (e.g. training-only heads) are left out; the last entry is ``output``.
@@ -71,18 +80,18 @@ def layers(model, input_size=None, device="cpu", layout=None):
         check_layer_name(name, model, "given a layout")
     settings = Settings(precision="fp32", memory_format="contiguous")
     with PreparedModel(model, settings, device) as prepared:
-        found, out = _hooked_shapes(model, prepared, input_size, device)
+        found, calls, out = _hooked_shapes(model, prepared, input_size, device)
         _add_output(found, model, out)
         shapes = {name: shape for name, (_, shape) in found.items() if shape is not None and len(shape) in (1, 2, 3)}
 
         def reprobe(names, hw):
-            again, out = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
+            again, _, out = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
             _add_output(again, model, out)
             return {name: shape for name, (_, shape) in again.items() if shape is not None}
 
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
-                      learned[name].layout if name in learned else None)
+                      learned[name].layout if name in learned else None, calls.get(name, 1))
             for name, (type_name, shape) in found.items()]
 
 
@@ -110,6 +119,39 @@ def probe_shapes(prepared, layer_names, channels, hw):
                              "the image size is too small for this layer")
         shapes[name] = shape
     return shapes
+
+
+class SharedLayerWarning(UserWarning):
+    """A layer to render is a module that runs more than once per forward: its first call is read."""
+
+
+def shared_layer_message(name, calls):
+    parent = name.rpartition(".")[0]
+    hint = f"; the output of the module around it is layer {parent!r}" if parent else ""
+    return (f"layer {name!r} is one module that runs {calls} times in each forward (shared by several places "
+            f"of the model): pyviz_fast reads its first call only{hint}")
+
+
+def shared_layers(prepared, layer_names, channels, hw):
+    """{layer: calls} of the ``layer_names`` whose module runs more than once in one forward of a
+    gray image of size hw, each with a ``SharedLayerWarning`` (a render reads the first call)."""
+    image = torch.full((1, channels, *hw), 0.5, device=prepared.device)
+    shared = {name: calls for name, calls in prepared.calls(image, layer_names).items() if calls > 1}
+    for name, calls in shared.items():
+        warnings.warn(shared_layer_message(name, calls), SharedLayerWarning, stacklevel=2)
+    return shared
+
+
+@contextlib.contextmanager
+def picked_for_first_call(names):
+    """No ``SharedLayerWarning`` for the layers ``names`` inside: layers a method picked for what
+    their first call is (the first activation at a resolution), not a user's pick that may mean
+    another call. ``RenderResult.info['shared_layers']`` still lists them."""
+    with warnings.catch_warnings():
+        for name in names:
+            warnings.filterwarnings("ignore", message=re.escape(f"layer {name!r} is one module"),
+                                    category=SharedLayerWarning)
+        yield
 
 
 def probe_activations(prepared, layer_names, channels, sizes, overrides=None):

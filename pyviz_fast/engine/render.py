@@ -34,7 +34,7 @@ from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
-from pyviz_fast.engine.layers import probe_activations
+from pyviz_fast.engine.layers import probe_activations, shared_layers
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
@@ -206,9 +206,10 @@ def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, rende
     """Probe, bind the task, and decide the execution (and batch size) the renders run with:
     'auto' settings are decided by a trial on the first batch (autotune.py), whose images are
     then discarded; the trial is weighed against all ``renders`` renders' steps. Returns
-    (settings with the decided batch size, shapes, decision)."""
+    (settings with the decided batch size, shapes, decision, {layer: calls} of the shared layers)."""
     prepared.check_channels(channels)
     shapes = _probe(prepared, task.layers, channels, stage_plan, settings.layout)
+    shared = shared_layers(prepared, task.layers, channels, stage_plan[-1][0])
     task.bind(shapes)
     trial = _Run(prepared, settings, backend, seed, channels, stage_plan, shapes)
     hw = stage_plan[-1][0]
@@ -228,7 +229,7 @@ def _set_up(prepared, task, settings, backend, seed, channels, stage_plan, rende
     decision = autotune.choose(prepared, planned, task.units, first, plan_for, images_for)
     if decision.batch_size is not None:
         settings = settings.replace(batch_size=decision.batch_size)
-    return settings, shapes, decision
+    return settings, shapes, decision, shared
 
 
 def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
@@ -360,9 +361,9 @@ class Renderer:
     def __enter__(self):
         prepared = self._prepared.__enter__()
         try:
-            self.settings, self.shapes, self.decision = _set_up(prepared, self.task, self.settings, self.backend,
-                                                                self._seed, self.channels, self.stage_plan,
-                                                                self._renders)
+            self.settings, self.shapes, self.decision, self.shared_layers = _set_up(
+                prepared, self.task, self.settings, self.backend, self._seed, self.channels, self.stage_plan,
+                self._renders)
         except BaseException:
             self._prepared.__exit__(None, None, None)
             raise
@@ -401,7 +402,8 @@ class Renderer:
         prepared = self._prepared
         info = {"precision": prepared.precision, "memory_format": prepared.memory_format, "backend": self.backend,
                 "device": str(self.device), "compile": prepared.execution.compile, "channels": self.channels,
-                "batch_size": settings.batch_size, "execution": self.decision.record(), "facets": self.task.group}
+                "batch_size": settings.batch_size, "execution": self.decision.record(), "facets": self.task.group,
+                "shared_layers": self.shared_layers}
         return RenderResult(images, self.task.units, objective, trajectory, seeds, status, reasons, timings,
                             settings, info, alpha)
 

@@ -28,7 +28,8 @@ class RenderResult:
     timings: seconds: total, setup, forward_backward, step (CPU wall clock; on CUDA the phases
     are measured without synchronizing, so only 'total' is exact). settings: the Settings used;
     info: precision, memory format, backend, device actually used; facets: images per unit
-    (a unit's facets are consecutive rows). alpha: None, or float32 [N, 1, H, W] in [0, 1], the
+    (a unit's facets are consecutive rows); shared_layers: {layer: calls} of the layers read
+    whose module runs several times per forward (the first call is the layer's). alpha: None, or float32 [N, 1, H, W] in [0, 1], the
     attribution map of methods that make one (MaCo: where the accumulated input gradients were
     large); ``to_rgba`` puts it in the alpha channel.
     """

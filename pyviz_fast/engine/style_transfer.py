@@ -11,7 +11,7 @@ import itertools
 import time
 
 from pyviz_fast.engine.goals.style import StyleTask
-from pyviz_fast.engine.layers import layers as list_layers
+from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.photos import first_image, native_size, read_photos
@@ -73,8 +73,10 @@ def style_transfer(model, content, style, *, content_layer=None, style_layers=No
     model = resolve_model(model, device, seed)
     channels = settings.channels or input_channels(model)
     contents, styles = read_photos(content, channels, settings.hw), read_photos(style, channels, settings.hw)
+    picked = []  # layers chosen here, as the first activation at their resolution
     if content_layer is None or style_layers is None:
         default_content, default_styles = default_layers(model, settings.hw, channels)
+        picked = ([] if content_layer else [default_content]) + ([] if style_layers else default_styles)
         content_layer, style_layers = content_layer or default_content, style_layers or default_styles
     style_layers = [style_layers] if isinstance(style_layers, str) else list(style_layers)
     check_layer_names([Unit.deepdream(layer) for layer in [content_layer, *style_layers]], model)
@@ -83,7 +85,8 @@ def style_transfer(model, content, style, *, content_layer=None, style_layers=No
             raise ValueError(f"{name} must be >= 0, got {value!r}")
     task = StyleTask(contents, styles, _pairs(len(contents), len(styles), pairs), content_layer, style_layers,
                      content_weight, style_weight)
-    res = render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
-                      callback=callback, started=started)
+    with picked_for_first_call(picked):
+        res = render_task(model, task, settings, backend=backend, device=device, seed=seed, progress=progress,
+                          callback=callback, started=started)
     res.info.update(content_layer=content_layer, style_layers=style_layers)
     return res

@@ -39,6 +39,30 @@ def first_tensor(value):
     return None
 
 
+def count_calls(model, layers, x, modules):
+    """{layer: times its module runs in ``model(x)``} for the module names in ``layers`` (``output``
+    is left out). Runs the whole forward, past where a truncated one stops: an error raised after
+    every layer has run ends the count (a head made for another input size), one raised before
+    it propagates."""
+    counts = dict.fromkeys((name for name in layers if name != OUTPUT), 0)
+
+    def counter(name):
+        def count(module, inputs, output):
+            counts[name] += 1
+        return count
+
+    handles = [modules[name].register_forward_hook(counter(name)) for name in counts]
+    try:
+        model(x)
+    except Exception:
+        if not all(counts.values()):
+            raise
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
 class TruncatedForward:
     """Context manager: hooks on ``layers`` while open; calling it returns ``{layer: activation}``.
 

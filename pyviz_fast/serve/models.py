@@ -4,7 +4,7 @@ requests never oversubscribe the machine.
 
 >>> models = ModelRegistry(["shapesnet"])
 >>> models.layers("shapesnet")[0]
-{'name': 'conv1', 'type': 'ConvBlock', 'shape': [16, 64, 64], 'channels': 16, 'kinds': ['channel', 'neuron', 'layer']}
+{'name': 'conv1', 'type': 'ConvBlock', 'shape': [16, 64, 64], 'channels': 16, 'calls': 1, 'kinds': ['channel', 'neuron', 'layer']}
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -45,14 +45,14 @@ class ModelRegistry:
             return self._models[spec]
 
     def layers(self, spec):
-        """[{name, type, shape, channels, kinds}] of the layers whose units the page can pick."""
+        """[{name, type, shape, channels, calls, kinds}] of the layers whose units the page can pick."""
         model = self.model(spec)
         with self._lock:
             if spec not in self._layers:
                 infos = engine_layers(model, input_size=(input_channels(model), LISTING_SIZE, LISTING_SIZE))
                 self._layers[spec] = [
                     {"name": info.name, "type": info.type, "shape": list(info.shape), "channels": info.channels,
-                     "kinds": KINDS_BY_RANK[len(info.shape)]}
+                     "calls": info.calls, "kinds": KINDS_BY_RANK[len(info.shape)]}
                     for info in infos if info.shape is not None and info.channels and len(info.shape) in KINDS_BY_RANK]
             return self._layers[spec]
 

@@ -129,7 +129,13 @@
     box.appendChild(el("span", { text: info.name + ": " + info.count + " units, " + info.dead + " dead, " +
       info.stalled + " stalled, " + info.failed + " failed" +
       (info.data_dead !== null ? ", " + info.data_dead + " dead on data" : "") + " " }));
+    if (info.calls > 1) box.appendChild(el("span", { className: "warning", text: sharedNote(info) + " " }));
     if (info.sheet) box.appendChild(el("a", { href: info.sheet, text: "contact sheet" }));
+  }
+
+  // one module run several times per forward (a ResNet block's ReLU): the pictures are of its first call
+  function sharedNote(layer) {
+    return "shared module: runs " + layer.calls + "x per forward, the first call is shown";
   }
 
   function geometry() {
@@ -347,6 +353,7 @@
     var layer = U.layer[i], info = el("div", { className: "info" });
     var table = facts([
       ["unit", U.unit[i]], ["layer", atlas.layers[layer].name], ["channel index", U.index[i]],
+      atlas.layers[layer].calls > 1 ? ["layer note", sharedNote(atlas.layers[layer]), "warning"] : null,
       ["status", U.status[i], failed(i) ? "warning" : ""],
       ["final objective", U.value[i]], ["start", U.start[i]], ["max", U.max[i]], ["rise", U.rise[i]],
       ["dead in optimization", U.dead[i] ? "yes: the activation never rose, and it never moved or ends off"
@@ -421,7 +428,8 @@
     table.appendChild(el("tr", {}, ["layer", "units", "dead", "stalled", "failed", "dead on data", "path warnings", "contact sheet"]
       .map(function (h) { return el("th", { text: h }); })));
     atlas.layers.forEach(function (layer) {
-      var link = el("a", { href: "#layer=" + encodeURIComponent(layer.name), text: layer.name });
+      var link = el("a", { href: "#layer=" + encodeURIComponent(layer.name), text: layer.name,
+        title: layer.calls > 1 ? sharedNote(layer) : "" });
       table.appendChild(el("tr", {}, [el("td", {}, [link]), el("td", { text: String(layer.count) }),
         el("td", { text: String(layer.dead) }), el("td", { text: String(layer.stalled) }),
         el("td", { text: String(layer.failed) }),

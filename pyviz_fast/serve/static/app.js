@@ -36,11 +36,17 @@ function showLayer() {
   $("index").disabled = $("kind").value === "layer";
 }
 
+// a shared module (one ReLU used twice in a block) renders its first call: say so in the list
+function layerLabel(l) {
+  const shared = l.calls > 1 ? `  (shared: 1st of ${l.calls} calls)` : "";
+  return `${l.name}  [${l.shape.join("×")}]${shared}`;
+}
+
 async function loadLayers() {
   setStatus("loading layers…");
   const { layers } = await api(`/api/layers?model=${encodeURIComponent($("model").value)}`);
   state.layers = layers;
-  $("layer").replaceChildren(...layers.map((l) => new Option(`${l.name}  [${l.shape.join("×")}]`, l.name)));
+  $("layer").replaceChildren(...layers.map((l) => new Option(layerLabel(l), l.name)));
   const middle = layers.filter((l) => l.shape.length === 3);
   if (middle.length) $("layer").value = middle[Math.floor(middle.length / 2)].name;
   showLayer();

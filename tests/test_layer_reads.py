@@ -1,0 +1,113 @@
+"""What a layer name reads must be that layer's output, whatever the model does after it.
+
+A module that runs several times in one forward (one ``nn.ReLU`` shared by a block, as in
+torchvision's ResNets) is one name for two activations: the engine reads its first call, and
+every place that shows the layer says so (layers(), the render's warning and info, the `layers`
+listing, the atlas's records and gallery).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pyviz_fast as pvf
+from pyviz_fast.audit import read_records
+from pyviz_fast.audit.gallery import _DATA_PREFIX, _read_js_json
+from pyviz_fast.engine.layers import SharedLayerWarning
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+from cli_models import SharedReLUNet, shared_relu_net  # noqa: E402
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+TINY = dict(size=16, steps=2)
+
+
+def test_layers_counts_the_calls_and_lists_the_first():
+    by_name = {info.name: info for info in pvf.layers(shared_relu_net(), (3, 16, 16))}
+    assert by_name["act"].calls == 2
+    assert by_name["act"].channels == 4  # the first call's output (conv1's 4 channels, not conv2's 6)
+    assert by_name["conv1"].calls == by_name["conv2"].calls == 1
+
+
+def test_render_of_a_shared_layer_warns_and_records_it():
+    with pytest.warns(SharedLayerWarning, match=r"'act' is one module that runs 2 times.*first call"):
+        res = pvf.render(shared_relu_net(), "act:3", **TINY)
+    assert res.info["shared_layers"] == {"act": 2}
+    # the rendered channel is the first call's: its value is channel 3 of relu(conv1(image))
+    model = shared_relu_net()
+    first_call = model.act(model.conv1(res.images))[:, 3]
+    assert torch.allclose(res.objective, first_call.mean((1, 2)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="act"):  # channel 5 exists only at the second call
+        pvf.render(shared_relu_net(), "act:5", **TINY)
+
+
+def test_render_of_unshared_layers_does_not_warn(recwarn):
+    res = pvf.render(shared_relu_net(), ["conv2:1", "conv1:0"], **TINY)
+    assert res.info["shared_layers"] == {}
+    assert not [w for w in recwarn if issubclass(w.category, SharedLayerWarning)]
+
+
+def test_the_count_survives_a_head_made_for_another_size():
+    """The count runs the forward past the rendered layer; a head that fails at the render's size
+    after the layer ran must not fail the render (the truncated render never reaches it)."""
+    torch.manual_seed(0)
+    model = SharedReLUNet(head_size=8)
+    with pytest.warns(SharedLayerWarning):
+        res = pvf.render(model, "act:0", **TINY)  # 16 px: the head wants 8 px
+    assert res.status == ["ok"] and res.info["shared_layers"] == {"act": 2}
+
+
+def test_layers_a_method_picks_for_their_first_call_do_not_warn(recwarn):
+    """style_transfer's defaults are the first activation at each resolution: a shared ReLU's
+    first call is what it means, so only a user's explicit pick of the layer warns."""
+    torch.manual_seed(0)
+    content, style = torch.rand(3, 16, 16), torch.rand(3, 16, 16)
+    res = pvf.style_transfer(shared_relu_net(), content, style, steps=2)
+    assert res.info["style_layers"] == ["act"] and res.info["shared_layers"] == {"act": 2}
+    assert not [w for w in recwarn if issubclass(w.category, SharedLayerWarning)]
+    with pytest.warns(SharedLayerWarning, match="'act'"):
+        pvf.style_transfer(shared_relu_net(), content, style, style_layers=["act"], content_layer="conv2", steps=2)
+
+
+def pyviz(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "pyviz_fast", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=ENV, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def atlas_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shared")
+    done = pyviz("atlas", "act", "conv2", "--model", "cli_models:shared_relu_net", "--size", "16", "--steps", "2",
+                 "--out", "run", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "'act' is one module that runs 2 times" in done.stderr  # the warning reaches the user
+    return root / "run"
+
+
+def test_cli_listing_and_atlas_say_which_call(tmp_path, atlas_dir):
+    listing = pyviz("layers", "--model", "cli_models:shared_relu_net", "--size", "16", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert "runs 2x per forward: the first call" in rows["act"] and "runs" not in rows["conv1"]
+
+    records = read_records(atlas_dir / "manifest.jsonl")
+    assert {r["layer"]: r.get("layer_calls") for r in records} == {"act": 2, "conv2": None}
+    summary = _read_js_json(atlas_dir / "gallery" / "data.js", _DATA_PREFIX)
+    assert {layer["name"]: layer["calls"] for layer in summary["layers"]} == {"act": 2, "conv2": 1}
+
+
+def test_gallery_marks_the_shared_layer(browser, atlas_dir):
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    page.goto((atlas_dir / "index.html").as_uri() + "#layer=act&unit=act:1")
+    page.wait_for_selector(".panel")
+    assert "shared module: runs 2x per forward, the first call is shown" in page.inner_text("#layer-info")
+    assert "the first call is shown" in page.inner_text(".panel")
+    page.goto((atlas_dir / "index.html").as_uri() + "#layer=conv2")
+    page.wait_for_function("document.querySelector('#layer-info').textContent.startsWith('conv2')")
+    assert "shared module" not in page.inner_text("#layer-info")
+
