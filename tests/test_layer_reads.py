@@ -1,9 +1,12 @@
 """What a layer name reads must be that layer's output, whatever the model does after it.
 
-A module that runs several times in one forward (one ``nn.ReLU`` shared by a block, as in
-torchvision's ResNets) is one name for two activations: the engine reads its first call, and
-every place that shows the layer says so (layers(), the render's warning and info, the `layers`
-listing, the atlas's records and gallery).
+- A module that runs several times in one forward (one ``nn.ReLU`` shared by a block, as in
+  torchvision's ResNets) is one name for two activations: the engine reads its first call, and
+  every place that shows the layer says so (layers(), the render's warning and info, the
+  `layers` listing, the atlas's records and gallery).
+- A layer whose output the model overwrites in place later in the forward (VGG's
+  ``ReLU(inplace=True)`` after each convolution) must be read as the layer made it, also when the
+  forward runs past it for a deeper layer of the same batch.
 """
 import os
 import subprocess
@@ -111,3 +114,39 @@ def test_gallery_marks_the_shared_layer(browser, atlas_dir):
     page.wait_for_function("document.querySelector('#layer-info').textContent.startsWith('conv2')")
     assert "shared module" not in page.inner_text("#layer-info")
 
+
+def inplace_net(inplace=True):
+    """conv1 -> ReLU(inplace) -> conv2 -> ReLU(inplace) -> pool -> fc, as torchvision's VGG."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(inplace=inplace),
+        torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.ReLU(inplace=inplace),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 5)).eval()
+
+
+def test_a_layer_overwritten_in_place_is_read_as_made_with_its_gradient():
+    from pyviz_fast.engine.execution import PreparedModel
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 12, 12)
+    fp32 = pvf.Settings(precision="fp32", memory_format="contiguous")
+
+    def read(model):
+        x = images.clone().requires_grad_()
+        with PreparedModel(model, fp32, "cpu") as prepared:
+            acts = prepared(x, ["0", "2"])  # conv1, and conv2 past conv1's in-place ReLU
+            (acts["0"][:, 1].mean() - acts["2"][:, 3].mean()).backward()
+        return acts["0"].detach(), x.grad
+
+    conv1, grad = read(inplace_net(inplace=True))
+    expected_conv1, expected_grad = read(inplace_net(inplace=False))
+    assert conv1.min() < 0  # the convolution's own output, not after its ReLU
+    assert torch.equal(conv1, expected_conv1) and torch.allclose(grad, expected_grad, atol=1e-7)
+
+
+def test_a_unit_renders_the_same_beside_a_deeper_layer():
+    """A unit's result depends on (model, unit, settings, seed) only: beside a unit of a deeper
+    layer (the forward then runs past its in-place ReLU) it must be the same image."""
+    alone = pvf.render(inplace_net(), "0:1", **TINY)
+    mixed = pvf.render(inplace_net(), ["0:1", "2:3"], **TINY)
+    assert torch.equal(alone.images[0], mixed.images[0])
+    assert torch.allclose(alone.objective[0], mixed.objective[0], rtol=1e-5)  # the final forward: batch size

@@ -39,6 +39,7 @@ class PreparedModel:
         self.heads_mode = False  # see enable_training_heads
         self._saved = None
         self._modules = None  # name -> module, walked once per set-up, not per forward
+        self._copied = set()  # layers overwritten in place later in the forward: captured as copies
 
     def __enter__(self):
         self._saved = ([m.training for m in self.model.modules()],
@@ -138,10 +139,18 @@ class PreparedModel:
         return x
 
     def __call__(self, images, layers):
-        """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``."""
+        """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``.
+        A layer whose output the model overwrites later in the forward (an in-place ReLU after a
+        convolution) is found on its first such call, which runs again; from then on it is
+        captured as a copy (``truncate.TruncatedForward``)."""
         self.model.training = self.heads_mode
-        with TruncatedForward(self.model, layers, self._modules) as run, self.autocast():
-            return run(self.model_input(images))
+        x = self.model_input(images)
+        while True:
+            with TruncatedForward(self.model, layers, self._modules, self._copied) as run, self.autocast():
+                acts = run(x)
+            if not run.overwritten:
+                return acts
+            self._copied.update(run.overwritten)
 
     def calls(self, images, layers):
         """{layer: times its module runs in one forward of ``images``} for the hooked ``layers``

@@ -70,14 +70,23 @@ class TruncatedForward:
     value (which needs the full forward). Only the first call of a module per forward counts.
     modules: ``dict(model.named_modules())`` if the caller keeps it (walking a large model's
     tree on every step costs as much as a small layer's forward).
+
+    A layer's output can be overwritten later in the same forward: VGG's ``ReLU(inplace=True)``
+    rewrites the output of the convolution before it, so a convolution read together with a
+    deeper layer would be read after its ReLU. ``copied`` names the layers to capture as a copy
+    (the graph still leads back to the layer); after each call, ``overwritten`` lists the layers
+    captured without a copy whose output changed after capture (their values are not the
+    layer's): the caller must call again with them copied.
     """
 
-    def __init__(self, model, layers, modules=None):
+    def __init__(self, model, layers, modules=None, copied=()):
         self.model, self.modules = model, modules
         self.layers = list(dict.fromkeys(layers))
         self.hooked = [name for name in self.layers if name != OUTPUT]
+        self.copied = set(copied)
+        self.overwritten = []
         self._handles = []
-        self._acts = {}
+        self._acts, self._versions = {}, {}
 
     def __enter__(self):
         modules = self.modules if self.modules is not None else dict(self.model.named_modules())
@@ -103,13 +112,18 @@ class TruncatedForward:
             if tensor is None:
                 raise LayerError(f"layer {name!r} ({type(module).__name__}) returned no tensor "
                                 f"(got {type(output).__name__}); pick another layer")
+            last = stop_early and len(self._acts) + 1 == len(self.hooked)  # nothing runs after it
+            if name in self.copied or (torch.is_inference(tensor) and not last):  # no version counter to check
+                tensor = tensor.clone()
+            elif not last:
+                self._versions[name] = tensor._version  # an in-place op after capture bumps it
             self._acts[name] = tensor
-            if stop_early and len(self._acts) == len(self.hooked):
+            if last:
                 raise _Stop
         return capture
 
     def __call__(self, x):
-        self._acts = {}
+        self._acts, self._versions = {}, {}
         try:
             out = self.model(x)
         except _Stop:
@@ -121,6 +135,7 @@ class TruncatedForward:
                     raise TypeError(f"the model's output holds no tensor (got {type(out).__name__})")
                 self._acts[OUTPUT] = tensor
         acts, self._acts = self._acts, {}
+        self.overwritten = [name for name, version in self._versions.items() if acts[name]._version != version]
         missing = [name for name in self.layers if name not in acts]
         if missing:
             raise LayerNotCalled(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
