@@ -70,3 +70,20 @@ class SharedReLUNet(nn.Module):
 def shared_relu_net():
     torch.manual_seed(0)
     return SharedReLUNet()
+
+
+class _NoGradStem(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            x = self.stem(x)
+        return self.head(x)
+
+
+def no_grad_stem_net():
+    """A frozen stem computed under no_grad: no layer connects to the image through autograd."""
+    torch.manual_seed(0)
+    return _NoGradStem()

@@ -23,7 +23,7 @@ from pyviz_fast.engine.layers import SharedLayerWarning
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-from cli_models import SharedReLUNet, shared_relu_net  # noqa: E402
+from cli_models import SharedReLUNet, no_grad_stem_net, shared_relu_net  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -150,3 +150,9 @@ def test_a_unit_renders_the_same_beside_a_deeper_layer():
     mixed = pvf.render(inplace_net(), ["0:1", "2:3"], **TINY)
     assert torch.equal(alone.images[0], mixed.images[0])
     assert torch.allclose(alone.objective[0], mixed.objective[0], rtol=1e-5)  # the final forward: batch size
+
+
+
+def test_a_layer_cut_from_the_image_is_named_in_a_clear_error():
+    with pytest.raises(ValueError, match=r"'stem', 'head' do not depend on the input image through autograd"):
+        pvf.render(no_grad_stem_net(), ["stem:0", "head:1"], steps=2, size=16)

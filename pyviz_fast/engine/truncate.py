@@ -140,4 +140,10 @@ class TruncatedForward:
         if missing:
             raise LayerNotCalled(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
                                  "forward; pick another layer")
+        if x.requires_grad and torch.is_grad_enabled():
+            cut = [name for name, act in acts.items() if not act.requires_grad]
+            if cut:
+                raise LayerError(f"layer(s) {', '.join(map(repr, cut))} do not depend on the input image through "
+                                 "autograd (the model computes them under torch.no_grad() or detaches them), so no "
+                                 "gradient reaches the image; pick a layer before that point")
         return acts
