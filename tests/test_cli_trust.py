@@ -374,3 +374,50 @@ def test_default_atlas_layers_split_a_whole_network_container():
     model = Net().eval()
     infos = pvf.layers(model, input_size=(3, 16, 16))
     assert default_atlas_layers(model, infos) == ["features.0", "features.3", "features.5"]
+
+
+def test_default_atlas_layers_of_a_swin_like_net_are_its_stages():
+    """Swin: channels-last maps [H, W, C] made by attention, no convolution after the patch
+    embedding; each stage of blocks at one resolution is one layer, the patch merging between
+    stages is not (it holds neither)."""
+    from torch import nn
+
+    import pyviz_fast as pvf
+    from pyviz_fast.cli.layers import default_atlas_layers
+
+    class WindowAttention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.mix = nn.Linear(dim, dim)
+
+        def forward(self, x):  # [B, H, W, C]
+            return x + self.mix(x).softmax(-1)
+
+    class Merge(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.reduce = nn.Linear(4 * dim, 2 * dim)
+
+        def forward(self, x):
+            return self.reduce(torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1))
+
+    class Permute(nn.Module):
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 2, stride=2), Permute()),
+                                          nn.Sequential(WindowAttention(8), WindowAttention(8)), Merge(8),
+                                          nn.Sequential(WindowAttention(16), WindowAttention(16)))
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.head(self.features(x).mean((1, 2)))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    infos = pvf.layers(model, input_size=(3, 32, 32))
+    assert {i.name: i.layout for i in infos}["features.1"] == "nhwc"
+    assert default_atlas_layers(model, infos) == ["features.0", "features.1", "features.3"]

@@ -49,15 +49,19 @@ def _attention_count(module) -> int:
 
 
 def _is_block(module, shape) -> bool:
-    """A conv map [C, H, W] made by a convolution, or tokens [N, D] of one transformer block
-    (one attention inside: the encoder holding all blocks is not one)."""
+    """A map [C, H, W] or [H, W, C] made by a convolution or by attention (a Swin stage), or tokens
+    [N, D] of one transformer block (one attention inside: the encoder holding all blocks is not
+    one; a map keeps its resolutions apart, so a stage of several blocks is one layer)."""
     rank = len(tuple(shape))
-    return (rank == 3 and _contains_conv(module)) or (rank == 2 and _attention_count(module) == 1)
+    return ((rank == 3 and (_contains_conv(module) or _attention_count(module) > 0))
+            or (rank == 2 and _attention_count(module) == 1))
 
 
-def _spatial(shape) -> tuple:
-    """The positions of a conv map [C, H, W] (H, W) or of tokens [N, D] (N)."""
-    return tuple(shape[1:]) if len(shape) == 3 else tuple(shape[:1])
+def _spatial(shape, layout) -> tuple:
+    """The positions of a map [C, H, W] or [H, W, C] (H, W) or of tokens [N, D] (N)."""
+    if len(shape) == 3:
+        return tuple(shape[:2]) if layout == "nhwc" else tuple(shape[1:])
+    return tuple(shape[:1])
 
 
 def default_atlas_layers(model, infos) -> list[str]:
@@ -69,13 +73,15 @@ def default_atlas_layers(model, infos) -> list[str]:
     becomes its stages, while an inception block (parallel branches at one resolution) or a
     resnet stage stays one layer (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception
     blocks; resnet: conv1 and layer1-4; vgg16: its 13 convolutions; convnext: the stem, stages and
-    downsamplings; vit_b_16: the patch embedding and the 12 encoder blocks). The root module
+    downsamplings; swin_t: the patch embedding and the 4 stages; vit_b_16: the patch embedding
+    and the 12 encoder blocks). The root module
     itself is not a layer."""
     modules = dict(model.named_modules())
     chosen = getattr(model, "atlas_layers", None)
     if chosen:
         return [info.name for info in infos if info.name in set(chosen)]
     shapes = {info.name: info.shape for info in infos}
+    layouts = {info.name: info.layout for info in infos}
     candidates = [name for name, shape in shapes.items() if name in modules and shape is not None
                   and _is_block(modules[name], shape)]
 
@@ -87,7 +93,7 @@ def default_atlas_layers(model, infos) -> list[str]:
         chosen = []
         for name in outermost(names):
             inside = [n for n in names if n.startswith(name + ".")]
-            spans_resolutions = len({_spatial(shapes[n]) for n in outermost(inside)}) > 1
+            spans_resolutions = len({_spatial(shapes[n], layouts[n]) for n in outermost(inside)}) > 1
             chosen += pick(inside) if spans_resolutions else [name]
         return chosen
 
