@@ -376,6 +376,37 @@ def test_default_atlas_layers_split_a_whole_network_container():
     assert default_atlas_layers(model, infos) == ["features.0", "features.3", "features.5"]
 
 
+def test_default_atlas_layers_keep_a_reduction_block_whole():
+    """inception_v3's Mixed_6a: parallel branches that halve the resolution at different points
+    (one at once, one after a full-resolution conv) are one block, not its branches' layers."""
+    from torch import nn
+
+    import pyviz_fast as pvf
+    from pyviz_fast.cli.layers import default_atlas_layers
+
+    class Reduction(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.at_once = nn.Conv2d(8, 4, 3, stride=2, padding=1)
+            self.full = nn.Conv2d(8, 4, 3, padding=1)
+            self.later = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return torch.cat([self.at_once(x), self.later(self.full(x))], 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.reduce, self.top = nn.Conv2d(3, 8, 3, padding=1), Reduction(), nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            return self.top(self.reduce(self.stem(x))).mean((2, 3))
+
+    model = Net().eval()
+    infos = pvf.layers(model, input_size=(3, 16, 16))
+    assert default_atlas_layers(model, infos) == ["stem", "reduce", "top"]
+
+
 def test_default_atlas_layers_of_a_swin_like_net_are_its_stages():
     """Swin: channels-last maps [H, W, C] made by attention, no convolution after the patch
     embedding; each stage of blocks at one resolution is one layer, the patch merging between

@@ -1,5 +1,6 @@
 """``pyviz-fast layers``: every layer of the model with its output shape and channel count."""
 import argparse
+import math
 
 import torch
 
@@ -64,14 +65,20 @@ def _spatial(shape, layout) -> tuple:
     return tuple(shape[:1])
 
 
+def _monotonic(values) -> bool:
+    return all(a >= b for a, b in zip(values, values[1:])) or all(a <= b for a, b in zip(values, values[1:]))
+
+
 def default_atlas_layers(model, infos) -> list[str]:
     """The model's own choice when it names one (an ``atlas_layers`` attribute: shapes_vit lists
     the MLP neurons after each block's GELU), else the conv/block layers: the outermost modules whose [C, H, W] output comes from a
     convolution, or whose token output [N, D] is one transformer block's; a module that spans
-    several resolutions (its outermost such descendants differ in H, W, or tokens) is replaced by
+    several resolutions (its outermost such descendants differ in H, W, or tokens) in a chain (an
+    ``nn.Sequential``, or resolutions that only fall or only rise in call order) is replaced by
     those descendants, so a whole-network container such as vgg's or convnext's ``features``
-    becomes its stages, while an inception block (parallel branches at one resolution) or a
-    resnet stage stays one layer (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception
+    becomes its stages, while an inception block (parallel branches, also those of a reduction
+    block that shrink at different points: inception_v3's Mixed_6a) or a resnet stage stays one
+    layer (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception
     blocks; resnet: conv1 and layer1-4; vgg16: its 13 convolutions; convnext: the stem, stages and
     downsamplings; swin_t: the patch embedding and the 4 stages; vit_b_16: the patch embedding
     and the 12 encoder blocks). The root module
@@ -93,8 +100,9 @@ def default_atlas_layers(model, infos) -> list[str]:
         chosen = []
         for name in outermost(names):
             inside = [n for n in names if n.startswith(name + ".")]
-            spans_resolutions = len({_spatial(shapes[n], layouts[n]) for n in outermost(inside)}) > 1
-            chosen += pick(inside) if spans_resolutions else [name]
+            sizes = [math.prod(_spatial(shapes[n], layouts[n])) for n in outermost(inside)]  # in call order
+            chain = isinstance(modules[name], torch.nn.Sequential) or _monotonic(sizes)
+            chosen += pick(inside) if len(set(sizes)) > 1 and chain else [name]
         return chosen
 
     return pick(candidates)
