@@ -87,3 +87,12 @@ def no_grad_stem_net():
     """A frozen stem computed under no_grad: no layer connects to the image through autograd."""
     torch.manual_seed(0)
     return _NoGradStem()
+
+
+def inplace_relu_net(inplace=True):
+    """conv -> ReLU(inplace) -> conv -> ReLU(inplace) -> pool -> fc, as torchvision's VGG: each
+    convolution's output is rewritten by the ReLU after it."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=inplace),
+                         nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=inplace),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5)).eval()

@@ -6,8 +6,11 @@
   `layers` listing, the atlas's records and gallery).
 - A layer whose output the model overwrites in place later in the forward (VGG's
   ``ReLU(inplace=True)`` after each convolution) must be read as the layer made it, also when the
-  forward runs past it for a deeper layer of the same batch.
+  forward runs past it for a deeper layer of the same batch; the listing marks it, and an atlas
+  started before it was so read is not resumed on it.
+- A layer cut from the image by the model (no_grad, detach) is an error naming it.
 """
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from pyviz_fast.engine.layers import SharedLayerWarning
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-from cli_models import SharedReLUNet, no_grad_stem_net, shared_relu_net  # noqa: E402
+from cli_models import SharedReLUNet, inplace_relu_net, no_grad_stem_net, shared_relu_net  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -115,15 +118,6 @@ def test_gallery_marks_the_shared_layer(browser, atlas_dir):
     assert "shared module" not in page.inner_text("#layer-info")
 
 
-def inplace_net(inplace=True):
-    """conv1 -> ReLU(inplace) -> conv2 -> ReLU(inplace) -> pool -> fc, as torchvision's VGG."""
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(inplace=inplace),
-        torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.ReLU(inplace=inplace),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 5)).eval()
-
-
 def test_a_layer_overwritten_in_place_is_read_as_made_with_its_gradient():
     from pyviz_fast.engine.execution import PreparedModel
     torch.manual_seed(1)
@@ -137,8 +131,8 @@ def test_a_layer_overwritten_in_place_is_read_as_made_with_its_gradient():
             (acts["0"][:, 1].mean() - acts["2"][:, 3].mean()).backward()
         return acts["0"].detach(), x.grad
 
-    conv1, grad = read(inplace_net(inplace=True))
-    expected_conv1, expected_grad = read(inplace_net(inplace=False))
+    conv1, grad = read(inplace_relu_net(inplace=True))
+    expected_conv1, expected_grad = read(inplace_relu_net(inplace=False))
     assert conv1.min() < 0  # the convolution's own output, not after its ReLU
     assert torch.equal(conv1, expected_conv1) and torch.allclose(grad, expected_grad, atol=1e-7)
 
@@ -146,8 +140,8 @@ def test_a_layer_overwritten_in_place_is_read_as_made_with_its_gradient():
 def test_a_unit_renders_the_same_beside_a_deeper_layer():
     """A unit's result depends on (model, unit, settings, seed) only: beside a unit of a deeper
     layer (the forward then runs past its in-place ReLU) it must be the same image."""
-    alone = pvf.render(inplace_net(), "0:1", **TINY)
-    mixed = pvf.render(inplace_net(), ["0:1", "2:3"], **TINY)
+    alone = pvf.render(inplace_relu_net(), "0:1", **TINY)
+    mixed = pvf.render(inplace_relu_net(), ["0:1", "2:3"], **TINY)
     assert torch.equal(alone.images[0], mixed.images[0])
     assert torch.allclose(alone.objective[0], mixed.objective[0], rtol=1e-5)  # the final forward: batch size
 
@@ -156,3 +150,43 @@ def test_a_unit_renders_the_same_beside_a_deeper_layer():
 def test_a_layer_cut_from_the_image_is_named_in_a_clear_error():
     with pytest.raises(ValueError, match=r"'stem', 'head' do not depend on the input image through autograd"):
         pvf.render(no_grad_stem_net(), ["stem:0", "head:1"], steps=2, size=16)
+
+
+def test_layers_lists_the_outputs_rewritten_in_place():
+    by_name = {info.name: info for info in pvf.layers(inplace_relu_net(), (3, 12, 12))}
+    assert by_name["0"].rewritten and by_name["2"].rewritten  # each conv, by the ReLU after it
+    assert not by_name["1"].rewritten and not by_name["4"].rewritten
+    assert not any(info.rewritten for info in pvf.layers(inplace_relu_net(inplace=False), (3, 12, 12)))
+
+
+def test_a_run_started_before_the_check_does_not_resume_on_rewritten_layers(tmp_path):
+    """A run directory whose run.json predates ``layer_reads`` (its records may have read the
+    conv after its ReLU) refuses to resume on such layers, resumes on others, and --force
+    starts it over."""
+    from pyviz_fast.audit import ReadsMismatchError, RunDir
+    from pyviz_fast.audit.run_dir import LAYER_READS
+
+    run = RunDir(tmp_path / "run")
+    info = run.prepare("vgg", 0, {"steps": 2}, rewritten=("features.0",))
+    assert info["layer_reads"] == LAYER_READS
+    old = json.loads((run.root / "run.json").read_text())
+    del old["layer_reads"]  # as a run made before the check wrote it
+    (run.root / "run.json").write_text(json.dumps(old))
+    run.check("vgg", 0, {"steps": 2}, rewritten=())  # layers nobody rewrites read the same
+    with pytest.raises(ReadsMismatchError, match=r"'features.0'.*--force"):
+        run.prepare("vgg", 0, {"steps": 2}, rewritten=("features.0",))
+    assert run.prepare("vgg", 0, {"steps": 2}, rewritten=("features.0",), force=True)["layer_reads"] == LAYER_READS
+    assert json.loads((run.root / "run.json").read_text())["layer_reads"] == LAYER_READS
+
+
+def test_the_atlas_command_refuses_to_mix_readings(tmp_path):
+    args = ["atlas", "0", "--model", "cli_models:inplace_relu_net", "--size", "12", "--steps", "2", "-q",
+            "--out", "run"]
+    assert pyviz(*args, cwd=tmp_path).returncode == 0
+    run_json = tmp_path / "run" / "run.json"
+    old = json.loads(run_json.read_text())
+    del old["layer_reads"]  # as a run made before the check
+    run_json.write_text(json.dumps(old))
+    done = pyviz(*args, cwd=tmp_path)
+    assert done.returncode == 2 and "would mix two readings" in done.stderr and "'0'" in done.stderr, done.stderr
+    assert pyviz(*args, "--force", cwd=tmp_path).returncode == 0

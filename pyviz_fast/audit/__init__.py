@@ -9,9 +9,11 @@ from pyviz_fast.audit.atlas import AtlasJob, AtlasOutcome, run_atlas, trajectory
 from pyviz_fast.audit.distributed import Distributed
 from pyviz_fast.audit.grounding import ground_run
 from pyviz_fast.audit.manifest import read_records
-from pyviz_fast.audit.run_dir import ModelMismatchError, RunDir, RunDirError, SettingsMismatchError, settings_hash
+from pyviz_fast.audit.run_dir import (ModelMismatchError, ReadsMismatchError, RunDir, RunDirError,
+                                      SettingsMismatchError, settings_hash)
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.writer import WriterError
 
 __all__ = ["AtlasJob", "AtlasOutcome", "run_atlas", "trajectory_stats", "Distributed", "ground_run", "read_records",
-           "ModelMismatchError", "RunDir", "RunDirError", "SettingsMismatchError", "settings_hash", "Shard", "WriterError"]
+           "ModelMismatchError", "ReadsMismatchError", "RunDir", "RunDirError", "SettingsMismatchError", "settings_hash",
+           "Shard", "WriterError"]

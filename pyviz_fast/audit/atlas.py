@@ -50,6 +50,7 @@ class AtlasJob:
     shard: Shard = field(default_factory=Shard)
     force: bool = False
     fingerprint: str | None = None  # the model's (pyviz_fast.model_fingerprint): recorded, checked on resume
+    rewritten: tuple = ()  # the run's layers whose output the model rewrites in place (LayerInfo.rewritten)
     # refresh manifest and gallery during the run after this many units or seconds, whichever first
     refresh_units: int = 1000
     refresh_seconds: float = 30.0
@@ -257,14 +258,15 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
     error = None
     if dist.is_main:
         try:
-            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint)
+            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint,
+                        rewritten=job.rewritten)
         except (OSError, ValueError) as caught:
             error = caught
     if dist.max(1 if error else 0):
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, job.settings, job.fingerprint)
+    return run.check(job.model, job.seed, job.settings, job.fingerprint, job.rewritten)
 
 
 def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None, execution=None) -> bool:

@@ -25,6 +25,10 @@ raises ``SettingsMismatchError``, and with a model whose fingerprint (a hash of 
 buffers, ``pyviz_fast.model_fingerprint``) differs from the one recorded raises
 ``ModelMismatchError``, unless ``force=True``, which discards the old run's outputs. A run.json
 without a fingerprint (an older run, or a caller that passes none) is not checked for it.
+Nor does a run mix two ways of reading a layer: ``layer_reads`` records how (``LAYER_READS``),
+and a run started before outputs rewritten in place were read as made cannot be resumed on
+layers the model rewrites (``rewritten``), which its earlier records may have read after the
+rewrite (``ReadsMismatchError``).
 
 >>> run = RunDir("audit/run1")
 >>> run.prepare(model="shapesnet", seed=0, settings={"steps": 64})
@@ -40,6 +44,9 @@ from pyviz_fast.audit.names import stem, unit_file
 
 RUN_FILE = "run.json"
 FORMAT = 1
+# How the engine reads a layer: 2 = an output rewritten in place later in the forward (VGG's
+# ReLU(inplace=True) after a convolution) is read as the layer made it (commit f936183).
+LAYER_READS = 2
 _OUTPUTS = ("parts", "images", "thumbs", "sheets", "gallery", "dataset", "examples", "manifest.jsonl", "index.html")
 
 
@@ -49,6 +56,10 @@ class RunDirError(ValueError):
 
 class SettingsMismatchError(RunDirError):
     """The run directory already holds results made with different settings."""
+
+
+class ReadsMismatchError(SettingsMismatchError):
+    """The run directory was started by an engine that read some of this run's layers otherwise."""
 
 
 class ModelMismatchError(SettingsMismatchError):
@@ -107,12 +118,14 @@ class RunDir:
             raise SettingsMismatchError(f"{path} is not a valid run file ({error}); "
                                         "use another output directory or --force") from None
 
-    def check(self, model: str, seed: int, settings: dict, fingerprint: str | None = None) -> dict:
-        """Validate that the directory holds this run (or none yet) without changing anything."""
+    def check(self, model: str, seed: int, settings: dict, fingerprint: str | None = None,
+              rewritten: tuple = ()) -> dict:
+        """Validate that the directory holds this run (or none yet) without changing anything.
+        rewritten: the run's layers whose output the model rewrites in place later in its forward."""
         settings = json.loads(json.dumps(settings, default=str))
         # the hash as before strict JSON (older run directories resume); the settings as run.json holds them
         info = {"format": FORMAT, "model": model, "seed": seed, "settings": strict_json(settings),
-                "settings_hash": settings_hash(model, seed, settings)}
+                "settings_hash": settings_hash(model, seed, settings), "layer_reads": LAYER_READS}
         if fingerprint is not None:
             info["model_fingerprint"] = fingerprint
         old = self.read_run_info()
@@ -121,6 +134,12 @@ class RunDir:
             raise SettingsMismatchError(
                 f"{self.root} holds a run made with different settings ({diffs}); "
                 "use another output directory, or --force to discard the old results")
+        if old is not None and rewritten and old.get("layer_reads", 1) < LAYER_READS:
+            raise ReadsMismatchError(
+                f"{self.root} was started by a pyviz_fast that read layer(s) {', '.join(map(repr, rewritten))} "
+                "after the in-place operation that follows them (VGG's ReLU(inplace=True)) whenever a forward "
+                "went past them: its records would mix two readings of these layers. Use another output "
+                "directory, or --force to discard the old results")
         recorded = (old or {}).get("model_fingerprint")
         if recorded is not None and fingerprint is not None and recorded != fingerprint:
             raise ModelMismatchError(
@@ -131,18 +150,18 @@ class RunDir:
         return info
 
     def prepare(self, model: str, seed: int, settings: dict, *, force: bool = False,
-                fingerprint: str | None = None) -> dict:
+                fingerprint: str | None = None, rewritten: tuple = ()) -> dict:
         """Create or reopen the run directory for these settings; returns the run info.
 
         Raises SettingsMismatchError (or OSError when the directory is not writable)."""
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            info = self.check(model, seed, settings, fingerprint)
+            info = self.check(model, seed, settings, fingerprint, rewritten)
         except SettingsMismatchError:
             if not force:
                 raise
             self.discard_outputs()
-            info = self.check(model, seed, settings, fingerprint)
+            info = self.check(model, seed, settings, fingerprint, rewritten)
         remove_partials(self.root)
         if self.read_run_info() is None:
             write_text_atomic(self.root / RUN_FILE, strict_json_dumps(info, indent=2))

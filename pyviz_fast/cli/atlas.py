@@ -102,11 +102,14 @@ def run(args) -> int:
         if not specs:
             raise CliError("the model has no conv/block layers to default to; name layers or units")
         units = expand_units(specs, model, infos)
+        read = {layer for unit in units for layer in unit.layers}
+        rewritten = tuple(info.name for info in infos if info.rewritten and info.name in read)
         job = AtlasJob(root=args.out, model=args.model, seed=args.seed,
                        settings=hashed_settings(settings, args.weights), backend=args.backend,
                        device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
                        facets=settings.facets,
                        shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model),
+                       rewritten=rewritten,
                        grounder=grounder(args, model, settings, dist.device))
 
         def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record

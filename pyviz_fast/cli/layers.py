@@ -124,5 +124,9 @@ def run(args) -> int:
 
 
 def _note(info) -> str:
-    """What a reader of the listing must know about a layer: a shared module's output is its first call's."""
-    return f"runs {info.calls}x per forward: the first call is listed and rendered" if info.calls > 1 else ""
+    """What a reader of the listing must know about a layer: a shared module's output is its first
+    call's; an output rewritten in place later is read as it was made."""
+    notes = [f"runs {info.calls}x per forward: the first call is listed and rendered"] if info.calls > 1 else []
+    if info.rewritten:
+        notes.append("rewritten in place later in the forward: read as made (a copy)")
+    return "; ".join(notes)

@@ -24,14 +24,21 @@ class LayerInfo(NamedTuple):
     channels: Optional[int]            # C of [C, H, W] / [H, W, C], D of tokens [N, D], K of [K]
     layout: Optional[str] = None       # nchw, nhwc, tokens or vector (see pyviz_fast.engine.layout)
     calls: int = 1                     # times the module runs in one forward (> 1: a shared module; its first call is the layer)
+    rewritten: bool = False            # its output is changed in place later in the forward (an in-place ReLU): read as a copy
 
 
-def _hooked_shapes(model, prepared, input_size, device, names=None):
-    """({name: (type name, output shape or None)} of the modules ``names`` (default: all) in call
-    order, {name: calls in the forward}, the model's output) for one gray image of ``input_size``.
-    A module called more than once (one ``nn.ReLU`` shared by a block) is listed with its first
-    call's output, the one a render hooks (``truncate.py``)."""
-    found, calls = {}, {}
+class _Probe(NamedTuple):
+    found: dict      # {name: (type name, output shape or None)} in call order, first calls
+    calls: dict      # {name: times the module ran}
+    rewritten: set   # names whose first output was changed in place later in the forward
+    out: object      # the model's output
+
+
+def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
+    """One gray image of ``input_size`` through the model with the modules ``names`` (default:
+    all) hooked. A module called more than once (one ``nn.ReLU`` shared by a block) is listed
+    with its first call's output, the one a render hooks (``truncate.py``)."""
+    found, calls, versions = {}, {}, {}
 
     def hook(name):
         def record(module, inputs, output):
@@ -39,6 +46,8 @@ def _hooked_shapes(model, prepared, input_size, device, names=None):
             tensor = first_tensor(output)
             if name not in found:
                 found[name] = (type(module).__name__, None if tensor is None else tuple(tensor.shape[1:]))
+                if tensor is not None and not torch.is_inference(tensor):
+                    versions[name] = (tensor, tensor._version)
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
@@ -49,7 +58,8 @@ def _hooked_shapes(model, prepared, input_size, device, names=None):
     finally:
         for h in handles:
             h.remove()
-    return found, calls, out
+    rewritten = {name for name, (tensor, version) in versions.items() if tensor._version != version}
+    return _Probe(found, calls, rewritten, out)
 
 
 def _add_output(found, model, out):
@@ -60,9 +70,10 @@ def _add_output(found, model, out):
 
 def layers(model, input_size=None, device="cpu", layout=None):
     """Every named module that runs in ``model``'s forward, in call order, with its output shape,
-    layout, channel count and how many times it runs per forward (``calls``: a module used at
+    layout, channel count, how many times it runs per forward (``calls``: a module used at
     several places, such as the one ``nn.ReLU`` of a torchvision ResNet block, is the layer of
-    its first call).
+    its first call) and whether a later in-place operation rewrites its output (``rewritten``:
+    VGG's convolutions, followed by ``ReLU(inplace=True)``; renders read such a layer as a copy).
 
     input_size: (C, H, W); default (the model's input channels, 128, 128). Modules that are
     not called (e.g. training-only heads) are left out; the last entry is ``output``.
@@ -80,18 +91,20 @@ def layers(model, input_size=None, device="cpu", layout=None):
         check_layer_name(name, model, "given a layout")
     settings = Settings(precision="fp32", memory_format="contiguous")
     with PreparedModel(model, settings, device) as prepared:
-        found, calls, out = _hooked_shapes(model, prepared, input_size, device)
-        _add_output(found, model, out)
+        probe = _hooked_shapes(model, prepared, input_size, device)
+        found = probe.found
+        _add_output(found, model, probe.out)
         shapes = {name: shape for name, (_, shape) in found.items() if shape is not None and len(shape) in (1, 2, 3)}
 
         def reprobe(names, hw):
-            again, _, out = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
-            _add_output(again, model, out)
-            return {name: shape for name, (_, shape) in again.items() if shape is not None}
+            again = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
+            _add_output(again.found, model, again.out)
+            return {name: shape for name, (_, shape) in again.found.items() if shape is not None}
 
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
-                      learned[name].layout if name in learned else None, calls.get(name, 1))
+                      learned[name].layout if name in learned else None, probe.calls.get(name, 1),
+                      name in probe.rewritten)
             for name, (type_name, shape) in found.items()]
 
 
