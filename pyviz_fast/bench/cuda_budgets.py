@@ -7,6 +7,7 @@ design (csrc/kernels/sequences.h): launches and global bytes per element of a st
 
     python -m pyviz_fast.bench.cuda_budgets   # prints the table of BENCHMARKS.md
 """
+import functools
 import math
 import os
 import re
@@ -83,7 +84,15 @@ def resource_usage(so_path):
 
 
 def sass_listings(so_path, arch):
-    """{kernel: [(address, instruction text)]} of one arch (e.g. 'sm_90')."""
+    """{kernel: [(address, instruction text)]} of one arch (e.g. 'sm_90'), read-only: disassembled
+    once per build of the file, since one disassembly of the fat binary takes tens of seconds and
+    the budget checks ask for it once per norm mode and path."""
+    stat = os.stat(so_path)
+    return _sass_listings(str(so_path), arch, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _sass_listings(so_path, arch, mtime_ns, size):
     out = subprocess.run([tool("cuobjdump"), "-sass", "-arch", arch, str(so_path)], capture_output=True, text=True,
                          check=True).stdout
     listings, name = {}, None
