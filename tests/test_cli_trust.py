@@ -381,13 +381,14 @@ def test_default_atlas_layers_split_a_whole_network_container():
     ("vgg11", 64, ["features.0", "features.3", "features.6", "features.8", "features.11", "features.13",
                    "features.16", "features.18"]),
     ("swin_t", 96, ["features.0", "features.1", "features.3", "features.5", "features.7"]),
+    ("swin_v2_t", 96, ["features.0", "features.1", "features.3", "features.5", "features.7"]),
     ("inception_v3", 128, ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                            "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
                            "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]),
 ])
 def test_default_atlas_layers_of_torchvision_architectures(name, size, expected):
     """The blocks an auditor expects: resnet stages, vgg's convolutions, Swin's stages (attention
-    on [H, W, C] maps), inception_v3's reduction blocks whole (random weights: the choice reads
+    on [H, W, C] maps; V2's attention class ends in "V2"), inception_v3's reduction blocks whole (random weights: the choice reads
     only the module tree and the shapes)."""
     import torchvision
 

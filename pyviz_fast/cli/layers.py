@@ -1,6 +1,7 @@
 """``pyviz-fast layers``: every layer of the model with its output shape and channel count."""
 import argparse
 import math
+import re
 
 import torch
 
@@ -44,8 +45,13 @@ def _contains_conv(module) -> bool:
     return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
 
 
+# An attention module's class name: timm's ``Attention``, torchvision's ``ShiftedWindowAttention``
+# and ``ShiftedWindowAttentionV2`` (not a block named after it, such as ``AttentionBlock``).
+_ATTENTION_CLASS = re.compile(r"Attention(V\d+)?$")
+
+
 def _attention_count(module) -> int:
-    return sum(isinstance(m, torch.nn.MultiheadAttention) or type(m).__name__.endswith("Attention")
+    return sum(isinstance(m, torch.nn.MultiheadAttention) or bool(_ATTENTION_CLASS.search(type(m).__name__))
                for m in module.modules())
 
 
@@ -80,7 +86,7 @@ def default_atlas_layers(model, infos) -> list[str]:
     block that shrink at different points: inception_v3's Mixed_6a) or a resnet stage stays one
     layer (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception
     blocks; resnet: conv1 and layer1-4; vgg16: its 13 convolutions; convnext: the stem, stages and
-    downsamplings; swin_t: the patch embedding and the 4 stages; vit_b_16: the patch embedding
+    downsamplings; swin_t and swin_v2_t: the patch embedding and the 4 stages; vit_b_16: the patch embedding
     and the 12 encoder blocks). The root module
     itself is not a layer."""
     modules = dict(model.named_modules())
