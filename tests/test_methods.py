@@ -235,6 +235,26 @@ def test_style_transfer_moves_texture_and_keeps_layout(model_name, shapesnet):
         assert pooled_luminance_correlation(content, image) >= 0.5
 
 
+@pytest.mark.parametrize("name, first_style", [("mobilenet_v3_small", "features.0.2"),   # a Hardswish
+                                               ("efficientnet_b0", "features.0.2"),      # a SiLU
+                                               ("regnet_y_400mf", "stem.2")])
+def test_style_default_layers_are_maps_not_excitation_gates(name, first_style):
+    """Squeeze-and-excitation blocks put an activation on a 1 x 1 map (one value per channel):
+    no texture for a Gram matrix, no layout for a content loss. The defaults skip them and take
+    the stem's activation, whatever its kind."""
+    import torchvision
+
+    from pyviz_fast.engine.style_transfer import default_layers
+
+    model = torchvision.models.get_model(name, weights=None).eval()
+    content, styles = default_layers(model, (96, 96), 3)
+    shapes = {info.name: info.shape for info in pvf.layers(model, input_size=(3, 96, 96))}
+    assert styles[0] == first_style and len(styles) == 5
+    sides = [shapes[layer][-1] for layer in styles]  # [C, H, W]: W
+    assert sides == sorted(sides, reverse=True) and sides[-1] > 1, dict(zip(styles, sides))
+    assert shapes[content][-1] == sides[-2]
+
+
 def test_style_transfer_bad_input():
     with pytest.raises(ValueError, match="unknown layer 'nope'"):
         pvf.style_transfer(random_vgg(), layout_image(16), layout_image(16), style_layers=["nope"], steps=1)
