@@ -190,6 +190,21 @@ def test_accentuation_keeps_the_layout_and_raises_the_unit(shapesnet):
     assert max(raised for raised, _, _ in fixed) > 2.5 * DEFAULT_GAIN, fixed
 
 
+@pytest.mark.parametrize("name, unit_layer", [("efficientnet_b0", "features.6"),
+                                               ("regnet_y_400mf", "trunk_output.block3")])
+def test_accentuation_default_closeness_layer_is_a_map(name, unit_layer):
+    """Halfway below these units lies a squeeze-and-excitation gate ([C, 1, 1]): closeness there
+    would hold no layout of the photo. The default is the nearest map with positions instead."""
+    import torchvision
+
+    from pyviz_fast.engine.accentuate import lower_layer
+
+    model = torchvision.models.get_model(name, weights=None).eval()
+    infos = {info.name: info for info in pvf.layers(model, input_size=(3, 96, 96))}
+    layer = lower_layer(model, unit_layer, (96, 96), 3)
+    assert infos[layer].is_map and infos[layer].shape[-1] > 1, (layer, infos[layer].shape)
+
+
 def test_accentuation_rejects_a_bad_gain(shapesnet, photo):
     for bad in (1.0, 0.5, float("inf"), "4"):
         with pytest.raises(ValueError, match="gain must be a number > 1"):

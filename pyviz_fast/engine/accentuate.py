@@ -37,12 +37,13 @@ def _settings(settings, overrides, photo):
 
 
 def lower_layer(model, unit_layer, hw, channels):
-    """A default closeness layer: the conv-layout layer halfway from the input to ``unit_layer``."""
+    """A default closeness layer: the map (``LayerInfo.is_map``: not a squeeze-and-excitation
+    gate's 1 x 1, which holds no layout) halfway from the input to ``unit_layer``."""
     infos = list_layers(model, (channels, *hw))
     names = [info.name for info in infos]
     if unit_layer not in names:
         raise ValueError(f"layer {unit_layer!r} does not run in the model's forward")
-    below = [i.name for i in infos[:names.index(unit_layer)] if i.layout in ("nchw", "nhwc")]
+    below = [i.name for i in infos[:names.index(unit_layer)] if i.is_map]
     if not below:
         raise ValueError(f"no conv layer below {unit_layer!r} to keep close to the photo; pass layer=")
     return below[len(below) // 2]

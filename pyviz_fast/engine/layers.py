@@ -4,6 +4,7 @@
 ['conv1', 'conv1.conv', 'conv1.bn']
 """
 import contextlib
+import math
 import re
 import warnings
 from typing import NamedTuple, Optional, Tuple
@@ -25,6 +26,12 @@ class LayerInfo(NamedTuple):
     layout: Optional[str] = None       # nchw, nhwc, tokens or vector (see pyviz_fast.engine.layout)
     calls: int = 1                     # times the module runs in one forward (> 1: a shared module; its first call is the layer)
     rewritten: bool = False            # its output is changed in place later in the forward (an in-place ReLU): read as a copy
+
+    @property
+    def is_map(self) -> bool:
+        """A map [C, H, W] or [H, W, C] of more than one position: what has texture and layout (a
+        squeeze-and-excitation gate's [C, 1, 1] has neither)."""
+        return self.layout in ("nchw", "nhwc") and math.prod(Activation(self.shape, self.layout).positions) > 1
 
 
 class _Probe(NamedTuple):

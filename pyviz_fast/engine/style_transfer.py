@@ -8,7 +8,6 @@ per forward/backward pass through the same loop, jitter, gradient blur and fused
 torch.Size([2, 3, 64, 64])
 """
 import itertools
-import math
 import time
 
 from pyviz_fast.engine.goals.style import StyleTask
@@ -28,14 +27,13 @@ MAX_STYLE_LAYERS = 5
 def default_layers(model, hw, channels):
     """(content layer, style layers) as Gatys chose them: the first activation (ReLU, GELU, ...)
     at each resolution of the conv maps for style, the last activation at the second-deepest of
-    those resolutions for content. Maps of one position are left out: a squeeze-and-excitation
-    gate's activation (MobileNetV3, EfficientNet, RegNetY) has neither texture nor layout."""
-    infos = [i for i in list_layers(model, (channels, *hw)) if i.type in ACTIVATIONS and i.layout in ("nchw", "nhwc")]
+    those resolutions for content. Maps of one position are left out (``LayerInfo.is_map``): a
+    squeeze-and-excitation gate's activation (MobileNetV3, EfficientNet, RegNetY) has neither
+    texture nor layout."""
+    infos = [i for i in list_layers(model, (channels, *hw)) if i.type in ACTIVATIONS and i.is_map]
     by_size = {}
     for info in infos:
-        positions = Activation(info.shape, info.layout).positions
-        if math.prod(positions) > 1:
-            by_size.setdefault(positions, []).append(info.name)
+        by_size.setdefault(Activation(info.shape, info.layout).positions, []).append(info.name)
     if not by_size:
         raise ValueError("the model has no activation (ReLU, GELU, ...) with a [C, H, W] output to default to; "
                          "pass content_layer= and style_layers=")
