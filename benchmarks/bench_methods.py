@@ -20,6 +20,7 @@ forward+backward seconds over its total (the engine's clocks). Never asserts.
 
     python benchmarks/bench_methods.py --threads 1 --steps 32 --json benchmarks/results/methods.json
     python benchmarks/bench_methods.py --threads 1 --steps 32 --googlenet   # a real-sized model
+    python benchmarks/bench_methods.py --threads 1 --steps 128 --only style  # style at its default steps
 """
 import argparse
 import os
@@ -170,10 +171,15 @@ def main():
     parser.add_argument("--json", default=None, help="also write the rows and metadata here")
     parser.add_argument("--googlenet", action="store_true",
                         help="pixel, MaCo and facets on googlenet (random weights) instead of the shipped models")
+    parser.add_argument("--only", default="", metavar="PREFIX",
+                        help="only the methods whose name starts with PREFIX (pixel, maco, facets, accentuate, style)")
     args = parser.parse_args()
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
-    for name, model, layer, inputs, run, pairs in (googlenet_cases() if args.googlenet else cases()):
+    chosen = [case for case in (googlenet_cases() if args.googlenet else cases()) if case[0].startswith(args.only)]
+    if not chosen:
+        parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in cases()]}")
+    for name, model, layer, inputs, run, pairs in chosen:
         rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats)
         print(markdown([row for row in rows if row.case.startswith(name + " [")]), flush=True)
     print(markdown(rows))
