@@ -23,7 +23,8 @@ import torch
 import pyviz_fast as pvf
 from pyviz_fast import zoo
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.cli.layers import default_atlas_layers, model_layers
+from pyviz_fast.cli.layers import model_layers
+from pyviz_fast.engine.blocks import default_atlas_layers
 
 
 @torch.no_grad()

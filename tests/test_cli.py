@@ -87,7 +87,7 @@ class TinyViT(torch.nn.Module):
 
 def test_default_atlas_layers_are_conv_blocks_and_transformer_blocks():
     import pyviz_fast as pvf
-    from pyviz_fast.cli.layers import default_atlas_layers
+    from pyviz_fast.engine.blocks import default_atlas_layers
 
     model = TinyViT().eval()
     infos = pvf.layers(model, input_size=(3, 32, 32))

@@ -351,7 +351,7 @@ def test_default_atlas_layers_split_a_whole_network_container():
     from torch import nn
 
     import pyviz_fast as pvf
-    from pyviz_fast.cli.layers import default_atlas_layers
+    from pyviz_fast.engine.blocks import default_atlas_layers
 
     class Branches(nn.Module):
         def __init__(self):
@@ -393,7 +393,7 @@ def test_default_atlas_layers_of_torchvision_architectures(name, size, expected)
     import torchvision
 
     import pyviz_fast as pvf
-    from pyviz_fast.cli.layers import default_atlas_layers
+    from pyviz_fast.engine.blocks import default_atlas_layers
 
     model = torchvision.models.get_model(name, weights=None).eval()
     assert default_atlas_layers(model, pvf.layers(model, input_size=(3, size, size))) == expected
@@ -405,7 +405,7 @@ def test_default_atlas_layers_keep_a_reduction_block_whole():
     from torch import nn
 
     import pyviz_fast as pvf
-    from pyviz_fast.cli.layers import default_atlas_layers
+    from pyviz_fast.engine.blocks import default_atlas_layers
 
     class Reduction(nn.Module):
         def __init__(self):
@@ -437,7 +437,7 @@ def test_default_atlas_layers_of_a_swin_like_net_are_its_stages():
     from torch import nn
 
     import pyviz_fast as pvf
-    from pyviz_fast.cli.layers import default_atlas_layers
+    from pyviz_fast.engine.blocks import default_atlas_layers
 
     class WindowAttention(nn.Module):
         def __init__(self, dim):

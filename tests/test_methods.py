@@ -190,6 +190,22 @@ def test_accentuation_keeps_the_layout_and_raises_the_unit(shapesnet):
     assert max(raised for raised, _, _ in fixed) > 2.5 * DEFAULT_GAIN, fixed
 
 
+def test_style_default_layers_of_a_model_with_functional_activations():
+    """googlenet applies F.relu inside each BasicConv2d: no activation module to read. Its blocks
+    are past their activations and span five resolutions; a ViT's only map (the patch projection)
+    is not a texture layer, so there the error asks for the layers."""
+    import torchvision
+
+    from pyviz_fast.engine.style_transfer import default_layers
+
+    googlenet = torchvision.models.get_model("googlenet", weights=None, init_weights=False).eval()
+    assert default_layers(googlenet, (96, 96), 3) == (
+        "inception4e", ["conv1", "conv2", "inception3a", "inception4a", "inception5a"])
+    vit = torchvision.models.get_model("vit_b_32", weights=None).eval()
+    with pytest.raises(ValueError, match="pass content_layer= and style_layers="):
+        default_layers(vit, (224, 224), 3)
+
+
 @pytest.mark.parametrize("name, unit_layer", [("efficientnet_b0", "features.6"),
                                                ("regnet_y_400mf", "trunk_output.block3")])
 def test_accentuation_default_closeness_layer_is_a_map(name, unit_layer):

@@ -9,10 +9,11 @@ from pyviz_fast.audit.gallery import flag_count
 from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, check_device, interrupt_on_sigterm,
                                    load_model, progress_bar, report_execution, say)
-from pyviz_fast.cli.layers import default_atlas_layers, model_layers
+from pyviz_fast.cli.layers import model_layers
 from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
 from pyviz_fast.engine.autotune import Decision
+from pyviz_fast.engine.blocks import default_atlas_layers
 
 EXAMPLES = """examples:
   pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model

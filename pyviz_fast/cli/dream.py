@@ -16,9 +16,10 @@ from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, writ
 from pyviz_fast.cli.common import (PHOTO_SIZE_HELP, CliError, add_common_flags, load_model, output_dir,
                                    output_file, progress_bar, read_image, say)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
-from pyviz_fast.cli.layers import default_atlas_layers, model_layers
+from pyviz_fast.cli.layers import model_layers
 from pyviz_fast.cli.render import add_gif_flags, count_flag, render_units
 from pyviz_fast.cli.settings_flags import given_settings, settings_at_image_size
+from pyviz_fast.engine.blocks import default_atlas_layers
 from pyviz_fast.engine.dream import DREAM_DEFAULTS, dream_unit as check_dream_unit
 from pyviz_fast.engine.result import images_to_uint8
 from pyviz_fast.engine.zoom import ZOOM_DEFAULTS, check_zoom

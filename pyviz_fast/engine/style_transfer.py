@@ -10,6 +10,7 @@ torch.Size([2, 3, 64, 64])
 import itertools
 import time
 
+from pyviz_fast.engine.blocks import default_atlas_layers
 from pyviz_fast.engine.goals.style import StyleTask
 from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.layout import Activation
@@ -29,16 +30,29 @@ def default_layers(model, hw, channels):
     at each resolution of the conv maps for style, the last activation at the second-deepest of
     those resolutions for content. Maps of one position are left out (``LayerInfo.is_map``): a
     squeeze-and-excitation gate's activation (MobileNetV3, EfficientNet, RegNetY) has neither
-    texture nor layout."""
-    infos = [i for i in list_layers(model, (channels, *hw)) if i.type in ACTIVATIONS and i.is_map]
+    texture nor layout. A model that applies its activations as functions (googlenet's
+    ``F.relu``: no activation module to hook) gets its blocks instead (``default_atlas_layers``:
+    conv1, conv2, the inception blocks, whose outputs are past their activations) if they span
+    several resolutions (a ViT's one map is its patch projection, before any activation)."""
+    infos = [i for i in list_layers(model, (channels, *hw)) if i.is_map]
+    groups = _by_resolution([i for i in infos if i.type in ACTIVATIONS])
+    if not groups:
+        blocks = set(default_atlas_layers(model, infos))
+        groups = _by_resolution([i for i in infos if i.name in blocks])
+        groups = groups if len(groups) > 1 else []
+    if not groups:
+        raise ValueError("the model has no activation (ReLU, GELU, ...) with a [C, H, W] output, nor conv blocks "
+                         "at several resolutions, to default to; pass content_layer= and style_layers=")
+    groups = groups[:MAX_STYLE_LAYERS]
+    return groups[max(0, len(groups) - 2)][-1], [group[0] for group in groups]
+
+
+def _by_resolution(infos):
+    """The layers' names grouped by their maps' positions, in order of first appearance."""
     by_size = {}
     for info in infos:
         by_size.setdefault(Activation(info.shape, info.layout).positions, []).append(info.name)
-    if not by_size:
-        raise ValueError("the model has no activation (ReLU, GELU, ...) with a [C, H, W] output to default to; "
-                         "pass content_layer= and style_layers=")
-    groups = list(by_size.values())[:MAX_STYLE_LAYERS]
-    return groups[max(0, len(groups) - 2)][-1], [group[0] for group in groups]
+    return list(by_size.values())
 
 
 def _pairs(n_content, n_style, pairs):
