@@ -117,6 +117,19 @@ def test_bad_model_specs(spec, message):
         pvf.load_model(spec)
 
 
+def test_random_init_of_a_segmentation_model_downloads_nothing(monkeypatch):
+    """torchvision's segmentation builders fetch ImageNet weights for their backbone by default;
+    weights='none' means none at all (these machines and many audit hosts have no network)."""
+    import torch.hub
+
+    def no_network(url, *args, **kwargs):
+        raise AssertionError(f"downloaded {url}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    model, _ = pvf.load_model("torchvision:lraspp_mobilenet_v3_large", weights="none")
+    assert pvf.layers(model, input_size=(3, 64, 64))[-1].shape == (21, 64, 64)
+
+
 def test_missing_weights_file():
     with pytest.raises(FileNotFoundError, match="weights file"):
         pvf.load_model("torchvision:resnet18", weights="/nonexistent/w.pt")

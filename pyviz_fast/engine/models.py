@@ -24,6 +24,7 @@ Input convention: images live in [0, 1]; the engine feeds ``(x - mean) / std`` t
 """
 import hashlib
 import importlib
+import inspect
 import os
 import warnings
 
@@ -124,7 +125,11 @@ def _torchvision(name, weights):
         raise ValueError(f"unknown torchvision model {name!r}" + (f"; closest: {', '.join(close)}" if close else ""))
     if weights.lower() == "default":
         return torchvision.models.get_model(name, weights="DEFAULT")
-    model = torchvision.models.get_model(name, weights=None)
+    # Segmentation and detection builders fetch ImageNet weights for their backbone unless told
+    # not to: a random init (or one about to be overwritten by a state dict) needs no download.
+    builder = inspect.signature(torchvision.models.get_model_builder(name)).parameters
+    model = torchvision.models.get_model(name, weights=None,
+                                         **({"weights_backbone": None} if "weights_backbone" in builder else {}))
     return model if weights.lower() == "none" else _load_state(model, weights)
 
 
