@@ -89,6 +89,27 @@ def no_grad_stem_net():
     return _NoGradStem()
 
 
+class _SequenceFirstViT(nn.Module):
+    """4x4 patches -> tokens -> two encoder layers run sequence-first ([N, B, D], as OpenAI's CLIP
+    runs its transformer) -> the class token -> 5 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.patches = nn.Conv2d(3, 16, 4, stride=4)
+        self.encoder = nn.Sequential(*[nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0) for _ in range(2)])
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        tokens = self.patches(x).flatten(2).permute(2, 0, 1)  # [N, B, D]
+        return self.head(self.encoder(tokens)[0])
+
+
+def sequence_first_vit():
+    """A transformer whose token layers are [N, B, D]: their rows are tokens, not images."""
+    torch.manual_seed(0)
+    return _SequenceFirstViT().eval()
+
+
 def inplace_relu_net(inplace=True):
     """conv -> ReLU(inplace) -> conv -> ReLU(inplace) -> pool -> fc, as torchvision's VGG: each
     convolution's output is rewritten by the ReLU after it."""

@@ -9,6 +9,9 @@
   forward runs past it for a deeper layer of the same batch; the listing marks it, and an atlas
   started before it was so read is not resumed on it.
 - A layer cut from the image by the model (no_grad, detach) is an error naming it.
+- A layer whose first dimension is not the batch (a transformer run sequence-first, [N, B, D], as
+  OpenAI's CLIP runs it) has rows that are tokens, not images: listed as such, never a default,
+  and an error naming it when asked for (it used to read token b as image b).
 """
 import json
 import os
@@ -26,7 +29,8 @@ from pyviz_fast.engine.layers import SharedLayerWarning
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-from cli_models import SharedReLUNet, inplace_relu_net, no_grad_stem_net, shared_relu_net  # noqa: E402
+from cli_models import (SharedReLUNet, inplace_relu_net, no_grad_stem_net, sequence_first_vit,  # noqa: E402
+                        shared_relu_net)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -190,3 +194,19 @@ def test_the_atlas_command_refuses_to_mix_readings(tmp_path):
     done = pyviz(*args, cwd=tmp_path)
     assert done.returncode == 2 and "would mix two readings" in done.stderr and "'0'" in done.stderr, done.stderr
     assert pyviz(*args, "--force", cwd=tmp_path).returncode == 0
+
+
+def test_a_sequence_first_layer_is_listed_as_such_and_never_read_per_image():
+    from pyviz_fast.engine.blocks import default_atlas_layers
+    from pyviz_fast.engine.truncate import LayerError
+
+    model = sequence_first_vit()
+    infos = {info.name: info for info in pvf.layers(model, input_size=(3, 16, 16))}
+    encoder = infos["encoder.0"]
+    assert (encoder.batched, encoder.shape, encoder.layout, encoder.channels) == (False, (16, 1, 16), None, None)
+    assert infos["patches"].batched and infos["output"].batched and infos["output"].channels == 5
+    assert default_atlas_layers(model, list(infos.values())) == ["patches"]
+    with pytest.raises(LayerError, match=r"'encoder.1' returns shape \[16, 1, 16\] for a batch of size 1"):
+        pvf.render(model, ["encoder.1:0", "encoder.1:1"], size=16, steps=1, progress=False)
+    listing = pyviz("layers", "--model", "cli_models:sequence_first_vit", "--size", "16", cwd=Path.cwd())
+    assert listing.returncode == 0 and "encoder.0" in listing.stdout and "not the batch" in listing.stdout

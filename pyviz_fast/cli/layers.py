@@ -55,8 +55,12 @@ def run(args) -> int:
 
 def _note(info) -> str:
     """What a reader of the listing must know about a layer: a shared module's output is its first
-    call's; an output rewritten in place later is read as it was made."""
+    call's; an output rewritten in place later is read as it was made; an output not batch-first
+    cannot be read per image."""
     notes = [f"runs {info.calls}x per forward: the first call is listed and rendered"] if info.calls > 1 else []
     if info.rewritten:
         notes.append("rewritten in place later in the forward: read as made (a copy)")
+    if not info.batched:
+        notes.append("first dimension is not the batch (sequence-first, or windows folded in): shape listed "
+                     "whole; no unit of it can be rendered")
     return "; ".join(notes)

@@ -65,7 +65,7 @@ def default_atlas_layers(model, infos) -> list[str]:
         return [info.name for info in infos if info.name in set(chosen)]
     shapes = {info.name: info.shape for info in infos}
     layouts = {info.name: info.layout for info in infos}
-    candidates = [name for name, shape in shapes.items() if name in modules and shape is not None
+    candidates = [name for name, shape in shapes.items() if name in modules and layouts[name] is not None
                   and _is_block(modules[name], shape)]
 
     def outermost(names):

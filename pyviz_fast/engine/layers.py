@@ -21,11 +21,12 @@ from pyviz_fast.engine.units import OUTPUT, check_layer_name
 class LayerInfo(NamedTuple):
     name: str                          # as in model.named_modules(); "output" = the model's return value
     type: str                          # module class name
-    shape: Optional[Tuple[int, ...]]   # output shape without the batch dim (None: no tensor output)
+    shape: Optional[Tuple[int, ...]]   # output shape without the batch dim (None: no tensor output; whole if not batched)
     channels: Optional[int]            # C of [C, H, W] / [H, W, C], D of tokens [N, D], K of [K]
     layout: Optional[str] = None       # nchw, nhwc, tokens or vector (see pyviz_fast.engine.layout)
     calls: int = 1                     # times the module runs in one forward (> 1: a shared module; its first call is the layer)
     rewritten: bool = False            # its output is changed in place later in the forward (an in-place ReLU): read as a copy
+    batched: bool = True               # its first dimension is the batch; else (sequence-first, windows folded in) no unit
 
     @property
     def is_map(self) -> bool:
@@ -38,21 +39,23 @@ class _Probe(NamedTuple):
     found: dict      # {name: (type name, output shape or None)} in call order, first calls
     calls: dict      # {name: times the module ran}
     rewritten: set   # names whose first output was changed in place later in the forward
+    unbatched: set   # names whose first output's first dimension is not the batch of 1
     out: object      # the model's output
 
 
 def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
     """One gray image of ``input_size`` through the model with the modules ``names`` (default:
     all) hooked. A module called more than once (one ``nn.ReLU`` shared by a block) is listed
-    with its first call's output, the one a render hooks (``truncate.py``)."""
-    found, calls, versions = {}, {}, {}
+    with its first call's output, the one a render hooks (``truncate.py``). An output whose first
+    dimension is not the batch of 1 is listed whole, as ``unbatched``."""
+    found, calls, versions, unbatched = {}, {}, {}, set()
 
     def hook(name):
         def record(module, inputs, output):
             calls[name] = calls.get(name, 0) + 1
             tensor = first_tensor(output)
             if name not in found:
-                found[name] = (type(module).__name__, None if tensor is None else tuple(tensor.shape[1:]))
+                found[name] = (type(module).__name__, _shape(name, tensor, unbatched))
                 if tensor is not None and not torch.is_inference(tensor):
                     versions[name] = (tensor, tensor._version)
         return record
@@ -66,14 +69,21 @@ def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
         for h in handles:
             h.remove()
     rewritten = {name for name, (tensor, version) in versions.items() if tensor._version != version}
-    return _Probe(found, calls, rewritten, out)
+    found_output = first_tensor(out)
+    if found_output is not None:
+        found[OUTPUT] = (type(model).__name__, _shape(OUTPUT, found_output, unbatched))
+    return _Probe(found, calls, rewritten, unbatched, out)
 
 
-def _add_output(found, model, out):
-    tensor = first_tensor(out)
-    if tensor is not None:
-        found[OUTPUT] = (type(model).__name__, tuple(tensor.shape[1:]))
-
+def _shape(name, tensor, unbatched):
+    """A probed output's shape without its batch dim of 1; whole (and ``name`` added to
+    ``unbatched``) when its first dimension is not that batch."""
+    if tensor is None:
+        return None
+    if tensor.dim() == 0 or tensor.shape[0] != 1:
+        unbatched.add(name)
+        return tuple(tensor.shape)
+    return tuple(tensor.shape[1:])
 
 def layers(model, input_size=None, device="cpu", layout=None):
     """Every named module that runs in ``model``'s forward, in call order, with its output shape,
@@ -100,18 +110,17 @@ def layers(model, input_size=None, device="cpu", layout=None):
     with PreparedModel(model, settings, device) as prepared:
         probe = _hooked_shapes(model, prepared, input_size, device)
         found = probe.found
-        _add_output(found, model, probe.out)
-        shapes = {name: shape for name, (_, shape) in found.items() if shape is not None and len(shape) in (1, 2, 3)}
+        shapes = {name: shape for name, (_, shape) in found.items()
+                  if shape is not None and len(shape) in (1, 2, 3) and name not in probe.unbatched}
 
         def reprobe(names, hw):
             again = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
-            _add_output(again.found, model, again.out)
             return {name: shape for name, (_, shape) in again.found.items() if shape is not None}
 
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
                       learned[name].layout if name in learned else None, probe.calls.get(name, 1),
-                      name in probe.rewritten)
+                      name in probe.rewritten, name not in probe.unbatched)
             for name, (type_name, shape) in found.items()]
 
 

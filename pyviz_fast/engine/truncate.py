@@ -140,6 +140,12 @@ class TruncatedForward:
         if missing:
             raise LayerNotCalled(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
                                  "forward; pick another layer")
+        unbatched = {name: tuple(act.shape) for name, act in acts.items() if act.dim() == 0 or act.shape[0] != len(x)}
+        if unbatched:
+            raise LayerError(", ".join(f"layer {name!r} returns shape {list(shape)}" for name, shape in unbatched.items())
+                             + f" for a batch of size {len(x)}: its first dimension is not the batch (windows or "
+                             "heads folded into it, a sequence-first transformer, a detector's boxes), so its rows "
+                             "are not the images'; pick another layer, such as the block around it")
         if x.requires_grad and torch.is_grad_enabled():
             cut = [name for name, act in acts.items() if not act.requires_grad]
             if cut:
