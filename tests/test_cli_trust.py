@@ -122,6 +122,8 @@ BAD_INPUTS = {
                              ["'stem' do not depend on the input image through autograd", "torch.no_grad()"]),
     "sequence-first-layer": (["render", "encoder.0:1", "--model", "cli_models:sequence_first_vit", *TINY],
                              ["'encoder.0' returns shape [64, 1, 16] for a batch of size 1", "not the batch"]),
+    "sequence-first-whole-layer": (["render", "encoder.0", "--model", "cli_models:sequence_first_vit", *TINY],
+                                   ["'encoder.0' has no units to render", "[64, 1, 16]", "batch first"]),
     "five-channels": (["dream", "{photo}", "--model", "cli_models:five_channel_net", *TINY], ["5 input channels"]),
     "corrupt-init-image": (["render", "conv3:1", "--init", "image", "--init-image", "{corrupt}", *TINY],
                            ["corrupt.jpg"]),

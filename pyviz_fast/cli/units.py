@@ -23,6 +23,6 @@ def expand_units(specs, model, infos) -> list:
                 if term.index is not None and count is not None and not 0 <= term.index < count:
                     raise ValueError(f"unit {str(unit)!r}: layer {term.layer!r} has {count} channels "
                                      f"(0-{count - 1}); got channel {term.index}")
-        return expand_whole_layers(units, channels)
+        return expand_whole_layers(units, {info.name: info for info in infos})
     except (ValueError, TypeError) as error:
         raise CliError(str(error)) from None

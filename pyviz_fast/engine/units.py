@@ -336,6 +336,10 @@ def expand_whole_layers(units, channels):
             out.append(unit)
             continue
         count = channels.get(term.layer)
+        if not getattr(count, "batched", True):  # a LayerInfo of a sequence-first layer
+            raise ValueError(f"layer {term.layer!r} has no units to render: its output {list(count.shape)} does "
+                             "not have the batch first (sequence-first, or windows folded in); pick the block "
+                             "around it or a batch-first layer")
         count = getattr(count, "channels", count)
         if not count:
             raise ValueError(f"layer {term.layer!r} has no channels to expand (output shape unknown); "
