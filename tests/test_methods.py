@@ -221,6 +221,27 @@ def test_accentuation_default_closeness_layer_is_a_map(name, unit_layer):
     assert infos[layer].is_map and infos[layer].shape[-1] > 1, (layer, infos[layer].shape)
 
 
+@pytest.mark.parametrize("name, unit_layer, expected", [
+    ("shapesnet", "conv4", "conv2"),  # what BENCHMARKS.md measured the criteria with
+    ("resnet18", "layer4", "layer2"),
+    ("googlenet", "inception5b", "inception4a"),
+    ("convnext_tiny", "features.5", "features.2"),  # not one of features.5's own blocks
+])
+def test_accentuation_default_closeness_layer_is_a_block_halfway_below(name, unit_layer, expected):
+    """The default closeness layer is one of the model's blocks (its default atlas layers), not a
+    batch norm or a branch inside one, and never inside the unit's own layer."""
+    import torchvision
+
+    from pyviz_fast.engine.accentuate import lower_layer
+
+    if name == "shapesnet":
+        model, size = pvf.zoo.shapesnet(), 64
+    else:
+        extra = dict(init_weights=False) if name == "googlenet" else {}
+        model, size = torchvision.models.get_model(name, weights=None, **extra).eval(), 96
+    assert lower_layer(model, unit_layer, (size, size), 3) == expected
+
+
 def test_accentuation_rejects_a_bad_gain(shapesnet, photo):
     for bad in (1.0, 0.5, float("inf"), "4"):
         with pytest.raises(ValueError, match="gain must be a number > 1"):

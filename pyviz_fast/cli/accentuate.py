@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     target.add_argument("--unit", help="the unit to accentuate, e.g. conv4:3 or fc:5")
     target.add_argument("--caricature", metavar="LAYER", help="a layer whose caricature of the photo to render")
     parser.add_argument("--layer", default=None,
-                        help="accentuation: the lower layer kept close to the photo (default: halfway below the unit)")
+                        help="accentuation: the lower layer kept close to the photo (default: the block halfway below the unit)")
     parser.add_argument("--weight", type=float, default=1.0,
                         help="accentuation: closeness strength relative to the unit (default: %(default)s)")
     parser.add_argument("--gain", type=_gain, default=DEFAULT_GAIN,

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from pyviz_fast.engine.blocks import default_atlas_layers
 from pyviz_fast.engine.goals.accentuation import AccentuationTask, CaricatureTask
 from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.models import input_channels
@@ -37,16 +38,22 @@ def _settings(settings, overrides, photo):
 
 
 def lower_layer(model, unit_layer, hw, channels):
-    """A default closeness layer: the map (``LayerInfo.is_map``: not a squeeze-and-excitation
-    gate's 1 x 1, which holds no layout) halfway from the input to ``unit_layer``."""
+    """A default closeness layer: halfway from the input to ``unit_layer`` among the model's
+    blocks (``default_atlas_layers``: ShapesNet conv4 -> conv2, resnet layer4 -> layer2) that are
+    maps (``LayerInfo.is_map``: not a squeeze-and-excitation gate's 1 x 1, which holds no layout)
+    and finish before it, outside it (a stage's own blocks run before the stage's output); among
+    all such maps when no block lies below (a model whose blocks are not recognised, or a ViT
+    below its first block: the patch projection)."""
     infos = list_layers(model, (channels, *hw))
     names = [info.name for info in infos]
     if unit_layer not in names:
         raise ValueError(f"layer {unit_layer!r} does not run in the model's forward")
-    below = [i.name for i in infos[:names.index(unit_layer)] if i.is_map]
+    below = [i.name for i in infos[:names.index(unit_layer)] if i.is_map and not i.name.startswith(unit_layer + ".")]
     if not below:
         raise ValueError(f"no conv layer below {unit_layer!r} to keep close to the photo; pass layer=")
-    return below[len(below) // 2]
+    blocks = set(default_atlas_layers(model, infos))
+    among = [name for name in below if name in blocks] or below
+    return among[len(among) // 2]
 
 
 def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN, settings=None, backend=None,
@@ -55,7 +62,7 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
 
     image: a path, PIL image or tensor [C, H, W] in [0, 1]; the render runs at its size unless
     ``size`` is given. units: unit specs as for ``render``. layer: where the activations are
-    kept close to the photo's (default: the conv layer halfway below the first unit's layer).
+    kept close to the photo's (default: the block halfway below the first unit's layer, ``lower_layer``).
     weight: strength of that closeness, relative to the unit's objective (0 = plain ascent from
     the photo). gain: how far to raise each unit, as a factor of its value on the photo: the
     closeness weight of each image is ``weight`` when the unit is at that factor, much weaker
