@@ -242,6 +242,22 @@ def test_accentuation_default_closeness_layer_is_a_block_halfway_below(name, uni
     assert lower_layer(model, unit_layer, (size, size), 3) == expected
 
 
+def test_accentuation_of_a_vit_unit_raises_it_on_the_photo_as_it_is():
+    """A ViT cuts its input into patches: a jitter that is not a whole patch changes every token,
+    and the unit rose on shifted copies of the photo while it fell on the photo itself (x3 and the
+    layout kept on 1 of 12 photos with jitter 4). The default on a patch model is no jitter."""
+    vit, layer = pvf.zoo.shapes_vit(), "blocks.3.mlp.act"
+    figures = []
+    for photo in make_batch(6, size=64, seed=1)[0]:
+        before = activations(vit, photo[None], [layer])[layer][0].mean(0)
+        unit = int(torch.where((before > 0.05) & (before < 0.5), before, torch.zeros(())).argmax())
+        res = pvf.accentuate(vit, photo, f"{layer}:{unit}", precision="fp32")
+        after = activations(vit, res.images, [layer])[layer][0].mean(0)
+        figures.append((float(after[unit] / before[unit]), pooled_luminance_correlation(photo, res.images[0])))
+    assert res.settings.jitter == 0
+    assert all(raised >= 3 and kept >= 0.5 for raised, kept in figures), figures
+
+
 def test_accentuation_rejects_a_bad_gain(shapesnet, photo):
     for bad in (1.0, 0.5, float("inf"), "4"):
         with pytest.raises(ValueError, match="gain must be a number > 1"):

@@ -9,7 +9,7 @@ from typing import Optional
 from pyviz_fast.audit.files import save_png_atomic, to_pil
 from pyviz_fast.cli.common import CliError, add_image_command_flags, load_model, output_dir, read_image, say
 from pyviz_fast.cli.settings_flags import settings_at_image_size, value_parser
-from pyviz_fast.engine.accentuate import DEFAULT_GAIN, DEFAULTS, accentuation_panel, difference_image
+from pyviz_fast.engine.accentuate import DEFAULT_GAIN, DEFAULTS, accentuation_panel, difference_image, photo_defaults
 from pyviz_fast.engine.result import images_to_uint8
 
 EXAMPLES = """examples:
@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     target.add_argument("--unit", help="the unit to accentuate, e.g. conv4:3 or fc:5")
     target.add_argument("--caricature", metavar="LAYER", help="a layer whose caricature of the photo to render")
     parser.add_argument("--layer", default=None,
-                        help="accentuation: the lower layer kept close to the photo (default: the block halfway below the unit)")
+                        help="accentuation: the lower layer kept close to the photo "
+                             "(default: the block halfway below the unit)")
     parser.add_argument("--weight", type=float, default=1.0,
                         help="accentuation: closeness strength relative to the unit (default: %(default)s)")
     parser.add_argument("--gain", type=_gain, default=DEFAULT_GAIN,
@@ -58,7 +59,7 @@ def run(args) -> int:
     model, _ = load_model(args)
     common = dict(backend=args.backend, device=args.device, seed=args.seed, progress=not args.quiet)
     try:
-        settings = settings_at_image_size(args, DEFAULTS, photo)
+        settings = settings_at_image_size(args, photo_defaults(model), photo)
         if args.caricature:
             result = pvf.caricature(model, photo, args.caricature, power=args.power, settings=settings, **common)
         else:

@@ -16,7 +16,7 @@ import torch
 from pyviz_fast.engine.blocks import default_atlas_layers
 from pyviz_fast.engine.goals.accentuation import AccentuationTask, CaricatureTask
 from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
-from pyviz_fast.engine.models import input_channels
+from pyviz_fast.engine.models import input_channels, input_patch
 from pyviz_fast.engine.photos import native_size, read_photos
 from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
@@ -30,8 +30,16 @@ DIFFERENCE_GAIN = 2.0
 DEFAULT_GAIN = 4.0
 
 
-def _settings(settings, overrides, photo):
-    base = settings or Settings(**DEFAULTS)
+def photo_defaults(model) -> dict:
+    """``DEFAULTS``, with no jitter on a model that cuts its input into patches (a ViT): a shift
+    that is not a whole patch changes every token, and the ascent then raises the unit on shifted
+    copies of the photo, not on the photo as it is (shapes_vit, 12 photos: the unit x3 and the
+    layout kept on 1 with jitter 4, on 12 with none; BENCHMARKS.md, "Facets and accentuation")."""
+    return dict(DEFAULTS, jitter=0) if input_patch(model) > 1 else DEFAULTS
+
+
+def _settings(settings, overrides, photo, model):
+    base = settings or Settings(**photo_defaults(model))
     if settings is None and "size" not in overrides:
         base = base.replace(size=native_size(photo))
     return resolve_settings(base, overrides, starts_from_images=True)
@@ -68,15 +76,15 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
     closeness weight of each image is ``weight`` when the unit is at that factor, much weaker
     below it and much stronger above (goals/accentuation.py), so the unit ends a little above
     it; None keeps ``weight`` fixed (and with weight 0 there is no closeness to steer).
-    Settings default to gentle steps (``DEFAULTS``). ``res.info['photo']`` is the photo as
-    rendered [C, H, W]; ``accentuation_panel`` puts photo, result and difference side
-    by side.
+    Settings default to gentle steps (``photo_defaults``: no jitter on a ViT).
+    ``res.info['photo']`` is the photo as rendered [C, H, W]; ``accentuation_panel`` puts photo,
+    result and difference side by side.
     """
     started = time.perf_counter()
-    settings = _settings(settings, overrides, image)
+    model = resolve_model(model, device, seed)
+    settings = _settings(settings, overrides, image, model)
     if batch_size is not None:
         settings = settings.replace(batch_size=batch_size)
-    model = resolve_model(model, device, seed)
     units = parse_units(units, model)
     channels = settings.channels or input_channels(model)
     photo = read_photos(image, channels, settings.hw)[0]
@@ -101,8 +109,8 @@ def caricature(model, image, layer, *, power=1.0, settings=None, backend=None, d
     """Lucid's caricature of ``image`` at ``layer``: maximize dot(a, a_photo) * max(cos, 0.1)^power.
     Returns a ``RenderResult`` with one image; ``res.info['photo']`` as for ``accentuate``."""
     started = time.perf_counter()
-    settings = _settings(settings, overrides, image)
     model = resolve_model(model, device, seed)
+    settings = _settings(settings, overrides, image, model)
     check_layer_names([Unit.deepdream(layer)], model)
     photo = read_photos(image, settings.channels or input_channels(model), settings.hw)[0]
     res = render_task(model, CaricatureTask(photo, layer, power), settings, backend=backend, device=device,

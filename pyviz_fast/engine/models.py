@@ -247,6 +247,16 @@ def input_normalization(model):
     return None, None
 
 
+def input_patch(model) -> int:
+    """The side of the patches the model cuts its input into: its first convolution's kernel when
+    its stride is the kernel (a ViT's patch embedding, a patchify stem), else 1."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            kernel = module.kernel_size[0]
+            return kernel if module.kernel_size == module.stride and kernel > 1 else 1
+    return 1
+
+
 def input_channels(model, default=3):
     """Channels the model's first convolution / patch embedding takes (``default`` if none found)."""
     for module in model.modules():
