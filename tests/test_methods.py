@@ -190,6 +190,19 @@ def test_accentuation_keeps_the_layout_and_raises_the_unit(shapesnet):
     assert max(raised for raised, _, _ in fixed) > 2.5 * DEFAULT_GAIN, fixed
 
 
+def test_a_render_from_a_photo_reports_the_objective_on_the_photo(shapesnet, photo):
+    """What accentuate, caricature, dream and style raised their objective from: the photo as it is
+    (the trajectory's first point is the first step's jittered input: 4 px off here)."""
+    unit, before, after, res = _accentuated(shapesnet, photo, steps=4)
+    assert torch.allclose(res.info["photo_objective"], torch.tensor([before]), rtol=1e-4, atol=1e-6)
+    assert abs(float(res.objective[0]) - after) <= 1e-4 * max(1.0, abs(after))
+    dreamed = pvf.render(shapesnet, "conv3@deepdream", init="image", init_image=photo, size=48, steps=2,
+                         octaves=2, precision="fp32")
+    acts = activations(shapesnet, photo[None], ["conv3"])["conv3"]
+    assert torch.allclose(dreamed.info["photo_objective"], acts.square().mean()[None], rtol=1e-4)
+    assert "photo_objective" not in pvf.render(shapesnet, "conv4:0", size=32, steps=2).info
+
+
 def test_style_default_layers_of_a_model_with_functional_activations():
     """googlenet applies F.relu inside each BasicConv2d: no activation module to read. Its blocks
     are past their activations and span five resolutions; a ViT's only map (the patch projection)

@@ -79,6 +79,6 @@ def run(args) -> int:
             save_png_atomic(path, to_pil(images_to_uint8(picture[None])[0]))
     except OSError as error:
         raise CliError(f"cannot write {str(out)!r}: {error}") from None
-    say(args, f"{result.units[0]} ({result.status[0]}, objective {float(result.trajectory[0, 0]):.4g} -> "
+    say(args, f"{result.units[0]} ({result.status[0]}, objective {float(result.info['photo_objective'][0]):.4g} on the photo -> "
               f"{float(result.objective[0]):.4g}) -> {', '.join(map(str, outputs))}")
     return 0 if result.status[0] == "ok" else 1

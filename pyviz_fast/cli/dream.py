@@ -112,7 +112,8 @@ def run(args) -> int:
             write_atomic(out.with_suffix(".gif"), gif_bytes(frames))
     except OSError as error:
         raise CliError(f"cannot write {str(out)!r}: {error}") from None
-    say(args, f"dream of {units[0]} ({result.status[0]}, objective {float(result.objective[0]):.4g}) -> {out}"
+    say(args, f"dream of {units[0]} ({result.status[0]}, objective {float(result.info['photo_objective'][0]):.4g} -> "
+              f"{float(result.objective[0]):.4g}) -> {out}"
               + (f" and {out.with_suffix('.gif')}" if args.gif else ""))
     return 0 if result.status[0] in ("ok", "dead") else 1
 

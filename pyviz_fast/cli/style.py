@@ -63,7 +63,7 @@ def run(args) -> int:
             save_png_atomic(path, to_pil(image))
     except OSError as error:
         raise CliError(f"cannot write {str(out)!r}: {error}") from None
-    for path, status, trajectory in zip(paths, result.status, result.trajectory):
-        say(args, f"styled ({status}, loss {-float(trajectory[0]):.4g} -> {-float(trajectory[-1]):.4g}; content "
+    for path, status, start, end in zip(paths, result.status, result.info["photo_objective"], result.objective):
+        say(args, f"styled ({status}, loss {-float(start):.4g} -> {-float(end):.4g}; content "
                   f"{result.info['content_layer']}, style {','.join(result.info['style_layers'])}) -> {path}")
     return 0 if result.ok else 1

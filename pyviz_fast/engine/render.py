@@ -160,9 +160,10 @@ def _render_batch(run, task, rows, after_step):
             after_step(t, param.images())
     images = param.images()
     objective = _final_objective(run, task, rows, images, hw, goal, param.crops) if run.evaluate else objective.float()
+    photo = _photo_objective(run, task, rows, draws, hw, goal, param.crops) if run.evaluate else None
     alpha, spread = param.alpha(), trajectory.spread(objective)
     return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds,
-            None if alpha is None else alpha.float().cpu())
+            None if alpha is None else alpha.float().cpu(), None if photo is None else photo.cpu())
 
 
 def _final_objective(run, task, rows, images, hw, goal, crops):
@@ -171,6 +172,19 @@ def _final_objective(run, task, rows, images, hw, goal, crops):
     final_goal = goal if crops == 1 else run.goal(task, rows, hw, 1)
     with torch.no_grad():
         return final_goal(run.prepared(view, final_goal.layers))[0].float()
+
+
+def _photo_objective(run, task, rows, draws, hw, goal, crops):
+    """The objective of the photo the rows start from (the task's, or an image init), scored as the
+    final images are (``_final_objective``: the final size, no jitter): what the render raised it
+    from. The trajectory's first point cannot say it: it is the first step's jittered input. None
+    for a random start."""
+    s = run.s
+    start_hw = (s.canvas, s.canvas) if s.canvas is not None else hw
+    photo = task.start(rows, start_hw, run)
+    if photo is None and s.init == "image":
+        photo = initial_images(s, draws, run.channels, start_hw)
+    return None if photo is None else _final_objective(run, task, rows, photo.to(run.device), hw, goal, crops)
 
 
 def _center_crop(images, hw):
@@ -396,7 +410,7 @@ class Renderer:
             raise wrapped.__cause__ from None
         finally:
             ops.release_cached_memory()  # the steps' outputs are kept for reuse only while rendering
-        images, objective, trajectory, seeds, status, reasons, alpha = outputs
+        images, objective, trajectory, seeds, status, reasons, alpha, photo_objective = outputs
         setup, self._setup = self._setup, 0.0
         timings = {"total": setup + time.perf_counter() - started, "setup": setup, **run.clock}
         prepared = self._prepared
@@ -404,6 +418,8 @@ class Renderer:
                 "device": str(self.device), "compile": prepared.execution.compile, "channels": self.channels,
                 "batch_size": settings.batch_size, "execution": self.decision.record(), "facets": self.task.group,
                 "shared_layers": self.shared_layers}
+        if not photo_objective.isnan().all():  # the render started from a photo
+            info["photo_objective"] = photo_objective
         return RenderResult(images, self.task.units, objective, trajectory, seeds, status, reasons, timings,
                             settings, info, alpha)
 
@@ -412,7 +428,7 @@ def _render_all(run, task, progress, callback):
     s, n = run.s, len(task.units)
     final_hw = (s.canvas, s.canvas) if s.canvas is not None else run.stages[-1][0]
     images = torch.zeros(n, run.channels, *final_hw)
-    objective = torch.full((n,), math.nan)
+    objective, photo_objective = torch.full((n,), math.nan), torch.full((n,), math.nan)
     trajectory = torch.full((n, min(s.steps, MAX_POINTS)), math.nan)
     seeds, status, reasons = [None] * n, ["failed"] * n, [""] * n
     alpha = None
@@ -430,7 +446,8 @@ def _render_all(run, task, progress, callback):
                 bar.set_postfix_str(f"batch {start // batch_size + 1}/{batches}", refresh=False)
             try:
                 after_step = _step_hook(bar, callback, batch, rows, s.steps)
-                imgs, obj, traj, spread, bad, batch_seeds, batch_alpha = _render_batch(run, task, rows, after_step)
+                imgs, obj, traj, spread, bad, batch_seeds, batch_alpha, photo = _render_batch(run, task, rows,
+                                                                                              after_step)
             except RuntimeError as error:  # e.g. out of memory: this batch fails, the others go on
                 seeds[rows] = [unit_seed(run.seed, key) for key in task.keys[rows]]
                 first_line = (str(error).splitlines() or [""])[0][:300]
@@ -440,6 +457,8 @@ def _render_all(run, task, progress, callback):
                 if batch_alpha is not None:
                     alpha = torch.zeros(n, 1, *final_hw) if alpha is None else alpha
                     alpha[rows] = batch_alpha
+                if photo is not None:
+                    photo_objective[rows] = photo
                 for i in range(len(batch)):
                     status[start + i], reasons[start + i] = _status(obj[i].item(), imgs[i], int(bad[i]), s.steps,
                                                                     traj[i, 0].item(), spread[i].item())
@@ -448,4 +467,4 @@ def _render_all(run, task, progress, callback):
     finally:
         if bar is not None:
             bar.close()
-    return images, objective, trajectory, seeds, status, reasons, alpha
+    return images, objective, trajectory, seeds, status, reasons, alpha, photo_objective

@@ -29,7 +29,10 @@ class RenderResult:
     are measured without synchronizing, so only 'total' is exact). settings: the Settings used;
     info: precision, memory format, backend, device actually used; facets: images per unit
     (a unit's facets are consecutive rows); shared_layers: {layer: calls} of the layers read
-    whose module runs several times per forward (the first call is the layer's). alpha: None, or float32 [N, 1, H, W] in [0, 1], the
+    whose module runs several times per forward (the first call is the layer's); photo_objective
+    (only when the render started from a photo: accentuate, caricature, dream, style): float32 [N],
+    each row's objective on that photo, scored as ``objective`` is (the trajectory's first point is
+    the first step's jittered input). alpha: None, or float32 [N, 1, H, W] in [0, 1], the
     attribution map of methods that make one (MaCo: where the accumulated input gradients were
     large); ``to_rgba`` puts it in the alpha channel.
     """
