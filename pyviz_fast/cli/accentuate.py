@@ -9,7 +9,8 @@ from typing import Optional
 from pyviz_fast.audit.files import save_png_atomic, to_pil
 from pyviz_fast.cli.common import CliError, add_image_command_flags, load_model, output_dir, read_image, say
 from pyviz_fast.cli.settings_flags import settings_at_image_size, value_parser
-from pyviz_fast.engine.accentuate import DEFAULT_GAIN, DEFAULTS, accentuation_panel, difference_image, photo_defaults
+from pyviz_fast.engine.accentuate import (DEFAULT_GAIN, DEFAULTS, PATCH_MODEL_DEFAULTS, accentuation_panel,
+                                          difference_image, photo_defaults)
 from pyviz_fast.engine.result import images_to_uint8
 
 EXAMPLES = """examples:
@@ -31,9 +32,14 @@ def _gain(text):
         raise argparse.ArgumentTypeError(f"expected a number > 1 or 'none', got {text!r}") from None
 
 
+PATCH_MODEL_NOTE = ("On a model that cuts its input into patches (a ViT) the defaults below change to "
+                    + " ".join(f"--{name.replace('_', '-')} {value}" for name, value in PATCH_MODEL_DEFAULTS.items())
+                    + ".")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("accentuate", help="accentuate a unit in a photo (or a layer's caricature)",
-                                   description=__doc__, epilog=EXAMPLES,
+                                   description=f"{__doc__}\n{PATCH_MODEL_NOTE}", epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="input photo")
     target = parser.add_mutually_exclusive_group(required=True)

@@ -30,12 +30,19 @@ DIFFERENCE_GAIN = 2.0
 DEFAULT_GAIN = 4.0
 
 
+# On a model that cuts its input into patches (a ViT): no jitter, and a wider gradient blur instead.
+PATCH_MODEL_DEFAULTS = dict(jitter=0, blur_start=1.5, blur_end=0.75)
+
+
 def photo_defaults(model) -> dict:
-    """``DEFAULTS``, with no jitter on a model that cuts its input into patches (a ViT): a shift
-    that is not a whole patch changes every token, and the ascent then raises the unit on shifted
-    copies of the photo, not on the photo as it is (shapes_vit, 12 photos: the unit x3 and the
-    layout kept on 1 with jitter 4, on 12 with none; BENCHMARKS.md, "Facets and accentuation")."""
-    return dict(DEFAULTS, jitter=0) if input_patch(model) > 1 else DEFAULTS
+    """``DEFAULTS``, or on a model that cuts its input into patches (a ViT) ``PATCH_MODEL_DEFAULTS``
+    over them. A shift that is not a whole patch changes every token, and the ascent then raises
+    the unit on shifted copies of the photo, not on the photo as it is (shapes_vit, 12 photos: the
+    unit x3 and the layout kept on 1 with jitter 4, on 12 with none). Without jitter nothing
+    averages out pixel-level color noise, so the gradient blur is wider: blur 1.5 -> 0.75 kept all
+    12 and cut the change's high-frequency energy by a quarter (2.0 -> 1.0 by 40 %, but 10 of 12;
+    BENCHMARKS.md, "Facets and accentuation")."""
+    return dict(DEFAULTS, **PATCH_MODEL_DEFAULTS) if input_patch(model) > 1 else DEFAULTS
 
 
 def _settings(settings, overrides, photo, model):
@@ -76,7 +83,7 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
     closeness weight of each image is ``weight`` when the unit is at that factor, much weaker
     below it and much stronger above (goals/accentuation.py), so the unit ends a little above
     it; None keeps ``weight`` fixed (and with weight 0 there is no closeness to steer).
-    Settings default to gentle steps (``photo_defaults``: no jitter on a ViT).
+    Settings default to gentle steps (``photo_defaults``: no jitter and a wider blur on a ViT).
     ``res.info['photo']`` is the photo as rendered [C, H, W]; ``accentuation_panel`` puts photo,
     result and difference side by side.
     """
