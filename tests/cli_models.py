@@ -117,3 +117,32 @@ def inplace_relu_net(inplace=True):
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=inplace),
                          nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=inplace),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5)).eval()
+
+
+class _Boxed:
+    """A result that is no tensor, tuple, list or dict (torchvision's ImageList is such a class)."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+
+class _Wrap(nn.Module):
+    def forward(self, x):
+        return _Boxed(x)
+
+
+class _WrappedInputNet(nn.Module):
+    """A preprocessing module whose output holds its tensor in an object, as detection models'
+    ``transform`` does: no activation to list or render."""
+
+    def __init__(self):
+        super().__init__()
+        self.transform, self.net = _Wrap(), tiny_cnn()
+
+    def forward(self, x):
+        return self.net(self.transform(x).tensors)
+
+
+def wrapped_input_net():
+    torch.manual_seed(0)
+    return _WrappedInputNet().eval()

@@ -9,6 +9,8 @@
   forward runs past it for a deeper layer of the same batch; the listing marks it, and an atlas
   started before it was so read is not resumed on it.
 - A layer cut from the image by the model (no_grad, detach) is an error naming it.
+- A layer whose output holds no tensor (a detection model's image list) is listed without a
+  shape, and an error naming it when asked for.
 - A layer whose first dimension is not the batch (a transformer run sequence-first, [N, B, D], as
   OpenAI's CLIP runs it) has rows that are tokens, not images: listed as such, never a default,
   and an error naming it when asked for (it used to read token b as image b).
@@ -30,7 +32,7 @@ from pyviz_fast.engine.layers import SharedLayerWarning
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 from cli_models import (SharedReLUNet, inplace_relu_net, no_grad_stem_net, sequence_first_vit,  # noqa: E402
-                        shared_relu_net)
+                        shared_relu_net, wrapped_input_net)
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -210,3 +212,16 @@ def test_a_sequence_first_layer_is_listed_as_such_and_never_read_per_image():
         pvf.render(model, ["encoder.1:0", "encoder.1:1"], size=16, steps=1, progress=False)
     listing = pyviz("layers", "--model", "cli_models:sequence_first_vit", "--size", "16", cwd=Path.cwd())
     assert listing.returncode == 0 and "encoder.0" in listing.stdout and "not the batch" in listing.stdout
+
+
+def test_a_layer_whose_output_holds_no_tensor_is_listed_and_refused():
+    """A detection model's ``transform`` returns an image list object: the listing crashed on it
+    ("'NoneType' object is not iterable"); it lists it with no shape and says why."""
+    from pyviz_fast.engine.truncate import LayerError
+
+    listing = pyviz("layers", "--model", "cli_models:wrapped_input_net", "--size", "16", cwd=Path.cwd())
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("transform "))
+    assert row.split()[1:4] == ["_Wrap", "-", "-"] and "holds no tensor" in row
+    with pytest.raises(LayerError, match=r"layer 'transform' \(_Wrap\) returned no tensor"):
+        pvf.render(wrapped_input_net(), "transform:0", size=16, steps=1, progress=False)

@@ -45,7 +45,8 @@ def run(args) -> int:
         keep = set(default_atlas_layers(model, infos))
         infos = [info for info in infos if info.name in keep]
     rows = [(info.name, getattr(info.type, "__name__", str(info.type)),
-             "[" + ", ".join(map(str, info.shape)) + "]", str(info.channels), _note(info)) for info in infos]
+             "-" if info.shape is None else "[" + ", ".join(map(str, info.shape)) + "]",
+             "-" if info.channels is None else str(info.channels), _note(info)) for info in infos]
     header = ("layer", "type", "output", "channels", "note" if any(row[-1] for row in rows) else "")
     widths = [max(len(row[k]) for row in rows + [header]) for k in range(len(header))]
     for row in [header] + rows:
@@ -57,6 +58,8 @@ def _note(info) -> str:
     """What a reader of the listing must know about a layer: a shared module's output is its first
     call's; an output rewritten in place later is read as it was made; an output not batch-first
     cannot be read per image."""
+    if info.shape is None:
+        return "its output holds no tensor (an object such as a detection model's image list): nothing to render"
     notes = [f"runs {info.calls}x per forward: the first call is listed and rendered"] if info.calls > 1 else []
     if info.rewritten:
         notes.append("rewritten in place later in the forward: read as made (a copy)")
