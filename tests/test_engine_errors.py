@@ -51,6 +51,15 @@ def test_size_too_small_for_the_model():
     _fails(r"rejected an input of shape \[1, 3, 6, 6\]", shrinking, "1:0", size=6)
 
 
+def test_a_video_or_sequence_model_is_named_as_such():
+    """torchvision's r3d_18 failed with torch's 'expected input[1, 1, 3, 128, 128] to have 3
+    channels, but got 1': the message now says what the model takes instead of an image."""
+    video = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU())
+    _fails(r"first convolution is a Conv3d, which takes video clips \[B, C, T, H, W\].*\(RuntimeError: ", video, "1:0")
+    _fails(r"first convolution is a Conv1d, which takes sequences", nn.Sequential(nn.Conv1d(3, 4, 3)), "0:0")
+    _fails(r"rejected an input of shape \[1, 3, 16, 16\]: RuntimeError: expected 32x32", SizeGuard(), "conv:0")
+
+
 def test_octave_start_size_is_checked_too():
     _fails(r"rejected an input of shape \[1, 3, 22, 22\]", SizeGuard(), "conv:0", size=32, octaves=3, steps=3)
 

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 
 from pyviz_fast.engine.layout import Activation, check_rank, learn_layouts, parse_overrides
-from pyviz_fast.engine.models import input_channels
+from pyviz_fast.engine.models import input_channels, not_an_image_model
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.truncate import LayerError, first_tensor
 from pyviz_fast.engine.units import OUTPUT, check_layer_name
@@ -64,7 +64,7 @@ def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
                if n and (names is None or n in names) and not isinstance(m, torch.jit.ScriptModule)]
     try:
         with torch.no_grad():
-            out = _checked_forward(lambda x: model(prepared.model_input(x)), input_size, device)
+            out = _checked_forward(lambda x: model(prepared.model_input(x)), input_size, device, model)
     finally:
         for h in handles:
             h.remove()
@@ -124,21 +124,23 @@ def layers(model, input_size=None, device="cpu", layout=None):
             for name, (type_name, shape) in found.items()]
 
 
-def _checked_forward(forward, input_size, device):
+def _checked_forward(forward, input_size, device, model):
     x = torch.full((1,) + tuple(input_size), 0.5, device=device)
     try:
         return forward(x)
     except LayerError:
         raise
-    except Exception as error:  # the model's own error, re-raised with what we fed it
+    except Exception as error:  # the model's own error, re-raised with what we fed it and why, if known
+        why, said = not_an_image_model(model), f"{type(error).__name__}: {error}"
         raise ValueError(f"the model's forward rejected an input of shape {list(x.shape)}: "
-                         f"{type(error).__name__}: {error}") from error
+                         + (f"{why} ({said})" if why else said)) from error
 
 
 def probe_shapes(prepared, layer_names, channels, hw):
     """{layer: activation shape without batch} for one gray image of size hw (truncated, no grad)."""
     with torch.no_grad():
-        acts = _checked_forward(lambda x: prepared(x, layer_names), (channels,) + tuple(hw), prepared.device)
+        acts = _checked_forward(lambda x: prepared(x, layer_names), (channels,) + tuple(hw), prepared.device,
+                                prepared.model)
     shapes = {}
     for name, act in acts.items():
         shape = tuple(act.shape[1:])

@@ -257,6 +257,18 @@ def input_patch(model) -> int:
     return 1
 
 
+def not_an_image_model(model) -> str:
+    """Why the model may not take an image [B, C, H, W]: its first convolution is 1-D (sequences)
+    or 3-D (video: torchvision's r3d_18), named in a sentence; '' when it is 2-D or there is none."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            takes = {1: "sequences [B, C, L]", 3: "video clips [B, C, T, H, W]"}.get(len(module.kernel_size))
+            return "" if takes is None else (
+                f"its first convolution is a {type(module).__name__}, which takes {takes}, and pyviz_fast renders "
+                "images [B, C, H, W]; wrap the model in a module that makes its input from an image")
+    return ""
+
+
 def input_channels(model, default=3):
     """Channels the model's first convolution / patch embedding takes (``default`` if none found)."""
     for module in model.modules():
