@@ -42,7 +42,8 @@ def default_layers(model, hw, channels):
         groups = groups if len(groups) > 1 else []
     if not groups:
         raise ValueError("the model has no activation (ReLU, GELU, ...) with a [C, H, W] output, nor conv blocks "
-                         "at several resolutions, to default to; pass content_layer= and style_layers=")
+                         "at several resolutions, to default to; pass content_layer= and style_layers= "
+                         "(pyviz-fast style: --content-layer, --style-layers)")
     groups = groups[:MAX_STYLE_LAYERS]
     return groups[max(0, len(groups) - 2)][-1], [group[0] for group in groups]
 
