@@ -32,6 +32,25 @@ def get_default_backend() -> str:
     return check_backend_name(_default)
 
 
+def available_device(device) -> torch.device:
+    """``device`` as a torch.device, or ValueError naming it when it is malformed or not on this
+    machine (torch's own error comes later, from deep inside a model's first forward)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device ({error})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine (no NVIDIA GPU or "
+                             "driver, or a CPU-only torch); use 'cpu'")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0-{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available on this machine; use 'cpu'")
+    return device
+
+
 def _fused_unavailable_reason(device: torch.device):
     if not _ext.has_ops():
         return f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})"

@@ -142,3 +142,19 @@ def test_random_init_of_a_segmentation_model_downloads_nothing(monkeypatch):
 def test_missing_weights_file():
     with pytest.raises(FileNotFoundError, match="weights file"):
         pvf.load_model("torchvision:resnet18", weights="/nonexistent/w.pt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_device_this_machine_lacks_is_named_before_any_work():
+    """render(device='cuda') without a GPU warned about the backend, then failed with torch's
+    'Found no NVIDIA driver' from inside the model's first forward; every entry point now names it."""
+    from pyviz_fast.zoo.shapes_data import make_batch
+
+    photo = make_batch(1, size=16, seed=0)[0][0]
+    for call in (lambda: pvf.render(tiny_cnn(), "2:0", device="cuda", **FAST),
+                 lambda: pvf.accentuate(tiny_cnn(), photo, "2:0", layer="0", device="cuda:1", steps=1),
+                 lambda: pvf.layers(tiny_cnn(), (3, 16, 16), device="cuda")):
+        with pytest.raises(ValueError, match=r"device 'cuda(:1)?': CUDA is not available on this machine"):
+            call()
+    with pytest.raises(ValueError, match=r"device 'toaster' is not a torch device"):
+        pvf.render(tiny_cnn(), "2:0", device="toaster", **FAST)

@@ -75,13 +75,11 @@ def add_image_command_flags(parser, default_out, settings_defaults, run) -> None
 
 def check_device(name: str) -> torch.device:
     """The torch.device for --device, or CliError when it is malformed or absent here."""
+    from pyviz_fast.backend import available_device
     try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise CliError(f"--device {name!r} is not a torch device ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
+        return available_device(name)
+    except ValueError as error:
+        raise CliError(f"--{error}".replace("'cpu'", "--device cpu")) from None
 
 
 def load_model(args):

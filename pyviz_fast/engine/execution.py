@@ -14,6 +14,7 @@ import contextlib
 
 import torch
 
+from pyviz_fast.backend import available_device
 from pyviz_fast.engine.autotune import provisional
 from pyviz_fast.engine.models import input_normalization
 from pyviz_fast.engine.truncate import TruncatedForward, count_calls
@@ -31,7 +32,7 @@ class PreparedModel:
 
     def __init__(self, model, settings, device):
         self.model = model
-        self.device = torch.device(device)
+        self.device = available_device(device)
         self.execution = provisional(settings)
         mean, std = (settings.mean, settings.std) if settings.mean is not None else input_normalization(model)
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from pyviz_fast import ops
-from pyviz_fast.backend import resolve_backend
+from pyviz_fast.backend import available_device, resolve_backend
 from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
@@ -288,7 +288,9 @@ def _unit_task(model, units, settings):
 
 
 def resolve_model(model, device, seed):
-    """An ``nn.Module`` as given, or built from a spec string (random init seeded by ``seed``)."""
+    """An ``nn.Module`` as given, or built from a spec string (random init seeded by ``seed``);
+    ValueError first when ``device`` is not on this machine."""
+    available_device(device)
     return load_model(model, device=device, seed=seed)[0] if isinstance(model, str) else model
 
 
