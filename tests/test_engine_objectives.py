@@ -80,7 +80,8 @@ def test_bfloat16_activations_give_float32_objectives():
     ("conv:4", "has 4 channels"),
     ("tok:3", "has 3 channels"),
     ("conv:1@class", "not a \\[B, K\\] output"),
-    ("conv:0@neuron(5,0)", "outside the grid"),
+    ("conv:0@neuron(5,0)", r"outside the grid \(5, 7\); it takes @neuron\(0-4, 0-6\)$"),
+    ("tok:0@neuron(2,1)", r"outside the grid \(9,\); it takes @neuron\(0-8\) \(a token's index\)"),
     ("conv@direction(1,2)", "direction has 2 values"),
 ])
 def test_bad_terms_are_reported(spec, message):

@@ -35,7 +35,9 @@ def check_term(term: Term, unit, act: Activation):
     if term.kind == "neuron" and term.position is not None:
         grid = act.positions
         if len(term.position) != len(grid) or not all(0 <= p < n for p, n in zip(term.position, grid)):
-            raise ValueError(f"{where}: neuron position {term.position} is outside the grid {grid}")
+            form = ", ".join(f"0-{n - 1}" for n in grid)
+            raise ValueError(f"{where}: neuron position {term.position} is outside the grid {grid}; "
+                             f"it takes @neuron({form})" + (" (a token's index)" if act.layout == "tokens" else ""))
 
 
 class _Group:
