@@ -78,6 +78,14 @@ def test_bad_settings(field, value, message):
         pvf.render(tiny_cnn(), "2:0", **{**FAST, field: value})
 
 
+@pytest.mark.parametrize("param", ["fourier", "maco"])
+def test_an_image_init_needs_the_pixel_parameterization(param):
+    """Fourier and MaCo make their own start: init='image' was silently ignored there (and the
+    result's photo_objective scored a photo the render never started from)."""
+    _fails(rf"param='{param}' cannot start from given images; use param='pixel'", tiny_cnn(), "2:0",
+           param=param, init="image", init_image=torch.rand(3, 16, 16))
+
+
 def test_unknown_setting_is_named():
     with pytest.raises(TypeError, match="unknown setting.*stpes"):
         pvf.render(tiny_cnn(), "2:0", stpes=3)

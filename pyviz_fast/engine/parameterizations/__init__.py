@@ -30,7 +30,7 @@ def check(settings, starts_from_images=False):
     """Raise ValueError when ``settings`` ask a parameterization for what it cannot do."""
     if settings.param != "pixel" and (settings.octaves > 1 or settings.canvas is not None):
         raise ValueError(f"param={settings.param!r} works at one size: use octaves=1 and canvas=None")
-    if settings.param != "pixel" and starts_from_images:
+    if settings.param != "pixel" and (starts_from_images or settings.init == "image"):  # they make their own start
         raise ValueError(f"param={settings.param!r} cannot start from given images; use param='pixel'")
 
 
