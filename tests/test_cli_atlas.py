@@ -110,6 +110,9 @@ def test_other_settings_in_the_run_directory_are_an_error(single_run):
     assert refused.returncode == 2
     assert "different settings (steps: 6 -> 7)" in refused.stderr and "--force" in refused.stderr
     assert len([line for line in refused.stderr.splitlines() if "warning" not in line]) == 1
+    # batch_invariant is hashed only when set: run directories made before it existed resume
+    invariant = pyviz("atlas", *UNITS, "--out", str(single_run), *SMALL, "--batch-invariant")
+    assert invariant.returncode == 2 and "batch_invariant" in invariant.stderr
     assert Path(single_run, "manifest.jsonl").read_bytes() == before
 
 

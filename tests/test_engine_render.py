@@ -54,6 +54,16 @@ def test_batch_size_does_not_change_results(cnn):
     torch.testing.assert_close(a.images, b.images, atol=2e-3, rtol=0)
 
 
+def test_batch_invariant_gives_a_unit_the_same_bits_in_any_batch(cnn):
+    # by default oneDNN and NNPACK (from batch 16) round by batch (4e-7 here, growing over the ascent)
+    exact = dict(FAST, memory_format="contiguous", batch_invariant=True, seed=7)
+    batch = pvf.render(cnn, "2:0-15", **exact)
+    alone = pvf.render(cnn, "2:9", **exact)
+    assert torch.equal(alone.images[0], batch.images[9]) and torch.equal(alone.trajectory[0], batch.trajectory[9])
+    assert torch.equal(pvf.render(cnn, "2:0-15", **exact, batch_size=5).images, batch.images)
+    assert torch.backends.mkldnn.enabled  # given back as it was
+
+
 def test_whole_layer_expands_to_every_channel(cnn):
     res = pvf.render(cnn, "0", size=8, steps=2, backend="reference")
     assert [str(u) for u in res.units] == [f"0:{c}" for c in range(8)]

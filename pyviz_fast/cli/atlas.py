@@ -37,6 +37,9 @@ Other settings in an existing run directory are an error unless --force (which d
 
 # Settings that do not change the images (DESIGN.md: a unit's result does not depend on its batch).
 NOT_HASHED = ("batch_size", "compile")
+# settings newer than some run directories: hashed only when not at their default, so that those
+# directories still resume
+HASHED_WHEN_SET = {"batch_invariant": False}
 
 
 def register(subparsers) -> None:
@@ -63,7 +66,8 @@ def register(subparsers) -> None:
 
 def hashed_settings(settings, weights="none") -> dict:
     """What decides the images besides model spec and seed: the settings and the model's weights."""
-    values = {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_HASHED}
+    values = {k: v for k, v in dataclasses.asdict(settings).items()
+              if k not in NOT_HASHED and not (k in HASHED_WHEN_SET and v == HASHED_WHEN_SET[k])}
     return {**values, "weights": weights}
 
 

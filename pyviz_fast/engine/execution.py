@@ -22,6 +22,19 @@ from pyviz_fast.engine.truncate import TruncatedForward, count_calls
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@contextlib.contextmanager
+def batch_invariant_kernels():
+    """torch's own CPU convolutions, which compute each image alike in any batch: oneDNN blocks by
+    batch size, and NNPACK takes over from batches of 16, so both round an image by its batch."""
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with torch.backends.nnpack.flags(enabled=False):
+            yield
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+
+
 class PreparedModel:
     """Context manager that readies ``model`` for rendering and restores it on exit.
 
@@ -34,6 +47,11 @@ class PreparedModel:
         self.model = model
         self.device = available_device(device)
         self.execution = provisional(settings)
+        self.batch_invariant = settings.batch_invariant
+        if self.batch_invariant and self.device.type != "cpu":
+            raise ValueError(f"batch_invariant=True runs on the CPU only, got device {str(self.device)!r}: "
+                             "elsewhere the convolution libraries choose algorithms by batch size too, "
+                             "and no GPU has checked a way around it")
         mean, std = (settings.mean, settings.std) if settings.mean is not None else input_normalization(model)
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
@@ -52,6 +70,8 @@ class PreparedModel:
             self.model.to(memory_format=torch.channels_last)
         self._compiled = []
         self._modules = dict(self.model.named_modules())
+        self._kernels = batch_invariant_kernels() if self.batch_invariant else contextlib.nullcontext()
+        self._kernels.__enter__()
         return self
 
     @property
@@ -104,6 +124,7 @@ class PreparedModel:
             p.requires_grad_(g)
         if self.memory_format == "channels_last":
             self.model.to(memory_format=torch.contiguous_format)
+        self._kernels.__exit__(None, None, None)
         self._uncompile()
 
     def _uncompile(self):

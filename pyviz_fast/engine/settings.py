@@ -114,7 +114,13 @@ class Settings:
       ``RenderResult.info['execution']``; set precision, memory_format and compile explicitly for
       results that are bit-identical across machines). memory_format: 'auto' (measured with
       precision), 'contiguous' or 'channels_last'. compile: True, False or 'auto' (measured with
-      precision; torch.compile of the model between the hooked layers).
+      precision; torch.compile of the model between the hooked layers). batch_invariant: run the
+      model's forward and backward with kernels whose rounding does not depend on the batch (on
+      the CPU torch's own convolutions instead of oneDNN's or NNPACK's, which round by batch
+      size), so a unit's image is the same bits alone, in any batch and at any batch_size;
+      without it those rounding differences (1e-7) can grow over the ascent into visibly
+      different images of the same unit (up to 1.0 per pixel). Up to a third more time on
+      convolutional models; CPU only (BENCHMARKS.md, "Batch invariance").
     Model input
       channels: input channels (None = the model's first conv). mean / std: per-channel input
       normalization (None = the model's own, see ``pyviz_fast.engine.models``).
@@ -166,6 +172,7 @@ class Settings:
     precision: str = "auto"
     memory_format: str = "auto"
     compile: Union[bool, str] = False
+    batch_invariant: bool = False
     channels: Optional[int] = None
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
@@ -238,8 +245,9 @@ class Settings:
             if self.canvas < min(size) or self.octaves > 1:
                 raise ValueError(f"canvas must be >= size {self.size!r} and used with octaves=1, "
                                  f"got canvas={self.canvas!r}")
-        if not isinstance(self.decorrelate, bool):
-            raise ValueError(f"decorrelate must be True or False, got {self.decorrelate!r}")
+        for name in ("decorrelate", "batch_invariant"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _init_image(self.init_image)
         if self.init == "image" and self.init_image is None:
             raise ValueError("init='image' needs init_image (a path, PIL image or tensor [C, H, W])")
