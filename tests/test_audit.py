@@ -150,6 +150,21 @@ def test_shards_together_equal_a_single_run(tmp_path):
             assert (tmp_path / "single" / record["file"]).read_bytes() == (tmp_path / "sharded" / record["file"]).read_bytes()
 
 
+@pytest.mark.parametrize("units, shard, message", [
+    (UNITS[:-2], Shard(1, 2), "13 -> 11 units"),
+    (UNITS, Shard(1, 3), "2 -> 3 shards"),
+    (UNITS[::-1], Shard(1, 2), "another work list of as many units"),
+])
+def test_a_shard_of_another_work_list_or_count_is_refused(tmp_path, units, shard, message):
+    """Shards of different command lines merged silently: some units were in no shard, yet the
+    gallery said the run was complete."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, shard=Shard(0, 2)))
+    with pytest.raises(SettingsMismatchError, match=f"split into 2 shards of a list of 13 units; this --shard has {message}"):
+        run_atlas(units, FakeRenderer(), job(tmp_path, shard=shard))
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, shard=Shard(1, 2)))  # the same split goes on
+    run_atlas(units, FakeRenderer(), job(tmp_path, shard=shard, force=True))
+
+
 def test_shard_parsing_and_partition():
     assert Shard.parse("1/4") == Shard(1, 4)
     for bad in ("4/4", "1", "a/b", "-1/2", "0/0"):

@@ -28,7 +28,7 @@ from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import write_gallery
 from pyviz_fast.audit.grounding import ground_run, grounding_fields, grounding_summary
 from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts, record_images
-from pyviz_fast.audit.run_dir import RunDir, RunDirError
+from pyviz_fast.audit.run_dir import RunDir, RunDirError, shard_record
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.sheets import write_layer_sheets
 from pyviz_fast.audit.writer import BatchWriter, Picture, needs_thumbnail
@@ -252,21 +252,22 @@ def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int
     return records
 
 
-def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
+def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed, units: list) -> dict:
     """Rank 0 creates or validates the run directory first; then every other rank validates it.
     A failure on rank 0 is re-raised on every rank so none is left waiting."""
     error = None
+    shards = shard_record(units, job.shard.count)
     if dist.is_main:
         try:
             run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint,
-                        rewritten=job.rewritten)
+                        rewritten=job.rewritten, shards=shards)
         except (OSError, ValueError) as caught:
             error = caught
     if dist.max(1 if error else 0):
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, job.settings, job.fingerprint, job.rewritten)
+    return run.check(job.model, job.seed, job.settings, job.fingerprint, job.rewritten, shards)
 
 
 def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None, execution=None) -> bool:
@@ -291,7 +292,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     batch size) when the run has none yet; every batch gets the run's record (None without it)."""
     dist = dist or Distributed()
     run = RunDir(job.root)
-    info = prepare_run(run, job, dist)
+    info = prepare_run(run, job, dist, units)
     execution = settle_execution(run, dist, decide_execution)
     shard = job.shard.split(dist.rank, dist.world_size)
     mine = shard.select(list(units))
