@@ -7,6 +7,7 @@ fails, to exercise the flags.
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -440,6 +441,24 @@ def test_grounding_reaches_the_manifest_and_the_gallery(tmp_path):
     again = FakeGrounder()
     run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=again))
     assert again.passes == 0  # the finished pass is reused; the signals are recomputed
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"spec": "fake:9"}, "dataset: 'fake:6' -> 'fake:9'"),
+    ({"examples": 1}, "examples: 2 -> 1"),
+    (None, "dataset: 'fake:6' -> None; examples: 2 -> None"),
+])
+def test_another_dataset_or_examples_is_refused_like_other_settings(tmp_path, change, message):
+    """Another --dataset or --examples on a rerun replaced every unit's grounding silently (and
+    fewer examples left the old ones' crops behind)."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder()))
+    other = None if change is None else FakeGrounder()
+    for name, value in (change or {}).items():
+        setattr(other, name, value)
+    with pytest.raises(SettingsMismatchError, match=re.escape(message)):
+        run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other, force=True))
+    assert not (tmp_path / "examples").exists() if other is None else (tmp_path / "examples").is_dir()
 
 
 def test_an_interrupted_dataset_pass_resumes_from_its_checkpoint(tmp_path):

@@ -252,14 +252,23 @@ def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int
     return records
 
 
+def run_settings(job: AtlasJob) -> dict:
+    """The settings run.json holds and compares: the job's and, when grounded, the dataset and its
+    number of examples (another of either would replace every unit's grounding)."""
+    if job.grounder is None:
+        return job.settings
+    return {**job.settings, "dataset": job.grounder.spec, "examples": job.grounder.examples}
+
+
 def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed, units: list) -> dict:
     """Rank 0 creates or validates the run directory first; then every other rank validates it.
     A failure on rank 0 is re-raised on every rank so none is left waiting."""
     error = None
     shards = shard_record(units, job.shard.count)
+    settings = run_settings(job)
     if dist.is_main:
         try:
-            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint,
+            run.prepare(job.model, job.seed, settings, force=job.force, fingerprint=job.fingerprint,
                         rewritten=job.rewritten, shards=shards)
         except (OSError, ValueError) as caught:
             error = caught
@@ -267,7 +276,7 @@ def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed, units: list) -> d
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, job.settings, job.fingerprint, job.rewritten, shards)
+    return run.check(job.model, job.seed, settings, job.fingerprint, job.rewritten, shards)
 
 
 def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None, execution=None) -> bool:
