@@ -24,7 +24,7 @@ from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, Wri
 from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
+from pyviz_fast.audit.gallery import gallery_data, gallery_links, read_gallery_data
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts, record_images
 from pyviz_fast.engine.units import Unit
 
@@ -511,6 +511,14 @@ def test_facets_and_rgba_variants_are_files_of_their_own(tmp_path):
     data = read_gallery_data(tmp_path)
     shown = dict(zip(data["units"]["unit"], data["units"]["facets"]))
     assert shown["conv1:0"] == [f["thumb"] for f in records["conv1:0"]["facets"]] and shown["conv1:5"] is None
+
+
+def test_the_gallery_carries_seeds_past_2_to_the_53_exactly():
+    """The page read seeds as JavaScript numbers: 3343425448318634897 showed as 3343425448318635000."""
+    seed = 3343425448318634897
+    record = {"unit": "conv1:0", "layer": "conv1", "seed": seed, "status": "ok", "file": "images/conv1/0.png"}
+    summary, details = gallery_data([record], {"model": "m", "seed": seed, "settings": {}}, {})
+    assert summary["run"]["seed"] == str(seed) and details["gallery/layers/conv1.js"][0]["seed"] == str(seed)
 
 
 def test_without_facets_the_gallery_data_has_no_facets_column(tmp_path):

@@ -17,7 +17,8 @@ The page draws only the cells in view of its scrolling grid (the page itself sta
 tall), so its cost does not grow with the unit count: a 20,000 unit atlas is a 1.4 KB
 ``index.html`` plus one data file. Names from the model are only ever set
 as text by the script, so a layer called ``<img onerror=...>`` stays text. ``write_gallery``
-rewrites a layer's detail file only when its content changed.
+rewrites a layer's detail file only when its content changed. Seeds are carried as text (a
+64-bit seed is past the integers a JavaScript number holds exactly).
 
 >>> write_gallery("run1", records, run_info, sheets={"conv1": "sheets/conv1.png"})
 """
@@ -115,6 +116,20 @@ def _js_json(prefix: str, value, suffix: str = ");\n") -> str:
     return prefix + json.dumps(strict_json_dumps(value, separators=(",", ":"))) + suffix
 
 
+def _exact(seed):
+    """A seed as text: JavaScript numbers hold integers up to 2**53 only (3343425448318634897 showed
+    as 3343425448318635000)."""
+    return None if seed is None else str(seed)
+
+
+def _detail(record: dict) -> dict:
+    """A unit's fields of its layer's detail file, its seed as text (``_exact``)."""
+    detail = {field: record.get(field) for field in _DETAIL_FIELDS if record.get(field) is not None}
+    if "seed" in detail:
+        detail["seed"] = _exact(detail["seed"])
+    return detail
+
+
 def _layer_rows(records: list[dict]) -> dict[str, list[dict]]:
     by_layer: dict[str, list[dict]] = {}
     for record in records:
@@ -142,13 +157,13 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
             "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,
         })
-        details[detail] = [{field: r.get(field) for field in _DETAIL_FIELDS if r.get(field) is not None}
-                           for r in rows]
+        details[detail] = [_detail(r) for r in rows]
         for record in rows:
             columns["layer"].append(k)
             for name, get in getters.items():
                 columns[name].append(get(record))
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
+    run["seed"] = _exact(run["seed"])
     run.update(units=len(records), dead=sum(columns["dead"]), stalled=sum(columns["stalled"]),
                failed=sum(1 for r in records if failed(r)), complete=complete,
                updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset,
