@@ -521,9 +521,18 @@ def test_the_gallery_carries_seeds_past_2_to_the_53_exactly():
     assert summary["run"]["seed"] == str(seed) and details["gallery/layers/conv1.js"][0]["seed"] == str(seed)
 
 
+def test_class_names_reach_the_manifest_and_the_gallery(tmp_path):
+    """An atlas of fc:rings recorded {'unit': 'fc:5', 'index': 5} and its cell said fc:5; render said 'rings'."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, class_name=lambda u: f"class{u.index}" if u.layer == "conv2" else None))
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    assert records["conv2:4"]["class"] == "class4" and "class" not in records["conv1:4"]
+    shown = dict(zip(*(read_gallery_data(tmp_path)["units"][k] for k in ("unit", "class"))))
+    assert shown["conv2:1"] == "class1" and shown["conv1:1"] is None
+
+
 def test_without_facets_the_gallery_data_has_no_facets_column(tmp_path):
     run_atlas(UNITS[:2], FakeRenderer(), job(tmp_path))
-    assert "facets" not in read_gallery_data(tmp_path)["units"]
+    assert "facets" not in read_gallery_data(tmp_path)["units"] and "class" not in read_gallery_data(tmp_path)["units"]
     assert all("facets" not in r and "rgba" not in r for r in manifest(tmp_path))
 
 

@@ -4,7 +4,8 @@
 result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``objective``,
 ``trajectory``, ``seeds``, ``status``, ``reasons``; ``alpha`` and ``to_uint8_rgba()`` when it
 makes an attribution map), with ``job.facets`` rows per unit. Units need ``str(unit)`` (their key)
-and ``.layer``; ``.kind`` and ``.index`` are recorded when present.
+and ``.layer``; ``.kind`` and ``.index`` are recorded when present, and the class name
+``job.class_name(unit)`` gives.
 
 Flow per process: skip the units already recorded in any manifest part (resume), take this
 process's shard of the rest, render batch after batch while a writer thread saves PNGs and
@@ -56,6 +57,8 @@ class AtlasJob:
     refresh_seconds: float = 30.0
     # ground every unit in a dataset after rendering (see audit.grounding); None: no dataset
     grounder: object = None
+    # unit -> its class name or None (the engine's ClassNames.name_of), recorded as "class"
+    class_name: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.facets, int) or isinstance(self.facets, bool) or self.facets < 1:
@@ -179,6 +182,9 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "execution": execution_label(execution), "shard": str(shard),
         }
+        name = job.class_name(unit) if job.class_name else None
+        if name is not None:
+            record["class"] = name
         if fields["layer"] in shared:  # a module run several times per forward: its first call was rendered
             record["layer_calls"] = shared[fields["layer"]]
         if facets > 1 and ok:

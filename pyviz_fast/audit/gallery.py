@@ -11,7 +11,8 @@ Files (all relative links)::
 
 A run with ``facets`` > 1 shows a unit's facets side by side in its grid cell and in its detail
 view (next to its top dataset examples when grounded); a run with an attribution map (MaCo) has
-a toggle in the detail view that shows the RGBA variants over a checkerboard.
+a toggle in the detail view that shows the RGBA variants over a checkerboard. A class layer's
+units show their class name (manifest field ``class``) in their cell and detail view.
 
 The page draws only the cells in view of its scrolling grid (the page itself stays one screen
 tall), so its cost does not grow with the unit count: a 20,000 unit atlas is a 1.4 KB
@@ -82,8 +83,12 @@ _COLUMNS = {
     "data_dead": lambda r: int(bool(r.get("dead_on_data"))),
     "warn": lambda r: int(path_warning(r)),
 }
-# a column only runs of several facets per unit have: each facet's small picture (thumbnail or PNG)
-_FACETS_COLUMN = ("facets", lambda r: [f.get("thumb") or f["file"] for f in r["facets"]] if r.get("facets") else None)
+# columns only some runs have: each facet's small picture (thumbnail or PNG) with several facets
+# per unit; the unit's class name (a class layer's units, when the model names its classes)
+_OPTIONAL_COLUMNS = {
+    "facets": lambda r: [f.get("thumb") or f["file"] for f in r["facets"]] if r.get("facets") else None,
+    "class": lambda r: r.get("class"),
+}
 _DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "path_similarity", "percentile",
                   "visualization_activation", "dead_on_data", "rgba", "facets")
 
@@ -143,7 +148,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
     (already in display order, each layer's units together)."""
     by_layer = _layer_rows(records)
     layers, details = [], {}
-    getters = dict(_COLUMNS, **dict([_FACETS_COLUMN] if any(r.get("facets") for r in records) else []))
+    getters = dict(_COLUMNS, **{name: get for name, get in _OPTIONAL_COLUMNS.items() if any(map(get, records))})
     columns = {name: [] for name in ("layer", *getters)}
     for k, (layer, rows) in enumerate(by_layer.items()):
         detail = f"gallery/layers/{stem(layer)}.js"

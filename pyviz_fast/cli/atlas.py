@@ -14,6 +14,7 @@ from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
 from pyviz_fast.engine.autotune import Decision
 from pyviz_fast.engine.blocks import default_atlas_layers
+from pyviz_fast.engine.units import ClassNames
 
 EXAMPLES = """examples:
   pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model
@@ -111,7 +112,7 @@ def run(args) -> int:
                        device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
                        facets=settings.facets,
                        shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model),
-                       rewritten=rewritten,
+                       rewritten=rewritten, class_name=ClassNames(model).name_of,
                        grounder=grounder(args, model, settings, dist.device))
 
         def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record
