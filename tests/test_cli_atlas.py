@@ -257,7 +257,8 @@ def test_a_unit_the_layer_lacks_fails_before_the_run_directory_holds_its_setting
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "shapes:0"], "--dataset 'shapes:0': dataset spec 'shapes:0': shapes:N needs a positive count"),
     (["--dataset", "no_such_module:make"], "cannot import module 'no_such_module'"),
-    (["--dataset", "shapes:10", "--examples", "0"], "--examples must be >= 1"),
+    (["--dataset", "shapes:10", "--examples", "-3"], "--examples must be >= 1, got -3"),
+    (["--dataset", "shapes:10", "--workers", "-1"], "--workers must be >= 0, got -1"),
 ])
 def test_bad_dataset_flags_are_one_line_errors(tmp_path, flags, message):
     done = pyviz("atlas", "conv1:0", "--out", str(tmp_path), *SMALL, *flags)

@@ -80,8 +80,10 @@ def grounder(args, model, settings, device):
     """The dataset grounder for --dataset/--examples/--workers, None without --dataset, or CliError."""
     if args.dataset is None:
         return None
-    if args.examples < 1 or args.workers < 0:
-        raise CliError(f"--examples must be >= 1 and --workers >= 0, got {args.examples} and {args.workers}")
+    if args.examples < 1:
+        raise CliError(f"--examples must be >= 1, got {args.examples}")
+    if args.workers < 0:
+        raise CliError(f"--workers must be >= 0, got {args.workers}")
     from pyviz_fast.engine.dataset_pass import DatasetGrounder
     try:
         return DatasetGrounder(model, settings, args.dataset, examples=args.examples, device=device,
