@@ -7,6 +7,7 @@ fails, to exercise the flags.
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, Wri
 from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
-from pyviz_fast.audit.gallery import gallery_links, read_gallery_data
+from pyviz_fast.audit.gallery import gallery_data, gallery_links, read_gallery_data
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts, record_images
 from pyviz_fast.engine.units import Unit
 
@@ -148,6 +149,21 @@ def test_shards_together_equal_a_single_run(tmp_path):
     for record in single:
         if record["file"]:
             assert (tmp_path / "single" / record["file"]).read_bytes() == (tmp_path / "sharded" / record["file"]).read_bytes()
+
+
+@pytest.mark.parametrize("units, shard, message", [
+    (UNITS[:-2], Shard(1, 2), "13 -> 11 units"),
+    (UNITS, Shard(1, 3), "2 -> 3 shards"),
+    (UNITS[::-1], Shard(1, 2), "another work list of as many units"),
+])
+def test_a_shard_of_another_work_list_or_count_is_refused(tmp_path, units, shard, message):
+    """Shards of different command lines merged silently: some units were in no shard, yet the
+    gallery said the run was complete."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, shard=Shard(0, 2)))
+    with pytest.raises(SettingsMismatchError, match=f"split into 2 shards of a list of 13 units; this --shard has {message}"):
+        run_atlas(units, FakeRenderer(), job(tmp_path, shard=shard))
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, shard=Shard(1, 2)))  # the same split goes on
+    run_atlas(units, FakeRenderer(), job(tmp_path, shard=shard, force=True))
 
 
 def test_shard_parsing_and_partition():
@@ -427,6 +443,24 @@ def test_grounding_reaches_the_manifest_and_the_gallery(tmp_path):
     assert again.passes == 0  # the finished pass is reused; the signals are recomputed
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"spec": "fake:9"}, "dataset: 'fake:6' -> 'fake:9'"),
+    ({"examples": 1}, "examples: 2 -> 1"),
+    (None, "dataset: 'fake:6' -> None; examples: 2 -> None"),
+])
+def test_another_dataset_or_examples_is_refused_like_other_settings(tmp_path, change, message):
+    """Another --dataset or --examples on a rerun replaced every unit's grounding silently (and
+    fewer examples left the old ones' crops behind)."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder()))
+    other = None if change is None else FakeGrounder()
+    for name, value in (change or {}).items():
+        setattr(other, name, value)
+    with pytest.raises(SettingsMismatchError, match=re.escape(message)):
+        run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other, force=True))
+    assert not (tmp_path / "examples").exists() if other is None else (tmp_path / "examples").is_dir()
+
+
 def test_an_interrupted_dataset_pass_resumes_from_its_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder(interrupt=True)))
@@ -479,9 +513,26 @@ def test_facets_and_rgba_variants_are_files_of_their_own(tmp_path):
     assert shown["conv1:0"] == [f["thumb"] for f in records["conv1:0"]["facets"]] and shown["conv1:5"] is None
 
 
+def test_the_gallery_carries_seeds_past_2_to_the_53_exactly():
+    """The page read seeds as JavaScript numbers: 3343425448318634897 showed as 3343425448318635000."""
+    seed = 3343425448318634897
+    record = {"unit": "conv1:0", "layer": "conv1", "seed": seed, "status": "ok", "file": "images/conv1/0.png"}
+    summary, details = gallery_data([record], {"model": "m", "seed": seed, "settings": {}}, {})
+    assert summary["run"]["seed"] == str(seed) and details["gallery/layers/conv1.js"][0]["seed"] == str(seed)
+
+
+def test_class_names_reach_the_manifest_and_the_gallery(tmp_path):
+    """An atlas of fc:rings recorded {'unit': 'fc:5', 'index': 5} and its cell said fc:5; render said 'rings'."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path, class_name=lambda u: f"class{u.index}" if u.layer == "conv2" else None))
+    records = {r["unit"]: r for r in manifest(tmp_path)}
+    assert records["conv2:4"]["class"] == "class4" and "class" not in records["conv1:4"]
+    shown = dict(zip(*(read_gallery_data(tmp_path)["units"][k] for k in ("unit", "class"))))
+    assert shown["conv2:1"] == "class1" and shown["conv1:1"] is None
+
+
 def test_without_facets_the_gallery_data_has_no_facets_column(tmp_path):
     run_atlas(UNITS[:2], FakeRenderer(), job(tmp_path))
-    assert "facets" not in read_gallery_data(tmp_path)["units"]
+    assert "facets" not in read_gallery_data(tmp_path)["units"] and "class" not in read_gallery_data(tmp_path)["units"]
     assert all("facets" not in r and "rgba" not in r for r in manifest(tmp_path))
 
 

@@ -213,7 +213,9 @@ def test_unknown_layer_and_channel_out_of_range(tmp_path, capsys):
     assert main(["atlas", "conv9", "--out", str(tmp_path), *SMALL]) == 2
     one_line_error(capsys, "unknown layer 'conv9'", "closest")
     assert main(["render", "conv2:40", "--out", str(tmp_path), *SMALL]) == 2
-    one_line_error(capsys, "'conv2' has 32 channels", "got channel 40")
+    one_line_error(capsys, "'conv2' (output [B, 32, 20, 20] (nchw)) has 32 channels", "got channel 40")
+    assert main(["render", "conv2:1", "--layout", "conv9=nhwc", "--out", str(tmp_path), *SMALL]) == 2
+    assert "cannot run the model" not in one_line_error(capsys, "--layout: unknown layer 'conv9' given a layout")
     assert not list(tmp_path.iterdir())
 
 

@@ -248,10 +248,20 @@ def test_dataset_grounding_on_shapesnet_top_examples_are_of_each_class_unit_s_cl
     assert "red" in page.inner_text("#detail .examples")
 
 
+def test_a_unit_the_layer_lacks_fails_before_the_run_directory_holds_its_settings(tmp_path):
+    """The failed run's run.json refused the corrected command ('holds a run made with different settings')."""
+    done = pyviz("atlas", "conv2:3@neuron(99,99)", "--out", str(tmp_path), *SMALL)
+    assert done.returncode == 2 and "neuron position (99, 99) is outside the grid (20, 20)" in done.stderr
+    assert not (tmp_path / "run.json").exists()
+    done = pyviz("atlas", "conv2:3@neuron(5,5)", "--out", str(tmp_path), *SMALL, "--size", "48")
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "shapes:0"], "--dataset 'shapes:0': dataset spec 'shapes:0': shapes:N needs a positive count"),
     (["--dataset", "no_such_module:make"], "cannot import module 'no_such_module'"),
-    (["--dataset", "shapes:10", "--examples", "0"], "--examples must be >= 1"),
+    (["--dataset", "shapes:10", "--examples", "-3"], "--examples must be >= 1, got -3"),
+    (["--dataset", "shapes:10", "--workers", "-1"], "--workers must be >= 0, got -1"),
 ])
 def test_bad_dataset_flags_are_one_line_errors(tmp_path, flags, message):
     done = pyviz("atlas", "conv1:0", "--out", str(tmp_path), *SMALL, *flags)

@@ -152,6 +152,21 @@ def test_missing_weights_file():
         pvf.load_model("torchvision:resnet18", weights="/nonexistent/w.pt")
 
 
+@pytest.mark.parametrize("spec", ["shapesnet", "engine_nets:tiny_cnn", "torchscript"])
+def test_weights_are_loaded_into_zoo_torchscript_and_factory_models(spec, tmp_path):
+    """A weights path given with these specs was ignored: the shipped (or factory's) model ran."""
+    if spec == "torchscript":
+        spec = str(tmp_path / "tiny.pt")
+        torch.jit.script(tiny_cnn()).save(spec)
+    model, _ = pvf.load_model(spec)
+    zeros = tmp_path / "zeros.pt"
+    torch.save({name: torch.zeros_like(value) for name, value in model.state_dict().items()}, zeros)
+    loaded, info = pvf.load_model(spec, weights=str(zeros))
+    assert info["weights"] == str(zeros) and all(not p.any() for p in loaded.parameters())
+    with pytest.raises(FileNotFoundError, match="weights file '/nonexistent/w.pt' does not exist"):
+        pvf.load_model(spec, weights="/nonexistent/w.pt")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_a_device_this_machine_lacks_is_named_before_any_work():
     """render(device='cuda') without a GPU warned about the backend, then failed with torch's

@@ -210,3 +210,18 @@ def test_the_page_of_a_run_in_progress_reloads_its_data(browser, tmp_path):
     write_gallery(tmp_path, records, info, {}, complete=True)  # the run goes on, then finishes
     page.wait_for_function("document.getElementById('count').textContent === '4 of 4 units'", timeout=20_000)
     assert "in progress" not in page.inner_text("#summary") and errors == []
+
+
+def test_class_names_show_in_cells_detail_and_search(browser, tmp_path):
+    """The atlas's cells and detail view showed fc:5 for the class 'rings' (render names it)."""
+    from pyviz_fast.audit.gallery import write_gallery
+    records = [{"unit": f"fc:{c}", "layer": "fc", "index": c, "status": "ok", "file": None, "value": 1.0,
+                "class": name} for c, name in enumerate(["circle", "rings"])]
+    write_gallery(tmp_path, records, {"model": "m", "seed": 0, "settings_hash": "x", "settings": {}}, {})
+    page, errors = open_gallery(browser, tmp_path, "#unit=fc%3A1")
+    assert "rings" in page.inner_text('#grid .cell[data-unit="fc:1"]')
+    assert "fc:1 (rings)" in page.inner_text("#detail h2")
+    page.keyboard.press("Escape")
+    page.fill("#q", "circle")
+    page.wait_for_function("document.querySelectorAll('#grid .cell').length === 1")
+    assert cells(page) == ["fc:0"] and errors == []

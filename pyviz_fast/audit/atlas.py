@@ -4,7 +4,8 @@
 result has the fields of ``pyviz_fast.RenderResult`` it uses (``to_uint8()``, ``objective``,
 ``trajectory``, ``seeds``, ``status``, ``reasons``; ``alpha`` and ``to_uint8_rgba()`` when it
 makes an attribution map), with ``job.facets`` rows per unit. Units need ``str(unit)`` (their key)
-and ``.layer``; ``.kind`` and ``.index`` are recorded when present.
+and ``.layer``; ``.kind`` and ``.index`` are recorded when present, and the class name
+``job.class_name(unit)`` gives.
 
 Flow per process: skip the units already recorded in any manifest part (resume), take this
 process's shard of the rest, render batch after batch while a writer thread saves PNGs and
@@ -28,7 +29,7 @@ from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import write_gallery
 from pyviz_fast.audit.grounding import ground_run, grounding_fields, grounding_summary
 from pyviz_fast.audit.manifest import collect_records, has_image, merge_parts, record_images
-from pyviz_fast.audit.run_dir import RunDir, RunDirError
+from pyviz_fast.audit.run_dir import RunDir, RunDirError, shard_record
 from pyviz_fast.audit.shards import Shard
 from pyviz_fast.audit.sheets import write_layer_sheets
 from pyviz_fast.audit.writer import BatchWriter, Picture, needs_thumbnail
@@ -56,6 +57,8 @@ class AtlasJob:
     refresh_seconds: float = 30.0
     # ground every unit in a dataset after rendering (see audit.grounding); None: no dataset
     grounder: object = None
+    # unit -> its class name or None (the engine's ClassNames.name_of), recorded as "class"
+    class_name: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.facets, int) or isinstance(self.facets, bool) or self.facets < 1:
@@ -179,6 +182,9 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,
             "execution": execution_label(execution), "shard": str(shard),
         }
+        name = job.class_name(unit) if job.class_name else None
+        if name is not None:
+            record["class"] = name
         if fields["layer"] in shared:  # a module run several times per forward: its first call was rendered
             record["layer_calls"] = shared[fields["layer"]]
         if facets > 1 and ok:
@@ -252,21 +258,31 @@ def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int
     return records
 
 
-def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed) -> dict:
+def run_settings(job: AtlasJob) -> dict:
+    """The settings run.json holds and compares: the job's and, when grounded, the dataset and its
+    number of examples (another of either would replace every unit's grounding)."""
+    if job.grounder is None:
+        return job.settings
+    return {**job.settings, "dataset": job.grounder.spec, "examples": job.grounder.examples}
+
+
+def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed, units: list) -> dict:
     """Rank 0 creates or validates the run directory first; then every other rank validates it.
     A failure on rank 0 is re-raised on every rank so none is left waiting."""
     error = None
+    shards = shard_record(units, job.shard.count)
+    settings = run_settings(job)
     if dist.is_main:
         try:
-            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint,
-                        rewritten=job.rewritten)
+            run.prepare(job.model, job.seed, settings, force=job.force, fingerprint=job.fingerprint,
+                        rewritten=job.rewritten, shards=shards)
         except (OSError, ValueError) as caught:
             error = caught
     if dist.max(1 if error else 0):
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, job.settings, job.fingerprint, job.rewritten)
+    return run.check(job.model, job.seed, settings, job.fingerprint, job.rewritten, shards)
 
 
 def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None, execution=None) -> bool:
@@ -291,7 +307,7 @@ def run_atlas(units: list, render_batch: Callable, job: AtlasJob, dist: Distribu
     batch size) when the run has none yet; every batch gets the run's record (None without it)."""
     dist = dist or Distributed()
     run = RunDir(job.root)
-    info = prepare_run(run, job, dist)
+    info = prepare_run(run, job, dist, units)
     execution = settle_execution(run, dist, decide_execution)
     shard = job.shard.split(dist.rank, dist.world_size)
     mine = shard.select(list(units))

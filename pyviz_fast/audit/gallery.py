@@ -11,13 +11,15 @@ Files (all relative links)::
 
 A run with ``facets`` > 1 shows a unit's facets side by side in its grid cell and in its detail
 view (next to its top dataset examples when grounded); a run with an attribution map (MaCo) has
-a toggle in the detail view that shows the RGBA variants over a checkerboard.
+a toggle in the detail view that shows the RGBA variants over a checkerboard. A class layer's
+units show their class name (manifest field ``class``) in their cell and detail view.
 
 The page draws only the cells in view of its scrolling grid (the page itself stays one screen
 tall), so its cost does not grow with the unit count: a 20,000 unit atlas is a 1.4 KB
 ``index.html`` plus one data file. Names from the model are only ever set
 as text by the script, so a layer called ``<img onerror=...>`` stays text. ``write_gallery``
-rewrites a layer's detail file only when its content changed.
+rewrites a layer's detail file only when its content changed. Seeds are carried as text (a
+64-bit seed is past the integers a JavaScript number holds exactly).
 
 >>> write_gallery("run1", records, run_info, sheets={"conv1": "sheets/conv1.png"})
 """
@@ -81,8 +83,12 @@ _COLUMNS = {
     "data_dead": lambda r: int(bool(r.get("dead_on_data"))),
     "warn": lambda r: int(path_warning(r)),
 }
-# a column only runs of several facets per unit have: each facet's small picture (thumbnail or PNG)
-_FACETS_COLUMN = ("facets", lambda r: [f.get("thumb") or f["file"] for f in r["facets"]] if r.get("facets") else None)
+# columns only some runs have: each facet's small picture (thumbnail or PNG) with several facets
+# per unit; the unit's class name (a class layer's units, when the model names its classes)
+_OPTIONAL_COLUMNS = {
+    "facets": lambda r: [f.get("thumb") or f["file"] for f in r["facets"]] if r.get("facets") else None,
+    "class": lambda r: r.get("class"),
+}
 _DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "path_similarity", "percentile",
                   "visualization_activation", "dead_on_data", "rgba", "facets")
 
@@ -115,6 +121,20 @@ def _js_json(prefix: str, value, suffix: str = ");\n") -> str:
     return prefix + json.dumps(strict_json_dumps(value, separators=(",", ":"))) + suffix
 
 
+def _exact(seed):
+    """A seed as text: JavaScript numbers hold integers up to 2**53 only (3343425448318634897 showed
+    as 3343425448318635000)."""
+    return None if seed is None else str(seed)
+
+
+def _detail(record: dict) -> dict:
+    """A unit's fields of its layer's detail file, its seed as text (``_exact``)."""
+    detail = {field: record.get(field) for field in _DETAIL_FIELDS if record.get(field) is not None}
+    if "seed" in detail:
+        detail["seed"] = _exact(detail["seed"])
+    return detail
+
+
 def _layer_rows(records: list[dict]) -> dict[str, list[dict]]:
     by_layer: dict[str, list[dict]] = {}
     for record in records:
@@ -128,7 +148,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
     (already in display order, each layer's units together)."""
     by_layer = _layer_rows(records)
     layers, details = [], {}
-    getters = dict(_COLUMNS, **dict([_FACETS_COLUMN] if any(r.get("facets") for r in records) else []))
+    getters = dict(_COLUMNS, **{name: get for name, get in _OPTIONAL_COLUMNS.items() if any(map(get, records))})
     columns = {name: [] for name in ("layer", *getters)}
     for k, (layer, rows) in enumerate(by_layer.items()):
         detail = f"gallery/layers/{stem(layer)}.js"
@@ -142,13 +162,13 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
             "warn": sum(_COLUMNS["warn"](r) for r in rows) if grounded else None,
         })
-        details[detail] = [{field: r.get(field) for field in _DETAIL_FIELDS if r.get(field) is not None}
-                           for r in rows]
+        details[detail] = [_detail(r) for r in rows]
         for record in rows:
             columns["layer"].append(k)
             for name, get in getters.items():
                 columns[name].append(get(record))
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
+    run["seed"] = _exact(run["seed"])
     run.update(units=len(records), dead=sum(columns["dead"]), stalled=sum(columns["stalled"]),
                failed=sum(1 for r in records if failed(r)), complete=complete,
                updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset,

@@ -29,10 +29,15 @@ Nor does a run mix two ways of reading a layer: ``layer_reads`` records how (``L
 and a run started before outputs rewritten in place were read as made cannot be resumed on
 layers the model rewrites (``rewritten``), which its earlier records may have read after the
 rewrite (``ReadsMismatchError``).
+Processes run with ``--shard i/n`` split one work list among themselves: the first records the
+list (its length and hash) and n in run.json (``shards``), and a shard of another list or n
+raises ``ShardsMismatchError`` (a mix would leave units no shard renders). Unsharded runs render
+their whole list and are not checked.
 
 >>> run = RunDir("audit/run1")
 >>> run.prepare(model="shapesnet", seed=0, settings={"steps": 64})
 """
+import fcntl
 import hashlib
 import json
 import re
@@ -64,6 +69,18 @@ class ReadsMismatchError(SettingsMismatchError):
 
 class ModelMismatchError(SettingsMismatchError):
     """The run directory already holds results made with a model of other weights."""
+
+
+class ShardsMismatchError(SettingsMismatchError):
+    """The run directory's shards split another work list, or split it in another number of shards."""
+
+
+def shard_record(units, count: int) -> dict | None:
+    """What every ``--shard i/count`` process of one run must agree on; None when unsharded."""
+    if count == 1:
+        return None
+    names = hashlib.sha256("\n".join(map(str, units)).encode()).hexdigest()[:16]
+    return {"count": count, "units": len(units), "units_hash": names}
 
 
 def settings_hash(model: str, seed: int, settings: dict) -> str:
@@ -119,9 +136,10 @@ class RunDir:
                                         "use another output directory or --force") from None
 
     def check(self, model: str, seed: int, settings: dict, fingerprint: str | None = None,
-              rewritten: tuple = ()) -> dict:
+              rewritten: tuple = (), shards: dict | None = None) -> dict:
         """Validate that the directory holds this run (or none yet) without changing anything.
-        rewritten: the run's layers whose output the model rewrites in place later in its forward."""
+        rewritten: the run's layers whose output the model rewrites in place later in its forward.
+        shards: this process's ``shard_record``."""
         settings = json.loads(json.dumps(settings, default=str))
         # the hash as before strict JSON (older run directories resume); the settings as run.json holds them
         info = {"format": FORMAT, "model": model, "seed": seed, "settings": strict_json(settings),
@@ -147,24 +165,37 @@ class RunDir:
                 f"loaded now has fingerprint {fingerprint}: its weights differ (other weights, or a random init "
                 "from another seed or torch version); resuming would mix two models. Use the same model, "
                 "another output directory, or --force to discard the old results")
+        split = (old or {}).get("shards")
+        if split is not None and shards is not None and split != shards:
+            diffs = [f"{split[k]} -> {shards[k]} {what}" for k, what in (("count", "shards"), ("units", "units"))
+                     if split[k] != shards[k]] or ["another work list of as many units"]
+            raise ShardsMismatchError(
+                f"{self.root} is split into {split['count']} shards of a list of {split['units']} units; this "
+                f"--shard has {'; '.join(diffs)}: some units would be in no shard. Give every shard the same "
+                "units and --shard count, or --force to discard the old results")
         return info
 
     def prepare(self, model: str, seed: int, settings: dict, *, force: bool = False,
-                fingerprint: str | None = None, rewritten: tuple = ()) -> dict:
+                fingerprint: str | None = None, rewritten: tuple = (), shards: dict | None = None) -> dict:
         """Create or reopen the run directory for these settings; returns the run info.
 
         Raises SettingsMismatchError (or OSError when the directory is not writable)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        try:
-            info = self.check(model, seed, settings, fingerprint, rewritten)
-        except SettingsMismatchError:
-            if not force:
-                raise
-            self.discard_outputs()
-            info = self.check(model, seed, settings, fingerprint, rewritten)
-        remove_partials(self.root)
-        if self.read_run_info() is None:
-            write_text_atomic(self.root / RUN_FILE, strict_json_dumps(info, indent=2))
+        # --shard processes start together: the first to record the split is the one the others are checked by
+        with open(self.root / ".run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                info = self.check(model, seed, settings, fingerprint, rewritten, shards)
+            except SettingsMismatchError:
+                if not force:
+                    raise
+                self.discard_outputs()
+                info = self.check(model, seed, settings, fingerprint, rewritten, shards)
+            remove_partials(self.root)
+            old = self.read_run_info()
+            if old is None or (shards is not None and "shards" not in old):
+                write_text_atomic(self.root / RUN_FILE, strict_json_dumps(
+                    {**(old or info), **({"shards": shards} if shards else {})}, indent=2))
         return info
 
     def execution_record(self) -> dict | None:

@@ -14,6 +14,7 @@ from pyviz_fast.cli.settings_flags import settings_from_args
 from pyviz_fast.cli.units import expand_units
 from pyviz_fast.engine.autotune import Decision
 from pyviz_fast.engine.blocks import default_atlas_layers
+from pyviz_fast.engine.units import ClassNames
 
 EXAMPLES = """examples:
   pyviz-fast atlas --out audit/shapesnet                 # the conv blocks of the shipped model
@@ -32,7 +33,8 @@ killed dataset pass goes on from its last checkpoint (every 30 s).
 generator) or package.module:factory (a torch Dataset); each unit then gets its top and bottom
 examples (cropped to its receptive field), activation statistics, the percentile of its picture
 among the dataset's activations, and warnings (dead on data, path similarity).
-Other settings in an existing run directory are an error unless --force (which discards it).
+Other settings (--dataset and --examples too) in an existing run directory are an error unless
+--force (which discards it).
 """
 
 # Settings that do not change the images (DESIGN.md: a unit's result does not depend on its batch).
@@ -82,8 +84,10 @@ def grounder(args, model, settings, device):
     """The dataset grounder for --dataset/--examples/--workers, None without --dataset, or CliError."""
     if args.dataset is None:
         return None
-    if args.examples < 1 or args.workers < 0:
-        raise CliError(f"--examples must be >= 1 and --workers >= 0, got {args.examples} and {args.workers}")
+    if args.examples < 1:
+        raise CliError(f"--examples must be >= 1, got {args.examples}")
+    if args.workers < 0:
+        raise CliError(f"--workers must be >= 0, got {args.workers}")
     from pyviz_fast.engine.dataset_pass import DatasetGrounder
     try:
         return DatasetGrounder(model, settings, args.dataset, examples=args.examples, device=device,
@@ -114,7 +118,7 @@ def run(args) -> int:
                        device=dist.device, batch_size=settings.batch_size if settings.batch_size != "auto" else 32,
                        facets=settings.facets,
                        shard=args.shard, force=args.force, fingerprint=pvf.model_fingerprint(model),
-                       rewritten=rewritten,
+                       rewritten=rewritten, class_name=ClassNames(model).name_of,
                        grounder=grounder(args, model, settings, dist.device))
 
         def decide_execution():  # once per run: a resumed run, other shards and ranks reuse run.json's record

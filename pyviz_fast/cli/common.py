@@ -41,7 +41,8 @@ def add_common_flags(parser: argparse.ArgumentParser, *, settings: bool = True, 
                        help="model spec: shapesnet (the shipped default), shapes_resnet, shapes_vit, "
                             "torchvision:NAME, timm:NAME, a TorchScript file, or package.module:factory (default: %(default)s)")
     group.add_argument("--weights", default="none",
-                       help="weights for torchvision:/timm: specs: none, DEFAULT or a state-dict path")
+                       help="none, DEFAULT or a state-dict path (loaded into any --model; none and DEFAULT keep the "
+                            "shipped, TorchScript or factory model's own weights)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
     group.add_argument("--backend", default="auto", choices=BACKENDS,
                        help="op backend: fused kernels, pure-PyTorch reference, or auto (default: %(default)s)")

@@ -12,6 +12,9 @@ Specs accepted by ``load_model``:
 - a path ending in ``.pt``/``.pth``/``.ts``: a TorchScript file (``torch.jit.load``);
 - ``"package.module:factory"``: ``factory()`` imported from that module.
 
+For the zoo, TorchScript and factory specs, ``weights`` ``"none"``/``"DEFAULT"`` keep the
+model's own weights and a path loads that state dict into the built model.
+
 Random init is seeded: every model is built under ``torch.manual_seed(seed)`` (the global
 random state is restored afterwards), so the same spec and seed give the same weights on the
 same torch version. ``fingerprint(model)`` hashes the parameters and buffers; an atlas records
@@ -213,6 +216,8 @@ def _build(spec, weights):
     else:
         raise ValueError(f"unknown model spec {spec!r}; use {', '.join(zoo.ZOO_MODELS)}, torchvision:NAME, timm:NAME, "
                          "a TorchScript file (.pt) or package.module:factory")
+    if source in ("pyviz_fast.zoo", "torchscript", "factory") and weights.lower() not in ("none", "default"):
+        _load_state(model, weights)  # these builders take no weights: a path given was silently ignored
     return model, source
 
 

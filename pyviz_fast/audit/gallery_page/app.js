@@ -9,7 +9,8 @@
  * URL hash, so a view can be linked. While a run is going on, data.js is reloaded every 10 s.
  * A run of several facets per unit has a "facets" column: its cells show them side by side, as
  * does the detail view (beside the top dataset examples when grounded); a MaCo run's detail view
- * can show each picture's RGBA variant (alpha = the attribution map) over a checkerboard. */
+ * can show each picture's RGBA variant (alpha = the attribution map) over a checkerboard. A
+ * "class" column names a class layer's units: shown in cells and the detail view, searched. */
 (function () {
   "use strict";
   var GAP = 6, FACET_GAP = 2, LOW_PERCENTILE = 50, BUFFER_ROWS = 3, RELOAD_MS = 10000;
@@ -89,9 +90,11 @@
     history.replaceState(null, "", text ? "#" + text : location.pathname + location.search);
   }
 
+  function className(i) { return U["class"] ? U["class"][i] : null; }
+
   function matches(i, layer, query) {
     if (layer >= 0 && U.layer[i] !== layer) return false;
-    if (query && U.unit[i].toLowerCase().indexOf(query) < 0) return false;
+    if (query && (U.unit[i] + " " + (className(i) || "")).toLowerCase().indexOf(query) < 0) return false;
     if (state.status === "all") return true;
     if (state.status === "ok") return !failed(i) && !U.dead[i] && !U.stalled[i];
     return flags(i).indexOf(state.status) >= 0;
@@ -182,7 +185,8 @@
       : el("div", { className: "noimg", text: "no image" });
     var name = el("div", { className: "name" }, [
       state.layer ? null : el("span", { className: "layer", text: atlas.layers[U.layer[i]].name }),
-      el("span", { className: "idx", text: U.index[i] !== null ? (state.layer ? "#" : ":") + U.index[i] : U.unit[i] })
+      el("span", { className: "idx", text: U.index[i] !== null ? (state.layer ? "#" : ":") + U.index[i] : U.unit[i] }),
+      className(i) ? el("span", { className: "class", text: className(i) }) : null
     ]);
     var lines = [name, el("div", { className: "num", text: "obj " + fmt(U.value[i]) }),
       el("div", { className: "num", text: "rise " + fmt(U.rise[i]) })];
@@ -353,6 +357,7 @@
     var layer = U.layer[i], info = el("div", { className: "info" });
     var table = facts([
       ["unit", U.unit[i]], ["layer", atlas.layers[layer].name], ["channel index", U.index[i]],
+      className(i) ? ["class", className(i)] : null,
       atlas.layers[layer].calls > 1 ? ["layer note", sharedNote(atlas.layers[layer]), "warning"] : null,
       ["status", U.status[i], failed(i) ? "warning" : ""],
       ["final objective", U.value[i]], ["start", U.start[i]], ["max", U.max[i]], ["rise", U.rise[i]],
@@ -363,7 +368,7 @@
     ]);
     var nav = el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]);
     var panel = el("div", { className: "panel", role: "dialog", "aria-label": "unit " + U.unit[i] }, [nav,
-      el("h2", { text: U.unit[i] }),
+      el("h2", { text: U.unit[i] + (className(i) ? " (" + className(i) + ")" : "") }),
       el("div", { className: "cols" }, [image, info])
     ]);
     info.appendChild(table);
