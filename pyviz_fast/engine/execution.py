@@ -11,6 +11,7 @@ float32; only the model runs in reduced precision.
 ...     acts = run(images, ["inception4a"])       # images [B, C, H, W] in [0, 1]
 """
 import contextlib
+import itertools
 
 import torch
 
@@ -20,6 +21,22 @@ from pyviz_fast.engine.models import input_normalization
 from pyviz_fast.engine.truncate import TruncatedForward, count_calls
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_TORCH_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+_FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
+
+
+def _tensors(model):
+    return itertools.chain(model.named_parameters(), model.named_buffers())
+
+
+def _memory_formats(model):
+    """{name: memory format} of the model's parameters and buffers that are laid out in one."""
+    formats = {}
+    for name, t in _tensors(model):
+        fmt = next((f for f in _FORMATS if t.is_contiguous(memory_format=f)), None)
+        if fmt is not None:
+            formats[name] = fmt
+    return formats
 
 
 class PreparedModel:
@@ -44,12 +61,11 @@ class PreparedModel:
 
     def __enter__(self):
         self._saved = ([m.training for m in self.model.modules()],
-                       [p.requires_grad for p in self.model.parameters()])
+                       [p.requires_grad for p in self.model.parameters()], _memory_formats(self.model))
         self.model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        if self.memory_format == "channels_last":
-            self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=_TORCH_FORMATS[self.memory_format])  # as asked, whatever it came in
         self._compiled = []
         self._modules = dict(self.model.named_modules())
         return self
@@ -66,8 +82,7 @@ class PreparedModel:
         """Run from now on with ``execution`` (an ``autotune.Execution``); ``layers`` are the hooked
         layers, which stay out of compiled code."""
         if execution.memory_format != self.memory_format:
-            self.model.to(memory_format=torch.channels_last if execution.memory_format == "channels_last"
-                          else torch.contiguous_format)
+            self.model.to(memory_format=_TORCH_FORMATS[execution.memory_format])
         if not execution.compile:
             self._uncompile()
         self.execution = execution
@@ -97,13 +112,14 @@ class PreparedModel:
         visit("", self.model)
 
     def __exit__(self, *exc):
-        training, grads = self._saved
+        training, grads, formats = self._saved
         for m, t in zip(self.model.modules(), training):
             m.training = t
         for p, g in zip(self.model.parameters(), grads):
             p.requires_grad_(g)
-        if self.memory_format == "channels_last":
-            self.model.to(memory_format=torch.contiguous_format)
+        for name, t in _tensors(self.model):  # each back in its own layout (a channels_last model stays so)
+            if name in formats and not t.is_contiguous(memory_format=formats[name]):
+                t.data = t.data.contiguous(memory_format=formats[name])
         self._uncompile()
 
     def _uncompile(self):
