@@ -231,6 +231,14 @@ def test_an_integer_init_image_is_read_as_0_to_255():
         load_image(torch.linspace(0, 255, 192).reshape(3, 8, 8), 3, (8, 8))
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_nonfinite_init_image_is_named_as_such(bad):
+    image = torch.full((3, 32, 32), 0.5)
+    image[0, 3, 4] = bad
+    with pytest.raises(ValueError, match=r"^init_image contains NaN or inf$"):
+        pvf.render(pvf.zoo.shapesnet(), "conv3:0", size=32, steps=1, init="image", init_image=image)
+
+
 @pytest.mark.parametrize("backend", ["reference", "fused", "emulation"])
 def test_nan_pixels_are_flagged_by_every_backend(backend):
     if backend != "reference" and not pvf.has_ops():
