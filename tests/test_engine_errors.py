@@ -166,3 +166,26 @@ def test_a_device_this_machine_lacks_is_named_before_any_work():
             call()
     with pytest.raises(ValueError, match=r"device 'toaster' is not a torch device"):
         pvf.render(tiny_cnn(), "2:0", device="toaster", **FAST)
+
+
+def test_rendering_one_model_from_two_threads_at_once_is_named():
+    """A render prepares the model in place: a second one of the same object meanwhile is refused
+    (it undid the first's set-up: misleading layer errors or wrong images); one after is fine."""
+    import threading
+    model, inside, release, results = tiny_cnn(), threading.Event(), threading.Event(), []
+
+    def hold(info):  # the first render waits here until the second has tried
+        inside.set()
+        release.wait(30)
+
+    first = threading.Thread(target=lambda: results.append(pvf.render(model, "2:0", **FAST, callback=hold)))
+    first.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(RuntimeError, match=r"already being rendered .* copy.deepcopy\(model\)"):
+            pvf.render(model, "2:1", **FAST)
+    finally:
+        release.set()
+        first.join(30)
+    assert results[0].status == ["ok"]
+    assert pvf.render(model, "2:1", **FAST).status == ["ok"]

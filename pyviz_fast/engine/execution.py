@@ -12,6 +12,8 @@ float32; only the model runs in reduced precision.
 """
 import contextlib
 import itertools
+import threading
+import weakref
 
 import torch
 
@@ -23,6 +25,9 @@ from pyviz_fast.engine.truncate import TruncatedForward, count_calls
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _TORCH_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 _FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
+# The models inside a PreparedModel now: preparing changes the model in place, so a second
+# render of the same object at once (another thread) would undo the first's set-up under it.
+_IN_USE, _IN_USE_LOCK = weakref.WeakSet(), threading.Lock()
 
 
 def _tensors(model):
@@ -60,6 +65,20 @@ class PreparedModel:
         self._copied = set()  # layers overwritten in place later in the forward: captured as copies
 
     def __enter__(self):
+        with _IN_USE_LOCK:
+            if self.model in _IN_USE:
+                raise RuntimeError(f"this {type(self.model).__name__} is already being rendered by another call in "
+                                   "progress (another thread?); a render prepares the model in place, so give each "
+                                   "thread its own copy: copy.deepcopy(model)")
+            _IN_USE.add(self.model)
+        try:
+            self._prepare()
+        except BaseException:
+            _IN_USE.discard(self.model)
+            raise
+        return self
+
+    def _prepare(self):
         self._saved = ([m.training for m in self.model.modules()],
                        [p.requires_grad for p in self.model.parameters()], _memory_formats(self.model))
         self.model.to(self.device).eval()
@@ -68,7 +87,6 @@ class PreparedModel:
         self.model.to(memory_format=_TORCH_FORMATS[self.memory_format])  # as asked, whatever it came in
         self._compiled = []
         self._modules = dict(self.model.named_modules())
-        return self
 
     @property
     def precision(self) -> str:
@@ -121,6 +139,7 @@ class PreparedModel:
             if name in formats and not t.is_contiguous(memory_format=formats[name]):
                 t.data = t.data.contiguous(memory_format=formats[name])
         self._uncompile()
+        _IN_USE.discard(self.model)
 
     def _uncompile(self):
         for module in self._compiled:
