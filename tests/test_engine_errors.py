@@ -189,3 +189,10 @@ def test_rendering_one_model_from_two_threads_at_once_is_named():
         first.join(30)
     assert results[0].status == ["ok"]
     assert pvf.render(model, "2:1", **FAST).status == ["ok"]
+
+
+def test_a_model_made_under_inference_mode_is_named():
+    with torch.inference_mode():
+        model = tiny_cnn()
+    with pytest.raises(ValueError, match=r"parameters are inference tensors .* copy.deepcopy\(model\)"):
+        pvf.render(model, "2:0", **FAST)

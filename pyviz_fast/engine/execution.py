@@ -53,6 +53,10 @@ class PreparedModel:
     """
 
     def __init__(self, model, settings, device):
+        if any(p.is_inference() for p in model.parameters()):
+            raise ValueError(f"the {type(model).__name__}'s parameters are inference tensors (it was made under "
+                             "torch.inference_mode()), which autograd cannot differentiate through; make the model "
+                             "outside inference_mode, or render copy.deepcopy(model) (made outside it)")
         self.model = model
         self.device = available_device(device)
         self.execution = provisional(settings)

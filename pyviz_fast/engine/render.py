@@ -363,6 +363,7 @@ class Renderer:
         renderer._open(model, task, settings, backend, device, seed, started or time.perf_counter())
         return renderer
 
+    @torch.inference_mode(False)  # a caller's inference mode: autograd could not record the render
     def _open(self, model, task, settings, backend, device, seed, started, renders=1):
         if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
             raise ValueError(f"renders must be an integer >= 1, got {renders!r}")
@@ -374,6 +375,7 @@ class Renderer:
         self.stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
         self._prepared = PreparedModel(model, settings, self.device)
 
+    @torch.inference_mode(False)  # a caller's inference mode: autograd could not record the render
     def __enter__(self):
         prepared = self._prepared.__enter__()
         try:
@@ -393,6 +395,7 @@ class Renderer:
     def units(self):
         return self.task.units
 
+    @torch.inference_mode(False)  # a caller's inference mode: autograd could not record the render
     def render(self, *, seed=0, progress=False, callback=None, evaluate=True, **changes):
         """One render (a ``RenderResult``); ``changes`` replace settings fields other than those the
         set-up depends on (sizes, steps, octaves, execution, the task): e.g. init_image, lr, jitter.
