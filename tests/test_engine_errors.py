@@ -196,3 +196,9 @@ def test_a_model_made_under_inference_mode_is_named():
         model = tiny_cnn()
     with pytest.raises(ValueError, match=r"parameters are inference tensors .* copy.deepcopy\(model\)"):
         pvf.render(model, "2:0", **FAST)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_not_in_float32_is_named_with_the_fix(dtype):
+    with pytest.raises(ValueError, match=rf"parameters are {dtype}; .* model.float\(\), with precision='fp16'"):
+        pvf.render(tiny_cnn().to(dtype), "2:0", **FAST)

@@ -57,6 +57,11 @@ class PreparedModel:
             raise ValueError(f"the {type(model).__name__}'s parameters are inference tensors (it was made under "
                              "torch.inference_mode()), which autograd cannot differentiate through; make the model "
                              "outside inference_mode, or render copy.deepcopy(model) (made outside it)")
+        dtypes = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()} - {"torch.float32"})
+        if dtypes:  # the image goes in as float32; reduced precision is autocast's, on float32 weights
+            raise ValueError(f"the {type(model).__name__}'s parameters are {', '.join(dtypes)}; pyviz_fast runs a "
+                             "float32 model: pass model.float(), with precision='fp16' or 'bf16' to run it in half "
+                             "precision (under autocast)")
         self.model = model
         self.device = available_device(device)
         self.execution = provisional(settings)
