@@ -202,3 +202,12 @@ def test_a_model_made_under_inference_mode_is_named():
 def test_a_model_not_in_float32_is_named_with_the_fix(dtype):
     with pytest.raises(ValueError, match=rf"parameters are {dtype}; .* model.float\(\), with precision='fp16'"):
         pvf.render(tiny_cnn().to(dtype), "2:0", **FAST)
+
+
+@pytest.mark.parametrize("call", [lambda model: pvf.render(model, "2:0", **FAST),
+                                  lambda model: pvf.dream(model, torch.rand(3, 16, 16), "2:0", **FAST),
+                                  lambda model: next(pvf.dream_zoom(model, torch.rand(3, 16, 16), "2:0", 1, **FAST)),
+                                  lambda model: pvf.accentuate(model, torch.rand(3, 16, 16), "2:0", **FAST)])
+def test_a_model_that_is_not_a_module_is_named(call):
+    with pytest.raises(ValueError, match=r"^model must be a torch.nn.Module or a model spec string .*got None$"):
+        call(None)

@@ -9,7 +9,7 @@ True
 from pyviz_fast.engine.init import load_image
 from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.photos import native_size
-from pyviz_fast.engine.render import render
+from pyviz_fast.engine.render import render, resolve_model
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import parse_units
 
@@ -46,5 +46,6 @@ def dream(model, image, unit, settings=None, **kwargs):
     ``unit``; returns a ``RenderResult`` of one image. settings: default ``DREAM_DEFAULTS`` over
     ``Settings()`` at the image's size; its init is always the image. kwargs go to ``render``
     (backend, device, seed, progress, callback, or setting overrides such as steps=64)."""
+    model = resolve_model(model, kwargs.get("device", "cpu"), kwargs.get("seed", 0))
     image = dream_image(model, image, settings, kwargs)
     return render(model, [dream_unit(model, unit)], dream_settings(image, settings), batch_size=1, **kwargs)

@@ -21,6 +21,7 @@ many renders (a zoom's frames) set up once; ``render`` is one set-up and one ren
 >>> res = render(model, ["conv3:0-15", "fc:3"], Settings(size=128, steps=64), seed=0)
 """
 import math
+import reprlib
 import time
 from dataclasses import dataclass
 
@@ -289,9 +290,14 @@ def _unit_task(model, units, settings):
 
 def resolve_model(model, device, seed):
     """An ``nn.Module`` as given, or built from a spec string (random init seeded by ``seed``);
-    ValueError first when ``device`` is not on this machine."""
+    ValueError first when ``device`` is not on this machine, or ``model`` is neither."""
     available_device(device)
-    return load_model(model, device=device, seed=seed)[0] if isinstance(model, str) else model
+    if isinstance(model, str):
+        return load_model(model, device=device, seed=seed)[0]
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module or a model spec string (see load_model), "
+                         f"got {reprlib.repr(model)}")
+    return model
 
 
 def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch_size=None, **overrides):

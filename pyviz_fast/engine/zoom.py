@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pyviz_fast.engine.dream import dream_image, dream_settings, dream_unit
-from pyviz_fast.engine.render import Renderer
+from pyviz_fast.engine.render import Renderer, resolve_model
 
 # Dream settings of one frame: a few steps over two octaves. Small steps (DeepDream's gentle
 # ascent) keep the photo recognizable in the first frames; the dream builds up over frames.
@@ -83,6 +83,7 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
     dream fails (non-finite values).
     """
     check_zoom(zoom, rotate, frames, first)
+    model = resolve_model(model, device, seed)
     image = quantize(dream_image(model, image, settings, overrides))
     settings = dream_settings(image, settings, ZOOM_DEFAULTS).replace(**overrides).validate()
     unit = dream_unit(model, unit)
