@@ -211,3 +211,17 @@ def test_a_model_not_in_float32_is_named_with_the_fix(dtype):
 def test_a_model_that_is_not_a_module_is_named(call):
     with pytest.raises(ValueError, match=r"^model must be a torch.nn.Module or a model spec string .*got None$"):
         call(None)
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, True])
+def test_a_seed_that_is_not_an_integer_is_named(seed):
+    with pytest.raises(ValueError, match=r"^seed must be an integer, got "):
+        pvf.render(tiny_cnn(), "2:0", seed=seed, **FAST)
+    with pvf.Renderer(tiny_cnn(), "2:0", **FAST) as renderer, pytest.raises(ValueError, match="^seed must be"):
+        renderer.render(seed=seed)
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    import numpy as np
+    assert torch.equal(pvf.render(tiny_cnn(), "2:0", seed=np.int64(3), **FAST).images,
+                       pvf.render(tiny_cnn(), "2:0", seed=3, **FAST).images)

@@ -30,7 +30,7 @@ import torch
 from pyviz_fast import ops
 from pyviz_fast.backend import available_device, resolve_backend
 from pyviz_fast.engine import autotune
-from pyviz_fast.engine.draws import Draws, unit_seed
+from pyviz_fast.engine.draws import Draws, check_seed, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
@@ -290,8 +290,10 @@ def _unit_task(model, units, settings):
 
 def resolve_model(model, device, seed):
     """An ``nn.Module`` as given, or built from a spec string (random init seeded by ``seed``);
-    ValueError first when ``device`` is not on this machine, or ``model`` is neither."""
+    ValueError first when ``device`` is not on this machine, ``seed`` not an integer, or ``model``
+    neither."""
     available_device(device)
+    check_seed(seed)
     if isinstance(model, str):
         return load_model(model, device=device, seed=seed)[0]
     if not isinstance(model, torch.nn.Module):
@@ -409,6 +411,7 @@ class Renderer:
         step's (of its jittered input, before that step's update), for callers that keep only the
         images (a zoom's frames); the status still checks the images and every step."""
         started = time.perf_counter()
+        check_seed(seed)
         settings = self.settings.replace(**changes) if changes else self.settings  # replace validates
         fixed = [name for name in _SETUP_FIELDS if getattr(settings, name) != getattr(self.settings, name)]
         if fixed:
