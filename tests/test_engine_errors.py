@@ -101,8 +101,10 @@ def test_layers_listing():
     by_name = {info.name: info for info in listing}
     assert by_name["2"] == pvf.LayerInfo("2", "Conv2d", (16, 20, 20), 16, "nchw")
     assert by_name["4.2"].shape == (5,) and listing[-1].name == "output"
-    with pytest.raises(ValueError, match="input_size must be"):
-        pvf.layers(tiny_cnn(), input_size=(20, 20))
+    assert pvf.layers(tiny_cnn(), input_size=20) == listing  # an int: a square of the model's channels
+    for bad in ((20, 20), 0, "20"):
+        with pytest.raises(ValueError, match=r"input_size must be a square image's side \(an int\) or \(C, H, W\)"):
+            pvf.layers(tiny_cnn(), input_size=bad)
 
 
 def test_load_model_specs(tmp_path):
