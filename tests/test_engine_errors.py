@@ -227,3 +227,11 @@ def test_a_numpy_integer_seed_is_a_seed():
     import numpy as np
     assert torch.equal(pvf.render(tiny_cnn(), "2:0", seed=np.int64(3), **FAST).images,
                        pvf.render(tiny_cnn(), "2:0", seed=3, **FAST).images)
+
+
+@pytest.mark.parametrize("call", [lambda s: pvf.render(tiny_cnn(), "2:0", s),
+                                  lambda s: pvf.dream(tiny_cnn(), torch.rand(3, 16, 16), "2:0", s),
+                                  lambda s: pvf.accentuate(tiny_cnn(), torch.rand(3, 16, 16), "2:0", settings=s)])
+def test_settings_given_as_a_dict_say_how_to_pass_them(call):
+    with pytest.raises(ValueError, match=r"^settings must be a pvf.Settings, got dict; pass overrides as keyword"):
+        call({"steps": 2})

@@ -42,7 +42,7 @@ from pyviz_fast.engine.parameterizations import check as check_parameterization
 from pyviz_fast.engine.redirect import ascent_gradients, mark_targets
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
-from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.settings import Settings, check_settings
 from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory
 from pyviz_fast.engine.transforms import is_identity, random_affine
 from pyviz_fast.engine.truncate import LayerNotCalled
@@ -318,7 +318,7 @@ def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch
 
 def resolve_settings(settings, overrides, batch_size=None, starts_from_images=False):
     """``settings`` (default ``Settings()``) with ``overrides``, validated for the parameterization."""
-    settings = (settings or Settings()).replace(**overrides)
+    settings = (check_settings(settings) or Settings()).replace(**overrides)
     if batch_size is not None:
         settings = settings.replace(batch_size=batch_size)
     check_parameterization(settings.validate(), starts_from_images)

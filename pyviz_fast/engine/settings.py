@@ -272,6 +272,14 @@ class Settings:
         return self
 
 
+def check_settings(settings):
+    """``settings`` if it is None or a Settings, else ValueError saying how to give them."""
+    if settings is not None and not isinstance(settings, Settings):
+        raise ValueError(f"settings must be a pvf.Settings, got {type(settings).__name__}; pass overrides as "
+                         "keyword arguments (render(model, units, steps=64)) or as Settings(**overrides)")
+    return settings
+
+
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
