@@ -1,6 +1,20 @@
-"""Tiny models for the engine tests: fast on a shared 2-core CPU, with every layout the engine handles."""
+"""Tiny models for the engine tests: fast on a shared 2-core CPU, with every layout the engine handles;
+and the images a render starts from."""
 import torch
 from torch import nn
+
+from pyviz_fast.engine.draws import Draws
+from pyviz_fast.engine.init import initial_images
+from pyviz_fast.engine.schedules import stages
+from pyviz_fast.engine.units import parse_units
+
+
+def starting_images(units, settings, seed, channels=3):
+    """float [N, C, H, W]: the random init a render of ``units`` with ``settings`` and ``seed``
+    starts from (at its first octave's size; the draws depend on seed and unit only)."""
+    keys = [str(unit) for unit in parse_units(units)]
+    hw = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)[0][0]
+    return initial_images(settings, Draws.for_units(keys, seed, settings.steps, settings.jitter), channels, hw)
 
 
 class Explodes(nn.Module):

@@ -60,3 +60,12 @@ def test_show_outside_a_notebook_returns_the_grid():
 def test_bad_layout_names_the_bad_value(layout):
     with pytest.raises(ValueError, match="cols and size must be >= 1"):
         _result(1).to_html_grid(**layout)
+
+
+def test_to_pil_converts_only_its_own_image(monkeypatch):
+    from pyviz_fast.engine import result
+    res, converted = _result(5), []
+    convert = result.images_to_uint8
+    monkeypatch.setattr(result, "images_to_uint8", lambda images: converted.append(len(images)) or convert(images))
+    assert res.to_pil(-1).tobytes() == Image.fromarray(convert(res.images)[4]).tobytes()
+    assert converted == [1]  # not all 5 images, on every call

@@ -69,6 +69,17 @@ def test_octaves_keep_the_photos_detail(model, photo):
     torch.testing.assert_close(res.images[0], image, atol=0.02, rtol=0)
 
 
+def test_dream_and_zoom_take_a_path_a_pil_image_or_a_uint8_tensor(model, photo):
+    """As accentuate does (engine/init.load_image), at the image's own size."""
+    image = as_tensor(photo)
+    want = pvf.dream(model, image, "conv3:7", **FAST).images
+    with Image.open(photo) as pil:
+        for given in (str(photo), pil, (image * 255).round().to(torch.uint8)):
+            assert torch.equal(pvf.dream(model, given, "conv3:7", **FAST).images, want)
+    frames = [frame for given in (image, str(photo)) for _, frame in pvf.dream_zoom(model, given, "conv3:7", 1, **FAST)]
+    assert torch.equal(*frames)
+
+
 def test_renderer_renders_as_render_does_and_keeps_its_setup(model):
     settings = pvf.Settings(size=40, steps=3, octaves=2, octave_scale=1.2)
     grads = [p.requires_grad for p in model.parameters()]

@@ -101,8 +101,10 @@ def test_layers_listing():
     by_name = {info.name: info for info in listing}
     assert by_name["2"] == pvf.LayerInfo("2", "Conv2d", (16, 20, 20), 16, "nchw")
     assert by_name["4.2"].shape == (5,) and listing[-1].name == "output"
-    with pytest.raises(ValueError, match="input_size must be"):
-        pvf.layers(tiny_cnn(), input_size=(20, 20))
+    assert pvf.layers(tiny_cnn(), input_size=20) == listing  # an int: a square of the model's channels
+    for bad in ((20, 20), 0, "20"):
+        with pytest.raises(ValueError, match=r"input_size must be a square image's side \(an int\) or \(C, H, W\)"):
+            pvf.layers(tiny_cnn(), input_size=bad)
 
 
 def test_load_model_specs(tmp_path):
@@ -181,3 +183,70 @@ def test_a_device_this_machine_lacks_is_named_before_any_work():
             call()
     with pytest.raises(ValueError, match=r"device 'toaster' is not a torch device"):
         pvf.render(tiny_cnn(), "2:0", device="toaster", **FAST)
+
+
+def test_rendering_one_model_from_two_threads_at_once_is_named():
+    """A render prepares the model in place: a second one of the same object meanwhile is refused
+    (it undid the first's set-up: misleading layer errors or wrong images); one after is fine."""
+    import threading
+    model, inside, release, results = tiny_cnn(), threading.Event(), threading.Event(), []
+
+    def hold(info):  # the first render waits here until the second has tried
+        inside.set()
+        release.wait(30)
+
+    first = threading.Thread(target=lambda: results.append(pvf.render(model, "2:0", **FAST, callback=hold)))
+    first.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(RuntimeError, match=r"already being rendered .* copy.deepcopy\(model\)"):
+            pvf.render(model, "2:1", **FAST)
+    finally:
+        release.set()
+        first.join(30)
+    assert results[0].status == ["ok"]
+    assert pvf.render(model, "2:1", **FAST).status == ["ok"]
+
+
+def test_a_model_made_under_inference_mode_is_named():
+    with torch.inference_mode():
+        model = tiny_cnn()
+    with pytest.raises(ValueError, match=r"parameters are inference tensors .* copy.deepcopy\(model\)"):
+        pvf.render(model, "2:0", **FAST)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_not_in_float32_is_named_with_the_fix(dtype):
+    with pytest.raises(ValueError, match=rf"parameters are {dtype}; .* model.float\(\), with precision='fp16'"):
+        pvf.render(tiny_cnn().to(dtype), "2:0", **FAST)
+
+
+@pytest.mark.parametrize("call", [lambda model: pvf.render(model, "2:0", **FAST),
+                                  lambda model: pvf.dream(model, torch.rand(3, 16, 16), "2:0", **FAST),
+                                  lambda model: next(pvf.dream_zoom(model, torch.rand(3, 16, 16), "2:0", 1, **FAST)),
+                                  lambda model: pvf.accentuate(model, torch.rand(3, 16, 16), "2:0", **FAST)])
+def test_a_model_that_is_not_a_module_is_named(call):
+    with pytest.raises(ValueError, match=r"^model must be a torch.nn.Module or a model spec string .*got None$"):
+        call(None)
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, True])
+def test_a_seed_that_is_not_an_integer_is_named(seed):
+    with pytest.raises(ValueError, match=r"^seed must be an integer, got "):
+        pvf.render(tiny_cnn(), "2:0", seed=seed, **FAST)
+    with pvf.Renderer(tiny_cnn(), "2:0", **FAST) as renderer, pytest.raises(ValueError, match="^seed must be"):
+        renderer.render(seed=seed)
+
+
+def test_a_numpy_integer_seed_is_a_seed():
+    import numpy as np
+    assert torch.equal(pvf.render(tiny_cnn(), "2:0", seed=np.int64(3), **FAST).images,
+                       pvf.render(tiny_cnn(), "2:0", seed=3, **FAST).images)
+
+
+@pytest.mark.parametrize("call", [lambda s: pvf.render(tiny_cnn(), "2:0", s),
+                                  lambda s: pvf.dream(tiny_cnn(), torch.rand(3, 16, 16), "2:0", s),
+                                  lambda s: pvf.accentuate(tiny_cnn(), torch.rand(3, 16, 16), "2:0", settings=s)])
+def test_settings_given_as_a_dict_say_how_to_pass_them(call):
+    with pytest.raises(ValueError, match=r"^settings must be a pvf.Settings, got dict; pass overrides as keyword"):
+        call({"steps": 2})

@@ -117,6 +117,14 @@ def test_jitter_draws_are_per_unit_and_progress_bar(cnn, capsys):
     assert res.status == ["ok", "ok"]
 
 
+def test_a_render_under_inference_mode_is_the_same_render(cnn):
+    want = pvf.render(cnn, "2:0-1", **FAST)
+    with torch.inference_mode():
+        got = pvf.render(cnn, "2:0-1", **FAST)
+        photo = pvf.accentuate(cnn, torch.rand(3, 24, 24), "2:0", layer="0", **FAST)
+    assert got.status == ["ok", "ok"] and torch.equal(got.images, want.images) and photo.status == ["ok"]
+
+
 @pytest.mark.parametrize("precision, memory_format", [("bf16", "channels_last"), ("fp16", "contiguous")])
 def test_reduced_precision(cnn, precision, memory_format):
     res = pvf.render(cnn, "2:0-1", **{**FAST, "precision": precision, "memory_format": memory_format})

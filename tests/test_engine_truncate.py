@@ -32,6 +32,13 @@ def test_hooks_removed_and_model_state_restored():
     assert model[0].weight.is_contiguous()
 
 
+@pytest.mark.parametrize("memory_format", ["auto", "contiguous", "channels_last"])
+def test_channels_last_model_comes_back_channels_last(memory_format):
+    model = tiny_cnn().to(memory_format=torch.channels_last)
+    pvf.render(model, "2:0", size=16, steps=2, backend="reference", precision="fp32", memory_format=memory_format)
+    assert all(model[i].weight.is_contiguous(memory_format=torch.channels_last) for i in (0, 2))
+
+
 def test_activation_keeps_its_graph():
     model = tiny_cnn()
     x = torch.rand(1, 3, 8, 8, requires_grad=True)

@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 import pyviz_fast as pvf
+from engine_nets import starting_images
 from pyviz_fast import zoo
 from pyviz_fast.audit.atlas import trajectory_stats
 from pyviz_fast.engine.redirect import ascent_gradients, mark_targets, redirected
@@ -137,7 +138,7 @@ def shapesnet():
 
 def _dead_on_noise(model, layer, settings):
     """Channels of ``layer`` that are exactly zero on the first starting image, and that fire on real images."""
-    start = pvf.render(model, f"{layer}:0", settings, seed=0, lr=0.0, steps=1).images
+    start = starting_images(f"{layer}:0", settings, seed=0)
     acts = {}
     handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, out: acts.__setitem__("a", out))
     with torch.no_grad():

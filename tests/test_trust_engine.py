@@ -176,8 +176,11 @@ def test_load_model_takes_weights_none():
     ("rotate", math.nan, r"rotate must be a finite number, got nan"),
     ("rotate", math.inf, r"rotate must be a finite number, got inf"),
     ("size", -1, r"size must be a positive int or \(H, W\) of positive ints, got -1"),
-    ("lr", math.nan, r"lr must be a finite number, got nan"),
-    ("lr", math.inf, r"lr must be a finite number, got inf"),
+    ("lr", math.nan, r"lr must be a finite number > 0, got nan"),
+    ("lr", math.inf, r"lr must be a finite number > 0, got inf"),
+    ("lr", 0, r"lr must be a finite number > 0, got 0 \(lr=0 would never change the image\)"),
+    ("lr", -0.05, r"lr must be a finite number > 0, got -0.05"),
+    ("lr_end", -0.01, r"lr_end must be a finite number >= 0, got -0.01"),
     ("steps", "many", r"steps must be an integer >= 1, got 'many'"),
     ("clip", 0.0, r"clip must be a number > 0 \(inf allowed\), got 0.0 \(clip=0 would zero every step"),
     ("scale_range", (0.9, math.inf), r"scale_range must be \(low, high\) finite numbers"),
@@ -226,6 +229,14 @@ def test_an_integer_init_image_is_read_as_0_to_255():
     torch.testing.assert_close(load_image(gray, 3, (8, 8)), torch.full((3, 8, 8), 128 / 255))
     with pytest.raises(ValueError, match=r"init_image values must be in \[0, 1\], got values in \[0, 255\]"):
         load_image(torch.linspace(0, 255, 192).reshape(3, 8, 8), 3, (8, 8))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_nonfinite_init_image_is_named_as_such(bad):
+    image = torch.full((3, 32, 32), 0.5)
+    image[0, 3, 4] = bad
+    with pytest.raises(ValueError, match=r"^init_image contains NaN or inf$"):
+        pvf.render(pvf.zoo.shapesnet(), "conv3:0", size=32, steps=1, init="image", init_image=image)
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused", "emulation"])

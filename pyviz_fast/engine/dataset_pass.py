@@ -218,6 +218,7 @@ def _prepare(model, units, settings, device):
     return parse_units(units, model=model), PreparedModel(model, settings, device)
 
 
+@torch.inference_mode(False)  # a caller's inference mode: autograd could not find the receptive fields
 def dataset_pass(model, units, dataset, settings, *, examples: int = 8, device="cpu", batch_size: int = 64,
                  workers: int = 2, resume: dict | None = None, checkpoint=None, checkpoint_seconds: float = 30.0,
                  progress=None) -> Grounding:

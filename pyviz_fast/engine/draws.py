@@ -15,6 +15,7 @@ tensors over steps and does no per-item Python work between chunks.
 torch.Size([16, 2])
 """
 import hashlib
+import numbers
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -22,6 +23,12 @@ import torch
 
 CHUNK = 256  # steps of draws made at once per unit
 _CACHED_CHUNKS = 4  # per device: the current and next chunk of the loop, with room to spare
+
+
+def check_seed(seed):
+    """ValueError unless ``seed`` is an integer (Python's or numpy's): 1.5 would be read as 1."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
 
 
 def unit_seed(seed: int, unit) -> int:

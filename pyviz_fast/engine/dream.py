@@ -4,11 +4,13 @@ channel), by the render loop started from the photo instead of noise.
 >>> res = dream(model, photo, "conv3@deepdream", steps=32)     # photo: float [C, H, W] in [0, 1]
 >>> res.images[0].shape == photo.shape
 True
+>>> res = dream(model, "photo.png", "conv3:7")                  # or a path, PIL image, uint8 tensor
 """
-import torch
-
-from pyviz_fast.engine.render import render
-from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.init import load_image
+from pyviz_fast.engine.models import input_channels
+from pyviz_fast.engine.photos import native_size
+from pyviz_fast.engine.render import render, resolve_model
+from pyviz_fast.engine.settings import Settings, check_settings
 from pyviz_fast.engine.units import parse_units
 
 # Gentler than a render from noise, so the photo stays recognizable.
@@ -25,12 +27,13 @@ def dream_unit(model, unit):
     raise ValueError(f"a dream amplifies one unit; {unit!r} names {what}")
 
 
-def as_image(image):
-    """``image`` as a float32 tensor [C, H, W], or ValueError."""
-    image = torch.as_tensor(image).float()
-    if image.dim() != 3:
-        raise ValueError(f"image must be [C, H, W], got shape {list(image.shape)}")
-    return image
+def dream_image(model, image, settings=None, overrides=None):
+    """``image`` read as the photo tasks read it (``init.load_image``: a path, PIL image, float tensor
+    in [0, 1] or uint8 tensor in 0-255, [C, H, W] or [H, W]), at its own size: float32 [C, H, W]
+    with the channels the overrides, the settings or else the model give."""
+    settings = check_settings(settings)  # read before the render would check it
+    channels = (overrides or {}).get("channels") or (settings.channels if settings is not None else None)
+    return load_image(image, channels or input_channels(model), native_size(image))
 
 
 def dream_settings(image, settings=None, defaults=DREAM_DEFAULTS):
@@ -40,9 +43,10 @@ def dream_settings(image, settings=None, defaults=DREAM_DEFAULTS):
 
 
 def dream(model, image, unit, settings=None, **kwargs):
-    """DeepDream ``image`` (float [C, H, W] in [0, 1]) for one ``unit``; returns a ``RenderResult``
-    of one image. settings: default ``DREAM_DEFAULTS`` over ``Settings()`` at the image's size;
-    its init is always the image. kwargs go to ``render`` (backend, device, seed, progress,
-    callback, or setting overrides such as steps=64)."""
-    image = as_image(image)
+    """DeepDream ``image`` (a path, PIL image or tensor [C, H, W], as ``accentuate`` takes it) for one
+    ``unit``; returns a ``RenderResult`` of one image. settings: default ``DREAM_DEFAULTS`` over
+    ``Settings()`` at the image's size; its init is always the image. kwargs go to ``render``
+    (backend, device, seed, progress, callback, or setting overrides such as steps=64)."""
+    model = resolve_model(model, kwargs.get("device", "cpu"), kwargs.get("seed", 0))
+    image = dream_image(model, image, settings, kwargs)
     return render(model, [dream_unit(model, unit)], dream_settings(image, settings), batch_size=1, **kwargs)

@@ -11,6 +11,9 @@ float32; only the model runs in reduced precision.
 ...     acts = run(images, ["inception4a"])       # images [B, C, H, W] in [0, 1]
 """
 import contextlib
+import itertools
+import threading
+import weakref
 
 import torch
 
@@ -20,6 +23,25 @@ from pyviz_fast.engine.models import input_normalization
 from pyviz_fast.engine.truncate import TruncatedForward, count_calls
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_TORCH_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+_FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
+# The models inside a PreparedModel now: preparing changes the model in place, so a second
+# render of the same object at once (another thread) would undo the first's set-up under it.
+_IN_USE, _IN_USE_LOCK = weakref.WeakSet(), threading.Lock()
+
+
+def _tensors(model):
+    return itertools.chain(model.named_parameters(), model.named_buffers())
+
+
+def _memory_formats(model):
+    """{name: memory format} of the model's parameters and buffers that are laid out in one."""
+    formats = {}
+    for name, t in _tensors(model):
+        fmt = next((f for f in _FORMATS if t.is_contiguous(memory_format=f)), None)
+        if fmt is not None:
+            formats[name] = fmt
+    return formats
 
 
 @contextlib.contextmanager
@@ -44,6 +66,15 @@ class PreparedModel:
     """
 
     def __init__(self, model, settings, device):
+        if any(p.is_inference() for p in model.parameters()):
+            raise ValueError(f"the {type(model).__name__}'s parameters are inference tensors (it was made under "
+                             "torch.inference_mode()), which autograd cannot differentiate through; make the model "
+                             "outside inference_mode, or render copy.deepcopy(model) (made outside it)")
+        dtypes = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()} - {"torch.float32"})
+        if dtypes:  # the image goes in as float32; reduced precision is autocast's, on float32 weights
+            raise ValueError(f"the {type(model).__name__}'s parameters are {', '.join(dtypes)}; pyviz_fast runs a "
+                             "float32 model: pass model.float(), with precision='fp16' or 'bf16' to run it in half "
+                             "precision (under autocast)")
         self.model = model
         self.device = available_device(device)
         self.execution = provisional(settings)
@@ -61,18 +92,30 @@ class PreparedModel:
         self._copied = set()  # layers overwritten in place later in the forward: captured as copies
 
     def __enter__(self):
+        with _IN_USE_LOCK:
+            if self.model in _IN_USE:
+                raise RuntimeError(f"this {type(self.model).__name__} is already being rendered by another call in "
+                                   "progress (another thread?); a render prepares the model in place, so give each "
+                                   "thread its own copy: copy.deepcopy(model)")
+            _IN_USE.add(self.model)
+        try:
+            self._prepare()
+        except BaseException:
+            _IN_USE.discard(self.model)
+            raise
+        return self
+
+    def _prepare(self):
         self._saved = ([m.training for m in self.model.modules()],
-                       [p.requires_grad for p in self.model.parameters()])
+                       [p.requires_grad for p in self.model.parameters()], _memory_formats(self.model))
         self.model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        if self.memory_format == "channels_last":
-            self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=_TORCH_FORMATS[self.memory_format])  # as asked, whatever it came in
         self._compiled = []
         self._modules = dict(self.model.named_modules())
         self._kernels = batch_invariant_kernels() if self.batch_invariant else contextlib.nullcontext()
         self._kernels.__enter__()
-        return self
 
     @property
     def precision(self) -> str:
@@ -86,8 +129,7 @@ class PreparedModel:
         """Run from now on with ``execution`` (an ``autotune.Execution``); ``layers`` are the hooked
         layers, which stay out of compiled code."""
         if execution.memory_format != self.memory_format:
-            self.model.to(memory_format=torch.channels_last if execution.memory_format == "channels_last"
-                          else torch.contiguous_format)
+            self.model.to(memory_format=_TORCH_FORMATS[execution.memory_format])
         if not execution.compile:
             self._uncompile()
         self.execution = execution
@@ -117,15 +159,17 @@ class PreparedModel:
         visit("", self.model)
 
     def __exit__(self, *exc):
-        training, grads = self._saved
+        training, grads, formats = self._saved
         for m, t in zip(self.model.modules(), training):
             m.training = t
         for p, g in zip(self.model.parameters(), grads):
             p.requires_grad_(g)
-        if self.memory_format == "channels_last":
-            self.model.to(memory_format=torch.contiguous_format)
+        for name, t in _tensors(self.model):  # each back in its own layout (a channels_last model stays so)
+            if name in formats and not t.is_contiguous(memory_format=formats[name]):
+                t.data = t.data.contiguous(memory_format=formats[name])
         self._kernels.__exit__(None, None, None)
         self._uncompile()
+        _IN_USE.discard(self.model)
 
     def _uncompile(self):
         for module in self._compiled:

@@ -53,6 +53,8 @@ def load_image(image, channels, hw):
     elif not image.dtype.is_floating_point:
         raise ValueError(f"init_image must be a float tensor in [0, 1] or a uint8 tensor in 0-255, got dtype {image.dtype}")
     image = image.float()
+    if not image.isfinite().all():  # before the range check, whose message would read [nan, nan]
+        raise ValueError("init_image contains NaN or inf")
     low, high = (image.min().item(), image.max().item()) if image.numel() else (0.0, 0.0)
     if not (0.0 <= low and high <= 1.0):
         raise ValueError(f"init_image values must be in [0, 1], got values in [{low:g}, {high:g}] "

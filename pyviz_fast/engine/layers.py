@@ -92,17 +92,19 @@ def layers(model, input_size=None, device="cpu", layout=None):
     its first call) and whether a later in-place operation rewrites its output (``rewritten``:
     VGG's convolutions, followed by ``ReLU(inplace=True)``; renders read such a layer as a copy).
 
-    input_size: (C, H, W); default (the model's input channels, 128, 128). Modules that are
+    input_size: (C, H, W), or S for (the model's input channels, S, S); default 128. Modules that are
     not called (e.g. training-only heads) are left out; the last entry is ``output``.
     layout: {layer: 'nchw' | 'nhwc' | 'tokens' | 'vector'} overrides (see ``engine/layout.py``;
     the model is run a second time at twice the size to learn the layouts of 4-D outputs).
     """
     from pyviz_fast.engine.execution import PreparedModel
 
-    if input_size is None:
-        input_size = (input_channels(model), 128, 128)
-    if len(input_size) != 3 or not all(isinstance(v, int) and v >= 1 for v in input_size):
-        raise ValueError(f"input_size must be (C, H, W) of positive ints, got {input_size!r}")
+    if input_size is None or isinstance(input_size, int) and not isinstance(input_size, bool):  # a square's side
+        input_size = (input_channels(model),) + (128 if input_size is None else input_size,) * 2
+    if not isinstance(input_size, (tuple, list)) or len(input_size) != 3 or not all(
+            isinstance(v, int) and v >= 1 for v in input_size):
+        raise ValueError(f"input_size must be a square image's side (an int) or (C, H, W) of positive ints, "
+                         f"got {input_size!r}")
     overrides = parse_overrides(layout)
     for name in overrides or {}:
         check_layer_name(name, model, "given a layout")

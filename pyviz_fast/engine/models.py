@@ -34,6 +34,7 @@ import warnings
 import torch
 
 from pyviz_fast import zoo
+from pyviz_fast.engine.draws import check_seed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -187,8 +188,7 @@ def load_model(spec="shapesnet", weights="none", device="cpu", seed=0):
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"model spec must be a non-empty string, got {spec!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_seed(seed)
     weights = _weights_name(weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -21,6 +21,7 @@ many renders (a zoom's frames) set up once; ``render`` is one set-up and one ren
 >>> res = render(model, ["conv3:0-15", "fc:3"], Settings(size=128, steps=64), seed=0)
 """
 import math
+import reprlib
 import time
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ import torch
 from pyviz_fast import ops
 from pyviz_fast.backend import available_device, resolve_backend
 from pyviz_fast.engine import autotune
-from pyviz_fast.engine.draws import Draws, unit_seed
+from pyviz_fast.engine.draws import Draws, check_seed, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
 from pyviz_fast.engine.goals.units import UnitTask
@@ -41,7 +42,7 @@ from pyviz_fast.engine.parameterizations import check as check_parameterization
 from pyviz_fast.engine.redirect import ascent_gradients, mark_targets
 from pyviz_fast.engine.result import RenderResult
 from pyviz_fast.engine.schedules import decay, stages
-from pyviz_fast.engine.settings import Settings
+from pyviz_fast.engine.settings import Settings, check_settings
 from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory
 from pyviz_fast.engine.transforms import is_identity, random_affine
 from pyviz_fast.engine.truncate import LayerNotCalled
@@ -289,9 +290,16 @@ def _unit_task(model, units, settings):
 
 def resolve_model(model, device, seed):
     """An ``nn.Module`` as given, or built from a spec string (random init seeded by ``seed``);
-    ValueError first when ``device`` is not on this machine."""
+    ValueError first when ``device`` is not on this machine, ``seed`` not an integer, or ``model``
+    neither."""
     available_device(device)
-    return load_model(model, device=device, seed=seed)[0] if isinstance(model, str) else model
+    check_seed(seed)
+    if isinstance(model, str):
+        return load_model(model, device=device, seed=seed)[0]
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module or a model spec string (see load_model), "
+                         f"got {reprlib.repr(model)}")
+    return model
 
 
 def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch_size=None, **overrides):
@@ -310,7 +318,7 @@ def choose_execution(model, units, settings=None, *, device="cpu", seed=0, batch
 
 def resolve_settings(settings, overrides, batch_size=None, starts_from_images=False):
     """``settings`` (default ``Settings()``) with ``overrides``, validated for the parameterization."""
-    settings = (settings or Settings()).replace(**overrides)
+    settings = (check_settings(settings) or Settings()).replace(**overrides)
     if batch_size is not None:
         settings = settings.replace(batch_size=batch_size)
     check_parameterization(settings.validate(), starts_from_images)
@@ -363,6 +371,7 @@ class Renderer:
         renderer._open(model, task, settings, backend, device, seed, started or time.perf_counter())
         return renderer
 
+    @torch.inference_mode(False)  # a caller's inference mode: autograd could not record the render
     def _open(self, model, task, settings, backend, device, seed, started, renders=1):
         if isinstance(renders, bool) or not isinstance(renders, int) or renders < 1:
             raise ValueError(f"renders must be an integer >= 1, got {renders!r}")
@@ -374,6 +383,7 @@ class Renderer:
         self.stage_plan = stages(settings.hw, settings.steps, settings.octaves, settings.octave_scale)
         self._prepared = PreparedModel(model, settings, self.device)
 
+    @torch.inference_mode(False)  # a caller's inference mode: autograd could not record the render
     def __enter__(self):
         prepared = self._prepared.__enter__()
         try:
@@ -393,6 +403,7 @@ class Renderer:
     def units(self):
         return self.task.units
 
+    @torch.inference_mode(False)  # a caller's inference mode: autograd could not record the render
     def render(self, *, seed=0, progress=False, callback=None, evaluate=True, **changes):
         """One render (a ``RenderResult``); ``changes`` replace settings fields other than those the
         set-up depends on (sizes, steps, octaves, execution, the task): e.g. init_image, lr, jitter.
@@ -400,6 +411,7 @@ class Renderer:
         step's (of its jittered input, before that step's update), for callers that keep only the
         images (a zoom's frames); the status still checks the images and every step."""
         started = time.perf_counter()
+        check_seed(seed)
         settings = self.settings.replace(**changes) if changes else self.settings  # replace validates
         fixed = [name for name in _SETUP_FIELDS if getattr(settings, name) != getattr(self.settings, name)]
         if fixed:

@@ -61,9 +61,9 @@ class RenderResult:
         """True when every unit has status 'ok'."""
         return all(s == "ok" for s in self.status)
 
-    def to_uint8(self):
-        """numpy uint8 [N, H, W, C]."""
-        return images_to_uint8(self.images)
+    def to_uint8(self, rows=slice(None)):
+        """numpy uint8 [N, H, W, C] of ``rows`` (a slice or a list of indices; default all)."""
+        return images_to_uint8(self.images[rows])
 
     def to_uint8_rgba(self, rows=slice(None)):
         """numpy uint8 [N, H, W, 4] of ``rows``: the images as RGB (gray repeated) with ``alpha`` as
@@ -85,7 +85,7 @@ class RenderResult:
         counts show their first three channels as RGB (the first alone if fewer)."""
         from PIL import Image
 
-        array = self.to_uint8()[i]
+        array = self.to_uint8([i])[0]  # image i alone: a loop over a big result converts each once
         channels = array.shape[-1]
         if channels in (1, 2):
             return Image.fromarray(np.ascontiguousarray(array[..., 0]), "L")

@@ -232,9 +232,9 @@ class Settings:
         _number("maco_lr", self.maco_lr, low=0.0, zero="maco_lr=0 would never change the phase")
         for name in ("center", "lo", "hi", "rotate"):
             _number(name, getattr(self, name))
-        _number("lr", self.lr)  # 0 is allowed: it keeps the initial images (what the quality tests compare with)
+        _number("lr", self.lr, low=0.0, zero="lr=0 would never change the image")  # < 0 would descend
         if self.lr_end is not None:
-            _number("lr_end", self.lr_end)
+            _number("lr_end", self.lr_end, low=0.0)  # 0: the schedule decays to a stop
         _number("clip", self.clip, low=0.0, allow_inf=True, zero="clip=0 would zero every step; inf disables clipping")
         _number("decay", self.decay, low=0.0, high=1.0)
         if not self.lo < self.hi:
@@ -278,6 +278,14 @@ class Settings:
                 raise ValueError(f"mean and std must have one value per channel each, got {len(self.mean)} "
                                  f"and {len(self.std)} values")
         return self
+
+
+def check_settings(settings):
+    """``settings`` if it is None or a Settings, else ValueError saying how to give them."""
+    if settings is not None and not isinstance(settings, Settings):
+        raise ValueError(f"settings must be a pvf.Settings, got {type(settings).__name__}; pass overrides as "
+                         "keyword arguments (render(model, units, steps=64)) or as Settings(**overrides)")
+    return settings
 
 
 def _is_int(value):

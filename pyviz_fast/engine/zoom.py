@@ -22,8 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pyviz_fast.engine.dream import as_image, dream_settings, dream_unit
-from pyviz_fast.engine.render import Renderer
+from pyviz_fast.engine.dream import dream_image, dream_settings, dream_unit
+from pyviz_fast.engine.render import Renderer, resolve_model
 
 # Dream settings of one frame: a few steps over two octaves. Small steps (DeepDream's gentle
 # ascent) keep the photo recognizable in the first frames; the dream builds up over frames.
@@ -73,8 +73,9 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
                device="cpu", seed=0, callback=None, **overrides):
     """Yield ``(k, frame)`` for k = first .. frames-1 of a DeepDream zoom; frame float32 [C, H, W].
 
-    image: float [C, H, W] in [0, 1]: the photo when ``first`` is 0, else frame first-1 (to
-    resume). unit: one unit spec, e.g. 'conv3@deepdream' (a layer) or 'conv3:7' (a channel).
+    image: a path, PIL image or tensor [C, H, W] (as ``dream`` takes it): the photo when ``first``
+    is 0, else frame first-1 (to resume). unit: one unit spec, e.g. 'conv3@deepdream' (a layer)
+    or 'conv3:7' (a channel).
     zoom: > 1, scale per frame; rotate: degrees per frame. settings / overrides: the dream of
     one frame (default ``ZOOM_DEFAULTS`` over ``Settings()``, at the image's size); the init is
     always the zoomed frame. callback: passed to each frame's ``render`` (its StepInfo.rows is
@@ -82,7 +83,8 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
     dream fails (non-finite values).
     """
     check_zoom(zoom, rotate, frames, first)
-    image = quantize(as_image(image))
+    model = resolve_model(model, device, seed)
+    image = quantize(dream_image(model, image, settings, overrides))
     settings = dream_settings(image, settings, ZOOM_DEFAULTS).replace(**overrides).validate()
     unit = dream_unit(model, unit)
     # set up once (model prepared, layers probed, an 'auto' execution decided for all the frames:
