@@ -114,6 +114,42 @@ def test_render_streams_every_step_then_the_result(client, paced_steps):
     assert status["state"] == "done" and status["objective"] == last["objective"]
 
 
+LONG = {"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 4096, "size": 48}}
+
+
+def wait_for_state(board, job, states, timeout=60):
+    deadline = time.monotonic() + timeout
+    while board.get(job).snapshot().state not in states:
+        assert time.monotonic() < deadline, board.get(job).snapshot()
+        time.sleep(0.02)
+    return board.get(job).snapshot()
+
+
+def test_stop_cancels_a_running_and_a_queued_job(client):
+    board = client.app.state.board
+    running, queued = (client.post("/api/render", json=LONG).json()["job"] for _ in range(2))
+    wait_for_state(board, running, ("running",))
+    assert client.get(f"/api/jobs/{queued}").json()["ahead"] == 1
+    assert client.post(f"/api/jobs/{queued}/cancel").status_code == 200
+    assert client.post(f"/api/jobs/{running}/cancel").status_code == 200
+    last = events(client, running)[-1]
+    assert last["state"] == "cancelled" and last["step"] < 4096 and last["error"] == "stopped", last
+    assert events(client, queued)[-1]["state"] == "cancelled"
+    assert client.post("/api/jobs/999999/cancel").status_code == 404
+
+
+def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkeypatch):
+    import pyviz_fast.serve.jobs as jobs
+    monkeypatch.setattr(jobs, "ABANDONED_S", 0.5)
+    board = client.app.state.board
+    abandoned = client.post("/api/render", json=LONG).json()["job"]  # its page was closed: no stream
+    waiting = client.post("/api/render", json={"units": [{"layer": "conv3", "index": 1}], "settings": FAST})
+    last = events(client, waiting.json()["job"])[-1]
+    assert last["state"] == "done", last
+    gone = wait_for_state(board, abandoned, ("cancelled",), timeout=5)
+    assert "no one watched it for 0.5 s" in gone.error and gone.step < 4096
+
+
 @pytest.mark.parametrize("body, status, message", [
     ({"model": "torchvision:resnet18", "units": [{"layer": "conv1", "index": 0}]}, 400, "not served"),
     ({"units": [{"layer": "conv3", "kind": "channel", "index": 64}]}, 400, "has 64 channels (0-63)"),
@@ -298,4 +334,21 @@ def test_page_renders_live_and_shows_a_bad_upload(browser, server, tmp_path):
     assert "run1 gallery" in frame.locator("#gallery").text_content(timeout=30_000)
     if os.environ.get("PVF_SCREENSHOT"):
         page.screenshot(path=os.environ["PVF_SCREENSHOT"], full_page=True)
+    page.close()
+
+
+def test_page_stops_its_render(browser, server):
+    page = browser.new_page()
+    errors = collect_page_errors(page)
+    page.goto(server)
+    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    assert page.is_disabled("#stop")
+    page.fill("#steps", "4096")
+    page.fill("#size", "48")
+    page.click("#render")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')", timeout=60_000)
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('render stopped at step')",
+                           timeout=30_000)
+    assert page.is_enabled("#render") and page.is_disabled("#stop") and errors == [], errors
     page.close()

@@ -87,9 +87,15 @@ function settings() {
   return out;
 }
 
-// Follow a job's event stream: update the images at every message, finish on done/failed.
-function follow(job, images, captions, errorBox, button) {
+// Follow a job's event stream: update the images at every message, finish on done/failed/cancelled.
+// The stop button cancels this job; closing the tab ends the stream, and the server then cancels it.
+function follow(job, images, captions, errorBox, button, stop) {
   const source = new EventSource(`/api/jobs/${job.job}/events`);
+  stop.disabled = false;
+  stop.onclick = () => {
+    stop.disabled = true;
+    api(`/api/jobs/${job.job}/cancel`, { method: "POST" }).catch((error) => { errorBox.textContent = error.message; });
+  };
   source.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.images) {
@@ -101,9 +107,14 @@ function follow(job, images, captions, errorBox, button) {
     }
     if (message.state === "queued") setStatus(`queued (${message.ahead} ahead)`);
     if (message.state === "running") setStatus(`${job.kind}: step ${message.step}/${message.steps}`);
-    if (message.state === "done" || message.state === "failed") {
+    if (message.state === "done" || message.state === "failed" || message.state === "cancelled") {
       source.close();
       button.disabled = false;
+      stop.disabled = true;
+      if (message.state === "cancelled") {
+        setStatus(`${job.kind} stopped at step ${message.step}/${message.steps}`);
+        return;
+      }
       if (message.state === "failed") {
         errorBox.textContent = message.error;
         setStatus("failed");
@@ -130,7 +141,8 @@ async function startRender() {
                              seed: parseInt($("seed").value, 10) || 0 }),
     });
     const images = figures($("results"), job.units);
-    follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"));
+    follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"),
+           $("stop"));
   } catch (error) {
     $("render-error").textContent = error.message;
     $("render").disabled = false;
@@ -154,7 +166,8 @@ async function startDream(event) {
   try {
     const job = await api("/api/dream", { method: "POST", body: form });
     const images = figures($("dream-result"), [`dream of ${job.units[0]}`]);
-    follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"));
+    follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"),
+           $("dream-stop"));
   } catch (error) {
     $("dream-error").textContent = error.message;
     $("dream").disabled = false;
