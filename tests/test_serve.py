@@ -259,14 +259,12 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(atlas_runs):
-    """``pyviz-fast serve`` in a subprocess on a free localhost port; its base URL."""
+def start_server(*args):
+    """``pyviz-fast serve ARGS`` in a subprocess on a free localhost port, once it answers: (process, URL)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port), "--runs",
-                                str(atlas_runs), "--interval", "0"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port), *args], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     import urllib.request
@@ -279,6 +277,13 @@ def server(atlas_runs):
                 process.kill()
                 pytest.fail(f"the server did not start: {process.stdout.read()}")
             time.sleep(0.2)
+    return process, url
+
+
+@pytest.fixture(scope="module")
+def server(atlas_runs):
+    """``pyviz-fast serve`` with the atlas runs; its base URL."""
+    process, url = start_server("--runs", str(atlas_runs), "--interval", "0")
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -351,4 +356,25 @@ def test_page_stops_its_render(browser, server):
     page.wait_for_function("document.querySelector('#status').textContent.includes('render stopped at step')",
                            timeout=30_000)
     assert page.is_enabled("#render") and page.is_disabled("#stop") and errors == [], errors
+    page.close()
+
+
+def test_page_says_when_the_server_dies_mid_render(browser):
+    process, url = start_server()
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+        page.fill("#steps", "4096")
+        page.fill("#size", "48")
+        page.click("#render")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')",
+                               timeout=60_000)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    page.wait_for_function("document.querySelector('#render-error').textContent.length > 0", timeout=30_000)
+    assert page.text_content("#render-error") == "lost the connection to the server"
+    assert "lost the connection" in page.text_content("#status")
+    assert page.is_enabled("#render") and page.is_disabled("#stop")
     page.close()

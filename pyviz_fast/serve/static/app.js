@@ -91,6 +91,7 @@ function settings() {
 // The stop button cancels this job; closing the tab ends the stream, and the server then cancels it.
 function follow(job, images, captions, errorBox, button, stop) {
   const source = new EventSource(`/api/jobs/${job.job}/events`);
+  const finish = () => { source.close(); button.disabled = false; stop.disabled = true; };
   stop.disabled = false;
   stop.onclick = () => {
     stop.disabled = true;
@@ -108,9 +109,7 @@ function follow(job, images, captions, errorBox, button, stop) {
     if (message.state === "queued") setStatus(`queued (${message.ahead} ahead)`);
     if (message.state === "running") setStatus(`${job.kind}: step ${message.step}/${message.steps}`);
     if (message.state === "done" || message.state === "failed" || message.state === "cancelled") {
-      source.close();
-      button.disabled = false;
-      stop.disabled = true;
+      finish();
       if (message.state === "cancelled") {
         setStatus(`${job.kind} stopped at step ${message.step}/${message.steps}`);
         return;
@@ -127,7 +126,13 @@ function follow(job, images, captions, errorBox, button, stop) {
       setStatus(`${job.kind} done: ${message.steps} steps in ${message.seconds.toFixed(1)} s`);
     }
   };
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) button.disabled = false; };
+  // the stream ends only after the job's last message, so an error means the server went away
+  // (EventSource would retry for ever, leaving the page frozen at the last step)
+  source.onerror = () => {
+    finish();
+    errorBox.textContent = "lost the connection to the server";
+    setStatus(`${job.kind}: lost the connection to the server`);
+  };
 }
 
 async function startRender() {
