@@ -162,6 +162,8 @@ def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkey
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 4096}}, 400, "size must be <= 512"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"init_image": "/etc/passwd"}}, 400, "unknown setting"),
     ({"units": [{"layer": "conv3", "index": 0}], "seed": -1}, 400, "seed must be an integer"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 2.5}}, 400, "steps must be an integer, got 2.5"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"lr": -1}}, 400, "lr must be >= 0, got -1"),
 ])
 def test_bad_render_requests(client, body, status, message):
     answer = client.post("/api/render", json=body)
@@ -377,4 +379,36 @@ def test_page_says_when_the_server_dies_mid_render(browser):
     assert page.text_content("#render-error") == "lost the connection to the server"
     assert "lost the connection" in page.text_content("#status")
     assert page.is_enabled("#render") and page.is_disabled("#stop")
+    page.close()
+
+
+def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    sent = []
+    page.on("request", lambda request: sent.append(request.post_data_json) if request.method == "POST" else None)
+    page.fill("#size", "48")
+    for field, typed, message in [("#steps", "2.5", "steps must be an integer in 1–4096, got 2.5"),
+                                  ("#lr", "-1", "lr must be a number in 0–∞, got -1"),
+                                  ("#index", "", "unit must be an integer in 0–63, got empty"),
+                                  ("#steps", "5000", "steps must be an integer in 1–4096, got 5000")]:
+        before = page.input_value(field)
+        page.fill(field, typed)
+        page.click("#render")
+        page.wait_for_function("document.querySelector('#render-error').textContent.length > 0")
+        assert page.text_content("#render-error") == message and page.is_enabled("#render")
+        page.fill(field, before)
+    page.fill("#index", "")
+    page.click("#add")
+    assert page.text_content("#render-error") == "unit must be an integer in 0–63, got empty"
+    assert page.query_selector_all("#compare li") == [] and sent == []
+    page.fill("#index", "2")
+    page.fill("#steps", "1e3")
+    page.fill("#seed", "1e3")
+    page.click("#render")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')", timeout=60_000)
+    page.click("#stop")
+    assert sent[0]["settings"]["steps"] == 1000 and sent[0]["seed"] == 1000 and sent[0]["units"][0]["index"] == 2
+    page.wait_for_function("document.querySelector('#status').textContent.includes('stopped')", timeout=30_000)
     page.close()

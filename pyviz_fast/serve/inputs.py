@@ -73,12 +73,15 @@ def settings_from(values, base=None) -> Settings:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = isinstance(value, str) if kind is str else number and (kind is float or float(value).is_integer())
         if not ok:
-            raise InputError(f"setting {name} must be {'a text' if kind is str else 'a number'}, got {value!r}")
+            what = {str: "a text", int: "an integer", float: "a finite number"}[kind]
+            raise InputError(f"setting {name} must be {what}, got {value!r}")
         changes[name] = kind(value)
     try:
         settings = (base or Settings()).replace(**changes).validate()
     except (ValueError, TypeError) as error:
         raise InputError(str(error)) from None
+    if settings.lr < 0:  # the engine takes it (descent); the page ascends its unit
+        raise InputError(f"lr must be >= 0, got {settings.lr}")
     if max(settings.hw) > MAX_SIZE or settings.steps > MAX_STEPS or settings.jitter > MAX_JITTER \
             or settings.octaves > MAX_OCTAVES:
         raise InputError(f"size must be <= {MAX_SIZE}, steps <= {MAX_STEPS}, jitter <= {MAX_JITTER} and octaves <= "

@@ -14,10 +14,29 @@ function setStatus(text) { $("status").textContent = text; }
 
 function currentLayer() { return state.layers.find((l) => l.name === $("layer").value); }
 
+// A number field's value as typed (parseInt read "1e3" as 1 and "2.5" as 2, and an empty field as 0),
+// within its min and max; an Error naming the field otherwise (the settings are no form: min= is not enforced).
+function numberField(id, integer) {
+  const input = $(id);
+  const name = input.closest("label").firstChild.textContent.trim();
+  const value = Number(input.value);
+  const low = input.min === "" ? -Infinity : Number(input.min);
+  const high = input.max === "" ? Infinity : Number(input.max);
+  const what = `${integer ? "an integer" : "a number"} in ${input.min || "-∞"}–${input.max || "∞"}`;
+  // an unreadable number input has the value "" (badInput): say so rather than "got ''"
+  const typed = input.validity.badInput ? "not a number" : input.value === "" ? "empty" : input.value;
+  if (input.value === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < low
+      || value > high) {
+    input.focus();
+    throw new Error(`${name} must be ${what}, got ${typed}`);
+  }
+  return value;
+}
+
 function currentPick() {
   const kind = $("kind").value;
   const pick = { layer: $("layer").value, kind };
-  if (kind !== "layer") pick.index = Number($("index").value);
+  if (kind !== "layer") pick.index = numberField("index", true);
   return pick;
 }
 
@@ -82,8 +101,8 @@ function figures(container, labels) {
 
 function settings() {
   const out = {};
-  for (const name of ["steps", "size", "jitter", "octaves"]) out[name] = parseInt($(name).value, 10);
-  for (const name of ["lr", "blur_start", "blur_end"]) out[name] = parseFloat($(name).value);
+  for (const name of ["steps", "size", "jitter", "octaves"]) out[name] = numberField(name, true);
+  for (const name of ["lr", "blur_start", "blur_end"]) out[name] = numberField(name, false);
   return out;
 }
 
@@ -137,13 +156,13 @@ function follow(job, images, captions, errorBox, button, stop) {
 
 async function startRender() {
   $("render-error").textContent = "";
-  const picks = state.compare.length ? state.compare : [currentPick()];
   $("render").disabled = true;
   try {
+    const picks = state.compare.length ? state.compare : [currentPick()];
     const job = await api("/api/render", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ model: $("model").value, units: picks, settings: settings(),
-                             seed: parseInt($("seed").value, 10) || 0 }),
+                             seed: numberField("seed", true) }),
     });
     const images = figures($("results"), job.units);
     follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"),
@@ -161,14 +180,14 @@ async function startDream(event) {
   if (!file) { $("dream-error").textContent = "choose a photo first"; return; }
   const form = new FormData();
   form.append("photo", file);
-  const pick = currentPick();
-  for (const [key, value] of Object.entries({ model: $("model").value, layer: pick.layer, kind: pick.kind,
-                                              index: pick.index ?? "", steps: $("dream-steps").value,
-                                              lr: $("dream-lr").value })) {
-    form.append(key, value);
-  }
   $("dream").disabled = true;
   try {
+    const pick = currentPick();
+    for (const [key, value] of Object.entries({ model: $("model").value, layer: pick.layer, kind: pick.kind,
+                                                index: pick.index ?? "", steps: numberField("dream-steps", true),
+                                                lr: numberField("dream-lr", false) })) {
+      form.append(key, value);
+    }
     const job = await api("/api/dream", { method: "POST", body: form });
     const images = figures($("dream-result"), [`dream of ${job.units[0]}`]);
     follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"),
@@ -211,7 +230,15 @@ async function start() {
   $("model").onchange = () => { state.compare = []; showCompare(); loadLayers().catch(fail); };
   $("layer").onchange = showLayer;
   $("kind").onchange = showLayer;
-  $("add").onclick = () => { state.compare.push(currentPick()); showCompare(); };
+  $("add").onclick = () => {
+    $("render-error").textContent = "";
+    try {
+      state.compare.push(currentPick());
+    } catch (error) {
+      $("render-error").textContent = error.message;
+    }
+    showCompare();
+  };
   $("render").onclick = startRender;
   $("dream-form").onsubmit = startDream;
   await Promise.all([loadLayers(), loadRuns()]);
