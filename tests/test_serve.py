@@ -21,7 +21,7 @@ from browser import collect_page_errors  # noqa: E402
 from pyviz_fast.serve import create_app  # noqa: E402
 from pyviz_fast.serve.inputs import MAX_UPLOAD_BYTES  # noqa: E402
 from pyviz_fast.serve.models import ModelRegistry  # noqa: E402
-from pyviz_fast.serve.server import PortInUse, check_port  # noqa: E402
+from pyviz_fast.serve.server import PortInUse, bind  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -246,10 +246,10 @@ def test_port_in_use_is_one_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is in use"):
-            check_port("127.0.0.1", port)
+            bind("127.0.0.1", port)
         done = subprocess.run([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port)], cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2
+    assert done.returncode == 2 and done.stdout == ""  # no start-up line before the error
     assert done.stderr.strip() == f"pyviz-fast: error: port {port} on 127.0.0.1 is in use; choose another with --port"
 
 

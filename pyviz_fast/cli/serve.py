@@ -46,10 +46,10 @@ def run(args) -> int:
             app.state.models.model(spec)
         except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
             raise CliError(f"cannot load model {spec!r}: {error}") from None
-    say(args, f"pyviz-fast serve: http://{args.host}:{args.port}/  (models: {', '.join(app.state.models.specs)}; "
-              "Ctrl-C stops)")
     try:
-        serve(app, host=args.host, port=args.port)
+        serve(app, host=args.host, port=args.port, ready=lambda: say(
+            args, f"pyviz-fast serve: http://{args.host}:{args.port}/  (models: {', '.join(app.state.models.specs)}; "
+                  "Ctrl-C stops)"))
     except PortInUse as error:
         raise CliError(str(error)) from None
     return 0
