@@ -21,7 +21,7 @@ from browser import collect_page_errors  # noqa: E402
 from pyviz_fast.serve import create_app  # noqa: E402
 from pyviz_fast.serve.inputs import MAX_UPLOAD_BYTES  # noqa: E402
 from pyviz_fast.serve.models import ModelRegistry  # noqa: E402
-from pyviz_fast.serve.server import PortInUse, bind  # noqa: E402
+from pyviz_fast.serve.server import CannotListen, PortInUse, bind, url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -251,6 +251,20 @@ def test_port_in_use_is_one_clear_error():
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stdout == ""  # no start-up line before the error
     assert done.stderr.strip() == f"pyviz-fast: error: port {port} on 127.0.0.1 is in use; choose another with --port"
+
+
+@pytest.mark.parametrize("host, message", [
+    ("no.such.host.invalid", "host 'no.such.host.invalid' cannot be resolved ("),
+    ("10.9.9.9", "host 10.9.9.9 is not an address of this machine ("),
+])
+def test_a_host_that_cannot_be_bound_blames_the_host(host, message):
+    with pytest.raises(CannotListen, match="choose another with --host") as caught:
+        bind(host, free_port())
+    assert str(caught.value).startswith(message) and not isinstance(caught.value, PortInUse), caught.value
+
+
+def test_an_ipv6_address_is_bracketed_in_the_url():
+    assert url("::1", 8773) == "http://[::1]:8773/" and url("127.0.0.1", 80) == "http://127.0.0.1:80/"
 
 
 # --- the page in a browser, against the real server -----------------------------------------

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     try:
-        from pyviz_fast.serve import PortInUse, create_app, serve
+        from pyviz_fast.serve import CannotListen, create_app, serve, url
     except ImportError as error:
         raise CliError(f"serve needs the gui extra: pip install 'pyviz_fast[gui]' ({error})") from None
     if not 0 < args.port < 65536:
@@ -48,8 +48,8 @@ def run(args) -> int:
             raise CliError(f"cannot load model {spec!r}: {error}") from None
     try:
         serve(app, host=args.host, port=args.port, ready=lambda: say(
-            args, f"pyviz-fast serve: http://{args.host}:{args.port}/  (models: {', '.join(app.state.models.specs)}; "
+            args, f"pyviz-fast serve: {url(args.host, args.port)}  (models: {', '.join(app.state.models.specs)}; "
                   "Ctrl-C stops)"))
-    except PortInUse as error:
+    except CannotListen as error:
         raise CliError(str(error)) from None
     return 0
