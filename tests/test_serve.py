@@ -19,7 +19,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from browser import collect_page_errors  # noqa: E402
 from pyviz_fast.serve import create_app  # noqa: E402
-from pyviz_fast.serve.inputs import MAX_UPLOAD_BYTES  # noqa: E402
+from pyviz_fast.serve.inputs import MAX_UNITS, MAX_UPLOAD_BYTES  # noqa: E402
 from pyviz_fast.serve.models import ModelRegistry  # noqa: E402
 from pyviz_fast.serve.server import CannotListen, PortInUse, bind, url  # noqa: E402
 
@@ -157,7 +157,7 @@ def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkey
     ({"units": [{"layer": "conv3", "kind": "pixel", "index": 0}]}, 400, "kind must be one of"),
     ({"units": [{"layer": "conv3", "kind": "channel"}]}, 400, "index must be an integer"),
     ({"units": []}, 400, "list of 1 to 16"),
-    ({"units": [{"layer": "conv3", "index": 0}] * 17}, 400, "list of 1 to 16"),
+    ({"units": [{"layer": "conv3", "index": k} for k in range(20)]}, 400, "at most 16 units, you have 20"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 0}}, 400, "steps must be an integer >= 1"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 4096}}, 400, "size must be <= 512"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"init_image": "/etc/passwd"}}, 400, "unknown setting"),
@@ -425,4 +425,21 @@ def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
     page.click("#stop")
     assert sent[0]["settings"]["steps"] == 1000 and sent[0]["seed"] == 1000 and sent[0]["units"][0]["index"] == 2
     page.wait_for_function("document.querySelector('#status').textContent.includes('stopped')", timeout=30_000)
+    page.close()
+
+
+def test_page_refuses_a_duplicate_pick_and_more_than_16(browser, server):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    page.select_option("#layer", "conv3")
+    page.fill("#index", "3")
+    page.click("#add")
+    page.click("#add")
+    assert page.text_content("#render-error") == "conv3:3 channel is already in the comparison"
+    for index in range(4, 4 + MAX_UNITS):
+        page.fill("#index", str(index))
+        page.click("#add")
+    assert len(page.query_selector_all("#compare li")) == MAX_UNITS
+    assert page.text_content("#render-error") == f"at most {MAX_UNITS} units, you have {MAX_UNITS}: remove one first"
     page.close()

@@ -54,8 +54,10 @@ def unit_spec(pick) -> str:
 
 
 def unit_specs(picks) -> list[str]:
-    if not isinstance(picks, list) or not 1 <= len(picks) <= MAX_UNITS:
-        raise InputError(f"units must be a list of 1 to {MAX_UNITS} picks, got {picks!r}"[:300])
+    if not isinstance(picks, list) or not picks:
+        raise InputError(f"units must be a list of 1 to {MAX_UNITS} picks {{layer, kind, index}}, got {picks!r}"[:300])
+    if len(picks) > MAX_UNITS:  # the count, not the list's repr (cut mid-token at 300 characters)
+        raise InputError(f"at most {MAX_UNITS} units, you have {len(picks)}")
     return [unit_spec(pick) for pick in picks]
 
 

@@ -2,6 +2,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const state = { layers: [], compare: [] };
+const MAX_UNITS = 16;  // per render, as the server's inputs.MAX_UNITS
 
 async function api(path, options) {
   const response = await fetch(path, options);
@@ -233,7 +234,14 @@ async function start() {
   $("add").onclick = () => {
     $("render-error").textContent = "";
     try {
-      state.compare.push(currentPick());
+      const pick = currentPick();
+      if (state.compare.some((p) => pickLabel(p) === pickLabel(pick))) {
+        throw new Error(`${pickLabel(pick)} is already in the comparison`);
+      }
+      if (state.compare.length >= MAX_UNITS) {
+        throw new Error(`at most ${MAX_UNITS} units, you have ${state.compare.length}: remove one first`);
+      }
+      state.compare.push(pick);
     } catch (error) {
       $("render-error").textContent = error.message;
     }
