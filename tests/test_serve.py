@@ -206,6 +206,33 @@ def test_bad_uploads(client, photo, status, message):
     assert answer.status_code == status and message in answer.json()["error"], answer.text
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"steps": "inf"}, "steps must be a finite number, got 'inf'"),
+    ({"steps": "nan"}, "steps must be a finite number, got 'nan'"),
+    ({"steps": "1e400"}, "steps must be a finite number, got '1e400'"),
+    ({"steps": "many"}, "steps must be a finite number, got 'many'"),
+    ({"steps": "2.5"}, "steps must be an integer, got 2.5"),
+    ({"lr": "1e400"}, "lr must be a finite number, got '1e400'"),
+    ({"kind": "channel", "index": "-1"}, "unit index must be an integer >= 0 for kind 'channel', got -1"),
+    ({"kind": "channel", "index": "inf"}, "index must be a finite number, got 'inf'"),
+])
+def test_bad_dream_numbers(client, fields, message):
+    answer = client.post("/api/dream", data={"layer": "conv2", **fields}, files={"photo": ("p.png", png())})
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("settings, message", [
+    ('{"steps": 1%s}' % ("0" * 400), "steps <= 4096"),  # JSON ints are unbounded: float() of it overflowed
+    ('{"steps": Infinity}', "steps must be an integer, got inf"),  # Python's JSON reads Infinity, NaN, 1e400
+    ('{"lr": 1e400}', "lr must be a finite number, got inf"),
+    ('{"blur_end": NaN}', "blur_end must be a finite number >= 0, got nan"),
+])
+def test_render_settings_beyond_floats(client, settings, message):
+    body = '{"units": [{"layer": "conv3", "index": 0}], "settings": %s}' % settings
+    answer = client.post("/api/render", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+
+
 def test_dream_needs_one_unit_not_a_whole_layer_kind(client):
     answer = client.post("/api/dream", data={"layer": "conv2", "kind": "channel"}, files={"photo": ("p.png", png())})
     assert answer.status_code == 400 and "index must be an integer" in answer.json()["error"]

@@ -121,11 +121,9 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
         photo = inputs.read_upload(await upload.read(inputs.MAX_UPLOAD_BYTES + 1))
         spec = models.check(form.get("model") or models.specs[0])
         pick = {"layer": form.get("layer"), "kind": form.get("kind") or "layer",
-                "index": int(form["index"]) if str(form.get("index", "")).isdigit() else None}
-        fields = {name: float(form[name]) for name in ("steps", "lr") if _number(form.get(name))}
-        if "steps" in fields:
-            fields["steps"] = int(fields["steps"])
-        settings = inputs.dream_settings(fields, photo)
+                "index": inputs.form_number(form, "index")}
+        fields = {name: inputs.form_number(form, name) for name in ("steps", "lr")}
+        settings = inputs.dream_settings({name: value for name, value in fields.items() if value is not None}, photo)
         model, units = await run_in_threadpool(_checked_units, models, spec, [inputs.unit_spec(pick)])
         try:
             dream_unit(model, units[0])
@@ -203,10 +201,3 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
     app.state.models, app.state.board = models, board
     return app
 
-
-def _number(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
