@@ -294,6 +294,16 @@ def test_an_ipv6_address_is_bracketed_in_the_url():
     assert url("::1", 8773) == "http://[::1]:8773/" and url("127.0.0.1", 80) == "http://127.0.0.1:80/"
 
 
+@pytest.mark.parametrize("runs, what", [("nonexistent", "does not exist"), ("file.txt", "is not a directory")])
+def test_runs_that_are_no_directory_are_an_error(tmp_path, capsys, monkeypatch, runs, what):
+    import pyviz_fast.serve
+    from pyviz_fast.cli import main
+    monkeypatch.setattr(pyviz_fast.serve, "serve", lambda *args, **kwargs: pytest.fail("it served"))
+    (tmp_path / "file.txt").write_text("not a run")
+    assert main(["serve", "--runs", str(tmp_path / runs), "--port", str(free_port())]) == 2
+    assert f"--runs {tmp_path / runs} {what}; give an atlas run directory" in capsys.readouterr().err
+
+
 # --- the page in a browser, against the real server -----------------------------------------
 
 def free_port():

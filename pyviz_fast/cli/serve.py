@@ -2,6 +2,7 @@
 step by step, compare units side by side, DeepDream an uploaded photo and browse atlas runs.
 Bound to 127.0.0.1 unless --host says otherwise; only the --model specs given here can be loaded."""
 import argparse
+from pathlib import Path
 
 from pyviz_fast.cli.common import CliError, check_device, say
 
@@ -40,6 +41,10 @@ def run(args) -> int:
     if not args.interval >= 0:
         raise CliError(f"--interval must be >= 0 seconds, got {args.interval}")
     check_device(args.device)
+    for root in args.runs:  # a later run appears under an existing folder; a typo never would
+        if not Path(root).is_dir():
+            what = "is not a directory" if Path(root).exists() else "does not exist"
+            raise CliError(f"--runs {root} {what}; give an atlas run directory, or a folder of them")
     app = create_app(args.model or ["shapesnet"], runs=args.runs, device=args.device, interval=args.interval)
     for spec in app.state.models.specs:  # a bad spec fails here, not on the first click
         try:
