@@ -137,6 +137,21 @@ def test_gif_when_pyav_is_missing(tmp_path, monkeypatch):
         assert gif.n_frames == 3
 
 
+def test_gif_fps_is_what_browsers_play(tmp_path, monkeypatch):
+    path, other = tmp_path / "f.png", tmp_path / "g.png"
+    Image.new("RGB", (10, 8)).save(path)
+    Image.new("RGB", (10, 8), (200, 0, 0)).save(other)  # Pillow merges equal frames
+    written = video.write_video([path, other], tmp_path / "v.gif", fps=video.MAX_GIF_FPS)
+    with Image.open(written) as gif:
+        assert gif.info["duration"] == 20
+    for out in ("v.gif", "v.mp4"):  # an MP4 without PyAV is written as a GIF
+        monkeypatch.setattr(video, "mp4_available", lambda: False)
+        with pytest.raises(ValueError, match="fps must be <= 50 for a GIF.*, got 60: its frame delays are in 1/100 s"):
+            video.write_video([path], tmp_path / out, fps=60)
+    monkeypatch.setattr(video, "mp4_available", lambda: True)
+    assert video.video_path(tmp_path / "v.mp4", 1000) == tmp_path / "v.mp4"
+
+
 # --- the command, as a user runs it ---------------------------------------------------------
 
 def cli(*args, timeout=300, **popen):
@@ -169,6 +184,12 @@ def test_mp4_decodes_to_n_frames_that_differ(tmp_path, photo):
     assert gif.returncode == 0, gif.stderr
     with Image.open(tmp_path / "zoom.gif") as image:
         assert image.n_frames == 3
+
+
+def test_zoom_gif_at_too_many_fps_is_refused_before_any_frame(tmp_path, photo):
+    done = cli(photo, "--zoom-frames", 3, *ZOOM, "--fps", 100, "--out", tmp_path / "zoom.gif")
+    assert done.returncode == 2 and "--fps: fps must be <= 50 for a GIF, got 100" in done.stderr, done.stderr
+    assert not (tmp_path / "zoom.frames").exists()
 
 
 def test_killed_zoom_resumes_to_the_same_frames(tmp_path, photo):

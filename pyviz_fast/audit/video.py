@@ -23,6 +23,8 @@ from pyviz_fast.audit.files import remove_partials, save_png_atomic, write_atomi
 PARAMS_FILE = "frames.json"
 _FRAME = re.compile(r"^frame_(\d{5,})\.png$")
 VIDEO_SUFFIXES = (".mp4", ".gif")
+# A GIF's frame delays are in 1/100 s, and browsers play a delay of 10 ms or less at 100 ms.
+MAX_GIF_FPS = 50
 
 
 class FrameDirError(ValueError):
@@ -120,17 +122,27 @@ def _write_gif(paths, out: Path, fps: int) -> None:
     write_atomic(out, buffer.getvalue())
 
 
-def write_video(paths, out, fps: int = 24) -> Path:
-    """Encode the PNG ``paths`` as ``out`` (.mp4 or .gif) at ``fps``; returns the path written,
-    which is ``out`` with .gif when an MP4 was asked for and PyAV is missing."""
-    out, paths = Path(out), list(paths)
-    if not paths:
-        raise ValueError("no frames to encode")
+def video_path(out, fps: int) -> Path:
+    """The path ``write_video`` writes for ``out`` (a .gif when an MP4 was asked for and PyAV is
+    missing), or ValueError if the suffix or, for a GIF, ``fps`` cannot be written: check before
+    making the frames."""
+    out = Path(out)
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"video must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(out)!r}")
     if out.suffix.lower() == ".mp4" and mp4_available():
-        _write_mp4(paths, out, fps)
         return out
-    out = out.with_suffix(".gif")
-    _write_gif(paths, out, fps)
+    if fps > MAX_GIF_FPS:
+        instead = " (PyAV is not installed: pip install av)" if out.suffix.lower() == ".mp4" else ""
+        raise ValueError(f"fps must be <= {MAX_GIF_FPS} for a GIF{instead}, got {fps}: its frame delays are in "
+                         "1/100 s and browsers play 10 ms or less at 100 ms; an .mp4 takes any fps")
+    return out.with_suffix(".gif")
+
+
+def write_video(paths, out, fps: int = 24) -> Path:
+    """Encode the PNG ``paths`` as ``out`` (.mp4 or .gif) at ``fps``; returns the path written
+    (``video_path``)."""
+    out, paths = video_path(out, fps), list(paths)
+    if not paths:
+        raise ValueError("no frames to encode")
+    (_write_mp4 if out.suffix.lower() == ".mp4" else _write_gif)(paths, out, fps)
     return out

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
-from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, write_video
+from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, video_path, write_video
 from pyviz_fast.cli.common import (PHOTO_SIZE_HELP, CliError, add_common_flags, load_model, output_dir,
                                    output_file, progress_bar, read_image, say)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
@@ -143,6 +143,11 @@ def run_zoom(args) -> int:
     except ValueError as error:
         raise CliError(f"--zoom/--rotate: {error}") from None
     folder, video = _zoom_outputs(args.out)
+    if video is not None:
+        try:
+            video_path(video, args.fps)
+        except ValueError as error:
+            raise CliError(f"--fps: {error}") from None
     model, _ = load_model(args)
     image, settings, unit_spec = _photo_settings_unit(args, model, ZOOM_DEFAULTS)
     frames = FrameDir(output_dir(folder))
