@@ -1,6 +1,7 @@
 """The DeepDream zoom video: the zoom itself, the API, and ``pyviz-fast dream --zoom-frames`` run as
 a user runs it (a subprocess): the video decodes to N frames that differ, a killed run resumes
 to the very frames an uninterrupted one makes, and bad input gets one clear error line."""
+import json
 import os
 import signal
 import subprocess
@@ -213,6 +214,22 @@ def test_killed_zoom_resumes_to_the_same_frames(tmp_path, photo):
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no partial file left
     other = cli(photo, "--zoom-frames", 10, *ZOOM[:-1], "conv3:8", "--out", folder, "-q")
     assert other.returncode == 2 and "(differ: unit)" in other.stderr, other.stderr
+
+
+def test_a_resumed_zoom_reuses_the_execution_of_its_first_frames(tmp_path, photo):
+    folder = tmp_path / "zoom"
+    first = cli(photo, "--zoom-frames", 2, *ZOOM, "--out", folder)
+    assert first.returncode == 0, first.stderr
+    params = json.loads((folder / "frames.json").read_text())
+    decided = params["execution"]
+    assert f"execution: {decided['precision']}/{decided['memory_format']}" in first.stdout
+    # as if timing had chosen otherwise for the first frames: a resume must not decide again
+    params["execution"] = {**decided, "memory_format": "channels_last", "source": "measured"}
+    (folder / "frames.json").write_text(json.dumps(params))
+    resumed = cli(photo, "--zoom-frames", 3, *ZOOM, "--out", folder)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"execution: {decided['precision']}/channels_last (measured)" in resumed.stdout, resumed.stdout
+    assert json.loads((folder / "frames.json").read_text())["execution"]["memory_format"] == "channels_last"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,8 +1,9 @@
 """Frames on disk and the videos made of them (the DeepDream zoom).
 
 A frames folder holds ``frame_00000.png``, ``frame_00001.png``, ... each written atomically as
-it is made, and ``frames.json``: what the frames were made with. A killed run leaves whole
-frames only; rerun with the same parameters, it goes on after the last one. MP4 is encoded
+it is made, and ``frames.json``: what the frames were made with, and the execution (precision,
+memory format) an 'auto' setting chose for the first frames. A killed run leaves whole frames
+only; rerun with the same parameters, it goes on after the last one with that execution. MP4 is encoded
 with PyAV (``pip install av``: its wheel ships FFmpeg and the H.264 encoder, no system ffmpeg);
 GIF with Pillow, also the fallback for an MP4 when PyAV is missing.
 
@@ -21,6 +22,7 @@ from PIL import Image
 from pyviz_fast.audit.files import remove_partials, save_png_atomic, write_atomic, write_text_atomic
 
 PARAMS_FILE = "frames.json"
+EXECUTION_KEY = "execution"  # kept beside the parameters, not compared with them
 _FRAME = re.compile(r"^frame_(\d{5,})\.png$")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 # A GIF's frame delays are in 1/100 s, and browsers play a delay of 10 ms or less at 100 ms.
@@ -42,15 +44,29 @@ class FrameDir:
         self.root.mkdir(parents=True, exist_ok=True)
         remove_partials(self.root)
         path = self.root / PARAMS_FILE
-        text = json.dumps(params, sort_keys=True, indent=1, default=str)
+        new = json.loads(json.dumps(params, default=str))
         if path.exists() and self.count():
             old = json.loads(path.read_text())
-            new = json.loads(text)
+            execution = old.pop(EXECUTION_KEY, None)
             changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
             if changed:
                 raise FrameDirError(f"{str(self.root)!r} holds frames made with other parameters "
                                     f"(differ: {', '.join(changed)}); delete it or write elsewhere")
-        write_text_atomic(path, text)
+            if execution is not None:  # the frames on disk were made with it
+                new[EXECUTION_KEY] = execution
+        self._write(new)
+
+    def _write(self, params: dict) -> None:
+        write_text_atomic(self.root / PARAMS_FILE, json.dumps(params, sort_keys=True, indent=1))
+
+    def execution(self) -> dict | None:
+        """The execution record the frames were made with (``record_execution``), or None."""
+        return json.loads((self.root / PARAMS_FILE).read_text()).get(EXECUTION_KEY)
+
+    def record_execution(self, record: dict) -> None:
+        """Keep ``record`` (JSON) as the execution of every frame of this folder."""
+        params = json.loads((self.root / PARAMS_FILE).read_text())
+        self._write({**params, EXECUTION_KEY: record})
 
     def path(self, k: int) -> Path:
         return self.root / f"frame_{k:05d}.png"
