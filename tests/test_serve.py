@@ -395,16 +395,27 @@ def test_page_renders_live_and_shows_a_bad_upload(browser, server, tmp_path):
     page.close()
 
 
-def test_page_stops_its_render(browser, server):
+def open_page(browser, url):
+    """The app's page, once it lists the layers."""
     page = browser.new_page()
-    errors = collect_page_errors(page)
-    page.goto(server)
+    page.goto(url)
     page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
-    assert page.is_disabled("#stop")
-    page.fill("#steps", "4096")
+    return page
+
+
+def start_rendering(page, steps="4096"):
+    """Click render (at 48 px) and wait until the page shows its steps."""
+    page.fill("#steps", steps)
     page.fill("#size", "48")
     page.click("#render")
     page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')", timeout=60_000)
+
+
+def test_page_stops_its_render(browser, server):
+    page = open_page(browser, server)
+    errors = collect_page_errors(page)
+    assert page.is_disabled("#stop")
+    start_rendering(page)
     page.click("#stop")
     page.wait_for_function("document.querySelector('#status').textContent.includes('render stopped at step')",
                            timeout=30_000)
@@ -415,14 +426,8 @@ def test_page_stops_its_render(browser, server):
 def test_page_says_when_the_server_dies_mid_render(browser):
     process, url = start_server()
     try:
-        page = browser.new_page()
-        page.goto(url)
-        page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
-        page.fill("#steps", "4096")
-        page.fill("#size", "48")
-        page.click("#render")
-        page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')",
-                               timeout=60_000)
+        page = open_page(browser, url)
+        start_rendering(page)
     finally:
         process.kill()
         process.wait(timeout=30)
@@ -434,12 +439,9 @@ def test_page_says_when_the_server_dies_mid_render(browser):
 
 
 def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
-    page = browser.new_page()
-    page.goto(server)
-    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    page = open_page(browser, server)
     sent = []
     page.on("request", lambda request: sent.append(request.post_data_json) if request.method == "POST" else None)
-    page.fill("#size", "48")
     for field, typed, message in [("#steps", "2.5", "steps must be an integer in 1–4096, got 2.5"),
                                   ("#lr", "-1", "lr must be a number in 0–∞, got -1"),
                                   ("#index", "", "unit must be an integer in 0–63, got empty"),
@@ -455,10 +457,8 @@ def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
     assert page.text_content("#render-error") == "unit must be an integer in 0–63, got empty"
     assert page.query_selector_all("#compare li") == [] and sent == []
     page.fill("#index", "2")
-    page.fill("#steps", "1e3")
     page.fill("#seed", "1e3")
-    page.click("#render")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')", timeout=60_000)
+    start_rendering(page, steps="1e3")
     page.click("#stop")
     assert sent[0]["settings"]["steps"] == 1000 and sent[0]["seed"] == 1000 and sent[0]["units"][0]["index"] == 2
     page.wait_for_function("document.querySelector('#status').textContent.includes('stopped')", timeout=30_000)
@@ -466,9 +466,7 @@ def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
 
 
 def test_page_refuses_a_duplicate_pick_and_more_than_16(browser, server):
-    page = browser.new_page()
-    page.goto(server)
-    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    page = open_page(browser, server)
     page.select_option("#layer", "conv3")
     page.fill("#index", "3")
     page.click("#add")
