@@ -130,11 +130,12 @@ def test_stop_cancels_a_running_and_a_queued_job(client):
     running, queued = (client.post("/api/render", json=LONG).json()["job"] for _ in range(2))
     wait_for_state(board, running, ("running",))
     assert client.get(f"/api/jobs/{queued}").json()["ahead"] == 1
-    assert client.post(f"/api/jobs/{queued}/cancel").status_code == 200
+    assert client.post(f"/api/jobs/{queued}/cancel").json()["state"] == "cancelled"  # not when its turn comes
+    assert events(client, queued)[-1]["state"] == "cancelled"
+    assert client.get(f"/api/jobs/{running}").json()["state"] == "running"
     assert client.post(f"/api/jobs/{running}/cancel").status_code == 200
     last = events(client, running)[-1]
     assert last["state"] == "cancelled" and last["step"] < 4096 and last["error"] == "stopped", last
-    assert events(client, queued)[-1]["state"] == "cancelled"
     assert client.post("/api/jobs/999999/cancel").status_code == 404
 
 

@@ -84,8 +84,13 @@ class Job:
         self._watched = time.monotonic()
 
     def cancel(self, reason="stopped") -> None:
-        """Stop the job at its next step, or before it starts if it waits in the queue."""
-        self._cancel = self._cancel or reason
+        """Stop the job at its next step; one waiting in the queue is cancelled now (the model's
+        worker skips it when it comes to it)."""
+        with self._lock:
+            self._cancel = self._cancel or reason
+            if self._state == "queued":
+                self._state, self._error = "cancelled", self._cancel
+                self._version += 1
 
     @property
     def cancelled(self) -> bool:

@@ -127,11 +127,14 @@ function follow(job, images, captions, errorBox, button, stop) {
       });
     }
     if (message.state === "queued") setStatus(`queued (${message.ahead} ahead)`);
-    if (message.state === "running") setStatus(`${job.kind}: step ${message.step}/${message.steps}`);
+    if (message.state === "running") {  // steps is 0 until the first step has reported
+      setStatus(message.steps ? `${job.kind}: step ${message.step}/${message.steps}` : `${job.kind}: starting`);
+    }
     if (message.state === "done" || message.state === "failed" || message.state === "cancelled") {
       finish();
       if (message.state === "cancelled") {
-        setStatus(`${job.kind} stopped at step ${message.step}/${message.steps}`);
+        setStatus(message.steps ? `${job.kind} stopped at step ${message.step}/${message.steps}`
+                                : `${job.kind} stopped before its first step`);
         return;
       }
       if (message.state === "failed") {
