@@ -1,6 +1,7 @@
 """The DeepDream zoom video: the zoom itself, the API, and ``pyviz-fast dream --zoom-frames`` run as
 a user runs it (a subprocess): the video decodes to N frames that differ, a killed run resumes
 to the very frames an uninterrupted one makes, and bad input gets one clear error line."""
+import json
 import os
 import signal
 import subprocess
@@ -148,6 +149,21 @@ def test_gif_when_pyav_is_missing(tmp_path, monkeypatch):
         assert gif.n_frames == 3
 
 
+def test_gif_fps_is_what_browsers_play(tmp_path, monkeypatch):
+    path, other = tmp_path / "f.png", tmp_path / "g.png"
+    Image.new("RGB", (10, 8)).save(path)
+    Image.new("RGB", (10, 8), (200, 0, 0)).save(other)  # Pillow merges equal frames
+    written = video.write_video([path, other], tmp_path / "v.gif", fps=video.MAX_GIF_FPS)
+    with Image.open(written) as gif:
+        assert gif.info["duration"] == 20
+    for out in ("v.gif", "v.mp4"):  # an MP4 without PyAV is written as a GIF
+        monkeypatch.setattr(video, "mp4_available", lambda: False)
+        with pytest.raises(ValueError, match="fps must be <= 50 for a GIF.*, got 60: its frame delays are in 1/100 s"):
+            video.write_video([path], tmp_path / out, fps=60)
+    monkeypatch.setattr(video, "mp4_available", lambda: True)
+    assert video.video_path(tmp_path / "v.mp4", 1000) == tmp_path / "v.mp4"
+
+
 # --- the command, as a user runs it ---------------------------------------------------------
 
 def cli(*args, timeout=300, **popen):
@@ -182,6 +198,12 @@ def test_mp4_decodes_to_n_frames_that_differ(tmp_path, photo):
         assert image.n_frames == 3
 
 
+def test_zoom_gif_at_too_many_fps_is_refused_before_any_frame(tmp_path, photo):
+    done = cli(photo, "--zoom-frames", 3, *ZOOM, "--fps", 100, "--out", tmp_path / "zoom.gif")
+    assert done.returncode == 2 and "--fps: fps must be <= 50 for a GIF, got 100" in done.stderr, done.stderr
+    assert not (tmp_path / "zoom.frames").exists()
+
+
 def test_killed_zoom_resumes_to_the_same_frames(tmp_path, photo):
     whole = cli(photo, "--zoom-frames", 10, *ZOOM, "--out", tmp_path / "whole", "-q")
     assert whole.returncode == 0, whole.stderr
@@ -203,6 +225,22 @@ def test_killed_zoom_resumes_to_the_same_frames(tmp_path, photo):
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no partial file left
     other = cli(photo, "--zoom-frames", 10, *ZOOM[:-1], "conv3:8", "--out", folder, "-q")
     assert other.returncode == 2 and "(differ: unit)" in other.stderr, other.stderr
+
+
+def test_a_resumed_zoom_reuses_the_execution_of_its_first_frames(tmp_path, photo):
+    folder = tmp_path / "zoom"
+    first = cli(photo, "--zoom-frames", 2, *ZOOM, "--out", folder)
+    assert first.returncode == 0, first.stderr
+    params = json.loads((folder / "frames.json").read_text())
+    decided = params["execution"]
+    assert f"execution: {decided['precision']}/{decided['memory_format']}" in first.stdout
+    # as if timing had chosen otherwise for the first frames: a resume must not decide again
+    params["execution"] = {**decided, "memory_format": "channels_last", "source": "measured"}
+    (folder / "frames.json").write_text(json.dumps(params))
+    resumed = cli(photo, "--zoom-frames", 3, *ZOOM, "--out", folder)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"execution: {decided['precision']}/channels_last (measured)" in resumed.stdout, resumed.stdout
+    assert json.loads((folder / "frames.json").read_text())["execution"]["memory_format"] == "channels_last"
 
 
 @pytest.mark.parametrize("args, message", [

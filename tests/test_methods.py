@@ -3,6 +3,8 @@
 Quality thresholds are on the shipped ShapesNet (and a random-weight VGG-style net for style),
 small sizes so they run on a shared 2-core CPU.
 """
+import math
+import re
 import subprocess
 import sys
 
@@ -345,11 +347,19 @@ def test_style_default_layers_are_maps_not_excitation_gates(name, first_style):
     assert shapes[content][-1] == sides[-2]
 
 
-def test_style_transfer_bad_input():
-    with pytest.raises(ValueError, match="unknown layer 'nope'"):
-        pvf.style_transfer(random_vgg(), layout_image(16), layout_image(16), style_layers=["nope"], steps=1)
-    with pytest.raises(ValueError, match="pairs"):
-        pvf.style_transfer(random_vgg(), layout_image(16), layout_image(16), pairs=[(0, 3)], steps=1)
+@pytest.mark.parametrize("kwargs, message", [
+    # named by the argument and flag, not the internal unit 'nope@deepdream'
+    (dict(style_layers=["nope"]), "unknown layer 'nope' in style_layers (pyviz-fast style: --style-layers); "),
+    (dict(content_layer="nope"), "unknown layer 'nope' given as content_layer (pyviz-fast style: --content-layer); "),
+    (dict(pairs=[(0, 3)]), "pairs"),
+    (dict(style_weight=math.inf), "style_weight must be a finite number >= 0, got inf"),  # it ran: loss inf
+    (dict(style_weight=math.nan), "style_weight must be a finite number >= 0, got nan"),
+    (dict(content_weight=-1), "content_weight must be a finite number >= 0, got -1"),
+])
+def test_style_transfer_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        pvf.style_transfer(random_vgg(), layout_image(16), layout_image(16), steps=1, **kwargs)
+    assert "@deepdream" not in str(caught.value)
 
 
 # ---- the commands, as a user runs them ---------------------------------------------------------

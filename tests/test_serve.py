@@ -19,9 +19,9 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from browser import collect_page_errors  # noqa: E402
 from pyviz_fast.serve import create_app  # noqa: E402
-from pyviz_fast.serve.inputs import MAX_UPLOAD_BYTES  # noqa: E402
+from pyviz_fast.serve.inputs import MAX_UNITS, MAX_UPLOAD_BYTES  # noqa: E402
 from pyviz_fast.serve.models import ModelRegistry  # noqa: E402
-from pyviz_fast.serve.server import PortInUse, check_port  # noqa: E402
+from pyviz_fast.serve.server import CannotListen, PortInUse, bind, url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,6 +114,43 @@ def test_render_streams_every_step_then_the_result(client, paced_steps):
     assert status["state"] == "done" and status["objective"] == last["objective"]
 
 
+LONG = {"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 4096, "size": 48}}
+
+
+def wait_for_state(board, job, states, timeout=60):
+    deadline = time.monotonic() + timeout
+    while board.get(job).snapshot().state not in states:
+        assert time.monotonic() < deadline, board.get(job).snapshot()
+        time.sleep(0.02)
+    return board.get(job).snapshot()
+
+
+def test_stop_cancels_a_running_and_a_queued_job(client):
+    board = client.app.state.board
+    running, queued = (client.post("/api/render", json=LONG).json()["job"] for _ in range(2))
+    wait_for_state(board, running, ("running",))
+    assert client.get(f"/api/jobs/{queued}").json()["ahead"] == 1
+    assert client.post(f"/api/jobs/{queued}/cancel").json()["state"] == "cancelled"  # not when its turn comes
+    assert events(client, queued)[-1]["state"] == "cancelled"
+    assert client.get(f"/api/jobs/{running}").json()["state"] == "running"
+    assert client.post(f"/api/jobs/{running}/cancel").status_code == 200
+    last = events(client, running)[-1]
+    assert last["state"] == "cancelled" and last["step"] < 4096 and last["error"] == "stopped", last
+    assert client.post("/api/jobs/999999/cancel").status_code == 404
+
+
+def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkeypatch):
+    import pyviz_fast.serve.jobs as jobs
+    monkeypatch.setattr(jobs, "ABANDONED_S", 0.5)
+    board = client.app.state.board
+    abandoned = client.post("/api/render", json=LONG).json()["job"]  # its page was closed: no stream
+    waiting = client.post("/api/render", json={"units": [{"layer": "conv3", "index": 1}], "settings": FAST})
+    last = events(client, waiting.json()["job"])[-1]
+    assert last["state"] == "done", last
+    gone = wait_for_state(board, abandoned, ("cancelled",), timeout=5)
+    assert "no one watched it for 0.5 s" in gone.error and gone.step < 4096
+
+
 @pytest.mark.parametrize("body, status, message", [
     ({"model": "torchvision:resnet18", "units": [{"layer": "conv1", "index": 0}]}, 400, "not served"),
     ({"units": [{"layer": "conv3", "kind": "channel", "index": 64}]}, 400, "has 64 channels (0-63)"),
@@ -121,11 +158,13 @@ def test_render_streams_every_step_then_the_result(client, paced_steps):
     ({"units": [{"layer": "conv3", "kind": "pixel", "index": 0}]}, 400, "kind must be one of"),
     ({"units": [{"layer": "conv3", "kind": "channel"}]}, 400, "index must be an integer"),
     ({"units": []}, 400, "list of 1 to 16"),
-    ({"units": [{"layer": "conv3", "index": 0}] * 17}, 400, "list of 1 to 16"),
+    ({"units": [{"layer": "conv3", "index": k} for k in range(20)]}, 400, "at most 16 units, you have 20"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 0}}, 400, "steps must be an integer >= 1"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 4096}}, 400, "size must be <= 512"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"init_image": "/etc/passwd"}}, 400, "unknown setting"),
     ({"units": [{"layer": "conv3", "index": 0}], "seed": -1}, 400, "seed must be an integer"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 2.5}}, 400, "steps must be an integer, got 2.5"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"lr": -1}}, 400, "lr must be >= 0, got -1"),
 ])
 def test_bad_render_requests(client, body, status, message):
     answer = client.post("/api/render", json=body)
@@ -168,6 +207,33 @@ def test_bad_uploads(client, photo, status, message):
     assert answer.status_code == status and message in answer.json()["error"], answer.text
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"steps": "inf"}, "steps must be a finite number, got 'inf'"),
+    ({"steps": "nan"}, "steps must be a finite number, got 'nan'"),
+    ({"steps": "1e400"}, "steps must be a finite number, got '1e400'"),
+    ({"steps": "many"}, "steps must be a finite number, got 'many'"),
+    ({"steps": "2.5"}, "steps must be an integer, got 2.5"),
+    ({"lr": "1e400"}, "lr must be a finite number, got '1e400'"),
+    ({"kind": "channel", "index": "-1"}, "unit index must be an integer >= 0 for kind 'channel', got -1"),
+    ({"kind": "channel", "index": "inf"}, "index must be a finite number, got 'inf'"),
+])
+def test_bad_dream_numbers(client, fields, message):
+    answer = client.post("/api/dream", data={"layer": "conv2", **fields}, files={"photo": ("p.png", png())})
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("settings, message", [
+    ('{"steps": 1%s}' % ("0" * 400), "steps <= 4096"),  # JSON ints are unbounded: float() of it overflowed
+    ('{"steps": Infinity}', "steps must be an integer, got inf"),  # Python's JSON reads Infinity, NaN, 1e400
+    ('{"lr": 1e400}', "lr must be a finite number, got inf"),
+    ('{"blur_end": NaN}', "blur_end must be a finite number >= 0, got nan"),
+])
+def test_render_settings_beyond_floats(client, settings, message):
+    body = '{"units": [{"layer": "conv3", "index": 0}], "settings": %s}' % settings
+    answer = client.post("/api/render", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+
+
 def test_dream_needs_one_unit_not_a_whole_layer_kind(client):
     answer = client.post("/api/dream", data={"layer": "conv2", "kind": "channel"}, files={"photo": ("p.png", png())})
     assert answer.status_code == 400 and "index must be an integer" in answer.json()["error"]
@@ -208,11 +274,35 @@ def test_port_in_use_is_one_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is in use"):
-            check_port("127.0.0.1", port)
+            bind("127.0.0.1", port)
         done = subprocess.run([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port)], cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2
+    assert done.returncode == 2 and done.stdout == ""  # no start-up line before the error
     assert done.stderr.strip() == f"pyviz-fast: error: port {port} on 127.0.0.1 is in use; choose another with --port"
+
+
+@pytest.mark.parametrize("host, message", [
+    ("no.such.host.invalid", "host 'no.such.host.invalid' cannot be resolved ("),
+    ("10.9.9.9", "host 10.9.9.9 is not an address of this machine ("),
+])
+def test_a_host_that_cannot_be_bound_blames_the_host(host, message):
+    with pytest.raises(CannotListen, match="choose another with --host") as caught:
+        bind(host, free_port())
+    assert str(caught.value).startswith(message) and not isinstance(caught.value, PortInUse), caught.value
+
+
+def test_an_ipv6_address_is_bracketed_in_the_url():
+    assert url("::1", 8773) == "http://[::1]:8773/" and url("127.0.0.1", 80) == "http://127.0.0.1:80/"
+
+
+@pytest.mark.parametrize("runs, what", [("nonexistent", "does not exist"), ("file.txt", "is not a directory")])
+def test_runs_that_are_no_directory_are_an_error(tmp_path, capsys, monkeypatch, runs, what):
+    import pyviz_fast.serve
+    from pyviz_fast.cli import main
+    monkeypatch.setattr(pyviz_fast.serve, "serve", lambda *args, **kwargs: pytest.fail("it served"))
+    (tmp_path / "file.txt").write_text("not a run")
+    assert main(["serve", "--runs", str(tmp_path / runs), "--port", str(free_port())]) == 2
+    assert f"--runs {tmp_path / runs} {what}; give an atlas run directory" in capsys.readouterr().err
 
 
 # --- the page in a browser, against the real server -----------------------------------------
@@ -223,14 +313,12 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(atlas_runs):
-    """``pyviz-fast serve`` in a subprocess on a free localhost port; its base URL."""
+def start_server(*args):
+    """``pyviz-fast serve ARGS`` in a subprocess on a free localhost port, once it answers: (process, URL)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port), "--runs",
-                                str(atlas_runs), "--interval", "0"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "pyviz_fast", "serve", "--port", str(port), *args], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     import urllib.request
@@ -243,6 +331,13 @@ def server(atlas_runs):
                 process.kill()
                 pytest.fail(f"the server did not start: {process.stdout.read()}")
             time.sleep(0.2)
+    return process, url
+
+
+@pytest.fixture(scope="module")
+def server(atlas_runs):
+    """``pyviz-fast serve`` with the atlas runs; its base URL."""
+    process, url = start_server("--runs", str(atlas_runs), "--interval", "0")
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -298,4 +393,89 @@ def test_page_renders_live_and_shows_a_bad_upload(browser, server, tmp_path):
     assert "run1 gallery" in frame.locator("#gallery").text_content(timeout=30_000)
     if os.environ.get("PVF_SCREENSHOT"):
         page.screenshot(path=os.environ["PVF_SCREENSHOT"], full_page=True)
+    page.close()
+
+
+def open_page(browser, url):
+    """The app's page, once it lists the layers."""
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('#layer option').length > 0")
+    return page
+
+
+def start_rendering(page, steps="4096"):
+    """Click render (at 48 px) and wait until the page shows its steps."""
+    page.fill("#steps", steps)
+    page.fill("#size", "48")
+    page.click("#render")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('render: step')", timeout=60_000)
+
+
+def test_page_stops_its_render(browser, server):
+    page = open_page(browser, server)
+    errors = collect_page_errors(page)
+    assert page.is_disabled("#stop")
+    start_rendering(page)
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('render stopped at step')",
+                           timeout=30_000)
+    assert page.is_enabled("#render") and page.is_disabled("#stop") and errors == [], errors
+    page.close()
+
+
+def test_page_says_when_the_server_dies_mid_render(browser):
+    process, url = start_server()
+    try:
+        page = open_page(browser, url)
+        start_rendering(page)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    page.wait_for_function("document.querySelector('#render-error').textContent.length > 0", timeout=30_000)
+    assert page.text_content("#render-error") == "lost the connection to the server"
+    assert "lost the connection" in page.text_content("#status")
+    assert page.is_enabled("#render") and page.is_disabled("#stop")
+    page.close()
+
+
+def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
+    page = open_page(browser, server)
+    sent = []
+    page.on("request", lambda request: sent.append(request.post_data_json) if request.method == "POST" else None)
+    for field, typed, message in [("#steps", "2.5", "steps must be an integer in 1–4096, got 2.5"),
+                                  ("#lr", "-1", "lr must be a number in 0–∞, got -1"),
+                                  ("#index", "", "unit must be an integer in 0–63, got empty"),
+                                  ("#steps", "5000", "steps must be an integer in 1–4096, got 5000")]:
+        before = page.input_value(field)
+        page.fill(field, typed)
+        page.click("#render")
+        page.wait_for_function("document.querySelector('#render-error').textContent.length > 0")
+        assert page.text_content("#render-error") == message and page.is_enabled("#render")
+        page.fill(field, before)
+    page.fill("#index", "")
+    page.click("#add")
+    assert page.text_content("#render-error") == "unit must be an integer in 0–63, got empty"
+    assert page.query_selector_all("#compare li") == [] and sent == []
+    page.fill("#index", "2")
+    page.fill("#seed", "1e3")
+    start_rendering(page, steps="1e3")
+    page.click("#stop")
+    assert sent[0]["settings"]["steps"] == 1000 and sent[0]["seed"] == 1000 and sent[0]["units"][0]["index"] == 2
+    page.wait_for_function("document.querySelector('#status').textContent.includes('stopped')", timeout=30_000)
+    page.close()
+
+
+def test_page_refuses_a_duplicate_pick_and_more_than_16(browser, server):
+    page = open_page(browser, server)
+    page.select_option("#layer", "conv3")
+    page.fill("#index", "3")
+    page.click("#add")
+    page.click("#add")
+    assert page.text_content("#render-error") == "conv3:3 channel is already in the comparison"
+    for index in range(4, 4 + MAX_UNITS):
+        page.fill("#index", str(index))
+        page.click("#add")
+    assert len(page.query_selector_all("#compare li")) == MAX_UNITS
+    assert page.text_content("#render-error") == f"at most {MAX_UNITS} units, you have {MAX_UNITS}: remove one first"
     page.close()

@@ -1,8 +1,9 @@
 """Frames on disk and the videos made of them (the DeepDream zoom).
 
 A frames folder holds ``frame_00000.png``, ``frame_00001.png``, ... each written atomically as
-it is made, and ``frames.json``: what the frames were made with. A killed run leaves whole
-frames only; rerun with the same parameters, it goes on after the last one. MP4 is encoded
+it is made, and ``frames.json``: what the frames were made with, and the execution (precision,
+memory format) an 'auto' setting chose for the first frames. A killed run leaves whole frames
+only; rerun with the same parameters, it goes on after the last one with that execution. MP4 is encoded
 with PyAV (``pip install av``: its wheel ships FFmpeg and the H.264 encoder, no system ffmpeg);
 GIF with Pillow, also the fallback for an MP4 when PyAV is missing.
 
@@ -21,8 +22,11 @@ from PIL import Image
 from pyviz_fast.audit.files import remove_partials, save_png_atomic, write_atomic, write_text_atomic
 
 PARAMS_FILE = "frames.json"
+EXECUTION_KEY = "execution"  # kept beside the parameters, not compared with them
 _FRAME = re.compile(r"^frame_(\d{5,})\.png$")
 VIDEO_SUFFIXES = (".mp4", ".gif")
+# A GIF's frame delays are in 1/100 s, and browsers play a delay of 10 ms or less at 100 ms.
+MAX_GIF_FPS = 50
 
 
 class FrameDirError(ValueError):
@@ -40,15 +44,29 @@ class FrameDir:
         self.root.mkdir(parents=True, exist_ok=True)
         remove_partials(self.root)
         path = self.root / PARAMS_FILE
-        text = json.dumps(params, sort_keys=True, indent=1, default=str)
+        new = json.loads(json.dumps(params, default=str))
         if path.exists() and self.count():
             old = json.loads(path.read_text())
-            new = json.loads(text)
+            execution = old.pop(EXECUTION_KEY, None)
             changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
             if changed:
                 raise FrameDirError(f"{str(self.root)!r} holds frames made with other parameters "
                                     f"(differ: {', '.join(changed)}); delete it or write elsewhere")
-        write_text_atomic(path, text)
+            if execution is not None:  # the frames on disk were made with it
+                new[EXECUTION_KEY] = execution
+        self._write(new)
+
+    def _write(self, params: dict) -> None:
+        write_text_atomic(self.root / PARAMS_FILE, json.dumps(params, sort_keys=True, indent=1))
+
+    def execution(self) -> dict | None:
+        """The execution record the frames were made with (``record_execution``), or None."""
+        return json.loads((self.root / PARAMS_FILE).read_text()).get(EXECUTION_KEY)
+
+    def record_execution(self, record: dict) -> None:
+        """Keep ``record`` (JSON) as the execution of every frame of this folder."""
+        params = json.loads((self.root / PARAMS_FILE).read_text())
+        self._write({**params, EXECUTION_KEY: record})
 
     def path(self, k: int) -> Path:
         return self.root / f"frame_{k:05d}.png"
@@ -120,17 +138,27 @@ def _write_gif(paths, out: Path, fps: int) -> None:
     write_atomic(out, buffer.getvalue())
 
 
-def write_video(paths, out, fps: int = 24) -> Path:
-    """Encode the PNG ``paths`` as ``out`` (.mp4 or .gif) at ``fps``; returns the path written,
-    which is ``out`` with .gif when an MP4 was asked for and PyAV is missing."""
-    out, paths = Path(out), list(paths)
-    if not paths:
-        raise ValueError("no frames to encode")
+def video_path(out, fps: int) -> Path:
+    """The path ``write_video`` writes for ``out`` (a .gif when an MP4 was asked for and PyAV is
+    missing), or ValueError if the suffix or, for a GIF, ``fps`` cannot be written: check before
+    making the frames."""
+    out = Path(out)
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"video must end in {' or '.join(VIDEO_SUFFIXES)}, got {str(out)!r}")
     if out.suffix.lower() == ".mp4" and mp4_available():
-        _write_mp4(paths, out, fps)
         return out
-    out = out.with_suffix(".gif")
-    _write_gif(paths, out, fps)
+    if fps > MAX_GIF_FPS:
+        instead = " (PyAV is not installed: pip install av)" if out.suffix.lower() == ".mp4" else ""
+        raise ValueError(f"fps must be <= {MAX_GIF_FPS} for a GIF{instead}, got {fps}: its frame delays are in "
+                         "1/100 s and browsers play 10 ms or less at 100 ms; an .mp4 takes any fps")
+    return out.with_suffix(".gif")
+
+
+def write_video(paths, out, fps: int = 24) -> Path:
+    """Encode the PNG ``paths`` as ``out`` (.mp4 or .gif) at ``fps``; returns the path written
+    (``video_path``)."""
+    out, paths = video_path(out, fps), list(paths)
+    if not paths:
+        raise ValueError("no frames to encode")
+    (_write_mp4 if out.suffix.lower() == ".mp4" else _write_gif)(paths, out, fps)
     return out

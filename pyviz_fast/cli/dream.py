@@ -12,13 +12,14 @@ import warnings
 from pathlib import Path
 
 from pyviz_fast.audit.files import save_png_atomic, to_pil, write_atomic
-from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, write_video
+from pyviz_fast.audit.video import VIDEO_SUFFIXES, FrameDir, FrameDirError, video_path, write_video
 from pyviz_fast.cli.common import (PHOTO_SIZE_HELP, CliError, add_common_flags, load_model, output_dir,
-                                   output_file, progress_bar, read_image, say)
+                                   output_file, progress_bar, read_image, report_execution, say)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import model_layers
 from pyviz_fast.cli.render import add_gif_flags, count_flag, render_units
 from pyviz_fast.cli.settings_flags import given_settings, settings_at_image_size
+from pyviz_fast.engine.autotune import Decision
 from pyviz_fast.engine.blocks import default_atlas_layers
 from pyviz_fast.engine.dream import DREAM_DEFAULTS, dream_unit as check_dream_unit
 from pyviz_fast.engine.result import images_to_uint8
@@ -143,6 +144,11 @@ def run_zoom(args) -> int:
     except ValueError as error:
         raise CliError(f"--zoom/--rotate: {error}") from None
     folder, video = _zoom_outputs(args.out)
+    if video is not None:
+        try:
+            video_path(video, args.fps)
+        except ValueError as error:
+            raise CliError(f"--fps: {error}") from None
     model, _ = load_model(args)
     image, settings, unit_spec = _photo_settings_unit(args, model, ZOOM_DEFAULTS)
     frames = FrameDir(output_dir(folder))
@@ -154,6 +160,17 @@ def run_zoom(args) -> int:
     except (FrameDirError, OSError) as error:
         raise CliError(str(error)) from None
     first = min(frames.count(), args.zoom_frames)
+    # 'auto' precision / memory format are decided by timing: decided once, with the first frames,
+    # and reused on resume, or a resumed zoom mixes executions (frames differing by 25/255)
+    execution = frames.execution()
+    if execution is None:
+        try:
+            execution = pvf.choose_execution(model, unit_spec, settings, device=args.device, seed=args.seed,
+                                             batch_size=1, renders=max(1, args.zoom_frames - first)).record()
+        except (ValueError, TypeError, RuntimeError) as error:
+            raise CliError(f"zoom failed: {error}") from None
+        frames.record_execution(execution)
+    settings = settings.replace(**Decision.from_record(execution).settings())
     start = image if first == 0 else read_image(frames.path(first - 1), image.shape[0])
     bar = progress_bar(args.zoom_frames, args.quiet, unit="frame")
     bar.update(first)
@@ -177,6 +194,7 @@ def run_zoom(args) -> int:
         if written != video:
             warnings.warn(f"PyAV is not installed (pip install av): wrote the GIF {written} instead of {video}")
         video = written
+    report_execution(args, execution)
     resumed = f" (resumed after frame {first - 1})" if 0 < first < args.zoom_frames else ""
     say(args, f"zoom of {unit_spec}: {args.zoom_frames} frames{resumed} in {folder}"
               + (f" -> {video}" if video else ""))

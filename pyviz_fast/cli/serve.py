@@ -2,6 +2,7 @@
 step by step, compare units side by side, DeepDream an uploaded photo and browse atlas runs.
 Bound to 127.0.0.1 unless --host says otherwise; only the --model specs given here can be loaded."""
 import argparse
+from pathlib import Path
 
 from pyviz_fast.cli.common import CliError, check_device, say
 
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     try:
-        from pyviz_fast.serve import PortInUse, create_app, serve
+        from pyviz_fast.serve import CannotListen, create_app, serve, url
     except ImportError as error:
         raise CliError(f"serve needs the gui extra: pip install 'pyviz_fast[gui]' ({error})") from None
     if not 0 < args.port < 65536:
@@ -40,16 +41,20 @@ def run(args) -> int:
     if not args.interval >= 0:
         raise CliError(f"--interval must be >= 0 seconds, got {args.interval}")
     check_device(args.device)
+    for root in args.runs:  # a later run appears under an existing folder; a typo never would
+        if not Path(root).is_dir():
+            what = "is not a directory" if Path(root).exists() else "does not exist"
+            raise CliError(f"--runs {root} {what}; give an atlas run directory, or a folder of them")
     app = create_app(args.model or ["shapesnet"], runs=args.runs, device=args.device, interval=args.interval)
     for spec in app.state.models.specs:  # a bad spec fails here, not on the first click
         try:
             app.state.models.model(spec)
         except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
             raise CliError(f"cannot load model {spec!r}: {error}") from None
-    say(args, f"pyviz-fast serve: http://{args.host}:{args.port}/  (models: {', '.join(app.state.models.specs)}; "
-              "Ctrl-C stops)")
     try:
-        serve(app, host=args.host, port=args.port)
-    except PortInUse as error:
+        serve(app, host=args.host, port=args.port, ready=lambda: say(
+            args, f"pyviz-fast serve: {url(args.host, args.port)}  (models: {', '.join(app.state.models.specs)}; "
+                  "Ctrl-C stops)"))
+    except CannotListen as error:
         raise CliError(str(error)) from None
     return 0

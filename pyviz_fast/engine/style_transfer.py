@@ -8,6 +8,7 @@ per forward/backward pass through the same loop, jitter, gradient blur and fused
 torch.Size([2, 3, 64, 64])
 """
 import itertools
+import math
 import time
 
 from pyviz_fast.engine.blocks import default_atlas_layers
@@ -18,7 +19,7 @@ from pyviz_fast.engine.models import input_channels
 from pyviz_fast.engine.photos import first_image, native_size, read_photos
 from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
-from pyviz_fast.engine.units import Unit, check_layer_names
+from pyviz_fast.engine.units import check_layer_name
 
 DEFAULTS = dict(steps=128, lr=0.01, jitter=2, blur_start=1.0, blur_end=0.3)
 ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "SELU", "CELU")
@@ -96,10 +97,13 @@ def style_transfer(model, content, style, *, content_layer=None, style_layers=No
         picked = ([] if content_layer else [default_content]) + ([] if style_layers else default_styles)
         content_layer, style_layers = content_layer or default_content, style_layers or default_styles
     style_layers = [style_layers] if isinstance(style_layers, str) else list(style_layers)
-    check_layer_names([Unit.deepdream(layer) for layer in [content_layer, *style_layers]], model)
+    # named by the argument (and flag) that gave them, not by the internal unit they become
+    check_layer_name(content_layer, model, "given as content_layer (pyviz-fast style: --content-layer)")
+    for layer in style_layers:
+        check_layer_name(layer, model, "in style_layers (pyviz-fast style: --style-layers)")
     for name, value in (("style_weight", style_weight), ("content_weight", content_weight)):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if not (math.isfinite(value) and value >= 0):  # inf ran and made the loss inf
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     task = StyleTask(contents, styles, _pairs(len(contents), len(styles), pairs), content_layer, style_layers,
                      content_weight, style_weight)
     with picked_for_first_call(picked):

@@ -7,9 +7,9 @@ render's progress as its ``callback`` reports it, streamed to the page as server
 ``inputs.py`` checks everything a client sends; ``runs.py`` serves atlas run directories.
 
 >>> app = create_app(["shapesnet"], runs=["audit/run1"])     # an ASGI app (uvicorn, TestClient)
->>> serve(app, host="127.0.0.1", port=8000)                   # blocks; PortInUse if taken
+>>> serve(app, host="127.0.0.1", port=8000)                   # blocks; CannotListen (PortInUse if taken)
 """
 from pyviz_fast.serve.app import create_app
-from pyviz_fast.serve.server import PortInUse, serve
+from pyviz_fast.serve.server import CannotListen, PortInUse, serve, url
 
-__all__ = ["create_app", "serve", "PortInUse"]
+__all__ = ["create_app", "serve", "url", "CannotListen", "PortInUse"]

@@ -7,6 +7,7 @@
     POST /api/dream              multipart: photo (file), model, layer, kind, index, steps, lr -> {job}
     GET  /api/jobs/ID            the job's state, step, objective values, error, place in the queue
     GET  /api/jobs/ID/events     text/event-stream: one JSON message per change, images as PNG data URLs
+    POST /api/jobs/ID/cancel     stop the job (running: at its next step; queued: before it starts)
     GET  /api/atlas              the atlas run directories given with --runs
     GET  /atlas/N/PATH           a file of run N (its index.html by default), served as on disk
 
@@ -30,7 +31,7 @@ from pyviz_fast.engine.render import render
 from pyviz_fast.engine.units import parse_units
 from pyviz_fast.serve import inputs
 from pyviz_fast.serve.inputs import InputError
-from pyviz_fast.serve.jobs import Job, JobBoard, data_urls
+from pyviz_fast.serve.jobs import FINISHED, Job, JobBoard, data_urls
 from pyviz_fast.serve.models import ModelRegistry, UnknownModel
 from pyviz_fast.serve.runs import AtlasRuns
 
@@ -120,11 +121,9 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
         photo = inputs.read_upload(await upload.read(inputs.MAX_UPLOAD_BYTES + 1))
         spec = models.check(form.get("model") or models.specs[0])
         pick = {"layer": form.get("layer"), "kind": form.get("kind") or "layer",
-                "index": int(form["index"]) if str(form.get("index", "")).isdigit() else None}
-        fields = {name: float(form[name]) for name in ("steps", "lr") if _number(form.get(name))}
-        if "steps" in fields:
-            fields["steps"] = int(fields["steps"])
-        settings = inputs.dream_settings(fields, photo)
+                "index": inputs.form_number(form, "index")}
+        fields = {name: inputs.form_number(form, name) for name in ("steps", "lr")}
+        settings = inputs.dream_settings({name: value for name, value in fields.items() if value is not None}, photo)
         model, units = await run_in_threadpool(_checked_units, models, spec, [inputs.unit_spec(pick)])
         try:
             dream_unit(model, units[0])
@@ -146,6 +145,7 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
 
     async def job_status(request):
         job = find_job(request)
+        job.watch()
         return JSONResponse(job_state(job, job.snapshot()))
 
     async def job_events(request):
@@ -153,7 +153,8 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
 
         async def stream():
             told, images_sent = None, None
-            while True:
+            while True:  # ends when the job does, or when the client goes (the job then times out)
+                job.watch()
                 snapshot = job.snapshot()
                 message = job_state(job, snapshot)
                 if (snapshot.version, message["ahead"]) != told:
@@ -163,12 +164,17 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
                         message["images"] = await run_in_threadpool(data_urls, snapshot.images,
                                                                     snapshot.state == "done")
                     yield f"data: {json.dumps(message)}\n\n"
-                if snapshot.state in ("done", "failed"):
+                if snapshot.state in FINISHED:
                     return
                 await asyncio.sleep(POLL_S)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def cancel_job(request):
+        job = find_job(request)
+        job.cancel()
+        return JSONResponse(job_state(job, job.snapshot()))
 
     async def list_runs(request):
         return JSONResponse({"runs": await run_in_threadpool(atlas.listing)})
@@ -187,6 +193,7 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
         route("/api/models", list_models), route("/api/layers", list_layers),
         route("/api/render", start_render, ("POST",)), route("/api/dream", start_dream, ("POST",)),
         route("/api/jobs/{job}", job_status), route("/api/jobs/{job}/events", job_events),
+        route("/api/jobs/{job}/cancel", cancel_job, ("POST",)),
         route("/api/atlas", list_runs),
         Route("/atlas/{run:int}/", run_file), Route("/atlas/{run:int}/{path:path}", run_file),
     ]
@@ -194,10 +201,3 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
     app.state.models, app.state.board = models, board
     return app
 
-
-def _number(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True

@@ -10,6 +10,7 @@ only (its client-side name is never used) and must decode with Pillow as a real 
 Settings(size=96, steps=64, ...)
 """
 import io
+import math
 
 import numpy as np
 import torch
@@ -54,8 +55,10 @@ def unit_spec(pick) -> str:
 
 
 def unit_specs(picks) -> list[str]:
-    if not isinstance(picks, list) or not 1 <= len(picks) <= MAX_UNITS:
-        raise InputError(f"units must be a list of 1 to {MAX_UNITS} picks, got {picks!r}"[:300])
+    if not isinstance(picks, list) or not picks:
+        raise InputError(f"units must be a list of 1 to {MAX_UNITS} picks {{layer, kind, index}}, got {picks!r}"[:300])
+    if len(picks) > MAX_UNITS:  # the count, not the list's repr (cut mid-token at 300 characters)
+        raise InputError(f"at most {MAX_UNITS} units, you have {len(picks)}")
     return [unit_spec(pick) for pick in picks]
 
 
@@ -71,19 +74,39 @@ def settings_from(values, base=None) -> Settings:
     for name, value in values.items():
         kind = SETTINGS_FIELDS[name]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = isinstance(value, str) if kind is str else number and (kind is float or float(value).is_integer())
+        # an int is integral as it is: float() of a huge one (10**400) overflows
+        ok = isinstance(value, str) if kind is str else number and (kind is float or isinstance(value, int)
+                                                                    or value.is_integer())
         if not ok:
-            raise InputError(f"setting {name} must be {'a text' if kind is str else 'a number'}, got {value!r}")
+            what = {str: "a text", int: "an integer", float: "a finite number"}[kind]
+            raise InputError(f"setting {name} must be {what}, got {value!r}")
         changes[name] = kind(value)
     try:
         settings = (base or Settings()).replace(**changes).validate()
     except (ValueError, TypeError) as error:
         raise InputError(str(error)) from None
+    if settings.lr < 0:  # the engine takes it (descent); the page ascends its unit
+        raise InputError(f"lr must be >= 0, got {settings.lr}")
     if max(settings.hw) > MAX_SIZE or settings.steps > MAX_STEPS or settings.jitter > MAX_JITTER \
             or settings.octaves > MAX_OCTAVES:
         raise InputError(f"size must be <= {MAX_SIZE}, steps <= {MAX_STEPS}, jitter <= {MAX_JITTER} and octaves <= "
                          f"{MAX_OCTAVES}; got {settings.size}, {settings.steps}, {settings.jitter}, {settings.octaves}")
     return settings
+
+
+def form_number(form, name):
+    """A number typed in a form's text field ``name`` (int when integral, so the checks above can
+    refuse 2.5 for an integer), None when absent or empty; InputError unless a finite number."""
+    text = form.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):  # 'inf', 'nan', '1e400'
+        raise InputError(f"{name} must be a finite number, got {str(text)[:40]!r}")
+    return int(number) if number.is_integer() else number
 
 
 def dream_settings(values, photo) -> Settings:

@@ -1,27 +1,50 @@
-"""Run the app with uvicorn on a host and port, after checking the port is free (a clear error
-instead of uvicorn's log line and exit)."""
+"""Run the app with uvicorn on a socket bound here first: a host or port that cannot be bound is
+one clear error naming the flag to change (instead of uvicorn's log line and exit), and the caller
+hears only once it is bound."""
 import errno
 import socket
 
 
-class PortInUse(OSError):
+class CannotListen(OSError):
+    """The host cannot be resolved or bound; the message names the flag to change."""
+
+
+class PortInUse(CannotListen):
     """The port cannot be bound."""
 
 
-def check_port(host: str, port: int) -> None:
-    """Raise PortInUse naming the host and port if a server cannot listen there."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
-            raise PortInUse(f"port {port} on {host} {reason}; choose another with --port") from None
+def url(host: str, port: int) -> str:
+    """The page's address; an IPv6 address goes in brackets (http://[::1]:8000/)."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(app, host="127.0.0.1", port=8000, log_level="warning") -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (not yet listening), or CannotListen naming them."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise CannotListen(f"host {host!r} cannot be resolved ({error.strerror}); choose another with --host "
+                           "(127.0.0.1, or 0.0.0.0 for every address)") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise CannotListen(f"host {host} is not an address of this machine ({error.strerror}); choose another "
+                               "with --host (127.0.0.1, or 0.0.0.0 for every address)") from None
+        reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
+        raise PortInUse(f"port {port} on {host} {reason}; choose another with --port") from None
+    return sock
+
+
+def serve(app, host="127.0.0.1", port=8000, log_level="warning", ready=None) -> None:
+    """Serve ``app`` until Ctrl-C; ``ready()`` is called once the port is bound (to say where)."""
     import uvicorn
 
-    check_port(host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    sock = bind(host, port)
+    if ready is not None:
+        ready()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run(sockets=[sock])

@@ -2,6 +2,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const state = { layers: [], compare: [] };
+const MAX_UNITS = 16;  // per render, as the server's inputs.MAX_UNITS
 
 async function api(path, options) {
   const response = await fetch(path, options);
@@ -14,10 +15,29 @@ function setStatus(text) { $("status").textContent = text; }
 
 function currentLayer() { return state.layers.find((l) => l.name === $("layer").value); }
 
+// A number field's value as typed (parseInt read "1e3" as 1 and "2.5" as 2, and an empty field as 0),
+// within its min and max; an Error naming the field otherwise (the settings are no form: min= is not enforced).
+function numberField(id, integer) {
+  const input = $(id);
+  const name = input.closest("label").firstChild.textContent.trim();
+  const value = Number(input.value);
+  const low = input.min === "" ? -Infinity : Number(input.min);
+  const high = input.max === "" ? Infinity : Number(input.max);
+  const what = `${integer ? "an integer" : "a number"} in ${input.min || "-∞"}–${input.max || "∞"}`;
+  // an unreadable number input has the value "" (badInput): say so rather than "got ''"
+  const typed = input.validity.badInput ? "not a number" : input.value === "" ? "empty" : input.value;
+  if (input.value === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < low
+      || value > high) {
+    input.focus();
+    throw new Error(`${name} must be ${what}, got ${typed}`);
+  }
+  return value;
+}
+
 function currentPick() {
   const kind = $("kind").value;
   const pick = { layer: $("layer").value, kind };
-  if (kind !== "layer") pick.index = Number($("index").value);
+  if (kind !== "layer") pick.index = numberField("index", true);
   return pick;
 }
 
@@ -82,14 +102,21 @@ function figures(container, labels) {
 
 function settings() {
   const out = {};
-  for (const name of ["steps", "size", "jitter", "octaves"]) out[name] = parseInt($(name).value, 10);
-  for (const name of ["lr", "blur_start", "blur_end"]) out[name] = parseFloat($(name).value);
+  for (const name of ["steps", "size", "jitter", "octaves"]) out[name] = numberField(name, true);
+  for (const name of ["lr", "blur_start", "blur_end"]) out[name] = numberField(name, false);
   return out;
 }
 
-// Follow a job's event stream: update the images at every message, finish on done/failed.
-function follow(job, images, captions, errorBox, button) {
+// Follow a job's event stream: update the images at every message, finish on done/failed/cancelled.
+// The stop button cancels this job; closing the tab ends the stream, and the server then cancels it.
+function follow(job, images, captions, errorBox, button, stop) {
   const source = new EventSource(`/api/jobs/${job.job}/events`);
+  const finish = () => { source.close(); button.disabled = false; stop.disabled = true; };
+  stop.disabled = false;
+  stop.onclick = () => {
+    stop.disabled = true;
+    api(`/api/jobs/${job.job}/cancel`, { method: "POST" }).catch((error) => { errorBox.textContent = error.message; });
+  };
   source.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.images) {
@@ -100,10 +127,16 @@ function follow(job, images, captions, errorBox, button) {
       });
     }
     if (message.state === "queued") setStatus(`queued (${message.ahead} ahead)`);
-    if (message.state === "running") setStatus(`${job.kind}: step ${message.step}/${message.steps}`);
-    if (message.state === "done" || message.state === "failed") {
-      source.close();
-      button.disabled = false;
+    if (message.state === "running") {  // steps is 0 until the first step has reported
+      setStatus(message.steps ? `${job.kind}: step ${message.step}/${message.steps}` : `${job.kind}: starting`);
+    }
+    if (message.state === "done" || message.state === "failed" || message.state === "cancelled") {
+      finish();
+      if (message.state === "cancelled") {
+        setStatus(message.steps ? `${job.kind} stopped at step ${message.step}/${message.steps}`
+                                : `${job.kind} stopped before its first step`);
+        return;
+      }
       if (message.state === "failed") {
         errorBox.textContent = message.error;
         setStatus("failed");
@@ -116,21 +149,28 @@ function follow(job, images, captions, errorBox, button) {
       setStatus(`${job.kind} done: ${message.steps} steps in ${message.seconds.toFixed(1)} s`);
     }
   };
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) button.disabled = false; };
+  // the stream ends only after the job's last message, so an error means the server went away
+  // (EventSource would retry for ever, leaving the page frozen at the last step)
+  source.onerror = () => {
+    finish();
+    errorBox.textContent = "lost the connection to the server";
+    setStatus(`${job.kind}: lost the connection to the server`);
+  };
 }
 
 async function startRender() {
   $("render-error").textContent = "";
-  const picks = state.compare.length ? state.compare : [currentPick()];
   $("render").disabled = true;
   try {
+    const picks = state.compare.length ? state.compare : [currentPick()];
     const job = await api("/api/render", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ model: $("model").value, units: picks, settings: settings(),
-                             seed: parseInt($("seed").value, 10) || 0 }),
+                             seed: numberField("seed", true) }),
     });
     const images = figures($("results"), job.units);
-    follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"));
+    follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"),
+           $("stop"));
   } catch (error) {
     $("render-error").textContent = error.message;
     $("render").disabled = false;
@@ -144,17 +184,18 @@ async function startDream(event) {
   if (!file) { $("dream-error").textContent = "choose a photo first"; return; }
   const form = new FormData();
   form.append("photo", file);
-  const pick = currentPick();
-  for (const [key, value] of Object.entries({ model: $("model").value, layer: pick.layer, kind: pick.kind,
-                                              index: pick.index ?? "", steps: $("dream-steps").value,
-                                              lr: $("dream-lr").value })) {
-    form.append(key, value);
-  }
   $("dream").disabled = true;
   try {
+    const pick = currentPick();
+    for (const [key, value] of Object.entries({ model: $("model").value, layer: pick.layer, kind: pick.kind,
+                                                index: pick.index ?? "", steps: numberField("dream-steps", true),
+                                                lr: numberField("dream-lr", false) })) {
+      form.append(key, value);
+    }
     const job = await api("/api/dream", { method: "POST", body: form });
     const images = figures($("dream-result"), [`dream of ${job.units[0]}`]);
-    follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"));
+    follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"),
+           $("dream-stop"));
   } catch (error) {
     $("dream-error").textContent = error.message;
     $("dream").disabled = false;
@@ -193,7 +234,22 @@ async function start() {
   $("model").onchange = () => { state.compare = []; showCompare(); loadLayers().catch(fail); };
   $("layer").onchange = showLayer;
   $("kind").onchange = showLayer;
-  $("add").onclick = () => { state.compare.push(currentPick()); showCompare(); };
+  $("add").onclick = () => {
+    $("render-error").textContent = "";
+    try {
+      const pick = currentPick();
+      if (state.compare.some((p) => pickLabel(p) === pickLabel(pick))) {
+        throw new Error(`${pickLabel(pick)} is already in the comparison`);
+      }
+      if (state.compare.length >= MAX_UNITS) {
+        throw new Error(`at most ${MAX_UNITS} units, you have ${state.compare.length}: remove one first`);
+      }
+      state.compare.push(pick);
+    } catch (error) {
+      $("render-error").textContent = error.message;
+    }
+    showCompare();
+  };
   $("render").onclick = startRender;
   $("dream-form").onsubmit = startDream;
   await Promise.all([loadLayers(), loadRuns()]);
