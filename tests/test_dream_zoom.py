@@ -75,7 +75,7 @@ def test_dream_and_zoom_take_a_path_a_pil_image_or_a_uint8_tensor(model, photo):
     image = as_tensor(photo)
     want = pvf.dream(model, image, "conv3:7", **FAST).images
     with Image.open(photo) as pil:
-        for given in (str(photo), pil, (image * 255).round().to(torch.uint8)):
+        for given in (str(photo), Path(photo), pil, (image * 255).round().to(torch.uint8)):
             assert torch.equal(pvf.dream(model, given, "conv3:7", **FAST).images, want)
     frames = [frame for given in (image, str(photo)) for _, frame in pvf.dream_zoom(model, given, "conv3:7", 1, **FAST)]
     assert torch.equal(*frames)

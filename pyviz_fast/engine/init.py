@@ -6,6 +6,8 @@ All return float32 [B, C, H, W] in [0, 1], drawn per unit from ``draws`` (see dr
 >>> x = initial_images(settings, draws, channels=3, hw=(128, 128))
 >>> x = octave_start(x, (154, 154), settings, photo_sizes(settings, channels=3))  # the next octave
 """
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -35,9 +37,9 @@ def load_image(image, channels, hw):
     (torchvision's to_tensor rule); other dtypes are rejected. A single-channel image is repeated
     to ``channels``; an RGB(A) file read for a grayscale model is converted to gray.
     """
-    if isinstance(image, str):
+    if isinstance(image, (str, os.PathLike)):
         from PIL import Image
-        path = image
+        path = os.fspath(image)
         try:
             image = Image.open(path)
             image.load()

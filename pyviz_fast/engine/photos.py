@@ -3,6 +3,8 @@
 >>> read_photos(["cat.jpg", torch.rand(3, 64, 64)], channels=3, hw=(64, 64)).shape
 torch.Size([2, 3, 64, 64])
 """
+import os
+
 import torch
 
 from pyviz_fast.engine.init import load_image
@@ -12,13 +14,13 @@ def native_size(image):
     """(H, W) of a path, PIL image or tensor [C, H, W] / [H, W]."""
     if isinstance(image, torch.Tensor):
         return tuple(image.shape[-2:])
-    if isinstance(image, str):
+    if isinstance(image, (str, os.PathLike)):
         from PIL import Image
         try:
             with Image.open(image) as opened:
                 return opened.size[::-1]
         except (OSError, ValueError) as error:
-            raise ValueError(f"image {image!r} cannot be read as an image: {error}") from None
+            raise ValueError(f"image {os.fspath(image)!r} cannot be read as an image: {error}") from None
     return image.size[::-1]
 
 
