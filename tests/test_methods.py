@@ -79,6 +79,7 @@ def test_maco_rises_returns_alpha_and_is_deterministic_per_unit():
     alone = pvf.render(cnn, "2:2", **FAST, **MACO, seed=2)
     torch.testing.assert_close(alone.images[0], batch.images[2], atol=2e-3, rtol=0)
     assert batch.to_rgba(0).mode == "RGBA" and np.asarray(batch.to_rgba(0))[..., 3].std() > 0
+    assert np.array_equal(np.asarray(batch.to_rgba(-1)), np.asarray(batch.to_rgba(len(batch) - 1)))
     with pytest.raises(ValueError, match="no alpha map"):
         pvf.render(cnn, "2:0", **FAST).to_rgba(0)
 

@@ -78,7 +78,7 @@ class RenderResult:
         """Image i as a PIL 'RGBA' image whose transparency is ``alpha`` (ValueError without one)."""
         from PIL import Image
 
-        return Image.fromarray(self.to_uint8_rgba(slice(i, i + 1))[0], "RGBA")
+        return Image.fromarray(self.to_uint8_rgba([i])[0], "RGBA")  # [i]: a slice of -1 would be empty
 
     def to_pil(self, i):
         """Image i as a PIL image: 'L' for 1 channel, 'RGB' for 3, 'RGBA' for 4; other channel
