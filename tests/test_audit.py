@@ -444,21 +444,35 @@ def test_grounding_reaches_the_manifest_and_the_gallery(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"spec": "fake:9"}, "dataset: 'fake:6' -> 'fake:9'"),
-    ({"examples": 1}, "examples: 2 -> 1"),
-    (None, "dataset: 'fake:6' -> None; examples: 2 -> None"),
+    ({"spec": "fake:9"}, "grounded in dataset 'fake:6' with 2 examples per unit; this run asks for 'fake:9' with 2"),
+    ({"examples": 1}, "grounded in dataset 'fake:6' with 2 examples per unit; this run asks for 'fake:6' with 1"),
 ])
-def test_another_dataset_or_examples_is_refused_like_other_settings(tmp_path, change, message):
+def test_another_dataset_or_examples_is_refused(tmp_path, change, message):
     """Another --dataset or --examples on a rerun replaced every unit's grounding silently (and
     fewer examples left the old ones' crops behind)."""
     run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=FakeGrounder()))
-    other = None if change is None else FakeGrounder()
-    for name, value in (change or {}).items():
+    other = FakeGrounder()
+    for name, value in change.items():
         setattr(other, name, value)
     with pytest.raises(SettingsMismatchError, match=re.escape(message)):
         run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))  # a rerun without a dataset replaces nothing
     run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other, force=True))
-    assert not (tmp_path / "examples").exists() if other is None else (tmp_path / "examples").is_dir()
+    assert (tmp_path / "examples").is_dir() and other.passes == 1
+
+
+def test_a_run_without_a_grounding_record_is_grounded_by_a_rerun(tmp_path):
+    """An atlas rendered without a dataset (or grounded before run.json recorded its dataset) takes
+    one on a rerun, without rendering again; the dataset it took is then the run's."""
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))
+    again, grounder = FakeRenderer(), FakeGrounder()
+    run_atlas(UNITS, again, job(tmp_path, grounder=grounder))
+    assert sorted(again.rendered) == ["conv1:5", "conv2:5"] and grounder.passes == 1  # the failed units alone
+    assert json.loads((tmp_path / "run.json").read_text())["grounding"] == {"dataset": "fake:6", "examples": 2}
+    other = FakeGrounder()
+    other.spec = "fake:9"
+    with pytest.raises(SettingsMismatchError, match="grounded in dataset 'fake:6'"):
+        run_atlas(UNITS, FakeRenderer(), job(tmp_path, grounder=other))
 
 
 def test_an_interrupted_dataset_pass_resumes_from_its_checkpoint(tmp_path):

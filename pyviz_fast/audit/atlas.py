@@ -258,31 +258,28 @@ def finalize(run: RunDir, info: dict, layer_order: dict[str, int], expected: int
     return records
 
 
-def run_settings(job: AtlasJob) -> dict:
-    """The settings run.json holds and compares: the job's and, when grounded, the dataset and its
-    number of examples (another of either would replace every unit's grounding)."""
-    if job.grounder is None:
-        return job.settings
-    return {**job.settings, "dataset": job.grounder.spec, "examples": job.grounder.examples}
+def grounding_record(grounder) -> dict | None:
+    """What a grounded run records in run.json: another dataset or number of examples would replace
+    every unit's grounding. None without a dataset."""
+    return None if grounder is None else {"dataset": grounder.spec, "examples": grounder.examples}
 
 
 def prepare_run(run: RunDir, job: AtlasJob, dist: Distributed, units: list) -> dict:
     """Rank 0 creates or validates the run directory first; then every other rank validates it.
     A failure on rank 0 is re-raised on every rank so none is left waiting."""
     error = None
-    shards = shard_record(units, job.shard.count)
-    settings = run_settings(job)
+    agreed = {"shards": shard_record(units, job.shard.count), "grounding": grounding_record(job.grounder)}
     if dist.is_main:
         try:
-            run.prepare(job.model, job.seed, settings, force=job.force, fingerprint=job.fingerprint,
-                        rewritten=job.rewritten, shards=shards)
+            run.prepare(job.model, job.seed, job.settings, force=job.force, fingerprint=job.fingerprint,
+                        rewritten=job.rewritten, agreed=agreed)
         except (OSError, ValueError) as caught:
             error = caught
     if dist.max(1 if error else 0):
         if error:
             raise error
         raise RunDirError(f"rank 0 could not prepare the run directory {str(run.root)!r} (see its message)")
-    return run.check(job.model, job.seed, settings, job.fingerprint, job.rewritten, shards)
+    return run.check(job.model, job.seed, job.settings, job.fingerprint, job.rewritten, agreed)
 
 
 def ground_when_complete(run: RunDir, job: AtlasJob, units: list, progress_factory=None, execution=None) -> bool:

@@ -33,6 +33,10 @@ Processes run with ``--shard i/n`` split one work list among themselves: the fir
 list (its length and hash) and n in run.json (``shards``), and a shard of another list or n
 raises ``ShardsMismatchError`` (a mix would leave units no shard renders). Unsharded runs render
 their whole list and are not checked.
+A run grounded in a dataset records it and its number of examples (``grounding``); another of
+either raises ``GroundingMismatchError`` (it would replace every unit's grounding). These two
+records are outside the settings hash: the first process that has one writes it, so a run made
+before they existed resumes, and an atlas rendered without a dataset can be grounded later.
 
 >>> run = RunDir("audit/run1")
 >>> run.prepare(model="shapesnet", seed=0, settings={"steps": 64})
@@ -75,12 +79,37 @@ class ShardsMismatchError(SettingsMismatchError):
     """The run directory's shards split another work list, or split it in another number of shards."""
 
 
+class GroundingMismatchError(SettingsMismatchError):
+    """The run directory's units were grounded in another dataset or with another number of examples."""
+
+
 def shard_record(units, count: int) -> dict | None:
     """What every ``--shard i/count`` process of one run must agree on; None when unsharded."""
     if count == 1:
         return None
     names = hashlib.sha256("\n".join(map(str, units)).encode()).hexdigest()[:16]
     return {"count": count, "units": len(units), "units_hash": names}
+
+
+def _shards_differ(root, theirs: dict, mine: dict) -> SettingsMismatchError:
+    diffs = [f"{theirs[k]} -> {mine[k]} {what}" for k, what in (("count", "shards"), ("units", "units"))
+             if theirs[k] != mine[k]] or ["another work list of as many units"]
+    return ShardsMismatchError(
+        f"{root} is split into {theirs['count']} shards of a list of {theirs['units']} units; this "
+        f"--shard has {'; '.join(diffs)}: some units would be in no shard. Give every shard the same "
+        "units and --shard count, or --force to discard the old results")
+
+
+def _grounding_differs(root, theirs: dict, mine: dict) -> SettingsMismatchError:
+    return GroundingMismatchError(
+        f"{root} is grounded in dataset {theirs['dataset']!r} with {theirs['examples']} examples per unit; "
+        f"this run asks for {mine['dataset']!r} with {mine['examples']}, which would replace every unit's "
+        "grounding. Give the same --dataset and --examples, another output directory, or --force to "
+        "discard the old results")
+
+
+# run.json's records that every process of a run must agree on -> the error when one does not
+_DISAGREEMENTS = {"shards": _shards_differ, "grounding": _grounding_differs}
 
 
 def settings_hash(model: str, seed: int, settings: dict) -> str:
@@ -136,10 +165,11 @@ class RunDir:
                                         "use another output directory or --force") from None
 
     def check(self, model: str, seed: int, settings: dict, fingerprint: str | None = None,
-              rewritten: tuple = (), shards: dict | None = None) -> dict:
+              rewritten: tuple = (), agreed: dict | None = None) -> dict:
         """Validate that the directory holds this run (or none yet) without changing anything.
         rewritten: the run's layers whose output the model rewrites in place later in its forward.
-        shards: this process's ``shard_record``."""
+        agreed: {"shards": this process's ``shard_record``, "grounding": its dataset and examples}
+        (None values: nothing to agree on), checked against run.json's records of them."""
         settings = json.loads(json.dumps(settings, default=str))
         # the hash as before strict JSON (older run directories resume); the settings as run.json holds them
         info = {"format": FORMAT, "model": model, "seed": seed, "settings": strict_json(settings),
@@ -165,18 +195,14 @@ class RunDir:
                 f"loaded now has fingerprint {fingerprint}: its weights differ (other weights, or a random init "
                 "from another seed or torch version); resuming would mix two models. Use the same model, "
                 "another output directory, or --force to discard the old results")
-        split = (old or {}).get("shards")
-        if split is not None and shards is not None and split != shards:
-            diffs = [f"{split[k]} -> {shards[k]} {what}" for k, what in (("count", "shards"), ("units", "units"))
-                     if split[k] != shards[k]] or ["another work list of as many units"]
-            raise ShardsMismatchError(
-                f"{self.root} is split into {split['count']} shards of a list of {split['units']} units; this "
-                f"--shard has {'; '.join(diffs)}: some units would be in no shard. Give every shard the same "
-                "units and --shard count, or --force to discard the old results")
+        for key, mine in (agreed or {}).items():
+            theirs = (old or {}).get(key)
+            if theirs is not None and mine is not None and theirs != mine:
+                raise _DISAGREEMENTS[key](self.root, theirs, mine)
         return info
 
     def prepare(self, model: str, seed: int, settings: dict, *, force: bool = False,
-                fingerprint: str | None = None, rewritten: tuple = (), shards: dict | None = None) -> dict:
+                fingerprint: str | None = None, rewritten: tuple = (), agreed: dict | None = None) -> dict:
         """Create or reopen the run directory for these settings; returns the run info.
 
         Raises SettingsMismatchError (or OSError when the directory is not writable)."""
@@ -185,17 +211,17 @@ class RunDir:
         with open(self.root / ".run.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                info = self.check(model, seed, settings, fingerprint, rewritten, shards)
+                info = self.check(model, seed, settings, fingerprint, rewritten, agreed)
             except SettingsMismatchError:
                 if not force:
                     raise
                 self.discard_outputs()
-                info = self.check(model, seed, settings, fingerprint, rewritten, shards)
+                info = self.check(model, seed, settings, fingerprint, rewritten, agreed)
             remove_partials(self.root)
             old = self.read_run_info()
-            if old is None or (shards is not None and "shards" not in old):
-                write_text_atomic(self.root / RUN_FILE, strict_json_dumps(
-                    {**(old or info), **({"shards": shards} if shards else {})}, indent=2))
+            new = {key: value for key, value in (agreed or {}).items() if value is not None and key not in (old or {})}
+            if old is None or new:
+                write_text_atomic(self.root / RUN_FILE, strict_json_dumps({**(old or info), **new}, indent=2))
         return info
 
     def execution_record(self) -> dict | None:

@@ -33,8 +33,9 @@ killed dataset pass goes on from its last checkpoint (every 30 s).
 generator) or package.module:factory (a torch Dataset); each unit then gets its top and bottom
 examples (cropped to its receptive field), activation statistics, the percentile of its picture
 among the dataset's activations, and warnings (dead on data, path similarity).
-Other settings (--dataset and --examples too) in an existing run directory are an error unless
---force (which discards it).
+Other settings in an existing run directory are an error unless --force (which discards it), and
+so are another --dataset or --examples than the run was grounded with (a run rendered without
+--dataset can be grounded later by a rerun with it).
 """
 
 # Settings that do not change the images (DESIGN.md: a unit's result does not depend on its batch).
