@@ -164,7 +164,7 @@ def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkey
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"init_image": "/etc/passwd"}}, 400, "unknown setting"),
     ({"units": [{"layer": "conv3", "index": 0}], "seed": -1}, 400, "seed must be an integer"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 2.5}}, 400, "steps must be an integer, got 2.5"),
-    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"lr": -1}}, 400, "lr must be >= 0, got -1"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"lr": -1}}, 400, "lr must be a finite number > 0, got -1"),
 ])
 def test_bad_render_requests(client, body, status, message):
     answer = client.post("/api/render", json=body)
@@ -225,7 +225,7 @@ def test_bad_dream_numbers(client, fields, message):
 @pytest.mark.parametrize("settings, message", [
     ('{"steps": 1%s}' % ("0" * 400), "steps <= 4096"),  # JSON ints are unbounded: float() of it overflowed
     ('{"steps": Infinity}', "steps must be an integer, got inf"),  # Python's JSON reads Infinity, NaN, 1e400
-    ('{"lr": 1e400}', "lr must be a finite number, got inf"),
+    ('{"lr": 1e400}', "lr must be a finite number > 0, got inf"),
     ('{"blur_end": NaN}', "blur_end must be a finite number >= 0, got nan"),
 ])
 def test_render_settings_beyond_floats(client, settings, message):

@@ -85,8 +85,6 @@ def settings_from(values, base=None) -> Settings:
         settings = (base or Settings()).replace(**changes).validate()
     except (ValueError, TypeError) as error:
         raise InputError(str(error)) from None
-    if settings.lr < 0:  # the engine takes it (descent); the page ascends its unit
-        raise InputError(f"lr must be >= 0, got {settings.lr}")
     if max(settings.hw) > MAX_SIZE or settings.steps > MAX_STEPS or settings.jitter > MAX_JITTER \
             or settings.octaves > MAX_OCTAVES:
         raise InputError(f"size must be <= {MAX_SIZE}, steps <= {MAX_STEPS}, jitter <= {MAX_JITTER} and octaves <= "
