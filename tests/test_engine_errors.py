@@ -250,3 +250,14 @@ def test_a_numpy_integer_seed_is_a_seed():
 def test_settings_given_as_a_dict_say_how_to_pass_them(call):
     with pytest.raises(ValueError, match=r"^settings must be a pvf.Settings, got dict; pass overrides as keyword"):
         call({"steps": 2})
+
+
+def test_a_layer_argument_that_names_no_layer_is_named_by_its_argument():
+    """caricature(m, img, 'conv3:0') said "unknown layer 'conv3:0' in unit 'conv3:0@deepdream'"."""
+    model, photo = pvf.zoo.shapesnet(), torch.rand(3, 32, 32)
+    with pytest.raises(ValueError, match="unknown layer 'conv3:0' given as caricature's layer .*closest: conv3"):
+        pvf.caricature(model, photo, "conv3:0", steps=2)
+    with pytest.raises(ValueError, match=r"unknown layer 'conv9' given as accentuate's closeness layer \(pyviz-fast"):
+        pvf.accentuate(model, photo, "conv4:0", layer="conv9", steps=2)
+    with pytest.raises(ValueError, match=r"unknown layer 'nope' given as diversity_layer \(--diversity-layer\)"):
+        pvf.render(model, "conv3:0", size=32, steps=2, facets=2, diversity_layer="nope")

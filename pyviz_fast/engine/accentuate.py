@@ -20,7 +20,7 @@ from pyviz_fast.engine.models import input_channels, input_patch
 from pyviz_fast.engine.photos import native_size, read_photos
 from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
-from pyviz_fast.engine.units import Unit, check_layer_names, parse_units
+from pyviz_fast.engine.units import check_layer_name, parse_units
 
 # Gentle steps from a photo (like ``dream``): the photo must stay recognizable.
 DEFAULTS = dict(steps=64, lr=0.01, jitter=4, blur_start=1.0, blur_end=0.5)
@@ -97,7 +97,7 @@ def accentuate(model, image, units, *, layer=None, weight=1.0, gain=DEFAULT_GAIN
     photo = read_photos(image, channels, settings.hw)[0]
     picked = [] if layer else [lower_layer(model, units[0].layer, settings.hw, channels)]
     layer = layer or picked[0]
-    check_layer_names([Unit.deepdream(layer)], model)
+    check_layer_name(layer, model, "given as accentuate's closeness layer (pyviz-fast accentuate: --layer)")
     if not weight >= 0:
         raise ValueError(f"weight must be >= 0, got {weight!r}")
     if gain is not None and not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 1):
@@ -118,7 +118,7 @@ def caricature(model, image, layer, *, power=1.0, settings=None, backend=None, d
     started = time.perf_counter()
     model = resolve_model(model, device, seed)
     settings = _settings(settings, overrides, image, model)
-    check_layer_names([Unit.deepdream(layer)], model)
+    check_layer_name(layer, model, "given as caricature's layer (pyviz-fast accentuate: --caricature; a layer name, not a unit)")
     photo = read_photos(image, settings.channels or input_channels(model), settings.hw)[0]
     res = render_task(model, CaricatureTask(photo, layer, power), settings, backend=backend, device=device,
                       seed=seed, progress=progress, callback=callback, started=started)

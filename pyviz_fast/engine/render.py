@@ -46,7 +46,7 @@ from pyviz_fast.engine.settings import Settings, check_settings
 from pyviz_fast.engine.trajectory import MAX_POINTS, Trajectory
 from pyviz_fast.engine.transforms import is_identity, random_affine
 from pyviz_fast.engine.truncate import LayerNotCalled
-from pyviz_fast.engine.units import Unit, check_layer_names, parse_units
+from pyviz_fast.engine.units import check_layer_name, parse_units
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def render(model, units, settings=None, *, backend=None, device="cpu", seed=0, b
 
 def _unit_task(model, units, settings):
     if settings.diversity_layer is not None:
-        check_layer_names([Unit.deepdream(settings.diversity_layer)], model)
+        check_layer_name(settings.diversity_layer, model, "given as diversity_layer (--diversity-layer)")
     return UnitTask(parse_units(units, model), settings)
 
 
