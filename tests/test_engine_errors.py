@@ -208,6 +208,15 @@ def test_rendering_one_model_from_two_threads_at_once_is_named():
     assert pvf.render(model, "2:1", **FAST).status == ["ok"]
 
 
+def test_one_thread_may_prepare_a_model_inside_its_own_render():
+    """pvf.layers from a render's callback (or a benchmark's ceiling) nests on one thread: no
+    'another thread' error, the render goes on prepared, and the model comes back as it was."""
+    model, listed = tiny_cnn().train(), []
+    result = pvf.render(model, "2:0", **FAST, callback=lambda info: listed.append(len(pvf.layers(model, (3, 16, 16)))))
+    assert result.status == ["ok"] and listed and all(n == listed[0] > 0 for n in listed)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
 def test_a_model_made_under_inference_mode_is_named():
     with torch.inference_mode():
         model = tiny_cnn()

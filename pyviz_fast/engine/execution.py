@@ -25,9 +25,31 @@ from pyviz_fast.engine.truncate import TruncatedForward, count_calls
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _TORCH_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 _FORMATS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
-# The models inside a PreparedModel now: preparing changes the model in place, so a second
-# render of the same object at once (another thread) would undo the first's set-up under it.
-_IN_USE, _IN_USE_LOCK = weakref.WeakSet(), threading.Lock()
+# The models inside a PreparedModel now, each with its thread and depth: preparing changes the
+# model in place, so a render of the same object from another thread at once would undo the
+# first's set-up under it. On one thread contexts nest (pvf.layers inside a render's callback):
+# each restores on exit what the one outside it had set up.
+_IN_USE, _IN_USE_LOCK = weakref.WeakKeyDictionary(), threading.Lock()
+
+
+def _claim(model):
+    """Mark ``model`` in use by this thread; RuntimeError when another thread is rendering it."""
+    me = threading.get_ident()
+    with _IN_USE_LOCK:
+        owner, depth = _IN_USE.get(model, (me, 0))
+        if owner != me:
+            raise RuntimeError(f"this {type(model).__name__} is already being rendered by another thread; a render "
+                               "prepares the model in place, so give each thread its own copy: copy.deepcopy(model)")
+        _IN_USE[model] = (me, depth + 1)
+
+
+def _release(model):
+    with _IN_USE_LOCK:
+        owner, depth = _IN_USE[model]
+        if depth == 1:
+            del _IN_USE[model]
+        else:
+            _IN_USE[model] = (owner, depth - 1)
 
 
 def _tensors(model):
@@ -92,16 +114,11 @@ class PreparedModel:
         self._copied = set()  # layers overwritten in place later in the forward: captured as copies
 
     def __enter__(self):
-        with _IN_USE_LOCK:
-            if self.model in _IN_USE:
-                raise RuntimeError(f"this {type(self.model).__name__} is already being rendered by another call in "
-                                   "progress (another thread?); a render prepares the model in place, so give each "
-                                   "thread its own copy: copy.deepcopy(model)")
-            _IN_USE.add(self.model)
+        _claim(self.model)
         try:
             self._prepare()
         except BaseException:
-            _IN_USE.discard(self.model)
+            _release(self.model)
             raise
         return self
 
@@ -169,7 +186,7 @@ class PreparedModel:
                 t.data = t.data.contiguous(memory_format=formats[name])
         self._kernels.__exit__(None, None, None)
         self._uncompile()
-        _IN_USE.discard(self.model)
+        _release(self.model)
 
     def _uncompile(self):
         for module in self._compiled:
