@@ -5,11 +5,13 @@ split in any way must agree exactly; unit 3 of every layer is dead (flat traject
 fails, to exercise the flags.
 """
 import errno
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -22,10 +24,13 @@ from PIL import Image
 
 from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, WriterError, read_records, run_atlas
 from pyviz_fast.audit import files as audit_files
+from pyviz_fast.audit import run_dir as audit_run_dir
 from pyviz_fast.audit import writer as audit_writer
 from pyviz_fast.audit.atlas import trajectory_stats
+from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import gallery_data, gallery_links, read_gallery_data
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts, record_images
+from pyviz_fast.audit.run_dir import shard_record
 from pyviz_fast.engine.units import Unit
 
 SIZE, STEPS = 12, 5
@@ -164,6 +169,64 @@ def test_a_shard_of_another_work_list_or_count_is_refused(tmp_path, units, shard
         run_atlas(units, FakeRenderer(), job(tmp_path, shard=shard))
     run_atlas(UNITS, FakeRenderer(), job(tmp_path, shard=Shard(1, 2)))  # the same split goes on
     run_atlas(units, FakeRenderer(), job(tmp_path, shard=shard, force=True))
+
+
+def _between_read_and_write(monkeypatch, first, second):
+    """Run ``first``; when it is about to write run.json (after reading it), run ``second`` in a thread
+    as another --shard process would: through to its end, or until it must wait for a lock ``first``
+    holds. Deterministic: a LOCK_NB probe, not a timeout, tells that ``second`` would wait."""
+    write, flock = audit_run_dir.write_text_atomic, fcntl.flock
+    settled = threading.Event()  # ``second`` has finished, or waits for ``first``
+
+    def run_second():
+        try:
+            second()
+        finally:
+            settled.set()
+
+    worker = threading.Thread(target=run_second)
+
+    def probing_flock(fd, operation):
+        if threading.current_thread() is worker and operation == fcntl.LOCK_EX:
+            try:
+                return flock(fd, operation | fcntl.LOCK_NB)
+            except BlockingIOError:
+                settled.set()
+        return flock(fd, operation)
+
+    def write_after_second(path, text):
+        if threading.current_thread() is not worker and worker.ident is None:  # first's write, once
+            worker.start()
+            assert settled.wait(10)
+        write(path, text)
+
+    monkeypatch.setattr(fcntl, "flock", probing_flock)
+    monkeypatch.setattr(audit_run_dir, "write_text_atomic", write_after_second)
+    first()
+    worker.join(10)
+    assert worker.ident is not None and not worker.is_alive()
+
+
+@pytest.mark.parametrize("execution_first", [True, False])
+def test_concurrent_shards_keep_both_their_run_json_records(tmp_path, monkeypatch, execution_first):
+    """One --shard process recorded its execution (under .execution.lock only) while another's prepare
+    added the shard split to run.json: the later write, made from an older read, dropped the other's record."""
+    run, shards = RunDir(tmp_path), {"shards": shard_record(UNITS, 2)}
+    run.prepare("fake", 0, {"steps": STEPS})  # an unsharded run before: the split is a new record
+    dist = SimpleNamespace(is_main=True, broadcast=lambda value: value)
+
+    def record_execution():
+        settle_execution(run, dist, decide=lambda: {"precision": "fp32"})
+
+    def prepare_shard():
+        RunDir(tmp_path).prepare("fake", 0, {"steps": STEPS}, agreed=shards)
+
+    if execution_first:
+        _between_read_and_write(monkeypatch, record_execution, prepare_shard)
+    else:
+        _between_read_and_write(monkeypatch, prepare_shard, record_execution)
+    info = run.read_run_info()
+    assert (info.get("execution"), info.get("shards")) == ({"precision": "fp32"}, shards["shards"])
 
 
 def test_shard_parsing_and_partition():

@@ -1,10 +1,13 @@
 """Truncated forward: nothing after the deepest needed layer runs; the model is left as it was."""
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 
 import pyviz_fast as pvf
 from engine_nets import Explodes, tiny_cnn
+from pyviz_fast.engine import execution
 from pyviz_fast.engine.truncate import TruncatedForward
 
 
@@ -37,6 +40,45 @@ def test_channels_last_model_comes_back_channels_last(memory_format):
     model = tiny_cnn().to(memory_format=torch.channels_last)
     pvf.render(model, "2:0", size=16, steps=2, backend="reference", precision="fp32", memory_format=memory_format)
     assert all(model[i].weight.is_contiguous(memory_format=torch.channels_last) for i in (0, 2))
+
+
+def _state(model):
+    """What a render must leave as it found: training flags, requires_grad, each tensor's layout."""
+    return ([m.training for m in model.modules()], [p.requires_grad for p in model.parameters()],
+            [t.is_contiguous() for t in model.state_dict().values()])
+
+
+@pytest.mark.parametrize("fails", ["kernels", "interrupt"])
+def test_a_set_up_that_fails_part_way_leaves_the_model_as_it_was(monkeypatch, fails):
+    """A failure after the set-up had changed the model (the kernels' context, the memory format, a
+    Ctrl-C) left it in eval mode with frozen weights and perhaps another layout."""
+    model = tiny_cnn().train()
+    model[1].eval()
+    model[0].weight.requires_grad_(False)
+    model[2].weight.data = model[2].weight.data.contiguous(memory_format=torch.channels_last)
+    before = _state(model)
+    if fails == "kernels":  # after everything else: the model is already channels_last
+        @contextlib.contextmanager
+        def broken_kernels():
+            raise RuntimeError("no kernels")
+            yield
+        monkeypatch.setattr(execution, "batch_invariant_kernels", broken_kernels)
+    else:
+        to = model.to
+
+        def interrupted_to(*args, **kwargs):
+            if "memory_format" in kwargs:
+                raise KeyboardInterrupt
+            return to(*args, **kwargs)
+        monkeypatch.setattr(model, "to", interrupted_to)
+    render = dict(size=16, steps=2, backend="reference", precision="fp32", memory_format="channels_last",
+                  batch_invariant=True)
+    with pytest.raises(RuntimeError if fails == "kernels" else KeyboardInterrupt):
+        pvf.render(model, "2:0", **render)
+    assert _state(model) == before
+    monkeypatch.undo()
+    assert pvf.render(model, "2:0", **render).status == ["ok"]
+    assert _state(model) == before
 
 
 def test_activation_keeps_its_graph():

@@ -41,6 +41,7 @@ before they existed resumes, and an atlas rendered without a dataset can be grou
 >>> run = RunDir("audit/run1")
 >>> run.prepare(model="shapesnet", seed=0, settings={"steps": 64})
 """
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -208,8 +209,7 @@ class RunDir:
         Raises SettingsMismatchError (or OSError when the directory is not writable)."""
         self.root.mkdir(parents=True, exist_ok=True)
         # --shard processes start together: the first to record the split is the one the others are checked by
-        with open(self.root / ".run.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._locked():
             try:
                 info = self.check(model, seed, settings, fingerprint, rewritten, agreed)
             except SettingsMismatchError:
@@ -230,9 +230,18 @@ class RunDir:
 
     def record_execution(self, record: dict) -> None:
         """Add the execution record to run.json (outside the settings and their hash)."""
-        info = self.read_run_info() or {}
-        info["execution"] = record
-        write_text_atomic(self.root / RUN_FILE, strict_json_dumps(info, indent=2))
+        with self._locked():
+            info = self.read_run_info() or {}
+            info["execution"] = record
+            write_text_atomic(self.root / RUN_FILE, strict_json_dumps(info, indent=2))
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold run.json's lock: every read-modify-write of run.json holds it, or one --shard process's
+        write (its execution) could drop a record another wrote since it read (the shard split)."""
+        with open(self.root / ".run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def discard_outputs(self) -> None:
         """Delete what a previous run wrote here (only the names this package writes)."""

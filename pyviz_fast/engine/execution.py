@@ -109,7 +109,9 @@ class PreparedModel:
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.heads_mode = False  # see enable_training_heads
-        self._saved = None
+        self._saved = None  # the model's state before _prepare changed it; None: nothing to restore
+        self._kernels = None  # the kernels context once entered
+        self._compiled = []
         self._modules = None  # name -> module, walked once per set-up, not per forward
         self._copied = set()  # layers overwritten in place later in the forward: captured as copies
 
@@ -117,8 +119,8 @@ class PreparedModel:
         _claim(self.model)
         try:
             self._prepare()
-        except BaseException:
-            _release(self.model)
+        except BaseException:  # even a KeyboardInterrupt: the caller's model is put back as it came
+            self._restore()
             raise
         return self
 
@@ -129,10 +131,10 @@ class PreparedModel:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.to(memory_format=_TORCH_FORMATS[self.memory_format])  # as asked, whatever it came in
-        self._compiled = []
         self._modules = dict(self.model.named_modules())
-        self._kernels = batch_invariant_kernels() if self.batch_invariant else contextlib.nullcontext()
-        self._kernels.__enter__()
+        kernels = batch_invariant_kernels() if self.batch_invariant else contextlib.nullcontext()
+        kernels.__enter__()
+        self._kernels = kernels  # only once entered: one that failed to enter has nothing to exit
 
     @property
     def precision(self) -> str:
@@ -176,15 +178,23 @@ class PreparedModel:
         visit("", self.model)
 
     def __exit__(self, *exc):
-        training, grads, formats = self._saved
-        for m, t in zip(self.model.modules(), training):
-            m.training = t
-        for p, g in zip(self.model.parameters(), grads):
-            p.requires_grad_(g)
-        for name, t in _tensors(self.model):  # each back in its own layout (a channels_last model stays so)
-            if name in formats and not t.is_contiguous(memory_format=formats[name]):
-                t.data = t.data.contiguous(memory_format=formats[name])
-        self._kernels.__exit__(None, None, None)
+        self._restore()
+
+    def _restore(self):
+        """Undo what _prepare did, also when it stopped part way (the steps not taken undo nothing)."""
+        if self._saved is not None:
+            training, grads, formats = self._saved
+            for m, t in zip(self.model.modules(), training):
+                m.training = t
+            for p, g in zip(self.model.parameters(), grads):
+                p.requires_grad_(g)
+            for name, t in _tensors(self.model):  # each back in its own layout (a channels_last model stays so)
+                if name in formats and not t.is_contiguous(memory_format=formats[name]):
+                    t.data = t.data.contiguous(memory_format=formats[name])
+            self._saved = None
+        if self._kernels is not None:
+            self._kernels.__exit__(None, None, None)
+            self._kernels = None
         self._uncompile()
         _release(self.model)
 
