@@ -112,6 +112,33 @@ def test_the_layout_override_wins_and_is_checked():
         pvf.render(model, "last:7", size=8, steps=1, layout={"lats": "nhwc"}, **EXACT)
 
 
+class _FixedHeadNet(nn.Module):
+    """[B, 8, 8, 8] channels-last at 16 px (C == H == W), then a flatten head that takes 16 px only:
+    the layers before the head run at twice the size, and that probe tells their layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.mix = nn.Linear(8, 8)
+        self.act = nn.GELU()
+        self.head = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(self.act(self.mix(self.conv(x).permute(0, 2, 3, 1))).flatten(1))
+
+
+def test_layers_reads_a_layout_as_the_render_does_when_only_the_head_is_of_one_size():
+    torch.manual_seed(0)
+    model = _FixedHeadNet().eval()
+    infos = {i.name: i for i in pvf.layers(model, input_size=(3, 16, 16))}
+    assert [(infos[n].layout, infos[n].channels) for n in ("conv", "act")] == [("nchw", 8), ("nhwc", 8)]
+    res = pvf.render(model, "act:3", size=16, steps=1, jitter=0, lr=1e-7, **EXACT)  # the scored image, unmoved
+    seen = []
+    model.act.register_forward_hook(lambda m, i, out: seen.append(out))
+    model(res.images)  # a custom model: no input normalization
+    torch.testing.assert_close(res.objective[0], seen[0][0, ..., 3].mean())  # the render reads it nhwc too
+
+
 def test_activation_views_channels_first():
     from pyviz_fast.engine.layout import Activation
     x = torch.randn(2, 5, 7, 4)

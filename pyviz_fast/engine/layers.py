@@ -115,9 +115,10 @@ def layers(model, input_size=None, device="cpu", layout=None):
         shapes = {name: shape for name, (_, shape) in found.items()
                   if shape is not None and len(shape) in (1, 2, 3) and name not in probe.unbatched}
 
-        def reprobe(names, hw):
-            again = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
-            return {name: shape for name, (_, shape) in again.found.items() if shape is not None}
+        def reprobe(names, hw):  # truncated, as a render probes: a head that runs at one size only
+            # (a flatten into a Linear) must not hide the layers before it (else layers() and the
+            # render could read one layer in two layouts)
+            return probe_shapes(prepared, names, input_size[0], hw)
 
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
