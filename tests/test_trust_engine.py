@@ -139,6 +139,35 @@ def test_layers_reads_a_layout_as_the_render_does_when_only_the_head_is_of_one_s
     torch.testing.assert_close(res.objective[0], seen[0][0, ..., 3].mean())  # the render reads it nhwc too
 
 
+class _LateFixedSizeNet(nn.Module):
+    """act: [B, 8, 8, 8] channels-last at 16 px, which runs at any size; then a position embedding
+    of 16 px only (as a ViT's, or MaxViT's fixed grids) before the layer ``late``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.mix = nn.Linear(8, 8)
+        self.act = nn.GELU()
+        self.pos = nn.Parameter(torch.randn(8, 8, 8))
+        self.late = nn.Identity()
+
+    def forward(self, x):
+        return self.late(self.act(self.mix(self.conv(x).permute(0, 2, 3, 1))) + self.pos).mean((1, 2))
+
+
+def test_a_layers_layout_does_not_depend_on_the_deeper_layers_probed_with_it():
+    torch.manual_seed(0)
+    model = _LateFixedSizeNet().eval()
+    assert {i.name: i.layout for i in pvf.layers(model, input_size=(3, 16, 16))}["act"] == "nhwc"
+    alone = pvf.render(model, "act:3", size=16, steps=1, jitter=0, lr=1e-7, **EXACT)
+    beside = pvf.render(model, ["act:3", "late:0"], size=16, steps=1, jitter=0, lr=1e-7, **EXACT)
+    seen = []
+    model.act.register_forward_hook(lambda m, i, out: seen.append(out))
+    model(alone.images)
+    torch.testing.assert_close(alone.objective[0], seen[0][0, ..., 3].mean())
+    torch.testing.assert_close(beside.objective[0], alone.objective[0])  # read nhwc beside `late` too
+
+
 def test_activation_views_channels_first():
     from pyviz_fast.engine.layout import Activation
     x = torch.randn(2, 5, 7, 4)

@@ -115,10 +115,8 @@ def layers(model, input_size=None, device="cpu", layout=None):
         shapes = {name: shape for name, (_, shape) in found.items()
                   if shape is not None and len(shape) in (1, 2, 3) and name not in probe.unbatched}
 
-        def reprobe(names, hw):  # truncated, as a render probes: a head that runs at one size only
-            # (a flatten into a Linear) must not hide the layers before it (else layers() and the
-            # render could read one layer in two layouts)
-            return probe_shapes(prepared, names, input_size[0], hw)
+        def reprobe(names, hw):  # as a render probes (reprobe_shapes)
+            return reprobe_shapes(prepared, names, input_size[0], hw)
 
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
@@ -139,11 +137,12 @@ def _checked_forward(forward, input_size, device, model):
                          + (f"{why} ({said})" if why else said)) from error
 
 
-def probe_shapes(prepared, layer_names, channels, hw):
-    """{layer: activation shape without batch} for one gray image of size hw (truncated, no grad)."""
+def probe_shapes(prepared, layer_names, channels, hw, reached_only=False):
+    """{layer: activation shape without batch} for one gray image of size hw (truncated, no grad).
+    reached_only: the layers the forward reaches before the model fails at that size, if it does."""
     with torch.no_grad():
-        acts = _checked_forward(lambda x: prepared(x, layer_names), (channels,) + tuple(hw), prepared.device,
-                                prepared.model)
+        acts = _checked_forward(lambda x: prepared(x, layer_names, reached_only), (channels,) + tuple(hw),
+                                prepared.device, prepared.model)
     shapes = {}
     for name, act in acts.items():
         shape = tuple(act.shape[1:])
@@ -153,6 +152,14 @@ def probe_shapes(prepared, layer_names, channels, hw):
                              "the image size is too small for this layer")
         shapes[name] = shape
     return shapes
+
+
+def reprobe_shapes(prepared, layer_names, channels, hw):
+    """probe_shapes at the other size that layouts are learned from, of the layers the forward
+    reaches there: a part of the model that runs at one size only (a flatten into a Linear, a
+    position embedding, MaxViT's grids) hides only the layers after it, so a layer's layout does
+    not depend on the layers probed with it (a render's batch, ``layers()``'s every layer)."""
+    return probe_shapes(prepared, layer_names, channels, hw, reached_only=True)
 
 
 class SharedLayerWarning(UserWarning):
@@ -197,7 +204,7 @@ def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
     shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
     probed = list(shapes)
     first, final = probed[0], probed[-1]
-    learned = learn_layouts(shapes[final], final, lambda names, hw: probe_shapes(prepared, names, channels, hw),
+    learned = learn_layouts(shapes[final], final, lambda names, hw: reprobe_shapes(prepared, names, channels, hw),
                             overrides, known=shapes[first] if first != final else None)
     return {hw: {name: Activation(shape, learned[name].layout) for name, shape in per_layer.items()}
             for hw, per_layer in shapes.items()}
