@@ -11,7 +11,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
-from pyviz_fast.engine.layout import Activation, check_rank, learn_layouts, parse_overrides
+from pyviz_fast.engine.layout import (Activation, LayoutGuessWarning, check_rank, guess_message, learn_layouts,
+                                      parse_overrides)
 from pyviz_fast.engine.models import input_channels, not_an_image_model
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.truncate import LayerError, first_tensor
@@ -27,6 +28,7 @@ class LayerInfo(NamedTuple):
     calls: int = 1                     # times the module runs in one forward (> 1: a shared module; its first call is the layer)
     rewritten: bool = False            # its output is changed in place later in the forward (an in-place ReLU): read as a copy
     batched: bool = True               # its first dimension is the batch; else (sequence-first, windows folded in) no unit
+    layout_guessed: bool = False       # nothing told its layout (engine/layout.py): nchw is a guess, override it if wrong
 
     @property
     def is_map(self) -> bool:
@@ -121,7 +123,8 @@ def layers(model, input_size=None, device="cpu", layout=None):
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
                       learned[name].layout if name in learned else None, probe.calls.get(name, 1),
-                      name in probe.rewritten, name not in probe.unbatched)
+                      name in probe.rewritten, name not in probe.unbatched,
+                      name in learned and learned[name].guessed)
             for name, (type_name, shape) in found.items()]
 
 
@@ -198,7 +201,7 @@ def picked_for_first_call(names):
 def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
     """{hw: {layer: Activation}} for every input size in ``sizes``; layouts are learned once at
     the last size (``engine/layout.py``; from the first size too when there are several) and
-    hold at every size."""
+    hold at every size. A layer whose layout is a guess warns (``LayoutGuessWarning``)."""
     for name in overrides or {}:
         check_layer_name(name, prepared.model, "given a layout")
     shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
@@ -206,5 +209,8 @@ def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
     first, final = probed[0], probed[-1]
     learned = learn_layouts(shapes[final], final, lambda names, hw: reprobe_shapes(prepared, names, channels, hw),
                             overrides, known=shapes[first] if first != final else None)
-    return {hw: {name: Activation(shape, learned[name].layout) for name, shape in per_layer.items()}
+    for name, activation in learned.items():
+        if activation.guessed:
+            warnings.warn(guess_message(name, activation), LayoutGuessWarning, stacklevel=2)
+    return {hw: {name: Activation(shape, learned[name].layout, learned[name].guessed) for name, shape in per_layer.items()}
             for hw, per_layer in shapes.items()}
