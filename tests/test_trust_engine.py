@@ -1,7 +1,12 @@
 """Issue 10, engine half: a model a user brings is read the way it is built (layouts), the same
 command makes the same model (seeded construction, fingerprints), every setting is checked where
 it is made, memory does not grow with the step count, and no-ops or dead units are not 'ok'."""
+import argparse
+import contextlib
+import io
 import math
+import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -110,6 +115,90 @@ def test_the_layout_override_wins_and_is_checked():
         pvf.render(model, "last:7", size=8, steps=1, layout={"last": "tokens"}, **EXACT)
     with pytest.raises(ValueError, match=r"unknown layer 'lats' given a layout; closest: last"):
         pvf.render(model, "last:7", size=8, steps=1, layout={"lats": "nhwc"}, **EXACT)
+
+
+class _FixedHeadNet(nn.Module):
+    """[B, 8, 8, 8] channels-last at 16 px (C == H == W), then a flatten head that takes 16 px only:
+    the layers before the head run at twice the size, and that probe tells their layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.mix = nn.Linear(8, 8)
+        self.act = nn.GELU()
+        self.head = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(self.act(self.mix(self.conv(x).permute(0, 2, 3, 1))).flatten(1))
+
+
+def test_layers_reads_a_layout_as_the_render_does_when_only_the_head_is_of_one_size():
+    torch.manual_seed(0)
+    model = _FixedHeadNet().eval()
+    infos = {i.name: i for i in pvf.layers(model, input_size=(3, 16, 16))}
+    assert [(infos[n].layout, infos[n].channels) for n in ("conv", "act")] == [("nchw", 8), ("nhwc", 8)]
+    res = pvf.render(model, "act:3", size=16, steps=1, jitter=0, lr=1e-7, **EXACT)  # the scored image, unmoved
+    seen = []
+    model.act.register_forward_hook(lambda m, i, out: seen.append(out))
+    model(res.images)  # a custom model: no input normalization
+    torch.testing.assert_close(res.objective[0], seen[0][0, ..., 3].mean())  # the render reads it nhwc too
+
+
+class _LateFixedSizeNet(nn.Module):
+    """act: [B, 8, 8, 8] channels-last at 16 px, which runs at any size; then a position embedding
+    of 16 px only (as a ViT's, or MaxViT's fixed grids) before the layer ``late``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.mix = nn.Linear(8, 8)
+        self.act = nn.GELU()
+        self.pos = nn.Parameter(torch.randn(8, 8, 8))
+        self.late = nn.Identity()
+
+    def forward(self, x):
+        return self.late(self.act(self.mix(self.conv(x).permute(0, 2, 3, 1))) + self.pos).mean((1, 2))
+
+
+def test_a_layers_layout_does_not_depend_on_the_deeper_layers_probed_with_it():
+    torch.manual_seed(0)
+    model = _LateFixedSizeNet().eval()
+    assert {i.name: i.layout for i in pvf.layers(model, input_size=(3, 16, 16))}["act"] == "nhwc"
+    alone = pvf.render(model, "act:3", size=16, steps=1, jitter=0, lr=1e-7, **EXACT)
+    from pyviz_fast.engine.layout import LayoutGuessWarning
+    with pytest.warns(LayoutGuessWarning, match=r"^layer 'late'"):  # late alone cannot be told (16 px only)
+        beside = pvf.render(model, ["act:3", "late:0"], size=16, steps=1, jitter=0, lr=1e-7, **EXACT)
+    seen = []
+    model.act.register_forward_hook(lambda m, i, out: seen.append(out))
+    model(alone.images)
+    torch.testing.assert_close(alone.objective[0], seen[0][0, ..., 3].mean())
+    torch.testing.assert_close(beside.objective[0], alone.objective[0])  # read nhwc beside `late` too
+
+
+def test_a_layout_nothing_tells_is_said_to_be_a_guess():
+    from pyviz_fast.engine.layout import LayoutGuessWarning
+    model = _ChannelsLastNet()  # [B, 8, 8, 8] at 8 px only: read as nchw, and said so
+    info = {i.name: i for i in pvf.layers(model, input_size=(3, 8, 8))}["last"]
+    assert (info.layout, info.layout_guessed) == ("nchw", True)
+    assert not {i.name: i for i in pvf.layers(model, input_size=(3, 8, 8), layout={"last": "nhwc"})}["last"].layout_guessed
+    with pytest.warns(LayoutGuessWarning, match=r"layer 'last' \(output \[B, 8, 8, 8\] \(nchw\)\): its layout cannot "
+                                                r"be told.*--layout last=nhwc"):
+        pvf.render(model, "last:7", size=8, steps=1, **EXACT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayoutGuessWarning)
+        pvf.render(model, "last:7", size=8, steps=1, layout={"last": "nhwc"}, **EXACT)
+    rows = {line.split()[0]: line.split() for line in _cli_listing(model)}
+    assert rows["last"][5:7] == ["nchw?", "8"] and "--layout last=nhwc" in " ".join(rows["last"])
+    # ([8, 8, 8] is split in three words; conv is [8, 8, 8] at 8 px only too: a guess as well)
+
+
+def _cli_listing(model):
+    """The rows `pyviz-fast layers` prints for ``model`` at 8 px."""
+    from pyviz_fast.cli import layers as cli_layers
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), mock.patch.object(cli_layers, "load_model", return_value=(model, None)):
+        assert cli_layers.run(argparse.Namespace(size=8, layout=None, atlas=False)) == 0
+    return out.getvalue().splitlines()[1:]
 
 
 def test_activation_views_channels_first():

@@ -53,8 +53,10 @@ def run(args) -> int:
         infos = [info for info in infos if info.name in keep]
     rows = [(info.name, getattr(info.type, "__name__", str(info.type)),
              "-" if info.shape is None else "[" + ", ".join(map(str, info.shape)) + "]",
+             # which axis holds the channels: [8, 8, 8] alone does not say
+             (info.layout or "-") + ("?" if info.layout_guessed else ""),
              "-" if info.channels is None else str(info.channels), _note(info)) for info in infos]
-    header = ("layer", "type", "output", "channels", "note" if any(row[-1] for row in rows) else "")
+    header = ("layer", "type", "output", "layout", "channels", "note" if any(row[-1] for row in rows) else "")
     widths = [max(len(row[k]) for row in rows + [header]) for k in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -70,6 +72,9 @@ def _note(info) -> str:
     notes = [f"runs {info.calls}x per forward: the first call is listed and rendered"] if info.calls > 1 else []
     if info.rewritten:
         notes.append("rewritten in place later in the forward: read as made (a copy)")
+    if info.layout_guessed:
+        notes.append(f"layout guessed (nothing told it): channels read on the first axis; --layout {info.name}=nhwc "
+                     "if they are last")
     if not info.batched:
         notes.append("first dimension is not the batch (sequence-first, or windows folded in): shape listed "
                      "whole; no unit of it can be rendered")

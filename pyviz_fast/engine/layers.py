@@ -11,7 +11,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
-from pyviz_fast.engine.layout import Activation, check_rank, learn_layouts, parse_overrides
+from pyviz_fast.engine.layout import (Activation, LayoutGuessWarning, check_rank, guess_message, learn_layouts,
+                                      parse_overrides)
 from pyviz_fast.engine.models import input_channels, not_an_image_model
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.truncate import LayerError, first_tensor
@@ -27,6 +28,7 @@ class LayerInfo(NamedTuple):
     calls: int = 1                     # times the module runs in one forward (> 1: a shared module; its first call is the layer)
     rewritten: bool = False            # its output is changed in place later in the forward (an in-place ReLU): read as a copy
     batched: bool = True               # its first dimension is the batch; else (sequence-first, windows folded in) no unit
+    layout_guessed: bool = False       # nothing told its layout (engine/layout.py): nchw is a guess, override it if wrong
 
     @property
     def is_map(self) -> bool:
@@ -115,14 +117,14 @@ def layers(model, input_size=None, device="cpu", layout=None):
         shapes = {name: shape for name, (_, shape) in found.items()
                   if shape is not None and len(shape) in (1, 2, 3) and name not in probe.unbatched}
 
-        def reprobe(names, hw):
-            again = _hooked_shapes(model, prepared, (input_size[0],) + hw, device, set(names))
-            return {name: shape for name, (_, shape) in again.found.items() if shape is not None}
+        def reprobe(names, hw):  # as a render probes (reprobe_shapes)
+            return reprobe_shapes(prepared, names, input_size[0], hw)
 
         learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
                       learned[name].layout if name in learned else None, probe.calls.get(name, 1),
-                      name in probe.rewritten, name not in probe.unbatched)
+                      name in probe.rewritten, name not in probe.unbatched,
+                      name in learned and learned[name].guessed)
             for name, (type_name, shape) in found.items()]
 
 
@@ -138,11 +140,12 @@ def _checked_forward(forward, input_size, device, model):
                          + (f"{why} ({said})" if why else said)) from error
 
 
-def probe_shapes(prepared, layer_names, channels, hw):
-    """{layer: activation shape without batch} for one gray image of size hw (truncated, no grad)."""
+def probe_shapes(prepared, layer_names, channels, hw, reached_only=False):
+    """{layer: activation shape without batch} for one gray image of size hw (truncated, no grad).
+    reached_only: the layers the forward reaches before the model fails at that size, if it does."""
     with torch.no_grad():
-        acts = _checked_forward(lambda x: prepared(x, layer_names), (channels,) + tuple(hw), prepared.device,
-                                prepared.model)
+        acts = _checked_forward(lambda x: prepared(x, layer_names, reached_only), (channels,) + tuple(hw),
+                                prepared.device, prepared.model)
     shapes = {}
     for name, act in acts.items():
         shape = tuple(act.shape[1:])
@@ -152,6 +155,14 @@ def probe_shapes(prepared, layer_names, channels, hw):
                              "the image size is too small for this layer")
         shapes[name] = shape
     return shapes
+
+
+def reprobe_shapes(prepared, layer_names, channels, hw):
+    """probe_shapes at the other size that layouts are learned from, of the layers the forward
+    reaches there: a part of the model that runs at one size only (a flatten into a Linear, a
+    position embedding, MaxViT's grids) hides only the layers after it, so a layer's layout does
+    not depend on the layers probed with it (a render's batch, ``layers()``'s every layer)."""
+    return probe_shapes(prepared, layer_names, channels, hw, reached_only=True)
 
 
 class SharedLayerWarning(UserWarning):
@@ -190,13 +201,16 @@ def picked_for_first_call(names):
 def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
     """{hw: {layer: Activation}} for every input size in ``sizes``; layouts are learned once at
     the last size (``engine/layout.py``; from the first size too when there are several) and
-    hold at every size."""
+    hold at every size. A layer whose layout is a guess warns (``LayoutGuessWarning``)."""
     for name in overrides or {}:
         check_layer_name(name, prepared.model, "given a layout")
     shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
     probed = list(shapes)
     first, final = probed[0], probed[-1]
-    learned = learn_layouts(shapes[final], final, lambda names, hw: probe_shapes(prepared, names, channels, hw),
+    learned = learn_layouts(shapes[final], final, lambda names, hw: reprobe_shapes(prepared, names, channels, hw),
                             overrides, known=shapes[first] if first != final else None)
-    return {hw: {name: Activation(shape, learned[name].layout) for name, shape in per_layer.items()}
+    for name, activation in learned.items():
+        if activation.guessed:
+            warnings.warn(guess_message(name, activation), LayoutGuessWarning, stacklevel=2)
+    return {hw: {name: Activation(shape, learned[name].layout, learned[name].guessed) for name, shape in per_layer.items()}
             for hw, per_layer in shapes.items()}

@@ -15,16 +15,18 @@ probe, and probes again only the layers that leaves undecided), and if exactly o
 and last axes kept its size, that axis holds the channels. When the second probe cannot tell
 (the model rejects the other size, or both or neither axis kept its size, e.g. a global pool
 [C, 1, 1]), the spatial axes are the pair whose sizes are the input's H x W divided by one
-common stride (each within a pixel); if that does not tell either, ``nchw``. A layer the rule
-gets wrong is fixed with ``Settings(layout={"layer": "nhwc"})`` (also ``layers(...,
-layout=...)``), which always wins.
+common stride (each within a pixel); if that does not tell either, ``nchw`` is a guess: the
+Activation is marked ``guessed`` (``layers()`` notes it, a render or dataset pass of the layer
+warns with ``LayoutGuessWarning``), since a wrong guess reads a row as a channel without any
+error. A layer the rule gets wrong is fixed with ``Settings(layout={"layer": "nhwc"})`` (also
+``layers(..., layout=...)``), which always wins.
 
 >>> act = Activation((56, 56, 96), "nhwc")
 >>> act.channels, act.positions
 (96, (56, 56))
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LAYOUTS = ("nchw", "nhwc", "tokens", "vector")
 _RANK = {"nchw": 3, "nhwc": 3, "tokens": 2, "vector": 1}  # dims without the batch
@@ -33,9 +35,11 @@ _BY_RANK = {1: ("vector",), 2: ("tokens",), 3: ("nchw", "nhwc")}
 
 @dataclass(frozen=True)
 class Activation:
-    """A layer's activation: its shape without the batch dim and its layout."""
+    """A layer's activation: its shape without the batch dim and its layout (``guessed``: nothing
+    told it, see ``learn_layouts``; not part of equality)."""
     shape: tuple
     layout: str
+    guessed: bool = field(default=False, compare=False)
 
     @property
     def channels(self) -> int:
@@ -52,6 +56,18 @@ class Activation:
 
     def describe(self) -> str:
         return f"[B, {', '.join(map(str, self.shape))}] ({self.layout})"
+
+
+class LayoutGuessWarning(UserWarning):
+    """A layer to read has a layout nothing told (``learn_layouts``): it is read as ``nchw``."""
+
+
+def guess_message(layer, activation):
+    """Why ``layer``'s layout is a guess, and the override that settles it."""
+    return (f"layer {layer!r} (output {activation.describe()}): its layout cannot be told (the model does not run "
+            "it at twice the input size, and its shape alone does not tell which axes are spatial), so its first axis is read "
+            f"as the channels; if they are its last axis, pass layout={{{layer!r}: 'nhwc'}} "
+            f"(--layout {layer}=nhwc)")
 
 
 def parse_overrides(value):
@@ -136,12 +152,13 @@ def learn_layouts(shapes, hw, reprobe, overrides=None, known=None):
             other = {}
     learned = {}
     for layer, shape in shapes.items():
+        layout = None
         if layer in overrides:
             layout = overrides[layer]
         elif len(shape) < 3:
             layout = _BY_RANK[len(shape)][0]
         else:
-            layout = (decided[layer] or _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw)
-                      or "nchw")
-        learned[layer] = Activation(tuple(shape), layout)
+            layout = decided[layer] or _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw)
+        # nothing told: nchw, marked so that no one reads a row as a channel unwarned
+        learned[layer] = Activation(tuple(shape), layout or "nchw", guessed=layout is None)
     return learned

@@ -77,10 +77,14 @@ class TruncatedForward:
     (the graph still leads back to the layer); after each call, ``overwritten`` lists the layers
     captured without a copy whose output changed after capture (their values are not the
     layer's): the caller must call again with them copied.
+
+    reached_only: an error of the model's forward ends it like the last layer's hook does, and
+    the call returns the layers captured before it (a probe at a size that only the model's
+    first part runs at: the layers before the failing part still tell their shapes).
     """
 
-    def __init__(self, model, layers, modules=None, copied=()):
-        self.model, self.modules = model, modules
+    def __init__(self, model, layers, modules=None, copied=(), reached_only=False):
+        self.model, self.modules, self.reached_only = model, modules, reached_only
         self.layers = list(dict.fromkeys(layers))
         self.hooked = [name for name in self.layers if name != OUTPUT]
         self.copied = set(copied)
@@ -128,6 +132,9 @@ class TruncatedForward:
             out = self.model(x)
         except _Stop:
             pass
+        except Exception:
+            if not self.reached_only:
+                raise
         else:
             if OUTPUT in self.layers:
                 tensor = first_tensor(out)
@@ -137,7 +144,7 @@ class TruncatedForward:
         acts, self._acts = self._acts, {}
         self.overwritten = [name for name, version in self._versions.items() if acts[name]._version != version]
         missing = [name for name in self.layers if name not in acts]
-        if missing:
+        if missing and not self.reached_only:
             raise LayerNotCalled(f"layer(s) {', '.join(map(repr, missing))} were not called by the model's "
                                  "forward; pick another layer")
         unbatched = {name: tuple(act.shape) for name, act in acts.items() if act.dim() == 0 or act.shape[0] != len(x)}
