@@ -101,7 +101,7 @@ def style_goal(prepared, model, contents, styles):
     def reference(images, layers):
         with torch.no_grad():
             return prepared(images, layers)
-    run = types.SimpleNamespace(shapes=probe_activations(prepared, task.layers, 3, [hw]), device=prepared.device,
+    run = types.SimpleNamespace(shapes=probe_activations(prepared, task.layers, 3, [hw]), device=prepared.device, backend=None,
                                 reference=reference)
     return task.objective(slice(0, len(contents)), hw, 1, run)
 

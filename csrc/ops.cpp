@@ -15,4 +15,7 @@ TORCH_LIBRARY(pyviz_fast, m) {
   // MaCo's views; CPU kernels only (other devices run the reference).
   m.def("periodic_crops(Tensor image, Tensor boxes, Tensor? noise, float noise_scale) -> Tensor");
   m.def("periodic_crops_backward(Tensor grad, Tensor boxes) -> Tensor");
+  // Gram products of activations whose channels are innermost; CPU kernels only.
+  m.def("gram(Tensor x) -> Tensor");
+  m.def("gram_times(Tensor m, Tensor x) -> Tensor");
 }

@@ -24,4 +24,7 @@ at::Tensor periodic_crops_cpu(const at::Tensor& image, const at::Tensor& boxes, 
                               double noise_scale);
 at::Tensor periodic_crops_backward_cpu(const at::Tensor& grad, const at::Tensor& boxes);
 
+at::Tensor gram_cpu(const at::Tensor& x);
+at::Tensor gram_times_cpu(const at::Tensor& m, const at::Tensor& x);
+
 }  // namespace pvf::cpu

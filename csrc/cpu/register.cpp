@@ -11,4 +11,6 @@ TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) {
   m.impl("fused_ascent_step", &pvf::cpu::fused_ascent_step_cpu);
   m.impl("periodic_crops", &pvf::cpu::periodic_crops_cpu);
   m.impl("periodic_crops_backward", &pvf::cpu::periodic_crops_backward_cpu);
+  m.impl("gram", &pvf::cpu::gram_cpu);
+  m.impl("gram_times", &pvf::cpu::gram_times_cpu);
 }

@@ -381,3 +381,87 @@ PVF_CLONES void ascent_update(const float* __restrict x, const float* __restrict
 }
 
 }  // namespace pvf::cpu
+
+namespace pvf::cpu {
+namespace {
+
+// A block of 8 x (16 J) accumulators of the Gram matrix, rows i0.., columns j0.. (registers:
+// 16 vectors at J = 2), over the n rows: one vector load per 16 columns and a broadcast per
+// row index, read once per tile.
+static_assert(kGramChannels % kVec == 0, "the Gram kernels work on whole vectors of channels");
+
+template <int J>
+[[gnu::always_inline]] inline void gram_tile(const float* rows, int64_t n, int64_t C, int64_t i0, int64_t j0,
+                                             float* g) {
+  Vec acc[8][J];
+  for (int a = 0; a < 8; ++a)
+    for (int b = 0; b < J; ++b) acc[a][b] = load_vec(g + (i0 + a) * C + j0 + b * kVec);
+  for (int64_t p = 0; p < n; ++p) {
+    const float* row = rows + p * C;
+    Vec v[J];
+    for (int b = 0; b < J; ++b) v[b] = load_vec(row + j0 + b * kVec);
+    for (int a = 0; a < 8; ++a) {
+      const float s = row[i0 + a];
+      for (int b = 0; b < J; ++b) acc[a][b] += s * v[b];
+    }
+  }
+  for (int a = 0; a < 8; ++a)
+    for (int b = 0; b < J; ++b) store_vec(g + (i0 + a) * C + j0 + b * kVec, acc[a][b]);
+}
+
+// Rows p0.. (R of them) times m, columns j0.. (16 J): R x J accumulators, one load of m's row
+// piece per channel for all R rows.
+template <int R, int J>
+[[gnu::always_inline]] inline void times_tile(const float* rows, int64_t C, const float* m, int64_t j0, float* out) {
+  Vec acc[R][J] = {};
+  for (int64_t i = 0; i < C; ++i) {
+    Vec w[J];
+    for (int b = 0; b < J; ++b) w[b] = load_vec(m + i * C + j0 + b * kVec);
+    for (int r = 0; r < R; ++r) {
+      const float s = rows[r * C + i];
+      for (int b = 0; b < J; ++b) acc[r][b] += s * w[b];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < J; ++b) store_vec(out + r * C + j0 + b * kVec, acc[r][b]);
+}
+
+}  // namespace
+
+PVF_CLONES void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g) {
+  std::fill(g, g + C * C, 0.0f);
+  // Blocks of rows (256 KB) that stay in L2 while every tile of the block reads them.
+  const int64_t block = std::max<int64_t>(64, 65536 / C);
+  const bool pairs = C % (2 * kVec) == 0;
+  for (int64_t p0 = 0; p0 < n; p0 += block) {
+    const int64_t count = std::min(block, n - p0);
+    for (int64_t i0 = 0; i0 < C; i0 += 8) {
+      // Tiles on or above the diagonal only; the rest is mirrored below.
+      const int64_t first = i0 / kVec * kVec;
+      if (pairs) {
+        for (int64_t j0 = first / (2 * kVec) * (2 * kVec); j0 < C; j0 += 2 * kVec)
+          gram_tile<2>(rows + p0 * C, count, C, i0, j0, g);
+      } else {
+        for (int64_t j0 = first; j0 < C; j0 += kVec) gram_tile<1>(rows + p0 * C, count, C, i0, j0, g);
+      }
+    }
+  }
+  for (int64_t i = 1; i < C; ++i)
+    for (int64_t j = 0; j < i; ++j) g[i * C + j] = g[j * C + i];
+}
+
+PVF_CLONES void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out) {
+  const bool pairs = C % (2 * kVec) == 0;
+  int64_t p = 0;
+  for (; p + 8 <= n; p += 8) {
+    if (pairs) {
+      for (int64_t j0 = 0; j0 < C; j0 += 2 * kVec) times_tile<8, 2>(rows + p * C, C, m, j0, out + p * C);
+    } else {
+      for (int64_t j0 = 0; j0 < C; j0 += kVec) times_tile<8, 1>(rows + p * C, C, m, j0, out + p * C);
+    }
+  }
+  for (; p < n; ++p)
+    for (int64_t j0 = 0; j0 < C; j0 += kVec) times_tile<1, 1>(rows + p * C, C, m, j0, out + p * C);
+}
+
+}  // namespace pvf::cpu

@@ -79,4 +79,14 @@ struct UpdateParams {
 };
 void ascent_update(const float* x, const float* g, int64_t n, const UpdateParams& p, float* out);
 
+// Gram products of position-major rows (an activation whose channels are innermost: row p holds
+// the C channels of position p), for C a multiple of kGramChannels. In float32, summed over the
+// rows in order; fused multiply-adds where the CPU has them (AVX2, AVX-512), so the last bits
+// depend on the instruction set, not on threads.
+constexpr int64_t kGramChannels = 16;
+// g[i * C + j] = sum_p rows[p * C + i] * rows[p * C + j] over the n rows (g: C x C, written).
+void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g);
+// out[p * C + j] = sum_i rows[p * C + i] * m[i * C + j]: the n rows times the C x C matrix m.
+void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out);
+
 }  // namespace pvf::cpu

@@ -134,6 +134,40 @@ def periodic_crops(image, boxes, noise=None, noise_scale=1.0, *, backend=None):
     return _kernel("periodic_crops", backend, image.device, cpu_only=True)(image, boxes, noise, noise_scale)
 
 
+def gram(x, *, backend=None):
+    """The Gram products of an activation's channels: [B, C, C] = F F^T with F = x [B, C,
+    *positions] as [B, C, P] (no 1/P; the style loss and the facets' diversity scale them),
+    in x's dtype as ``torch.bmm`` computes them.
+
+    The CPU kernel takes float32 activations whose channels are innermost and dense
+    (channels_last maps, tokens) with 16, 32, ... 256 channels, outside autocast: torch's GEMM
+    packs these long, thin matrices at a cost that outweighs the products when they are not in
+    cache (a style loss's backward). Every other input, and every other device, runs the
+    reference (torch.bmm).
+    """
+    return _gram_kernel("gram", x, backend)(x)
+
+
+def gram_times(m, x, *, backend=None):
+    """m [B, C, C] times x as [B, C, P] (the backward of ``gram`` for a gradient dG is
+    ``gram_times(dG + dG^T, x)``), in a new tensor of x's shape and memory layout. The kernel
+    runs where ``gram``'s does."""
+    if m.shape != (x.shape[0], x.shape[1], x.shape[1]):
+        raise ValueError(f"m must have shape [B, C, C] = {[x.shape[0], x.shape[1], x.shape[1]]} for x of shape "
+                         f"{list(x.shape)}, got {list(m.shape)}")
+    return _gram_kernel("gram_times", x, backend)(m, x)
+
+
+def _gram_kernel(name, x, backend):
+    if x.dim() < 2 or x.numel() == 0:
+        raise ValueError(f"x must be a non-empty [B, C, *positions] activation, got shape {list(x.shape)}")
+    kernel = _kernel(name, backend, x.device, cpu_only=True)
+    # above 256 channels torch's GEMM is as fast (its packing pays off)
+    rows_kernel = (x.dtype == torch.float32 and x.shape[1] % 16 == 0 and x.shape[1] <= 256
+                   and x.movedim(1, -1).is_contiguous() and not torch.is_autocast_enabled(x.device.type))
+    return kernel if rows_kernel else getattr(reference, name)
+
+
 def nonfinite(values):
     """Bool, True where ``values`` is NaN or +-inf: ``v - v`` is NaN exactly there. Two kernels
     where ``~torch.isfinite`` runs five; a render asks twice after every step."""

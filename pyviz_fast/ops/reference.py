@@ -154,3 +154,33 @@ def periodic_crops(image: torch.Tensor, boxes: torch.Tensor, noise, noise_scale:
     if noise is not None:
         crops = crops + noise_scale * noise.float()
     return crops.to(image.dtype)
+
+
+def _channel_rows(x):
+    """x [B, C, *positions] as [B, C, P], a view when x is dense in any layout (else a copy)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, C]: F F^T with F = x [B, C, *positions] as [B, C, P] (no 1/P), in x's dtype as
+    ``torch.bmm`` computes it (under autocast, autocast's)."""
+    f = _channel_rows(x)
+    return torch.bmm(f, f.transpose(1, 2))
+
+
+def gram_times(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """m [B, C, C] times x as [B, C, P], in a new tensor of x's shape laid out as x (a Gram
+    matrix's backward: the gradient keeps the activation's layout). Not a view: autograd adds
+    another gradient into it in place only when it owns its memory."""
+    f = _channel_rows(x)
+    channels_inner = f.stride(1) < f.stride(2)  # channels_last, tokens: compute the [B, P, C] rows F^T m^T
+    out = torch.empty_like(x)  # x's strides when x is dense
+    rows = _channel_rows(out)
+    if rows.data_ptr() != out.data_ptr() or rows.stride() != f.stride():  # not a view laid out as f
+        rows = torch.bmm(f.transpose(1, 2), m.transpose(1, 2)).transpose(1, 2) if channels_inner else torch.bmm(m, f)
+        return rows.reshape(x.shape)
+    if channels_inner:
+        torch.bmm(f.transpose(1, 2), m.transpose(1, 2), out=rows.transpose(1, 2))
+    else:
+        torch.bmm(m, f, out=rows)
+    return out

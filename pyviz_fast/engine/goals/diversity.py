@@ -33,8 +33,8 @@ from pyviz_fast.engine.goals.gram import gram, sibling_similarity
 
 
 class Diversity:
-    def __init__(self, layer, activation, facets, crops, weight, floor, inputs):
-        self.layers, self.activation = [layer], activation
+    def __init__(self, layer, activation, facets, crops, weight, floor, inputs, backend=None):
+        self.layers, self.activation, self.backend = [layer], activation, backend
         self.facets, self.crops, self.weight, self.floor, self.inputs = facets, crops, weight, floor, inputs
 
     def __call__(self, acts, main):
@@ -42,7 +42,7 @@ class Diversity:
         act, scores = acts[self.layers[0]], main.detach()
         if self.inputs is not None:
             act, scores = act[self.inputs], scores[self.inputs]
-        others = sibling_similarity(act, self.activation, n, k).view(-1, n, k)
+        others = sibling_similarity(act, self.activation, n, k, self.backend).view(-1, n, k)
         scale = scores.abs().view(-1, n * k).mean(1)[:, None, None]  # per unit
         penalty = -(self.weight * scale * self._pushing(scores)[:, :, None] * others).reshape(-1)
         return penalty if self.inputs is None else torch.zeros_like(main).index_add(0, self.inputs, penalty)

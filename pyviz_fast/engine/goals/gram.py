@@ -11,11 +11,16 @@ ReLU backwards). ``dF = (dG + dG^T) F / P`` is one product, written straight int
 laid out as the activation is. That tensor is no view: the layer's output also feeds the rest of
 the network, and autograd adds the two gradients in place only into a tensor that owns its
 memory (to a view it adds out of place, into a third tensor the size of the activation).
+The products are ``ops.gram`` and ``ops.gram_times`` on the render's ops backend: a CPU kernel
+for float32 activations whose channels are innermost (channels_last maps, tokens), ``torch.bmm``
+otherwise.
 
 >>> gram(torch.ones(2, 4, 8, 8), Activation((4, 8, 8), "nchw")).shape
 torch.Size([2, 4, 4])
 """
 import torch
+
+from pyviz_fast import ops
 
 
 def _rows(x):
@@ -23,63 +28,52 @@ def _rows(x):
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def _times(sym, x):
-    """sym [B, C, C] times x as [B, C, P], in a new tensor of x's shape laid out as x."""
-    f = _rows(x)
-    channels_inner = f.stride(1) < f.stride(2)  # channels_last, tokens: compute [B, P, C] rows
-    out = torch.empty_like(x)  # x's strides when x is dense
-    rows = _rows(out)
-    if rows.data_ptr() != out.data_ptr() or rows.stride() != f.stride():  # not a view laid out as f
-        rows = torch.bmm(f.transpose(1, 2), sym).transpose(1, 2) if channels_inner else torch.bmm(sym, f)
-        return rows.reshape(x.shape)
-    if channels_inner:
-        torch.bmm(f.transpose(1, 2), sym, out=rows.transpose(1, 2))
-    else:
-        torch.bmm(sym, f, out=rows)
-    return out
+def _positions(x):
+    return x[0, 0].numel()
 
 
-def _gram_of_rows(x):
-    f = _rows(x)
-    return torch.bmm(f, f.transpose(1, 2)) / f.shape[-1]
+def _gram_of_rows(x, backend):
+    return ops.gram(x, backend=backend) / _positions(x)
 
 
-def _gram_backward(x, grad):
+def _gram_backward(x, grad, backend):
     """The gradient at x of a Gram matrix's gradient ``grad`` [B, C, C]: (dG + dG^T) F / P."""
-    return _times((grad + grad.transpose(1, 2)) / _rows(x).shape[-1], x)
+    return ops.gram_times((grad + grad.transpose(1, 2)) / _positions(x), x, backend=backend)
 
 
 class _Gram(torch.autograd.Function):
-    """x [B, C, *positions] (any strides) -> F F^T / P [B, C, C], F = x as [B, C, P]; the
-    gradient has x's shape and memory layout."""
+    """(x [B, C, *positions] (any strides), ops backend) -> F F^T / P [B, C, C], F = x as
+    [B, C, P]; the gradient has x's shape and memory layout."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, backend):
         ctx.save_for_backward(x)
-        return _gram_of_rows(x)
+        ctx.backend = backend
+        return _gram_of_rows(x, backend)
 
     @staticmethod
     def backward(ctx, grad):
         x, = ctx.saved_tensors
-        return _gram_backward(x, grad)
+        return _gram_backward(x, grad, ctx.backend), None
 
 
 class _GramError(torch.autograd.Function):
-    """(x, target [B, C, C], norms [B]) -> ||gram(x) - target||^2 / norms [B], one node for the
+    """(x, target [B, C, C], norms [B], backend) -> ||gram(x) - target||^2 / norms [B], one node for the
     Gram matrix and its error (a style loss's layer): the per-op autograd steps of the plain
     formula cost as much as the Gram matrix of a small layer. Same values, same gradient (the
     plain formula's operations in its order), for x only."""
 
     @staticmethod
-    def forward(ctx, x, target, norms):
-        diff = _gram_of_rows(x) - target
+    def forward(ctx, x, target, norms, backend):
+        diff = _gram_of_rows(x, backend) - target
         ctx.save_for_backward(x, diff, norms)
+        ctx.backend = backend
         return diff.square().sum((1, 2)) / norms
 
     @staticmethod
     def backward(ctx, grad):
         x, diff, norms = ctx.saved_tensors
-        return _gram_backward(x, (grad / norms)[:, None, None] * (2 * diff)), None, None
+        return _gram_backward(x, (grad / norms)[:, None, None] * (2 * diff), ctx.backend), None, None, None
 
 
 def _laid_out_as(x, rows):
@@ -96,16 +90,16 @@ class _ByGrams:
     """The facets' Gram inner products from the Gram matrices: C*C*P per row, the plain way."""
 
     @staticmethod
-    def dots(f, facets, crops):
-        grams = torch.bmm(f, f.transpose(1, 2))
+    def dots(x, facets, crops, backend):
+        grams = ops.gram(x, backend=backend)
         rows = grams.view(-1, facets, crops, grams.shape[1] ** 2).transpose(1, 2)  # [units, k, n, C*C]
         return rows @ rows.transpose(2, 3), rows                                     # [units, k, n, n]
 
     @staticmethod
-    def grad(x, rows, mix):
+    def grad(x, rows, mix, backend):
         """dF_i = 2 sum_j mix_ij G_j F_i (dG is symmetric: (dG + dG^T) F = 2 dG F)."""
         d_grams = ((2 * mix) @ rows).transpose(1, 2).reshape(x.shape[0], x.shape[1], x.shape[1])
-        return _times(d_grams, x)
+        return ops.gram_times(d_grams, x, backend=backend)
 
 
 class _ByPositions:
@@ -114,7 +108,8 @@ class _ByPositions:
     deep layers of small images, where the C x C Gram matrices outweigh the activations)."""
 
     @staticmethod
-    def dots(f, facets, crops):
+    def dots(x, facets, crops, backend):
+        f = _rows(x)
         _, C, P = f.shape
         side = f.view(-1, facets, crops, C, P).permute(0, 2, 3, 1, 4).reshape(-1, C, facets * P)  # [units*k, C, nP]
         cross = torch.bmm(side.transpose(1, 2), side)  # block (i, j): F_i^T F_j
@@ -122,7 +117,7 @@ class _ByPositions:
         return dots.view(-1, crops, facets, facets), (side, cross)
 
     @staticmethod
-    def grad(x, saved, mix):
+    def grad(x, saved, mix, backend):
         """dF_i = 2 sum_j mix_ij F_j (F_j^T F_i): one product of the unit's facets with the cross
         products, block (j, i) weighted by 2 mix_ij."""
         side, cross = saved
@@ -147,14 +142,13 @@ class _SiblingSimilarity(torch.autograd.Function):
     cheaper (``_ByGrams``, ``_ByPositions``)."""
 
     @staticmethod
-    def forward(ctx, x, facets, crops):
-        f = _rows(x)
-        form = _ByPositions if facets * f.shape[2] < f.shape[1] else _ByGrams
-        dots, saved = form.dots(f, facets, crops)
+    def forward(ctx, x, facets, crops, backend):
+        form = _ByPositions if facets * _positions(x) < x.shape[1] else _ByGrams
+        dots, saved = form.dots(x, facets, crops, backend)
         norms = dots.diagonal(dim1=2, dim2=3).clamp(min=torch.finfo(dots.dtype).tiny).sqrt()
         cosines = dots / (norms[..., :, None] * norms[..., None, :])
         others = (cosines.sum(3) - cosines.diagonal(dim1=2, dim2=3)) / max(facets - 1, 1)
-        ctx.form, ctx.saved = form, saved
+        ctx.form, ctx.saved, ctx.backend = form, saved, backend
         ctx.save_for_backward(x, cosines, norms)
         return others.transpose(1, 2).reshape(-1)
 
@@ -167,24 +161,25 @@ class _SiblingSimilarity(torch.autograd.Function):
         # d cos_ij / d G_i = G_j / (|G_i| |G_j|) - cos_ij G_i / |G_i|^2
         mix = weight[..., :, None] * others / (norms[..., :, None] * norms[..., None, :])
         mix = mix - torch.diag_embed(weight * (cosines * others).sum(3) / norms.square())
-        return ctx.form.grad(x, ctx.saved, mix), None, None
+        return ctx.form.grad(x, ctx.saved, mix, ctx.backend), None, None, None
 
 
-def sibling_similarity(act, activation, facets, crops):
+def sibling_similarity(act, activation, facets, crops, backend=None):
     """float32 [B]: each row's mean Gram cosine similarity to the same crop of its unit's other
-    facets (rows ordered unit, facet, crop), with gradient through the row's own Gram matrix only."""
-    return _SiblingSimilarity.apply(activation.channels_first(act).float(), facets, crops)
+    facets (rows ordered unit, facet, crop), with gradient through the row's own Gram matrix only.
+    backend: the ops backend of the Gram products (``ops.gram``)."""
+    return _SiblingSimilarity.apply(activation.channels_first(act).float(), facets, crops, backend)
 
 
-def gram(act, activation):
+def gram(act, activation, backend=None):
     """float32 [B, C, C] from an activation laid out as ``activation`` (a ``layout.Activation``)."""
-    return _Gram.apply(activation.channels_first(act).float())
+    return _Gram.apply(activation.channels_first(act).float(), backend)
 
 
-def gram_error(act, activation, target, norms):
+def gram_error(act, activation, target, norms, backend=None):
     """float32 [B]: ||gram(act) - target||^2 / norms per row (``norms``: target's squared norms,
     made once per target), as ``relative_error(gram(act, activation), target)`` computes it."""
-    return _GramError.apply(activation.channels_first(act).float(), target, norms)
+    return _GramError.apply(activation.channels_first(act).float(), target, norms, backend)
 
 
 def squared_norms(x):

@@ -42,18 +42,18 @@ def resized(images, hw):
 class StyleLoss:
     """acts -> float [B]: minus the weighted content and style losses against fixed targets."""
 
-    def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight):
+    def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight, backend=None):
         self.layers = list(dict.fromkeys([content_layer, *style_grams]))
         self.content_layer, self.content, self.style_grams = content_layer, content, style_grams
         self.activations = activations
-        self.content_weight, self.style_weight = content_weight, style_weight
+        self.content_weight, self.style_weight, self.backend = content_weight, style_weight, backend
         # the targets' norms once, not every step
         self.content_norms = squared_norms(content)
         self.style_norms = {layer: squared_norms(g) for layer, g in style_grams.items()}
 
     def __call__(self, acts):
         content = relative_error(acts[self.content_layer], self.content, self.content_norms)
-        style = sum(gram_error(acts[l], self.activations[l], g, self.style_norms[l])
+        style = sum(gram_error(acts[l], self.activations[l], g, self.style_norms[l], self.backend)
                     for l, g in self.style_grams.items()) / len(self.style_grams)
         return -(self.content_weight * content + self.style_weight * style)
 
@@ -82,7 +82,7 @@ class StyleTask:
             raise ValueError("style transfer compares whole images with their content; use a one-input parameterization")
         content = run.reference(self._images(self.contents, rows, "content", hw), [self.content_layer])
         styles = run.reference(self._images(self.styles, rows, "style", hw), self.style_layers)
-        grams = {layer: gram(styles[layer], run.shapes[hw][layer]) for layer in self.style_layers}
+        grams = {layer: gram(styles[layer], run.shapes[hw][layer], run.backend) for layer in self.style_layers}
         loss = StyleLoss(self.content_layer, content[self.content_layer].float(), grams, run.shapes[hw],
-                         self.content_weight, self.style_weight)
+                         self.content_weight, self.style_weight, run.backend)
         return Goal(loss, [], crops)

@@ -50,6 +50,6 @@ class UnitTask:
                 inputs.setdefault(self.diversity_layer or unit.layer, []).append(row)
             every = list(range(len(units) * crops))
             extras = [Diversity(layer, run.shapes[hw][layer], self.facets, crops, self.weight, self.floor,
-                                None if rows_ == every else torch.tensor(rows_, device=run.device))
+                                None if rows_ == every else torch.tensor(rows_, device=run.device), run.backend)
                       for layer, rows_ in inputs.items()]
         return Goal(main, extras, crops)

@@ -1,0 +1,130 @@
+"""ops.gram and ops.gram_times (the Gram products of the style loss and the facets' diversity):
+the CPU kernel against the reference on random activations whose channels are innermost
+(channels_last maps and tokens), odd and tiny position counts, B=1 and large batches, every
+tile shape of the kernel (16 to 256 channels); independent of the thread count; every input the
+kernel does not take runs the reference bit for bit; and the style loss through either backend."""
+import pytest
+import torch
+
+from pyviz_fast import ops
+from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
+from pyviz_fast.engine.layout import Activation
+from pyviz_fast.ops import reference
+
+# [B, C, H, W]: C = 16 (one vector), 48 (three single-vector tiles), 64 and 256 (tiles of two
+# vectors); P = 1, 35 (rows past the kernel's blocks of 8), 64, 9
+SHAPES = [(1, 16, 1, 1), (3, 16, 5, 7), (2, 48, 3, 3), (33, 32, 2, 3), (4, 64, 8, 8), (2, 256, 3, 3)]
+
+
+def channels_last(shape, seed):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).contiguous(
+        memory_format=torch.channels_last)
+
+
+def tokens(B, N, C, seed):
+    """[B, C, N]: a token layer's [B, N, C] activation seen channels first."""
+    return torch.randn(B, N, C, generator=torch.Generator().manual_seed(seed)).movedim(-1, 1)
+
+
+def matrices(B, C, seed):
+    return torch.randn(B, C, C, generator=torch.Generator().manual_seed(seed))  # not symmetric
+
+
+def assert_close_to(got, want):
+    """float32 products over up to a few hundred terms, summed in another order than torch's GEMM."""
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_kernels_match_the_reference_on_channels_last_maps(shape):
+    x, m = channels_last(shape, seed=1), matrices(shape[0], shape[1], seed=2)
+    g = torch.ops.pyviz_fast.gram(x)
+    assert_close_to(g, reference.gram(x))
+    assert torch.equal(g, g.transpose(1, 2)), "the lower triangle is the upper one mirrored"
+    out = torch.ops.pyviz_fast.gram_times(m, x)
+    assert_close_to(out, reference.gram_times(m, x))
+    assert out.stride() == x.stride() and out._base is None, "laid out as x, and owning its memory"
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("B, N, C", [(1, 1, 16), (5, 17, 32), (2, 65, 192)])
+def test_kernels_match_the_reference_on_tokens(B, N, C):
+    x, m = tokens(B, N, C, seed=3), matrices(B, C, seed=4)
+    assert_close_to(torch.ops.pyviz_fast.gram(x), reference.gram(x))
+    assert_close_to(torch.ops.pyviz_fast.gram_times(m, x), reference.gram_times(m, x))
+
+
+@pytest.mark.needs_ext
+def test_kernels_give_the_same_bits_on_any_number_of_threads():
+    x, m = channels_last((9, 64, 11, 13), seed=5), matrices(9, 64, seed=6)
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append((torch.ops.pyviz_fast.gram(x), torch.ops.pyviz_fast.gram_times(m, x)))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
+@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels", "bfloat16", "autocast", "sliced"])
+def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, case):
+    shape = {"24 channels": (2, 24, 4, 4), "512 channels": (2, 512, 2, 2)}.get(case, (2, 32, 5, 4))
+    x = channels_last(shape, seed=7)
+    if case == "nchw":
+        x = x.contiguous()
+    elif case == "bfloat16":
+        x = x.bfloat16()
+    elif case == "sliced":
+        x = channels_last((2, 32, 5, 8), seed=7)[..., ::2]
+    m = matrices(x.shape[0], x.shape[1], seed=8).to(x.dtype)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "autocast"):
+        assert torch.equal(ops.gram(x, backend=backend), reference.gram(x))
+        assert torch.equal(ops.gram_times(m, x, backend=backend), reference.gram_times(m, x))
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
+def test_bad_shapes_are_named(backend):
+    x = channels_last((2, 16, 3, 3), seed=9)
+    with pytest.raises(ValueError, match=r"m must have shape \[B, C, C\] = \[2, 16, 16\] .* got \[2, 16, 15\]"):
+        ops.gram_times(torch.zeros(2, 16, 15), x, backend=backend)
+    with pytest.raises(ValueError, match=r"non-empty \[B, C, \*positions\] activation, got shape \[0, 16, 3, 3\]"):
+        ops.gram(x[:0], backend=backend)
+
+
+@pytest.mark.needs_ext
+def test_kernels_check_their_arguments_when_called_directly():
+    with pytest.raises(RuntimeError, match="channels innermost and dense"):
+        torch.ops.pyviz_fast.gram(torch.rand(2, 16, 3, 3))
+    with pytest.raises(RuntimeError, match="multiple of 16 channels, got 24"):
+        torch.ops.pyviz_fast.gram(channels_last((2, 24, 3, 3), seed=10))
+    with pytest.raises(RuntimeError, match=r"m must be float32 \[B, C, C\]"):
+        torch.ops.pyviz_fast.gram_times(torch.zeros(2, 16, 16, dtype=torch.float64), channels_last((2, 16, 3, 3), 11))
+
+
+@pytest.mark.needs_ext
+def test_opcheck():
+    x, m = channels_last((2, 32, 3, 5), seed=12), matrices(2, 32, seed=13)
+    torch.library.opcheck(torch.ops.pyviz_fast.gram.default, (x,))
+    torch.library.opcheck(torch.ops.pyviz_fast.gram_times.default, (m, x))
+
+
+@pytest.mark.needs_ext
+def test_the_style_loss_and_its_gradient_agree_across_backends():
+    """A style layer's Gram error through the kernels equals the reference's within rounding."""
+    act = channels_last((4, 32, 9, 7), seed=14)
+    activation = Activation((32, 9, 7), "nchw")
+    target = gram(channels_last((4, 32, 9, 7), seed=15), activation, "reference")
+    results = []
+    for backend in ("fused", "reference"):
+        leaf = act.clone().requires_grad_(True)
+        loss = gram_error(leaf, activation, target, squared_norms(target), backend)
+        grad, = torch.autograd.grad((loss * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum(), leaf)
+        results.append((loss, grad))
+    (loss, grad), (want_loss, want_grad) = results
+    assert_close_to(loss, want_loss)
+    assert_close_to(grad, want_grad)
+    assert grad.stride() == act.stride()
