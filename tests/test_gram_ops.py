@@ -69,6 +69,17 @@ def test_kernels_give_the_same_bits_on_any_number_of_threads():
         assert torch.equal(a, b)
 
 
+@pytest.mark.needs_ext
+def test_the_fused_backend_runs_the_kernels_on_the_inputs_they_take(monkeypatch):
+    def refuse(*_):
+        raise AssertionError("ran the reference")
+    monkeypatch.setattr(reference, "gram", refuse)
+    monkeypatch.setattr(reference, "gram_times", refuse)
+    x, m = channels_last((2, 32, 5, 4), seed=16), matrices(2, 32, seed=17)
+    assert torch.equal(ops.gram(x, backend="fused"), torch.ops.pyviz_fast.gram(x))
+    assert torch.equal(ops.gram_times(m, x, backend="fused"), torch.ops.pyviz_fast.gram_times(m, x))
+
+
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
 @pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels", "bfloat16", "autocast", "sliced"])
 def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, case):

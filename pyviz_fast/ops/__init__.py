@@ -151,19 +151,23 @@ def gram(x, *, backend=None):
 def gram_times(m, x, *, backend=None):
     """m [B, C, C] times x as [B, C, P] (the backward of ``gram`` for a gradient dG is
     ``gram_times(dG + dG^T, x)``), in a new tensor of x's shape and memory layout. The kernel
-    runs where ``gram``'s does."""
+    runs where ``gram``'s does, up to 128 channels."""
     if m.shape != (x.shape[0], x.shape[1], x.shape[1]):
         raise ValueError(f"m must have shape [B, C, C] = {[x.shape[0], x.shape[1], x.shape[1]]} for x of shape "
                          f"{list(x.shape)}, got {list(m.shape)}")
     return _gram_kernel("gram_times", x, backend)(m, x)
 
 
+# The most channels each product's kernel takes: beyond, torch's GEMM is as fast or faster (its
+# packing pays off; benchmarks/bench_gram.py, AMD EPYC, 2026-12-03).
+_GRAM_KERNEL_CHANNELS = {"gram": 256, "gram_times": 128}
+
+
 def _gram_kernel(name, x, backend):
     if x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"x must be a non-empty [B, C, *positions] activation, got shape {list(x.shape)}")
     kernel = _kernel(name, backend, x.device, cpu_only=True)
-    # above 256 channels torch's GEMM is as fast (its packing pays off)
-    rows_kernel = (x.dtype == torch.float32 and x.shape[1] % 16 == 0 and x.shape[1] <= 256
+    rows_kernel = (x.dtype == torch.float32 and x.shape[1] % 16 == 0 and x.shape[1] <= _GRAM_KERNEL_CHANNELS[name]
                    and x.movedim(1, -1).is_contiguous() and not torch.is_autocast_enabled(x.device.type))
     return kernel if rows_kernel else getattr(reference, name)
 
