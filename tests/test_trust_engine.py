@@ -192,6 +192,56 @@ def test_a_layout_nothing_tells_is_said_to_be_a_guess():
     # ([8, 8, 8] is split in three words; conv is [8, 8, 8] at 8 px only too: a guess as well)
 
 
+class _OneSizeMLPNet(nn.Module):
+    """Runs at 16 px only (a position embedding after the conv, as MaxViT's grids): a channels-last
+    MLP (Linear -> GELU -> Linear -> Dropout) on [B, 8, 8, 8], whose sizes cannot tell its layout;
+    ``entry`` and ``back`` are elementwise too, but fed a permuted tensor (``back``: a channels-first
+    view of ``drop``'s output, same storage and shape), so the modules tell nothing about them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pos = nn.Parameter(torch.randn(8, 8, 8))
+        self.entry = nn.Identity()
+        self.fc1, self.act, self.fc2, self.drop = nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 8), nn.Dropout(0.0)
+        self.back = nn.ReLU()
+        self.head = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.entry((self.conv(x) + self.pos).permute(0, 2, 3, 1))
+        x = self.drop(self.fc2(self.act(self.fc1(x))))
+        return self.head(self.back(x.permute(0, 3, 1, 2)).flatten(1))
+
+
+def test_a_linear_and_the_elementwise_modules_it_feeds_tell_channels_last():
+    from pyviz_fast.engine.layout import LayoutGuessWarning
+    torch.manual_seed(0)
+    model = _OneSizeMLPNet().eval()
+    infos = {i.name: i for i in pvf.layers(model, input_size=(3, 16, 16))}
+    assert {n: (infos[n].layout, infos[n].layout_guessed) for n in ("fc1", "act", "fc2", "drop")} == dict.fromkeys(
+        ("fc1", "act", "fc2", "drop"), ("nhwc", False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayoutGuessWarning)  # the render's probe tells it too
+        start = pvf.render(model, "act:5", size=16, steps=1, jitter=0, lr=1e-7, **EXACT)  # the first image, unmoved
+        res = pvf.render(model, "act:5", size=16, steps=8, jitter=0, **EXACT)
+    seen = []
+    model.act.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    model(torch.cat([start.images, res.images]))  # a custom model: no input normalization
+    before, after = seen[0][..., 5].mean((1, 2))
+    torch.testing.assert_close(res.objective[0], after)  # read on the last axis
+    assert after > before + 0.1
+
+
+def test_an_elementwise_module_fed_by_no_hooked_layer_is_still_a_guess():
+    model = _OneSizeMLPNet().eval()
+    infos = {i.name: i for i in pvf.layers(model, input_size=(3, 16, 16))}
+    # entry: a permuted sum; back: a channels-first view of drop's output (same storage and shape)
+    assert [(infos[n].layout, infos[n].layout_guessed) for n in ("entry", "back")] == [("nchw", True)] * 2
+    assert (infos["conv"].layout, infos["conv"].layout_guessed) == ("nchw", False)  # reached at 32 px too
+    fixed = {i.name: i for i in pvf.layers(model, input_size=(3, 16, 16), layout={"act": "nchw"})}["act"]
+    assert (fixed.layout, fixed.layout_guessed) == ("nchw", False)  # an override still wins
+
+
 def _cli_listing(model):
     """The rows `pyviz-fast layers` prints for ``model`` at 8 px."""
     from pyviz_fast.cli import layers as cli_layers

@@ -11,8 +11,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
-from pyviz_fast.engine.layout import (Activation, LayoutGuessWarning, check_rank, guess_message, learn_layouts,
-                                      parse_overrides)
+from pyviz_fast.engine.layout import (Activation, LayoutGuessWarning, check_rank, features_last_evidence, guess_message,
+                                      learn_layouts, parse_overrides)
 from pyviz_fast.engine.models import input_channels, not_an_image_model
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.truncate import LayerError, first_tensor
@@ -43,6 +43,7 @@ class _Probe(NamedTuple):
     rewritten: set   # names whose first output was changed in place later in the forward
     unbatched: set   # names whose first output's first dimension is not the batch of 1
     out: object      # the model's output
+    features_last: set  # names whose output has its features last by construction (layout.features_last_evidence)
 
 
 def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
@@ -65,7 +66,7 @@ def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
                if n and (names is None or n in names) and not isinstance(m, torch.jit.ScriptModule)]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), features_last_evidence(model) as features_last:
             out = _checked_forward(lambda x: model(prepared.model_input(x)), input_size, device, model)
     finally:
         for h in handles:
@@ -74,7 +75,7 @@ def _hooked_shapes(model, prepared, input_size, device, names=None) -> _Probe:
     found_output = first_tensor(out)
     if found_output is not None:
         found[OUTPUT] = (type(model).__name__, _shape(OUTPUT, found_output, unbatched))
-    return _Probe(found, calls, rewritten, unbatched, out)
+    return _Probe(found, calls, rewritten, unbatched, out, features_last)
 
 
 def _shape(name, tensor, unbatched):
@@ -120,7 +121,7 @@ def layers(model, input_size=None, device="cpu", layout=None):
         def reprobe(names, hw):  # as a render probes (reprobe_shapes)
             return reprobe_shapes(prepared, names, input_size[0], hw)
 
-        learned = learn_layouts(shapes, input_size[1:], reprobe, overrides)
+        learned = learn_layouts(shapes, input_size[1:], reprobe, overrides, features_last=probe.features_last)
     return [LayerInfo(name, type_name, shape, learned[name].channels if name in learned else None,
                       learned[name].layout if name in learned else None, probe.calls.get(name, 1),
                       name in probe.rewritten, name not in probe.unbatched,
@@ -204,11 +205,12 @@ def probe_activations(prepared, layer_names, channels, sizes, overrides=None):
     hold at every size. A layer whose layout is a guess warns (``LayoutGuessWarning``)."""
     for name in overrides or {}:
         check_layer_name(name, prepared.model, "given a layout")
-    shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
+    with features_last_evidence(prepared.model) as features_last:  # told by the modules in the same forwards
+        shapes = {hw: probe_shapes(prepared, layer_names, channels, hw) for hw in dict.fromkeys(sizes)}
     probed = list(shapes)
     first, final = probed[0], probed[-1]
     learned = learn_layouts(shapes[final], final, lambda names, hw: reprobe_shapes(prepared, names, channels, hw),
-                            overrides, known=shapes[first] if first != final else None)
+                            overrides, known=shapes[first] if first != final else None, features_last=features_last)
     for name, activation in learned.items():
         if activation.guessed:
             warnings.warn(guess_message(name, activation), LayoutGuessWarning, stacklevel=2)

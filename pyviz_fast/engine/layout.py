@@ -15,18 +15,26 @@ probe, and probes again only the layers that leaves undecided), and if exactly o
 and last axes kept its size, that axis holds the channels. When the second probe cannot tell
 (the model rejects the other size, or both or neither axis kept its size, e.g. a global pool
 [C, 1, 1]), the spatial axes are the pair whose sizes are the input's H x W divided by one
-common stride (each within a pixel); if that does not tell either, ``nchw`` is a guess: the
-Activation is marked ``guessed`` (``layers()`` notes it, a render or dataset pass of the layer
-warns with ``LayoutGuessWarning``), since a wrong guess reads a row as a channel without any
-error. A layer the rule gets wrong is fixed with ``Settings(layout={"layer": "nhwc"})`` (also
+common stride (each within a pixel). If that does not tell either, the modules tell where they
+can (``features_last_evidence``, hooks in the same probe): an ``nn.Linear`` writes its features on
+the last axis, so its 4-D output is ``nhwc``, and so is an elementwise module's (GELU, Dropout, a
+LayerNorm over the last dim, ...) fed the very output tensor of such a layer (maxvit_t's MLPs on
+[B, windows, positions, C]). Otherwise ``nchw`` is a guess: the Activation is marked
+``guessed`` (``layers()`` notes it, a render or dataset pass of the layer warns with
+``LayoutGuessWarning``), since a wrong guess reads a row as a channel without any error. A layer
+the rule gets wrong is fixed with ``Settings(layout={"layer": "nhwc"})`` (also
 ``layers(..., layout=...)``), which always wins.
 
 >>> act = Activation((56, 56, 96), "nhwc")
 >>> act.channels, act.positions
 (96, (56, 56))
 """
+import contextlib
 import math
 from dataclasses import dataclass, field
+
+import torch
+from torch import nn
 
 LAYOUTS = ("nchw", "nhwc", "tokens", "vector")
 _RANK = {"nchw": 3, "nhwc": 3, "tokens": 2, "vector": 1}  # dims without the batch
@@ -127,14 +135,63 @@ def _by_fixed_axis(shape, other):
     return ("nchw" if first else "nhwc") if first != last else None
 
 
-def learn_layouts(shapes, hw, reprobe, overrides=None, known=None):
+# modules whose output keeps its input's axes in place, each element (LayerNorm: each position's
+# last-dim features) mapped where it was: the output's channels are where the input's were
+_ELEMENTWISE = (nn.Identity, nn.Dropout, nn.AlphaDropout, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU,
+                nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid,
+                nn.Tanh, nn.Softplus)
+
+
+def _keeps_axes(module):
+    return isinstance(module, _ELEMENTWISE) or (isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1)
+
+
+@contextlib.contextmanager
+def features_last_evidence(model):
+    """Hooks for a probe's forward on the modules of ``model`` that can tell: yields
+    the set of layers, filled as the forward runs, whose (first call's) output has its features on
+    the last axis by construction: an ``nn.Linear``'s, and an elementwise module's (``_keeps_axes``)
+    whose input is the very output tensor (same data pointer, shape and strides: not a permuted
+    view) of a layer in the set. Outputs in the set are held until the end, so that a freed
+    tensor's memory cannot pass for one of them."""
+    found, seen, held = set(), set(), {}
+
+    def view(tensor):
+        return tensor.data_ptr(), tuple(tensor.shape), tensor.stride()
+
+    def hook(name, linear):
+        def record(module, inputs, output):
+            if name in seen or not isinstance(output, torch.Tensor):
+                return
+            seen.add(name)  # the first call is the layer
+            fed = inputs and isinstance(inputs[0], torch.Tensor) and view(inputs[0]) in held
+            if linear or fed:
+                found.add(name)
+                held[view(output)] = output
+        return record
+
+    # prepended: runs before a truncated forward's hook ends the forward at that layer
+    handles = [module.register_forward_hook(hook(name, isinstance(module, nn.Linear)), prepend=True)
+               for name, module in model.named_modules()
+               if name and (isinstance(module, nn.Linear) or _keeps_axes(module))]
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+        held.clear()
+
+
+def learn_layouts(shapes, hw, reprobe, overrides=None, known=None, features_last=()):
     """{layer: Activation} for ``shapes`` ({layer: shape without batch}) probed at input size ``hw``.
 
     reprobe(layers, hw) -> {layer: shape} probes the model at another size (called at most
     once, for the 4-D layers without an override that ``known`` does not decide; a ValueError or
     RuntimeError from it is taken as "the model only runs at its own size"). known: {layer:
     shape} already probed at another input size (saves the probe at twice the size, the dearest
-    forward of a set-up). overrides: {layer: layout}, always used.
+    forward of a set-up). overrides: {layer: layout}, always used. features_last: layers whose
+    features are last by construction (``features_last_evidence``), read ``nhwc`` when the sizes
+    leave them undecided (a Linear mixing positions along W is left to the sizes first).
     """
     overrides, known = overrides or {}, known or {}
     for layer, shape in shapes.items():
@@ -158,7 +215,8 @@ def learn_layouts(shapes, hw, reprobe, overrides=None, known=None):
         elif len(shape) < 3:
             layout = _BY_RANK[len(shape)][0]
         else:
-            layout = decided[layer] or _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw)
+            layout = (decided[layer] or _by_fixed_axis(shape, other.get(layer)) or _by_spatial_axes(shape, hw)
+                      or ("nhwc" if layer in features_last else None))
         # nothing told: nchw, marked so that no one reads a row as a channel unwarned
         learned[layer] = Activation(tuple(shape), layout or "nchw", guessed=layout is None)
     return learned
