@@ -242,6 +242,27 @@ def test_an_elementwise_module_fed_by_no_hooked_layer_is_still_a_guess():
     assert (fixed.layout, fixed.layout_guessed) == ("nchw", False)  # an override still wins
 
 
+class _OneSizeBlockNet(nn.Module):
+    """The channels-last MLP of ``_OneSizeMLPNet`` as one block (a Sequential, as maxvit_t's
+    ``mlp_layer``), whose output is its last Linear's own tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pos = nn.Parameter(torch.randn(8, 8, 8))
+        self.mlp = nn.Sequential(nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 8))
+        self.head = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(self.mlp((self.conv(x) + self.pos).permute(0, 2, 3, 1)).flatten(1))
+
+
+def test_a_block_that_returns_a_features_last_tensor_is_channels_last():
+    infos = {i.name: i for i in pvf.layers(_OneSizeBlockNet().eval(), input_size=(3, 16, 16))}
+    assert {n: (infos[n].layout, infos[n].layout_guessed) for n in ("mlp.0", "mlp.1", "mlp.2", "mlp")} == dict.fromkeys(
+        ("mlp.0", "mlp.1", "mlp.2", "mlp"), ("nhwc", False))
+
+
 def _cli_listing(model):
     """The rows `pyviz-fast layers` prints for ``model`` at 8 px."""
     from pyviz_fast.cli import layers as cli_layers

@@ -19,7 +19,7 @@ common stride (each within a pixel). If that does not tell either, the modules t
 can (``features_last_evidence``, hooks in the same probe): an ``nn.Linear`` writes its features on
 the last axis, so its 4-D output is ``nhwc``, and so is an elementwise module's (GELU, Dropout, a
 LayerNorm over the last dim, ...) fed the very output tensor of such a layer (maxvit_t's MLPs on
-[B, windows, positions, C]). Otherwise ``nchw`` is a guess: the Activation is marked
+[B, windows, positions, C]), and a block's that returns that tensor itself. Otherwise ``nchw`` is a guess: the Activation is marked
 ``guessed`` (``layers()`` notes it, a render or dataset pass of the layer warns with
 ``LayoutGuessWarning``), since a wrong guess reads a row as a channel without any error. A layer
 the rule gets wrong is fixed with ``Settings(layout={"layer": "nhwc"})`` (also
@@ -148,12 +148,13 @@ def _keeps_axes(module):
 
 @contextlib.contextmanager
 def features_last_evidence(model):
-    """Hooks for a probe's forward on the modules of ``model`` that can tell: yields
-    the set of layers, filled as the forward runs, whose (first call's) output has its features on
-    the last axis by construction: an ``nn.Linear``'s, and an elementwise module's (``_keeps_axes``)
-    whose input is the very output tensor (same data pointer, shape and strides: not a permuted
-    view) of a layer in the set. Outputs in the set are held until the end, so that a freed
-    tensor's memory cannot pass for one of them."""
+    """Hooks for a probe's forward on the modules of ``model``: yields the set of layers, filled as
+    the forward runs, whose (first call's) output has its features on the last axis by
+    construction: an ``nn.Linear``'s; an elementwise module's (``_keeps_axes``) whose input is the
+    very output tensor (same data pointer, shape and strides: not a permuted view) of a layer in
+    the set; and any module's that returns such a tensor itself (a block or Sequential ending in
+    one: its hook runs after its children's). Outputs in the set are held until the end, so that
+    a freed tensor's memory cannot pass for one of them."""
     found, seen, held = set(), set(), {}
 
     def view(tensor):
@@ -164,16 +165,15 @@ def features_last_evidence(model):
             if name in seen or not isinstance(output, torch.Tensor):
                 return
             seen.add(name)  # the first call is the layer
-            fed = inputs and isinstance(inputs[0], torch.Tensor) and view(inputs[0]) in held
-            if linear or fed:
+            fed = _keeps_axes(module) and inputs and isinstance(inputs[0], torch.Tensor) and view(inputs[0]) in held
+            if linear or fed or view(output) in held:
                 found.add(name)
                 held[view(output)] = output
         return record
 
     # prepended: runs before a truncated forward's hook ends the forward at that layer
     handles = [module.register_forward_hook(hook(name, isinstance(module, nn.Linear)), prepend=True)
-               for name, module in model.named_modules()
-               if name and (isinstance(module, nn.Linear) or _keeps_axes(module))]
+               for name, module in model.named_modules() if name]
     try:
         yield found
     finally:
