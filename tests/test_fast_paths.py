@@ -12,7 +12,7 @@ from pyviz_fast.engine.draws import Draws
 from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
-from pyviz_fast.engine.goals.gram import gram, gram_error, sibling_similarity, squared_norms
+from pyviz_fast.engine.goals.gram import gram, gram_errors, sibling_similarity, squared_norms
 from pyviz_fast.engine.goals.style import relative_error
 from pyviz_fast.engine.layout import Activation
 from test_periodic_crops import tiled_oracle
@@ -52,17 +52,25 @@ def test_gram_and_its_gradient_match_autograd(layout):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "nhwc", "tokens"])
-def test_gram_error_is_the_plain_formula_and_gradient_bit_for_bit(layout):
+def test_gram_errors_are_the_plain_formula_and_gradient_bit_for_bit(layout):
+    """The style loss's layers as one node: values and gradients of the plain per-layer formula,
+    summed, for an activation read at two layers (as a style loss reads a layer twice when it is
+    also the content layer) and another."""
     act, activation = _activation(layout)
-    target = gram(torch.randn(act.shape, generator=torch.Generator().manual_seed(6)), activation)
-    mine, plain = act.clone().requires_grad_(True), act.clone().requires_grad_(True)
-    fused = gram_error(mine, activation, target, squared_norms(target))
-    want = relative_error(gram(plain, activation), target)
+    other = torch.randn(3, 16, 4, 4, generator=torch.Generator().manual_seed(8))
+    layers = [(act, activation), (act * 2, activation), (other, Activation((16, 4, 4), "nchw"))]
+    targets = [gram(torch.randn(a.shape, generator=torch.Generator().manual_seed(6 + k)), info)
+               for k, (a, info) in enumerate(layers)]
+    mine = [a.clone().requires_grad_(True) for a, _ in layers]
+    plain = [a.clone().requires_grad_(True) for a, _ in layers]
+    fused = gram_errors(mine, [info for _, info in layers], targets, [squared_norms(t) for t in targets])
+    want = sum(relative_error(gram(a, info), t) for a, (_, info), t in zip(plain, layers, targets))
     weights = torch.tensor([1.0, -2.0, 0.5])
-    grad_mine, = torch.autograd.grad((fused * weights).sum(), mine)
-    grad_plain, = torch.autograd.grad((want * weights).sum(), plain)
-    assert torch.equal(fused, want) and torch.equal(grad_mine, grad_plain)
-    assert grad_mine.stride() == act.stride()
+    grads_mine = torch.autograd.grad((fused * weights).sum(), mine)
+    grads_plain = torch.autograd.grad((want * weights).sum(), plain)
+    assert torch.equal(fused, want)
+    for g_mine, g_plain, a in zip(grads_mine, grads_plain, mine):
+        assert torch.equal(g_mine, g_plain) and g_mine.stride() == a.stride()
 
 
 @pytest.mark.parametrize("view", ["sliced", "permuted"])
@@ -86,7 +94,15 @@ def test_relative_error_matches_the_flattened_formula():
     x = torch.randn(4, 8, 5, 5, generator=gen).contiguous(memory_format=torch.channels_last)
     target = torch.randn(4, 8, 5, 5, generator=gen)
     want = (x - target).flatten(1).pow(2).sum(1) / target.flatten(1).pow(2).sum(1)
-    torch.testing.assert_close(relative_error(x, target), want)
+    mine, plain = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = relative_error(mine, target)
+    torch.testing.assert_close(got, want)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    grad_mine, = torch.autograd.grad((got * weights).sum(), mine)
+    grad_plain, = torch.autograd.grad((((plain - target).flatten(1).pow(2).sum(1) / target.flatten(1).pow(2).sum(1))
+                                       * weights).sum(), plain)
+    torch.testing.assert_close(grad_mine, grad_plain)
+    assert grad_mine.stride() == x.stride(), "the gradient keeps the activation's layout"
 
 
 def _maco(hw, units=3, crops=4, **settings):

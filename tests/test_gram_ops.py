@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pyviz_fast import ops
-from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
+from pyviz_fast.engine.goals.gram import gram, gram_errors, squared_norms
 from pyviz_fast.engine.layout import Activation
 from pyviz_fast.ops import reference
 
@@ -132,7 +132,7 @@ def test_the_style_loss_and_its_gradient_agree_across_backends():
     results = []
     for backend in ("fused", "reference"):
         leaf = act.clone().requires_grad_(True)
-        loss = gram_error(leaf, activation, target, squared_norms(target), backend)
+        loss = gram_errors([leaf], [activation], [target], [squared_norms(target)], backend)
         grad, = torch.autograd.grad((loss * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum(), leaf)
         results.append((loss, grad))
     (loss, grad), (want_loss, want_grad) = results

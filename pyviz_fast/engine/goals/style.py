@@ -11,10 +11,11 @@ pair's images resized to the render's size.
 """
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 
 from pyviz_fast.engine.goals import Goal
-from pyviz_fast.engine.goals.gram import gram, gram_error, squared_norms
+from pyviz_fast.engine.goals.gram import gram, gram_errors, squared_norms
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,27 @@ class Pair:
         return f"content{self.content}+style{self.style}"
 
 
+class _RelativeError(torch.autograd.Function):
+    """(x, target, norms [B]) -> ||x - target||^2 / norms [B], one autograd node (autograd's own
+    takes four, each a pass over the activation); the gradient, for x only, is laid out as x."""
+
+    @staticmethod
+    def forward(ctx, x, target, norms):
+        diff = x - target
+        ctx.save_for_backward(diff, norms)
+        return diff.square().sum(tuple(range(1, x.dim()))) / norms
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, norms = ctx.saved_tensors
+        return diff * (2 * grad / norms).view(-1, *[1] * (diff.dim() - 1)), None, None
+
+
 def relative_error(x, target, norms=None):
     """float [B]: ||x - target||^2 / ||target||^2 per row (``norms``: ``squared_norms(target)`` if
     already made). Sums over the non-batch dims rather than flattening, which would copy a
     channels_last activation (and its gradient) every step."""
-    dims = tuple(range(1, x.dim()))
-    return (x.float() - target).square().sum(dims) / (squared_norms(target) if norms is None else norms)
+    return _RelativeError.apply(x.float(), target, squared_norms(target) if norms is None else norms)
 
 
 def resized(images, hw):
@@ -53,8 +69,10 @@ class StyleLoss:
 
     def __call__(self, acts):
         content = relative_error(acts[self.content_layer], self.content, self.content_norms)
-        style = sum(gram_error(acts[l], self.activations[l], g, self.style_norms[l], self.backend)
-                    for l, g in self.style_grams.items()) / len(self.style_grams)
+        layers = list(self.style_grams)
+        style = gram_errors([acts[l] for l in layers], [self.activations[l] for l in layers],
+                            [self.style_grams[l] for l in layers], [self.style_norms[l] for l in layers],
+                            self.backend) / len(layers)
         return -(self.content_weight * content + self.style_weight * style)
 
 
