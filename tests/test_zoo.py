@@ -165,4 +165,4 @@ def test_cli_lists_the_zoo_models_layers_and_atlas_defaults(name, atlas):
     every = layers()
     assert set(atlas) < set(every) and every["output"][-1] == "10"
     if name == "shapes_vit":  # tokens [N, D]: 64 patches of a 64 px image + the class token
-        assert every["blocks.0.mlp.act"][2:] == ["[65,", "256]", "256"]
+        assert every["blocks.0.mlp.act"][2:] == ["[65,", "256]", "tokens", "256"]

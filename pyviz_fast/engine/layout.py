@@ -173,7 +173,8 @@ def features_last_evidence(model):
 
     # prepended: runs before a truncated forward's hook ends the forward at that layer
     handles = [module.register_forward_hook(hook(name, isinstance(module, nn.Linear)), prepend=True)
-               for name, module in model.named_modules() if name]
+               for name, module in model.named_modules()
+               if name and not isinstance(module, torch.jit.ScriptModule)]  # TorchScript takes no hooks
     try:
         yield found
     finally:
