@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include "cpu/output_cache.h"
+#include "cpu/row_kernels.h"
 #include "emulation/settings.h"
 #include "kernels/sequences.h"
 
@@ -66,6 +67,11 @@ PYBIND11_MODULE(_C, m) {
         "Per launch traced since configure_emulation(trace=True): {access width in bytes: bytes moved}.");
   m.def("emulated_tile_paths", &pvf::emulation::tile_paths,
         "Per launch traced since configure_emulation(trace=True): (tiles of the interior fast path, other tiles).");
+  m.def("vector_instruction_sets", &pvf::cpu::vector_instruction_sets,
+        "The instruction sets this CPU runs the CPU kernels' explicit-vector loops with (blur rows, gradient "
+        "statistics, Gram products), best first.");
+  m.def("use_vector_instruction_set", &pvf::cpu::use_vector_instruction_set, py::arg("name"),
+        "Run those loops with this instruction set from now on ('' for the best); returns the previous one.");
   m.def(
       "chunk_images",
       [](const std::vector<int64_t>& shape, int64_t element_bytes, int64_t cache_bytes) {

@@ -1,6 +1,7 @@
 """Shared test fixtures: the kernel backends every op is checked on, and skips (with the
 reason) for what this machine or build cannot run. The CUDA emulation is part of every build
 (CPU-only included), so its cases never skip when the extension is there."""
+import contextlib
 from typing import Iterator, NamedTuple
 
 import pytest
@@ -16,13 +17,17 @@ class KernelBackend(NamedTuple):
 
 
 # The emulation runs each phase of a thread block in natural, reversed and shuffled thread
-# order: a result that changes with the order is a race on the GPU.
+# order: a result that changes with the order is a race on the GPU. The fused CPU kernels run
+# with the CPU's best vector instructions, and also with each narrower set it has (users' CPUs
+# differ: an AVX2 machine runs the avx2 loops, an old one sse2).
 KERNEL_BACKENDS = [
-    pytest.param(("fused", "cpu", None), id="fused-cpu"),
-    pytest.param(("emulation", "cpu", "natural"), id="emulation-cpu"),
-    pytest.param(("emulation", "cpu", "reversed"), id="emulation-reversed-cpu"),
-    pytest.param(("emulation", "cpu", "shuffled"), id="emulation-shuffled-cpu"),
-    pytest.param(("fused", "cuda", None), id="fused-cuda", marks=pytest.mark.needs_cuda),
+    pytest.param(("fused", "cpu", None, ""), id="fused-cpu"),
+    pytest.param(("fused", "cpu", None, "avx2"), id="fused-cpu-avx2"),
+    pytest.param(("fused", "cpu", None, "sse2"), id="fused-cpu-sse2"),
+    pytest.param(("emulation", "cpu", "natural", ""), id="emulation-cpu"),
+    pytest.param(("emulation", "cpu", "reversed", ""), id="emulation-reversed-cpu"),
+    pytest.param(("emulation", "cpu", "shuffled", ""), id="emulation-shuffled-cpu"),
+    pytest.param(("fused", "cuda", None, ""), id="fused-cuda", marks=pytest.mark.needs_cuda),
 ]
 
 
@@ -49,21 +54,54 @@ def one_thread():
 
 @pytest.fixture(params=KERNEL_BACKENDS)
 def kernel_backend(request) -> Iterator[KernelBackend]:
-    """A compiled backend and the device its tensors live on (for the emulation, with its thread
-    order set for the test and reset after it)."""
-    name, device, order = request.param
+    """A compiled backend and the device its tensors live on (the emulation's thread order and the
+    CPU kernels' vector instructions set for the test and reset after it)."""
+    name, device, order, isa = request.param
     if not _ext.has_ops():
         pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
     if name == "fused" and device == "cuda" and not _ext.has_cuda_kernels():
         pytest.skip("pyviz_fast._C was built without CUDA kernels")
-    if order is None:
+    with vector_instructions(isa), emulation_order(order):
         yield KernelBackend(name, torch.device(device))
+
+
+@contextlib.contextmanager
+def vector_instructions(isa):
+    """The CPU kernels' vector loops on ``isa`` ('' leaves the best this CPU runs) for the test."""
+    if not isa:
+        yield
+        return
+    runs = _ext._C.vector_instruction_sets()
+    if isa not in runs[1:]:
+        pytest.skip(f"this CPU runs the vector loops with {runs}: '{isa}' is " +
+                    ("its best, the fused-cpu case" if runs[0] == isa else "not among them"))
+    previous = _ext._C.use_vector_instruction_set(isa)
+    try:
+        yield
+    finally:
+        _ext._C.use_vector_instruction_set(previous)
+
+
+@contextlib.contextmanager
+def emulation_order(order):
+    """The emulation's thread order for the test (None: leave it)."""
+    if order is None:
+        yield
         return
     _ext._C.configure_emulation(order=order)
     try:
-        yield KernelBackend(name, torch.device(device))
+        yield
     finally:
         _ext._C.configure_emulation()
+
+
+@pytest.fixture(params=["", "avx2", "sse2"], ids=["best-vectors", "avx2", "sse2"])
+def vector_isa(request) -> Iterator[str]:
+    """The CPU kernels' vector instruction set for a test of the fused CPU kernels alone."""
+    if not _ext.has_ops():
+        pytest.skip(f"the extension pyviz_fast._C is not built ({_ext.IMPORT_ERROR})")
+    with vector_instructions(request.param):
+        yield request.param
 
 
 @pytest.fixture(params=["", "emulated_"], ids=["cpu", "emulation"])

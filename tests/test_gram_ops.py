@@ -1,7 +1,7 @@
 """ops.gram and ops.gram_times (the Gram products of the style loss and the facets' diversity):
 the CPU kernel against the reference on random activations whose channels are innermost
 (channels_last maps and tokens), odd and tiny position counts, B=1 and large batches, every
-tile shape of the kernel (16 to 256 channels); independent of the thread count; every input the
+tile shape of the kernel (16 to 256 channels) on every vector instruction set of the CPU; independent of the thread count; every input the
 kernel does not take runs the reference bit for bit; and the style loss through either backend."""
 import pytest
 import torch
@@ -11,8 +11,8 @@ from pyviz_fast.engine.goals.gram import gram, gram_errors, squared_norms
 from pyviz_fast.engine.layout import Activation
 from pyviz_fast.ops import reference
 
-# [B, C, H, W]: C = 16 (one vector), 48 (three single-vector tiles), 64 and 256 (tiles of two
-# vectors); P = 1, 35 (rows past the kernel's blocks of 8), 64, 9
+# [B, C, H, W]: C = 16 (one tile), 48 (three 16-channel tiles), 64 and 256 (AVX-512's tiles of
+# two vectors); P = 1, 35 (rows past the kernels' blocks of 2, 6 and 8), 64, 9
 SHAPES = [(1, 16, 1, 1), (3, 16, 5, 7), (2, 48, 3, 3), (33, 32, 2, 3), (4, 64, 8, 8), (2, 256, 3, 3)]
 
 
@@ -37,7 +37,7 @@ def assert_close_to(got, want):
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_kernels_match_the_reference_on_channels_last_maps(shape):
+def test_kernels_match_the_reference_on_channels_last_maps(shape, vector_isa):
     x, m = channels_last(shape, seed=1), matrices(shape[0], shape[1], seed=2)
     g = torch.ops.pyviz_fast.gram(x)
     assert_close_to(g, reference.gram(x))
@@ -49,7 +49,7 @@ def test_kernels_match_the_reference_on_channels_last_maps(shape):
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("B, N, C", [(1, 1, 16), (5, 17, 32), (2, 65, 192)])
-def test_kernels_match_the_reference_on_tokens(B, N, C):
+def test_kernels_match_the_reference_on_tokens(B, N, C, vector_isa):
     x, m = tokens(B, N, C, seed=3), matrices(B, C, seed=4)
     assert_close_to(torch.ops.pyviz_fast.gram(x), reference.gram(x))
     assert_close_to(torch.ops.pyviz_fast.gram_times(m, x), reference.gram_times(m, x))

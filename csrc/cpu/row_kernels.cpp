@@ -1,14 +1,23 @@
-// Row loops of the CPU kernels, compiled for several x86 instruction sets at once.
-// GCC's target_clones emits one copy per target plus a resolver that picks the best one
-// the first time the function is called (an ifunc), so users get AVX2 / AVX-512 code
-// without a -march=native build. Other compilers or CPUs get the portable loop. Half
-// precision rows use the F16C instructions when a runtime check finds them.
+// Row loops of the CPU kernels, compiled for several x86 instruction sets at once, so users
+// get AVX2 / AVX-512 code without a -march=native build. Plain loops are target clones (GCC
+// emits one copy per target and an ifunc resolver picks the best at the first call). Loops
+// written in explicit vectors are compiled once per instruction set with vectors of its own
+// register width (VectorKernels below) and picked once at load time. Other compilers or CPUs
+// get the portable loops. Half precision rows use the F16C instructions when a runtime check
+// finds them.
 #include "row_kernels.h"
 
+#include <c10/util/Exception.h>
+#include <c10/util/StringUtil.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <iterator>
+#include <string>
 #include <utility>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -32,44 +41,52 @@
 namespace pvf::cpu {
 namespace {
 
-// A vector of 16 floats in GCC's generic vector extension: one 512-bit register on AVX-512,
-// two 256-bit ones on AVX2, four 128-bit ones on SSE2. Aligned to 4 bytes: rows start anywhere.
-typedef float Vec __attribute__((vector_size(64), aligned(4)));
-constexpr int64_t kVec = 16;
+// A vector of L floats in GCC's generic vector extension, aligned to 4 bytes (rows start
+// anywhere). Each instruction set uses its register's width: 16 on AVX-512, 8 on AVX2, 4 on
+// SSE2. A wider type does not fit a register, and GCC then keeps it in memory: AVX-512's
+// 16-float vectors ran the blur and the Gram products 5-30x slower on an AVX2-only CPU.
+template <int L>
+struct Lanes {
+  typedef float Vec __attribute__((vector_size(4 * L), aligned(4)));
+};
 
-inline Vec load_vec(const float* p) {
-  Vec v;
+template <int L>
+[[gnu::always_inline]] inline typename Lanes<L>::Vec load_vec(const float* p) {
+  typename Lanes<L>::Vec v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
 
-inline void store_vec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
-
-inline Vec abs_vec(Vec v) { return v < 0 ? -v : v; }
-
-// op over a vector's lanes as a tree of halves (four vector steps, not fifteen in a chain).
-template <typename Op>
-inline float reduce_lanes(Vec v, const Op& op) {
-  typedef float Half __attribute__((vector_size(32), aligned(4)));
-  typedef float Quarter __attribute__((vector_size(16), aligned(4)));
-  Half h0, h1;
-  std::memcpy(&h0, &v, sizeof h0);
-  std::memcpy(&h1, reinterpret_cast<const char*>(&v) + sizeof h0, sizeof h1);
-  const Half h = op(h0, h1);
-  Quarter q0, q1;
-  std::memcpy(&q0, &h, sizeof q0);
-  std::memcpy(&q1, reinterpret_cast<const char*>(&h) + sizeof q0, sizeof q1);
-  const Quarter q = op(q0, q1);
-  return op(op(q[0], q[2]), op(q[1], q[3]));
+template <int L>
+[[gnu::always_inline]] inline void store_vec(float* p, typename Lanes<L>::Vec v) {
+  std::memcpy(p, &v, sizeof v);
 }
 
-inline float sum_lanes(Vec v) {
-  return reduce_lanes(v, [](auto a, auto b) { return a + b; });
+template <typename V>
+[[gnu::always_inline]] inline V abs_vec(V v) { return v < 0 ? -v : v; }
+
+// op over a vector's lanes as a tree of halves (log2 L vector steps, not L - 1 in a chain).
+template <int L, typename Op>
+[[gnu::always_inline]] inline float reduce_lanes(typename Lanes<L>::Vec v, const Op& op) {
+  if constexpr (L == 1) {
+    return v[0];
+  } else {
+    typename Lanes<L / 2>::Vec low, high;
+    std::memcpy(&low, &v, sizeof low);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+    return reduce_lanes<L / 2>(op(low, high), op);
+  }
+}
+
+template <int L>
+[[gnu::always_inline]] inline float sum_lanes(typename Lanes<L>::Vec v) {
+  return reduce_lanes<L>(v, [](auto a, auto b) { return a + b; });
 }
 
 // The largest lane (a NaN lane never wins: the rows' NaN probe finds those).
-inline float max_lanes(Vec v) {
-  return reduce_lanes(v, [](auto a, auto b) { return a > b ? a : b; });
+template <int L>
+[[gnu::always_inline]] inline float max_lanes(typename Lanes<L>::Vec v) {
+  return reduce_lanes<L>(v, [](auto a, auto b) { return a > b ? a : b; });
 }
 
 #if PVF_X86_GCC
@@ -134,11 +151,9 @@ inline uint16_t bfloat16_bits(float f) {
     for (int64_t j = 0; j < n; ++j) body;              \
   }
 
-// A contiguous float copy in vectors, inline (see the pragma at the top).
+// A contiguous float copy, inline (see the pragma at the top), vectorized by each clone.
 inline void copy_floats(const float* __restrict src, int64_t n, float* __restrict dst) {
-  int64_t j = 0;
-  for (; j + kVec <= n; j += kVec) store_vec(dst + j, load_vec(src + j));
-  for (; j < n; ++j) dst[j] = src[j];
+  for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
 }
 
 PVF_CLONES void load_strided(const float* src, int64_t stride, int64_t n, float* __restrict dst) {
@@ -212,21 +227,25 @@ void stream_fence() {
 #endif
 }
 
-PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius,
-                                 float* __restrict out) {
+namespace {
+
+template <int L>
+[[gnu::always_inline]] inline void symmetric_filter_lanes(const float* const* src, int64_t n, const float* taps,
+                                                          int64_t radius, float* __restrict out) {
+  using Vec = typename Lanes<L>::Vec;
   // Two vectors of outputs at a time accumulate over all taps in registers and are stored once.
   const float* center = src[radius];
   int64_t j = 0;
-  for (; j + 2 * kVec <= n; j += 2 * kVec) {
-    Vec acc0 = taps[0] * load_vec(center + j), acc1 = taps[0] * load_vec(center + j + kVec);
+  for (; j + 2 * L <= n; j += 2 * L) {
+    Vec acc0 = taps[0] * load_vec<L>(center + j), acc1 = taps[0] * load_vec<L>(center + j + L);
     for (int64_t k = 1; k <= radius; ++k) {
       const float* after = src[radius + k] + j;
       const float* before = src[radius - k] + j;
-      acc0 += taps[k] * (load_vec(after) + load_vec(before));
-      acc1 += taps[k] * (load_vec(after + kVec) + load_vec(before + kVec));
+      acc0 += taps[k] * (load_vec<L>(after) + load_vec<L>(before));
+      acc1 += taps[k] * (load_vec<L>(after + L) + load_vec<L>(before + L));
     }
-    store_vec(out + j, acc0);
-    store_vec(out + j + kVec, acc1);
+    store_vec<L>(out + j, acc0);
+    store_vec<L>(out + j + L, acc1);
   }
   for (; j < n; ++j) {
     float acc = taps[0] * center[j];
@@ -234,6 +253,8 @@ PVF_CLONES void symmetric_filter(const float* const* src, int64_t n, const float
     out[j] = acc;
   }
 }
+
+}  // namespace
 
 #if PVF_X86_GCC
 // row_filter_vectors for one radius: per 16 outputs one aligned load, the shifted rows made from it and
@@ -299,13 +320,17 @@ void GradStats::add(const GradStats& other) {
   finite = finite && other.finite;
 }
 
-PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats& stats) {
+namespace {
+
+template <int L>
+[[gnu::always_inline]] inline void accumulate_stats_lanes(const float* __restrict g, int64_t n, GradStats& stats) {
+  using Vec = typename Lanes<L>::Vec;
   // Each sum in one vector of lanes, reduced as a tree at the end of the row. v - v is 0 for
   // finite v and NaN for inf / NaN: one NaN-propagating sum (the probe) finds them all.
   Vec sum = {}, sum_sq = {}, sum_abs = {}, max_abs = {}, probe = {};
   int64_t j = 0;
-  for (; j + kVec <= n; j += kVec) {
-    const Vec v = load_vec(g + j), a = abs_vec(v);
+  for (; j + L <= n; j += L) {
+    const Vec v = load_vec<L>(g + j), a = abs_vec(v);
     sum += v;
     sum_sq += v * v;
     sum_abs += a;
@@ -313,8 +338,8 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
     probe += v - v;
   }
   const int64_t whole = j;
-  float row_sum = sum_lanes(sum), row_sq = sum_lanes(sum_sq), row_abs = sum_lanes(sum_abs);
-  float row_max = max_lanes(max_abs), row_probe = sum_lanes(probe);
+  float row_sum = sum_lanes<L>(sum), row_sq = sum_lanes<L>(sum_sq), row_abs = sum_lanes<L>(sum_abs);
+  float row_max = max_lanes<L>(max_abs), row_probe = sum_lanes<L>(probe);
   for (; j < n; ++j) {
     const float v = g[j], a = std::fabs(v);
     row_sum += v;
@@ -326,11 +351,11 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
   // Second look at the row (in L1): squared deviations from its own mean.
   const float mean = row_sum / static_cast<float>(n);
   Vec m2 = {};
-  for (j = 0; j < whole; j += kVec) {
-    const Vec d = load_vec(g + j) - mean;
+  for (j = 0; j < whole; j += L) {
+    const Vec d = load_vec<L>(g + j) - mean;
     m2 += d * d;
   }
-  float row_m2 = sum_lanes(m2);
+  float row_m2 = sum_lanes<L>(m2);
   for (; j < n; ++j) row_m2 += (g[j] - mean) * (g[j] - mean);
   GradStats row;
   row.count = n;
@@ -343,26 +368,31 @@ PVF_CLONES void accumulate_stats(const float* __restrict g, int64_t n, GradStats
   stats.add(row);
 }
 
-PVF_CLONES void accumulate_abs_stats(const float* __restrict g, int64_t n, GradStats& stats) {
+template <int L>
+[[gnu::always_inline]] inline void accumulate_abs_stats_lanes(const float* __restrict g, int64_t n,
+                                                              GradStats& stats) {
+  using Vec = typename Lanes<L>::Vec;
   // Two vectors of lanes, so that consecutive additions do not wait on each other, summed as a
   // tree at the end of the row. A sum of |g| cannot cancel: it is finite exactly when every
   // element is (or when it overflows float32, as the reference's float32 mean would).
   Vec sum0 = {}, sum1 = {};
   int64_t j = 0;
-  for (; j + 2 * kVec <= n; j += 2 * kVec) {
-    sum0 += abs_vec(load_vec(g + j));
-    sum1 += abs_vec(load_vec(g + j + kVec));
+  for (; j + 2 * L <= n; j += 2 * L) {
+    sum0 += abs_vec(load_vec<L>(g + j));
+    sum1 += abs_vec(load_vec<L>(g + j + L));
   }
-  if (j + kVec <= n) {
-    sum0 += abs_vec(load_vec(g + j));
-    j += kVec;
+  if (j + L <= n) {
+    sum0 += abs_vec(load_vec<L>(g + j));
+    j += L;
   }
-  float row = sum_lanes(sum0 + sum1);
+  float row = sum_lanes<L>(sum0 + sum1);
   for (; j < n; ++j) row += std::fabs(g[j]);
   stats.count += n;
   stats.sum_abs += row;
   stats.finite = stats.finite && std::isfinite(row);
 }
+
+}  // namespace
 
 PVF_CLONES void scale_and_clip(const float* g, int64_t n, float scale, float clip, float* out) {
   for (int64_t j = 0; j < n; ++j) out[j] = std::min(std::max(g[j] * scale, -clip), clip);
@@ -380,69 +410,49 @@ PVF_CLONES void ascent_update(const float* __restrict x, const float* __restrict
   }
 }
 
-}  // namespace pvf::cpu
-
-namespace pvf::cpu {
 namespace {
 
-// A block of 8 x (16 J) accumulators of the Gram matrix, rows i0.., columns j0.. (registers:
-// 16 vectors at J = 2), over the n rows: one vector load per 16 columns and a broadcast per
-// row index, read once per tile.
-static_assert(kGramChannels % kVec == 0, "the Gram kernels work on whole vectors of channels");
-
-template <int J>
+// A block of I x (L J) accumulators of the Gram matrix, rows i0.., columns j0.., over the n
+// rows: J vector loads per row and a broadcast per row index, read once per tile.
+template <int L, int I, int J>
 [[gnu::always_inline]] inline void gram_tile(const float* rows, int64_t n, int64_t C, int64_t i0, int64_t j0,
                                              float* g) {
-  Vec acc[8][J];
-  for (int a = 0; a < 8; ++a)
-    for (int b = 0; b < J; ++b) acc[a][b] = load_vec(g + (i0 + a) * C + j0 + b * kVec);
+  using Vec = typename Lanes<L>::Vec;
+  Vec acc[I][J];
+  for (int a = 0; a < I; ++a)
+    for (int b = 0; b < J; ++b) acc[a][b] = load_vec<L>(g + (i0 + a) * C + j0 + b * L);
   for (int64_t p = 0; p < n; ++p) {
     const float* row = rows + p * C;
     Vec v[J];
-    for (int b = 0; b < J; ++b) v[b] = load_vec(row + j0 + b * kVec);
-    for (int a = 0; a < 8; ++a) {
+    for (int b = 0; b < J; ++b) v[b] = load_vec<L>(row + j0 + b * L);
+    for (int a = 0; a < I; ++a) {
       const float s = row[i0 + a];
       for (int b = 0; b < J; ++b) acc[a][b] += s * v[b];
     }
   }
-  for (int a = 0; a < 8; ++a)
-    for (int b = 0; b < J; ++b) store_vec(g + (i0 + a) * C + j0 + b * kVec, acc[a][b]);
+  for (int a = 0; a < I; ++a)
+    for (int b = 0; b < J; ++b) store_vec<L>(g + (i0 + a) * C + j0 + b * L, acc[a][b]);
 }
 
-// Rows p0.. (R of them) times m, columns j0.. (16 J): R x J accumulators, one load of m's row
-// piece per channel for all R rows.
-template <int R, int J>
-[[gnu::always_inline]] inline void times_tile(const float* rows, int64_t C, const float* m, int64_t j0, float* out) {
-  Vec acc[R][J] = {};
-  for (int64_t i = 0; i < C; ++i) {
-    Vec w[J];
-    for (int b = 0; b < J; ++b) w[b] = load_vec(m + i * C + j0 + b * kVec);
-    for (int r = 0; r < R; ++r) {
-      const float s = rows[r * C + i];
-      for (int b = 0; b < J; ++b) acc[r][b] += s * w[b];
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int b = 0; b < J; ++b) store_vec(out + r * C + j0 + b * kVec, acc[r][b]);
-}
-
-}  // namespace
-
-PVF_CLONES void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g) {
+// Tiles of I rows and J vectors where the channels divide into them, else of kGramChannels.
+template <int L, int I, int J>
+[[gnu::always_inline]] inline void gram_of_rows_lanes(const float* rows, int64_t n, int64_t C, float* g) {
+  constexpr int kNarrow = kGramChannels / L;
+  static_assert(kGramChannels % L == 0 && J >= kNarrow, "tiles of whole vectors, at least kGramChannels wide");
   std::fill(g, g + C * C, 0.0f);
   // Blocks of rows (256 KB) that stay in L2 while every tile of the block reads them.
   const int64_t block = std::max<int64_t>(64, 65536 / C);
-  const bool pairs = C % (2 * kVec) == 0;
+  const bool wide = C % (J * L) == 0;
+  const int64_t width = wide ? J * L : kGramChannels;
   for (int64_t p0 = 0; p0 < n; p0 += block) {
     const int64_t count = std::min(block, n - p0);
-    for (int64_t i0 = 0; i0 < C; i0 += 8) {
-      // Tiles on or above the diagonal only; the rest is mirrored below.
-      const int64_t first = i0 / kVec * kVec;
-      if (pairs) {
-        for (int64_t j0 = first / (2 * kVec) * (2 * kVec); j0 < C; j0 += 2 * kVec)
-          gram_tile<2>(rows + p0 * C, count, C, i0, j0, g);
-      } else {
-        for (int64_t j0 = first; j0 < C; j0 += kVec) gram_tile<1>(rows + p0 * C, count, C, i0, j0, g);
+    for (int64_t i0 = 0; i0 < C; i0 += I) {
+      // Tiles from the one holding the diagonal; the rest is mirrored below.
+      for (int64_t j0 = i0 / width * width; j0 < C; j0 += width) {
+        if (wide)
+          gram_tile<L, I, J>(rows + p0 * C, count, C, i0, j0, g);
+        else
+          gram_tile<L, I, kNarrow>(rows + p0 * C, count, C, i0, j0, g);
       }
     }
   }
@@ -450,18 +460,135 @@ PVF_CLONES void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g) 
     for (int64_t j = 0; j < i; ++j) g[i * C + j] = g[j * C + i];
 }
 
-PVF_CLONES void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out) {
-  const bool pairs = C % (2 * kVec) == 0;
+// Rows p0.. (R of them) times m, columns j0.. (L J): R x J accumulators, one load of m's row
+// piece per channel for all R rows.
+template <int L, int R, int J>
+[[gnu::always_inline]] inline void times_tile(const float* rows, int64_t C, const float* m, int64_t j0, float* out) {
+  using Vec = typename Lanes<L>::Vec;
+  Vec acc[R][J] = {};
+  for (int64_t i = 0; i < C; ++i) {
+    Vec w[J];
+    for (int b = 0; b < J; ++b) w[b] = load_vec<L>(m + i * C + j0 + b * L);
+    for (int r = 0; r < R; ++r) {
+      const float s = rows[r * C + i];
+      for (int b = 0; b < J; ++b) acc[r][b] += s * w[b];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < J; ++b) store_vec<L>(out + r * C + j0 + b * L, acc[r][b]);
+}
+
+template <int L, int R, int J>
+[[gnu::always_inline]] inline void rows_times_lanes(const float* rows, int64_t n, int64_t C, const float* m,
+                                                    float* out) {
+  constexpr int kNarrow = kGramChannels / L;
+  static_assert(kGramChannels % L == 0 && J >= kNarrow, "tiles of whole vectors, at least kGramChannels wide");
+  const bool wide = C % (J * L) == 0;
   int64_t p = 0;
-  for (; p + 8 <= n; p += 8) {
-    if (pairs) {
-      for (int64_t j0 = 0; j0 < C; j0 += 2 * kVec) times_tile<8, 2>(rows + p * C, C, m, j0, out + p * C);
+  for (; p + R <= n; p += R) {
+    if (wide) {
+      for (int64_t j0 = 0; j0 < C; j0 += J * L) times_tile<L, R, J>(rows + p * C, C, m, j0, out + p * C);
     } else {
-      for (int64_t j0 = 0; j0 < C; j0 += kVec) times_tile<8, 1>(rows + p * C, C, m, j0, out + p * C);
+      for (int64_t j0 = 0; j0 < C; j0 += kGramChannels) times_tile<L, R, kNarrow>(rows + p * C, C, m, j0, out + p * C);
     }
   }
   for (; p < n; ++p)
-    for (int64_t j0 = 0; j0 < C; j0 += kVec) times_tile<1, 1>(rows + p * C, C, m, j0, out + p * C);
+    for (int64_t j0 = 0; j0 < C; j0 += L) times_tile<L, 1, 1>(rows + p * C, C, m, j0, out + p * C);
+}
+
+// The explicit-vector loops, compiled per instruction set. The tiles of the Gram products
+// follow each set's registers: their accumulators and loads must fit in 32 zmm (AVX-512), 16
+// ymm (AVX2) or 16 xmm (SSE2) registers, or they spill.
+struct VectorKernels {
+  const char* name;
+  void (*symmetric_filter)(const float* const*, int64_t, const float*, int64_t, float*);
+  void (*accumulate_stats)(const float*, int64_t, GradStats&);
+  void (*accumulate_abs_stats)(const float*, int64_t, GradStats&);
+  void (*gram_of_rows)(const float*, int64_t, int64_t, float*);
+  void (*rows_times)(const float*, int64_t, int64_t, const float*, float*);
+};
+
+// Functions of one instruction set: TARGET (a gnu::target attribute, or nothing), L lanes, Gram
+// tiles of GI rows x GJ vectors, products of TR rows x TJ vectors.
+#define PVF_VECTOR_KERNELS(NAME, TARGET, L, GI, GJ, TR, TJ)                                                   \
+  TARGET void symmetric_filter_##NAME(const float* const* src, int64_t n, const float* taps, int64_t radius,   \
+                                      float* out) {                                                            \
+    symmetric_filter_lanes<L>(src, n, taps, radius, out);                                                      \
+  }                                                                                                            \
+  TARGET void accumulate_stats_##NAME(const float* g, int64_t n, GradStats& stats) {                           \
+    accumulate_stats_lanes<L>(g, n, stats);                                                                    \
+  }                                                                                                            \
+  TARGET void accumulate_abs_stats_##NAME(const float* g, int64_t n, GradStats& stats) {                       \
+    accumulate_abs_stats_lanes<L>(g, n, stats);                                                                \
+  }                                                                                                            \
+  TARGET void gram_of_rows_##NAME(const float* rows, int64_t n, int64_t C, float* g) {                         \
+    gram_of_rows_lanes<L, GI, GJ>(rows, n, C, g);                                                              \
+  }                                                                                                            \
+  TARGET void rows_times_##NAME(const float* rows, int64_t n, int64_t C, const float* m, float* out) {         \
+    rows_times_lanes<L, TR, TJ>(rows, n, C, m, out);                                                           \
+  }                                                                                                            \
+  constexpr VectorKernels k_##NAME{#NAME,           symmetric_filter_##NAME, accumulate_stats_##NAME,          \
+                                   accumulate_abs_stats_##NAME, gram_of_rows_##NAME, rows_times_##NAME};
+
+#if PVF_X86_GCC
+PVF_VECTOR_KERNELS(avx512, [[gnu::target("arch=x86-64-v4")]], 16, 8, 2, 8, 2)  // 16 accumulators
+PVF_VECTOR_KERNELS(avx2, [[gnu::target("arch=x86-64-v3")]], 8, 4, 2, 6, 2)     // 8 and 12
+PVF_VECTOR_KERNELS(sse2, , 4, 2, 4, 2, 4)                                        // 8 and 8
+constexpr const VectorKernels* kVectorKernels[] = {&k_avx512, &k_avx2, &k_sse2};
+bool cpu_runs(const VectorKernels* k) {
+  __builtin_cpu_init();
+  if (k == &k_avx512) return __builtin_cpu_supports("x86-64-v4");
+  if (k == &k_avx2) return __builtin_cpu_supports("x86-64-v3");
+  return true;
+}
+#else
+PVF_VECTOR_KERNELS(portable, , 4, 2, 4, 2, 4)
+constexpr const VectorKernels* kVectorKernels[] = {&k_portable};
+bool cpu_runs(const VectorKernels*) { return true; }
+#endif
+#undef PVF_VECTOR_KERNELS
+
+const VectorKernels* best_vector_kernels() {
+  for (const VectorKernels* k : kVectorKernels)
+    if (cpu_runs(k)) return k;
+  return kVectorKernels[std::size(kVectorKernels) - 1];
+}
+std::atomic<const VectorKernels*> vector_kernels{best_vector_kernels()};
+
+}  // namespace
+
+void symmetric_filter(const float* const* src, int64_t n, const float* taps, int64_t radius, float* out) {
+  vector_kernels.load(std::memory_order_relaxed)->symmetric_filter(src, n, taps, radius, out);
+}
+void accumulate_stats(const float* g, int64_t n, GradStats& stats) {
+  vector_kernels.load(std::memory_order_relaxed)->accumulate_stats(g, n, stats);
+}
+void accumulate_abs_stats(const float* g, int64_t n, GradStats& stats) {
+  vector_kernels.load(std::memory_order_relaxed)->accumulate_abs_stats(g, n, stats);
+}
+void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g) {
+  vector_kernels.load(std::memory_order_relaxed)->gram_of_rows(rows, n, C, g);
+}
+void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out) {
+  vector_kernels.load(std::memory_order_relaxed)->rows_times(rows, n, C, m, out);
+}
+
+std::vector<std::string> vector_instruction_sets() {
+  std::vector<std::string> names;
+  for (const VectorKernels* k : kVectorKernels)
+    if (cpu_runs(k)) names.emplace_back(k->name);
+  return names;
+}
+
+std::string use_vector_instruction_set(const std::string& name) {
+  const std::string previous = vector_kernels.load()->name;
+  const VectorKernels* chosen = name.empty() ? best_vector_kernels() : nullptr;
+  for (const VectorKernels* k : kVectorKernels)
+    if (k->name == name && cpu_runs(k)) chosen = k;
+  TORCH_CHECK_VALUE(chosen != nullptr, "instruction set '", name, "' is not one this CPU runs; it runs ",
+                    c10::Join(", ", vector_instruction_sets()));
+  vector_kernels.store(chosen);
+  return previous;
 }
 
 }  // namespace pvf::cpu

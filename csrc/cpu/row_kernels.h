@@ -8,6 +8,8 @@
 #include <c10/util/Half.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace pvf::cpu {
 
@@ -88,5 +90,13 @@ constexpr int64_t kGramChannels = 16;
 void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g);
 // out[p * C + j] = sum_i rows[p * C + i] * m[i * C + j]: the n rows times the C x C matrix m.
 void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out);
+
+// The instruction sets this CPU runs the explicit-vector loops with (symmetric_filter, the two
+// stats, the two Gram products), best first ("avx512", "avx2", "sse2"; "portable" off x86 GCC),
+// and the one they use from now on ("": the best), for tests that check each; returns the one
+// used before. Their vectors have the set's width, so sums over lanes (the stats) round in
+// another order on each.
+std::vector<std::string> vector_instruction_sets();
+std::string use_vector_instruction_set(const std::string& name);
 
 }  // namespace pvf::cpu
