@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def test_auto_measures_every_candidate_once_then_reuses_the_decision(trials):
     chosen = [t for t in record["trials"] if t["status"] == "chosen"]
     assert len(chosen) == 1 and chosen[0]["execution"] == f"{record['precision']}/{record['memory_format']}"
     assert chosen[0]["image_steps_per_s"] == max(t["image_steps_per_s"] for t in record["trials"]
-                                                 if t["status"] != "rejected")
+                                                 if t["status"] in ("ok", "chosen"))
     second = pvf.render(model, "2:0-3", **TRIAL)
     assert second.info["execution"]["source"] == "cache" and len(trials) == 1
     assert (second.info["precision"], second.info["memory_format"]) == (record["precision"], record["memory_format"])
@@ -120,6 +121,36 @@ def test_a_candidate_whose_objective_drifts_from_fp32_is_rejected():
     for name in ("bf16/contiguous", "bf16/channels_last"):
         assert trials[name]["status"] == "rejected" and "drifts" in trials[name]["reason"], trials[name]
     assert res.info["precision"] == "fp32"
+
+
+class SlowInBf16(nn.Module):
+    """A conv whose forward also sleeps a second under CPU autocast: bf16 as slow as it is on a
+    CPU without bf16 instructions, and slower, whatever the machine's load."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.out = nn.Identity()
+        self.autocast_forwards = 0
+
+    def forward(self, x):
+        if torch.is_autocast_enabled("cpu"):
+            self.autocast_forwards += 1
+            time.sleep(1.0)
+        return self.out(self.conv(x))
+
+
+def test_a_candidate_whose_warm_up_is_many_times_the_fastest_is_not_timed_further():
+    model = SlowInBf16()
+    res = pvf.render(model, "out:0-3", **TRIAL)
+    trials = {t["execution"]: t for t in res.info["execution"]["trials"]}
+    for name in ("bf16/contiguous", "bf16/channels_last"):
+        assert trials[name]["status"] == "slow" and "warm-up pass took" in trials[name]["reason"], trials[name]
+        assert trials[name]["image_steps_per_s"] is None
+    assert model.autocast_forwards == 2, "one warm-up pass per bf16 candidate, not the trial's three"
+    assert res.info["precision"] == "fp32" and res.status == ["ok"] * 4
+    assert "slow: its warm-up pass took" in autotune.Decision.from_record(res.info["execution"]).explain()
 
 
 class SingleImage(nn.Module):

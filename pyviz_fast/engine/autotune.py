@@ -11,6 +11,10 @@ without AMX, where the flag rule chose fp32). So, like ``torch.backends.cudnn.be
   pass warms up (oneDNN primitives, compilation) and is not timed. The trial's images are then
   DISCARDED: the render starts from the same initial images with the chosen execution, so every
   unit's result equals that of a render with the chosen execution set explicitly.
+- A candidate whose warm-up pass takes ``ABANDON_FACTOR`` x the fastest warm-up so far (and at
+  least ``ABANDON_MIN_S``) is not timed further (status 'slow'): bf16 without the CPU's bf16 instructions (AVX2 only) ran
+  googlenet 15-30x slower than fp32, and its two timed passes cost more than the render's
+  first minute. A compiled candidate's warm-up compiles, so it is always timed.
 - The quality guard: fp32 in the contiguous layout is the reference. A candidate whose
   objectives on the trial passes differ from the reference's by more than ``TOLERANCE`` of the
   batch's largest |objective| (fp16 overflow, a model that breaks in channels_last), whose
@@ -46,6 +50,8 @@ import torch
 TRIAL_PASSES = 3          # per candidate: one warm-up, then the timed ones
 TRIAL_WORTHWHILE = 4      # a render needs this many times the trial's passes to be worth one
 TOLERANCE = 0.05          # of the batch's largest |objective|, on every trial pass
+ABANDON_FACTOR = 4        # a warm-up this many times the fastest one's is not timed further,
+ABANDON_MIN_S = 0.25      # if it also took this long (a small model's warm-up is mostly set-up)
 BATCH_GAIN = 1.05         # a larger batch must raise throughput by this factor to be kept
 BATCH_MEMORY_SHARE = 0.25  # of the available RAM (CPU) or free device memory (CUDA)
 
@@ -68,9 +74,10 @@ SAFE = Execution()
 class Trial:
     execution: Execution
     rate: float = math.nan          # image-steps per second of forward+backward (nan when rejected)
-    status: str = "ok"              # 'chosen' | 'ok' | 'rejected'
+    status: str = "ok"              # 'chosen' | 'ok' | 'slow' | 'rejected'
     reason: str = ""
     objectives: list = field(default_factory=list, repr=False)  # [passes][B] (not recorded)
+    warmup: float = math.nan        # seconds of the first, untimed pass (not recorded)
 
     def record(self):
         return {"execution": str(self.execution), "image_steps_per_s": _finite(self.rate),
@@ -246,9 +253,10 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _ascend(prepared, plan, images, settings, passes):
-    """``passes`` forward+backward passes with a plain normalized ascent step after each;
-    returns (objectives [passes][B], seconds of each pass)."""
+def _ascend(prepared, plan, images, settings, passes, warmup_limit=math.inf):
+    """``passes`` forward+backward passes with a plain normalized ascent step after each (only
+    the first when it takes longer than ``warmup_limit`` seconds); returns (objectives
+    [passes][B], seconds of each pass)."""
     x, objectives, seconds = images.clone(), [], []
     for _ in range(passes):
         start = time.perf_counter()
@@ -259,21 +267,30 @@ def _ascend(prepared, plan, images, settings, passes):
         _sync(prepared.device)
         seconds.append(time.perf_counter() - start)
         objectives.append(objective.detach().float().cpu())
+        if seconds[0] > warmup_limit:
+            break
         scale = grad.abs().flatten(1).mean(1).view(-1, *[1] * (grad.dim() - 1)) + settings.eps
         x = (x + settings.lr * grad / scale).clamp(settings.lo, settings.hi)
     return objectives, seconds
 
 
-def _try(prepared, plan, images, settings, execution) -> Trial:
+def _try(prepared, plan, images, settings, execution, fastest_warmup) -> Trial:
     trial = Trial(execution)
+    limit = math.inf if execution.compile else max(ABANDON_FACTOR * fastest_warmup, ABANDON_MIN_S)
     try:
         prepared.use(execution, plan.layers)
-        trial.objectives, seconds = _ascend(prepared, plan, images, settings, TRIAL_PASSES)
+        trial.objectives, seconds = _ascend(prepared, plan, images, settings, TRIAL_PASSES, limit)
     except Exception as error:  # noqa: BLE001  (any failure of a candidate only rejects it)
         trial.status, trial.reason = "rejected", f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
         return trial
+    trial.warmup = seconds[0]
     if not all(torch.isfinite(o).all() for o in trial.objectives):
         trial.status, trial.reason = "rejected", "non-finite objective on the trial passes"
+        return trial
+    if len(seconds) < TRIAL_PASSES:
+        trial.status = "slow"
+        trial.reason = (f"its warm-up pass took {seconds[0]:.3g} s, {seconds[0] / fastest_warmup:.0f}x the fastest "
+                        "candidate's: not timed further")
         return trial
     trial.rate = images.shape[0] / statistics.median(seconds[1:])
     return trial
@@ -281,11 +298,11 @@ def _try(prepared, plan, images, settings, execution) -> Trial:
 
 def _guard(trials):
     """Reject candidates whose objectives drift from the reference's (the first fp32 one)."""
-    reference = next((t for t in trials if t.execution.precision == "fp32" and t.status != "rejected"), None)
+    reference = next((t for t in trials if t.execution.precision == "fp32" and t.status == "ok"), None)
     if reference is None:
         return
     for trial in trials:
-        if trial is reference or trial.status == "rejected":
+        if trial is reference or trial.status != "ok":
             continue
         for step, (ours, theirs) in enumerate(zip(trial.objectives, reference.objectives)):
             scale = theirs.abs().max().item() + 1e-12
@@ -299,9 +316,13 @@ def _guard(trials):
 
 def measure(prepared, settings, plan, images, options) -> list:
     """Trial of each candidate execution; returns the trials, the fastest accepted one 'chosen'."""
-    trials = [_try(prepared, plan, images, settings, execution) for execution in options]
+    trials, fastest_warmup = [], math.inf
+    for execution in options:
+        trials.append(_try(prepared, plan, images, settings, execution, fastest_warmup))
+        if trials[-1].status == "ok" and not execution.compile:
+            fastest_warmup = min(fastest_warmup, trials[-1].warmup)
     _guard(trials)
-    accepted = [t for t in trials if t.status != "rejected"]
+    accepted = [t for t in trials if t.status == "ok"]
     if accepted:
         max(accepted, key=lambda t: t.rate).status = "chosen"
     return trials
