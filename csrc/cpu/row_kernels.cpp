@@ -45,10 +45,21 @@ namespace {
 // anywhere). Each instruction set uses its register's width: 16 on AVX-512, 8 on AVX2, 4 on
 // SSE2. A wider type does not fit a register, and GCC then keeps it in memory: AVX-512's
 // 16-float vectors ran the blur and the Gram products 5-30x slower on an AVX2-only CPU.
+// (Spelled out per width: not every compiler takes a vector_size that depends on a template
+// parameter.)
 template <int L>
-struct Lanes {
-  typedef float Vec __attribute__((vector_size(4 * L), aligned(4)));
-};
+struct Lanes;
+#define PVF_LANES(L)                                                    \
+  template <>                                                           \
+  struct Lanes<L> {                                                     \
+    typedef float Vec __attribute__((vector_size(4 * L), aligned(4))); \
+  };
+PVF_LANES(1)
+PVF_LANES(2)
+PVF_LANES(4)
+PVF_LANES(8)
+PVF_LANES(16)
+#undef PVF_LANES
 
 template <int L>
 [[gnu::always_inline]] inline typename Lanes<L>::Vec load_vec(const float* p) {
