@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import pyviz_fast as pvf
+from cli_forks import run_commands
 from engine_nets import tiny_cnn
 from pyviz_fast import zoo
 from pyviz_fast.engine.accentuate import DEFAULT_GAIN
@@ -399,8 +400,8 @@ def test_cli_errors_are_one_line(tmp_path, photo):
              (("accentuate", photo_path), "one of the arguments --unit --caricature is required"),
              (("accentuate", photo_path, "--unit", "fc:3", "--gain", "lots"), "expected a number > 1 or 'none'"),
              (("accentuate", photo_path, "--unit", "fc:3", "--gain", "1"), "gain must be a number > 1")]
-    for args, message in cases:
-        done = _cli(*args, "--steps", "1", "-q")
+    runs = run_commands([((*args, "--steps", "1", "-q"), tmp_path) for args, _ in cases])
+    for (_, message), done in zip(cases, runs):
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 

@@ -108,6 +108,11 @@ def test_recognition_survives_a_random_shift_and_crop(model, rendered):
 
 
 def test_without_jitter_and_blur_the_highest_frequencies_grow(model, combo, rendered):
+    if combo["precision"] != "fp32":
+        # What jitter and blur do is the same in any precision (the ops' bf16 paths are checked
+        # against the reference in test_ops), and a second bf16 render cost 80-85 s per backend
+        # on a CPU without bf16 instructions (AMD EPYC, AVX2 only) against 9 s in fp32.
+        pytest.skip("the regularizers' effect is checked in fp32")
     plain = pvf.render(model, UNITS, SETTINGS, seed=SEED, **combo, **NO_REGULARIZERS)
     ratio = quality.high_frequency_energy(plain.images) / quality.high_frequency_energy(rendered.images)
     assert ratio.median() >= 2.0 and (ratio > 1).float().mean() >= 0.8, [round(r, 2) for r in ratio.tolist()]
