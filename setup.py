@@ -3,7 +3,8 @@
 C++ CPU kernels are always built. CUDA kernels are built when a CUDA toolkit and a CUDA build
 of torch are present, or when FORCE_CUDA=1; FORCE_ONLY_CPU=1 skips them. DEBUG=1 compiles with
 -O0 -g. TORCH_CUDA_ARCH_LIST (default "8.0;9.0;10.0;12.0+PTX": SASS for Ampere, Hopper and
-Blackwell, PTX for later GPUs) and NVCC_FLAGS are respected.
+Blackwell, PTX for later GPUs; all compiled from one PTX, _build.gencode_flags) and NVCC_FLAGS
+are respected.
 
 It builds against the torch of the build environment: `pip install --no-build-isolation .`
 uses the torch already installed. The binary records that torch (see pyviz_fast/_build.py),
@@ -68,9 +69,9 @@ def _extension():
         # -fmad=false: no implicit contraction, so the kernels round as their CPU emulation does
         # (the kernels write every intended FMA as fmaf).
         # --threads 0: nvcc compiles the arches of a file in parallel (kernels.cu dominates the build).
-        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false", "--threads", "0"] + \
-            os.environ.get("NVCC_FLAGS", "").split()
         arches = os.environ["TORCH_CUDA_ARCH_LIST"]
+        nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false", "--threads", "0"] + \
+            (_build.gencode_flags(arches) or []) + os.environ.get("NVCC_FLAGS", "").split()
         define_macros.append(("PVF_CUDA_ARCHES", '"%s"' % arches))
         print(f"pyviz_fast: building CPU + CUDA kernels for arches {arches} ({tag})", file=sys.stderr)
         return CUDAExtension("pyviz_fast._C", sources, define_macros=define_macros,

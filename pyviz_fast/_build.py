@@ -6,6 +6,7 @@ Standard library only: setup.py loads this file by path, before the package can 
 """
 import glob
 import os
+import re
 
 # Directories of csrc/ whose .cpp files make the CPU part (ops, CPU kernels, the CUDA kernels'
 # CPU emulation) and the CUDA part (built only with a toolkit).
@@ -25,6 +26,22 @@ def sources(csrc_dir, dirs, patterns=("*.cpp",)):
 
 def cxx_flags(debug=False):
     return (["-O0", "-g"] if debug else ["-O3"]) + ["-std=c++20", "-fopenmp"]
+
+
+def gencode_flags(arch_list):
+    """nvcc flags for TORCH_CUDA_ARCH_LIST ``arch_list`` ('8.0;9.0;10.0;12.0+PTX'): the device code
+    goes through nvcc's front end once, to PTX of the lowest arch, from which ptxas makes the SASS
+    of every arch, and which is also the PTX embedded for '+PTX' (the driver compiles it for any
+    newer GPU). torch's own flags run the front end once per arch: with this file's templates
+    that is 4-5 minutes of CPU each, the same code (no arch-specific features are used). None for
+    a list this does not read (an 'a'/'f' arch, a name such as 'Hopper'): torch's flags then."""
+    entries = [a for a in arch_list.replace(" ", ";").split(";") if a]
+    numbers = [a.removesuffix("+PTX") for a in entries]
+    if not entries or not all(re.fullmatch(r"\d+\.\d", n) for n in numbers):
+        return None
+    sms = sorted({int(n.replace(".", "")) for n in numbers})
+    codes = [f"sm_{sm}" for sm in sms] + ([f"compute_{sms[0]}"] if any(a.endswith("+PTX") for a in entries) else [])
+    return [f"-gencode=arch=compute_{sms[0]},code=[{','.join(codes)}]"]
 
 
 def built_against_tag(torch_version, cuda_version):
