@@ -11,6 +11,7 @@ part of every command's stderr, as in a process of its own.
 >>> done.returncode, done.stderr
 """
 import atexit
+import importlib
 import json
 import os
 import runpy
@@ -81,9 +82,8 @@ def _run(args, cwd):
 
 def main():
     commands = json.load(sys.stdin)
-    import torch  # noqa: F401  (what every command imports, before the forks)
-    import torchvision  # noqa: F401
-    import pyviz_fast.cli  # noqa: F401
+    for module in ("torch", "torchvision", "pyviz_fast.cli"):  # what every command imports, before the forks
+        importlib.import_module(module)
     results = [_run(args, cwd) for args, cwd in commands]
     json.dump(results, sys.stdout)
 
