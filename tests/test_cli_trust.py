@@ -1,6 +1,7 @@
 """The command line on every model and input a user brings (issue 10, CLI half), through the real
-``python -m pyviz_fast`` in a subprocess (the bad inputs in children forked from one, cli_forks): interrupts keep finished work, one-line errors for every
-bad input, non-RGB models, model-file mistakes, class names, render metadata and conventions."""
+``python -m pyviz_fast`` in a subprocess (the bad inputs in children forked from one, cli_forks):
+interrupts keep finished work, one-line errors for every bad input, non-RGB models, model-file
+mistakes, class names, render metadata and conventions."""
 import json
 import os
 import re
@@ -159,9 +160,10 @@ def bad_input_runs(files, tmp_path_factory):
     commands = {}
     for case, (args, _) in BAD_INPUTS.items():
         cwd = tmp_path_factory.mktemp(case)
-        names = {"photo": files / "photo.jpg", "garbage": files / "garbage.pt", "shapes_state": files / "shapes_state.pt",
-                 "corrupt": files / "corrupt.jpg", "missing": files / "missing.png", "tmp": cwd,
-                 "unknown_json": files / "unknown.json", "yaml": files / "settings.yaml"}
+        names = {"photo": files / "photo.jpg", "garbage": files / "garbage.pt",
+                 "shapes_state": files / "shapes_state.pt", "corrupt": files / "corrupt.jpg",
+                 "missing": files / "missing.png", "tmp": cwd, "unknown_json": files / "unknown.json",
+                 "yaml": files / "settings.yaml"}
         commands[case] = ([a.format(**names) for a in args], cwd)
     return dict(zip(commands, run_commands(commands.values(), env=ENV)))
 

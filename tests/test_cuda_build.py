@@ -99,7 +99,8 @@ def test_fatbin_has_ptx_when_the_arch_list_asks_for_it(cuda_build):
     if not wanted:
         pytest.skip(f"no +PTX in the arch list {info['cuda_arches']}")
     found = set(_fatbin_arches(_elf_section(blob, ".nv_fatbin"), FATBIN_PTX))
-    assert found and min(found) <= min(wanted), f"no PTX that runs on sm_{min(wanted)} (PTX found for sm_{sorted(found)})"
+    assert found and min(found) <= min(wanted), \
+        f"no PTX that runs on sm_{min(wanted)} (PTX found for sm_{sorted(found)})"
 
 
 def test_every_arch_is_compiled_from_one_ptx():
