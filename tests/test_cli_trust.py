@@ -420,6 +420,25 @@ def test_default_atlas_layers_of_torchvision_architectures(name, size, expected)
     assert default_atlas_layers(model, pvf.layers(model, input_size=(3, size, size))) == expected
 
 
+def test_default_atlas_layers_of_a_vit_are_its_mlp_neurons():
+    """A transformer block is read after its MLP's activation (Ghiasi et al. 2022), not at its
+    output: torchvision's ViT (vit_b_16's classes, made small) and the zoo's ViT without its own
+    list (its GELU is ``blocks.K.mlp.act``); the patch projection, a conv map, stays."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    import pyviz_fast as pvf
+    from pyviz_fast.engine.blocks import default_atlas_layers
+    from pyviz_fast.zoo import shapes_vit
+
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32).eval()
+    assert default_atlas_layers(vit, pvf.layers(vit, input_size=(3, 32, 32))) == [
+        "conv_proj", "encoder.layers.encoder_layer_0.mlp.1", "encoder.layers.encoder_layer_1.mlp.1"]
+    zoo_vit = shapes_vit()
+    own = list(zoo_vit.atlas_layers)
+    del zoo_vit.atlas_layers
+    assert default_atlas_layers(zoo_vit, pvf.layers(zoo_vit, input_size=(3, 64, 64))) == ["patch_embed.proj", *own]
+
+
 def test_default_atlas_layers_keep_a_reduction_block_whole():
     """inception_v3's Mixed_6a: parallel branches that halve the resolution at different points
     (one at once, one after a full-resolution conv) are one block, not its branches' layers."""

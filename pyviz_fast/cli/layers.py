@@ -42,7 +42,7 @@ def model_layers(model, size=None, layout=None):
     try:
         return pvf.layers(model, input_size=(input_channels(model), *hw), layout=layout)
     except (ValueError, RuntimeError, TypeError) as error:
-        raise CliError(f"cannot run the model on a {hw[0]}x{hw[1]} px input: {error}") from None
+        raise CliError(f"cannot run the model on a {hw[0]}x{hw[1]} px input (--size sets it): {error}") from None
 
 
 def run(args) -> int:

@@ -10,6 +10,9 @@ import re
 
 import torch
 
+# Activation modules by class name (the layers style transfer reads, and a transformer block's MLP neurons).
+ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "SELU", "CELU")
+
 
 def _contains_conv(module) -> bool:
     return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
@@ -45,20 +48,30 @@ def _monotonic(values) -> bool:
     return all(a >= b for a, b in zip(values, values[1:])) or all(a <= b for a, b in zip(values, values[1:]))
 
 
+def _mlp_neurons(block, infos) -> str:
+    """A transformer block's MLP neurons: its one activation module with a token output (the GELU
+    between the MLP's two linear layers), else the block itself."""
+    inside = [info.name for info in infos if info.name.startswith(block + ".") and info.type in ACTIVATIONS
+              and info.layout == "tokens"]
+    return inside[0] if len(inside) == 1 else block
+
+
 def default_atlas_layers(model, infos) -> list[str]:
-    """The model's own choice when it names one (an ``atlas_layers`` attribute: shapes_vit lists
-    the MLP neurons after each block's GELU), else the conv/block layers: the outermost modules whose [C, H, W] output comes from a
-    convolution, or whose token output [N, D] is one transformer block's; a module that spans
-    several resolutions (its outermost such descendants differ in H, W, or tokens) in a chain (an
-    ``nn.Sequential``, or resolutions that only fall or only rise in call order) is replaced by
-    those descendants, so a whole-network container such as vgg's or convnext's ``features``
-    becomes its stages, while an inception block (parallel branches, also those of a reduction
-    block that shrink at different points: inception_v3's Mixed_6a) or a resnet stage stays one
-    layer (shapesnet: conv1-conv4; googlenet: conv1-3 and the inception
-    blocks; resnet: conv1 and layer1-4; vgg16: its 13 convolutions; convnext: the stem, stages and
-    downsamplings; swin_t and swin_v2_t: the patch embedding and the 4 stages; vit_b_16: the patch embedding
-    and the 12 encoder blocks). The root module
-    itself is not a layer."""
+    """The model's own choice when it names one (an ``atlas_layers`` attribute), else the
+    conv/block layers: the outermost modules whose [C, H, W] output comes from a convolution, or
+    whose token output [N, D] is one transformer block's; a module that spans several resolutions
+    (its outermost such descendants differ in H, W, or tokens) in a chain (an ``nn.Sequential``,
+    or resolutions that only fall or only rise in call order) is replaced by those descendants, so
+    a whole-network container such as vgg's or convnext's ``features`` becomes its stages, while
+    an inception block (parallel branches, also those of a reduction block that shrink at
+    different points: inception_v3's Mixed_6a) or a resnet stage stays one layer. A transformer
+    block is read at its MLP neurons, after the activation between the MLP's two linear layers:
+    Ghiasi et al. (2022) found those give a ViT's interpretable images, where the block's output
+    (the residual stream) and the attention's keys, queries and values do not. So: shapesnet
+    conv1-conv4; googlenet conv1-3 and the inception blocks; resnet conv1 and layer1-4; vgg16 its
+    13 convolutions; convnext the stem, stages and downsamplings; swin_t and swin_v2_t the patch
+    embedding and the 4 stages; vit_b_16 the patch embedding and the MLP neurons of its 12 encoder
+    blocks (``encoder.layers.encoder_layer_K.mlp.1``). The root module itself is not a layer."""
     modules = dict(model.named_modules())
     chosen = getattr(model, "atlas_layers", None)
     if chosen:
@@ -81,4 +94,4 @@ def default_atlas_layers(model, infos) -> list[str]:
             chosen += pick(inside) if len(set(sizes)) > 1 and chain else [name]
         return chosen
 
-    return pick(candidates)
+    return [_mlp_neurons(name, infos) if layouts[name] == "tokens" else name for name in pick(candidates)]

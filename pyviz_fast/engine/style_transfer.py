@@ -11,7 +11,7 @@ import itertools
 import math
 import time
 
-from pyviz_fast.engine.blocks import default_atlas_layers
+from pyviz_fast.engine.blocks import ACTIVATIONS, default_atlas_layers
 from pyviz_fast.engine.goals.style import StyleTask
 from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.layout import Activation
@@ -22,7 +22,6 @@ from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import check_layer_name
 
 DEFAULTS = dict(steps=128, lr=0.01, jitter=2, blur_start=1.0, blur_end=0.3)
-ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "GELU", "SiLU", "Hardswish", "Mish", "ELU", "SELU", "CELU")
 MAX_STYLE_LAYERS = 5
 
 
