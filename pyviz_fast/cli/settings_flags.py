@@ -19,6 +19,7 @@ import re
 import typing
 from pathlib import Path
 
+from pyviz_fast.engine.goals.diversity import with_facet_defaults
 from pyviz_fast.engine.settings import Settings
 
 _NONE_WORDS = ("none", "null", "")
@@ -255,6 +256,13 @@ def settings_from_args(args, defaults=None, **fixed) -> Settings:
     """A validated Settings: the command's ``defaults``, then what the user gave (``given_settings``),
     then the ``fixed`` values the command imposes. Raises ValueError / TypeError naming the bad field."""
     return Settings(**{**(defaults or {}), **given_settings(args), **fixed}).validate()
+
+
+def with_model_defaults(args, settings, model) -> Settings:
+    """``settings`` with the defaults that depend on the model, where the user gave no value: facets
+    of a model that cuts its input into patches are rendered with the Fourier parameterization
+    (``with_facet_defaults``)."""
+    return with_facet_defaults(settings, model, "param" in given_settings(args))
 
 
 def fit_size(size, hw) -> tuple:

@@ -33,6 +33,7 @@ from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, check_seed, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
+from pyviz_fast.engine.goals.diversity import with_facet_defaults
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
 from pyviz_fast.engine.layers import probe_activations, shared_layers
@@ -359,8 +360,10 @@ class Renderer:
     def __init__(self, model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
                  renders=1, **overrides):
         started = time.perf_counter()
+        param_given = settings is not None or "param" in overrides
         settings = resolve_settings(settings, overrides, batch_size)
         model = resolve_model(model, device, seed)
+        settings = with_facet_defaults(settings, model, param_given)
         self._open(model, _unit_task(model, units, settings), settings, backend, device, seed, started, renders)
 
     @classmethod

@@ -99,7 +99,9 @@ class Settings:
       they are. diversity_floor: a facet pushes fully while its objective is the best facet's,
       less as it falls, and not at all below this fraction of it (then it only climbs back to the
       unit; engine/goals/diversity.py). diversity_layer: where the Gram matrices are taken (None
-      = the unit's own layer).
+      = the unit's own layer). On a model that cuts its input into patches (a ViT) ``render``
+      and the CLI render facets with param='fourier' unless param is given: pixel facets lose
+      the unit to the penalty there.
     ReLU redirection
       redirect_relu_steps: for this many first steps, an image whose unit does not fire yet
       (objective <= 0) gets a gradient in which the unit's own ReLU (GELU) also passes it where

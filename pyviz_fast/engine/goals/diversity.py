@@ -30,6 +30,21 @@ import torch
 import torch.nn.functional as F
 
 from pyviz_fast.engine.goals.gram import gram, sibling_similarity
+from pyviz_fast.engine.models import input_patch
+
+# On a model that cuts its input into patches (a ViT) facets default to the Fourier
+# parameterization: pixel facets lose the unit to the penalty there. shapes_vit, 12 MLP units at
+# 64 px and 128 steps, every facet >= 80 % of the same seed's image without diversity: pixel 6 of
+# 12 units, Fourier 12 of 12 (BENCHMARKS.md, "Facets and accentuation").
+PATCH_MODEL_FACET_DEFAULTS = dict(param="fourier")
+
+
+def with_facet_defaults(settings, model, param_given):
+    """``settings`` with ``PATCH_MODEL_FACET_DEFAULTS`` when they ask for facets of a model that
+    cuts its input into patches and the caller did not choose ``param``."""
+    if param_given or settings.facets <= 1 or input_patch(model) <= 1:
+        return settings
+    return settings.replace(**PATCH_MODEL_FACET_DEFAULTS)
 
 
 class Diversity:
