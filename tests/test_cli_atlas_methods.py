@@ -4,7 +4,6 @@ pictures per unit) on the shipped ShapesNet, in subprocesses."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import torch
 from torch.utils import cpp_extension
 
 from pyviz_fast import _ext, ops
-from test_ops import TOLERANCES, assert_step_close, fused_case, make_image, make_shifts, make_sigma, reference
+from test_ops import TOLERANCES, assert_step_close, fused_case, make_image, make_shifts, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]

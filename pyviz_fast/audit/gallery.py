@@ -30,7 +30,7 @@ from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
-from pyviz_fast.audit.files import strict_json, strict_json_dumps, write_text_atomic
+from pyviz_fast.audit.files import strict_json_dumps, write_text_atomic
 from pyviz_fast.audit.names import stem
 
 ASSETS = Path(__file__).with_name("gallery_page")
