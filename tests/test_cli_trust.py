@@ -355,6 +355,20 @@ def test_render_metadata_reproduces_the_render_as_a_config(tmp_path):
     assert settings["size"] == [36, 32] and settings["steps"] == 1  # the flag overrides the file
 
 
+def test_an_atlas_run_json_as_a_config_continues_the_run(tmp_path):
+    """A run.json is strict JSON (the default clip, inf, is stored as "inf"): as --config it gives
+    the run's own settings back, which is what the settings-mismatch error tells a user to do."""
+    atlas = ("atlas", "conv1:0-1", "--size", "32", "--out", tmp_path)
+    first, changed, resumed = run_commands([((*atlas, "--steps", "2", "-q"), tmp_path),
+                                            ((*atlas, "--steps", "3", "-q"), tmp_path),
+                                            ((*atlas, "--config", tmp_path / "run.json"), tmp_path)])
+    assert first.returncode == 0, first.stderr
+    assert changed.returncode == 2 and "steps: 2 -> 3" in changed.stderr, changed.stderr
+    assert f"--config {tmp_path / 'run.json'}" in changed.stderr, changed.stderr
+    assert resumed.returncode == 0 and "0 rendered now, 2 already done" in resumed.stdout, resumed.stderr
+    assert json.loads((tmp_path / "run.json").read_text())["settings"]["clip"] == "inf"
+
+
 def test_atlas_progress_advances_per_step_and_a_shard_gallery_says_so(tmp_path):
     done = pyviz("atlas", "conv1:0-3", "--shard", "0/2", "--size", "32", "--steps", "5", "--batch-size", "2",
                  "--out", tmp_path)

@@ -181,8 +181,9 @@ class RunDir:
         if old is not None and old.get("settings_hash") != info["settings_hash"]:
             diffs = "; ".join(_differences(old, info)) or "settings hash differs"
             raise SettingsMismatchError(
-                f"{self.root} holds a run made with different settings ({diffs}); "
-                "use another output directory, or --force to discard the old results")
+                f"{self.root} holds a run made with different settings ({diffs}); continue it with its own "
+                f"settings (the CLI: --config {self.root / RUN_FILE}), use another output directory, or --force "
+                "to discard the old results")
         if old is not None and rewritten and old.get("layer_reads", 1) < LAYER_READS:
             raise ReadsMismatchError(
                 f"{self.root} was started by a pyviz_fast that read layer(s) {', '.join(map(repr, rewritten))} "

@@ -243,7 +243,21 @@ def read_settings_file(path, settings_cls=Settings) -> dict:
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise ValueError(f"--config {str(path)!r}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    return {k: _value_as_read(v, hints.get(k)) for hints in [typing.get_type_hints(settings_cls)]
+            for k, v in table.items()}
+
+
+_NON_FINITE = ("inf", "-inf", "nan")
+
+
+def _value_as_read(value, hint):
+    """A settings file's value as the field takes it: lists as tuples; "inf", "-inf", "nan" as
+    floats where the field is a number (a run.json is strict JSON, which has no Infinity)."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, str) and value.lower() in _NON_FINITE and float in (hint, *typing.get_args(hint)):
+        return float(value)
+    return value
 
 
 def given_settings(args) -> dict:
