@@ -146,3 +146,10 @@ class _WrappedInputNet(nn.Module):
 def wrapped_input_net():
     torch.manual_seed(0)
     return _WrappedInputNet().eval()
+
+
+def small_torchvision_vit():
+    """torchvision's VisionTransformer (vit_b_16's classes), small: it runs at 32 px only."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32)

@@ -453,6 +453,34 @@ def test_default_atlas_layers_of_a_vit_are_its_mlp_neurons():
     assert default_atlas_layers(zoo_vit, pvf.layers(zoo_vit, input_size=(3, 64, 64))) == ["patch_embed.proj", *own]
 
 
+def test_a_model_that_runs_at_one_size_is_rendered_at_it(tmp_path):
+    """torchvision's ViT asserts its ``image_size``: render, atlas, layers and the photo tasks
+    default to it, and an explicit size is the user's (the model's own error then names both sizes)."""
+    import pyviz_fast as pvf
+    from cli_models import small_torchvision_vit
+    from pyviz_fast.engine.model_defaults import with_model_defaults
+
+    vit = small_torchvision_vit().eval()
+    assert with_model_defaults(pvf.Settings(facets=2), vit, given={"facets"}).size == 32
+    assert with_model_defaults(pvf.Settings(size=48), vit, given={"size"}).size == 48
+    assert pvf.render(vit, "encoder.layers.encoder_layer_0.mlp.1:0", steps=1).images.shape[-2:] == (32, 32)
+    photo = torch.rand(3, 48, 40)  # a photo task renders at the model's size, not the photo's
+    assert pvf.dream(vit, photo, "encoder.layers.encoder_layer_0.mlp.1@deepdream", steps=1).images.shape[-2:] == \
+        (32, 32)
+    assert pvf.accentuate(vit, photo, "encoder.layers.encoder_layer_1.mlp.1:0", steps=1).images.shape[-2:] == (32, 32)
+    unit = ("encoder.layers.encoder_layer_1.mlp.1:3", "--model", "cli_models:small_torchvision_vit", "--steps", "1",
+            "-q")
+    layers, render, atlas, sized = run_commands(
+        [(("layers", "--model", "cli_models:small_torchvision_vit", "--atlas"), tmp_path),
+         (("render", *unit, "--out", "r"), tmp_path), (("atlas", *unit, "--out", "a"), tmp_path),
+         (("render", *unit, "--size", "64", "--out", "s"), tmp_path)], env=ENV)
+    assert layers.returncode == 0 and "encoder.layers.encoder_layer_1.mlp.1" in layers.stdout, layers.stderr
+    for done, info in ((render, "r/render.json"), (atlas, "a/run.json")):
+        assert done.returncode == 0, done.stderr
+        assert json.loads((tmp_path / info).read_text())["settings"]["size"] == 32
+    assert sized.returncode == 2 and "Expected 32 but got 64" in sized.stderr, sized.stderr
+
+
 def test_default_atlas_layers_keep_a_reduction_block_whole():
     """inception_v3's Mixed_6a: parallel branches that halve the resolution at different points
     (one at once, one after a full-resolution conv) are one block, not its branches' layers."""

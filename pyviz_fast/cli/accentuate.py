@@ -65,7 +65,7 @@ def run(args) -> int:
     model, _ = load_model(args)
     common = dict(backend=args.backend, device=args.device, seed=args.seed, progress=not args.quiet)
     try:
-        settings = settings_at_image_size(args, photo_defaults(model), photo)
+        settings = settings_at_image_size(args, photo_defaults(model), photo, model)
         if args.caricature:
             result = pvf.caricature(model, photo, args.caricature, power=args.power, settings=settings, **common)
         else:

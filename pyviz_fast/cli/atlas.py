@@ -10,7 +10,7 @@ from pyviz_fast.audit.run_dir import safe_name
 from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, check_device, interrupt_on_sigterm,
                                    load_model, progress_bar, report_execution, say)
 from pyviz_fast.cli.layers import model_layers
-from pyviz_fast.cli.settings_flags import settings_from_args, with_model_defaults
+from pyviz_fast.cli.settings_flags import settings_from_args, settings_for_model
 from pyviz_fast.cli.units import expand_units
 from pyviz_fast.engine.autotune import Decision
 from pyviz_fast.engine.blocks import default_atlas_layers
@@ -107,7 +107,7 @@ def run(args) -> int:
     args.device = dist.device
     try:
         model, _ = load_model(args)
-        settings = with_model_defaults(args, settings, model)
+        settings = settings_for_model(args, settings, model)
         infos = model_layers(model, settings.hw, settings.layout)
         specs = args.units or default_atlas_layers(model, infos)
         if not specs:

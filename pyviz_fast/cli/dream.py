@@ -85,7 +85,7 @@ def _photo_settings_unit(args, model, defaults):
     from pyviz_fast.engine.models import input_channels
 
     image = read_image(args.image, given_settings(args).get("channels") or input_channels(model))
-    settings = settings_at_image_size(args, defaults, image, init="image", init_image=image)
+    settings = settings_at_image_size(args, defaults, image, model, init="image", init_image=image)
     unit_spec = dream_unit(args, model, model_layers(model, settings.hw, settings.layout))
     try:
         check_dream_unit(model, unit_spec)

@@ -26,14 +26,15 @@ def register(subparsers) -> None:
 
 
 def model_layers(model, size=None, layout=None):
-    """pyviz_fast.layers for the model at ``size`` (N or (H, W) px) with its own input channel
-    count and the ``layout`` overrides ({layer: layout}, as Settings.layout), or CliError."""
+    """pyviz_fast.layers for the model at ``size`` (N or (H, W) px; default: the size the model
+    declares, else Settings.size) with its own input channel count and the ``layout`` overrides
+    ({layer: layout}, as Settings.layout), or CliError."""
     import pyviz_fast as pvf
     from pyviz_fast.engine.layout import parse_overrides
-    from pyviz_fast.engine.models import input_channels
+    from pyviz_fast.engine.models import declared_input_size, input_channels
     from pyviz_fast.engine.units import check_layer_name
 
-    hw = pvf.Settings(size=size).hw if size else pvf.Settings().hw
+    hw = pvf.Settings(size=size or declared_input_size(model) or pvf.Settings().size).hw
     try:  # a layer --layout names is the flag's error, not one of running the model
         for name in parse_overrides(layout) or {}:
             check_layer_name(name, model, "given a layout")

@@ -19,7 +19,7 @@ from pyviz_fast.cli.common import (CliError, StepProgress, add_common_flags, int
                                    output_dir, report_execution)
 from pyviz_fast.cli.frames import FrameRecorder, gif_bytes
 from pyviz_fast.cli.layers import model_layers
-from pyviz_fast.cli.settings_flags import settings_from_args, with_model_defaults
+from pyviz_fast.cli.settings_flags import settings_from_args, settings_for_model
 from pyviz_fast.cli.units import expand_units
 
 EXAMPLES = """examples:
@@ -136,7 +136,7 @@ def run(args) -> int:
 
     settings = settings_from_args(args)
     model, _ = load_model(args)
-    settings = with_model_defaults(args, settings, model)
+    settings = settings_for_model(args, settings, model)
     units = expand_units(args.units, model, model_layers(model, settings.hw, settings.layout))
     out = output_dir(args.out)
     settings, execution = decide_execution(model, units, settings, args)  # one choice for every batch

@@ -19,7 +19,8 @@ import re
 import typing
 from pathlib import Path
 
-from pyviz_fast.engine.goals.diversity import with_facet_defaults
+from pyviz_fast.engine.model_defaults import with_model_defaults
+from pyviz_fast.engine.photos import photo_size
 from pyviz_fast.engine.settings import Settings
 
 _NONE_WORDS = ("none", "null", "")
@@ -272,11 +273,10 @@ def settings_from_args(args, defaults=None, **fixed) -> Settings:
     return Settings(**{**(defaults or {}), **given_settings(args), **fixed}).validate()
 
 
-def with_model_defaults(args, settings, model) -> Settings:
-    """``settings`` with the defaults that depend on the model, where the user gave no value: facets
-    of a model that cuts its input into patches are rendered with the Fourier parameterization
-    (``with_facet_defaults``)."""
-    return with_facet_defaults(settings, model, "param" in given_settings(args))
+def settings_for_model(args, settings, model) -> Settings:
+    """``settings`` with the model's own defaults (``engine/model_defaults.py``: its declared input
+    size, Fourier facets on a patch model) where the user gave no value."""
+    return with_model_defaults(settings, model, set(given_settings(args)))
 
 
 def fit_size(size, hw) -> tuple:
@@ -287,9 +287,10 @@ def fit_size(size, hw) -> tuple:
     return tuple(max(1, round(side * scale)) for side in hw)
 
 
-def settings_at_image_size(args, defaults, image, **fixed) -> Settings:
-    """``settings_from_args`` at the size of the photo ``image`` ([C, H, W]): its own, or with --size
-    (flag or --config) N its shorter side (aspect ratio kept), HxW exact (``fit_size``)."""
+def settings_at_image_size(args, defaults, image, model, **fixed) -> Settings:
+    """``settings_from_args`` at the size of the photo ``image`` ([C, H, W]): its own (or the one
+    ``model`` declares it runs at, ``photo_size``), or with --size (flag or --config) N its shorter
+    side (aspect ratio kept), HxW exact (``fit_size``)."""
     settings = settings_from_args(args, defaults, **fixed)
-    hw = tuple(image.shape[-2:])
+    hw = photo_size(image, model)
     return settings.replace(size=fit_size(settings.size, hw) if "size" in given_settings(args) else hw).validate()

@@ -48,7 +48,7 @@ def run(args) -> int:
     styles = [read_image(path) for path in args.styles]
     model, _ = load_model(args)
     try:
-        settings = settings_at_image_size(args, DEFAULTS, content)
+        settings = settings_at_image_size(args, DEFAULTS, content, model)
         result = pvf.style_transfer(model, content, styles, content_layer=args.content_layer,
                                     style_layers=args.style_layers, style_weight=args.style_weight,
                                     content_weight=args.content_weight, settings=settings, backend=args.backend,

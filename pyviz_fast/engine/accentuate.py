@@ -17,7 +17,7 @@ from pyviz_fast.engine.blocks import default_atlas_layers
 from pyviz_fast.engine.goals.accentuation import AccentuationTask, CaricatureTask
 from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.models import input_channels, input_patch
-from pyviz_fast.engine.photos import native_size, read_photos
+from pyviz_fast.engine.photos import photo_size, read_photos
 from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import check_layer_name, parse_units
@@ -49,7 +49,7 @@ def photo_defaults(model) -> dict:
 def _settings(settings, overrides, photo, model):
     base = settings or Settings(**photo_defaults(model))
     if settings is None and "size" not in overrides:
-        base = base.replace(size=native_size(photo))
+        base = base.replace(size=photo_size(photo, model))
     return resolve_settings(base, overrides, starts_from_images=True)
 
 

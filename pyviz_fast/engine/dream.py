@@ -8,7 +8,7 @@ True
 """
 from pyviz_fast.engine.init import load_image
 from pyviz_fast.engine.models import input_channels
-from pyviz_fast.engine.photos import native_size
+from pyviz_fast.engine.photos import photo_size
 from pyviz_fast.engine.render import render, resolve_model
 from pyviz_fast.engine.settings import Settings, check_settings
 from pyviz_fast.engine.units import parse_units
@@ -29,11 +29,11 @@ def dream_unit(model, unit):
 
 def dream_image(model, image, settings=None, overrides=None):
     """``image`` read as the photo tasks read it (``init.load_image``: a path, PIL image, float tensor
-    in [0, 1] or uint8 tensor in 0-255, [C, H, W] or [H, W]), at its own size: float32 [C, H, W]
+    in [0, 1] or uint8 tensor in 0-255, [C, H, W] or [H, W]), at ``photo_size``: float32 [C, H, W]
     with the channels the overrides, the settings or else the model give."""
     settings = check_settings(settings)  # read before the render would check it
     channels = (overrides or {}).get("channels") or (settings.channels if settings is not None else None)
-    return load_image(image, channels or input_channels(model), native_size(image))
+    return load_image(image, channels or input_channels(model), photo_size(image, model))
 
 
 def dream_settings(image, settings=None, defaults=DREAM_DEFAULTS):

@@ -262,6 +262,13 @@ def input_patch(model) -> int:
     return 1
 
 
+def declared_input_size(model):
+    """The one input size (px, square) a model runs at when it declares it, as torchvision's
+    VisionTransformer does (``image_size``, which its forward asserts), else None."""
+    size = getattr(model, "image_size", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
 def not_an_image_model(model) -> str:
     """Why the model may not take an image [B, C, H, W]: its first convolution is 1-D (sequences)
     or 3-D (video: torchvision's r3d_18), named in a sentence; '' when it is 2-D or there is none."""

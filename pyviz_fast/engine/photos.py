@@ -8,6 +8,7 @@ import os
 import torch
 
 from pyviz_fast.engine.init import load_image
+from pyviz_fast.engine.models import declared_input_size
 
 
 def native_size(image):
@@ -22,6 +23,13 @@ def native_size(image):
         except (OSError, ValueError) as error:
             raise ValueError(f"image {os.fspath(image)!r} cannot be read as an image: {error}") from None
     return image.size[::-1]
+
+
+def photo_size(image, model):
+    """(H, W) a task that starts from ``image`` renders at by default: the one input size ``model``
+    declares (torchvision's ViT), else the image's own."""
+    size = declared_input_size(model)
+    return (size, size) if size else native_size(image)
 
 
 def read_photos(images, channels, hw):

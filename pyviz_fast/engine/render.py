@@ -23,7 +23,7 @@ many renders (a zoom's frames) set up once; ``render`` is one set-up and one ren
 import math
 import reprlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -33,10 +33,10 @@ from pyviz_fast.engine import autotune
 from pyviz_fast.engine.draws import Draws, check_seed, unit_seed
 from pyviz_fast.engine.execution import PreparedModel
 from pyviz_fast.engine.goals import Optimized
-from pyviz_fast.engine.goals.diversity import with_facet_defaults
 from pyviz_fast.engine.goals.units import UnitTask
 from pyviz_fast.engine.init import initial_images
 from pyviz_fast.engine.layers import probe_activations, shared_layers
+from pyviz_fast.engine.model_defaults import with_model_defaults
 from pyviz_fast.engine.models import input_channels, load_model
 from pyviz_fast.engine.parameterizations import PARAMETERIZATIONS
 from pyviz_fast.engine.parameterizations import check as check_parameterization
@@ -360,10 +360,10 @@ class Renderer:
     def __init__(self, model, units, settings=None, *, backend=None, device="cpu", seed=0, batch_size=None,
                  renders=1, **overrides):
         started = time.perf_counter()
-        param_given = settings is not None or "param" in overrides
+        given = set(overrides) if settings is None else {field.name for field in fields(Settings)}
         settings = resolve_settings(settings, overrides, batch_size)
         model = resolve_model(model, device, seed)
-        settings = with_facet_defaults(settings, model, param_given)
+        settings = with_model_defaults(settings, model, given)
         self._open(model, _unit_task(model, units, settings), settings, backend, device, seed, started, renders)
 
     @classmethod

@@ -39,9 +39,11 @@ class Settings:
     """Render settings. Sizes are in pixels of the final image; images live in [0, 1].
 
     Image and run
-      size: output size, int (square) or (H, W). steps: optimization steps in total (split
-      evenly over the octaves). batch_size: units per forward/backward pass, or 'auto' (the
-      batch with the best measured throughput that fits a memory budget; see autotune.py).
+      size: output size, int (square) or (H, W); ``render`` and the CLI default to the size a
+      model declares it runs at (torchvision's ViT: ``image_size``). steps: optimization steps
+      in total (split evenly over the octaves). batch_size: units per forward/backward pass, or
+      'auto' (the batch with the best measured throughput that fits a memory budget; see
+      autotune.py).
     Optimizer
       optimizer: 'ascent' (normalized gradient ascent through the fused step), 'adam' or 'nadam'
       (torch.optim.Adam / NAdam fed the same processed gradient; 'maco' uses NAdam for 'ascent').

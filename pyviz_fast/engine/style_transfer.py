@@ -16,7 +16,7 @@ from pyviz_fast.engine.goals.style import StyleTask
 from pyviz_fast.engine.layers import layers as list_layers, picked_for_first_call
 from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.models import input_channels
-from pyviz_fast.engine.photos import first_image, native_size, read_photos
+from pyviz_fast.engine.photos import first_image, photo_size, read_photos
 from pyviz_fast.engine.render import render_task, resolve_model, resolve_settings
 from pyviz_fast.engine.settings import Settings
 from pyviz_fast.engine.units import check_layer_name
@@ -83,11 +83,11 @@ def style_transfer(model, content, style, *, content_layer=None, style_layers=No
     ``res.units`` holds each row's ``Pair``; ``res.objective`` is minus its final loss.
     """
     started = time.perf_counter()
+    model = resolve_model(model, device, seed)
     base = settings or Settings(**DEFAULTS)
     if settings is None and "size" not in overrides:
-        base = base.replace(size=native_size(first_image(content)))
+        base = base.replace(size=photo_size(first_image(content), model))
     settings = resolve_settings(base, overrides, batch_size, starts_from_images=True)
-    model = resolve_model(model, device, seed)
     channels = settings.channels or input_channels(model)
     contents, styles = read_photos(content, channels, settings.hw), read_photos(style, channels, settings.hw)
     picked = []  # layers chosen here, as the first activation at their resolution
