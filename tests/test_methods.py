@@ -156,6 +156,8 @@ def test_vit_facets_default_to_fourier_and_keep_the_unit():
     same = pvf.render(vit, VIT_FACET_UNITS, diversity=0.0, **base)
     assert res.settings.param == same.settings.param == "fourier"
     assert pvf.render(vit, "blocks.3.mlp.act:0", **{**base, "steps": 1}, param="pixel").settings.param == "pixel"
+    # Fourier works at one size: with octaves the default stays pixel rather than a setting it cannot do
+    assert pvf.render(vit, "blocks.3.mlp.act:0", **{**base, "steps": 2}, octaves=2).settings.param == "pixel"
     ratios = res.objective.view(-1, 3) / same.objective.view(-1, 3)
     assert int((ratios >= 0.8).all(1).sum()) >= 10, dict(zip(VIT_FACET_UNITS, ratios.tolist()))
 

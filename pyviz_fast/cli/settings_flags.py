@@ -244,8 +244,8 @@ def read_settings_file(path, settings_cls=Settings) -> dict:
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise ValueError(f"--config {str(path)!r}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(fields)}")
-    return {k: _value_as_read(v, hints.get(k)) for hints in [typing.get_type_hints(settings_cls)]
-            for k, v in table.items()}
+    hints = typing.get_type_hints(settings_cls)
+    return {k: _value_as_read(v, hints[k]) for k, v in table.items()}
 
 
 _NON_FINITE = ("inf", "-inf", "nan")

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from pyviz_fast.engine.goals.gram import gram, sibling_similarity
 from pyviz_fast.engine.models import input_patch
+from pyviz_fast.engine.parameterizations import check as check_parameterization
 
 # On a model that cuts its input into patches (a ViT) facets default to the Fourier
 # parameterization: pixel facets lose the unit to the penalty there. shapes_vit, 12 MLP units at
@@ -41,10 +42,16 @@ PATCH_MODEL_FACET_DEFAULTS = dict(param="fourier")
 
 def with_facet_defaults(settings, model, param_given):
     """``settings`` with ``PATCH_MODEL_FACET_DEFAULTS`` when they ask for facets of a model that
-    cuts its input into patches and the caller did not choose ``param``."""
+    cuts its input into patches, the caller did not choose ``param``, and Fourier can serve them
+    (it works at one size and makes its own start: octaves, a canvas or an init image keep pixels)."""
     if param_given or settings.facets <= 1 or input_patch(model) <= 1:
         return settings
-    return settings.replace(**PATCH_MODEL_FACET_DEFAULTS)
+    fourier = settings.replace(**PATCH_MODEL_FACET_DEFAULTS)
+    try:
+        check_parameterization(fourier)
+    except ValueError:
+        return settings
+    return fourier
 
 
 class Diversity:
