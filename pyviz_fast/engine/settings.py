@@ -102,8 +102,9 @@ class Settings:
       less as it falls, and not at all below this fraction of it (then it only climbs back to the
       unit; engine/goals/diversity.py). diversity_layer: where the Gram matrices are taken (None
       = the unit's own layer). On a model that cuts its input into patches (a ViT) ``render``
-      and the CLI render facets with param='fourier' unless param is given: pixel facets lose
-      the unit to the penalty there.
+      and the CLI render facets with param='fourier' unless param is given or Fourier cannot
+      serve the settings (octaves, a canvas, an init image): pixel facets lose the unit to the
+      penalty there.
     ReLU redirection
       redirect_relu_steps: for this many first steps, an image whose unit does not fire yet
       (objective <= 0) gets a gradient in which the unit's own ReLU (GELU) also passes it where
