@@ -1,5 +1,5 @@
-"""ops.gram and ops.gram_times (the Gram products of the style loss and the facets' diversity):
-the CPU kernel against the reference on random activations whose channels are innermost
+"""ops.gram and ops.gram_times (the Gram products of the style loss and the facets' diversity)
+and ops.gram_error with its backward (a style loss's layer): the CPU kernel against the reference on random activations whose channels are innermost
 (channels_last maps and tokens), odd and tiny position counts, B=1 and large batches, every
 tile shape of the kernel (16 to 256 channels) on every vector instruction set of the CPU; independent of the thread count; every input the
 kernel does not take runs the reference bit for bit; and the style loss through either backend."""
@@ -30,6 +30,24 @@ def matrices(B, C, seed):
     return torch.randn(B, C, C, generator=torch.Generator().manual_seed(seed))  # not symmetric
 
 
+def targets_and_norms(B, C, seed):
+    """Style targets (Gram matrices of another activation, over P) and their squared norms."""
+    target = reference.gram(channels_last((B, C, 3, 5), seed)) / 15
+    return target, squared_norms(target)
+
+
+def assert_error_kernels_match_the_reference(x, seed):
+    target, norms = targets_and_norms(x.shape[0], x.shape[1], seed)
+    weights = torch.randn(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    error, residual = torch.ops.pyviz_fast.gram_error(x, target, norms)
+    want_error, want_residual = reference.gram_error(x, target, norms)
+    assert_close_to(residual, want_residual)
+    assert_close_to(error, want_error)
+    grad = torch.ops.pyviz_fast.gram_error_backward(x, residual, weights)
+    assert_close_to(grad, reference.gram_error_backward(x, want_residual, weights))
+    assert grad.stride() == x.stride() and grad._base is None, "laid out as x, and owning its memory"
+
+
 def assert_close_to(got, want):
     """float32 products over up to a few hundred terms, summed in another order than torch's GEMM."""
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
@@ -45,6 +63,7 @@ def test_kernels_match_the_reference_on_channels_last_maps(shape, vector_isa):
     out = torch.ops.pyviz_fast.gram_times(m, x)
     assert_close_to(out, reference.gram_times(m, x))
     assert out.stride() == x.stride() and out._base is None, "laid out as x, and owning its memory"
+    assert_error_kernels_match_the_reference(x, seed=3)
 
 
 @pytest.mark.needs_ext
@@ -53,16 +72,20 @@ def test_kernels_match_the_reference_on_tokens(B, N, C, vector_isa):
     x, m = tokens(B, N, C, seed=3), matrices(B, C, seed=4)
     assert_close_to(torch.ops.pyviz_fast.gram(x), reference.gram(x))
     assert_close_to(torch.ops.pyviz_fast.gram_times(m, x), reference.gram_times(m, x))
+    assert_error_kernels_match_the_reference(x, seed=5)
 
 
 @pytest.mark.needs_ext
 def test_kernels_give_the_same_bits_on_any_number_of_threads():
     x, m = channels_last((9, 64, 11, 13), seed=5), matrices(9, 64, seed=6)
+    target, norms = targets_and_norms(9, 64, seed=7)
     threads, results = torch.get_num_threads(), []
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            results.append((torch.ops.pyviz_fast.gram(x), torch.ops.pyviz_fast.gram_times(m, x)))
+            error, residual = torch.ops.pyviz_fast.gram_error(x, target, norms)
+            results.append((torch.ops.pyviz_fast.gram(x), torch.ops.pyviz_fast.gram_times(m, x), error, residual,
+                            torch.ops.pyviz_fast.gram_error_backward(x, m, norms)))
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(*results):
@@ -71,13 +94,21 @@ def test_kernels_give_the_same_bits_on_any_number_of_threads():
 
 @pytest.mark.needs_ext
 def test_the_fused_backend_runs_the_kernels_on_the_inputs_they_take(monkeypatch):
+    target, norms = targets_and_norms(2, 32, seed=18)
     def refuse(*_):
         raise AssertionError("ran the reference")
     monkeypatch.setattr(reference, "gram", refuse)
     monkeypatch.setattr(reference, "gram_times", refuse)
+    monkeypatch.setattr(reference, "gram_error", refuse)
+    monkeypatch.setattr(reference, "gram_error_backward", refuse)
     x, m = channels_last((2, 32, 5, 4), seed=16), matrices(2, 32, seed=17)
     assert torch.equal(ops.gram(x, backend="fused"), torch.ops.pyviz_fast.gram(x))
     assert torch.equal(ops.gram_times(m, x, backend="fused"), torch.ops.pyviz_fast.gram_times(m, x))
+    for got, want in zip(ops.gram_error(x, target, norms, backend="fused"),
+                         torch.ops.pyviz_fast.gram_error(x, target, norms)):
+        assert torch.equal(got, want)
+    assert torch.equal(ops.gram_error_backward(x, m, norms, backend="fused"),
+                       torch.ops.pyviz_fast.gram_error_backward(x, m, norms))
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
@@ -95,6 +126,11 @@ def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "autocast"):
         assert torch.equal(ops.gram(x, backend=backend), reference.gram(x))
         assert torch.equal(ops.gram_times(m, x, backend=backend), reference.gram_times(m, x))
+        norms = (torch.rand(x.shape[0]) + 0.5).to(x.dtype)
+        for got, want in zip(ops.gram_error(x, m, norms, backend=backend), reference.gram_error(x, m, norms)):
+            assert torch.equal(got, want)
+        assert torch.equal(ops.gram_error_backward(x, m, norms, backend=backend),
+                           reference.gram_error_backward(x, m, norms))
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
@@ -104,6 +140,13 @@ def test_bad_shapes_are_named(backend):
         ops.gram_times(torch.zeros(2, 16, 15), x, backend=backend)
     with pytest.raises(ValueError, match=r"non-empty \[B, C, \*positions\] activation, got shape \[0, 16, 3, 3\]"):
         ops.gram(x[:0], backend=backend)
+    target, norms = targets_and_norms(2, 16, seed=10)
+    with pytest.raises(ValueError, match=r"target must have shape \[B, C, C\] = \[2, 16, 16\] .* got \[1, 16, 16\]"):
+        ops.gram_error(x, target[:1], norms, backend=backend)
+    with pytest.raises(ValueError, match=r"norms must have shape \[B\] = \[2\] .* got \[2, 1\]"):
+        ops.gram_error(x, target, norms[:, None], backend=backend)
+    with pytest.raises(ValueError, match=r"weights must have shape \[B\] = \[2\] .* got \[3\]"):
+        ops.gram_error_backward(x, target, torch.ones(3), backend=backend)
 
 
 @pytest.mark.needs_ext
@@ -114,6 +157,10 @@ def test_kernels_check_their_arguments_when_called_directly():
         torch.ops.pyviz_fast.gram(channels_last((2, 24, 3, 3), seed=10))
     with pytest.raises(RuntimeError, match=r"m must be float32 \[B, C, C\]"):
         torch.ops.pyviz_fast.gram_times(torch.zeros(2, 16, 16, dtype=torch.float64), channels_last((2, 16, 3, 3), 11))
+    with pytest.raises(RuntimeError, match=r"norms must be float32 \[B\] = \[2\]"):
+        torch.ops.pyviz_fast.gram_error(channels_last((2, 16, 3, 3), 11), torch.zeros(2, 16, 16), torch.ones(3))
+    with pytest.raises(RuntimeError, match=r"residual must be float32 \[B, C, C\]"):
+        torch.ops.pyviz_fast.gram_error_backward(channels_last((2, 16, 3, 3), 11), torch.zeros(2, 8, 8), torch.ones(2))
 
 
 @pytest.mark.needs_ext
@@ -121,6 +168,9 @@ def test_opcheck():
     x, m = channels_last((2, 32, 3, 5), seed=12), matrices(2, 32, seed=13)
     torch.library.opcheck(torch.ops.pyviz_fast.gram.default, (x,))
     torch.library.opcheck(torch.ops.pyviz_fast.gram_times.default, (m, x))
+    target, norms = targets_and_norms(2, 32, seed=14)
+    torch.library.opcheck(torch.ops.pyviz_fast.gram_error.default, (x, target, norms))
+    torch.library.opcheck(torch.ops.pyviz_fast.gram_error_backward.default, (x, m, norms))
 
 
 @pytest.mark.needs_ext

@@ -13,4 +13,6 @@ TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) {
   m.impl("periodic_crops_backward", &pvf::cpu::periodic_crops_backward_cpu);
   m.impl("gram", &pvf::cpu::gram_cpu);
   m.impl("gram_times", &pvf::cpu::gram_times_cpu);
+  m.impl("gram_error", &pvf::cpu::gram_error_cpu);
+  m.impl("gram_error_backward", &pvf::cpu::gram_error_backward_cpu);
 }

@@ -152,15 +152,44 @@ def gram_times(m, x, *, backend=None):
     """m [B, C, C] times x as [B, C, P] (the backward of ``gram`` for a gradient dG is
     ``gram_times(dG + dG^T, x)``), in a new tensor of x's shape and memory layout. The kernel
     runs where ``gram``'s does, up to 128 channels."""
-    if m.shape != (x.shape[0], x.shape[1], x.shape[1]):
-        raise ValueError(f"m must have shape [B, C, C] = {[x.shape[0], x.shape[1], x.shape[1]]} for x of shape "
-                         f"{list(x.shape)}, got {list(m.shape)}")
+    _check_matrices(m, "m", x)
     return _gram_kernel("gram_times", x, backend)(m, x)
+
+
+def gram_error(x, target, norms, *, backend=None):
+    """One layer of a style loss, per image: (error [B], residual [B, C, C]) with residual =
+    F F^T / P - target and error = ||residual||^2 / norms (norms [B], e.g. the target's squared
+    norms), target and norms taken in x's dtype. One kernel where ``gram``'s runs: the Gram
+    matrix, residual and sum in one pass over the C x C values instead of four."""
+    _check_matrices(target, "target", x)
+    _check_per_image(norms, "norms", x)
+    return _gram_kernel("gram_error", x, backend)(x, target.to(x.dtype), norms.to(x.dtype))
+
+
+def gram_error_backward(x, residual, weights, *, backend=None):
+    """The gradient at x of sum_b weights_b * ||residual_b||^2 for ``gram_error``'s residual
+    (weights [B]: the loss's gradient over the norms), laid out as x. The kernel runs where
+    ``gram_times``' does."""
+    _check_matrices(residual, "residual", x)
+    _check_per_image(weights, "weights", x)
+    return _gram_kernel("gram_error_backward", x, backend)(x, residual.to(x.dtype), weights.to(x.dtype))
+
+
+def _check_matrices(m, name, x):
+    if m.shape != (x.shape[0], x.shape[1], x.shape[1]):
+        raise ValueError(f"{name} must have shape [B, C, C] = {[x.shape[0], x.shape[1], x.shape[1]]} for x of shape "
+                         f"{list(x.shape)}, got {list(m.shape)}")
+
+
+def _check_per_image(v, name, x):
+    if v.shape != (x.shape[0],):
+        raise ValueError(f"{name} must have shape [B] = [{x.shape[0]}] for x of shape {list(x.shape)}, "
+                         f"got {list(v.shape)}")
 
 
 # The most channels each product's kernel takes: beyond, torch's GEMM is as fast or faster (its
 # packing pays off; benchmarks/bench_gram.py, AMD EPYC, 2026-12-03).
-_GRAM_KERNEL_CHANNELS = {"gram": 256, "gram_times": 128}
+_GRAM_KERNEL_CHANNELS = {"gram": 256, "gram_times": 128, "gram_error": 256, "gram_error_backward": 128}
 
 
 def _gram_kernel(name, x, backend):

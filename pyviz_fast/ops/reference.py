@@ -184,3 +184,17 @@ def gram_times(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     else:
         torch.bmm(m, f, out=rows)
     return out
+
+
+def gram_error(x: torch.Tensor, target: torch.Tensor, norms: torch.Tensor):
+    """(error [B], residual [B, C, C]): residual = F F^T / P - target (F = x as [B, C, P]) and
+    error = ||residual||^2 / norms, per image: one layer of a style loss."""
+    residual = gram(x) / x[0, 0].numel() - target
+    return residual.square().sum((1, 2)) / norms, residual
+
+
+def gram_error_backward(x: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The gradient at x of sum_b weights_b ||residual_b||^2 (``gram_error``'s residual, weights
+    [B]): (dG + dG^T) F / P with dG = 2 w R, laid out as x (``gram_times``)."""
+    d = weights[:, None, None] * (2 * residual)
+    return gram_times((d + d.transpose(1, 2)) / x[0, 0].numel(), x)

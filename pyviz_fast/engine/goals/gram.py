@@ -59,24 +59,25 @@ class _Gram(torch.autograd.Function):
 
 class _GramErrors(torch.autograd.Function):
     """(backend, targets, norms, *xs) -> sum over layers l of ||gram(x_l) - target_l||^2 / norms_l
-    [B]: a style loss's layers as one node. The per-op autograd steps of the plain formula, and a
-    node per layer, cost as much as the Gram matrices of a small net (0.56 ms of a 17 ms ShapesNet
-    step). Same values and gradient as the plain formula summed over the layers; targets
-    [B, C_l, C_l] and norms [B] are constants, the gradient is for the xs only."""
+    [B]: a style loss's layers as one node of one op per layer each way (``ops.gram_error``).
+    Autograd's steps of the plain formula, and a node per layer, cost as much as the Gram
+    matrices of a small net. Same values and gradient as the plain formula summed over the
+    layers; targets [B, C_l, C_l] and norms [B] are constants, the gradient is for the xs only."""
 
     @staticmethod
     def forward(ctx, backend, targets, norms, *xs):
-        diffs = [_gram_of_rows(x, backend) - target for x, target in zip(xs, targets)]
-        ctx.save_for_backward(*xs, *diffs)
+        errors, residuals = zip(*(ops.gram_error(x, target, n, backend=backend)
+                                  for x, target, n in zip(xs, targets, norms)))
+        ctx.save_for_backward(*xs, *residuals)
         ctx.backend, ctx.norms = backend, norms
-        return sum(diff.square().sum((1, 2)) / n for diff, n in zip(diffs, norms))
+        return sum(errors)
 
     @staticmethod
     def backward(ctx, grad):
         saved = ctx.saved_tensors
-        xs, diffs = saved[:len(saved) // 2], saved[len(saved) // 2:]
-        return (None, None, None, *(_gram_backward(x, (grad / n)[:, None, None] * (2 * diff), ctx.backend)
-                                    for x, diff, n in zip(xs, diffs, ctx.norms)))
+        xs, residuals = saved[:len(saved) // 2], saved[len(saved) // 2:]
+        return (None, None, None, *(ops.gram_error_backward(x, residual, grad / n, backend=ctx.backend)
+                                    for x, residual, n in zip(xs, residuals, ctx.norms)))
 
 
 def _laid_out_as(x, rows):
