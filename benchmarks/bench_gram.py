@@ -1,8 +1,8 @@
 """The Gram products' CPU kernel (``ops.gram``, ``ops.gram_times``) against torch.bmm (the
 reference), never asserting:
 
-- ops: each product on the style layers' shapes of ShapesNet and the random VGG-style net (8
-  images, 64 px, channels_last, float32), warm (the same call repeated) and cold (a 64 MB
+- ops: each product, and a style layer's Gram error with its backward, on the style layers'
+  shapes of ShapesNet and the random VGG-style net (8 images, 64 px, channels_last, float32), warm (the same call repeated) and cold (a 64 MB
   buffer written between calls, as a style loss's backward finds its activation), medians;
 - style: ``pvf.style_transfer`` of 8 pairs with the kernel, then with the products on
   torch.bmm, beside the model's bare forward+backward (``bench_methods.ceiling``), in turn
@@ -44,17 +44,28 @@ def median_ms(fn, cold, calls=40):
 def op_rows():
     """Each op and its reference; past the kernel's channel limit (``ops._GRAM_KERNEL_CHANNELS``)
     the op runs the reference too, so both columns time torch.bmm there."""
-    print("| shape [B, C, H, W] | gram: bmm / kernel ms (warm; cold) | gram_times: bmm / kernel ms (warm; cold) |")
-    print("|---|---|---|")
+    print("| shape [B, C, H, W] | gram: bmm / kernel ms (warm; cold) | gram_times: bmm / kernel ms (warm; cold) "
+          "| gram_error, forward + backward: reference / kernels ms (warm; cold) |")
+    print("|---|---|---|---|")
     for shape in OP_SHAPES:
         x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
         m = torch.randn(shape[0], shape[1], shape[1])
+        norms = torch.rand(shape[0]) + 0.5
         cells = []
-        for name, args in (("gram", (x,)), ("gram_times", (m, x))):
-            mine, theirs = getattr(ops, name), getattr(reference, name)
+        for name, args in (("gram", (x,)), ("gram_times", (m, x)), ("style_layer", (x, m, norms))):
+            mine, theirs = (style_layer(ops), style_layer(reference)) if name == "style_layer" else \
+                (getattr(ops, name), getattr(reference, name))
             times = [median_ms(lambda f=f: f(*args), cold) for cold in (False, True) for f in (theirs, mine)]
             cells.append("{:.3f} / {:.3f}; {:.3f} / {:.3f}".format(*times))
-        print(f"| {list(shape)} | {cells[0]} | {cells[1]} |", flush=True)
+        print(f"| {list(shape)} | {' | '.join(cells)} |", flush=True)
+
+
+def style_layer(module):
+    """A style loss's layer both ways through ``module``'s ops: its Gram error, then the gradient."""
+    def run(x, target, norms):
+        _, residual = module.gram_error(x, target, norms)
+        return module.gram_error_backward(x, residual, norms)
+    return run
 
 
 def style_rows(steps, repeats):
