@@ -122,7 +122,7 @@ at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residu
   check_matrices(residual, "residual", x);
   check_per_image(weights, "weights", x);
   const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
-  // m = (dG + dG^T) / P with dG = 2 w R: symmetric, so it is its own transpose (m^T F^T's m^T)
+  // m = (dG + dG^T) / P with dG = 2 w R is symmetric: it serves as the m^T rows_times_matrices takes
   at::Tensor m = at::empty({B, C, C}, x.options());
   const at::Tensor r_all = residual.contiguous(), w_all = weights.contiguous();
   const float* res = r_all.const_data_ptr<float>();
