@@ -2,8 +2,9 @@
 reference), never asserting:
 
 - ops: each product, and a style layer's Gram error with its backward, on the style layers'
-  shapes of ShapesNet and the random VGG-style net (8 images, 64 px, channels_last, float32), warm (the same call repeated) and cold (a 64 MB
-  buffer written between calls, as a style loss's backward finds its activation), medians;
+  shapes of ShapesNet and the random VGG-style net (8 images, 64 px, channels_last, float32),
+  warm (the same call repeated) and cold (a 64 MB buffer written between calls, as a style
+  loss's backward finds its activation), medians;
 - style: ``pvf.style_transfer`` of 8 pairs with the kernel, then with the products on
   torch.bmm, beside the model's bare forward+backward (``bench_methods.ceiling``), in turn
   ``--repeats`` times, medians of process CPU seconds.
@@ -52,9 +53,8 @@ def op_rows():
         m = torch.randn(shape[0], shape[1], shape[1])
         norms = torch.rand(shape[0]) + 0.5
         cells = []
-        for name, args in (("gram", (x,)), ("gram_times", (m, x)), ("style_layer", (x, m, norms))):
-            mine, theirs = (style_layer(ops), style_layer(reference)) if name == "style_layer" else \
-                (getattr(ops, name), getattr(reference, name))
+        for mine, theirs, args in ((ops.gram, reference.gram, (x,)), (ops.gram_times, reference.gram_times, (m, x)),
+                                   (style_layer(ops), style_layer(reference), (x, m, norms))):
             times = [median_ms(lambda f=f: f(*args), cold) for cold in (False, True) for f in (theirs, mine)]
             cells.append("{:.3f} / {:.3f}; {:.3f} / {:.3f}".format(*times))
         print(f"| {list(shape)} | {' | '.join(cells)} |", flush=True)

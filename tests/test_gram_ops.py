@@ -1,8 +1,10 @@
 """ops.gram and ops.gram_times (the Gram products of the style loss and the facets' diversity)
-and ops.gram_error with its backward (a style loss's layer): the CPU kernel against the reference on random activations whose channels are innermost
-(channels_last maps and tokens), odd and tiny position counts, B=1 and large batches, every
-tile shape of the kernel (16 to 256 channels) on every vector instruction set of the CPU; independent of the thread count; every input the
-kernel does not take runs the reference bit for bit; and the style loss through either backend."""
+and ops.gram_error with its backward (a style loss's layer): the CPU kernel against the
+reference on random activations whose channels are innermost (channels_last maps and tokens),
+odd and tiny position counts, B=1 and large batches, every tile shape of the kernel (16 to 256
+channels) on every vector instruction set of the CPU; independent of the thread count; every
+input the kernel does not take runs the reference bit for bit; and the style loss through
+either backend."""
 import pytest
 import torch
 
