@@ -319,10 +319,14 @@ struct ApplyProgram {
       const PlaneRows<T>& rolled_out = out[Epilogue::kRolledOutput];
       blk.each(regs, [&](int thread, TileRegs&) {
         const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
-        const int32_t column = rolled_out.offset(t.e0 + lane);
+        // The thread's rows by one pointer stepped row by row (the roll wraps at most once in
+        // them), instead of a roll, a product and an address per row.
+        const int32_t wrap = height - rolled(t.i0 + first, rolled_out.dy, height);
+        T* p = rolled_out.at(t.i0 + first, rolled_out.offset(t.e0 + lane));
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (t.i0 + first + q < height) store(rolled_out.at(t.i0 + first + q, column), 0, sh.rows[first + q][lane]);
+          if (t.i0 + first + q < height) store(p, 0, sh.rows[first + q][lane]);
+          p += q + 1 == wrap ? (1 - height) * rolled_out.row : rolled_out.row;
         }
       });
       blk.sync();
