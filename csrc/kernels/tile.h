@@ -44,6 +44,7 @@ struct TileShared {
   alignas(16) float raw[kChunkRows][kTileW + 2 * kSharedHalo];  // source rows; then the image x of a step tile
   alignas(16) float rows[kChunkRows][kTileW];  // horizontal pass; then the tile's values before they are stored
   alignas(16) float taps[kSharedTaps];
+  int32_t halo_rows[kChunkRows];  // the fast path's source row offsets (PlaneRows::row_offset) of a tile's halo rows
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
   int flag;  // non-finite flag of that image
@@ -259,9 +260,10 @@ struct PlaneRows {
   int32_t row, element, dy, shift, height, length, step;
   bool vectors;
 
-  PVF_HD T* row_at(int32_t i) const { return base + rolled(i, dy, height) * row; }
+  PVF_HD T* row_at(int32_t i) const { return base + row_offset(i); }
   // Element e (no roll) of row i (rolled) in one int32 offset: a single wide add to the base.
-  PVF_HD T* at(int32_t i, int32_t e) const { return base + (rolled(i, dy, height) * row + e); }
+  PVF_HD T* at(int32_t i, int32_t e) const { return base + (row_offset(i) + e); }
+  PVF_HD int32_t row_offset(int32_t i) const { return rolled(i, dy, height) * row; }
   PVF_HD int32_t offset(int32_t e) const { return rolled(e, shift, length) * element; }
 };
 
@@ -639,11 +641,16 @@ PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRe
   using F = FastHalo<R, T>;
   const int32_t start = F::start(src, t), a = start % F::kV, base = start - a;
   float* const raw = &sh.raw[0][0] + F::kLead;
+  // Each halo row's reflection and roll once, not in each of its kVectors loads.
+  blk.each(regs, [&](int thread, TileRegs&) {
+    if (thread < F::kRows) sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+  });
+  blk.sync();
   blk.each(regs, [&](int thread, TileRegs&) {
     each_task<F::kTasks>(thread, [&](int32_t task) {
       const int32_t h = task / F::kVectors, j = task - h * F::kVectors;
       float v[F::kV];
-      load_vector(src.at(halo_row(t.i0 - R + h, src.height, R), base + j * F::kV), v);
+      load_vector(src.base + (sh.halo_rows[h] + base + j * F::kV), v);
       float* out = raw + h * F::kPitch + j * F::kV - a;
       PVF_UNROLL
       for (int k = 0; k < F::kV; ++k) out[k] = v[k];
