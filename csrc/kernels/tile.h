@@ -118,9 +118,10 @@ struct TilePos {
   int32_t in_image;  // index of the tile within its image
 };
 
-PVF_HD TilePos tile_at(const TileGrid& g, int32_t index) {
+// Tile `index` of the batch, which lies in image b (the tile loops know it: no division for it).
+PVF_HD TilePos tile_at(const TileGrid& g, int32_t b, int32_t index) {
   TilePos t;
-  t.b = g.by_per_image(index);
+  t.b = b;
   t.in_image = index - t.b * g.per_image;
   t.plane = g.by_per_plane(t.in_image);
   const int32_t in_plane = t.in_image - t.plane * g.per_plane;
@@ -628,10 +629,14 @@ struct FastHalo {
     return rolled(t.e0 - R, p.shift, p.length);
   }
 
+  // The start's place in its vector (start >= 0 where the fast path runs: a mask, not a signed
+  // remainder).
+  static PVF_HD int32_t misalignment(int32_t start) { return static_cast<int32_t>(static_cast<uint32_t>(start) % kV); }
+
   static PVF_HD bool fits(const PlaneRows<const T>& p, const TilePos& t) {
     if (!p.vectors || p.step != 1 || t.e0 < R || t.e0 + kTileW + R > p.length) return false;
     const int32_t s = start(p, t);
-    return s - s % kV + kVectors * kV <= p.length;
+    return s - misalignment(s) + kVectors * kV <= p.length;
   }
 };
 
@@ -639,7 +644,7 @@ template <int R, class Block, class T>
 PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const PlaneRows<const T>& src, const TilePos& t) {
   using F = FastHalo<R, T>;
-  const int32_t start = F::start(src, t), a = start % F::kV, base = start - a;
+  const int32_t start = F::start(src, t), a = F::misalignment(start), base = start - a;
   float* const raw = &sh.raw[0][0] + F::kLead;
   // Each halo row's reflection and roll once, not in each of its kVectors loads.
   blk.each(regs, [&](int thread, TileRegs&) {
@@ -769,7 +774,7 @@ struct BlurredTiles {
       const auto tiles_of_image = [&](auto fast, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (int32_t i = index; i < end; i += blk.count()) {
-          const TilePos t = tile_at(grid, i);
+          const TilePos t = tile_at(grid, b, i);
           const PlaneRows<const T> p = src.plane(rolled_image, t);
           if (!take(p, t)) continue;
           note_tile_path(decltype(fast)::value);
