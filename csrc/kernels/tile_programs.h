@@ -320,13 +320,14 @@ struct ApplyProgram {
       blk.each(regs, [&](int thread, TileRegs&) {
         const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
         // The thread's rows by one pointer stepped row by row (the roll wraps at most once in
-        // them), instead of a roll, a product and an address per row.
+        // them), instead of a roll, a product and an address per row; rows past the image (a
+        // bottom tile's) are stepped over, never stored.
         const int32_t wrap = height - rolled(t.i0 + first, rolled_out.dy, height), inside = height - (t.i0 + first);
         T* p = rolled_out.at(t.i0 + first, rolled_out.offset(t.e0 + lane));
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
           if (q < inside) store(p, 0, sh.rows[first + q][lane]);
-          p += q + 1 == wrap ? (1 - height) * rolled_out.row : rolled_out.row;
+          if (q + 1 < kRowsPerThread) p += q + 1 == wrap ? (1 - height) * rolled_out.row : rolled_out.row;
         }
       });
       blk.sync();
