@@ -153,6 +153,47 @@ PVF_HD bool is_finite(float v) {
 // Clamp that lets NaN through, as torch.clamp does (fminf/fmaxf would drop it).
 PVF_HD float clamp_keep_nan(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+// clamp_keep_nan(g, -clip, clip) for clip > 0 or +0.0, bit for bit (signed zeros too), for every
+// g but NaN, which becomes +-clip: three instructions instead of four, where a NaN cannot matter
+// (the step's: a NaN gradient flags its image, which then keeps its pixels). The sign is g's
+// because min and max may return either zero of a +-0 tie.
+PVF_HD float clamp_magnitude(float g, float clip) {
+#ifdef __CUDA_ARCH__
+  return copysignf(fmaxf(fminf(g, clip), -clip), g);
+#else
+  return std::copysign(std::fmax(std::fmin(g, clip), -clip), g);
+#endif
+}
+
+// v unchanged, through a move the GPU compiler cannot see through, for a value whose origin
+// makes it emit worse code: a mask it knows to be 0 or ~0 turns select_bits back into a branch
+// over the whole update; a step it knows to be one of two products becomes a choice of factor
+// and a multiply at each use.
+template <class V>
+PVF_HD V opaque(V v) {
+#ifdef __CUDA_ARCH__
+  static_assert(sizeof(V) == 4 || sizeof(V) == 8, "opaque moves 32- or 64-bit values");
+  if constexpr (sizeof(V) == 8) {
+    asm("mov.b64 %0, %0;" : "+l"(v));
+  } else {
+    asm("mov.b32 %0, %0;" : "+r"(v));
+  }
+#endif
+  return v;
+}
+
+// `a` where `mask` is all ones, `b` where it is 0, bit for bit, as one bitwise select (mask
+// opaque: see there).
+PVF_HD float select_bits(uint32_t mask, float a, float b) {
+  uint32_t ua, ub;
+  memcpy(&ua, &a, sizeof ua);
+  memcpy(&ub, &b, sizeof ub);
+  const uint32_t u = (ua & mask) | (ub & ~mask);
+  float r;
+  memcpy(&r, &u, sizeof r);
+  return r;
+}
+
 template <class T>
 struct TypeTag {
   using type = T;

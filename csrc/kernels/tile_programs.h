@@ -152,7 +152,7 @@ PVF_HD float divide_by(float g, float d, float r) {
 // the roll of the next input.
 struct StepImage {
   float denom, reciprocal;
-  bool flag;
+  uint32_t keep;  // all ones for a flagged image (it keeps its pixels), else 0
   int32_t next_dy, next_dx;
 };
 
@@ -177,7 +177,8 @@ struct StepEpilogue {
   using Image = StepImage;
   PVF_HD Image image(int32_t b, const TileShared& sh) const {
     const float denom = params.mode == kNone ? 1.0f : sh.denom;
-    return {denom, 1.0f / denom, sh.flag != 0, reduced_shift(next_shifts, 2 * int64_t(b), shape.height, false),
+    return {denom, 1.0f / denom, opaque(sh.flag != 0 ? ~0u : 0u),
+            reduced_shift(next_shifts, 2 * int64_t(b), shape.height, false),
             reduced_shift(next_shifts, 2 * int64_t(b) + 1, shape.width, false)};
   }
 
@@ -191,10 +192,10 @@ struct StepEpilogue {
   }
 
   PVF_HD float operator()(const Image& f, float g, float old) const {
-    g = clamp_keep_nan(divide_by(g, f.denom, f.reciprocal), -params.clip, params.clip);
+    g = clamp_magnitude(divide_by(g, f.denom, f.reciprocal), params.clip);
     float v = fmaf(params.lr, g, old);
     v = fmaf(-params.decay, v - params.center, v);
-    return f.flag ? old : clamp_keep_nan(v, params.lo, params.hi);
+    return select_bits(f.keep, old, clamp_keep_nan(v, params.lo, params.hi));
   }
 };
 
@@ -324,10 +325,12 @@ struct ApplyProgram {
         // bottom tile's) are stepped over, never stored.
         const int32_t wrap = height - rolled(t.i0 + first, rolled_out.dy, height), inside = height - (t.i0 + first);
         T* p = rolled_out.at(t.i0 + first, rolled_out.offset(t.e0 + lane));
+        // the wrap's step made once (opaque: else a choice between 1 - height and 1 is multiplied per row)
+        const int32_t down = rolled_out.row, wrap_back = opaque((1 - height) * rolled_out.row);
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
           if (q < inside) store(p, 0, sh.rows[first + q][lane]);
-          if (q + 1 < kRowsPerThread) p += q + 1 == wrap ? (1 - height) * rolled_out.row : rolled_out.row;
+          if (q + 1 < kRowsPerThread) p += q + 1 == wrap ? wrap_back : down;
         }
       });
       blk.sync();
