@@ -134,7 +134,10 @@ PVF_HD void store_vector(T* p, const float* in) {
       w[k] = word_of(from_float<T>(in[2 * k]), from_float<T>(in[2 * k + 1]));
     }
   }
-  *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+  // In PTX: from a base pointer made opaque (tile.h plane_pointer) the compiler would split a
+  // plain uint4 store into four 4-byte ones.
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3])
+               : "memory");
 #else
   T v[kVector<T>];
   for (int k = 0; k < kVector<T>; ++k) v[k] = from_float<T>(in[k]);
@@ -168,7 +171,8 @@ PVF_HD float clamp_magnitude(float g, float clip) {
 // v unchanged, through a move the GPU compiler cannot see through, for a value whose origin
 // makes it emit worse code: a mask it knows to be 0 or ~0 turns select_bits back into a branch
 // over the whole update; a step it knows to be one of two products becomes a choice of factor
-// and a multiply at each use.
+// and a multiply at each use; a base pointer it knows to be an argument plus a 64-bit index is
+// re-derived in every access (4 instructions instead of 1).
 template <class V>
 PVF_HD V opaque(V v) {
 #ifdef __CUDA_ARCH__
