@@ -135,8 +135,8 @@ PVF_HD TilePos tile_at(const TileGrid& g, int32_t b, int32_t index) {
 // data[b * image + p * plane + i * row + e * element]. `vectors`: element == 1 and the data and
 // every stride 16-byte aligned, so that an element's alignment is that of its index e.
 struct TileView {
-  int64_t image, plane;
-  int32_t row, element;
+  int64_t image;
+  int32_t plane, row, element;  // plane: 0 when unused (one plane per image, or one channel)
   bool vectors;
 };
 
@@ -147,7 +147,9 @@ PVF_HD bool aligned16(int64_t bytes) { return bytes % 16 == 0; }
 PVF_HD TileView tile_view(const void* data, const Strides& s, const TileGrid& g, int64_t size) {
   TileView v;
   v.image = s.b;
-  v.plane = g.step > 1 ? 0 : s.c;
+  // s.c fits int32 when there are several planes: the frontends check that an image's offsets do
+  // (check_int32_image_offsets)
+  v.plane = static_cast<int32_t>(g.step > 1 || g.shape.channels == 1 ? 0 : s.c);
   v.row = static_cast<int32_t>(s.h);
   v.element = static_cast<int32_t>(g.step > 1 ? 1 : s.w);
   v.vectors = v.element == 1 && aligned16(static_cast<int64_t>(reinterpret_cast<uintptr_t>(data))) &&
@@ -268,10 +270,11 @@ struct PlaneRows {
   PVF_HD int32_t offset(int32_t e) const { return rolled(e, shift, length) * element; }
 };
 
-// base + elements, the plane of a tile, as a pointer of its own (opaque): each access is then one
-// wide multiply-add from it, not a 64-bit add of the plane's index and a scaled add to the
-// argument (4 instructions). It is still known to be global memory, so the accesses stay LDG /
-// STG rather than generic LD / ST.
+// base + elements (an image's first plane, or a tile's plane in it) as a pointer of its own
+// (opaque): each access is then one wide multiply-add from it, not a 64-bit add of the plane's
+// index and a scaled add to the argument (4 instructions), and a tile's plane is one int32
+// product and a wide add from its image's pointer, not a 64-bit product. It is still known to
+// be global memory, so the accesses stay LDG / STG rather than generic LD / ST.
 template <class T>
 PVF_HD T* plane_pointer(T* base, int64_t elements) {
   T* p = opaque(base + elements);
@@ -285,8 +288,8 @@ PVF_HD T* plane_pointer(T* base, int64_t elements) {
 template <class T>
 PVF_HD PlaneRows<T> image_rows(T* data, const TileView& v, int32_t b, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
-  return {data + int64_t(b) * v.image, v.row, v.element, dy, dx * g.step, static_cast<int32_t>(g.shape.height),
-          g.length, g.step, v.vectors};
+  return {plane_pointer(data, int64_t(b) * v.image), v.row, v.element, dy, dx * g.step,
+          static_cast<int32_t>(g.shape.height), g.length, g.step, v.vectors};
 }
 
 // The plane of tile t.
@@ -294,7 +297,7 @@ template <class T>
 PVF_HD PlaneRows<T> plane_rows(T* data, const TileView& v, const TilePos& t, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
   PlaneRows<T> p = image_rows(data, v, t.b, g, dy, dx);
-  p.base = plane_pointer(p.base, int64_t(t.plane) * v.plane);
+  p.base = plane_pointer(p.base, t.plane * v.plane);
   return p;
 }
 
@@ -314,7 +317,7 @@ struct TileSource {
   }
 
   PVF_HD PlaneRows<const T> plane(PlaneRows<const T> image, const TilePos& t) const {
-    image.base = plane_pointer(image.base, int64_t(t.plane) * view.plane);
+    image.base = plane_pointer(image.base, t.plane * view.plane);
     return image;
   }
 };
