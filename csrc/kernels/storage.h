@@ -120,7 +120,8 @@ PVF_HD void load_vector(const T* p, float* out) {
 #endif
 }
 
-// p[k] = in[k] for k < kVector<T>, in one 16-byte store (p 16-byte aligned).
+// p[k] = in[k] for k < kVector<T>, in one 16-byte store (p 16-byte aligned, in global memory: the
+// GPU store is a PTX st.global).
 template <class T>
 PVF_HD void store_vector(T* p, const float* in) {
   note_access(p, kVector<T>, true);
