@@ -1,7 +1,8 @@
 """Edge cases that every backend (reference, fused CPU, CUDA emulation, CUDA) treats alike:
 sigmas that are huge (the window is capped: a box blur), tiny (the identity, never NaN) or not
-finite (ValueError naming the image on the CPU backends), and a step whose scale plus eps is 0
-(the image is kept and flagged)."""
+finite (ValueError naming the image on the CPU backends), and a scale plus eps without a finite
+reciprocal (0, or below ~2.9e-39 with eps = 0): a step keeps and flags the image, normalize_grad
+divides by it."""
 import math
 
 import pytest
@@ -55,10 +56,17 @@ def test_cuda_flags_a_non_finite_sigma():
     assert torch.equal(image[1], x[1])
 
 
+# |g| of 1e-40: every scale is below 2.9e-39, so 1 / scale overflows and g * (1 / scale) would be
+# inf, or NaN where g is 0 (the fused CPU step once wrote such NaN pixels without a flag).
+TINY_GRADIENTS = [0.0, 1e-40]
+
+
 @pytest.mark.parametrize("norm", ["rms", "mean_abs", "std", "max_abs"])
-def test_a_zero_gradient_with_eps_0_keeps_the_image_and_flags_it(kernel_backend, norm):
+@pytest.mark.parametrize("magnitude", TINY_GRADIENTS)
+def test_a_gradient_whose_scale_has_no_reciprocal_keeps_the_image_and_flags_it(kernel_backend, norm, magnitude):
     x, grad, shifts, next_shifts, sigma = fused_case((3, 2, 6, 7), torch.float32, seed=5)
-    grad[1] = 0.0
+    grad[1] *= magnitude
+    grad[1, 0, 0, :3] = 0.0
     options = dict(norm=norm, eps=0.0, lr=0.1, decay=0.2)
     got = run("fused_ascent_step", kernel_backend, x, grad, shifts, next_shifts, sigma, **options)
     want = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="reference", **options)
@@ -66,3 +74,15 @@ def test_a_zero_gradient_with_eps_0_keeps_the_image_and_flags_it(kernel_backend,
     assert torch.equal(got[0][1], x[1])
     assert not got[0].isnan().any()
     assert_step_close(got, tuple(want), torch.float32)
+
+
+@pytest.mark.parametrize("norm", ["mean_abs", "max_abs"])
+@pytest.mark.parametrize("magnitude", TINY_GRADIENTS)
+def test_normalize_divides_by_a_scale_without_a_finite_reciprocal(kernel_backend, norm, magnitude):
+    grad = fused_case((3, 2, 6, 7), torch.float32, seed=6)[1]
+    grad[1] *= magnitude
+    grad[1, 0, 0, :3] = 0.0
+    got = run("normalize_grad", kernel_backend, grad, norm, 0.0)
+    want = ops.normalize_grad(grad, norm, 0.0, backend="reference")
+    assert got[1].isfinite().all() == (magnitude > 0)  # g / 0 is inf or NaN; g / 1e-40 is not
+    torch.testing.assert_close(got, want, equal_nan=True)

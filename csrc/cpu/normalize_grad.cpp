@@ -35,13 +35,19 @@ std::vector<GradStats> plane_stats(const at::Tensor& g) {
 template <typename scalar_t>
 void normalize_grad_impl(const at::Tensor& g, NormMode mode, double eps, at::Tensor& out) {
   const Geometry in(g);
-  std::vector<float> inverse(in.B, 1.0f);
+  std::vector<float> denom(in.B, 1.0f), inverse(in.B, 1.0f);
   if (mode != kNone) {
     const auto stats = plane_stats<scalar_t>(g);
-    for (const auto b : c10::irange(in.B))
-      inverse[b] = inverse_scale(grad_scale(image_stats(stats, b, in.C), mode), mode, eps);
+    for (const auto b : c10::irange(in.B)) {
+      denom[b] = grad_scale(image_stats(stats, b, in.C), mode) + static_cast<float>(eps);
+      inverse[b] = 1.0f / denom[b];
+    }
   }
   scale_and_clip_images<scalar_t>(g, inverse, INFINITY, out);
+  // A denominator without a finite reciprocal (0, or below ~2.9e-39 with eps = 0) is divided by
+  // instead, as the contract says: g * (1 / d) would be inf or NaN where g / d is finite.
+  for (const auto b : c10::irange(in.B))
+    if (no_reciprocal(mode, denom[b])) out.select(0, b).copy_(g.select(0, b).to(at::kFloat).div(denom[b]));
 }
 
 }  // namespace

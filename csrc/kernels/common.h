@@ -18,9 +18,19 @@ namespace pvf {
 // Gradient normalization modes, in the order of the Python NORM_MODES.
 enum NormMode : int { kRms = 0, kMeanAbs = 1, kStd = 2, kMaxAbs = 3, kNone = 4 };
 
-// A step cannot normalize an image whose scale plus eps is 0 (eps = 0 and an all-zero gradient,
-// or a constant one for std): like a non-finite one, the image is flagged and left unchanged.
-PVF_HD bool zero_denominator(NormMode mode, float denom) { return mode != kNone && denom == 0.0f; }
+PVF_HD bool is_finite(float v) {
+#ifdef __CUDA_ARCH__
+  return isfinite(v);
+#else
+  return std::isfinite(v);
+#endif
+}
+
+// A step cannot normalize an image whose scale plus eps has no finite reciprocal: 0 (eps = 0 and
+// an all-zero gradient, or a constant one for std) or, with eps = 0, a scale below about 2.9e-39,
+// where g * (1 / d) is inf or NaN while g / d is finite. Like a non-finite one, the image is
+// flagged and left unchanged, on every backend whatever its way of dividing.
+PVF_HD bool no_reciprocal(NormMode mode, float denom) { return mode != kNone && !is_finite(1.0f / denom); }
 
 // i mod n in [0, n) for any sign of i (C++ % truncates toward zero). Indices within one period
 // of [0, n) (jittered rows and columns) take no division, which costs more than the pixel.

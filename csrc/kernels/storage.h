@@ -146,14 +146,6 @@ PVF_HD void store_vector(T* p, const float* in) {
 #endif
 }
 
-PVF_HD bool is_finite(float v) {
-#ifdef __CUDA_ARCH__
-  return isfinite(v);
-#else
-  return std::isfinite(v);
-#endif
-}
-
 // Clamp that lets NaN through, as torch.clamp does (fminf/fmaxf would drop it).
 PVF_HD float clamp_keep_nan(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 

@@ -86,7 +86,7 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
     const StatsPartial p = fold_warp_partials(sh, scale.mode);
     const float s = scale_of(p, scale.mode);
     sh.denom = s + scale.eps;
-    sh.flag = p.nonfinite != 0 || !is_finite(s) || zero_denominator(scale.mode, sh.denom);
+    sh.flag = p.nonfinite != 0 || !is_finite(s) || no_reciprocal(scale.mode, sh.denom);
   });
   blk.sync();
 }

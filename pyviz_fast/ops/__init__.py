@@ -83,7 +83,8 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma=0.0, *, norm="mean_abs
     clip it, then ``x + lr*g``, decay toward ``center`` by ``decay``, clamp to [lo, hi]; finally
     roll the new image by ``next_shifts`` to give the next forward pass its input.
 
-    Flags (``nonfinite``): an image whose blurred gradient or scale is not finite keeps its pixels
+    Flags (``nonfinite``): an image whose blurred gradient or scale is not finite, or whose scale
+    plus eps has no finite reciprocal (0, or below about 2.9e-39 with eps = 0), keeps its pixels
     and is flagged; an image that comes in with non-finite pixels (NaN, inf) is flagged too (the
     step runs as usual: NaN stays NaN, inf is clamped), so a broken input is never silent. The
     pixel check sums each image in float32, so finite pixels whose sum overflows float32

@@ -113,8 +113,8 @@ def fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm, eps, clip, lr, 
     g = gaussian_blur(jitter(grad.float(), -shifts), sigma)
     scale = grad_scale(g, norm)
     nonfinite = ~torch.isfinite(g).flatten(1).all(dim=1) | ~torch.isfinite(scale)
-    if norm != "none":  # scale + eps = 0: nothing to divide by; the image is kept, like a non-finite one
-        nonfinite |= (scale + eps) == 0
+    if norm != "none":  # nothing to divide by: scale + eps is 0 or (eps = 0) so small that its reciprocal
+        nonfinite |= ~torch.isfinite(1.0 / (scale + eps))  # overflows; kept, like a non-finite image
     g = _divide_by_scale(g, scale, norm, eps).clamp(-clip, clip)
     x32 = x.float()
     new = x32 + lr * g
