@@ -468,17 +468,31 @@ def test_a_model_that_runs_at_one_size_is_rendered_at_it(tmp_path):
     assert pvf.dream(vit, photo, "encoder.layers.encoder_layer_0.mlp.1@deepdream", steps=1).images.shape[-2:] == \
         (32, 32)
     assert pvf.accentuate(vit, photo, "encoder.layers.encoder_layer_1.mlp.1:0", steps=1).images.shape[-2:] == (32, 32)
+    # a zoom dreams in two octaves by default; at the model's one size, in one
+    assert with_model_defaults(pvf.Settings(octaves=2), vit, given=set()).octaves == 1
+    assert with_model_defaults(pvf.Settings(octaves=2), vit, given={"octaves"}).octaves == 2
+    frames = list(pvf.dream_zoom(vit, photo, "encoder.layers.encoder_layer_0.mlp.1@deepdream", 2, steps=1))
+    assert [frame.shape[-2:] for _, frame in frames] == [(32, 32)] * 2
+    with pytest.raises(ValueError, match="Expected 32 but got 23"):  # octaves asked for are the user's
+        next(pvf.dream_zoom(vit, photo, "encoder.layers.encoder_layer_0.mlp.1@deepdream", 2, steps=2, octaves=2))
     unit = ("encoder.layers.encoder_layer_1.mlp.1:3", "--model", "cli_models:small_torchvision_vit", "--steps", "1",
             "-q")
-    layers, render, atlas, sized = run_commands(
+    photo_file = tmp_path / "photo.png"
+    Image.fromarray((photo.permute(1, 2, 0).numpy() * 255).astype("uint8")).save(photo_file)
+    layers, render, atlas, sized, zoomed = run_commands(
         [(("layers", "--model", "cli_models:small_torchvision_vit", "--atlas"), tmp_path),
          (("render", *unit, "--out", "r"), tmp_path), (("atlas", *unit, "--out", "a"), tmp_path),
-         (("render", *unit, "--size", "64", "--out", "s"), tmp_path)], env=ENV)
+         (("render", *unit, "--size", "64", "--out", "s"), tmp_path),
+         (("dream", str(photo_file), "--model", "cli_models:small_torchvision_vit", "--layer",
+           "encoder.layers.encoder_layer_0.mlp.1", "--steps", "1", "--zoom-frames", "2", "--out", "zoom", "-q"),
+          tmp_path)], env=ENV)
     assert layers.returncode == 0 and "encoder.layers.encoder_layer_1.mlp.1" in layers.stdout, layers.stderr
     for done, info in ((render, "r/render.json"), (atlas, "a/run.json")):
         assert done.returncode == 0, done.stderr
         assert json.loads((tmp_path / info).read_text())["settings"]["size"] == 32
     assert sized.returncode == 2 and "Expected 32 but got 64" in sized.stderr, sized.stderr
+    assert zoomed.returncode == 0, zoomed.stderr
+    assert sorted(p.name for p in (tmp_path / "zoom").glob("*.png")) == ["frame_00000.png", "frame_00001.png"]
 
 
 def test_default_atlas_layers_keep_a_reduction_block_whole():

@@ -35,7 +35,8 @@ EXAMPLES = """examples:
 
 A zoom writes each frame as it is made; a killed zoom, rerun with the same command, goes on after
 its last frame (and a larger --zoom-frames extends a finished one). Per frame the dream defaults to
-""" + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in ZOOM_DEFAULTS.items()) + """ (flags override).
+""" + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in ZOOM_DEFAULTS.items()) + """ (flags override;
+one octave for a model that runs at one input size only, such as torchvision's ViT).
 """
 
 

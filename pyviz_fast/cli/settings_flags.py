@@ -290,7 +290,9 @@ def fit_size(size, hw) -> tuple:
 def settings_at_image_size(args, defaults, image, model, **fixed) -> Settings:
     """``settings_from_args`` at the size of the photo ``image`` ([C, H, W]): its own (or the one
     ``model`` declares it runs at, ``photo_size``), or with --size (flag or --config) N its shorter
-    side (aspect ratio kept), HxW exact (``fit_size``)."""
+    side (aspect ratio kept), HxW exact (``fit_size``); then the model's defaults where the user
+    gave no value (``settings_for_model``: one octave at a model's one declared size)."""
     settings = settings_from_args(args, defaults, **fixed)
     hw = photo_size(image, model)
-    return settings.replace(size=fit_size(settings.size, hw) if "size" in given_settings(args) else hw).validate()
+    settings = settings.replace(size=fit_size(settings.size, hw) if "size" in given_settings(args) else hw)
+    return settings_for_model(args, settings, model).validate()

@@ -1,7 +1,8 @@
 """Settings defaults that depend on the model, for the fields the caller left at their defaults.
 
 - A model that declares the one input size it runs at (torchvision's ViT: ``image_size``) is
-  rendered at that size; ``Settings().size`` would fail its forward.
+  rendered at that size, in one octave: ``Settings().size`` or a smaller octave (a zoom's
+  default two) would fail its forward.
 - Facets of a model that cuts its input into patches use the Fourier parameterization
   (``goals/diversity.py``: ``with_facet_defaults``).
 
@@ -18,4 +19,6 @@ def with_model_defaults(settings, model, given):
     size = declared_input_size(model)
     if size is not None and "size" not in given:
         settings = settings.replace(size=size)
+    if size is not None and "octaves" not in given and settings.octaves > 1:
+        settings = settings.replace(octaves=1)
     return with_facet_defaults(settings, model, "param" in given)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from pyviz_fast.engine.dream import dream_image, dream_settings, dream_unit
+from pyviz_fast.engine.model_defaults import with_model_defaults
 from pyviz_fast.engine.render import Renderer, resolve_model
 
 # Dream settings of one frame: a few steps over two octaves. Small steps (DeepDream's gentle
@@ -77,15 +78,18 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
     is 0, else frame first-1 (to resume). unit: one unit spec, e.g. 'conv3@deepdream' (a layer)
     or 'conv3:7' (a channel).
     zoom: > 1, scale per frame; rotate: degrees per frame. settings / overrides: the dream of
-    one frame (default ``ZOOM_DEFAULTS`` over ``Settings()``, at the image's size); the init is
-    always the zoomed frame. callback: passed to each frame's ``render`` (its StepInfo.rows is
+    one frame (default ``ZOOM_DEFAULTS`` over ``Settings()``, at the image's size, in one octave
+    for a model that runs at one declared size); the init is always the zoomed frame. callback: passed to each frame's ``render`` (its StepInfo.rows is
     always 0:1). Raises ValueError for bad arguments before any work, RuntimeError if a frame's
     dream fails (non-finite values).
     """
     check_zoom(zoom, rotate, frames, first)
     model = resolve_model(model, device, seed)
     image = quantize(dream_image(model, image, settings, overrides))
-    settings = dream_settings(image, settings, ZOOM_DEFAULTS).replace(**overrides).validate()
+    defaults = dream_settings(image, settings, ZOOM_DEFAULTS)
+    if settings is None:  # the zoom's defaults yield to the model's (one octave at its one input size)
+        defaults = with_model_defaults(defaults, model, set(overrides))
+    settings = defaults.replace(**overrides).validate()
     unit = dream_unit(model, unit)
     # set up once (model prepared, layers probed, an 'auto' execution decided for all the frames:
     # one frame's steps are too few to repay a trial): every frame has the same size
