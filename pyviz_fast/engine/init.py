@@ -105,8 +105,9 @@ def octave_start(images, hw, settings, photo):
     With an image init (DeepDream) it is the photo at the new size plus the upscaled detail the
     smaller octaves added to it, as DeepDream's octaves do: upscaling the dreamed small image
     itself would blur away the photo's own fine detail. photo: the render's ``photo_sizes``."""
-    up = F.interpolate(images, size=hw, mode="bilinear", align_corners=False)
     if settings.init == "image":
         before, after = photo(images.shape[-2:]).to(images.device), photo(hw).to(images.device)
         up = after + F.interpolate(images - before, size=hw, mode="bilinear", align_corners=False)
+    else:
+        up = F.interpolate(images, size=hw, mode="bilinear", align_corners=False)
     return up.clamp(settings.lo, settings.hi)
