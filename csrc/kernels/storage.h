@@ -146,8 +146,39 @@ PVF_HD void store_vector(T* p, const float* in) {
 #endif
 }
 
-// Clamp that lets NaN through, as torch.clamp does (fminf/fmaxf would drop it).
-PVF_HD float clamp_keep_nan(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+#ifndef __CUDA_ARCH__
+// The GPU's max.NaN / min.NaN (IEEE 754-2019 maximum and minimum): the canonical NaN when an
+// input is NaN, and -0 below +0, so that a tie of zeros has one answer.
+inline float canonical_nan() {
+  constexpr uint32_t kBits = 0x7fffffffu;
+  float r;
+  memcpy(&r, &kBits, sizeof r);
+  return r;
+}
+inline float maximum_nan(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return canonical_nan();
+  return a == b ? (std::signbit(a) ? b : a) : (a > b ? a : b);
+}
+inline float minimum_nan(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return canonical_nan();
+  return a == b ? (std::signbit(a) ? a : b) : (a < b ? a : b);
+}
+#endif
+
+// Clamp to [lo, hi] (never NaN) that lets a NaN v through, as torch.clamp does (fminf / fmaxf
+// would drop it): maximum with lo, then minimum with hi, NaN-propagating and with -0 below +0
+// (clamping -0 to lo = +0 gives +0). Two instructions on the GPU (PTX max.NaN / min.NaN, sm_80
+// and later) where comparisons and selects take four.
+PVF_HD float clamp_keep_nan(float v, float lo, float hi) {
+#ifdef __CUDA_ARCH__
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(v), "f"(lo));
+  asm("min.NaN.f32 %0, %0, %1;" : "+f"(r) : "f"(hi));
+  return r;
+#else
+  return minimum_nan(maximum_nan(v, lo), hi);
+#endif
+}
 
 // clamp_keep_nan(g, -clip, clip) for clip > 0 or +0.0, bit for bit (signed zeros too), for every
 // g but NaN, which becomes +-clip: three instructions instead of four, where a NaN cannot matter
