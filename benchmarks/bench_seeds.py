@@ -3,11 +3,11 @@
 - zoom: the DeepDream zoom's image-steps/s (``pvf.dream_zoom``: every frame's zoom, octaves
   and dream steps) against the model's bare truncated forward+backward of the
   same objective at the same octave sizes and execution settings (the ceiling), the two timed in
-  turn three times, medians (target >= 0.8); ShapesNet also at 20 steps a frame (Google's
+  turn ``--repeats`` times, medians (target >= 0.8); ShapesNet also at 20 steps a frame (Google's
   deepdream notebook dreams 10 iterations per octave every frame of its zoom);
 - gui: a render's wall time through the web app (POST /api/render, then its event stream until
   the last message, the page's default interval of live images) against the same ``pvf.render``
-  called directly, alternating, medians (target: the app adds <= 10%).
+  called directly, alternating ``--repeats`` times, medians (target: the app adds <= 10%).
 
 Each is reported twice: by wall time and by the process's CPU time. On a machine loaded by other
 jobs the wall times drift with their load between two timings; CPU seconds are what each costs.
@@ -34,6 +34,9 @@ from pyviz_fast.engine.zoom import ZOOM_DEFAULTS
 
 # model, layer, px, frames, steps per frame (None: ZOOM_DEFAULTS'; 20: Google's deepdream notebook
 # zoom dreams 10 iterations per octave each frame)
+# Timings in turn per case: each is short (0.2-1.2 s), and the medians of 3 moved by +-0.06 between
+# runs of a quiet machine (ShapesNet's zoom 0.72-0.83) where 15 hold within +-0.02.
+REPEATS = 15
 ZOOM_CASES = [("shapesnet", "conv3", 96, 8, None), ("shapesnet", "conv3", 96, 8, 20),
               ("torchvision:googlenet", "inception4a", 128, 4, None)]
 
@@ -75,7 +78,7 @@ def rows_of(section, case, baseline, measured, items, params):
     return rows
 
 
-def zoom_rows(spec, layer, size, frames, steps=None, repeats=3):
+def zoom_rows(spec, layer, size, frames, steps=None, repeats=REPEATS):
     """Ceiling and zoom timed in turn ``repeats`` times (load drifts on a shared machine)."""
     torch.manual_seed(0)
     model, _ = pvf.load_model(spec)
@@ -98,7 +101,7 @@ def zoom_rows(spec, layer, size, frames, steps=None, repeats=3):
     return rows_of("zoom", case, "ceiling", measured, frames * settings.steps, params)
 
 
-def gui_rows(units="conv3:0-7", size=96, steps=64, repeats=5):
+def gui_rows(units="conv3:0-7", size=96, steps=64, repeats=REPEATS):
     from starlette.testclient import TestClient
 
     from pyviz_fast.serve import create_app
@@ -136,13 +139,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, help="torch threads (1 is steadier on a busy machine)")
     parser.add_argument("--json", help="also write the rows and metadata here")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timings in turn per case (medians)")
     args = parser.parse_args()
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
     for case in ZOOM_CASES:
-        rows += zoom_rows(*case)
+        rows += zoom_rows(*case, repeats=args.repeats)
         show(rows[-4:])
-    rows += gui_rows()
+    rows += gui_rows(repeats=args.repeats)
     show(rows[-4:])
     if args.json:
         print(f"results: {write_results(args.json, rows, collect_metadata('cpu', load_before))}")
