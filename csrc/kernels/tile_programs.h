@@ -140,12 +140,15 @@ struct AscentParams {
   float clip, lr, decay, center, lo, hi;
 };
 
-// g / d as the rounded product with the rounded reciprocal r = 1 / d plus one fmaf correction:
-// the correctly rounded quotient (what g / d gives) whenever no step overflows or goes
-// subnormal, in three instructions instead of a division. An infinite product is kept as is.
-PVF_HD float divide_by(float g, float d, float r) {
+// clamp(g / d, -clip, clip) for d > 0 with a finite reciprocal r = 1 / d (an image whose s + eps
+// has none is flagged: no_reciprocal) and clip >= 0, in six instructions. The rounded product
+// with r plus one fmaf correction is the correctly rounded quotient (what g / d gives) whenever
+// no step overflows or goes subnormal; a product that overflows comes out NaN (inf - inf), which
+// the clamp turns into clip with g's sign (the quotient's, d being positive): what clamping the
+// IEEE quotient's +-inf gives, clip = inf included.
+PVF_HD float clipped_quotient(float g, float d, float r, float clip) {
   const float q = g * r;
-  return is_finite(q) ? fmaf(fmaf(-q, d, g), r, q) : q;
+  return clamp_magnitude(fmaf(fmaf(-q, d, g), r, q), clip, g);
 }
 
 // The step's scale of image b: s_b + eps and its reciprocal (1, 1 for 'none'), the flag, and
@@ -192,7 +195,7 @@ struct StepEpilogue {
   }
 
   PVF_HD float operator()(const Image& f, float g, float old) const {
-    g = clamp_magnitude(divide_by(g, f.denom, f.reciprocal), params.clip);
+    g = clipped_quotient(g, f.denom, f.reciprocal, params.clip);
     float v = fmaf(params.lr, g, old);
     v = fmaf(-params.decay, v - params.center, v);
     return select_bits(f.keep, old, clamp_keep_nan(v, params.lo, params.hi));
