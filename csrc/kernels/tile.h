@@ -672,7 +672,10 @@ PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRe
       const int32_t h = task / F::kVectors, j = task - h * F::kVectors;
       float v[F::kV];
       load_vector(src.base + (sh.halo_rows[h] + base + j * F::kV), v);
-      float* out = raw + h * F::kPitch + j * F::kV - a;
+      // the tile's shared base plus the task's byte offset, which depends on the thread alone (made
+      // once per kernel; left visible, the compiler re-adds the tile's misalignment into it)
+      float* out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw - a) +
+                                            opaque(int32_t(sizeof(float)) * (h * F::kPitch + j * F::kV)));
       PVF_UNROLL
       for (int k = 0; k < F::kV; ++k) out[k] = v[k];
     });
