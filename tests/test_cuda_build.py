@@ -183,10 +183,10 @@ def test_step_global_bytes_per_element(dtype, budget):
 # the roll resolved per tile); "edge" the general path of the other tiles (every row-run item
 # charged with its single-element, reflected branch: an upper bound). Issue 14 targets <= 80,
 # which two blurs of 13 + 13 taps per element do not leave room for (BENCHMARKS.md); each is held
-# just above what the kernels reach so that it cannot grow back: interior 126.6-129.6 by mode on
-# sm_90 after the epilogue's cuts of 2026-12-04 late (131.5-135.4 across sm_80 ... sm_120 before
-# them, the full build of ee99708; 159.5-162.4 on sm_90 before the integer cuts of that day);
-# edge 815-838, and 872-875 on sm_80 before the fast path.
+# just above what the kernels reach so that it cannot grow back: interior 126.5-130.2 by mode
+# across sm_80 ... sm_120 after the cuts of 2026-12-04 late (the full build of 1f8e285;
+# 131.5-135.4 before the last three, 159.5-162.4 on sm_90 before the integer cuts of that day);
+# edge 815-835, and 872-875 on sm_80 before the fast path.
 SASS_PER_ELEMENT_CEILING = {"interior": 138, "edge": 880}
 
 
