@@ -80,8 +80,8 @@ def dream_zoom(model, image, unit, frames, *, zoom=1.05, rotate=0.0, settings=No
     zoom: > 1, scale per frame; rotate: degrees per frame. settings / overrides: the dream of
     one frame (default ``ZOOM_DEFAULTS`` over ``Settings()``, at the image's size, in one octave
     for a model that runs at one declared size); the init is always the zoomed frame. callback:
-    passed to each frame's ``render`` (its StepInfo.rows is always 0:1). Raises ValueError for bad arguments before any work, RuntimeError if a frame's
-    dream fails (non-finite values).
+    passed to each frame's ``render`` (its StepInfo.rows is always 0:1). Raises ValueError for
+    bad arguments before any work, RuntimeError if a frame's dream fails (non-finite values).
     """
     check_zoom(zoom, rotate, frames, first)
     model = resolve_model(model, device, seed)
