@@ -97,7 +97,7 @@ class FusedStep {
   UpdateParams finish_image(int64_t b, const GradStats& stats) {
     const float scale = grad_scale(stats, opt_.norm);
     flags_[b] = !stats.finite || !std::isfinite(scale) ||
-                no_reciprocal(opt_.norm, scale + static_cast<float>(opt_.eps));
+                no_reciprocal(opt_.norm, scale_denominator(scale, opt_.norm, opt_.eps));
     return {inverse_scale(scale, opt_.norm, opt_.eps), opt_.clip, opt_.lr, opt_.decay, opt_.center, opt_.lo, opt_.hi};
   }
 

@@ -37,9 +37,14 @@ inline float grad_scale(const GradStats& s, NormMode mode) {
   return 0.0f;
 }
 
+// What a gradient is divided by: s + eps in float32, or 1 for mode none.
+inline float scale_denominator(float scale, NormMode mode, double eps) {
+  return mode == kNone ? 1.0f : scale + static_cast<float>(eps);
+}
+
 // The factor that divides a gradient by its scale: 1 / (s + eps), or 1 for mode none.
 inline float inverse_scale(float scale, NormMode mode, double eps) {
-  return mode == kNone ? 1.0f : 1.0f / (scale + static_cast<float>(eps));
+  return 1.0f / scale_denominator(scale, mode, eps);
 }
 
 }  // namespace pvf::cpu

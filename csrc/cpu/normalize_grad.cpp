@@ -39,7 +39,7 @@ void normalize_grad_impl(const at::Tensor& g, NormMode mode, double eps, at::Ten
   if (mode != kNone) {
     const auto stats = plane_stats<scalar_t>(g);
     for (const auto b : c10::irange(in.B)) {
-      denom[b] = grad_scale(image_stats(stats, b, in.C), mode) + static_cast<float>(eps);
+      denom[b] = scale_denominator(grad_scale(image_stats(stats, b, in.C), mode), mode, eps);
       inverse[b] = 1.0f / denom[b];
     }
   }
