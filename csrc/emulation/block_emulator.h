@@ -7,13 +7,18 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <thread>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -34,6 +39,7 @@ struct Config {
   int64_t launches = 0;  // kernel launches emulated since the last configure()
   bool trace = false;  // measure each launch's distinct global bytes read and written
   int64_t cache_bytes = 0;  // emulated L2 size: sets the two-launch ops' chunks (0: no chunking)
+  int64_t resident_blocks = 0;  // blocks the emulated device holds at once (0: no one-launch step)
   std::vector<std::pair<int64_t, int64_t>> traffic;  // per traced launch: (bytes read, bytes written)
   std::vector<std::map<int64_t, int64_t>> widths;  // per traced launch: bytes moved per access width
   std::vector<std::pair<int64_t, int64_t>> tile_paths;  // per traced launch: (fast path tiles, other tiles)
@@ -64,6 +70,31 @@ class EmulatedBlock {
   }
 
   void sync() { open_phase_ = false; }
+
+  // The image tickets of resident programs: the blocks run as threads (run_grid), so these are
+  // real atomics; a block waiting on one that failed gives up (aborted()).
+  int arrive(int* counter) {
+    open_phase_ = false;
+    return std::atomic_ref<int>(*counter).fetch_add(1, std::memory_order_acq_rel);
+  }
+
+  void publish(int* flag) {
+    open_phase_ = false;
+    std::atomic_ref<int>(*flag).store(1, std::memory_order_release);
+  }
+
+  void await(const int* flag) {
+    open_phase_ = false;
+    while (std::atomic_ref<int>(*const_cast<int*>(flag)).load(std::memory_order_acquire) == 0) {
+      if (aborted().load()) throw std::runtime_error("emulation: another block of the grid failed");
+      std::this_thread::yield();
+    }
+  }
+
+  static std::atomic<bool>& aborted() {
+    static std::atomic<bool> flag{false};
+    return flag;
+  }
 
   void renew_thread_index() {}  // nothing is hoisted here (see block.h)
 
@@ -122,31 +153,70 @@ class TrafficTrace {
   }
   static void note(const void* address, int element_bytes, int count, bool write) {
     TrafficTrace& t = *current();
+    const std::lock_guard<std::mutex> lock(t.mutex_);  // a resident program's blocks are threads
     t.widths_[int64_t(element_bytes) * count] += int64_t(element_bytes) * count;
     for (int k = 0; k < count; ++k) {
       const uintptr_t a = reinterpret_cast<uintptr_t>(address) + uintptr_t(k) * element_bytes;
       if ((write ? t.writes_ : t.reads_).insert(a).second) (write ? t.written_ : t.read_) += element_bytes;
     }
   }
-  static void note_tile(bool fast) { ++(fast ? current()->fast_tiles_ : current()->other_tiles_); }
+  static void note_tile(bool fast) {
+    const std::lock_guard<std::mutex> lock(current()->mutex_);
+    ++(fast ? current()->fast_tiles_ : current()->other_tiles_);
+  }
+  std::mutex mutex_;
   std::unordered_set<uintptr_t> reads_, writes_;
   int64_t read_ = 0, written_ = 0, fast_tiles_ = 0, other_tiles_ = 0;
   std::map<int64_t, int64_t> widths_;
 };
 
-// Runs `program` over a grid of min(work, max_blocks) blocks (work >= 1: the program's items).
+// Whether blocks of Program wait on each other (Program::kResident; block.h).
+template <class Program, class = void>
+struct Resident : std::false_type {};
+template <class Program>
+struct Resident<Program, std::void_t<decltype(Program::kResident)>> : std::bool_constant<Program::kResident> {};
+
+// Runs `program` over a grid of min(work, max_blocks) blocks (work >= 1: the program's items),
+// one after another; a resident program's grid is `work` blocks exactly (its launch sized it to
+// what the device holds at once), run as concurrent threads since they wait on each other.
 template <class Program>
 void run_grid(const Program& program, int64_t work) {
-  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min(work, config().max_blocks)));
+  using Shared = typename Program::Shared;
   ++config().launches;
-  std::mt19937_64 rng(config().seed);
-  auto shared = std::make_unique<typename Program::Shared>();
   std::unique_ptr<TrafficTrace> trace;
   if (config().trace) trace = std::make_unique<TrafficTrace>();
-  for (int b = 0; b < blocks; ++b) {
-    std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(typename Program::Shared));
-    EmulatedBlock blk(b, blocks, rng);
-    program(blk, *shared);
+  if constexpr (Resident<Program>::value) {
+    const int blocks = static_cast<int>(std::max<int64_t>(1, work));
+    std::exception_ptr first_error;  // the cause: blocks that then give up waiting fail after it
+    std::mutex error_mutex;
+    std::vector<std::thread> threads;
+    EmulatedBlock::aborted() = false;
+    for (int b = 0; b < blocks; ++b) {
+      threads.emplace_back([&, b] {
+        try {
+          auto shared = std::make_unique<Shared>();
+          std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(Shared));
+          std::mt19937_64 rng(config().seed + uint64_t(b));
+          EmulatedBlock blk(b, blocks, rng);
+          program(blk, *shared);
+        } catch (...) {
+          const std::lock_guard<std::mutex> lock(error_mutex);
+          if (!first_error) first_error = std::current_exception();
+          EmulatedBlock::aborted() = true;
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    if (first_error) std::rethrow_exception(first_error);
+  } else {
+    const int blocks = static_cast<int>(std::max<int64_t>(1, std::min(work, config().max_blocks)));
+    std::mt19937_64 rng(config().seed);
+    auto shared = std::make_unique<Shared>();
+    for (int b = 0; b < blocks; ++b) {
+      std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(Shared));
+      EmulatedBlock blk(b, blocks, rng);
+      program(blk, *shared);
+    }
   }
 }
 

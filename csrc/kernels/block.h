@@ -12,6 +12,15 @@
 //                         v of every lane becomes the butterfly fold over its warp: at offsets
 //                         16, 8, 4, 2, 1, v = fold(v, v of lane ^ offset);
 //   blk.index(), blk.count()  block index and grid size;
+//   blk.arrive(&counter)  block-uniform, a barrier: the block's earlier global writes are made
+//                         visible device-wide, then counter += 1; every thread gets the count
+//                         before its addition;
+//   blk.publish(&flag)    block-uniform, a barrier: the block's earlier global writes are made
+//                         visible device-wide, then flag = 1;
+//   blk.await(&flag)      block-uniform, a barrier: waits until another block's publish set
+//                         flag; that block's writes before it are then visible (read them with
+//                         load_coherent). Only a program whose blocks are all resident at once
+//                         (Program::kResident: a cooperative launch) may wait on another block;
 //   blk.renew_thread_index()  block-uniform, no barrier: on the GPU, what phases compute from
 //                         the thread index alone is computed after this point (a no-op in the
 //                         emulation). Without it the compiler hoists such values (task splits,
@@ -28,6 +37,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common.h"
 
@@ -61,6 +71,37 @@ struct GpuBlock {
 
   __device__ __forceinline__ void sync() { __syncthreads(); }
 
+  __device__ __forceinline__ int arrive(int* counter) {
+    __shared__ int before;
+    __syncthreads();
+    if (thread_ == 0) {
+      __threadfence();
+      before = atomicAdd(counter, 1);
+    }
+    __syncthreads();
+    return before;
+  }
+
+  __device__ __forceinline__ void publish(int* flag) {
+    __syncthreads();
+    if (thread_ == 0) {
+      __threadfence();
+      atomicExch(flag, 1);
+    }
+  }
+
+  __device__ __forceinline__ void await(const int* flag) {
+    if (thread_ == 0) {
+      int set = 0;
+      for (;;) {
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(set) : "l"(flag) : "memory");
+        if (set != 0) break;
+        __nanosleep(64);
+      }
+    }
+    __syncthreads();
+  }
+
   template <class Regs, class V, class Fold>
   __device__ __forceinline__ void warp_fold(PerThread<Regs>& regs, V Regs::*member, Fold fold) {
     static_assert(sizeof(V) % 4 == 0, "warp_fold moves 4-byte words");
@@ -81,5 +122,21 @@ struct GpuBlock {
   int thread_;
 };
 #endif
+
+// *p as another block wrote it before its publish (blk.await): read from L2 on the GPU, past an
+// L1 line that may predate the write.
+template <class T>
+PVF_HD T load_coherent(const T* p) {
+#ifdef __CUDA_ARCH__
+  static_assert(sizeof(T) == 4 || sizeof(T) == 16, "a 4-byte value or a 16-byte aligned struct");
+  using Word = std::conditional_t<sizeof(T) == 4, unsigned, uint4>;
+  const Word w = __ldcg(reinterpret_cast<const Word*>(p));
+  T v;
+  memcpy(&v, &w, sizeof v);
+  return v;
+#else
+  return *p;
+#endif
+}
 
 }  // namespace pvf

@@ -7,9 +7,11 @@
 
 #ifdef __CUDACC__
 #define PVF_HD __host__ __device__ __forceinline__
+#define PVF_HD_NOINLINE __host__ __device__ __noinline__  // work a loop rarely does: one CALL in the loop
 #define PVF_UNROLL _Pragma("unroll")
 #else
 #define PVF_HD inline
+#define PVF_HD_NOINLINE inline
 #define PVF_UNROLL _Pragma("GCC unroll 8")
 #endif
 
@@ -32,18 +34,18 @@ PVF_HD bool is_finite(float v) {
 // flagged and left unchanged, on every backend whatever its way of dividing.
 PVF_HD bool no_reciprocal(NormMode mode, float denom) { return mode != kNone && !is_finite(1.0f / denom); }
 
-// i mod n in [0, n) for any sign of i (C++ % truncates toward zero). Indices within one period
-// of [0, n) (jittered rows and columns) take no division, which costs more than the pixel.
-PVF_HD int64_t wrap(int64_t i, int64_t n) {
-  if (i >= 0) {
-    if (i < n) return i;
-    if (i - n < n) return i - n;
-  } else if (i >= -n) {
-    return i + n;
-  }
+// wrap for i outside [0, n), out of line on the GPU: the loops that wrap a shift per tile then
+// hold a compare and a call, not the 64-bit compares and remainder of every case.
+PVF_HD_NOINLINE int64_t wrap_outside(int64_t i, int64_t n) {
+  if (i >= n && i - n < n) return i - n;
+  if (i < 0 && i >= -n) return i + n;
   const int64_t r = i % n;
   return r < 0 ? r + n : r;
 }
+
+// i mod n in [0, n) for any sign of i (C++ % truncates toward zero). Indices within one period
+// of [0, n) (jittered rows and columns) take no division, which costs more than the pixel.
+PVF_HD int64_t wrap(int64_t i, int64_t n) { return i >= 0 && i < n ? i : wrap_outside(i, n); }
 
 // (i + shift) mod n for 0 <= i < n and any int64 shift (even +-2^63): the shift is reduced
 // first so that i + shift cannot overflow. For i - shift use wrap(i - wrap(shift, n), n).

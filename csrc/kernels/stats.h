@@ -11,7 +11,7 @@ namespace pvf {
 
 // One thread's fold. a, b per mode: rms (sum g^2, -), mean_abs (sum |g|, -), max_abs (max |g|, -),
 // std (Welford mean, sum of squared deviations), none (-, -). count: elements folded.
-struct StatsPartial {
+struct alignas(16) StatsPartial {  // 16-byte aligned: one vector load (load_coherent)
   float a;
   float b;
   int32_t count;

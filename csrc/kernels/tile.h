@@ -167,7 +167,7 @@ PVF_HD int32_t rolled(int32_t i, int32_t shift, int32_t n) {
 PVF_HD int32_t reduced_shift(const int64_t* shifts, int64_t index, int64_t n, bool inverse) {
   if (shifts == nullptr) return 0;
   const int64_t s = wrap(shifts[index], n);
-  return static_cast<int32_t>(inverse ? wrap(-s, n) : s);
+  return static_cast<int32_t>(inverse && s != 0 ? n - s : s);  // -s mod n without a second wrap
 }
 
 PVF_HD int32_t reflect32(int32_t i, int32_t n) {
@@ -765,15 +765,55 @@ PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& 
   return ((r == Rs ? (f(std::integral_constant<int, Rs>{}), true) : false) || ...);
 }
 
+// The tile loops of one blur (taps): loop(fast, take, blur) runs a loop over the tiles that
+// take(p, t) accepts, computing each one's blur by blur(p, t); fast is std::true_type for the
+// interior fast path (blur_tile_fast). Each radius of FixedRadii has loops of its own
+// (straight-line code inside): for R >= 1 and vector views (`vectors`) one over the interior
+// tiles and one over the others, run again while more() (a program whose next tiles may take
+// either path); otherwise one over every tile. The other radii share the run-time loop. A
+// tile's results do not depend on the loop that computes it.
+template <class T, class Block, class Loop, class More>
+PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                           const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
+  const auto every = [](const PlaneRows<const T>&, const TilePos&) { return true; };
+  // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur.
+  const bool fixed = (grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, [&](auto radius) {
+    constexpr int R = decltype(radius)::value;
+    const auto blur_fixed = [&](const PlaneRows<const T>& p, const TilePos& t) { blur_tile_fixed<R>(blk, regs, sh, p, t); };
+    if constexpr (R > 0) {
+      if (vectors) {
+        const auto interior = [](const PlaneRows<const T>& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+        do {
+          loop(std::true_type{}, interior, [&](const PlaneRows<const T>& p, const TilePos& t) {
+            blur_tile_fast<R>(blk, regs, sh, p, t);
+          });
+          loop(std::false_type{}, [&](const PlaneRows<const T>& p, const TilePos& t) { return !interior(p, t); },
+               blur_fixed);
+        } while (more());
+        return;
+      }
+    }
+    loop(std::false_type{}, every, blur_fixed);
+  });
+  if (fixed) return;
+  if (taps.radius < kSharedTaps) {
+    loop(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+      blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
+    });
+  } else {
+    loop(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+      blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
+    });
+  }
+}
+
 // The blurred source of a program: its tiles, run image by image in a grid-stride loop over the
-// tile indices (the grid size changes only who computes a tile, never a result):
+// tile indices (the grid size changes only who computes a tile, never a result), each image's
+// by the tile loops of its blur (run_tile_loops):
 //   image(b, index, taps)  block-uniform, once per image and block, after the image's taps;
 //                          returns whether the program's own accesses allow the fast path;
 //   tile(index, t, fast)   per tile, once the tile's blur is in regs.value; fast is
 //                          std::true_type for the tiles of the interior fast path (blur_tile_fast).
-// Each radius of FixedRadii gets tile loops of its own (straight-line code inside): for R >= 1
-// one over the interior tiles (fast path) and one over the others; the other radii share the
-// run-time loop. A tile's results do not depend on the loop that computes it.
 template <class T>
 struct BlurredTiles {
   TileSource<T> src;
@@ -801,37 +841,7 @@ struct BlurredTiles {
           tile(i, t, fast);
         }
       };
-      const auto every = [](const PlaneRows<const T>&, const TilePos&) { return true; };
-      // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur.
-      const bool fixed = (grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, [&](auto radius) {
-        constexpr int R = decltype(radius)::value;
-        const auto blur_fixed = [&](const PlaneRows<const T>& p, const TilePos& t) {
-          blur_tile_fixed<R>(blk, regs, sh, p, t);
-        };
-        if constexpr (R > 0) {
-          if (fast_image) {
-            const auto interior = [](const PlaneRows<const T>& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
-            tiles_of_image(std::true_type{}, interior, [&](const PlaneRows<const T>& p, const TilePos& t) {
-              blur_tile_fast<R>(blk, regs, sh, p, t);
-            });
-            tiles_of_image(std::false_type{}, [&](const PlaneRows<const T>& p, const TilePos& t) { return !interior(p, t); },
-                           blur_fixed);
-            return;
-          }
-        }
-        tiles_of_image(std::false_type{}, every, blur_fixed);
-      });
-      if (!fixed) {
-        if (taps.radius < kSharedTaps) {
-          tiles_of_image(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
-            blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
-          });
-        } else {
-          tiles_of_image(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
-            blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
-          });
-        }
-      }
+      run_tile_loops<T>(blk, regs, sh, grid, taps, fast_image, tiles_of_image, [] { return false; });
       index += (end - index + blk.count() - 1) / blk.count() * blk.count();  // the first tile past the image
     }
   }

@@ -17,6 +17,34 @@ namespace pvf {
 // Partials per tile: one per warp (its 8 x 32 pixels), in warp order.
 constexpr int kPartialsPerTile = kBlockWarps;
 
+// The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at
+// out[w]; bad_sigma (1: the image's sigma is not finite) flags them. Ends with a barrier.
+template <NormMode Mode, class Block>
+PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TilePos& t,
+                                const TileGrid& grid, int32_t bad_sigma, StatsPartial* out) {
+  blk.each(regs, [&](int thread, TileRegs& reg) {
+    const int32_t inside = inside_rows(t, thread, grid);
+    StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
+    PVF_UNROLL
+    for (int q = 0; q < kRowsPerThread; ++q) {
+      if (q < inside) p = fold_element(p, reg.value[q], Mode);
+    }
+    reg.partial = p;
+  });
+  // The std folds whole partials; the other modes fold their value alone, the count being the
+  // warp's pixels inside the image and the flag bad_sigma (or for 'none' folded too).
+  blk.warp_fold(regs, &TileRegs::partial, [](const StatsPartial& a, const StatsPartial& b) {
+    return Mode == kStd ? fold_partial(a, b, Mode) : fold_value(a, b, Mode);
+  });
+  blk.each(regs, [&](int thread, TileRegs& reg) {
+    if (thread % kWarpSize != 0) return;
+    StatsPartial p = reg.partial;
+    if (Mode != kStd) p.count = warp_pixels(t, thread / kWarpSize, grid);
+    out[thread / kWarpSize] = p;
+  });
+  blk.sync();
+}
+
 // The norm mode is a template argument: the per-element fold of the tile loop is that mode's
 // alone (run_sequence dispatches it on the host).
 template <class T, NormMode Mode>
@@ -35,27 +63,7 @@ struct StatsProgram {
       return true;
     };
     tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto) {
-      blk.each(regs, [&](int thread, TileRegs& reg) {
-        const int32_t inside = inside_rows(t, thread, tiles.grid);
-        StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
-        PVF_UNROLL
-        for (int q = 0; q < kRowsPerThread; ++q) {
-          if (q < inside) p = fold_element(p, reg.value[q], Mode);
-        }
-        reg.partial = p;
-      });
-      // The std folds whole partials; the other modes fold their value alone, the count being the
-      // warp's pixels inside the image and the flag bad_sigma (or for 'none' folded too).
-      blk.warp_fold(regs, &TileRegs::partial, [](const StatsPartial& a, const StatsPartial& b) {
-        return Mode == kStd ? fold_partial(a, b, Mode) : fold_value(a, b, Mode);
-      });
-      blk.each(regs, [&](int thread, TileRegs& reg) {
-        if (thread % kWarpSize != 0) return;
-        StatsPartial p = reg.partial;
-        if (Mode != kStd) p.count = warp_pixels(t, thread / kWarpSize, tiles.grid);
-        partials[int64_t(index) * kPartialsPerTile + thread / kWarpSize] = p;
-      });
-      blk.sync();
+      store_tile_partials<Mode>(blk, regs, t, tiles.grid, bad_sigma, partials + int64_t(index) * kPartialsPerTile);
     });
   }
 };
@@ -67,17 +75,19 @@ struct ImageScale {
   float eps;
 };
 
-// Folds the partials of image b (thread t: partials t, t + 256, ...; then warps, then the block
-// tree) into sh.denom = s_b + eps and sh.flag = non-finite element, non-finite s_b, or a zero
-// denominator of a mode that divides. The same fixed order in every block.
+// Folds the partials of image b, of `per_image` tiles (thread t: partials t, t + 256, ...; then
+// warps, then the block tree) into sh.denom = s_b + eps and sh.flag = non-finite element,
+// non-finite s_b, or a zero denominator of a mode that divides. The same fixed order in every
+// block. The partials are read past L1 (load_coherent): in the one-pass step other blocks
+// wrote them during the kernel.
 template <class Block>
 PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                       const ImageScale& scale, const TileGrid& grid, int32_t b) {
-  const int32_t count = grid.per_image * kPartialsPerTile;
+                       const ImageScale& scale, int32_t per_image, int32_t b) {
+  const int32_t count = per_image * kPartialsPerTile;
   const StatsPartial* row = scale.partials + int64_t(b) * count;
   blk.each(regs, [&](int thread, TileRegs& reg) {
     StatsPartial p{0.0f, 0.0f, 0, 0};
-    for (int32_t k = thread; k < count; k += kBlockThreads) p = fold_partial(p, row[k], scale.mode);
+    for (int32_t k = thread; k < count; k += kBlockThreads) p = fold_partial(p, load_coherent(row + k), scale.mode);
     reg.partial = p;
   });
   fold_block_partials(blk, regs, sh, scale.mode);
@@ -159,6 +169,15 @@ struct StepImage {
   int32_t next_dy, next_dx;
 };
 
+// Image b's StepImage from its folded scale (sh.denom, sh.flag: fold_image).
+PVF_HD StepImage step_image(NormMode mode, const TileShared& sh, const int64_t* next_shifts, int32_t b,
+                            int64_t height, int64_t width) {
+  const float denom = mode == kNone ? 1.0f : sh.denom;
+  return {denom, 1.0f / denom, opaque(sh.flag != 0 ? ~0u : 0u),
+          reduced_shift(next_shifts, 2 * int64_t(b), height, false),
+          reduced_shift(next_shifts, 2 * int64_t(b) + 1, width, false)};
+}
+
 // The step: scale, clip, update, decay, clamp (a flagged image keeps its pixels), stored in
 // place (output 0) and at its rolled position in the next step's input (output 1).
 template <class T>
@@ -179,10 +198,7 @@ struct StepEpilogue {
 
   using Image = StepImage;
   PVF_HD Image image(int32_t b, const TileShared& sh) const {
-    const float denom = params.mode == kNone ? 1.0f : sh.denom;
-    return {denom, 1.0f / denom, opaque(sh.flag != 0 ? ~0u : 0u),
-            reduced_shift(next_shifts, 2 * int64_t(b), shape.height, false),
-            reduced_shift(next_shifts, 2 * int64_t(b) + 1, shape.width, false)};
+    return step_image(params.mode, sh, next_shifts, b, shape.height, shape.width);
   }
 
   PVF_HD PlaneRows<const T> input(const Image&, const TilePos& t, const TileGrid& g) const {
@@ -224,7 +240,7 @@ struct ApplyProgram {
     const TileGrid& grid = tiles.grid;
     typename Epilogue::Image image_state{};
     const auto image = [&](int32_t b, int32_t index, const TileTaps&) {
-      if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, grid, b);
+      if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, grid.per_image, b);
       image_state = epilogue.image(b, sh);
       if (Epilogue::kNeedsScale && flags && index == b * grid.per_image) {
         blk.each(regs, [&](int thread, TileRegs&) {
