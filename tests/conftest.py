@@ -17,9 +17,12 @@ class KernelBackend(NamedTuple):
 
 
 # The emulation runs each phase of a thread block in natural, reversed and shuffled thread
-# order: a result that changes with the order is a race on the GPU. The fused CPU kernels run
-# with the CPU's best vector instructions, and also with each narrower set it has (users' CPUs
-# differ: an AVX2 machine runs the avx2 loops, an old one sse2).
+# order: a result that changes with the order is a race on the GPU. It runs the two-pass step,
+# and in one case the one-pass step of a device holding ONE_PASS_BLOCKS blocks at once (what
+# a GPU runs for images of that many tiles or fewer). The fused CPU kernels run with the CPU's
+# best vector instructions, and also with each narrower set it has (users' CPUs differ: an AVX2
+# machine runs the avx2 loops, an old one sse2).
+ONE_PASS_BLOCKS = 48
 KERNEL_BACKENDS = [
     pytest.param(("fused", "cpu", None, ""), id="fused-cpu"),
     pytest.param(("fused", "cpu", None, "avx2"), id="fused-cpu-avx2"),
@@ -27,6 +30,7 @@ KERNEL_BACKENDS = [
     pytest.param(("emulation", "cpu", "natural", ""), id="emulation-cpu"),
     pytest.param(("emulation", "cpu", "reversed", ""), id="emulation-reversed-cpu"),
     pytest.param(("emulation", "cpu", "shuffled", ""), id="emulation-shuffled-cpu"),
+    pytest.param(("emulation", "cpu", "shuffled one pass", ""), id="emulation-one-pass-cpu"),
     pytest.param(("fused", "cuda", None, ""), id="fused-cuda", marks=pytest.mark.needs_cuda),
 ]
 
@@ -84,11 +88,13 @@ def vector_instructions(isa):
 
 @contextlib.contextmanager
 def emulation_order(order):
-    """The emulation's thread order for the test (None: leave it)."""
+    """The emulation's thread order for the test, '<order> one pass' on a device that runs the
+    one-pass step (None: leave it)."""
     if order is None:
         yield
         return
-    _ext._C.configure_emulation(order=order)
+    order, _, one_pass = order.partition(" ")
+    _ext._C.configure_emulation(order=order, resident_blocks=ONE_PASS_BLOCKS if one_pass else 0)
     try:
         yield
     finally:

@@ -15,6 +15,7 @@ import torch
 from torch.utils import cpp_extension
 
 from pyviz_fast import _ext, ops
+from pyviz_fast.ops import NORM_MODES
 from test_ops import TOLERANCES, assert_step_close, fused_case, make_image, make_shifts, reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +176,57 @@ def test_results_do_not_depend_on_the_chunking(emulation, norm):
         for a, b in zip(results[0][0], step):
             assert torch.equal(a, b)
         assert torch.equal(results[0][1], normalized)
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("shape, interleaved, capacity, blocks", [
+    ((64, 3, 224, 224), False, 264, 264),  # H100 at 2 blocks per SM: 84 tiles an image, a grid of 264
+    ((2, 3, 224, 224), False, 264, 168),  # fewer tiles than the device holds: one block each
+    ((2, 3, 224, 224), True, 264, 168),  # channels_last: rows of 672 elements, 21 x 4 tiles an image
+    ((8, 3, 1024, 1024), False, 264, 0),  # 1,536 tiles an image: the two-pass step
+    ((8, 3, 64, 64), False, 6, 6),  # exactly an image's tiles (3 planes x 1 x 2)
+    ((8, 3, 64, 64), True, 6, 6),  # channels_last: one plane of rows of 192 elements, 6 tiles
+    ((8, 3, 64, 65), False, 6, 0),  # 3 tiles a plane: 9 an image
+    ((8, 3, 64, 64), False, 0, 0),  # no cooperative launch on the device
+])
+def test_one_pass_step_blocks(shape, interleaved, capacity, blocks):
+    """The step takes one pass over g when an image's tiles fit what the device holds at once: no
+    block then holds two tiles of one image, which is what keeps its waits finite."""
+    assert _ext._C.resident_step_blocks(list(shape), interleaved, capacity) == blocks
+
+
+# (shape, sigmas per image): radii 0, 6 (the fast path's) and 27 (run-time loops) in one batch,
+# 16-byte aligned rows, odd sizes, and tiny images.
+ONE_PASS_CASES = [((5, 3, 70, 96), [2.0]), ((4, 2, 65, 33), [0.0, 2.0, 9.0, 2.0]), ((6, 1, 1, 1), [2.0]),
+                    ((3, 4, 8, 40), [0.4, 0.4, 7.0])]
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("norm", NORM_MODES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", list(TOLERANCES))
+@pytest.mark.parametrize("shape, sigmas", ONE_PASS_CASES)
+def test_one_pass_step_gives_the_bits_of_the_two_pass_step(emulation, shape, sigmas, dtype, layout, norm):
+    """The one-pass step (blocks run as threads that wait for their image's scale) against the
+    two-pass step, on devices holding exactly an image's tiles, one more, and far more, in every
+    thread order: the same bits, flags included (a NaN in image 0's gradient)."""
+    x = make_image(shape, dtype, layout, seed=1)
+    grad = make_image(shape, dtype, layout, seed=2, normal=True)
+    grad[0, 0, 0, 0] = float("nan")
+    sigma = torch.tensor([sigmas[b % len(sigmas)] for b in range(shape[0])])
+    args = (x, grad, make_shifts(shape, 3), make_shifts(shape, 4), sigma)
+    emulation()
+    two = ops.fused_ascent_step(*args, norm=norm, backend="emulation")
+    assert _ext._C.emulated_launches() == 2
+    # an image's tiles: the one-pass grid of a batch of one on a device that holds any number
+    per_image = _ext._C.resident_step_blocks([1, *shape[1:]], layout == "channels_last" and shape[1] > 1, 1 << 20)
+    for order, capacity in [("natural", per_image), ("reversed", per_image + 1), ("shuffled", 10 * per_image + 3)]:
+        emulation(order=order, resident_blocks=capacity, seed=capacity)
+        one = ops.fused_ascent_step(*args, norm=norm, backend="emulation")
+        assert _ext._C.emulated_launches() == 1
+        for a, b in zip(two, one):
+            assert torch.equal(a, b), (order, capacity)
+    assert bool(one.nonfinite[0]) and not one.nonfinite[1:].any()
 
 
 def _compiler():

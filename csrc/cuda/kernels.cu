@@ -2,7 +2,8 @@
 // same programs the CPU emulation runs block by block), launched on the caller's stream in the
 // order that csrc/kernels/sequences.h gives. The grid is what fits on the device at once
 // (occupancy x SMs, capped by the work): the programs' tile loops cover the rest, and their
-// results do not depend on the grid size. No host synchronization and no allocation here.
+// results do not depend on the grid size; the one-pass step's grid is what the device holds
+// at once, launched cooperatively. No host synchronization and no allocation here.
 // Plain CUDA: no torch headers.
 #include <algorithm>
 
@@ -59,9 +60,40 @@ struct CudaLaunch {
     run_blocks<<<static_cast<unsigned>(std::min(work, blocks)), kBlockThreads, 0, stream>>>(program);
     status = cudaGetLastError();
   }
+
+  // A cooperative launch: the device runs all `blocks` at once (or refuses the launch), which a
+  // program whose blocks wait on each other needs. As a launch attribute it is valid in a CUDA
+  // graph too (a captured step).
+  template <class Program>
+  void resident(int64_t blocks, const Program& program) {
+    if (status != cudaSuccess) return;
+    cudaLaunchAttribute cooperative{};
+    cooperative.id = cudaLaunchAttributeCooperative;
+    cooperative.val.cooperative = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(blocks));
+    config.blockDim = dim3(kBlockThreads);
+    config.stream = stream;
+    config.attrs = &cooperative;
+    config.numAttrs = 1;
+    status = cudaLaunchKernelEx(&config, run_blocks<Program>, program);
+  }
 };
 
 }  // namespace
+
+cudaError_t resident_step_capacity(Storage storage, NormMode mode, int64_t& blocks) {
+  blocks = 0;
+  int device = 0, cooperative = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status == cudaSuccess) status = cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device);
+  if (status != cudaSuccess || cooperative == 0) return status;
+  dispatch_storage(storage, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    with_norm_mode(mode, [&](auto m) { status = resident_blocks<ResidentStepProgram<T, decltype(m)::value>>(blocks); });
+  });
+  return status;
+}
 
 template <class Args>
 cudaError_t launch(const Args& args, cudaStream_t stream) {

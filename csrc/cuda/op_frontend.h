@@ -3,7 +3,9 @@
 // buffers: argument checks, outputs and the partials workspace, then Device::run(x, args) runs
 // the sequence of csrc/kernels/sequences.h on x's device. Device::check_sigma_values(sigma)
 // rejects a non-finite sigma where that needs no device sync (the emulation, on CPU tensors);
-// Device::cache_bytes(x) is the L2 size that sets the two-launch ops' chunks (0: no chunking).
+// Device::cache_bytes(x) is the L2 size that sets the two-launch ops' chunks (0: no chunking);
+// Device::resident_capacity(x, storage, mode) the blocks of the one-pass step that the device
+// holds at once (0: it cannot run it).
 // Nothing here synchronizes with the device, and every allocation is a torch tensor (the
 // caching allocator on CUDA), so a step can be captured in a CUDA graph. Images are passed with their strides
 // (no copy of a channels_last or sliced input); outputs are empty_like(x): the dtype and, for
@@ -13,6 +15,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <cstdint>
@@ -144,8 +147,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   at::Tensor new_x = at::empty_like(x);
   at::Tensor next_input = at::empty_like(x);
   at::Tensor nonfinite = empty_flags(x);
-  const int64_t chunk = chunk_of<Device>(shape, x);
-  at::Tensor partials = partials_workspace(shape, chunk, x);
   const AscentParams params{mode,
                             static_cast<float>(clip),
                             static_cast<float>(lr),
@@ -153,10 +154,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
                             static_cast<float>(center),
                             static_cast<float>(lo),
                             static_cast<float>(hi)};
-  Device::run(x, AscentStepArgs{storage_of(x), shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
-                                nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
-                                params, out_view(new_x), out_view(next_input), nonfinite.mutable_data_ptr<bool>(),
-                                partials_of(partials), chunk});
+  AscentStepArgs args{storage_of(x),   shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
+                      nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
+                      params,          out_view(new_x), out_view(next_input), nonfinite.mutable_data_ptr<bool>()};
+  // One pass over g when the images fit the device (one kernel after the fill of the tickets), else
+  // two per chunk of images.
+  args.resident_blocks =
+      resident_step_blocks(TileGrid(shape, step_interleaved(args)), Device::resident_capacity(x, args.storage, mode));
+  at::Tensor tickets;
+  if (args.resident_blocks > 0) {
+    tickets = at::zeros({shape.batch * int64_t(sizeof(ImageTicket))}, x.options().dtype(at::kByte));
+    args.tickets = reinterpret_cast<ImageTicket*>(tickets.mutable_data_ptr<uint8_t>());
+  }
+  args.chunk = args.tickets ? shape.batch : chunk_of<Device>(shape, x);
+  at::Tensor partials = partials_workspace(shape, args.chunk, x);
+  args.partials = partials_of(partials);
+  Device::run(x, args);
   return {new_x, next_input, nonfinite};
 }
 

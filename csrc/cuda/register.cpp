@@ -25,6 +25,14 @@ struct CudaDevice {
   // instead (a non-finite sigma leaves it unchanged and sets its non-finite flag).
   static void check_sigma_values(const at::Tensor&) {}
 
+  // The blocks of the one-launch step that x's device holds at once (cached by the launcher).
+  static int64_t resident_capacity(const at::Tensor& x, Storage storage, NormMode mode) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    int64_t blocks = 0;
+    C10_CUDA_CHECK(cuda::resident_step_capacity(storage, mode, blocks));
+    return blocks;
+  }
+
   // The L2 cache of x's device (an attribute query, no sync: allowed while a graph is captured),
   // cached per device.
   static int64_t cache_bytes(const at::Tensor& x) {

@@ -18,6 +18,11 @@ struct EmulatedLaunch {
   void operator()(int64_t work, const Program& program) {
     emulation::run_grid(program, work);
   }
+
+  template <class Program>
+  void resident(int64_t blocks, const Program& program) {
+    emulation::run_grid(program, blocks);
+  }
 };
 
 struct EmulatedDevice {
@@ -35,12 +40,15 @@ struct EmulatedDevice {
 
   // The emulated L2 size (configure_emulation; 0 by default: no chunking).
   static int64_t cache_bytes(const at::Tensor&) { return emulation::config().cache_bytes; }
+
+  // The emulated device's resident blocks (configure_emulation; 0 by default: two passes).
+  static int64_t resident_capacity(const at::Tensor&, Storage, NormMode) { return emulation::config().resident_blocks; }
 };
 
 }  // namespace
 
 void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace,
-                          int64_t cache_bytes) {
+                          int64_t cache_bytes, int64_t resident_blocks) {
   Config c;
   if (order == "natural") {
     c.order = ThreadOrder::kNatural;
@@ -55,8 +63,11 @@ void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t
   c.max_blocks = max_blocks;
   c.seed = seed;
   TORCH_CHECK_VALUE(cache_bytes >= 0, "cache_bytes must be >= 0 (0: no chunking), got ", cache_bytes);
+  TORCH_CHECK_VALUE(resident_blocks >= 0, "resident_blocks must be >= 0 (0: no one-launch step), got ",
+                    resident_blocks);
   c.trace = trace;
   c.cache_bytes = cache_bytes;
+  c.resident_blocks = resident_blocks;
   config() = c;
 }
 

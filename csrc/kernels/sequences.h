@@ -2,9 +2,12 @@
 // (csrc/cuda/kernels.cu: one kernel per block program, on the current stream) and the CPU
 // emulation (csrc/emulation/: blocks run by the block emulator). A Launch is called as
 // launch(work, program) and runs the block program (tile_programs.h) over a grid of at most
-// `work` blocks, each launch after the previous one. Launches per op: jitter, gaussian_blur,
-// clip_grad 1; normalize_grad and fused_ascent_step 2 per chunk of images (the statistic, then
-// the rest; one chunk unless the batch's g outgrows a quarter of the L2 cache).
+// `work` blocks, each launch after the previous one; launch.resident(blocks, program) runs a
+// program whose blocks wait on each other over exactly `blocks` blocks, all resident at once.
+// Launches per op: jitter, gaussian_blur, clip_grad 1; normalize_grad 2 per chunk of images (the
+// statistic, then the rest; one chunk unless the batch's g outgrows a quarter of the L2 cache);
+// fused_ascent_step 1, one pass over g (resident_step.h), when an image's tiles fit what the
+// device holds at once (resident_step_blocks), else 2 per chunk as normalize_grad.
 //
 // Args hold the images as pointer + element strides (any layout), int64 shifts and float32
 // sigma as contiguous arrays, and a contiguous workspace of per-tile partials that the caller
@@ -13,6 +16,7 @@
 
 #include "image_shape.h"
 #include "storage.h"
+#include "resident_step.h"
 #include "tile_programs.h"
 
 namespace pvf {
@@ -77,6 +81,14 @@ struct ClipArgs {
   ImageOut out;
 };
 
+// Blocks of the one-pass step (ResidentStepProgram) for tiles `grid` on a device that holds
+// `capacity` blocks at once: every tile's block or the capacity, whichever is fewer; 0 (the
+// two-pass step) when an image has more tiles than that. Pure (tested on the CPU).
+inline int64_t resident_step_blocks(const TileGrid& grid, int64_t capacity) {
+  if (capacity < grid.per_image) return 0;
+  return capacity < grid.total ? capacity : grid.total;
+}
+
 struct AscentStepArgs {
   Storage storage;
   ImageShape shape;
@@ -90,8 +102,10 @@ struct AscentStepArgs {
   ImageOut new_x;
   ImageOut next_input;
   bool* nonfinite;  // [B] output
-  StatsPartial* partials;  // partials_needed() of a chunk of images
+  StatsPartial* partials;  // partials_needed() of a chunk of images (of the batch: one-pass step)
   int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
+  ImageTicket* tickets = nullptr;  // [B] zeroed: the one-pass step, on resident_blocks blocks
+  int64_t resident_blocks = 0;
 };
 
 // f(std::integral_constant<NormMode, mode>).
@@ -201,26 +215,37 @@ void run_sequence(Launch& launch, const NormalizeArgs& a) {
   });
 }
 
-// Per chunk of images (chunk_images), kernel 1: un-jitter + blur + per-tile partials; kernel 2:
-// fold the image's partials, blur again (g mostly from L2), update, store the image and the next
-// input. Every chunk reuses the partials workspace (the launches are ordered on one stream).
+// The step's tile cut: interleaved when every image of it is channels_last-like.
+inline bool step_interleaved(const AscentStepArgs& a) {
+  return detail::interleaved(a.shape, a.x, a.grad, a.new_x, a.next_input);
+}
+
+// One pass (a.tickets set: resident_step_blocks said the images fit) or, per chunk of images
+// (chunk_images), kernel 1: un-jitter + blur + per-tile partials; kernel 2: fold the image's
+// partials, blur again (g mostly from L2), update, store the image and the next input. Every
+// chunk reuses the partials workspace (the launches are ordered on one stream).
 template <class Launch>
 void run_sequence(Launch& launch, const AscentStepArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const bool cut = detail::interleaved(a.shape, a.x, a.grad, a.new_x, a.next_input);
-    detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
+    const bool cut = step_interleaved(a);
+    detail::each_chunk(a.shape, a.tickets ? 0 : a.chunk, [&](int64_t b0, const ImageShape& shape) {
       const TileGrid grid(shape, cut);
       const detail::Typed<T> at{grid, b0};
       const BlurredTiles<T> g{at.source(a.grad, a.shifts), a.sigma + b0, grid};
-      with_norm_mode(a.params.mode, [&](auto mode) {
-        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
-      });
+      const ImageScale scale{a.partials, a.params.mode, a.eps};
       const StepEpilogue<T> step{at.in(a.x),         at.view(a.x),           a.next_shifts + 2 * b0,
                                  at.out(a.new_x),    at.view(a.new_x),       at.out(a.next_input),
                                  at.view(a.next_input), shape,           a.params};
-      launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, ImageScale{a.partials, a.params.mode, a.eps},
-                                                          a.nonfinite + b0, step});
+      with_norm_mode(a.params.mode, [&](auto mode) {
+        constexpr NormMode kMode = decltype(mode)::value;
+        if (a.tickets) {
+          launch.resident(a.resident_blocks, ResidentStepProgram<T, kMode>{g, a.partials, scale, a.nonfinite, step, a.tickets});
+        } else {
+          launch(grid.total, StatsProgram<T, kMode>{g, a.partials});
+        }
+      });
+      if (!a.tickets) launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, scale, a.nonfinite + b0, step});
     });
   });
 }

@@ -2,8 +2,10 @@
 // under AddressSanitizer and UndefinedBehaviorSanitizer (tests/test_emulation.py compiles it).
 // Cases: odd, tiny and wide shapes; contiguous and channels_last strides; blur radii 0 to
 // beyond the shared halo; huge sigmas; NaN items; every storage type and norm mode. Each case
-// runs in natural, reversed and shuffled thread order and with 1 and 7 blocks; the program
-// prints one line per case and exits 1 when any schedule changed a result bit.
+// runs in natural, reversed and shuffled thread order and with 1 and 7 blocks, and the step also
+// in its one launch (blocks as threads); the program prints one line per case and exits 1 when
+// any schedule changed a result bit or the two step designs differ.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -32,7 +34,14 @@ struct Launch {
   void operator()(int64_t work, const Program& program) {
     pvf::emulation::run_grid(program, work);
   }
+
+  template <class Program>
+  void resident(int64_t blocks, const Program& program) {
+    pvf::emulation::run_grid(program, blocks);
+  }
 };
+
+int design_differences = 0;  // cases whose one-launch step differs from the two-launch one
 
 template <class T>
 std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
@@ -82,6 +91,22 @@ std::vector<uint8_t> run_ops(const ImageShape& shape, Strides strides, pvf::Stor
   keep(bytes_of(new_x));
   keep(bytes_of(next));
   keep(flags);
+  // The one-launch step (blocks as threads waiting on each other) on a device holding one more
+  // block than an image has tiles: the same bits.
+  std::vector<pvf::ImageTicket> tickets(shape.batch);
+  pvf::AscentStepArgs one{storage, shape, xin, gin, shifts.data(), next_shifts.data(), sigma.data(), 1e-6f, params,
+                          pvf::ImageOut{new_x.data(), strides}, pvf::ImageOut{next.data(), strides}, flag_ptr,
+                          partials.data()};
+  const pvf::TileGrid grid(shape, pvf::step_interleaved(one));
+  one.tickets = tickets.data();
+  one.resident_blocks = pvf::resident_step_blocks(grid, grid.per_image + 1);
+  std::fill(new_x.begin(), new_x.end(), T(0.0f));
+  std::fill(next.begin(), next.end(), T(0.0f));
+  pvf::run_sequence(launch, one);
+  std::vector<uint8_t> resident = bytes_of(new_x), part = bytes_of(next);
+  resident.insert(resident.end(), part.begin(), part.end());
+  resident.insert(resident.end(), flags.begin(), flags.end());
+  if (!std::equal(resident.begin(), resident.end(), result.end() - resident.size())) ++design_differences;
   return result;
 }
 
@@ -132,6 +157,7 @@ int main() {
       }
     }
   }
+  std::printf("%d cases, %d one-launch steps differed from the two-launch ones\n", cases, design_differences);
   std::printf("%d cases, %d changed with the schedule\n", cases, failures);
-  return failures == 0 ? 0 : 1;
+  return failures == 0 && design_differences == 0 ? 0 : 1;
 }

@@ -1,0 +1,154 @@
+// The fused step in one pass over g, one kernel (ResidentStepProgram), for a batch whose images
+// each have at most as many tiles as the GPU holds blocks at once: g is read and blurred once,
+// where the two-pass step (tile_programs.h: StatsProgram, then ApplyProgram) does it twice.
+//
+// The grid is G blocks, all resident at once (a cooperative launch), G >= tiles per image.
+// Block j takes tiles j, j + G, j + 2G, ... in order, so it holds at most one tile of an image.
+// Per tile it blurs the un-jittered gradient into registers, stores the tile's partials and
+// arrives at its image's ticket; the block of the image's last tile to arrive folds the image's
+// partials (fold_image, in the two-pass step's order) and publishes the image's scale on the
+// ticket; the others wait for it; then each updates its tile from its registers. Results are
+// those of the two-pass step bit for bit, whatever G.
+//
+// No block waits forever: take the first image not yet published. Its tiles are less than G
+// apart, so no block holds two of them, and a block's earlier tiles lie in published images;
+// every block holding one of its tiles therefore reaches it and arrives, and the last arrival
+// publishes it.
+#pragma once
+
+#include "tile_programs.h"
+
+namespace pvf {
+
+// What the block of an image's last tile publishes for the image's other tiles (zeroed by the
+// frontend before the launch).
+struct alignas(16) ImageTicket {
+  int32_t arrived;  // tiles whose partials are stored
+  int32_t ready;  // 1 once the rest is written
+  int32_t unused[2];
+  StepImage image;  // the step's scale of the image (StepEpilogue::image)
+};
+static_assert(sizeof(StepImage) == 20 && sizeof(ImageTicket) == 48, "the ticket's image moves as 16-byte words");
+
+// The last tile of image b to arrive: fold the image's partials (fold_image, as the two-launch
+// step does), then write its StepImage on the ticket and its flag, and publish the ticket. Out
+// of line: one block per image runs it, so the tile loop holds one call instead of its code.
+// Scalars and pointers only, so that no argument goes through local memory.
+template <class Block>
+PVF_HD_NOINLINE void publish_image(Block blk, TileShared* sh, const StatsPartial* partials, NormMode mode, float eps,
+                                   int32_t per_image, int32_t b, const int64_t* next_shifts, int64_t height,
+                                   int64_t width, ImageTicket* ticket, bool* flags) {
+  typename Block::template PerThread<TileRegs> regs;
+  fold_image(blk, regs, *sh, ImageScale{partials, mode, eps}, per_image, b);
+  blk.each(regs, [&](int thread, TileRegs&) {
+    if (thread != 0) return;
+    ticket->image = step_image(mode, *sh, next_shifts, b, height, width);
+    flags[b] = sh->flag != 0;
+  });
+  blk.publish(&ticket->ready);
+}
+
+// The bits of v: two sigmas give the same taps when their bits are equal (NaN included).
+PVF_HD uint32_t float_bits(float v) {
+  uint32_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  return bits;
+}
+
+template <class T, NormMode Mode>
+struct ResidentStepProgram {
+  using Shared = TileShared;
+  static constexpr bool kResident = true;
+  BlurredTiles<T> tiles;  // the source and sigma (its run() is not used: the loop below is this program's)
+  StatsPartial* partials;  // [grid.total * kPartialsPerTile]
+  ImageScale scale;  // the same partials to fold, mode, eps
+  bool* flags;  // [B]
+  StepEpilogue<T> epilogue;
+  ImageTicket* tickets;  // [B], zeroed
+
+  // A tile the loop may take next: past the batch, or of an image of another sigma, it stops
+  // the tile loops (the taps change).
+  struct Next {
+    int32_t b;
+    bool same_blur;
+    TilePos t;
+    PlaneRows<const T> p;
+  };
+
+  PVF_HD Next next(int32_t index, float sigma) const {
+    Next n{};
+    const TileGrid& grid = tiles.grid;
+    if (index >= grid.total) return n;
+    n.b = grid.by_per_image(index);
+    n.same_blur = float_bits(tiles.sigma[n.b]) == float_bits(sigma);  // a step always has sigma
+    n.t = tile_at(grid, n.b, index);
+    n.p = tiles.src.plane(tiles.src.image(n.b, grid), n.t);
+    return n;
+  }
+
+  // One tile: blur(p, t) into regs.value, the partials, the image's scale, the update.
+  template <bool kFast, class Block, class Blur>
+  PVF_HD void step_tile(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                        int32_t index, const Next& n, const TileTaps& taps, Blur&& blur) const {
+    const TileGrid& grid = tiles.grid;
+    note_tile_path(kFast);
+    blur(n.p, n.t);
+    store_tile_partials<Mode>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
+                              partials + int64_t(index) * kPartialsPerTile);
+    ImageTicket* ticket = tickets + n.b;
+    if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {
+      publish_image(blk, &sh, scale.partials, scale.mode, scale.eps, grid.per_image, n.b, epilogue.next_shifts,
+                    grid.shape.height, grid.shape.width, ticket, flags);
+    } else {
+      blk.await(&ticket->ready);
+    }
+    // (the publishing block reads its own thread 0's writes: visible to it after the barrier)
+    const StepImage image = read_image(ticket);
+    const ApplyProgram<T, StepEpilogue<T>> apply{tiles, scale, flags, epilogue};
+    const PlaneRows<const T> in = epilogue.input(image, n.t, grid);
+    PlaneRows<T> out[2] = {epilogue.output(0, image, n.t, grid), epilogue.output(1, image, n.t, grid)};
+    if constexpr (kFast) {
+      apply.apply_fast(blk, regs, sh, image, in, out, n.t);
+    } else {
+      apply.apply_general(blk, regs, sh, image, in, out, n.t);
+    }
+  }
+
+  static PVF_HD StepImage read_image(const ImageTicket* ticket) {
+    struct alignas(16) Words {
+      uint32_t w[4];
+    };
+    const Words* words = reinterpret_cast<const Words*>(&ticket->image);
+    const Words first = load_coherent(words), second = load_coherent(words + 1);
+    uint32_t all[8];
+    memcpy(all, first.w, 16);
+    memcpy(all + 4, second.w, 16);
+    StepImage image;
+    memcpy(&image, all, sizeof image);
+    return image;
+  }
+
+  template <class Block>
+  PVF_HD void operator()(Block& blk, TileShared& sh) const {
+    typename Block::template PerThread<TileRegs> regs;
+    const TileGrid& grid = tiles.grid;
+    int32_t index = blk.index();
+    while (index < grid.total) {
+      blk.renew_thread_index();  // per run of one sigma: the taps' per-thread values
+      const TileTaps taps = prepare_taps(blk, regs, sh, tiles.sigma, grid.by_per_image(index), grid.shape);
+      // Tiles of this sigma in turn, each loop while its tiles take its path.
+      const auto tile_loop = [&](auto fast, auto take, auto blur) {
+        blk.renew_thread_index();  // what the loop hoists lives in this loop alone
+        for (;; index += blk.count()) {
+          const Next n = next(index, taps.sigma);
+          if (!n.same_blur || !take(n.p, n.t)) return;
+          step_tile<decltype(fast)::value>(blk, regs, sh, index, n, taps, blur);
+        }
+      };
+      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors(), tile_loop,
+                        [&] { return next(index, taps.sigma).same_blur; });
+    }
+  }
+};
+
+}  // namespace pvf
