@@ -15,14 +15,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
-# Global memory traffic of one fused step per element, by design (DRAM, not L2 hits):
-# kernel 1 reads g; kernel 2 reads g again and x, writes the image and the next input. The
-# per-tile partials (16 bytes per 1,024 elements, written once, read once per block and image)
-# and the halos (re-read from L2) are left out.
-STEP_ELEMENT_ACCESSES = 5
-# StatsProgram, ApplyProgram<StepEpilogue> per chunk of images; one chunk unless the batch's g
-# outgrows a quarter of L2 (checked in the emulation too)
-LAUNCHES_PER_STEP = 2
+# A step runs in one of two designs (csrc/kernels/sequences.h): "one pass" over g
+# (ResidentStepProgram, when an image's tiles fit what the GPU holds at once) or "two passes"
+# (StatsProgram, then ApplyProgram<StepEpilogue>, per chunk of images; one chunk unless the
+# batch's g outgrows a quarter of L2). Kernels per step by design, checked in the emulation:
+STEP_KERNELS = {"one pass": 1, "two passes": 2}
+# Launches per step: the one-pass kernel's stream also carries the fill that zeroes its tickets
+# (48 bytes per image).
+LAUNCHES_PER_STEP = {"one pass": 2, "two passes": 2}
+# Global memory traffic per element by design (DRAM, not L2 hits): read g and x, write the image
+# and the next input; the two-pass design reads g a second time. The per-tile partials (16 bytes
+# per 256 elements, written once, read once per image), the tickets and the halos (re-read from
+# L2) are left out.
+STEP_ELEMENT_ACCESSES = {"one pass": 4, "two passes": 5}
+DESIGNS = tuple(STEP_KERNELS)
 TILE_HEIGHT = 64  # csrc/kernels/tile.h kTileH (a tile is 32 columns wide)
 ELEMENTS_PER_THREAD = 8  # kRowsPerThread: a tile's 2,048 pixels over 256 threads
 NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/common.h NormMode order
@@ -30,7 +36,6 @@ DEFAULT_NORM = "mean_abs"  # the engine's default
 
 _BRANCH = re.compile(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)")
 _FFMA = re.compile(r"\bFFMA\b")
-_LDG = re.compile(r"\bLDG\b")
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
 _ARCH = re.compile(r"^\s*arch = (sm_\d+)")
@@ -111,15 +116,27 @@ def sass_instruction_counts(so_path, arch):
     return {k: len(v) for k, v in sass_listings(so_path, arch).items()}
 
 
-def innermost_loops(listing):
-    """[(first, last) address] of loops (a backward branch and its target) that hold no other loop."""
-    loops = []
+def loops(listing):
+    """[(first, last) address] of every loop: a backward branch and its target."""
+    found = []
     for address, text in listing:
         if m := _BRANCH.search(text):
             target = int(m.group(1), 16)
             if target <= address:
-                loops.append((target, address))
-    return [a for a in loops if not any(b != a and a[0] <= b[0] and b[1] <= a[1] for b in loops)]
+                found.append((target, address))
+    return found
+
+
+def _ffma_count(listing, first, last):
+    return sum(1 for address, text in listing if first <= address <= last and _FFMA.search(text))
+
+
+def tile_loop_candidates(listing):
+    """Loops that hold no loop with an FFMA in it: tile loops (the blur's taps are unrolled), which
+    may hold loops of other work (the one-launch step's wait for its image's scale)."""
+    every = loops(listing)
+    return [a for a in every
+            if not any(b != a and a[0] <= b[0] and b[1] <= a[1] and _ffma_count(listing, *b) for b in every)]
 
 
 def longest_path(listing, first, last):
@@ -150,54 +167,52 @@ def step_taps_per_element(sigma=2.0):
     return 2 * ((2 * r + 1) * (TILE_HEIGHT + 2 * r) / TILE_HEIGHT + (2 * r + 1))
 
 
-def _scalar_global_loads(listing, first, last):
-    return sum(1 for address, text in listing if first <= address <= last and _LDG.search(text) and ".128" not in text)
-
-
 def tile_loops(listing, sigma=2.0):
     """{"interior": (first, last), "edge": (first, last)} of the tile loops of ``sigma``'s
-    compile-time radius: the innermost loops with the most FFMAs (FixedRadii ends at radius 6 =
+    compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at radius 6 =
     sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's pixels).
-    The interior fast path (csrc/kernels/tile.h blur_tile_fast) is the one whose global loads are
-    all 16-byte vectors; the edge path is the longest of the others (the general path)."""
+    Each radius has a loop for the interior fast path (csrc/kernels/tile.h blur_tile_fast: vector
+    loads, no reflection, no per-item choice), the shortest, and loops for the general path of
+    the other tiles, of which the edge is the longest."""
     r = math.ceil(3 * sigma)
-    loops = [(sum(1 for address, text in listing if first <= address <= last and _FFMA.search(text)), (first, last))
-             for first, last in innermost_loops(listing)]
-    most = max((ffma for ffma, _ in loops), default=0)
+    counted = [(_ffma_count(listing, *loop), loop) for loop in tile_loop_candidates(listing)]
+    most = max((ffma for ffma, _ in counted), default=0)
     if most < 2 * (2 * r + 1) * ELEMENTS_PER_THREAD:
         raise ValueError(f"no tile loop with the {2 * (2 * r + 1) * ELEMENTS_PER_THREAD} tap FFMAs of sigma {sigma} "
                          f"(most: {most})")
-    candidates = [loop for ffma, loop in loops if ffma == most]
-    interior = [loop for loop in candidates if _scalar_global_loads(listing, *loop) == 0]
-    edge = [loop for loop in candidates if loop not in interior]
-    if len(interior) != 1 or not edge:
-        raise ValueError(f"expected one interior tile loop (vector loads only) and edge loops, found {len(interior)} "
-                         f"and {len(edge)}")
-    return {"interior": interior[0], "edge": max(edge, key=lambda loop: longest_path(listing, *loop))}
+    candidates = sorted((longest_path(listing, *loop), loop) for ffma, loop in counted if ffma == most)
+    if len(candidates) < 2:
+        raise ValueError(f"expected an interior tile loop and edge loops of sigma {sigma}, found {len(candidates)} loop")
+    return {"interior": candidates[0][1], "edge": candidates[-1][1]}
 
 
-def step_kernels(dtype="fp32", norm=DEFAULT_NORM):
-    """The two kernels of a step: (statistic, update)."""
+def step_kernels(dtype="fp32", norm=DEFAULT_NORM, design="one pass"):
+    """The kernels of a step: the one of one pass over g, or (statistic, update) of two."""
+    if design == "one pass":
+        return (f"ResidentStepProgram<{dtype},{norm}>",)
     return f"StatsProgram<{dtype},{norm}>", f"ApplyProgram<{dtype},StepEpilogue<{dtype}>>"
 
 
-def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM, sigma=2.0, path="interior"):
+def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM, sigma=2.0, path="interior",
+                                  design="one pass"):
     """{kernel: SASS instructions per element} of a step at ``sigma``: the longest path through
     one iteration of each kernel's tile loop (one tile: ELEMENTS_PER_THREAD pixels per thread),
     divided by ELEMENTS_PER_THREAD; ``path`` "interior" (the fast path of interior tiles) or
     "edge" (the general path of tiles at the image's edges or the roll's split). Work once per
-    image (taps, the fold of the image's partials) is outside the loop and left out."""
+    image and block (taps, the fold of the image's partials) is outside the loop and left out;
+    in the one-pass step, where a block holds one tile of an image, the fold is one call in the
+    loop that one block per image runs (csrc/kernels/resident_step.h publish_image)."""
     listings = sass_listings(so_path, arch)
     counts = {}
-    for kernel in step_kernels(dtype, norm):
+    for kernel in step_kernels(dtype, norm, design):
         first, last = tile_loops(listings[kernel], sigma)[path]
         counts[kernel] = longest_path(listings[kernel], first, last) / ELEMENTS_PER_THREAD
     return counts
 
 
-def bytes_per_element(element_size):
+def bytes_per_element(element_size, design="one pass"):
     """Global bytes per element of a step by design (see STEP_ELEMENT_ACCESSES)."""
-    return STEP_ELEMENT_ACCESSES * element_size
+    return STEP_ELEMENT_ACCESSES[design] * element_size
 
 
 def table(so_path, arch="sm_90"):
@@ -216,18 +231,21 @@ def main():
     from pyviz_fast import _ext
 
     so = _ext._C.__file__
-    print(f"extension: {so}\nlaunches per step: {LAUNCHES_PER_STEP}; bytes per element by design: "
-          f"fp32 {bytes_per_element(4)}, fp16/bf16 {bytes_per_element(2)}\n")
+    for design in DESIGNS:
+        print(f"{design}: kernels per step {STEP_KERNELS[design]}, launches {LAUNCHES_PER_STEP[design]}; bytes per element: "
+              f"fp32 {bytes_per_element(4, design)}, fp16/bf16 {bytes_per_element(2, design)}")
+    print()
     print(table(so))
     arches = sorted({r["arch"] for r in resource_usage(so)})
     print("\nSASS instructions per element of a fp32 step at sigma 2 (longest path through each kernel's "
-          "tile loop / 8 elements per thread; kernel 1 + kernel 2):")
-    for arch in arches:
-        for path in ("interior", "edge"):
-            for norm in NORM_MODES:
-                counts = step_instructions_per_element(so, arch, norm=norm, path=path)
-                print(f"  {arch} {path} norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values())
-                      + f" = {sum(counts.values()):.1f}")
+          "tile loop / 8 elements per thread):")
+    for design in DESIGNS:
+        for arch in arches:
+            for path in ("interior", "edge"):
+                for norm in NORM_MODES:
+                    counts = step_instructions_per_element(so, arch, norm=norm, path=path, design=design)
+                    print(f"  {design}, {arch} {path} norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values())
+                          + f" = {sum(counts.values()):.1f}")
 
 
 if __name__ == "__main__":
