@@ -56,10 +56,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("cached_output_bytes", &pvf::cpu::cached_output_bytes, "Bytes of CPU output blocks kept for reuse.");
   m.def("configure_emulation", &pvf::emulation::configure, py::arg("order") = "natural", py::arg("max_blocks") = 5,
         py::arg("seed") = 1, py::arg("trace") = false, py::arg("cache_bytes") = 0, py::arg("resident_blocks") = 0,
+        py::arg("refuse_cooperative") = false,
         "How the CUDA emulation runs: thread order within a phase (natural, reversed, shuffled), grid-size cap, "
         "seed of the shuffles, whether to measure each launch's global memory traffic, the L2 size that "
         "sets the chunks of the two-launch ops (0: no chunking), and the blocks the emulated device holds at "
-        "once, which sets the one-pass step's grid (0: the step always takes two passes).");
+        "once, which sets the one-pass step's grid (0: the step always takes two passes), and whether it refuses "
+        "the one-pass step's cooperative launch (as a GPU shared under MPS may), which then falls back to two.");
   m.def("emulated_launches", &pvf::emulation::launches,
         "Kernel launches the CUDA emulation ran since configure_emulation() (as many as the GPU would).");
   m.def("emulated_traffic", &pvf::emulation::traffic,
@@ -84,12 +86,14 @@ PYBIND11_MODULE(_C, m) {
       "cache_bytes of L2.");
   m.def(
       "resident_step_blocks",
-      [](const std::vector<int64_t>& shape, bool interleaved, int64_t capacity) {
+      [](const std::vector<int64_t>& shape, bool interleaved, int64_t capacity, int64_t element_bytes) {
         TORCH_CHECK_VALUE(shape.size() == 4, "shape must be [B, C, H, W], got ", shape.size(), " sizes");
-        return pvf::resident_step_blocks(pvf::TileGrid({shape[0], shape[1], shape[2], shape[3]}, interleaved),
+        const auto storage = element_bytes == 4 ? pvf::Storage::kFloat32 : pvf::Storage::kFloat16;
+        return pvf::resident_step_blocks(storage, pvf::TileGrid({shape[0], shape[1], shape[2], shape[3]}, interleaved),
                                          capacity);
       },
-      py::arg("shape"), py::arg("interleaved"), py::arg("capacity"),
+      py::arg("shape"), py::arg("interleaved"), py::arg("capacity"), py::arg("element_bytes") = 4,
       "Blocks of the CUDA step's one-pass kernel on a device that holds `capacity` blocks at once (0: an image "
-      "has more tiles than that, and the step takes two passes, two launches per chunk); interleaved: the channels_last cut.");
+      "has more tiles than that, or elements of 2 bytes, and the step takes two passes, two launches per chunk); "
+      "interleaved: the channels_last cut.");
 }

@@ -173,8 +173,8 @@ def test_step_kernels_and_launches(design):
 
 
 @pytest.mark.needs_ext
-@pytest.mark.parametrize("design", cuda_budgets.DESIGNS)
-@pytest.mark.parametrize("dtype, budget", [(torch.float32, 20), (torch.float16, 10), (torch.bfloat16, 10)])
+@pytest.mark.parametrize("design, dtype, budget", [("one pass", torch.float32, 20), ("two passes", torch.float32, 20),
+                                                   ("two passes", torch.float16, 10), ("two passes", torch.bfloat16, 10)])
 def test_step_global_bytes_per_element(dtype, budget, design):
     """Distinct image bytes each launch reads and writes, traced in the emulation: g, x, the image
     and the next input, and in the two-pass step g once more (no workspace the size of the image)."""

@@ -61,12 +61,13 @@ struct CudaLaunch {
     status = cudaGetLastError();
   }
 
-  // A cooperative launch: the device runs all `blocks` at once (or refuses the launch), which a
-  // program whose blocks wait on each other needs. As a launch attribute it is valid in a CUDA
-  // graph too (a captured step).
+  // A cooperative launch: the device runs all `blocks` at once, which a program whose blocks
+  // wait on each other needs. As a launch attribute it is valid in a CUDA graph too (a captured
+  // step). False, with no error kept, when the device refuses so large a cooperative grid now
+  // (another process's share of the SMs, under MPS): the caller then takes the two-pass step.
   template <class Program>
-  void resident(int64_t blocks, const Program& program) {
-    if (status != cudaSuccess) return;
+  bool resident(int64_t blocks, const Program& program) {
+    if (status != cudaSuccess) return true;
     cudaLaunchAttribute cooperative{};
     cooperative.id = cudaLaunchAttributeCooperative;
     cooperative.val.cooperative = 1;
@@ -77,6 +78,10 @@ struct CudaLaunch {
     config.attrs = &cooperative;
     config.numAttrs = 1;
     status = cudaLaunchKernelEx(&config, run_blocks<Program>, program);
+    if (status != cudaErrorCooperativeLaunchTooLarge) return true;
+    status = cudaSuccess;
+    (void)cudaGetLastError();  // the refused launch's error is not sticky: clear it
+    return false;
   }
 };
 
@@ -87,11 +92,8 @@ cudaError_t resident_step_capacity(Storage storage, NormMode mode, int64_t& bloc
   int device = 0, cooperative = 0;
   cudaError_t status = cudaGetDevice(&device);
   if (status == cudaSuccess) status = cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device);
-  if (status != cudaSuccess || cooperative == 0) return status;
-  dispatch_storage(storage, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    with_norm_mode(mode, [&](auto m) { status = resident_blocks<ResidentStepProgram<T, decltype(m)::value>>(blocks); });
-  });
+  if (status != cudaSuccess || cooperative == 0 || storage != Storage::kFloat32) return status;  // float32 only
+  with_norm_mode(mode, [&](auto m) { status = resident_blocks<ResidentStepProgram<float, decltype(m)::value>>(blocks); });
   return status;
 }
 

@@ -160,14 +160,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   // One pass over g when the images fit the device (one kernel after the fill of the tickets), else
   // two per chunk of images.
   args.resident_blocks =
-      resident_step_blocks(TileGrid(shape, step_interleaved(args)), Device::resident_capacity(x, args.storage, mode));
+      resident_step_blocks(args.storage, TileGrid(shape, step_interleaved(args)),
+                           Device::resident_capacity(x, args.storage, mode));
   at::Tensor tickets;
   if (args.resident_blocks > 0) {
     tickets = at::zeros({shape.batch * int64_t(sizeof(ImageTicket))}, x.options().dtype(at::kByte));
     args.tickets = reinterpret_cast<ImageTicket*>(tickets.mutable_data_ptr<uint8_t>());
   }
-  args.chunk = args.tickets ? shape.batch : chunk_of<Device>(shape, x);
-  at::Tensor partials = partials_workspace(shape, args.chunk, x);
+  args.chunk = chunk_of<Device>(shape, x);  // of the two-pass step (also if the device refuses the one pass)
+  at::Tensor partials = partials_workspace(shape, args.tickets ? shape.batch : args.chunk, x);
   args.partials = partials_of(partials);
   Device::run(x, args);
   return {new_x, next_input, nonfinite};

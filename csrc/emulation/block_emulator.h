@@ -39,7 +39,8 @@ struct Config {
   int64_t launches = 0;  // kernel launches emulated since the last configure()
   bool trace = false;  // measure each launch's distinct global bytes read and written
   int64_t cache_bytes = 0;  // emulated L2 size: sets the two-launch ops' chunks (0: no chunking)
-  int64_t resident_blocks = 0;  // blocks the emulated device holds at once (0: no one-launch step)
+  int64_t resident_blocks = 0;  // blocks the emulated device holds at once (0: no one-pass step)
+  bool refuse_cooperative = false;  // refuse the one-pass step's launch (it falls back to two passes)
   std::vector<std::pair<int64_t, int64_t>> traffic;  // per traced launch: (bytes read, bytes written)
   std::vector<std::map<int64_t, int64_t>> widths;  // per traced launch: bytes moved per access width
   std::vector<std::pair<int64_t, int64_t>> tile_paths;  // per traced launch: (fast path tiles, other tiles)

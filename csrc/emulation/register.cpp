@@ -20,8 +20,10 @@ struct EmulatedLaunch {
   }
 
   template <class Program>
-  void resident(int64_t blocks, const Program& program) {
+  bool resident(int64_t blocks, const Program& program) {
+    if (emulation::config().refuse_cooperative) return false;
     emulation::run_grid(program, blocks);
+    return true;
   }
 };
 
@@ -48,7 +50,7 @@ struct EmulatedDevice {
 }  // namespace
 
 void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace,
-                          int64_t cache_bytes, int64_t resident_blocks) {
+                          int64_t cache_bytes, int64_t resident_blocks, bool refuse_cooperative) {
   Config c;
   if (order == "natural") {
     c.order = ThreadOrder::kNatural;
@@ -68,6 +70,7 @@ void emulation::configure(const std::string& order, int64_t max_blocks, uint64_t
   c.trace = trace;
   c.cache_bytes = cache_bytes;
   c.resident_blocks = resident_blocks;
+  c.refuse_cooperative = refuse_cooperative;
   config() = c;
 }
 

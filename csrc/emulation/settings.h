@@ -13,9 +13,10 @@ namespace pvf::emulation {
 // trace: record each launch's distinct global bytes read and written (slow; for tests).
 // cache_bytes: the L2 size that sets the chunks of the two-launch ops (0: no chunking).
 // resident_blocks: the blocks the emulated device holds at once, the one-pass step's grid
-// when an image's tiles fit it (0: the step always takes two passes).
+// when an image's tiles fit it (0: the step always takes two passes). refuse_cooperative: the
+// device refuses that cooperative launch at run time (the step then takes two passes).
 void configure(const std::string& order, int64_t max_blocks, uint64_t seed, bool trace, int64_t cache_bytes,
-               int64_t resident_blocks);
+               int64_t resident_blocks, bool refuse_cooperative);
 
 // Kernel launches emulated since the last configure() (the CUDA path launches the same).
 int64_t launches();

@@ -30,7 +30,7 @@ struct alignas(16) ImageTicket {
 };
 static_assert(sizeof(StepImage) == 20 && sizeof(ImageTicket) == 48, "the ticket's image moves as 16-byte words");
 
-// The last tile of image b to arrive: fold the image's partials (fold_image, as the two-launch
+// The last tile of image b to arrive: fold the image's partials (fold_image, as the two-pass
 // step does), then write its StepImage on the ticket and its flag, and publish the ticket. Out
 // of line: one block per image runs it, so the tile loop holds one call instead of its code.
 // Scalars and pointers only, so that no argument goes through local memory.
@@ -60,8 +60,8 @@ struct ResidentStepProgram {
   using Shared = TileShared;
   static constexpr bool kResident = true;
   BlurredTiles<T> tiles;  // the source and sigma (its run() is not used: the loop below is this program's)
-  StatsPartial* partials;  // [grid.total * kPartialsPerTile]
-  ImageScale scale;  // the same partials to fold, mode, eps
+  StatsPartial* partials;  // [grid.total * kPartialsPerTile], written per tile
+  ImageScale scale;  // the same partials, read by the fold; mode, eps
   bool* flags;  // [B]
   StepEpilogue<T> epilogue;
   ImageTicket* tickets;  // [B], zeroed
@@ -102,7 +102,8 @@ struct ResidentStepProgram {
     } else {
       blk.await(&ticket->ready);
     }
-    // (the publishing block reads its own thread 0's writes: visible to it after the barrier)
+    // Every block reads the ticket, the publishing one too: its thread 0 wrote it before the
+    // barrier that begins publish, after which the block's threads see the block's writes.
     const StepImage image = read_image(ticket);
     const ApplyProgram<T, StepEpilogue<T>> apply{tiles, scale, flags, epilogue};
     const PlaneRows<const T> in = epilogue.input(image, n.t, grid);

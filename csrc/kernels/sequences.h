@@ -3,11 +3,12 @@
 // emulation (csrc/emulation/: blocks run by the block emulator). A Launch is called as
 // launch(work, program) and runs the block program (tile_programs.h) over a grid of at most
 // `work` blocks, each launch after the previous one; launch.resident(blocks, program) runs a
-// program whose blocks wait on each other over exactly `blocks` blocks, all resident at once.
+// program whose blocks wait on each other over exactly `blocks` blocks, all resident at once,
+// and returns false if the device refused it (nothing ran).
 // Launches per op: jitter, gaussian_blur, clip_grad 1; normalize_grad 2 per chunk of images (the
 // statistic, then the rest; one chunk unless the batch's g outgrows a quarter of the L2 cache);
-// fused_ascent_step 1, one pass over g (resident_step.h), when an image's tiles fit what the
-// device holds at once (resident_step_blocks), else 2 per chunk as normalize_grad.
+// fused_ascent_step 1, one pass over g (resident_step.h), for float32 images whose tiles fit what
+// the device holds at once (resident_step_blocks), else 2 per chunk as normalize_grad.
 //
 // Args hold the images as pointer + element strides (any layout), int64 shifts and float32
 // sigma as contiguous arrays, and a contiguous workspace of per-tile partials that the caller
@@ -81,11 +82,14 @@ struct ClipArgs {
   ImageOut out;
 };
 
-// Blocks of the one-pass step (ResidentStepProgram) for tiles `grid` on a device that holds
-// `capacity` blocks at once: every tile's block or the capacity, whichever is fewer; 0 (the
-// two-pass step) when an image has more tiles than that. Pure (tested on the CPU).
-inline int64_t resident_step_blocks(const TileGrid& grid, int64_t capacity) {
-  if (capacity < grid.per_image) return 0;
+// Blocks of the one-pass step (ResidentStepProgram) for images of `storage` in tiles `grid` on
+// a device that holds `capacity` blocks at once: every tile's block or the capacity, whichever
+// is fewer; 0 (the two-pass step) when an image has more tiles than that, or for fp16 / bf16
+// images. The one-pass kernel is built for float32 images only (the render loop's; 5 kernels,
+// not 15, for each arch of the build): 2-byte images take two passes, 10 bytes per element.
+// Pure (tested on the CPU).
+inline int64_t resident_step_blocks(Storage storage, const TileGrid& grid, int64_t capacity) {
+  if (storage != Storage::kFloat32 || capacity < grid.per_image) return 0;
   return capacity < grid.total ? capacity : grid.total;
 }
 
@@ -102,7 +106,7 @@ struct AscentStepArgs {
   ImageOut new_x;
   ImageOut next_input;
   bool* nonfinite;  // [B] output
-  StatsPartial* partials;  // partials_needed() of a chunk of images (of the batch: one-pass step)
+  StatsPartial* partials;  // partials_needed() of a chunk of images (of the batch with tickets)
   int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
   ImageTicket* tickets = nullptr;  // [B] zeroed: the one-pass step, on resident_blocks blocks
   int64_t resident_blocks = 0;
@@ -220,16 +224,18 @@ inline bool step_interleaved(const AscentStepArgs& a) {
   return detail::interleaved(a.shape, a.x, a.grad, a.new_x, a.next_input);
 }
 
-// One pass (a.tickets set: resident_step_blocks said the images fit) or, per chunk of images
-// (chunk_images), kernel 1: un-jitter + blur + per-tile partials; kernel 2: fold the image's
-// partials, blur again (g mostly from L2), update, store the image and the next input. Every
-// chunk reuses the partials workspace (the launches are ordered on one stream).
+// One pass (a.tickets set: resident_step_blocks said the images fit, and the device takes the
+// cooperative launch) or, per chunk of images (chunk_images), kernel 1: un-jitter + blur +
+// per-tile partials; kernel 2: fold the image's partials, blur again (g mostly from L2), update,
+// store the image and the next input. Every chunk reuses the partials workspace (the launches
+// are ordered on one stream).
 template <class Launch>
 void run_sequence(Launch& launch, const AscentStepArgs& a) {
   dispatch_storage(a.storage, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool cut = step_interleaved(a);
-    detail::each_chunk(a.shape, a.tickets ? 0 : a.chunk, [&](int64_t b0, const ImageShape& shape) {
+    // f(mode, grid, g, scale, step) for images b0 ... b0 + shape.batch - 1
+    const auto with_step = [&](int64_t b0, const ImageShape& shape, auto&& f) {
       const TileGrid grid(shape, cut);
       const detail::Typed<T> at{grid, b0};
       const BlurredTiles<T> g{at.source(a.grad, a.shifts), a.sigma + b0, grid};
@@ -237,15 +243,23 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
       const StepEpilogue<T> step{at.in(a.x),         at.view(a.x),           a.next_shifts + 2 * b0,
                                  at.out(a.new_x),    at.view(a.new_x),       at.out(a.next_input),
                                  at.view(a.next_input), shape,           a.params};
-      with_norm_mode(a.params.mode, [&](auto mode) {
-        constexpr NormMode kMode = decltype(mode)::value;
-        if (a.tickets) {
-          launch.resident(a.resident_blocks, ResidentStepProgram<T, kMode>{g, a.partials, scale, a.nonfinite, step, a.tickets});
-        } else {
-          launch(grid.total, StatsProgram<T, kMode>{g, a.partials});
-        }
+      with_norm_mode(a.params.mode, [&](auto mode) { f(mode, grid, g, scale, step); });
+    };
+    bool done = false;
+    if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
+      if (a.tickets) {
+        with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
+          done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
+                                                        g, a.partials, scale, a.nonfinite, step, a.tickets});
+        });
+      }
+    }
+    if (done) return;
+    detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
+      with_step(b0, shape, [&](auto mode, const TileGrid& grid, const auto& g, const auto& scale, const auto& step) {
+        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+        launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, scale, a.nonfinite + b0, step});
       });
-      if (!a.tickets) launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, scale, a.nonfinite + b0, step});
     });
   });
 }

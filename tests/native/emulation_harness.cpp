@@ -36,8 +36,9 @@ struct Launch {
   }
 
   template <class Program>
-  void resident(int64_t blocks, const Program& program) {
+  bool resident(int64_t blocks, const Program& program) {
     pvf::emulation::run_grid(program, blocks);
+    return true;
   }
 };
 
@@ -91,15 +92,15 @@ std::vector<uint8_t> run_ops(const ImageShape& shape, Strides strides, pvf::Stor
   keep(bytes_of(new_x));
   keep(bytes_of(next));
   keep(flags);
-  // The one-launch step (blocks as threads waiting on each other) on a device holding one more
+  // The one-pass step (blocks as threads waiting on each other) on a device holding one more
   // block than an image has tiles: the same bits.
   std::vector<pvf::ImageTicket> tickets(shape.batch);
   pvf::AscentStepArgs one{storage, shape, xin, gin, shifts.data(), next_shifts.data(), sigma.data(), 1e-6f, params,
                           pvf::ImageOut{new_x.data(), strides}, pvf::ImageOut{next.data(), strides}, flag_ptr,
                           partials.data()};
   const pvf::TileGrid grid(shape, pvf::step_interleaved(one));
-  one.tickets = tickets.data();
-  one.resident_blocks = pvf::resident_step_blocks(grid, grid.per_image + 1);
+  one.resident_blocks = pvf::resident_step_blocks(storage, grid, grid.per_image + 1);
+  if (one.resident_blocks > 0) one.tickets = tickets.data();  // float32 only: fp16 and bf16 take two passes
   std::fill(new_x.begin(), new_x.end(), T(0.0f));
   std::fill(next.begin(), next.end(), T(0.0f));
   pvf::run_sequence(launch, one);
