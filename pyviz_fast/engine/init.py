@@ -6,6 +6,7 @@ All return float32 [B, C, H, W] in [0, 1], drawn per unit from ``draws`` (see dr
 >>> x = initial_images(settings, draws, channels=3, hw=(128, 128))
 >>> x = octave_start(x, (154, 154), settings, photo_sizes(settings, channels=3))  # the next octave
 """
+import math
 import os
 
 import torch
@@ -55,9 +56,10 @@ def load_image(image, channels, hw):
     elif not image.dtype.is_floating_point:
         raise ValueError(f"init_image must be a float tensor in [0, 1] or a uint8 tensor in 0-255, got dtype {image.dtype}")
     image = image.float()
-    if not image.isfinite().all():  # before the range check, whose message would read [nan, nan]
+    # one pass: NaN propagates to both ends, an inf is one of them (a zoom checks its frames twice a frame)
+    low, high = (float(v) for v in torch.aminmax(image)) if image.numel() else (0.0, 0.0)
+    if not (math.isfinite(low) and math.isfinite(high)):  # before the range check, whose message would read [nan, nan]
         raise ValueError("init_image contains NaN or inf")
-    low, high = (image.min().item(), image.max().item()) if image.numel() else (0.0, 0.0)
     if not (0.0 <= low and high <= 1.0):
         raise ValueError(f"init_image values must be in [0, 1], got values in [{low:g}, {high:g}] "
                          "(a 0-255 image: divide by 255 or pass it as uint8)")
