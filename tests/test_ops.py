@@ -237,6 +237,36 @@ def test_fused_step_flags_a_scale_that_overflows(kernel_backend):
                       torch.float32)
 
 
+def test_a_step_made_once_steps_like_the_op(kernel_backend):
+    """AscentStep (settings checked once, a render's loop) gives the op's bits, call after call."""
+    options = dict(norm="rms", eps=1e-6, clip=3.0, decay=0.01, center=0.4, lo=0.1, hi=0.9)
+    step = ops.AscentStep(**options, backend=kernel_backend.name)
+    for seed, lr in ((50, 0.2), (60, -0.05)):
+        x, grad, shifts, next_shifts, sigma = (on(kernel_backend.device, t) for t in
+                                               fused_case((3, 2, 9, 7), torch.float32, seed=seed))
+        got = step(x, grad, shifts, next_shifts, sigma, lr)
+        want = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, lr=lr, **options,
+                                     backend=kernel_backend.name)
+        for g, w in zip(got, want):
+            assert torch.equal(g, w)
+
+
+def test_a_step_checks_pixels_unless_told_not_to():
+    x, grad, shifts, next_shifts, sigma = fused_case((3, 2, 6, 5), torch.float32, seed=70)
+    x[1, 0, 2, 2] = math.nan
+    step = ops.AscentStep(backend="reference")
+    assert step(x, grad, shifts, next_shifts, sigma).nonfinite.tolist() == [False, True, False]
+    assert step(x, grad, shifts, next_shifts, sigma, check_pixels=False).nonfinite.tolist() == [False] * 3
+
+
+@pytest.mark.parametrize("settings, message", [(dict(norm="l2"), "norm mode must be one of"),
+                                                (dict(clip=-1.0), "clip must be >= 0"),
+                                                (dict(lo=0.7, hi=0.2), "lo must not exceed hi")])
+def test_a_step_rejects_bad_settings_when_made(settings, message):
+    with pytest.raises(ValueError, match=message):
+        ops.AscentStep(**settings)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_fused_step_outputs_keep_the_memory_format_of_x(kernel_backend, layout):
     x, grad, shifts, next_shifts, sigma = fused_case((2, 3, 5, 6), torch.float32, layout, "channels_last")

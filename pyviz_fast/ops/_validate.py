@@ -39,8 +39,17 @@ def like(other, x, name, x_name="x"):
     return other
 
 
+def _canonical(value, x, dtype, shape):
+    """Whether ``value`` is already what a check returns (dtype, shape, x's device, contiguous):
+    a loop's tensors made once then pass without the three calls of a conversion."""
+    return (isinstance(value, torch.Tensor) and value.dtype == dtype and value.shape == shape
+            and value.device == x.device and value.is_contiguous())
+
+
 def shifts(value, x, name="shifts"):
     B = x.shape[0]
+    if _canonical(value, x, torch.int64, (B, 2)):
+        return value
     if isinstance(value, torch.Tensor):
         if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
             raise TypeError(f"{name} must hold integers (dy, dx), got dtype {value.dtype}")
@@ -57,6 +66,8 @@ def shifts(value, x, name="shifts"):
 def sigma(value, x, name="sigma"):
     """A number (same sigma for every image) or one value per image."""
     B = x.shape[0]
+    if _canonical(value, x, torch.float32, (B,)):
+        return value
     if isinstance(value, torch.Tensor):
         if not value.dtype.is_floating_point:
             raise TypeError(f"{name} must be floating point, got {value.dtype}")
