@@ -1,6 +1,6 @@
 """Faster forms of the engine's hot paths give what the plain formulas give: the Gram matrix's
 written-out backward (and its gradient laid out like the activation), the style loss's sums,
-and MaCo's crops and per-unit noise."""
+MaCo's crops and per-unit noise, and the per-step draws read through a memo."""
 import types
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import pyviz_fast as pvf
-from pyviz_fast.engine.draws import Draws
+from pyviz_fast.engine.draws import CHUNK, Draws
 from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
@@ -229,3 +229,18 @@ def test_diversity_over_every_input_reads_the_activation_as_it_is():
     torch.testing.assert_close(fast, plain)
     torch.testing.assert_close(grad_fast, grad_plain)
     assert fast.abs().sum() > 0 and grad_fast.stride() == act.stride()
+
+
+def test_step_draws_do_not_depend_on_the_order_they_are_read_in():
+    """The per-step draws come a chunk at a time with the current chunk memoized: any order of
+    reads, across chunk boundaries, gives each step its own draw, and a unit's draws are its own."""
+    steps = 2 * CHUNK + 50
+    in_order = Draws.for_units(["a", "b"], 3, steps, 8)
+    want = [in_order.shifts[t] for t in range(steps + 1)]
+    jumping = Draws.for_units(["a", "b"], 3, steps, 8)
+    for t in (steps, 0, CHUNK, CHUNK - 1, 2 * CHUNK, 1, CHUNK + 7, steps - 1):
+        assert torch.equal(jumping.shifts[t], want[t]), t
+    alone = Draws.for_units(["b"], 3, steps, 8)
+    for t in (0, CHUNK - 1, CHUNK, steps):
+        assert torch.equal(alone.shifts[t][0], want[t][1]), t
+    assert len({tuple(want[t][0].tolist()) for t in range(steps + 1)}) > 50  # draws, not one value repeated

@@ -69,6 +69,7 @@ class StepDraws:
 
     def __init__(self, chunks, name, length, device="cpu"):
         self._chunks, self.name, self.length, self.device = chunks, name, length, device
+        self._current = (None, None)  # (chunk index, its rows): a loop's next step skips the cache's lookup
 
     def __len__(self):
         return self.length
@@ -77,7 +78,9 @@ class StepDraws:
         if not 0 <= t < self.length:
             raise IndexError(f"step {t} is outside 0..{self.length - 1}")
         chunk, offset = divmod(t, CHUNK)
-        return self._chunks.get(chunk, self.device)[self.name][offset]
+        if self._current[0] != chunk:
+            self._current = (chunk, self._chunks.get(chunk, self.device)[self.name])
+        return self._current[1][offset]
 
     def to(self, device):
         """The same draws, delivered on ``device`` (moved a chunk at a time)."""

@@ -116,15 +116,15 @@ class _Run:
     def objective_and_grad(self, inputs, wrt, goal, affine, step):
         """(reported objective [B], gradients of the optimized one w.r.t. each of ``wrt``) at
         optimization step ``step`` (the first ``redirect_steps`` use redirected ReLUs); ``affine``:
-        the batch's scale/rotation draws (``Draws.affine``), read only when the settings transform."""
+        the batch's scale/rotation draws (``Draws.affine``), read only when the settings transform.
+        Runs in the caller's grad mode (``_render_batch`` enables it once per batch)."""
         start = time.perf_counter()
-        with torch.enable_grad():
-            if self.transform:
-                inputs = random_affine(inputs, affine[step].repeat_interleave(goal.crops, 0), self.s.scale_range,
-                                       self.s.rotate)
-            redirect = step < self.s.redirect_steps
-            reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal, redirect)), wrt, redirect,
-                                               inputs=inputs.shape[0])
+        if self.transform:
+            inputs = random_affine(inputs, affine[step].repeat_interleave(goal.crops, 0), self.s.scale_range,
+                                   self.s.rotate)
+        redirect = step < self.s.redirect_steps
+        reported, grads = ascent_gradients(lambda: goal(self._activations(inputs, goal, redirect)), wrt, redirect,
+                                           inputs=inputs.shape[0])
         self.clock["forward_backward"] += time.perf_counter() - start
         return reported, grads
 
@@ -147,19 +147,19 @@ def _render_batch(run, task, rows, after_step):
     trajectory = Trajectory(s.steps, rows.stop - rows.start, run.device)
     bad = torch.zeros(rows.stop - rows.start, dtype=torch.int32, device=run.device)
     hw = goal = None
-    for t in range(s.steps):
-        size = param.begin(t)
-        if size != hw:
-            hw, goal = size, run.goal(task, rows, size, param.crops)
-        with torch.enable_grad():
+    with torch.enable_grad():  # the steps' forward and backward, whatever the caller's mode: set once, not per step
+        for t in range(s.steps):
+            size = param.begin(t)
+            if size != hw:
+                hw, goal = size, run.goal(task, rows, size, param.crops)
             inputs, wrt = param.inputs(t)
             objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine, t)
-        trajectory[t] = objective
-        start = time.perf_counter()
-        bad += param.update(t, grads) | ops.nonfinite(objective)
-        run.clock["step"] += time.perf_counter() - start
-        if after_step is not None:
-            after_step(t, param.images())
+            trajectory[t] = objective
+            start = time.perf_counter()
+            bad += param.update(t, grads) | ops.nonfinite(objective)
+            run.clock["step"] += time.perf_counter() - start
+            if after_step is not None:
+                after_step(t, param.images())
     images = param.images()
     objective = _final_objective(run, task, rows, images, hw, goal, param.crops) if run.evaluate else objective.float()
     photo = _photo_objective(run, task, rows, draws, hw, goal, param.crops) if run.evaluate else None

@@ -44,6 +44,9 @@ class PixelImage:
             self.stage_at[t] = hw
             t += count
         self.hw, self.inp, self.index, self.view, self.optimizer = None, None, None, None, None
+        self.step = ops.AscentStep(norm=self.s.norm, eps=self.s.eps, clip=self.s.clip, decay=self.s.decay,
+                                   center=self.s.center, lo=self.s.lo, hi=self.s.hi, backend=run.backend)
+        self.sigma = torch.empty(self.x.shape[0], device=run.device)  # refilled per step: a tensor made once
 
     def begin(self, t):
         if t in self.stage_at:  # a new octave: resize, restart the optimizer and the jittered input
@@ -68,23 +71,22 @@ class PixelImage:
         grad, = grads
         if s.laplacian_levels:
             grad = laplacian_normalize(grad, s.laplacian_levels, s.eps)
-        with torch.no_grad():
-            if self.optimizer is None:
-                new, self.inp, nonfinite = ops.fused_ascent_step(
-                    self.view, grad, self.shifts[t], self.shifts[t + 1], run.sigmas[t], norm=s.norm, eps=s.eps,
-                    clip=s.clip, lr=run.lrs[t], decay=s.decay, center=s.center, lo=s.lo, hi=s.hi, backend=b)
-            else:
-                new, nonfinite = self._optimizer_update(grad, t)
-                self.inp = None
-            if s.image_blur_every and (t + 1) % s.image_blur_every == 0:
-                new, self.inp = ops.gaussian_blur(new, s.image_blur_sigma, backend=b), None
-            if self.canvas:
-                self.x[self.index] = new
-                self.inp = None
-            elif self.optimizer is None:
-                self.x = new
-            elif new is not self.x:  # the optimizer updates x in place; an image blur made a new tensor
-                self.x.copy_(new)
+        if self.optimizer is None:
+            # pixels are finite after the first step: each step's output is clamped to [lo, hi]
+            new, self.inp, nonfinite = self.step(self.view, grad, self.shifts[t], self.shifts[t + 1],
+                                                 self.sigma.fill_(run.sigmas[t]), run.lrs[t], check_pixels=t == 0)
+        else:
+            new, nonfinite = self._optimizer_update(grad, t)
+            self.inp = None
+        if s.image_blur_every and (t + 1) % s.image_blur_every == 0:
+            new, self.inp = ops.gaussian_blur(new, s.image_blur_sigma, backend=b), None
+        if self.canvas:
+            self.x[self.index] = new
+            self.inp = None
+        elif self.optimizer is None:
+            self.x = new
+        elif new is not self.x:  # the optimizer updates x in place; an image blur made a new tensor
+            self.x.copy_(new)
         return nonfinite
 
     def _optimizer_update(self, grad, t):
