@@ -73,6 +73,30 @@ def test_gram_errors_are_the_plain_formula_and_gradient_bit_for_bit(layout):
         assert torch.equal(g_mine, g_plain) and g_mine.stride() == a.stride()
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "nhwc", "tokens"])
+def test_a_bf16_style_loss_reads_its_activations_without_copies(layout):
+    """A bf16 execution's activations go to the Gram products as they are: no conversion node
+    between the loss and the activation, a bf16 gradient laid out as the activation, and values
+    close to the loss of the same values in float32."""
+    act, activation = _activation(layout)
+    act = act.bfloat16()
+    target = gram(torch.randn(act.shape, generator=torch.Generator().manual_seed(6)), activation)
+    mine = act.clone().requires_grad_(True)
+    plain = act.float().requires_grad_(True)
+    fused = gram_errors([mine], [activation], [target], [squared_norms(target)])
+    want = gram_errors([plain], [activation], [target], [squared_norms(target)])
+    between, fn = [], fused.grad_fn
+    while type(fn).__name__ != "AccumulateGrad":  # from the loss down to the leaf
+        fn, = [f for f, _ in fn.next_functions if f is not None]
+        between.append(type(fn).__name__)
+    assert "ToCopyBackward0" not in between, between  # a view of the activation at most (nhwc, tokens)
+    torch.testing.assert_close(fused, want, rtol=0.02, atol=0)
+    grad_mine, = torch.autograd.grad(fused.sum(), mine)
+    grad_plain, = torch.autograd.grad(want.sum(), plain)
+    assert grad_mine.dtype == torch.bfloat16 and grad_mine.stride() == act.stride()
+    torch.testing.assert_close(grad_mine.float(), grad_plain, rtol=0, atol=0.03 * grad_plain.abs().max().item())
+
+
 @pytest.mark.parametrize("view", ["sliced", "permuted"])
 def test_gram_of_an_activation_no_reshape_can_view_matches_autograd(view):
     """Strides a [B, C, P] view cannot express: the rows are copied, and the gradient made anew."""

@@ -129,10 +129,32 @@ def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, 
         assert torch.equal(ops.gram(x, backend=backend), reference.gram(x))
         assert torch.equal(ops.gram_times(m, x, backend=backend), reference.gram_times(m, x))
         norms = (torch.rand(x.shape[0]) + 0.5).to(x.dtype)
-        for got, want in zip(ops.gram_error(x, m, norms, backend=backend), reference.gram_error(x, m, norms)):
+        loss = torch.float32  # the residual and error of a bf16 activation's loss (its products stay bf16)
+        for got, want in zip(ops.gram_error(x, m, norms, backend=backend),
+                             reference.gram_error(x, m.to(loss), norms.to(loss))):
             assert torch.equal(got, want)
         assert torch.equal(ops.gram_error_backward(x, m, norms, backend=backend),
-                           reference.gram_error_backward(x, m, norms))
+                           reference.gram_error_backward(x, m.to(loss), norms.to(loss)))
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "nchw"])
+def test_a_bf16_activations_style_layer_keeps_its_loss_in_float32(layout):
+    """A bf16 execution's style layer: the Gram products in bf16 (no float32 copy of the
+    activation either way), the residual and error in float32, close to the float32 loss of the
+    same values; the gradient in bf16, laid out as the activation."""
+    x = channels_last((3, 32, 6, 5), seed=21).bfloat16()
+    x = x if layout == "channels_last" else x.contiguous()
+    target, norms = targets_and_norms(3, 32, seed=22)
+    error, residual = ops.gram_error(x, target, norms)
+    want_error, want_residual = reference.gram_error(x.float(), target, norms)
+    assert error.dtype == residual.dtype == torch.float32
+    torch.testing.assert_close(residual, want_residual, rtol=0, atol=0.02 * want_residual.abs().max().item())
+    torch.testing.assert_close(error, want_error, rtol=0.02, atol=0)
+    weights = torch.rand(3) + 0.5
+    grad = ops.gram_error_backward(x, residual, weights)
+    want = reference.gram_error_backward(x.float(), want_residual, weights)
+    assert grad.dtype == torch.bfloat16 and grad.stride() == x.stride()
+    torch.testing.assert_close(grad.float(), want, rtol=0, atol=0.03 * want.abs().max().item())
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])

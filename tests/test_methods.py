@@ -342,12 +342,13 @@ def layout_image(size=48):
     return torch.stack([gray, 0.8 * gray, 0.6 * gray + 0.2])
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the Gram products in bf16 too
 @pytest.mark.parametrize("model_name", ["random_vgg", "shapesnet"])
-def test_style_transfer_moves_texture_and_keeps_layout(model_name, shapesnet):
+def test_style_transfer_moves_texture_and_keeps_layout(model_name, precision, shapesnet):
     model = random_vgg() if model_name == "random_vgg" else shapesnet
     content = layout_image()
     styles = make_batch(4, size=48, seed=3)[0][[0, 2]]  # stripes and a checkerboard or the like
-    res = pvf.style_transfer(model, content, styles, precision="fp32", steps=64)
+    res = pvf.style_transfer(model, content, styles, precision=precision, steps=64)
     assert [str(u) for u in res.units] == ["content0+style0", "content0+style1"] and res.ok
     layers = res.info["style_layers"]
     got, target, start = (activations(model, x, layers) for x in (res.images, styles, content[None].expand(2, -1, -1, -1)))

@@ -186,20 +186,29 @@ def gram_times(m, x, *, backend=None):
 def gram_error(x, target, norms, *, backend=None):
     """One layer of a style loss, per image: (error [B], residual [B, C, C]) with residual =
     F F^T / P - target and error = ||residual||^2 / norms (norms [B], e.g. the target's squared
-    norms), target and norms taken in x's dtype. One kernel where ``gram``'s runs: the Gram
-    matrix, residual and sum in one pass over the C x C values instead of four."""
+    norms). One kernel where ``gram``'s runs: the Gram matrix, residual and sum in one pass over
+    the C x C values instead of four. A bfloat16 x (a bf16 execution's activation) keeps its
+    products in bfloat16 (torch.bmm, accumulating in float32: AMX, tensor cores); the residual
+    and error are float32 (x's dtype if wider), as target and norms are taken."""
     _check_matrices(target, "target", x)
     _check_per_image(norms, "norms", x)
-    return _gram_kernel("gram_error", x, backend)(x, target.to(x.dtype), norms.to(x.dtype))
+    dtype = _loss_dtype(x)
+    return _gram_kernel("gram_error", x, backend)(x, target.to(dtype), norms.to(dtype))
 
 
 def gram_error_backward(x, residual, weights, *, backend=None):
     """The gradient at x of sum_b weights_b * ||residual_b||^2 for ``gram_error``'s residual
-    (weights [B]: the loss's gradient over the norms), laid out as x. The kernel runs where
-    ``gram_times``' does."""
+    (weights [B]: the loss's gradient over the norms), laid out as x, in x's dtype. The kernel
+    runs where ``gram_times``' does."""
     _check_matrices(residual, "residual", x)
     _check_per_image(weights, "weights", x)
-    return _gram_kernel("gram_error_backward", x, backend)(x, residual.to(x.dtype), weights.to(x.dtype))
+    dtype = _loss_dtype(x)
+    return _gram_kernel("gram_error_backward", x, backend)(x, residual.to(dtype), weights.to(dtype))
+
+
+def _loss_dtype(x):
+    """A style loss's residual and error dtype for activation x: float32, or x's if wider."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def _check_matrices(m, name, x):

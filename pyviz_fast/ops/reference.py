@@ -188,13 +188,15 @@ def gram_times(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def gram_error(x: torch.Tensor, target: torch.Tensor, norms: torch.Tensor):
     """(error [B], residual [B, C, C]): residual = F F^T / P - target (F = x as [B, C, P]) and
-    error = ||residual||^2 / norms, per image: one layer of a style loss."""
-    residual = gram(x) / x[0, 0].numel() - target
+    error = ||residual||^2 / norms, per image: one layer of a style loss. The products in x's
+    dtype, the residual and error in target's."""
+    residual = gram(x).to(target.dtype) / x[0, 0].numel() - target
     return residual.square().sum((1, 2)) / norms, residual
 
 
 def gram_error_backward(x: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """The gradient at x of sum_b weights_b ||residual_b||^2 (``gram_error``'s residual, weights
-    [B]): (dG + dG^T) F / P with dG = 2 w R, laid out as x (``gram_times``)."""
+    [B]): (dG + dG^T) F / P with dG = 2 w R, laid out as x (``gram_times``); the C x C factor in
+    residual's dtype, the product in x's."""
     d = weights[:, None, None] * (2 * residual)
-    return gram_times((d + d.transpose(1, 2)) / x[0, 0].numel(), x)
+    return gram_times(((d + d.transpose(1, 2)) / x[0, 0].numel()).to(x.dtype), x)

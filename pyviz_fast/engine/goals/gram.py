@@ -183,9 +183,17 @@ def gram(act, activation, backend=None):
 def gram_errors(acts, activations, targets, norms, backend=None):
     """float32 [B]: the sum over layers of ||gram(act) - target||^2 / norms per row (``norms``:
     each target's squared norms, made once per target), as ``relative_error(gram(act,
-    activation), target)`` summed over the layers computes it."""
-    xs = [activation.channels_first(act).float() for act, activation in zip(acts, activations)]
+    activation), target)`` summed over the layers computes it (a bf16 activation's products in
+    bf16, ``ops.gram_error``)."""
+    xs = [_products_dtype(activation.channels_first(act)) for act, activation in zip(acts, activations)]
     return _GramErrors.apply(backend, list(targets), list(norms), *xs)
+
+
+def _products_dtype(x):
+    """x as the style loss's Gram products take it: a bf16 execution's activation as it is (the
+    products in bf16: AMX, tensor cores; no copy each way), anything else in float32 (float16's
+    sums of P products would overflow its range)."""
+    return x if x.dtype == torch.bfloat16 else x.float()
 
 
 def squared_norms(x):
