@@ -21,6 +21,11 @@ forward+backward seconds over its total (the engine's clocks). Never asserts.
     python benchmarks/bench_methods.py --threads 1 --steps 32 --json benchmarks/results/methods.json
     python benchmarks/bench_methods.py --threads 1 --steps 32 --googlenet   # a real-sized model
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style  # style at its default steps
+    python benchmarks/bench_methods.py --threads 1 --steps 128 --only style --execution chosen
+
+Every case runs at fp32 / channels_last unless ``--execution chosen``: then each case first runs
+once with 'auto' execution (the trial a user's call makes on this machine) and both sides are
+timed at the execution it chose, as ``bench_seeds.py`` times the zoom.
 """
 import argparse
 import os
@@ -44,28 +49,29 @@ from pyviz_fast.zoo.shapes_data import make_batch
 
 SIZE = 64
 EXECUTION = dict(precision="fp32", memory_format="channels_last")
+AUTO = dict(precision="auto", memory_format="auto")
 
 
 def cases():
-    """(name, model, deepest layer, model inputs per step, run(steps), style pairs or None) per method."""
+    """(name, model, deepest layer, model inputs per step, run(steps, execution), style pairs or None) per method."""
     shapes, vgg = pvf.zoo.shapesnet(), random_vgg()
     photos = make_batch(16, size=SIZE, seed=7)[0]
     pairs = (photos[:8], photos[8:])
-    common = dict(size=SIZE, progress=False, **EXECUTION)
+    common = dict(size=SIZE, progress=False)
     return [
-        ("pixel conv4:0-15", shapes, "conv4", 16, lambda n: pvf.render(shapes, "conv4:0-15", steps=n, **common), None),
+        ("pixel conv4:0-15", shapes, "conv4", 16, lambda n, e: pvf.render(shapes, "conv4:0-15", steps=n, **common, **e), None),
         ("maco fc:0-9, 4 crops", shapes, "fc", 40,
-         lambda n: pvf.render(shapes, "fc:0-9", param="maco", maco_crops=4, maco_magnitude="shapes", steps=n,
-                              **common), None),
+         lambda n, e: pvf.render(shapes, "fc:0-9", param="maco", maco_crops=4, maco_magnitude="shapes", steps=n,
+                              **common, **e), None),
         ("facets conv4:0-3 x4", shapes, "conv4", 16,
-         lambda n: pvf.render(shapes, "conv4:0-3", facets=4, diversity_layer="conv3", steps=n,
-                              **common), None),
+         lambda n, e: pvf.render(shapes, "conv4:0-3", facets=4, diversity_layer="conv3", steps=n,
+                              **common, **e), None),
         ("accentuate conv4:0-7", shapes, "conv4", 8,
-         lambda n: pvf.accentuate(shapes, photos[0], "conv4:0-7", layer="conv2", steps=n, **common), None),
+         lambda n, e: pvf.accentuate(shapes, photos[0], "conv4:0-7", layer="conv2", steps=n, **common, **e), None),
         ("style shapesnet 8 pairs", shapes, "conv4.relu", 8,
-         lambda n: pvf.style_transfer(shapes, *pairs, steps=n, **common), pairs),
+         lambda n, e: pvf.style_transfer(shapes, *pairs, steps=n, **common, **e), pairs),
         ("style random_vgg 8 pairs", vgg, "relu4_1", 8,
-         lambda n: pvf.style_transfer(vgg, *pairs, steps=n, **common), pairs),
+         lambda n, e: pvf.style_transfer(vgg, *pairs, steps=n, **common, **e), pairs),
     ]
 
 
@@ -73,14 +79,14 @@ def googlenet_cases():
     """The same methods on a real-sized model: googlenet (random weights, seed 0) at ``SIZE``."""
     torch.manual_seed(0)
     net, _ = pvf.load_model("torchvision:googlenet", weights="none")
-    common = dict(size=SIZE, progress=False, **EXECUTION)
+    common = dict(size=SIZE, progress=False)
     return [
         ("pixel googlenet inception4a:0-15", net, "inception4a", 16,
-         lambda n: pvf.render(net, "inception4a:0-15", steps=n, **common), None),
+         lambda n, e: pvf.render(net, "inception4a:0-15", steps=n, **common, **e), None),
         ("maco googlenet inception4a:0-7, 4 crops", net, "inception4a", 32,
-         lambda n: pvf.render(net, "inception4a:0-7", param="maco", maco_crops=4, steps=n, **common), None),
+         lambda n, e: pvf.render(net, "inception4a:0-7", param="maco", maco_crops=4, steps=n, **common, **e), None),
         ("facets googlenet inception4a:0-3 x4", net, "inception4a", 16,
-         lambda n: pvf.render(net, "inception4a:0-3", facets=4, diversity_layer="inception3b", steps=n, **common),
+         lambda n, e: pvf.render(net, "inception4a:0-3", facets=4, diversity_layer="inception3b", steps=n, **common, **e),
          None),
     ]
 
@@ -106,10 +112,10 @@ def style_goal(prepared, model, contents, styles):
     return task.objective(slice(0, len(contents)), hw, 1, run)
 
 
-def ceiling(model, layer, inputs, steps, pairs=None):
+def ceiling(model, layer, inputs, steps, pairs=None, execution=EXECUTION):
     """(wall, CPU) seconds of ``steps`` bare forward+backward calls (after one warm-up); with
     ``pairs`` through the style loss instead of one channel per input."""
-    with PreparedModel(model, pvf.Settings(size=SIZE, **EXECUTION), "cpu") as prepared:
+    with PreparedModel(model, pvf.Settings(size=SIZE, **execution), "cpu") as prepared:
         goal = None if pairs is None else style_goal(prepared, model, *pairs)
         width = next(info.channels for info in pvf.layers(model, (3, SIZE, SIZE)) if info.name == layer)
         call = fwd_bwd_call(prepared, layer, [c % width for c in range(inputs)], SIZE, goal=goal)
@@ -117,16 +123,22 @@ def ceiling(model, layer, inputs, steps, pairs=None):
         return timed(lambda: [call() for _ in range(steps)])
 
 
-def method_rows(name, model, layer, inputs, run, pairs, steps, repeats):
-    run(1)  # primes caches (oneDNN primitives, MaCo's dataset spectrum) outside the timing
+def chosen_execution(run, steps):
+    """The execution a user's call of ``run`` picks on this machine ('auto': a measured trial)."""
+    info = run(steps, AUTO).info
+    return dict(precision=info["precision"], memory_format=info["memory_format"])
+
+
+def method_rows(name, model, layer, inputs, run, pairs, steps, repeats, execution=EXECUTION):
+    run(1, execution)  # primes caches (oneDNN primitives, MaCo's dataset spectrum) outside the timing
     measured = {"ceiling": [], "ceiling with the loss": [], "render": []}
     shares = []
     for _ in range(repeats):  # in turn: the load drifts between timings
-        measured["ceiling"].append(ceiling(model, layer, inputs, steps))
+        measured["ceiling"].append(ceiling(model, layer, inputs, steps, execution=execution))
         if pairs is not None:
-            measured["ceiling with the loss"].append(ceiling(model, layer, inputs, steps, pairs))
+            measured["ceiling with the loss"].append(ceiling(model, layer, inputs, steps, pairs, execution))
         result = []
-        measured["render"].append(timed(lambda: result.append(run(steps))))
+        measured["render"].append(timed(lambda: result.append(run(steps, execution))))
         shares.append(result[0].timings["forward_backward"] / result[0].timings["total"])
     rows = []
     for k, clock in enumerate(("wall", "cpu")):
@@ -144,7 +156,7 @@ def method_rows(name, model, layer, inputs, run, pairs, steps, repeats):
             rows.append(Row("methods", f"{name} [{clock} s]", variant, inputs * steps / median, "input-steps/s", median,
                             runs=len(samples), baseline="ceiling" if variant != "ceiling" else None,
                             params={"model inputs per step": inputs, "deepest layer": layer, "steps": steps,
-                                    "size": SIZE, **EXECUTION}, extra=extra))
+                                    "size": SIZE, **execution}, extra=extra))
     return rows
 
 
@@ -173,6 +185,8 @@ def main():
                         help="pixel, MaCo and facets on googlenet (random weights) instead of the shipped models")
     parser.add_argument("--only", default="", metavar="PREFIX",
                         help="only the methods whose name starts with PREFIX (pixel, maco, facets, accentuate, style)")
+    parser.add_argument("--execution", choices=("fp32", "chosen"), default="fp32",
+                        help="fp32 / channels_last for every case, or what 'auto' chooses per case on this machine")
     args = parser.parse_args()
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
@@ -180,7 +194,11 @@ def main():
     if not chosen:
         parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in cases()]}")
     for name, model, layer, inputs, run, pairs in chosen:
-        rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats)
+        execution = EXECUTION
+        if args.execution == "chosen":
+            execution = chosen_execution(run, args.steps)
+            name = f"{name} ({execution['precision']}/{execution['memory_format']})"
+        rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats, execution)
         print(markdown([row for row in rows if row.case.startswith(name + " [")]), flush=True)
     print(markdown(rows))
     if args.json:
