@@ -465,12 +465,25 @@ def test_the_trajectory_of_a_long_run_is_decimated_by_a_fixed_rule():
     kept = recorded_steps(steps)
     assert len(kept) == MAX_POINTS and kept[0] == 0 and kept[-1] == steps - 1 and list(kept) == sorted(set(kept))
     trajectory = Trajectory(steps, 2, "cpu")
+    faults = {3: (True, False), 5: (False, False)}  # step 3's update skipped image 0; step 5's objective 1 is NaN
     for t in range(steps):
-        trajectory[t] = torch.tensor([float(t), 1.0])
+        flagged = torch.tensor(faults.get(t, (False, False)))
+        trajectory.record(t, torch.tensor([float(t), math.nan if t == 5 else 1.0]), flagged)
     assert trajectory.values.shape == (MAX_POINTS, 2)
     assert trajectory.values[:, 0].tolist() == [float(t) for t in kept]
     assert trajectory.spread(torch.tensor([0.0, 1.0])).tolist() == [steps - 1, 0.0]
+    assert trajectory.bad_steps().tolist() == [1, 1]  # steps 3 and 5 were not recorded: counted as they came
     assert list(recorded_steps(5)) == [0, 1, 2, 3, 4]
+
+
+def test_a_short_runs_faults_are_counted_once_a_step():
+    from pyviz_fast.engine.trajectory import Trajectory
+    trajectory = Trajectory(4, 3, "cpu")
+    rows = [((1.0, 2.0, math.inf), (False, True, False)), ((1.0, math.nan, 3.0), (False, True, False)),
+            ((1.0, 2.0, 3.0), (False, False, False)), ((math.nan, 2.0, 3.0), (True, False, False))]
+    for t, (objective, flagged) in enumerate(rows):
+        trajectory.record(t, torch.tensor(objective), torch.tensor(flagged))
+    assert trajectory.bad_steps().tolist() == [1, 2, 1]  # a step with both faults counts once
 
 
 def test_a_size_probed_already_decides_the_layouts_it_can_without_another_probe():

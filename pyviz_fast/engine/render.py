@@ -145,7 +145,6 @@ def _render_batch(run, task, rows, after_step):
     draws = Draws.for_units(task.keys[rows], run.seed, s.steps, s.jitter)
     param = PARAMETERIZATIONS[s.param](run, draws, lambda hw: task.start(rows, hw, run))
     trajectory = Trajectory(s.steps, rows.stop - rows.start, run.device)
-    bad = torch.zeros(rows.stop - rows.start, dtype=torch.int32, device=run.device)
     hw = goal = None
     with torch.enable_grad():  # the steps' forward and backward, whatever the caller's mode: set once, not per step
         for t in range(s.steps):
@@ -154,18 +153,19 @@ def _render_batch(run, task, rows, after_step):
                 hw, goal = size, run.goal(task, rows, size, param.crops)
             inputs, wrt = param.inputs(t)
             objective, grads = run.objective_and_grad(inputs, wrt, goal, draws.affine, t)
-            trajectory[t] = objective
             start = time.perf_counter()
-            bad += param.update(t, grads) | ops.nonfinite(objective)
+            flagged = param.update(t, grads)
             run.clock["step"] += time.perf_counter() - start
+            trajectory.record(t, objective, flagged)
             if after_step is not None:
                 after_step(t, param.images())
     images = param.images()
     objective = _final_objective(run, task, rows, images, hw, goal, param.crops) if run.evaluate else objective.float()
     photo = _photo_objective(run, task, rows, draws, hw, goal, param.crops) if run.evaluate else None
     alpha, spread = param.alpha(), trajectory.spread(objective)
-    return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(), bad.cpu(), draws.seeds,
-            None if alpha is None else alpha.float().cpu(), None if photo is None else photo.cpu())
+    return (images.float().cpu(), objective.cpu(), trajectory.values.T.cpu(), spread.cpu(),
+            trajectory.bad_steps().cpu(), draws.seeds, None if alpha is None else alpha.float().cpu(),
+            None if photo is None else photo.cpu())
 
 
 def _final_objective(run, task, rows, images, hw, goal, crops):
