@@ -277,11 +277,7 @@ struct PlaneRows {
 // be global memory, so the accesses stay LDG / STG rather than generic LD / ST.
 template <class T>
 PVF_HD T* plane_pointer(T* base, int64_t elements) {
-  T* p = opaque(base + elements);
-#ifdef __CUDA_ARCH__
-  __builtin_assume(__isGlobal(p));
-#endif
-  return p;
+  return global_memory(opaque(base + elements));
 }
 
 // Plane 0 of image b; dy, dx: the roll in rows and pixels, both reduced (reduced_shift).
