@@ -213,7 +213,8 @@ PVF_HD RowRuns plan_row(int32_t n, int32_t c1, int32_t c2, int32_t first, int32_
   const int32_t first_run = c2 - c1 < length - start ? c2 - c1 : length - start;
   const int32_t cols[2] = {c1, c1 + first_run}, ats[2] = {start, 0}, lens[2] = {first_run, c2 - c1 - first_run};
   for (int k = 0; k < 2; ++k) {
-    const int32_t head = (width - ats[k] % width) % width;
+    // ats[k] >= 0: an unsigned remainder (a mask for the power-of-two widths), not a signed one
+    const int32_t head = static_cast<int32_t>((uint32_t(width) - uint32_t(ats[k]) % uint32_t(width)) % uint32_t(width));
     p.col[k] = cols[k] + head;
     p.at[k] = ats[k] + head;
     p.vectors[k] = lens[k] > head ? (lens[k] - head) / width : 0;
