@@ -18,11 +18,9 @@ from pathlib import Path
 # A step runs in one of two designs (csrc/kernels/sequences.h): "one pass" over g
 # (ResidentStepProgram, for float32 images whose tiles fit what the GPU holds at once) or "two passes"
 # (StatsProgram, then ApplyProgram<StepEpilogue>, per chunk of images; one chunk unless the
-# batch's g outgrows a quarter of L2). Kernels per step by design, checked in the emulation:
-STEP_KERNELS = {"one pass": 1, "two passes": 2}
-# Launches per step: the one-pass kernel's stream also carries the fill that zeroes its tickets
-# (48 bytes per image).
-LAUNCHES_PER_STEP = {"one pass": 2, "two passes": 2}
+# batch's g outgrows a quarter of L2). Kernels (launches) per step by design, checked in the
+# emulation; the one-pass step's first kernel only writes its tickets (64 bytes per image):
+STEP_KERNELS = {"one pass": 2, "two passes": 2}
 # Global memory traffic per element by design (DRAM, not L2 hits): read g and x, write the image
 # and the next input; the two-pass design reads g a second time. The per-tile partials (16 bytes
 # per 256 elements, written once, read once per image), the tickets and the halos (re-read from
@@ -235,7 +233,7 @@ def main():
         sizes = "fp32" if design == "one pass" else "fp32, fp16/bf16"  # 2-byte images take two passes
         per_element = ", ".join(f"{bytes_per_element(4 if name == 'fp32' else 2, design)} {name}"
                                 for name in sizes.split(", "))
-        print(f"{design} ({sizes}): kernels per step {STEP_KERNELS[design]}, launches {LAUNCHES_PER_STEP[design]}; "
+        print(f"{design} ({sizes}): kernels (launches) per step {STEP_KERNELS[design]}; "
               f"bytes per element {per_element}")
     print()
     print(table(so))
