@@ -113,13 +113,15 @@ struct ResidentStepProgram {
   };
 
   PVF_HD Next next(int32_t index, float sigma) const {
-    Next n{};
     const TileGrid& grid = tiles.grid;
-    if (index >= grid.total) return n;
-    n.b = grid.by_per_image(index);
+    // Past the batch: the last tile, not taken (no branch around the rest, no zeroed fields).
+    const bool inside = index < grid.total;
+    const int32_t i = inside ? index : grid.total - 1;
+    Next n;
+    n.b = grid.by_per_image(i);
     const ImageSource source = tickets[n.b].source;
-    n.same_blur = source.sigma_bits == float_bits(sigma);
-    n.t = tile_at(grid, n.b, index);
+    n.same_blur = inside && source.sigma_bits == float_bits(sigma);
+    n.t = tile_at(grid, n.b, i);
     n.p = tiles.src.plane(image_rows(tiles.src.data, tiles.src.view, n.b, grid, source.dy, source.dx), n.t);
     return n;
   }
