@@ -170,10 +170,11 @@ PVF_HD int32_t reduced_shift(const int64_t* shifts, int64_t index, int64_t n, bo
   return static_cast<int32_t>(inverse && s != 0 ? n - s : s);  // -s mod n without a second wrap
 }
 
+// reflect in int32 for -n < i < 2n - 1: the nearer of |i| and its mirror at n - 1 (an absolute
+// value and a minimum, not two branches).
 PVF_HD int32_t reflect32(int32_t i, int32_t n) {
-  if (i < 0) return -i;
-  if (i >= n) return 2 * (n - 1) - i;
-  return i;
+  const int32_t a = i < 0 ? -i : i, mirrored = 2 * (n - 1) - a;
+  return a < mirrored ? a : mirrored;
 }
 
 // Element e of a plane row of `length` elements and pixels of `step`, reflected by whole pixels
