@@ -230,3 +230,13 @@ def test_longest_path_takes_the_longer_side_of_each_branch():
     assert cuda_budgets.longest_path(listing, 0x00, 0x50) == 6
     listing[1] = (0x10, "BRA 0x40")  # unconditional: the FFMAs are never run
     assert cuda_budgets.longest_path(listing, 0x00, 0x50) == 4
+
+
+def test_longest_path_goes_into_a_call_of_the_loop_body():
+    """ptxas (sm_80) may enter the rest of a loop's body by a call just past a branch out of the
+    loop (the loop's exit, which a return reaches): the path goes on at the call's target; a call
+    of a function out of the loop counts as one instruction."""
+    listing = [(0x00, "IADD3 R1, R1, 0x1, RZ"), (0x10, "@!P0 CALL.REL.NOINC 0x30"), (0x20, "BRA 0x900"),
+               (0x30, "FFMA R2, R2, R3, R4"), (0x40, "CALL.REL.NOINC 0x800"), (0x50, "FFMA R2, R2, R3, R4"),
+               (0x60, "BRA 0x0")]
+    assert cuda_budgets.longest_path(listing, 0x00, 0x60) == 6

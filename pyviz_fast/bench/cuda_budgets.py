@@ -33,6 +33,7 @@ NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/commo
 DEFAULT_NORM = "mean_abs"  # the engine's default
 
 _BRANCH = re.compile(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)")
+_CALL = re.compile(r"\bCALL\.REL\S*\s+0x([0-9a-f]+)")
 _FFMA = re.compile(r"\bFFMA\b")
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
@@ -140,14 +141,19 @@ def tile_loop_candidates(listing):
 def longest_path(listing, first, last):
     """SASS instructions on the longest path through one iteration of the loop [first, last]
     (a body with no inner loop): every conditional branch may go either way, a forward branch
-    out of the body or the back branch ends the iteration, a CALL counts as one instruction."""
+    out of the body or the back branch ends the iteration, a CALL counts as one instruction (a
+    call of a function out of the loop), except a call forward into the body itself, which goes
+    on there (ptxas on sm_80 enters the body of a loop that it leaves by a return that way)."""
     body = [(address, text) for address, text in listing if first <= address <= last]
     position = {address: k for k, (address, _) in enumerate(body)}
     rest = [0] * (len(body) + 1)  # rest[k]: longest count from instruction k to the iteration's end
     for k in reversed(range(len(body))):
         address, text = body[k]
         conditional = text.startswith("@")
-        if m := _BRANCH.search(text):
+        call = _CALL.search(text)
+        if call and not address < int(call.group(1), 16) <= last:
+            call = None
+        if m := _BRANCH.search(text) or call:
             target = int(m.group(1), 16)
             taken = rest[position[target]] if address < target <= last else 0
             rest[k] = 1 + (max(taken, rest[k + 1]) if conditional else taken)
