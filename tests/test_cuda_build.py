@@ -193,8 +193,10 @@ def test_step_global_bytes_per_element(dtype, budget, design):
 # (BENCHMARKS.md); one pass blurs it once. Each ceiling is held just above what the kernels reach
 # so that it cannot grow back (the full build of 256886f, every mode but std, sm_80 ... sm_120):
 # one pass, interior 99.9-109.6 (mean_abs 100.6 sm_80, 106.6 sm_90, 100.1 sm_100, 100.0 sm_120),
-# edge 509.1-527.4; two passes, interior 126.2-130.1, edge 814.8-835.
-SASS_PER_ELEMENT_CEILING = {("one pass", "interior"): 112, ("one pass", "edge"): 535,
+# edge 509.1-527.4; two passes, interior 126.2-130.1, edge 814.8-835. One pass after the cuts of
+# branch h14 (sm_90 cubins of the step's kernels, not the full build): interior 93.0-96.1 on
+# sm_90 (mean_abs 93.1; 88.0 on sm_80), edge 489.6-492.8 (484.0 sm_80), std 131.8 and 528.5.
+SASS_PER_ELEMENT_CEILING = {("one pass", "interior"): 100, ("one pass", "edge"): 500,
                             ("two passes", "interior"): 138, ("two passes", "edge"): 880}
 
 
