@@ -17,7 +17,8 @@ from pyviz_fast.bench import cuda_budgets
 
 OPS = ("jitter", "gaussian_blur", "normalize_grad", "clip_grad", "fused_ascent_step")
 # Every block program of csrc/kernels/tile_programs.h that the CUDA sequences launch.
-PROGRAMS = ("StatsProgram", "StoreEpilogue", "ScaleEpilogue", "StepEpilogue", "ResidentStepProgram")
+PROGRAMS = ("StatsProgram", "StoreEpilogue", "ScaleEpilogue", "StepEpilogue", "ResidentStepProgram",
+            "ImageTicketsProgram")
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_PTX, FATBIN_ELF = 1, 2  # entry kinds
 
