@@ -17,7 +17,8 @@ from pyviz_fast.bench import cuda_budgets
 
 OPS = ("jitter", "gaussian_blur", "normalize_grad", "clip_grad", "fused_ascent_step")
 # Every block program of csrc/kernels/tile_programs.h that the CUDA sequences launch.
-PROGRAMS = ("StatsProgram", "StoreEpilogue", "ScaleEpilogue", "StepEpilogue", "ResidentStepProgram")
+PROGRAMS = ("StatsProgram", "StoreEpilogue", "ScaleEpilogue", "StepEpilogue", "ResidentStepProgram",
+            "ImageTicketsProgram")
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_PTX, FATBIN_ELF = 1, 2  # entry kinds
 
@@ -165,11 +166,10 @@ def _emulated_step(x, design, trace=False):
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("design", cuda_budgets.DESIGNS)
 def test_step_kernels_and_launches(design):
-    """The emulation counts the kernels of the very sequence that the CUDA path runs; the one-pass
-    step's stream also carries the fill of its tickets."""
+    """The emulation counts the kernels of the very sequence that the CUDA path runs (the one-pass
+    step's first writes its tickets)."""
     kernels, _ = _emulated_step(torch.rand(2, 3, 40, 70), design)
-    assert kernels == cuda_budgets.STEP_KERNELS[design]
-    assert cuda_budgets.LAUNCHES_PER_STEP[design] == kernels + (design == "one pass") <= 2
+    assert kernels == cuda_budgets.STEP_KERNELS[design] <= 2
 
 
 @pytest.mark.needs_ext
@@ -194,8 +194,10 @@ def test_step_global_bytes_per_element(dtype, budget, design):
 # (BENCHMARKS.md); one pass blurs it once. Each ceiling is held just above what the kernels reach
 # so that it cannot grow back (the full build of 256886f, every mode but std, sm_80 ... sm_120):
 # one pass, interior 99.9-109.6 (mean_abs 100.6 sm_80, 106.6 sm_90, 100.1 sm_100, 100.0 sm_120),
-# edge 509.1-527.4; two passes, interior 126.2-130.1, edge 814.8-835.
-SASS_PER_ELEMENT_CEILING = {("one pass", "interior"): 112, ("one pass", "edge"): 535,
+# edge 509.1-527.4; two passes, interior 126.2-130.1, edge 814.8-835. One pass after the cuts of
+# branch h14 (sm_90 cubins of the step's kernels, not the full build): interior 93.0-96.1 on
+# sm_90 (mean_abs 93.1; 88.0 on sm_80), edge 489.6-492.8 (484.0 sm_80), std 131.8 and 528.5.
+SASS_PER_ELEMENT_CEILING = {("one pass", "interior"): 100, ("one pass", "edge"): 500,
                             ("two passes", "interior"): 138, ("two passes", "edge"): 880}
 
 
@@ -231,3 +233,13 @@ def test_longest_path_takes_the_longer_side_of_each_branch():
     assert cuda_budgets.longest_path(listing, 0x00, 0x50) == 6
     listing[1] = (0x10, "BRA 0x40")  # unconditional: the FFMAs are never run
     assert cuda_budgets.longest_path(listing, 0x00, 0x50) == 4
+
+
+def test_longest_path_goes_into_a_call_of_the_loop_body():
+    """ptxas (sm_80) may enter the rest of a loop's body by a call just past a branch out of the
+    loop (the loop's exit, which a return reaches): the path goes on at the call's target; a call
+    of a function out of the loop counts as one instruction."""
+    listing = [(0x00, "IADD3 R1, R1, 0x1, RZ"), (0x10, "@!P0 CALL.REL.NOINC 0x30"), (0x20, "BRA 0x900"),
+               (0x30, "FFMA R2, R2, R3, R4"), (0x40, "CALL.REL.NOINC 0x800"), (0x50, "FFMA R2, R2, R3, R4"),
+               (0x60, "BRA 0x0")]
+    assert cuda_budgets.longest_path(listing, 0x00, 0x60) == 6

@@ -157,14 +157,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   AscentStepArgs args{storage_of(x),   shape, in_view(x), in_view(grad), sc.const_data_ptr<int64_t>(),
                       nc.const_data_ptr<int64_t>(), sigc.const_data_ptr<float>(), static_cast<float>(eps),
                       params,          out_view(new_x), out_view(next_input), nonfinite.mutable_data_ptr<bool>()};
-  // One pass over g when the images fit the device (one kernel after the fill of the tickets), else
-  // two per chunk of images.
+  // One pass over g when the images fit the device (the step's kernel after the one that writes
+  // its tickets), else two per chunk of images.
   args.resident_blocks =
       resident_step_blocks(args.storage, TileGrid(shape, step_interleaved(args)),
                            Device::resident_capacity(x, args.storage, mode));
   at::Tensor tickets;
   if (args.resident_blocks > 0) {
-    tickets = at::zeros({shape.batch * int64_t(sizeof(ImageTicket))}, x.options().dtype(at::kByte));
+    tickets = at::empty({shape.batch * int64_t(sizeof(ImageTicket))}, x.options().dtype(at::kByte));
     args.tickets = reinterpret_cast<ImageTicket*>(tickets.mutable_data_ptr<uint8_t>());
   }
   args.chunk = chunk_of<Device>(shape, x);  // of the two-pass step (also if the device refuses the one pass)

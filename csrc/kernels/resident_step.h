@@ -1,6 +1,7 @@
-// The fused step in one pass over g, one kernel (ResidentStepProgram), for a batch whose images
-// each have at most as many tiles as the GPU holds blocks at once: g is read and blurred once,
-// where the two-pass step (tile_programs.h: StatsProgram, then ApplyProgram) does it twice.
+// The fused step in one pass over g, one kernel (ResidentStepProgram, after ImageTicketsProgram
+// writes its tickets), for a batch whose images each have at most as many tiles as the GPU holds
+// blocks at once: g is read and blurred once, where the two-pass step (tile_programs.h:
+// StatsProgram, then ApplyProgram) does it twice.
 //
 // The grid is G blocks, all resident at once (a cooperative launch), G >= tiles per image.
 // Block j takes tiles j, j + G, j + 2G, ... in order, so it holds at most one tile of an image.
@@ -20,15 +21,25 @@
 
 namespace pvf {
 
-// What the block of an image's last tile publishes for the image's other tiles (zeroed by the
-// frontend before the launch).
+// An image's un-jitter roll reduced (what TileSource::image reduces once per image in the
+// two-pass loops) and the bits of its sigma (two sigmas give the same taps when their bits are
+// equal, NaN included), written by the launch before the step's (ImageTicketsProgram): the step
+// takes them per tile in one 16-byte load.
+struct alignas(16) ImageSource {
+  int32_t dy, dx;
+  uint32_t sigma_bits;
+  int32_t unused;
+};
+
+// Per image: its source, then what the block of its last tile publishes for its other tiles.
 struct alignas(16) ImageTicket {
+  ImageSource source;
   int32_t arrived;  // tiles whose partials are stored
   int32_t ready;  // 1 once the rest is written
   int32_t unused[2];
   StepImage image;  // the step's scale of the image (StepEpilogue::image)
 };
-static_assert(sizeof(StepImage) == 20 && sizeof(ImageTicket) == 48, "the ticket's image moves as 16-byte words");
+static_assert(sizeof(StepImage) == 20 && sizeof(ImageTicket) == 64, "the ticket's image moves as 16-byte words");
 
 // The last tile of image b to arrive: fold the image's partials (fold_image, as the two-pass
 // step does), then write its StepImage on the ticket and its flag, and publish the ticket. Out
@@ -48,12 +59,38 @@ PVF_HD_NOINLINE void publish_image(Block blk, TileShared* sh, const StatsPartial
   blk.publish(&ticket->ready);
 }
 
-// The bits of v: two sigmas give the same taps when their bits are equal (NaN included).
+// The bits of v (ImageSource::sigma_bits).
 PVF_HD uint32_t float_bits(float v) {
   uint32_t bits;
   memcpy(&bits, &v, sizeof bits);
   return bits;
 }
+
+// The tickets of a one-pass step, before it: each image's source, the rest zero. One thread per
+// image.
+struct ImageTicketsProgram {
+  struct Shared {};
+  const int64_t* shifts;  // the step's un-jitter (TileSource: shifts, inverse)
+  bool inverse;
+  const float* sigma;  // [B]
+  ImageShape shape;
+  ImageTicket* tickets;  // [B]
+
+  template <class Block>
+  PVF_HD void operator()(Block& blk, Shared&) const {
+    typename Block::template PerThread<int32_t> regs;
+    blk.each(regs, [&](int thread, int32_t&) {
+      const int64_t step = int64_t(blk.count()) * kBlockThreads;
+      for (int64_t b = int64_t(blk.index()) * kBlockThreads + thread; b < shape.batch; b += step) {
+        ImageTicket ticket{};
+        ticket.source = {reduced_shift(shifts, 2 * b, shape.height, inverse),
+                         reduced_shift(shifts, 2 * b + 1, shape.width, inverse), float_bits(sigma[b]), 0};
+        tickets[b] = ticket;
+      }
+    });
+    blk.sync();
+  }
+};
 
 template <class T, NormMode Mode>
 struct ResidentStepProgram {
@@ -64,7 +101,7 @@ struct ResidentStepProgram {
   ImageScale scale;  // the same partials, read by the fold; mode, eps
   bool* flags;  // [B]
   StepEpilogue<T> epilogue;
-  ImageTicket* tickets;  // [B], zeroed
+  ImageTicket* tickets;  // [B], from ImageTicketsProgram
 
   // A tile the loop may take next: past the batch, or of an image of another sigma, it stops
   // the tile loops (the taps change).
@@ -76,13 +113,16 @@ struct ResidentStepProgram {
   };
 
   PVF_HD Next next(int32_t index, float sigma) const {
-    Next n{};
     const TileGrid& grid = tiles.grid;
-    if (index >= grid.total) return n;
-    n.b = grid.by_per_image(index);
-    n.same_blur = float_bits(tiles.sigma[n.b]) == float_bits(sigma);  // a step always has sigma
-    n.t = tile_at(grid, n.b, index);
-    n.p = tiles.src.plane(tiles.src.image(n.b, grid), n.t);
+    // Past the batch: the last tile, not taken (no branch around the rest, no zeroed fields).
+    const bool inside = index < grid.total;
+    const int32_t i = inside ? index : grid.total - 1;
+    Next n;
+    n.b = grid.by_per_image(i);
+    const ImageSource source = tickets[n.b].source;
+    n.same_blur = inside && source.sigma_bits == float_bits(sigma);
+    n.t = tile_at(grid, n.b, i);
+    n.p = tiles.src.plane(image_rows(tiles.src.data, tiles.src.view, n.b, grid, source.dy, source.dx), n.t);
     return n;
   }
 
@@ -137,17 +177,19 @@ struct ResidentStepProgram {
     while (index < grid.total) {
       blk.renew_thread_index();  // per run of one sigma: the taps' per-thread values
       const TileTaps taps = prepare_taps(blk, regs, sh, tiles.sigma, grid.by_per_image(index), grid.shape);
-      // Tiles of this sigma in turn, each loop while its tiles take its path.
+      // Tiles of this sigma in turn, each loop while its tiles take its path; more: whether the
+      // tile that ended the last loop is of this sigma.
+      bool more = false;
       const auto tile_loop = [&](auto fast, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (;; index += blk.count()) {
           const Next n = next(index, taps.sigma);
+          more = n.same_blur;
           if (!n.same_blur || !take(n.p, n.t)) return;
           step_tile<decltype(fast)::value>(blk, regs, sh, index, n, taps, blur);
         }
       };
-      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors(), tile_loop,
-                        [&] { return next(index, taps.sigma).same_blur; });
+      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors(), tile_loop, [&] { return more; });
     }
   }
 };

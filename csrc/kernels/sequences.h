@@ -7,8 +7,9 @@
 // and returns false if the device refused it (nothing ran).
 // Launches per op: jitter, gaussian_blur, clip_grad 1; normalize_grad 2 per chunk of images (the
 // statistic, then the rest; one chunk unless the batch's g outgrows a quarter of the L2 cache);
-// fused_ascent_step 1, one pass over g (resident_step.h), for float32 images whose tiles fit what
-// the device holds at once (resident_step_blocks), else 2 per chunk as normalize_grad.
+// fused_ascent_step 2, one pass over g (resident_step.h: the images' tickets, then the step), for
+// float32 images whose tiles fit what the device holds at once (resident_step_blocks), else 2 per
+// chunk as normalize_grad.
 //
 // Args hold the images as pointer + element strides (any layout), int64 shifts and float32
 // sigma as contiguous arrays, and a contiguous workspace of per-tile partials that the caller
@@ -108,7 +109,7 @@ struct AscentStepArgs {
   bool* nonfinite;  // [B] output
   StatsPartial* partials;  // partials_needed() of a chunk of images (of the batch with tickets)
   int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
-  ImageTicket* tickets = nullptr;  // [B] zeroed: the one-pass step, on resident_blocks blocks
+  ImageTicket* tickets = nullptr;  // [B]: the one-pass step (ImageTicketsProgram, then resident_blocks blocks)
   int64_t resident_blocks = 0;
 };
 
@@ -224,8 +225,8 @@ inline bool step_interleaved(const AscentStepArgs& a) {
   return detail::interleaved(a.shape, a.x, a.grad, a.new_x, a.next_input);
 }
 
-// One pass (a.tickets set: resident_step_blocks said the images fit, and the device takes the
-// cooperative launch) or, per chunk of images (chunk_images), kernel 1: un-jitter + blur +
+// One pass (a.tickets set: resident_step_blocks said the images fit; the tickets, then the step,
+// if the device takes its cooperative launch) or, per chunk of images (chunk_images), kernel 1: un-jitter + blur +
 // per-tile partials; kernel 2: fold the image's partials, blur again (g mostly from L2), update,
 // store the image and the next input. Every chunk reuses the partials workspace (the launches
 // are ordered on one stream).
@@ -249,6 +250,8 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
     if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
       if (a.tickets) {
         with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
+          const ImageTicketsProgram tickets{g.src.shifts, g.src.inverse, g.sigma, a.shape, a.tickets};
+          launch((a.shape.batch + kBlockThreads - 1) / kBlockThreads, tickets);
           done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
                                                         g, a.partials, scale, a.nonfinite, step, a.tickets});
         });

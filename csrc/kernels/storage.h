@@ -69,16 +69,27 @@ inline void note_access(const T* p, int count, bool write) {
 template <class T>
 constexpr int kVector = 16 / static_cast<int>(sizeof(T));
 
+// p, said again to be global memory where it is accessed: the GPU compiler loses what it knew
+// of a pointer that went through a struct or a loop-carried value, and then makes its accesses
+// generic (LD / ST) instead of LDG / STG. p itself in the emulation.
+template <class T>
+PVF_HD T* global_memory(T* p) {
+#ifdef __CUDA_ARCH__
+  __builtin_assume(__isGlobal(p));
+#endif
+  return p;
+}
+
 template <class T>
 PVF_HD float load(const T* p, int64_t i) {
   note_access(p + i, 1, false);
-  return to_float(p[i]);
+  return to_float(global_memory(p + i)[0]);
 }
 
 template <class T>
 PVF_HD void store(T* p, int64_t i, float v) {
   note_access(p + i, 1, true);
-  p[i] = from_float<T>(v);
+  global_memory(p + i)[0] = from_float<T>(v);
 }
 
 #ifdef __CUDA_ARCH__
@@ -107,7 +118,7 @@ template <class T>
 PVF_HD void load_vector(const T* p, float* out) {
   note_access(p, kVector<T>, false);
 #ifdef __CUDA_ARCH__
-  const uint4 bits = *reinterpret_cast<const uint4*>(p);
+  const uint4 bits = *reinterpret_cast<const uint4*>(global_memory(p));
   constexpr int kPerWord = kVector<T> / 4;
   unpack(bits.x, out, static_cast<T*>(nullptr));
   unpack(bits.y, out + kPerWord, static_cast<T*>(nullptr));

@@ -170,10 +170,11 @@ PVF_HD int32_t reduced_shift(const int64_t* shifts, int64_t index, int64_t n, bo
   return static_cast<int32_t>(inverse && s != 0 ? n - s : s);  // -s mod n without a second wrap
 }
 
+// reflect in int32 for -n < i < 2n - 1: the nearer of |i| and its mirror at n - 1 (an absolute
+// value and a minimum, not two branches).
 PVF_HD int32_t reflect32(int32_t i, int32_t n) {
-  if (i < 0) return -i;
-  if (i >= n) return 2 * (n - 1) - i;
-  return i;
+  const int32_t a = i < 0 ? -i : i, mirrored = 2 * (n - 1) - a;
+  return a < mirrored ? a : mirrored;
 }
 
 // Element e of a plane row of `length` elements and pixels of `step`, reflected by whole pixels
@@ -213,7 +214,8 @@ PVF_HD RowRuns plan_row(int32_t n, int32_t c1, int32_t c2, int32_t first, int32_
   const int32_t first_run = c2 - c1 < length - start ? c2 - c1 : length - start;
   const int32_t cols[2] = {c1, c1 + first_run}, ats[2] = {start, 0}, lens[2] = {first_run, c2 - c1 - first_run};
   for (int k = 0; k < 2; ++k) {
-    const int32_t head = (width - ats[k] % width) % width;
+    // ats[k] >= 0: an unsigned remainder (a mask for the power-of-two widths), not a signed one
+    const int32_t head = static_cast<int32_t>((uint32_t(width) - uint32_t(ats[k]) % uint32_t(width)) % uint32_t(width));
     p.col[k] = cols[k] + head;
     p.at[k] = ats[k] + head;
     p.vectors[k] = lens[k] > head ? (lens[k] - head) / width : 0;
@@ -277,11 +279,7 @@ struct PlaneRows {
 // be global memory, so the accesses stay LDG / STG rather than generic LD / ST.
 template <class T>
 PVF_HD T* plane_pointer(T* base, int64_t elements) {
-  T* p = opaque(base + elements);
-#ifdef __CUDA_ARCH__
-  __builtin_assume(__isGlobal(p));
-#endif
-  return p;
+  return global_memory(opaque(base + elements));
 }
 
 // Plane 0 of image b; dy, dx: the roll in rows and pixels, both reduced (reduced_shift).

@@ -18,11 +18,9 @@ from pathlib import Path
 # A step runs in one of two designs (csrc/kernels/sequences.h): "one pass" over g
 # (ResidentStepProgram, for float32 images whose tiles fit what the GPU holds at once) or "two passes"
 # (StatsProgram, then ApplyProgram<StepEpilogue>, per chunk of images; one chunk unless the
-# batch's g outgrows a quarter of L2). Kernels per step by design, checked in the emulation:
-STEP_KERNELS = {"one pass": 1, "two passes": 2}
-# Launches per step: the one-pass kernel's stream also carries the fill that zeroes its tickets
-# (48 bytes per image).
-LAUNCHES_PER_STEP = {"one pass": 2, "two passes": 2}
+# batch's g outgrows a quarter of L2). Kernels (launches) per step by design, checked in the
+# emulation; the one-pass step's first kernel only writes its tickets (64 bytes per image):
+STEP_KERNELS = {"one pass": 2, "two passes": 2}
 # Global memory traffic per element by design (DRAM, not L2 hits): read g and x, write the image
 # and the next input; the two-pass design reads g a second time. The per-tile partials (16 bytes
 # per 256 elements, written once, read once per image), the tickets and the halos (re-read from
@@ -35,6 +33,7 @@ NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/commo
 DEFAULT_NORM = "mean_abs"  # the engine's default
 
 _BRANCH = re.compile(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)")
+_CALL = re.compile(r"\bCALL\.REL\S*\s+0x([0-9a-f]+)")
 _FFMA = re.compile(r"\bFFMA\b")
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
@@ -142,14 +141,19 @@ def tile_loop_candidates(listing):
 def longest_path(listing, first, last):
     """SASS instructions on the longest path through one iteration of the loop [first, last]
     (a body with no inner loop): every conditional branch may go either way, a forward branch
-    out of the body or the back branch ends the iteration, a CALL counts as one instruction."""
+    out of the body or the back branch ends the iteration, a CALL counts as one instruction (a
+    call of a function out of the loop), except a call forward into the body itself, which goes
+    on there (ptxas on sm_80 enters the body of a loop that it leaves by a return that way)."""
     body = [(address, text) for address, text in listing if first <= address <= last]
     position = {address: k for k, (address, _) in enumerate(body)}
     rest = [0] * (len(body) + 1)  # rest[k]: longest count from instruction k to the iteration's end
     for k in reversed(range(len(body))):
         address, text = body[k]
         conditional = text.startswith("@")
-        if m := _BRANCH.search(text):
+        call = _CALL.search(text)
+        if call and not address < int(call.group(1), 16) <= last:
+            call = None
+        if m := _BRANCH.search(text) or call:
             target = int(m.group(1), 16)
             taken = rest[position[target]] if address < target <= last else 0
             rest[k] = 1 + (max(taken, rest[k + 1]) if conditional else taken)
@@ -235,7 +239,7 @@ def main():
         sizes = "fp32" if design == "one pass" else "fp32, fp16/bf16"  # 2-byte images take two passes
         per_element = ", ".join(f"{bytes_per_element(4 if name == 'fp32' else 2, design)} {name}"
                                 for name in sizes.split(", "))
-        print(f"{design} ({sizes}): kernels per step {STEP_KERNELS[design]}, launches {LAUNCHES_PER_STEP[design]}; "
+        print(f"{design} ({sizes}): kernels (launches) per step {STEP_KERNELS[design]}; "
               f"bytes per element {per_element}")
     print()
     print(table(so))
