@@ -18,7 +18,8 @@ TORCH_LIBRARY(pyviz_fast, m) {
   // Gram products of activations whose channels are innermost; CPU kernels only.
   m.def("gram(Tensor x) -> Tensor");
   m.def("gram_times(Tensor m, Tensor x) -> Tensor");
-  // A style loss's layer: its Gram matrix's residual against a target and the gradient back.
+  // A style loss's layer: its Gram matrix's residual against a target and the gradient back
+  // (plus another gradient of x, if given).
   m.def("gram_error(Tensor x, Tensor target, Tensor norms) -> (Tensor, Tensor)");
-  m.def("gram_error_backward(Tensor x, Tensor residual, Tensor weights) -> Tensor");
+  m.def("gram_error_backward(Tensor x, Tensor residual, Tensor weights, Tensor? add=None) -> Tensor");
 }

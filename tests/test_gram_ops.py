@@ -2,14 +2,14 @@
 and ops.gram_error with its backward (a style loss's layer): the CPU kernel against the
 reference on random activations whose channels are innermost (channels_last maps and tokens),
 odd and tiny position counts, B=1 and large batches, every tile shape of the kernel (16 to 256
-channels) on every vector instruction set of the CPU; independent of the thread count; every
-input the kernel does not take runs the reference bit for bit; and the style loss through
-either backend."""
+channels) on every vector instruction set of the CPU, and in bfloat16 on AMX tiles where the CPU
+has them; independent of the thread count; every input the kernel does not take runs the
+reference bit for bit; and the style loss through either backend."""
 import pytest
 import torch
 
-from pyviz_fast import ops
-from pyviz_fast.engine.goals.gram import gram, gram_errors, squared_norms
+from pyviz_fast import _ext, ops
+from pyviz_fast.engine.goals.gram import gram, gram_error_tap, squared_norms
 from pyviz_fast.engine.layout import Activation
 from pyviz_fast.ops import reference
 
@@ -18,9 +18,16 @@ from pyviz_fast.ops import reference
 SHAPES = [(1, 16, 1, 1), (3, 16, 5, 7), (2, 48, 3, 3), (33, 32, 2, 3), (4, 64, 8, 8), (2, 256, 3, 3)]
 
 
-def channels_last(shape, seed):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).contiguous(
+def channels_last(shape, seed, dtype=torch.float32):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype).contiguous(
         memory_format=torch.channels_last)
+
+
+def amx():
+    return _ext.has_ops() and _ext._C.amx_gram_available()
+
+
+needs_amx = pytest.mark.skipif(not amx(), reason="bfloat16 Gram kernels run on AMX tiles; this CPU has none")
 
 
 def tokens(B, N, C, seed):
@@ -48,11 +55,19 @@ def assert_error_kernels_match_the_reference(x, seed):
     grad = torch.ops.pyviz_fast.gram_error_backward(x, residual, weights)
     assert_close_to(grad, reference.gram_error_backward(x, want_residual, weights))
     assert grad.stride() == x.stride() and grad._base is None, "laid out as x, and owning its memory"
+    add = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1)).to(x.dtype).as_strided(
+        x.shape, x.stride())
+    with_add = torch.ops.pyviz_fast.gram_error_backward(x, residual, weights, add)
+    assert_close_to(with_add, reference.gram_error_backward(x, want_residual, weights, add))
+    assert_close_to(with_add, grad.float() + add.float())
+    assert with_add.stride() == x.stride()
 
 
 def assert_close_to(got, want):
-    """float32 products over up to a few hundred terms, summed in another order than torch's GEMM."""
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    """Products summed in float32 over up to a few hundred terms, in another order than torch's
+    GEMM; a bfloat16 result within its rounding (one unit in the last place)."""
+    tolerance = 1e-2 if got.dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance * want.abs().max().item())
 
 
 @pytest.mark.needs_ext
@@ -68,6 +83,37 @@ def test_kernels_match_the_reference_on_channels_last_maps(shape, vector_isa):
     assert_error_kernels_match_the_reference(x, seed=3)
 
 
+@needs_amx
+@pytest.mark.parametrize("shape", SHAPES + [(2, 96, 1, 35), (3, 32, 64, 2)], ids=str)
+def test_bf16_kernels_on_amx_tiles_match_the_reference(shape):
+    """bfloat16 rows on AMX tiles: every channel count in blocks of 16 (a tile's product sums 16
+    or 32 channels), position counts that leave part of a tile's 32 (Gram) or 16 (product) rows
+    empty, more positions than one staged block."""
+    x, m = channels_last(shape, seed=31, dtype=torch.bfloat16), matrices(shape[0], shape[1], seed=32).bfloat16()
+    g = torch.ops.pyviz_fast.gram(x)
+    assert g.dtype == torch.bfloat16 and torch.equal(g, g.transpose(1, 2))
+    assert_close_to(g, reference.gram(x))
+    out = torch.ops.pyviz_fast.gram_times(m, x)
+    assert out.dtype == torch.bfloat16 and out.stride() == x.stride()
+    assert_close_to(out, reference.gram_times(m, x))
+    assert_error_kernels_match_the_reference(x, seed=33)
+
+
+@needs_amx
+def test_bf16_kernels_keep_nan_and_round_to_nearest_even():
+    x = channels_last((2, 16, 3, 3), seed=34, dtype=torch.bfloat16)
+    x[1, 3, 2, 2] = float("nan")
+    g = torch.ops.pyviz_fast.gram(x)
+    assert not g[0].isnan().any() and g[1, 3].isnan().all()
+    assert torch.equal(torch.ops.pyviz_fast.gram_times(torch.eye(16).expand(2, 16, 16).bfloat16(), x)[0], x[0])
+    # a residual whose backward factor is the identity: the gradient is x + add, rounded as torch rounds
+    weights = torch.tensor([0.5, 2.0])
+    residual = torch.eye(16) * (9 / (4 * weights))[:, None, None]
+    add = torch.rand(x.shape, generator=torch.Generator().manual_seed(36)).bfloat16() * 2 ** -6
+    got = torch.ops.pyviz_fast.gram_error_backward(x, residual, weights, add.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(got[0], (x[0].float() + add[0].float()).bfloat16())
+
+
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("B, N, C", [(1, 1, 16), (5, 17, 32), (2, 65, 192)])
 def test_kernels_match_the_reference_on_tokens(B, N, C, vector_isa):
@@ -78,8 +124,9 @@ def test_kernels_match_the_reference_on_tokens(B, N, C, vector_isa):
 
 
 @pytest.mark.needs_ext
-def test_kernels_give_the_same_bits_on_any_number_of_threads():
-    x, m = channels_last((9, 64, 11, 13), seed=5), matrices(9, 64, seed=6)
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_amx)], ids=str)
+def test_kernels_give_the_same_bits_on_any_number_of_threads(dtype):
+    x, m = channels_last((9, 64, 11, 13), seed=5, dtype=dtype), matrices(9, 64, seed=6).to(dtype)
     target, norms = targets_and_norms(9, 64, seed=7)
     threads, results = torch.get_num_threads(), []
     try:
@@ -87,7 +134,7 @@ def test_kernels_give_the_same_bits_on_any_number_of_threads():
             torch.set_num_threads(n)
             error, residual = torch.ops.pyviz_fast.gram_error(x, target, norms)
             results.append((torch.ops.pyviz_fast.gram(x), torch.ops.pyviz_fast.gram_times(m, x), error, residual,
-                            torch.ops.pyviz_fast.gram_error_backward(x, m, norms)))
+                            torch.ops.pyviz_fast.gram_error_backward(x, m.float(), norms)))
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(*results):
@@ -114,14 +161,19 @@ def test_the_fused_backend_runs_the_kernels_on_the_inputs_they_take(monkeypatch)
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
-@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels", "bfloat16", "autocast", "sliced"])
-def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, case):
+@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels", "bfloat16 without AMX", "float16", "autocast",
+                                  "sliced"])
+def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, case, monkeypatch):
     shape = {"24 channels": (2, 24, 4, 4), "512 channels": (2, 512, 2, 2)}.get(case, (2, 32, 5, 4))
     x = channels_last(shape, seed=7)
     if case == "nchw":
         x = x.contiguous()
-    elif case == "bfloat16":
+    elif case == "bfloat16 without AMX":
         x = x.bfloat16()
+        if _ext.has_ops():
+            monkeypatch.setattr(_ext._C, "amx_gram_available", lambda: False)
+    elif case == "float16":
+        x = x.half()
     elif case == "sliced":
         x = channels_last((2, 32, 5, 8), seed=7)[..., ::2]
     m = matrices(x.shape[0], x.shape[1], seed=8).to(x.dtype)
@@ -171,6 +223,19 @@ def test_bad_shapes_are_named(backend):
         ops.gram_error(x, target, norms[:, None], backend=backend)
     with pytest.raises(ValueError, match=r"weights must have shape \[B\] = \[2\] .* got \[3\]"):
         ops.gram_error_backward(x, target, torch.ones(3), backend=backend)
+    with pytest.raises(ValueError, match=r"add must have x's shape \[2, 16, 3, 3\], got \[2, 16, 3\]"):
+        ops.gram_error_backward(x, target, norms, add=x[..., 0], backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
+def test_a_gradient_to_add_laid_out_otherwise_is_added_after_the_product(backend):
+    x = channels_last((2, 32, 5, 4), seed=23)
+    target, norms = targets_and_norms(2, 32, seed=24)
+    _, residual = reference.gram_error(x, target, norms)
+    add = torch.randn(x.shape, generator=torch.Generator().manual_seed(25))  # contiguous: not x's layout
+    got = ops.gram_error_backward(x, residual, norms, add=add, backend=backend)
+    assert_close_to(got, reference.gram_error_backward(x, residual, norms) + add)
+    assert got.stride() == x.stride()
 
 
 @pytest.mark.needs_ext
@@ -179,12 +244,19 @@ def test_kernels_check_their_arguments_when_called_directly():
         torch.ops.pyviz_fast.gram(torch.rand(2, 16, 3, 3))
     with pytest.raises(RuntimeError, match="multiple of 16 channels, got 24"):
         torch.ops.pyviz_fast.gram(channels_last((2, 24, 3, 3), seed=10))
-    with pytest.raises(RuntimeError, match=r"m must be float32 \[B, C, C\]"):
+    with pytest.raises(RuntimeError, match=r"m must have x's dtype Float, got Double"):
         torch.ops.pyviz_fast.gram_times(torch.zeros(2, 16, 16, dtype=torch.float64), channels_last((2, 16, 3, 3), 11))
+    with pytest.raises(RuntimeError, match=r"m must be float32 \[B, C, C\] = \[2, 16, 16\]"):
+        torch.ops.pyviz_fast.gram_times(torch.zeros(2, 16, 8), channels_last((2, 16, 3, 3), 11))
+    with pytest.raises(RuntimeError, match=r"x must be float32 \(or bfloat16 on a CPU with AMX\), got Half"):
+        torch.ops.pyviz_fast.gram(channels_last((2, 16, 3, 3), 11).half())
     with pytest.raises(RuntimeError, match=r"norms must be float32 \[B\] = \[2\]"):
         torch.ops.pyviz_fast.gram_error(channels_last((2, 16, 3, 3), 11), torch.zeros(2, 16, 16), torch.ones(3))
     with pytest.raises(RuntimeError, match=r"residual must be float32 \[B, C, C\]"):
         torch.ops.pyviz_fast.gram_error_backward(channels_last((2, 16, 3, 3), 11), torch.zeros(2, 8, 8), torch.ones(2))
+    with pytest.raises(RuntimeError, match=r"add must have x's dtype, shape and strides"):
+        torch.ops.pyviz_fast.gram_error_backward(channels_last((2, 16, 3, 3), 11), torch.zeros(2, 16, 16),
+                                                 torch.ones(2), torch.zeros(2, 16, 3, 3))
 
 
 @pytest.mark.needs_ext
@@ -195,6 +267,7 @@ def test_opcheck():
     target, norms = targets_and_norms(2, 32, seed=14)
     torch.library.opcheck(torch.ops.pyviz_fast.gram_error.default, (x, target, norms))
     torch.library.opcheck(torch.ops.pyviz_fast.gram_error_backward.default, (x, m, norms))
+    torch.library.opcheck(torch.ops.pyviz_fast.gram_error_backward.default, (x, m, norms, torch.randn_like(x)))
 
 
 @pytest.mark.needs_ext
@@ -206,7 +279,7 @@ def test_the_style_loss_and_its_gradient_agree_across_backends():
     results = []
     for backend in ("fused", "reference"):
         leaf = act.clone().requires_grad_(True)
-        loss = gram_errors([leaf], [activation], [target], [squared_norms(target)], backend)
+        _, loss = gram_error_tap(activation, target, squared_norms(target), backend)(leaf)
         grad, = torch.autograd.grad((loss * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum(), leaf)
         results.append((loss, grad))
     (loss, grad), (want_loss, want_grad) = results

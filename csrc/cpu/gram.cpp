@@ -1,16 +1,23 @@
 // gram, gram_times and a style loss's layer (gram_error and its backward) on the CPU, for
-// float32 activations whose channels are innermost (channels_last maps, tokens): the rows of
-// F^T (F = x as [B, C, P]) are then contiguous, and row kernels (row_kernels.cpp) take the
-// products without torch's GEMM, whose packing of these long, thin matrices costs more than the
-// products when the data is not in cache (a style loss's backward). The Python layer sends
-// every other input to the reference (torch.bmm).
+// activations whose channels are innermost (channels_last maps, tokens): the rows of F^T (F = x
+// as [B, C, P]) are then contiguous, and row kernels take the products without torch's GEMM,
+// whose packing of these long, thin matrices costs more than the products when the data is not
+// in cache (a style loss's backward). float32 rows run the vector loops of row_kernels.cpp,
+// bfloat16 rows AMX tiles (amx_gram.cpp) where the CPU has them. The Python layer sends every
+// other input to the reference (torch.bmm). Where the reference rounds a bfloat16 product's
+// C x C result before using it (a Gram matrix, the backward's factor), so do these; the
+// products themselves accumulate in float32, as torch.bmm's do.
 // Semantics: pyviz_fast/ops/reference.py (gram, gram_times, gram_error, gram_error_backward).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 
+#include <optional>
+#include <type_traits>
+
 #include "../checks.h"
+#include "amx_gram.h"
 #include "ops_cpu.h"
 #include "row_kernels.h"
 
@@ -19,45 +26,87 @@ namespace {
 
 void check_rows(const at::Tensor& x) {
   TORCH_CHECK(x.dim() >= 2 && x.numel() > 0, "x must be a non-empty [B, C, *positions], got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat, "x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || (x.scalar_type() == at::kBFloat16 && amx_gram_available()),
+              "x must be float32 (or bfloat16 on a CPU with AMX), got ", x.scalar_type());
   TORCH_CHECK(x.movedim(1, -1).is_contiguous(), "x must have its channels innermost and dense (channels_last, "
               "tokens), got strides ", x.strides());
   TORCH_CHECK(x.size(1) % kGramChannels == 0, "x must have a multiple of ", kGramChannels, " channels, got ",
               x.size(1));
 }
 
+// Calls f with a value of x's element type: float or c10::BFloat16.
+template <typename F>
+void dispatch_rows(const at::Tensor& x, F&& f) {
+  if (x.scalar_type() == at::kBFloat16)
+    f(c10::BFloat16{});
+  else
+    f(float{});
+}
+
+// A C x C matrix in float32 as x's dtype would hold it (bfloat16: rounded, then widened back).
+template <typename T>
+void round_as(float* m, int64_t n) {
+  if constexpr (!std::is_same_v<T, float>)
+    for (int64_t k = 0; k < n; ++k) m[k] = static_cast<float>(static_cast<T>(m[k]));
+}
+
+void products_of_rows(const float* rows, int64_t n, int64_t C, float* g) { gram_of_rows(rows, n, C, g); }
+void products_of_rows(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) { gram_of_rows_amx(rows, n, C, g); }
+void rows_times_matrix(const float* rows, int64_t n, int64_t C, const float* m, const float* add, float* out) {
+  rows_times(rows, n, C, m, add, out);
+}
+void rows_times_matrix(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m, const c10::BFloat16* add,
+                       c10::BFloat16* out) {
+  rows_times_amx(rows, n, C, m, add, out);
+}
+
+// Each image's Gram products into g [B, C, C] float32, rounded as x's dtype holds them.
+template <typename T>
+void grams_of_images(const at::Tensor& x, float* g) {
+  const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
+  const T* rows = x.const_data_ptr<T>();
+  // One image per task: each Gram matrix sums its rows in one fixed order, whatever the threads.
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      products_of_rows(rows + b * P * C, P, C, g + b * C * C);
+      round_as<T>(g + b * C * C, C * C);
+    }
+  });
+}
+
 }  // namespace
 
 at::Tensor gram_cpu(const at::Tensor& x) {
   check_rows(x);
-  const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
-  at::Tensor g = at::empty({B, C, C}, x.options());
-  const float* rows = x.const_data_ptr<float>();
-  float* out = g.mutable_data_ptr<float>();
-  // One image per task: each Gram matrix sums its rows in one fixed order, whatever the threads.
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) gram_of_rows(rows + b * P * C, P, C, out + b * C * C);
-  });
-  return g;
+  const int64_t B = x.size(0), C = x.size(1);
+  at::Tensor g = at::empty({B, C, C}, x.options().dtype(at::kFloat));
+  dispatch_rows(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, g.mutable_data_ptr<float>()); });
+  return g.to(x.scalar_type());
 }
 
 namespace {
 
-// out = (m F)^T = F^T m^T, row block by row block: m_t holds m^T [B, C, C], contiguous.
-at::Tensor rows_times_matrices(const at::Tensor& m_t, const at::Tensor& x) {
+// out = (m F)^T + add = F^T m^T + add, row block by row block: m_t holds m^T [B, C, C],
+// contiguous; add (if given) is laid out as x.
+at::Tensor rows_times_matrices(const at::Tensor& m_t, const at::Tensor& x, const std::optional<at::Tensor>& add) {
   const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
   at::Tensor out = at::empty_like(x);  // x's strides: channels innermost, dense
-  const float* rows = x.const_data_ptr<float>();
-  const float* mat = m_t.const_data_ptr<float>();
-  float* dst = out.mutable_data_ptr<float>();
-  constexpr int64_t kRowsPerTask = 64;
-  const int64_t tasks_per_image = (P + kRowsPerTask - 1) / kRowsPerTask;
-  at::parallel_for(0, B * tasks_per_image, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / tasks_per_image, p0 = task % tasks_per_image * kRowsPerTask;
-      const int64_t offset = (b * P + p0) * C;
-      rows_times(rows + offset, std::min(kRowsPerTask, P - p0), C, mat + b * C * C, dst + offset);
-    }
+  dispatch_rows(x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* rows = x.const_data_ptr<T>();
+    const T* addend = add ? add->const_data_ptr<T>() : nullptr;
+    const float* mat = m_t.const_data_ptr<float>();
+    T* dst = out.mutable_data_ptr<T>();
+    constexpr int64_t kRowsPerTask = 64;
+    const int64_t tasks_per_image = (P + kRowsPerTask - 1) / kRowsPerTask;
+    at::parallel_for(0, B * tasks_per_image, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / tasks_per_image, p0 = task % tasks_per_image * kRowsPerTask;
+        const int64_t offset = (b * P + p0) * C;
+        rows_times_matrix(rows + offset, std::min(kRowsPerTask, P - p0), C, mat + b * C * C,
+                          addend == nullptr ? nullptr : addend + offset, dst + offset);
+      }
+    });
   });
   return out;
 }
@@ -69,6 +118,13 @@ void check_matrices(const at::Tensor& m, const char* name, const at::Tensor& x) 
               m.sizes());
 }
 
+void check_addend(const std::optional<at::Tensor>& add, const at::Tensor& x) {
+  TORCH_CHECK(!add || (add->scalar_type() == x.scalar_type() && add->sizes() == x.sizes() &&
+                       add->strides() == x.strides()),
+              "add must have x's dtype, shape and strides (", x.scalar_type(), " ", x.sizes(), ", strides ",
+              x.strides(), "), got ", add->scalar_type(), " ", add->sizes(), ", strides ", add->strides());
+}
+
 void check_per_image(const at::Tensor& v, const char* name, const at::Tensor& x) {
   TORCH_CHECK(v.scalar_type() == at::kFloat && v.dim() == 1 && v.size(0) == x.size(0), name,
               " must be float32 [B] = [", x.size(0), "], got ", v.scalar_type(), " ", v.sizes());
@@ -78,8 +134,11 @@ void check_per_image(const at::Tensor& v, const char* name, const at::Tensor& x)
 
 at::Tensor gram_times_cpu(const at::Tensor& m, const at::Tensor& x) {
   check_rows(x);
-  check_matrices(m, "m", x);
-  return rows_times_matrices(m.transpose(1, 2).contiguous(), x);
+  TORCH_CHECK(m.scalar_type() == x.scalar_type(), "m must have x's dtype ", x.scalar_type(), ", got ",
+              m.scalar_type());
+  const at::Tensor m_float = m.to(at::kFloat);
+  check_matrices(m_float, "m", x);
+  return rows_times_matrices(m_float.transpose(1, 2).contiguous(), x, std::nullopt);
 }
 
 std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at::Tensor& target,
@@ -88,20 +147,19 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   check_matrices(target, "target", x);
   check_per_image(norms, "norms", x);
   const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
-  at::Tensor residual = at::empty({B, C, C}, x.options());
-  at::Tensor error = at::empty({B}, x.options());
+  at::Tensor residual = at::empty({B, C, C}, target.options());
+  at::Tensor error = at::empty({B}, target.options());
   const at::Tensor t = target.contiguous(), n = norms.contiguous();
-  const float* rows = x.const_data_ptr<float>();
   const float* tgt = t.const_data_ptr<float>();
   const float* norm = n.const_data_ptr<float>();
   float* res = residual.mutable_data_ptr<float>();
   float* err = error.mutable_data_ptr<float>();
   const float positions = static_cast<float>(P);
+  dispatch_rows(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, res); });
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       float* r = res + b * C * C;
       const float* tb = tgt + b * C * C;
-      gram_of_rows(rows + b * P * C, P, C, r);
       for (int64_t k = 0; k < C * C; ++k) r[k] = r[k] / positions - tb[k];
       // C * C squares (a multiple of 256) in double, in kLanes independent sums: one running
       // sum would wait on each add's latency
@@ -117,13 +175,15 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   return {error, residual};
 }
 
-at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weights) {
+at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weights,
+                                   const std::optional<at::Tensor>& add) {
   check_rows(x);
   check_matrices(residual, "residual", x);
   check_per_image(weights, "weights", x);
+  check_addend(add, x);
   const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
   // m = (dG + dG^T) / P with dG = 2 w R is symmetric: it serves as the m^T rows_times_matrices takes
-  at::Tensor m = at::empty({B, C, C}, x.options());
+  at::Tensor m = at::empty({B, C, C}, residual.options());
   const at::Tensor r_all = residual.contiguous(), w_all = weights.contiguous();
   const float* res = r_all.const_data_ptr<float>();
   const float* w = w_all.const_data_ptr<float>();
@@ -136,9 +196,10 @@ at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residu
       const float scale = 2 * w[b] / positions;
       for (int64_t i = 0; i < C; ++i)
         for (int64_t j = i; j < C; ++j) m_b[i * C + j] = m_b[j * C + i] = scale * (r[i * C + j] + r[j * C + i]);
+      dispatch_rows(x, [&](auto tag) { round_as<decltype(tag)>(m_b, C * C); });
     }
   });
-  return rows_times_matrices(m, x);
+  return rows_times_matrices(m, x, add);
 }
 
 }  // namespace pvf::cpu

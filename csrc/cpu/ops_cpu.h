@@ -28,6 +28,7 @@ at::Tensor gram_cpu(const at::Tensor& x);
 at::Tensor gram_times_cpu(const at::Tensor& m, const at::Tensor& x);
 std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at::Tensor& target,
                                                   const at::Tensor& norms);
-at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weights);
+at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weights,
+                                   const std::optional<at::Tensor>& add);
 
 }  // namespace pvf::cpu

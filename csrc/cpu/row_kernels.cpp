@@ -471,12 +471,16 @@ template <int L, int I, int J>
     for (int64_t j = 0; j < i; ++j) g[i * C + j] = g[j * C + i];
 }
 
-// Rows p0.. (R of them) times m, columns j0.. (L J): R x J accumulators, one load of m's row
-// piece per channel for all R rows.
+// Rows p0.. (R of them) times m plus add's rows (if any), columns j0.. (L J): R x J
+// accumulators, one load of m's row piece per channel for all R rows.
 template <int L, int R, int J>
-[[gnu::always_inline]] inline void times_tile(const float* rows, int64_t C, const float* m, int64_t j0, float* out) {
+[[gnu::always_inline]] inline void times_tile(const float* rows, int64_t C, const float* m, const float* add,
+                                              int64_t j0, float* out) {
   using Vec = typename Lanes<L>::Vec;
   Vec acc[R][J] = {};
+  if (add != nullptr)
+    for (int r = 0; r < R; ++r)
+      for (int b = 0; b < J; ++b) acc[r][b] = load_vec<L>(add + r * C + j0 + b * L);
   for (int64_t i = 0; i < C; ++i) {
     Vec w[J];
     for (int b = 0; b < J; ++b) w[b] = load_vec<L>(m + i * C + j0 + b * L);
@@ -491,20 +495,23 @@ template <int L, int R, int J>
 
 template <int L, int R, int J>
 [[gnu::always_inline]] inline void rows_times_lanes(const float* rows, int64_t n, int64_t C, const float* m,
-                                                    float* out) {
+                                                    const float* add, float* out) {
   constexpr int kNarrow = kGramChannels / L;
   static_assert(kGramChannels % L == 0 && J >= kNarrow, "tiles of whole vectors, at least kGramChannels wide");
   const bool wide = C % (J * L) == 0;
+  const auto added = [add](int64_t offset) { return add == nullptr ? nullptr : add + offset; };
   int64_t p = 0;
   for (; p + R <= n; p += R) {
+    const int64_t at = p * C;
     if (wide) {
-      for (int64_t j0 = 0; j0 < C; j0 += J * L) times_tile<L, R, J>(rows + p * C, C, m, j0, out + p * C);
+      for (int64_t j0 = 0; j0 < C; j0 += J * L) times_tile<L, R, J>(rows + at, C, m, added(at), j0, out + at);
     } else {
-      for (int64_t j0 = 0; j0 < C; j0 += kGramChannels) times_tile<L, R, kNarrow>(rows + p * C, C, m, j0, out + p * C);
+      for (int64_t j0 = 0; j0 < C; j0 += kGramChannels)
+        times_tile<L, R, kNarrow>(rows + at, C, m, added(at), j0, out + at);
     }
   }
   for (; p < n; ++p)
-    for (int64_t j0 = 0; j0 < C; j0 += L) times_tile<L, 1, 1>(rows + p * C, C, m, j0, out + p * C);
+    for (int64_t j0 = 0; j0 < C; j0 += L) times_tile<L, 1, 1>(rows + p * C, C, m, added(p * C), j0, out + p * C);
 }
 
 // The explicit-vector loops, compiled per instruction set. The tiles of the Gram products
@@ -516,7 +523,7 @@ struct VectorKernels {
   void (*accumulate_stats)(const float*, int64_t, GradStats&);
   void (*accumulate_abs_stats)(const float*, int64_t, GradStats&);
   void (*gram_of_rows)(const float*, int64_t, int64_t, float*);
-  void (*rows_times)(const float*, int64_t, int64_t, const float*, float*);
+  void (*rows_times)(const float*, int64_t, int64_t, const float*, const float*, float*);
 };
 
 // Functions of one instruction set: TARGET (a gnu::target attribute, or nothing), L lanes, Gram
@@ -535,8 +542,9 @@ struct VectorKernels {
   TARGET void gram_of_rows_##NAME(const float* rows, int64_t n, int64_t C, float* g) {                         \
     gram_of_rows_lanes<L, GI, GJ>(rows, n, C, g);                                                              \
   }                                                                                                            \
-  TARGET void rows_times_##NAME(const float* rows, int64_t n, int64_t C, const float* m, float* out) {         \
-    rows_times_lanes<L, TR, TJ>(rows, n, C, m, out);                                                           \
+  TARGET void rows_times_##NAME(const float* rows, int64_t n, int64_t C, const float* m, const float* add,     \
+                                float* out) {                                                                  \
+    rows_times_lanes<L, TR, TJ>(rows, n, C, m, add, out);                                                      \
   }                                                                                                            \
   constexpr VectorKernels k_##NAME{#NAME,           symmetric_filter_##NAME, accumulate_stats_##NAME,          \
                                    accumulate_abs_stats_##NAME, gram_of_rows_##NAME, rows_times_##NAME};
@@ -580,8 +588,8 @@ void accumulate_abs_stats(const float* g, int64_t n, GradStats& stats) {
 void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g) {
   vector_kernels.load(std::memory_order_relaxed)->gram_of_rows(rows, n, C, g);
 }
-void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out) {
-  vector_kernels.load(std::memory_order_relaxed)->rows_times(rows, n, C, m, out);
+void rows_times(const float* rows, int64_t n, int64_t C, const float* m, const float* add, float* out) {
+  vector_kernels.load(std::memory_order_relaxed)->rows_times(rows, n, C, m, add, out);
 }
 
 std::vector<std::string> vector_instruction_sets() {

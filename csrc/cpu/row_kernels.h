@@ -88,8 +88,9 @@ void ascent_update(const float* x, const float* g, int64_t n, const UpdateParams
 constexpr int64_t kGramChannels = 16;
 // g[i * C + j] = sum_p rows[p * C + i] * rows[p * C + j] over the n rows (g: C x C, written).
 void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g);
-// out[p * C + j] = sum_i rows[p * C + i] * m[i * C + j]: the n rows times the C x C matrix m.
-void rows_times(const float* rows, int64_t n, int64_t C, const float* m, float* out);
+// out[p * C + j] = add[p * C + j] + sum_i rows[p * C + i] * m[i * C + j]: the n rows times the
+// C x C matrix m, plus rows laid out as them (add: nullptr for none) in the same sums.
+void rows_times(const float* rows, int64_t n, int64_t C, const float* m, const float* add, float* out);
 
 // The instruction sets this CPU runs the explicit-vector loops with (symmetric_filter, the two
 // stats, the two Gram products), best first ("avx512", "avx2", "sse2"; "portable" off x86 GCC),

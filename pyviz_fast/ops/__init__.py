@@ -166,10 +166,11 @@ def gram(x, *, backend=None):
     *positions] as [B, C, P] (no 1/P; the style loss and the facets' diversity scale them),
     in x's dtype as ``torch.bmm`` computes them.
 
-    The CPU kernel takes float32 activations whose channels are innermost and dense
-    (channels_last maps, tokens) with 16, 32, ... 256 channels, outside autocast: torch's GEMM
-    packs these long, thin matrices at a cost that outweighs the products when they are not in
-    cache (a style loss's backward). Every other input, and every other device, runs the
+    The CPU kernel takes activations whose channels are innermost and dense (channels_last
+    maps, tokens) with 16, 32, ... 256 channels, outside autocast: float32 ones, and bfloat16
+    ones on a CPU with AMX tiles (a bf16 execution's, whose convolutions run on them too); torch's
+    GEMM packs these long, thin matrices at a cost that outweighs the products when they are not
+    in cache (a style loss's backward). Every other input, and every other device, runs the
     reference (torch.bmm).
     """
     return _gram_kernel("gram", x, backend)(x)
@@ -196,14 +197,20 @@ def gram_error(x, target, norms, *, backend=None):
     return _gram_kernel("gram_error", x, backend)(x, target.to(dtype), norms.to(dtype))
 
 
-def gram_error_backward(x, residual, weights, *, backend=None):
+def gram_error_backward(x, residual, weights, *, add=None, backend=None):
     """The gradient at x of sum_b weights_b * ||residual_b||^2 for ``gram_error``'s residual
-    (weights [B]: the loss's gradient over the norms), laid out as x, in x's dtype. The kernel
-    runs where ``gram_times``' does."""
+    (weights [B]: the loss's gradient over the norms), laid out as x, in x's dtype; plus ``add``
+    (another gradient of x, x's shape) if given, in the same pass when it is laid out as x. The
+    kernel runs where ``gram_times``' does."""
     _check_matrices(residual, "residual", x)
     _check_per_image(weights, "weights", x)
+    if add is not None and add.shape != x.shape:
+        raise ValueError(f"add must have x's shape {list(x.shape)}, got {list(add.shape)}")
     dtype = _loss_dtype(x)
-    return _gram_kernel("gram_error_backward", x, backend)(x, residual.to(dtype), weights.to(dtype))
+    kernel = _gram_kernel("gram_error_backward", x, backend)
+    fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
+    grad = kernel(x, residual.to(dtype), weights.to(dtype), add if fused else None)
+    return grad if fused else grad.add_(add)
 
 
 def _loss_dtype(x):
@@ -232,9 +239,13 @@ def _gram_kernel(name, x, backend):
     if x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"x must be a non-empty [B, C, *positions] activation, got shape {list(x.shape)}")
     kernel = _kernel(name, backend, x.device, cpu_only=True)
-    rows_kernel = (x.dtype == torch.float32 and x.shape[1] % 16 == 0 and x.shape[1] <= _GRAM_KERNEL_CHANNELS[name]
+    rows_kernel = (_gram_kernel_takes(x.dtype) and x.shape[1] % 16 == 0 and x.shape[1] <= _GRAM_KERNEL_CHANNELS[name]
                    and x.movedim(1, -1).is_contiguous() and not torch.is_autocast_enabled(x.device.type))
     return kernel if rows_kernel else getattr(reference, name)
+
+
+def _gram_kernel_takes(dtype):
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and _ext.has_ops() and _ext._C.amx_gram_available())
 
 
 def nonfinite(values):

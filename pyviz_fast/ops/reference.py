@@ -3,6 +3,7 @@ benchmark baseline. The semantics here are the contract the C++ and CUDA kernels
 (see DESIGN.md); every computation runs in float32 and is cast back to the storage dtype.
 """
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -172,17 +173,27 @@ def gram_times(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """m [B, C, C] times x as [B, C, P], in a new tensor of x's shape laid out as x (a Gram
     matrix's backward: the gradient keeps the activation's layout). Not a view: autograd adds
     another gradient into it in place only when it owns its memory."""
+    return _times_rows(m, x, None)
+
+
+def _times_rows(m, x, add):
+    """``gram_times(m, x)`` plus ``add`` (x's shape) if given: in the same product when add is laid
+    out as x (torch.baddbmm, its sum rounded once), else added after."""
     f = _channel_rows(x)
     channels_inner = f.stride(1) < f.stride(2)  # channels_last, tokens: compute the [B, P, C] rows F^T m^T
     out = torch.empty_like(x)  # x's strides when x is dense
     rows = _channel_rows(out)
     if rows.data_ptr() != out.data_ptr() or rows.stride() != f.stride():  # not a view laid out as f
         rows = torch.bmm(f.transpose(1, 2), m.transpose(1, 2)).transpose(1, 2) if channels_inner else torch.bmm(m, f)
-        return rows.reshape(x.shape)
+        return rows.reshape(x.shape) if add is None else rows.reshape(x.shape) + add
+    addend = rows if add is None else _channel_rows(add)
+    if addend.stride() != f.stride():
+        return _times_rows(m, x, None).add_(add)
+    beta = 0 if add is None else 1  # beta 0: out's own (uninitialized) values are ignored
     if channels_inner:
-        torch.bmm(f.transpose(1, 2), m.transpose(1, 2), out=rows.transpose(1, 2))
+        torch.baddbmm(addend.transpose(1, 2), f.transpose(1, 2), m.transpose(1, 2), beta=beta, out=rows.transpose(1, 2))
     else:
-        torch.bmm(m, f, out=rows)
+        torch.baddbmm(addend, m, f, beta=beta, out=rows)
     return out
 
 
@@ -194,9 +205,10 @@ def gram_error(x: torch.Tensor, target: torch.Tensor, norms: torch.Tensor):
     return residual.square().sum((1, 2)) / norms, residual
 
 
-def gram_error_backward(x: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def gram_error_backward(x: torch.Tensor, residual: torch.Tensor, weights: torch.Tensor,
+                        add: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The gradient at x of sum_b weights_b ||residual_b||^2 (``gram_error``'s residual, weights
     [B]): (dG + dG^T) F / P with dG = 2 w R, laid out as x (``gram_times``); the C x C factor in
-    residual's dtype, the product in x's."""
+    residual's dtype, the product in x's; plus ``add`` (x's shape) if given."""
     d = weights[:, None, None] * (2 * residual)
-    return gram_times(((d + d.transpose(1, 2)) / x[0, 0].numel()).to(x.dtype), x)
+    return _times_rows(((d + d.transpose(1, 2)) / x[0, 0].numel()).to(x.dtype), x, add)

@@ -1,0 +1,229 @@
+// bfloat16 Gram products on AMX tiles (see amx_gram.h).
+//
+// A tile product C[16 x 16] += A[16 x 32] B[32 x 16] (float32 C, bfloat16 A and B) wants A's
+// rows and B's pairs of rows contiguous: B holds rows k, k + 1 interleaved element by element
+// (16 dwords per pair of rows), A holds its rows as they are.
+// - A Gram matrix sums over positions: B is two positions' channels interleaved (a pair row per
+//   two positions, what the activation gives with one shuffle), and A, channels by positions,
+//   is B transposed as a 16 x 16 matrix of dwords. Both are staged for a block of positions,
+//   then every tile of the matrix's upper triangle runs over them.
+// - A product with m sums over channels: A is the activation's rows as they lie (16 positions
+//   by 32 channels), B is m's rows interleaved in pairs, made once per call.
+#include "amx_gram.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define PVF_AMX 1
+#else
+#define PVF_AMX 0
+#endif
+
+namespace pvf::cpu {
+
+#if PVF_AMX
+namespace {
+
+#define PVF_AMX_TARGET gnu::target("amx-tile,amx-bf16,avx512f,avx512bw")
+
+// The tile shapes a kernel uses (palette 1): rows and bytes per row of tiles 0, 1, 2.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+
+  TileConfig(int accumulator_rows, int a_bytes, int b_rows) {
+    rows[0] = static_cast<uint8_t>(accumulator_rows), bytes_per_row[0] = 64;
+    rows[1] = 16, bytes_per_row[1] = static_cast<uint16_t>(a_bytes);
+    rows[2] = static_cast<uint8_t>(b_rows), bytes_per_row[2] = 64;
+  }
+};
+
+bool cpu_has_amx_bf16() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool amx_bf16 = edx & (1u << 22), amx_tile = edx & (1u << 24);
+  __builtin_cpu_init();
+  return amx_bf16 && amx_tile && __builtin_cpu_supports("avx512bw");
+}
+
+// Linux gives a process the tiles' state only when asked (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XTILEDATA); torch's oneDNN asks too, and asking again is harmless.
+bool os_allows_amx() {
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
+
+// 16 dwords, each the pair (a[k], b[k]) of bfloat16 (a in the low half).
+[[PVF_AMX_TARGET, gnu::always_inline]] inline __m512i interleave16(const uint16_t* a, const uint16_t* b) {
+  alignas(64) static constexpr uint16_t kPairs[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                      8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  const __m512i low = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+  const __m512i high = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
+  return _mm512_permutex2var_epi16(low, _mm512_load_si512(kPairs), high);
+}
+
+// r[j] becomes column j of the 16 x 16 dword matrix whose rows were r[0..15].
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {  // dwords of row pairs, per 128-bit lane
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // lane L of u[i + e]: column 4L + e of rows i .. i + 3
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int e = 0; e < 4; ++e) {  // the 4 x 4 lanes of u[e], u[4 + e], u[8 + e], u[12 + e], transposed
+    const __m512i a0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44), a1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
+    const __m512i a2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
+    const __m512i a3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
+    r[e] = _mm512_shuffle_i32x4(a0, a2, 0x88);
+    r[4 + e] = _mm512_shuffle_i32x4(a0, a2, 0xDD);
+    r[8 + e] = _mm512_shuffle_i32x4(a1, a3, 0x88);
+    r[12 + e] = _mm512_shuffle_i32x4(a1, a3, 0xDD);
+  }
+}
+
+// One group of 32 positions (count of them valid, the rest zeros) and 16 channels of rows
+// (row stride C): the B tile (pair rows) and the A tile (its transpose), 256 dwords each.
+[[PVF_AMX_TARGET]] void stage_group(const uint16_t* rows, int64_t count, int64_t C, uint32_t* b, uint32_t* a) {
+  static constexpr uint16_t kZeros[16] = {};
+  __m512i pairs[16];
+  for (int k = 0; k < 16; ++k) {
+    const uint16_t* first = count > 2 * k ? rows + 2 * k * C : kZeros;
+    const uint16_t* second = count > 2 * k + 1 ? rows + (2 * k + 1) * C : kZeros;
+    pairs[k] = interleave16(first, second);
+    _mm512_storeu_si512(b + 16 * k, pairs[k]);
+  }
+  transpose16(pairs);
+  for (int c = 0; c < 16; ++c) _mm512_storeu_si512(a + 16 * c, pairs[c]);
+}
+
+// float32 lanes to bfloat16, rounded to nearest even, a NaN to the quiet NaN 0x7FC0 (c10's rule).
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void store_bf16(c10::BFloat16* out, __m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(rounded));
+}
+
+[[PVF_AMX_TARGET, gnu::always_inline]] inline __m512 load_bf16(const c10::BFloat16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+
+[[PVF_AMX_TARGET]] void gram_of_rows_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
+  constexpr int64_t kGroup = 32, kGroupsPerBlock = 64;  // 2048 positions staged at once
+  const int64_t blocks = C / 16;
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(rows);
+  std::fill(g, g + C * C, 0.0f);
+  std::vector<uint32_t> a_tiles, b_tiles;
+  const TileConfig config(16, 64, 16);
+  _tile_loadconfig(&config);
+  for (int64_t p0 = 0; p0 < n; p0 += kGroup * kGroupsPerBlock) {
+    const int64_t count = std::min(kGroup * kGroupsPerBlock, n - p0), groups = (count + kGroup - 1) / kGroup;
+    a_tiles.resize(groups * blocks * 256), b_tiles.resize(groups * blocks * 256);
+    for (int64_t q = 0; q < groups; ++q)
+      for (int64_t cb = 0; cb < blocks; ++cb)
+        stage_group(bits + (p0 + q * kGroup) * C + cb * 16, std::min(kGroup, count - q * kGroup), C,
+                    b_tiles.data() + (q * blocks + cb) * 256, a_tiles.data() + (q * blocks + cb) * 256);
+    for (int64_t ib = 0; ib < blocks; ++ib) {
+      for (int64_t jb = ib; jb < blocks; ++jb) {  // the lower triangle is mirrored below
+        float* tile = g + ib * 16 * C + jb * 16;
+        _tile_loadd(0, tile, C * 4);
+        for (int64_t q = 0; q < groups; ++q) {
+          _tile_loadd(1, a_tiles.data() + (q * blocks + ib) * 256, 64);
+          _tile_loadd(2, b_tiles.data() + (q * blocks + jb) * 256, 64);
+          _tile_dpbf16ps(0, 1, 2);
+        }
+        _tile_stored(0, tile, C * 4);
+      }
+    }
+  }
+  _tile_release();
+  for (int64_t i = 1; i < C; ++i)
+    for (int64_t j = 0; j < i; ++j) g[i * C + j] = g[j * C + i];
+}
+
+[[PVF_AMX_TARGET]] void rows_times_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m,
+                                         const c10::BFloat16* add, c10::BFloat16* out) {
+  const int64_t depth = C % 32 == 0 ? 32 : 16;  // channels summed per tile product
+  // m's rows in pairs: dword (i / 2, j) holds m[i][j], m[i + 1][j]
+  std::vector<uint32_t> m_pairs(C / 2 * C);
+  for (int64_t i = 0; i < C; i += 2)
+    for (int64_t j = 0; j < C; ++j) {
+      const c10::BFloat16 low(m[i * C + j]), high(m[(i + 1) * C + j]);
+      m_pairs[i / 2 * C + j] = uint32_t{low.x} | uint32_t{high.x} << 16;
+    }
+  std::vector<c10::BFloat16> tail(16 * C, c10::BFloat16(0.0f));  // the last rows, padded to 16 with zeros
+  alignas(64) float products[16 * 16];
+  const TileConfig config(16, static_cast<int>(depth * 2), static_cast<int>(depth / 2));
+  _tile_loadconfig(&config);
+  for (int64_t p0 = 0; p0 < n; p0 += 16) {
+    const int64_t count = std::min<int64_t>(16, n - p0);
+    const c10::BFloat16* src = rows + p0 * C;
+    if (count < 16) src = static_cast<const c10::BFloat16*>(std::memcpy(tail.data(), src, count * C * 2));
+    for (int64_t j0 = 0; j0 < C; j0 += 16) {
+      _tile_zero(0);
+      for (int64_t k0 = 0; k0 < C; k0 += depth) {
+        _tile_loadd(1, src + k0, C * 2);
+        _tile_loadd(2, m_pairs.data() + k0 / 2 * C + j0, C * 4);
+        _tile_dpbf16ps(0, 1, 2);
+      }
+      _tile_stored(0, products, 64);
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t at = (p0 + r) * C + j0;
+        const __m512 sum = _mm512_load_ps(products + 16 * r);
+        store_bf16(out + at, add == nullptr ? sum : _mm512_add_ps(sum, load_bf16(add + at)));
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+bool amx_gram_available() { return kAmx; }
+
+void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
+  TORCH_CHECK(kAmx && C % 16 == 0, "gram_of_rows_amx needs AMX and a multiple of 16 channels");
+  gram_of_rows_tiles(rows, n, C, g);
+}
+
+void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m, const c10::BFloat16* add,
+                    c10::BFloat16* out) {
+  TORCH_CHECK(kAmx && C % 16 == 0, "rows_times_amx needs AMX and a multiple of 16 channels");
+  rows_times_tiles(rows, n, C, m, add, out);
+}
+
+#else
+
+bool amx_gram_available() { return false; }
+
+void gram_of_rows_amx(const c10::BFloat16*, int64_t, int64_t, float*) {
+  TORCH_CHECK(false, "gram_of_rows_amx needs an x86-64 build with GCC");
+}
+
+void rows_times_amx(const c10::BFloat16*, int64_t, int64_t, const float*, const c10::BFloat16*, c10::BFloat16*) {
+  TORCH_CHECK(false, "rows_times_amx needs an x86-64 build with GCC");
+}
+
+#endif
+
+}  // namespace pvf::cpu

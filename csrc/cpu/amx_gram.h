@@ -1,0 +1,26 @@
+// bfloat16 Gram products on AMX tiles (Intel Sapphire Rapids and later), for activations whose
+// channels are innermost (row p of [n, C] holds the C channels of position p; C a multiple of 16).
+// A bf16 execution runs its convolutions on these tiles; the style loss's products, widened to
+// float32 for AVX-512 or run through torch's GEMM, then cost more than the model itself. Products
+// accumulate in float32 (as torch.bmm's do); like the tile instructions, a denormal input or
+// product counts as zero.
+#pragma once
+
+#include <c10/util/BFloat16.h>
+
+#include <cstdint>
+
+namespace pvf::cpu {
+
+// True when this CPU has the tiles and the OS lets this process use them (asked once).
+bool amx_gram_available();
+
+// g[i * C + j] = sum_p rows[p * C + i] * rows[p * C + j] over the n rows (g: C x C float32, written).
+void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g);
+
+// out[p * C + j] = add[p * C + j] + sum_i rows[p * C + i] * m[i * C + j], rounded to bfloat16 once
+// (add: nullptr for none); m is C x C float32 holding bfloat16 values.
+void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m, const c10::BFloat16* add,
+                    c10::BFloat16* out);
+
+}  // namespace pvf::cpu
