@@ -216,7 +216,7 @@ def test_auto_on_cuda_chooses_among_cuda_candidates(monkeypatch):
         def use(self, execution, layers):
             self.used.append(execution)
 
-        def __call__(self, images, layers):
+        def __call__(self, images, layers, taps=None):
             return {"2": self.model[:3](images)}
     prepared = OnCuda()
     units = [Unit.channel("2", c) for c in range(2)]

@@ -8,7 +8,7 @@ from torch import nn
 import pyviz_fast as pvf
 from engine_nets import Explodes, tiny_cnn
 from pyviz_fast.engine import execution
-from pyviz_fast.engine.truncate import TruncatedForward
+from pyviz_fast.engine.truncate import TapValue, TruncatedForward
 
 
 def test_layer_after_the_target_is_never_called():
@@ -88,6 +88,25 @@ def test_activation_keeps_its_graph():
         act = run(x)["2"]
     grad, = torch.autograd.grad(act.sum(), x)
     assert grad.abs().sum() > 0
+
+
+def _doubling_tap(output):
+    return output * 2, output.sum((1, 2, 3))
+
+
+@pytest.mark.parametrize("copied", [False, True])
+def test_a_tap_runs_inside_the_forward_and_returns_its_value(copied):
+    """A tap's output goes on through the model in the layer's place (a copied layer's beside the
+    model's path, which then goes on as it was); its value comes back under TapValue(layer)."""
+    model = tiny_cnn()
+    x = torch.rand(2, 3, 8, 8)
+    with TruncatedForward(model, ["1", "2"], copied={"1"} if copied else (), taps={"1": _doubling_tap}) as run:
+        acts = run(x)
+    relu = model[1](model[0](x))
+    torch.testing.assert_close(acts["1"], relu * 2)
+    torch.testing.assert_close(acts[TapValue("1")], relu.sum((1, 2, 3)))
+    torch.testing.assert_close(acts["2"], model[2](relu if copied else relu * 2))
+    assert TapValue("2") not in acts
 
 
 def test_layer_not_called_by_forward_is_reported():

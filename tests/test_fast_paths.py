@@ -12,7 +12,7 @@ from pyviz_fast.engine.draws import CHUNK, Draws
 from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
-from pyviz_fast.engine.goals.gram import gram, gram_errors, sibling_similarity, squared_norms
+from pyviz_fast.engine.goals.gram import gram, gram_error_tap, sibling_similarity, squared_norms
 from pyviz_fast.engine.goals.style import relative_error
 from pyviz_fast.engine.layout import Activation
 from test_periodic_crops import tiled_oracle
@@ -51,26 +51,31 @@ def test_gram_and_its_gradient_match_autograd(layout):
     assert grad_mine.stride() == act.stride(), "the gradient keeps the activation's memory layout"
 
 
+def _tapped(act, activation, target):
+    """(the tap's output, the style layer's error) of act, as a forward's tap takes them."""
+    return gram_error_tap(activation, target, squared_norms(target))(act)
+
+
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "nhwc", "tokens"])
-def test_gram_errors_are_the_plain_formula_and_gradient_bit_for_bit(layout):
-    """The style loss's layers as one node: values and gradients of the plain per-layer formula,
-    summed, for an activation read at two layers (as a style loss reads a layer twice when it is
-    also the content layer) and another."""
+@pytest.mark.parametrize("on_path", [True, False], ids=["on the model's path", "alone"])
+def test_a_style_layers_tap_is_the_plain_formula_and_gradient(layout, on_path):
+    """A style layer's tap: the plain relative error of its Gram matrix, and a gradient that is
+    the plain one plus, on the model's path, the gradient coming back through its output (added
+    in the same pass); laid out as the activation. The tap's output is the activation itself."""
     act, activation = _activation(layout)
-    other = torch.randn(3, 16, 4, 4, generator=torch.Generator().manual_seed(8))
-    layers = [(act, activation), (act * 2, activation), (other, Activation((16, 4, 4), "nchw"))]
-    targets = [gram(torch.randn(a.shape, generator=torch.Generator().manual_seed(6 + k)), info)
-               for k, (a, info) in enumerate(layers)]
-    mine = [a.clone().requires_grad_(True) for a, _ in layers]
-    plain = [a.clone().requires_grad_(True) for a, _ in layers]
-    fused = gram_errors(mine, [info for _, info in layers], targets, [squared_norms(t) for t in targets])
-    want = sum(relative_error(gram(a, info), t) for a, (_, info), t in zip(plain, layers, targets))
+    target = gram(torch.randn(act.shape, generator=torch.Generator().manual_seed(6)), activation)
+    downstream = torch.randn(act.shape, generator=torch.Generator().manual_seed(7))
+    mine, plain = act.clone().requires_grad_(True), act.clone().requires_grad_(True)
+    x, y = mine * 2, plain * 2
+    out, error = _tapped(x, activation, target)
+    want = relative_error(gram(y, activation), target)
+    assert torch.equal(out, x) and torch.equal(error, want)
     weights = torch.tensor([1.0, -2.0, 0.5])
-    grads_mine = torch.autograd.grad((fused * weights).sum(), mine)
-    grads_plain = torch.autograd.grad((want * weights).sum(), plain)
-    assert torch.equal(fused, want)
-    for g_mine, g_plain, a in zip(grads_mine, grads_plain, mine):
-        assert torch.equal(g_mine, g_plain) and g_mine.stride() == a.stride()
+    after = (out * downstream).sum() if on_path else 0
+    grad_mine, = torch.autograd.grad((error * weights).sum() + after, mine)
+    grad_plain, = torch.autograd.grad((want * weights).sum() + ((y * downstream).sum() if on_path else 0), plain)
+    torch.testing.assert_close(grad_mine, grad_plain, rtol=1e-6, atol=1e-6 * grad_plain.abs().max().item())
+    assert grad_mine.stride() == act.stride()
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "nhwc", "tokens"])
@@ -83,8 +88,8 @@ def test_a_bf16_style_loss_reads_its_activations_without_copies(layout):
     target = gram(torch.randn(act.shape, generator=torch.Generator().manual_seed(6)), activation)
     mine = act.clone().requires_grad_(True)
     plain = act.float().requires_grad_(True)
-    fused = gram_errors([mine], [activation], [target], [squared_norms(target)])
-    want = gram_errors([plain], [activation], [target], [squared_norms(target)])
+    _, fused = _tapped(mine, activation, target)
+    _, want = _tapped(plain, activation, target)
     between, fn = [], fused.grad_fn
     while type(fn).__name__ != "AccumulateGrad":  # from the loss down to the leaf
         fn, = [f for f, _ in fn.next_functions if f is not None]

@@ -143,6 +143,34 @@ def test_a_layer_overwritten_in_place_is_read_as_made_with_its_gradient():
     assert torch.equal(conv1, expected_conv1) and torch.allclose(grad, expected_grad, atol=1e-7)
 
 
+def test_a_tapped_layer_overwritten_in_place_is_tapped_as_made_with_its_gradient():
+    """A style layer's tap (its Gram error taken inside the forward) on a convolution whose output
+    the in-place ReLU after it rewrites: found on the first call, tapped beside the model's path
+    from then on, with the loss and gradient of a model without in-place ReLUs."""
+    from pyviz_fast.engine.execution import PreparedModel
+    from pyviz_fast.engine.goals.gram import gram_error_tap, squared_norms
+    from pyviz_fast.engine.layout import Activation
+    from pyviz_fast.engine.truncate import TapValue
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 12, 12)
+    target = torch.rand(2, 4, 4)
+    tap = gram_error_tap(Activation((4, 12, 12), "nchw"), target, squared_norms(target))
+    fp32 = pvf.Settings(precision="fp32", memory_format="contiguous")
+
+    def read(model):
+        x = images.clone().requires_grad_()
+        with PreparedModel(model, fp32, "cpu") as prepared:
+            acts = prepared(x, ["0", "2"], taps={"0": tap})
+            error = acts[TapValue("0")]
+            (error.sum() - acts["2"][:, 3].mean()).backward()
+        return error.detach(), x.grad
+
+    error, grad = read(inplace_relu_net(inplace=True))
+    expected_error, expected_grad = read(inplace_relu_net(inplace=False))
+    torch.testing.assert_close(error, expected_error, rtol=1e-6, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
+
+
 def test_a_unit_renders_the_same_beside_a_deeper_layer():
     """A unit's result depends on (model, unit, settings, seed) only: beside a unit of a deeper
     layer (the forward then runs past its in-place ReLU) it must be the same image."""

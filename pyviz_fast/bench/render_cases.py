@@ -73,7 +73,7 @@ def fwd_bwd_call(prepared, layer, channels, size, full_model=False, seed=0, unit
     images = torch.rand(len(units), 3, size, size, generator=gen).to(prepared.device).requires_grad_(True)
 
     def call():
-        objective = plan(prepared(images, layers))
+        objective = plan(prepared(images, layers, taps=plan.taps))
         grad, = torch.autograd.grad(objective.sum(), images)
         return grad
     return call

@@ -262,7 +262,7 @@ def _ascend(prepared, plan, images, settings, passes, warmup_limit=math.inf):
         start = time.perf_counter()
         with torch.enable_grad():
             inp = x.detach().requires_grad_(True)
-            objective = plan(prepared(inp, plan.layers))
+            objective = plan(prepared(inp, plan.layers, taps=plan.taps))
             grad, = torch.autograd.grad(objective.sum(), inp)
         _sync(prepared.device)
         seconds.append(time.perf_counter() - start)

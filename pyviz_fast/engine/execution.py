@@ -231,16 +231,17 @@ class PreparedModel:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def __call__(self, images, layers, reached_only=False):
+    def __call__(self, images, layers, reached_only=False, taps=None):
         """{layer: activation} of ``images`` (float32 [B, C, H, W] in [0, 1]) for ``layers``.
         A layer whose output the model overwrites later in the forward (an in-place ReLU after a
         convolution) is found on its first such call, which runs again; from then on it is
         captured as a copy (``truncate.TruncatedForward``). reached_only: only the layers the
-        forward reaches before an error of the model's, if any (``TruncatedForward``)."""
+        forward reaches before an error of the model's, if any; taps: functions run on layers'
+        outputs inside the forward, their values returned too (both ``TruncatedForward``)."""
         self.model.training = self.heads_mode
         x = self.model_input(images)
         while True:
-            with TruncatedForward(self.model, layers, self._modules, self._copied, reached_only) as run, \
+            with TruncatedForward(self.model, layers, self._modules, self._copied, reached_only, taps) as run, \
                     self.autocast():
                 acts = run(x)
             if not run.overwritten:

@@ -62,6 +62,10 @@ class Activation:
         """A view [B, C, *positions] of an activation in this layout (no copy)."""
         return act if self.layout in ("nchw", "vector") else act.movedim(-1, 1)
 
+    def from_channels_first(self, rows):
+        """The inverse of ``channels_first``: rows [B, C, *positions] as an activation in this layout (a view)."""
+        return rows if self.layout in ("nchw", "vector") else rows.movedim(1, -1)
+
     def describe(self) -> str:
         return f"[B, {', '.join(map(str, self.shape))}] ({self.layout})"
 

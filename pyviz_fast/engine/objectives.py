@@ -104,6 +104,7 @@ class ObjectivePlan:
 
     units: list of Unit (one per image); shapes: {layer: Activation} (its shape and layout).
     """
+    taps = {}  # every value is read from the activations after the forward (``goals.Goal.taps``)
 
     def __init__(self, units, shapes, device="cpu"):
         entries = {}

@@ -135,7 +135,8 @@ _PASS_THROUGH = {"ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0"
                  "SqueezeBackward0", "SqueezeBackward1", "UnsqueezeBackward0",
                  "TransposeBackward0", "CloneBackward0", "ExpandBackward0", "ToCopyBackward0", "CatBackward0",
                  "StackBackward0", "SliceBackward0", "SelectBackward0", "IndexBackward0", "SplitBackward0",
-                 "AddBackward0", "MaxPool2DWithIndicesBackward0", "AdaptiveMaxPool2DBackward0"}
+                 "AddBackward0", "MaxPool2DWithIndicesBackward0", "AdaptiveMaxPool2DBackward0",
+                 "_GramErrorTapBackward"}  # a style layer's tap (goals/gram.py): its output is its input
 
 
 def mark_targets(activations):

@@ -129,7 +129,7 @@ class _Run:
         return reported, grads
 
     def _activations(self, inputs, goal, redirect):
-        acts = self.prepared(inputs, goal.layers)
+        acts = self.prepared(inputs, goal.layers, taps=goal.taps)
         if redirect:  # redirect only the units' own ReLUs (a step without redirection has none to mark)
             mark_targets(acts[layer] for layer in goal.main.layers)
         return acts
@@ -173,7 +173,7 @@ def _final_objective(run, task, rows, images, hw, goal, crops):
     view = images if tuple(images.shape[-2:]) == hw else _center_crop(images, hw)
     final_goal = goal if crops == 1 else run.goal(task, rows, hw, 1)
     with torch.no_grad():
-        return final_goal(run.prepared(view, final_goal.layers))[0].float()
+        return final_goal(run.prepared(view, final_goal.layers, taps=final_goal.taps))[0].float()
 
 
 def _photo_objective(run, task, rows, draws, hw, goal, crops):

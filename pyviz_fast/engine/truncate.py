@@ -8,6 +8,8 @@ Works for any ``nn.Module`` whose forward calls its submodules (no tracing, no g
 >>> with TruncatedForward(model, ["inception3a"]) as run:
 ...     acts = run(images)          # {"inception3a": tensor [B, 256, H/8, W/8]}
 """
+from dataclasses import dataclass
+
 import torch
 
 from pyviz_fast.engine.units import OUTPUT
@@ -19,6 +21,12 @@ class LayerError(ValueError):
 
 class LayerNotCalled(LayerError):
     """A requested layer did not run in the forward (e.g. a head that runs only in training mode)."""
+
+
+@dataclass(frozen=True)
+class TapValue:
+    """The key of a tap's value in the activations a forward returns (``TruncatedForward``)."""
+    layer: str
 
 
 class _Stop(Exception):
@@ -81,16 +89,24 @@ class TruncatedForward:
     reached_only: an error of the model's forward ends it like the last layer's hook does, and
     the call returns the layers captured before it (a probe at a size that only the model's
     first part runs at: the layers before the failing part still tell their shapes).
+
+    taps: ``{layer: fn}`` with ``fn(output) -> (output', value)``, run on the layer's output
+    inside the forward, while it is in cache: output' (the output or an autograd alias of it,
+    e.g. a node that computes a loss of the output and adds its gradient into the one coming back
+    from the rest of the model) goes on through the model in the output's place and is the
+    layer's activation; the call returns value under ``TapValue(layer)``. The tap of a copied
+    layer, or of a layer whose output is not a plain tensor, runs beside the model's path.
     """
 
-    def __init__(self, model, layers, modules=None, copied=(), reached_only=False):
+    def __init__(self, model, layers, modules=None, copied=(), reached_only=False, taps=None):
         self.model, self.modules, self.reached_only = model, modules, reached_only
         self.layers = list(dict.fromkeys(layers))
         self.hooked = [name for name in self.layers if name != OUTPUT]
         self.copied = set(copied)
+        self.taps = taps or {}
         self.overwritten = []
         self._handles = []
-        self._acts, self._versions = {}, {}
+        self._acts, self._versions, self._tapped = {}, {}, {}
 
     def __enter__(self):
         modules = self.modules if self.modules is not None else dict(self.model.named_modules())
@@ -117,17 +133,23 @@ class TruncatedForward:
                 raise LayerError(f"layer {name!r} ({type(module).__name__}) returned no tensor "
                                 f"(got {type(output).__name__}); pick another layer")
             last = stop_early and len(self._acts) + 1 == len(self.hooked)  # nothing runs after it
-            if name in self.copied or (torch.is_inference(tensor) and not last):  # no version counter to check
+            copied = name in self.copied or (torch.is_inference(tensor) and not last)  # no version counter to check
+            # the tap's output replaces the module's only where the module returned that very tensor
+            replaces = name in self.taps and output is tensor and not copied
+            if copied:
                 tensor = tensor.clone()
-            elif not last:
+            if name in self.taps:
+                tensor, self._tapped[name] = self.taps[name](tensor)
+            if not (copied or last):
                 self._versions[name] = tensor._version  # an in-place op after capture bumps it
             self._acts[name] = tensor
             if last:
                 raise _Stop
+            return tensor if replaces else None
         return capture
 
     def __call__(self, x):
-        self._acts, self._versions = {}, {}
+        self._acts, self._versions, self._tapped = {}, {}, {}
         try:
             out = self.model(x)
         except _Stop:
@@ -159,4 +181,6 @@ class TruncatedForward:
                 raise LayerError(f"layer(s) {', '.join(map(repr, cut))} do not depend on the input image through "
                                  "autograd (the model computes them under torch.no_grad() or detaches them), so no "
                                  "gradient reaches the image; pick a layer before that point")
+        acts.update({TapValue(name): value for name, value in self._tapped.items()})
+        self._tapped = {}
         return acts

@@ -20,7 +20,9 @@ A *task* says what a render makes, one image per row:
 A ``Goal`` is a callable ``acts -> (reported [B], optimized [B])``, float32: the main objective
 (what the image is scored by, e.g. a unit's activation) and that plus every regularizer (what
 the gradient ascends). Every kind computes one value per model input (row b*k + j is input j
-of image b); the Goal averages an image's inputs.
+of image b); the Goal averages an image's inputs. Its ``taps`` (``truncate.TruncatedForward``)
+are what its objectives take inside the forward (the style loss's Gram errors): a forward
+whose acts a Goal reads passes them.
 
 >>> goal = Goal(ObjectivePlan(units, shapes), [Diversity(...)], crops=1)
 >>> reported, optimized = goal(acts)
@@ -33,6 +35,7 @@ class Goal:
     def __init__(self, main, extras=(), crops=1):
         self.main, self.extras, self.crops = main, list(extras), crops
         self.layers = list(dict.fromkeys(list(main.layers) + [l for e in self.extras for l in e.layers]))
+        self.taps = {layer: tap for part in [main, *self.extras] for layer, tap in getattr(part, "taps", {}).items()}
 
     def __call__(self, acts):
         main = self.main(acts)
@@ -47,7 +50,7 @@ class Optimized:
     autotune's trial and a benchmark's bare forward+backward ascend)."""
 
     def __init__(self, goal):
-        self.goal, self.layers = goal, goal.layers
+        self.goal, self.layers, self.taps = goal, goal.layers, goal.taps
 
     def __call__(self, acts):
         return self.goal(acts)[1]

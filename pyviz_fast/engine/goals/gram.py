@@ -57,27 +57,32 @@ class _Gram(torch.autograd.Function):
         return _gram_backward(x, grad, ctx.backend), None
 
 
-class _GramErrors(torch.autograd.Function):
-    """(backend, targets, norms, *xs) -> sum over layers l of ||gram(x_l) - target_l||^2 / norms_l
-    [B]: a style loss's layers as one node of one op per layer each way (``ops.gram_error``).
-    Autograd's steps of the plain formula, and a node per layer, cost as much as the Gram
-    matrices of a small net. Same values and gradient as the plain formula summed over the
-    layers; targets [B, C_l, C_l] and norms [B] are constants, the gradient is for the xs only."""
+class _GramErrorTap(torch.autograd.Function):
+    """(x, activation, target [B, C, C], norms [B], backend) -> (x's alias, ||gram(x) - target||^2
+    / norms [B]): one layer of a style loss, taken by a tap inside the forward
+    (``truncate.TruncatedForward``) while x is in cache. Its gradient is added into the one that
+    comes back from the rest of the model in the same pass (``ops.gram_error_backward``'s add),
+    where a loss beside the model's path has autograd add two activation-sized tensors after it.
+    The alias shares x's version counter, so an in-place change of the layer's output after the
+    tap is found (``TruncatedForward.overwritten``) before a backward could read a changed x."""
 
     @staticmethod
-    def forward(ctx, backend, targets, norms, *xs):
-        errors, residuals = zip(*(ops.gram_error(x, target, n, backend=backend)
-                                  for x, target, n in zip(xs, targets, norms)))
-        ctx.save_for_backward(*xs, *residuals)
-        ctx.backend, ctx.norms = backend, norms
-        return sum(errors)
+    def forward(ctx, x, activation, target, norms, backend):
+        ctx.set_materialize_grads(False)  # nothing after the layer (the deepest one): no zeros to add
+        rows = _products_dtype(activation.channels_first(x))
+        error, residual = ops.gram_error(rows, target, norms, backend=backend)
+        ctx.save_for_backward(rows, residual, norms)
+        ctx.activation, ctx.backend, ctx.dtype = activation, backend, x.dtype
+        return x.detach(), error
 
     @staticmethod
-    def backward(ctx, grad):
-        saved = ctx.saved_tensors
-        xs, residuals = saved[:len(saved) // 2], saved[len(saved) // 2:]
-        return (None, None, None, *(ops.gram_error_backward(x, residual, grad / n, backend=ctx.backend)
-                                    for x, residual, n in zip(xs, residuals, ctx.norms)))
+    def backward(ctx, grad_out, grad_error):
+        if grad_error is None:
+            return grad_out, None, None, None, None
+        rows, residual, norms = ctx.saved_tensors
+        add = None if grad_out is None else ctx.activation.channels_first(grad_out)
+        grad = ops.gram_error_backward(rows, residual, grad_error / norms, add=add, backend=ctx.backend)
+        return ctx.activation.from_channels_first(grad).to(ctx.dtype), None, None, None, None
 
 
 def _laid_out_as(x, rows):
@@ -180,13 +185,13 @@ def gram(act, activation, backend=None):
     return _Gram.apply(activation.channels_first(act).float(), backend)
 
 
-def gram_errors(acts, activations, targets, norms, backend=None):
-    """float32 [B]: the sum over layers of ||gram(act) - target||^2 / norms per row (``norms``:
-    each target's squared norms, made once per target), as ``relative_error(gram(act,
-    activation), target)`` summed over the layers computes it (a bf16 activation's products in
-    bf16, ``ops.gram_error``)."""
-    xs = [_products_dtype(activation.channels_first(act)) for act, activation in zip(acts, activations)]
-    return _GramErrors.apply(backend, list(targets), list(norms), *xs)
+def gram_error_tap(activation, target, norms, backend=None):
+    """A tap (``truncate.TruncatedForward``) of one style layer: output -> (output's alias, float32
+    [B] ||gram(output) - target||^2 / norms), ``relative_error(gram(act, activation), target)``
+    when norms are the target's squared norms (a bf16 activation's products in bf16,
+    ``ops.gram_error``). Applied to a captured activation instead, beside the model's path, it
+    gives the same value and gradient."""
+    return lambda output: _GramErrorTap.apply(output, activation, target, norms, backend)
 
 
 def _products_dtype(x):

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from pyviz_fast.engine.goals import Goal
-from pyviz_fast.engine.goals.gram import gram, gram_errors, squared_norms
+from pyviz_fast.engine.goals.gram import gram, gram_error_tap, squared_norms
+from pyviz_fast.engine.truncate import TapValue
 
 
 @dataclass(frozen=True)
@@ -56,24 +57,28 @@ def resized(images, hw):
 
 
 class StyleLoss:
-    """acts -> float [B]: minus the weighted content and style losses against fixed targets."""
+    """acts -> float [B]: minus the weighted content and style losses against fixed targets.
+
+    The style layers' errors are taps (``taps``: pass them to the forward, which returns their
+    values in acts under ``TapValue(layer)``); for acts of a forward without them, each tap runs
+    on the captured activation instead, with the same value and gradient."""
 
     def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight, backend=None):
         self.layers = list(dict.fromkeys([content_layer, *style_grams]))
-        self.content_layer, self.content, self.style_grams = content_layer, content, style_grams
-        self.activations = activations
-        self.content_weight, self.style_weight, self.backend = content_weight, style_weight, backend
-        # the targets' norms once, not every step
-        self.content_norms = squared_norms(content)
-        self.style_norms = {layer: squared_norms(g) for layer, g in style_grams.items()}
+        self.content_layer, self.content = content_layer, content
+        self.content_weight, self.style_weight = content_weight, style_weight
+        self.content_norms = squared_norms(content)  # the targets' norms once, not every step
+        self.taps = {layer: gram_error_tap(activations[layer], g, squared_norms(g), backend)
+                     for layer, g in style_grams.items()}
 
     def __call__(self, acts):
         content = relative_error(acts[self.content_layer], self.content, self.content_norms)
-        layers = list(self.style_grams)
-        style = gram_errors([acts[l] for l in layers], [self.activations[l] for l in layers],
-                            [self.style_grams[l] for l in layers], [self.style_norms[l] for l in layers],
-                            self.backend) / len(layers)
+        style = sum(self._style_error(acts, layer) for layer in self.taps) / len(self.taps)
         return -(self.content_weight * content + self.style_weight * style)
+
+    def _style_error(self, acts, layer):
+        tapped = acts.get(TapValue(layer))
+        return tapped if tapped is not None else self.taps[layer](acts[layer])[1]
 
 
 class StyleTask:
