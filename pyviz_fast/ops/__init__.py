@@ -121,17 +121,23 @@ class AscentStep:
         self.backend, self._kernels = backend, {}  # device -> kernel, resolved at its first step
 
     def __call__(self, x, grad, shifts, next_shifts, sigma=0.0, lr=1.0, *, check_pixels=True):
-        _validate.image(x)
-        _validate.like(grad, x, "grad")
+        x, grad, shifts, next_shifts, sigma = self.tensors(x, grad, shifts, next_shifts, sigma)
         kernel = self._kernels.get(x.device)
         if kernel is None:
             kernel = self._kernels[x.device] = _kernel("fused_ascent_step", self.backend, x.device)
-        image, next_input, bad_step = kernel(
-            x, grad, _validate.shifts(shifts, x), _validate.shifts(next_shifts, x, "next_shifts"),
-            _validate.sigma(sigma, x), *self.settings, _validate.number(lr, "lr"), *self.after_lr)
+        image, next_input, bad_step = kernel(x, grad, shifts, next_shifts, sigma, *self.settings,
+                                             _validate.number(lr, "lr"), *self.after_lr)
         if check_pixels:
             bad_step = bad_step | nonfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))  # one read of x, no sync
         return StepResult(image, next_input, bad_step)
+
+    @staticmethod
+    def tensors(x, grad, shifts, next_shifts, sigma=0.0):
+        """(x, grad, shifts, next_shifts, sigma) checked, shifts and sigma as the kernel takes them."""
+        _validate.image(x)
+        _validate.like(grad, x, "grad")
+        return (x, grad, _validate.shifts(shifts, x), _validate.shifts(next_shifts, x, "next_shifts"),
+                _validate.sigma(sigma, x))
 
 
 def periodic_crops(image, boxes, noise=None, noise_scale=1.0, *, backend=None):

@@ -27,13 +27,13 @@ WARMUP_STEPS = 2  # eager steps on a side stream before capture: they fill the p
 class StepGraph:
     """``ops.fused_ascent_step`` with fixed settings, captured in a CUDA graph for x's shape."""
 
-    def __init__(self, x, grad, shifts, next_shifts, sigma=0.0, **settings):
+    def __init__(self, x, grad, shifts, next_shifts, sigma=0.0, *, lr=1.0, **settings):
         _validate.image(x)
         if x.device.type != "cuda":
             raise ValueError(f"StepGraph captures a CUDA graph and needs a CUDA device; x is on {x.device}. "
                              "On this device call pyviz_fast.ops.fused_ascent_step directly.")
-        self._settings = dict(settings, backend="fused")
-        self.inputs = tuple(t.clone() for t in self._validated(x, grad, shifts, next_shifts, sigma))
+        self._step, self._lr = ops.AscentStep(**dict(settings, backend="fused")), _validate.number(lr, "lr")
+        self.inputs = tuple(t.clone() for t in self._step.tensors(x, grad, shifts, next_shifts, sigma))
         side = torch.cuda.Stream(x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
@@ -44,19 +44,14 @@ class StepGraph:
         with torch.cuda.graph(self._graph):
             self.result = self._run()
 
-    def _validated(self, x, grad, shifts, next_shifts, sigma):
-        _validate.like(grad, x, "grad")
-        return x, grad, _validate.shifts(shifts, x), _validate.shifts(next_shifts, x, "next_shifts"), \
-            _validate.sigma(sigma, x)
-
     def _run(self):
-        return ops.fused_ascent_step(*self.inputs, **self._settings)
+        return self._step(*self.inputs, lr=self._lr)
 
     def step(self, x, grad, shifts, next_shifts, sigma=0.0):
         """One step on new data: copies it into the graph's inputs and replays; returns ``self.result``."""
         image = self.inputs[0]
         _validate.like(x, image, "x", "the captured x")
-        for static, new in zip(self.inputs, self._validated(x, grad, shifts, next_shifts, sigma)):
+        for static, new in zip(self.inputs, self._step.tensors(x, grad, shifts, next_shifts, sigma)):
             if new is not static:
                 static.copy_(new)
         self._graph.replay()
