@@ -100,6 +100,20 @@ def test_bf16_kernels_on_amx_tiles_match_the_reference(shape):
 
 
 @needs_amx
+def test_a_bf16_execution_s_forward_under_autocast_runs_the_tiles(monkeypatch):
+    """A bf16 execution's forward runs under bf16 autocast: torch.bmm would take bf16 products
+    there as the tiles do, so the kernel runs (a float32 activation there still goes to torch.bmm)."""
+    x = channels_last((2, 32, 5, 4), seed=37, dtype=torch.bfloat16)
+    target, norms = targets_and_norms(2, 32, seed=38)
+    want = reference.gram_error(x, target, norms)
+    monkeypatch.setattr(reference, "gram_error", lambda *_: pytest.fail("ran the reference"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ops.gram_error(x, target, norms, backend="fused")
+    for a, b in zip(got, want):
+        assert_close_to(a, b)
+
+
+@needs_amx
 def test_bf16_kernels_keep_nan_and_round_to_nearest_even():
     x = channels_last((2, 16, 3, 3), seed=34, dtype=torch.bfloat16)
     x[1, 3, 2, 2] = float("nan")

@@ -173,8 +173,8 @@ def gram(x, *, backend=None):
     in x's dtype as ``torch.bmm`` computes them.
 
     The CPU kernel takes activations whose channels are innermost and dense (channels_last
-    maps, tokens) with 16, 32, ... 256 channels, outside autocast: float32 ones, and bfloat16
-    ones on a CPU with AMX tiles (a bf16 execution's, whose convolutions run on them too); torch's
+    maps, tokens) with 16, 32, ... 256 channels: float32 ones outside autocast, and bfloat16 ones
+    on a CPU with AMX tiles (a bf16 execution's, whose convolutions run on them too); torch's
     GEMM packs these long, thin matrices at a cost that outweighs the products when they are not
     in cache (a style loss's backward). Every other input, and every other device, runs the
     reference (torch.bmm).
@@ -245,13 +245,18 @@ def _gram_kernel(name, x, backend):
     if x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"x must be a non-empty [B, C, *positions] activation, got shape {list(x.shape)}")
     kernel = _kernel(name, backend, x.device, cpu_only=True)
-    rows_kernel = (_gram_kernel_takes(x.dtype) and x.shape[1] % 16 == 0 and x.shape[1] <= _GRAM_KERNEL_CHANNELS[name]
-                   and x.movedim(1, -1).is_contiguous() and not torch.is_autocast_enabled(x.device.type))
+    rows_kernel = (_gram_kernel_takes(x) and x.shape[1] % 16 == 0 and x.shape[1] <= _GRAM_KERNEL_CHANNELS[name]
+                   and x.movedim(1, -1).is_contiguous())
     return kernel if rows_kernel else getattr(reference, name)
 
 
-def _gram_kernel_takes(dtype):
-    return dtype == torch.float32 or (dtype == torch.bfloat16 and _ext.has_ops() and _ext._C.amx_gram_available())
+def _gram_kernel_takes(x):
+    """float32 rows outside autocast (which would take torch.bmm's products in its own dtype), and
+    bfloat16 rows on AMX tiles outside autocast or in a bfloat16 one (a bf16 execution's forward)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) != x.dtype:
+        return False
+    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _ext.has_ops() and _ext._C.amx_gram_available())
 
 
 def nonfinite(values):
