@@ -127,13 +127,13 @@ struct ResidentStepProgram {
   }
 
   // One tile: blur(p, t) into regs.value, the partials, the image's scale, the update.
-  template <bool kFast, class Block, class Blur>
+  template <class Path, class Block, class Blur>
   PVF_HD void step_tile(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                         int32_t index, const Next& n, const TileTaps& taps, Blur&& blur) const {
     const TileGrid& grid = tiles.grid;
-    note_tile_path(kFast);
+    note_tile_path(Path::fast);
     blur(n.p, n.t);
-    store_tile_partials<Mode>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
+    store_tile_partials<Mode, Path::full>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
                               partials + int64_t(index) * kPartialsPerTile);
     ImageTicket* ticket = tickets + n.b;
     if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {
@@ -148,8 +148,8 @@ struct ResidentStepProgram {
     const ApplyProgram<T, StepEpilogue<T>> apply{tiles, scale, flags, epilogue};
     const PlaneRows<const T> in = epilogue.input(image, n.t, grid);
     PlaneRows<T> out[2] = {epilogue.output(0, image, n.t, grid), epilogue.output(1, image, n.t, grid)};
-    if constexpr (kFast) {
-      apply.apply_fast(blk, regs, sh, image, in, out, n.t);
+    if constexpr (Path::fast) {
+      apply.template apply_fast<Path::full>(blk, regs, sh, image, in, out, n.t);
     } else {
       apply.apply_general(blk, regs, sh, image, in, out, n.t);
     }
@@ -180,13 +180,13 @@ struct ResidentStepProgram {
       // Tiles of this sigma in turn, each loop while its tiles take its path; more: whether the
       // tile that ended the last loop is of this sigma.
       bool more = false;
-      const auto tile_loop = [&](auto fast, auto take, auto blur) {
+      const auto tile_loop = [&](auto path, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (;; index += blk.count()) {
           const Next n = next(index, taps.sigma);
           more = n.same_blur;
           if (!n.same_blur || !take(n.p, n.t)) return;
-          step_tile<decltype(fast)::value>(blk, regs, sh, index, n, taps, blur);
+          step_tile<decltype(path)>(blk, regs, sh, index, n, taps, blur);
         }
       };
       run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors(), tile_loop, [&] { return more; });

@@ -763,43 +763,54 @@ PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& 
   return ((r == Rs ? (f(std::integral_constant<int, Rs>{}), true) : false) || ...);
 }
 
-// The tile loops of one blur (taps): loop(fast, take, blur) runs a loop over the tiles that
-// take(p, t) accepts, computing each one's blur by blur(p, t); fast is std::true_type for the
-// interior fast path (blur_tile_fast). Each radius of FixedRadii has loops of its own
-// (straight-line code inside): for R >= 1 and vector views (`vectors`) one over the interior
-// tiles and one over the others, run again while more() (a program whose next tiles may take
-// either path); otherwise one over every tile. The other radii share the run-time loop. A
-// tile's results do not depend on the loop that computes it.
+// The path of a tile loop's tiles: `fast`, the interior fast path (blur_tile_fast) rather than
+// the general one; `full`, every row of the tile inside the image (a fast tile's columns are), so
+// that its statistic and stores check no row against the image's height.
+template <bool kFast, bool kFull = false>
+struct TilePath {
+  static constexpr bool fast = kFast, full = kFull;
+};
+
+// The tile loops of one blur (taps): loop(path, take, blur) runs a loop over the tiles that
+// take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius
+// of FixedRadii has loops of its own (straight-line code inside): for R >= 1 and vector views
+// (`vectors`) one over the interior tiles of kTileH rows, one over the interior tiles cut by
+// the image's last row and one over the others, run again while more() (a program whose next
+// tiles may take any path); otherwise one over every tile. The other radii share the run-time
+// loop. A tile's results do not depend on the loop that computes it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
   const auto every = [](const PlaneRows<const T>&, const TilePos&) { return true; };
-  // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur.
-  const bool fixed = (grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, [&](auto radius) {
+  // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur. Each
+  // radius's loops inlined: an outlined one takes the captures through the stack.
+  const auto fixed_loops = [&](auto radius) PVF_INLINE_LAMBDA {
     constexpr int R = decltype(radius)::value;
     const auto blur_fixed = [&](const PlaneRows<const T>& p, const TilePos& t) { blur_tile_fixed<R>(blk, regs, sh, p, t); };
     if constexpr (R > 0) {
       if (vectors) {
-        const auto interior = [](const PlaneRows<const T>& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+        using Rows = PlaneRows<const T>;
+        const auto interior = [](const Rows& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+        const auto full = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH <= p.height; };
+        const auto cut = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH > p.height; };
+        const auto blur_fast = [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t); };
         do {
-          loop(std::true_type{}, interior, [&](const PlaneRows<const T>& p, const TilePos& t) {
-            blur_tile_fast<R>(blk, regs, sh, p, t);
-          });
-          loop(std::false_type{}, [&](const PlaneRows<const T>& p, const TilePos& t) { return !interior(p, t); },
-               blur_fixed);
+          loop(TilePath<true, true>{}, full, blur_fast);
+          loop(TilePath<true>{}, cut, blur_fast);
+          loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !interior(p, t); }, blur_fixed);
         } while (more());
         return;
       }
     }
-    loop(std::false_type{}, every, blur_fixed);
-  });
-  if (fixed) return;
+    loop(TilePath<false>{}, every, blur_fixed);
+  };
+  if ((grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, fixed_loops)) return;
   if (taps.radius < kSharedTaps) {
-    loop(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+    loop(TilePath<false>{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
       blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
     });
   } else {
-    loop(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+    loop(TilePath<false>{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
       blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
     });
   }
@@ -810,8 +821,8 @@ PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRe
 // by the tile loops of its blur (run_tile_loops):
 //   image(b, index, taps)  block-uniform, once per image and block, after the image's taps;
 //                          returns whether the program's own accesses allow the fast path;
-//   tile(index, t, fast)   per tile, once the tile's blur is in regs.value; fast is
-//                          std::true_type for the tiles of the interior fast path (blur_tile_fast).
+//   tile(index, t, path)   per tile, once the tile's blur is in regs.value; path: the loop's
+//                          TilePath.
 template <class T>
 struct BlurredTiles {
   TileSource<T> src;
@@ -827,16 +838,16 @@ struct BlurredTiles {
       const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
       const bool fast_image = image(b, index, taps);
       const PlaneRows<const T> rolled_image = src.image(b, grid);
-      // blur(p, t) and tile(i, t, fast) for the block's tiles i of the image that take(p, t) accepts.
-      const auto tiles_of_image = [&](auto fast, auto take, auto blur) {
+      // blur(p, t) and tile(i, t, path) for the block's tiles i of the image that take(p, t) accepts.
+      const auto tiles_of_image = [&](auto path, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (int32_t i = index; i < end; i += blk.count()) {
           const TilePos t = tile_at(grid, b, i);
           const PlaneRows<const T> p = src.plane(rolled_image, t);
           if (!take(p, t)) continue;
-          note_tile_path(decltype(fast)::value);
+          note_tile_path(decltype(path)::fast);
           blur(p, t);
-          tile(i, t, fast);
+          tile(i, t, path);
         }
       };
       run_tile_loops<T>(blk, regs, sh, grid, taps, fast_image, tiles_of_image, [] { return false; });
