@@ -107,6 +107,7 @@ struct ResidentStepProgram {
   // the tile loops (the taps change).
   struct Next {
     int32_t b;
+    ImageTicket* ticket;  // tickets + b, made once (opaque: else re-derived at each of its uses)
     bool same_blur;
     TilePos t;
     PlaneRows<const T> p;
@@ -119,7 +120,8 @@ struct ResidentStepProgram {
     const int32_t i = inside ? index : grid.total - 1;
     Next n;
     n.b = grid.by_per_image(i);
-    const ImageSource source = tickets[n.b].source;
+    n.ticket = global_memory(opaque(tickets + uint32_t(n.b)));
+    const ImageSource source = n.ticket->source;
     n.same_blur = inside && source.sigma_bits == float_bits(sigma);
     n.t = tile_at(grid, n.b, i);
     n.p = tiles.src.plane(image_rows(tiles.src.data, tiles.src.view, n.b, grid, source.dy, source.dx), n.t);
@@ -135,7 +137,7 @@ struct ResidentStepProgram {
     blur(n.p, n.t);
     store_tile_partials<Mode, Path::full>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
                               partials + int64_t(index) * kPartialsPerTile);
-    ImageTicket* ticket = tickets + n.b;
+    ImageTicket* const ticket = n.ticket;
     if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {
       publish_image(blk, &sh, scale.partials, scale.mode, scale.eps, grid.per_image, n.b, epilogue.next_shifts,
                     grid.shape.height, grid.shape.width, ticket, flags);

@@ -282,11 +282,15 @@ PVF_HD T* plane_pointer(T* base, int64_t elements) {
   return global_memory(opaque(base + elements));
 }
 
+// b x stride for an index b >= 0, b zero-extended: the GPU then multiplies b's low word alone
+// (a sign-extended b adds a shift and a multiply of its high word).
+PVF_HD int64_t index_offset(int32_t b, int64_t stride) { return int64_t(uint32_t(b)) * stride; }
+
 // Plane 0 of image b; dy, dx: the roll in rows and pixels, both reduced (reduced_shift).
 template <class T>
 PVF_HD PlaneRows<T> image_rows(T* data, const TileView& v, int32_t b, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
-  return {plane_pointer(data, int64_t(b) * v.image), v.row, v.element, dy, dx * g.step,
+  return {plane_pointer(data, index_offset(b, v.image)), v.row, v.element, dy, dx * g.step,
           static_cast<int32_t>(g.shape.height), g.length, g.step, v.vectors};
 }
 
@@ -647,10 +651,12 @@ struct FastHalo {
   // remainder).
   static PVF_HD int32_t misalignment(int32_t start) { return static_cast<int32_t>(static_cast<uint32_t>(start) % kV); }
 
+  // The tests joined by bitwise ands, not branches (a branch leaves a bool that the GPU moves
+  // through byte permutes); start() is defined whatever the tile.
   static PVF_HD bool fits(const PlaneRows<const T>& p, const TilePos& t) {
-    if (!p.vectors || p.step != 1 || t.e0 < R || t.e0 + kTileW + R > p.length) return false;
     const int32_t s = start(p, t);
-    return s - misalignment(s) + kVectors * kV <= p.length;
+    return p.vectors & (p.step == 1) & (t.e0 >= R) & (t.e0 + kTileW + R <= p.length) &
+           (s - misalignment(s) + kVectors * kV <= p.length);
   }
 };
 
