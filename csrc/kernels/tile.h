@@ -286,21 +286,40 @@ PVF_HD T* plane_pointer(T* base, int64_t elements) {
 // (a sign-extended b adds a shift and a multiply of its high word).
 PVF_HD int64_t index_offset(int32_t b, int64_t stride) { return int64_t(uint32_t(b)) * stride; }
 
-// Plane 0 of image b; dy, dx: the roll in rows and pixels, both reduced (reduced_shift).
+// Image b's first element.
+template <class T>
+PVF_HD T* image_base(T* data, const TileView& v, int32_t b) {
+  return plane_pointer(data, index_offset(b, v.image));
+}
+
+// Plane 0 of the image whose first element is `image`; dy, dx: the roll in rows and pixels,
+// both reduced (reduced_shift).
+template <class T>
+PVF_HD PlaneRows<T> rows_at(T* image, const TileView& v, const TileGrid& g, int32_t dy = 0, int32_t dx = 0) {
+  return {image, v.row, v.element, dy, dx * g.step, static_cast<int32_t>(g.shape.height), g.length, g.step, v.vectors};
+}
+
+// Plane 0 of image b.
 template <class T>
 PVF_HD PlaneRows<T> image_rows(T* data, const TileView& v, int32_t b, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
-  return {plane_pointer(data, index_offset(b, v.image)), v.row, v.element, dy, dx * g.step,
-          static_cast<int32_t>(g.shape.height), g.length, g.step, v.vectors};
+  return rows_at(image_base(data, v, b), v, g, dy, dx);
+}
+
+// The plane of tile t in the image whose first element is `image`.
+template <class T>
+PVF_HD PlaneRows<T> plane_at(T* image, const TileView& v, const TilePos& t, const TileGrid& g, int32_t dy = 0,
+                             int32_t dx = 0) {
+  PlaneRows<T> p = rows_at(image, v, g, dy, dx);
+  p.base = plane_pointer(p.base, t.plane * v.plane);
+  return p;
 }
 
 // The plane of tile t.
 template <class T>
 PVF_HD PlaneRows<T> plane_rows(T* data, const TileView& v, const TilePos& t, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
-  PlaneRows<T> p = image_rows(data, v, t.b, g, dy, dx);
-  p.base = plane_pointer(p.base, t.plane * v.plane);
-  return p;
+  return plane_at(image_base(data, v, t.b), v, t, g, dy, dx);
 }
 
 // A source image of a tile program: data, view, and the roll applied on reading (none when

@@ -203,13 +203,30 @@ struct StepEpilogue {
     return step_image(params.mode, sh, next_shifts, b, shape.height, shape.width);
   }
 
-  PVF_HD PlaneRows<const T> input(const Image&, const TilePos& t, const TileGrid& g) const {
-    return plane_rows(x, x_view, t, g);
+  // Image b's first elements in x, new_x and the next input (image_base); the one-pass step
+  // takes them from its tickets.
+  struct Bases {
+    const T* x;
+    T* new_x;
+    T* next_input;
+  };
+  PVF_HD Bases bases(int32_t b) const {
+    return {image_base(x, x_view, b), image_base(new_x, new_x_view, b), image_base(next_input, next_input_view, b)};
+  }
+
+  PVF_HD PlaneRows<const T> input(const Image& f, const TilePos& t, const TileGrid& g) const {
+    return input(f, bases(t.b), t, g);
+  }
+  PVF_HD PlaneRows<const T> input(const Image&, const Bases& at, const TilePos& t, const TileGrid& g) const {
+    return plane_at(at.x, x_view, t, g);
   }
 
   PVF_HD PlaneRows<T> output(int k, const Image& f, const TilePos& t, const TileGrid& g) const {
-    if (k == 0) return plane_rows(new_x, new_x_view, t, g);
-    return plane_rows(next_input, next_input_view, t, g, f.next_dy, f.next_dx);
+    return output(k, f, bases(t.b), t, g);
+  }
+  PVF_HD PlaneRows<T> output(int k, const Image& f, const Bases& at, const TilePos& t, const TileGrid& g) const {
+    if (k == 0) return plane_at(at.new_x, new_x_view, t, g);
+    return plane_at(at.next_input, next_input_view, t, g, f.next_dy, f.next_dx);
   }
 
   PVF_HD float operator()(const Image& f, float g, float old) const {
