@@ -155,7 +155,7 @@ struct ResidentStepProgram {
     note_tile_path(Path::fast);
     blur(n.p, n.t);
     store_tile_partials<Mode, Path::full>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
-                              partials + int64_t(index) * kPartialsPerTile);
+                                          partials + int64_t(index) * kPartialsPerTile);
     ImageTicket* const ticket = n.ticket;
     if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {
       publish_image(blk, &sh, scale.partials, scale.mode, scale.eps, grid.per_image, n.b, epilogue.next_shifts,

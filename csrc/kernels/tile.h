@@ -268,6 +268,8 @@ struct PlaneRows {
   PVF_HD T* row_at(int32_t i) const { return base + row_offset(i); }
   // Element e (no roll) of row i (rolled) in one int32 offset: a single wide add to the base.
   PVF_HD T* at(int32_t i, int32_t e) const { return base + (row_offset(i) + e); }
+  // The same for a plane without a roll (dy = 0) and a row inside it (i < height): no wrap to test.
+  PVF_HD T* unrolled_at(int32_t i, int32_t e) const { return base + (i * row + e); }
   PVF_HD int32_t row_offset(int32_t i) const { return rolled(i, dy, height) * row; }
   PVF_HD int32_t offset(int32_t e) const { return rolled(e, shift, length) * element; }
 };

@@ -19,7 +19,8 @@ constexpr int kPartialsPerTile = kBlockWarps;
 
 // The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at
 // out[w]; bad_sigma (1: the image's sigma is not finite) flags them. kFull: every pixel of the
-// tile lies inside the image (TilePath::full). Ends with a barrier.
+// tile lies inside the image (TilePath::full). Its last phase is left to the caller's next
+// barrier (the one-pass step's is the arrival at its ticket).
 template <NormMode Mode, bool kFull, class Block>
 PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TilePos& t,
                                 const TileGrid& grid, int32_t bad_sigma, StatsPartial* out) {
@@ -43,7 +44,6 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
     if (Mode != kStd) p.count = kFull ? kRowsPerThread * kWarpSize : warp_pixels(t, thread / kWarpSize, grid);
     out[thread / kWarpSize] = p;
   });
-  blk.sync();
 }
 
 // The norm mode is a template argument: the per-element fold of the tile loop is that mode's
@@ -66,6 +66,7 @@ struct StatsProgram {
     tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto path) {
       store_tile_partials<Mode, decltype(path)::full>(blk, regs, t, tiles.grid, bad_sigma,
                                                       partials + int64_t(index) * kPartialsPerTile);
+      blk.sync();
     });
   }
 };
@@ -340,13 +341,13 @@ struct ApplyProgram {
         float g[kV], x[kV] = {}, v[kV];
         PVF_UNROLL
         for (int k = 0; k < kV; k += 4) load4(&sh.rows[h][c + k], g + k);
-        if (Epilogue::kReadsImage) load_vector(in.at(t.i0 + h, t.e0 + c), x);
+        if (Epilogue::kReadsImage) load_vector(in.unrolled_at(t.i0 + h, t.e0 + c), x);
         PVF_UNROLL
         for (int k = 0; k < kV; ++k) v[k] = epilogue(image_state, g[k], x[k]);
         PVF_UNROLL
         for (int o = 0; o < Epilogue::kOutputs; ++o) {
           if (o != Epilogue::kRolledOutput) {
-            store_vector(out[o].at(t.i0 + h, t.e0 + c), v);
+            store_vector(out[o].unrolled_at(t.i0 + h, t.e0 + c), v);
           } else {
             PVF_UNROLL
             for (int k = 0; k < kV; k += 4) store4(&sh.rows[h][c + k], v + k);
@@ -363,7 +364,7 @@ struct ApplyProgram {
         // them), instead of a roll, a product and an address per row; rows past the image (a
         // bottom tile's) are stepped over, never stored.
         const int32_t wrap = height - rolled(t.i0 + first, rolled_out.dy, height), inside = height - (t.i0 + first);
-        T* p = rolled_out.at(t.i0 + first, rolled_out.offset(t.e0 + lane));
+        T* p = rolled_out.at(t.i0 + first, rolled(t.e0 + lane, rolled_out.shift, rolled_out.length));  // element 1
         // the wrap's step made once (opaque: else a choice between 1 - height and 1 is multiplied per row)
         const int32_t down = rolled_out.row, wrap_back = opaque((1 - height) * rolled_out.row);
         PVF_UNROLL
