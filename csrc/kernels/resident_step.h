@@ -213,7 +213,8 @@ struct ResidentStepProgram {
           step_tile<decltype(path)>(blk, regs, sh, index, n, taps, blur);
         }
       };
-      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors(), tile_loop, [&] { return more; });
+      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors() && tiles.src.view.vectors, tile_loop,
+                        [&] { return more; });
     }
   }
 };

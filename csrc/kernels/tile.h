@@ -672,12 +672,13 @@ struct FastHalo {
   // remainder).
   static PVF_HD int32_t misalignment(int32_t start) { return static_cast<int32_t>(static_cast<uint32_t>(start) % kV); }
 
-  // The tests joined by bitwise ands, not branches (a branch leaves a bool that the GPU moves
-  // through byte permutes); start() is defined whatever the tile.
+  // Whether the tile's halo allows the fast path, in a plane that does (16-byte aligned rows of
+  // the planar cut: run_tile_loops's `vectors` and fixed radius). The tests joined by bitwise
+  // ands, not branches (a branch leaves a bool that the GPU moves through byte permutes); start()
+  // is defined whatever the tile.
   static PVF_HD bool fits(const PlaneRows<const T>& p, const TilePos& t) {
     const int32_t s = start(p, t);
-    return p.vectors & (p.step == 1) & (t.e0 >= R) & (t.e0 + kTileW + R <= p.length) &
-           (s - misalignment(s) + kVectors * kV <= p.length);
+    return (t.e0 >= R) & (t.e0 + kTileW + R <= p.length) & (s - misalignment(s) + kVectors * kV <= p.length);
   }
 };
 
@@ -799,12 +800,13 @@ struct TilePath {
 };
 
 // The tile loops of one blur (taps): loop(path, take, blur) runs a loop over the tiles that
-// take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius
-// of FixedRadii has loops of its own (straight-line code inside): for R >= 1 and vector views
-// (`vectors`) one over the interior tiles of kTileH rows, one over the interior tiles cut by
-// the image's last row and one over the others, run again while more() (a program whose next
-// tiles may take any path); otherwise one over every tile. The other radii share the run-time
-// loop. A tile's results do not depend on the loop that computes it.
+// take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius of
+// FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar cut) and
+// vector views (`vectors`: the source's and the program's) one over the interior tiles of kTileH
+// rows, one over the interior tiles cut by the image's last row and one over the others, run again
+// while more() (a program whose next tiles may take any path); otherwise one over every tile. The
+// other radii share the run-time loop. A tile's results do not depend on the loop that computes
+// it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
@@ -863,7 +865,7 @@ struct BlurredTiles {
       blk.renew_thread_index();  // per image: the taps' per-thread values
       const int32_t b = grid.by_per_image(index), end = (b + 1) * grid.per_image;
       const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
-      const bool fast_image = image(b, index, taps);
+      const bool fast_image = image(b, index, taps) && src.view.vectors;
       const PlaneRows<const T> rolled_image = src.image(b, grid);
       // blur(p, t) and tile(i, t, path) for the block's tiles i of the image that take(p, t) accepts.
       const auto tiles_of_image = [&](auto path, auto take, auto blur) {
