@@ -9,10 +9,14 @@
 #define PVF_HD __host__ __device__ __forceinline__
 #define PVF_HD_NOINLINE __host__ __device__ __noinline__  // work a loop rarely does: one CALL in the loop
 #define PVF_UNROLL _Pragma("unroll")
+// A lambda inlined however large (device lambdas are not __forceinline__): one whose captures
+// would otherwise go through the stack of an outlined call.
+#define PVF_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define PVF_HD inline
 #define PVF_HD_NOINLINE inline
 #define PVF_UNROLL _Pragma("GCC unroll 8")
+#define PVF_INLINE_LAMBDA
 #endif
 
 namespace pvf {

@@ -17,6 +17,8 @@
 // publishes it.
 #pragma once
 
+#include <cstddef>
+
 #include "tile_programs.h"
 
 namespace pvf {
@@ -31,15 +33,28 @@ struct alignas(16) ImageSource {
   int32_t unused;
 };
 
-// Per image: its source, then what the block of its last tile publishes for its other tiles.
+// An image's first element in each image of the step (image_base, StepEpilogue::bases), written
+// with its source: a tile takes them in two 16-byte loads, not four 64-bit products. Untyped:
+// the tickets' layout is that of every storage.
+struct alignas(16) ImageBases {
+  const void* source;
+  const void* x;
+  void* new_x;
+  void* next_input;
+};
+
+// Per image: its source and bases, then what the block of its last tile publishes for its other
+// tiles.
 struct alignas(16) ImageTicket {
   ImageSource source;
   int32_t arrived;  // tiles whose partials are stored
   int32_t ready;  // 1 once the rest is written
   int32_t unused[2];
   StepImage image;  // the step's scale of the image (StepEpilogue::image)
+  ImageBases bases;
 };
-static_assert(sizeof(StepImage) == 20 && sizeof(ImageTicket) == 64, "the ticket's image moves as 16-byte words");
+static_assert(sizeof(StepImage) == 20 && offsetof(ImageTicket, bases) == 64 && sizeof(ImageTicket) == 96,
+              "the ticket's image moves as 16-byte words");
 
 // The last tile of image b to arrive: fold the image's partials (fold_image, as the two-pass
 // step does), then write its StepImage on the ticket and its flag, and publish the ticket. Out
@@ -66,13 +81,14 @@ PVF_HD uint32_t float_bits(float v) {
   return bits;
 }
 
-// The tickets of a one-pass step, before it: each image's source, the rest zero. One thread per
-// image.
+// The tickets of a one-pass step, before it: each image's source and bases, the rest zero. One
+// thread per image.
+template <class T>
 struct ImageTicketsProgram {
   struct Shared {};
-  const int64_t* shifts;  // the step's un-jitter (TileSource: shifts, inverse)
-  bool inverse;
+  TileSource<T> src;  // the step's gradient and un-jitter
   const float* sigma;  // [B]
+  StepEpilogue<T> epilogue;
   ImageShape shape;
   ImageTicket* tickets;  // [B]
 
@@ -83,8 +99,10 @@ struct ImageTicketsProgram {
       const int64_t step = int64_t(blk.count()) * kBlockThreads;
       for (int64_t b = int64_t(blk.index()) * kBlockThreads + thread; b < shape.batch; b += step) {
         ImageTicket ticket{};
-        ticket.source = {reduced_shift(shifts, 2 * b, shape.height, inverse),
-                         reduced_shift(shifts, 2 * b + 1, shape.width, inverse), float_bits(sigma[b]), 0};
+        ticket.source = {reduced_shift(src.shifts, 2 * b, shape.height, src.inverse),
+                         reduced_shift(src.shifts, 2 * b + 1, shape.width, src.inverse), float_bits(sigma[b]), 0};
+        const auto at = epilogue.bases(static_cast<int32_t>(b));
+        ticket.bases = {image_base(src.data, src.view, static_cast<int32_t>(b)), at.x, at.new_x, at.next_input};
         tickets[b] = ticket;
       }
     });
@@ -107,6 +125,7 @@ struct ResidentStepProgram {
   // the tile loops (the taps change).
   struct Next {
     int32_t b;
+    ImageTicket* ticket;  // tickets + b, made once (opaque: else re-derived at each of its uses)
     bool same_blur;
     TilePos t;
     PlaneRows<const T> p;
@@ -119,23 +138,25 @@ struct ResidentStepProgram {
     const int32_t i = inside ? index : grid.total - 1;
     Next n;
     n.b = grid.by_per_image(i);
-    const ImageSource source = tickets[n.b].source;
+    n.ticket = global_memory(opaque(tickets + uint32_t(n.b)));
+    const ImageSource source = n.ticket->source;
     n.same_blur = inside && source.sigma_bits == float_bits(sigma);
     n.t = tile_at(grid, n.b, i);
-    n.p = tiles.src.plane(image_rows(tiles.src.data, tiles.src.view, n.b, grid, source.dy, source.dx), n.t);
+    const T* image = static_cast<const T*>(n.ticket->bases.source);
+    n.p = tiles.src.plane(rows_at(image, tiles.src.view, grid, source.dy, source.dx), n.t);
     return n;
   }
 
   // One tile: blur(p, t) into regs.value, the partials, the image's scale, the update.
-  template <bool kFast, class Block, class Blur>
+  template <class Path, class Block, class Blur>
   PVF_HD void step_tile(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                         int32_t index, const Next& n, const TileTaps& taps, Blur&& blur) const {
     const TileGrid& grid = tiles.grid;
-    note_tile_path(kFast);
+    note_tile_path(Path::fast);
     blur(n.p, n.t);
-    store_tile_partials<Mode>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
-                              partials + int64_t(index) * kPartialsPerTile);
-    ImageTicket* ticket = tickets + n.b;
+    store_tile_partials<Mode, Path::full>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
+                                          partials + int64_t(index) * kPartialsPerTile);
+    ImageTicket* const ticket = n.ticket;
     if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {
       publish_image(blk, &sh, scale.partials, scale.mode, scale.eps, grid.per_image, n.b, epilogue.next_shifts,
                     grid.shape.height, grid.shape.width, ticket, flags);
@@ -146,10 +167,13 @@ struct ResidentStepProgram {
     // barrier that begins publish, after which the block's threads see the block's writes.
     const StepImage image = read_image(ticket);
     const ApplyProgram<T, StepEpilogue<T>> apply{tiles, scale, flags, epilogue};
-    const PlaneRows<const T> in = epilogue.input(image, n.t, grid);
-    PlaneRows<T> out[2] = {epilogue.output(0, image, n.t, grid), epilogue.output(1, image, n.t, grid)};
-    if constexpr (kFast) {
-      apply.apply_fast(blk, regs, sh, image, in, out, n.t);
+    const ImageBases bases = n.ticket->bases;
+    const typename StepEpilogue<T>::Bases at{static_cast<const T*>(bases.x), static_cast<T*>(bases.new_x),
+                                             static_cast<T*>(bases.next_input)};
+    const PlaneRows<const T> in = epilogue.input(image, at, n.t, grid);
+    PlaneRows<T> out[2] = {epilogue.output(0, image, at, n.t, grid), epilogue.output(1, image, at, n.t, grid)};
+    if constexpr (Path::fast) {
+      apply.template apply_fast<Path::full>(blk, regs, sh, image, in, out, n.t);
     } else {
       apply.apply_general(blk, regs, sh, image, in, out, n.t);
     }
@@ -180,16 +204,17 @@ struct ResidentStepProgram {
       // Tiles of this sigma in turn, each loop while its tiles take its path; more: whether the
       // tile that ended the last loop is of this sigma.
       bool more = false;
-      const auto tile_loop = [&](auto fast, auto take, auto blur) {
+      const auto tile_loop = [&](auto path, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (;; index += blk.count()) {
           const Next n = next(index, taps.sigma);
           more = n.same_blur;
           if (!n.same_blur || !take(n.p, n.t)) return;
-          step_tile<decltype(fast)::value>(blk, regs, sh, index, n, taps, blur);
+          step_tile<decltype(path)>(blk, regs, sh, index, n, taps, blur);
         }
       };
-      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors(), tile_loop, [&] { return more; });
+      run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors() && tiles.src.view.vectors, tile_loop,
+                        [&] { return more; });
     }
   }
 };

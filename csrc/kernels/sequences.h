@@ -250,7 +250,7 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
     if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
       if (a.tickets) {
         with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
-          const ImageTicketsProgram tickets{g.src.shifts, g.src.inverse, g.sigma, a.shape, a.tickets};
+          const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, a.shape, a.tickets};
           launch((a.shape.batch + kBlockThreads - 1) / kBlockThreads, tickets);
           done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
                                                         g, a.partials, scale, a.nonfinite, step, a.tickets});

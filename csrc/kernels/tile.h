@@ -268,6 +268,8 @@ struct PlaneRows {
   PVF_HD T* row_at(int32_t i) const { return base + row_offset(i); }
   // Element e (no roll) of row i (rolled) in one int32 offset: a single wide add to the base.
   PVF_HD T* at(int32_t i, int32_t e) const { return base + (row_offset(i) + e); }
+  // The same for a plane without a roll (dy = 0) and a row inside it (i < height): no wrap to test.
+  PVF_HD T* unrolled_at(int32_t i, int32_t e) const { return base + (i * row + e); }
   PVF_HD int32_t row_offset(int32_t i) const { return rolled(i, dy, height) * row; }
   PVF_HD int32_t offset(int32_t e) const { return rolled(e, shift, length) * element; }
 };
@@ -282,21 +284,44 @@ PVF_HD T* plane_pointer(T* base, int64_t elements) {
   return global_memory(opaque(base + elements));
 }
 
-// Plane 0 of image b; dy, dx: the roll in rows and pixels, both reduced (reduced_shift).
+// b x stride for an index b >= 0, b zero-extended: the GPU then multiplies b's low word alone
+// (a sign-extended b adds a shift and a multiply of its high word).
+PVF_HD int64_t index_offset(int32_t b, int64_t stride) { return int64_t(uint32_t(b)) * stride; }
+
+// Image b's first element.
+template <class T>
+PVF_HD T* image_base(T* data, const TileView& v, int32_t b) {
+  return plane_pointer(data, index_offset(b, v.image));
+}
+
+// Plane 0 of the image whose first element is `image`; dy, dx: the roll in rows and pixels,
+// both reduced (reduced_shift).
+template <class T>
+PVF_HD PlaneRows<T> rows_at(T* image, const TileView& v, const TileGrid& g, int32_t dy = 0, int32_t dx = 0) {
+  return {image, v.row, v.element, dy, dx * g.step, static_cast<int32_t>(g.shape.height), g.length, g.step, v.vectors};
+}
+
+// Plane 0 of image b.
 template <class T>
 PVF_HD PlaneRows<T> image_rows(T* data, const TileView& v, int32_t b, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
-  return {plane_pointer(data, int64_t(b) * v.image), v.row, v.element, dy, dx * g.step,
-          static_cast<int32_t>(g.shape.height), g.length, g.step, v.vectors};
+  return rows_at(image_base(data, v, b), v, g, dy, dx);
+}
+
+// The plane of tile t in the image whose first element is `image`.
+template <class T>
+PVF_HD PlaneRows<T> plane_at(T* image, const TileView& v, const TilePos& t, const TileGrid& g, int32_t dy = 0,
+                             int32_t dx = 0) {
+  PlaneRows<T> p = rows_at(image, v, g, dy, dx);
+  p.base = plane_pointer(p.base, t.plane * v.plane);
+  return p;
 }
 
 // The plane of tile t.
 template <class T>
 PVF_HD PlaneRows<T> plane_rows(T* data, const TileView& v, const TilePos& t, const TileGrid& g, int32_t dy = 0,
                                int32_t dx = 0) {
-  PlaneRows<T> p = image_rows(data, v, t.b, g, dy, dx);
-  p.base = plane_pointer(p.base, t.plane * v.plane);
-  return p;
+  return plane_at(image_base(data, v, t.b), v, t, g, dy, dx);
 }
 
 // A source image of a tile program: data, view, and the roll applied on reading (none when
@@ -647,10 +672,13 @@ struct FastHalo {
   // remainder).
   static PVF_HD int32_t misalignment(int32_t start) { return static_cast<int32_t>(static_cast<uint32_t>(start) % kV); }
 
+  // Whether the tile's halo allows the fast path, in a plane that does (16-byte aligned rows of
+  // the planar cut: run_tile_loops's `vectors` and fixed radius). The tests joined by bitwise
+  // ands, not branches (a branch leaves a bool that the GPU moves through byte permutes); start()
+  // is defined whatever the tile.
   static PVF_HD bool fits(const PlaneRows<const T>& p, const TilePos& t) {
-    if (!p.vectors || p.step != 1 || t.e0 < R || t.e0 + kTileW + R > p.length) return false;
     const int32_t s = start(p, t);
-    return s - misalignment(s) + kVectors * kV <= p.length;
+    return (t.e0 >= R) & (t.e0 + kTileW + R <= p.length) & (s - misalignment(s) + kVectors * kV <= p.length);
   }
 };
 
@@ -763,43 +791,55 @@ PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& 
   return ((r == Rs ? (f(std::integral_constant<int, Rs>{}), true) : false) || ...);
 }
 
-// The tile loops of one blur (taps): loop(fast, take, blur) runs a loop over the tiles that
-// take(p, t) accepts, computing each one's blur by blur(p, t); fast is std::true_type for the
-// interior fast path (blur_tile_fast). Each radius of FixedRadii has loops of its own
-// (straight-line code inside): for R >= 1 and vector views (`vectors`) one over the interior
-// tiles and one over the others, run again while more() (a program whose next tiles may take
-// either path); otherwise one over every tile. The other radii share the run-time loop. A
-// tile's results do not depend on the loop that computes it.
+// The path of a tile loop's tiles: `fast`, the interior fast path (blur_tile_fast) rather than
+// the general one; `full`, every row of the tile inside the image (a fast tile's columns are), so
+// that its statistic and stores check no row against the image's height.
+template <bool kFast, bool kFull = false>
+struct TilePath {
+  static constexpr bool fast = kFast, full = kFull;
+};
+
+// The tile loops of one blur (taps): loop(path, take, blur) runs a loop over the tiles that
+// take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius of
+// FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar cut) and
+// vector views (`vectors`: the source's and the program's) one over the interior tiles of kTileH
+// rows, one over the interior tiles cut by the image's last row and one over the others, run again
+// while more() (a program whose next tiles may take any path); otherwise one over every tile. The
+// other radii share the run-time loop. A tile's results do not depend on the loop that computes
+// it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
   const auto every = [](const PlaneRows<const T>&, const TilePos&) { return true; };
-  // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur.
-  const bool fixed = (grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, [&](auto radius) {
+  // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur. Each
+  // radius's loops inlined: an outlined one takes the captures through the stack.
+  const auto fixed_loops = [&](auto radius) PVF_INLINE_LAMBDA {
     constexpr int R = decltype(radius)::value;
     const auto blur_fixed = [&](const PlaneRows<const T>& p, const TilePos& t) { blur_tile_fixed<R>(blk, regs, sh, p, t); };
     if constexpr (R > 0) {
       if (vectors) {
-        const auto interior = [](const PlaneRows<const T>& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+        using Rows = PlaneRows<const T>;
+        const auto interior = [](const Rows& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+        const auto full = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH <= p.height; };
+        const auto cut = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH > p.height; };
+        const auto blur_fast = [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t); };
         do {
-          loop(std::true_type{}, interior, [&](const PlaneRows<const T>& p, const TilePos& t) {
-            blur_tile_fast<R>(blk, regs, sh, p, t);
-          });
-          loop(std::false_type{}, [&](const PlaneRows<const T>& p, const TilePos& t) { return !interior(p, t); },
-               blur_fixed);
+          loop(TilePath<true, true>{}, full, blur_fast);
+          loop(TilePath<true>{}, cut, blur_fast);
+          loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !interior(p, t); }, blur_fixed);
         } while (more());
         return;
       }
     }
-    loop(std::false_type{}, every, blur_fixed);
-  });
-  if (fixed) return;
+    loop(TilePath<false>{}, every, blur_fixed);
+  };
+  if ((grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, fixed_loops)) return;
   if (taps.radius < kSharedTaps) {
-    loop(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+    loop(TilePath<false>{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
       blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
     });
   } else {
-    loop(std::false_type{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+    loop(TilePath<false>{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
       blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
     });
   }
@@ -810,8 +850,8 @@ PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRe
 // by the tile loops of its blur (run_tile_loops):
 //   image(b, index, taps)  block-uniform, once per image and block, after the image's taps;
 //                          returns whether the program's own accesses allow the fast path;
-//   tile(index, t, fast)   per tile, once the tile's blur is in regs.value; fast is
-//                          std::true_type for the tiles of the interior fast path (blur_tile_fast).
+//   tile(index, t, path)   per tile, once the tile's blur is in regs.value; path: the loop's
+//                          TilePath.
 template <class T>
 struct BlurredTiles {
   TileSource<T> src;
@@ -825,18 +865,18 @@ struct BlurredTiles {
       blk.renew_thread_index();  // per image: the taps' per-thread values
       const int32_t b = grid.by_per_image(index), end = (b + 1) * grid.per_image;
       const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
-      const bool fast_image = image(b, index, taps);
+      const bool fast_image = image(b, index, taps) && src.view.vectors;
       const PlaneRows<const T> rolled_image = src.image(b, grid);
-      // blur(p, t) and tile(i, t, fast) for the block's tiles i of the image that take(p, t) accepts.
-      const auto tiles_of_image = [&](auto fast, auto take, auto blur) {
+      // blur(p, t) and tile(i, t, path) for the block's tiles i of the image that take(p, t) accepts.
+      const auto tiles_of_image = [&](auto path, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (int32_t i = index; i < end; i += blk.count()) {
           const TilePos t = tile_at(grid, b, i);
           const PlaneRows<const T> p = src.plane(rolled_image, t);
           if (!take(p, t)) continue;
-          note_tile_path(decltype(fast)::value);
+          note_tile_path(decltype(path)::fast);
           blur(p, t);
-          tile(i, t, fast);
+          tile(i, t, path);
         }
       };
       run_tile_loops<T>(blk, regs, sh, grid, taps, fast_image, tiles_of_image, [] { return false; });

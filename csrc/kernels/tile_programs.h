@@ -18,12 +18,14 @@ namespace pvf {
 constexpr int kPartialsPerTile = kBlockWarps;
 
 // The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at
-// out[w]; bad_sigma (1: the image's sigma is not finite) flags them. Ends with a barrier.
-template <NormMode Mode, class Block>
+// out[w]; bad_sigma (1: the image's sigma is not finite) flags them. kFull: every pixel of the
+// tile lies inside the image (TilePath::full). Its last phase is left to the caller's next
+// barrier (the one-pass step's is the arrival at its ticket).
+template <NormMode Mode, bool kFull, class Block>
 PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TilePos& t,
                                 const TileGrid& grid, int32_t bad_sigma, StatsPartial* out) {
   blk.each(regs, [&](int thread, TileRegs& reg) {
-    const int32_t inside = inside_rows(t, thread, grid);
+    const int32_t inside = kFull ? kRowsPerThread : inside_rows(t, thread, grid);
     StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
     PVF_UNROLL
     for (int q = 0; q < kRowsPerThread; ++q) {
@@ -39,10 +41,9 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   blk.each(regs, [&](int thread, TileRegs& reg) {
     if (thread % kWarpSize != 0) return;
     StatsPartial p = reg.partial;
-    if (Mode != kStd) p.count = warp_pixels(t, thread / kWarpSize, grid);
+    if (Mode != kStd) p.count = kFull ? kRowsPerThread * kWarpSize : warp_pixels(t, thread / kWarpSize, grid);
     out[thread / kWarpSize] = p;
   });
-  blk.sync();
 }
 
 // The norm mode is a template argument: the per-element fold of the tile loop is that mode's
@@ -62,8 +63,10 @@ struct StatsProgram {
       bad_sigma = is_finite(taps.sigma) ? 0 : 1;
       return true;
     };
-    tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto) {
-      store_tile_partials<Mode>(blk, regs, t, tiles.grid, bad_sigma, partials + int64_t(index) * kPartialsPerTile);
+    tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto path) {
+      store_tile_partials<Mode, decltype(path)::full>(blk, regs, t, tiles.grid, bad_sigma,
+                                                      partials + int64_t(index) * kPartialsPerTile);
+      blk.sync();
     });
   }
 };
@@ -201,13 +204,30 @@ struct StepEpilogue {
     return step_image(params.mode, sh, next_shifts, b, shape.height, shape.width);
   }
 
-  PVF_HD PlaneRows<const T> input(const Image&, const TilePos& t, const TileGrid& g) const {
-    return plane_rows(x, x_view, t, g);
+  // Image b's first elements in x, new_x and the next input (image_base); the one-pass step
+  // takes them from its tickets.
+  struct Bases {
+    const T* x;
+    T* new_x;
+    T* next_input;
+  };
+  PVF_HD Bases bases(int32_t b) const {
+    return {image_base(x, x_view, b), image_base(new_x, new_x_view, b), image_base(next_input, next_input_view, b)};
+  }
+
+  PVF_HD PlaneRows<const T> input(const Image& f, const TilePos& t, const TileGrid& g) const {
+    return input(f, bases(t.b), t, g);
+  }
+  PVF_HD PlaneRows<const T> input(const Image&, const Bases& at, const TilePos& t, const TileGrid& g) const {
+    return plane_at(at.x, x_view, t, g);
   }
 
   PVF_HD PlaneRows<T> output(int k, const Image& f, const TilePos& t, const TileGrid& g) const {
-    if (k == 0) return plane_rows(new_x, new_x_view, t, g);
-    return plane_rows(next_input, next_input_view, t, g, f.next_dy, f.next_dx);
+    return output(k, f, bases(t.b), t, g);
+  }
+  PVF_HD PlaneRows<T> output(int k, const Image& f, const Bases& at, const TilePos& t, const TileGrid& g) const {
+    if (k == 0) return plane_at(at.new_x, new_x_view, t, g);
+    return plane_at(at.next_input, next_input_view, t, g, f.next_dy, f.next_dx);
   }
 
   PVF_HD float operator()(const Image& f, float g, float old) const {
@@ -225,7 +245,8 @@ struct StepEpilogue {
 // 16-byte aligned, whole rows inside the image): a thread takes groups of kV elements of a row,
 // reads x and writes the unrolled outputs as one vector each with no per-item choice; the rolled
 // output, whose groups the roll misaligns, goes back to sh.rows and is written a warp per row,
-// a lane per column (coalesced 4-byte stores wherever the roll splits the row).
+// a lane per column (coalesced 4-byte stores wherever the roll splits the row); kFull
+// (TilePath::full): no row of the tile is past the image's last, none is checked.
 template <class T, class Epilogue>
 struct ApplyProgram {
   using Shared = TileShared;
@@ -250,13 +271,13 @@ struct ApplyProgram {
       }
       return epilogue.vectors();
     };
-    tiles.run(blk, regs, sh, image, [&](int32_t, const TilePos& t, auto fast) {
+    tiles.run(blk, regs, sh, image, [&](int32_t, const TilePos& t, auto path) {
       const PlaneRows<const T> in = epilogue.input(image_state, t, grid);
       PlaneRows<T> out[Epilogue::kOutputs];
       PVF_UNROLL
       for (int k = 0; k < Epilogue::kOutputs; ++k) out[k] = epilogue.output(k, image_state, t, grid);
-      if constexpr (decltype(fast)::value) {
-        apply_fast(blk, regs, sh, image_state, in, out, t);
+      if constexpr (decltype(path)::fast) {
+        apply_fast<decltype(path)::full>(blk, regs, sh, image_state, in, out, t);
       } else {
         apply_general(blk, regs, sh, image_state, in, out, t);
       }
@@ -299,7 +320,7 @@ struct ApplyProgram {
     blk.sync();
   }
 
-  template <class Block>
+  template <bool kFull, class Block>
   PVF_HD void apply_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                          const typename Epilogue::Image& image_state, const PlaneRows<const T>& in,
                          const PlaneRows<T>* out, const TilePos& t) const {
@@ -316,17 +337,17 @@ struct ApplyProgram {
       PVF_UNROLL
       for (int s = 0; s < kGroups / kBlockThreads; ++s) {
         const int32_t group = thread + s * kBlockThreads, h = group / kPerRow, c = group % kPerRow * kV;
-        if (t.i0 + h >= height) continue;
+        if (!kFull && t.i0 + h >= height) continue;
         float g[kV], x[kV] = {}, v[kV];
         PVF_UNROLL
         for (int k = 0; k < kV; k += 4) load4(&sh.rows[h][c + k], g + k);
-        if (Epilogue::kReadsImage) load_vector(in.at(t.i0 + h, t.e0 + c), x);
+        if (Epilogue::kReadsImage) load_vector(in.unrolled_at(t.i0 + h, t.e0 + c), x);
         PVF_UNROLL
         for (int k = 0; k < kV; ++k) v[k] = epilogue(image_state, g[k], x[k]);
         PVF_UNROLL
         for (int o = 0; o < Epilogue::kOutputs; ++o) {
           if (o != Epilogue::kRolledOutput) {
-            store_vector(out[o].at(t.i0 + h, t.e0 + c), v);
+            store_vector(out[o].unrolled_at(t.i0 + h, t.e0 + c), v);
           } else {
             PVF_UNROLL
             for (int k = 0; k < kV; k += 4) store4(&sh.rows[h][c + k], v + k);
@@ -343,12 +364,12 @@ struct ApplyProgram {
         // them), instead of a roll, a product and an address per row; rows past the image (a
         // bottom tile's) are stepped over, never stored.
         const int32_t wrap = height - rolled(t.i0 + first, rolled_out.dy, height), inside = height - (t.i0 + first);
-        T* p = rolled_out.at(t.i0 + first, rolled_out.offset(t.e0 + lane));
+        T* p = rolled_out.at(t.i0 + first, rolled(t.e0 + lane, rolled_out.shift, rolled_out.length));  // element 1
         // the wrap's step made once (opaque: else a choice between 1 - height and 1 is multiplied per row)
         const int32_t down = rolled_out.row, wrap_back = opaque((1 - height) * rolled_out.row);
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (q < inside) store(p, 0, sh.rows[first + q][lane]);
+          if (kFull || q < inside) store(p, 0, sh.rows[first + q][lane]);
           if (q + 1 < kRowsPerThread) p += q + 1 == wrap ? wrap_back : down;
         }
       });

@@ -176,8 +176,9 @@ def tile_loops(listing, sigma=2.0):
     compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at radius 6 =
     sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's pixels).
     Each radius has a loop for the interior fast path (csrc/kernels/tile.h blur_tile_fast: vector
-    loads, no reflection, no per-item choice), the shortest, and loops for the general path of
-    the other tiles, of which the edge is the longest."""
+    loads, no reflection, no per-item choice) over tiles of TILE_HEIGHT rows inside the image,
+    the shortest, one for the fast tiles that the image's last row cuts, and loops for the
+    general path of the other tiles, of which the edge is the longest."""
     r = math.ceil(3 * sigma)
     counted = [(_ffma_count(listing, *loop), loop) for loop in tile_loop_candidates(listing)]
     most = max((ffma for ffma, _ in counted), default=0)
