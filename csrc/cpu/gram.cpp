@@ -97,7 +97,8 @@ at::Tensor rows_times_matrices(const at::Tensor& m_t, const at::Tensor& x, const
     const T* addend = add ? add->const_data_ptr<T>() : nullptr;
     const float* mat = m_t.const_data_ptr<float>();
     T* dst = out.mutable_data_ptr<T>();
-    constexpr int64_t kRowsPerTask = 64;
+    // The AMX kernel pairs m's rows (C * C / 2 conversions) per call: larger tasks spread that.
+    constexpr int64_t kRowsPerTask = std::is_same_v<T, float> ? 64 : 1024;
     const int64_t tasks_per_image = (P + kRowsPerTask - 1) / kRowsPerTask;
     at::parallel_for(0, B * tasks_per_image, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
