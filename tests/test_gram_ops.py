@@ -55,6 +55,9 @@ def assert_error_kernels_match_the_reference(x, seed):
     grad = torch.ops.pyviz_fast.gram_error_backward(x, residual, weights)
     assert_close_to(grad, reference.gram_error_backward(x, want_residual, weights))
     assert grad.stride() == x.stride() and grad._base is None, "laid out as x, and owning its memory"
+    skewed = residual + torch.randn(residual.shape, generator=torch.Generator().manual_seed(seed + 2))
+    assert_close_to(torch.ops.pyviz_fast.gram_error_backward(x, skewed, weights),
+                    reference.gram_error_backward(x, skewed, weights))  # (R + R^T) of a residual not symmetric
     add = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1)).to(x.dtype).as_strided(
         x.shape, x.stride())
     with_add = torch.ops.pyviz_fast.gram_error_backward(x, residual, weights, add)

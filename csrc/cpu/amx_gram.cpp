@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -23,6 +24,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #define PVF_AMX 1
+#include "row_kernels.h"
+#include "transpose16.h"
 #else
 #define PVF_AMX 0
 #endif
@@ -75,30 +78,6 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   return _mm512_permutex2var_epi16(low, _mm512_load_si512(kPairs), high);
 }
 
-// r[j] becomes column j of the 16 x 16 dword matrix whose rows were r[0..15].
-[[PVF_AMX_TARGET, gnu::always_inline]] inline void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {  // dwords of row pairs, per 128-bit lane
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {  // lane L of u[i + e]: column 4L + e of rows i .. i + 3
-    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  for (int e = 0; e < 4; ++e) {  // the 4 x 4 lanes of u[e], u[4 + e], u[8 + e], u[12 + e], transposed
-    const __m512i a0 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0x44), a1 = _mm512_shuffle_i32x4(u[e], u[4 + e], 0xEE);
-    const __m512i a2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0x44);
-    const __m512i a3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], 0xEE);
-    r[e] = _mm512_shuffle_i32x4(a0, a2, 0x88);
-    r[4 + e] = _mm512_shuffle_i32x4(a0, a2, 0xDD);
-    r[8 + e] = _mm512_shuffle_i32x4(a1, a3, 0x88);
-    r[12 + e] = _mm512_shuffle_i32x4(a1, a3, 0xDD);
-  }
-}
-
 // One group of 32 positions (count of them valid, the rest zeros) and 16 channels of rows
 // (row stride C): the B tile (pair rows) and the A tile (its transpose), 256 dwords each.
 [[PVF_AMX_TARGET]] void stage_group(const uint16_t* rows, int64_t count, int64_t C, uint32_t* b, uint32_t* a) {
@@ -114,13 +93,18 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   for (int c = 0; c < 16; ++c) _mm512_storeu_si512(a + 16 * c, pairs[c]);
 }
 
-// float32 lanes to bfloat16, rounded to nearest even, a NaN to the quiet NaN 0x7FC0 (c10's rule).
-[[PVF_AMX_TARGET, gnu::always_inline]] inline void store_bf16(c10::BFloat16* out, __m512 v) {
+// float32 lanes to bfloat16 bits (in each dword's low half), rounded to nearest even, a NaN to the
+// quiet NaN 0x7FC0 (c10's rule).
+[[PVF_AMX_TARGET, gnu::always_inline]] inline __m512i bf16_bits(__m512 v) {
   const __m512i bits = _mm512_castps_si512(v);
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
-  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(rounded));
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  return _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+}
+
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void store_bf16(c10::BFloat16* out, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(bf16_bits(v)));
 }
 
 [[PVF_AMX_TARGET, gnu::always_inline]] inline __m512 load_bf16(const c10::BFloat16* p) {
@@ -133,23 +117,25 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   const int64_t blocks = C / 16;
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(rows);
   std::fill(g, g + C * C, 0.0f);
-  std::vector<uint32_t> a_tiles, b_tiles;
+  // Staging for the most groups a block of positions holds, written before it is read.
+  const int64_t staged = std::min(kGroupsPerBlock, (n + kGroup - 1) / kGroup) * blocks * 256;
+  const auto a_tiles = std::make_unique_for_overwrite<uint32_t[]>(staged);
+  const auto b_tiles = std::make_unique_for_overwrite<uint32_t[]>(staged);
   const TileConfig config(16, 64, 16);
   _tile_loadconfig(&config);
   for (int64_t p0 = 0; p0 < n; p0 += kGroup * kGroupsPerBlock) {
     const int64_t count = std::min(kGroup * kGroupsPerBlock, n - p0), groups = (count + kGroup - 1) / kGroup;
-    a_tiles.resize(groups * blocks * 256), b_tiles.resize(groups * blocks * 256);
     for (int64_t q = 0; q < groups; ++q)
       for (int64_t cb = 0; cb < blocks; ++cb)
         stage_group(bits + (p0 + q * kGroup) * C + cb * 16, std::min(kGroup, count - q * kGroup), C,
-                    b_tiles.data() + (q * blocks + cb) * 256, a_tiles.data() + (q * blocks + cb) * 256);
+                    b_tiles.get() + (q * blocks + cb) * 256, a_tiles.get() + (q * blocks + cb) * 256);
     for (int64_t ib = 0; ib < blocks; ++ib) {
       for (int64_t jb = ib; jb < blocks; ++jb) {  // the lower triangle is mirrored below
         float* tile = g + ib * 16 * C + jb * 16;
         _tile_loadd(0, tile, C * 4);
         for (int64_t q = 0; q < groups; ++q) {
-          _tile_loadd(1, a_tiles.data() + (q * blocks + ib) * 256, 64);
-          _tile_loadd(2, b_tiles.data() + (q * blocks + jb) * 256, 64);
+          _tile_loadd(1, a_tiles.get() + (q * blocks + ib) * 256, 64);
+          _tile_loadd(2, b_tiles.get() + (q * blocks + jb) * 256, 64);
           _tile_dpbf16ps(0, 1, 2);
         }
         _tile_stored(0, tile, C * 4);
@@ -157,19 +143,20 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
     }
   }
   _tile_release();
-  for (int64_t i = 1; i < C; ++i)
-    for (int64_t j = 0; j < i; ++j) g[i * C + j] = g[j * C + i];
+  mirror_upper(g, C);
 }
 
 [[PVF_AMX_TARGET]] void rows_times_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m,
                                          const c10::BFloat16* add, c10::BFloat16* out) {
   const int64_t depth = C % 32 == 0 ? 32 : 16;  // channels summed per tile product
-  // m's rows in pairs: dword (i / 2, j) holds m[i][j], m[i + 1][j]
-  std::vector<uint32_t> m_pairs(C / 2 * C);
+  // m's rows in pairs: dword (i / 2, j) holds m[i][j], m[i + 1][j] (bfloat16 values: their float
+  // bits' high halves)
+  const auto m_pairs = std::make_unique_for_overwrite<uint32_t[]>(C / 2 * C);
   for (int64_t i = 0; i < C; i += 2)
-    for (int64_t j = 0; j < C; ++j) {
-      const c10::BFloat16 low(m[i * C + j]), high(m[(i + 1) * C + j]);
-      m_pairs[i / 2 * C + j] = uint32_t{low.x} | uint32_t{high.x} << 16;
+    for (int64_t j = 0; j < C; j += 16) {
+      const __m512i low = _mm512_srli_epi32(_mm512_loadu_si512(m + i * C + j), 16);
+      const __m512i high = _mm512_and_si512(_mm512_loadu_si512(m + (i + 1) * C + j), _mm512_set1_epi32(-65536));
+      _mm512_storeu_si512(m_pairs.get() + i / 2 * C + j, _mm512_or_si512(low, high));
     }
   std::vector<c10::BFloat16> tail(16 * C, c10::BFloat16(0.0f));  // the last rows, padded to 16 with zeros
   alignas(64) float products[16 * 16];
@@ -183,7 +170,7 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
       _tile_zero(0);
       for (int64_t k0 = 0; k0 < C; k0 += depth) {
         _tile_loadd(1, src + k0, C * 2);
-        _tile_loadd(2, m_pairs.data() + k0 / 2 * C + j0, C * 4);
+        _tile_loadd(2, m_pairs.get() + k0 / 2 * C + j0, C * 4);
         _tile_dpbf16ps(0, 1, 2);
       }
       _tile_stored(0, products, 64);
@@ -197,9 +184,21 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   _tile_release();
 }
 
+[[PVF_AMX_TARGET]] void round_floats_to_bf16(float* m, int64_t n) {
+  for (int64_t k = 0; k < n; k += 16) {
+    const __m512i bits = bf16_bits(_mm512_loadu_ps(m + k));
+    _mm512_storeu_si512(m + k, _mm512_slli_epi32(bits, 16));
+  }
+}
+
 }  // namespace
 
 bool amx_gram_available() { return kAmx; }
+
+void round_to_bf16_amx(float* m, int64_t n) {
+  TORCH_CHECK(kAmx && n % 16 == 0, "round_to_bf16_amx needs AMX and a multiple of 16 values");
+  round_floats_to_bf16(m, n);
+}
 
 void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
   TORCH_CHECK(kAmx && C % 16 == 0, "gram_of_rows_amx needs AMX and a multiple of 16 channels");
@@ -215,6 +214,8 @@ void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const float
 #else
 
 bool amx_gram_available() { return false; }
+
+void round_to_bf16_amx(float*, int64_t) { TORCH_CHECK(false, "round_to_bf16_amx needs an x86-64 build with GCC"); }
 
 void gram_of_rows_amx(const c10::BFloat16*, int64_t, int64_t, float*) {
   TORCH_CHECK(false, "gram_of_rows_amx needs an x86-64 build with GCC");

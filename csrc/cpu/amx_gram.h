@@ -15,6 +15,10 @@ namespace pvf::cpu {
 // True when this CPU has the tiles and the OS lets this process use them (asked once).
 bool amx_gram_available();
 
+// m[k] rounded to the nearest bfloat16 (ties to even, a NaN to c10's quiet NaN), kept as float32;
+// n a multiple of 16.
+void round_to_bf16_amx(float* m, int64_t n);
+
 // g[i * C + j] = sum_p rows[p * C + i] * rows[p * C + j] over the n rows (g: C x C float32, written).
 void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g);
 

@@ -43,11 +43,11 @@ void dispatch_rows(const at::Tensor& x, F&& f) {
     f(float{});
 }
 
-// A C x C matrix in float32 as x's dtype would hold it (bfloat16: rounded, then widened back).
+// A C x C matrix in float32 as x's dtype would hold it (bfloat16, whose rows take AMX: rounded,
+// then widened back).
 template <typename T>
 void round_as(float* m, int64_t n) {
-  if constexpr (!std::is_same_v<T, float>)
-    for (int64_t k = 0; k < n; ++k) m[k] = static_cast<float>(static_cast<T>(m[k]));
+  if constexpr (!std::is_same_v<T, float>) round_to_bf16_amx(m, n);
 }
 
 void products_of_rows(const float* rows, int64_t n, int64_t C, float* g) { gram_of_rows(rows, n, C, g); }
@@ -159,17 +159,7 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   dispatch_rows(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, res); });
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      float* r = res + b * C * C;
-      const float* tb = tgt + b * C * C;
-      for (int64_t k = 0; k < C * C; ++k) r[k] = r[k] / positions - tb[k];
-      // C * C squares (a multiple of 256) in double, in kLanes independent sums: one running
-      // sum would wait on each add's latency
-      constexpr int kLanes = 8;
-      double lanes[kLanes] = {};
-      for (int64_t k = 0; k < C * C; k += kLanes)
-        for (int l = 0; l < kLanes; ++l) lanes[l] += static_cast<double>(r[k + l]) * r[k + l];
-      double sum = 0.0;
-      for (double lane : lanes) sum += lane;
+      const double sum = residual_squares(res + b * C * C, tgt + b * C * C, C * C, positions);
       err[b] = static_cast<float>(sum) / norm[b];
     }
   });
@@ -192,11 +182,8 @@ at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residu
   const float positions = static_cast<float>(P);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const float* r = res + b * C * C;
       float* m_b = mat + b * C * C;
-      const float scale = 2 * w[b] / positions;
-      for (int64_t i = 0; i < C; ++i)
-        for (int64_t j = i; j < C; ++j) m_b[i * C + j] = m_b[j * C + i] = scale * (r[i * C + j] + r[j * C + i]);
+      symmetric_sum(res + b * C * C, C, 2 * w[b] / positions, m_b);
       dispatch_rows(x, [&](auto tag) { round_as<decltype(tag)>(m_b, C * C); });
     }
   });

@@ -22,6 +22,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include "transpose16.h"
 #if defined(__GNUC__) && !defined(__clang__)
 // Rows are short (a few hundred floats): a call to memcpy / memset, which GCC would make of the
 // copy and fill loops here, costs about as much as the row's work itself.
@@ -467,8 +468,7 @@ template <int L, int I, int J>
       }
     }
   }
-  for (int64_t i = 1; i < C; ++i)
-    for (int64_t j = 0; j < i; ++j) g[i * C + j] = g[j * C + i];
+  mirror_upper(g, C);
 }
 
 // Rows p0.. (R of them) times m plus add's rows (if any), columns j0.. (L J): R x J
@@ -608,6 +608,105 @@ std::string use_vector_instruction_set(const std::string& name) {
                     c10::Join(", ", vector_instruction_sets()));
   vector_kernels.store(chosen);
   return previous;
+}
+
+#if PVF_X86_GCC
+namespace {
+
+__attribute__((target("avx512f"))) void mirror_blocks_avx512(float* g, int64_t C) {
+  for (int64_t ib = 0; ib < C; ib += 16)
+    for (int64_t jb = ib + 16; jb < C; jb += 16) {
+      __m512i block[16];
+      load_block16(g + ib * C + jb, C, block);
+      transpose16(block);
+      store_block16(g + jb * C + ib, C, block);
+    }
+}
+
+__attribute__((target("avx512f"))) void symmetric_sum_avx512(const float* r, int64_t C, float scale, float* m) {
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int64_t ib = 0; ib < C; ib += 16)
+    for (int64_t jb = ib; jb < C; jb += 16) {
+      __m512i mirrored[16];
+      load_block16(r + jb * C + ib, C, mirrored);
+      transpose16(mirrored);
+      for (int i = 0; i < 16; ++i) {
+        const __m512 sum = _mm512_add_ps(_mm512_loadu_ps(r + (ib + i) * C + jb), _mm512_castsi512_ps(mirrored[i]));
+        mirrored[i] = _mm512_castps_si512(_mm512_mul_ps(s, sum));
+      }
+      store_block16(m + ib * C + jb, C, mirrored);
+      transpose16(mirrored);
+      store_block16(m + jb * C + ib, C, mirrored);
+    }
+}
+
+__attribute__((target("avx512f"))) double residual_squares_avx512(float* r, const float* t, int64_t n,
+                                                                  float positions) {
+  const __m512 p = _mm512_set1_ps(positions);
+  __m512d lanes = _mm512_setzero_pd();
+  for (int64_t k = 0; k < n; k += 16) {
+    const __m512 v = _mm512_sub_ps(_mm512_div_ps(_mm512_loadu_ps(r + k), p), _mm512_loadu_ps(t + k));
+    _mm512_storeu_ps(r + k, v);
+    const __m512d low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    lanes = _mm512_add_pd(lanes, _mm512_mul_pd(low, low));
+    lanes = _mm512_add_pd(lanes, _mm512_mul_pd(high, high));
+  }
+  alignas(64) double partial[8];
+  _mm512_store_pd(partial, lanes);
+  double sum = 0.0;
+  for (double lane : partial) sum += lane;
+  return sum;
+}
+
+}  // namespace
+#endif
+
+namespace {
+// The C x C passes take AVX-512 when the explicit-vector loops do (use_vector_instruction_set).
+bool blocks_in_registers() {
+#if PVF_X86_GCC
+  return vector_kernels.load(std::memory_order_relaxed) == &k_avx512;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+void mirror_upper(float* g, int64_t C) {
+  int64_t block = 0;  // the vectors mirror every 16 x 16 block off the diagonal
+#if PVF_X86_GCC
+  if (blocks_in_registers() && C % 16 == 0) {
+    mirror_blocks_avx512(g, C);
+    block = 16;
+  }
+#endif
+  for (int64_t i = 1; i < C; ++i)
+    for (int64_t j = block == 0 ? 0 : i / block * block; j < i; ++j) g[i * C + j] = g[j * C + i];
+}
+
+void symmetric_sum(const float* r, int64_t C, float scale, float* m) {
+#if PVF_X86_GCC
+  if (blocks_in_registers() && C % 16 == 0) return symmetric_sum_avx512(r, C, scale, m);
+#endif
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t j = i; j < C; ++j) m[i * C + j] = m[j * C + i] = scale * (r[i * C + j] + r[j * C + i]);
+}
+
+double residual_squares(float* r, const float* t, int64_t n, float positions) {
+#if PVF_X86_GCC
+  if (blocks_in_registers() && n % 16 == 0) return residual_squares_avx512(r, t, n, positions);
+#endif
+  // 8 independent sums: one running sum would wait on each add's latency
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
+  for (int64_t k = 0; k < n; ++k) {
+    r[k] = r[k] / positions - t[k];
+    lanes[k % kLanes] += static_cast<double>(r[k]) * r[k];
+  }
+  double sum = 0.0;
+  for (double lane : lanes) sum += lane;
+  return sum;
 }
 
 }  // namespace pvf::cpu

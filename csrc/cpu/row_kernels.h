@@ -92,6 +92,16 @@ void gram_of_rows(const float* rows, int64_t n, int64_t C, float* g);
 // C x C matrix m, plus rows laid out as them (add: nullptr for none) in the same sums.
 void rows_times(const float* rows, int64_t n, int64_t C, const float* m, const float* add, float* out);
 
+// The C x C passes of the Gram kernels, by 16 x 16 blocks transposed in registers where the CPU
+// has AVX-512 (C a multiple of kGramChannels):
+// g's lower triangle made from its upper one (g[i * C + j] = g[j * C + i] for j < i);
+void mirror_upper(float* g, int64_t C);
+// m = scale * (r + r^T), exactly symmetric;
+void symmetric_sum(const float* r, int64_t C, float scale, float* m);
+// r = r / positions - t over n values (n a multiple of 16), and the sum of the new r's squares,
+// in double, in 8 interleaved partial sums added in order.
+double residual_squares(float* r, const float* t, int64_t n, float positions);
+
 // The instruction sets this CPU runs the explicit-vector loops with (symmetric_filter, the two
 // stats, the two Gram products), best first ("avx512", "avx2", "sse2"; "portable" off x86 GCC),
 // and the one they use from now on ("": the best), for tests that check each; returns the one
