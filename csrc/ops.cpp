@@ -22,4 +22,8 @@ TORCH_LIBRARY(pyviz_fast, m) {
   // (plus another gradient of x, if given).
   m.def("gram_error(Tensor x, Tensor target, Tensor norms) -> (Tensor, Tensor)");
   m.def("gram_error_backward(Tensor x, Tensor residual, Tensor weights, Tensor? add=None) -> Tensor");
+  // A content loss's layer: each image's squared distance to a target and the gradient back (plus
+  // another gradient of x, if given); CPU kernels only.
+  m.def("squared_error(Tensor x, Tensor target, Tensor norms) -> Tensor");
+  m.def("squared_error_backward(Tensor x, Tensor target, Tensor weights, Tensor? add=None) -> Tensor");
 }

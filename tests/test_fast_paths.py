@@ -13,8 +13,9 @@ from pyviz_fast.engine.parameterizations.maco import Maco
 from pyviz_fast.engine.schedules import stages
 
 from pyviz_fast.engine.goals.gram import gram, gram_error_tap, sibling_similarity, squared_norms
-from pyviz_fast.engine.goals.style import relative_error
+from pyviz_fast.engine.goals.style import StyleLoss, relative_error
 from pyviz_fast.engine.layout import Activation
+from pyviz_fast.engine.truncate import TapValue
 from test_periodic_crops import tiled_oracle
 
 
@@ -69,7 +70,8 @@ def test_a_style_layers_tap_is_the_plain_formula_and_gradient(layout, on_path):
     x, y = mine * 2, plain * 2
     out, error = _tapped(x, activation, target)
     want = relative_error(gram(y, activation), target)
-    assert torch.equal(out, x) and torch.equal(error, want)
+    assert torch.equal(out, x)
+    torch.testing.assert_close(error, want, rtol=1e-6, atol=0)  # sums in double (kernels) or float32 (torch)
     weights = torch.tensor([1.0, -2.0, 0.5])
     after = (out * downstream).sum() if on_path else 0
     grad_mine, = torch.autograd.grad((error * weights).sum() + after, mine)
@@ -116,6 +118,35 @@ def test_gram_of_an_activation_no_reshape_can_view_matches_autograd(view):
         grads.append(torch.autograd.grad((fn(act, activation) * weights).sum(), leaf)[0])
     torch.testing.assert_close(grads[0], grads[1])
     assert grads[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("content_layer", ["a", "b"], ids=["content layer also a style layer", "a layer of its own"])
+def test_the_style_loss_through_its_taps_equals_the_loss_of_captured_activations(content_layer):
+    """Each layer's error is a tap inside the forward, one per layer (a content layer that is also
+    a style layer keeps the style tap and gets its content error beside the path): the same loss
+    and gradient as every error taken beside the path from captured activations."""
+    act, activation = _activation("channels_last")
+    gen = torch.Generator().manual_seed(8)
+    content = torch.randn(act.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    grams = {layer: gram(torch.randn(act.shape, generator=gen), activation) for layer in ("a", "b")}
+    loss = StyleLoss(content_layer, content, grams, {"a": activation, "b": activation}, 1.0, 10.0)
+    assert set(loss.taps) == {"a", "b"} and loss.taps["a"] is loss.style_errors["a"]
+    results = []
+    for through_taps in (True, False):
+        leaf = act.clone().requires_grad_(True)
+        a = leaf * 2
+        acts = {"a": a}
+        if through_taps:
+            a, acts[TapValue("a")] = loss.taps["a"](a)
+        b = a.relu() + 1  # the rest of the model's path
+        acts["b"] = b
+        if through_taps:
+            b, acts[TapValue("b")] = loss.taps["b"](b)
+        value = loss(acts)
+        grad, = torch.autograd.grad((value * torch.tensor([1.0, -2.0, 0.5])).sum() + b.sum(), leaf)
+        results.append((value, grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
 
 
 def test_relative_error_matches_the_flattened_formula():

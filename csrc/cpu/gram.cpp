@@ -159,8 +159,10 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   dispatch_rows(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, res); });
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const double sum = residual_squares(res + b * C * C, tgt + b * C * C, C * C, positions);
-      err[b] = static_cast<float>(sum) / norm[b];
+      float* r = res + b * C * C;
+      const float* tb = tgt + b * C * C;
+      for (int64_t k = 0; k < C * C; ++k) r[k] = r[k] / positions - tb[k];
+      err[b] = static_cast<float>(sum_of_squares(r, C * C)) / norm[b];
     }
   });
   return {error, residual};

@@ -31,4 +31,8 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
 at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weights,
                                    const std::optional<at::Tensor>& add);
 
+at::Tensor squared_error_cpu(const at::Tensor& x, const at::Tensor& target, const at::Tensor& norms);
+at::Tensor squared_error_backward_cpu(const at::Tensor& x, const at::Tensor& target, const at::Tensor& weights,
+                                      const std::optional<at::Tensor>& add);
+
 }  // namespace pvf::cpu

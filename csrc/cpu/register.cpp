@@ -15,4 +15,6 @@ TORCH_LIBRARY_IMPL(pyviz_fast, CPU, m) {
   m.impl("gram_times", &pvf::cpu::gram_times_cpu);
   m.impl("gram_error", &pvf::cpu::gram_error_cpu);
   m.impl("gram_error_backward", &pvf::cpu::gram_error_backward_cpu);
+  m.impl("squared_error", &pvf::cpu::squared_error_cpu);
+  m.impl("squared_error_backward", &pvf::cpu::squared_error_backward_cpu);
 }

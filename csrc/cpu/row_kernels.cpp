@@ -422,6 +422,26 @@ PVF_CLONES void ascent_update(const float* __restrict x, const float* __restrict
   }
 }
 
+PVF_CLONES double sum_of_squares(const float* v, int64_t n) {
+  constexpr int kLanes = 8;  // independent sums: one running sum would wait on each add's latency
+  double lanes[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += static_cast<double>(v[k + l]) * v[k + l];
+  for (int l = 0; k < n; ++k, ++l) lanes[l] += static_cast<double>(v[k]) * v[k];
+  double sum = 0.0;
+  for (double lane : lanes) sum += lane;
+  return sum;
+}
+
+PVF_CLONES void scaled_difference(const float* __restrict x, const float* __restrict t, int64_t n, float scale,
+                                  const float* __restrict add, float* __restrict out) {
+  if (add == nullptr)
+    for (int64_t k = 0; k < n; ++k) out[k] = scale * (x[k] - t[k]);
+  else
+    for (int64_t k = 0; k < n; ++k) out[k] = add[k] + scale * (x[k] - t[k]);
+}
+
 namespace {
 
 // A block of I x (L J) accumulators of the Gram matrix, rows i0.., columns j0.., over the n
@@ -640,25 +660,6 @@ __attribute__((target("avx512f"))) void symmetric_sum_avx512(const float* r, int
     }
 }
 
-__attribute__((target("avx512f"))) double residual_squares_avx512(float* r, const float* t, int64_t n,
-                                                                  float positions) {
-  const __m512 p = _mm512_set1_ps(positions);
-  __m512d lanes = _mm512_setzero_pd();
-  for (int64_t k = 0; k < n; k += 16) {
-    const __m512 v = _mm512_sub_ps(_mm512_div_ps(_mm512_loadu_ps(r + k), p), _mm512_loadu_ps(t + k));
-    _mm512_storeu_ps(r + k, v);
-    const __m512d low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-    const __m512d high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    lanes = _mm512_add_pd(lanes, _mm512_mul_pd(low, low));
-    lanes = _mm512_add_pd(lanes, _mm512_mul_pd(high, high));
-  }
-  alignas(64) double partial[8];
-  _mm512_store_pd(partial, lanes);
-  double sum = 0.0;
-  for (double lane : partial) sum += lane;
-  return sum;
-}
-
 }  // namespace
 #endif
 
@@ -691,22 +692,6 @@ void symmetric_sum(const float* r, int64_t C, float scale, float* m) {
 #endif
   for (int64_t i = 0; i < C; ++i)
     for (int64_t j = i; j < C; ++j) m[i * C + j] = m[j * C + i] = scale * (r[i * C + j] + r[j * C + i]);
-}
-
-double residual_squares(float* r, const float* t, int64_t n, float positions) {
-#if PVF_X86_GCC
-  if (blocks_in_registers() && n % 16 == 0) return residual_squares_avx512(r, t, n, positions);
-#endif
-  // 8 independent sums: one running sum would wait on each add's latency
-  constexpr int kLanes = 8;
-  double lanes[kLanes] = {};
-  for (int64_t k = 0; k < n; ++k) {
-    r[k] = r[k] / positions - t[k];
-    lanes[k % kLanes] += static_cast<double>(r[k]) * r[k];
-  }
-  double sum = 0.0;
-  for (double lane : lanes) sum += lane;
-  return sum;
 }
 
 }  // namespace pvf::cpu

@@ -81,6 +81,12 @@ struct UpdateParams {
 };
 void ascent_update(const float* x, const float* g, int64_t n, const UpdateParams& p, float* out);
 
+// sum_k v[k]^2 in double, in 8 interleaved partial sums added in order (a style or content
+// loss's error);
+double sum_of_squares(const float* v, int64_t n);
+// out[k] = add[k] + scale * (x[k] - t[k]) (add: nullptr for none).
+void scaled_difference(const float* x, const float* t, int64_t n, float scale, const float* add, float* out);
+
 // Gram products of position-major rows (an activation whose channels are innermost: row p holds
 // the C channels of position p), for C a multiple of kGramChannels. In float32, summed over the
 // rows in order; fused multiply-adds where the CPU has them (AVX2, AVX-512), so the last bits
@@ -96,11 +102,8 @@ void rows_times(const float* rows, int64_t n, int64_t C, const float* m, const f
 // has AVX-512 (C a multiple of kGramChannels):
 // g's lower triangle made from its upper one (g[i * C + j] = g[j * C + i] for j < i);
 void mirror_upper(float* g, int64_t C);
-// m = scale * (r + r^T), exactly symmetric;
+// m = scale * (r + r^T), exactly symmetric.
 void symmetric_sum(const float* r, int64_t C, float scale, float* m);
-// r = r / positions - t over n values (n a multiple of 16), and the sum of the new r's squares,
-// in double, in 8 interleaved partial sums added in order.
-double residual_squares(float* r, const float* t, int64_t n, float positions);
 
 // The instruction sets this CPU runs the explicit-vector loops with (symmetric_filter, the two
 // stats, the two Gram products), best first ("avx512", "avx2", "sse2"; "portable" off x86 GCC),

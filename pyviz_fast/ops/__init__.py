@@ -210,13 +210,52 @@ def gram_error_backward(x, residual, weights, *, add=None, backend=None):
     kernel runs where ``gram_times``' does."""
     _check_matrices(residual, "residual", x)
     _check_per_image(weights, "weights", x)
-    if add is not None and add.shape != x.shape:
-        raise ValueError(f"add must have x's shape {list(x.shape)}, got {list(add.shape)}")
+    if add is not None:
+        _check_like_x(add, "add", x)
     dtype = _loss_dtype(x)
     kernel = _gram_kernel("gram_error_backward", x, backend)
     fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
     grad = kernel(x, residual.to(dtype), weights.to(dtype), add if fused else None)
     return grad if fused else grad.add_(add)
+
+
+def squared_error(x, target, norms, *, backend=None):
+    """A content loss's layer, per image: ||x_b - target_b||^2 / norms_b, float32 [B] (norms [B],
+    e.g. the target's squared norms; target of x's shape). One pass over x where torch's ops take
+    four; the kernel takes float32 and bfloat16 x (dense, each image a block) with a float32
+    target laid out as x."""
+    _check_like_x(target, "target", x)
+    _check_per_image(norms, "norms", x)
+    return _squared_error_kernel("squared_error", x, target, backend)(x, target, norms.float())
+
+
+def squared_error_backward(x, target, weights, *, add=None, backend=None):
+    """The gradient at x of sum_b weights_b ||x_b - target_b||^2 (weights [B]: the loss's gradient
+    over the norms), laid out as x, in x's dtype; plus ``add`` (another gradient of x, x's shape)
+    if given, in the same pass when it is laid out as x in x's dtype."""
+    _check_like_x(target, "target", x)
+    _check_per_image(weights, "weights", x)
+    if add is not None:
+        _check_like_x(add, "add", x)
+    kernel = _squared_error_kernel("squared_error_backward", x, target, backend)
+    fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
+    grad = kernel(x, target, weights.float(), add if fused else None)
+    return grad if fused else grad.add_(add)
+
+
+def _squared_error_kernel(name, x, target, backend):
+    if x.dim() < 2 or x.numel() == 0:
+        raise ValueError(f"x must be a non-empty [B, ...] activation, got shape {list(x.shape)}")
+    kernel = _kernel(name, backend, x.device, cpu_only=True)
+    dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+    takes = (x.dtype in (torch.float32, torch.bfloat16) and target.dtype == torch.float32 and dense
+             and target.stride() == x.stride())
+    return kernel if takes else getattr(reference, name)
+
+
+def _check_like_x(t, name, x):
+    if t.shape != x.shape:
+        raise ValueError(f"{name} must have x's shape {list(x.shape)}, got {list(t.shape)}")
 
 
 def _loss_dtype(x):

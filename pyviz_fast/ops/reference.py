@@ -212,3 +212,23 @@ def gram_error_backward(x: torch.Tensor, residual: torch.Tensor, weights: torch.
     residual's dtype, the product in x's; plus ``add`` (x's shape) if given."""
     d = weights[:, None, None] * (2 * residual)
     return _times_rows(((d + d.transpose(1, 2)) / x[0, 0].numel()).to(x.dtype), x, add)
+
+
+def squared_error(x: torch.Tensor, target: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """[B]: ||x_b - target_b||^2 / norms_b per image (a content loss's layer), in float32 (or the
+    inputs' wider dtype)."""
+    return _difference(x, target).square().sum(tuple(range(1, x.dim()))) / norms
+
+
+def squared_error_backward(x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                           add: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The gradient at x of sum_b weights_b ||x_b - target_b||^2, plus ``add`` (x's shape) if
+    given, in x's dtype and laid out as x."""
+    grad = (2 * weights).view(-1, *[1] * (x.dim() - 1)) * _difference(x, target)
+    out = torch.empty_like(x)  # x's strides when x is dense
+    return out.copy_(grad if add is None else grad + add)
+
+
+def _difference(x, target):
+    dtype = torch.promote_types(torch.promote_types(x.dtype, target.dtype), torch.float32)
+    return x.to(dtype) - target.to(dtype)

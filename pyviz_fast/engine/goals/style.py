@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pyviz_fast import ops
 from pyviz_fast.engine.goals import Goal
 from pyviz_fast.engine.goals.gram import gram, gram_error_tap, squared_norms
 from pyviz_fast.engine.truncate import TapValue
@@ -29,27 +30,40 @@ class Pair:
         return f"content{self.content}+style{self.style}"
 
 
-class _RelativeError(torch.autograd.Function):
-    """(x, target, norms [B]) -> ||x - target||^2 / norms [B], one autograd node (autograd's own
-    takes four, each a pass over the activation); the gradient, for x only, is laid out as x."""
+class _SquaredErrorTap(torch.autograd.Function):
+    """(x, target, norms [B], backend) -> (x's alias, ||x - target||^2 / norms [B]): a content
+    loss's layer as a tap inside the forward (``truncate.TruncatedForward``), whose gradient is
+    added into the one that comes back from the rest of the model in the same pass
+    (``ops.squared_error_backward``'s add); beside the path, the same node is one of autograd's
+    where its own ops take five. The gradient is laid out as x, in x's dtype."""
 
     @staticmethod
-    def forward(ctx, x, target, norms):
-        diff = x - target
-        ctx.save_for_backward(diff, norms)
-        return diff.square().sum(tuple(range(1, x.dim()))) / norms
+    def forward(ctx, x, target, norms, backend):
+        ctx.set_materialize_grads(False)  # nothing after the layer (the deepest one): no zeros to add
+        ctx.save_for_backward(x, target, norms)
+        ctx.backend = backend
+        return x.detach(), ops.squared_error(x, target, norms, backend=backend)
 
     @staticmethod
-    def backward(ctx, grad):
-        diff, norms = ctx.saved_tensors
-        return diff * (2 * grad / norms).view(-1, *[1] * (diff.dim() - 1)), None, None
+    def backward(ctx, grad_out, grad_error):
+        if grad_error is None:
+            return grad_out, None, None, None
+        x, target, norms = ctx.saved_tensors
+        return ops.squared_error_backward(x, target, grad_error / norms, add=grad_out, backend=ctx.backend), None, \
+            None, None
 
 
-def relative_error(x, target, norms=None):
+def squared_error_tap(target, norms, backend=None):
+    """A tap of a content layer: output -> (output's alias, float [B] ||output - target||^2 /
+    norms). Applied to a captured activation instead, beside the model's path, it gives the
+    same value and gradient."""
+    return lambda output: _SquaredErrorTap.apply(output, target, norms, backend)
+
+
+def relative_error(x, target, norms=None, backend=None):
     """float [B]: ||x - target||^2 / ||target||^2 per row (``norms``: ``squared_norms(target)`` if
-    already made). Sums over the non-batch dims rather than flattening, which would copy a
-    channels_last activation (and its gradient) every step."""
-    return _RelativeError.apply(x.float(), target, squared_norms(target) if norms is None else norms)
+    already made), one autograd node whose gradient is laid out as x."""
+    return squared_error_tap(target, squared_norms(target) if norms is None else norms, backend)(x)[1]
 
 
 def resized(images, hw):
@@ -59,26 +73,30 @@ def resized(images, hw):
 class StyleLoss:
     """acts -> float [B]: minus the weighted content and style losses against fixed targets.
 
-    The style layers' errors are taps (``taps``: pass them to the forward, which returns their
-    values in acts under ``TapValue(layer)``); for acts of a forward without them, each tap runs
-    on the captured activation instead, with the same value and gradient."""
+    Each layer's error is a tap (``taps``: pass them to the forward, which returns their values
+    in acts under ``TapValue(layer)``; one tap per layer, so a content layer that is also a style
+    layer keeps its style tap). An error without its value in acts (a forward without the taps,
+    or the content layer's second tap) runs on the captured activation instead, with the same
+    value and gradient."""
 
     def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight, backend=None):
         self.layers = list(dict.fromkeys([content_layer, *style_grams]))
-        self.content_layer, self.content = content_layer, content
+        self.content_layer = content_layer
         self.content_weight, self.style_weight = content_weight, style_weight
-        self.content_norms = squared_norms(content)  # the targets' norms once, not every step
-        self.taps = {layer: gram_error_tap(activations[layer], g, squared_norms(g), backend)
-                     for layer, g in style_grams.items()}
+        # the targets' norms once, not every step
+        self.content_error = squared_error_tap(content, squared_norms(content), backend)
+        self.style_errors = {layer: gram_error_tap(activations[layer], g, squared_norms(g), backend)
+                             for layer, g in style_grams.items()}
+        self.taps = {content_layer: self.content_error, **self.style_errors}
 
     def __call__(self, acts):
-        content = relative_error(acts[self.content_layer], self.content, self.content_norms)
-        style = sum(self._style_error(acts, layer) for layer in self.taps) / len(self.taps)
+        content = self._error(acts, self.content_layer, self.content_error)
+        style = sum(self._error(acts, layer, tap) for layer, tap in self.style_errors.items()) / len(self.style_errors)
         return -(self.content_weight * content + self.style_weight * style)
 
-    def _style_error(self, acts, layer):
-        tapped = acts.get(TapValue(layer))
-        return tapped if tapped is not None else self.taps[layer](acts[layer])[1]
+    def _error(self, acts, layer, tap):
+        tapped = acts.get(TapValue(layer)) if self.taps[layer] is tap else None
+        return tapped if tapped is not None else tap(acts[layer])[1]
 
 
 class StyleTask:
