@@ -160,8 +160,7 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       float* r = res + b * C * C;
-      const float* tb = tgt + b * C * C;
-      for (int64_t k = 0; k < C * C; ++k) r[k] = r[k] / positions - tb[k];
+      divided_difference(r, positions, tgt + b * C * C, C * C);
       err[b] = static_cast<float>(sum_of_squares(r, C * C)) / norm[b];
     }
   });

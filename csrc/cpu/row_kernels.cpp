@@ -434,6 +434,10 @@ PVF_CLONES double sum_of_squares(const float* v, int64_t n) {
   return sum;
 }
 
+PVF_CLONES void divided_difference(float* __restrict r, float divisor, const float* __restrict t, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) r[k] = r[k] / divisor - t[k];
+}
+
 PVF_CLONES void scaled_difference(const float* __restrict x, const float* __restrict t, int64_t n, float scale,
                                   const float* __restrict add, float* __restrict out) {
   if (add == nullptr)

@@ -84,6 +84,8 @@ void ascent_update(const float* x, const float* g, int64_t n, const UpdateParams
 // sum_k v[k]^2 in double, in 8 interleaved partial sums added in order (a style or content
 // loss's error);
 double sum_of_squares(const float* v, int64_t n);
+// r[k] = r[k] / divisor - t[k] (a Gram matrix's residual against its target);
+void divided_difference(float* r, float divisor, const float* t, int64_t n);
 // out[k] = add[k] + scale * (x[k] - t[k]) (add: nullptr for none).
 void scaled_difference(const float* x, const float* t, int64_t n, float scale, const float* add, float* out);
 
