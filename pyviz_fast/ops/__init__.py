@@ -200,7 +200,7 @@ def gram_error(x, target, norms, *, backend=None):
     _check_matrices(target, "target", x)
     _check_per_image(norms, "norms", x)
     dtype = _loss_dtype(x)
-    return _gram_kernel("gram_error", x, backend)(x, target.to(dtype), norms.to(dtype))
+    return _gram_kernel("gram_error", x, backend)(x, _as_dtype(target, dtype), _as_dtype(norms, dtype))
 
 
 def gram_error_backward(x, residual, weights, *, add=None, backend=None):
@@ -215,7 +215,7 @@ def gram_error_backward(x, residual, weights, *, add=None, backend=None):
     dtype = _loss_dtype(x)
     kernel = _gram_kernel("gram_error_backward", x, backend)
     fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
-    grad = kernel(x, residual.to(dtype), weights.to(dtype), add if fused else None)
+    grad = kernel(x, _as_dtype(residual, dtype), _as_dtype(weights, dtype), add if fused else None)
     return grad if fused else grad.add_(add)
 
 
@@ -226,7 +226,7 @@ def squared_error(x, target, norms, *, backend=None):
     target laid out as x."""
     _check_like_x(target, "target", x)
     _check_per_image(norms, "norms", x)
-    return _squared_error_kernel("squared_error", x, target, backend)(x, target, norms.float())
+    return _squared_error_kernel("squared_error", x, target, backend)(x, target, _as_dtype(norms, torch.float32))
 
 
 def squared_error_backward(x, target, weights, *, add=None, backend=None):
@@ -239,7 +239,7 @@ def squared_error_backward(x, target, weights, *, add=None, backend=None):
         _check_like_x(add, "add", x)
     kernel = _squared_error_kernel("squared_error_backward", x, target, backend)
     fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
-    grad = kernel(x, target, weights.float(), add if fused else None)
+    grad = kernel(x, target, _as_dtype(weights, torch.float32), add if fused else None)
     return grad if fused else grad.add_(add)
 
 
@@ -256,6 +256,12 @@ def _squared_error_kernel(name, x, target, backend):
 def _check_like_x(t, name, x):
     if t.shape != x.shape:
         raise ValueError(f"{name} must have x's shape {list(x.shape)}, got {list(t.shape)}")
+
+
+def _as_dtype(t, dtype):
+    """t in dtype; t itself when it is (a style loss calls these every step: Tensor.to's own
+    parsing then costs more than the check)."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _loss_dtype(x):

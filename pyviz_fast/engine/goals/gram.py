@@ -82,7 +82,8 @@ class _GramErrorTap(torch.autograd.Function):
         rows, residual, norms = ctx.saved_tensors
         add = None if grad_out is None else ctx.activation.channels_first(grad_out)
         grad = ops.gram_error_backward(rows, residual, grad_error / norms, add=add, backend=ctx.backend)
-        return ctx.activation.from_channels_first(grad).to(ctx.dtype), None, None, None, None
+        grad = ctx.activation.from_channels_first(grad)
+        return (grad if grad.dtype == ctx.dtype else grad.to(ctx.dtype)), None, None, None, None
 
 
 def _laid_out_as(x, rows):
