@@ -177,6 +177,28 @@ def test_the_fused_backend_runs_the_kernels_on_the_inputs_they_take(monkeypatch)
                        torch.ops.pyviz_fast.gram_error_backward(x, m, norms))
 
 
+@needs_amx
+def test_a_bf16_style_layer_of_many_channels_runs_the_kernels(monkeypatch):
+    """On AMX tiles a style loss's layer takes any channel count (torch's C x C passes cost more
+    there than the products), and matches the reference; float32 keeps its limit."""
+    x = channels_last((2, 512, 3, 2), seed=26, dtype=torch.bfloat16)
+    target, norms = targets_and_norms(2, 512, seed=27)
+    want_error, want_residual = reference.gram_error(x, target, norms)
+    want_grad = reference.gram_error_backward(x, want_residual, norms)
+    def refuse(*_):
+        raise AssertionError("ran the reference")
+    monkeypatch.setattr(reference, "gram_error", refuse)
+    monkeypatch.setattr(reference, "gram_error_backward", refuse)
+    error, residual = ops.gram_error(x, target, norms, backend="fused")
+    assert_close_to(residual, want_residual)
+    assert_close_to(error, want_error)
+    grad = ops.gram_error_backward(x, residual, norms, backend="fused")
+    assert grad.dtype == torch.bfloat16 and grad.stride() == x.stride()
+    assert_close_to(grad, want_grad)
+    with pytest.raises(AssertionError, match="ran the reference"):
+        ops.gram_error(x.float(), target, norms, backend="fused")
+
+
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
 @pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels", "bfloat16 without AMX", "float16", "autocast",
                                   "sliced"])

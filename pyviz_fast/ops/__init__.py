@@ -282,16 +282,21 @@ def _check_per_image(v, name, x):
 
 
 # The most channels each product's kernel takes: beyond, torch's GEMM is as fast or faster (its
-# packing pays off; benchmarks/bench_gram.py, AMD EPYC, 2026-12-03).
-_GRAM_KERNEL_CHANNELS = {"gram": 256, "gram_times": 128, "gram_error": 256, "gram_error_backward": 128}
+# packing pays off; benchmarks/bench_gram.py, float32 on an AMD EPYC, 2026-12-03). bfloat16 rows
+# on AMX tiles (Intel Xeon, 2026-12-05): a style loss's layer beats torch's ops at every count
+# measured, 16 to 1,024 (their C x C passes in several torch ops cost more than torch.bmm's
+# products: 2.6-4x at 256-1,024 channels); the plain products lose past the float32 limits.
+_GRAM_KERNEL_CHANNELS = {torch.float32: {"gram": 256, "gram_times": 128, "gram_error": 256, "gram_error_backward": 128},
+                         torch.bfloat16: {"gram": 256, "gram_times": 128, "gram_error": math.inf,
+                                          "gram_error_backward": math.inf}}
 
 
 def _gram_kernel(name, x, backend):
     if x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"x must be a non-empty [B, C, *positions] activation, got shape {list(x.shape)}")
     kernel = _kernel(name, backend, x.device, cpu_only=True)
-    rows_kernel = (_gram_kernel_takes(x) and x.shape[1] % 16 == 0 and x.shape[1] <= _GRAM_KERNEL_CHANNELS[name]
-                   and x.movedim(1, -1).is_contiguous())
+    rows_kernel = (_gram_kernel_takes(x) and x.shape[1] % 16 == 0  # takes: float32 or bfloat16
+                   and x.shape[1] <= _GRAM_KERNEL_CHANNELS[x.dtype][name] and x.movedim(1, -1).is_contiguous())
     return kernel if rows_kernel else getattr(reference, name)
 
 
