@@ -116,7 +116,6 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   constexpr int64_t kGroup = 32, kGroupsPerBlock = 64;  // 2048 positions staged at once
   const int64_t blocks = C / 16;
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(rows);
-  std::fill(g, g + C * C, 0.0f);
   // Staging for the most groups a block of positions holds, written before it is read.
   const int64_t staged = std::min(kGroupsPerBlock, (n + kGroup - 1) / kGroup) * blocks * 256;
   const auto a_tiles = std::make_unique_for_overwrite<uint32_t[]>(staged);
@@ -132,7 +131,10 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
     for (int64_t ib = 0; ib < blocks; ++ib) {
       for (int64_t jb = ib; jb < blocks; ++jb) {  // the lower triangle is mirrored below
         float* tile = g + ib * 16 * C + jb * 16;
-        _tile_loadd(0, tile, C * 4);
+        if (p0 == 0)  // the first block's sums start from zero: g is only written (its lower triangle mirrored)
+          _tile_zero(0);
+        else
+          _tile_loadd(0, tile, C * 4);
         for (int64_t q = 0; q < groups; ++q) {
           _tile_loadd(1, a_tiles.get() + (q * blocks + ib) * 256, 64);
           _tile_loadd(2, b_tiles.get() + (q * blocks + jb) * 256, 64);
