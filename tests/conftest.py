@@ -56,6 +56,23 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def same_bits_on_one_and_two_threads():
+    """check(fn): fn(), a tuple of tensors, gives the same bits on one and on two torch threads
+    (the kernels' parallel orders differ between them)."""
+    def check(fn):
+        threads, results = torch.get_num_threads(), []
+        try:
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                results.append(fn())
+        finally:
+            torch.set_num_threads(threads)
+        for a, b in zip(*results):
+            assert torch.equal(a, b)
+    return check
+
+
 @pytest.fixture(params=KERNEL_BACKENDS)
 def kernel_backend(request) -> Iterator[KernelBackend]:
     """A compiled backend and the device its tensors live on (the emulation's thread order and the

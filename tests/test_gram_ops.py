@@ -142,20 +142,12 @@ def test_kernels_match_the_reference_on_tokens(B, N, C, vector_isa):
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_amx)], ids=str)
-def test_kernels_give_the_same_bits_on_any_number_of_threads(dtype):
+def test_kernels_give_the_same_bits_on_any_number_of_threads(dtype, same_bits_on_one_and_two_threads):
     x, m = channels_last((9, 64, 11, 13), seed=5, dtype=dtype), matrices(9, 64, seed=6).to(dtype)
     target, norms = targets_and_norms(9, 64, seed=7)
-    threads, results = torch.get_num_threads(), []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            error, residual = torch.ops.pyviz_fast.gram_error(x, target, norms)
-            results.append((torch.ops.pyviz_fast.gram(x), torch.ops.pyviz_fast.gram_times(m, x), error, residual,
-                            torch.ops.pyviz_fast.gram_error_backward(x, m.float(), norms)))
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    same_bits_on_one_and_two_threads(lambda: (
+        torch.ops.pyviz_fast.gram(x), torch.ops.pyviz_fast.gram_times(m, x),
+        *torch.ops.pyviz_fast.gram_error(x, target, norms), torch.ops.pyviz_fast.gram_error_backward(x, m.float(), norms)))
 
 
 @pytest.mark.needs_ext

@@ -309,19 +309,10 @@ def test_cpu_outputs_reuse_freed_memory_of_the_same_size():
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("batch", [1, 5])
-def test_fused_cpu_step_does_not_depend_on_the_thread_count(batch):
+def test_fused_cpu_step_does_not_depend_on_the_thread_count(batch, same_bits_on_one_and_two_threads):
     """One thread and two threads take different parallel orders (per image, per plane)."""
     case = fused_case((batch, 3, 31, 29), torch.float32, seed=50)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            results.append(ops.fused_ascent_step(*case, norm="std", backend="fused"))
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    same_bits_on_one_and_two_threads(lambda: ops.fused_ascent_step(*case, norm="std", backend="fused"))
 
 
 def op_samples():

@@ -92,20 +92,11 @@ def test_noise_is_added_scaled():
 
 
 @pytest.mark.needs_ext
-def test_kernel_does_not_depend_on_the_thread_count():
+def test_kernel_does_not_depend_on_the_thread_count(same_bits_on_one_and_two_threads):
     image = make_image((5, 3, 31, 29), torch.float32, "contiguous", seed=13)
     boxes = make_boxes(5, 4, seed=14)
     grad = make_image((20, 3, 31, 29), torch.float32, "channels_last", seed=15, normal=True)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            results.append(crops_and_grad(image, boxes, None, grad, "fused"))
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    same_bits_on_one_and_two_threads(lambda: crops_and_grad(image, boxes, None, grad, "fused"))
 
 
 @pytest.mark.needs_ext

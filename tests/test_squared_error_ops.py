@@ -72,20 +72,12 @@ def test_a_nan_stays_in_its_own_image(dtype):
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_the_kernels_give_the_same_bits_on_any_number_of_threads(dtype):
+def test_the_kernels_give_the_same_bits_on_any_number_of_threads(dtype, same_bits_on_one_and_two_threads):
     x = activation((9, 32, 17, 19), "channels_last", seed=8, dtype=dtype)
     target, norms, weights = target_like(x, seed=9), per_image(9, 10), torch.randn(9)
     add = torch.randn_like(x)
-    threads, results = torch.get_num_threads(), []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            results.append((torch.ops.pyviz_fast.squared_error(x, target, norms),
-                            torch.ops.pyviz_fast.squared_error_backward(x, target, weights, add)))
-    finally:
-        torch.set_num_threads(threads)
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    same_bits_on_one_and_two_threads(lambda: (torch.ops.pyviz_fast.squared_error(x, target, norms),
+                                              torch.ops.pyviz_fast.squared_error_backward(x, target, weights, add)))
 
 
 @pytest.mark.needs_ext

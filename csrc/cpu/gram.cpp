@@ -18,6 +18,7 @@
 
 #include "../checks.h"
 #include "amx_gram.h"
+#include "float_or_bf16.h"
 #include "ops_cpu.h"
 #include "row_kernels.h"
 
@@ -32,15 +33,6 @@ void check_rows(const at::Tensor& x) {
               "tokens), got strides ", x.strides());
   TORCH_CHECK(x.size(1) % kGramChannels == 0, "x must have a multiple of ", kGramChannels, " channels, got ",
               x.size(1));
-}
-
-// Calls f with a value of x's element type: float or c10::BFloat16.
-template <typename F>
-void dispatch_rows(const at::Tensor& x, F&& f) {
-  if (x.scalar_type() == at::kBFloat16)
-    f(c10::BFloat16{});
-  else
-    f(float{});
 }
 
 // A C x C matrix in float32 as x's dtype would hold it (bfloat16, whose rows take AMX: rounded,
@@ -80,7 +72,7 @@ at::Tensor gram_cpu(const at::Tensor& x) {
   check_rows(x);
   const int64_t B = x.size(0), C = x.size(1);
   at::Tensor g = at::empty({B, C, C}, x.options().dtype(at::kFloat));
-  dispatch_rows(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, g.mutable_data_ptr<float>()); });
+  dispatch_float_or_bf16(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, g.mutable_data_ptr<float>()); });
   return g.to(x.scalar_type());
 }
 
@@ -91,7 +83,7 @@ namespace {
 at::Tensor rows_times_matrices(const at::Tensor& m_t, const at::Tensor& x, const std::optional<at::Tensor>& add) {
   const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
   at::Tensor out = at::empty_like(x);  // x's strides: channels innermost, dense
-  dispatch_rows(x, [&](auto tag) {
+  dispatch_float_or_bf16(x, [&](auto tag) {
     using T = decltype(tag);
     const T* rows = x.const_data_ptr<T>();
     const T* addend = add ? add->const_data_ptr<T>() : nullptr;
@@ -156,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   float* res = residual.mutable_data_ptr<float>();
   float* err = error.mutable_data_ptr<float>();
   const float positions = static_cast<float>(P);
-  dispatch_rows(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, res); });
+  dispatch_float_or_bf16(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, res); });
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       float* r = res + b * C * C;
@@ -185,7 +177,7 @@ at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residu
     for (int64_t b = begin; b < end; ++b) {
       float* m_b = mat + b * C * C;
       symmetric_sum(res + b * C * C, C, 2 * w[b] / positions, m_b);
-      dispatch_rows(x, [&](auto tag) { round_as<decltype(tag)>(m_b, C * C); });
+      dispatch_float_or_bf16(x, [&](auto tag) { round_as<decltype(tag)>(m_b, C * C); });
     }
   });
   return rows_times_matrices(m, x, add);

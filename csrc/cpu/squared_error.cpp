@@ -14,6 +14,7 @@
 #include <optional>
 #include <type_traits>
 
+#include "float_or_bf16.h"
 #include "ops_cpu.h"
 #include "row_kernels.h"
 
@@ -56,14 +57,6 @@ void for_each_image(const at::Tensor& x, F&& f) {
   });
 }
 
-template <typename F>
-void dispatch(const at::Tensor& x, F&& f) {
-  if (x.scalar_type() == at::kBFloat16)
-    f(c10::BFloat16{});
-  else
-    f(float{});
-}
-
 }  // namespace
 
 at::Tensor squared_error_cpu(const at::Tensor& x, const at::Tensor& target, const at::Tensor& norms) {
@@ -75,7 +68,7 @@ at::Tensor squared_error_cpu(const at::Tensor& x, const at::Tensor& target, cons
   const float* norm = n_all.const_data_ptr<float>();
   float* err = error.mutable_data_ptr<float>();
   const float* t = target.const_data_ptr<float>();
-  dispatch(x, [&](auto tag) {
+  dispatch_float_or_bf16(x, [&](auto tag) {
     using T = decltype(tag);
     const T* values = x.const_data_ptr<T>();
     for_each_image(x, [&](int64_t b, int64_t offset, int64_t n) {
@@ -102,7 +95,7 @@ at::Tensor squared_error_backward_cpu(const at::Tensor& x, const at::Tensor& tar
   const at::Tensor w_all = weights.contiguous();
   const float* w = w_all.const_data_ptr<float>();
   const float* t = target.const_data_ptr<float>();
-  dispatch(x, [&](auto tag) {
+  dispatch_float_or_bf16(x, [&](auto tag) {
     using T = decltype(tag);
     const T* values = x.const_data_ptr<T>();
     const T* addend = add ? add->const_data_ptr<T>() : nullptr;
