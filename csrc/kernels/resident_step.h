@@ -131,6 +131,9 @@ struct ResidentStepProgram {
     PlaneRows<const T> p;
   };
 
+  // kPlanar: a loop of the planar cut (the fast paths: one element per pixel), whose roll moves
+  // by elements without the grid's step.
+  template <bool kPlanar>
   PVF_HD Next next(int32_t index, float sigma) const {
     const TileGrid& grid = tiles.grid;
     // Past the batch: the last tile, not taken (no branch around the rest, no zeroed fields).
@@ -143,7 +146,12 @@ struct ResidentStepProgram {
     n.same_blur = inside && source.sigma_bits == float_bits(sigma);
     n.t = tile_at(grid, n.b, i);
     const T* image = static_cast<const T*>(n.ticket->bases.source);
-    n.p = tiles.src.plane(rows_at(image, tiles.src.view, grid, source.dy, source.dx), n.t);
+    PlaneRows<const T> rows = rows_at(image, tiles.src.view, grid, source.dy, source.dx);
+    if constexpr (kPlanar) {
+      rows.shift = source.dx;
+      rows.step = 1;
+    }
+    n.p = tiles.src.plane(rows, n.t);
     return n;
   }
 
@@ -173,6 +181,7 @@ struct ResidentStepProgram {
     const PlaneRows<const T> in = epilogue.input(image, at, n.t, grid);
     PlaneRows<T> out[2] = {epilogue.output(0, image, at, n.t, grid), epilogue.output(1, image, at, n.t, grid)};
     if constexpr (Path::fast) {
+      out[1].shift = image.next_dx;  // the planar cut: the roll in elements, without the grid's step
       apply.template apply_fast<Path::full>(blk, regs, sh, image, in, out, n.t);
     } else {
       apply.apply_general(blk, regs, sh, image, in, out, n.t);
@@ -207,7 +216,7 @@ struct ResidentStepProgram {
       const auto tile_loop = [&](auto path, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (;; index += blk.count()) {
-          const Next n = next(index, taps.sigma);
+          const Next n = next<decltype(path)::fast>(index, taps.sigma);
           more = n.same_blur;
           if (!n.same_blur || !take(n.p, n.t)) return;
           step_tile<decltype(path)>(blk, regs, sh, index, n, taps, blur);
