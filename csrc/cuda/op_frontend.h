@@ -164,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
                            Device::resident_capacity(x, args.storage, mode));
   at::Tensor tickets;
   if (args.resident_blocks > 0) {
-    tickets = at::empty({shape.batch * int64_t(sizeof(ImageTicket))}, x.options().dtype(at::kByte));
+    tickets = at::empty({ticket_bytes(TileGrid(shape, step_interleaved(args)))}, x.options().dtype(at::kByte));
     args.tickets = reinterpret_cast<ImageTicket*>(tickets.mutable_data_ptr<uint8_t>());
   }
   args.chunk = chunk_of<Device>(shape, x);  // of the two-pass step (also if the device refuses the one pass)

@@ -56,6 +56,22 @@ struct alignas(16) ImageTicket {
 static_assert(sizeof(StepImage) == 20 && offsetof(ImageTicket, bases) == 64 && sizeof(ImageTicket) == 96,
               "the ticket's image moves as 16-byte words");
 
+// Each tile's place (tile_at without its in_image), written with the tickets, after them: a tile
+// of the step takes it in one 16-byte load, not three divisions by the grid's counts.
+struct alignas(16) TilePlace {
+  int32_t b, plane, i0, e0;
+};
+
+// Bytes of a one-pass step's tickets and tile places (ImageTicketsProgram) for `grid`.
+inline int64_t ticket_bytes(const TileGrid& grid) {
+  return grid.shape.batch * int64_t(sizeof(ImageTicket)) + int64_t(grid.total) * int64_t(sizeof(TilePlace));
+}
+
+// The tile places that follow the tickets of a batch of `batch` images.
+PVF_HD TilePlace* tile_places(ImageTicket* tickets, int64_t batch) {
+  return reinterpret_cast<TilePlace*>(tickets + batch);
+}
+
 // The last tile of image b to arrive: fold the image's partials (fold_image, as the two-pass
 // step does), then write its StepImage on the ticket and its flag, and publish the ticket. Out
 // of line: one block per image runs it, so the tile loop holds one call instead of its code.
@@ -81,22 +97,26 @@ PVF_HD uint32_t float_bits(float v) {
   return bits;
 }
 
-// The tickets of a one-pass step, before it: each image's source and bases, the rest zero. One
-// thread per image.
+// The tickets of a one-pass step, before it: each image's source and bases, the rest zero, one
+// thread per image; then each tile's place, one thread per tile.
 template <class T>
 struct ImageTicketsProgram {
   struct Shared {};
   TileSource<T> src;  // the step's gradient and un-jitter
   const float* sigma;  // [B]
   StepEpilogue<T> epilogue;
-  ImageShape shape;
-  ImageTicket* tickets;  // [B]
+  TileGrid grid;
+  ImageTicket* tickets;  // [B], then the tile places (tile_places) [grid.total]
+
+  // Its work: the threads that it needs, one per image or tile.
+  PVF_HD int64_t work() const { return grid.total > grid.shape.batch ? grid.total : grid.shape.batch; }
 
   template <class Block>
   PVF_HD void operator()(Block& blk, Shared&) const {
     typename Block::template PerThread<int32_t> regs;
     blk.each(regs, [&](int thread, int32_t&) {
       const int64_t step = int64_t(blk.count()) * kBlockThreads;
+      const ImageShape& shape = grid.shape;
       for (int64_t b = int64_t(blk.index()) * kBlockThreads + thread; b < shape.batch; b += step) {
         ImageTicket ticket{};
         ticket.source = {reduced_shift(src.shifts, 2 * b, shape.height, src.inverse),
@@ -104,6 +124,12 @@ struct ImageTicketsProgram {
         const auto at = epilogue.bases(static_cast<int32_t>(b));
         ticket.bases = {image_base(src.data, src.view, static_cast<int32_t>(b)), at.x, at.new_x, at.next_input};
         tickets[b] = ticket;
+      }
+      TilePlace* const places = tile_places(tickets, shape.batch);
+      for (int64_t i = int64_t(blk.index()) * kBlockThreads + thread; i < grid.total; i += step) {
+        const int32_t index = static_cast<int32_t>(i);
+        const TilePos t = tile_at(grid, grid.by_per_image(index), index);
+        places[i] = {t.b, t.plane, t.i0, t.e0};
       }
     });
     blk.sync();
@@ -120,6 +146,7 @@ struct ResidentStepProgram {
   bool* flags;  // [B]
   StepEpilogue<T> epilogue;
   ImageTicket* tickets;  // [B], from ImageTicketsProgram
+  const TilePlace* places;  // [grid.total], from ImageTicketsProgram (tile_places)
 
   // A tile the loop may take next: past the batch, or of an image of another sigma, it stops
   // the tile loops (the taps change).
@@ -131,19 +158,28 @@ struct ResidentStepProgram {
     PlaneRows<const T> p;
   };
 
+  // kPlanar: a loop of the planar cut (the fast paths: one element per pixel), whose roll moves
+  // by elements without the grid's step.
+  template <bool kPlanar>
   PVF_HD Next next(int32_t index, float sigma) const {
     const TileGrid& grid = tiles.grid;
     // Past the batch: the last tile, not taken (no branch around the rest, no zeroed fields).
     const bool inside = index < grid.total;
     const int32_t i = inside ? index : grid.total - 1;
+    const TilePlace place = global_memory(places)[uint32_t(i)];
     Next n;
-    n.b = grid.by_per_image(i);
+    n.b = place.b;
     n.ticket = global_memory(opaque(tickets + uint32_t(n.b)));
     const ImageSource source = n.ticket->source;
     n.same_blur = inside && source.sigma_bits == float_bits(sigma);
-    n.t = tile_at(grid, n.b, i);
+    n.t = {place.b, place.plane, place.i0, place.e0, i - place.b * grid.per_image};
     const T* image = static_cast<const T*>(n.ticket->bases.source);
-    n.p = tiles.src.plane(rows_at(image, tiles.src.view, grid, source.dy, source.dx), n.t);
+    PlaneRows<const T> rows = rows_at(image, tiles.src.view, grid, source.dy, source.dx);
+    if constexpr (kPlanar) {
+      rows.shift = source.dx;
+      rows.step = 1;
+    }
+    n.p = tiles.src.plane(rows, n.t);
     return n;
   }
 
@@ -173,6 +209,7 @@ struct ResidentStepProgram {
     const PlaneRows<const T> in = epilogue.input(image, at, n.t, grid);
     PlaneRows<T> out[2] = {epilogue.output(0, image, at, n.t, grid), epilogue.output(1, image, at, n.t, grid)};
     if constexpr (Path::fast) {
+      out[1].shift = image.next_dx;  // the planar cut: the roll in elements, without the grid's step
       apply.template apply_fast<Path::full>(blk, regs, sh, image, in, out, n.t);
     } else {
       apply.apply_general(blk, regs, sh, image, in, out, n.t);
@@ -207,7 +244,7 @@ struct ResidentStepProgram {
       const auto tile_loop = [&](auto path, auto take, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (;; index += blk.count()) {
-          const Next n = next(index, taps.sigma);
+          const Next n = next<decltype(path)::fast>(index, taps.sigma);
           more = n.same_blur;
           if (!n.same_blur || !take(n.p, n.t)) return;
           step_tile<decltype(path)>(blk, regs, sh, index, n, taps, blur);

@@ -109,7 +109,7 @@ struct AscentStepArgs {
   bool* nonfinite;  // [B] output
   StatsPartial* partials;  // partials_needed() of a chunk of images (of the batch with tickets)
   int64_t chunk = 0;  // images per chunk (chunk_images); 0: the whole batch
-  ImageTicket* tickets = nullptr;  // [B]: the one-pass step (ImageTicketsProgram, then resident_blocks blocks)
+  ImageTicket* tickets = nullptr;  // ticket_bytes(): the one-pass step (ImageTicketsProgram, then resident_blocks blocks)
   int64_t resident_blocks = 0;
 };
 
@@ -250,10 +250,11 @@ void run_sequence(Launch& launch, const AscentStepArgs& a) {
     if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
       if (a.tickets) {
         with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
-          const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, a.shape, a.tickets};
-          launch((a.shape.batch + kBlockThreads - 1) / kBlockThreads, tickets);
+          const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, g.grid, a.tickets};
+          launch((tickets.work() + kBlockThreads - 1) / kBlockThreads, tickets);
           done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
-                                                        g, a.partials, scale, a.nonfinite, step, a.tickets});
+                                                        g, a.partials, scale, a.nonfinite, step, a.tickets,
+                                                        tile_places(a.tickets, a.shape.batch)});
         });
       }
     }

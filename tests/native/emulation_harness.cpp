@@ -94,11 +94,13 @@ std::vector<uint8_t> run_ops(const ImageShape& shape, Strides strides, pvf::Stor
   keep(flags);
   // The one-pass step (blocks as threads waiting on each other) on a device holding one more
   // block than an image has tiles: the same bits.
-  std::vector<pvf::ImageTicket> tickets(shape.batch);
   pvf::AscentStepArgs one{storage, shape, xin, gin, shifts.data(), next_shifts.data(), sigma.data(), 1e-6f, params,
                           pvf::ImageOut{new_x.data(), strides}, pvf::ImageOut{next.data(), strides}, flag_ptr,
                           partials.data()};
   const pvf::TileGrid grid(shape, pvf::step_interleaved(one));
+  // the tickets, then the tile places (pvf::ticket_bytes)
+  const auto ticket_size = static_cast<int64_t>(sizeof(pvf::ImageTicket));
+  std::vector<pvf::ImageTicket> tickets((pvf::ticket_bytes(grid) + ticket_size - 1) / ticket_size);
   one.resident_blocks = pvf::resident_step_blocks(storage, grid, grid.per_image + 1);
   if (one.resident_blocks > 0) one.tickets = tickets.data();  // float32 only: fp16 and bf16 take two passes
   std::fill(new_x.begin(), new_x.end(), T(0.0f));
