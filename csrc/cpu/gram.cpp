@@ -18,7 +18,7 @@
 
 #include "../checks.h"
 #include "amx_gram.h"
-#include "float_or_bf16.h"
+#include "loss_kernels.h"
 #include "ops_cpu.h"
 #include "row_kernels.h"
 
@@ -116,11 +116,6 @@ void check_addend(const std::optional<at::Tensor>& add, const at::Tensor& x) {
                        add->strides() == x.strides()),
               "add must have x's dtype, shape and strides (", x.scalar_type(), " ", x.sizes(), ", strides ",
               x.strides(), "), got ", add->scalar_type(), " ", add->sizes(), ", strides ", add->strides());
-}
-
-void check_per_image(const at::Tensor& v, const char* name, const at::Tensor& x) {
-  TORCH_CHECK(v.scalar_type() == at::kFloat && v.dim() == 1 && v.size(0) == x.size(0), name,
-              " must be float32 [B] = [", x.size(0), "], got ", v.scalar_type(), " ", v.sizes());
 }
 
 }  // namespace

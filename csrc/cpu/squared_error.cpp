@@ -14,7 +14,7 @@
 #include <optional>
 #include <type_traits>
 
-#include "float_or_bf16.h"
+#include "loss_kernels.h"
 #include "ops_cpu.h"
 #include "row_kernels.h"
 
@@ -35,11 +35,6 @@ void check_laid_out_as_x(const at::Tensor& t, const char* name, at::ScalarType d
   TORCH_CHECK(t.scalar_type() == dtype && t.sizes() == x.sizes() && t.strides() == x.strides(), name, " must be ",
               dtype, " with x's shape and strides (", x.sizes(), ", strides ", x.strides(), "), got ",
               t.scalar_type(), " ", t.sizes(), ", strides ", t.strides());
-}
-
-void check_per_image(const at::Tensor& v, const char* name, const at::Tensor& x) {
-  TORCH_CHECK(v.scalar_type() == at::kFloat && v.dim() == 1 && v.size(0) == x.size(0), name,
-              " must be float32 [B] = [", x.size(0), "], got ", v.scalar_type(), " ", v.sizes());
 }
 
 // n elements of x as float32: x itself, or widened into buffer.

@@ -213,10 +213,8 @@ def gram_error_backward(x, residual, weights, *, add=None, backend=None):
     if add is not None:
         _check_like_x(add, "add", x)
     dtype = _loss_dtype(x)
-    kernel = _gram_kernel("gram_error_backward", x, backend)
-    fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
-    grad = kernel(x, _as_dtype(residual, dtype), _as_dtype(weights, dtype), add if fused else None)
-    return grad if fused else grad.add_(add)
+    return _plus_add(_gram_kernel("gram_error_backward", x, backend), x, add, _as_dtype(residual, dtype),
+                     _as_dtype(weights, dtype))
 
 
 def squared_error(x, target, norms, *, backend=None):
@@ -237,10 +235,8 @@ def squared_error_backward(x, target, weights, *, add=None, backend=None):
     _check_per_image(weights, "weights", x)
     if add is not None:
         _check_like_x(add, "add", x)
-    kernel = _squared_error_kernel("squared_error_backward", x, target, backend)
-    fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
-    grad = kernel(x, target, _as_dtype(weights, torch.float32), add if fused else None)
-    return grad if fused else grad.add_(add)
+    return _plus_add(_squared_error_kernel("squared_error_backward", x, target, backend), x, add, target,
+                     _as_dtype(weights, torch.float32))
 
 
 def _squared_error_kernel(name, x, target, backend):
@@ -251,6 +247,14 @@ def _squared_error_kernel(name, x, target, backend):
     takes = (x.dtype in (torch.float32, torch.bfloat16) and target.dtype == torch.float32 and dense
              and target.stride() == x.stride())
     return kernel if takes else getattr(reference, name)
+
+
+def _plus_add(kernel, x, add, *args):
+    """kernel(x, *args, add): add (another gradient of x) summed in the kernel's pass when laid out
+    as x in x's dtype, else added after."""
+    fused = add is None or (add.dtype == x.dtype and add.stride() == x.stride())
+    grad = kernel(x, *args, add if fused else None)
+    return grad if fused else grad.add_(add)
 
 
 def _check_like_x(t, name, x):
