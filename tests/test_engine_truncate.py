@@ -8,7 +8,7 @@ from torch import nn
 import pyviz_fast as pvf
 from engine_nets import Explodes, tiny_cnn
 from pyviz_fast.engine import execution
-from pyviz_fast.engine.truncate import TapValue, TruncatedForward
+from pyviz_fast.engine.truncate import TapValue, TruncatedForward, chained
 
 
 def test_layer_after_the_target_is_never_called():
@@ -107,6 +107,18 @@ def test_a_tap_runs_inside_the_forward_and_returns_its_value(copied):
     torch.testing.assert_close(acts[TapValue("1")], relu.sum((1, 2, 3)))
     torch.testing.assert_close(acts["2"], model[2](relu if copied else relu * 2))
     assert TapValue("2") not in acts
+
+
+def test_chained_taps_run_in_turn_on_each_others_output():
+    model = tiny_cnn()
+    x = torch.rand(2, 3, 8, 8)
+    with TruncatedForward(model, ["1", "2"], taps={"1": chained(_doubling_tap, _doubling_tap)}) as run:
+        acts = run(x)
+    relu = model[1](model[0](x))
+    torch.testing.assert_close(acts["1"], relu * 4)
+    first, second = acts[TapValue("1")]
+    torch.testing.assert_close(first, relu.sum((1, 2, 3)))
+    torch.testing.assert_close(second, 2 * relu.sum((1, 2, 3)))
 
 
 def test_layer_not_called_by_forward_is_reported():

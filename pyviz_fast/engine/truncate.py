@@ -29,6 +29,19 @@ class TapValue:
     layer: str
 
 
+def chained(*taps):
+    """Several taps of one layer as one tap: each runs on the alias the one before it returned
+    (so their gradients add up in the same backward pass), and the value is the tuple of theirs,
+    in order."""
+    def tap(output):
+        values = []
+        for each in taps:
+            output, value = each(output)
+            values.append(value)
+        return output, tuple(values)
+    return tap
+
+
 class _Stop(Exception):
     """Raised by the hook of the last needed layer to end the forward early."""
 

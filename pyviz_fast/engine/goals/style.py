@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pyviz_fast import ops
 from pyviz_fast.engine.goals import Goal
 from pyviz_fast.engine.goals.gram import gram, gram_error_tap, squared_norms
-from pyviz_fast.engine.truncate import TapValue
+from pyviz_fast.engine.truncate import TapValue, chained
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,10 @@ def resized(images, hw):
 class StyleLoss:
     """acts -> float [B]: minus the weighted content and style losses against fixed targets.
 
-    Each layer's error is a tap (``taps``: pass them to the forward, which returns their values
-    in acts under ``TapValue(layer)``; one tap per layer, so a content layer that is also a style
-    layer keeps its style tap). An error without its value in acts (a forward without the taps,
-    or the content layer's second tap) runs on the captured activation instead, with the same
-    value and gradient."""
+    Each layer's errors are taps (``taps``: pass them to the forward, which returns their values
+    in acts under ``TapValue(layer)``); a content layer that is also a style layer takes both,
+    chained. An error without its value in acts (a forward without the taps) runs on the
+    captured activation instead, with the same value and gradient."""
 
     def __init__(self, content_layer, content, style_grams, activations, content_weight, style_weight, backend=None):
         self.layers = list(dict.fromkeys([content_layer, *style_grams]))
@@ -87,7 +86,11 @@ class StyleLoss:
         self.content_error = squared_error_tap(content, squared_norms(content), backend)
         self.style_errors = {layer: gram_error_tap(activations[layer], g, squared_norms(g), backend)
                              for layer, g in style_grams.items()}
-        self.taps = {content_layer: self.content_error, **self.style_errors}
+        by_layer = {}
+        for layer, tap in [(content_layer, self.content_error), *self.style_errors.items()]:
+            by_layer.setdefault(layer, []).append(tap)
+        self.taps = {layer: chained(*taps) for layer, taps in by_layer.items()}
+        self._slot = {tap: i for taps in by_layer.values() for i, tap in enumerate(taps)}  # in its layer's values
 
     def __call__(self, acts):
         content = self._error(acts, self.content_layer, self.content_error)
@@ -95,8 +98,8 @@ class StyleLoss:
         return -(self.content_weight * content + self.style_weight * style)
 
     def _error(self, acts, layer, tap):
-        tapped = acts.get(TapValue(layer)) if self.taps[layer] is tap else None
-        return tapped if tapped is not None else tap(acts[layer])[1]
+        tapped = acts.get(TapValue(layer))
+        return tapped[self._slot[tap]] if tapped is not None else tap(acts[layer])[1]
 
 
 class StyleTask:
