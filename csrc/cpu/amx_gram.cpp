@@ -32,6 +32,16 @@
 
 namespace pvf::cpu {
 
+bool amx_gram_available();
+
+namespace {
+// Every entry point's precondition: tiles to run on, whole 16-channel tiles.
+void check_amx_channels(const char* name, int64_t C) {
+  TORCH_CHECK(amx_gram_available() && C % 16 == 0, name, " needs AMX tiles (an x86-64 build with GCC, a CPU "
+              "that has them) and a multiple of 16 channels, got ", C);
+}
+}  // namespace
+
 #if PVF_AMX
 namespace {
 
@@ -112,7 +122,12 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 
-[[PVF_AMX_TARGET]] void gram_of_rows_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
+// The upper triangle's 16 x 16 tiles of the Gram matrix over the n rows, summed in tile 0; each
+// finished tile goes to finish(ib, jb) (in tile 0) after its last block of positions. Blocks
+// before the last keep their partial sums in scratch's upper tiles (scratch: C x C float32).
+template <typename Finish>
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void gram_tiles(const c10::BFloat16* rows, int64_t n, int64_t C,
+                                                               float* scratch, Finish& finish) {
   constexpr int64_t kGroup = 32, kGroupsPerBlock = 64;  // 2048 positions staged at once
   const int64_t blocks = C / 16;
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(rows);
@@ -124,42 +139,133 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
   _tile_loadconfig(&config);
   for (int64_t p0 = 0; p0 < n; p0 += kGroup * kGroupsPerBlock) {
     const int64_t count = std::min(kGroup * kGroupsPerBlock, n - p0), groups = (count + kGroup - 1) / kGroup;
+    const bool last = p0 + count == n;
     for (int64_t q = 0; q < groups; ++q)
       for (int64_t cb = 0; cb < blocks; ++cb)
         stage_group(bits + (p0 + q * kGroup) * C + cb * 16, std::min(kGroup, count - q * kGroup), C,
                     b_tiles.get() + (q * blocks + cb) * 256, a_tiles.get() + (q * blocks + cb) * 256);
     for (int64_t ib = 0; ib < blocks; ++ib) {
-      for (int64_t jb = ib; jb < blocks; ++jb) {  // the lower triangle is mirrored below
-        float* tile = g + ib * 16 * C + jb * 16;
-        if (p0 == 0)  // the first block's sums start from zero: g is only written (its lower triangle mirrored)
+      for (int64_t jb = ib; jb < blocks; ++jb) {
+        float* partial = scratch + ib * 16 * C + jb * 16;
+        if (p0 == 0)  // the first block's sums start from zero
           _tile_zero(0);
         else
-          _tile_loadd(0, tile, C * 4);
+          _tile_loadd(0, partial, C * 4);
         for (int64_t q = 0; q < groups; ++q) {
           _tile_loadd(1, a_tiles.get() + (q * blocks + ib) * 256, 64);
           _tile_loadd(2, b_tiles.get() + (q * blocks + jb) * 256, 64);
           _tile_dpbf16ps(0, 1, 2);
         }
-        _tile_stored(0, tile, C * 4);
+        if (last)
+          finish(ib, jb);
+        else
+          _tile_stored(0, partial, C * 4);
       }
     }
   }
   _tile_release();
+}
+
+// gram_tiles' finish for a Gram matrix: each tile stored in place (the lower triangle mirrored after).
+struct StoreTile {
+  float* g;
+  int64_t C;
+  [[PVF_AMX_TARGET, gnu::always_inline]] void operator()(int64_t ib, int64_t jb) const {
+    _tile_stored(0, g + ib * 16 * C + jb * 16, C * 4);
+  }
+};
+
+[[PVF_AMX_TARGET]] void gram_of_rows_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
+  StoreTile finish{g, C};
+  gram_tiles(rows, n, C, g, finish);
   mirror_upper(g, C);
 }
 
-[[PVF_AMX_TARGET]] void rows_times_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m,
-                                         const c10::BFloat16* add, c10::BFloat16* out) {
-  const int64_t depth = C % 32 == 0 ? 32 : 16;  // channels summed per tile product
-  // m's rows in pairs: dword (i / 2, j) holds m[i][j], m[i + 1][j] (bfloat16 values: their float
-  // bits' high halves)
-  const auto m_pairs = std::make_unique_for_overwrite<uint32_t[]>(C / 2 * C);
+// Squares of v's lanes added to the eight double lanes of sum (exact products of floats).
+[[PVF_AMX_TARGET, gnu::always_inline]] inline __m512d add_squares(__m512d sum, __m512 v) {
+  const __m512d low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  const __m512d high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  return _mm512_fmadd_pd(high, high, _mm512_fmadd_pd(low, low, sum));
+}
+
+// gram_tiles' finish for a style layer's error: each tile's Gram values rounded to bfloat16 and
+// over P, minus the target, stored as the residual with the tile's mirror below the diagonal
+// (against the target's own lower block); the squares summed in double lanes.
+struct ResidualTile {
+  const float* target;
+  float* residual;
+  int64_t C;
+  __m512 inv_positions;
+  __m512d sum = _mm512_setzero_pd();
+
+  [[PVF_AMX_TARGET, gnu::always_inline]] void operator()(int64_t ib, int64_t jb) {
+    alignas(64) float tile[16 * 16];
+    _tile_stored(0, tile, 64);
+    __m512i g[16];
+    for (int i = 0; i < 16; ++i) {
+      const __m512i rounded = _mm512_slli_epi32(bf16_bits(_mm512_load_ps(tile + 16 * i)), 16);
+      g[i] = _mm512_castps_si512(_mm512_mul_ps(_mm512_castsi512_ps(rounded), inv_positions));
+    }
+    store(g, ib * 16 * C + jb * 16);
+    if (ib != jb) {
+      transpose16(g);
+      store(g, jb * 16 * C + ib * 16);
+    }
+  }
+
+  [[PVF_AMX_TARGET, gnu::always_inline]] void store(const __m512i g[16], int64_t at) {
+    for (int i = 0; i < 16; ++i) {
+      const __m512 v = _mm512_sub_ps(_mm512_castsi512_ps(g[i]), _mm512_loadu_ps(target + at + i * C));
+      _mm512_storeu_ps(residual + at + i * C, v);
+      sum = add_squares(sum, v);
+    }
+  }
+};
+
+[[PVF_AMX_TARGET]] double gram_error_of_rows_tiles(const c10::BFloat16* rows, int64_t n, int64_t C,
+                                                   float inv_positions, const float* target, float* residual) {
+  ResidualTile finish{target, residual, C, _mm512_set1_ps(inv_positions)};
+  gram_tiles(rows, n, C, residual, finish);
+  return _mm512_reduce_add_pd(finish.sum);
+}
+
+[[PVF_AMX_TARGET]] void pairs_of_matrix(const float* m, int64_t C, uint32_t* pairs) {
   for (int64_t i = 0; i < C; i += 2)
     for (int64_t j = 0; j < C; j += 16) {
       const __m512i low = _mm512_srli_epi32(_mm512_loadu_si512(m + i * C + j), 16);
       const __m512i high = _mm512_and_si512(_mm512_loadu_si512(m + (i + 1) * C + j), _mm512_set1_epi32(-65536));
-      _mm512_storeu_si512(m_pairs.get() + i / 2 * C + j, _mm512_or_si512(low, high));
+      _mm512_storeu_si512(pairs + i / 2 * C + j, _mm512_or_si512(low, high));
     }
+}
+
+// Rows b[0..15] of bfloat16 bits (each dword's low half) as 8 pair rows at pairs (row stride C dwords).
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void store_pairs(const __m512i b[16], int64_t C, uint32_t* pairs) {
+  for (int i = 0; i < 16; i += 2)
+    _mm512_storeu_si512(pairs + i / 2 * C, _mm512_or_si512(b[i], _mm512_slli_epi32(b[i + 1], 16)));
+}
+
+[[PVF_AMX_TARGET]] void symmetric_pairs_blocks(const float* r, int64_t C, float scale, uint32_t* pairs) {
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int64_t ib = 0; ib < C; ib += 16)
+    for (int64_t jb = ib; jb < C; jb += 16) {
+      __m512i m[16];
+      load_block16(r + jb * C + ib, C, m);
+      transpose16(m);  // r^T's block (ib, jb)
+      for (int i = 0; i < 16; ++i) {
+        const __m512 sum = _mm512_add_ps(_mm512_loadu_ps(r + (ib + i) * C + jb), _mm512_castsi512_ps(m[i]));
+        m[i] = bf16_bits(_mm512_mul_ps(s, sum));
+      }
+      store_pairs(m, C, pairs + ib / 2 * C + jb);
+      if (jb != ib) {  // m is symmetric: its block (jb, ib) is this one transposed
+        transpose16(m);
+        store_pairs(m, C, pairs + jb / 2 * C + ib);
+      }
+    }
+}
+
+[[PVF_AMX_TARGET]] void rows_times_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, const uint32_t* pairs,
+                                         const c10::BFloat16* add, c10::BFloat16* out) {
+  const int64_t depth = C % 32 == 0 ? 32 : 16;  // channels summed per tile product
   std::vector<c10::BFloat16> tail(16 * C, c10::BFloat16(0.0f));  // the last rows, padded to 16 with zeros
   alignas(64) float products[16 * 16];
   const TileConfig config(16, static_cast<int>(depth * 2), static_cast<int>(depth / 2));
@@ -172,7 +278,7 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
       _tile_zero(0);
       for (int64_t k0 = 0; k0 < C; k0 += depth) {
         _tile_loadd(1, src + k0, C * 2);
-        _tile_loadd(2, m_pairs.get() + k0 / 2 * C + j0, C * 4);
+        _tile_loadd(2, pairs + k0 / 2 * C + j0, C * 4);
         _tile_dpbf16ps(0, 1, 2);
       }
       _tile_stored(0, products, 64);
@@ -198,33 +304,57 @@ const bool kAmx = cpu_has_amx_bf16() && os_allows_amx();
 bool amx_gram_available() { return kAmx; }
 
 void round_to_bf16_amx(float* m, int64_t n) {
-  TORCH_CHECK(kAmx && n % 16 == 0, "round_to_bf16_amx needs AMX and a multiple of 16 values");
+  check_amx_channels("round_to_bf16_amx", n);
   round_floats_to_bf16(m, n);
 }
 
 void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
-  TORCH_CHECK(kAmx && C % 16 == 0, "gram_of_rows_amx needs AMX and a multiple of 16 channels");
+  check_amx_channels("gram_of_rows_amx", C);
   gram_of_rows_tiles(rows, n, C, g);
 }
 
-void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m, const c10::BFloat16* add,
-                    c10::BFloat16* out) {
-  TORCH_CHECK(kAmx && C % 16 == 0, "rows_times_amx needs AMX and a multiple of 16 channels");
-  rows_times_tiles(rows, n, C, m, add, out);
+double gram_error_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float inv_positions,
+                              const float* target, float* residual) {
+  check_amx_channels("gram_error_of_rows_amx", C);
+  return gram_error_of_rows_tiles(rows, n, C, inv_positions, target, residual);
+}
+
+void pairs_of_matrix_amx(const float* m, int64_t C, uint32_t* pairs) {
+  check_amx_channels("pairs_of_matrix_amx", C);
+  pairs_of_matrix(m, C, pairs);
+}
+
+void symmetric_pairs_amx(const float* r, int64_t C, float scale, uint32_t* pairs) {
+  check_amx_channels("symmetric_pairs_amx", C);
+  symmetric_pairs_blocks(r, C, scale, pairs);
+}
+
+void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const uint32_t* pairs,
+                    const c10::BFloat16* add, c10::BFloat16* out) {
+  check_amx_channels("rows_times_amx", C);
+  rows_times_tiles(rows, n, C, pairs, add, out);
 }
 
 #else
 
 bool amx_gram_available() { return false; }
 
-void round_to_bf16_amx(float*, int64_t) { TORCH_CHECK(false, "round_to_bf16_amx needs an x86-64 build with GCC"); }
+void round_to_bf16_amx(float*, int64_t n) { check_amx_channels("round_to_bf16_amx", n); }
 
-void gram_of_rows_amx(const c10::BFloat16*, int64_t, int64_t, float*) {
-  TORCH_CHECK(false, "gram_of_rows_amx needs an x86-64 build with GCC");
+void gram_of_rows_amx(const c10::BFloat16*, int64_t, int64_t C, float*) { check_amx_channels("gram_of_rows_amx", C); }
+
+double gram_error_of_rows_amx(const c10::BFloat16*, int64_t, int64_t C, float, const float*, float*) {
+  check_amx_channels("gram_error_of_rows_amx", C);
+  return 0.0;
 }
 
-void rows_times_amx(const c10::BFloat16*, int64_t, int64_t, const float*, const c10::BFloat16*, c10::BFloat16*) {
-  TORCH_CHECK(false, "rows_times_amx needs an x86-64 build with GCC");
+void pairs_of_matrix_amx(const float*, int64_t C, uint32_t*) { check_amx_channels("pairs_of_matrix_amx", C); }
+
+void symmetric_pairs_amx(const float*, int64_t C, float, uint32_t*) { check_amx_channels("symmetric_pairs_amx", C); }
+
+void rows_times_amx(const c10::BFloat16*, int64_t, int64_t C, const uint32_t*, const c10::BFloat16*,
+                    c10::BFloat16*) {
+  check_amx_channels("rows_times_amx", C);
 }
 
 #endif

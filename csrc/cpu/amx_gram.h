@@ -22,9 +22,24 @@ void round_to_bf16_amx(float* m, int64_t n);
 // g[i * C + j] = sum_p rows[p * C + i] * rows[p * C + j] over the n rows (g: C x C float32, written).
 void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g);
 
+// One style layer's error: residual = G / P - target with G the rows' Gram matrix as bfloat16 holds
+// it (products rounded once) and 1 / P = inv_positions; returns ||residual||^2 (in double). The
+// C x C values are made tile by tile as the products finish, in one pass (target, residual: C x C
+// float32).
+double gram_error_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float inv_positions,
+                              const float* target, float* residual);
+
+// A C x C factor m as the tiles take it: pairs (C / 2 x C dwords), dword (i / 2, j) holding the
+// bfloat16 bits of m[i][j] (low half) and m[i + 1][j] (high half).
+// - pairs_of_matrix_amx: of m (float32 holding bfloat16 values);
+// - symmetric_pairs_amx: of m = scale (r + r^T) rounded to bfloat16, in one pass over r (the
+//   style loss's backward factor).
+void pairs_of_matrix_amx(const float* m, int64_t C, uint32_t* pairs);
+void symmetric_pairs_amx(const float* r, int64_t C, float scale, uint32_t* pairs);
+
 // out[p * C + j] = add[p * C + j] + sum_i rows[p * C + i] * m[i * C + j], rounded to bfloat16 once
-// (add: nullptr for none); m is C x C float32 holding bfloat16 values.
-void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m, const c10::BFloat16* add,
+// (add: nullptr for none); m given as its pairs.
+void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const uint32_t* pairs, const c10::BFloat16* add,
                     c10::BFloat16* out);
 
 }  // namespace pvf::cpu

@@ -44,13 +44,6 @@ void round_as(float* m, int64_t n) {
 
 void products_of_rows(const float* rows, int64_t n, int64_t C, float* g) { gram_of_rows(rows, n, C, g); }
 void products_of_rows(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) { gram_of_rows_amx(rows, n, C, g); }
-void rows_times_matrix(const float* rows, int64_t n, int64_t C, const float* m, const float* add, float* out) {
-  rows_times(rows, n, C, m, add, out);
-}
-void rows_times_matrix(const c10::BFloat16* rows, int64_t n, int64_t C, const float* m, const c10::BFloat16* add,
-                       c10::BFloat16* out) {
-  rows_times_amx(rows, n, C, m, add, out);
-}
 
 // Each image's Gram products into g [B, C, C] float32, rounded as x's dtype holds them.
 template <typename T>
@@ -78,30 +71,57 @@ at::Tensor gram_cpu(const at::Tensor& x) {
 
 namespace {
 
-// out = (m F)^T + add = F^T m^T + add, row block by row block: m_t holds m^T [B, C, C],
-// contiguous; add (if given) is laid out as x.
-at::Tensor rows_times_matrices(const at::Tensor& m_t, const at::Tensor& x, const std::optional<at::Tensor>& add) {
-  const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
+// The backward's C x C factor per image as the row kernels take it: m^T (float32 [B, C, C]) for
+// float32 rows, its pairs of rows (int32 [B, C / 2, C], amx_gram.h) for bfloat16 rows on tiles.
+template <typename T>
+at::Tensor empty_factors(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1);
+  return std::is_same_v<T, float> ? at::empty({B, C, C}, x.options()) : at::empty({B, C / 2, C}, x.options().dtype(at::kInt));
+}
+
+void rows_times_factor(const float* rows, int64_t n, int64_t C, const float* m_t, const float* add, float* out) {
+  rows_times(rows, n, C, m_t, add, out);
+}
+void rows_times_factor(const c10::BFloat16* rows, int64_t n, int64_t C, const int32_t* pairs,
+                       const c10::BFloat16* add, c10::BFloat16* out) {
+  rows_times_amx(rows, n, C, reinterpret_cast<const uint32_t*>(pairs), add, out);
+}
+
+// out = (m F)^T + add = F^T m^T + add, row block by row block, with m^T given as
+// factors (empty_factors); add (if given) is laid out as x.
+template <typename T>
+at::Tensor rows_times_factors(const at::Tensor& factors, const at::Tensor& x, const std::optional<at::Tensor>& add) {
+  using Factor = std::conditional_t<std::is_same_v<T, float>, float, int32_t>;
+  const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C), per_image = factors.numel() / B;
   at::Tensor out = at::empty_like(x);  // x's strides: channels innermost, dense
-  dispatch_float_or_bf16(x, [&](auto tag) {
-    using T = decltype(tag);
-    const T* rows = x.const_data_ptr<T>();
-    const T* addend = add ? add->const_data_ptr<T>() : nullptr;
-    const float* mat = m_t.const_data_ptr<float>();
-    T* dst = out.mutable_data_ptr<T>();
-    // The AMX kernel pairs m's rows (C * C / 2 conversions) per call: larger tasks spread that.
-    constexpr int64_t kRowsPerTask = std::is_same_v<T, float> ? 64 : 1024;
-    const int64_t tasks_per_image = (P + kRowsPerTask - 1) / kRowsPerTask;
-    at::parallel_for(0, B * tasks_per_image, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / tasks_per_image, p0 = task % tasks_per_image * kRowsPerTask;
-        const int64_t offset = (b * P + p0) * C;
-        rows_times_matrix(rows + offset, std::min(kRowsPerTask, P - p0), C, mat + b * C * C,
-                          addend == nullptr ? nullptr : addend + offset, dst + offset);
-      }
-    });
+  const T* rows = x.const_data_ptr<T>();
+  const T* addend = add ? add->const_data_ptr<T>() : nullptr;
+  const Factor* factor = factors.const_data_ptr<Factor>();
+  T* dst = out.mutable_data_ptr<T>();
+  constexpr int64_t kRowsPerTask = 64;
+  const int64_t tasks_per_image = (P + kRowsPerTask - 1) / kRowsPerTask;
+  at::parallel_for(0, B * tasks_per_image, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / tasks_per_image, p0 = task % tasks_per_image * kRowsPerTask;
+      const int64_t offset = (b * P + p0) * C;
+      rows_times_factor(rows + offset, std::min(kRowsPerTask, P - p0), C, factor + b * per_image,
+                        addend == nullptr ? nullptr : addend + offset, dst + offset);
+    }
   });
   return out;
+}
+
+// The factors of m^T per image: make(b, factor) writes image b's.
+template <typename T, typename Make>
+at::Tensor factors_of_images(const at::Tensor& x, Make&& make) {
+  at::Tensor factors = empty_factors<T>(x);
+  const int64_t per_image = factors.numel() / x.size(0);
+  using Factor = std::conditional_t<std::is_same_v<T, float>, float, int32_t>;
+  Factor* f = factors.mutable_data_ptr<Factor>();
+  at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) make(b, f + b * per_image);
+  });
+  return factors;
 }
 
 void check_matrices(const at::Tensor& m, const char* name, const at::Tensor& x) {
@@ -126,7 +146,20 @@ at::Tensor gram_times_cpu(const at::Tensor& m, const at::Tensor& x) {
               m.scalar_type());
   const at::Tensor m_float = m.to(at::kFloat);
   check_matrices(m_float, "m", x);
-  return rows_times_matrices(m_float.transpose(1, 2).contiguous(), x, std::nullopt);
+  const at::Tensor m_t = m_float.transpose(1, 2).contiguous();
+  const int64_t C = x.size(1);
+  const float* mat = m_t.const_data_ptr<float>();
+  return dispatch_float_or_bf16(x, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>) {
+      return rows_times_factors<T>(m_t, x, std::nullopt);
+    } else {
+      const at::Tensor pairs = factors_of_images<T>(x, [&](int64_t b, int32_t* f) {
+        pairs_of_matrix_amx(mat + b * C * C, C, reinterpret_cast<uint32_t*>(f));
+      });
+      return rows_times_factors<T>(pairs, x, std::nullopt);
+    }
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at::Tensor& target,
@@ -142,8 +175,17 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   const float* norm = n.const_data_ptr<float>();
   float* res = residual.mutable_data_ptr<float>();
   float* err = error.mutable_data_ptr<float>();
+  if (x.scalar_type() == at::kBFloat16) {  // tiles: the residual made as each tile of products finishes
+    const c10::BFloat16* rows = x.const_data_ptr<c10::BFloat16>();
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b)
+        err[b] = static_cast<float>(gram_error_of_rows_amx(rows + b * P * C, P, C, 1.0f / static_cast<float>(P),
+                                                           tgt + b * C * C, res + b * C * C)) / norm[b];
+    });
+    return {error, residual};
+  }
   const float positions = static_cast<float>(P);
-  dispatch_float_or_bf16(x, [&](auto tag) { grams_of_images<decltype(tag)>(x, res); });
+  grams_of_images<float>(x, res);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       float* r = res + b * C * C;
@@ -160,22 +202,22 @@ at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residu
   check_matrices(residual, "residual", x);
   check_per_image(weights, "weights", x);
   check_addend(add, x);
-  const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C);
-  // m = (dG + dG^T) / P with dG = 2 w R is symmetric: it serves as the m^T rows_times_matrices takes
-  at::Tensor m = at::empty({B, C, C}, residual.options());
+  const int64_t C = x.size(1), P = x.numel() / (x.size(0) * C);
+  // m = (dG + dG^T) / P with dG = 2 w R is symmetric: it serves as the m^T the product takes
   const at::Tensor r_all = residual.contiguous(), w_all = weights.contiguous();
   const float* res = r_all.const_data_ptr<float>();
   const float* w = w_all.const_data_ptr<float>();
-  float* mat = m.mutable_data_ptr<float>();
   const float positions = static_cast<float>(P);
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      float* m_b = mat + b * C * C;
-      symmetric_sum(res + b * C * C, C, 2 * w[b] / positions, m_b);
-      dispatch_float_or_bf16(x, [&](auto tag) { round_as<decltype(tag)>(m_b, C * C); });
-    }
+  return dispatch_float_or_bf16(x, [&](auto tag) {
+    using T = decltype(tag);
+    const at::Tensor factors = factors_of_images<T>(x, [&](int64_t b, auto* f) {
+      if constexpr (std::is_same_v<T, float>)
+        symmetric_sum(res + b * C * C, C, 2 * w[b] / positions, f);
+      else  // rounded to bfloat16 as it is paired
+        symmetric_pairs_amx(res + b * C * C, C, 2 * w[b] / positions, reinterpret_cast<uint32_t*>(f));
+    });
+    return rows_times_factors<T>(factors, x, add);
   });
-  return rows_times_matrices(m, x, add);
 }
 
 }  // namespace pvf::cpu

@@ -8,13 +8,11 @@
 
 namespace pvf::cpu {
 
-// Calls f with a value of x's element type: float or c10::BFloat16 (x is one of the two).
+// f called with a value of x's element type: float or c10::BFloat16 (x is one of the two).
 template <typename F>
-void dispatch_float_or_bf16(const at::Tensor& x, F&& f) {
-  if (x.scalar_type() == at::kBFloat16)
-    f(c10::BFloat16{});
-  else
-    f(float{});
+decltype(auto) dispatch_float_or_bf16(const at::Tensor& x, F&& f) {
+  if (x.scalar_type() == at::kBFloat16) return f(c10::BFloat16{});
+  return f(float{});
 }
 
 // v must be float32 [B], one value per image of x.
