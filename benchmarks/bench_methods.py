@@ -22,6 +22,7 @@ forward+backward seconds over its total (the engine's clocks). Never asserts.
     python benchmarks/bench_methods.py --threads 1 --steps 32 --googlenet   # a real-sized model
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style  # style at its default steps
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style --execution chosen
+    python benchmarks/bench_methods.py --threads 1 --steps 128 --vgg19 --execution chosen  # Gatys' network
 
 Every case runs at fp32 / channels_last unless ``--execution chosen``: then each case first runs
 once with 'auto' execution (the trial a user's call makes on this machine) and both sides are
@@ -89,6 +90,18 @@ def googlenet_cases():
          lambda n, e: pvf.render(net, "inception4a:0-3", facets=4, diversity_layer="inception3b", steps=n, **common, **e),
          None),
     ]
+
+
+def vgg19_cases():
+    """Style transfer on the network Gatys et al. used: torchvision's VGG-19 (random weights, seed
+    0) at ``SIZE``, its default layers (relu1_1 .. relu5_1 for style, up to 512 channels)."""
+    torch.manual_seed(0)
+    net, _ = pvf.load_model("torchvision:vgg19", weights="none")
+    photos = make_batch(16, size=SIZE, seed=7)[0]
+    pairs = (photos[:8], photos[8:])
+    deepest = default_layers(net, (SIZE, SIZE), 3)[1][-1]
+    return [("style vgg19 8 pairs", net, deepest, 8,
+             lambda n, e: pvf.style_transfer(net, *pairs, steps=n, size=SIZE, progress=False, **e), pairs)]
 
 
 def timed(fn):
@@ -183,6 +196,8 @@ def main():
     parser.add_argument("--json", default=None, help="also write the rows and metadata here")
     parser.add_argument("--googlenet", action="store_true",
                         help="pixel, MaCo and facets on googlenet (random weights) instead of the shipped models")
+    parser.add_argument("--vgg19", action="store_true",
+                        help="style transfer on torchvision's VGG-19 (random weights) instead of the shipped models")
     parser.add_argument("--only", default="", metavar="PREFIX",
                         help="only the methods whose name starts with PREFIX (pixel, maco, facets, accentuate, style)")
     parser.add_argument("--execution", choices=("fp32", "chosen"), default="fp32",
@@ -190,9 +205,10 @@ def main():
     args = parser.parse_args()
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
-    chosen = [case for case in (googlenet_cases() if args.googlenet else cases()) if case[0].startswith(args.only)]
+    every = googlenet_cases() if args.googlenet else vgg19_cases() if args.vgg19 else cases()
+    chosen = [case for case in every if case[0].startswith(args.only)]
     if not chosen:
-        parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in cases()]}")
+        parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in every]}")
     for name, model, layer, inputs, run, pairs in chosen:
         execution = EXECUTION
         if args.execution == "chosen":
