@@ -173,7 +173,7 @@ def test_the_fused_backend_runs_the_kernels_on_the_inputs_they_take(monkeypatch)
 @needs_amx
 def test_a_bf16_style_layer_of_many_channels_runs_the_kernels(monkeypatch):
     """On AMX tiles a style loss's layer takes any channel count (torch's C x C passes cost more
-    there than the products), and matches the reference; float32 keeps its limit."""
+    there than the products), and matches the reference; float32 keeps its limit (without AVX-512)."""
     x = channels_last((2, 512, 3, 2), seed=26, dtype=torch.bfloat16)
     target, norms = targets_and_norms(2, 512, seed=27)
     want_error, want_residual = reference.gram_error(x, target, norms)
@@ -188,16 +188,41 @@ def test_a_bf16_style_layer_of_many_channels_runs_the_kernels(monkeypatch):
     grad = ops.gram_error_backward(x, residual, norms, backend="fused")
     assert grad.dtype == torch.bfloat16 and grad.stride() == x.stride()
     assert_close_to(grad, want_grad)
+    monkeypatch.setattr(ops, "_runs_avx512", lambda: False)
     with pytest.raises(AssertionError, match="ran the reference"):
         ops.gram_error(x.float(), target, norms, backend="fused")
 
 
+@pytest.mark.needs_ext
+def test_a_float32_style_layer_of_many_channels_runs_the_kernels_where_the_cpu_has_avx512(monkeypatch):
+    """Where the vector loops run AVX-512 a float32 style layer takes the kernels at any width too
+    (AVX2's limits were measured on an EPYC); the plain products keep their limits."""
+    x = channels_last((2, 512, 3, 2), seed=28)
+    target, norms = targets_and_norms(2, 512, seed=29)
+    want_error, want_residual = reference.gram_error(x, target, norms)
+    want_grad = reference.gram_error_backward(x, want_residual, norms)
+    want_gram = reference.gram(x)
+    def refuse(*_):
+        raise AssertionError("ran the reference")
+    monkeypatch.setattr(ops, "_runs_avx512", lambda: True)
+    monkeypatch.setattr(reference, "gram_error", refuse)
+    monkeypatch.setattr(reference, "gram_error_backward", refuse)
+    error, residual = ops.gram_error(x, target, norms, backend="fused")
+    assert_close_to(residual, want_residual)
+    assert_close_to(error, want_error)
+    assert_close_to(ops.gram_error_backward(x, residual, norms, backend="fused"), want_grad)
+    monkeypatch.setattr(reference, "gram", refuse)
+    with pytest.raises(AssertionError, match="ran the reference"):
+        ops.gram(x, backend="fused")
+
+
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
-@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels", "bfloat16 without AMX", "float16", "autocast",
-                                  "sliced"])
+@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels without AVX-512", "bfloat16 without AMX",
+                                  "float16", "autocast", "sliced"])
 def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, case, monkeypatch):
-    shape = {"24 channels": (2, 24, 4, 4), "512 channels": (2, 512, 2, 2)}.get(case, (2, 32, 5, 4))
+    shape = {"24 channels": (2, 24, 4, 4), "512 channels without AVX-512": (2, 512, 2, 2)}.get(case, (2, 32, 5, 4))
     x = channels_last(shape, seed=7)
+    monkeypatch.setattr(ops, "_runs_avx512", lambda: False)  # the float32 limits of AVX2 (an AVX-512 CPU has none)
     if case == "nchw":
         x = x.contiguous()
     elif case == "bfloat16 without AMX":

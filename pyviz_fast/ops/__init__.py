@@ -8,6 +8,7 @@ accumulate in float32 and return the storage dtype.
 >>> ops.gaussian_blur(x, sigma=1.5).shape
 torch.Size([4, 3, 64, 64])
 """
+import functools
 import math
 from typing import NamedTuple
 
@@ -286,13 +287,29 @@ def _check_per_image(v, name, x):
 
 
 # The most channels each product's kernel takes: beyond, torch's GEMM is as fast or faster (its
-# packing pays off; benchmarks/bench_gram.py, float32 on an AMD EPYC, 2026-12-03). bfloat16 rows
-# on AMX tiles (Intel Xeon, 2026-12-05): a style loss's layer beats torch's ops at every count
-# measured, 16 to 1,024 (their C x C passes in several torch ops cost more than torch.bmm's
-# products: 2.6-4x at 256-1,024 channels); the plain products lose past the float32 limits.
+# packing pays off; benchmarks/bench_gram.py, float32 on an AMD EPYC with AVX2, 2026-12-03).
+# bfloat16 rows on AMX tiles (Intel Xeon, 2026-12-05): a style loss's layer beats torch's ops at
+# every count measured, 16 to 1,024 (their C x C passes in several torch ops cost more than
+# torch.bmm's products: 2.6-4x at 256-1,024 channels); the plain products lose past the float32
+# limits. float32 rows where the vector loops run AVX-512 (``_STYLE_LAYER_ANY_WIDTH``) likewise.
 _GRAM_KERNEL_CHANNELS = {torch.float32: {"gram": 256, "gram_times": 128, "gram_error": 256, "gram_error_backward": 128},
                          torch.bfloat16: {"gram": 256, "gram_times": 128, "gram_error": math.inf,
                                           "gram_error_backward": math.inf}}
+# float32 on the Xeon's AVX-512 (tiles twice AVX2's width), kernel against torch's ops, forward /
+# backward with add (ms, 8 images): C=512 over 16 positions 2.09 / 2.57 against 3.79 / 8.06; C=1,024
+# over 16 (2 images) 2.63 / 3.12 against 3.43 / 25.45.
+_STYLE_LAYER_ANY_WIDTH = ("gram_error", "gram_error_backward")
+
+
+def _most_channels(name, dtype):
+    if dtype == torch.float32 and name in _STYLE_LAYER_ANY_WIDTH and _runs_avx512():
+        return math.inf
+    return _GRAM_KERNEL_CHANNELS[dtype][name]
+
+
+@functools.cache
+def _runs_avx512():
+    return _ext.has_ops() and "avx512" in _ext._C.vector_instruction_sets()
 
 
 def _gram_kernel(name, x, backend):
@@ -300,7 +317,7 @@ def _gram_kernel(name, x, backend):
         raise ValueError(f"x must be a non-empty [B, C, *positions] activation, got shape {list(x.shape)}")
     kernel = _kernel(name, backend, x.device, cpu_only=True)
     rows_kernel = (_gram_kernel_takes(x) and x.shape[1] % 16 == 0  # takes: float32 or bfloat16
-                   and x.shape[1] <= _GRAM_KERNEL_CHANNELS[x.dtype][name] and x.movedim(1, -1).is_contiguous())
+                   and x.shape[1] <= _most_channels(name, x.dtype) and x.movedim(1, -1).is_contiguous())
     return kernel if rows_kernel else getattr(reference, name)
 
 
