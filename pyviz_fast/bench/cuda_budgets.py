@@ -29,7 +29,11 @@ STEP_ELEMENT_ACCESSES = {"one pass": 4, "two passes": 5}
 DESIGNS = tuple(STEP_KERNELS)
 TILE_HEIGHT = 64  # csrc/kernels/tile.h kTileH (a tile is 32 columns wide)
 ELEMENTS_PER_THREAD = 8  # kRowsPerThread: a tile's 2,048 pixels over 256 threads
-HORIZONTAL_OUTPUTS_PER_THREAD = 10  # radius 6: 76 halo rows x 32 columns in 2 rounds of 4 outputs and 1 of 2
+# A radius's tile loops hold at most this many FFMAs fewer than its loop with the most: one radius
+# less has 2 x (8 vertical + 10 horizontal outputs per thread) = 36 tap FFMAs fewer in every loop,
+# while std's interior loop, whose Welford divisions are by counts known at compile time, holds
+# 10-23 fewer than its other loops (sm_80 ... sm_120).
+RADIUS_FFMA_SPREAD = 30
 NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/common.h NormMode order
 DEFAULT_NORM = "mean_abs"  # the engine's default
 
@@ -176,9 +180,7 @@ def tile_loops(listing, sigma=2.0):
     """{"interior": (first, last), "edge": ..., "general": ...} of the tile loops of ``sigma``'s
     compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at radius 6 =
     sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's pixels),
-    within half of the 2 x (ELEMENTS_PER_THREAD + HORIZONTAL_OUTPUTS_PER_THREAD) taps that one
-    radius less would drop (the mode's folds differ by loop: std's interior loop, which tests no
-    row, holds 15 FFMAs fewer than its others).
+    within RADIUS_FFMA_SPREAD of the most.
     Each radius has a loop for the interior fast path (csrc/kernels/tile.h blur_tile_fast: vector
     loads, no reflection, no per-item choice) over tiles of TILE_HEIGHT rows inside the image,
     the shortest; one for the other tiles whose columns lie inside the row (the edge tiles, whose
@@ -192,8 +194,8 @@ def tile_loops(listing, sigma=2.0):
     if most < 2 * (2 * r + 1) * ELEMENTS_PER_THREAD:
         raise ValueError(f"no tile loop with the {2 * (2 * r + 1) * ELEMENTS_PER_THREAD} tap FFMAs of sigma {sigma} "
                          f"(most: {most})")
-    spread = ELEMENTS_PER_THREAD + HORIZONTAL_OUTPUTS_PER_THREAD  # half a radius's taps
-    candidates = sorted((longest_path(listing, *loop), loop) for ffma, loop in counted if ffma > most - spread)
+    candidates = sorted((longest_path(listing, *loop), loop) for ffma, loop in counted
+                        if ffma > most - RADIUS_FFMA_SPREAD)
     if len(candidates) < 3:
         raise ValueError(f"expected interior, edge and general tile loops of sigma {sigma}, found {len(candidates)}")
     return {"interior": candidates[0][1], "edge": candidates[1][1], "general": candidates[-1][1]}
