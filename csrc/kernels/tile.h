@@ -715,24 +715,21 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
 template <int R, class T>
 struct EdgeRun {
   using F = FastHalo<R, T>;
-  int32_t first, start, run, length;  // first column, its source element, columns, the row's elements
+  int32_t first, start, run, vectors;  // first column, its source element, columns, vectors loaded
 
   PVF_HD EdgeRun(const PlaneRows<const T>& src, const TilePos& t)
-      : first(t.e0 < R ? R - t.e0 : 0), start(rolled(t.e0 - R + first, src.shift, src.length)), length(src.length) {
+      : first(t.e0 < R ? R - t.e0 : 0), start(rolled(t.e0 - R + first, src.shift, src.length)) {
     const int32_t in_row = src.length - (t.e0 - R), end = in_row < kTileW + 2 * R ? in_row : kTileW + 2 * R;
-    run = end - first < length - start ? end - first : length - start;
-  }
-
-  // Whether vector j is loaded: inside the row in memory, and its columns inside the shared row.
-  PVF_HD bool vector(int32_t j) const {
-    const int32_t a = F::misalignment(start), next = (j + 1) * F::kV;
-    return (start - a + next <= length) & (first - a + next <= F::kPitch - F::kLead);
+    run = end - first < src.length - start ? end - first : src.length - start;
+    const int32_t a = F::misalignment(start), in_memory = (src.length - (start - a)) / F::kV,
+                  in_shared = (F::kPitch - F::kLead - (first - a)) / F::kV;
+    vectors = in_memory < in_shared ? in_memory : in_shared;
   }
 
   // Whether halo column c came from a vector.
   PVF_HD bool from_vector(int32_t c) const {
     const int32_t k = c - first;
-    return k >= 0 && k < run && vector((k + F::misalignment(start)) / F::kV);
+    return k >= 0 && k < run && (k + F::misalignment(start)) / F::kV < vectors;
   }
 };
 
@@ -745,7 +742,7 @@ PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRe
                            const PlaneRows<const T>& src, const TilePos& t, float* raw) {
   using F = FastHalo<R, T>;
   const EdgeRun<R, T> edge(src, t);
-  load_halo_vectors<R>(blk, regs, sh, src, edge.start, edge.first, raw, [&](int32_t j) { return edge.vector(j); });
+  load_halo_vectors<R>(blk, regs, sh, src, edge.start, edge.first, raw, [&](int32_t j) { return j < edge.vectors; });
   blk.sync();  // the vectors' stores past their run land on columns that the elements write
   blk.each(regs, [&](int thread, TileRegs&) {
     const int32_t lane = thread % kWarpSize, far = lane < 2 * R ? kTileW + lane : lane;
