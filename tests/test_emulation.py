@@ -4,7 +4,6 @@ the batch chunking, the global accesses of the kernels (16-byte vectors, channel
 read whole), and the block programs of every op run under AddressSanitizer and
 UndefinedBehaviorSanitizer in a separate small build (tests/native/emulation_harness.cpp, not
 the shipped extension)."""
-import math
 import os
 import shutil
 import subprocess
@@ -81,8 +80,8 @@ def _traced_step(emulation, shape, dtype, layout):
 @pytest.mark.parametrize("dtype", list(TOLERANCES))
 def test_a_step_moves_most_bytes_in_16_byte_accesses(emulation, dtype, layout):
     """Both kernels read g, and kernel 2 reads x and writes two outputs, in 16-byte vectors where
-    the row runs allow: only the run ends (tile edges, the roll's split, the reflected halo) move
-    element by element. channels_last rows are read whole (a tile spans every channel of its
+    the row runs allow: only the run ends (tile edges, the roll's split, the reflected halo) and
+    the fast path's rolled next input (coalesced 4-byte stores) move element by element. channels_last rows are read whole (a tile spans every channel of its
     pixels), so they take vectors as well; element-wise they would be C elements apart."""
     _, widths, x = _traced_step(emulation, (2, 3, 64, 64), dtype, layout)
     moved = sum(sum(w.values()) for w in widths)
@@ -91,30 +90,22 @@ def test_a_step_moves_most_bytes_in_16_byte_accesses(emulation, dtype, layout):
     assert in_vectors / moved >= 0.6, f"{in_vectors} of {moved} bytes in 16-byte accesses"
 
 
-def _fast_tiles(shape, shifts, sigma, element_bytes):
-    """Tiles of a planar step that the interior fast path takes (csrc/kernels/tile.h FastHalo),
-    counted from the geometry: the halo columns e0 - r ... e0 + 31 + r inside the row and, through
-    the un-jitter's roll, inside the 16-byte vectors that a halo of any misalignment needs."""
+def _fast_tiles(shape):
+    """Tiles of a planar step that the fast path takes (csrc/kernels/tile.h blur_tile_fast),
+    counted from the geometry: those whose columns e0 ... e0 + 31 lie inside the row, their halo
+    loaded as vectors (interior tiles) or element by element (the row's ends, the roll's split)."""
     B, C, H, W = shape
-    r = math.ceil(3 * sigma)
-    per_vector = 16 // element_bytes
-    vectors = (32 + 2 * 6 + 2 * per_vector - 2) // per_vector  # for every radius up to 6
-    count = 0
-    for b in range(B):
-        for e0 in range(0, W, 32):
-            start = (e0 - r + int(shifts[b, 1])) % W
-            if e0 >= r and e0 + 32 + r <= W and start - start % per_vector + vectors * per_vector <= W:
-                count += C * -(-H // 64)
-    return count
+    return B * C * -(-H // 64) * (W // 32)
 
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dtype):
-    """At sigma 2 (a compile-time radius) the tiles whose halo lies inside the row, through the
-    roll, take the fast path in both kernels: as many as the geometry says, for un-jitter shifts
-    of every misalignment. The step's bits equal those of the general path alone (a gradient
-    whose rows are not 16-byte aligned takes no fast path) and match the reference."""
+    """At sigma 2 (a compile-time radius) the tiles whose columns lie inside the row take the fast
+    path in both kernels: as many as the geometry says, for un-jitter shifts of every
+    misalignment, whose rolls split some halos. The step's bits equal those of the general path
+    alone (a gradient whose rows are not 16-byte aligned takes no fast path) and match the
+    reference."""
     shape = (8, 2, 70, 200)
     x = make_image(shape, dtype, "contiguous", seed=3)
     grad = make_image(shape, dtype, "contiguous", seed=4, normal=True)
@@ -124,7 +115,7 @@ def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dty
     emulation(order="shuffled", trace=True)
     fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="emulation")
     paths = _ext._C.emulated_tile_paths()
-    expected = _fast_tiles(shape, shifts, 2.0, x.element_size())
+    expected = _fast_tiles(shape)
     total = shape[0] * shape[1] * 2 * 7
     assert expected > total // 3
     assert paths == [(expected, total - expected)] * 2

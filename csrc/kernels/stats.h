@@ -18,6 +18,19 @@ struct alignas(16) StatsPartial {  // 16-byte aligned: one vector load (load_coh
   int32_t nonfinite;  // 1 if a non-finite element was folded (noted by 'none'; see fold_element) or flagged
 };
 
+// The larger of two magnitudes (each non-negative or NaN, sign bit clear), NaN winning as in
+// torch.amax: their bits order so as unsigned integers (NaN above inf), one integer max instead
+// of two compares and a select.
+PVF_HD float max_magnitude(float a, float b) {
+  uint32_t x, y;
+  memcpy(&x, &a, sizeof x);
+  memcpy(&y, &b, sizeof y);
+  const uint32_t m = x > y ? x : y;
+  float r;
+  memcpy(&r, &m, sizeof r);
+  return r;
+}
+
 // A non-finite element makes a (and so s_b) non-finite in every mode but 'none', which flags the
 // image (fold_image): only 'none' notes it in `nonfinite`.
 PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
@@ -26,11 +39,7 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   switch (mode) {
     case kRms: p.a = fmaf(v, v, p.a); break;
     case kMeanAbs: p.a += fabsf(v); break;
-    case kMaxAbs: {
-      const float m = fabsf(v);
-      if (m > p.a || m != m) p.a = m;  // NaN wins, as in torch.amax
-      break;
-    }
+    case kMaxAbs: p.a = max_magnitude(p.a, fabsf(v)); break;
     case kStd: {
       const float delta = v - p.a;
       p.a += delta / static_cast<float>(p.count);
@@ -50,9 +59,7 @@ PVF_HD StatsPartial fold_value(StatsPartial p, const StatsPartial& q, NormMode m
   switch (mode) {
     case kRms:
     case kMeanAbs: p.a += q.a; break;
-    case kMaxAbs:
-      if (q.a > p.a || q.a != q.a) p.a = q.a;
-      break;
+    case kMaxAbs: p.a = max_magnitude(p.a, q.a); break;
     case kNone: p.nonfinite |= q.nonfinite; break;
     case kStd: break;
   }

@@ -682,30 +682,102 @@ struct FastHalo {
   }
 };
 
-template <int R, class Block, class T>
-PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                           const PlaneRows<const T>& src, const TilePos& t) {
+// The halo's vectors that take(j) accepts: the aligned vectors j = 0 ... kVectors - 1 from the
+// one holding source element `start` of each halo row, stored so that `start` lands at `column`
+// (its misalignment moving only the shared stores), as a flat list of (row, vector) tasks.
+template <int R, class Block, class T, class Take>
+PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TileShared& sh,
+                              const PlaneRows<const T>& src, int32_t start, int32_t column, float* raw, Take&& take) {
   using F = FastHalo<R, T>;
-  const int32_t start = F::start(src, t), a = F::misalignment(start), base = start - a;
-  float* const raw = &sh.raw[0][0] + F::kLead;
-  // Each halo row's reflection and roll once, not in each of its kVectors loads.
-  blk.each(regs, [&](int thread, TileRegs&) {
-    if (thread < F::kRows) sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
-  });
-  blk.sync();
+  const int32_t a = F::misalignment(start), base = start - a;
   blk.each(regs, [&](int thread, TileRegs&) {
     each_task<F::kTasks>(thread, [&](int32_t task) {
       const int32_t h = task / F::kVectors, j = task - h * F::kVectors;
+      if (!take(j)) return;
       float v[F::kV];
       load_vector(src.base + (sh.halo_rows[h] + base + j * F::kV), v);
       // the tile's shared base plus the task's byte offset, which depends on the thread alone (made
       // once per kernel; left visible, the compiler re-adds the tile's misalignment into it)
-      float* out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw - a) +
+      float* out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw + (column - a)) +
                                             opaque(int32_t(sizeof(float)) * (h * F::kPitch + j * F::kV)));
       PVF_UNROLL
       for (int k = 0; k < F::kV; ++k) out[k] = v[k];
     });
   });
+}
+
+// An edge tile's halo columns (those of a tile whose columns lie inside the row, but whose halo
+// crosses the row's ends or the roll's split) that vectors can move: from the first column inside
+// the row, `run` columns contiguous in memory (to the row's end, the split or the halo's end),
+// in the aligned vectors from the one holding its first element that lie inside the row in
+// memory and inside the halo's shared row. The other columns (reflected, past the split, or in a
+// vector left out) move element by element, after them.
+template <int R, class T>
+struct EdgeRun {
+  using F = FastHalo<R, T>;
+  int32_t first, start, run, vectors;  // first column, its source element, columns, vectors loaded
+
+  PVF_HD EdgeRun(const PlaneRows<const T>& src, const TilePos& t)
+      : first(t.e0 < R ? R - t.e0 : 0), start(rolled(t.e0 - R + first, src.shift, src.length)) {
+    const int32_t in_row = src.length - (t.e0 - R), end = in_row < kTileW + 2 * R ? in_row : kTileW + 2 * R;
+    run = end - first < src.length - start ? end - first : src.length - start;
+    const int32_t a = F::misalignment(start), in_memory = (src.length - (start - a)) / F::kV,
+                  in_shared = (F::kPitch - F::kLead - (first - a)) / F::kV;
+    vectors = in_memory < in_shared ? in_memory : in_shared;
+  }
+
+  // Whether halo column c came from a vector.
+  PVF_HD bool from_vector(int32_t c) const {
+    const int32_t k = c - first;
+    return k >= 0 && k < run && (k + F::misalignment(start)) / F::kV < vectors;
+  }
+};
+
+// The halo of an edge tile (EdgeRun): its run's vectors, then the other columns element by
+// element. Warp w takes halo rows w, w + 8, ...; a lane its column and the one kTileW further
+// (lanes from 2R on, past the halo, take their own column again: the same value to the same
+// place), each reflected and rolled once per tile into a pointer that each row offsets.
+template <int R, class Block, class T>
+PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TileShared& sh,
+                           const PlaneRows<const T>& src, const TilePos& t, float* raw) {
+  using F = FastHalo<R, T>;
+  const EdgeRun<R, T> edge(src, t);
+  load_halo_vectors<R>(blk, regs, sh, src, edge.start, edge.first, raw, [&](int32_t j) { return j < edge.vectors; });
+  blk.sync();  // the vectors' stores past their run land on columns that the elements write
+  blk.each(regs, [&](int thread, TileRegs&) {
+    const int32_t lane = thread % kWarpSize, far = lane < 2 * R ? kTileW + lane : lane;
+    const auto column = [&](int32_t c) { return plane_pointer(src.base, src.offset(reflect32(t.e0 - R + c, src.length))); };
+    const T* const near_column = column(lane);
+    const T* const far_column = column(far);
+    const bool near_element = !edge.from_vector(lane), far_element = !edge.from_vector(far);
+    PVF_UNROLL
+    for (int s = 0; s < (F::kRows + kBlockWarps - 1) / kBlockWarps; ++s) {
+      const int32_t h = thread / kWarpSize + s * kBlockWarps;
+      if ((s + 1) * kBlockWarps > F::kRows && h >= F::kRows) break;  // the last round alone checks
+      const int32_t row = sh.halo_rows[h];
+      if (near_element) raw[h * F::kPitch + lane] = load(near_column, row);
+      if (far_element) raw[h * F::kPitch + far] = load(far_column, row);
+    }
+  });
+}
+
+// The fast path's blur of a tile whose columns lie inside the row: its halo rows' offsets in a
+// table (each row reflected and rolled once), the halo as vectors when it fits them (`fits`:
+// FastHalo::fits), else as an edge tile's (load_halo_edge), then the passes.
+template <int R, class Block, class T>
+PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                           const PlaneRows<const T>& src, const TilePos& t, bool fits) {
+  using F = FastHalo<R, T>;
+  float* const raw = &sh.raw[0][0] + F::kLead;
+  blk.each(regs, [&](int thread, TileRegs&) {
+    if (thread < F::kRows) sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+  });
+  blk.sync();
+  if (fits) {
+    load_halo_vectors<R>(blk, regs, sh, src, F::start(src, t), 0, raw, [](int32_t) { return true; });
+  } else {
+    load_halo_edge<R>(blk, regs, sh, src, t, raw);
+  }
   blk.sync();
   horizontal_pass<R>(blk, regs, sh, raw, F::kPitch);
   vertical_pass<R>(blk, regs, sh);
@@ -803,8 +875,10 @@ struct TilePath {
 // take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius of
 // FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar cut) and
 // vector views (`vectors`: the source's and the program's) one over the interior tiles of kTileH
-// rows, one over the interior tiles cut by the image's last row and one over the others, run again
-// while more() (a program whose next tiles may take any path); otherwise one over every tile. The
+// rows, one over the other tiles whose columns lie inside the row (the interior ones cut by the
+// image's last row, and the edge tiles: the row's ends or the roll's split in their halo,
+// load_halo_edge), and one over the rest (a row's last tile cut by its end), run again while
+// more() (a program whose next tiles may take any path); otherwise one over every tile. The
 // other radii share the run-time loop. A tile's results do not depend on the loop that computes
 // it.
 template <class T, class Block, class Loop, class More>
@@ -820,13 +894,14 @@ PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRe
       if (vectors) {
         using Rows = PlaneRows<const T>;
         const auto interior = [](const Rows& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
+        const auto whole = [](const Rows& p, const TilePos& t) { return t.e0 + kTileW <= p.length; };
         const auto full = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH <= p.height; };
-        const auto cut = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH > p.height; };
-        const auto blur_fast = [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t); };
         do {
-          loop(TilePath<true, true>{}, full, blur_fast);
-          loop(TilePath<true>{}, cut, blur_fast);
-          loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !interior(p, t); }, blur_fixed);
+          loop(TilePath<true, true>{}, full,
+               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, true); });
+          loop(TilePath<true>{}, [&](const Rows& p, const TilePos& t) { return whole(p, t) && !full(p, t); },
+               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, interior(p, t)); });
+          loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !whole(p, t); }, blur_fixed);
         } while (more());
         return;
       }
