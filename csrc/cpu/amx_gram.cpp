@@ -35,10 +35,10 @@ namespace pvf::cpu {
 bool amx_gram_available();
 
 namespace {
-// Every entry point's precondition: tiles to run on, whole 16-channel tiles.
-void check_amx_channels(const char* name, int64_t C) {
+// Every entry point's precondition: tiles to run on, whole 16-channel tiles (what: the count's noun).
+void check_amx_channels(const char* name, int64_t C, const char* what = "channels") {
   TORCH_CHECK(amx_gram_available() && C % 16 == 0, name, " needs AMX tiles (an x86-64 build with GCC, a CPU "
-              "that has them) and a multiple of 16 channels, got ", C);
+              "that has them) and a multiple of 16 ", what, ", got ", C);
 }
 }  // namespace
 
@@ -304,7 +304,7 @@ struct ResidualTile {
 bool amx_gram_available() { return kAmx; }
 
 void round_to_bf16_amx(float* m, int64_t n) {
-  check_amx_channels("round_to_bf16_amx", n);
+  check_amx_channels("round_to_bf16_amx", n, "values");
   round_floats_to_bf16(m, n);
 }
 
@@ -339,7 +339,7 @@ void rows_times_amx(const c10::BFloat16* rows, int64_t n, int64_t C, const uint3
 
 bool amx_gram_available() { return false; }
 
-void round_to_bf16_amx(float*, int64_t n) { check_amx_channels("round_to_bf16_amx", n); }
+void round_to_bf16_amx(float*, int64_t n) { check_amx_channels("round_to_bf16_amx", n, "values"); }
 
 void gram_of_rows_amx(const c10::BFloat16*, int64_t, int64_t C, float*) { check_amx_channels("gram_of_rows_amx", C); }
 

@@ -74,6 +74,9 @@ namespace {
 // The backward's C x C factor per image as the row kernels take it: m^T (float32 [B, C, C]) for
 // float32 rows, its pairs of rows (int32 [B, C / 2, C], amx_gram.h) for bfloat16 rows on tiles.
 template <typename T>
+using FactorOf = std::conditional_t<std::is_same_v<T, float>, float, int32_t>;
+
+template <typename T>
 at::Tensor empty_factors(const at::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1);
   return std::is_same_v<T, float> ? at::empty({B, C, C}, x.options()) : at::empty({B, C / 2, C}, x.options().dtype(at::kInt));
@@ -91,12 +94,11 @@ void rows_times_factor(const c10::BFloat16* rows, int64_t n, int64_t C, const in
 // factors (empty_factors); add (if given) is laid out as x.
 template <typename T>
 at::Tensor rows_times_factors(const at::Tensor& factors, const at::Tensor& x, const std::optional<at::Tensor>& add) {
-  using Factor = std::conditional_t<std::is_same_v<T, float>, float, int32_t>;
   const int64_t B = x.size(0), C = x.size(1), P = x.numel() / (B * C), per_image = factors.numel() / B;
   at::Tensor out = at::empty_like(x);  // x's strides: channels innermost, dense
   const T* rows = x.const_data_ptr<T>();
   const T* addend = add ? add->const_data_ptr<T>() : nullptr;
-  const Factor* factor = factors.const_data_ptr<Factor>();
+  const FactorOf<T>* factor = factors.const_data_ptr<FactorOf<T>>();
   T* dst = out.mutable_data_ptr<T>();
   constexpr int64_t kRowsPerTask = 64;
   const int64_t tasks_per_image = (P + kRowsPerTask - 1) / kRowsPerTask;
@@ -116,8 +118,7 @@ template <typename T, typename Make>
 at::Tensor factors_of_images(const at::Tensor& x, Make&& make) {
   at::Tensor factors = empty_factors<T>(x);
   const int64_t per_image = factors.numel() / x.size(0);
-  using Factor = std::conditional_t<std::is_same_v<T, float>, float, int32_t>;
-  Factor* f = factors.mutable_data_ptr<Factor>();
+  FactorOf<T>* f = factors.mutable_data_ptr<FactorOf<T>>();
   at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) make(b, f + b * per_image);
   });
