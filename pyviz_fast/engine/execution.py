@@ -21,6 +21,7 @@ from pyviz_fast.backend import available_device
 from pyviz_fast.engine.autotune import provisional
 from pyviz_fast.engine.models import input_normalization
 from pyviz_fast.engine.truncate import TruncatedForward, count_calls
+from pyviz_fast.engine.weight_casts import WeightCasts
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _TORCH_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -114,6 +115,7 @@ class PreparedModel:
         self._compiled = []
         self._modules = None  # name -> module, walked once per set-up, not per forward
         self._copied = set()  # layers overwritten in place later in the forward: captured as copies
+        self._casts = WeightCasts(model)  # autocast's weight casts kept (weights frozen: it would not)
 
     def __enter__(self):
         _claim(self.model)
@@ -135,6 +137,7 @@ class PreparedModel:
         kernels = batch_invariant_kernels() if self.batch_invariant else contextlib.nullcontext()
         kernels.__enter__()
         self._kernels = kernels  # only once entered: one that failed to enter has nothing to exit
+        self._keep_casts()
 
     @property
     def precision(self) -> str:
@@ -154,6 +157,15 @@ class PreparedModel:
         self.execution = execution
         if execution.compile:
             self.compile_around(layers)
+        self._keep_casts()
+
+    def _keep_casts(self):
+        """Weight casts kept in reduced precision, except in compiled code (which would trace the
+        swaps; it fuses its own casts)."""
+        if self.precision != "fp32" and not self.execution.compile:
+            self._casts.install()
+        else:
+            self._casts.remove()
 
     def compile_around(self, layers):
         """torch.compile the largest submodules that contain none of ``layers`` (once).
@@ -182,6 +194,7 @@ class PreparedModel:
 
     def _restore(self):
         """Undo what _prepare did, also when it stopped part way (the steps not taken undo nothing)."""
+        self._casts.remove()
         if self._saved is not None:
             training, grads, formats = self._saved
             for m, t in zip(self.model.modules(), training):
