@@ -103,6 +103,17 @@ def test_without_autocast_nothing_is_cast(net):
     casts.remove()
 
 
+def test_a_cast_made_in_inference_mode_serves_a_later_backward(net):
+    x = torch.randn(2, 64, 5, 5)
+    casts = WeightCasts(net)
+    casts.install()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x)
+    kept = forward_backward(net, x)
+    casts.remove()
+    assert all(torch.equal(a, b) for a, b in zip(forward_backward(net, x), kept))
+
+
 def test_an_error_in_a_served_forward_puts_the_parameters_back(net):
     casts = WeightCasts(net)
     casts.install()

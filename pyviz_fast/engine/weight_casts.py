@@ -69,7 +69,8 @@ class WeightCasts:
         # and in-place changes bump the version
         source, version, made_as, cast = self._casts.get(id(p), (None, None, None, None))
         if source is None or made_as != dtype or source.data_ptr() != p.data_ptr() or version != p._version:
-            source, version, made_as, cast = p.detach(), p._version, dtype, p.detach().to(dtype)
+            with torch.inference_mode(False):  # made under inference mode, it could not serve a backward later
+                source, version, made_as, cast = p.detach(), p._version, dtype, p.detach().to(dtype)
             self._casts[id(p)] = (source, version, made_as, cast)
         return cast
 
