@@ -128,6 +128,41 @@ def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dty
     assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), dtype)
 
 
+# Edge tiles (csrc/kernels/tile.h load_halo_edge) in rows from one tile wide (both ends reflected
+# in one halo) up, the roll's split at every misalignment: (dtype, width).
+EDGE_ROWS = [(torch.float32, 32), (torch.float32, 36), (torch.float32, 44), (torch.float32, 104),
+             (torch.float16, 40), (torch.bfloat16, 64)]
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("one_pass", [False, True])
+@pytest.mark.parametrize("dtype, width", EDGE_ROWS)
+def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, one_pass):
+    """Every tile whose columns lie inside the row takes the fast path (the edge tiles' halo:
+    vectors across the roll's split, the reflected columns copied in shared memory), at un-jitter
+    shifts of every misalignment, the split at either end of a halo and inside it, and radii 2 to
+    6; the step's bits equal those of the general path alone and match the reference."""
+    if one_pass and dtype != torch.float32:
+        pytest.skip("the one-pass step is of float32 images")
+    shape = (8, 2, 70, width)
+    x = make_image(shape, dtype, "contiguous", seed=5)
+    grad = make_image(shape, dtype, "contiguous", seed=6, normal=True)
+    shifts = torch.tensor([[3 * b - 5, b + (width // 2 - 3 if b % 2 else 0) + 32 * (b % 3)] for b in range(shape[0])])
+    next_shifts = make_shifts(shape, 7)
+    sigma = torch.tensor([2.0, 1.0, 0.7, 2.0, 1.4, 2.0, 0.4, 1.7])  # radii 6, 3, 3, 6, 5, 6, 2, 6
+    emulation(order="shuffled", trace=True, resident_blocks=64 if one_pass else 0)
+    fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="emulation")
+    total = shape[0] * shape[1] * 2 * -(-width // 32)
+    assert _ext._C.emulated_tile_paths()[-1] == (_fast_tiles(shape), total - _fast_tiles(shape))
+    unaligned = torch.empty(grad.numel() + 1, dtype=dtype)[1:].view(shape).copy_(grad)
+    emulation(order="reversed", trace=True, resident_blocks=64 if one_pass else 0)
+    general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, backend="emulation")
+    assert _ext._C.emulated_tile_paths()[-1] == (0, total)
+    for a, b in zip(fast, general):
+        assert torch.equal(a, b)
+    assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), dtype)
+
+
 @pytest.mark.needs_ext
 def test_unaligned_rows_fall_back_to_element_accesses(emulation):
     """Rows of 70 float32 (280 bytes) are not 16-byte aligned: every access is one element, and
