@@ -750,14 +750,14 @@ struct EdgeHalo {
 
   PVF_HD VectorOrigin origin(int32_t j) const { return {j < split ? source : source - length, column}; }
 
-  // The reflected column that thread k of a row's group takes (k < R: column k, at the row's
-  // start; R <= k < 2R: column kTileW + k, at its end) and the column that it copies, when
-  // there is one (`reflected`); else column and copied 0.
+  // The column that thread k of a row's group takes (k < R: column k, at the row's start; else
+  // column kTileW + k, at its end) and the column that it copies: its mirror when it is
+  // reflected (k < 2R), else itself (nothing to copy).
   PVF_HD int32_t reflected(int32_t k, int32_t& copied) const {
-    const int32_t c = k < R ? k : kTileW + k;
-    const bool left = k < R && c < first, right = k >= R && k < 2 * R && c >= end;
-    copied = left ? 2 * first - c : (right ? 2 * (end - 1) - c : 0);
-    return left || right ? c : 0;
+    const bool at_start = k < R;
+    const int32_t c = at_start ? k : kTileW + k, mirror = at_start ? 2 * first : 2 * (end - 1);
+    copied = (at_start ? c < first : (k < 2 * R) & (c >= end)) ? mirror - c : c;
+    return c;
   }
 };
 
