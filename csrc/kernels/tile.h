@@ -902,14 +902,14 @@ struct TilePath {
 // take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius of
 // FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar cut) and
 // vector views (`vectors`: the source's and the program's) one over the interior tiles of kTileH
-// rows, one over the other tiles whose columns lie inside the row (the interior ones cut by the
-// image's last row, and the edge tiles: the row's ends or the roll's split in their halo,
-// load_halo_edge; rows of a length that is a multiple of kV: EdgeHalo::fits), and one over the
-// rest (a row's last tile cut by its end, or any tile but those of the first loop in rows of
-// other lengths, which only views with padded rows have), run again while
-// more() (a program whose next tiles may take any path); otherwise one over every tile. The
-// other radii share the run-time loop. A tile's results do not depend on the loop that computes
-// it.
+// rows inside the image, one over the edge tiles of kTileH rows inside it (the row's ends or the
+// roll's split in their halo: load_halo_edge, in rows of a length that is a multiple of kV:
+// EdgeHalo::fits), one over the tiles of either kind that the image's last row cuts (their rows
+// checked against its height), and one over the rest (a row's last tile cut by its end, or any
+// tile but those of the first loop in rows of other lengths, which only views with padded rows
+// have), run again while more() (a program whose next tiles may take any path); otherwise one
+// over every tile. The other radii share the run-time loop. A tile's results do not depend on the
+// loop that computes it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
@@ -926,11 +926,14 @@ PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRe
         const auto whole = [](const Rows& p, const TilePos& t) {
           return (t.e0 + kTileW <= p.length) & EdgeHalo<R, T>::fits(p.length);
         };
-        const auto full = [&](const Rows& p, const TilePos& t) { return interior(p, t) & (t.i0 + kTileH <= p.height); };
+        const auto tall = [](const Rows& p, const TilePos& t) { return t.i0 + kTileH <= p.height; };
         do {
-          loop(TilePath<true, true>{}, full,
+          loop(TilePath<true, true>{}, [&](const Rows& p, const TilePos& t) { return interior(p, t) & tall(p, t); },
                [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, true); });
-          loop(TilePath<true>{}, [&](const Rows& p, const TilePos& t) { return whole(p, t) & !full(p, t); },
+          loop(TilePath<true, true>{},
+               [&](const Rows& p, const TilePos& t) { return whole(p, t) & !interior(p, t) & tall(p, t); },
+               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, false); });
+          loop(TilePath<true>{}, [&](const Rows& p, const TilePos& t) { return whole(p, t) & !tall(p, t); },
                [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, interior(p, t)); });
           loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !whole(p, t); }, blur_fixed);
         } while (more());
