@@ -713,7 +713,7 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
 }
 
 // An edge tile's halo (a tile whose columns lie inside the row, but whose halo crosses the row's
-// ends or the roll's split), in a row whose length is a multiple of kV (`edge_fits`). Its columns
+// ends or the roll's split), in a row whose length is a multiple of kV (EdgeHalo::fits). Its columns
 // inside the row, [first, end), lie in memory from source element `start` to the row's end (the
 // roll's split) and on from element 0: aligned vectors from the one holding `start` cover them,
 // the columns of vector j being first - a + j kV ... (a: start's misalignment) and its source
