@@ -81,13 +81,15 @@ def _traced_step(emulation, shape, dtype, layout):
 def test_a_step_moves_most_bytes_in_16_byte_accesses(emulation, dtype, layout):
     """Both kernels read g, and kernel 2 reads x and writes two outputs, in 16-byte vectors where
     the row runs allow: only the run ends (tile edges, the roll's split, the reflected halo) and
-    the fast path's rolled next input (coalesced 4-byte stores) move element by element. channels_last rows are read whole (a tile spans every channel of its
-    pixels), so they take vectors as well; element-wise they would be C elements apart."""
+    the fast path's rolled next input (coalesced 4-byte stores) move element by element; the fast
+    path's edge tiles load their whole halo in vectors (83-84 % at 64x64 NCHW). channels_last rows
+    are read whole (a tile spans every channel of its pixels), so they take vectors as well (88-91
+    %); element-wise they would be C elements apart."""
     _, widths, x = _traced_step(emulation, (2, 3, 64, 64), dtype, layout)
     moved = sum(sum(w.values()) for w in widths)
     in_vectors = sum(w.get(16, 0) for w in widths)
     assert set().union(*widths) <= {16, x.element_size()}
-    assert in_vectors / moved >= 0.6, f"{in_vectors} of {moved} bytes in 16-byte accesses"
+    assert in_vectors / moved >= 0.8, f"{in_vectors} of {moved} bytes in 16-byte accesses"
 
 
 def _fast_tiles(shape):
