@@ -682,23 +682,29 @@ struct FastHalo {
   }
 };
 
-// The halo's vectors that take(j) accepts: the aligned vectors j = 0 ... kVectors - 1 from the
-// one holding source element `start` of each halo row, stored so that `start` lands at `column`
-// (its misalignment moving only the shared stores), as a flat list of (row, vector) tasks.
-template <int R, class Block, class T, class Take>
+// Where the halo's vector j of each row comes from and goes: source element source + j kV of the
+// row, shared column column + j kV.
+struct VectorOrigin {
+  int32_t source, column;
+};
+
+// The halo's vectors that take(j) accepts, j = 0 ... kVectors - 1 of each halo row, each from and
+// to where origin(j) says (a source element 16-byte aligned; a column at any misalignment, which
+// moves only the shared stores), as a flat list of (row, vector) tasks.
+template <int R, class Block, class T, class Take, class Origin>
 PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TileShared& sh,
-                              const PlaneRows<const T>& src, int32_t start, int32_t column, float* raw, Take&& take) {
+                              const PlaneRows<const T>& src, float* raw, Take&& take, Origin&& origin) {
   using F = FastHalo<R, T>;
-  const int32_t a = F::misalignment(start), base = start - a;
   blk.each(regs, [&](int thread, TileRegs&) {
     each_task<F::kTasks>(thread, [&](int32_t task) {
       const int32_t h = task / F::kVectors, j = task - h * F::kVectors;
       if (!take(j)) return;
+      const VectorOrigin o = origin(j);
       float v[F::kV];
-      load_vector(src.base + (sh.halo_rows[h] + base + j * F::kV), v);
+      load_vector(src.base + (sh.halo_rows[h] + o.source + j * F::kV), v);
       // the tile's shared base plus the task's byte offset, which depends on the thread alone (made
       // once per kernel; left visible, the compiler re-adds the tile's misalignment into it)
-      float* out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw + (column - a)) +
+      float* out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw + o.column) +
                                             opaque(int32_t(sizeof(float)) * (h * F::kPitch + j * F::kV)));
       PVF_UNROLL
       for (int k = 0; k < F::kV; ++k) out[k] = v[k];
@@ -706,57 +712,75 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
   });
 }
 
-// An edge tile's halo columns (those of a tile whose columns lie inside the row, but whose halo
-// crosses the row's ends or the roll's split) that vectors can move: from the first column inside
-// the row, `run` columns contiguous in memory (to the row's end, the split or the halo's end),
-// in the aligned vectors from the one holding its first element that lie inside the row in
-// memory and inside the halo's shared row. The other columns (reflected, past the split, or in a
-// vector left out) move element by element, after them.
+// An edge tile's halo (a tile whose columns lie inside the row, but whose halo crosses the row's
+// ends or the roll's split), in a row whose length is a multiple of kV (EdgeHalo::fits). Its columns
+// inside the row, [first, end), lie in memory from source element `start` to the row's end (the
+// roll's split) and on from element 0: aligned vectors from the one holding `start` cover them,
+// the columns of vector j being first - a + j kV ... (a: start's misalignment) and its source
+// start - a + j kV, less the row's length past the split (no vector straddles it: the length is
+// a multiple of kV). The first vector may begin before `first`, the last end past `end`: on the
+// reflected columns or the shared row's lead and slack. The reflected columns (at most R at each
+// end of the row) are then copies of columns inside the halo's row: column c < first of column
+// 2 first - c, column c >= end of column 2 (end - 1) - c; kLanes threads per halo row.
 template <int R, class T>
-struct EdgeRun {
+struct EdgeHalo {
   using F = FastHalo<R, T>;
-  int32_t first, start, run, vectors;  // first column, its source element, columns, vectors loaded
+  static constexpr int kWidth = kTileW + 2 * R;
+  static constexpr int kLanes = 2 * R <= kWarpSize / 2 ? kWarpSize / 2 : kWarpSize;  // threads per halo row
+  static constexpr int kRowsPerRound = kBlockThreads / kLanes;
+  static_assert(F::kLead >= F::kV - 1 && F::kPitch - F::kLead >= kWidth + F::kV - 1,
+                "a vector that passes the columns inside the row stays in its shared row");
+  int32_t first, end;  // columns inside the row
+  int32_t source, column, vectors, split;  // vector 0's source and column, vectors, the first past the split
+  int32_t length;
 
-  PVF_HD EdgeRun(const PlaneRows<const T>& src, const TilePos& t)
-      : first(t.e0 < R ? R - t.e0 : 0), start(rolled(t.e0 - R + first, src.shift, src.length)) {
-    const int32_t in_row = src.length - (t.e0 - R), end = in_row < kTileW + 2 * R ? in_row : kTileW + 2 * R;
-    run = end - first < src.length - start ? end - first : src.length - start;
-    const int32_t a = F::misalignment(start), in_memory = (src.length - (start - a)) / F::kV,
-                  in_shared = (F::kPitch - F::kLead - (first - a)) / F::kV;
-    vectors = in_memory < in_shared ? in_memory : in_shared;
+  PVF_HD EdgeHalo(const PlaneRows<const T>& src, const TilePos& t)
+      : first(t.e0 < R ? R - t.e0 : 0),
+        end(src.length - (t.e0 - R) < kWidth ? src.length - (t.e0 - R) : kWidth),
+        length(src.length) {
+    const int32_t start = rolled(t.e0 - R + first, src.shift, src.length), a = F::misalignment(start);
+    source = start - a;
+    column = first - a;
+    vectors = static_cast<int32_t>((uint32_t(end - column) + F::kV - 1) / F::kV);
+    split = static_cast<int32_t>(uint32_t(length - source) / F::kV);
   }
 
-  // Whether halo column c came from a vector.
-  PVF_HD bool from_vector(int32_t c) const {
-    const int32_t k = c - first;
-    return k >= 0 && k < run && (k + F::misalignment(start)) / F::kV < vectors;
+  // Whether the edge tiles of a plane whose rows are `length` elements long take this halo.
+  static PVF_HD bool fits(int32_t length) { return F::misalignment(length) == 0; }
+
+  PVF_HD VectorOrigin origin(int32_t j) const { return {j < split ? source : source - length, column}; }
+
+  // The column that thread k of a row's group takes (k < R: column k, at the row's start; else
+  // column kTileW + k, at its end) and the column that it copies: its mirror when it is
+  // reflected (k < 2R), else itself (nothing to copy).
+  PVF_HD int32_t reflected(int32_t k, int32_t& copied) const {
+    const bool at_start = k < R;
+    const int32_t c = at_start ? k : kTileW + k, mirror = at_start ? 2 * first : 2 * (end - 1);
+    copied = (at_start ? c < first : (k < 2 * R) & (c >= end)) ? mirror - c : c;
+    return c;
   }
 };
 
-// The halo of an edge tile (EdgeRun): its run's vectors, then the other columns element by
-// element. Warp w takes halo rows w, w + 8, ...; a lane its column and the one kTileW further
-// (lanes from 2R on, past the halo, take their own column again: the same value to the same
-// place), each reflected and rolled once per tile into a pointer that each row offsets.
+// The halo of an edge tile (EdgeHalo): its vectors, then the reflected columns copied in shared
+// memory, each of the thread's rows (its group's rows, kRowsPerRound apart) from the same column.
 template <int R, class Block, class T>
 PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TileShared& sh,
                            const PlaneRows<const T>& src, const TilePos& t, float* raw) {
   using F = FastHalo<R, T>;
-  const EdgeRun<R, T> edge(src, t);
-  load_halo_vectors<R>(blk, regs, sh, src, edge.start, edge.first, raw, [&](int32_t j) { return j < edge.vectors; });
-  blk.sync();  // the vectors' stores past their run land on columns that the elements write
+  using E = EdgeHalo<R, T>;
+  const E edge(src, t);
+  load_halo_vectors<R>(
+      blk, regs, sh, src, raw, [&](int32_t j) { return j < edge.vectors; },
+      [&](int32_t j) { return edge.origin(j); });
+  blk.sync();  // the copies read the vectors' columns; the vectors' ends land on the reflected ones
   blk.each(regs, [&](int thread, TileRegs&) {
-    const int32_t lane = thread % kWarpSize, far = lane < 2 * R ? kTileW + lane : lane;
-    const auto column = [&](int32_t c) { return plane_pointer(src.base, src.offset(reflect32(t.e0 - R + c, src.length))); };
-    const T* const near_column = column(lane);
-    const T* const far_column = column(far);
-    const bool near_element = !edge.from_vector(lane), far_element = !edge.from_vector(far);
+    int32_t copied = 0;
+    const int32_t c = edge.reflected(thread % E::kLanes, copied);
     PVF_UNROLL
-    for (int s = 0; s < (F::kRows + kBlockWarps - 1) / kBlockWarps; ++s) {
-      const int32_t h = thread / kWarpSize + s * kBlockWarps;
-      if ((s + 1) * kBlockWarps > F::kRows && h >= F::kRows) break;  // the last round alone checks
-      const int32_t row = sh.halo_rows[h];
-      if (near_element) raw[h * F::kPitch + lane] = load(near_column, row);
-      if (far_element) raw[h * F::kPitch + far] = load(far_column, row);
+    for (int s = 0; s < (F::kRows + E::kRowsPerRound - 1) / E::kRowsPerRound; ++s) {
+      const int32_t h = thread / E::kLanes + s * E::kRowsPerRound;
+      if ((s + 1) * E::kRowsPerRound > F::kRows && h >= F::kRows) break;  // the last round alone checks
+      if (c != copied) raw[h * F::kPitch + c] = raw[h * F::kPitch + copied];
     }
   });
 }
@@ -774,7 +798,10 @@ PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRe
   });
   blk.sync();
   if (fits) {
-    load_halo_vectors<R>(blk, regs, sh, src, F::start(src, t), 0, raw, [](int32_t) { return true; });
+    const int32_t start = F::start(src, t), a = F::misalignment(start);
+    load_halo_vectors<R>(
+        blk, regs, sh, src, raw, [](int32_t) { return true; },
+        [&](int32_t) { return VectorOrigin{start - a, -a}; });
   } else {
     load_halo_edge<R>(blk, regs, sh, src, t, raw);
   }
@@ -875,12 +902,14 @@ struct TilePath {
 // take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius of
 // FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar cut) and
 // vector views (`vectors`: the source's and the program's) one over the interior tiles of kTileH
-// rows, one over the other tiles whose columns lie inside the row (the interior ones cut by the
-// image's last row, and the edge tiles: the row's ends or the roll's split in their halo,
-// load_halo_edge), and one over the rest (a row's last tile cut by its end), run again while
-// more() (a program whose next tiles may take any path); otherwise one over every tile. The
-// other radii share the run-time loop. A tile's results do not depend on the loop that computes
-// it.
+// rows inside the image, one over the edge tiles of kTileH rows inside it (the row's ends or the
+// roll's split in their halo: load_halo_edge, in rows of a length that is a multiple of kV:
+// EdgeHalo::fits), one over the tiles of either kind that the image's last row cuts (their rows
+// checked against its height), and one over the rest (a row's last tile cut by its end, or any
+// tile but those of the first loop in rows of other lengths, which only views with padded rows
+// have), run again while more() (a program whose next tiles may take any path); otherwise one
+// over every tile. The other radii share the run-time loop. A tile's results do not depend on the
+// loop that computes it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
@@ -894,12 +923,17 @@ PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRe
       if (vectors) {
         using Rows = PlaneRows<const T>;
         const auto interior = [](const Rows& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
-        const auto whole = [](const Rows& p, const TilePos& t) { return t.e0 + kTileW <= p.length; };
-        const auto full = [&](const Rows& p, const TilePos& t) { return interior(p, t) && t.i0 + kTileH <= p.height; };
+        const auto whole = [](const Rows& p, const TilePos& t) {
+          return (t.e0 + kTileW <= p.length) & EdgeHalo<R, T>::fits(p.length);
+        };
+        const auto tall = [](const Rows& p, const TilePos& t) { return t.i0 + kTileH <= p.height; };
         do {
-          loop(TilePath<true, true>{}, full,
+          loop(TilePath<true, true>{}, [&](const Rows& p, const TilePos& t) { return interior(p, t) & tall(p, t); },
                [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, true); });
-          loop(TilePath<true>{}, [&](const Rows& p, const TilePos& t) { return whole(p, t) && !full(p, t); },
+          loop(TilePath<true, true>{},
+               [&](const Rows& p, const TilePos& t) { return whole(p, t) & !interior(p, t) & tall(p, t); },
+               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, false); });
+          loop(TilePath<true>{}, [&](const Rows& p, const TilePos& t) { return whole(p, t) & !tall(p, t); },
                [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, interior(p, t)); });
           loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !whole(p, t); }, blur_fixed);
         } while (more());

@@ -177,17 +177,17 @@ def step_taps_per_element(sigma=2.0):
 
 
 def tile_loops(listing, sigma=2.0):
-    """{"interior": (first, last), "edge": ..., "general": ...} of the tile loops of ``sigma``'s
-    compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at radius 6 =
-    sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's pixels),
-    within RADIUS_FFMA_SPREAD of the most.
+    """{"interior": (first, last), "edge": ..., "cut": ..., "general": ...} of the tile loops of
+    ``sigma``'s compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at
+    radius 6 = sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's
+    pixels), within RADIUS_FFMA_SPREAD of the most.
     Each radius has a loop for the interior fast path (csrc/kernels/tile.h blur_tile_fast: vector
     loads, no reflection, no per-item choice) over tiles of TILE_HEIGHT rows inside the image,
-    the shortest; one for the other tiles whose columns lie inside the row (the edge tiles, whose
-    halo crosses the row's ends or the roll's split and is loaded element by element, and the
-    interior tiles that the image's last row cuts), the next; and loops for the general path
-    (a row's last tile cut by its end, rows not 16-byte aligned), of which "general" is the
-    longest."""
+    the shortest; one for the edge tiles of TILE_HEIGHT rows inside the image (whose halo crosses
+    the row's ends or the roll's split: load_halo_edge), the next; one for the tiles whose columns
+    lie inside the row but that the image's last row cuts (interior or edge: each of their rows
+    checked against the image's height), the next; and loops for the general path (a row's last
+    tile cut by its end, rows not 16-byte aligned), of which "general" is the longest."""
     r = math.ceil(3 * sigma)
     counted = [(_ffma_count(listing, *loop), loop) for loop in tile_loop_candidates(listing)]
     most = max((ffma for ffma, _ in counted), default=0)
@@ -196,9 +196,11 @@ def tile_loops(listing, sigma=2.0):
                          f"(most: {most})")
     candidates = sorted((longest_path(listing, *loop), loop) for ffma, loop in counted
                         if ffma > most - RADIUS_FFMA_SPREAD)
-    if len(candidates) < 3:
-        raise ValueError(f"expected interior, edge and general tile loops of sigma {sigma}, found {len(candidates)}")
-    return {"interior": candidates[0][1], "edge": candidates[1][1], "general": candidates[-1][1]}
+    if len(candidates) < 4:
+        raise ValueError(f"expected interior, edge, cut and general tile loops of sigma {sigma}, "
+                         f"found {len(candidates)}")
+    return {"interior": candidates[0][1], "edge": candidates[1][1], "cut": candidates[2][1],
+            "general": candidates[-1][1]}
 
 
 def step_kernels(dtype="fp32", norm=DEFAULT_NORM, design="one pass"):
@@ -213,8 +215,8 @@ def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM
     """{kernel: SASS instructions per element} of a step at ``sigma``: the longest path through
     one iteration of each kernel's tile loop (one tile: ELEMENTS_PER_THREAD pixels per thread),
     divided by ELEMENTS_PER_THREAD; ``path`` "interior" (the fast path of interior tiles), "edge"
-    (the fast path of tiles at the row's ends or the roll's split, and of interior tiles cut by
-    the image's last row) or "general" (the general path: see tile_loops). Work once per
+    (the fast path of tiles at the row's ends or the roll's split), "cut" (the fast path of the
+    tiles that the image's last row cuts) or "general" (the general path: see tile_loops). Work once per
     image and block (taps, the fold of the image's partials) is outside the loop and left out;
     in the one-pass step, where a block holds one tile of an image, the fold is one call in the
     loop that one block per image runs (csrc/kernels/resident_step.h publish_image)."""
@@ -260,7 +262,7 @@ def main():
           "tile loop / 8 elements per thread):")
     for design in DESIGNS:
         for arch in arches:
-            for path in ("interior", "edge", "general"):
+            for path in ("interior", "edge", "cut", "general"):
                 for norm in NORM_MODES:
                     counts = step_instructions_per_element(so, arch, norm=norm, path=path, design=design)
                     print(f"  {design}, {arch} {path} norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values())
