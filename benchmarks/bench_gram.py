@@ -89,7 +89,7 @@ def style_rows(steps, repeats):
         render()  # primes oneDNN's primitives outside the timing
         samples = {"ceiling": [], "kernel": [], "bmm": []}
         for _ in range(repeats):
-            samples["ceiling"].append(ceiling(model, layer, 8, steps)[1])
+            samples["ceiling"].append(ceiling(model, layer, 8, steps, SIZE)[1])
             for products in ("kernel", "bmm"):
                 samples[products].append(cpu_seconds(products))
         s = {k: statistics.median(v) for k, v in samples.items()}

@@ -23,6 +23,10 @@ forward+backward seconds over its total (the engine's clocks). Never asserts.
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style  # style at its default steps
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style --execution chosen
     python benchmarks/bench_methods.py --threads 1 --steps 128 --vgg19 --execution chosen  # Gatys' network
+    python benchmarks/bench_methods.py --threads 1 --steps 32 --only style --size 224  # a photo's size
+
+Images are 64 px unless ``--size``: a style transfer renders at its content photo's own size,
+where the loss's C x C work (independent of the size) weighs less against the model's.
 
 Every case runs at fp32 / channels_last unless ``--execution chosen``: then each case first runs
 once with 'auto' execution (the trial a user's call makes on this machine) and both sides are
@@ -48,17 +52,17 @@ from pyviz_fast.engine.style_transfer import default_layers
 from pyviz_fast.zoo.random_vgg import random_vgg
 from pyviz_fast.zoo.shapes_data import make_batch
 
-SIZE = 64
+SIZE = 64  # px: small enough that a run of every method takes minutes (--size: a photo's)
 EXECUTION = dict(precision="fp32", memory_format="channels_last")
 AUTO = dict(precision="auto", memory_format="auto")
 
 
-def cases():
+def cases(size=SIZE):
     """(name, model, deepest layer, model inputs per step, run(steps, execution), style pairs or None) per method."""
     shapes, vgg = pvf.zoo.shapesnet(), random_vgg()
-    photos = make_batch(16, size=SIZE, seed=7)[0]
+    photos = make_batch(16, size=size, seed=7)[0]
     pairs = (photos[:8], photos[8:])
-    common = dict(size=SIZE, progress=False)
+    common = dict(size=size, progress=False)
     return [
         ("pixel conv4:0-15", shapes, "conv4", 16, lambda n, e: pvf.render(shapes, "conv4:0-15", steps=n, **common, **e), None),
         ("maco fc:0-9, 4 crops", shapes, "fc", 40,
@@ -76,11 +80,11 @@ def cases():
     ]
 
 
-def googlenet_cases():
-    """The same methods on a real-sized model: googlenet (random weights, seed 0) at ``SIZE``."""
+def googlenet_cases(size=SIZE):
+    """The same methods on a real-sized model: googlenet (random weights, seed 0) at ``size``."""
     torch.manual_seed(0)
     net, _ = pvf.load_model("torchvision:googlenet", weights="none")
-    common = dict(size=SIZE, progress=False)
+    common = dict(size=size, progress=False)
     return [
         ("pixel googlenet inception4a:0-15", net, "inception4a", 16,
          lambda n, e: pvf.render(net, "inception4a:0-15", steps=n, **common, **e), None),
@@ -92,16 +96,16 @@ def googlenet_cases():
     ]
 
 
-def vgg19_cases():
+def vgg19_cases(size=SIZE):
     """Style transfer on the network Gatys et al. used: torchvision's VGG-19 (random weights, seed
-    0) at ``SIZE``, its default layers (relu1_1 .. relu5_1 for style, up to 512 channels)."""
+    0) at ``size``, its default layers (relu1_1 .. relu5_1 for style, up to 512 channels)."""
     torch.manual_seed(0)
     net, _ = pvf.load_model("torchvision:vgg19", weights="none")
-    photos = make_batch(16, size=SIZE, seed=7)[0]
+    photos = make_batch(16, size=size, seed=7)[0]
     pairs = (photos[:8], photos[8:])
-    deepest = default_layers(net, (SIZE, SIZE), 3)[1][-1]
+    deepest = default_layers(net, (size, size), 3)[1][-1]
     return [("style vgg19 8 pairs", net, deepest, 8,
-             lambda n, e: pvf.style_transfer(net, *pairs, steps=n, size=SIZE, progress=False, **e), pairs)]
+             lambda n, e: pvf.style_transfer(net, *pairs, steps=n, size=size, progress=False, **e), pairs)]
 
 
 def timed(fn):
@@ -112,8 +116,9 @@ def timed(fn):
 
 
 def style_goal(prepared, model, contents, styles):
-    """The style loss of ``style_transfer``'s defaults for pairs (i, i), as one step's Goal."""
-    hw = (SIZE, SIZE)
+    """The style loss of ``style_transfer``'s defaults for pairs (i, i), as one step's Goal at
+    the contents' size."""
+    hw = tuple(contents.shape[-2:])
     content_layer, style_layers = default_layers(model, hw, 3)
     task = StyleTask(contents, styles, [(i, i) for i in range(len(contents))], content_layer, style_layers)
 
@@ -125,13 +130,13 @@ def style_goal(prepared, model, contents, styles):
     return task.objective(slice(0, len(contents)), hw, 1, run)
 
 
-def ceiling(model, layer, inputs, steps, pairs=None, execution=EXECUTION):
+def ceiling(model, layer, inputs, steps, size, pairs=None, execution=EXECUTION):
     """(wall, CPU) seconds of ``steps`` bare forward+backward calls (after one warm-up); with
     ``pairs`` through the style loss instead of one channel per input."""
-    with PreparedModel(model, pvf.Settings(size=SIZE, **execution), "cpu") as prepared:
+    with PreparedModel(model, pvf.Settings(size=size, **execution), "cpu") as prepared:
         goal = None if pairs is None else style_goal(prepared, model, *pairs)
-        width = next(info.channels for info in pvf.layers(model, (3, SIZE, SIZE)) if info.name == layer)
-        call = fwd_bwd_call(prepared, layer, [c % width for c in range(inputs)], SIZE, goal=goal)
+        width = next(info.channels for info in pvf.layers(model, (3, size, size)) if info.name == layer)
+        call = fwd_bwd_call(prepared, layer, [c % width for c in range(inputs)], size, goal=goal)
         call()
         return timed(lambda: [call() for _ in range(steps)])
 
@@ -142,14 +147,14 @@ def chosen_execution(run, steps):
     return dict(precision=info["precision"], memory_format=info["memory_format"])
 
 
-def method_rows(name, model, layer, inputs, run, pairs, steps, repeats, execution=EXECUTION):
+def method_rows(name, model, layer, inputs, run, pairs, steps, repeats, size, execution=EXECUTION):
     run(1, execution)  # primes caches (oneDNN primitives, MaCo's dataset spectrum) outside the timing
     measured = {"ceiling": [], "ceiling with the loss": [], "render": []}
     shares = []
     for _ in range(repeats):  # in turn: the load drifts between timings
-        measured["ceiling"].append(ceiling(model, layer, inputs, steps, execution=execution))
+        measured["ceiling"].append(ceiling(model, layer, inputs, steps, size, execution=execution))
         if pairs is not None:
-            measured["ceiling with the loss"].append(ceiling(model, layer, inputs, steps, pairs, execution))
+            measured["ceiling with the loss"].append(ceiling(model, layer, inputs, steps, size, pairs, execution))
         result = []
         measured["render"].append(timed(lambda: result.append(run(steps, execution))))
         shares.append(result[0].timings["forward_backward"] / result[0].timings["total"])
@@ -169,7 +174,7 @@ def method_rows(name, model, layer, inputs, run, pairs, steps, repeats, executio
             rows.append(Row("methods", f"{name} [{clock} s]", variant, inputs * steps / median, "input-steps/s", median,
                             runs=len(samples), baseline="ceiling" if variant != "ceiling" else None,
                             params={"model inputs per step": inputs, "deepest layer": layer, "steps": steps,
-                                    "size": SIZE, **execution}, extra=extra))
+                                    "size": size, **execution}, extra=extra))
     return rows
 
 
@@ -193,6 +198,7 @@ def main():
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="ceiling/render timings in turn (medians)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--size", type=int, default=SIZE, help="image side in px (default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows and metadata here")
     parser.add_argument("--googlenet", action="store_true",
                         help="pixel, MaCo and facets on googlenet (random weights) instead of the shipped models")
@@ -205,7 +211,7 @@ def main():
     args = parser.parse_args()
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
-    every = googlenet_cases() if args.googlenet else vgg19_cases() if args.vgg19 else cases()
+    every = (googlenet_cases if args.googlenet else vgg19_cases if args.vgg19 else cases)(args.size)
     chosen = [case for case in every if case[0].startswith(args.only)]
     if not chosen:
         parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in every]}")
@@ -214,7 +220,7 @@ def main():
         if args.execution == "chosen":
             execution = chosen_execution(run, args.steps)
             name = f"{name} ({execution['precision']}/{execution['memory_format']})"
-        rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats, execution)
+        rows += method_rows(name, model, layer, inputs, run, pairs, args.steps, args.repeats, args.size, execution)
         print(markdown([row for row in rows if row.case.startswith(name + " [")]), flush=True)
     print(markdown(rows))
     if args.json:

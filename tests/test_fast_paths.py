@@ -104,6 +104,61 @@ def test_a_bf16_style_loss_reads_its_activations_without_copies(layout):
     torch.testing.assert_close(grad_mine.float(), grad_plain, rtol=0, atol=0.03 * grad_plain.abs().max().item())
 
 
+def _few_positions(layout, dtype):
+    """An activation of 64 channels over 6 positions (P <= C / 8) laid out as ``layout``."""
+    gen = torch.Generator().manual_seed(11)
+    if layout == "tokens":
+        return torch.randn(3, 6, 64, generator=gen).to(dtype), Activation((6, 64), "tokens")
+    act = torch.randn(3, 64, 2, 3, generator=gen).to(dtype)
+    return (act.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else act), \
+        Activation((64, 2, 3), "nchw")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "tokens"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("on_path", [True, False], ids=["on the model's path", "alone"])
+def test_a_style_layer_of_few_positions_takes_its_loss_from_the_positions_side(layout, dtype, on_path, monkeypatch):
+    """P <= C / 8: no C x C residual is made (the residual's ops never run), and the error and the
+    gradient (on the path, with one coming back through the tap's output) are the plain formula's in float64
+    against a target that is not symmetric: to float32 rounding, the gradient to its dtype's;
+    the gradient in the activation's dtype and layout."""
+    from pyviz_fast import ops
+    act, activation = _few_positions(layout, dtype)
+    C = activation.channels
+    gen = torch.Generator().manual_seed(12)
+    target = gram(torch.randn(act.shape, generator=gen), activation) + 0.5 * torch.randn(3, C, C, generator=gen)
+    norms = squared_norms(target)
+    def refuse(*_, **__):
+        raise AssertionError("made the C x C residual")
+    monkeypatch.setattr(ops, "gram_error", refuse)
+    monkeypatch.setattr(ops, "gram_error_backward", refuse)
+    downstream = torch.randn(act.shape, generator=gen).to(dtype) * on_path
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    mine = act.clone().requires_grad_(True)
+    out, error = gram_error_tap(activation, target, norms)(mine)
+    grad, = torch.autograd.grad((error * weights).sum() + (out * downstream).sum(), mine)
+    plain = act.double().requires_grad_(True)
+    f = activation.channels_first(plain).reshape(3, C, -1)
+    want = ((f @ f.mT / f.shape[-1] - target.double()).square().sum((1, 2)) / norms.double())
+    want_grad, = torch.autograd.grad((want * weights.double()).sum() + (plain * downstream.double()).sum(), plain)
+    assert error.dtype == torch.float32
+    torch.testing.assert_close(error.double(), want, rtol=1e-6, atol=0)
+    assert grad.dtype == dtype and grad.stride() == act.stride()
+    tolerance = 1e-6 if dtype == torch.float32 else 8e-3
+    torch.testing.assert_close(grad.double(), want_grad, rtol=0, atol=tolerance * want_grad.abs().max().item())
+
+
+def test_the_positions_side_error_of_a_layer_at_its_target_is_zero_not_negative():
+    """Its three terms cancel where the Gram matrix is the target: the error is rounding's size,
+    and never below zero (unclamped, about half of such images come out below)."""
+    gen = torch.Generator().manual_seed(13)
+    act = torch.randn(32, 64, 2, 3, generator=gen) * torch.rand(32, 1, 1, 1, generator=gen) * 10
+    activation = Activation((64, 2, 3), "nchw")
+    target = gram(act, activation)
+    _, error = gram_error_tap(activation, target, squared_norms(target))(act)
+    assert (error >= 0).all() and error.max() < 1e-6, error
+
+
 @pytest.mark.parametrize("view", ["sliced", "permuted"])
 def test_gram_of_an_activation_no_reshape_can_view_matches_autograd(view):
     """Strides a [B, C, P] view cannot express: the rows are copied, and the gradient made anew."""

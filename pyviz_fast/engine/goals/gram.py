@@ -18,6 +18,8 @@ otherwise.
 >>> gram(torch.ones(2, 4, 8, 8), Activation((4, 8, 8), "nchw")).shape
 torch.Size([2, 4, 4])
 """
+import math
+
 import torch
 
 from pyviz_fast import ops
@@ -57,33 +59,102 @@ class _Gram(torch.autograd.Function):
         return _gram_backward(x, grad, ctx.backend), None
 
 
+class _ByResidual:
+    """A style layer's error through its C x C residual R = G / P - T (``ops.gram_error``: the
+    kernels make it in one pass with the products), kept for the backward (``ops.gram_error_backward``).
+    A bf16 activation's products are bf16, as torch.bmm's (G rounded once)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def error(self, rows, norms, backend):
+        return ops.gram_error(rows, self.target, norms, backend=backend)
+
+    def grad(self, rows, residual, weights, add, backend):
+        return ops.gram_error_backward(rows, residual, weights, add=add, backend=backend)
+
+
+class _FromPositions:
+    """The same error and gradient with no C x C matrix made, from F^T F [P, P] and T F [C, P]:
+    ||R||^2 = ||F^T F||^2 / P^2 - 2 <F, T F> / P + ||T||^2 and R F = F (F^T F) / P - T F. Where a
+    layer has few positions (P << C: deep layers of small images) the residual's passes over C x C
+    values, each as long as the products, are what its loss costs; here the target is read once,
+    by one product. The products are float32 (of a bf16 activation's exact values, G never
+    rounded); the three terms are summed in double, and the error is clamped at 0 where they
+    cancel to rounding."""
+
+    def __init__(self, target):
+        # <G, T> and its gradient see T's symmetric part only (a Gram target is symmetric already)
+        self.symmetric = target if torch.equal(target, target.mT) else (target + target.mT) / 2
+        self.target_squares = target.double().square().sum((1, 2))
+
+    def error(self, rows, norms, backend):
+        f_t = _rows(rows).transpose(1, 2).float()  # F^T [B, P, C]
+        P = f_t.shape[1]
+        t_f = torch.bmm(f_t, self.symmetric)       # (T F)^T
+        h = torch.bmm(f_t, f_t.transpose(1, 2))    # F^T F
+        squares = (h.double().square().sum((1, 2)) / P**2 - (f_t * t_f).sum((1, 2), dtype=torch.float64) * (2 / P)
+                   + self.target_squares)
+        direction = torch.baddbmm(t_f, h, f_t, beta=-1, alpha=1 / P)  # (R F)^T
+        return (squares.clamp(min=0) / norms).float(), direction
+
+    def grad(self, rows, direction, weights, add, backend):
+        scale = (4 * weights / direction.shape[1]).view(-1, 1, 1)  # of sum_b w_b ||R_b||^2: 4 w_b R_b F_b / P
+        grad = direction * scale if add is None else torch.addcmul(_rows(add).transpose(1, 2), direction, scale)
+        return _laid_out_as(rows, grad.transpose(1, 2))
+
+
+# The positions' form when P * factor <= C. Against the kernels' residual (8 images, forward and
+# backward with an add, ms; Intel Xeon, 1 thread, 2026-12-05): bf16 on AMX C=512 over 4 positions
+# 2.82 -> 0.63, over 16 3.17 -> 0.95, over 64 3.88 -> 3.40, C=128 over 16 0.21 -> 0.23; float32
+# (AVX-512) C=512 over 64 7.47 -> 3.17, C=256 over 64 1.74 -> 1.18, C=128 over 64 0.48 -> 0.55.
+_POSITIONS_FACTOR = {torch.bfloat16: 8, torch.float32: 4}
+
+
+class _LayerError:
+    """One style layer's ||G / P - T||^2 / norms, in the cheaper form for the activation at hand
+    (the positions' form prepared with the tap when the layer has few enough positions for it in
+    some dtype: no data-dependent work inside a traced forward)."""
+
+    def __init__(self, activation, target, norms):
+        self.norms = norms
+        self.by_residual = _ByResidual(target)
+        few = math.prod(activation.positions) * min(_POSITIONS_FACTOR.values()) <= activation.channels
+        self.from_positions = _FromPositions(target) if few else None
+
+    def form(self, rows):
+        few = _positions(rows) * _POSITIONS_FACTOR[rows.dtype] <= rows.shape[1]
+        return self.from_positions if few and self.from_positions is not None else self.by_residual
+
+
 class _GramErrorTap(torch.autograd.Function):
-    """(x, activation, target [B, C, C], norms [B], backend) -> (x's alias, ||gram(x) - target||^2
-    / norms [B]): one layer of a style loss, taken by a tap inside the forward
+    """(x, activation, layer error (``_LayerError``), backend) -> (x's alias, ||gram(x) -
+    target||^2 / norms [B]): one layer of a style loss, taken by a tap inside the forward
     (``truncate.TruncatedForward``) while x is in cache. Its gradient is added into the one that
-    comes back from the rest of the model in the same pass (``ops.gram_error_backward``'s add),
-    where a loss beside the model's path has autograd add two activation-sized tensors after it.
+    comes back from the rest of the model in the same pass (the forms' add), where a loss beside
+    the model's path has autograd add two activation-sized tensors after it.
     The alias shares x's version counter, so an in-place change of the layer's output after the
     tap is found (``TruncatedForward.overwritten``) before a backward could read a changed x."""
 
     @staticmethod
-    def forward(ctx, x, activation, target, norms, backend):
+    def forward(ctx, x, activation, layer_error, backend):
         ctx.set_materialize_grads(False)  # nothing after the layer (the deepest one): no zeros to add
         rows = _products_dtype(activation.channels_first(x))
-        error, residual = ops.gram_error(rows, target, norms, backend=backend)
-        ctx.save_for_backward(rows, residual, norms)
-        ctx.activation, ctx.backend, ctx.dtype = activation, backend, x.dtype
+        form = layer_error.form(rows)
+        error, saved = form.error(rows, layer_error.norms, backend)
+        ctx.save_for_backward(rows, saved)
+        ctx.form, ctx.norms, ctx.activation, ctx.backend, ctx.dtype = form, layer_error.norms, activation, backend, x.dtype
         return x.detach(), error
 
     @staticmethod
     def backward(ctx, grad_out, grad_error):
         if grad_error is None:
-            return grad_out, None, None, None, None
-        rows, residual, norms = ctx.saved_tensors
+            return grad_out, None, None, None
+        rows, saved = ctx.saved_tensors
         add = None if grad_out is None else ctx.activation.channels_first(grad_out)
-        grad = ops.gram_error_backward(rows, residual, grad_error / norms, add=add, backend=ctx.backend)
+        grad = ctx.form.grad(rows, saved, grad_error / ctx.norms, add, ctx.backend)
         grad = ctx.activation.from_channels_first(grad)
-        return (grad if grad.dtype == ctx.dtype else grad.to(ctx.dtype)), None, None, None, None
+        return (grad if grad.dtype == ctx.dtype else grad.to(ctx.dtype)), None, None, None
 
 
 def _laid_out_as(x, rows):
@@ -189,10 +260,11 @@ def gram(act, activation, backend=None):
 def gram_error_tap(activation, target, norms, backend=None):
     """A tap (``truncate.TruncatedForward``) of one style layer: output -> (output's alias, float32
     [B] ||gram(output) - target||^2 / norms), ``relative_error(gram(act, activation), target)``
-    when norms are the target's squared norms (a bf16 activation's products in bf16,
-    ``ops.gram_error``). Applied to a captured activation instead, beside the model's path, it
+    when norms are the target's squared norms, through the residual or from the positions' side
+    (``_LayerError``). Applied to a captured activation instead, beside the model's path, it
     gives the same value and gradient."""
-    return lambda output: _GramErrorTap.apply(output, activation, target, norms, backend)
+    layer_error = _LayerError(activation, target, norms)
+    return lambda output: _GramErrorTap.apply(output, activation, layer_error, backend)
 
 
 def _products_dtype(x):
