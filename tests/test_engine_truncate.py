@@ -1,5 +1,6 @@
 """Truncated forward: nothing after the deepest needed layer runs; the model is left as it was."""
 import contextlib
+import types
 
 import pytest
 import torch
@@ -119,6 +120,17 @@ def test_chained_taps_run_in_turn_on_each_others_output():
     first, second = acts[TapValue("1")]
     torch.testing.assert_close(first, relu.sum((1, 2, 3)))
     torch.testing.assert_close(second, 2 * relu.sum((1, 2, 3)))
+
+
+def test_a_goal_whose_parts_tap_the_same_layer_is_refused():
+    """A forward keeps one tap value per layer, so a second part's tap of a layer would replace the
+    first's and that part would read another's value: refused, naming the layer."""
+    from pyviz_fast.engine.goals import Goal
+    part = lambda taps: types.SimpleNamespace(layers=list(taps), taps=taps)  # noqa: E731
+    tap = lambda output: (output, output.sum())  # noqa: E731
+    assert set(Goal(part({"conv1": tap}), [part({"conv2": tap})]).taps) == {"conv1", "conv2"}
+    with pytest.raises(ValueError, match="two parts of a goal tap layer 'conv1'"):
+        Goal(part({"conv1": tap}), [part({"conv1": tap})])
 
 
 def test_layer_not_called_by_forward_is_reported():

@@ -35,7 +35,13 @@ class Goal:
     def __init__(self, main, extras=(), crops=1):
         self.main, self.extras, self.crops = main, list(extras), crops
         self.layers = list(dict.fromkeys(list(main.layers) + [l for e in self.extras for l in e.layers]))
-        self.taps = {layer: tap for part in [main, *self.extras] for layer, tap in getattr(part, "taps", {}).items()}
+        self.taps = {}
+        for part in [main, *self.extras]:
+            for layer, tap in getattr(part, "taps", {}).items():
+                if layer in self.taps:  # one tap value per layer: a second part's would replace the first's
+                    raise ValueError(f"two parts of a goal tap layer {layer!r}; a layer's taps must come from one "
+                                     f"part, chained there (truncate.chained)")
+                self.taps[layer] = tap
 
     def __call__(self, acts):
         main = self.main(acts)
