@@ -176,8 +176,12 @@ def step_taps_per_element(sigma=2.0):
     return 2 * ((2 * r + 1) * (TILE_HEIGHT + 2 * r) / TILE_HEIGHT + (2 * r + 1))
 
 
+# The step's tile loops per radius, shortest first (tile_loops).
+TILE_PATHS = ("interior", "edge", "cut", "general")
+
+
 def tile_loops(listing, sigma=2.0):
-    """{"interior": (first, last), "edge": ..., "cut": ..., "general": ...} of the tile loops of
+    """{"interior": (first, last), "edge": ..., "cut": ..., "general": ...} (TILE_PATHS) of the tile loops of
     ``sigma``'s compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at
     radius 6 = sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's
     pixels), within RADIUS_FFMA_SPREAD of the most.
@@ -196,11 +200,10 @@ def tile_loops(listing, sigma=2.0):
                          f"(most: {most})")
     candidates = sorted((longest_path(listing, *loop), loop) for ffma, loop in counted
                         if ffma > most - RADIUS_FFMA_SPREAD)
-    if len(candidates) < 4:
-        raise ValueError(f"expected interior, edge, cut and general tile loops of sigma {sigma}, "
-                         f"found {len(candidates)}")
-    return {"interior": candidates[0][1], "edge": candidates[1][1], "cut": candidates[2][1],
-            "general": candidates[-1][1]}
+    if len(candidates) < len(TILE_PATHS):
+        raise ValueError(f"expected {', '.join(TILE_PATHS)} tile loops of sigma {sigma}, found {len(candidates)}")
+    # the general path has several loops (a cut row end, unaligned rows): its longest
+    return dict(zip(TILE_PATHS, [loop for _, loop in candidates[:len(TILE_PATHS) - 1]] + [candidates[-1][1]]))
 
 
 def step_kernels(dtype="fp32", norm=DEFAULT_NORM, design="one pass"):
@@ -262,7 +265,7 @@ def main():
           "tile loop / 8 elements per thread):")
     for design in DESIGNS:
         for arch in arches:
-            for path in ("interior", "edge", "cut", "general"):
+            for path in TILE_PATHS:
                 for norm in NORM_MODES:
                     counts = step_instructions_per_element(so, arch, norm=norm, path=path, design=design)
                     print(f"  {design}, {arch} {path} norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values())
