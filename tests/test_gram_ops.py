@@ -87,12 +87,13 @@ def test_kernels_match_the_reference_on_channels_last_maps(shape, vector_isa):
 
 
 @needs_amx
-@pytest.mark.parametrize("shape", SHAPES + [(2, 96, 1, 35), (3, 32, 64, 2), (2, 48, 50, 45)], ids=str)
+@pytest.mark.parametrize("shape", SHAPES + [(2, 96, 1, 35), (3, 32, 64, 2), (2, 48, 50, 45), (2, 16, 47, 47),
+                                            (1, 32, 70, 31)], ids=str)
 def test_bf16_kernels_on_amx_tiles_match_the_reference(shape):
     """bfloat16 rows on AMX tiles: every channel count in blocks of 16 (a tile's product sums 16
     or 32 channels), position counts that leave part of a tile's 32 (Gram) or 16 (product) rows
     empty, more positions than one staged block (2048: the sums of the blocks before the last
-    wait in the output)."""
+    wait in the output; 16 and 32 channels keep their sums in tiles throughout)."""
     x, m = channels_last(shape, seed=31, dtype=torch.bfloat16), matrices(shape[0], shape[1], seed=32).bfloat16()
     g = torch.ops.pyviz_fast.gram(x)
     assert g.dtype == torch.bfloat16 and torch.equal(g, g.transpose(1, 2))

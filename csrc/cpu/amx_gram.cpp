@@ -60,6 +60,13 @@ struct alignas(64) TileConfig {
     rows[1] = 16, bytes_per_row[1] = static_cast<uint16_t>(a_bytes);
     rows[2] = static_cast<uint8_t>(b_rows), bytes_per_row[2] = 64;
   }
+
+  // Tiles 0 .. count - 1, each 16 rows of 64 bytes.
+  static TileConfig square(int count) {
+    TileConfig config(16, 64, 16);
+    for (int t = 3; t < count; ++t) config.rows[t] = 16, config.bytes_per_row[t] = 64;
+    return config;
+  }
 };
 
 bool cpu_has_amx_bf16() {
@@ -166,6 +173,59 @@ template <typename Finish>
   _tile_release();
 }
 
+// gram_tiles for 16 or 32 channels: the matrix's one or three upper tiles stay in tiles 0-2 through
+// every position, and each group of 32 positions is staged in L1 and multiplied at once (tiles 3-4:
+// A, 5-6: B), where the general loop writes a block's staging out and loads every tile of it back
+// once per tile of the matrix. The same products summed in the same order: the same bits.
+template <typename Finish>
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void gram_tiles_resident(const c10::BFloat16* rows, int64_t n, int64_t C,
+                                                                        Finish& finish) {
+  constexpr int64_t kGroup = 32;
+  const bool two = C == 32;
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(rows);
+  alignas(64) uint32_t a[2][256], b[2][256];
+  const TileConfig config = TileConfig::square(7);
+  _tile_loadconfig(&config);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  for (int64_t p0 = 0; p0 < n; p0 += kGroup) {
+    const int64_t count = std::min(kGroup, n - p0);
+    stage_group(bits + p0 * C, count, C, b[0], a[0]);
+    _tile_loadd(3, a[0], 64);
+    _tile_loadd(5, b[0], 64);
+    _tile_dpbf16ps(0, 3, 5);
+    if (two) {
+      stage_group(bits + p0 * C + 16, count, C, b[1], a[1]);
+      _tile_loadd(4, a[1], 64);
+      _tile_loadd(6, b[1], 64);
+      _tile_dpbf16ps(1, 3, 6);
+      _tile_dpbf16ps(2, 4, 6);
+    }
+  }
+  finish(0, 0);
+  if (two) {  // finish reads tile 0: the other two pass through it
+    alignas(64) float sums[256];
+    _tile_stored(1, sums, 64);
+    _tile_loadd(0, sums, 64);
+    finish(0, 1);
+    _tile_stored(2, sums, 64);
+    _tile_loadd(0, sums, 64);
+    finish(1, 1);
+  }
+  _tile_release();
+}
+
+// The upper tiles of the Gram matrix over the n rows, each passed to finish(ib, jb) in tile 0.
+template <typename Finish>
+[[PVF_AMX_TARGET, gnu::always_inline]] inline void upper_gram_tiles(const c10::BFloat16* rows, int64_t n, int64_t C,
+                                                                     float* scratch, Finish& finish) {
+  if (C <= 32)
+    gram_tiles_resident(rows, n, C, finish);
+  else
+    gram_tiles(rows, n, C, scratch, finish);
+}
+
 // gram_tiles' finish for a Gram matrix: each tile stored in place (the lower triangle mirrored after).
 struct StoreTile {
   float* g;
@@ -177,7 +237,7 @@ struct StoreTile {
 
 [[PVF_AMX_TARGET]] void gram_of_rows_tiles(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) {
   StoreTile finish{g, C};
-  gram_tiles(rows, n, C, g, finish);
+  upper_gram_tiles(rows, n, C, g, finish);
   mirror_upper(g, C);
 }
 
@@ -225,7 +285,7 @@ struct ResidualTile {
 [[PVF_AMX_TARGET]] double gram_error_of_rows_tiles(const c10::BFloat16* rows, int64_t n, int64_t C,
                                                    float inv_positions, const float* target, float* residual) {
   ResidualTile finish{target, residual, C, _mm512_set1_ps(inv_positions)};
-  gram_tiles(rows, n, C, residual, finish);
+  upper_gram_tiles(rows, n, C, residual, finish);
   return _mm512_reduce_add_pd(finish.sum);
 }
 
