@@ -248,9 +248,11 @@ struct StoreTile {
   return _mm512_fmadd_pd(high, high, _mm512_fmadd_pd(low, low, sum));
 }
 
-// gram_tiles' finish for a style layer's error: each tile's Gram values rounded to bfloat16 and
-// over P, minus the target, stored as the residual with the tile's mirror below the diagonal
-// (against the target's own lower block); the squares summed in double lanes.
+// gram_tiles' finish for a style layer's error: each tile's Gram values rounded to bfloat16, times
+// 1 / P minus the target in one rounding (an explicit fused multiply-subtract: the compiler's own
+// contraction of a product and a difference would depend on where this is inlined), stored as the
+// residual with the tile's mirror below the diagonal (against the target's own lower block); the
+// squares summed in double lanes.
 struct ResidualTile {
   const float* target;
   float* residual;
@@ -262,10 +264,7 @@ struct ResidualTile {
     alignas(64) float tile[16 * 16];
     _tile_stored(0, tile, 64);
     __m512i g[16];
-    for (int i = 0; i < 16; ++i) {
-      const __m512i rounded = _mm512_slli_epi32(bf16_bits(_mm512_load_ps(tile + 16 * i)), 16);
-      g[i] = _mm512_castps_si512(_mm512_mul_ps(_mm512_castsi512_ps(rounded), inv_positions));
-    }
+    for (int i = 0; i < 16; ++i) g[i] = _mm512_slli_epi32(bf16_bits(_mm512_load_ps(tile + 16 * i)), 16);
     store(g, ib * 16 * C + jb * 16);
     if (ib != jb) {
       transpose16(g);
@@ -275,7 +274,7 @@ struct ResidualTile {
 
   [[PVF_AMX_TARGET, gnu::always_inline]] void store(const __m512i g[16], int64_t at) {
     for (int i = 0; i < 16; ++i) {
-      const __m512 v = _mm512_sub_ps(_mm512_castsi512_ps(g[i]), _mm512_loadu_ps(target + at + i * C));
+      const __m512 v = _mm512_fmsub_ps(_mm512_castsi512_ps(g[i]), inv_positions, _mm512_loadu_ps(target + at + i * C));
       _mm512_storeu_ps(residual + at + i * C, v);
       sum = add_squares(sum, v);
     }

@@ -23,7 +23,8 @@ void round_to_bf16_amx(float* m, int64_t n);
 void gram_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float* g);
 
 // One style layer's error: residual = G / P - target with G the rows' Gram matrix as bfloat16 holds
-// it (products rounded once) and 1 / P = inv_positions; returns ||residual||^2 (in double). The
+// it (products rounded once) and 1 / P = inv_positions (G times it minus target rounded once, a fused
+// multiply-subtract); returns ||residual||^2 (in double). The
 // C x C values are made tile by tile as the products finish, in one pass (target, residual: C x C
 // float32).
 double gram_error_of_rows_amx(const c10::BFloat16* rows, int64_t n, int64_t C, float inv_positions,
