@@ -4,11 +4,14 @@
 // beyond the shared halo; huge sigmas; NaN items; every storage type and norm mode. Each case
 // runs in natural, reversed and shuffled thread order and with 1 and 7 blocks, and the step also
 // in its one launch (blocks as threads); the program prints one line per case and exits 1 when
-// any schedule changed a result bit or the two step designs differ.
+// any schedule changed a result bit or the two step designs differ. `emulation_harness K N` runs
+// the cases whose index is K modulo N (each with the seed it has in the whole run), so that N
+// processes share the cases between a machine's cores.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -125,7 +128,8 @@ std::vector<uint8_t> run_case(const ImageShape& shape, Strides strides, pvf::Sto
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const int shard = argc > 2 ? std::atoi(argv[1]) : 0, shards = argc > 2 ? std::atoi(argv[2]) : 1;
   // {2, 2, 70, 104}: 16-byte aligned rows with interior tiles (the fast path at radii 2 and 6).
   const ImageShape shapes[] = {{2, 3, 17, 23}, {1, 1, 1, 1}, {3, 2, 3, 2}, {2, 3, 4, 40}, {2, 2, 70, 45}, {2, 1, 40, 70},
                                {2, 2, 70, 104}};
@@ -134,7 +138,7 @@ int main() {
   const float sigmas[] = {0.0f, 0.4f, 2.0f, 7.0f, 1e30f};  // radius 0, 2, 6, 21 (past the shared halo), capped
   const pvf::emulation::ThreadOrder orders[] = {pvf::emulation::ThreadOrder::kReversed,
                                                 pvf::emulation::ThreadOrder::kShuffled};
-  int failures = 0, cases = 0;
+  int failures = 0, cases = 0, all_cases = 0;
   uint64_t seed = 0;
   for (const auto& shape : shapes) {
     for (const auto& layout : layouts) {
@@ -142,6 +146,7 @@ int main() {
         for (const float sigma : sigmas) {
           const auto mode = static_cast<pvf::NormMode>(seed % 5);
           ++seed;
+          if (all_cases++ % shards != shard) continue;
           pvf::emulation::config() = {pvf::emulation::ThreadOrder::kNatural, 7, seed};
           const auto want = run_case(shape, layout.strides(shape), storage, sigma, mode, seed);
           bool same = true;
@@ -160,7 +165,8 @@ int main() {
       }
     }
   }
-  std::printf("%d cases, %d one-launch steps differed from the two-launch ones\n", cases, design_differences);
-  std::printf("%d cases, %d changed with the schedule\n", cases, failures);
+  std::printf("%d of %d cases, %d one-launch steps differed from the two-launch ones\n", cases, all_cases,
+              design_differences);
+  std::printf("%d of %d cases, %d changed with the schedule\n", cases, all_cases, failures);
   return failures == 0 && design_differences == 0 ? 0 : 1;
 }
