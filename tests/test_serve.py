@@ -160,7 +160,7 @@ def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkey
     ({"units": []}, 400, "list of 1 to 16"),
     ({"units": [{"layer": "conv3", "index": k} for k in range(20)]}, 400, "at most 16 units, you have 20"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 0}}, 400, "steps must be an integer >= 1"),
-    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 4096}}, 400, "size must be <= 512"),
+    ({"units": [{"layer": "conv3", "index": 0}], "settings": {"size": 4096}}, 400, "size must be <= 512, got 4096"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"init_image": "/etc/passwd"}}, 400, "unknown setting"),
     ({"units": [{"layer": "conv3", "index": 0}], "seed": -1}, 400, "seed must be an integer"),
     ({"units": [{"layer": "conv3", "index": 0}], "settings": {"steps": 2.5}}, 400, "steps must be an integer, got 2.5"),
@@ -169,6 +169,24 @@ def test_a_job_no_one_watches_is_cancelled_and_the_queue_moves_on(client, monkey
 def test_bad_render_requests(client, body, status, message):
     answer = client.post("/api/render", json=body)
     assert answer.status_code == status and message in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({"settings": {"jitter": 65}}, "jitter", "setting jitter must be <= 64, got 65"),
+    ({"settings": {"octaves": 9, "steps": 8}}, "octaves", "setting octaves must be <= 8, got 9"),
+    ({"settings": {"steps": 8, "lr": -1}}, "lr", "lr must be a finite number > 0, got -1"),
+    ({"settings": {"size": 2.5}}, "size", "setting size must be an integer, got 2.5"),
+    ({"units": [{"layer": "conv3", "index": 64}]}, "index", "layer 'conv3' has 64 channels (0-63); got 64"),
+    ({"units": [{"layer": "conv3", "index": -1}]}, "index", "unit index must be an integer >= 0"),
+    ({"seed": -1}, "seed", "seed must be an integer >= 0, got -1"),
+    ({"units": []}, None, "list of 1 to 16"),
+])
+def test_a_bad_value_names_its_one_field(client, body, field, message):
+    """The answer names the one request field at fault (the page marks it) and only that field's limit."""
+    answer = client.post("/api/render", json={"units": [{"layer": "conv3", "index": 0}], **body})
+    assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+    assert answer.json().get("field") == field
+    assert all(other not in answer.json()["error"] for other in {"size", "steps", "jitter", "octaves"} - {field})
 
 
 def test_not_json_and_unknown_job(client):
@@ -205,6 +223,7 @@ def test_bad_uploads(client, photo, status, message):
     files = {"photo": ("x.png", photo, "image/png")} if photo is not None else {"other": ("x.txt", b"1", "text/plain")}
     answer = client.post("/api/dream", data={"layer": "conv2"}, files=files)
     assert answer.status_code == status and message in answer.json()["error"], answer.text
+    assert answer.json()["field"] == "photo"
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -223,7 +242,8 @@ def test_bad_dream_numbers(client, fields, message):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ('{"steps": 1%s}' % ("0" * 400), "steps <= 4096"),  # JSON ints are unbounded: float() of it overflowed
+    # JSON ints are unbounded: float() of it overflowed
+    ('{"steps": 1%s}' % ("0" * 400), "steps must be <= 4096, got 1000"),
     ('{"steps": Infinity}', "steps must be an integer, got inf"),  # Python's JSON reads Infinity, NaN, 1e400
     ('{"lr": 1e400}', "lr must be a finite number > 0, got inf"),
     ('{"blur_end": NaN}', "blur_end must be a finite number >= 0, got nan"),
@@ -380,13 +400,14 @@ def test_page_renders_live_and_shows_a_bad_upload(browser, server, tmp_path):
     page.click("#dream")
     page.wait_for_function("document.querySelector('#dream-error').textContent.length > 0")
     assert "not an image Pillow can read" in page.text_content("#dream-error")
+    assert page.get_attribute("#photo", "aria-invalid") == "true"  # the field at fault is marked
     assert all("status of 400" in error for error in errors), errors  # only the refused upload's response
 
     page.set_input_files("#photo", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png((64, 48))}])
     page.fill("#dream-steps", "4")
     page.click("#dream")
     page.wait_for_function("document.querySelector('#status').textContent.includes('dream done')", timeout=120_000)
-    assert page.text_content("#dream-error") == ""
+    assert page.text_content("#dream-error") == "" and page.get_attribute("#photo", "aria-invalid") is None
 
     page.click("#runs a")
     frame = page.frame_locator("#atlas-view")
@@ -452,7 +473,10 @@ def test_page_reads_numbers_as_typed_and_refuses_bad_ones(browser, server):
         page.click("#render")
         page.wait_for_function("document.querySelector('#render-error').textContent.length > 0")
         assert page.text_content("#render-error") == message and page.is_enabled("#render")
+        marked = page.eval_on_selector_all("[aria-invalid=true]", "inputs => inputs.map((i) => '#' + i.id)")
+        assert marked == [field]  # that field and no other is marked, until it is edited
         page.fill(field, before)
+        assert page.get_attribute(field, "aria-invalid") is None
     page.fill("#index", "")
     page.click("#add")
     assert page.text_content("#render-error") == "unit must be an integer in 0–63, got empty"

@@ -11,6 +11,10 @@
     GET  /api/atlas              the atlas run directories given with --runs
     GET  /atlas/N/PATH           a file of run N (its index.html by default), served as on disk
 
+A refused request is answered 400 (413: an upload too large, 404: no such job) with {error,
+field}: the message, naming the bad value and what would be valid, and the request's field that
+holds it when one does (the page marks that input).
+
 Every route is thin: checking is ``inputs.py``, the work is ``pyviz_fast.render`` / ``dream``
 on the model's queue (``models.py``), progress is ``jobs.py``.
 """
@@ -39,8 +43,9 @@ STATIC = Path(__file__).parent / "static"
 POLL_S = 0.05  # how often an event stream looks for news
 
 
-def _error(message, status=400):
-    return JSONResponse({"error": message}, status_code=status)
+def _error(message, status=400, field=None):
+    """The JSON answer to a bad request: its message, and the request's field at fault if one is."""
+    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
 
 
 def _checked_units(models, spec, specs):
@@ -56,7 +61,7 @@ def _checked_units(models, spec, specs):
             count = channels.get(term.layer)
             if term.index is not None and count is not None and not term.index < count:
                 raise InputError(f"unit {str(unit)!r}: layer {term.layer!r} has {count} channels "
-                                 f"(0-{count - 1}); got {term.index}")
+                                 f"(0-{count - 1}); got {term.index}", field="index")
     return model, units
 
 
@@ -69,7 +74,7 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
         try:
             return await handler(request)
         except InputError as error:
-            return _error(str(error), error.status)
+            return _error(str(error), error.status, error.field)
         except UnknownModel as error:
             return _error(str(error))
 
@@ -110,14 +115,15 @@ def create_app(model_specs, runs=(), device="cpu", interval=0.25):
     async def start_dream(request):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > inputs.MAX_UPLOAD_BYTES + 64 * 1024:
-            raise InputError(f"the upload is {declared} bytes; the limit is {inputs.MAX_UPLOAD_BYTES} bytes", 413)
+            raise InputError(f"the upload is {declared} bytes; the limit is {inputs.MAX_UPLOAD_BYTES} bytes", 413,
+                             field="photo")
         try:
             form = await request.form(max_files=1, max_fields=16)
         except Exception as error:  # malformed multipart: the parser's own message
             raise InputError(f"expected a multipart form with a photo: {error}") from None
         upload = form.get("photo")
         if not isinstance(upload, UploadFile):
-            raise InputError("choose a photo to dream (form field 'photo' must be a file)")
+            raise InputError("choose a photo to dream (form field 'photo' must be a file)", field="photo")
         photo = inputs.read_upload(await upload.read(inputs.MAX_UPLOAD_BYTES + 1))
         spec = models.check(form.get("model") or models.specs[0])
         pick = {"layer": form.get("layer"), "kind": form.get("kind") or "layer",

@@ -7,8 +7,22 @@ const MAX_UNITS = 16;  // per render, as the server's inputs.MAX_UNITS
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) throw Object.assign(new Error(body.error || `HTTP ${response.status}`), { field: body.field });
   return body;
+}
+
+// Show an error in its box and mark the field that holds the bad value: the one the page read
+// (error.input), or the one the server named (error.field, that field's input id in `ids`).
+// A mark goes as soon as the field is edited (start()).
+function showError(box, error, ids = {}) {
+  box.textContent = error.message;
+  const input = error.input || (error.field && $(ids[error.field] || error.field));
+  if (input) input.setAttribute("aria-invalid", "true");
+}
+
+function clearErrors(box) {
+  box.textContent = "";
+  for (const input of document.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
 }
 
 function setStatus(text) { $("status").textContent = text; }
@@ -29,7 +43,7 @@ function numberField(id, integer) {
   if (input.value === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < low
       || value > high) {
     input.focus();
-    throw new Error(`${name} must be ${what}, got ${typed}`);
+    throw Object.assign(new Error(`${name} must be ${what}, got ${typed}`), { input });
   }
   return value;
 }
@@ -115,7 +129,7 @@ function follow(job, images, captions, errorBox, button, stop) {
   stop.disabled = false;
   stop.onclick = () => {
     stop.disabled = true;
-    api(`/api/jobs/${job.job}/cancel`, { method: "POST" }).catch((error) => { errorBox.textContent = error.message; });
+    api(`/api/jobs/${job.job}/cancel`, { method: "POST" }).catch((error) => showError(errorBox, error));
   };
   source.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -159,7 +173,7 @@ function follow(job, images, captions, errorBox, button, stop) {
 }
 
 async function startRender() {
-  $("render-error").textContent = "";
+  clearErrors($("render-error"));
   $("render").disabled = true;
   try {
     const picks = state.compare.length ? state.compare : [currentPick()];
@@ -172,16 +186,19 @@ async function startRender() {
     follow(job, images, [...$("results").querySelectorAll("figcaption")], $("render-error"), $("render"),
            $("stop"));
   } catch (error) {
-    $("render-error").textContent = error.message;
+    showError($("render-error"), error);  // the server's fields are named as the page's inputs
     $("render").disabled = false;
   }
 }
 
 async function startDream(event) {
   event.preventDefault();
-  $("dream-error").textContent = "";
+  clearErrors($("dream-error"));
   const file = $("photo").files[0];
-  if (!file) { $("dream-error").textContent = "choose a photo first"; return; }
+  if (!file) {
+    showError($("dream-error"), Object.assign(new Error("choose a photo first"), { input: $("photo") }));
+    return;
+  }
   const form = new FormData();
   form.append("photo", file);
   $("dream").disabled = true;
@@ -197,7 +214,7 @@ async function startDream(event) {
     follow(job, images, [...$("dream-result").querySelectorAll("figcaption")], $("dream-error"), $("dream"),
            $("dream-stop"));
   } catch (error) {
-    $("dream-error").textContent = error.message;
+    showError($("dream-error"), error, { steps: "dream-steps", lr: "dream-lr" });
     $("dream").disabled = false;
   }
 }
@@ -235,7 +252,7 @@ async function start() {
   $("layer").onchange = showLayer;
   $("kind").onchange = showLayer;
   $("add").onclick = () => {
-    $("render-error").textContent = "";
+    clearErrors($("render-error"));
     try {
       const pick = currentPick();
       if (state.compare.some((p) => pickLabel(p) === pickLabel(pick))) {
@@ -246,10 +263,11 @@ async function start() {
       }
       state.compare.push(pick);
     } catch (error) {
-      $("render-error").textContent = error.message;
+      showError($("render-error"), error);
     }
     showCompare();
   };
+  document.addEventListener("input", (event) => event.target.removeAttribute("aria-invalid"));
   $("render").onclick = startRender;
   $("dream-form").onsubmit = startDream;
   await Promise.all([loadLayers(), loadRuns()]);
