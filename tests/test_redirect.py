@@ -12,6 +12,7 @@ from engine_nets import starting_images
 from pyviz_fast import zoo
 from pyviz_fast.audit.atlas import trajectory_stats
 from pyviz_fast.engine.goals.gram import gram_error_tap
+from pyviz_fast.engine.goals.style import squared_error_tap
 from pyviz_fast.engine.layout import Activation
 from pyviz_fast.engine.redirect import ascent_gradients, mark_targets, redirected
 from pyviz_fast.zoo.shapes_data import make_batch
@@ -69,15 +70,22 @@ def test_inactive_context_changes_nothing():
     assert grad.item() == 0.0
 
 
-def _tapped(a):
+def _style_tap(a):
     """a through a style layer's tap (the forward's alias of it, beside its Gram error)."""
     target = torch.ones(1, 1, 1)
     return gram_error_tap(Activation(tuple(a.shape[1:]), "nchw"), target, target.flatten(1).sum(1))(a)[0]
 
 
+def _content_tap(a):
+    """a through a content layer's tap (its alias, beside its squared error)."""
+    return squared_error_tap(torch.zeros_like(a), torch.ones(a.shape[0]))(a)[0]
+
+
 @pytest.mark.parametrize("read", [lambda a: a, lambda a: torch.cat([a, a], 1).flatten(2)[:, :2],
-                                  lambda a: F.max_pool2d(a, 2) + a[..., ::2, ::2], _tapped],
-                         ids=["directly", "viewed", "pooled and added", "tapped"])
+                                  lambda a: F.max_pool2d(a, 2) + a[..., ::2, ::2], _style_tap, _content_tap,
+                                  lambda a: _style_tap(_content_tap(a))],
+                         ids=["directly", "viewed", "pooled and added", "style tap", "content tap",
+                              "content and style taps"])
 @pytest.mark.parametrize("act", [F.relu, F.gelu])
 def test_only_the_targets_own_activation_is_redirected(act, read):
     x = torch.tensor([[[[1.0, -2.0], [0.5, -4.0]]]], requires_grad=True)  # the lower units half on, the target off

@@ -135,8 +135,15 @@ _PASS_THROUGH = {"ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0"
                  "SqueezeBackward0", "SqueezeBackward1", "UnsqueezeBackward0",
                  "TransposeBackward0", "CloneBackward0", "ExpandBackward0", "ToCopyBackward0", "CatBackward0",
                  "StackBackward0", "SliceBackward0", "SelectBackward0", "IndexBackward0", "SplitBackward0",
-                 "AddBackward0", "MaxPool2DWithIndicesBackward0", "AdaptiveMaxPool2DBackward0",
-                 "_GramErrorTapBackward"}  # a style layer's tap (goals/gram.py): its output is its input
+                 "AddBackward0", "MaxPool2DWithIndicesBackward0", "AdaptiveMaxPool2DBackward0"}
+
+
+def passes_through(function):
+    """Class decorator of an autograd Function whose first output is its first input's alias (a
+    loss's tap: ``truncate.TruncatedForward``): ``mark_targets`` walks through its nodes as
+    through a view's (autograd names a Function's nodes after it: ``<name>Backward``)."""
+    _PASS_THROUGH.add(function.__name__ + "Backward")
+    return function
 
 
 def mark_targets(activations):

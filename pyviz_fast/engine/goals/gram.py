@@ -23,6 +23,7 @@ import math
 import torch
 
 from pyviz_fast import ops
+from pyviz_fast.engine.redirect import passes_through
 
 
 def _rows(x):
@@ -127,6 +128,7 @@ class _LayerError:
         return self.from_positions if few and self.from_positions is not None else self.by_residual
 
 
+@passes_through
 class _GramErrorTap(torch.autograd.Function):
     """(x, activation, layer error (``_LayerError``), backend) -> (x's alias, ||gram(x) -
     target||^2 / norms [B]): one layer of a style loss, taken by a tap inside the forward

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from pyviz_fast import ops
 from pyviz_fast.engine.goals import Goal
 from pyviz_fast.engine.goals.gram import gram, gram_error_tap, squared_norms
+from pyviz_fast.engine.redirect import passes_through
 from pyviz_fast.engine.truncate import TapValue, chained
 
 
@@ -30,6 +31,7 @@ class Pair:
         return f"content{self.content}+style{self.style}"
 
 
+@passes_through
 class _SquaredErrorTap(torch.autograd.Function):
     """(x, target, norms [B], backend) -> (x's alias, ||x - target||^2 / norms [B]): a content
     loss's layer as a tap inside the forward (``truncate.TruncatedForward``), whose gradient is
