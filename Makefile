@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out/shapesnet-atlas
+# Test processes (pytest-xdist): one per core by default, each taking whole files (their module
+# fixtures built once); 0 runs the suite in this process.
+TEST_WORKERS ?= auto
 export CUDA_HOME ?= /usr/local/cuda
 
 .PHONY: setup build demo test bench clean
@@ -13,7 +16,7 @@ $(VENV)/.deps: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt setuptools wheel
 	$(PY) -m pip install -q -c constraints.txt torch torchvision numpy pillow pybind11 ninja tqdm build \
-		pytest pytest-benchmark matplotlib playwright nbclient nbformat ipykernel ipython ipywidgets \
+		pytest pytest-benchmark pytest-xdist matplotlib playwright nbclient nbformat ipykernel ipython ipywidgets \
 		httpx2 starlette uvicorn python-multipart av
 	touch $@
 
@@ -33,7 +36,7 @@ demo: setup
 	$(VENV)/bin/pyviz-fast atlas conv1 conv2 conv3.bn2 conv4 fc --size 64 --out $(OUT) --dataset shapes:2000 --examples 6
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: setup
 	$(VENV)/bin/pyviz-fast bench
