@@ -2,6 +2,7 @@
 PYTHONPATH): models that take other than 3 input channels, and models that misbehave."""
 import logging
 import warnings
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -27,6 +28,15 @@ def five_channel_net():
 class _Refuses(nn.Module):
     def forward(self, x):
         raise RuntimeError("my model refuses this input")
+
+
+def brightness_net():
+    """A 1x1 conv whose channel 0 sums the pixels (channel 1 is minus that): ascent drives every
+    pixel to white (black), a picture of one flat colour."""
+    conv = nn.Conv2d(3, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1).expand(2, 3, 1, 1))
+    return nn.Sequential(OrderedDict(conv=conv))
 
 
 def raising_net():

@@ -1,8 +1,8 @@
 """The audit machinery (run directory, manifest, resume, shards, writer, gallery) with a fake renderer.
 
 The fake renderer makes each unit's image and objective a function of the unit alone, so runs
-split in any way must agree exactly; unit 3 of every layer is dead (flat trajectory) and unit 5
-fails, to exercise the flags.
+split in any way must agree exactly; unit 3 of every layer is dead (flat trajectory), unit 5
+fails and unit 6 (conv1's only) has a picture of one grey, to exercise the flags.
 """
 import errno
 import fcntl
@@ -26,7 +26,7 @@ from pyviz_fast.audit import AtlasJob, RunDir, SettingsMismatchError, Shard, Wri
 from pyviz_fast.audit import files as audit_files
 from pyviz_fast.audit import run_dir as audit_run_dir
 from pyviz_fast.audit import writer as audit_writer
-from pyviz_fast.audit.atlas import trajectory_stats
+from pyviz_fast.audit.atlas import flat_pictures, trajectory_stats
 from pyviz_fast.audit.execution import settle_execution
 from pyviz_fast.audit.gallery import gallery_data, gallery_links, read_gallery_data
 from pyviz_fast.audit.manifest import ManifestPart, merge_parts, record_images
@@ -36,7 +36,7 @@ from pyviz_fast.engine.units import Unit
 SIZE, STEPS = 12, 5
 UNITS = [Unit.channel("conv1", c) for c in range(7)] + [Unit.channel("conv2", c) for c in range(6)]
 RECORD_FIELDS = {"model", "layer", "unit", "objective", "seed", "settings_hash", "value", "activation", "status",
-                 "file", "seconds", "backend", "device", "dead", "stalled"}
+                 "file", "seconds", "backend", "device", "dead", "stalled", "flat"}
 
 
 class FakeRenderer:
@@ -56,7 +56,10 @@ class FakeRenderer:
         self.rendered += [str(u) for u in units]
         rows = [u for u in units for _ in range(self.facets)]
         seeds = [zlib.crc32(f"{u}#{f}".encode() if f else str(u).encode()) for u in units for f in range(self.facets)]
-        images = torch.stack([torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        images = torch.stack([torch.full((3, self.size, self.size), 0.2 + 0.1 * (k % self.facets))  # flat: a grey
+                              if u.index == 6 else
+                              torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(s))
+                              for k, (u, s) in enumerate(zip(rows, seeds))])
         trajectory = torch.stack([torch.full((STEPS,), 0.5) if u.index == 3  # dead: never moves
                                   else torch.linspace(2.0, 0.5, STEPS) if u.index == 4  # stalled: fires, only falls
                                   else torch.linspace(0, 1 + u.index, STEPS) for u in rows])
@@ -91,9 +94,10 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
     for record in ok:
         with Image.open(tmp_path / record["file"]) as image:
             assert image.size == (SIZE, SIZE)
-            assert np.asarray(image).std() > 0
+            assert (np.asarray(image).std() > 0) != record["flat"]
     assert {r["unit"] for r in records if r["dead"]} == {"conv1:3", "conv2:3"}
     assert {r["unit"] for r in records if r["stalled"]} == {"conv1:4", "conv2:4"}
+    assert {r["unit"] for r in records if r["flat"]} == {"conv1:6"}
     links = gallery_links(tmp_path)
     assert links and all((tmp_path / link).is_file() for link in links)
     assert {"sheets/conv1.png", "sheets/conv2.png"} <= set(links)
@@ -101,8 +105,9 @@ def test_atlas_writes_images_manifest_sheets_and_gallery(tmp_path):
     data = read_gallery_data(tmp_path)
     assert data["units"]["unit"] == [str(u) for u in UNITS] and data["run"]["complete"]
     assert sum(data["units"]["dead"]) == 2 and data["run"]["failed"] == 2 and data["run"]["stalled"] == 2
-    assert [(layer["name"], layer["dead"], layer["stalled"], layer["failed"]) for layer in data["layers"]] == [
-        ("conv1", 1, 1, 1), ("conv2", 1, 1, 1)]
+    assert data["run"]["flat"] == 1
+    assert [(layer["name"], layer["dead"], layer["stalled"], layer["flat"], layer["failed"])
+            for layer in data["layers"]] == [("conv1", 1, 1, 1, 1), ("conv2", 1, 1, 0, 1)]
 
 
 def test_rerun_renders_only_what_is_missing(tmp_path):
@@ -321,6 +326,14 @@ def test_trajectory_stats_flags_units_that_never_rose():
         assert (stats["dead"], stats["stalled"]) == (dead, stalled), values
     rising = trajectory_stats([0.1, 0.5, 0.4])
     assert rising["rise"] == pytest.approx(0.4) and rising["max"] == 0.5
+
+
+def test_a_picture_is_flat_when_every_channel_spans_at_most_two_levels():
+    grey = np.full((2, 5, 4, 3), 100, np.uint8)
+    grey[0, 0, 0] = (102, 98, 101)  # each channel within 2 levels: still one colour to the eye
+    grey[1, 4, 3, 2] = 103          # blue spans 3 levels somewhere
+    assert flat_pictures(grey) == [True, False]
+    assert flat_pictures(np.zeros((1, 1, 1, 1), np.uint8)) == [True]  # a one-pixel grey image is one colour
 
 
 def test_merge_orders_layers_as_given(tmp_path):

@@ -311,6 +311,23 @@ def test_render_prints_and_records_the_engines_status(tmp_path):
     assert printed == recorded == dict(zip(["conv3:0", "conv3:1"], res.status))
 
 
+def test_a_picture_of_one_colour_is_flagged_flat(tmp_path):
+    """brightness_net's ascent drives every pixel white (channel 0) or black (channel 1): an 'ok'
+    objective but one flat colour, said on the unit's line and in render.jsonl; noise is not flat."""
+    done = pyviz("render", "conv:0-1", "--model", "cli_models:brightness_net", "--size", "24", "--steps", "16",
+                 "--out", tmp_path / "flat")
+    assert done.returncode == 0, done.stderr
+    records = read_records(tmp_path / "flat" / "render.jsonl")
+    assert [(r["status"], r["flat"]) for r in records] == [("ok", True), ("ok", True)]
+    assert [pixels(tmp_path / "flat" / r["file"])[1].mean() for r in records] == [255, 0]
+    assert sum(line.endswith("(flat: the picture is one colour)") for line in done.stdout.splitlines()) == 2
+    done = pyviz("render", "conv:0", "--model", "cli_models:brightness_net", "--size", "24", "--steps", "1",
+                 "--out", tmp_path / "noise")
+    assert done.returncode == 0, done.stderr
+    assert [r["flat"] for r in read_records(tmp_path / "noise" / "render.jsonl")] == [False]
+    assert "flat" not in done.stdout
+
+
 def test_class_names_in_units_and_messages(files, tmp_path):
     done = pyviz("render", "fc:rings", "output:stripes_45", *TINY[:-1], "--out", tmp_path)
     assert done.returncode in (0, 1), done.stderr

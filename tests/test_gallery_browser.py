@@ -64,8 +64,9 @@ def test_page_loads_without_errors_and_every_image_and_link_resolves(browser, sm
 
 def test_filter_search_and_sort(browser, small_run):
     page, errors = open_gallery(browser, small_run)
-    assert shown_by_status(page, ["dead", "stalled", "failed", "all"]) == {
-        "dead": ["conv1:3", "conv2:3"], "stalled": ["conv1:4", "conv2:4"], "failed": ["conv1:5", "conv2:5"],
+    assert shown_by_status(page, ["dead", "stalled", "flat", "failed", "ok", "all"]) == {
+        "dead": ["conv1:3", "conv2:3"], "stalled": ["conv1:4", "conv2:4"], "flat": ["conv1:6"],
+        "failed": ["conv1:5", "conv2:5"], "ok": ["conv1:0", "conv1:1", "conv1:2", "conv2:0", "conv2:1", "conv2:2"],
         "all": sorted(str(u) for u in UNITS)}
     page.select_option("#layer", "conv2")
     assert len(cells(page)) == 6 and "layer=conv2" in page.url
@@ -100,6 +101,8 @@ def test_detail_view_with_curve_numbers_prev_next_and_a_linkable_address(browser
     page.keyboard.press("ArrowRight")
     page.wait_for_selector("text=synthetic failure")  # conv1:5 failed: its reason is shown
     linked = page.url
+    page.keyboard.press("ArrowRight")
+    assert "picture\tflat: one colour" in page.inner_text("#detail")  # conv1:6's grey
     page.keyboard.press("Escape")
     assert page.is_hidden("#detail") and "unit=" not in page.url
     again, more_errors = open_gallery(browser, small_run, "#" + linked.split("#", 1)[1])

@@ -95,6 +95,18 @@ def trajectory_stats(trajectory) -> dict:
             "dead": never_rose and not responds, "stalled": never_rose and responds}
 
 
+# A picture whose every channel spans at most this many of 255 levels shows one flat colour: the
+# render collapsed (a random-weight ViT's Fourier images did: std 1e-6), whatever its objective says.
+FLAT_LEVELS = 2
+
+
+def flat_pictures(images) -> list[bool]:
+    """Per uint8 picture of ``images`` [N, H, W, C]: True where every channel spans at most
+    ``FLAT_LEVELS`` levels (the PNG shows one colour)."""
+    spans = images.max(axis=(1, 2)).astype(int) - images.min(axis=(1, 2))
+    return (spans <= FLAT_LEVELS).all(axis=-1).tolist()
+
+
 def _unit_fields(unit) -> dict:
     index = getattr(unit, "index", None)
     return {"unit": str(unit), "layer": unit.layer, "objective": getattr(unit, "kind", None),
@@ -150,13 +162,15 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
 
     A unit's ``job.facets`` facets are consecutive rows of the result; its record's numbers are facet
     0's (the unit's own seed, as rendered without facets), ``facets`` lists every facet's files and
-    objective, and its status is the worst of theirs. With an attribution map (``result.alpha``,
+    objective, and its status is the worst of theirs; it is ``flat`` when any facet's picture is one
+    colour (``flat_pictures``). With an attribution map (``result.alpha``,
     MaCo), each picture gets an RGBA variant ('rgba') whose alpha channel is the map."""
     facets = job.facets
     if len(result.images) != len(units) * facets:
         raise ValueError(f"the renderer returned {len(result.images)} images for {len(units)} units "
                          f"of {facets} facets each")
     images = result.to_uint8()
+    flat = flat_pictures(images)
     rgba = result.to_uint8_rgba() if getattr(result, "alpha", None) is not None else None
     thumbs = needs_thumbnail(*result.images.shape[-2:])
     shared = (getattr(result, "info", None) or {}).get("shared_layers") or {}  # {layer: calls per forward}
@@ -176,7 +190,8 @@ def build_records(units, result, run: RunDir, job: AtlasJob, info: dict, shard: 
             **fields, "model": job.model, "seed": int(result.seeds[first]), "settings_hash": info["settings_hash"],
             "value": _finite_or_none(result.objective[first]),
             "activation": {k: stats[k] for k in ("start", "max", "rise")},
-            "dead": stats["dead"], "stalled": stats["stalled"], "status": status, "reason": reason or None,
+            "dead": stats["dead"], "stalled": stats["stalled"], "flat": ok and any(flat[r] for r in rows),
+            "status": status, "reason": reason or None,
             **entries[0],
             "curve": curve(trajectory),
             "seconds": round(seconds / len(units), 6), "backend": job.backend, "device": job.device,

@@ -77,6 +77,7 @@ _COLUMNS = {
     "status": lambda r: r.get("status", "failed"),
     "dead": lambda r: pictured_flag(r, "dead"),
     "stalled": lambda r: pictured_flag(r, "stalled"),
+    "flat": lambda r: pictured_flag(r, "flat"),
     "file": lambda r: r.get("file"),
     "thumb": lambda r: r.get("thumb"),
     "percentile": lambda r: r.get("percentile"),
@@ -94,7 +95,7 @@ _DETAIL_FIELDS = ("curve", "reason", "seed", "examples", "bottom", "stats", "pat
 
 
 def pictured_flag(record: dict, flag: str) -> int:
-    """1 if the record has ``flag`` ('dead', 'stalled') set and a picture (a unit without one failed)."""
+    """1 if the record has ``flag`` ('dead', 'stalled', 'flat') set and a picture (a unit without one failed)."""
     return int(bool(record.get(flag)) and bool(record.get("file")))
 
 
@@ -157,6 +158,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
             "name": layer, "count": len(rows), "sheet": sheets.get(layer), "detail": detail,
             "dead": flag_count(rows, "dead"),
             "stalled": flag_count(rows, "stalled"),
+            "flat": flag_count(rows, "flat"),
             "failed": sum(1 for r in rows if failed(r)),
             "calls": max(r.get("layer_calls", 1) for r in rows),  # > 1: a shared module, its first call shown
             "data_dead": sum(_COLUMNS["data_dead"](r) for r in rows) if grounded else None,
@@ -170,7 +172,7 @@ def gallery_data(records: list[dict], run_info: dict, sheets: dict[str, str], *,
     run = {key: run_info.get(key) for key in ("model", "seed", "settings_hash", "settings")}
     run["seed"] = _exact(run["seed"])
     run.update(units=len(records), dead=sum(columns["dead"]), stalled=sum(columns["stalled"]),
-               failed=sum(1 for r in records if failed(r)), complete=complete,
+               flat=sum(columns["flat"]), failed=sum(1 for r in records if failed(r)), complete=complete,
                updated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), dataset=dataset,
                expected=expected)
     return {"version": 1, "run": run, "layers": layers, "units": columns}, details

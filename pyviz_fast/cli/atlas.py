@@ -156,10 +156,10 @@ def run(args) -> int:
         dist.close()
     if dist.is_main:
         report_execution(args, outcome.execution)
-        dead, stalled = (flag_count(outcome.merged, flag) for flag in ("dead", "stalled"))
+        dead, stalled, flat = (flag_count(outcome.merged, flag) for flag in ("dead", "stalled", "flat"))
         shard = f" shard {args.shard} ({len(outcome.merged)} of the {outcome.total} units are in the directory)" \
             if args.shard.count > 1 else ""
         say(args, f"atlas{shard}: {outcome.total} units ({outcome.rendered} rendered now, {outcome.skipped} already done), "
-                  f"{outcome.failed} failed, {dead} dead, {stalled} stalled; "
+                  f"{outcome.failed} failed, {dead} dead, {stalled} stalled, {flat} flat; "
                   f"gallery: {RunDir(args.out).root / 'index.html'}")
     return outcome.exit_code

@@ -12,6 +12,7 @@ import json
 
 import torch
 
+from pyviz_fast.audit.atlas import flat_pictures
 from pyviz_fast.audit.files import write_atomic, write_text_atomic
 from pyviz_fast.audit.names import unit_file
 from pyviz_fast.audit.writer import BatchWriter, Picture, WriterError
@@ -97,17 +98,19 @@ def run_info(args, settings, units) -> dict:
             "pyviz_fast": pvf.__version__, "torch": torch.__version__}
 
 
-def _records(result, names, files, rgba_files) -> list[dict]:
+def _records(result, names, files, rgba_files, images) -> list[dict]:
+    """Each row's record; ``images``: the rows' uint8 pictures (flagged ``flat`` when one colour)."""
     return [{"unit": str(unit), "class": names.name_of(unit), "file": file, "status": status,
              "objective": float(value) if torch.isfinite(value) else None, "reason": reason or None, "seed": seed,
-             **({"rgba": rgba} if rgba else {})}
-            for unit, file, rgba, status, value, reason, seed
-            in zip(result.units, files, rgba_files, result.status, result.objective, result.reasons, result.seeds)]
+             "flat": flat, **({"rgba": rgba} if rgba else {})}
+            for unit, file, rgba, status, value, reason, seed, flat
+            in zip(result.units, files, rgba_files, result.status, result.objective, result.reasons, result.seeds,
+                   flat_pictures(images))]
 
 
-def _pictures(result, files, rgba_files) -> list[list[Picture]]:
-    """Each row's PNG, and with an attribution map (MaCo) its RGBA variant whose alpha is the map."""
-    images = result.to_uint8()
+def _pictures(result, images, files, rgba_files) -> list[list[Picture]]:
+    """Each row's PNG (``images``: uint8), and with an attribution map (MaCo) its RGBA variant whose
+    alpha is the map."""
     rgba = result.to_uint8_rgba() if result.alpha is not None else None
     return [[Picture(file, images[row])] + ([Picture(rgba_files[row], rgba[row])] if rgba is not None else [])
             for row, file in enumerate(files)]
@@ -117,7 +120,8 @@ def _summary(record, out) -> str:
     label = record["unit"] + (f" ({record['class']})" if record["class"] else "")
     value = "n/a" if record["objective"] is None else f"{record['objective']:.4g}"
     return (f"{label:<24} {record['status']:<9} objective {value}  {out / record['file']}"
-            + (f"  ({record['reason']})" if record["reason"] else ""))
+            + (f"  ({record['reason']})" if record["reason"] else "")
+            + ("  (flat: the picture is one colour)" if record["flat"] else ""))
 
 
 def decide_execution(model, units, settings, args):
@@ -157,8 +161,9 @@ def run(args) -> int:
                 files = [f"{_file_name(batch, row, settings.facets)}.png" for row in rows]
                 rgba_files = [f"{_file_name(batch, row, settings.facets, 'rgba')}.png" if result.alpha is not None
                               else None for row in rows]
-                records = _records(result, names, files, rgba_files)
-                writer.submit(_pictures(result, files, rgba_files), records)
+                images = result.to_uint8()
+                records = _records(result, names, files, rgba_files, images)
+                writer.submit(_pictures(result, images, files, rgba_files), records)
                 progress.update(len(batch))
                 for record in records:
                     progress.write(_summary(record, out))

@@ -16,8 +16,8 @@
   var GAP = 6, FACET_GAP = 2, LOW_PERCENTILE = 50, BUFFER_ROWS = 3, RELOAD_MS = 10000;
   var STATUS = {
     all: "all units", ok: "ok", dead: "dead in optimization", stalled: "stalled (fires, never rose)",
-    failed: "failed or non-finite", datadead: "dead on data", low: "low percentile (< " + LOW_PERCENTILE + ")",
-    warn: "path warning"
+    flat: "flat picture (one colour)", failed: "failed or non-finite", datadead: "dead on data",
+    low: "low percentile (< " + LOW_PERCENTILE + ")", warn: "path warning"
   };
   var SORTS = {
     order: "model order", "value-desc": "objective, high first", "value-asc": "objective, low first",
@@ -53,6 +53,7 @@
     if (failed(i)) out.push("failed");
     else if (U.dead[i]) out.push("dead");
     else if (U.stalled[i]) out.push("stalled");
+    if (U.flat[i]) out.push("flat");
     if (U.data_dead[i]) out.push("datadead");
     if (U.percentile[i] !== null && U.percentile[i] < LOW_PERCENTILE) out.push("low");
     if (U.warn[i]) out.push("warn");
@@ -96,7 +97,7 @@
     if (layer >= 0 && U.layer[i] !== layer) return false;
     if (query && (U.unit[i] + " " + (className(i) || "")).toLowerCase().indexOf(query) < 0) return false;
     if (state.status === "all") return true;
-    if (state.status === "ok") return !failed(i) && !U.dead[i] && !U.stalled[i];
+    if (state.status === "ok") return !failed(i) && !U.dead[i] && !U.stalled[i] && !U.flat[i];
     return flags(i).indexOf(state.status) >= 0;
   }
 
@@ -130,7 +131,7 @@
     if (layer < 0) return;
     var info = atlas.layers[layer];
     box.appendChild(el("span", { text: info.name + ": " + info.count + " units, " + info.dead + " dead, " +
-      info.stalled + " stalled, " + info.failed + " failed" +
+      info.stalled + " stalled, " + info.flat + " flat, " + info.failed + " failed" +
       (info.data_dead !== null ? ", " + info.data_dead + " dead on data" : "") + " " }));
     if (info.calls > 1) box.appendChild(el("span", { className: "warning", text: sharedNote(info) + " " }));
     if (info.sheet) box.appendChild(el("a", { href: info.sheet, text: "contact sheet" }));
@@ -364,6 +365,8 @@
       ["dead in optimization", U.dead[i] ? "yes: the activation never rose, and it never moved or ends off"
         : U.stalled[i] ? "no, stalled: it fires (ends at " + fmt(U.value[i]) + ") but never rose above its start"
         : "no", U.dead[i] || U.stalled[i] ? "warning" : ""],
+      U.flat[i] ? ["picture", "flat: one colour (the render collapsed; its objective may still have risen)", "warning"]
+        : null,
       U.percentile[i] !== null ? ["percentile among dataset examples", U.percentile[i]] : null
     ]);
     var nav = el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]);
@@ -399,7 +402,7 @@
     layerSelect.appendChild(el("option", { value: "", text: "all layers (" + count + ")" }));
     atlas.layers.forEach(function (layer) {
       layerSelect.appendChild(el("option", { value: layer.name, text: layer.name + " (" + layer.count + ", " +
-        layer.dead + " dead, " + layer.stalled + " stalled, " + layer.failed + " failed)" }));
+        layer.dead + " dead, " + layer.stalled + " stalled, " + layer.flat + " flat, " + layer.failed + " failed)" }));
     });
     [["status", STATUS], ["sort", SORTS]].forEach(function (pair) {
       var select = $(pair[0]);
@@ -417,7 +420,7 @@
     $("title").textContent = "Atlas of " + run.model;
     document.title = "pyviz_fast atlas: " + run.model;
     $("summary").textContent = count + " units in " + atlas.layers.length + " layers; " + run.dead +
-      " dead in optimization, " + run.stalled + " stalled, " + run.failed + " failed or with non-finite steps" +
+      " dead in optimization, " + run.stalled + " stalled, " + run.flat + " flat pictures, " + run.failed + " failed or with non-finite steps" +
       (run.dataset ? "; grounded on " + run.dataset.spec + " (" + run.dataset.examples + " examples)" : "") +
       ". Seed " + run.seed + ", settings hash " + run.settings_hash + "." +
       (run.complete ? "" : " Run in progress (updated " + run.updated + "; this page refreshes).");
@@ -430,14 +433,14 @@
     });
     var table = $("layers");
     table.textContent = "";
-    table.appendChild(el("tr", {}, ["layer", "units", "dead", "stalled", "failed", "dead on data", "path warnings", "contact sheet"]
+    table.appendChild(el("tr", {}, ["layer", "units", "dead", "stalled", "flat", "failed", "dead on data", "path warnings", "contact sheet"]
       .map(function (h) { return el("th", { text: h }); })));
     atlas.layers.forEach(function (layer) {
       var link = el("a", { href: "#layer=" + encodeURIComponent(layer.name), text: layer.name,
         title: layer.calls > 1 ? sharedNote(layer) : "" });
       table.appendChild(el("tr", {}, [el("td", {}, [link]), el("td", { text: String(layer.count) }),
         el("td", { text: String(layer.dead) }), el("td", { text: String(layer.stalled) }),
-        el("td", { text: String(layer.failed) }),
+        el("td", { text: String(layer.flat) }), el("td", { text: String(layer.failed) }),
         el("td", { text: fmt(layer.data_dead) }), el("td", { text: fmt(layer.warn) }),
         el("td", {}, [layer.sheet ? el("a", { href: layer.sheet, text: "sheet" }) : null])]));
     });
