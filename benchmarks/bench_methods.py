@@ -21,6 +21,7 @@ forward+backward seconds over its total (the engine's clocks). Never asserts.
     python benchmarks/bench_methods.py --threads 1 --steps 32 --json benchmarks/results/methods.json
     python benchmarks/bench_methods.py --threads 1 --steps 32 --googlenet   # a real-sized model
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style  # style at its default steps
+    python benchmarks/bench_methods.py --threads 1 --steps 64 --only style --pairs 32  # a larger batch of pairs
     python benchmarks/bench_methods.py --threads 1 --steps 128 --only style --execution chosen
     python benchmarks/bench_methods.py --threads 1 --steps 128 --vgg19 --execution chosen  # Gatys' network
     python benchmarks/bench_methods.py --threads 1 --steps 32 --only style --size 224  # a photo's size
@@ -53,15 +54,23 @@ from pyviz_fast.zoo.random_vgg import random_vgg
 from pyviz_fast.zoo.shapes_data import make_batch
 
 SIZE = 64  # px: small enough that a run of every method takes minutes (--size: a photo's)
+PAIRS = 8  # content/style pairs per style transfer's batch (--pairs)
 EXECUTION = dict(precision="fp32", memory_format="channels_last")
 AUTO = dict(precision="auto", memory_format="auto")
 
 
-def cases(size=SIZE):
-    """(name, model, deepest layer, model inputs per step, run(steps, execution), style pairs or None) per method."""
+def style_pairs(count, size):
+    """(contents, styles): ``count`` pairs of generated shapes photos."""
+    photos = make_batch(2 * count, size=size, seed=7)[0]
+    return photos[:count], photos[count:]
+
+
+def cases(size=SIZE, count=PAIRS):
+    """(name, model, deepest layer, model inputs per step, run(steps, execution), style pairs or None)
+    per method; style transfer of ``count`` pairs."""
     shapes, vgg = pvf.zoo.shapesnet(), random_vgg()
-    photos = make_batch(16, size=size, seed=7)[0]
-    pairs = (photos[:8], photos[8:])
+    pairs = style_pairs(count, size)
+    photos = pairs[0]
     common = dict(size=size, progress=False)
     return [
         ("pixel conv4:0-15", shapes, "conv4", 16, lambda n, e: pvf.render(shapes, "conv4:0-15", steps=n, **common, **e), None),
@@ -73,9 +82,9 @@ def cases(size=SIZE):
                               **common, **e), None),
         ("accentuate conv4:0-7", shapes, "conv4", 8,
          lambda n, e: pvf.accentuate(shapes, photos[0], "conv4:0-7", layer="conv2", steps=n, **common, **e), None),
-        ("style shapesnet 8 pairs", shapes, "conv4.relu", 8,
+        (f"style shapesnet {count} pairs", shapes, "conv4.relu", count,
          lambda n, e: pvf.style_transfer(shapes, *pairs, steps=n, **common, **e), pairs),
-        ("style random_vgg 8 pairs", vgg, "relu4_1", 8,
+        (f"style random_vgg {count} pairs", vgg, "relu4_1", count,
          lambda n, e: pvf.style_transfer(vgg, *pairs, steps=n, **common, **e), pairs),
     ]
 
@@ -96,15 +105,15 @@ def googlenet_cases(size=SIZE):
     ]
 
 
-def vgg19_cases(size=SIZE):
-    """Style transfer on the network Gatys et al. used: torchvision's VGG-19 (random weights, seed
-    0) at ``size``, its default layers (relu1_1 .. relu5_1 for style, up to 512 channels)."""
+def vgg19_cases(size=SIZE, count=PAIRS):
+    """Style transfer of ``count`` pairs on the network Gatys et al. used: torchvision's VGG-19
+    (random weights, seed 0) at ``size``, its default layers (relu1_1 .. relu5_1 for style, up to
+    512 channels)."""
     torch.manual_seed(0)
     net, _ = pvf.load_model("torchvision:vgg19", weights="none")
-    photos = make_batch(16, size=size, seed=7)[0]
-    pairs = (photos[:8], photos[8:])
+    pairs = style_pairs(count, size)
     deepest = default_layers(net, (size, size), 3)[1][-1]
-    return [("style vgg19 8 pairs", net, deepest, 8,
+    return [(f"style vgg19 {count} pairs", net, deepest, count,
              lambda n, e: pvf.style_transfer(net, *pairs, steps=n, size=size, progress=False, **e), pairs)]
 
 
@@ -199,6 +208,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="ceiling/render timings in turn (medians)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--size", type=int, default=SIZE, help="image side in px (default: %(default)s)")
+    parser.add_argument("--pairs", type=int, default=PAIRS,
+                        help="content/style pairs in a style transfer's batch (default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows and metadata here")
     parser.add_argument("--googlenet", action="store_true",
                         help="pixel, MaCo and facets on googlenet (random weights) instead of the shipped models")
@@ -209,9 +220,12 @@ def main():
     parser.add_argument("--execution", choices=("fp32", "chosen"), default="fp32",
                         help="fp32 / channels_last for every case, or what 'auto' chooses per case on this machine")
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error(f"--pairs must be >= 1, got {args.pairs}")
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
-    every = (googlenet_cases if args.googlenet else vgg19_cases if args.vgg19 else cases)(args.size)
+    every = googlenet_cases(args.size) if args.googlenet else (vgg19_cases if args.vgg19 else cases)(args.size,
+                                                                                                    args.pairs)
     chosen = [case for case in every if case[0].startswith(args.only)]
     if not chosen:
         parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in every]}")
