@@ -224,8 +224,10 @@ def main():
         parser.error(f"--pairs must be >= 1, got {args.pairs}")
     steady_process(args.threads)
     load_before, rows = os.getloadavg(), []
-    every = googlenet_cases(args.size) if args.googlenet else (vgg19_cases if args.vgg19 else cases)(args.size,
-                                                                                                    args.pairs)
+    if args.googlenet:
+        every = googlenet_cases(args.size)
+    else:
+        every = (vgg19_cases if args.vgg19 else cases)(args.size, args.pairs)
     chosen = [case for case in every if case[0].startswith(args.only)]
     if not chosen:
         parser.error(f"--only {args.only!r} matches no method; names: {[case[0] for case in every]}")
