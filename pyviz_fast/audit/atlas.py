@@ -95,8 +95,9 @@ def trajectory_stats(trajectory) -> dict:
             "dead": never_rose and not responds, "stalled": never_rose and responds}
 
 
-# A picture whose every channel spans at most this many of 255 levels shows one flat colour: the
-# render collapsed (a random-weight ViT's Fourier images did: std 1e-6), whatever its objective says.
+# A picture whose every channel spans at most this many of 255 levels shows one flat colour: a unit
+# that fires most for one colour everywhere (ShapesNet's colour channels), or a render that collapsed
+# (a random-weight ViT's Fourier images go all white or black); its dataset examples tell which.
 FLAT_LEVELS = 2
 
 

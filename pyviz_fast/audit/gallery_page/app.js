@@ -97,7 +97,7 @@
     if (layer >= 0 && U.layer[i] !== layer) return false;
     if (query && (U.unit[i] + " " + (className(i) || "")).toLowerCase().indexOf(query) < 0) return false;
     if (state.status === "all") return true;
-    if (state.status === "ok") return !failed(i) && !U.dead[i] && !U.stalled[i] && !U.flat[i];
+    if (state.status === "ok") return !failed(i) && !U.dead[i] && !U.stalled[i];
     return flags(i).indexOf(state.status) >= 0;
   }
 
@@ -365,8 +365,8 @@
       ["dead in optimization", U.dead[i] ? "yes: the activation never rose, and it never moved or ends off"
         : U.stalled[i] ? "no, stalled: it fires (ends at " + fmt(U.value[i]) + ") but never rose above its start"
         : "no", U.dead[i] || U.stalled[i] ? "warning" : ""],
-      U.flat[i] ? ["picture", "flat: one colour (the render collapsed; its objective may still have risen)", "warning"]
-        : null,
+      U.flat[i] ? ["picture", "flat: one colour (a unit that wants one colour everywhere, or a render that " +
+        "collapsed: its dataset examples tell which)"] : null,
       U.percentile[i] !== null ? ["percentile among dataset examples", U.percentile[i]] : null
     ]);
     var nav = el("nav", {}, [prev, next, close, el("span", { text: list ? (at + 1) + " / " + list.length : "" })]);
