@@ -68,7 +68,7 @@ def _extension():
         define_macros.append(("PVF_WITH_CUDA", "1"))
         # -fmad=false: no implicit contraction, so the kernels round as their CPU emulation does
         # (the kernels write every intended FMA as fmaf).
-        # --threads 0: nvcc compiles the arches of a file in parallel (kernels.cu dominates the build).
+        # --threads 0: nvcc compiles the arches of a file in parallel.
         arches = os.environ["TORCH_CUDA_ARCH_LIST"]
         nvcc = opt + ["-std=c++20", "--expt-relaxed-constexpr", "-fmad=false", "--threads", "0"] + \
             (_build.gencode_flags(arches) or []) + os.environ.get("NVCC_FLAGS", "").split()

@@ -1,4 +1,4 @@
-// The CUDA launchers of csrc/cuda/kernels.cu: each enqueues its op's kernel sequence
+// The CUDA launchers (csrc/cuda/kernels.cuh): each enqueues its op's kernel sequence
 // (csrc/kernels/sequences.h) on `stream` and returns the first launch error, if any.
 #pragma once
 
@@ -8,11 +8,21 @@
 
 namespace pvf::cuda {
 
+// Images of storage S, compiled in that storage's file (kernels_fp32.cu, kernels_fp16.cu,
+// kernels_bf16.cu). Named by S, not by the element type: the half types of nvcc and of host C++
+// differ (storage.h).
+template <Storage S, class Args>
+cudaError_t launch_stored(const Args& args, cudaStream_t stream);
+
 template <class Args>
-cudaError_t launch(const Args& args, cudaStream_t stream);
+cudaError_t launch(const Args& args, cudaStream_t stream) {
+  cudaError_t status = cudaSuccess;
+  dispatch_storage(args.storage, [&](auto tag) { status = launch_stored<decltype(tag)::storage>(args, stream); });
+  return status;
+}
 
 // The blocks of the one-pass step (ResidentStepProgram<storage, mode>) that the current device
-// runs at once; 0 where it cannot launch cooperatively.
+// runs at once; 0 where it cannot launch cooperatively (kernels_fp32.cu).
 cudaError_t resident_step_capacity(Storage storage, NormMode mode, int64_t& blocks);
 
 }  // namespace pvf::cuda

@@ -7,7 +7,8 @@
 
 #ifdef __CUDACC__
 #define PVF_HD __host__ __device__ __forceinline__
-#define PVF_HD_NOINLINE __host__ __device__ __noinline__  // work a loop rarely does: one CALL in the loop
+// Work a loop rarely does: one CALL in the loop (inline: defined once in each nvcc file that uses it).
+#define PVF_HD_NOINLINE __host__ __device__ __noinline__ inline
 #define PVF_UNROLL _Pragma("unroll")
 // A lambda inlined however large (device lambdas are not __forceinline__): one whose captures
 // would otherwise go through the stack of an outlined call.

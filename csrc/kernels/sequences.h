@@ -175,48 +175,39 @@ void each_chunk(const ImageShape& shape, int64_t chunk, F&& f) {
 
 }  // namespace detail
 
-template <class Launch>
-void run_sequence(Launch& launch, const JitterArgs& a) {
-  dispatch_storage(a.storage, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    constexpr float kNoClip = __builtin_huge_valf();
-    detail::launch_store<T>(launch, a.shape, a.x, a.shifts, true, nullptr, a.out, kNoClip);
-  });
+// The clip bound of the stores that do not clip (jitter, blur).
+constexpr float kNoClip = __builtin_huge_valf();
+
+// The sequence of each op for images of storage type T (run_sequence picks T).
+
+template <class T, class Launch>
+void run_typed(Launch& launch, const JitterArgs& a) {
+  detail::launch_store<T>(launch, a.shape, a.x, a.shifts, true, nullptr, a.out, kNoClip);
 }
 
-template <class Launch>
-void run_sequence(Launch& launch, const BlurArgs& a) {
-  dispatch_storage(a.storage, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    constexpr float kNoClip = __builtin_huge_valf();
-    detail::launch_store<T>(launch, a.shape, a.x, nullptr, false, a.sigma, a.out, kNoClip);
-  });
+template <class T, class Launch>
+void run_typed(Launch& launch, const BlurArgs& a) {
+  detail::launch_store<T>(launch, a.shape, a.x, nullptr, false, a.sigma, a.out, kNoClip);
 }
 
-template <class Launch>
-void run_sequence(Launch& launch, const ClipArgs& a) {
-  dispatch_storage(a.storage, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    detail::launch_store<T>(launch, a.shape, a.g, nullptr, false, nullptr, a.out, a.clip);
-  });
+template <class T, class Launch>
+void run_typed(Launch& launch, const ClipArgs& a) {
+  detail::launch_store<T>(launch, a.shape, a.g, nullptr, false, nullptr, a.out, a.clip);
 }
 
 // Per chunk of images (chunk_images): the statistic, then the rest.
-template <class Launch>
-void run_sequence(Launch& launch, const NormalizeArgs& a) {
-  dispatch_storage(a.storage, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const bool cut = detail::interleaved(a.shape, a.g, a.out);
-    detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
-      const TileGrid grid(shape, cut);
-      const detail::Typed<T> at{grid, b0};
-      const BlurredTiles<T> g{at.source(a.g), nullptr, grid};
-      with_norm_mode(a.mode, [&](auto mode) {
-        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
-      });
-      const ScaleEpilogue<T> scale{at.out(a.out), at.view(a.out), a.mode};
-      launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, ImageScale{a.partials, a.mode, a.eps}, nullptr, scale});
+template <class T, class Launch>
+void run_typed(Launch& launch, const NormalizeArgs& a) {
+  const bool cut = detail::interleaved(a.shape, a.g, a.out);
+  detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
+    const TileGrid grid(shape, cut);
+    const detail::Typed<T> at{grid, b0};
+    const BlurredTiles<T> g{at.source(a.g), nullptr, grid};
+    with_norm_mode(a.mode, [&](auto mode) {
+      launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
     });
+    const ScaleEpilogue<T> scale{at.out(a.out), at.view(a.out), a.mode};
+    launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, ImageScale{a.partials, a.mode, a.eps}, nullptr, scale});
   });
 }
 
@@ -230,42 +221,45 @@ inline bool step_interleaved(const AscentStepArgs& a) {
 // per-tile partials; kernel 2: fold the image's partials, blur again (g mostly from L2), update,
 // store the image and the next input. Every chunk reuses the partials workspace (the launches
 // are ordered on one stream).
-template <class Launch>
-void run_sequence(Launch& launch, const AscentStepArgs& a) {
-  dispatch_storage(a.storage, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const bool cut = step_interleaved(a);
-    // f(mode, grid, g, scale, step) for images b0 ... b0 + shape.batch - 1
-    const auto with_step = [&](int64_t b0, const ImageShape& shape, auto&& f) {
-      const TileGrid grid(shape, cut);
-      const detail::Typed<T> at{grid, b0};
-      const BlurredTiles<T> g{at.source(a.grad, a.shifts), a.sigma + b0, grid};
-      const ImageScale scale{a.partials, a.params.mode, a.eps};
-      const StepEpilogue<T> step{at.in(a.x),         at.view(a.x),           a.next_shifts + 2 * b0,
-                                 at.out(a.new_x),    at.view(a.new_x),       at.out(a.next_input),
-                                 at.view(a.next_input), shape,           a.params};
-      with_norm_mode(a.params.mode, [&](auto mode) { f(mode, grid, g, scale, step); });
-    };
-    bool done = false;
-    if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
-      if (a.tickets) {
-        with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
-          const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, g.grid, a.tickets};
-          launch((tickets.work() + kBlockThreads - 1) / kBlockThreads, tickets);
-          done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
-                                                        g, a.partials, scale, a.nonfinite, step, a.tickets,
-                                                        tile_places(a.tickets, a.shape.batch)});
-        });
-      }
-    }
-    if (done) return;
-    detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
-      with_step(b0, shape, [&](auto mode, const TileGrid& grid, const auto& g, const auto& scale, const auto& step) {
-        launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
-        launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, scale, a.nonfinite + b0, step});
+template <class T, class Launch>
+void run_typed(Launch& launch, const AscentStepArgs& a) {
+  const bool cut = step_interleaved(a);
+  // f(mode, grid, g, scale, step) for images b0 ... b0 + shape.batch - 1
+  const auto with_step = [&](int64_t b0, const ImageShape& shape, auto&& f) {
+    const TileGrid grid(shape, cut);
+    const detail::Typed<T> at{grid, b0};
+    const BlurredTiles<T> g{at.source(a.grad, a.shifts), a.sigma + b0, grid};
+    const ImageScale scale{a.partials, a.params.mode, a.eps};
+    const StepEpilogue<T> step{at.in(a.x),         at.view(a.x),           a.next_shifts + 2 * b0,
+                               at.out(a.new_x),    at.view(a.new_x),       at.out(a.next_input),
+                               at.view(a.next_input), shape,           a.params};
+    with_norm_mode(a.params.mode, [&](auto mode) { f(mode, grid, g, scale, step); });
+  };
+  bool done = false;
+  if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
+    if (a.tickets) {
+      with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
+        const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, g.grid, a.tickets};
+        launch((tickets.work() + kBlockThreads - 1) / kBlockThreads, tickets);
+        done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
+                                                      g, a.partials, scale, a.nonfinite, step, a.tickets,
+                                                      tile_places(a.tickets, a.shape.batch)});
       });
+    }
+  }
+  if (done) return;
+  detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
+    with_step(b0, shape, [&](auto mode, const TileGrid& grid, const auto& g, const auto& scale, const auto& step) {
+      launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+      launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, scale, a.nonfinite + b0, step});
     });
   });
+}
+
+// Runs the sequence of op arguments `a` for the storage type of its images.
+template <class Launch, class Args>
+void run_sequence(Launch& launch, const Args& a) {
+  dispatch_storage(a.storage, [&](auto tag) { run_typed<typename decltype(tag)::type>(launch, a); });
 }
 
 }  // namespace pvf

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common.h"
 
@@ -234,18 +235,24 @@ PVF_HD float select_bits(uint32_t mask, float a, float b) {
   return r;
 }
 
-template <class T>
+// The element type of storage S.
+template <Storage S>
+using StorageType = std::conditional_t<S == Storage::kFloat32, float,
+                                       std::conditional_t<S == Storage::kFloat16, half_t, bfloat16_t>>;
+
+template <Storage S>
 struct TypeTag {
-  using type = T;
+  using type = StorageType<S>;
+  static constexpr Storage storage = S;
 };
 
-// Calls f(TypeTag<T>{}) with T the storage type named by `storage`.
+// Calls f(TypeTag<S>{}) with S = `storage`.
 template <class F>
 void dispatch_storage(Storage storage, F&& f) {
   switch (storage) {
-    case Storage::kFloat32: f(TypeTag<float>{}); break;
-    case Storage::kFloat16: f(TypeTag<half_t>{}); break;
-    case Storage::kBFloat16: f(TypeTag<bfloat16_t>{}); break;
+    case Storage::kFloat32: f(TypeTag<Storage::kFloat32>{}); break;
+    case Storage::kFloat16: f(TypeTag<Storage::kFloat16>{}); break;
+    case Storage::kBFloat16: f(TypeTag<Storage::kBFloat16>{}); break;
   }
 }
 

@@ -5,6 +5,11 @@
 // results do not depend on the grid size; the one-pass step's grid is what the device holds
 // at once, launched cooperatively. No host synchronization and no allocation here.
 // Plain CUDA: no torch headers.
+// Each storage type's kernels are compiled in a file of their own (kernels_fp32.cu,
+// kernels_fp16.cu, kernels_bf16.cu): nvcc's front end, most of the build, runs on one core per
+// file, so the build compiles the three side by side.
+#pragma once
+
 #include <algorithm>
 
 #include "launchers.h"
@@ -87,27 +92,19 @@ struct CudaLaunch {
 
 }  // namespace
 
-cudaError_t resident_step_capacity(Storage storage, NormMode mode, int64_t& blocks) {
-  blocks = 0;
-  int device = 0, cooperative = 0;
-  cudaError_t status = cudaGetDevice(&device);
-  if (status == cudaSuccess) status = cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device);
-  if (status != cudaSuccess || cooperative == 0 || storage != Storage::kFloat32) return status;  // float32 only
-  with_norm_mode(mode, [&](auto m) { status = resident_blocks<ResidentStepProgram<float, decltype(m)::value>>(blocks); });
-  return status;
-}
-
-template <class Args>
-cudaError_t launch(const Args& args, cudaStream_t stream) {
+template <Storage S, class Args>
+cudaError_t launch_stored(const Args& args, cudaStream_t stream) {
   CudaLaunch launcher{stream};
-  run_sequence(launcher, args);
+  run_typed<StorageType<S>>(launcher, args);
   return launcher.status;
 }
 
-template cudaError_t launch(const JitterArgs&, cudaStream_t);
-template cudaError_t launch(const BlurArgs&, cudaStream_t);
-template cudaError_t launch(const NormalizeArgs&, cudaStream_t);
-template cudaError_t launch(const ClipArgs&, cudaStream_t);
-template cudaError_t launch(const AscentStepArgs&, cudaStream_t);
-
 }  // namespace pvf::cuda
+
+// The launchers of storage S for every op: the file that expands it holds S's kernels.
+#define PVF_CUDA_LAUNCHERS_OF(S)                                                                 \
+  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::JitterArgs&, cudaStream_t);       \
+  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::BlurArgs&, cudaStream_t);         \
+  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::NormalizeArgs&, cudaStream_t);    \
+  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::ClipArgs&, cudaStream_t);         \
+  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::AscentStepArgs&, cudaStream_t);
