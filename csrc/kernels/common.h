@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #ifdef __CUDACC__
 #define PVF_HD __host__ __device__ __forceinline__
@@ -24,6 +25,18 @@ namespace pvf {
 
 // Gradient normalization modes, in the order of the Python NORM_MODES.
 enum NormMode : int { kRms = 0, kMeanAbs = 1, kStd = 2, kMaxAbs = 3, kNone = 4 };
+
+// f(std::integral_constant<NormMode, m>) for the m of Modes equal to mode (none if it is not
+// among them): code specialized per mode, chosen at run time.
+template <NormMode... Modes, class F>
+PVF_HD void with_norm_mode_of(NormMode mode, F&& f) {
+  (void)((mode == Modes ? (f(std::integral_constant<NormMode, Modes>{}), true) : false) || ...);
+}
+
+template <class F>
+PVF_HD void with_norm_mode(NormMode mode, F&& f) {
+  with_norm_mode_of<kRms, kMeanAbs, kStd, kMaxAbs, kNone>(mode, f);
+}
 
 PVF_HD bool is_finite(float v) {
 #ifdef __CUDA_ARCH__

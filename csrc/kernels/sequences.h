@@ -113,18 +113,6 @@ struct AscentStepArgs {
   int64_t resident_blocks = 0;
 };
 
-// f(std::integral_constant<NormMode, mode>).
-template <class F>
-void with_norm_mode(NormMode mode, F&& f) {
-  switch (mode) {
-    case kRms: f(std::integral_constant<NormMode, kRms>{}); break;
-    case kMeanAbs: f(std::integral_constant<NormMode, kMeanAbs>{}); break;
-    case kStd: f(std::integral_constant<NormMode, kStd>{}); break;
-    case kMaxAbs: f(std::integral_constant<NormMode, kMaxAbs>{}); break;
-    case kNone: f(std::integral_constant<NormMode, kNone>{}); break;
-  }
-}
-
 namespace detail {
 
 // The interleaved cut (tile.h) when every image of the op is channels_last-like (channels of a
@@ -160,6 +148,16 @@ void launch_store(Launch& launch, const ImageShape& shape, const ImageIn& x, con
   launch(grid.total, ApplyProgram<T, StoreEpilogue<T>>{{at.source(x, shifts, inverse), sigma, grid},
                                                        ImageScale{nullptr, kNone, 0.0f}, nullptr,
                                                        StoreEpilogue<T>{at.out(out), at.view(out), clip}});
+}
+
+// The statistic's launch: the std's kernel or the one of the other modes (StatsProgram).
+template <class T, class Launch>
+void launch_stats(Launch& launch, const BlurredTiles<T>& g, StatsPartial* partials, NormMode mode) {
+  if (mode == kStd) {
+    launch(g.grid.total, StatsProgram<T, true>{g, partials, mode});
+  } else {
+    launch(g.grid.total, StatsProgram<T, false>{g, partials, mode});
+  }
 }
 
 // Calls f(b0, shape of images b0 ... b0 + n - 1) for the chunks of a batch.
@@ -203,9 +201,7 @@ void run_typed(Launch& launch, const NormalizeArgs& a) {
     const TileGrid grid(shape, cut);
     const detail::Typed<T> at{grid, b0};
     const BlurredTiles<T> g{at.source(a.g), nullptr, grid};
-    with_norm_mode(a.mode, [&](auto mode) {
-      launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
-    });
+    detail::launch_stats(launch, g, a.partials, a.mode);
     const ScaleEpilogue<T> scale{at.out(a.out), at.view(a.out), a.mode};
     launch(grid.total, ApplyProgram<T, ScaleEpilogue<T>>{g, ImageScale{a.partials, a.mode, a.eps}, nullptr, scale});
   });
@@ -250,7 +246,7 @@ void run_typed(Launch& launch, const AscentStepArgs& a) {
   if (done) return;
   detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {
     with_step(b0, shape, [&](auto mode, const TileGrid& grid, const auto& g, const auto& scale, const auto& step) {
-      launch(grid.total, StatsProgram<T, decltype(mode)::value>{g, a.partials});
+      detail::launch_stats(launch, g, a.partials, decltype(mode)::value);
       launch(grid.total, ApplyProgram<T, StepEpilogue<T>>{g, scale, a.nonfinite + b0, step});
     });
   });

@@ -46,13 +46,17 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   });
 }
 
-// The norm mode is a template argument: the per-element fold of the tile loop is that mode's
-// alone (run_sequence dispatches it on the host).
-template <class T, NormMode Mode>
+// The statistic of one norm mode (`mode`): kWelford, the population std's kernel (its Welford
+// fold divides per element); else the kernel of the other four, whose per-element folds are one
+// instruction each, choosing the mode's fold once per tile after the blur (a block-uniform
+// choice: no divergence). Five kernels per storage type would cost the build five times the
+// blur's code for folds of a few instructions; the one-pass step keeps a kernel per mode.
+template <class T, bool kWelford>
 struct StatsProgram {
   using Shared = TileShared;
   BlurredTiles<T> tiles;
   StatsPartial* partials;  // [grid.total * kPartialsPerTile]
+  NormMode mode;  // kStd if and only if kWelford
 
   template <class Block>
   PVF_HD void operator()(Block& blk, TileShared& sh) const {
@@ -64,8 +68,15 @@ struct StatsProgram {
       return true;
     };
     tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto path) {
-      store_tile_partials<Mode, decltype(path)::full>(blk, regs, t, tiles.grid, bad_sigma,
-                                                      partials + int64_t(index) * kPartialsPerTile);
+      const auto store = [&](auto m) {
+        store_tile_partials<decltype(m)::value, decltype(path)::full>(blk, regs, t, tiles.grid, bad_sigma,
+                                                                      partials + int64_t(index) * kPartialsPerTile);
+      };
+      if constexpr (kWelford) {
+        store(std::integral_constant<NormMode, kStd>{});
+      } else {
+        with_norm_mode_of<kRms, kMeanAbs, kMaxAbs, kNone>(mode, store);
+      }
       blk.sync();
     });
   }

@@ -66,7 +66,7 @@ def _demangle(names):
 
 
 def kernel_label(demangled):
-    """'run_blocks<pvf::StatsProgram<float, (pvf::NormMode)1>>' -> 'StatsProgram<fp32,mean_abs>'."""
+    """'run_blocks<pvf::ResidentStepProgram<float, (pvf::NormMode)1>>' -> 'ResidentStepProgram<fp32,mean_abs>'."""
     inner = demangled.split("run_blocks<", 1)[-1].split(">(", 1)[0]
     inner = inner.replace("pvf::", "").replace("__nv_bfloat16", "bf16").replace("__half", "fp16")
     inner = re.sub(r"\(NormMode\)(\d)", lambda m: NORM_MODES[int(m.group(1))], inner)
@@ -210,7 +210,8 @@ def step_kernels(dtype="fp32", norm=DEFAULT_NORM, design="one pass"):
     """The kernels of a step: the one of one pass over g, or (statistic, update) of two."""
     if design == "one pass":
         return (f"ResidentStepProgram<{dtype},{norm}>",)
-    return f"StatsProgram<{dtype},{norm}>", f"ApplyProgram<{dtype},StepEpilogue<{dtype}>>"
+    # the statistic's kernels: the std's (true), or the one of the other modes (false)
+    return f"StatsProgram<{dtype},{str(norm == 'std').lower()}>", f"ApplyProgram<{dtype},StepEpilogue<{dtype}>>"
 
 
 def step_instructions_per_element(so_path, arch, dtype="fp32", norm=DEFAULT_NORM, sigma=2.0, path="interior",
