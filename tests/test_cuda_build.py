@@ -214,7 +214,10 @@ def test_step_global_bytes_per_element(dtype, budget, design):
 # tiles that the image's last row cuts, in a loop of their own): one pass, interior 77.5-79.6, edge
 # 84.2-86.8 (std 106.4-117.8), cut 89.8-93.1 (std 127.9-131.6), general 473.0-477.8 (std
 # 511.2-517.8); two passes, interior 119.0-120.5, edge 133.6-135.0 (std 149.6-162.1), cut
-# 139.8-141.4 (std 177.9-180.0), general 766.0-796.9 (std 806.5-833.6).
+# 139.8-141.4 (std 177.9-180.0), general 766.0-796.9 (std 806.5-833.6). One statistic kernel for
+# rms, mean_abs, max_abs and none (the mode's fold chosen per tile; cubins of that build, 2026-12-06):
+# two passes, interior 119.1-121.6, edge 133.9-135.6, cut 139.8-142.8, general 765.9-798.4, the
+# same for the four modes (the longest of their folds); std and one pass unchanged.
 SASS_PER_ELEMENT_CEILING = {("one pass", "interior"): 85, ("one pass", "edge"): 90, ("one pass", "cut"): 96,
                             ("one pass", "general"): 485, ("two passes", "interior"): 138,
                             ("two passes", "edge"): 140, ("two passes", "cut"): 146, ("two passes", "general"): 880}
