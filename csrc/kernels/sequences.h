@@ -1,5 +1,5 @@
 // The kernel sequence of every op, written once for both executors: the CUDA launcher
-// (csrc/cuda/kernels.cu: one kernel per block program, on the current stream) and the CPU
+// (csrc/cuda/kernels.cuh: one kernel per block program, on the current stream) and the CPU
 // emulation (csrc/emulation/: blocks run by the block emulator). A Launch is called as
 // launch(work, program) and runs the block program (tile_programs.h) over a grid of at most
 // `work` blocks, each launch after the previous one; launch.resident(blocks, program) runs a
