@@ -7,6 +7,7 @@ fails and unit 6 (conv1's only) has a picture of one grey, to exercise the flags
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import subprocess
@@ -439,6 +440,22 @@ def test_dead_units_are_framed_on_contact_sheets(tmp_path):
     gray = Image.new("RGB", (8, 8), (128, 128, 128))
     sheet = np.asarray(montage([gray, gray], ["0", "1"], tile=32, columns=2, marks=["dead", None]))
     assert tuple(sheet[2, 2]) == MARKS["dead"] and tuple(sheet[2, 2 + 34]) == (128, 128, 128)
+
+
+def test_contact_sheets_frame_units_as_the_gallery_flags_them(tmp_path):
+    from pyviz_fast.audit.sheets import GAP, LABEL_HEIGHT, MARKS
+    run_atlas(UNITS, FakeRenderer(), job(tmp_path))
+    pictured = [r["unit"] for r in manifest(tmp_path) if r["layer"] == "conv1" and r.get("file")]
+    columns = math.ceil(math.sqrt(len(pictured)))
+    with Image.open(tmp_path / RunDir(tmp_path).sheet_path("conv1")) as image:
+        sheet = np.asarray(image.convert("RGB"))
+
+    def corner(unit):  # the top-left pixel of the unit's tile (64 px tiles)
+        k = pictured.index(unit)
+        return tuple(sheet[GAP + k // columns * (64 + LABEL_HEIGHT + GAP), GAP + k % columns * (64 + GAP)])
+
+    assert corner("conv1:6") == MARKS["flat"] and corner("conv1:3") == MARKS["dead"]
+    assert corner("conv1:0") not in MARKS.values()
 
 
 def test_run_json_and_manifest_are_strict_json_with_inf_settings(tmp_path):

@@ -1,7 +1,7 @@
 """Contact sheets: many images tiled in a labelled grid (one per layer; also the filter montage).
 
-A layer's sheet frames dead units (activation never rose) in orange and units with non-finite
-steps in red, like the gallery. ``sheets/signatures.json`` remembers what each sheet was made
+A layer's sheet frames units as the gallery does: non-finite steps in red, dead units (activation
+never rose) in orange, flat pictures (one colour) in blue. ``sheets/signatures.json`` remembers what each sheet was made
 from, so a rerun rebuilds only the sheets of layers whose units changed.
 
 >>> sheet = montage([Image.open(p) for p in paths], labels=["0", "1"], tile=64)
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from pyviz_fast.audit.files import save_png_atomic, strict_json_dumps, write_text_atomic
 
 SIGNATURES = "sheets/signatures.json"
-MARKS = {"dead": (221, 153, 51), "nonfinite": (221, 51, 51)}
+MARKS = {"dead": (221, 153, 51), "nonfinite": (221, 51, 51), "flat": (102, 153, 204)}
 
 GAP = 2
 LABEL_HEIGHT = 12
@@ -49,9 +49,11 @@ def montage(images: list[Image.Image], labels: list[str] | None = None, *, tile:
 
 
 def _mark(record: dict) -> str | None:
+    """The frame of a unit's tile: the first of non-finite, dead, flat that it is (one frame per tile;
+    a dead unit's picture is often flat too, and "dead" says more)."""
     if record.get("status") == "nonfinite":
         return "nonfinite"
-    return "dead" if record.get("dead") else None
+    return next((flag for flag in ("dead", "flat") if record.get(flag)), None)
 
 
 def _signature(records: list[dict]) -> str:
