@@ -659,9 +659,17 @@ struct FastHalo {
   static constexpr int kVectors = (kTileW + 2 * kMaxFixedRadius + 2 * kV - 2) / kV;
   static constexpr int kLead = kV;
   static constexpr int kPitch = (kLead + kVectors * kV + 3) / 4 * 4;
-  static constexpr int kTasks = kRows * kVectors;
+  // Thread k loads vector k mod kVectors of halo rows k / kVectors, + kRowsPerRound, ...: its
+  // vector, and so where that vector comes from and goes, is the same in every row it loads.
+  // The threads past kRowsPerRound x kVectors (kBlockThreads mod kVectors) load what the others
+  // load a round later, into the spare rows past the halo: no branch around them in every tile.
+  static constexpr int kRowsPerRound = kBlockThreads / kVectors;
+  static constexpr int kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
+  static constexpr int kSpare = kRows * kPitch, kSpareRounds = (kRows - 1) / kRowsPerRound;
   static_assert(R <= kMaxFixedRadius, "kVectors covers the halo of the fixed radii");
-  static_assert(kLead + kRows * kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo), "the halo must fit sh.raw");
+  static_assert(kLead + kSpare + (kSpareRounds - 1) * kRowsPerRound * kPitch + kPitch <=
+                    kChunkRows * (kTileW + 2 * kSharedHalo),
+                "the halo and the spare rows must fit sh.raw");
 
   // First halo element through the roll.
   static PVF_HD int32_t start(const PlaneRows<const T>& p, const TilePos& t) {
@@ -690,25 +698,31 @@ struct VectorOrigin {
 
 // The halo's vectors that take(j) accepts, j = 0 ... kVectors - 1 of each halo row, each from and
 // to where origin(j) says (a source element 16-byte aligned; a column at any misalignment, which
-// moves only the shared stores), as a flat list of (row, vector) tasks.
+// moves only the shared stores). A thread takes one j in every round (FastHalo::kRowsPerRound),
+// so take(j) and origin(j) are made once per tile, not once per vector.
 template <int R, class Block, class T, class Take, class Origin>
 PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TileShared& sh,
                               const PlaneRows<const T>& src, float* raw, Take&& take, Origin&& origin) {
   using F = FastHalo<R, T>;
   blk.each(regs, [&](int thread, TileRegs&) {
-    each_task<F::kTasks>(thread, [&](int32_t task) {
-      const int32_t h = task / F::kVectors, j = task - h * F::kVectors;
-      if (!take(j)) return;
-      const VectorOrigin o = origin(j);
+    const int32_t j = thread % F::kVectors, first_row = thread / F::kVectors;
+    if (!take(j)) return;
+    const VectorOrigin o = origin(j);
+    const int32_t source = o.source + j * F::kV, place = first_row < F::kRowsPerRound ? first_row * F::kPitch : F::kSpare;
+    // the tile's shared base plus the thread's byte offset, which depends on the thread alone (made
+    // once per kernel; left visible, the compiler re-adds the tile's misalignment into it)
+    float* const out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw + o.column) +
+                                                opaque(int32_t(sizeof(float)) * (place + j * F::kV)));
+    PVF_UNROLL
+    for (int s = 0; s < F::kRounds; ++s) {
+      const int32_t h = first_row + s * F::kRowsPerRound;
+      // the rounds that may pass the halo's last row check (a spare thread's row is a round ahead)
+      if ((s + 1) * F::kRowsPerRound >= F::kRows && h >= F::kRows) break;
       float v[F::kV];
-      load_vector(src.base + (sh.halo_rows[h] + o.source + j * F::kV), v);
-      // the tile's shared base plus the task's byte offset, which depends on the thread alone (made
-      // once per kernel; left visible, the compiler re-adds the tile's misalignment into it)
-      float* out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw + o.column) +
-                                            opaque(int32_t(sizeof(float)) * (h * F::kPitch + j * F::kV)));
+      load_vector(src.base + (sh.halo_rows[h] + source), v);
       PVF_UNROLL
-      for (int k = 0; k < F::kV; ++k) out[k] = v[k];
-    });
+      for (int k = 0; k < F::kV; ++k) out[s * F::kRowsPerRound * F::kPitch + k] = v[k];
+    }
   });
 }
 
