@@ -1,8 +1,8 @@
 """Contact sheets: many images tiled in a labelled grid (one per layer; also the filter montage).
 
 A layer's sheet frames units as the gallery does: non-finite steps in red, dead units (activation
-never rose) in orange, flat pictures (one colour) in blue. ``sheets/signatures.json`` remembers what each sheet was made
-from, so a rerun rebuilds only the sheets of layers whose units changed.
+never rose) in orange, flat pictures (one colour) in blue. ``sheets/signatures.json`` remembers
+what each sheet was made from, so a rerun rebuilds only the sheets of layers whose units changed.
 
 >>> sheet = montage([Image.open(p) for p in paths], labels=["0", "1"], tile=64)
 >>> sheet.size  # ceil(sqrt(n)) columns of 64 px tiles with a label strip under each
