@@ -102,9 +102,5 @@ cudaError_t launch_stored(const Args& args, cudaStream_t stream) {
 }  // namespace pvf::cuda
 
 // The launchers of storage S for every op: the file that expands it holds S's kernels.
-#define PVF_CUDA_LAUNCHERS_OF(S)                                                                 \
-  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::JitterArgs&, cudaStream_t);       \
-  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::BlurArgs&, cudaStream_t);         \
-  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::NormalizeArgs&, cudaStream_t);    \
-  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::ClipArgs&, cudaStream_t);         \
-  template cudaError_t pvf::cuda::launch_stored<S>(const pvf::AscentStepArgs&, cudaStream_t);
+#define PVF_CUDA_LAUNCHER(Args, S) template cudaError_t pvf::cuda::launch_stored<S>(const Args&, cudaStream_t);
+#define PVF_CUDA_LAUNCHERS_OF(S) PVF_FOR_EACH_OP_ARGS(PVF_CUDA_LAUNCHER, S)

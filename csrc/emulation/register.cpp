@@ -1,37 +1,23 @@
 // The CPU emulation of the CUDA kernels: ops emulated_<op> with the schemas of csrc/ops.cpp,
 // for CPU tensors. Each runs the CUDA path's frontend and kernel sequence with one change: the
 // block emulator (block_emulator.h) replaces each kernel launch, running the same block
-// programs (csrc/kernels/). Tests compare it with the reference to trust the CUDA code without a GPU.
+// programs (csrc/kernels/; each storage type's sequences compiled in sequences_*.cpp). Tests
+// compare it with the reference to trust the CUDA code without a GPU.
 #include <torch/library.h>
 
 #include "../checks.h"
 #include "../cuda/op_frontend.h"
 #include "block_emulator.h"
+#include "sequences.h"
 #include "settings.h"
 
 namespace pvf {
 namespace {
 
-// The executor of sequences.h on the CPU.
-struct EmulatedLaunch {
-  template <class Program>
-  void operator()(int64_t work, const Program& program) {
-    emulation::run_grid(program, work);
-  }
-
-  template <class Program>
-  bool resident(int64_t blocks, const Program& program) {
-    if (emulation::config().refuse_cooperative) return false;
-    emulation::run_grid(program, blocks);
-    return true;
-  }
-};
-
 struct EmulatedDevice {
   template <class Args>
   static void run(const at::Tensor&, const Args& args) {
-    EmulatedLaunch launcher;
-    run_sequence(launcher, args);
+    emulation::run(args);
   }
 
   // CPU tensors: a non-finite sigma is a ValueError, as on the other CPU backends.

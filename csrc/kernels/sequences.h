@@ -252,6 +252,11 @@ void run_typed(Launch& launch, const AscentStepArgs& a) {
   });
 }
 
+// X(Args, S) for each op's argument type: the files that compile the sequences of one storage
+// type S (the CUDA kernels, the emulation) instantiate them for every op.
+#define PVF_FOR_EACH_OP_ARGS(X, S) \
+  X(pvf::JitterArgs, S) X(pvf::BlurArgs, S) X(pvf::NormalizeArgs, S) X(pvf::ClipArgs, S) X(pvf::AscentStepArgs, S)
+
 // Runs the sequence of op arguments `a` for the storage type of its images.
 template <class Launch, class Args>
 void run_sequence(Launch& launch, const Args& a) {

@@ -16,8 +16,7 @@
 #include <random>
 #include <vector>
 
-#include "emulation/block_emulator.h"
-#include "kernels/sequences.h"
+#include "emulation/launch.h"
 
 namespace {
 
@@ -31,19 +30,6 @@ struct Layout {
 
 Strides contiguous(const ImageShape& s) { return {s.channels * s.height * s.width, s.height * s.width, s.width, 1}; }
 Strides channels_last(const ImageShape& s) { return {s.channels * s.height * s.width, 1, s.width * s.channels, s.channels}; }
-
-struct Launch {
-  template <class Program>
-  void operator()(int64_t work, const Program& program) {
-    pvf::emulation::run_grid(program, work);
-  }
-
-  template <class Program>
-  bool resident(int64_t blocks, const Program& program) {
-    pvf::emulation::run_grid(program, blocks);
-    return true;
-  }
-};
 
 int design_differences = 0;  // cases whose one-launch step differs from the two-launch one
 
@@ -76,7 +62,7 @@ std::vector<uint8_t> run_ops(const ImageShape& shape, Strides strides, pvf::Stor
   auto* flag_ptr = reinterpret_cast<bool*>(flags.data());
   const pvf::ImageIn xin{x.data(), strides}, gin{g.data(), strides};
   const pvf::ImageOut o{out.data(), strides};
-  Launch launch;
+  pvf::emulation::Launch launch;
   std::vector<uint8_t> result;
   auto keep = [&](const std::vector<uint8_t>& b) { result.insert(result.end(), b.begin(), b.end()); };
 

@@ -1,0 +1,4 @@
+// The emulated op sequences of float16 images (sequences.h).
+#include "launch.h"
+
+PVF_EMULATED_SEQUENCES_OF(pvf::Storage::kFloat16)
