@@ -2,7 +2,7 @@
 // under AddressSanitizer and UndefinedBehaviorSanitizer (tests/test_emulation.py compiles it).
 // Cases: odd, tiny and wide shapes; contiguous and channels_last strides; blur radii 0 to
 // beyond the shared halo; huge sigmas; NaN items; every storage type and norm mode. Each case
-// runs in natural, reversed and shuffled thread order and with 1 and 7 blocks, and the step also
+// runs in natural thread order on 7 blocks, reversed on 1 and shuffled on 7, and the step also
 // in its one launch (blocks as threads); the program prints one line per case and exits 1 when
 // any schedule changed a result bit or the two step designs differ. `emulation_harness K N` runs
 // the cases whose index is K modulo N (each with the seed it has in the whole run), so that N
@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "emulation/launch.h"
@@ -122,8 +123,10 @@ int main(int argc, char** argv) {
   const Layout layouts[] = {{"contiguous", contiguous}, {"channels_last", channels_last}};
   const pvf::Storage storages[] = {pvf::Storage::kFloat32, pvf::Storage::kFloat16, pvf::Storage::kBFloat16};
   const float sigmas[] = {0.0f, 0.4f, 2.0f, 7.0f, 1e30f};  // radius 0, 2, 6, 21 (past the shared halo), capped
-  const pvf::emulation::ThreadOrder orders[] = {pvf::emulation::ThreadOrder::kReversed,
-                                                pvf::emulation::ThreadOrder::kShuffled};
+  // Each order once, on one block (all tiles in turn) and on several; the shipped build's tests run
+  // every op in all of them (tests/conftest.py), this build looks for what the sanitizers see.
+  const std::pair<pvf::emulation::ThreadOrder, int64_t> schedules[] = {{pvf::emulation::ThreadOrder::kReversed, 1},
+                                                                      {pvf::emulation::ThreadOrder::kShuffled, 7}};
   int failures = 0, cases = 0, all_cases = 0;
   uint64_t seed = 0;
   for (const auto& shape : shapes) {
@@ -136,11 +139,9 @@ int main(int argc, char** argv) {
           pvf::emulation::config() = {pvf::emulation::ThreadOrder::kNatural, 7, seed};
           const auto want = run_case(shape, layout.strides(shape), storage, sigma, mode, seed);
           bool same = true;
-          for (const auto order : orders) {
-            for (const int64_t blocks : {int64_t(1), int64_t(7)}) {
-              pvf::emulation::config() = {order, blocks, seed};
-              same = same && run_case(shape, layout.strides(shape), storage, sigma, mode, seed) == want;
-            }
+          for (const auto& [order, blocks] : schedules) {
+            pvf::emulation::config() = {order, blocks, seed};
+            same = same && run_case(shape, layout.strides(shape), storage, sigma, mode, seed) == want;
           }
           ++cases;
           failures += !same;
