@@ -194,33 +194,11 @@ def test_step_global_bytes_per_element(dtype, budget, design):
 # image's last row cuts; "general" the general path of the rest (every row-run item charged with its
 # single-element, reflected branch: an upper bound). Issue 14 targets <= 80. Two
 # passes blur g twice (13 + 13 taps per element each time), which leaves no room for it
-# (BENCHMARKS.md); one pass blurs it once. Each ceiling is held just above what the kernels reach
-# so that it cannot grow back (the full build of 256886f, every mode but std, sm_80 ... sm_120):
-# one pass, interior 99.9-109.6 (mean_abs 100.6 sm_80, 106.6 sm_90, 100.1 sm_100, 100.0 sm_120),
-# edge 509.1-527.4; two passes, interior 126.2-130.1, edge 814.8-835. One pass after the cuts of
-# branch h14 (sm_90 cubins of the step's kernels, not the full build): interior 93.0-96.1 on
-# sm_90 (mean_abs 93.1; 88.0 on sm_80), edge 489.6-492.8 (484.0 sm_80), std 131.8 and 528.5;
-# after those of branch h14b (the same way): interior 82.1 on sm_90 for rms, mean_abs and none,
-# 88.8 max_abs (mean_abs 80.0 sm_80, 83.1 sm_100, 83.8 sm_120), edge 476.3-479.6, std 126.5
-# and 515.3 (sm_80 122.5 and 515.8); after 99009f2, mean_abs 81.6 sm_90 (edge 478.0), 79.3 sm_80
-# (479.6), std 126.3 and 519.0 sm_90; after those of branch h14c (the full build of d4e3e83), mean_abs
-# 77.5 sm_80, 78.8 sm_90, 78.6 sm_100, 78.8 sm_120 (rms and none the same, max_abs 82.8-84.0, std
-# 120.4-123.0), edge 474.5-477.9 (max_abs up to 482.6, std up to 517.4). Branch h14d (cubins of
-# the step's kernels; edge tiles on the fast path, the general path's figures under "general";
-# the std figures above were the cut tiles' loop): one pass, interior 77.4-82.0 (max_abs the
-# highest), std 104.3-108.1; edge 102.1-109.6 (max_abs the highest), std 139.8-147.5; general
-# 459.0-476.8, std 496.6-514.4; two passes (sm_90) edge 171.8 (std 212.3), general 766.8. Branch
-# h14e (the full build of 32640c0; "edge" the edge tiles of 64 rows inside the image, "cut" the
-# tiles that the image's last row cuts, in a loop of their own): one pass, interior 77.5-79.6, edge
-# 84.2-86.8 (std 106.4-117.8), cut 89.8-93.1 (std 127.9-131.6), general 473.0-477.8 (std
-# 511.2-517.8); two passes, interior 119.0-120.5, edge 133.6-135.0 (std 149.6-162.1), cut
-# 139.8-141.4 (std 177.9-180.0), general 766.0-796.9 (std 806.5-833.6). One statistic kernel for
-# rms, mean_abs, max_abs and none (the mode's fold chosen per tile; cubins of that build, 2026-12-06):
-# two passes, interior 119.1-121.6, edge 133.9-135.6, cut 139.8-142.8, general 765.9-798.4, the
-# same for the four modes (the longest of their folds); std and one pass unchanged. One vector column
-# per thread in the fast path's halo (the full build of 7172d2d): one pass, interior 77.2-79.4, edge
-# 82.9-85.4 (std 100.8-112.4), cut 88.5-91.9 (std 126.6-129.6); two passes, interior 118.6-120.9,
-# edge 131.0-133.1, cut 137.1-140.0, general 765.9-798.4.
+# (BENCHMARKS.md); one pass blurs it once. Each ceiling is held just above what the kernels reach,
+# so that it cannot grow back; the figures of the full build of 7172d2d (every mode but std, whose
+# Welford division gets 40 more; sm_80 ... sm_120): one pass, interior 77.2-79.4, edge 82.9-85.4,
+# cut 88.5-91.9, general 473.0-477.8; two passes, interior 118.6-120.9, edge 131.0-133.1, cut
+# 137.1-140.0, general 765.9-798.4. How they came down from ~1,100: BENCHMARKS.md, "CUDA kernels".
 SASS_PER_ELEMENT_CEILING = {("one pass", "interior"): 85, ("one pass", "edge"): 88, ("one pass", "cut"): 94,
                             ("one pass", "general"): 485, ("two passes", "interior"): 138,
                             ("two passes", "edge"): 137, ("two passes", "cut"): 143, ("two passes", "general"): 880}

@@ -4,8 +4,9 @@ A layer's sheet frames units as the gallery does: non-finite steps in red, dead 
 never rose) in orange, flat pictures (one colour) in blue. ``sheets/signatures.json`` remembers
 what each sheet was made from, so a rerun rebuilds only the sheets of layers whose units changed.
 
->>> sheet = montage([Image.open(p) for p in paths], labels=["0", "1"], tile=64)
->>> sheet.size  # ceil(sqrt(n)) columns of 64 px tiles with a label strip under each
+>>> pictures = [Image.new("RGB", (32, 32)) for _ in range(3)]
+>>> montage(pictures, labels=["0", "1", "2"], tile=64).size  # 2 x 2 cells: 64 px, a label strip under each
+(134, 158)
 """
 import hashlib
 import json
