@@ -92,12 +92,15 @@ def test_a_step_moves_most_bytes_in_16_byte_accesses(emulation, dtype, layout):
     assert in_vectors / moved >= 0.8, f"{in_vectors} of {moved} bytes in 16-byte accesses"
 
 
-def _fast_tiles(shape):
+def _fast_tiles(shape, radii=None):
     """Tiles of a planar step that the fast path takes (csrc/kernels/tile.h blur_tile_fast),
     counted from the geometry: those whose columns e0 ... e0 + 31 lie inside the row, their halo
-    loaded as vectors (interior tiles) or element by element (the row's ends, the roll's split)."""
+    loaded as vectors (interior tiles, and edge tiles: the roll's split or one of the row's ends),
+    but for a row's first tile whose halo of radius r (``radii``: per image) crosses both ends
+    (W < 32 + r), which takes the general path."""
     B, C, H, W = shape
-    return B * C * -(-H // 64) * (W // 32)
+    both_ends = sum(W < 32 + r for r in radii) if radii is not None else 0
+    return (B * C * (W // 32) - C * both_ends) * -(-H // 64)
 
 
 @pytest.mark.needs_ext
@@ -130,8 +133,9 @@ def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dty
     assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), dtype)
 
 
-# Edge tiles (csrc/kernels/tile.h load_halo_edge) in rows from one tile wide (both ends reflected
-# in one halo) up, the roll's split at every misalignment: (dtype, width).
+# Edge tiles (csrc/kernels/tile.h load_halo_edge) in rows from one tile wide up (rows narrower
+# than 32 + r, whose one halo crosses both ends, take the general path), the roll's split at every
+# misalignment: (dtype, width).
 EDGE_ROWS = [(torch.float32, 32), (torch.float32, 36), (torch.float32, 44), (torch.float32, 104),
              (torch.float16, 40), (torch.bfloat16, 64)]
 
@@ -141,7 +145,8 @@ EDGE_ROWS = [(torch.float32, 32), (torch.float32, 36), (torch.float32, 44), (tor
 @pytest.mark.parametrize("dtype, width", EDGE_ROWS)
 def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, one_pass):
     """Every tile whose columns lie inside the row takes the fast path (the edge tiles' halo:
-    vectors across the roll's split, the reflected columns copied in shared memory), at un-jitter
+    vectors across the roll's split, the reflected columns of one end copied in shared memory)
+    but a first tile whose halo crosses both ends of the row (_fast_tiles), at un-jitter
     shifts of every misalignment, the split at either end of a halo and inside it, and radii 1 to
     6; the step's bits equal those of the general path alone and match the reference."""
     if one_pass and dtype != torch.float32:
@@ -151,11 +156,13 @@ def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, o
     grad = make_image(shape, dtype, "contiguous", seed=6, normal=True)
     shifts = torch.tensor([[3 * b - 5, b + (width // 2 - 3 if b % 2 else 0) + 32 * (b % 3)] for b in range(shape[0])])
     next_shifts = make_shifts(shape, 7)
-    sigma = torch.tensor([2.0, 1.0, 1.3, 2.0, 1.4, 0.3, 0.4, 1.7])  # radii 6, 3, 4, 6, 5, 1, 2, 6
+    sigma = torch.tensor([2.0, 1.0, 1.3, 2.0, 1.4, 0.3, 0.4, 1.7])
+    radii = [6, 3, 4, 6, 5, 1, 2, 6]
     emulation(order="shuffled", trace=True, resident_blocks=64 if one_pass else 0)
     fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="emulation")
     total = shape[0] * shape[1] * 2 * -(-width // 32)
-    assert _ext._C.emulated_tile_paths()[-1] == (_fast_tiles(shape), total - _fast_tiles(shape))
+    expected = _fast_tiles(shape, radii)
+    assert _ext._C.emulated_tile_paths()[-1] == (expected, total - expected)
     unaligned = torch.empty(grad.numel() + 1, dtype=dtype)[1:].view(shape).copy_(grad)
     emulation(order="reversed", trace=True, resident_blocks=64 if one_pass else 0)
     general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, backend="emulation")

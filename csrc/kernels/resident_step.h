@@ -56,10 +56,12 @@ struct alignas(16) ImageTicket {
 static_assert(sizeof(StepImage) == 20 && offsetof(ImageTicket, bases) == 64 && sizeof(ImageTicket) == 96,
               "the ticket's image moves as 16-byte words");
 
-// Each tile's place (tile_at without its in_image), written with the tickets, after them: a tile
-// of the step takes it in one 16-byte load, not three divisions by the grid's counts.
+// Each tile's place (tile_at without its in_image) and plan at its image's radius (StoredPlan:
+// its loop and halo), written with the tickets, after them: a tile of the step takes them in
+// three 16-byte loads, not three divisions by the grid's counts and the plan's tests and sums.
 struct alignas(16) TilePlace {
   int32_t b, plane, i0, e0;
+  StoredPlan plan;
 };
 
 // Bytes of a one-pass step's tickets and tile places (ImageTicketsProgram) for `grid`.
@@ -98,7 +100,7 @@ PVF_HD uint32_t float_bits(float v) {
 }
 
 // The tickets of a one-pass step, before it: each image's source and bases, the rest zero, one
-// thread per image; then each tile's place, one thread per tile.
+// thread per image; then each tile's place and plan, one thread per tile.
 template <class T>
 struct ImageTicketsProgram {
   struct Shared {};
@@ -129,7 +131,9 @@ struct ImageTicketsProgram {
       for (int64_t i = int64_t(blk.index()) * kBlockThreads + thread; i < grid.total; i += step) {
         const int32_t index = static_cast<int32_t>(i);
         const TilePos t = tile_at(grid, grid.by_per_image(index), index);
-        places[i] = {t.b, t.plane, t.i0, t.e0};
+        // the plan of the planar cut's loops, the only ones that read it (a pixel is an element)
+        const auto radius = static_cast<int32_t>(blur_radius(sigma[t.b], shape.height, shape.width));
+        places[i] = {t.b, t.plane, t.i0, t.e0, stored_plan(src.image(t.b, grid), t, radius)};
       }
     });
     blk.sync();
@@ -156,6 +160,7 @@ struct ResidentStepProgram {
     bool same_blur;
     TilePos t;
     PlaneRows<const T> p;
+    StoredPlan plan;
   };
 
   // kPlanar: a loop of the planar cut (the fast paths: one element per pixel), whose roll moves
@@ -173,6 +178,7 @@ struct ResidentStepProgram {
     const ImageSource source = n.ticket->source;
     n.same_blur = inside && source.sigma_bits == float_bits(sigma);
     n.t = {place.b, place.plane, place.i0, place.e0, i - place.b * grid.per_image};
+    n.plan = place.plan;
     const T* image = static_cast<const T*>(n.ticket->bases.source);
     PlaneRows<const T> rows = rows_at(image, tiles.src.view, grid, source.dy, source.dx);
     if constexpr (kPlanar) {
@@ -241,13 +247,15 @@ struct ResidentStepProgram {
       // Tiles of this sigma in turn, each loop while its tiles take its path; more: whether the
       // tile that ended the last loop is of this sigma.
       bool more = false;
-      const auto tile_loop = [&](auto path, auto take, auto blur) {
+      const auto tile_loop = [&](auto path, auto planner, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (;; index += blk.count()) {
           const Next n = next<decltype(path)::fast>(index, taps.sigma);
           more = n.same_blur;
-          if (!n.same_blur || !take(n.p, n.t)) return;
-          step_tile<decltype(path)>(blk, regs, sh, index, n, taps, blur);
+          const auto plan = planner(n.p, n.plan);
+          if (!n.same_blur || !plan.takes(decltype(path)::loop)) return;
+          step_tile<decltype(path)>(blk, regs, sh, index, n, taps,
+                                    [&](const PlaneRows<const T>& p, const TilePos& t) { blur(p, t, plan); });
         }
       };
       run_tile_loops<T>(blk, regs, sh, grid, taps, epilogue.vectors() && tiles.src.view.vectors, tile_loop,

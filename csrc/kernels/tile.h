@@ -44,7 +44,9 @@ struct TileShared {
   alignas(16) float raw[kChunkRows][kTileW + 2 * kSharedHalo];  // source rows; then the image x of a step tile
   alignas(16) float rows[kChunkRows][kTileW];  // horizontal pass; then the tile's values before they are stored
   alignas(16) float taps[kSharedTaps];
-  int32_t halo_rows[kChunkRows];  // the fast path's source row offsets (PlaneRows::row_offset) of a tile's halo rows
+  // The fast path's source row offsets (PlaneRows::row_offset) of a tile's halo rows, one per
+  // thread (those past the halo unused): no branch around the threads past the halo.
+  int32_t halo_rows[kBlockThreads];
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
   int flag;  // non-finite flag of that image
@@ -726,52 +728,74 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
   });
 }
 
-// An edge tile's halo (a tile whose columns lie inside the row, but whose halo crosses the row's
-// ends or the roll's split), in a row whose length is a multiple of kV (EdgeHalo::fits). Its columns
-// inside the row, [first, end), lie in memory from source element `start` to the row's end (the
-// roll's split) and on from element 0: aligned vectors from the one holding `start` cover them,
-// the columns of vector j being first - a + j kV ... (a: start's misalignment) and its source
-// start - a + j kV, less the row's length past the split (no vector straddles it: the length is
-// a multiple of kV). The first vector may begin before `first`, the last end past `end`: on the
-// reflected columns or the shared row's lead and slack. The reflected columns (at most R at each
-// end of the row) are then copies of columns inside the halo's row: column c < first of column
-// 2 first - c, column c >= end of column 2 (end - 1) - c; kLanes threads per halo row.
-template <int R, class T>
-struct EdgeHalo {
-  using F = FastHalo<R, T>;
-  static constexpr int kWidth = kTileW + 2 * R;
-  static constexpr int kLanes = 2 * R <= kWarpSize / 2 ? kWarpSize / 2 : kWarpSize;  // threads per halo row
-  static constexpr int kRowsPerRound = kBlockThreads / kLanes;
-  static_assert(F::kLead >= F::kV - 1 && F::kPitch - F::kLead >= kWidth + F::kV - 1,
-                "a vector that passes the columns inside the row stays in its shared row");
+// The columns of an edge tile's halo (EdgeHalo): a function of the tile, its plane row's length
+// and roll, and the radius alone.
+struct EdgeColumns {
   int32_t first, end;  // columns inside the row
   int32_t source, column, vectors, split;  // vector 0's source and column, vectors, the first past the split
+};
+
+// An edge tile's halo (a tile whose columns lie inside the row, but whose halo crosses one of
+// the row's ends or the roll's split), in a row whose length is a multiple of kV (EdgeHalo::fits).
+// Its columns inside the row, [first, end), lie in memory from source element `start` to the
+// row's end (the roll's split) and on from element 0: aligned vectors from the one holding
+// `start` cover them, the columns of vector j being first - a + j kV ... (a: start's
+// misalignment) and its source start - a + j kV, less the row's length past the split (no vector
+// straddles it: the length is a multiple of kV). The first vector may begin before `first`, the
+// last end past `end`: on the reflected columns or the shared row's lead and slack. The reflected
+// columns (the R at the row's start, or those of the R past the tile at its end) are then copies
+// of columns inside the halo's row: column c < first of column 2 first - c, column c >= end of
+// column 2 (end - 1) - c; R threads per halo row. A tile whose halo crosses both ends (a row
+// narrower than kTileW + R) takes the general path.
+template <int R, class T>
+struct EdgeHalo : EdgeColumns {
+  using F = FastHalo<R, T>;
+  static constexpr int kWidth = kTileW + 2 * R;
+  static constexpr int kLanes = R;  // threads per halo row: one per column of the reflected end
+  static constexpr int kRowsPerRound = kBlockThreads / kLanes;
+  static constexpr int kRounds = (F::kRows + kRowsPerRound - 1) / kRowsPerRound;
+  static_assert(F::kLead >= F::kV - 1 && F::kPitch - F::kLead >= kWidth + F::kV - 1,
+                "a vector that passes the columns inside the row stays in its shared row");
+  // Whether the copies run whole rounds, untested (load_halo_edge): where their last round's rows
+  // past the halo, and the spare threads' rows from the spare row on, stay in sh.raw (junk rows
+  // that nothing reads); the small radii's many rows per round do not.
+  static constexpr int kRowsTouched = kRounds * kRowsPerRound > F::kRows + (kRounds - 1) * kRowsPerRound + 1
+                                          ? kRounds * kRowsPerRound
+                                          : F::kRows + (kRounds - 1) * kRowsPerRound + 1;
+  static constexpr bool kWholeRounds = F::kLead + kRowsTouched * F::kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo);
   int32_t length;
 
-  PVF_HD EdgeHalo(const PlaneRows<const T>& src, const TilePos& t)
-      : first(t.e0 < R ? R - t.e0 : 0),
-        end(src.length - (t.e0 - R) < kWidth ? src.length - (t.e0 - R) : kWidth),
-        length(src.length) {
-    const int32_t start = rolled(t.e0 - R + first, src.shift, src.length), a = F::misalignment(start);
-    source = start - a;
-    column = first - a;
-    vectors = static_cast<int32_t>((uint32_t(end - column) + F::kV - 1) / F::kV);
-    split = static_cast<int32_t>(uint32_t(length - source) / F::kV);
+  PVF_HD EdgeHalo(const EdgeColumns& columns, int32_t row_length) : EdgeColumns(columns), length(row_length) {}
+
+  // Tile t's columns in plane p.
+  static PVF_HD EdgeColumns columns(const PlaneRows<const T>& p, const TilePos& t) {
+    EdgeColumns c;
+    c.first = t.e0 < R ? R - t.e0 : 0;
+    c.end = p.length - (t.e0 - R) < kWidth ? p.length - (t.e0 - R) : kWidth;
+    const int32_t start = rolled(t.e0 - R + c.first, p.shift, p.length), a = F::misalignment(start);
+    c.source = start - a;
+    c.column = c.first - a;
+    c.vectors = static_cast<int32_t>((uint32_t(c.end - c.column) + F::kV - 1) / F::kV);
+    c.split = static_cast<int32_t>(uint32_t(p.length - c.source) / F::kV);
+    return c;
   }
 
-  // Whether the edge tiles of a plane whose rows are `length` elements long take this halo.
-  static PVF_HD bool fits(int32_t length) { return F::misalignment(length) == 0; }
+  // Whether tile t (its columns inside the row) takes this halo: rows of a length that is a
+  // multiple of kV, and a halo that crosses at most one of the row's ends.
+  static PVF_HD bool fits(const PlaneRows<const T>& p, const TilePos& t) {
+    return (F::misalignment(p.length) == 0) & ((t.e0 >= R) | (t.e0 + kTileW + R <= p.length));
+  }
 
   PVF_HD VectorOrigin origin(int32_t j) const { return {j < split ? source : source - length, column}; }
 
-  // The column that thread k of a row's group takes (k < R: column k, at the row's start; else
-  // column kTileW + k, at its end) and the column that it copies: its mirror when it is
-  // reflected (k < 2R), else itself (nothing to copy).
+  // The column that lane k < R of a row's group takes and the column that it copies (itself where
+  // the row holds the column: nothing to copy): at the row's start (first > 0, then first = R:
+  // tiles start at multiples of kTileW > R) column k, from column 2R - k; else column
+  // kTileW + R + k, from as far before the row's last column as it lies past it (no branch).
   PVF_HD int32_t reflected(int32_t k, int32_t& copied) const {
-    const bool at_start = k < R;
-    const int32_t c = at_start ? k : kTileW + k, mirror = at_start ? 2 * first : 2 * (end - 1);
-    copied = (at_start ? c < first : (k < 2 * R) & (c >= end)) ? mirror - c : c;
-    return c;
+    const int32_t at_end = kTileW + R + k, past = at_end - (end - 1);
+    copied = first > 0 ? 2 * R - k : at_end - 2 * (past > 0 ? past : 0);
+    return first > 0 ? k : at_end;
   }
 };
 
@@ -779,10 +803,9 @@ struct EdgeHalo {
 // memory, each of the thread's rows (its group's rows, kRowsPerRound apart) from the same column.
 template <int R, class Block, class T>
 PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TileShared& sh,
-                           const PlaneRows<const T>& src, const TilePos& t, float* raw) {
+                           const PlaneRows<const T>& src, const EdgeHalo<R, T>& edge, float* raw) {
   using F = FastHalo<R, T>;
   using E = EdgeHalo<R, T>;
-  const E edge(src, t);
   load_halo_vectors<R>(
       blk, regs, sh, src, raw, [&](int32_t j) { return j < edge.vectors; },
       [&](int32_t j) { return edge.origin(j); });
@@ -790,34 +813,126 @@ PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRe
   blk.each(regs, [&](int thread, TileRegs&) {
     int32_t copied = 0;
     const int32_t c = edge.reflected(thread % E::kLanes, copied);
+    // The threads past kRowsPerRound x R start at the spare row past the halo (as FastHalo's): no
+    // copy made twice.
+    const int32_t first_row = thread < E::kRowsPerRound * E::kLanes ? thread / E::kLanes : F::kRows;
     PVF_UNROLL
-    for (int s = 0; s < (F::kRows + E::kRowsPerRound - 1) / E::kRowsPerRound; ++s) {
-      const int32_t h = thread / E::kLanes + s * E::kRowsPerRound;
-      if ((s + 1) * E::kRowsPerRound > F::kRows && h >= F::kRows) break;  // the last round alone checks
+    for (int s = 0; s < E::kRounds; ++s) {
+      const int32_t h = first_row + s * E::kRowsPerRound;
+      if (!E::kWholeRounds && s + 1 == E::kRounds && h >= F::kRows) break;  // the last round alone checks
       if (c != copied) raw[h * F::kPitch + c] = raw[h * F::kPitch + copied];
     }
   });
 }
 
+// Which of a fixed radius's tile loops (run_tile_loops) takes a tile: the interior and the edge
+// tiles of kTileH rows inside the image, the tiles of either kind that the image's last row
+// cuts, the rest; or, in a loop of any other radius or cut, every tile.
+enum TileLoop : int32_t { kInteriorTiles, kEdgeTiles, kCutTiles, kGeneralTiles, kEveryTile };
+
+// A tile's loop and fast-path halo at radius R, made where a loop meets the tile, from the tile
+// and its plane (the two-pass programs): each part made only where it is used. It holds them by
+// value: the compiler then shares their sums between the loop's test and the blur.
+template <int R, class T>
+struct ComputedPlan {
+  PlaneRows<const T> p;
+  TilePos t;
+
+  PVF_HD bool fits() const { return FastHalo<R, T>::fits(p, t); }
+  PVF_HD bool whole() const { return (t.e0 + kTileW <= p.length) & EdgeHalo<R, T>::fits(p, t); }
+  PVF_HD bool tall() const { return t.i0 + kTileH <= p.height; }
+  // Whether `loop` takes the tile: each tile is taken by one loop.
+  PVF_HD bool takes(TileLoop loop) const {
+    switch (loop) {
+      case kInteriorTiles: return fits() & tall();
+      case kEdgeTiles: return whole() & !fits() & tall();
+      case kCutTiles: return whole() & !tall();
+      case kGeneralTiles: return !whole() & !(fits() & tall());
+      case kEveryTile: break;
+    }
+    return true;
+  }
+  PVF_HD TileLoop loop() const {
+    return takes(kInteriorTiles) ? kInteriorTiles
+           : takes(kEdgeTiles)   ? kEdgeTiles
+           : takes(kCutTiles)    ? kCutTiles
+                                 : kGeneralTiles;
+  }
+  // Vector 0 of the interior halo (where it fits).
+  PVF_HD VectorOrigin interior() const {
+    const int32_t start = FastHalo<R, T>::start(p, t), a = FastHalo<R, T>::misalignment(start);
+    return {start - a, -a};
+  }
+  PVF_HD EdgeHalo<R, T> edge() const { return {EdgeHalo<R, T>::columns(p, t), p.length}; }
+};
+
+// A ComputedPlan made once per step and stored (the one-pass step's tile places: resident_step.h),
+// so that the step's tiles load their plan in two 16-byte words instead of making it.
+struct alignas(16) StoredPlan {
+  int32_t loop;  // TileLoop
+  int32_t fits;  // ComputedPlan::fits
+  EdgeColumns halo;  // the edge halo's columns; where the interior's fits, its vector 0 in source and column
+
+  template <int R, class T>
+  static PVF_HD StoredPlan of(const ComputedPlan<R, T>& plan) {
+    StoredPlan s{plan.loop(), plan.fits(), EdgeHalo<R, T>::columns(plan.p, plan.t)};
+    if (s.fits) {
+      const VectorOrigin o = plan.interior();
+      s.halo.source = o.source;
+      s.halo.column = o.column;
+    }
+    return s;
+  }
+};
+static_assert(sizeof(StoredPlan) == 32, "a stored plan moves as two 16-byte words");
+
+// A StoredPlan read back, with ComputedPlan's interface.
+template <int R, class T>
+struct LoadedPlan {
+  const StoredPlan& s;
+  int32_t length;  // the plane row's
+
+  PVF_HD bool fits() const { return s.fits != 0; }
+  PVF_HD bool takes(TileLoop loop) const { return loop == kEveryTile || s.loop == loop; }
+  PVF_HD VectorOrigin interior() const { return {s.halo.source, s.halo.column}; }
+  PVF_HD EdgeHalo<R, T> edge() const { return {s.halo, length}; }
+};
+
+// The plans of radius R's tiles: made from the tile and its plane, or loaded from a stored one.
+template <int R, class T>
+struct TilePlanner {
+  PVF_HD ComputedPlan<R, T> operator()(const PlaneRows<const T>& p, const TilePos& t) const { return {p, t}; }
+  PVF_HD LoadedPlan<R, T> operator()(const PlaneRows<const T>& p, const StoredPlan& s) const { return {s, p.length}; }
+};
+
+// The plan of a tile in a loop that takes every tile (kEveryTile): nothing to make or load.
+struct EveryTilePlan {
+  PVF_HD bool takes(TileLoop) const { return true; }
+};
+struct EveryTilePlanner {
+  template <class Rows, class Place>
+  PVF_HD EveryTilePlan operator()(const Rows&, const Place&) const { return {}; }
+};
+
 // The fast path's blur of a tile whose columns lie inside the row: its halo rows' offsets in a
 // table (each row reflected and rolled once), the halo as vectors when it fits them (`fits`:
-// FastHalo::fits), else as an edge tile's (load_halo_edge), then the passes.
-template <int R, class Block, class T>
+// FastHalo::fits), else as an edge tile's (load_halo_edge), both placed by the tile's plan
+// (ComputedPlan, LoadedPlan), then the passes.
+template <int R, class Block, class T, class Plan>
 PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                           const PlaneRows<const T>& src, const TilePos& t, bool fits) {
+                           const PlaneRows<const T>& src, const TilePos& t, const Plan& plan, bool fits) {
   using F = FastHalo<R, T>;
   float* const raw = &sh.raw[0][0] + F::kLead;
   blk.each(regs, [&](int thread, TileRegs&) {
-    if (thread < F::kRows) sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+    sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
   });
   blk.sync();
   if (fits) {
-    const int32_t start = F::start(src, t), a = F::misalignment(start);
+    const VectorOrigin o = plan.interior();
     load_halo_vectors<R>(
-        blk, regs, sh, src, raw, [](int32_t) { return true; },
-        [&](int32_t) { return VectorOrigin{start - a, -a}; });
+        blk, regs, sh, src, raw, [](int32_t) { return true; }, [&](int32_t) { return o; });
   } else {
-    load_halo_edge<R>(blk, regs, sh, src, t, raw);
+    load_halo_edge<R>(blk, regs, sh, src, plan.edge(), raw);
   }
   blk.sync();
   horizontal_pass<R>(blk, regs, sh, raw, F::kPitch);
@@ -904,68 +1019,82 @@ PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& 
   return ((r == Rs ? (f(std::integral_constant<int, Rs>{}), true) : false) || ...);
 }
 
-// The path of a tile loop's tiles: `fast`, the interior fast path (blur_tile_fast) rather than
-// the general one; `full`, every row of the tile inside the image (a fast tile's columns are), so
-// that its statistic and stores check no row against the image's height.
-template <bool kFast, bool kFull = false>
+// The path of a tile loop's tiles: `loop`, the loop (TileLoop); `fast`, the interior fast path
+// (blur_tile_fast) rather than the general one; `full`, every row of the tile inside the image (a
+// fast tile's columns are), so that its statistic and stores check no row against the image's
+// height.
+template <TileLoop kLoop>
 struct TilePath {
-  static constexpr bool fast = kFast, full = kFull;
+  static constexpr TileLoop loop = kLoop;
+  static constexpr bool fast = kLoop == kInteriorTiles || kLoop == kEdgeTiles || kLoop == kCutTiles;
+  static constexpr bool full = kLoop == kInteriorTiles || kLoop == kEdgeTiles;
 };
 
-// The tile loops of one blur (taps): loop(path, take, blur) runs a loop over the tiles that
-// take(p, t) accepts, computing each one's blur by blur(p, t); path is a TilePath. Each radius of
-// FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar cut) and
-// vector views (`vectors`: the source's and the program's) one over the interior tiles of kTileH
-// rows inside the image, one over the edge tiles of kTileH rows inside it (the row's ends or the
-// roll's split in their halo: load_halo_edge, in rows of a length that is a multiple of kV:
-// EdgeHalo::fits), one over the tiles of either kind that the image's last row cuts (their rows
-// checked against its height), and one over the rest (a row's last tile cut by its end, or any
-// tile but those of the first loop in rows of other lengths, which only views with padded rows
-// have), run again while more() (a program whose next tiles may take any path); otherwise one
-// over every tile. The other radii share the run-time loop. A tile's results do not depend on the
-// loop that computes it.
+// The tile loops of one blur (taps): loop(path, planner, blur) runs a loop over the tiles that
+// path's loop takes (plan.takes(path.loop), the plan from planner(p, t): TilePlanner or
+// EveryTilePlanner), computing each one's blur by blur(p, t, plan); path is a TilePath. Each
+// radius of FixedRadii has loops of its own (straight-line code inside): for R >= 1 (the planar
+// cut) and vector views (`vectors`: the source's and the program's) one over the interior tiles
+// of kTileH rows inside the image, one over the edge tiles of kTileH rows inside it (the row's
+// ends or the roll's split in their halo: load_halo_edge, in rows of a length that is a multiple
+// of kV: EdgeHalo::fits), one over the tiles of either kind that the image's last row cuts (their
+// rows checked against its height), and one over the rest (a row's last tile cut by its end, or
+// any tile but those of the first loop in rows of other lengths, which only views with padded
+// rows have), run again while more() (a program whose next tiles may take any path); otherwise
+// one over every tile. The other radii share the run-time loop. A tile's results do not depend on
+// the loop that computes it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
-  const auto every = [](const PlaneRows<const T>&, const TilePos&) { return true; };
+  using Rows = PlaneRows<const T>;
+  const TilePath<kEveryTile> every;
   // The fixed radii's horizontal pass takes adjacent taps: the planar cut, or no blur. Each
   // radius's loops inlined: an outlined one takes the captures through the stack.
   const auto fixed_loops = [&](auto radius) PVF_INLINE_LAMBDA {
     constexpr int R = decltype(radius)::value;
-    const auto blur_fixed = [&](const PlaneRows<const T>& p, const TilePos& t) { blur_tile_fixed<R>(blk, regs, sh, p, t); };
+    const auto blur_fixed = [&](const Rows& p, const TilePos& t, const auto&) { blur_tile_fixed<R>(blk, regs, sh, p, t); };
     if constexpr (R > 0) {
       if (vectors) {
-        using Rows = PlaneRows<const T>;
-        const auto interior = [](const Rows& p, const TilePos& t) { return FastHalo<R, T>::fits(p, t); };
-        const auto whole = [](const Rows& p, const TilePos& t) {
-          return (t.e0 + kTileW <= p.length) & EdgeHalo<R, T>::fits(p.length);
-        };
-        const auto tall = [](const Rows& p, const TilePos& t) { return t.i0 + kTileH <= p.height; };
+        const TilePlanner<R, T> plans;
         do {
-          loop(TilePath<true, true>{}, [&](const Rows& p, const TilePos& t) { return interior(p, t) & tall(p, t); },
-               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, true); });
-          loop(TilePath<true, true>{},
-               [&](const Rows& p, const TilePos& t) { return whole(p, t) & !interior(p, t) & tall(p, t); },
-               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, false); });
-          loop(TilePath<true>{}, [&](const Rows& p, const TilePos& t) { return whole(p, t) & !tall(p, t); },
-               [&](const Rows& p, const TilePos& t) { blur_tile_fast<R>(blk, regs, sh, p, t, interior(p, t)); });
-          loop(TilePath<false>{}, [&](const Rows& p, const TilePos& t) { return !whole(p, t); }, blur_fixed);
+          loop(TilePath<kInteriorTiles>{}, plans, [&](const Rows& p, const TilePos& t, const auto& plan) {
+            blur_tile_fast<R>(blk, regs, sh, p, t, plan, true);
+          });
+          loop(TilePath<kEdgeTiles>{}, plans, [&](const Rows& p, const TilePos& t, const auto& plan) {
+            blur_tile_fast<R>(blk, regs, sh, p, t, plan, false);
+          });
+          loop(TilePath<kCutTiles>{}, plans, [&](const Rows& p, const TilePos& t, const auto& plan) {
+            blur_tile_fast<R>(blk, regs, sh, p, t, plan, plan.fits());
+          });
+          loop(TilePath<kGeneralTiles>{}, plans, blur_fixed);
         } while (more());
         return;
       }
     }
-    loop(TilePath<false>{}, every, blur_fixed);
+    loop(every, EveryTilePlanner{}, blur_fixed);
   };
   if ((grid.step == 1 || taps.radius == 0) && with_fixed_radius(taps.radius, FixedRadii{}, fixed_loops)) return;
   if (taps.radius < kSharedTaps) {
-    loop(TilePath<false>{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+    loop(every, EveryTilePlanner{}, [&](const Rows& p, const TilePos& t, const auto&) {
       blur_tile_runtime(blk, regs, sh, taps.radius, SharedTap{sh.taps}, p, t);
     });
   } else {
-    loop(TilePath<false>{}, every, [&](const PlaneRows<const T>& p, const TilePos& t) {
+    loop(every, EveryTilePlanner{}, [&](const Rows& p, const TilePos& t, const auto&) {
       blur_tile_runtime(blk, regs, sh, taps.radius, ComputedTap{taps.sigma, taps.total}, p, t);
     });
   }
+}
+
+// Tile t's plan (StoredPlan) at radius r in plane p, for the loops of that radius; any plan for a
+// radius without them (they take every tile, whatever their plans).
+template <class T>
+PVF_HD StoredPlan stored_plan(const PlaneRows<const T>& p, const TilePos& t, int32_t r) {
+  StoredPlan s{kEveryTile, 0, {}};
+  with_fixed_radius(r, FixedRadii{}, [&](auto radius) {
+    constexpr int R = decltype(radius)::value;
+    if constexpr (R > 0) s = StoredPlan::of(TilePlanner<R, T>{}(p, t));
+  });
+  return s;
 }
 
 // The blurred source of a program: its tiles, run image by image in a grid-stride loop over the
@@ -990,15 +1119,16 @@ struct BlurredTiles {
       const TileTaps taps = prepare_taps(blk, regs, sh, sigma, b, grid.shape);
       const bool fast_image = image(b, index, taps) && src.view.vectors;
       const PlaneRows<const T> rolled_image = src.image(b, grid);
-      // blur(p, t) and tile(i, t, path) for the block's tiles i of the image that take(p, t) accepts.
-      const auto tiles_of_image = [&](auto path, auto take, auto blur) {
+      // blur(p, t, plan) and tile(i, t, path) for the block's tiles i of the image that path's loop takes.
+      const auto tiles_of_image = [&](auto path, auto planner, auto blur) {
         blk.renew_thread_index();  // what the loop hoists lives in this loop alone
         for (int32_t i = index; i < end; i += blk.count()) {
           const TilePos t = tile_at(grid, b, i);
           const PlaneRows<const T> p = src.plane(rolled_image, t);
-          if (!take(p, t)) continue;
+          const auto plan = planner(p, t);
+          if (!plan.takes(decltype(path)::loop)) continue;
           note_tile_path(decltype(path)::fast);
-          blur(p, t);
+          blur(p, t, plan);
           tile(i, t, path);
         }
       };
