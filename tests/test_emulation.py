@@ -265,6 +265,36 @@ def test_one_pass_step_gives_the_bits_of_the_two_pass_step(emulation, shape, sig
     assert bool(one.nonfinite[0]) and not one.nonfinite[1:].any()
 
 
+# Heights whose last tile row starts at H - 64 (csrc/kernels/tile.h shifts_last_row: a multiple
+# of 8 above 64, not of 64), overlapping the row above by the rows of 1 (120), 4 (96, 224) and
+# 7 (72, 200) warps.
+SHIFTED_HEIGHTS = [72, 96, 120, 200, 224]
+
+
+@pytest.mark.needs_ext
+@pytest.mark.parametrize("norm", NORM_MODES)
+@pytest.mark.parametrize("height", SHIFTED_HEIGHTS)
+def test_a_shifted_last_tile_row_folds_its_overlap_once(emulation, height, norm):
+    """Rows that two tiles compute are written twice with the same values and folded once: the
+    one-pass and two-pass steps give the same bits and, with normalize_grad, the reference's
+    values (the gradient grows down the image, so rows of the overlap counted twice would move
+    the image's scale in every mode that sums)."""
+    shape = (3, 2, height, 64)
+    x, grad, shifts, next_shifts, _ = fused_case(shape, torch.float32, seed=height)
+    grad = grad * torch.linspace(1.0, 4.0, height).view(height, 1)
+    sigma = torch.tensor([2.0, 1.0, 2.0])  # the fast paths' radii 6 and 3
+    case = (x, grad, shifts, next_shifts, sigma)
+    emulation(order="shuffled", resident_blocks=0)
+    two = ops.fused_ascent_step(*case, norm=norm, backend="emulation")
+    emulation(order="reversed", resident_blocks=1 << 10)
+    one = ops.fused_ascent_step(*case, norm=norm, backend="emulation")
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+    assert_step_close(one, reference("fused_ascent_step", *case, norm=norm), torch.float32)
+    torch.testing.assert_close(ops.normalize_grad(grad, norm, backend="emulation"),
+                               reference("normalize_grad", grad, norm), **TOLERANCES[torch.float32])
+
+
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_a_step_of_two_byte_images_takes_two_passes(emulation, dtype):

@@ -80,10 +80,12 @@ PVF_HD TilePlace* tile_places(ImageTicket* tickets, int64_t batch) {
 // Scalars and pointers only, so that no argument goes through local memory.
 template <class Block>
 PVF_HD_NOINLINE void publish_image(Block blk, TileShared* sh, const StatsPartial* partials, NormMode mode, float eps,
-                                   int32_t per_image, int32_t b, const int64_t* next_shifts, int64_t height,
-                                   int64_t width, ImageTicket* ticket, bool* flags) {
+                                   int32_t per_image, int32_t per_plane, int32_t last_row, int32_t overlap_warps,
+                                   int32_t b, const int64_t* next_shifts, int64_t height, int64_t width,
+                                   ImageTicket* ticket, bool* flags) {
   typename Block::template PerThread<TileRegs> regs;
-  fold_image(blk, regs, *sh, ImageScale{partials, mode, eps}, per_image, b);
+  fold_image(blk, regs, *sh, ImageScale{partials, mode, eps}, ImagePartials(per_image, per_plane, last_row, overlap_warps),
+             b);
   blk.each(regs, [&](int thread, TileRegs&) {
     if (thread != 0) return;
     ticket->image = step_image(mode, *sh, next_shifts, b, height, width);
@@ -200,8 +202,9 @@ struct ResidentStepProgram {
                                           partials + int64_t(index) * kPartialsPerTile);
     ImageTicket* const ticket = n.ticket;
     if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {
-      publish_image(blk, &sh, scale.partials, scale.mode, scale.eps, grid.per_image, n.b, epilogue.next_shifts,
-                    grid.shape.height, grid.shape.width, ticket, flags);
+      const ImagePartials of(grid);
+      publish_image(blk, &sh, scale.partials, scale.mode, scale.eps, of.per_image, of.per_plane, of.last_row,
+                    of.overlap_warps, n.b, epilogue.next_shifts, grid.shape.height, grid.shape.width, ticket, flags);
     } else {
       blk.await(&ticket->ready);
     }

@@ -86,10 +86,21 @@ struct FastDiv {
 // Tiles of a batch are ordered image by image (then plane, tile row, tile column), so that a
 // grid-stride loop takes consecutive tiles of one image and an image's partials are contiguous.
 // Tile counts are int32 (the frontend checks the total), as is all index math inside an image.
+// A plane whose height is a multiple of kRowsPerThread, above kTileH and not a multiple of it
+// has its last tile row start at H - kTileH (shifts_last_row), overlapping the row above by whole
+// warps' rows: its tiles then lie inside the image (the fast paths' loops that test no row
+// against its height), they write the overlap's values a second time (the same bits, to outputs
+// that are tensors of their own), and the fold of an image's partials leaves out those of their
+// overlapping warps (ImagePartials).
+PVF_HD bool shifts_last_row(int64_t height) {
+  return height > kTileH && height % kTileH != 0 && height % kRowsPerThread == 0;
+}
+
 struct TileGrid {
   ImageShape shape;
   int32_t planes, step, length;  // planes per image, elements per pixel, elements per plane row
   int32_t tiles_x, tiles_y, per_plane, per_image, total;
+  int32_t last_i0, overlap_warps;  // the last tile row's first row; its tiles' warps that the row above holds
   FastDiv by_tiles_x, by_per_plane, by_per_image;
 
   TileGrid() = default;
@@ -103,6 +114,8 @@ struct TileGrid {
         per_plane(tiles_x * tiles_y),
         per_image(per_plane * planes),
         total(static_cast<int32_t>(int64_t(per_image) * s.batch)),
+        last_i0(shifts_last_row(s.height) ? static_cast<int32_t>(s.height) - kTileH : (tiles_y - 1) * kTileH),
+        overlap_warps(((tiles_y - 1) * kTileH - last_i0) / kRowsPerThread),
         by_tiles_x(tiles_x),
         by_per_plane(per_plane),
         by_per_image(per_image) {}
@@ -128,7 +141,7 @@ PVF_HD TilePos tile_at(const TileGrid& g, int32_t b, int32_t index) {
   t.plane = g.by_per_plane(t.in_image);
   const int32_t in_plane = t.in_image - t.plane * g.per_plane;
   const int32_t ty = g.by_tiles_x(in_plane);
-  t.i0 = ty * kTileH;
+  t.i0 = ty + 1 == g.tiles_y ? g.last_i0 : ty * kTileH;
   t.e0 = (in_plane - ty * g.tiles_x) * kTileW;
   return t;
 }

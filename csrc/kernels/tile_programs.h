@@ -89,19 +89,39 @@ struct ImageScale {
   float eps;
 };
 
-// Folds the partials of image b, of `per_image` tiles (thread t: partials t, t + 256, ...; then
+// The partials of an image that its fold takes (kPartialsPerTile per tile, in tile order): all
+// but those of the warps of a shifted last tile row whose rows the row above holds
+// (TileGrid::overlap_warps). Four scalars: the one-pass step passes them to an outlined call.
+struct ImagePartials {
+  int32_t per_image, per_plane, last_row, overlap_warps;  // last_row: a plane's first tile of its last row
+
+  PVF_HD explicit ImagePartials(const TileGrid& g)
+      : per_image(g.per_image), per_plane(g.per_plane), last_row(g.per_plane - g.tiles_x), overlap_warps(g.overlap_warps) {}
+  PVF_HD ImagePartials(int32_t image, int32_t plane, int32_t row, int32_t warps)
+      : per_image(image), per_plane(plane), last_row(row), overlap_warps(warps) {}
+
+  PVF_HD int32_t count() const { return per_image * kPartialsPerTile; }
+  // Whether partial k of the image is folded (a division per partial: once per image, not per tile).
+  PVF_HD bool folds(int32_t k) const {
+    return k % kPartialsPerTile >= overlap_warps || k / kPartialsPerTile % per_plane < last_row;
+  }
+};
+
+// Folds the partials of image b (`of`: thread t: partials t, t + 256, ... that it folds; then
 // warps, then the block tree) into sh.denom = s_b + eps and sh.flag = non-finite element,
 // non-finite s_b, or a zero denominator of a mode that divides. The same fixed order in every
 // block. The partials are read past L1 (load_coherent): in the one-pass step other blocks
 // wrote them during the kernel.
 template <class Block>
 PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                       const ImageScale& scale, int32_t per_image, int32_t b) {
-  const int32_t count = per_image * kPartialsPerTile;
+                       const ImageScale& scale, const ImagePartials& of, int32_t b) {
+  const int32_t count = of.count();
   const StatsPartial* row = scale.partials + int64_t(b) * count;
   blk.each(regs, [&](int thread, TileRegs& reg) {
     StatsPartial p{0.0f, 0.0f, 0, 0};
-    for (int32_t k = thread; k < count; k += kBlockThreads) p = fold_partial(p, load_coherent(row + k), scale.mode);
+    for (int32_t k = thread; k < count; k += kBlockThreads) {
+      if (of.folds(k)) p = fold_partial(p, load_coherent(row + k), scale.mode);
+    }
     reg.partial = p;
   });
   fold_block_partials(blk, regs, sh, scale.mode);
@@ -272,7 +292,7 @@ struct ApplyProgram {
     const TileGrid& grid = tiles.grid;
     typename Epilogue::Image image_state{};
     const auto image = [&](int32_t b, int32_t index, const TileTaps&) {
-      if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, grid.per_image, b);
+      if (Epilogue::kNeedsScale) fold_image(blk, regs, sh, scale, ImagePartials(grid), b);
       image_state = epilogue.image(b, sh);
       if (Epilogue::kNeedsScale && flags && index == b * grid.per_image) {
         blk.each(regs, [&](int thread, TileRegs&) {
