@@ -33,8 +33,9 @@ def python(code, **env):
 def test_kept_memory_is_not_faulted_in_again_at_every_step():
     given_back, = python(STEPS + "page_faults(); print(page_faults())")
     kept = python(STEPS + "import pyviz_fast as pvf; print(pvf.keep_freed_memory()); page_faults(); print(page_faults())")
-    # measured: 204,820 faults (every page of both tensors at every step) against 0
-    assert kept[0] == "True" and int(kept[1]) * 20 < int(given_back), (given_back, kept)
+    # measured: 204,820 faults (every page of both tensors at every step) against 0, or 20,480 (both
+    # tensors' pages once: under memory load the kernel may reclaim the kept pages between calls)
+    assert kept[0] == "True" and int(kept[1]) * 5 < int(given_back), (given_back, kept)
 
 
 def test_the_command_line_keeps_freed_memory_in_its_own_process_unless_opted_out():
