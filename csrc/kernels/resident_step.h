@@ -198,7 +198,7 @@ struct ResidentStepProgram {
     const TileGrid& grid = tiles.grid;
     note_tile_path(Path::fast);
     blur(n.p, n.t);
-    store_tile_partials<Mode, Path::full>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
+    store_tile_partials<Mode, Path>(blk, regs, n.t, grid, is_finite(taps.sigma) ? 0 : 1,
                                           partials + int64_t(index) * kPartialsPerTile);
     ImageTicket* const ticket = n.ticket;
     if (blk.arrive(&ticket->arrived) == grid.per_image - 1) {

@@ -19,6 +19,7 @@
 // Index math inside an image is int32 (the frontend checks that every offset fits).
 #pragma once
 
+#include <algorithm>
 #include <type_traits>
 #include <utility>
 
@@ -772,9 +773,7 @@ struct EdgeHalo : EdgeColumns {
   // Whether the copies run whole rounds, untested (load_halo_edge): where their last round's rows
   // past the halo, and the spare threads' rows from the spare row on, stay in sh.raw (junk rows
   // that nothing reads); the small radii's many rows per round do not.
-  static constexpr int kRowsTouched = kRounds * kRowsPerRound > F::kRows + (kRounds - 1) * kRowsPerRound + 1
-                                          ? kRounds * kRowsPerRound
-                                          : F::kRows + (kRounds - 1) * kRowsPerRound + 1;
+  static constexpr int kRowsTouched = std::max(kRounds * kRowsPerRound, F::kRows + (kRounds - 1) * kRowsPerRound + 1);
   static constexpr bool kWholeRounds = F::kLead + kRowsTouched * F::kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo);
   int32_t length;
 
@@ -906,7 +905,7 @@ struct LoadedPlan {
   int32_t length;  // the plane row's
 
   PVF_HD bool fits() const { return s.fits != 0; }
-  PVF_HD bool takes(TileLoop loop) const { return loop == kEveryTile || s.loop == loop; }
+  PVF_HD bool takes(TileLoop loop) const { return s.loop == loop; }
   PVF_HD VectorOrigin interior() const { return {s.halo.source, s.halo.column}; }
   PVF_HD EdgeHalo<R, T> edge() const { return {s.halo, length}; }
 };
@@ -1032,15 +1031,45 @@ PVF_HD bool with_fixed_radius(int32_t r, std::integer_sequence<int, Rs...>, F&& 
   return ((r == Rs ? (f(std::integral_constant<int, Rs>{}), true) : false) || ...);
 }
 
+// Rows of the pixels of tile t that thread `thread` owns lying inside an image of `height` rows,
+// whatever their column (0 ... kRowsPerThread: its pixels q < the count).
+PVF_HD int32_t rows_inside(const TilePos& t, int thread, int64_t height) {
+  const int32_t rows = static_cast<int32_t>(height) - (t.i0 + thread / kWarpSize * kRowsPerThread);
+  return rows <= 0 ? 0 : (rows < kRowsPerThread ? rows : kRowsPerThread);
+}
+
+// Rows of the thread's pixels in tile t that lie inside the image (its pixels q < inside_rows).
+PVF_HD int32_t inside_rows(const TilePos& t, int thread, const TileGrid& g) {
+  return t.e0 + thread % kWarpSize >= g.length ? 0 : rows_inside(t, thread, g.shape.height);
+}
+
+// Pixels of tile t inside the image that warp w owns (its kRowsPerThread rows, 32 columns).
+PVF_HD int32_t warp_pixels(const TilePos& t, int warp, const TileGrid& g) {
+  const int32_t columns = g.length - t.e0;
+  return rows_inside(t, warp * kWarpSize, g.shape.height) * (columns < kWarpSize ? columns : kWarpSize);
+}
+
 // The path of a tile loop's tiles: `loop`, the loop (TileLoop); `fast`, the interior fast path
 // (blur_tile_fast) rather than the general one; `full`, every row of the tile inside the image (a
 // fast tile's columns are), so that its statistic and stores check no row against the image's
-// height.
+// height. Its counts of a thread's and a warp's pixels inside the image test nothing (full), the
+// rows alone (the cut fast tiles, whose columns lie inside the row), or rows and columns.
 template <TileLoop kLoop>
 struct TilePath {
   static constexpr TileLoop loop = kLoop;
   static constexpr bool fast = kLoop == kInteriorTiles || kLoop == kEdgeTiles || kLoop == kCutTiles;
   static constexpr bool full = kLoop == kInteriorTiles || kLoop == kEdgeTiles;
+
+  static PVF_HD int32_t inside_rows(const TilePos& t, int thread, const TileGrid& g) {
+    if constexpr (full) return kRowsPerThread;
+    if constexpr (fast) return rows_inside(t, thread, g.shape.height);
+    return pvf::inside_rows(t, thread, g);
+  }
+  static PVF_HD int32_t warp_pixels(const TilePos& t, int warp, const TileGrid& g) {
+    if constexpr (full) return kRowsPerThread * kWarpSize;
+    if constexpr (fast) return rows_inside(t, warp * kWarpSize, g.shape.height) * kWarpSize;
+    return pvf::warp_pixels(t, warp, g);
+  }
 };
 
 // The tile loops of one blur (taps): loop(path, planner, blur) runs a loop over the tiles that
@@ -1150,19 +1179,6 @@ struct BlurredTiles {
     }
   }
 };
-
-// Rows of the thread's pixels in tile t that lie inside the image (its pixels q < inside_rows).
-PVF_HD int32_t inside_rows(const TilePos& t, int thread, const TileGrid& g) {
-  const int32_t rows = static_cast<int32_t>(g.shape.height) - (t.i0 + thread / kWarpSize * kRowsPerThread);
-  if (t.e0 + thread % kWarpSize >= g.length || rows <= 0) return 0;
-  return rows < kRowsPerThread ? rows : kRowsPerThread;
-}
-
-// Pixels of tile t inside the image that warp w owns (its kRowsPerThread rows, 32 columns).
-PVF_HD int32_t warp_pixels(const TilePos& t, int warp, const TileGrid& g) {
-  const int32_t rows = static_cast<int32_t>(g.shape.height) - (t.i0 + warp * kRowsPerThread), columns = g.length - t.e0;
-  return (rows <= 0 ? 0 : (rows < kRowsPerThread ? rows : kRowsPerThread)) * (columns < kWarpSize ? columns : kWarpSize);
-}
 
 // Folds the warps' partials (sh.warp_partials, written by each warp's lane 0) in order.
 PVF_HD StatsPartial fold_warp_partials(const TileShared& sh, NormMode mode) {

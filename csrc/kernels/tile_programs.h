@@ -18,14 +18,14 @@ namespace pvf {
 constexpr int kPartialsPerTile = kBlockWarps;
 
 // The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at
-// out[w]; bad_sigma (1: the image's sigma is not finite) flags them. kFull: every pixel of the
-// tile lies inside the image (TilePath::full). Its last phase is left to the caller's next
+// out[w]; bad_sigma (1: the image's sigma is not finite) flags them. Path: the loop's TilePath,
+// which says what to test of a pixel's place. Its last phase is left to the caller's next
 // barrier (the one-pass step's is the arrival at its ticket).
-template <NormMode Mode, bool kFull, class Block>
+template <NormMode Mode, class Path, class Block>
 PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TilePos& t,
                                 const TileGrid& grid, int32_t bad_sigma, StatsPartial* out) {
   blk.each(regs, [&](int thread, TileRegs& reg) {
-    const int32_t inside = kFull ? kRowsPerThread : inside_rows(t, thread, grid);
+    const int32_t inside = Path::inside_rows(t, thread, grid);
     StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
     PVF_UNROLL
     for (int q = 0; q < kRowsPerThread; ++q) {
@@ -41,7 +41,7 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   blk.each(regs, [&](int thread, TileRegs& reg) {
     if (thread % kWarpSize != 0) return;
     StatsPartial p = reg.partial;
-    if (Mode != kStd) p.count = kFull ? kRowsPerThread * kWarpSize : warp_pixels(t, thread / kWarpSize, grid);
+    if (Mode != kStd) p.count = Path::warp_pixels(t, thread / kWarpSize, grid);
     out[thread / kWarpSize] = p;
   });
 }
@@ -69,7 +69,7 @@ struct StatsProgram {
     };
     tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto path) {
       const auto store = [&](auto m) {
-        store_tile_partials<decltype(m)::value, decltype(path)::full>(blk, regs, t, tiles.grid, bad_sigma,
+        store_tile_partials<decltype(m)::value, decltype(path)>(blk, regs, t, tiles.grid, bad_sigma,
                                                                       partials + int64_t(index) * kPartialsPerTile);
       };
       if constexpr (kWelford) {
