@@ -368,17 +368,20 @@ struct ApplyProgram {
       PVF_UNROLL
       for (int s = 0; s < kGroups / kBlockThreads; ++s) {
         const int32_t group = thread + s * kBlockThreads, h = group / kPerRow, c = group % kPerRow * kV;
-        if (!kFull && t.i0 + h >= height) continue;
+        // A group past the image's last row (a cut tile's) computes from that row's x and stores
+        // nothing to global memory: no branch around it.
+        const bool inside = kFull || t.i0 + h < height;
+        const int32_t read_row = kFull ? h : std::min(h, height - 1 - t.i0);
         float g[kV], x[kV] = {}, v[kV];
         PVF_UNROLL
         for (int k = 0; k < kV; k += 4) load4(&sh.rows[h][c + k], g + k);
-        if (Epilogue::kReadsImage) load_vector(in.unrolled_at(t.i0 + h, t.e0 + c), x);
+        if (Epilogue::kReadsImage) load_vector(in.unrolled_at(t.i0 + read_row, t.e0 + c), x);
         PVF_UNROLL
         for (int k = 0; k < kV; ++k) v[k] = epilogue(image_state, g[k], x[k]);
         PVF_UNROLL
         for (int o = 0; o < Epilogue::kOutputs; ++o) {
           if (o != Epilogue::kRolledOutput) {
-            store_vector(out[o].unrolled_at(t.i0 + h, t.e0 + c), v);
+            if (inside) store_vector(out[o].unrolled_at(t.i0 + h, t.e0 + c), v);
           } else {
             PVF_UNROLL
             for (int k = 0; k < kV; k += 4) store4(&sh.rows[h][c + k], v + k);
