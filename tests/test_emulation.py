@@ -104,13 +104,14 @@ def _fast_tiles(shape, radii=None):
 
 
 @pytest.mark.needs_ext
+@pytest.mark.parametrize("norm", ["mean_abs", "std"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dtype):
+def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dtype, norm):
     """At sigma 2 (a compile-time radius) the tiles whose columns lie inside the row take the fast
     path in both kernels: as many as the geometry says, for un-jitter shifts of every
     misalignment, whose rolls split some halos. The step's bits equal those of the general path
     alone (a gradient whose rows are not 16-byte aligned takes no fast path) and match the
-    reference."""
+    reference; the std's too, whose fast paths fold a warp's partials without a division."""
     shape = (8, 2, 70, 200)
     x = make_image(shape, dtype, "contiguous", seed=3)
     grad = make_image(shape, dtype, "contiguous", seed=4, normal=True)
@@ -118,7 +119,7 @@ def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dty
     next_shifts = make_shifts(shape, 6)
     sigma = torch.full((shape[0],), 2.0)
     emulation(order="shuffled", trace=True)
-    fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="emulation")
+    fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm=norm, backend="emulation")
     paths = _ext._C.emulated_tile_paths()
     expected = _fast_tiles(shape)
     total = shape[0] * shape[1] * 2 * 7
@@ -126,11 +127,11 @@ def test_interior_tiles_take_the_fast_path_and_give_the_same_bits(emulation, dty
     assert paths == [(expected, total - expected)] * 2
     unaligned = torch.empty(grad.numel() + 1, dtype=dtype)[1:].view(shape).copy_(grad)
     emulation(order="reversed", trace=True)
-    general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, backend="emulation")
+    general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, norm=norm, backend="emulation")
     assert _ext._C.emulated_tile_paths() == [(0, total)] * 2
     for a, b in zip(fast, general):
         assert torch.equal(a, b)
-    assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), dtype)
+    assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma, norm=norm), dtype)
 
 
 # Edge tiles (csrc/kernels/tile.h load_halo_edge) in rows from one tile wide up (rows narrower
@@ -141,9 +142,10 @@ EDGE_ROWS = [(torch.float32, 32), (torch.float32, 36), (torch.float32, 44), (tor
 
 
 @pytest.mark.needs_ext
+@pytest.mark.parametrize("norm", ["mean_abs", "std"])
 @pytest.mark.parametrize("one_pass", [False, True])
 @pytest.mark.parametrize("dtype, width", EDGE_ROWS)
-def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, one_pass):
+def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, one_pass, norm):
     """Every tile whose columns lie inside the row takes the fast path (the edge tiles' halo:
     vectors across the roll's split, the reflected columns of one end copied in shared memory)
     but a first tile whose halo crosses both ends of the row (_fast_tiles), at un-jitter
@@ -159,17 +161,17 @@ def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, o
     sigma = torch.tensor([2.0, 1.0, 1.3, 2.0, 1.4, 0.3, 0.4, 1.7])
     radii = [6, 3, 4, 6, 5, 1, 2, 6]
     emulation(order="shuffled", trace=True, resident_blocks=64 if one_pass else 0)
-    fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, backend="emulation")
+    fast = ops.fused_ascent_step(x, grad, shifts, next_shifts, sigma, norm=norm, backend="emulation")
     total = shape[0] * shape[1] * 2 * -(-width // 32)
     expected = _fast_tiles(shape, radii)
     assert _ext._C.emulated_tile_paths()[-1] == (expected, total - expected)
     unaligned = torch.empty(grad.numel() + 1, dtype=dtype)[1:].view(shape).copy_(grad)
     emulation(order="reversed", trace=True, resident_blocks=64 if one_pass else 0)
-    general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, backend="emulation")
+    general = ops.fused_ascent_step(x, unaligned, shifts, next_shifts, sigma, norm=norm, backend="emulation")
     assert _ext._C.emulated_tile_paths()[-1] == (0, total)
     for a, b in zip(fast, general):
         assert torch.equal(a, b)
-    assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma), dtype)
+    assert_step_close(fast, reference("fused_ascent_step", x, grad, shifts, next_shifts, sigma, norm=norm), dtype)
 
 
 @pytest.mark.needs_ext

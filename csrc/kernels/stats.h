@@ -10,7 +10,7 @@
 namespace pvf {
 
 // One thread's fold. a, b per mode: rms (sum g^2, -), mean_abs (sum |g|, -), max_abs (max |g|, -),
-// std (Welford mean, sum of squared deviations), none (-, -). count: elements folded.
+// std (mean, sum of squared deviations from it), none (-, -). count: elements folded.
 struct alignas(16) StatsPartial {  // 16-byte aligned: one vector load (load_coherent)
   float a;
   float b;
@@ -31,8 +31,9 @@ PVF_HD float max_magnitude(float a, float b) {
   return r;
 }
 
-// A non-finite element makes a (and so s_b) non-finite in every mode but 'none', which flags the
-// image (fold_image): only 'none' notes it in `nonfinite`.
+// Folds element v into p, in every mode but the std, whose partial a thread makes from all of
+// its elements at once (std_partial). A non-finite element makes a (and so s_b) non-finite in
+// every mode but 'none', which flags the image (fold_image): only 'none' notes it in `nonfinite`.
 PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   p.count += 1;
   if (mode == kNone && !is_finite(v)) p.nonfinite = 1;
@@ -40,15 +41,32 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
     case kRms: p.a = fmaf(v, v, p.a); break;
     case kMeanAbs: p.a += fabsf(v); break;
     case kMaxAbs: p.a = max_magnitude(p.a, fabsf(v)); break;
-    case kStd: {
-      const float delta = v - p.a;
-      p.a += delta / static_cast<float>(p.count);
-      p.b = fmaf(delta, v - p.a, p.b);
-      break;
-    }
+    case kStd: break;  // std_partial
     case kNone: break;
   }
   return p;
+}
+
+// The std's partial of a thread's elements v[0], ..., v[n - 1] (n <= kMax): their mean, then the
+// sum of their squared deviations from it. Two passes over registers: no division per element
+// (Welford's fold divides by the count at each one), and a mean that a non-finite element makes
+// non-finite. The mean sums v x (1 / n), exactly v / n for n a power of two, so that no sum
+// overflows where the elements do not; with n = kMax known at compile time, 1 / n is a constant
+// and no element is tested. Chan's fold_partial joins the threads' partials.
+template <int kMax>
+PVF_HD StatsPartial std_partial(const float (&v)[kMax], int32_t n) {
+  const float share = 1.0f / static_cast<float>(n > 0 ? n : 1);
+  float mean = 0.0f, deviations = 0.0f;
+  PVF_UNROLL
+  for (int q = 0; q < kMax; ++q) {
+    if (q < n) mean = fmaf(v[q], share, mean);
+  }
+  PVF_UNROLL
+  for (int q = 0; q < kMax; ++q) {
+    const float d = v[q] - mean;
+    if (q < n) deviations = fmaf(d, d, deviations);
+  }
+  return {mean, deviations, n, 0};
 }
 
 // The fold of partials whose counts are known without folding them (every mode but std, which
@@ -73,13 +91,24 @@ PVF_HD StatsPartial fold_partial(StatsPartial p, const StatsPartial& q, NormMode
   if (mode == kStd) {
     const float delta = q.a - p.a;
     const float share = static_cast<float>(q.count) / static_cast<float>(count);
-    p.a += delta * share;
-    p.b += q.b + delta * delta * static_cast<float>(p.count) * share;
+    p.a = fmaf(delta, share, p.a);
+    p.b += fmaf(delta * delta, static_cast<float>(p.count) * share, q.b);
   } else {
     p = fold_value(p, q, mode);
   }
   p.count = count;
   p.nonfinite |= q.nonfinite;
+  return p;
+}
+
+// fold_partial of two std partials of one count c > 0, or both empty, and one flag (the threads
+// of a warp on a fast tile path: they hold as many pixels each, of one image): q's share c / 2c
+// is exactly 1/2, so these are fold_partial's bits without its division, nor q's count and flag.
+PVF_HD StatsPartial fold_std_halves(StatsPartial p, const StatsPartial& q) {
+  const float delta = q.a - p.a;
+  p.a = fmaf(delta, 0.5f, p.a);
+  p.b += fmaf(delta * delta, static_cast<float>(p.count) * 0.5f, q.b);
+  p.count += p.count;
   return p;
 }
 

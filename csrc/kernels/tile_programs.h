@@ -27,16 +27,24 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   blk.each(regs, [&](int thread, TileRegs& reg) {
     const int32_t inside = Path::inside_rows(t, thread, grid);
     StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
-    PVF_UNROLL
-    for (int q = 0; q < kRowsPerThread; ++q) {
-      if (q < inside) p = fold_element(p, reg.value[q], Mode);
+    if constexpr (Mode == kStd) {
+      p = std_partial(reg.value, inside);
+      p.nonfinite = bad_sigma;
+    } else {
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) {
+        if (q < inside) p = fold_element(p, reg.value[q], Mode);
+      }
     }
     reg.partial = p;
   });
-  // The std folds whole partials; the other modes fold their value alone, the count being the
-  // warp's pixels inside the image and the flag bad_sigma (or for 'none' folded too).
+  // The std folds whole partials, of one count on the fast paths (a warp's threads hold the
+  // same rows); the other modes fold their value alone, the count being the warp's pixels inside
+  // the image and the flag bad_sigma (or for 'none' folded too).
   blk.warp_fold(regs, &TileRegs::partial, [](const StatsPartial& a, const StatsPartial& b) {
-    return Mode == kStd ? fold_partial(a, b, Mode) : fold_value(a, b, Mode);
+    if constexpr (Mode != kStd) return fold_value(a, b, Mode);
+    else if constexpr (Path::fast) return fold_std_halves(a, b);
+    else return fold_partial(a, b, Mode);
   });
   blk.each(regs, [&](int thread, TileRegs& reg) {
     if (thread % kWarpSize != 0) return;
@@ -46,17 +54,17 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   });
 }
 
-// The statistic of one norm mode (`mode`): kWelford, the population std's kernel (its Welford
-// fold divides per element); else the kernel of the other four, whose per-element folds are one
-// instruction each, choosing the mode's fold once per tile after the blur (a block-uniform
-// choice: no divergence). Five kernels per storage type would cost the build five times the
-// blur's code for folds of a few instructions; the one-pass step keeps a kernel per mode.
-template <class T, bool kWelford>
+// The statistic of one norm mode (`mode`): kStdKernel, the population std's kernel (its partials
+// fold by Chan's formula, with divisions); else the kernel of the other four, whose per-element
+// folds are one instruction each, choosing the mode's fold once per tile after the blur (a
+// block-uniform choice: no divergence). Five kernels per storage type would cost the build five
+// times the blur's code for folds of a few instructions; the one-pass step keeps a kernel per mode.
+template <class T, bool kStdKernel>
 struct StatsProgram {
   using Shared = TileShared;
   BlurredTiles<T> tiles;
   StatsPartial* partials;  // [grid.total * kPartialsPerTile]
-  NormMode mode;  // kStd if and only if kWelford
+  NormMode mode;  // kStd if and only if kStdKernel
 
   template <class Block>
   PVF_HD void operator()(Block& blk, TileShared& sh) const {
@@ -72,7 +80,7 @@ struct StatsProgram {
         store_tile_partials<decltype(m)::value, decltype(path)>(blk, regs, t, tiles.grid, bad_sigma,
                                                                       partials + int64_t(index) * kPartialsPerTile);
       };
-      if constexpr (kWelford) {
+      if constexpr (kStdKernel) {
         store(std::integral_constant<NormMode, kStd>{});
       } else {
         with_norm_mode_of<kRms, kMeanAbs, kMaxAbs, kNone>(mode, store);
