@@ -31,8 +31,8 @@ TILE_HEIGHT = 64  # csrc/kernels/tile.h kTileH (a tile is 32 columns wide)
 ELEMENTS_PER_THREAD = 8  # kRowsPerThread: a tile's 2,048 pixels over 256 threads
 # A radius's tile loops hold at most this many FFMAs fewer than its loop with the most: one radius
 # less has 2 x (8 vertical + 10 horizontal outputs per thread) = 36 tap FFMAs fewer in every loop,
-# while std's interior loop, whose Welford divisions are by counts known at compile time, holds
-# 10-23 fewer than its other loops (sm_80 ... sm_120).
+# while std's fast loops, whose warps fold partials of one count without a division, hold 25-27
+# fewer than its general loops, whose folds divide (sm_80 ... sm_120: 292-294 against 319).
 RADIUS_FFMA_SPREAD = 30
 NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/common.h NormMode order
 DEFAULT_NORM = "mean_abs"  # the engine's default
