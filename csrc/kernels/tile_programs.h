@@ -55,10 +55,11 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
 }
 
 // The statistic of one norm mode (`mode`): kStdKernel, the population std's kernel (its partials
-// fold by Chan's formula, with divisions); else the kernel of the other four, whose per-element
-// folds are one instruction each, choosing the mode's fold once per tile after the blur (a
-// block-uniform choice: no divergence). Five kernels per storage type would cost the build five
-// times the blur's code for folds of a few instructions; the one-pass step keeps a kernel per mode.
+// fold by Chan's formula, whose shares are divisions except in a fast tile's warps); else the
+// kernel of the other four, whose per-element folds are one instruction each, choosing the mode's
+// fold once per tile after the blur (a block-uniform choice: no divergence). Five kernels per
+// storage type would cost the build five times the blur's code for folds of a few instructions;
+// the one-pass step keeps a kernel per mode.
 template <class T, bool kStdKernel>
 struct StatsProgram {
   using Shared = TileShared;
@@ -78,7 +79,7 @@ struct StatsProgram {
     tiles.run(blk, regs, sh, image, [&](int32_t index, const TilePos& t, auto path) {
       const auto store = [&](auto m) {
         store_tile_partials<decltype(m)::value, decltype(path)>(blk, regs, t, tiles.grid, bad_sigma,
-                                                                      partials + int64_t(index) * kPartialsPerTile);
+                                                                partials + int64_t(index) * kPartialsPerTile);
       };
       if constexpr (kStdKernel) {
         store(std::integral_constant<NormMode, kStd>{});
