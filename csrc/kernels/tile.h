@@ -195,7 +195,9 @@ PVF_HD int32_t reflect32(int32_t i, int32_t n) {
 
 // Element e of a plane row of `length` elements and pixels of `step`, reflected by whole pixels
 // (keeping the channel) when it lies in the halo outside the row: -r * step <= e < length + r * step.
-PVF_HD int32_t reflect_element(int32_t e, int32_t length, int32_t step) {
+// A step of std::integral_constant<int32_t, 1> (the planar cut, known) leaves the division out.
+template <class Step>
+PVF_HD int32_t reflect_element(int32_t e, int32_t length, Step step) {
   if (e >= 0 && e < length) return e;
   if (step == 1) return reflect32(e, length);
   const int32_t pixel = e >= 0 ? e / step : -((-e - 1) / step) - 1;
@@ -513,16 +515,20 @@ PVF_HD float horizontal_taps(const Tap& tap, int32_t r, const float* row, Step s
 // The halo rows of a tile's source for radius r: elements e0 - r * step ... e0 + kTileW - 1 +
 // r * step of each row; those inside the plane row are read through the roll (vectors where
 // aligned), the halo outside it is reflected by whole pixels, and elements past pixel W - 1 + r
-// (which feed no pixel of the image) are zeros, as are rows past H - 1 + r.
+// (which feed no pixel of the image) are zeros, as are rows past H - 1 + r. `step`: the plane's
+// (src.step), or std::integral_constant<int32_t, 1> where the cut is known to be planar (the
+// fixed radii's loops).
+template <class Step>
 struct SourceRows {
   RowRuns runs;
+  Step step;
   int32_t r, width, first, used;
 
   template <class T>
-  PVF_HD SourceRows(const PlaneRows<const T>& src, const TilePos& t, int32_t radius)
-      : r(radius), width(kTileW + 2 * radius * src.step), first(t.e0 - radius * src.step) {
+  PVF_HD SourceRows(const PlaneRows<const T>& src, const TilePos& t, int32_t radius, Step pixel_step)
+      : step(pixel_step), r(radius), width(kTileW + 2 * radius * step), first(t.e0 - radius * step) {
     const int32_t L = src.length, c1 = first < 0 ? -first : 0, c2 = L - first < width ? L - first : width;
-    used = L + radius * src.step - first < width ? L + radius * src.step - first : width;
+    used = L + radius * step - first < width ? L + radius * step - first : width;
     runs = plan_row(width, c1, c2, first + c1, src.shift, L, kVector<T>, src.vectors);
   }
 
@@ -539,7 +545,7 @@ struct SourceRows {
     }
     const T* row = src.row_at(reflect32(li, src.height));
     load_row<kColumns>(row, runs, lane, out, [&](int32_t col) {
-      return col < used ? load(row, src.offset(reflect_element(first + col, src.length, src.step))) : 0.0f;
+      return col < used ? load(row, src.offset(reflect_element(first + col, src.length, step))) : 0.0f;
     });
   }
 };
@@ -641,12 +647,12 @@ PVF_HD void blur_tile_fixed(Block& blk, typename Block::template PerThread<TileR
     return;
   } else {
     // Load (planar cut: step 1): warp w takes halo rows w, w + 8, ..., as row runs.
-    const SourceRows rows(src, t, R);
+    const SourceRows rows(src, t, R, std::integral_constant<int32_t, 1>{});
     blk.each(regs, [&](int thread, TileRegs&) {
       PVF_UNROLL
       for (int s = 0; s < (kRows + kBlockWarps - 1) / kBlockWarps; ++s) {
         const int32_t h = thread / kWarpSize + s * kBlockWarps;
-        if (h < kRows) rows.fill<kWidth>(src, thread % kWarpSize, t.i0 - R + h, sh.raw[h]);
+        if (h < kRows) rows.template fill<kWidth>(src, thread % kWarpSize, t.i0 - R + h, sh.raw[h]);
       }
     });
     blk.sync();
@@ -959,14 +965,14 @@ PVF_HD void blur_tile_runtime(Block& blk, typename Block::template PerThread<Til
   const int32_t H = src.height, L = src.length, P = src.step;
   const int32_t halo_rows = kTileH + 2 * r;
   const bool shared_rows = r * P <= kSharedHalo;
-  const SourceRows rows(src, t, r);
+  const SourceRows rows(src, t, r, P);
   for (int32_t c0 = 0; c0 < halo_rows; c0 += kChunkRows) {
     const int32_t n = halo_rows - c0 < kChunkRows ? halo_rows - c0 : kChunkRows;
     // Logical row of chunk row h: i0 - r + c0 + h; rows past H - 1 + r feed no pixel of the image.
     if (shared_rows) {
       blk.each(regs, [&](int thread, TileRegs&) {
         for (int32_t h = thread / kWarpSize; h < n; h += kBlockWarps) {
-          rows.fill<kTileW + 2 * kSharedHalo>(src, thread % kWarpSize, t.i0 - r + c0 + h, sh.raw[h]);
+          rows.template fill<kTileW + 2 * kSharedHalo>(src, thread % kWarpSize, t.i0 - r + c0 + h, sh.raw[h]);
         }
       });
       blk.sync();
