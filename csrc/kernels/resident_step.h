@@ -217,12 +217,8 @@ struct ResidentStepProgram {
                                              static_cast<T*>(bases.next_input)};
     const PlaneRows<const T> in = epilogue.input(image, at, n.t, grid);
     PlaneRows<T> out[2] = {epilogue.output(0, image, at, n.t, grid), epilogue.output(1, image, at, n.t, grid)};
-    if constexpr (Path::fast) {
-      out[1].shift = image.next_dx;  // the planar cut: the roll in elements, without the grid's step
-      apply.template apply_fast<Path::full>(blk, regs, sh, image, in, out, n.t);
-    } else {
-      apply.apply_general(blk, regs, sh, image, in, out, n.t);
-    }
+    if constexpr (Path::fast) out[1].shift = image.next_dx;  // the planar cut: the roll in elements, without the grid's step
+    apply.apply(Path{}, blk, regs, sh, image, in, out, n.t);
   }
 
   static PVF_HD StepImage read_image(const ImageTicket* ticket) {

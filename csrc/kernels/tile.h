@@ -12,8 +12,11 @@
 //   blur_tile_runtime   any other radius or cut: chunks of up to kChunkRows rows of the tile plus
 //                       its halo, loops over the run-time radius, taps read from shared memory;
 //                       a halo beyond kSharedHalo elements reads its rows from global memory.
-// Global memory moves as row runs (RowRuns): 16-byte vectors where aligned, single elements at
-// the run ends, the roll's split and the reflected halo; stores go the same way (tile_programs.h).
+// Global memory moves as 16-byte vectors on the fast paths (16-byte aligned rows); on the fixed
+// radii's general path element by element, each row and column of a tile reflected and rolled
+// once (halo_rows, load_halo_elements, ColumnRows); elsewhere as row runs (RowRuns: 16-byte
+// vectors where aligned, single elements at the run ends, the roll's split and the reflected
+// halo). Stores go the same ways (tile_programs.h).
 // Every sum runs over k = -r ... r in order, with fmaf, so the GPU and the emulation round alike.
 // Taps (double exp, see common.h) live in shared memory, recomputed when the tile's image changes.
 // Index math inside an image is int32 (the frontend checks that every offset fits).
@@ -195,9 +198,7 @@ PVF_HD int32_t reflect32(int32_t i, int32_t n) {
 
 // Element e of a plane row of `length` elements and pixels of `step`, reflected by whole pixels
 // (keeping the channel) when it lies in the halo outside the row: -r * step <= e < length + r * step.
-// A step of std::integral_constant<int32_t, 1> (the planar cut, known) leaves the division out.
-template <class Step>
-PVF_HD int32_t reflect_element(int32_t e, int32_t length, Step step) {
+PVF_HD int32_t reflect_element(int32_t e, int32_t length, int32_t step) {
   if (e >= 0 && e < length) return e;
   if (step == 1) return reflect32(e, length);
   const int32_t pixel = e >= 0 ? e / step : -((-e - 1) / step) - 1;
@@ -414,6 +415,28 @@ PVF_HD void store_warp_rows(const PlaneRows<T>& p, const RowRuns& runs, const Ti
   }
 }
 
+// A thread's pixels in one column of plane p, rows i, i + 1, ... (a thread's kRowsPerThread rows,
+// in which the roll wraps at most once), by a pointer stepped row by row instead of a roll, a
+// product and an address per row. column: the element's offset in its row (PlaneRows::offset);
+// rolls: false for a plane known to have no roll of its rows (dy = 0), whose step is then one
+// add.
+template <class T>
+struct ColumnRows {
+  T* p;
+  int32_t wrap, down, wrap_back;  // the step after which the roll wraps; the steps down and back
+
+  ColumnRows() = default;
+  PVF_HD ColumnRows(const PlaneRows<T>& rows, int32_t i, int32_t column, bool rolls)
+      : p(rows.at(i, column)),
+        wrap(rolls ? rows.height - rolled(i, rows.dy, rows.height) : kRowsPerThread),
+        down(rows.row),
+        // made once (opaque: else a choice between 1 - height and 1 is multiplied per row)
+        wrap_back(opaque((1 - rows.height) * rows.row)) {}
+
+  // From row q of the thread's to row q + 1.
+  PVF_HD void next(int q) { p += q + 1 == wrap ? wrap_back : down; }
+};
+
 // The blur of the block's current image: its radius and taps (block-uniform state).
 struct TileTaps {
   int32_t radius = 0;
@@ -515,20 +538,16 @@ PVF_HD float horizontal_taps(const Tap& tap, int32_t r, const float* row, Step s
 // The halo rows of a tile's source for radius r: elements e0 - r * step ... e0 + kTileW - 1 +
 // r * step of each row; those inside the plane row are read through the roll (vectors where
 // aligned), the halo outside it is reflected by whole pixels, and elements past pixel W - 1 + r
-// (which feed no pixel of the image) are zeros, as are rows past H - 1 + r. `step`: the plane's
-// (src.step), or std::integral_constant<int32_t, 1> where the cut is known to be planar (the
-// fixed radii's loops).
-template <class Step>
+// (which feed no pixel of the image) are zeros, as are rows past H - 1 + r.
 struct SourceRows {
   RowRuns runs;
-  Step step;
   int32_t r, width, first, used;
 
   template <class T>
-  PVF_HD SourceRows(const PlaneRows<const T>& src, const TilePos& t, int32_t radius, Step pixel_step)
-      : step(pixel_step), r(radius), width(kTileW + 2 * radius * step), first(t.e0 - radius * step) {
+  PVF_HD SourceRows(const PlaneRows<const T>& src, const TilePos& t, int32_t radius)
+      : r(radius), width(kTileW + 2 * radius * src.step), first(t.e0 - radius * src.step) {
     const int32_t L = src.length, c1 = first < 0 ? -first : 0, c2 = L - first < width ? L - first : width;
-    used = L + radius * step - first < width ? L + radius * step - first : width;
+    used = L + radius * src.step - first < width ? L + radius * src.step - first : width;
     runs = plan_row(width, c1, c2, first + c1, src.shift, L, kVector<T>, src.vectors);
   }
 
@@ -545,7 +564,7 @@ struct SourceRows {
     }
     const T* row = src.row_at(reflect32(li, src.height));
     load_row<kColumns>(row, runs, lane, out, [&](int32_t col) {
-      return col < used ? load(row, src.offset(reflect_element(first + col, src.length, step))) : 0.0f;
+      return col < used ? load(row, src.offset(reflect_element(first + col, src.length, src.step))) : 0.0f;
     });
   }
 };
@@ -623,6 +642,52 @@ PVF_HD void vertical_pass(Block& blk, typename Block::template PerThread<TileReg
   blk.sync();
 }
 
+// The source row of logical halo row li (i0 - R <= li) of a plane of `height` rows: reflected;
+// rows past H - 1 + R feed no pixel of the image and read any row (the last reflected one).
+PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
+  return reflect32(li < height - 1 + r ? li : height - 1 + r, height);
+}
+
+// sh.halo_rows: the source row offsets (PlaneRows::row_offset) of tile t's halo rows at radius
+// R, each row reflected and rolled once, one per thread; ends with a barrier.
+template <int R, class Block, class T>
+PVF_HD void tabulate_halo_rows(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                               const PlaneRows<const T>& src, const TilePos& t) {
+  blk.each(regs, [&](int thread, TileRegs&) {
+    sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+  });
+  blk.sync();
+}
+
+// The halo of radius R >= 1 of any tile of the planar cut, rows at any alignment (the general
+// path), element by element into sh.raw: thread k takes column k mod kWidth of the halo rows k /
+// kWidth, + kRowsPerRound, ..., so that its column's source offset (reflected at the row's ends
+// and rolled: the split costs nothing per element) is made once per tile and each element is one
+// load at row offset + column offset. Columns past W - 1 + R, like rows past H - 1 + R
+// (halo_row), feed no pixel of the image and read the last one that does.
+template <int R, class Block, class T>
+PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                               const PlaneRows<const T>& src, const TilePos& t) {
+  constexpr int kRows = kTileH + 2 * R, kWidth = kTileW + 2 * R, kPitch = kTileW + 2 * kSharedHalo;
+  constexpr int kRowsPerRound = kBlockThreads / kWidth, kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
+  static_assert(kRows <= kBlockThreads, "a thread tabulates each halo row");
+  tabulate_halo_rows<R>(blk, regs, sh, src, t);
+  blk.each(regs, [&](int thread, TileRegs&) {
+    const int32_t c = thread % kWidth, first_row = thread / kWidth;
+    if (first_row >= kRowsPerRound) return;  // past kRowsPerRound x kWidth: their rows are the others'
+    const int32_t e = t.e0 - R + c, last = src.length - 1 + R;
+    const int32_t column = src.offset(reflect32(e < last ? e : last, src.length));
+    float* const out = &sh.raw[first_row][c];
+    PVF_UNROLL
+    for (int s = 0; s < kRounds; ++s) {
+      const int32_t h = first_row + s * kRowsPerRound;
+      if ((s + 1) * kRowsPerRound > kRows && h >= kRows) break;  // the last round alone checks
+      out[s * kRowsPerRound * kPitch] = load(src.base, sh.halo_rows[h] + column);
+    }
+  });
+  blk.sync();
+}
+
 // Fills regs.value with the blur of `src` at the thread's pixels of tile t (rows i0 + 8w + q,
 // column j0 + lane) for radius R known at compile time; pixels outside the image get an
 // unspecified value (never used). Rows and columns past H - 1 + R (W - 1 + R) feed no pixel of the
@@ -646,25 +711,10 @@ PVF_HD void blur_tile_fixed(Block& blk, typename Block::template PerThread<TileR
     blk.sync();
     return;
   } else {
-    // Load (planar cut: step 1): warp w takes halo rows w, w + 8, ..., as row runs.
-    const SourceRows rows(src, t, R, std::integral_constant<int32_t, 1>{});
-    blk.each(regs, [&](int thread, TileRegs&) {
-      PVF_UNROLL
-      for (int s = 0; s < (kRows + kBlockWarps - 1) / kBlockWarps; ++s) {
-        const int32_t h = thread / kWarpSize + s * kBlockWarps;
-        if (h < kRows) rows.template fill<kWidth>(src, thread % kWarpSize, t.i0 - R + h, sh.raw[h]);
-      }
-    });
-    blk.sync();
+    load_halo_elements<R>(blk, regs, sh, src, t);
     horizontal_pass<R>(blk, regs, sh, &sh.raw[0][0], kTileW + 2 * kSharedHalo);
     vertical_pass<R>(blk, regs, sh);
   }
-}
-
-// The source row of logical halo row li (i0 - R <= li) of a plane of `height` rows: reflected;
-// rows past H - 1 + R feed no pixel of the image and read any row (the last reflected one).
-PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
-  return reflect32(li < height - 1 + r ? li : height - 1 + r, height);
 }
 
 // The interior fast path of radius R >= 1 (planar cut, 16-byte aligned rows): a tile whose halo
@@ -845,8 +895,9 @@ PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRe
 
 // Which of a fixed radius's tile loops (run_tile_loops) takes a tile: the interior and the edge
 // tiles of kTileH rows inside the image, the tiles of either kind that the image's last row
-// cuts, the rest; or, in a loop of any other radius or cut, every tile.
-enum TileLoop : int32_t { kInteriorTiles, kEdgeTiles, kCutTiles, kGeneralTiles, kEveryTile };
+// cuts, the rest; every tile of an image whose rows are not all 16-byte aligned; or, in a loop
+// of any other radius or cut, every tile.
+enum TileLoop : int32_t { kInteriorTiles, kEdgeTiles, kCutTiles, kGeneralTiles, kUnalignedTiles, kEveryTile };
 
 // A tile's loop and fast-path halo at radius R, made where a loop meets the tile, from the tile
 // and its plane (the two-pass programs): each part made only where it is used. It holds them by
@@ -866,6 +917,7 @@ struct ComputedPlan {
       case kEdgeTiles: return whole() & !fits() & tall();
       case kCutTiles: return whole() & !tall();
       case kGeneralTiles: return !whole() & !(fits() & tall());
+      case kUnalignedTiles:
       case kEveryTile: break;
     }
     return true;
@@ -941,10 +993,7 @@ PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRe
                            const PlaneRows<const T>& src, const TilePos& t, const Plan& plan, bool fits) {
   using F = FastHalo<R, T>;
   float* const raw = &sh.raw[0][0] + F::kLead;
-  blk.each(regs, [&](int thread, TileRegs&) {
-    sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
-  });
-  blk.sync();
+  tabulate_halo_rows<R>(blk, regs, sh, src, t);
   if (fits) {
     const VectorOrigin o = plan.interior();
     load_halo_vectors<R>(
@@ -965,14 +1014,14 @@ PVF_HD void blur_tile_runtime(Block& blk, typename Block::template PerThread<Til
   const int32_t H = src.height, L = src.length, P = src.step;
   const int32_t halo_rows = kTileH + 2 * r;
   const bool shared_rows = r * P <= kSharedHalo;
-  const SourceRows rows(src, t, r, P);
+  const SourceRows rows(src, t, r);
   for (int32_t c0 = 0; c0 < halo_rows; c0 += kChunkRows) {
     const int32_t n = halo_rows - c0 < kChunkRows ? halo_rows - c0 : kChunkRows;
     // Logical row of chunk row h: i0 - r + c0 + h; rows past H - 1 + r feed no pixel of the image.
     if (shared_rows) {
       blk.each(regs, [&](int thread, TileRegs&) {
         for (int32_t h = thread / kWarpSize; h < n; h += kBlockWarps) {
-          rows.template fill<kTileW + 2 * kSharedHalo>(src, thread % kWarpSize, t.i0 - r + c0 + h, sh.raw[h]);
+          rows.fill<kTileW + 2 * kSharedHalo>(src, thread % kWarpSize, t.i0 - r + c0 + h, sh.raw[h]);
         }
       });
       blk.sync();
@@ -1065,6 +1114,9 @@ struct TilePath {
   static constexpr TileLoop loop = kLoop;
   static constexpr bool fast = kLoop == kInteriorTiles || kLoop == kEdgeTiles || kLoop == kCutTiles;
   static constexpr bool full = kLoop == kInteriorTiles || kLoop == kEdgeTiles;
+  // The fixed radii's general path, whose halo moves element by element (load_halo_elements):
+  // its tile's values are stored so as well.
+  static constexpr bool elements = kLoop == kGeneralTiles || kLoop == kUnalignedTiles;
 
   static PVF_HD int32_t inside_rows(const TilePos& t, int thread, const TileGrid& g) {
     if constexpr (full) return kRowsPerThread;
@@ -1088,9 +1140,10 @@ struct TilePath {
 // of kV: EdgeHalo::fits), one over the tiles of either kind that the image's last row cuts (their
 // rows checked against its height), and one over the rest (a row's last tile cut by its end, or
 // any tile but those of the first loop in rows of other lengths, which only views with padded
-// rows have), run again while more() (a program whose next tiles may take any path); otherwise
-// one over every tile. The other radii share the run-time loop. A tile's results do not depend on
-// the loop that computes it.
+// rows have), run again while more() (a program whose next tiles may take any path); for R >= 1
+// and other views one over every tile (kUnalignedTiles, the general path: element by element);
+// for R = 0 one over every tile. The other radii share the run-time loop. A tile's results do
+// not depend on the loop that computes it.
 template <class T, class Block, class Loop, class More>
 PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                            const TileGrid& grid, const TileTaps& taps, bool vectors, Loop&& loop, More&& more) {
@@ -1116,8 +1169,10 @@ PVF_HD void run_tile_loops(Block& blk, typename Block::template PerThread<TileRe
           });
           loop(TilePath<kGeneralTiles>{}, plans, blur_fixed);
         } while (more());
-        return;
+      } else {
+        loop(TilePath<kUnalignedTiles>{}, EveryTilePlanner{}, blur_fixed);
       }
+      return;
     }
     loop(every, EveryTilePlanner{}, blur_fixed);
   };

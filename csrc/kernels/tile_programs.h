@@ -145,8 +145,8 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
 }
 
 // Epilogues: image(b, sh) once per image (after the image's scale is in sh when kNeedsScale);
-// per tile the planes they read (input, when kReadsImage) and write (output k < kOutputs, output
-// kRolledOutput through a roll, the others not: -1 for none); per pixel the value to store from
+// per tile the planes they read (input, when kReadsImage: no roll) and write (output k <
+// kOutputs, output kRolledOutput through a roll, the others not: -1 for none); per pixel the value to store from
 // the blurred value g and the image's pixel x; vectors(): every view allows 16-byte accesses.
 // Blur, jitter and clip: out = clamp(g, -clip, clip) (clip = inf: a copy).
 template <class T>
@@ -279,14 +279,16 @@ struct StepEpilogue {
 };
 
 // After the blur, a tile goes through shared memory so that its loads and stores move as
-// vectors whatever the roll. General path: the blurred values and the image x are staged in
-// sh.rows and sh.raw as row runs, the epilogue turns them into the values to store (in sh.rows),
-// and each output is written row by row. Interior fast path (tiles of blur_tile_fast, every view
-// 16-byte aligned, whole rows inside the image): a thread takes groups of kV elements of a row,
-// reads x and writes the unrolled outputs as one vector each with no per-item choice; the rolled
-// output, whose groups the roll misaligns, goes back to sh.rows and is written a warp per row,
-// a lane per column (coalesced 4-byte stores wherever the roll splits the row); kFull
-// (TilePath::full): no row of the tile is past the image's last, none is checked.
+// vectors whatever the roll, but on the fixed radii's general path, whose rows are mostly
+// unaligned (apply_elements: each thread's own pixels, element by element). General path: the
+// blurred values and the image x are staged in sh.rows and sh.raw as row runs, the epilogue
+// turns them into the values to store (in sh.rows), and each output is written row by row.
+// Interior fast path (tiles of blur_tile_fast, every view 16-byte aligned, whole rows inside the
+// image): a thread takes groups of kV elements of a row, reads x and writes the unrolled outputs
+// as one vector each with no per-item choice; the rolled output, whose groups the roll
+// misaligns, goes back to sh.rows and is written a warp per row, a lane per column (coalesced
+// 4-byte stores wherever the roll splits the row); kFull (TilePath::full): no row of the tile is
+// past the image's last, none is checked.
 template <class T, class Epilogue>
 struct ApplyProgram {
   using Shared = TileShared;
@@ -316,12 +318,24 @@ struct ApplyProgram {
       PlaneRows<T> out[Epilogue::kOutputs];
       PVF_UNROLL
       for (int k = 0; k < Epilogue::kOutputs; ++k) out[k] = epilogue.output(k, image_state, t, grid);
-      if constexpr (decltype(path)::fast) {
-        apply_fast<decltype(path)::full>(blk, regs, sh, image_state, in, out, t);
-      } else {
-        apply_general(blk, regs, sh, image_state, in, out, t);
-      }
+      apply(path, blk, regs, sh, image_state, in, out, t);
     });
+  }
+
+  // Tile t's values (regs.value) through the epilogue to the outputs, the way its loop's path
+  // (TilePath) moves them: vectors on the fast path, element by element on the fixed radii's
+  // general path, row runs through shared memory elsewhere.
+  template <class Path, class Block>
+  PVF_HD void apply(Path, Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                    const typename Epilogue::Image& image_state, const PlaneRows<const T>& in, const PlaneRows<T>* out,
+                    const TilePos& t) const {
+    if constexpr (Path::fast) {
+      apply_fast<Path::full>(blk, regs, sh, image_state, in, out, t);
+    } else if constexpr (Path::elements) {
+      apply_elements(blk, regs, image_state, in, out, t);
+    } else {
+      apply_general(blk, regs, sh, image_state, in, out, t);
+    }
   }
 
   template <class Block>
@@ -358,6 +372,39 @@ struct ApplyProgram {
       }
     });
     blk.sync();
+  }
+
+  // The fixed radii's general path: a thread's own pixels (column e0 + lane of its warp's rows,
+  // regs.value) go straight to global memory, x read and the outputs written element by
+  // element, a lane per column (coalesced whatever the alignment or the roll), each plane's
+  // column placed once per tile and its rows stepped (ColumnRows).
+  template <class Block>
+  PVF_HD void apply_elements(Block& blk, typename Block::template PerThread<TileRegs>& regs,
+                             const typename Epilogue::Image& image_state, const PlaneRows<const T>& in,
+                             const PlaneRows<T>* out, const TilePos& t) const {
+    const TileGrid& grid = tiles.grid;
+    blk.each(regs, [&](int thread, TileRegs& reg) {
+      const int32_t e = t.e0 + thread % kWarpSize, i = t.i0 + thread / kWarpSize * kRowsPerThread;
+      const int32_t inside = inside_rows(t, thread, grid);
+      ColumnRows<const T> x(in, i, in.offset(e), false);
+      ColumnRows<T> to[Epilogue::kOutputs];
+      PVF_UNROLL
+      for (int k = 0; k < Epilogue::kOutputs; ++k) {
+        to[k] = ColumnRows<T>(out[k], i, out[k].offset(e), k == Epilogue::kRolledOutput);
+      }
+      PVF_UNROLL
+      for (int q = 0; q < kRowsPerThread; ++q) {
+        if (q >= inside) break;
+        const float v = epilogue(image_state, reg.value[q], Epilogue::kReadsImage ? load(x.p, 0) : 0.0f);
+        x.next(q);
+        PVF_UNROLL
+        for (int k = 0; k < Epilogue::kOutputs; ++k) {
+          store(to[k].p, 0, v);
+          to[k].next(q);
+        }
+      }
+    });
+    blk.sync();  // every phase ends with one (block.h), though this one used no shared memory
   }
 
   template <bool kFull, class Block>
@@ -403,17 +450,14 @@ struct ApplyProgram {
       const PlaneRows<T>& rolled_out = out[Epilogue::kRolledOutput];
       blk.each(regs, [&](int thread, TileRegs&) {
         const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
-        // The thread's rows by one pointer stepped row by row (the roll wraps at most once in
-        // them), instead of a roll, a product and an address per row; rows past the image (a
-        // bottom tile's) are stepped over, never stored.
-        const int32_t wrap = height - rolled(t.i0 + first, rolled_out.dy, height), inside = height - (t.i0 + first);
-        T* p = rolled_out.at(t.i0 + first, rolled(t.e0 + lane, rolled_out.shift, rolled_out.length));  // element 1
-        // the wrap's step made once (opaque: else a choice between 1 - height and 1 is multiplied per row)
-        const int32_t down = rolled_out.row, wrap_back = opaque((1 - height) * rolled_out.row);
+        // rows past the image (a bottom tile's) are stepped over, never stored
+        const int32_t inside = height - (t.i0 + first);
+        ColumnRows<T> to(rolled_out, t.i0 + first, rolled(t.e0 + lane, rolled_out.shift, rolled_out.length),
+                         true);  // element 1
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (kFull || q < inside) store(p, 0, sh.rows[first + q][lane]);
-          if (q + 1 < kRowsPerThread) p += q + 1 == wrap ? wrap_back : down;
+          if (kFull || q < inside) store(to.p, 0, sh.rows[first + q][lane]);
+          if (q + 1 < kRowsPerThread) to.next(q);
         }
       });
       blk.sync();

@@ -40,6 +40,8 @@ DEFAULT_NORM = "mean_abs"  # the engine's default
 _BRANCH = re.compile(r"\bBRA\b(?:.*,)?\s*0x([0-9a-f]+)")
 _CALL = re.compile(r"\bCALL\.REL\S*\s+0x([0-9a-f]+)")
 _FFMA = re.compile(r"\bFFMA\b")
+_VECTOR_LOAD = re.compile(r"\bLDG\.E\.128\b")  # 16 bytes
+_ELEMENT_LOAD = re.compile(r"\bLDG\.E(?:\.U16)? ")  # one float, half or bfloat16
 _FUNCTION = re.compile(r"^\s*Function (\S+):\s*$")
 _USAGE = re.compile(r"(\w+(?:\[\d+\])?):(\d+)")
 _ARCH = re.compile(r"^\s*arch = (sm_\d+)")
@@ -131,8 +133,12 @@ def loops(listing):
     return found
 
 
+def _count(listing, first, last, pattern):
+    return sum(1 for address, text in listing if first <= address <= last and pattern.search(text))
+
+
 def _ffma_count(listing, first, last):
-    return sum(1 for address, text in listing if first <= address <= last and _FFMA.search(text))
+    return _count(listing, first, last, _FFMA)
 
 
 def tile_loop_candidates(listing):
@@ -185,25 +191,28 @@ def tile_loops(listing, sigma=2.0):
     ``sigma``'s compile-time radius: the candidate loops with the most FFMAs (FixedRadii ends at
     radius 6 = sigma 2; they must hold at least the 2 x (2r + 1) tap FFMAs of each of the thread's
     pixels), within RADIUS_FFMA_SPREAD of the most.
-    Each radius has a loop for the interior fast path (csrc/kernels/tile.h blur_tile_fast: vector
-    loads, no reflection, no per-item choice) over tiles of TILE_HEIGHT rows inside the image,
-    the shortest; one for the edge tiles of TILE_HEIGHT rows inside the image (whose halo crosses
-    the row's ends or the roll's split: load_halo_edge), the next; one for the tiles whose columns
-    lie inside the row but that the image's last row cuts (interior or edge: each of their rows
-    checked against the image's height), the next; and loops for the general path (a row's last
-    tile cut by its end, rows not 16-byte aligned), of which "general" is the longest."""
+    Three of them are the fast paths (csrc/kernels/tile.h blur_tile_fast), told by their global
+    loads, more 16-byte vectors than single elements (the halo and x as vectors): the interior
+    one over tiles of TILE_HEIGHT rows inside the image (no reflection, no per-item choice), the
+    shortest; the edge one over tiles of TILE_HEIGHT rows inside the image whose halo crosses the
+    row's ends or the roll's split (load_halo_edge), the next; the cut one over the tiles whose
+    columns lie inside the row but that the image's last row cuts, the longest. The others are the
+    general path (a row's last tile cut by its end; rows not 16-byte aligned), which moves the
+    halo and x element by element (load_halo_elements, apply_elements): "general" is the longest."""
     r = math.ceil(3 * sigma)
     counted = [(_ffma_count(listing, *loop), loop) for loop in tile_loop_candidates(listing)]
     most = max((ffma for ffma, _ in counted), default=0)
     if most < 2 * (2 * r + 1) * ELEMENTS_PER_THREAD:
         raise ValueError(f"no tile loop with the {2 * (2 * r + 1) * ELEMENTS_PER_THREAD} tap FFMAs of sigma {sigma} "
                          f"(most: {most})")
-    candidates = sorted((longest_path(listing, *loop), loop) for ffma, loop in counted
-                        if ffma > most - RADIUS_FFMA_SPREAD)
-    if len(candidates) < len(TILE_PATHS):
-        raise ValueError(f"expected {', '.join(TILE_PATHS)} tile loops of sigma {sigma}, found {len(candidates)}")
-    # the general path has several loops (a cut row end, unaligned rows): its longest
-    return dict(zip(TILE_PATHS, [loop for _, loop in candidates[:len(TILE_PATHS) - 1]] + [candidates[-1][1]]))
+    fast, general = [], []
+    for loop in sorted((loop for ffma, loop in counted if ffma > most - RADIUS_FFMA_SPREAD),
+                       key=lambda loop: longest_path(listing, *loop)):
+        (fast if _count(listing, *loop, _VECTOR_LOAD) > _count(listing, *loop, _ELEMENT_LOAD) else general).append(loop)
+    if len(fast) != len(TILE_PATHS) - 1 or not general:
+        raise ValueError(f"expected the interior, edge and cut tile loops of sigma {sigma} and at least one general "
+                         f"loop, found {len(fast)} fast and {len(general)} general")
+    return dict(zip(TILE_PATHS, fast + general[-1:]))
 
 
 def step_kernels(dtype="fp32", norm=DEFAULT_NORM, design="one pass"):
