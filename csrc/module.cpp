@@ -90,14 +90,13 @@ PYBIND11_MODULE(_C, m) {
       "cache_bytes of L2.");
   m.def(
       "resident_step_blocks",
-      [](const std::vector<int64_t>& shape, bool interleaved, int64_t capacity, int64_t element_bytes) {
+      [](const std::vector<int64_t>& shape, bool interleaved, int64_t capacity) {
         TORCH_CHECK_VALUE(shape.size() == 4, "shape must be [B, C, H, W], got ", shape.size(), " sizes");
-        const auto storage = element_bytes == 4 ? pvf::Storage::kFloat32 : pvf::Storage::kFloat16;
-        return pvf::resident_step_blocks(storage, pvf::TileGrid({shape[0], shape[1], shape[2], shape[3]}, interleaved),
+        return pvf::resident_step_blocks(pvf::TileGrid({shape[0], shape[1], shape[2], shape[3]}, interleaved),
                                          capacity);
       },
-      py::arg("shape"), py::arg("interleaved"), py::arg("capacity"), py::arg("element_bytes") = 4,
+      py::arg("shape"), py::arg("interleaved"), py::arg("capacity"),
       "Blocks of the CUDA step's one-pass kernel on a device that holds `capacity` blocks at once (0: an image "
-      "has more tiles than that, or elements of 2 bytes, and the step takes two passes, two launches per chunk); "
-      "interleaved: the channels_last cut.");
+      "has more tiles than that, and the step takes two passes, two launches per chunk); interleaved: the "
+      "channels_last cut.");
 }

@@ -151,8 +151,6 @@ def test_edge_tiles_give_the_bits_of_the_general_path(emulation, dtype, width, o
     but a first tile whose halo crosses both ends of the row (_fast_tiles), at un-jitter
     shifts of every misalignment, the split at either end of a halo and inside it, and radii 1 to
     6; the step's bits equal those of the general path alone and match the reference."""
-    if one_pass and dtype != torch.float32:
-        pytest.skip("the one-pass step is of float32 images")
     shape = (8, 2, 70, width)
     x = make_image(shape, dtype, "contiguous", seed=5)
     grad = make_image(shape, dtype, "contiguous", seed=6, normal=True)
@@ -228,10 +226,8 @@ def test_results_do_not_depend_on_the_chunking(emulation, norm):
 ])
 def test_one_pass_step_blocks(shape, interleaved, capacity, blocks):
     """The step takes one pass over g when an image's tiles fit what the device holds at once: no
-    block then holds two tiles of one image, which is what keeps its waits finite. float32 only:
-    images of 2-byte elements always take two passes."""
+    block then holds two tiles of one image, which is what keeps its waits finite."""
     assert _ext._C.resident_step_blocks(list(shape), interleaved, capacity) == blocks
-    assert _ext._C.resident_step_blocks(list(shape), interleaved, capacity, element_bytes=2) == 0
 
 
 # (shape, sigmas per image): radii 0, 6 (the fast path's) and 27 (run-time loops) in one batch,

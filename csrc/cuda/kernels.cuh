@@ -99,8 +99,24 @@ cudaError_t launch_stored(const Args& args, cudaStream_t stream) {
   return launcher.status;
 }
 
+template <Storage S>
+cudaError_t resident_step_capacity(NormMode mode, int64_t& blocks) {
+  blocks = 0;
+  int device = 0, cooperative = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status == cudaSuccess) status = cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device);
+  if (status != cudaSuccess || cooperative == 0) return status;
+  with_norm_mode(mode, [&](auto m) {
+    status = resident_blocks<ResidentStepProgram<StorageType<S>, decltype(m)::value>>(blocks);
+  });
+  return status;
+}
+
 }  // namespace pvf::cuda
 
-// The launchers of storage S for every op: the file that expands it holds S's kernels.
+// The launchers of storage S for every op, and its one-pass step's capacity: the file that
+// expands it holds S's kernels.
 #define PVF_CUDA_LAUNCHER(Args, S) template cudaError_t pvf::cuda::launch_stored<S>(const Args&, cudaStream_t);
-#define PVF_CUDA_LAUNCHERS_OF(S) PVF_FOR_EACH_OP_ARGS(PVF_CUDA_LAUNCHER, S)
+#define PVF_CUDA_LAUNCHERS_OF(S)              \
+  PVF_FOR_EACH_OP_ARGS(PVF_CUDA_LAUNCHER, S) \
+  template cudaError_t pvf::cuda::resident_step_capacity<S>(pvf::NormMode, int64_t&);

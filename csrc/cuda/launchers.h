@@ -21,8 +21,9 @@ cudaError_t launch(const Args& args, cudaStream_t stream) {
   return status;
 }
 
-// The blocks of the one-pass step (ResidentStepProgram<storage, mode>) that the current device
-// runs at once; 0 where it cannot launch cooperatively (kernels_fp32.cu).
-cudaError_t resident_step_capacity(Storage storage, NormMode mode, int64_t& blocks);
+// The blocks of the one-pass step (ResidentStepProgram<storage S, mode>) that the current device
+// runs at once; 0 where it cannot launch cooperatively (kernels.cuh, compiled in S's file).
+template <Storage S>
+cudaError_t resident_step_capacity(NormMode mode, int64_t& blocks);
 
 }  // namespace pvf::cuda

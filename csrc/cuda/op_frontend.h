@@ -160,8 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_ascent_step(
   // One pass over g when the images fit the device (the step's kernel after the one that writes
   // its tickets), else two per chunk of images.
   args.resident_blocks =
-      resident_step_blocks(args.storage, TileGrid(shape, step_interleaved(args)),
-                           Device::resident_capacity(x, args.storage, mode));
+      resident_step_blocks(TileGrid(shape, step_interleaved(args)), Device::resident_capacity(x, args.storage, mode));
   at::Tensor tickets;
   if (args.resident_blocks > 0) {
     tickets = at::empty({ticket_bytes(TileGrid(shape, step_interleaved(args)))}, x.options().dtype(at::kByte));

@@ -29,7 +29,9 @@ struct CudaDevice {
   static int64_t resident_capacity(const at::Tensor& x, Storage storage, NormMode mode) {
     const c10::cuda::CUDAGuard guard(x.device());
     int64_t blocks = 0;
-    C10_CUDA_CHECK(cuda::resident_step_capacity(storage, mode, blocks));
+    dispatch_storage(storage, [&](auto tag) {
+      C10_CUDA_CHECK(cuda::resident_step_capacity<decltype(tag)::storage>(mode, blocks));
+    });
     return blocks;
   }
 

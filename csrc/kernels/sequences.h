@@ -8,7 +8,7 @@
 // Launches per op: jitter, gaussian_blur, clip_grad 1; normalize_grad 2 per chunk of images (the
 // statistic, then the rest; one chunk unless the batch's g outgrows a quarter of the L2 cache);
 // fused_ascent_step 2, one pass over g (resident_step.h: the images' tickets, then the step), for
-// float32 images whose tiles fit what the device holds at once (resident_step_blocks), else 2 per
+// images whose tiles fit what the device holds at once (resident_step_blocks), else 2 per
 // chunk as normalize_grad.
 //
 // Args hold the images as pointer + element strides (any layout), int64 shifts and float32
@@ -83,14 +83,12 @@ struct ClipArgs {
   ImageOut out;
 };
 
-// Blocks of the one-pass step (ResidentStepProgram) for images of `storage` in tiles `grid` on
-// a device that holds `capacity` blocks at once: every tile's block or the capacity, whichever
-// is fewer; 0 (the two-pass step) when an image has more tiles than that, or for fp16 / bf16
-// images. The one-pass kernel is built for float32 images only (the render loop's; 5 kernels,
-// not 15, for each arch of the build): 2-byte images take two passes, 10 bytes per element.
+// Blocks of the one-pass step (ResidentStepProgram) for images in tiles `grid` on a device that
+// holds `capacity` blocks at once (of that storage type's kernel): every tile's block or the
+// capacity, whichever is fewer; 0 (the two-pass step) when an image has more tiles than that.
 // Pure (tested on the CPU).
-inline int64_t resident_step_blocks(Storage storage, const TileGrid& grid, int64_t capacity) {
-  if (storage != Storage::kFloat32 || capacity < grid.per_image) return 0;
+inline int64_t resident_step_blocks(const TileGrid& grid, int64_t capacity) {
+  if (capacity < grid.per_image) return 0;
   return capacity < grid.total ? capacity : grid.total;
 }
 
@@ -232,16 +230,14 @@ void run_typed(Launch& launch, const AscentStepArgs& a) {
     with_norm_mode(a.params.mode, [&](auto mode) { f(mode, grid, g, scale, step); });
   };
   bool done = false;
-  if constexpr (std::is_same_v<T, float>) {  // resident_step_blocks: float32 only
-    if (a.tickets) {
-      with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
-        const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, g.grid, a.tickets};
-        launch((tickets.work() + kBlockThreads - 1) / kBlockThreads, tickets);
-        done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
-                                                      g, a.partials, scale, a.nonfinite, step, a.tickets,
-                                                      tile_places(a.tickets, a.shape.batch)});
-      });
-    }
+  if (a.tickets) {
+    with_step(0, a.shape, [&](auto mode, const TileGrid&, const auto& g, const auto& scale, const auto& step) {
+      const ImageTicketsProgram<T> tickets{g.src, g.sigma, step, g.grid, a.tickets};
+      launch((tickets.work() + kBlockThreads - 1) / kBlockThreads, tickets);
+      done = launch.resident(a.resident_blocks, ResidentStepProgram<T, decltype(mode)::value>{
+                                                    g, a.partials, scale, a.nonfinite, step, a.tickets,
+                                                    tile_places(a.tickets, a.shape.batch)});
+    });
   }
   if (done) return;
   detail::each_chunk(a.shape, a.chunk, [&](int64_t b0, const ImageShape& shape) {

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 # A step runs in one of two designs (csrc/kernels/sequences.h): "one pass" over g
-# (ResidentStepProgram, for float32 images whose tiles fit what the GPU holds at once) or "two passes"
+# (ResidentStepProgram, for images whose tiles fit what the GPU holds at once) or "two passes"
 # (StatsProgram, then ApplyProgram<StepEpilogue>, per chunk of images; one chunk unless the
 # batch's g outgrows a quarter of L2). Kernels (launches) per step by design, checked in the
 # emulation; the one-pass step's first kernel only writes its tickets (64 bytes per image):
@@ -263,11 +263,8 @@ def main():
 
     so = _ext._C.__file__
     for design in DESIGNS:
-        sizes = "fp32" if design == "one pass" else "fp32, fp16/bf16"  # 2-byte images take two passes
-        per_element = ", ".join(f"{bytes_per_element(4 if name == 'fp32' else 2, design)} {name}"
-                                for name in sizes.split(", "))
-        print(f"{design} ({sizes}): kernels (launches) per step {STEP_KERNELS[design]}; "
-              f"bytes per element {per_element}")
+        print(f"{design}: kernels (launches) per step {STEP_KERNELS[design]}; bytes per element "
+              f"{bytes_per_element(4, design)} fp32, {bytes_per_element(2, design)} fp16/bf16")
     print()
     print(table(so))
     arches = sorted({r["arch"] for r in resource_usage(so)})

@@ -91,8 +91,8 @@ std::vector<uint8_t> run_ops(const ImageShape& shape, Strides strides, pvf::Stor
   // the tickets, then the tile places (pvf::ticket_bytes)
   const auto ticket_size = static_cast<int64_t>(sizeof(pvf::ImageTicket));
   std::vector<pvf::ImageTicket> tickets((pvf::ticket_bytes(grid) + ticket_size - 1) / ticket_size);
-  one.resident_blocks = pvf::resident_step_blocks(storage, grid, grid.per_image + 1);
-  if (one.resident_blocks > 0) one.tickets = tickets.data();  // float32 only: fp16 and bf16 take two passes
+  one.resident_blocks = pvf::resident_step_blocks(grid, grid.per_image + 1);
+  one.tickets = tickets.data();
   std::fill(new_x.begin(), new_x.end(), T(0.0f));
   std::fill(next.begin(), next.end(), T(0.0f));
   pvf::run_sequence(launch, one);
