@@ -386,7 +386,8 @@ struct ApplyProgram {
     blk.each(regs, [&](int thread, TileRegs& reg) {
       const int32_t e = t.e0 + thread % kWarpSize, i = t.i0 + thread / kWarpSize * kRowsPerThread;
       const int32_t inside = inside_rows(t, thread, grid);
-      ColumnRows<const T> x(in, i, in.offset(e), false);
+      ColumnRows<const T> x{};
+      if constexpr (Epilogue::kReadsImage) x = ColumnRows<const T>(in, i, in.offset(e), false);
       ColumnRows<T> to[Epilogue::kOutputs];
       PVF_UNROLL
       for (int k = 0; k < Epilogue::kOutputs; ++k) {
@@ -395,8 +396,12 @@ struct ApplyProgram {
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) {
         if (q >= inside) break;
-        const float v = epilogue(image_state, reg.value[q], Epilogue::kReadsImage ? load(x.p, 0) : 0.0f);
-        x.next(q);
+        float old = 0.0f;
+        if constexpr (Epilogue::kReadsImage) {
+          old = load(x.p, 0);
+          x.next(q);
+        }
+        const float v = epilogue(image_state, reg.value[q], old);
         PVF_UNROLL
         for (int k = 0; k < Epilogue::kOutputs; ++k) {
           store(to[k].p, 0, v);
