@@ -268,15 +268,17 @@ def main():
     print()
     print(table(so))
     arches = sorted({r["arch"] for r in resource_usage(so)})
-    print("\nSASS instructions per element of a fp32 step at sigma 2 (longest path through each kernel's "
+    print("\nSASS instructions per element of a step at sigma 2 (longest path through each kernel's "
           "tile loop / 8 elements per thread):")
-    for design in DESIGNS:
-        for arch in arches:
-            for path in TILE_PATHS:
-                for norm in NORM_MODES:
-                    counts = step_instructions_per_element(so, arch, norm=norm, path=path, design=design)
-                    print(f"  {design}, {arch} {path} norm={norm}: " + " + ".join(f"{v:.1f}" for v in counts.values())
-                          + f" = {sum(counts.values()):.1f}")
+    for dtype in ("fp32", "fp16", "bf16"):
+        for design in DESIGNS:
+            for arch in arches:
+                for path in TILE_PATHS:
+                    for norm in NORM_MODES:
+                        counts = step_instructions_per_element(so, arch, dtype=dtype, norm=norm, path=path,
+                                                               design=design)
+                        print(f"  {dtype} {design}, {arch} {path} norm={norm}: "
+                              + " + ".join(f"{v:.1f}" for v in counts.values()) + f" = {sum(counts.values()):.1f}")
 
 
 if __name__ == "__main__":
