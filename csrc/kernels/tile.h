@@ -48,8 +48,9 @@ struct TileShared {
   alignas(16) float raw[kChunkRows][kTileW + 2 * kSharedHalo];  // source rows; then the image x of a step tile
   alignas(16) float rows[kChunkRows][kTileW];  // horizontal pass; then the tile's values before they are stored
   alignas(16) float taps[kSharedTaps];
-  // The fast path's source row offsets (PlaneRows::row_offset) of a tile's halo rows, one per
-  // thread (those past the halo unused): no branch around the threads past the halo.
+  // The source row offsets (PlaneRows::row_offset) of a tile's halo rows at a fixed radius, one
+  // per thread (those past the halo unused: no branch around them; tabulate_halo_rows), read by
+  // the fast and the general halo loads.
   int32_t halo_rows[kBlockThreads];
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)

@@ -146,8 +146,9 @@ PVF_HD void fold_image(Block& blk, typename Block::template PerThread<TileRegs>&
 
 // Epilogues: image(b, sh) once per image (after the image's scale is in sh when kNeedsScale);
 // per tile the planes they read (input, when kReadsImage: no roll) and write (output k <
-// kOutputs, output kRolledOutput through a roll, the others not: -1 for none); per pixel the value to store from
-// the blurred value g and the image's pixel x; vectors(): every view allows 16-byte accesses.
+// kOutputs, output kRolledOutput through a roll, the others not: -1 for none); per pixel the
+// value to store from the blurred value g and the image's pixel x; vectors(): every view allows
+// 16-byte accesses.
 // Blur, jitter and clip: out = clamp(g, -clip, clip) (clip = inf: a copy).
 template <class T>
 struct StoreEpilogue {
