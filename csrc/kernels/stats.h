@@ -18,19 +18,6 @@ struct alignas(16) StatsPartial {  // 16-byte aligned: one vector load (load_coh
   int32_t nonfinite;  // 1 if a non-finite element was folded (noted by 'none'; see fold_element) or flagged
 };
 
-// The larger of two magnitudes (each non-negative or NaN, sign bit clear), NaN winning as in
-// torch.amax: their bits order so as unsigned integers (NaN above inf), one integer max instead
-// of two compares and a select.
-PVF_HD float max_magnitude(float a, float b) {
-  uint32_t x, y;
-  memcpy(&x, &a, sizeof x);
-  memcpy(&y, &b, sizeof y);
-  const uint32_t m = x > y ? x : y;
-  float r;
-  memcpy(&r, &m, sizeof r);
-  return r;
-}
-
 // Folds element v into p, in every mode but the std, whose partial a thread makes from all of
 // its elements at once (std_partial). A non-finite element makes a (and so s_b) non-finite in
 // every mode but 'none', which flags the image (fold_image): only 'none' notes it in `nonfinite`.
@@ -40,7 +27,7 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   switch (mode) {
     case kRms: p.a = fmaf(v, v, p.a); break;
     case kMeanAbs: p.a += fabsf(v); break;
-    case kMaxAbs: p.a = max_magnitude(p.a, fabsf(v)); break;
+    case kMaxAbs: p.a = maximum_nan(p.a, fabsf(v)); break;
     case kStd: break;  // std_partial
     case kNone: break;
   }
@@ -77,7 +64,7 @@ PVF_HD StatsPartial fold_value(StatsPartial p, const StatsPartial& q, NormMode m
   switch (mode) {
     case kRms:
     case kMeanAbs: p.a += q.a; break;
-    case kMaxAbs: p.a = max_magnitude(p.a, q.a); break;
+    case kMaxAbs: p.a = maximum_nan(p.a, q.a); break;
     case kNone: p.nonfinite |= q.nonfinite; break;
     case kStd: break;
   }

@@ -158,9 +158,21 @@ PVF_HD void store_vector(T* p, const float* in) {
 #endif
 }
 
-#ifndef __CUDA_ARCH__
-// The GPU's max.NaN / min.NaN (IEEE 754-2019 maximum and minimum): the canonical NaN when an
-// input is NaN, and -0 below +0, so that a tie of zeros has one answer.
+// IEEE 754-2019 maximum and minimum, as PTX max.NaN / min.NaN (sm_80 and later) give them: the
+// canonical NaN when an input is NaN, and -0 below +0, so that a tie of zeros has one answer. One
+// FMNMX each on the GPU, which also takes an operand's |v| as a modifier; the CPU spells them out.
+#ifdef __CUDA_ARCH__
+PVF_HD float maximum_nan(float a, float b) {
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+PVF_HD float minimum_nan(float a, float b) {
+  float r;
+  asm("min.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+#else
 inline float canonical_nan() {
   constexpr uint32_t kBits = 0x7fffffffu;
   float r;
@@ -179,18 +191,9 @@ inline float minimum_nan(float a, float b) {
 
 // Clamp to [lo, hi] (never NaN) that lets a NaN v through, as torch.clamp does (fminf / fmaxf
 // would drop it): maximum with lo, then minimum with hi, NaN-propagating and with -0 below +0
-// (clamping -0 to lo = +0 gives +0). Two instructions on the GPU (PTX max.NaN / min.NaN, sm_80
-// and later) where comparisons and selects take four.
-PVF_HD float clamp_keep_nan(float v, float lo, float hi) {
-#ifdef __CUDA_ARCH__
-  float r;
-  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(v), "f"(lo));
-  asm("min.NaN.f32 %0, %0, %1;" : "+f"(r) : "f"(hi));
-  return r;
-#else
-  return minimum_nan(maximum_nan(v, lo), hi);
-#endif
-}
+// (clamping -0 to lo = +0 gives +0). Two instructions on the GPU where comparisons and selects
+// take four.
+PVF_HD float clamp_keep_nan(float v, float lo, float hi) { return minimum_nan(maximum_nan(v, lo), hi); }
 
 // clamp_keep_nan(v, -clip, clip) with the sign of `sign` (v's own, or one it is known to share)
 // for clip > 0 or +0.0, bit for bit (signed zeros too), for every v but NaN, which becomes clip
