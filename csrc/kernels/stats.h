@@ -18,8 +18,8 @@ struct alignas(16) StatsPartial {  // 16-byte aligned: one vector load (load_coh
   int32_t nonfinite;  // 1 if a non-finite element was folded (noted by 'none'; see fold_element) or flagged
 };
 
-// Folds element v into p, in every mode but the std, whose partial a thread makes from all of
-// its elements at once (std_partial). A non-finite element makes a (and so s_b) non-finite in
+// Folds element v into p, in every mode but the std, whose partial a warp makes from all of its
+// elements at once (shared_sum, squared_deviations). A non-finite element makes a (and so s_b) non-finite in
 // every mode but 'none', which flags the image (fold_image): only 'none' notes it in `nonfinite`.
 PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   p.count += 1;
@@ -28,32 +28,36 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
     case kRms: p.a = fmaf(v, v, p.a); break;
     case kMeanAbs: p.a += fabsf(v); break;
     case kMaxAbs: p.a = maximum_nan(p.a, fabsf(v)); break;
-    case kStd: break;  // std_partial
+    case kStd: break;  // a warp's two passes
     case kNone: break;
   }
   return p;
 }
 
-// The std's partial of a thread's elements v[0], ..., v[n - 1] (n <= kMax): their mean, then the
-// sum of their squared deviations from it. Two passes over registers: no division per element
-// (Welford's fold divides by the count at each one), and a mean that a non-finite element makes
-// non-finite. The mean sums v x (1 / n), exactly v / n for n a power of two, so that no sum
-// overflows where the elements do not; with n = kMax known at compile time, 1 / n is a constant
-// and no element is tested. Chan's fold_partial joins the threads' partials.
+// The sum of v[q] x share over q < n (n <= kMax): with share one over the count of values summed
+// (here and by others: a warp's), their mean; exactly v / count for a power-of-two count; no sum
+// overflows where the values do not, and a non-finite value makes it non-finite. No division per
+// element, as Welford's fold would take.
 template <int kMax>
-PVF_HD StatsPartial std_partial(const float (&v)[kMax], int32_t n) {
-  const float share = 1.0f / static_cast<float>(n > 0 ? n : 1);
-  float mean = 0.0f, deviations = 0.0f;
+PVF_HD float shared_sum(const float (&v)[kMax], int32_t n, float share) {
+  float sum = 0.0f;
   PVF_UNROLL
   for (int q = 0; q < kMax; ++q) {
-    if (q < n) mean = fmaf(v[q], share, mean);
+    if (q < n) sum = fmaf(v[q], share, sum);
   }
+  return sum;
+}
+
+// The sum of (v[q] - mean)^2 over q < n (n <= kMax).
+template <int kMax>
+PVF_HD float squared_deviations(const float (&v)[kMax], int32_t n, float mean) {
+  float sum = 0.0f;
   PVF_UNROLL
   for (int q = 0; q < kMax; ++q) {
     const float d = v[q] - mean;
-    if (q < n) deviations = fmaf(d, d, deviations);
+    if (q < n) sum = fmaf(d, d, sum);
   }
-  return {mean, deviations, n, 0};
+  return sum;
 }
 
 // The fold of partials whose counts are known without folding them (every mode but std, which
@@ -85,17 +89,6 @@ PVF_HD StatsPartial fold_partial(StatsPartial p, const StatsPartial& q, NormMode
   }
   p.count = count;
   p.nonfinite |= q.nonfinite;
-  return p;
-}
-
-// fold_partial of two std partials of one count c > 0, or both empty, and one flag (the threads
-// of a warp on a fast tile path: they hold as many pixels each, of one image): q's share c / 2c
-// is exactly 1/2, so these are fold_partial's bits without its division, nor q's count and flag.
-PVF_HD StatsPartial fold_std_halves(StatsPartial p, const StatsPartial& q) {
-  const float delta = q.a - p.a;
-  p.a = fmaf(delta, 0.5f, p.a);
-  p.b += fmaf(delta * delta, static_cast<float>(p.count) * 0.5f, q.b);
-  p.count += p.count;
   return p;
 }
 

@@ -24,12 +24,15 @@ constexpr int kPartialsPerTile = kBlockWarps;
 template <NormMode Mode, class Path, class Block>
 PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<TileRegs>& regs, const TilePos& t,
                                 const TileGrid& grid, int32_t bad_sigma, StatsPartial* out) {
+  // The std: two passes over the warp's pixels, their mean (each value times one over their
+  // count, summed over the warp) and their squared deviations from it, where a partial per lane
+  // would take Chan's fold at each of the warp's five steps.
   blk.each(regs, [&](int thread, TileRegs& reg) {
     const int32_t inside = Path::inside_rows(t, thread, grid);
     StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
     if constexpr (Mode == kStd) {
-      p = std_partial(reg.value, inside);
-      p.nonfinite = bad_sigma;
+      const int32_t pixels = Path::warp_pixels(t, thread / kWarpSize, grid);
+      p.a = shared_sum(reg.value, inside, 1.0f / static_cast<float>(pixels > 0 ? pixels : 1));
     } else {
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) {
@@ -38,24 +41,35 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
     }
     reg.partial = p;
   });
-  // The std folds whole partials, of one count on the fast paths (a warp's threads hold the
-  // same rows); the other modes fold their value alone, the count being the warp's pixels inside
-  // the image and the flag bad_sigma (or for 'none' folded too).
-  blk.warp_fold(regs, &TileRegs::partial, [](const StatsPartial& a, const StatsPartial& b) {
-    if constexpr (Mode != kStd) return fold_value(a, b, Mode);
-    else if constexpr (Path::fast) return fold_std_halves(a, b);
-    else return fold_partial(a, b, Mode);
-  });
+  if constexpr (Mode == kStd) {
+    // a butterfly of sums leaves the same bits in every lane (a + b = b + a): the warp's mean
+    blk.warp_fold(regs, &TileRegs::partial, [](StatsPartial a, const StatsPartial& b) {
+      a.a += b.a;
+      return a;
+    });
+    blk.each(regs, [&](int thread, TileRegs& reg) {
+      reg.partial.b = squared_deviations(reg.value, Path::inside_rows(t, thread, grid), reg.partial.a);
+    });
+    blk.warp_fold(regs, &TileRegs::partial, [](StatsPartial a, const StatsPartial& b) {
+      a.b += b.b;
+      return a;
+    });
+  } else {
+    // the other modes fold their value alone ('none' its flag)
+    blk.warp_fold(regs, &TileRegs::partial,
+                  [](const StatsPartial& a, const StatsPartial& b) { return fold_value(a, b, Mode); });
+  }
+  // the count is the warp's pixels inside the image, the flag bad_sigma's (or for 'none' folded too)
   blk.each(regs, [&](int thread, TileRegs& reg) {
     if (thread % kWarpSize != 0) return;
     StatsPartial p = reg.partial;
-    if (Mode != kStd) p.count = Path::warp_pixels(t, thread / kWarpSize, grid);
+    p.count = Path::warp_pixels(t, thread / kWarpSize, grid);
     out[thread / kWarpSize] = p;
   });
 }
 
-// The statistic of one norm mode (`mode`): kStdKernel, the population std's kernel (its partials
-// fold by Chan's formula, whose shares are divisions except in a fast tile's warps); else the
+// The statistic of one norm mode (`mode`): kStdKernel, the population std's kernel (its warps'
+// partials fold by Chan's formula, whose shares are divisions); else the
 // kernel of the other four, whose per-element folds are one instruction each, choosing the mode's
 // fold once per tile after the blur (a block-uniform choice: no divergence). Five kernels per
 // storage type would cost the build five times the blur's code for folds of a few instructions;
@@ -429,7 +443,9 @@ struct ApplyProgram {
     blk.each(regs, [&](int thread, TileRegs&) {
       PVF_UNROLL
       for (int s = 0; s < kGroups / kBlockThreads; ++s) {
-        const int32_t group = thread + s * kBlockThreads, h = group / kPerRow, c = group % kPerRow * kV;
+        // unsigned: a shift and a mask (a signed division by a power of two rounds toward zero)
+        const uint32_t group = static_cast<uint32_t>(thread + s * kBlockThreads);
+        const int32_t h = static_cast<int32_t>(group / kPerRow), c = static_cast<int32_t>(group % kPerRow) * kV;
         // A group past the image's last row (a cut tile's) computes from that row's x and stores
         // nothing to global memory: no branch around it.
         const bool inside = kFull || t.i0 + h < height;
