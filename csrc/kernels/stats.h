@@ -19,8 +19,9 @@ struct alignas(16) StatsPartial {  // 16-byte aligned: one vector load (load_coh
 };
 
 // Folds element v into p, in every mode but the std, whose partial a warp makes from all of its
-// elements at once (shared_sum, squared_deviations). A non-finite element makes a (and so s_b) non-finite in
-// every mode but 'none', which flags the image (fold_image): only 'none' notes it in `nonfinite`.
+// elements at once (shared_sum, squared_deviations). A non-finite element makes a (and so s_b)
+// non-finite in every mode but 'none', which flags the image (fold_image): only 'none' notes it in
+// `nonfinite`.
 PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   p.count += 1;
   if (mode == kNone && !is_finite(v)) p.nonfinite = 1;

@@ -69,11 +69,11 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
 }
 
 // The statistic of one norm mode (`mode`): kStdKernel, the population std's kernel (its warps'
-// partials fold by Chan's formula, whose shares are divisions); else the
-// kernel of the other four, whose per-element folds are one instruction each, choosing the mode's
-// fold once per tile after the blur (a block-uniform choice: no divergence). Five kernels per
-// storage type would cost the build five times the blur's code for folds of a few instructions;
-// the one-pass step keeps a kernel per mode.
+// partials fold by Chan's formula, whose shares are divisions); else the kernel of the other four,
+// whose per-element folds are one instruction each, choosing the mode's fold once per tile after
+// the blur (a block-uniform choice: no divergence). Five kernels per storage type would cost the
+// build five times the blur's code for folds of a few instructions; the one-pass step keeps a
+// kernel per mode.
 template <class T, bool kStdKernel>
 struct StatsProgram {
   using Shared = TileShared;
