@@ -8,6 +8,7 @@ design (csrc/kernels/sequences.h): launches and global bytes per element of a st
     python -m pyviz_fast.bench.cuda_budgets   # prints the table of BENCHMARKS.md
 """
 import functools
+import itertools
 import math
 import os
 import re
@@ -270,15 +271,11 @@ def main():
     arches = sorted({r["arch"] for r in resource_usage(so)})
     print("\nSASS instructions per element of a step at sigma 2 (longest path through each kernel's "
           "tile loop / 8 elements per thread):")
-    for dtype in ("fp32", "fp16", "bf16"):
-        for design in DESIGNS:
-            for arch in arches:
-                for path in TILE_PATHS:
-                    for norm in NORM_MODES:
-                        counts = step_instructions_per_element(so, arch, dtype=dtype, norm=norm, path=path,
-                                                               design=design)
-                        print(f"  {dtype} {design}, {arch} {path} norm={norm}: "
-                              + " + ".join(f"{v:.1f}" for v in counts.values()) + f" = {sum(counts.values()):.1f}")
+    for dtype, design, arch, path, norm in itertools.product(("fp32", "fp16", "bf16"), DESIGNS, arches, TILE_PATHS,
+                                                            NORM_MODES):
+        counts = step_instructions_per_element(so, arch, dtype=dtype, norm=norm, path=path, design=design)
+        print(f"  {dtype} {design}, {arch} {path} norm={norm}: "
+              + " + ".join(f"{v:.1f}" for v in counts.values()) + f" = {sum(counts.values()):.1f}")
 
 
 if __name__ == "__main__":
