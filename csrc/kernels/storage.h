@@ -134,30 +134,60 @@ PVF_HD void load_vector(const T* p, float* out) {
 #endif
 }
 
-// p[k] = in[k] for k < kVector<T>, in one 16-byte store (p 16-byte aligned, in global memory: the
-// GPU store is a PTX st.global).
-template <class T>
-PVF_HD void store_vector(T* p, const float* in) {
-  note_access(p, kVector<T>, true);
-#ifdef __CUDA_ARCH__
+// kVector<T> elements as the 16 bytes they occupy in memory: converted once, then stored
+// (store_words), or also staged in shared memory for single stores that then convert nothing
+// (the one-pass step's rolled output: tile_programs.h apply_fast).
+struct VectorWords {
   uint32_t w[4];
+};
+
+template <class T>
+PVF_HD VectorWords pack_vector(const float* in) {
+  VectorWords words;
+#ifdef __CUDA_ARCH__
   PVF_UNROLL
   for (int k = 0; k < 4; ++k) {
     if constexpr (kVector<T> == 4) {
-      w[k] = word_of(in[k]);
+      words.w[k] = word_of(in[k]);
     } else {
-      w[k] = word_of(from_float<T>(in[2 * k]), from_float<T>(in[2 * k + 1]));
+      words.w[k] = word_of(from_float<T>(in[2 * k]), from_float<T>(in[2 * k + 1]));
     }
   }
-  // In PTX: from a base pointer made opaque (tile.h plane_pointer) the compiler would split a
-  // plain uint4 store into four 4-byte ones.
-  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3])
-               : "memory");
 #else
   T v[kVector<T>];
   for (int k = 0; k < kVector<T>; ++k) v[k] = from_float<T>(in[k]);
-  memcpy(static_cast<void*>(p), v, 16);
+  memcpy(words.w, static_cast<const void*>(v), 16);
 #endif
+  return words;
+}
+
+// p[0 .. kVector<T>) = the elements of `words`, in one 16-byte store (p 16-byte aligned, in
+// global memory: the GPU store is a PTX st.global).
+template <class T>
+PVF_HD void store_words(T* p, const VectorWords& words) {
+  note_access(p, kVector<T>, true);
+#ifdef __CUDA_ARCH__
+  // In PTX: from a base pointer made opaque (tile.h plane_pointer) the compiler would split a
+  // plain uint4 store into four 4-byte ones.
+  asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(words.w[0]), "r"(words.w[1]),
+               "r"(words.w[2]), "r"(words.w[3])
+               : "memory");
+#else
+  memcpy(static_cast<void*>(p), words.w, 16);
+#endif
+}
+
+// p[k] = in[k] for k < kVector<T>, in one 16-byte store (p as store_words).
+template <class T>
+PVF_HD void store_vector(T* p, const float* in) {
+  store_words(p, pack_vector<T>(in));
+}
+
+// p[0] = v, already of the storage type.
+template <class T>
+PVF_HD void store_element(T* p, T v) {
+  note_access(p, 1, true);
+  global_memory(p)[0] = v;
 }
 
 // IEEE 754-2019 maximum and minimum, as PTX max.NaN / min.NaN (sm_80 and later) give them: the

@@ -515,6 +515,24 @@ PVF_HD void store_shared(float* p, const float* v) {
 PVF_HD void load4(const float* p, float* v) { load_shared<4>(p, v); }
 PVF_HD void store4(float* p, const float* v) { store_shared<4>(p, v); }
 
+// A shared row of floats in groups of kVector<T> (16 bytes of T, 4 * kVector<T> bytes of
+// floats) that hold their elements as they lie in memory, at the group's start: a group's
+// elements take no more room than its floats did (float32's the same room), so each group can
+// overwrite its own values. store_packed writes a group, packed_element reads element k.
+PVF_HD void store_packed(float* group, const VectorWords& words) {
+  float f[4];
+  memcpy(f, words.w, sizeof f);
+  store4(group, f);
+}
+template <class T>
+PVF_HD T packed_element(const float* row, int32_t k) {
+  constexpr int32_t kV = kVector<T>;
+  const unsigned char* group = reinterpret_cast<const unsigned char*>(row + k / kV * kV);
+  T v;
+  memcpy(static_cast<void*>(&v), group + k % kV * static_cast<int32_t>(sizeof(T)), sizeof v);
+  return v;
+}
+
 // f(item) for items thread, thread + kBlockThreads, ... below kItems: the rounds that every
 // thread takes carry no bounds check.
 template <int kItems, class F>

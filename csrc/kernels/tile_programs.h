@@ -456,13 +456,13 @@ struct ApplyProgram {
         if (Epilogue::kReadsImage) load_vector(in.unrolled_at(t.i0 + read_row, t.e0 + c), x);
         PVF_UNROLL
         for (int k = 0; k < kV; ++k) v[k] = epilogue(image_state, g[k], x[k]);
+        const VectorWords words = pack_vector<T>(v);
         PVF_UNROLL
         for (int o = 0; o < Epilogue::kOutputs; ++o) {
           if (o != Epilogue::kRolledOutput) {
-            if (inside) store_vector(out[o].unrolled_at(t.i0 + h, t.e0 + c), v);
+            if (inside) store_words(out[o].unrolled_at(t.i0 + h, t.e0 + c), words);
           } else {
-            PVF_UNROLL
-            for (int k = 0; k < kV; k += 4) store4(&sh.rows[h][c + k], v + k);
+            store_packed(&sh.rows[h][c], words);  // converted once: its single stores below convert nothing
           }
         }
       }
@@ -478,7 +478,7 @@ struct ApplyProgram {
                          true);  // element 1
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (kFull || q < inside) store(to.p, 0, sh.rows[first + q][lane]);
+          if (kFull || q < inside) store_element(to.p, packed_element<T>(sh.rows[first + q], lane));
           if (q + 1 < kRowsPerThread) to.next(q);
         }
       });
