@@ -14,7 +14,7 @@
 //                       a halo beyond kSharedHalo elements reads its rows from global memory.
 // Global memory moves as 16-byte vectors on the fast paths (16-byte aligned rows); on the fixed
 // radii's general path element by element, each row and column of a tile reflected and rolled
-// once (halo_rows, load_halo_elements, ColumnRows); elsewhere as row runs (RowRuns: 16-byte
+// once (row_offsets, load_halo_elements, ColumnRows); elsewhere as row runs (RowRuns: 16-byte
 // vectors where aligned, single elements at the run ends, the roll's split and the reflected
 // halo). Stores go the same ways (tile_programs.h).
 // Every sum runs over k = -r ... r in order, with fmaf, so the GPU and the emulation round alike.
@@ -48,10 +48,10 @@ struct TileShared {
   alignas(16) float raw[kChunkRows][kTileW + 2 * kSharedHalo];  // source rows; then the image x of a step tile
   alignas(16) float rows[kChunkRows][kTileW];  // horizontal pass; then the tile's values before they are stored
   alignas(16) float taps[kSharedTaps];
-  // The source row offsets (PlaneRows::row_offset) of a tile's halo rows at a fixed radius, one
-  // per thread (those past the halo unused: no branch around them; tabulate_halo_rows), read by
-  // the fast and the general halo loads.
-  int32_t halo_rows[kBlockThreads];
+  // Row offsets (PlaneRows::row_offset), one per thread (those past the rows used: no branch around
+  // them): of a tile's halo rows at a fixed radius (tabulate_halo_rows), read by the fast and the
+  // general halo loads; then, in a step's apply, of its rolled output's rows (apply_fast).
+  int32_t row_offsets[kBlockThreads];
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
   int flag;  // non-finite flag of that image
@@ -667,13 +667,13 @@ PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
   return reflect32(li < height - 1 + r ? li : height - 1 + r, height);
 }
 
-// sh.halo_rows: the source row offsets (PlaneRows::row_offset) of tile t's halo rows at radius
+// sh.row_offsets: the source row offsets (PlaneRows::row_offset) of tile t's halo rows at radius
 // R, each row reflected and rolled once, one per thread; ends with a barrier.
 template <int R, class Block, class T>
 PVF_HD void tabulate_halo_rows(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                                const PlaneRows<const T>& src, const TilePos& t) {
   blk.each(regs, [&](int thread, TileRegs&) {
-    sh.halo_rows[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+    sh.row_offsets[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
   });
   blk.sync();
 }
@@ -701,7 +701,7 @@ PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<Ti
     for (int s = 0; s < kRounds; ++s) {
       const int32_t h = first_row + s * kRowsPerRound;
       if ((s + 1) * kRowsPerRound > kRows && h >= kRows) break;  // the last round alone checks
-      out[s * kRowsPerRound * kPitch] = load(src.base, sh.halo_rows[h] + column);
+      out[s * kRowsPerRound * kPitch] = load(src.base, sh.row_offsets[h] + column);
     }
   });
   blk.sync();
@@ -810,7 +810,7 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
       // the rounds that may pass the halo's last row check (a spare thread's row is a round ahead)
       if ((s + 1) * F::kRowsPerRound >= F::kRows && h >= F::kRows) break;
       float v[F::kV];
-      load_vector(src.base + (sh.halo_rows[h] + source), v);
+      load_vector(src.base + (sh.row_offsets[h] + source), v);
       PVF_UNROLL
       for (int k = 0; k < F::kV; ++k) out[s * F::kRowsPerRound * F::kPitch + k] = v[k];
     }

@@ -438,6 +438,11 @@ struct ApplyProgram {
       const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
+      // Each row's rolled offset made once per tile, not stepped with a test for the roll's wrap in
+      // each of the rolled stores' rows (rows past the image clamped: they are never stored).
+      if constexpr (Epilogue::kRolledOutput >= 0) {
+        sh.row_offsets[thread] = out[Epilogue::kRolledOutput].row_offset(std::min(t.i0 + thread, height - 1));
+      }
     });
     blk.sync();
     blk.each(regs, [&](int thread, TileRegs&) {
@@ -472,14 +477,14 @@ struct ApplyProgram {
       const PlaneRows<T>& rolled_out = out[Epilogue::kRolledOutput];
       blk.each(regs, [&](int thread, TileRegs&) {
         const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
-        // rows past the image (a bottom tile's) are stepped over, never stored
+        // rows past the image (a bottom tile's) are never stored
         const int32_t inside = height - (t.i0 + first);
-        ColumnRows<T> to(rolled_out, t.i0 + first, rolled(t.e0 + lane, rolled_out.shift, rolled_out.length),
-                         true);  // element 1
+        T* const column = plane_pointer(rolled_out.base, rolled_out.offset(t.e0 + lane));  // a wide add a row
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
-          if (kFull || q < inside) store_element(to.p, packed_element<T>(sh.rows[first + q], lane));
-          if (q + 1 < kRowsPerThread) to.next(q);
+          if (kFull || q < inside) {
+            store_element(column + sh.row_offsets[first + q], packed_element<T>(sh.rows[first + q], lane));
+          }
         }
       });
       blk.sync();
