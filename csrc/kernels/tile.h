@@ -50,7 +50,7 @@ struct TileShared {
   alignas(16) float taps[kSharedTaps];
   // Row offsets (PlaneRows::row_offset), one per thread (those past the rows used: no branch around
   // them): of a tile's halo rows at a fixed radius (tabulate_halo_rows), read by the fast and the
-  // general halo loads; then, in a step's apply, of its rolled output's rows (apply_fast).
+  // general halo loads; then, in a step's apply, of its rolled output's rows (ApplyProgram).
   int32_t row_offsets[kBlockThreads];
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
@@ -416,26 +416,19 @@ PVF_HD void store_warp_rows(const PlaneRows<T>& p, const RowRuns& runs, const Ti
   }
 }
 
-// A thread's pixels in one column of plane p, rows i, i + 1, ... (a thread's kRowsPerThread rows,
-// in which the roll wraps at most once), by a pointer stepped row by row instead of a roll, a
-// product and an address per row. column: the element's offset in its row (PlaneRows::offset);
-// rolls: false for a plane known to have no roll of its rows (dy = 0), whose step is then one
-// add.
+// A thread's pixels in one column of a plane without a roll of its rows (dy = 0), rows i, i + 1,
+// ...: a pointer stepped row by row (one wide add), not a product and an address per row.
+// column: the element's offset in its row (PlaneRows::offset). Rolled rows: sh.row_offsets.
 template <class T>
 struct ColumnRows {
   T* p;
-  int32_t wrap, down, wrap_back;  // the step after which the roll wraps; the steps down and back
+  int32_t down;
 
   ColumnRows() = default;
-  PVF_HD ColumnRows(const PlaneRows<T>& rows, int32_t i, int32_t column, bool rolls)
-      : p(rows.at(i, column)),
-        wrap(rolls ? rows.height - rolled(i, rows.dy, rows.height) : kRowsPerThread),
-        down(rows.row),
-        // made once (opaque: else a choice between 1 - height and 1 is multiplied per row)
-        wrap_back(opaque((1 - rows.height) * rows.row)) {}
+  PVF_HD ColumnRows(const PlaneRows<T>& rows, int32_t i, int32_t column)
+      : p(rows.at(i, column)), down(rows.row) {}
 
-  // From row q of the thread's to row q + 1.
-  PVF_HD void next(int q) { p += q + 1 == wrap ? wrap_back : down; }
+  PVF_HD void next() { p += down; }
 };
 
 // The blur of the block's current image: its radius and taps (block-uniform state).

@@ -347,10 +347,24 @@ struct ApplyProgram {
     if constexpr (Path::fast) {
       apply_fast<Path::full>(blk, regs, sh, image_state, in, out, t);
     } else if constexpr (Path::elements) {
-      apply_elements(blk, regs, image_state, in, out, t);
+      apply_elements(blk, regs, sh, image_state, in, out, t);
     } else {
       apply_general(blk, regs, sh, image_state, in, out, t);
     }
+  }
+
+  // The rolled output's row offset of tile row `thread` into sh.row_offsets (rows past the image
+  // clamped to the last: they are never stored): made once per tile, where each of a thread's
+  // rows would step a pointer and test it for the roll's wrap.
+  PVF_HD void tabulate_rolled_row(TileShared& sh, const PlaneRows<T>& rolled_out, const TilePos& t, int thread) const {
+    const int32_t height = static_cast<int32_t>(tiles.grid.shape.height);
+    sh.row_offsets[thread] = rolled_out.row_offset(std::min(t.i0 + thread, height - 1));
+  }
+
+  // The column of element e in the rolled output, the base its rows' offsets add to (opaque: from
+  // base + column + row the compiler makes a 64-bit sum per row, not one wide add).
+  static PVF_HD T* rolled_column(const PlaneRows<T>& rolled_out, int32_t e) {
+    return plane_pointer(rolled_out.base, rolled_out.offset(e));
   }
 
   template <class Block>
@@ -392,21 +406,31 @@ struct ApplyProgram {
   // The fixed radii's general path: a thread's own pixels (column e0 + lane of its warp's rows,
   // regs.value) go straight to global memory, x read and the outputs written element by
   // element, a lane per column (coalesced whatever the alignment or the roll), each plane's
-  // column placed once per tile and its rows stepped (ColumnRows).
+  // column placed once per tile and its rows stepped (ColumnRows), the rolled output's rows read
+  // from sh.row_offsets (tabulated in a phase of their own).
   template <class Block>
-  PVF_HD void apply_elements(Block& blk, typename Block::template PerThread<TileRegs>& regs,
+  PVF_HD void apply_elements(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                              const typename Epilogue::Image& image_state, const PlaneRows<const T>& in,
                              const PlaneRows<T>* out, const TilePos& t) const {
     const TileGrid& grid = tiles.grid;
+    if constexpr (Epilogue::kRolledOutput >= 0) {
+      blk.each(regs, [&](int thread, TileRegs&) { tabulate_rolled_row(sh, out[Epilogue::kRolledOutput], t, thread); });
+      blk.sync();
+    }
     blk.each(regs, [&](int thread, TileRegs& reg) {
-      const int32_t e = t.e0 + thread % kWarpSize, i = t.i0 + thread / kWarpSize * kRowsPerThread;
+      const int32_t e = t.e0 + thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread, i = t.i0 + first;
       const int32_t inside = inside_rows(t, thread, grid);
       ColumnRows<const T> x{};
-      if constexpr (Epilogue::kReadsImage) x = ColumnRows<const T>(in, i, in.offset(e), false);
+      if constexpr (Epilogue::kReadsImage) x = ColumnRows<const T>(in, i, in.offset(e));
       ColumnRows<T> to[Epilogue::kOutputs];
+      T* rolled_to = nullptr;
       PVF_UNROLL
       for (int k = 0; k < Epilogue::kOutputs; ++k) {
-        to[k] = ColumnRows<T>(out[k], i, out[k].offset(e), k == Epilogue::kRolledOutput);
+        if (k == Epilogue::kRolledOutput) {
+          rolled_to = rolled_column(out[k], e);
+        } else {
+          to[k] = ColumnRows<T>(out[k], i, out[k].offset(e));
+        }
       }
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) {
@@ -414,17 +438,21 @@ struct ApplyProgram {
         float old = 0.0f;
         if constexpr (Epilogue::kReadsImage) {
           old = load(x.p, 0);
-          x.next(q);
+          x.next();
         }
         const float v = epilogue(image_state, reg.value[q], old);
         PVF_UNROLL
         for (int k = 0; k < Epilogue::kOutputs; ++k) {
-          store(to[k].p, 0, v);
-          to[k].next(q);
+          if (k == Epilogue::kRolledOutput) {
+            store(rolled_to, sh.row_offsets[first + q], v);
+          } else {
+            store(to[k].p, 0, v);
+            to[k].next();
+          }
         }
       }
     });
-    blk.sync();  // every phase ends with one (block.h), though this one used no shared memory
+    blk.sync();  // every phase ends with one (block.h)
   }
 
   template <bool kFull, class Block>
@@ -438,11 +466,7 @@ struct ApplyProgram {
       const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) sh.rows[first + q][lane] = reg.value[q];
-      // Each row's rolled offset made once per tile, not stepped with a test for the roll's wrap in
-      // each of the rolled stores' rows (rows past the image clamped: they are never stored).
-      if constexpr (Epilogue::kRolledOutput >= 0) {
-        sh.row_offsets[thread] = out[Epilogue::kRolledOutput].row_offset(std::min(t.i0 + thread, height - 1));
-      }
+      if constexpr (Epilogue::kRolledOutput >= 0) tabulate_rolled_row(sh, out[Epilogue::kRolledOutput], t, thread);
     });
     blk.sync();
     blk.each(regs, [&](int thread, TileRegs&) {
@@ -479,7 +503,7 @@ struct ApplyProgram {
         const int32_t lane = thread % kWarpSize, first = thread / kWarpSize * kRowsPerThread;
         // rows past the image (a bottom tile's) are never stored
         const int32_t inside = height - (t.i0 + first);
-        T* const column = plane_pointer(rolled_out.base, rolled_out.offset(t.e0 + lane));  // a wide add a row
+        T* const column = rolled_column(rolled_out, t.e0 + lane);
         PVF_UNROLL
         for (int q = 0; q < kRowsPerThread; ++q) {
           if (kFull || q < inside) {
