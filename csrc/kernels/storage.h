@@ -87,10 +87,16 @@ PVF_HD float load(const T* p, int64_t i) {
   return to_float(global_memory(p + i)[0]);
 }
 
+// p[0] = v, already of the storage type.
+template <class T>
+PVF_HD void store_element(T* p, T v) {
+  note_access(p, 1, true);
+  global_memory(p)[0] = v;
+}
+
 template <class T>
 PVF_HD void store(T* p, int64_t i, float v) {
-  note_access(p + i, 1, true);
-  global_memory(p + i)[0] = from_float<T>(v);
+  store_element(p + i, from_float<T>(v));
 }
 
 #ifdef __CUDA_ARCH__
@@ -181,13 +187,6 @@ PVF_HD void store_words(T* p, const VectorWords& words) {
 template <class T>
 PVF_HD void store_vector(T* p, const float* in) {
   store_words(p, pack_vector<T>(in));
-}
-
-// p[0] = v, already of the storage type.
-template <class T>
-PVF_HD void store_element(T* p, T v) {
-  note_access(p, 1, true);
-  global_memory(p)[0] = v;
 }
 
 // IEEE 754-2019 maximum and minimum, as PTX max.NaN / min.NaN (sm_80 and later) give them: the
