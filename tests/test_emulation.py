@@ -215,10 +215,11 @@ def test_results_do_not_depend_on_the_chunking(emulation, norm):
 
 @pytest.mark.needs_ext
 @pytest.mark.parametrize("shape, interleaved, capacity, blocks", [
-    ((64, 3, 224, 224), False, 264, 264),  # H100 at 2 blocks per SM: 84 tiles an image, a grid of 264
-    ((2, 3, 224, 224), False, 264, 168),  # fewer tiles than the device holds: one block each
-    ((2, 3, 224, 224), True, 264, 168),  # channels_last: rows of 672 elements, 21 x 4 tiles an image
-    ((8, 3, 1024, 1024), False, 264, 0),  # 1,536 tiles an image: the two-pass step
+    ((64, 3, 224, 224), False, 528, 528),  # H100 at 4 blocks per SM: 84 tiles an image, a grid of 528
+    ((2, 3, 224, 224), False, 528, 168),  # fewer tiles than the device holds: one block each
+    ((2, 3, 224, 224), True, 528, 168),  # channels_last: rows of 672 elements, 21 x 4 tiles an image
+    ((8, 3, 512, 512), False, 528, 528),  # 384 tiles an image
+    ((8, 3, 1024, 1024), False, 528, 0),  # 1,536 tiles an image: the two-pass step
     ((8, 3, 64, 64), False, 6, 6),  # exactly an image's tiles (3 planes x 1 x 2)
     ((8, 3, 64, 64), True, 6, 6),  # channels_last: one plane of rows of 192 elements, 6 tiles
     ((8, 3, 64, 65), False, 6, 0),  # 3 tiles a plane: 9 an image

@@ -17,11 +17,11 @@
 namespace pvf::cuda {
 namespace {
 
-// At least 2 resident blocks (512 threads) per SM: at most 128 registers per thread. The
+// At least 4 resident blocks (512 threads) per SM: at most 128 registers per thread. The
 // compile-time-radius tile loops keep a tile's loads, taps and window sums in registers (about
-// 105-120 of them): at 3 blocks (80 registers) ptxas spills; each thread instead keeps 10-20
-// global loads in flight per tile.
-constexpr int kMinBlocksPerSM = 2;
+// 105-128 of them): at 6 blocks (80 registers) ptxas would spill; each thread instead keeps
+// 10-30 global loads in flight per tile.
+constexpr int kMinBlocksPerSM = 4;
 
 template <class Program>
 __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSM) run_blocks(Program program) {

@@ -7,7 +7,7 @@
 //                       blur in both: the tile plus its halo is loaded into shared memory once;
 //                       horizontal pass shared -> shared with each thread computing 4 consecutive
 //                       outputs of a row from vector loads; vertical pass from shared into the
-//                       thread's 8 outputs of a column. Tap loops are fully unrolled with the taps
+//                       thread's 16 outputs of a column. Tap loops are fully unrolled with the taps
 //                       in registers.
 //   blur_tile_runtime   any other radius or cut: chunks of up to kChunkRows rows of the tile plus
 //                       its halo, loops over the run-time radius, taps read from shared memory;
@@ -22,7 +22,6 @@
 // Index math inside an image is int32 (the frontend checks that every offset fits).
 #pragma once
 
-#include <algorithm>
 #include <type_traits>
 #include <utility>
 
@@ -35,7 +34,7 @@ namespace pvf {
 
 constexpr int kTileW = kWarpSize;  // a warp covers one row segment of the tile: coalesced columns
 constexpr int kTileH = 64;
-constexpr int kRowsPerThread = kTileH / kBlockWarps;  // warp w owns tile rows 8w ... 8w + 7
+constexpr int kRowsPerThread = kTileH / kBlockWarps;  // warp w owns tile rows 16w ... 16w + 15
 constexpr int kSharedHalo = 32;  // horizontal halo held in shared memory, in elements (radius x step)
 constexpr int kChunkRows = 80;  // tile rows + vertical halo per chunk: one chunk up to radius 8
 constexpr int kSharedTaps = 1024;  // taps beyond are recomputed (radius > 1023 needs images > 1 MP)
@@ -700,7 +699,7 @@ PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<Ti
   blk.sync();
 }
 
-// Fills regs.value with the blur of `src` at the thread's pixels of tile t (rows i0 + 8w + q,
+// Fills regs.value with the blur of `src` at the thread's pixels of tile t (rows i0 + 16w + q,
 // column j0 + lane) for radius R known at compile time; pixels outside the image get an
 // unspecified value (never used). Rows and columns past H - 1 + R (W - 1 + R) feed no pixel of the
 // image.
@@ -729,6 +728,11 @@ PVF_HD void blur_tile_fixed(Block& blk, typename Block::template PerThread<TileR
   }
 }
 
+// The thread whose work `thread` takes when the block's threads split into rounds of `workers`
+// (a multiple of a task's threads): itself, or for the kBlockThreads - workers threads past them,
+// one of the first, whose stores it repeats with the same values (no branch around them).
+PVF_HD int32_t repeated_thread(int thread, int32_t workers) { return thread < workers ? thread : thread - workers; }
+
 // The interior fast path of radius R >= 1 (planar cut, 16-byte aligned rows): a tile whose halo
 // columns e0 - R ... e0 + kTileW - 1 + R lie inside the plane row and, through the roll, inside
 // kVectors aligned vectors of one run (fits). Every global load is then a 16-byte vector with
@@ -745,15 +749,14 @@ struct FastHalo {
   static constexpr int kPitch = (kLead + kVectors * kV + 3) / 4 * 4;
   // Thread k loads vector k mod kVectors of halo rows k / kVectors, + kRowsPerRound, ...: its
   // vector, and so where that vector comes from and goes, is the same in every row it loads.
-  // The threads past kRowsPerRound x kVectors (kBlockThreads mod kVectors) load what the others
-  // load a round later, into the spare rows past the halo: no branch around them in every tile.
+  // The threads past kRowsPerRound x kVectors (kBlockThreads mod kVectors) repeat the first
+  // threads' loads, storing the same values to the same places: no branch around them in every
+  // tile, and no shared memory of their own.
   static constexpr int kRowsPerRound = kBlockThreads / kVectors;
   static constexpr int kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
-  static constexpr int kSpare = kRows * kPitch, kSpareRounds = (kRows - 1) / kRowsPerRound;
   static_assert(R <= kMaxFixedRadius, "kVectors covers the halo of the fixed radii");
-  static_assert(kLead + kSpare + (kSpareRounds - 1) * kRowsPerRound * kPitch + kPitch <=
-                    kChunkRows * (kTileW + 2 * kSharedHalo),
-                "the halo and the spare rows must fit sh.raw");
+  static_assert(kLead + kRows * kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo), "the halo must fit sh.raw");
+
 
   // First halo element through the roll.
   static PVF_HD int32_t start(const PlaneRows<const T>& p, const TilePos& t) {
@@ -789,10 +792,11 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
                               const PlaneRows<const T>& src, float* raw, Take&& take, Origin&& origin) {
   using F = FastHalo<R, T>;
   blk.each(regs, [&](int thread, TileRegs&) {
-    const int32_t j = thread % F::kVectors, first_row = thread / F::kVectors;
+    const int32_t task = repeated_thread(thread, F::kRowsPerRound * F::kVectors), j = task % F::kVectors,
+                  first_row = task / F::kVectors;
     if (!take(j)) return;
     const VectorOrigin o = origin(j);
-    const int32_t source = o.source + j * F::kV, place = first_row < F::kRowsPerRound ? first_row * F::kPitch : F::kSpare;
+    const int32_t source = o.source + j * F::kV, place = first_row * F::kPitch;
     // the tile's shared base plus the thread's byte offset, which depends on the thread alone (made
     // once per kernel; left visible, the compiler re-adds the tile's misalignment into it)
     float* const out = reinterpret_cast<float*>(reinterpret_cast<char*>(raw + o.column) +
@@ -800,8 +804,7 @@ PVF_HD void load_halo_vectors(Block& blk, typename Block::template PerThread<Til
     PVF_UNROLL
     for (int s = 0; s < F::kRounds; ++s) {
       const int32_t h = first_row + s * F::kRowsPerRound;
-      // the rounds that may pass the halo's last row check (a spare thread's row is a round ahead)
-      if ((s + 1) * F::kRowsPerRound >= F::kRows && h >= F::kRows) break;
+      if ((s + 1) * F::kRowsPerRound > F::kRows && h >= F::kRows) break;  // the last round alone checks
       float v[F::kV];
       load_vector(src.base + (sh.row_offsets[h] + source), v);
       PVF_UNROLL
@@ -839,10 +842,10 @@ struct EdgeHalo : EdgeColumns {
   static_assert(F::kLead >= F::kV - 1 && F::kPitch - F::kLead >= kWidth + F::kV - 1,
                 "a vector that passes the columns inside the row stays in its shared row");
   // Whether the copies run whole rounds, untested (load_halo_edge): where their last round's rows
-  // past the halo, and the spare threads' rows from the spare row on, stay in sh.raw (junk rows
-  // that nothing reads); the small radii's many rows per round do not.
-  static constexpr int kRowsTouched = std::max(kRounds * kRowsPerRound, F::kRows + (kRounds - 1) * kRowsPerRound + 1);
-  static constexpr bool kWholeRounds = F::kLead + kRowsTouched * F::kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo);
+  // past the halo stay in sh.raw (junk rows that nothing reads); the small radii's many rows per
+  // round do not.
+  static constexpr bool kWholeRounds =
+      F::kLead + kRounds * kRowsPerRound * F::kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo);
   int32_t length;
 
   PVF_HD EdgeHalo(const EdgeColumns& columns, int32_t row_length) : EdgeColumns(columns), length(row_length) {}
@@ -892,10 +895,8 @@ PVF_HD void load_halo_edge(Block& blk, typename Block::template PerThread<TileRe
   blk.sync();  // the copies read the vectors' columns; the vectors' ends land on the reflected ones
   blk.each(regs, [&](int thread, TileRegs&) {
     int32_t copied = 0;
-    const int32_t c = edge.reflected(thread % E::kLanes, copied);
-    // The threads past kRowsPerRound x R start at the spare row past the halo (as FastHalo's): no
-    // copy made twice.
-    const int32_t first_row = thread < E::kRowsPerRound * E::kLanes ? thread / E::kLanes : F::kRows;
+    const int32_t task = repeated_thread(thread, E::kRowsPerRound * E::kLanes), first_row = task / E::kLanes;
+    const int32_t c = edge.reflected(task % E::kLanes, copied);
     PVF_UNROLL
     for (int s = 0; s < E::kRounds; ++s) {
       const int32_t h = first_row + s * E::kRowsPerRound;

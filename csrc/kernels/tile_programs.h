@@ -14,7 +14,7 @@
 
 namespace pvf {
 
-// Partials per tile: one per warp (its 8 x 32 pixels), in warp order.
+// Partials per tile: one per warp (its 16 x 32 pixels), in warp order.
 constexpr int kPartialsPerTile = kBlockWarps;
 
 // The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at

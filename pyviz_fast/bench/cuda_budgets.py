@@ -29,11 +29,11 @@ STEP_KERNELS = {"one pass": 2, "two passes": 2}
 STEP_ELEMENT_ACCESSES = {"one pass": 4, "two passes": 5}
 DESIGNS = tuple(STEP_KERNELS)
 TILE_HEIGHT = 64  # csrc/kernels/tile.h kTileH (a tile is 32 columns wide)
-ELEMENTS_PER_THREAD = 8  # kRowsPerThread: a tile's 2,048 pixels over 256 threads
+ELEMENTS_PER_THREAD = 16  # kRowsPerThread: a tile's 2,048 pixels over 128 threads
 # A radius's tile loops hold at most this many FFMAs fewer than its loop with the most: one radius
-# less has 2 x (8 vertical + 10 horizontal outputs per thread) = 36 tap FFMAs fewer in every loop,
-# while std's fast loops, whose warps fold partials of one count without a division, hold 25-27
-# fewer than its general loops, whose folds divide (sm_80 ... sm_120: 292-294 against 319).
+# less has 2 x (16 vertical + 20 horizontal outputs per thread) = 72 tap FFMAs fewer in every loop,
+# while std's fast loops, whose warps fold partials of one count without a division, hold about
+# 25 fewer than its general loops, whose folds divide.
 RADIUS_FFMA_SPREAD = 30
 NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/common.h NormMode order
 DEFAULT_NORM = "mean_abs"  # the engine's default
@@ -270,7 +270,7 @@ def main():
     print(table(so))
     arches = sorted({r["arch"] for r in resource_usage(so)})
     print("\nSASS instructions per element of a step at sigma 2 (longest path through each kernel's "
-          "tile loop / 8 elements per thread):")
+          f"tile loop / {ELEMENTS_PER_THREAD} elements per thread):")
     for dtype, design, arch, path, norm in itertools.product(("fp32", "fp16", "bf16"), DESIGNS, arches, TILE_PATHS,
                                                             NORM_MODES):
         counts = step_instructions_per_element(so, arch, dtype=dtype, norm=norm, path=path, design=design)
