@@ -671,29 +671,41 @@ PVF_HD void tabulate_halo_rows(Block& blk, typename Block::template PerThread<Ti
 }
 
 // The halo of radius R >= 1 of any tile of the planar cut, rows at any alignment (the general
-// path), element by element into sh.raw: thread k takes column k mod kWidth of the halo rows k /
-// kWidth, + kRowsPerRound, ..., so that its column's source offset (reflected at the row's ends
-// and rolled: the split costs nothing per element) is made once per tile and each element is one
-// load at row offset + column offset. Columns past W - 1 + R, like rows past H - 1 + R
-// (halo_row), feed no pixel of the image and read the last one that does.
+// path), element by element into sh.raw: thread k takes kColumns consecutive columns, from column
+// kColumns (k mod kThreadsPerRow), of the halo rows k / kThreadsPerRow, + kRowsPerRound, ..., so
+// that its columns' source offsets (reflected at the row's ends and rolled: the split costs
+// nothing per element) are made once per tile and each element is one load at row offset + column
+// offset, a row's offset read once for its kColumns loads. Columns past W - 1 + R, like rows past
+// H - 1 + R (halo_row), feed no pixel of the image and read the last one that does; a row's last
+// thread may take columns past the halo's width, which land in the shared row's slack.
 template <int R, class Block, class T>
 PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                                const PlaneRows<const T>& src, const TilePos& t) {
   constexpr int kRows = kTileH + 2 * R, kWidth = kTileW + 2 * R, kPitch = kTileW + 2 * kSharedHalo;
-  constexpr int kRowsPerRound = kBlockThreads / kWidth, kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
+  constexpr int kColumns = 4;  // at radius 6: 11 threads a row, 11 rows a round, 7 rounds
+  constexpr int kThreadsPerRow = (kWidth + kColumns - 1) / kColumns, kRowsPerRound = kBlockThreads / kThreadsPerRow;
+  constexpr int kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
   static_assert(kRows <= kBlockThreads, "a thread tabulates each halo row");
+  static_assert(kThreadsPerRow * kColumns <= kPitch, "a row's last thread stays in its shared row");
   tabulate_halo_rows<R>(blk, regs, sh, src, t);
   blk.each(regs, [&](int thread, TileRegs&) {
-    const int32_t c = thread % kWidth, first_row = thread / kWidth;
-    if (first_row >= kRowsPerRound) return;  // past kRowsPerRound x kWidth: their rows are the others'
-    const int32_t e = t.e0 - R + c, last = src.length - 1 + R;
-    const int32_t column = src.offset(reflect32(e < last ? e : last, src.length));
-    float* const out = &sh.raw[first_row][c];
+    const int32_t c0 = thread % kThreadsPerRow * kColumns, first_row = thread / kThreadsPerRow;
+    if (first_row >= kRowsPerRound) return;  // past kRowsPerRound x kThreadsPerRow: their rows are the others'
+    const int32_t last = src.length - 1 + R;
+    int32_t column[kColumns];
+    PVF_UNROLL
+    for (int q = 0; q < kColumns; ++q) {
+      const int32_t e = t.e0 - R + c0 + q;
+      column[q] = src.offset(reflect32(e < last ? e : last, src.length));
+    }
+    float* const out = &sh.raw[first_row][c0];
     PVF_UNROLL
     for (int s = 0; s < kRounds; ++s) {
       const int32_t h = first_row + s * kRowsPerRound;
       if ((s + 1) * kRowsPerRound > kRows && h >= kRows) break;  // the last round alone checks
-      out[s * kRowsPerRound * kPitch] = load(src.base, sh.row_offsets[h] + column);
+      const int32_t row = sh.row_offsets[h];
+      PVF_UNROLL
+      for (int q = 0; q < kColumns; ++q) out[s * kRowsPerRound * kPitch + q] = load(src.base, row + column[q]);
     }
   });
   blk.sync();
