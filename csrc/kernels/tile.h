@@ -769,7 +769,6 @@ struct FastHalo {
   static_assert(R <= kMaxFixedRadius, "kVectors covers the halo of the fixed radii");
   static_assert(kLead + kRows * kPitch <= kChunkRows * (kTileW + 2 * kSharedHalo), "the halo must fit sh.raw");
 
-
   // First halo element through the roll.
   static PVF_HD int32_t start(const PlaneRows<const T>& p, const TilePos& t) {
     return rolled(t.e0 - R, p.shift, p.length);
