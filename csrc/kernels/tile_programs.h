@@ -10,6 +10,8 @@
 //                 scale first fold all of the image's tile partials in a fixed order.
 #pragma once
 
+#include <algorithm>
+
 #include "tile.h"
 
 namespace pvf {
