@@ -205,7 +205,8 @@ def test_step_global_bytes_per_element(dtype, budget, design):
 # 117.0-119.7; std 106.9-107.4, 113.2-113.9, 118.9-120.2, 121.5-122.8. The one-pass step of 2-byte
 # images: fp16 interior 67.0-67.8, edge 68.8-69.6, cut 72.7-73.6, general 78.4-79.8, std
 # 71.1-72.1, 73.0-74.2, 77.4-79.2, 82.5-83.9; bf16 interior 67.5-68.2, edge 69.2-70.1, cut
-# 73.2-74.1, general 78.4-79.7, std 71.6-72.6, 73.5-74.7, 77.9-79.7, 82.5-83.9. How they came down from ~1,100: BENCHMARKS.md, "CUDA kernels".
+# 73.2-74.1, general 78.4-79.7, std 71.6-72.6, 73.5-74.7, 77.9-79.7, 82.5-83.9. How they came
+# down from ~1,100: BENCHMARKS.md, "CUDA kernels".
 SASS_PER_ELEMENT_CEILING = {  # (dtypes, design, path): (every mode but std, std)
     ("fp32", "one pass", "interior"): (67, 72), ("fp32", "one pass", "edge"): (69, 74),
     ("fp32", "one pass", "cut"): (74, 79), ("fp32", "one pass", "general"): (77, 80),
