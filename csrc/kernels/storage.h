@@ -228,14 +228,15 @@ PVF_HD float clamp_keep_nan(float v, float lo, float hi) { return minimum_nan(ma
 
 // clamp_keep_nan(v, -clip, clip) with the sign of `sign` (v's own, or one it is known to share)
 // for clip > 0 or +0.0, bit for bit (signed zeros too), for every v but NaN, which becomes clip
-// with that sign: three instructions, where a NaN stands for a value known to be out of range
-// (clipped_quotient) or cannot matter (a NaN gradient flags its image, which then keeps its
-// pixels). The sign is set because min and max may return either zero of a +-0 tie.
+// with that sign: two instructions (the minimum of |v| and clip, the abs a modifier of its FMNMX,
+// then the sign), where a NaN stands for a value known to be out of range (clipped_quotient) or
+// cannot matter (a NaN gradient flags its image, which then keeps its pixels). The sign is set
+// because min and max may return either zero of a +-0 tie.
 PVF_HD float clamp_magnitude(float v, float clip, float sign) {
 #ifdef __CUDA_ARCH__
-  return copysignf(fmaxf(fminf(v, clip), -clip), sign);
+  return copysignf(fminf(fabsf(v), clip), sign);
 #else
-  return std::copysign(std::fmax(std::fmin(v, clip), -clip), sign);
+  return std::copysign(std::fmin(std::fabs(v), clip), sign);
 #endif
 }
 

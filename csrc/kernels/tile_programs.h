@@ -211,7 +211,7 @@ struct AscentParams {
 };
 
 // clamp(g / d, -clip, clip) for d > 0 with a finite reciprocal r = 1 / d (an image whose s + eps
-// has none is flagged: no_reciprocal) and clip >= 0, in six instructions. The rounded product
+// has none is flagged: no_reciprocal) and clip >= 0, in five instructions. The rounded product
 // with r plus one fmaf correction is the correctly rounded quotient (what g / d gives) whenever
 // no step overflows or goes subnormal; a product that overflows comes out NaN (inf - inf), which
 // the clamp turns into clip with g's sign (the quotient's, d being positive): what clamping the
