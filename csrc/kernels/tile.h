@@ -54,6 +54,9 @@ struct TileShared {
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
   int flag;  // non-finite flag of that image
+  // Column offsets (PlaneRows::offset) of a tile's halo columns at a fixed radius, for the general
+  // halo loads (tabulate_halo_rows with columns; up to a vector of slack past the widest halo).
+  alignas(16) int32_t column_offsets[kTileW + 2 * kMaxFixedRadius + 4];
 };
 
 struct TileRegs {
@@ -660,12 +663,23 @@ PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
 }
 
 // sh.row_offsets: the source row offsets (PlaneRows::row_offset) of tile t's halo rows at radius
-// R, each row reflected and rolled once, one per thread; ends with a barrier.
-template <int R, class Block, class T>
+// R, each row reflected and rolled once, one per thread; with kColumns, also sh.column_offsets:
+// the source offsets (PlaneRows::offset) of its first kColumns halo columns, each reflected at
+// the row's ends and rolled once (columns past W - 1 + R, which feed no pixel of the image, read
+// the last one that does). Ends with a barrier.
+template <int R, int kColumns = 0, class Block, class T>
 PVF_HD void tabulate_halo_rows(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                                const PlaneRows<const T>& src, const TilePos& t) {
+  static_assert(kColumns <= kBlockThreads && kColumns <= int(sizeof sh.column_offsets / sizeof(int32_t)),
+                "a thread tabulates each column");
   blk.each(regs, [&](int thread, TileRegs&) {
     sh.row_offsets[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+    if constexpr (kColumns > 0) {  // (the compiler cannot know the thread index is not negative)
+      if (thread < kColumns) {
+        const int32_t e = t.e0 - R + thread, last = src.length - 1 + R;
+        sh.column_offsets[thread] = src.offset(reflect32(e < last ? e : last, src.length));
+      }
+    }
   });
   blk.sync();
 }
@@ -674,10 +688,11 @@ PVF_HD void tabulate_halo_rows(Block& blk, typename Block::template PerThread<Ti
 // path), element by element into sh.raw: thread k takes kColumns consecutive columns, from column
 // kColumns (k mod kThreadsPerRow), of the halo rows k / kThreadsPerRow, + kRowsPerRound, ..., so
 // that its columns' source offsets (reflected at the row's ends and rolled: the split costs
-// nothing per element) are made once per tile and each element is one load at row offset + column
-// offset, a row's offset read once for its kColumns loads. Columns past W - 1 + R, like rows past
-// H - 1 + R (halo_row), feed no pixel of the image and read the last one that does; a row's last
-// thread may take columns past the halo's width, which land in the shared row's slack.
+// nothing per element), tabulated once per tile a thread per column, are one shared load and each
+// element is one load at row offset + column offset, a row's offset read once for its kColumns
+// loads. Columns past W - 1 + R, like rows past H - 1 + R (halo_row), feed no pixel of the image
+// and read the last one that does; a row's last thread may take columns past the halo's width,
+// which land in the shared row's slack.
 template <int R, class Block, class T>
 PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
                                const PlaneRows<const T>& src, const TilePos& t) {
@@ -687,25 +702,23 @@ PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<Ti
   constexpr int kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
   static_assert(kRows <= kBlockThreads, "a thread tabulates each halo row");
   static_assert(kThreadsPerRow * kColumns <= kPitch, "a row's last thread stays in its shared row");
-  tabulate_halo_rows<R>(blk, regs, sh, src, t);
+  tabulate_halo_rows<R, kThreadsPerRow * kColumns>(blk, regs, sh, src, t);
   blk.each(regs, [&](int thread, TileRegs&) {
     const int32_t c0 = thread % kThreadsPerRow * kColumns, first_row = thread / kThreadsPerRow;
     if (first_row >= kRowsPerRound) return;  // past kRowsPerRound x kThreadsPerRow: their rows are the others'
-    const int32_t last = src.length - 1 + R;
     int32_t column[kColumns];
     PVF_UNROLL
-    for (int q = 0; q < kColumns; ++q) {
-      const int32_t e = t.e0 - R + c0 + q;
-      column[q] = src.offset(reflect32(e < last ? e : last, src.length));
-    }
+    for (int q = 0; q < kColumns; ++q) column[q] = sh.column_offsets[c0 + q];
     float* const out = &sh.raw[first_row][c0];
     PVF_UNROLL
     for (int s = 0; s < kRounds; ++s) {
       const int32_t h = first_row + s * kRowsPerRound;
       if ((s + 1) * kRowsPerRound > kRows && h >= kRows) break;  // the last round alone checks
-      const int32_t row = sh.row_offsets[h];
+      // the row's address made once (opaque: else the compiler adds each column's offset to the
+      // row's first in 64 bits, several instructions a load, not one wide multiply-add)
+      const T* const row = opaque(src.base + sh.row_offsets[h]);
       PVF_UNROLL
-      for (int q = 0; q < kColumns; ++q) out[s * kRowsPerRound * kPitch + q] = load(src.base, row + column[q]);
+      for (int q = 0; q < kColumns; ++q) out[s * kRowsPerRound * kPitch + q] = load(row, column[q]);
     }
   });
   blk.sync();
