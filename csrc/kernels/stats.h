@@ -35,28 +35,77 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   return p;
 }
 
-// The sum of v[q] x share over q < n (n <= kMax): with share one over the count of values summed
-// (here and by others: a warp's), their mean; exactly v / count for a power-of-two count; no sum
-// overflows where the values do not, and a non-finite value makes it non-finite. No division per
-// element, as Welford's fold would take.
-template <int kMax>
-PVF_HD float shared_sum(const float (&v)[kMax], int32_t n, float share) {
+// The std's warps fold a thread's kStatsRows values, of which the first n (0 <= n <= kStatsRows) lie
+// inside the image, and share 1 / (the warp's count of such values, at most kMaxWarpCount).
+constexpr int kStatsRows = 16, kMaxWarpCount = kStatsRows * 32;
+
+// Which of the values are inside, as a word with value q at bit row_bit(q): six to a byte, at
+// bits 1-6, where ptxas's R2P moves a byte's bits into predicates P1-P6 in one instruction (with
+// q < n tested value by value, a compare each).
+constexpr int row_bit(int q) { return 8 * (q / 6) + 1 + q % 6; }
+
+// Two tables indexed by n that the GPU reads from constant memory (one load for the warp when n
+// is warp-uniform), where computing their entries costs more: first_rows(n), the bits of the
+// first n values; reciprocal_of_count(n), 1 / n in float32 (1 for n = 0), the very quotient of
+// the IEEE division that it replaces on the GPU (a reciprocal, a Newton step, a range test and a
+// call to a slow path) and that the emulation still does, so both give the same bits.
+template <class V, int N>
+struct Table {
+  V of[N];
+};
+constexpr Table<uint32_t, kStatsRows + 1> first_rows_bits() {
+  Table<uint32_t, kStatsRows + 1> t{};
+  for (int n = 1; n <= kStatsRows; ++n) t.of[n] = t.of[n - 1] | (1u << row_bit(n - 1));
+  return t;
+}
+constexpr Table<float, kMaxWarpCount + 1> count_reciprocals() {
+  Table<float, kMaxWarpCount + 1> t{};
+  t.of[0] = 1.0f;
+  for (int n = 1; n <= kMaxWarpCount; ++n) t.of[n] = 1.0f / static_cast<float>(n);
+  return t;
+}
+#ifdef __CUDACC__
+static __constant__ Table<uint32_t, kStatsRows + 1> kFirstRowsBits = first_rows_bits();
+static __constant__ Table<float, kMaxWarpCount + 1> kCountReciprocals = count_reciprocals();
+#endif
+
+PVF_HD uint32_t first_rows(int32_t n) {
+#ifdef __CUDA_ARCH__
+  return kFirstRowsBits.of[n];
+#else
+  static constexpr auto table = first_rows_bits();
+  return table.of[n];
+#endif
+}
+
+PVF_HD float reciprocal_of_count(int32_t n) {
+#ifdef __CUDA_ARCH__
+  return kCountReciprocals.of[n];
+#else
+  return 1.0f / static_cast<float>(n > 0 ? n : 1);
+#endif
+}
+
+// The sum of v[q] x share over the rows of `rows` (first_rows): with share one over the count of
+// values summed (here and by others: a warp's), their mean; exactly v / count for a power-of-two
+// count; no sum overflows where the values do not, and a non-finite value makes it non-finite. No
+// division per element, as Welford's fold would take.
+PVF_HD float shared_sum(const float (&v)[kStatsRows], uint32_t rows, float share) {
   float sum = 0.0f;
   PVF_UNROLL
-  for (int q = 0; q < kMax; ++q) {
-    if (q < n) sum = fmaf(v[q], share, sum);
+  for (int q = 0; q < kStatsRows; ++q) {
+    if (rows & (1u << row_bit(q))) sum = fmaf(v[q], share, sum);
   }
   return sum;
 }
 
-// The sum of (v[q] - mean)^2 over q < n (n <= kMax).
-template <int kMax>
-PVF_HD float squared_deviations(const float (&v)[kMax], int32_t n, float mean) {
+// The sum of (v[q] - mean)^2 over the rows of `rows` (first_rows).
+PVF_HD float squared_deviations(const float (&v)[kStatsRows], uint32_t rows, float mean) {
   float sum = 0.0f;
   PVF_UNROLL
-  for (int q = 0; q < kMax; ++q) {
+  for (int q = 0; q < kStatsRows; ++q) {
     const float d = v[q] - mean;
-    if (q < n) sum = fmaf(d, d, sum);
+    if (rows & (1u << row_bit(q))) sum = fmaf(d, d, sum);
   }
   return sum;
 }

@@ -18,6 +18,16 @@ namespace pvf {
 
 // Partials per tile: one per warp (its 16 x 32 pixels), in warp order.
 constexpr int kPartialsPerTile = kBlockWarps;
+static_assert(kStatsRows == kRowsPerThread && kMaxWarpCount == kRowsPerThread * kWarpSize,
+              "the std's tables (stats.h) cover a warp's pixels");
+
+// The rows of the thread's pixels inside the image (first_rows), a compile-time constant on the
+// paths whose tiles lie inside.
+template <class Path>
+PVF_HD uint32_t rows_of_stats(const TilePos& t, int thread, const TileGrid& grid) {
+  if constexpr (Path::full) return first_rows_bits().of[kRowsPerThread];
+  return first_rows(Path::inside_rows(t, thread, grid));
+}
 
 // The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at
 // out[w]; bad_sigma (1: the image's sigma is not finite) flags them. Path: the loop's TilePath,
@@ -30,12 +40,13 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   // count, summed over the warp) and their squared deviations from it, where a partial per lane
   // would take Chan's fold at each of the warp's five steps.
   blk.each(regs, [&](int thread, TileRegs& reg) {
-    const int32_t inside = Path::inside_rows(t, thread, grid);
     StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
     if constexpr (Mode == kStd) {
-      const int32_t pixels = Path::warp_pixels(t, thread / kWarpSize, grid);
-      p.a = shared_sum(reg.value, inside, 1.0f / static_cast<float>(pixels > 0 ? pixels : 1));
+      constexpr float kFullShare = 1.0f / (kRowsPerThread * kWarpSize);
+      const float share = Path::full ? kFullShare : reciprocal_of_count(Path::warp_pixels(t, thread / kWarpSize, grid));
+      p.a = shared_sum(reg.value, rows_of_stats<Path>(t, thread, grid), share);
     } else {
+      const int32_t inside = Path::inside_rows(t, thread, grid);
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) {
         if (q < inside) p = fold_element(p, reg.value[q], Mode);
@@ -50,7 +61,7 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
       return a;
     });
     blk.each(regs, [&](int thread, TileRegs& reg) {
-      reg.partial.b = squared_deviations(reg.value, Path::inside_rows(t, thread, grid), reg.partial.a);
+      reg.partial.b = squared_deviations(reg.value, rows_of_stats<Path>(t, thread, grid), reg.partial.a);
     });
     blk.warp_fold(regs, &TileRegs::partial, [](StatsPartial a, const StatsPartial& b) {
       a.b += b.b;
