@@ -299,12 +299,40 @@ struct StepEpilogue {
   }
 
   PVF_HD float operator()(const Image& f, float g, float old) const {
+    return select_bits(f.keep, old, update(f, g, old));
+  }
+
+  // The value of an image that is not flagged.
+  PVF_HD float update(const Image& f, float g, float old) const {
     g = clipped_quotient(g, f.denom, f.reciprocal, params.clip);
     float v = fmaf(params.lr, g, old);
     v = fmaf(-params.decay, v - params.center, v);
-    return select_bits(f.keep, old, clamp_keep_nan(v, params.lo, params.hi));
+    return clamp_keep_nan(v, params.lo, params.hi);
+  }
+
+  // use(rule) with rule(g, old) what operator() gives, chosen once for the image: the pixel
+  // itself for a flagged one, else update (a loop over a tile's pixels then holds no select).
+  template <class F>
+  PVF_HD void choose_pixel_rule(const Image& f, F&& use) const {
+    if (f.keep) {
+      use([](float, float old) { return old; });
+    } else {
+      use([&](float g, float old) { return update(f, g, old); });
+    }
   }
 };
+
+// use(rule) with rule(g, old) the value that epilogue e stores for the pixel `old` of image f and
+// its blurred value g: the rule e chooses once per image where it does (choose_pixel_rule), else
+// e itself.
+template <class Epilogue, class F>
+PVF_HD void with_pixel_rule(const Epilogue& e, const typename Epilogue::Image& f, F&& use) {
+  if constexpr (requires { e.choose_pixel_rule(f, use); }) {
+    e.choose_pixel_rule(f, use);
+  } else {
+    use([&](float g, float old) { return e(f, g, old); });
+  }
+}
 
 // After the blur, a tile goes through shared memory so that its loads and stores move as
 // vectors whatever the roll, but on the fixed radii's general path, whose rows are mostly
@@ -445,25 +473,29 @@ struct ApplyProgram {
           to[k] = ColumnRows<T>(out[k], i, out[k].offset(e));
         }
       }
-      PVF_UNROLL
-      for (int q = 0; q < kRowsPerThread; ++q) {
-        if (q >= inside) break;
-        float old = 0.0f;
-        if constexpr (Epilogue::kReadsImage) {
-          old = load(x.p, 0);
-          x.next();
-        }
-        const float v = epilogue(image_state, reg.value[q], old);
+      // a flagged image's tiles take a loop of their own (with_pixel_rule): this path's is the
+      // longest of the step, the one whose instructions per element set the budget (README)
+      with_pixel_rule(epilogue, image_state, [&](const auto& rule) PVF_INLINE_LAMBDA {
         PVF_UNROLL
-        for (int k = 0; k < Epilogue::kOutputs; ++k) {
-          if (k == Epilogue::kRolledOutput) {
-            store(rolled_to, sh.row_offsets[first + q], v);
-          } else {
-            store(to[k].p, 0, v);
-            to[k].next();
+        for (int q = 0; q < kRowsPerThread; ++q) {
+          if (q >= inside) break;
+          float old = 0.0f;
+          if constexpr (Epilogue::kReadsImage) {
+            old = load(x.p, 0);
+            x.next();
+          }
+          const float v = rule(reg.value[q], old);
+          PVF_UNROLL
+          for (int k = 0; k < Epilogue::kOutputs; ++k) {
+            if (k == Epilogue::kRolledOutput) {
+              store(rolled_to, sh.row_offsets[first + q], v);
+            } else {
+              store(to[k].p, 0, v);
+              to[k].next();
+            }
           }
         }
-      }
+      });
     });
     blk.sync();  // every phase ends with one (block.h)
   }
