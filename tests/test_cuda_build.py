@@ -260,9 +260,9 @@ def test_the_interior_tile_loop_is_the_shortest_fast_one_with_every_tap():
 
 
 def test_the_tile_loops_of_a_radius_may_differ_by_a_few_ffmas():
-    """std's interior loop may hold up to 25 FFMAs fewer than its other loops (2 today, 25-27 with
-    8-warp blocks): still of radius 6; a loop with one radius's taps fewer (2 x (16 + 20) FFMAs) is
-    of radius 5, however short."""
+    """A radius's interior loop may hold some FFMAs fewer than its other loops (the std's held up to
+    27 fewer while its general loops divided): still of radius 6; a loop with one radius's taps
+    fewer (2 x (16 + 20) FFMAs) is of radius 5, however short."""
     def loop(start, ffma, extra, loads=VECTOR_LOADS):
         body = loads + ["FFMA R2, R2, R3, R4"] * ffma + ["IADD3 R1, R1, 0x1, RZ"] * extra + ["@P0 BRA " + hex(start)]
         return [(start + 0x10 * k, text) for k, text in enumerate(body)]

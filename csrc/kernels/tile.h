@@ -48,14 +48,14 @@ struct TileShared {
   alignas(16) float rows[kChunkRows][kTileW];  // horizontal pass; then the tile's values before they are stored
   alignas(16) float taps[kSharedTaps];
   // Row offsets (PlaneRows::row_offset), one per thread (those past the rows used: no branch around
-  // them): of a tile's halo rows at a fixed radius (tabulate_halo_rows), read by the fast and the
+  // them): of a tile's halo rows at a fixed radius (tabulate_halo), read by the fast and the
   // general halo loads; then, in a step's apply, of its rolled output's rows (ApplyProgram).
   int32_t row_offsets[kBlockThreads];
   StatsPartial warp_partials[kBlockWarps];
   float denom;  // s_b + eps of the block's current image (apply programs)
   int flag;  // non-finite flag of that image
   // Column offsets (PlaneRows::offset) of a tile's halo columns at a fixed radius, for the general
-  // halo loads (tabulate_halo_rows with columns; up to a vector of slack past the widest halo).
+  // halo loads (tabulate_halo with columns; up to a vector of slack past the widest halo).
   alignas(16) int32_t column_offsets[kTileW + 2 * kMaxFixedRadius + 4];
 };
 
@@ -668,8 +668,8 @@ PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
 // the row's ends and rolled once (columns past W - 1 + R, which feed no pixel of the image, read
 // the last one that does). Ends with a barrier.
 template <int R, int kColumns = 0, class Block, class T>
-PVF_HD void tabulate_halo_rows(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
-                               const PlaneRows<const T>& src, const TilePos& t) {
+PVF_HD void tabulate_halo(Block& blk, typename Block::template PerThread<TileRegs>& regs, TileShared& sh,
+                          const PlaneRows<const T>& src, const TilePos& t) {
   static_assert(kColumns <= kBlockThreads && kColumns <= int(sizeof sh.column_offsets / sizeof(int32_t)),
                 "a thread tabulates each column");
   blk.each(regs, [&](int thread, TileRegs&) {
@@ -702,7 +702,7 @@ PVF_HD void load_halo_elements(Block& blk, typename Block::template PerThread<Ti
   constexpr int kRounds = (kRows + kRowsPerRound - 1) / kRowsPerRound;
   static_assert(kRows <= kBlockThreads, "a thread tabulates each halo row");
   static_assert(kThreadsPerRow * kColumns <= kPitch, "a row's last thread stays in its shared row");
-  tabulate_halo_rows<R, kThreadsPerRow * kColumns>(blk, regs, sh, src, t);
+  tabulate_halo<R, kThreadsPerRow * kColumns>(blk, regs, sh, src, t);
   blk.each(regs, [&](int thread, TileRegs&) {
     const int32_t c0 = thread % kThreadsPerRow * kColumns, first_row = thread / kThreadsPerRow;
     if (first_row >= kRowsPerRound) return;  // past kRowsPerRound x kThreadsPerRow: their rows are the others'
@@ -1030,7 +1030,7 @@ PVF_HD void blur_tile_fast(Block& blk, typename Block::template PerThread<TileRe
                            const PlaneRows<const T>& src, const TilePos& t, const Plan& plan, bool fits) {
   using F = FastHalo<R, T>;
   float* const raw = &sh.raw[0][0] + F::kLead;
-  tabulate_halo_rows<R>(blk, regs, sh, src, t);
+  tabulate_halo<R>(blk, regs, sh, src, t);
   if (fits) {
     const VectorOrigin o = plan.interior();
     load_halo_vectors<R>(

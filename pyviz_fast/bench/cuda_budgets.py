@@ -32,9 +32,9 @@ TILE_HEIGHT = 64  # csrc/kernels/tile.h kTileH (a tile is 32 columns wide)
 ELEMENTS_PER_THREAD = 16  # kRowsPerThread: a tile's 2,048 pixels over 128 threads
 # A radius's tile loops hold at most this many FFMAs fewer than its loop with the most: one radius
 # less has 2 x (16 vertical + 20 horizontal outputs per thread) = 72 tap FFMAs fewer in every loop,
-# while one radius's loops differ by a few (std's fast loops, whose warps fold partials of one count
-# without a division, hold 2 fewer than its general loops, whose folds divide; 25-27 fewer with
-# 8-warp blocks).
+# while one radius's loops may differ by a few: none do today (the std's loops hold the same FFMAs
+# on every path since its share 1 / count comes from a table), but while its general loops divided
+# by the count they held 2 more than its fast loops, and 25-27 more with 8-warp blocks.
 RADIUS_FFMA_SPREAD = 30
 NORM_MODES = ("rms", "mean_abs", "std", "max_abs", "none")  # csrc/kernels/common.h NormMode order
 DEFAULT_NORM = "mean_abs"  # the engine's default
