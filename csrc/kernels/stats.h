@@ -43,6 +43,7 @@ constexpr int kStatsRows = 16, kMaxWarpCount = kStatsRows * 32;
 // bits 1-6, where ptxas's R2P moves a byte's bits into predicates P1-P6 in one instruction (with
 // q < n tested value by value, a compare each).
 constexpr int row_bit(int q) { return 8 * (q / 6) + 1 + q % 6; }
+PVF_HD constexpr bool has_row(uint32_t rows, int q) { return rows & (1u << row_bit(q)); }
 
 // Two tables indexed by n that the GPU reads from constant memory (one load for the warp when n
 // is warp-uniform), where computing their entries costs more: first_rows(n), the bits of the
@@ -94,7 +95,7 @@ PVF_HD float shared_sum(const float (&v)[kStatsRows], uint32_t rows, float share
   float sum = 0.0f;
   PVF_UNROLL
   for (int q = 0; q < kStatsRows; ++q) {
-    if (rows & (1u << row_bit(q))) sum = fmaf(v[q], share, sum);
+    if (has_row(rows, q)) sum = fmaf(v[q], share, sum);
   }
   return sum;
 }
@@ -105,7 +106,7 @@ PVF_HD float squared_deviations(const float (&v)[kStatsRows], uint32_t rows, flo
   PVF_UNROLL
   for (int q = 0; q < kStatsRows; ++q) {
     const float d = v[q] - mean;
-    if (rows & (1u << row_bit(q))) sum = fmaf(d, d, sum);
+    if (has_row(rows, q)) sum = fmaf(d, d, sum);
   }
   return sum;
 }

@@ -21,12 +21,25 @@ constexpr int kPartialsPerTile = kBlockWarps;
 static_assert(kStatsRows == kRowsPerThread && kMaxWarpCount == kRowsPerThread * kWarpSize,
               "the std's tables (stats.h) cover a warp's pixels");
 
-// The rows of the thread's pixels inside the image (first_rows), a compile-time constant on the
-// paths whose tiles lie inside.
+// What a tile's statistic takes, compile-time constants on the paths whose tiles lie inside: the
+// rows of the thread's pixels inside the image (first_rows), and for the std, each of the warp's
+// pixels' share of their mean (one over their count).
 template <class Path>
 PVF_HD uint32_t rows_of_stats(const TilePos& t, int thread, const TileGrid& grid) {
-  if constexpr (Path::full) return first_rows_bits().of[kRowsPerThread];
-  return first_rows(Path::inside_rows(t, thread, grid));
+  if constexpr (Path::full) {
+    return first_rows_bits().of[kRowsPerThread];
+  } else {
+    return first_rows(Path::inside_rows(t, thread, grid));
+  }
+}
+
+template <class Path>
+PVF_HD float share_of_stats(const TilePos& t, int thread, const TileGrid& grid) {
+  if constexpr (Path::full) {
+    return 1.0f / (kRowsPerThread * kWarpSize);
+  } else {
+    return reciprocal_of_count(Path::warp_pixels(t, thread / kWarpSize, grid));
+  }
 }
 
 // The kPartialsPerTile partials of tile t's blurred values (regs.value) into out, warp w's at
@@ -42,14 +55,12 @@ PVF_HD void store_tile_partials(Block& blk, typename Block::template PerThread<T
   blk.each(regs, [&](int thread, TileRegs& reg) {
     StatsPartial p{0.0f, 0.0f, 0, bad_sigma};
     if constexpr (Mode == kStd) {
-      constexpr float kFullShare = 1.0f / (kRowsPerThread * kWarpSize);
-      const float share = Path::full ? kFullShare : reciprocal_of_count(Path::warp_pixels(t, thread / kWarpSize, grid));
-      p.a = shared_sum(reg.value, rows_of_stats<Path>(t, thread, grid), share);
+      p.a = shared_sum(reg.value, rows_of_stats<Path>(t, thread, grid), share_of_stats<Path>(t, thread, grid));
     } else {
-      const int32_t inside = Path::inside_rows(t, thread, grid);
+      const uint32_t rows = rows_of_stats<Path>(t, thread, grid);
       PVF_UNROLL
       for (int q = 0; q < kRowsPerThread; ++q) {
-        if (q < inside) p = fold_element(p, reg.value[q], Mode);
+        if (has_row(rows, q)) p = fold_element(p, reg.value[q], Mode);
       }
     }
     reg.partial = p;
