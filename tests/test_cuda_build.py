@@ -197,16 +197,15 @@ def test_step_global_bytes_per_element(dtype, budget, design):
 # one pass blurs it once. The ceilings sit above what the kernels reach so that it cannot grow
 # back, within about two or three per element (at most 80 where the kernels are under it), per
 # mode: every mode but std, and the std, whose warps take two passes over their values
-# (shared_sum, squared_deviations, each summed over the warp). The figures of 2026-12-07 evening,
+# (shared_sum, squared_deviations, each summed over the warp). The figures of 2026-12-07 night,
 # 128-thread blocks (the kernels built as the build builds them: PTX of compute_80, SASS for sm_80,
-# sm_90, sm_100, sm_120), fp32: one pass, interior 63.2-64.1, edge 65.0-65.9, cut 69.5-70.7,
-# general 70.4-71.4; std 67.9-68.6, 69.8-70.7, 72.4-73.5, 73.4-74.1; two passes, interior
-# 102.6-103.8, edge 109.1-109.8, cut 113.9-115.5, general 113.0-114.9; std 105.9-106.4,
-# 112.2-112.9, 115.9-117.2, 115.6-116.3. The one-pass step of 2-byte images: fp16 interior
-# 66.0-66.7, edge 67.8-68.6, cut 71.6-72.6, general 75.2-76.2, std 70.1-71.1, 71.9-73.2, 74.8-76.2,
-# 78.2-79.0; bf16 interior 66.5-67.2, edge 68.2-69.1, cut 72.1-73.1, general 75.2-76.2, std
-# 70.6-71.6, 72.4-73.7, 75.2-76.7, 78.2-79.0. How they came down from ~1,100: BENCHMARKS.md,
-# "CUDA kernels".
+# sm_90, sm_100, sm_120), fp32: one pass, interior 63.2-64.1, edge 65.0-65.9, cut 68.9-70.8, general
+# 69.8-71.5; std 67.9-68.6, 69.8-70.7, 72.4-73.5, 72.7-73.4; two passes, interior 102.6-103.8, edge
+# 109.1-109.8, cut 113.2-115.6, general 112.3-115.2; std 105.9-106.4, 112.2-112.9, 115.9-117.2,
+# 114.8-115.8. The one-pass step of 2-byte images: fp16 interior 66.0-66.7, edge 67.8-68.6, cut
+# 71.2-72.9, general 74.6-76.2, std 70.1-71.1, 71.9-73.2, 74.8-76.2, 77.5-78.3; bf16 interior
+# 66.5-67.2, edge 68.2-69.1, cut 71.8-73.4, general 74.6-76.2, std 70.6-71.6, 72.4-73.7, 75.2-76.7,
+# 77.5-78.3. How they came down from ~1,100: BENCHMARKS.md, "CUDA kernels".
 SASS_PER_ELEMENT_CEILING = {  # (dtypes, design, path): (every mode but std, std)
     ("fp32", "one pass", "interior"): (66, 71), ("fp32", "one pass", "edge"): (68, 73),
     ("fp32", "one pass", "cut"): (73, 76), ("fp32", "one pass", "general"): (74, 77),
