@@ -19,7 +19,7 @@ namespace pvf {
 // Partials per tile: one per warp (its 16 x 32 pixels), in warp order.
 constexpr int kPartialsPerTile = kBlockWarps;
 static_assert(kStatsRows == kRowsPerThread && kMaxWarpCount == kRowsPerThread * kWarpSize,
-              "the std's tables (stats.h) cover a warp's pixels");
+              "the statistic's tables (stats.h) cover a warp's pixels");
 
 // What a tile's statistic takes, compile-time constants on the paths whose tiles lie inside: the
 // rows of the thread's pixels inside the image (first_rows), and for the std, each of the warp's
