@@ -656,10 +656,11 @@ PVF_HD void vertical_pass(Block& blk, typename Block::template PerThread<TileReg
   blk.sync();
 }
 
-// The source row of logical halo row li (i0 - R <= li) of a plane of `height` rows: reflected;
-// rows past H - 1 + R feed no pixel of the image and read any row (the last reflected one).
-PVF_HD int32_t halo_row(int32_t li, int32_t height, int32_t r) {
-  return reflect32(li < height - 1 + r ? li : height - 1 + r, height);
+// The source index of logical halo index li (a row from i0 - R, a column from e0 - R) along an
+// extent of n rows or columns: reflected; indices past n - 1 + R feed no pixel of the image and
+// read the last one that does.
+PVF_HD int32_t halo_index(int32_t li, int32_t n, int32_t r) {
+  return reflect32(li < n - 1 + r ? li : n - 1 + r, n);
 }
 
 // sh.row_offsets: the source row offsets (PlaneRows::row_offset) of tile t's halo rows at radius
@@ -673,12 +674,9 @@ PVF_HD void tabulate_halo(Block& blk, typename Block::template PerThread<TileReg
   static_assert(kColumns <= kBlockThreads && kColumns <= int(sizeof sh.column_offsets / sizeof(int32_t)),
                 "a thread tabulates each column");
   blk.each(regs, [&](int thread, TileRegs&) {
-    sh.row_offsets[thread] = src.row_offset(halo_row(t.i0 - R + thread, src.height, R));
+    sh.row_offsets[thread] = src.row_offset(halo_index(t.i0 - R + thread, src.height, R));
     if constexpr (kColumns > 0) {  // (the compiler cannot know the thread index is not negative)
-      if (thread < kColumns) {
-        const int32_t e = t.e0 - R + thread, last = src.length - 1 + R;
-        sh.column_offsets[thread] = src.offset(reflect32(e < last ? e : last, src.length));
-      }
+      if (thread < kColumns) sh.column_offsets[thread] = src.offset(halo_index(t.e0 - R + thread, src.length, R));
     }
   });
   blk.sync();
@@ -690,7 +688,7 @@ PVF_HD void tabulate_halo(Block& blk, typename Block::template PerThread<TileReg
 // that its columns' source offsets (reflected at the row's ends and rolled: the split costs
 // nothing per element), tabulated once per tile a thread per column, are one shared load and each
 // element is one load at row offset + column offset, a row's offset read once for its kColumns
-// loads. Columns past W - 1 + R, like rows past H - 1 + R (halo_row), feed no pixel of the image
+// loads. Columns past W - 1 + R, like rows past H - 1 + R (halo_index), feed no pixel of the image
 // and read the last one that does; a row's last thread may take columns past the halo's width,
 // which land in the shared row's slack.
 template <int R, class Block, class T>
