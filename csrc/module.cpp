@@ -5,8 +5,8 @@
 #include <pybind11/stl.h>
 #include <torch/version.h>
 
+#include "cpu/bf16_gram.h"
 #include "cpu/output_cache.h"
-#include "cpu/amx_gram.h"
 #include "cpu/row_kernels.h"
 #include "emulation/settings.h"
 #include "kernels/sequences.h"
@@ -76,9 +76,14 @@ PYBIND11_MODULE(_C, m) {
         "statistics, Gram products), best first.");
   m.def("use_vector_instruction_set", &pvf::cpu::use_vector_instruction_set, py::arg("name"),
         "Run those loops with this instruction set from now on ('' for the best); returns the previous one.");
-  m.def("amx_gram_available", &pvf::cpu::amx_gram_available,
-        "Whether the Gram products' CPU kernels take bfloat16 activations: this CPU has AMX tiles and the OS "
-        "lets the process use them.");
+  m.def("bf16_gram_available", &pvf::cpu::bf16_gram_available,
+        "Whether the Gram products' CPU kernels take bfloat16 activations: this CPU has AMX tiles (and the OS "
+        "lets the process use them) or AVX512_BF16.");
+  m.def("bf16_gram_instruction_sets", &pvf::cpu::bf16_gram_instruction_sets,
+        "The instruction sets this CPU runs the bfloat16 Gram products with ('amx', 'avx512_bf16'), best first.");
+  m.def("use_bf16_gram_instruction_set", &pvf::cpu::use_bf16_gram_instruction_set, py::arg("name"),
+        "Run the bfloat16 Gram products with this instruction set from now on ('' for the best); returns the "
+        "previous one.");
   m.def(
       "chunk_images",
       [](const std::vector<int64_t>& shape, int64_t element_bytes, int64_t cache_bytes) {

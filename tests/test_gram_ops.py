@@ -2,9 +2,10 @@
 and ops.gram_error with its backward (a style loss's layer): the CPU kernel against the
 reference on random activations whose channels are innermost (channels_last maps and tokens),
 odd and tiny position counts, B=1 and large batches, every tile shape of the kernel (16 to 256
-channels) on every vector instruction set of the CPU, and in bfloat16 on AMX tiles where the CPU
-has them; independent of the thread count; every input the kernel does not take runs the
-reference bit for bit; and the style loss through either backend."""
+channels) on every vector instruction set of the CPU, and in bfloat16 on each instruction set
+the CPU has of the two that take it (AMX tiles, AVX512_BF16); independent of the thread count;
+every input the kernel does not take runs the reference bit for bit; and the style loss through
+either backend."""
 import pytest
 import torch
 
@@ -24,11 +25,25 @@ def channels_last(shape, seed, dtype=torch.float32):
         memory_format=torch.channels_last)
 
 
-def amx():
-    return _ext.has_ops() and _ext._C.amx_gram_available()
+def bf16_kernels():
+    return _ext.has_ops() and _ext._C.bf16_gram_available()
 
 
-needs_amx = pytest.mark.skipif(not amx(), reason="bfloat16 Gram kernels run on AMX tiles; this CPU has none")
+needs_bf16_kernels = pytest.mark.skipif(not bf16_kernels(), reason="bfloat16 Gram kernels run on AMX tiles or "
+                                        "AVX512_BF16; this CPU (or build) has neither")
+
+
+@pytest.fixture(params=["amx", "avx512_bf16"])
+def bf16_instruction_set(request):
+    """The bfloat16 Gram kernels on one instruction set for the test (skipped where the CPU lacks it)."""
+    runs = _ext._C.bf16_gram_instruction_sets() if _ext.has_ops() else []
+    if request.param not in runs:
+        pytest.skip(f"this CPU runs the bfloat16 Gram kernels with {runs}, not '{request.param}'")
+    previous = _ext._C.use_bf16_gram_instruction_set(request.param)
+    try:
+        yield request.param
+    finally:
+        _ext._C.use_bf16_gram_instruction_set(previous)
 
 
 def tokens(B, N, C, seed):
@@ -87,13 +102,14 @@ def test_kernels_match_the_reference_on_channels_last_maps(shape, vector_isa):
     assert_error_kernels_match_the_reference(x, seed=3)
 
 
-@needs_amx
-@pytest.mark.parametrize("shape", SHAPES + [(2, 96, 1, 35), (3, 32, 64, 2), (2, 48, 50, 45), (1, 32, 70, 31)], ids=str)
-def test_bf16_kernels_on_amx_tiles_match_the_reference(shape):
-    """bfloat16 rows on AMX tiles: every channel count in blocks of 16 (a tile's product sums 16
-    or 32 channels), position counts that leave part of a tile's 32 (Gram) or 16 (product) rows
-    empty, more positions than one staged block (2048: the sums of the blocks before the last
-    wait in the output; 16 and 32 channels keep their sums in tiles throughout)."""
+@pytest.mark.parametrize("shape", SHAPES + [(2, 96, 1, 35), (3, 32, 64, 2), (2, 48, 50, 45), (1, 32, 70, 31),
+                                   (1, 288, 5, 3), (1, 64, 63, 33)], ids=str)
+def test_bf16_kernels_match_the_reference(shape, bf16_instruction_set):
+    """bfloat16 rows: every channel count in blocks of 16 (a tile's product sums 16 or 32
+    channels), position counts that leave part of a group's 32 (Gram) or 16 (product) rows empty,
+    more positions than one staged block (2048 on tiles; 1,024 and fewer as channels grow for dot
+    products: the sums of the blocks before the last wait in the output; on tiles 16 and 32
+    channels keep their sums in tiles throughout)."""
     x, m = channels_last(shape, seed=31, dtype=torch.bfloat16), matrices(shape[0], shape[1], seed=32).bfloat16()
     g = torch.ops.pyviz_fast.gram(x)
     assert g.dtype == torch.bfloat16 and torch.equal(g, g.transpose(1, 2))
@@ -104,10 +120,10 @@ def test_bf16_kernels_on_amx_tiles_match_the_reference(shape):
     assert_error_kernels_match_the_reference(x, seed=33)
 
 
-@needs_amx
-def test_a_bf16_execution_s_forward_under_autocast_runs_the_tiles(monkeypatch):
+@needs_bf16_kernels
+def test_a_bf16_execution_s_forward_under_autocast_runs_the_kernel(monkeypatch):
     """A bf16 execution's forward runs under bf16 autocast: torch.bmm would take bf16 products
-    there as the tiles do, so the kernel runs (a float32 activation there still goes to torch.bmm)."""
+    there as the kernel does, so the kernel runs (a float32 activation there still goes to torch.bmm)."""
     x = channels_last((2, 32, 5, 4), seed=37, dtype=torch.bfloat16)
     target, norms = targets_and_norms(2, 32, seed=38)
     want = reference.gram_error(x, target, norms)
@@ -118,8 +134,7 @@ def test_a_bf16_execution_s_forward_under_autocast_runs_the_tiles(monkeypatch):
         assert_close_to(a, b)
 
 
-@needs_amx
-def test_bf16_kernels_keep_nan_and_round_to_nearest_even():
+def test_bf16_kernels_keep_nan_and_round_to_nearest_even(bf16_instruction_set):
     x = channels_last((2, 16, 3, 3), seed=34, dtype=torch.bfloat16)
     x[1, 3, 2, 2] = float("nan")
     g = torch.ops.pyviz_fast.gram(x)
@@ -143,7 +158,7 @@ def test_kernels_match_the_reference_on_tokens(B, N, C, vector_isa):
 
 
 @pytest.mark.needs_ext
-@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_amx)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_bf16_kernels)], ids=str)
 def test_kernels_give_the_same_bits_on_any_number_of_threads(dtype, same_bits_on_one_and_two_threads):
     x, m = channels_last((9, 64, 11, 13), seed=5, dtype=dtype), matrices(9, 64, seed=6).to(dtype)
     target, norms = targets_and_norms(9, 64, seed=7)
@@ -171,9 +186,9 @@ def test_the_fused_backend_runs_the_kernels_on_the_inputs_they_take(monkeypatch)
                        torch.ops.pyviz_fast.gram_error_backward(x, m, norms))
 
 
-@needs_amx
+@needs_bf16_kernels
 def test_a_bf16_style_layer_of_many_channels_runs_the_kernels(monkeypatch):
-    """On AMX tiles a style loss's layer takes any channel count (torch's C x C passes cost more
+    """In bfloat16 a style loss's layer takes any channel count (torch's C x C passes cost more
     there than the products), and matches the reference; float32 keeps its limit (without AVX-512)."""
     x = channels_last((2, 512, 3, 2), seed=26, dtype=torch.bfloat16)
     target, norms = targets_and_norms(2, 512, seed=27)
@@ -218,7 +233,7 @@ def test_a_float32_style_layer_of_many_channels_runs_the_kernels_where_the_cpu_h
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.needs_ext)])
-@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels without AVX-512", "bfloat16 without AMX",
+@pytest.mark.parametrize("case", ["nchw", "24 channels", "512 channels without AVX-512", "bfloat16 without its instruction sets",
                                   "float16", "autocast", "sliced"])
 def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, case, monkeypatch):
     shape = {"24 channels": (2, 24, 4, 4), "512 channels without AVX-512": (2, 512, 2, 2)}.get(case, (2, 32, 5, 4))
@@ -226,10 +241,10 @@ def test_inputs_the_kernel_does_not_take_run_the_reference_bit_for_bit(backend, 
     monkeypatch.setattr(ops, "_runs_avx512", lambda: False)  # the float32 limits of AVX2 (an AVX-512 CPU has none)
     if case == "nchw":
         x = x.contiguous()
-    elif case == "bfloat16 without AMX":
+    elif case == "bfloat16 without its instruction sets":
         x = x.bfloat16()
         if _ext.has_ops():
-            monkeypatch.setattr(_ext._C, "amx_gram_available", lambda: False)
+            monkeypatch.setattr(_ext._C, "bf16_gram_available", lambda: False)
     elif case == "float16":
         x = x.half()
     elif case == "sliced":
@@ -306,8 +321,12 @@ def test_kernels_check_their_arguments_when_called_directly():
         torch.ops.pyviz_fast.gram_times(torch.zeros(2, 16, 16, dtype=torch.float64), channels_last((2, 16, 3, 3), 11))
     with pytest.raises(RuntimeError, match=r"m must be float32 \[B, C, C\] = \[2, 16, 16\]"):
         torch.ops.pyviz_fast.gram_times(torch.zeros(2, 16, 8), channels_last((2, 16, 3, 3), 11))
-    with pytest.raises(RuntimeError, match=r"x must be float32 \(or bfloat16 on a CPU with AMX\), got Half"):
+    with pytest.raises(RuntimeError, match=r"x must be float32 \(or bfloat16 on a CPU with AMX or AVX512_BF16\), "
+                                           "got Half"):
         torch.ops.pyviz_fast.gram(channels_last((2, 16, 3, 3), 11).half())
+    with pytest.raises(ValueError, match=r"instruction set 'avx9' is not one this CPU runs the bfloat16 Gram products "
+                                         r"with; it runs \["):
+        _ext._C.use_bf16_gram_instruction_set("avx9")
     with pytest.raises(RuntimeError, match=r"norms must be float32 \[B\] = \[2\]"):
         torch.ops.pyviz_fast.gram_error(channels_last((2, 16, 3, 3), 11), torch.zeros(2, 16, 16), torch.ones(3))
     with pytest.raises(RuntimeError, match=r"residual must be float32 \[B, C, C\]"):

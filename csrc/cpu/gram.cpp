@@ -3,10 +3,10 @@
 // as [B, C, P]) are then contiguous, and row kernels take the products without torch's GEMM,
 // whose packing of these long, thin matrices costs more than the products when the data is not
 // in cache (a style loss's backward). float32 rows run the vector loops of row_kernels.cpp,
-// bfloat16 rows AMX tiles (amx_gram.cpp) where the CPU has them. The Python layer sends every
-// other input to the reference (torch.bmm). Where the reference rounds a bfloat16 product's
-// C x C result before using it (a Gram matrix, the backward's factor), so do these; the
-// products themselves accumulate in float32, as torch.bmm's do.
+// bfloat16 rows AMX tiles or AVX512_BF16 dot products (bf16_gram.cpp) where the CPU has either.
+// The Python layer sends every other input to the reference (torch.bmm). Where the reference
+// rounds a bfloat16 product's C x C result before using it (a Gram matrix, the backward's
+// factor), so do these; the products themselves accumulate in float32, as torch.bmm's do.
 // Semantics: pyviz_fast/ops/reference.py (gram, gram_times, gram_error, gram_error_backward).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -17,7 +17,7 @@
 #include <type_traits>
 
 #include "../checks.h"
-#include "amx_gram.h"
+#include "bf16_gram.h"
 #include "loss_kernels.h"
 #include "ops_cpu.h"
 #include "row_kernels.h"
@@ -27,23 +27,22 @@ namespace {
 
 void check_rows(const at::Tensor& x) {
   TORCH_CHECK(x.dim() >= 2 && x.numel() > 0, "x must be a non-empty [B, C, *positions], got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || (x.scalar_type() == at::kBFloat16 && amx_gram_available()),
-              "x must be float32 (or bfloat16 on a CPU with AMX), got ", x.scalar_type());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || (x.scalar_type() == at::kBFloat16 && bf16_gram_available()),
+              "x must be float32 (or bfloat16 on a CPU with AMX or AVX512_BF16), got ", x.scalar_type());
   TORCH_CHECK(x.movedim(1, -1).is_contiguous(), "x must have its channels innermost and dense (channels_last, "
               "tokens), got strides ", x.strides());
   TORCH_CHECK(x.size(1) % kGramChannels == 0, "x must have a multiple of ", kGramChannels, " channels, got ",
               x.size(1));
 }
 
-// A C x C matrix in float32 as x's dtype would hold it (bfloat16, whose rows take AMX: rounded,
-// then widened back).
+// A C x C matrix in float32 as x's dtype would hold it (bfloat16: rounded, then widened back).
 template <typename T>
 void round_as(float* m, int64_t n) {
-  if constexpr (!std::is_same_v<T, float>) round_to_bf16_amx(m, n);
+  if constexpr (!std::is_same_v<T, float>) round_to_bf16(m, n);
 }
 
 void products_of_rows(const float* rows, int64_t n, int64_t C, float* g) { gram_of_rows(rows, n, C, g); }
-void products_of_rows(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) { gram_of_rows_amx(rows, n, C, g); }
+void products_of_rows(const c10::BFloat16* rows, int64_t n, int64_t C, float* g) { gram_of_rows_bf16(rows, n, C, g); }
 
 // Each image's Gram products into g [B, C, C] float32, rounded as x's dtype holds them.
 template <typename T>
@@ -72,7 +71,7 @@ at::Tensor gram_cpu(const at::Tensor& x) {
 namespace {
 
 // The backward's C x C factor per image as the row kernels take it: m^T (float32 [B, C, C]) for
-// float32 rows, its pairs of rows (int32 [B, C / 2, C], amx_gram.h) for bfloat16 rows on tiles.
+// float32 rows, its pairs of rows (int32 [B, C / 2, C], bf16_gram.h) for bfloat16 rows.
 template <typename T>
 using FactorOf = std::conditional_t<std::is_same_v<T, float>, float, int32_t>;
 
@@ -87,7 +86,7 @@ void rows_times_factor(const float* rows, int64_t n, int64_t C, const float* m_t
 }
 void rows_times_factor(const c10::BFloat16* rows, int64_t n, int64_t C, const int32_t* pairs,
                        const c10::BFloat16* add, c10::BFloat16* out) {
-  rows_times_amx(rows, n, C, reinterpret_cast<const uint32_t*>(pairs), add, out);
+  rows_times_bf16(rows, n, C, reinterpret_cast<const uint32_t*>(pairs), add, out);
 }
 
 // out = (m F)^T + add = F^T m^T + add, row block by row block, with m^T given as
@@ -159,7 +158,7 @@ at::Tensor gram_times_cpu(const at::Tensor& m, const at::Tensor& x) {
       return rows_times_factors<T>(m_t, x, std::nullopt);
     } else {
       const at::Tensor pairs = factors_of_images<T>(x, [&](int64_t b, int32_t* f) {
-        pairs_of_matrix_amx(mat + b * C * C, C, reinterpret_cast<uint32_t*>(f));
+        pairs_of_matrix_bf16(mat + b * C * C, C, reinterpret_cast<uint32_t*>(f));
       });
       return rows_times_factors<T>(pairs, x, std::nullopt);
     }
@@ -179,11 +178,11 @@ std::tuple<at::Tensor, at::Tensor> gram_error_cpu(const at::Tensor& x, const at:
   const float* norm = n.const_data_ptr<float>();
   float* res = residual.mutable_data_ptr<float>();
   float* err = error.mutable_data_ptr<float>();
-  if (x.scalar_type() == at::kBFloat16) {  // tiles: the residual made as each tile of products finishes
+  if (x.scalar_type() == at::kBFloat16) {  // the residual made as each 16 x 16 block of products finishes
     const c10::BFloat16* rows = x.const_data_ptr<c10::BFloat16>();
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b)
-        err[b] = static_cast<float>(gram_error_of_rows_amx(rows + b * P * C, P, C, 1.0f / static_cast<float>(P),
+        err[b] = static_cast<float>(gram_error_of_rows_bf16(rows + b * P * C, P, C, 1.0f / static_cast<float>(P),
                                                            tgt + b * C * C, res + b * C * C)) / norm[b];
     });
     return {error, residual};
@@ -218,7 +217,7 @@ at::Tensor gram_error_backward_cpu(const at::Tensor& x, const at::Tensor& residu
       if constexpr (std::is_same_v<T, float>)
         symmetric_sum(res + b * C * C, C, 2 * w[b] / positions, f);
       else  // rounded to bfloat16 as it is paired
-        symmetric_pairs_amx(res + b * C * C, C, 2 * w[b] / positions, reinterpret_cast<uint32_t*>(f));
+        symmetric_pairs_bf16(res + b * C * C, C, 2 * w[b] / positions, reinterpret_cast<uint32_t*>(f));
     });
     return rows_times_factors<T>(factors, x, add);
   });

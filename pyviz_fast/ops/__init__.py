@@ -323,11 +323,12 @@ def _gram_kernel(name, x, backend):
 
 def _gram_kernel_takes(x):
     """float32 rows outside autocast (which would take torch.bmm's products in its own dtype), and
-    bfloat16 rows on AMX tiles outside autocast or in a bfloat16 one (a bf16 execution's forward)."""
+    bfloat16 rows on AMX tiles or AVX512_BF16 outside autocast or in a bfloat16 one (a bf16
+    execution's forward)."""
     device = x.device.type
     if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) != x.dtype:
         return False
-    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _ext.has_ops() and _ext._C.amx_gram_available())
+    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _ext.has_ops() and _ext._C.bf16_gram_available())
 
 
 def nonfinite(values):
