@@ -9,7 +9,8 @@
 //   by positions, as B transposed (a 16 x 16 matrix of dwords); a dot product takes row i of A as
 //   one dword of B broadcast to every lane.
 // - A product with m sums over channels: A is the activation's rows as they lie (pairs of adjacent
-//   channels, one dword each), B is m's rows interleaved in pairs, made once per call.
+//   channels, one dword each; dot products broadcast them from a block of 16 rows transposed), B
+//   is m's rows interleaved in pairs, made once per call.
 #include "bf16_gram.h"
 
 #include <c10/util/Exception.h>
@@ -20,6 +21,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <cpuid.h>
@@ -298,12 +300,16 @@ bool runs_dots() {
   return runs;
 }
 
-// acc[i] += pair i of a (broadcast) . b, for the 16 rows i of a 16 x 16 block: one pair row b of
-// its column block, and a's 16 dwords (the same pair row of its row block).
-[[PVF_DOTS_TARGET, gnu::always_inline]] inline void dot_pair_row(__m512 acc[16], const uint32_t* a, __m512i b) {
+// acc[r][c] += pair r of a (broadcast) . b[c] for rows r < R of a block and N column blocks c (one
+// pair row of each); a's R dwords hold the rows' same pair.
+template <int R, int N>
+[[PVF_DOTS_TARGET, gnu::always_inline]] inline void dot_pairs(__m512 (&acc)[R][N], const uint32_t* a,
+                                                              const __m512i (&b)[N]) {
 #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i)
-    acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_set1_epi32(static_cast<int>(a[i])), (__m512bh)b);
+  for (int r = 0; r < R; ++r) {
+    const __m512bh broadcast = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r]));
+    for (int c = 0; c < N; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], broadcast, (__m512bh)b[c]);
+  }
 }
 
 // The upper triangle's 16 x 16 blocks of the Gram matrix over the n rows, each summed in 16
@@ -331,27 +337,30 @@ bool runs_dots() {
     for (int64_t ib = 0; ib < blocks; ++ib) {
       for (int64_t jb = ib; jb < blocks; ++jb) {
         float* partial = scratch + ib * 16 * C + jb * 16;
-        __m512 acc[16];
+        __m512 acc[16][1];
         for (int i = 0; i < 16; ++i)  // the first block's sums start from zero
-          acc[i] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(partial + i * C);
+          acc[i][0] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(partial + i * C);
         for (int64_t q = 0; q < groups; ++q) {
           const uint32_t* a = pair_tiles.get() + (q * blocks + ib) * 256;
           const uint32_t* b = pair_tiles.get() + (q * blocks + jb) * 256;
-          for (int k = 0; k < 16; ++k) dot_pair_row(acc, a + 16 * k, _mm512_loadu_si512(b + 16 * k));
+          for (int k = 0; k < 16; ++k) {
+            const __m512i column[1] = {_mm512_loadu_si512(b + 16 * k)};
+            dot_pairs<16, 1>(acc, a + 16 * k, column);
+          }
         }
         if (last) {
           alignas(64) float block[16 * 16];
-          for (int i = 0; i < 16; ++i) _mm512_store_ps(block + 16 * i, acc[i]);
+          for (int i = 0; i < 16; ++i) _mm512_store_ps(block + 16 * i, acc[i][0]);
           finish(ib, jb, block);
         } else {
-          for (int i = 0; i < 16; ++i) _mm512_storeu_ps(partial + i * C, acc[i]);
+          for (int i = 0; i < 16; ++i) _mm512_storeu_ps(partial + i * C, acc[i][0]);
         }
       }
     }
   }
 }
 
-// A block of 16 rows' channel pairs transposed for dot_pair_row: staged[16 k + r] = dword k of row r
+// A block of 16 rows' channel pairs transposed for dot_pairs: staged[16 k + r] = dword k of row r
 // (channels 2k and 2k + 1), k < C / 2; the pairs of 16 rows broadcast from one cache line.
 [[PVF_AVX512_TARGET, gnu::always_inline]] inline void transpose_row_pairs(const uint32_t* words, int64_t C,
                                                                           uint32_t* staged) {
@@ -363,18 +372,6 @@ bool runs_dots() {
     for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_epi32(mask, words + i * pairs + k0);
     transpose16(r);
     for (int64_t k = 0; k < valid; ++k) _mm512_storeu_si512(staged + (k0 + k) * 16, r[k]);
-  }
-}
-
-// acc[r][c] += pair r of a (broadcast) . b[c] for rows r < R of a block and N column blocks c (one
-// pair row of each); a's R dwords hold the rows' same pair.
-template <int R, int N>
-[[PVF_DOTS_TARGET, gnu::always_inline]] inline void dot_pairs(__m512 (&acc)[R][N], const uint32_t* a,
-                                                              const __m512i (&b)[N]) {
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    const __m512bh broadcast = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r]));
-    for (int c = 0; c < N; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], broadcast, (__m512bh)b[c]);
   }
 }
 
