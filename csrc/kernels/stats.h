@@ -35,8 +35,9 @@ PVF_HD StatsPartial fold_element(StatsPartial p, float v, NormMode mode) {
   return p;
 }
 
-// The std's warps fold a thread's kStatsRows values, of which the first n (0 <= n <= kStatsRows) lie
-// inside the image, and share 1 / (the warp's count of such values, at most kMaxWarpCount).
+// Every mode's warps fold a thread's kStatsRows values, of which the first n (0 <= n <= kStatsRows)
+// lie inside the image; the std's also share 1 / (the warp's count of such values, at most
+// kMaxWarpCount).
 constexpr int kStatsRows = 16, kMaxWarpCount = kStatsRows * 32;
 
 // Which of the values are inside, as a word with value q at bit row_bit(q): six to a byte, at
